@@ -1,0 +1,57 @@
+# One-command set-up on a bare Debian machine with Python 3.11 (root, registries only).
+#   make demo  - virtual environment + CPU torch + sd_widgets, then JupyterLab on the quickstart
+#   make test  - same set-up, Debian's chromium if missing, then the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sdw-installed
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup demo test test-unit test-notebooks test-browser lint bench browser-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+
+# The CPU build of torch is pinned in ONE place, requirements/torch-cpu.txt, and installed first
+# so that no other requirement can pull a CUDA build.
+$(STAMP): $(PY) pyproject.toml requirements/torch-cpu.txt
+	$(PY) -m pip install -r requirements/torch-cpu.txt
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	  else echo "chromium is missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; \
+	fi
+
+demo: setup
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/01_quickstart.ipynb
+
+lint: setup
+	$(PY) -m ruff check sd_widgets tests benchmarks
+
+test-unit: setup
+	$(PY) -m pytest -m "not browser" tests
+
+test-notebooks: setup
+	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly
+
+test-browser: setup browser-deps
+	$(PY) -m pytest -m browser tests
+
+test: setup browser-deps lint
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg
+
+bench: setup
+	$(PY) benchmarks/bench_compare.py
+	$(PY) benchmarks/bench_load.py
+	$(PY) benchmarks/bench_stats.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache tests/artifacts
