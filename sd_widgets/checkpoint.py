@@ -201,7 +201,7 @@ class Checkpoint(Mapping[str, TensorInfo]):
         """Read one tensor."""
         if key not in self._infos:
             raise KeyError(_unknown_key_message(key, self._infos))
-        return self._loader([key])[key]
+        return self._read([key])[key]
 
     def tensors(self, keys: Iterable[str]) -> dict[str, torch.Tensor]:
         """Read several tensors (one pass per file for sharded formats)."""
@@ -209,14 +209,41 @@ class Checkpoint(Mapping[str, TensorInfo]):
         for k in keys:
             if k not in self._infos:
                 raise KeyError(_unknown_key_message(k, self._infos))
-        return self._loader(keys) if keys else {}
+        return self._read(keys) if keys else {}
+
+    def _read(self, keys: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Call the loader; a failure (file changed, truncated or removed since it was opened)
+        becomes an :class:`UnreadableCheckpointError` naming the key."""
+        try:
+            return self._loader(keys)
+        except (UnreadableCheckpointError, MemoryError):
+            raise
+        except BaseException as exc:
+            # torch.distributed.checkpoint's CheckpointException derives from BaseException
+            if not isinstance(exc, Exception) and type(exc).__name__ != "CheckpointException":
+                raise
+            cause: BaseException = exc
+            failures = getattr(exc, "failures", None)
+            if isinstance(failures, Mapping) and failures:
+                first_failure = next(iter(failures.values()))
+                if isinstance(first_failure, tuple) and first_failure:
+                    cause = first_failure[0]
+            detail = (str(cause).strip().splitlines() or [""])[0]
+            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+            raise UnreadableCheckpointError(
+                f"reading {keys[0]!r}{more} from {self.source.describe()} failed "
+                f"({type(cause).__name__}: {detail}). The files changed, were removed or are "
+                "incomplete since the checkpoint was opened; re-open it, or re-download/re-save it."
+            ) from exc
 
     def state_dict(self) -> OrderedDict[str, torch.Tensor]:
         """Every tensor, in checkpoint order, with ``_metadata`` when the file had it."""
         tensors = self.tensors(list(self._infos))
         out: OrderedDict[str, torch.Tensor] = OrderedDict((k, tensors[k]) for k in self._infos)
         if self.metadata is not None:
-            out._metadata = OrderedDict(self.metadata)  # type: ignore[attr-defined]
+            out._metadata = OrderedDict(  # type: ignore[attr-defined]
+                (prefix, dict(value)) for prefix, value in self.metadata.items()
+            )
         return out
 
     def tied_groups(self) -> list[tuple[str, ...]]:
@@ -381,7 +408,7 @@ def _torch_load(path: Path, fmt: str, map_location, trust: bool):
         if "CUDA" in msg or "cuda" in msg:
             raise UnreadableCheckpointError(
                 f"{path} was saved from a GPU and cannot be mapped to {map_location!r} here: "
-                f"{msg.splitlines()[0]}. Pass map_location='cpu'."
+                f"{msg.splitlines()[0].rstrip('.')}. Pass map_location='cpu'."
             ) from None
         raise _unreadable(path, exc) from None
     except (EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError,

@@ -9,6 +9,7 @@ on any failure restores the snapshot before raising :class:`~sd_widgets.LoadErro
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections import OrderedDict
@@ -65,17 +66,29 @@ class _Snapshot:
     def tensors(self) -> dict[str, torch.Tensor]:
         return {s.key: (s.data if s.data is not None else s.obj.detach()) for s in self.items}
 
-    def restore(self) -> None:
+    def restore(self) -> list[str]:
+        """Put every saved tensor back; returns the keys that could not be restored exactly.
+
+        Never stops at the first failure: a tensor whose ``copy_`` is broken (patched, or a
+        subclass) gets its saved copy through ``.data`` instead, and the others are restored.
+        """
         with torch.no_grad():
             for s in self.items:
                 container = s.module._parameters if s.is_param else s.module._buffers
                 if container.get(s.attr) is not s.obj:
                     container[s.attr] = s.obj  # undo an assign=True replacement
-                if s.data is not None:
+                if s.data is None:
+                    continue
+                try:
                     if s.obj.shape == s.data.shape and s.obj.dtype == s.data.dtype:
-                        s.obj.copy_(s.data)
+                        # the class's copy_, not an attribute patched onto this tensor
+                        torch.Tensor.copy_(s.obj, s.data)
                     else:
                         s.obj.data = s.data.clone()
+                except Exception:
+                    with contextlib.suppress(Exception):  # else reported by matches_model()
+                        s.obj.data = s.data.clone()
+        return self.matches_model()
 
     def matches_model(self) -> list[str]:
         """Keys whose current value differs from the snapshot (empty after a clean restore)."""
@@ -165,7 +178,11 @@ def partial_load(
         f"{m}.{b}" for m in plan.bn_reset_modules
         for b in ("running_mean", "running_var", "num_batches_tracked") if f"{m}.{b}" in live
     ]
-    snapshot = _Snapshot(model, list(sd) + [k for k in bn_keys if k not in sd])
+    # keys tied to a loaded tensor (same Parameter object): loaded through it, kept tied
+    loaded_ids = {id(live[k]): k for k in sd}
+    tied_along = {k: loaded_ids[id(v)] for k, v in live.items()
+                  if k not in sd and isinstance(v, torch.Tensor) and id(v) in loaded_ids}
+    snapshot = _Snapshot(model, list(sd) + [k for k in bn_keys if k not in sd] + list(tied_along))
     results = []
     try:
         if meta_keys:
@@ -173,12 +190,13 @@ def partial_load(
                 (k, sd[k].to(live[k].dtype) if sd[k].dtype != live[k].dtype else sd[k])
                 for k in meta_keys
             )
-            meta_sd._metadata = sd._metadata  # type: ignore[attr-defined]
+            meta_sd._metadata = _fresh_metadata(sd)  # type: ignore[attr-defined]
             results.append(model.load_state_dict(meta_sd, strict=False, assign=True))
+            _retie(model, tied_along)  # assign=True replaced the object the tied keys share
         real_sd: OrderedDict[str, torch.Tensor] = OrderedDict(
             (k, v) for k, v in sd.items() if k not in set(meta_keys)
         )
-        real_sd._metadata = sd._metadata  # type: ignore[attr-defined]
+        real_sd._metadata = _fresh_metadata(sd)  # type: ignore[attr-defined]
         if real_sd or not meta_keys:
             results.append(model.load_state_dict(real_sd, strict=False))
         for r in results:
@@ -196,15 +214,26 @@ def partial_load(
                         f"{key!r} differs from its checkpoint tensor after loading (a load hook "
                         "changed it?)"
                     )
+            for key, through in tied_along.items():
+                if after[key] is not after[through]:
+                    raise RuntimeError(f"{key!r} is no longer tied to {through!r} after loading")
     except BaseException as exc:
-        snapshot.restore()
+        unrestored = snapshot.restore()
         if not isinstance(exc, Exception):
             raise  # KeyboardInterrupt and friends: rolled back, then propagate as they are
         failed_key = next((k for k in sd if k in str(exc)), None)
-        raise LoadError(
-            f"partial load failed ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}). "
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        # torch's "Error(s) in loading state_dict for X:" says nothing without its next line
+        detail = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines or [""])[0]
+        rolled_back = (
             f"The model was rolled back: all {len(snapshot.items)} touched tensors are exactly "
-            "as before.",
+            "as before." if not unrestored else
+            f"Rolling back FAILED for {len(unrestored)} tensors (first: {unrestored[0]!r}); "
+            "the others are as before. Rebuild the model or reload its weights."
+        )
+        raise LoadError(
+            f"partial load failed ({type(exc).__name__}: {detail or repr(exc)}). "
+            + rolled_back,
             cause=exc,
             key=failed_key,
         ) from exc
@@ -215,14 +244,41 @@ def partial_load(
         snapshot=snapshot,
         loaded=list(sd),
         assigned=bool(meta_keys),
-        untouched=[k for k in entries if k not in sd and k not in set(bn_keys)],
+        untouched=[k for k in entries if k not in sd and k not in set(bn_keys)
+                   and k not in tied_along],
         seconds=0.0,
         incompatible=results,
+        tied=tied_along,
     )
     if stats:
         report._compute_stats()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _fresh_metadata(sd: Mapping[str, Any]) -> OrderedDict[str, dict[str, Any]]:
+    """A private copy of ``sd._metadata`` for one ``load_state_dict`` call.
+
+    ``load_state_dict(assign=True)`` stores ``assign_to_params_buffers=True`` in the per-module
+    metadata dicts it is handed; sharing them would turn later in-place loads into assigns.
+    """
+    meta = getattr(sd, "_metadata", None) or {}
+    return OrderedDict((prefix, dict(value)) for prefix, value in meta.items())
+
+
+def _tensor_slot(model: nn.Module, key: str) -> tuple[dict[str, Any], str]:
+    mod_name, _, attr = key.rpartition(".")
+    module = model.get_submodule(mod_name)
+    return (module._parameters if attr in module._parameters else module._buffers), attr
+
+
+def _retie(model: nn.Module, tied_along: Mapping[str, str]) -> None:
+    """Point every tied key at the (possibly new) object of the key it was loaded through."""
+    for key, through in tied_along.items():
+        src_slot, src_attr = _tensor_slot(model, through)
+        slot, attr = _tensor_slot(model, key)
+        if slot.get(attr) is not src_slot[src_attr]:
+            slot[attr] = src_slot[src_attr]
 
 
 def model_keys_of(sd: Mapping[str, Any]) -> list[str]:
@@ -234,7 +290,7 @@ class LoadReport:
 
     def __init__(self, *, model: nn.Module, plan: LoadPlan, snapshot: _Snapshot,
                  loaded: list[str], assigned: bool, untouched: list[str], seconds: float,
-                 incompatible: list[Any]) -> None:
+                 incompatible: list[Any], tied: Mapping[str, str] | None = None) -> None:
         self._model = weakref.ref(model)
         self.plan = plan
         self._snapshot = snapshot
@@ -250,6 +306,8 @@ class LoadReport:
         self.adapted = plan.adapted
         #: BatchNorm modules whose running statistics were reset (bn="reset")
         self.bn_reset = list(plan.bn_reset_modules)
+        #: key → the loaded key it is tied to (same tensor): changed through it, still tied
+        self.tied: dict[str, str] = dict(tied or {})
         #: True when meta-device tensors were replaced (assign=True) instead of copied into
         self.assigned = assigned
         self.seconds = seconds
@@ -303,7 +361,7 @@ class LoadReport:
             entry = self.plan.entries.get(key)
             row: dict[str, Any] = {
                 "key": key,
-                "action": "bn_reset" if key not in loaded else
+                "action": ("tied" if key in self.tied else "bn_reset") if key not in loaded else
                 ("adapt" if entry is not None and entry.adapter else "load"),
                 "ckpt_key": entry.ckpt_key if entry is not None else None,
                 "cast": " → ".join(entry.cast) if entry is not None and entry.cast else None,
@@ -402,8 +460,7 @@ class LoadReport:
                 "again (sdw.partial_load) to re-apply it."
             )
         self.model  # noqa: B018 - raises if the model is gone
-        self._snapshot.restore()
-        bad = self._snapshot.matches_model()
+        bad = self._snapshot.restore()
         if bad:
             raise UndoError(f"undo could not restore {bad[:3]} exactly")
         self._snapshot.release()

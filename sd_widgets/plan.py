@@ -238,16 +238,22 @@ class LoadPlan:
         return out
 
     def metadata(self, model: nn.Module | None = None) -> OrderedDict[str, Any]:
-        """Module-version metadata for the filtered dict (model's, overridden by checkpoint's)."""
+        """Module-version metadata for the filtered dict (model's, overridden by checkpoint's).
+
+        The per-module dicts are copies: ``load_state_dict(assign=True)`` writes
+        ``assign_to_params_buffers`` into the ``_metadata`` it is given, which would otherwise
+        make every later load from the same checkpoint assign instead of copying in place.
+        """
         model = model if model is not None else self.comparison.model
         meta: OrderedDict[str, Any] = OrderedDict()
         if model is not None:
-            meta.update(getattr(model.state_dict(), "_metadata", {}) or {})
+            for prefix, value in (getattr(model.state_dict(), "_metadata", {}) or {}).items():
+                meta[prefix] = dict(value)
         ck_meta = self.comparison.checkpoint.metadata
         if ck_meta:
             rules = self.comparison.renames
             for prefix, value in ck_meta.items():
-                meta[rename_prefix(prefix, rules)] = value
+                meta[rename_prefix(prefix, rules)] = dict(value)
         return meta
 
     # code export -------------------------------------------------------------------------------

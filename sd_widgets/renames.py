@@ -7,7 +7,9 @@ A rule set can be given as:
   ``{"re:^fc\\.": "classifier."}`` (``re:`` marks a regex), ``{"fc.weight": "head.weight"}``
   (an exact pair);
 * an iterable of :class:`Rename` objects or ``(old, new)`` pairs read the same way;
-* a single :class:`Rename`.
+* a single :class:`Rename`;
+* accepted suggestions: items of ``Comparison.suggest_renames()`` (exact pairs) and of
+  ``Comparison.prefix_suggestions()`` (their rules), in an iterable, mixed freely with rules.
 
 Each rule sees the output of the previous one.
 """
@@ -154,6 +156,10 @@ def parse_renames(renames: RenamesLike) -> tuple[Rename, ...]:
     for item in renames:
         if isinstance(item, Rename):
             rules.append(item)
+        elif isinstance(getattr(item, "rule", None), Rename):  # Comparison.prefix_suggestions()
+            rules.append(item.rule)
+        elif hasattr(item, "ckpt_key") and hasattr(item, "model_key"):  # suggest_renames()
+            rules.append(Rename.exact(item.ckpt_key, item.model_key))
         elif isinstance(item, (tuple, list)) and len(item) == 2:
             rules.append(_rule_from_pair(item[0], item[1]))
         else:

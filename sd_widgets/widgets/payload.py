@@ -1,0 +1,557 @@
+"""Plain-Python logic behind the Explorer widget: payloads out, gestures in.
+
+Nothing here imports anywidget or ipywidgets, so every rule the widget follows (what a
+payload holds, which keys can be selected and why not, what a click on a module node or a
+shift-click selects, what the preview shows) is tested without a browser.
+
+The tree payload
+----------------
+:func:`build_tree_payload` turns :meth:`Comparison.tree` (nested module nodes, see
+``docs/internals.md``) into ONE compact, columnar JSON object: the tree flattened in
+pre-order, one entry per module node or tensor row, each column a list indexed by entry.
+A subtree is the contiguous range ``[i + 1, end[i])``, so the front end can collapse, filter,
+range-select and virtualise a 30,000-key tree with plain array scans. The root module is not
+an entry; its counts are ``payload["counts"]``.
+
+Columns (``payload["columns"]``), ``None`` where a column does not apply to an entry:
+
+==============  ================================================================
+``t``           0 = module node, 1 = tensor row
+``depth``       0 for children of the root
+``end``         index one past the entry's subtree (``i + 1`` for a tensor)
+``parent``      index of the parent module entry, -1 for children of the root
+``name``        last path segment shown in the tree
+``path``        module path (modules) or row key (tensors: the model key when the
+                model has it, else the checkpoint key)
+``module_type`` class name of the module, or None
+``counts``      modules: one count per status of ``payload["statuses"]`` (subtree)
+``sides``       tensors: 1 checkpoint only, 2 model only, 3 both;
+                modules: 1/2/3 from the counts (which columns have keys under it)
+``status``      tensors: index into ``payload["statuses"]``
+``kind``        tensors: "param", "buffer" or None (checkpoint-only)
+``ckpt_key``    tensors: checkpoint key when it differs from ``path`` (a rename), else None
+``model_key``   tensors: model key when it differs from ``path``, else None
+``ckpt_shape``  / ``model_shape``: lists of ints, None when that side is absent
+``ckpt_dtype``  / ``model_dtype``: index into ``payload["dtypes"]``, None when absent
+``nbytes``      tensors: bytes (checkpoint side, else model side); modules: subtree sum
+``numel``       tensors: elements (checkpoint side, else model side); modules: subtree sum
+``loadable``    tensors: 1 when selectable as is (match, dtype mismatch), else 0
+``adaptable``   tensors: 1 for a shape mismatch the "overlap" adapter can load, else 0
+``reason``      tensors: why the row cannot be loaded as is (hover text), or None
+``tied``        tensors: other keys sharing the storage, or None
+==============  ================================================================
+
+Strings from checkpoints and models go into the payload unchanged; the front end inserts them
+with ``textContent`` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "LEGEND",
+    "PAYLOAD_VERSION",
+    "STATUSES",
+    "TreeIndex",
+    "apply_range",
+    "build_tree_payload",
+    "clean_selection",
+    "format_bytes",
+    "format_count",
+    "png_data_url",
+    "preview_from_plan",
+    "rule_from_spec",
+    "rule_to_spec",
+    "rules_payload",
+    "suggestions_payload",
+    "summary_html",
+    "summary_text",
+    "toggle",
+]
+
+PAYLOAD_VERSION = 1
+
+try:  # the core's constants are the source of truth when it is importable
+    from ..compare import STATUSES as _CORE_STATUSES
+
+    STATUSES: tuple[str, ...] = tuple(_CORE_STATUSES)
+except ImportError:  # pragma: no cover - only while the core is being written
+    STATUSES = ("match", "shape_mismatch", "dtype_mismatch", "missing", "missing_buffer",
+                "unexpected")
+
+#: how each status is shown: colour (CSS, Okabe–Ito) AND an icon AND a label
+LEGEND: list[dict[str, str]] = [
+    {"status": "match", "icon": "✓", "label": "match", "plural": "matches",
+     "description": "same name, shape and dtype on both sides: loads as is"},
+    {"status": "shape_mismatch", "icon": "≠", "label": "shape mismatch",
+     "plural": "shape mismatches",
+     "description": "same name, different shape: load_state_dict raises even with strict=False"},
+    {"status": "dtype_mismatch", "icon": "≈", "label": "dtype mismatch",
+     "plural": "dtype mismatches",
+     "description": "same name and shape, different dtype: loads, silently cast to the model's dtype"},
+    {"status": "missing", "icon": "−", "label": "missing parameter",
+     "plural": "missing parameters",
+     "description": "model parameter absent from the checkpoint: keeps its current value"},
+    {"status": "missing_buffer", "icon": "◌", "label": "missing buffer",
+     "plural": "missing buffers",
+     "description": "model buffer (e.g. BatchNorm running stats, num_batches_tracked) absent "
+                    "from the checkpoint: keeps its current value"},
+    {"status": "unexpected", "icon": "+", "label": "unexpected key",
+     "plural": "unexpected keys",
+     "description": "checkpoint key the model does not have: ignored unless renamed"},
+]
+_LEGEND_BY_STATUS = {item["status"]: item for item in LEGEND}
+_PROBLEMS = tuple(s for s in STATUSES if s != "match")
+
+
+# --------------------------------------------------------------------------------------------
+# the tree payload
+# --------------------------------------------------------------------------------------------
+
+_COLUMNS = (
+    "t", "depth", "end", "parent", "name", "path", "module_type", "counts", "sides", "status",
+    "kind", "ckpt_key", "model_key", "ckpt_shape", "model_shape", "ckpt_dtype", "model_dtype",
+    "nbytes", "numel", "loadable", "adaptable", "reason", "tied",
+)
+_CKPT_SIDE = frozenset({"match", "shape_mismatch", "dtype_mismatch", "unexpected"})
+_MODEL_SIDE = frozenset({"match", "shape_mismatch", "dtype_mismatch", "missing", "missing_buffer"})
+
+
+def _numel(shape: Sequence[int] | None) -> int:
+    return math.prod(shape) if shape is not None else 0
+
+
+def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str = "") -> dict:
+    """Flatten ``Comparison.tree()`` into the compact columnar payload described above."""
+    statuses = list(STATUSES)
+    status_index = {s: i for i, s in enumerate(statuses)}
+    ckpt_side = [1 if s in _CKPT_SIDE else 0 for s in statuses]
+    model_side = [1 if s in _MODEL_SIDE else 0 for s in statuses]
+    dtypes: list[str] = []
+    dtype_index: dict[str, int] = {}
+
+    def dt(name: str | None) -> int | None:
+        if name is None:
+            return None
+        i = dtype_index.get(name)
+        if i is None:
+            i = dtype_index[name] = len(dtypes)
+            dtypes.append(name)
+        return i
+
+    cols: dict[str, list] = {c: [] for c in _COLUMNS}
+    n_keys = 0
+    # iterative pre-order walk; a module's `end`, `nbytes` and `numel` are filled on exit
+    stack: list[tuple[Mapping[str, Any], int, int, bool]] = [
+        (child, 0, -1, False) for child in reversed(list(tree.get("children", ())))
+    ]
+    while stack:
+        node, depth, parent, exiting = stack.pop()
+        if exiting:
+            i = parent  # on exit `parent` carries the module's own index
+            end = len(cols["t"])
+            cols["end"][i] = end
+            kids = [j for j in range(i + 1, end) if cols["t"][j] == 1]
+            cols["nbytes"][i] = sum(cols["nbytes"][j] for j in kids)
+            cols["numel"][i] = sum(cols["numel"][j] for j in kids)
+            continue
+        i = len(cols["t"])
+        is_module = node.get("type") == "module"
+        row = dict.fromkeys(_COLUMNS)
+        row.update(t=0 if is_module else 1, depth=depth, end=i + 1, parent=parent,
+                   name=str(node.get("name", "")), path=str(node.get("path", "")))
+        if is_module:
+            counts_map = node.get("counts") or {}
+            counts = [int(counts_map.get(s, 0)) for s in statuses]
+            row.update(
+                module_type=node.get("module_type"),
+                counts=counts,
+                sides=(1 if any(c and k for c, k in zip(counts, ckpt_side, strict=True)) else 0)
+                | (2 if any(c and m for c, m in zip(counts, model_side, strict=True)) else 0),
+            )
+        else:
+            n_keys += 1
+            key = row["path"]
+            status = node.get("status")
+            if status not in status_index:
+                raise ValueError(f"tree leaf {key!r} has unknown status {status!r}; "
+                                 f"expected one of {statuses}")
+            ckpt_key, model_key = node.get("ckpt_key"), node.get("model_key")
+            ckpt_shape, model_shape = node.get("ckpt_shape"), node.get("model_shape")
+            shape = ckpt_shape if ckpt_shape is not None else model_shape
+            row.update(
+                sides=(1 if ckpt_key is not None else 0) | (2 if model_key is not None else 0),
+                status=status_index[status],
+                kind=node.get("kind"),
+                ckpt_key=ckpt_key if ckpt_key is not None and ckpt_key != key else None,
+                model_key=model_key if model_key is not None and model_key != key else None,
+                ckpt_shape=list(ckpt_shape) if ckpt_shape is not None else None,
+                model_shape=list(model_shape) if model_shape is not None else None,
+                ckpt_dtype=dt(node.get("ckpt_dtype")),
+                model_dtype=dt(node.get("model_dtype")),
+                nbytes=int(node.get("nbytes") or 0),
+                numel=_numel(shape),
+                loadable=1 if node.get("loadable") else 0,
+                adaptable=1 if node.get("adaptable") else 0,
+                reason=node.get("reason") or None,
+                tied=list(node.get("tied") or ()) or None,
+            )
+        for c in _COLUMNS:
+            cols[c].append(row[c])
+        if is_module:
+            stack.append((node, depth, i, True))
+            stack.extend((child, depth + 1, i, False)
+                         for child in reversed(list(node.get("children", ()))))
+    root_counts = tree.get("counts") or {}
+    return {
+        "version": PAYLOAD_VERSION,
+        "statuses": statuses,
+        "legend": [_LEGEND_BY_STATUS[s] for s in statuses if s in _LEGEND_BY_STATUS],
+        "dtypes": dtypes,
+        "counts": [int(root_counts.get(s, 0)) for s in statuses],
+        "n_keys": n_keys,
+        "n_entries": len(cols["t"]),
+        "source": source,
+        "model": model,
+        "columns": cols,
+    }
+
+
+def empty_payload(*, source: str = "", model: str = "") -> dict:
+    """A payload with no rows (shown when the checkpoint could not be read)."""
+    return build_tree_payload({"type": "module", "path": "", "name": "", "children": []},
+                              source=source, model=model)
+
+
+@dataclass
+class TreeIndex:
+    """Lookups over one payload, built once per payload (all O(1) or O(subtree))."""
+
+    payload: Mapping[str, Any]
+    _entry_of_key: dict[str, int] = field(init=False, repr=False)
+    _entry_of_module: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        cols = self.payload["columns"]
+        self._entry_of_key = {}
+        self._entry_of_module = {}
+        for i, (t, path) in enumerate(zip(cols["t"], cols["path"], strict=True)):
+            (self._entry_of_key if t == 1 else self._entry_of_module).setdefault(path, i)
+
+    @property
+    def columns(self) -> Mapping[str, list]:
+        return self.payload["columns"]
+
+    @property
+    def keys(self) -> list[str]:
+        """Row keys in tree order."""
+        cols = self.columns
+        return [p for t, p in zip(cols["t"], cols["path"], strict=True) if t == 1]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entry_of_key
+
+    def status(self, key: str) -> str:
+        return self.payload["statuses"][self.columns["status"][self._entry_of_key[key]]]
+
+    def row(self, key: str) -> dict[str, Any]:
+        """One tensor row as a dict (dtype indices resolved to names)."""
+        i = self._entry_of_key[key]
+        out = {c: self.columns[c][i] for c in _COLUMNS}
+        out["status"] = self.payload["statuses"][out["status"]]
+        for side in ("ckpt", "model"):
+            d = out[f"{side}_dtype"]
+            out[f"{side}_dtype"] = None if d is None else self.payload["dtypes"][d]
+            present = out["sides"] & (1 if side == "ckpt" else 2)
+            if out[f"{side}_key"] is None and present:
+                out[f"{side}_key"] = key
+        return out
+
+    def is_module(self, path: str) -> bool:
+        return path in self._entry_of_module
+
+    def selectable(self, key: str, adapters: Mapping[str, Any] | None = None) -> bool:
+        """Whether ``key`` can be selected: loadable as is, or adaptable with an adapter set."""
+        i = self._entry_of_key.get(key)
+        if i is None:
+            return False
+        cols = self.columns
+        return bool(cols["loadable"][i] or (cols["adaptable"][i] and adapters and key in adapters))
+
+    def selectable_keys(self, adapters: Mapping[str, Any] | None = None) -> list[str]:
+        """Every selectable row key, in tree order ("select all loadable")."""
+        return [k for k in self.keys if self.selectable(k, adapters)]
+
+    def not_selectable(self, adapters: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """Row key → why it cannot be selected (the hover text)."""
+        cols = self.columns
+        out = {}
+        for k in self.keys:
+            if not self.selectable(k, adapters):
+                i = self._entry_of_key[k]
+                out[k] = cols["reason"][i] or f"{self.status(k).replace('_', ' ')}: cannot be loaded"
+        return out
+
+    def subtree_keys(self, path: str) -> list[str]:
+        """Row keys under module ``path`` ("" is the whole tree), or ``[path]`` for a row key."""
+        if path == "":
+            return self.keys
+        i = self._entry_of_module.get(path)
+        if i is None:
+            if path in self._entry_of_key:
+                return [path]
+            raise KeyError(f"{path!r} is neither a module path nor a row key of this tree")
+        cols = self.columns
+        return [cols["path"][j] for j in range(i + 1, cols["end"][i]) if cols["t"][j] == 1]
+
+    def resolve(self, keys: Iterable[str] = (), modules: Iterable[str] = ()) -> list[str]:
+        """Row keys named directly or through a module path, in tree order, without repeats."""
+        wanted: set[str] = set()
+        for k in keys:
+            if k not in self._entry_of_key:
+                raise KeyError(f"{k!r} is not a row key of this tree")
+            wanted.add(k)
+        for m in modules:
+            wanted.update(self.subtree_keys(m))
+        return [k for k in self.keys if k in wanted]
+
+    def order(self, keys: Iterable[str]) -> list[str]:
+        """``keys`` that exist in this tree, in tree order, without repeats."""
+        wanted = set(keys)
+        return [k for k in self.keys if k in wanted]
+
+
+# --------------------------------------------------------------------------------------------
+# selection: pure functions from (selection, gesture) to the new selection
+# --------------------------------------------------------------------------------------------
+
+
+def clean_selection(
+    index: TreeIndex, selection: Iterable[str], adapters: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Keep the selectable keys of ``selection``, in tree order, without repeats."""
+    wanted = set(selection)
+    return [k for k in index.keys if k in wanted and index.selectable(k, adapters)]
+
+
+def toggle(
+    index: TreeIndex,
+    selection: Iterable[str],
+    *,
+    keys: Iterable[str] = (),
+    modules: Iterable[str] = (),
+    adapters: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """A click on rows/module nodes: when every selectable key they cover is selected, deselect
+    them all; otherwise select them all. Keys that cannot be selected are left out."""
+    current = set(selection)
+    target = [k for k in index.resolve(keys, modules) if index.selectable(k, adapters)]
+    if target and all(k in current for k in target):
+        current.difference_update(target)
+    else:
+        current.update(target)
+    return clean_selection(index, current, adapters)
+
+
+def apply_range(
+    index: TreeIndex,
+    selection: Iterable[str],
+    *,
+    keys: Iterable[str] = (),
+    modules: Iterable[str] = (),
+    select: bool = True,
+    adapters: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """A shift-click: give every selectable key in the range (the visible rows between the
+    anchor and the clicked row, collapsed module nodes standing for their subtree) the state
+    ``select``."""
+    current = set(selection)
+    target = [k for k in index.resolve(keys, modules) if index.selectable(k, adapters)]
+    if select:
+        current.update(target)
+    else:
+        current.difference_update(target)
+    return clean_selection(index, current, adapters)
+
+
+# --------------------------------------------------------------------------------------------
+# preview, suggestions, rules
+# --------------------------------------------------------------------------------------------
+
+
+def preview_from_plan(plan: Any, *, max_keys: int = 500) -> dict[str, Any]:
+    """What the selection's OrderedDict holds: tensors, parameters (elements), bytes, keys.
+
+    Reads only the plan's metadata (``keys``, ``numel``, ``nbytes``, ``skipped``); no tensor is
+    materialised. Key lists are capped at ``max_keys`` with the totals alongside.
+    """
+    keys = list(getattr(plan, "keys", ()) or ())
+    skipped = dict(getattr(plan, "skipped", {}) or {})
+    skipped_items = list(skipped.items())[:max_keys]
+    return {
+        "n_tensors": len(keys),
+        "n_params": int(getattr(plan, "numel", 0) or 0),
+        "nbytes": int(getattr(plan, "nbytes", 0) or 0),
+        "keys": keys[:max_keys],
+        "n_keys_total": len(keys),
+        "skipped": [[str(k), str(v)] for k, v in skipped_items],
+        "n_skipped_total": len(skipped),
+        "text": (f"{format_count(len(keys))} tensors · {format_count(int(plan.numel or 0))} "
+                 f"parameters · {format_bytes(int(plan.nbytes or 0))}"),
+    }
+
+
+def empty_preview() -> dict[str, Any]:
+    return {"n_tensors": 0, "n_params": 0, "nbytes": 0, "keys": [], "n_keys_total": 0,
+            "skipped": [], "n_skipped_total": 0, "text": "nothing selected"}
+
+
+def rule_to_spec(rule: Any) -> dict[str, str]:
+    """A :class:`~sd_widgets.renames.Rename` as the ``{"kind", "old", "new", "label"}`` dict
+    the widget shows and sends back."""
+    return {"kind": rule.kind, "old": rule.old, "new": rule.new, "label": rule.describe()}
+
+
+def rule_from_spec(spec: Mapping[str, Any]) -> Any:
+    """The inverse of :func:`rule_to_spec`; raises ``ValueError`` with a readable message."""
+    from ..renames import Rename
+
+    kind = spec.get("kind")
+    old, new = spec.get("old"), spec.get("new", "")
+    if kind not in ("prefix", "regex", "exact"):
+        raise ValueError(f"rename rule kind must be 'prefix', 'regex' or 'exact', not {kind!r}")
+    if not isinstance(old, str) or not isinstance(new, str):
+        raise ValueError("a rename rule needs text in both 'from' and 'to'")
+    if kind in ("regex", "exact") and not old:
+        raise ValueError(f"a {kind} rename rule needs a non-empty 'from'")
+    if kind == "prefix" and not old and not new:
+        raise ValueError("a prefix rule needs a prefix to strip, replace or add")
+    return Rename(kind, old, new)
+
+
+def rules_payload(rules: Iterable[Any]) -> list[dict[str, str]]:
+    return [rule_to_spec(r) for r in rules]
+
+
+def suggestions_payload(
+    pairs: Iterable[Sequence[Any]], prefix_rules: Iterable[Any] = (), *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Rename suggestions as rows the widget lists with an "accept" button each.
+
+    ``pairs`` are ``(ckpt_key, model_key, score, reason)`` from ``suggest_renames()``;
+    ``prefix_rules`` are ``RuleSuggestion`` items (``.rule``, ``.fixes``, ``.reason``) from
+    ``prefix_suggestions()`` or bare :class:`Rename` rules, listed first: one rule can fix many
+    keys. Each suggestion carries the rule accepting it adds.
+    """
+    out: list[dict[str, Any]] = []
+    for item in prefix_rules:
+        rule = getattr(item, "rule", item)
+        spec = rule_to_spec(rule)
+        out.append({"id": f"rule:{len(out)}", "type": "rule", "rule": spec,
+                    "label": spec["label"], "score": None,
+                    "reason": str(getattr(item, "reason", "") or "rename rule"),
+                    "fixes": getattr(item, "fixes", None),
+                    "ckpt_key": None, "model_key": None})
+    for item in pairs:
+        ckpt_key, model_key, score, reason = [*list(item), None, None][:4]
+        spec = {"kind": "exact", "old": str(ckpt_key), "new": str(model_key),
+                "label": f"{ckpt_key!r} → {model_key!r}"}
+        out.append({"id": f"pair:{len(out)}", "type": "pair", "rule": spec,
+                    "label": f"{ckpt_key} → {model_key}",
+                    "score": None if score is None else round(float(score), 3),
+                    "reason": None if reason is None else str(reason),
+                    "ckpt_key": str(ckpt_key), "model_key": str(model_key)})
+        if len(out) >= limit:
+            break
+    return out[:limit]
+
+
+# --------------------------------------------------------------------------------------------
+# text helpers and the static (no widget front end) summary
+# --------------------------------------------------------------------------------------------
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+def format_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def png_data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _count_phrases(payload: Mapping[str, Any]) -> list[str]:
+    out = []
+    for status, n in zip(payload["statuses"], payload["counts"], strict=True):
+        if n:
+            item = _LEGEND_BY_STATUS.get(status, {"label": status, "plural": status + "s"})
+            out.append(f"{n} {item['label'] if n == 1 else item['plural']}")
+    return out
+
+
+def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: int = 20) -> str:
+    """Plain-text summary: counts per status and the first problem rows (stable, no ids)."""
+    lines = [f"Explorer: {payload.get('model') or 'model'} ← {payload.get('source') or 'checkpoint'}",
+             f"{payload['n_keys']} keys: " + (", ".join(_count_phrases(payload)) or "none")
+             + f"; {n_selected} selected"]
+    cols = payload["columns"]
+    problems = [i for i, t in enumerate(cols["t"])
+                if t == 1 and payload["statuses"][cols["status"][i]] != "match"]
+    for i in problems[:max_rows]:
+        status = payload["statuses"][cols["status"][i]]
+        lines.append(f"  {_LEGEND_BY_STATUS[status]['icon']} {cols['path'][i]}: "
+                     f"{_LEGEND_BY_STATUS[status]['label']}" + _shapes_text(payload, i))
+    if len(problems) > max_rows:
+        lines.append(f"  … and {len(problems) - max_rows} more")
+    return "\n".join(lines)
+
+
+def _shapes_text(payload: Mapping[str, Any], i: int) -> str:
+    cols = payload["columns"]
+    status = payload["statuses"][cols["status"][i]]
+    if status == "shape_mismatch":
+        return f" (checkpoint {tuple(cols['ckpt_shape'][i])} vs model {tuple(cols['model_shape'][i])})"
+    if status == "dtype_mismatch":
+        d = payload["dtypes"]
+        return f" (checkpoint {d[cols['ckpt_dtype'][i]]} vs model {d[cols['model_dtype'][i]]})"
+    if cols["ckpt_key"][i]:
+        return f" (checkpoint key {cols['ckpt_key'][i]})"
+    return ""
+
+
+def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: int = 50) -> str:
+    """The readable static fallback: a small HTML table, every string escaped."""
+    e = html.escape
+    cols = payload["columns"]
+    head = (f"<p><b>sd_widgets Explorer</b>: {e(payload.get('model') or 'model')} ← "
+            f"{e(payload.get('source') or 'checkpoint')}<br>{payload['n_keys']} keys: "
+            f"{e(', '.join(_count_phrases(payload)) or 'none')}; {n_selected} selected. "
+            "<i>(Static summary: run the notebook with a live kernel for the interactive "
+            "explorer.)</i></p>")
+    rows = []
+    problems = [i for i, t in enumerate(cols["t"])
+                if t == 1 and payload["statuses"][cols["status"][i]] != "match"]
+    for i in problems[:max_rows]:
+        status = payload["statuses"][cols["status"][i]]
+        item = _LEGEND_BY_STATUS[status]
+        rows.append(f"<tr><td>{e(item['icon'])} {e(item['label'])}</td>"
+                    f"<td><code>{e(cols['path'][i])}</code></td>"
+                    f"<td>{e(_shapes_text(payload, i).strip(' ()'))}</td></tr>")
+    more = (f"<tr><td colspan='3'>… and {len(problems) - max_rows} more</td></tr>"
+            if len(problems) > max_rows else "")
+    table = ("<table><thead><tr><th>status</th><th>key</th><th>detail</th></tr></thead>"
+             f"<tbody>{''.join(rows)}{more}</tbody></table>") if rows else ""
+    return f"<div class='sdw-static'>{head}{table}</div>"

@@ -1,0 +1,290 @@
+"""Tests for sd_widgets.plots: figure structure, PNG rendering, no pyplot.
+
+Each plot is also written to /tmp/sdw_plots/ so it can be looked at.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+
+from sd_widgets import plots as plots_module
+from sd_widgets import stats as stats_module
+from sd_widgets.plots import (
+    AFTER_COLOR,
+    BEFORE_COLOR,
+    PNG_SIGNATURE,
+    bn_running_stats,
+    figure_to_png,
+    histogram_overlay,
+    load_summary,
+    shorten,
+)
+from sd_widgets.stats import change_frame
+
+OUT = Path("/tmp/sdw_plots")
+
+
+def save(fig: Figure, name: str) -> bytes:
+    png = figure_to_png(fig, dpi=100)
+    assert png.startswith(PNG_SIGNATURE) and len(png) > 5_000
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}.png").write_bytes(png)
+    return png
+
+
+def small_cnn(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3),
+        torch.nn.BatchNorm2d(32),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32 * 4 * 4, 10),
+    )
+
+
+@pytest.fixture(scope="module")
+def before_after():
+    """A freshly initialised model (before) and a 'pretrained' one with trained BN stats (after)."""
+    before = small_cnn(0)
+    after = small_cnn(1)
+    after.train()
+    with torch.no_grad():
+        for _ in range(3):
+            after(torch.randn(8, 3, 8, 8) * 2 + 0.5)
+    return before.state_dict(), after.state_dict()
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def test_figure_to_png_and_shorten():
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [1, 0])
+    assert figure_to_png(fig).startswith(PNG_SIGNATURE)
+    assert shorten("short") == "short"
+    long = "encoder.layers.11.self_attention.output_projection.weight"
+    s = shorten(long, 30)
+    assert len(s) == 30 and s.startswith("…") and long.endswith(s[1:])
+
+
+def _imports(module) -> set[str]:
+    tree = ast.parse(Path(module.__file__).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+def test_imports_no_pyplot_and_only_allowed_modules():
+    """plots never touches pyplot; stats/plots import only torch, matplotlib, pandas, tqdm,
+    stdlib — and plots may import stats (the only sd_widgets module either may import)."""
+    allowed = {"torch", "matplotlib", "pandas", "tqdm", "numpy", *sys.stdlib_module_names}
+    for module, local in ((stats_module, set()), (plots_module, {".stats"})):
+        names = _imports(module)
+        assert not any("pyplot" in n for n in names)
+        assert {n for n in names if n.startswith(".")} <= local
+        assert {n.split(".")[0] for n in names if not n.startswith(".")} <= allowed
+
+
+# ------------------------------------------------------------------------------- histogram_overlay
+
+
+def test_histogram_overlay_grid(before_after):
+    before, after = before_after
+    fig = histogram_overlay(before, after)
+    float_keys = [k for k in before if k in after]
+    assert len(float_keys) == 16
+    assert len(fig.axes) == 12  # max_panels default
+    assert "+4 more" in fig.get_suptitle()
+    save(fig, "histogram_overlay_all")
+
+
+def test_histogram_overlay_truncates(before_after):
+    before, after = before_after
+    keys = [k for k in before if before[k].is_floating_point()]
+    fig = histogram_overlay(before, after, keys=keys, bins=40, max_panels=4)
+    assert len(fig.axes) == 4
+    assert f"+{len(keys) - 4} more" in fig.get_suptitle()
+    for ax, key in zip(fig.axes, keys, strict=False):
+        assert ax.get_title() == shorten(key)
+        # filled before + before outline + after line, all StepPatch artists
+        assert len(ax.patches) == 3
+        assert ax.get_xlabel() == "value"
+    fill, outline, line = fig.axes[0].patches
+    assert to_hex(fill.get_facecolor()) == to_hex(outline.get_edgecolor()) == BEFORE_COLOR.lower()
+    assert to_hex(line.get_edgecolor()) == AFTER_COLOR.lower()
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["before", "after"]
+    save(fig, "histogram_overlay")
+
+
+def test_histogram_overlay_single_and_odd_tensors():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(256, 64, generator=g)
+    fig = histogram_overlay(
+        w, w * 0.5 + 0.1, keys=["backbone.stages.3.blocks.2.attention.qkv.weight"]
+    )
+    assert len(fig.axes) == 1 and fig.axes[0].get_title().startswith("…")
+    with_nan = w.clone()
+    with_nan[0, :5] = float("nan")
+    odd = {
+        "nan": (w, with_nan),
+        "meta": (torch.empty(10, device="meta"), torch.randn(10, generator=g)),
+        "empty": (torch.empty(0), torch.empty(0)),
+        "const": (torch.tensor(3), torch.tensor(3)),
+        "reshaped": (torch.randn(4, 4, generator=g), torch.randn(2, 8, generator=g)),
+    }
+    fig = histogram_overlay({k: v[0] for k, v in odd.items()}, {k: v[1] for k, v in odd.items()})
+    assert len(fig.axes) == 5
+    texts = {ax.get_title(): " ".join(t.get_text() for t in ax.texts) for ax in fig.axes}
+    assert "after: 5 NaN/inf" in texts["nan"]
+    assert "before: meta tensor" in texts["meta"]
+    assert "empty" in texts["empty"] and "unchanged" in texts["const"]
+    assert "shape (4, 4) → (2, 8)" in texts["reshaped"]
+    save(fig, "histogram_overlay_edge_cases")
+    with pytest.raises(KeyError, match="not in both"):
+        histogram_overlay({"a": w}, {"b": w}, keys=["a"])
+    empty = histogram_overlay({}, {})
+    assert figure_to_png(empty).startswith(PNG_SIGNATURE)
+
+
+# ------------------------------------------------------------------------------- bn_running_stats
+
+
+def test_bn_running_stats_tensors(before_after):
+    before, after = before_after
+    fig = bn_running_stats(
+        before["1.running_mean"],
+        after["1.running_mean"],
+        before["1.running_var"],
+        after["1.running_var"],
+        name="1",
+    )
+    assert len(fig.axes) == 2
+    mean_ax, var_ax = fig.axes
+    assert mean_ax.get_title() == "1 · running_mean" and var_ax.get_title() == "1 · running_var"
+    # before, after, reset reference line
+    assert len(mean_ax.lines) == 3 and len(var_ax.lines) == 3
+    assert (
+        mean_ax.lines[0].get_color() == BEFORE_COLOR and mean_ax.lines[1].get_color() == AFTER_COLOR
+    )
+    assert mean_ax.lines[1].get_ydata().tolist() == pytest.approx(after["1.running_mean"].tolist())
+    assert "before: reset values" in " ".join(t.get_text() for t in mean_ax.texts)
+    save(fig, "bn_running_stats")
+
+
+def test_bn_running_stats_mapping(before_after):
+    before, after = before_after
+    modules = {
+        f"block{i}.bn": {
+            "before_mean": before[f"{m}.running_mean"],
+            "after_mean": after[f"{m}.running_mean"],
+            "before_var": before[f"{m}.running_var"],
+            "after_var": after[f"{m}.running_var"],
+        }
+        for i, m in enumerate(["1", "4", "1", "4", "1"])
+    }
+    fig = bn_running_stats(modules, max_modules=3)
+    assert len(fig.axes) == 6
+    assert "+2 more modules" in fig.get_suptitle()
+    assert fig.axes[2].get_title().startswith("block1.bn")
+    save(fig, "bn_running_stats_modules")
+    only_before = bn_running_stats(torch.zeros(4), None, torch.ones(4), None)
+    assert len(only_before.axes[0].lines) == 2
+    assert figure_to_png(only_before).startswith(PNG_SIGNATURE)
+
+
+# ------------------------------------------------------------------------------- load_summary
+
+
+def report(before, after) -> pd.DataFrame:
+    frame = change_frame(before, after)
+    frame.insert(1, "status", "loaded")
+    frame.loc[frame["key"].str.startswith("7."), "status"] = "skipped"
+    frame.loc[frame["status"] == "skipped", ["rel_l2_change", "max_abs_change"]] = math.nan
+    return frame
+
+
+def test_load_summary_full(before_after):
+    before, after = before_after
+    frame = report(before, after)
+    fig = load_summary(frame)
+    assert len(fig.axes) == 3  # bars, status counts, std scatter
+    bars_ax, status_ax, scatter_ax = fig.axes
+    rel = frame["rel_l2_change"]
+    finite = rel[rel.map(math.isfinite)]
+    assert len(bars_ax.patches) == len(finite) == 10
+    labels = [t.get_text() for t in bars_ax.get_yticklabels()]
+    assert labels[0] == frame.loc[finite.idxmax(), "key"]  # largest change first
+    widths = [p.get_width() for p in bars_ax.patches]
+    assert widths == sorted(widths, reverse=True) and widths[0] == pytest.approx(finite.max())
+    # running_mean / num_batches_tracked were all zeros before: relative change is inf, listed
+    note = " ".join(t.get_text() for t in bars_ax.texts)
+    assert "∞ for 4 tensor(s) that were all zeros before" in note
+    assert [t.get_text() for t in status_ax.get_yticklabels()] == ["loaded", "skipped"]
+    assert len(scatter_ax.collections) == 1
+    assert "Load summary" in fig.get_suptitle()
+    save(fig, "load_summary")
+
+
+def test_load_summary_missing_columns_and_many_rows():
+    n = 80
+    frame = pd.DataFrame(
+        {
+            "key": [f"layers.{i}.mlp.fc.weight" for i in range(n)],
+            "relative_l2_change": [10 ** (-i / 10) for i in range(n)],
+        }
+    )
+    fig = load_summary(frame, max_bars=25)
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert len(ax.patches) == 25 and "largest 25 of 80" in ax.get_title()
+    assert ax.get_xscale() == "log"
+    save(fig, "load_summary_minimal")
+    no_metric = load_summary(pd.DataFrame({"key": ["a"], "status": ["skipped"]}))
+    assert len(no_metric.axes) == 2
+    assert figure_to_png(no_metric).startswith(PNG_SIGNATURE)
+    empty = load_summary(pd.DataFrame(columns=["key", "status", "rel_l2_change"]))
+    assert figure_to_png(empty).startswith(PNG_SIGNATURE)
+    zeros = load_summary(pd.DataFrame({"key": ["a", "b"], "rel_l2_change": [0.0, 0.0]}))
+    assert "all changes are 0" in " ".join(t.get_text() for t in zeros.axes[0].texts)
+
+
+def test_load_summary_load_report_columns():
+    """The frame LoadReport.to_frame() produces: an ``action`` column, None/NA values."""
+    frame = pd.DataFrame(
+        {
+            "key": ["fc.weight", "fc.bias", "bn.running_mean", "bn.running_var", "head.weight"],
+            "action": ["load", "load", "load", "bn_reset", "adapt"],
+            "before_std": [0.1, 0.0, 0.0, 0.2, 0.05],
+            "after_std": [0.12, 0.01, 0.3, 0.0, 0.05],
+            "max_abs_change": [0.3, 0.02, 0.9, 0.4, None],
+            "rel_l2_change": [0.25, math.inf, math.inf, 1.0, pd.NA],
+        }
+    )
+    fig = load_summary(frame)
+    bars_ax, action_ax, _ = fig.axes
+    assert [t.get_text() for t in bars_ax.get_yticklabels()] == ["bn.running_var", "fc.weight"]
+    assert action_ax.get_title() == "Action"
+    assert [t.get_text() for t in action_ax.get_yticklabels()] == ["load", "bn_reset", "adapt"]
+    save(fig, "load_summary_actions")
+    # every relative change infinite: fall back to max_abs_change
+    all_inf = frame.assign(rel_l2_change=math.inf)
+    ax = load_summary(all_inf).axes[0]
+    assert "max |after − before|" in ax.get_xlabel() and len(ax.patches) == 4
