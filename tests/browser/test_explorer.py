@@ -36,10 +36,12 @@ w = sdw.Explorer(model, ckpt)
 w
 """
 
+# The payloads avoid dots: a dot separates modules in a state_dict key, so the tree splits there.
+# An inline handler's bare `__sdwXss=1` still sets window.__sdwXss, which the test checks.
 HOSTILE_KEYS = [
-    '<img src=x onerror="window.__sdwXss=1">.weight',
-    "</script><script>window.__sdwXss=2</script>.bias",
-    "quote'\"`${window.__sdwXss=3}`.weight",
+    '<img src=x onerror="__sdwXss=1">.weight',
+    "</script><script>__sdwXss=2</script>.bias",
+    "quote'\"`${__sdwXss=3}`.weight",
     "ünïcödé.层.重み",
     "&amp;&lt;b&gt;.weight",
 ]
@@ -228,6 +230,12 @@ def test_code_view_shows_the_plan(lab):
     expect(code).to_contain_text('"backbone.stem.bn.running_var"')
     assert code.text_content() == lab.execute("print(w.plan().to_code(), end='')")
     lab.screenshot("explorer-code", root)
+    # "Copy" puts exactly that code on the clipboard, ready to paste into a training script
+    lab.page.context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                       origin=lab.server.url)
+    root.locator("[data-action=copy-code]").click()
+    expect(root.locator("[data-action=copy-code]")).to_have_text("Copied")
+    assert lab.page.evaluate("() => navigator.clipboard.readText()") == code.text_content()
 
 
 def test_accepting_a_rename_realigns_the_tree(lab):
@@ -274,15 +282,15 @@ def test_hostile_key_names_render_literally_and_run_nothing(lab):
         "els => els.map(e => e.dataset.key)")
     assert set(HOSTILE_KEYS) <= set(keys)
     names = root.locator("[data-role=name]").evaluate_all("els => els.map(e => e.textContent)")
-    for literal in ('<img src=x onerror="window.__sdwXss=1">',
-                    "</script><script>window.__sdwXss=2</script>",
-                    "quote'\"`${window.__sdwXss=3}`", "&amp;&lt;b&gt;", "ünïcödé", "层", "重み"):
+    for literal in ('<img src=x onerror="__sdwXss=1">',
+                    "</script><script>__sdwXss=2</script>",
+                    "quote'\"`${__sdwXss=3}`", "&amp;&lt;b&gt;", "ünïcödé", "层", "重み"):
         assert literal in names, literal
     assert root.locator("img, script, b").count() == 0
     assert lab.page.evaluate("() => window.__sdwXss === undefined")
     # hover text is text too
-    title = module(root, '<img src=x onerror="window.__sdwXss=1">').get_attribute("title")
-    assert title.startswith('<img src=x onerror="window.__sdwXss=1">')
+    title = module(root, '<img src=x onerror="__sdwXss=1">').get_attribute("title")
+    assert title.startswith('<img src=x onerror="__sdwXss=1">')
     root.locator("[data-role=tab][data-tab=preview]").click()
     expect(root.locator("[data-role=preview-keys] li").first).to_be_visible()
     lab.screenshot("explorer-hostile-keys", root)
@@ -381,7 +389,18 @@ def test_dark_theme(lab):
         "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
     root.locator("[data-action=select-loadable]").click()
     expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "36")
-    lab.page.wait_for_timeout(300)  # theme CSS transition
+    # wait for the theme's CSS to reach the widget (no fixed sleep): its background turns dark
+    root.evaluate("""e => new Promise((resolve, reject) => {
+        const dark = () => {
+            const m = getComputedStyle(e).backgroundColor.match(/\\d+/g) || [];
+            return m.length >= 3 && (+m[0]) + (+m[1]) + (+m[2]) < 300;
+        };
+        const t0 = performance.now();
+        const poll = () => dark() ? resolve(true)
+            : performance.now() - t0 > 10000 ? reject(new Error("widget background stayed light"))
+            : requestAnimationFrame(poll);
+        poll();
+    })""")
     bg = root.evaluate("e => getComputedStyle(e).backgroundColor")
     rgb = [int(x) for x in bg[bg.index("(") + 1 : bg.index(")")].split(",")[:3]]
     assert sum(rgb) < 3 * 100, bg
