@@ -288,3 +288,17 @@ def test_load_summary_load_report_columns():
     all_inf = frame.assign(rel_l2_change=math.inf)
     ax = load_summary(all_inf).axes[0]
     assert "max |after − before|" in ax.get_xlabel() and len(ax.patches) == 4
+
+
+def test_change_of_an_all_zero_tensor_is_labelled_without_inf():
+    """A fresh bias or running_mean starts at zero: its relative change is undefined, so the
+    panel says what happened instead of printing 'inf'."""
+    import torch
+
+    from sd_widgets.plots import histogram_overlay
+
+    after = torch.tensor([0.5, -0.25, 0.0, 1.0])
+    fig = histogram_overlay({"bias": torch.zeros(4)}, {"bias": after})
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("was all zeros; max |change| 1" in t for t in texts), texts
+    assert not any("inf" in t for t in texts), texts

@@ -13,6 +13,8 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from .harness import VIEWPORT
+
 pytestmark = pytest.mark.browser
 
 SETUP = """\
@@ -202,7 +204,11 @@ def test_load_selected_changes_the_kernel_model_and_undo_restores(lab):
     bn = root.locator("img[data-role=bn-plot]")
     expect(bn).to_be_visible()
     assert bn.evaluate("e => e.naturalWidth") > 100
+    # a viewport tall enough for the whole widget: this screenshot is the README's picture
+    lab.page.set_viewport_size({"width": 1280, "height": 2200})
+    root.scroll_into_view_if_needed()
     lab.screenshot("explorer-loaded", root)
+    lab.page.set_viewport_size(VIEWPORT)
     # pick one tensor
     root.locator("[data-role=histogram-picker]").select_option("backbone.layer1.0.bn2.running_var")
     single = root.locator("img[data-role=histogram-single]")
