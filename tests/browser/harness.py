@@ -439,6 +439,7 @@ class JupyterServer:
                 f"--ServerApp.root_dir={root}",
                 "--ServerApp.terminals_enabled=False",
                 "--LabApp.expose_app_in_browser=True",
+                "--JupyterNotebookApp.expose_app_in_browser=True",  # Notebook 7, same server
                 "--LabApp.news_url=None",
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                 "--LabApp.extension_manager=readonly",
@@ -895,11 +896,13 @@ class Lab(_PageOwner):
         notebook: Sequence[str | dict[str, Any]] | str | os.PathLike[str],
         name: str | None = None,
         timeout: float = 60.0,
+        ui: str = "lab",
     ) -> Any:
         """Write ``notebook`` into the server root and open it; return the Playwright ``Page``.
 
         ``notebook`` is a list of cells (``str`` = code cell, see :func:`make_notebook`) or
-        the path of an ``.ipynb`` to copy (the original is never touched).  Returns once the
+        the path of an ``.ipynb`` to copy (the original is never touched); ``ui="notebook"``
+        opens it in Notebook 7 (served by the same server) instead of JupyterLab.  Returns once the
         session context is ready, the kernel is ``connected`` and idle, and a kernel_info
         request round-tripped -- so ``run_all()`` right after cannot run nothing.
         """
@@ -912,7 +915,11 @@ class Lab(_PageOwner):
         self.path = name
         self.opened.add(name)
         page = self.page
-        page.goto(f"{self.server.url}/lab/tree/{quote(name)}?reset", wait_until="domcontentloaded")
+        if ui not in ("lab", "notebook"):
+            raise ValueError(f"ui={ui!r}: 'lab' (JupyterLab) or 'notebook' (Notebook 7)")
+        url = (f"{self.server.url}/lab/tree/{quote(name)}?reset" if ui == "lab" else
+               f"{self.server.url}/notebooks/{quote(name)}")
+        page.goto(url, wait_until="domcontentloaded")
         try:
             page.wait_for_function(
                 """(path) => {

@@ -416,6 +416,26 @@ def test_dark_theme(lab):
         "{theme: 'JupyterLab Light'})")
 
 
+def test_notebook7_renders_selects_and_loads(lab):
+    """The same widget in Notebook 7's page (its own front end, the same server)."""
+    lab.open_notebook([SETUP, NEW_HEAD], ui="notebook")
+    assert "/notebooks/" in lab.page.url
+    lab.run_all_and_wait()
+    root = explorer(lab)
+    expect(root.locator(".sdw-row[data-role=leaf]")).to_have_count(38)
+    expect(leaf(root, "classifier.weight")).to_have_attribute("data-status", "shape_mismatch")
+    module(root, "backbone").locator("[data-role=ckpt] [data-role=name]").click()
+    expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "36")
+    root.locator("[data-action=load]").click()
+    expect(root.locator("[data-role=message-text]")).to_contain_text("Loaded 36 tensors")
+    assert py(lab, same_as("ckpt", "backbone.layer2.0.conv2.weight")) == "True"
+    assert py(lab, same_as("original", "classifier.weight")) == "True"
+    expect(root.locator("img[data-role=histogram]").first).to_be_visible(timeout=30_000)
+    expect(root.locator("img[data-role=bn-plot]").first).to_be_visible(timeout=30_000)
+    expect(root.locator("[data-action=undo]")).to_be_enabled()
+    lab.screenshot("explorer-notebook7", root)
+
+
 def test_voila_renders_and_a_click_round_trips(voila_server):
     app = voila_server([SETUP, NEW_HEAD])
     page = app.open(wait_for=".sdw-explorer[data-ready=true]")
