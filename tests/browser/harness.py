@@ -843,7 +843,20 @@ class _PageOwner:
     ) -> Path:
         path = self.artifacts / f"{safe_name(name)}.png"
         if locator is not None:
-            locator.screenshot(path=str(path))
+            # an element taller than the viewport would be cut off: grow the viewport for the
+            # shot (the notebook panel grows with it), then put it back
+            box = locator.bounding_box()
+            size = page.viewport_size or VIEWPORT
+            grow = box is not None and box["height"] + 240 > size["height"]
+            if grow:
+                page.set_viewport_size({"width": size["width"],
+                                        "height": int(box["height"]) + 240})
+                locator.scroll_into_view_if_needed()
+            try:
+                locator.screenshot(path=str(path))
+            finally:
+                if grow:
+                    page.set_viewport_size(size)
         else:
             page.screenshot(path=str(path), full_page=full_page)
         print(f"[sdw] screenshot: {path}")

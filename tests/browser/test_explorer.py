@@ -13,8 +13,6 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from .harness import VIEWPORT
-
 pytestmark = pytest.mark.browser
 
 SETUP = """\
@@ -177,6 +175,17 @@ def test_clicks_select_subtrees_and_ranges_and_update_the_preview(lab):
     expect(preview).to_have_attribute("data-n-tensors", "5")
     root.locator("[data-action=select-loadable]").click()
     expect(preview).to_have_attribute("data-n-tensors", "36")
+    expect(root.locator("[data-role=preview-skipped-none]")).to_have_text(
+        "Nothing: every selected key will be loaded.")
+    # BatchNorm policy "keep": the running statistics stay selected but are listed as skipped
+    root.locator("input[type=radio][value=keep]").check()
+    expect(preview).to_have_attribute("data-n-tensors", "18")
+    skipped = root.locator("[data-role=preview-skipped] li")
+    expect(skipped).to_have_count(18)
+    expect(skipped.first).to_contain_text("backbone.stem.bn.running_mean — bn='keep'")
+    assert py(lab, "w.bn_policy") == "keep"
+    root.locator("input[type=radio][value=load]").check()
+    expect(preview).to_have_attribute("data-n-tensors", "36")
     root.locator("[data-action=select-none]").click()
     expect(preview).to_have_attribute("data-n-tensors", "0")
 
@@ -204,11 +213,7 @@ def test_load_selected_changes_the_kernel_model_and_undo_restores(lab):
     bn = root.locator("img[data-role=bn-plot]")
     expect(bn).to_be_visible()
     assert bn.evaluate("e => e.naturalWidth") > 100
-    # a viewport tall enough for the whole widget: this screenshot is the README's picture
-    lab.page.set_viewport_size({"width": 1280, "height": 2200})
-    root.scroll_into_view_if_needed()
-    lab.screenshot("explorer-loaded", root)
-    lab.page.set_viewport_size(VIEWPORT)
+    lab.screenshot("explorer-loaded", root)  # the README's picture
     # pick one tensor
     root.locator("[data-role=histogram-picker]").select_option("backbone.layer1.0.bn2.running_var")
     single = root.locator("img[data-role=histogram-single]")

@@ -763,7 +763,10 @@ function render({ model, el }) {
     previewKeys.replaceChildren(...(pv.keys || []).map((k) => h("li", { text: k })));
     const more = (pv.n_keys_total || 0) - (pv.keys || []).length;
     previewMore.textContent = more > 0 ? `… and ${fmtInt(more)} more` : (pv.n_tensors ? "" : "Nothing selected: click rows or module nodes, or “Select all loadable”.");
-    skippedList.replaceChildren(...(pv.skipped || []).map(([k, why]) => h("li", { title: why }, [h("span", { className: "sdw-key", text: k }), h("span", { className: "sdw-muted", text: ` — ${why}` })])));
+    const skipped = pv.skipped || [];
+    skippedList.replaceChildren(...(skipped.length
+      ? skipped.map(([k, why]) => h("li", { title: why }, [h("span", { className: "sdw-key", text: k }), h("span", { className: "sdw-muted", text: ` — ${why}` })]))
+      : [h("li", { className: "sdw-muted", dataset: { role: "preview-skipped-none" }, text: pv.n_tensors ? "Nothing: every selected key will be loaded." : "—" })]));
   }
 
   function drawMessage() {
