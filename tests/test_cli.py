@@ -1,0 +1,728 @@
+"""The ``sd-widgets`` command: inspect / diff, every format, output formats, exit codes,
+bad input, unsafe pickles, --model specs, streaming and closed pipes.
+
+Most tests call ``sd_widgets.cli.main`` in-process; a few run the installed console script
+and ``python -m sd_widgets`` in a subprocess (exit codes, closed pipe, module entry point).
+Checkpoint files are real, written by ``sd_widgets.demo``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import safetensors
+import torch
+from safetensors.torch import save_file
+
+import sd_widgets as sdw
+from sd_widgets import cli, demo
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)
+
+BIN = Path(sys.executable).parent
+SCRIPT = BIN / "sd-widgets"
+SMALL_CNN = "sd_widgets.demo:SmallCNN"
+THREE_CLASS = "sd_widgets.demo:make_model('cnn', num_classes=3)"
+
+# demo format -> CheckpointSource.kind the CLI must report
+FORMAT_KINDS = {
+    "torch": "torch",
+    "torch_legacy": "torch-legacy",
+    "safetensors": "safetensors",
+    "safetensors_sharded": "safetensors-index",
+    "bin_sharded": "torch-index",
+    "dcp": "dcp",
+    "lightning": "torch",
+}
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, torch.Tensor]:
+    return dict(demo.variant("identical"))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cli")
+    out: dict[str, Path] = dict(demo.write_all_formats(d / "formats", "identical"))
+    for name in ("renamed_layer", "fp16", "ema", "training"):
+        out[name] = demo.write_checkpoint(d, name, "torch")
+    out["new_head_model_py"] = d / "new_head_nets.py"
+    out["new_head_model_py"].write_text(
+        "from sd_widgets import demo\n\n"
+        "def three_class():\n"
+        "    return demo.make_model('cnn', num_classes=3)\n"
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20,000 tensors: ~1.5 MB of table output, far more than a pipe buffer (64 KB)."""
+    path = tmp_path_factory.mktemp("big") / "big.safetensors"
+    save_file({f"model.layers.{i}.self_attn.q_proj.weight": torch.zeros(2) for i in range(20_000)},
+              str(path))
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: Any) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def table_rows(out: str) -> dict[str, list[str]]:
+    """Rows of the first table in ``out`` (header, dashes, rows until the blank line), by key;
+    cells split on runs of two or more spaces."""
+    import re
+
+    lines = out.splitlines()
+    assert lines[1].startswith("---"), out[:500]
+    rows: dict[str, list[str]] = {}
+    for line in lines[2:]:
+        if not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        rows[cells[0]] = cells
+    return rows
+
+
+def shape_text(t: torch.Tensor) -> str:
+    return "[" + ", ".join(map(str, t.shape)) + "]"
+
+
+def script_env() -> dict[str, str]:
+    """The caller's environment, minus settings that would change stdout buffering or
+    warnings: the script must behave as it does for a user (block-buffered pipe)."""
+    env = dict(os.environ)
+    for name in ("PYTHONWARNINGS", "PYTHONUNBUFFERED"):
+        env.pop(name, None)
+    return env
+
+
+# ------------------------------------------------------------------------------ version / help
+
+
+def test_version_and_help(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0
+    assert out.strip().startswith(f"sd-widgets {sdw.__version__}")
+    code, out, _ = run(capsys, "-h")
+    assert code == 0
+    assert "examples:" in out and "sd-widgets diff" in out and "sd-widgets inspect" in out
+    code, out, _ = run(capsys, "diff", "-h")
+    assert code == 0
+    for text in ("--allow-dtype", "exit status", "--against", "--rename", "MODULE:CALLABLE"):
+        assert text in out, text
+    code, out, _ = run(capsys, "inspect", "--help")
+    assert code == 0 and "--trust" in out and "--key" in out
+
+
+def test_no_command_and_bad_arguments_exit_2(capsys):
+    code, _, err = run(capsys)
+    assert code == 2 and "inspect" in err and "diff" in err
+    code, _, err = run(capsys, "inspect", "x.pt", "--format", "yaml")
+    assert code == 2 and "invalid choice" in err
+
+
+# ------------------------------------------------------------------------------------ inspect
+
+
+@pytest.mark.parametrize("fmt", demo.FORMATS)
+def test_inspect_every_format(capsys, files, reference, fmt):
+    path = files[fmt]
+    expected = reference
+    if fmt == "lightning":  # Lightning stores the network as LightningModule.model
+        expected = {f"model.{k}": v for k, v in reference.items()}
+
+    code, out, err = run(capsys, "inspect", path)
+    assert code == 0, err
+    rows = table_rows(out)
+    assert sorted(rows) == sorted(expected)
+    for k, t in expected.items():
+        _key, shape, dtype, numel, size = rows[k]
+        assert shape == shape_text(t)
+        assert dtype == str(t.dtype).removeprefix("torch.")
+        assert numel == f"{t.numel():,}"
+        assert size.endswith("B")
+    total = sum(t.numel() * t.element_size() for t in expected.values())
+    numel = sum(t.numel() for t in expected.values())
+    assert f"{len(expected)} tensors, {numel:,} parameters" in out
+    assert f"({total:,} bytes)" in out
+    assert f"format: {FORMAT_KINDS[fmt]}" in out
+
+    code, out, err = run(capsys, "inspect", path, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["source"]["format"] == FORMAT_KINDS[fmt]
+    got = {r["key"]: r for r in doc["tensors"]}
+    assert sorted(got) == sorted(expected)
+    for k, t in expected.items():
+        assert got[k]["shape"] == list(t.shape)
+        assert got[k]["numel"] == t.numel()
+        assert got[k]["nbytes"] == t.numel() * t.element_size()  # exact, not human-readable
+    assert doc["summary"]["tensors"] == len(expected)
+    assert doc["summary"]["bytes"] == total
+
+
+def test_inspect_footer_reports_nested_key_other_entries_and_candidates(capsys, files):
+    code, out, _ = run(capsys, "inspect", files["lightning"])
+    assert code == 0
+    assert "weights from entry: 'state_dict'" in out
+    assert "epoch (int: 3)" in out and "pytorch-lightning_version" in out
+
+    code, out, _ = run(capsys, "inspect", files["ema"], "--format", "json")
+    doc = json.loads(out)
+    assert doc["source"]["key"] == "model"  # preferred automatically
+    assert doc["source"]["candidates"] == {"model": 38, "ema": 38}
+    code, out, _ = run(capsys, "inspect", files["ema"])
+    assert "other entries holding tensors (choose with --key): 'ema' (38 tensors)" in out
+
+
+def test_inspect_key_chooses_nested_entry(capsys, files):
+    code, out, _ = run(capsys, "inspect", files["ema"], "--key", "ema", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["source"]["key"] == "ema"
+    assert doc["source"]["other_entries"] == {"model": "OrderedDict (38 entries)"}
+    assert len(doc["tensors"]) == 38
+
+    code, _, err = run(capsys, "inspect", files["training"], "--key", "nope")
+    assert code == 2
+    assert "no entry 'nope'" in err and "model_state_dict" in err
+
+
+def test_inspect_tied_and_non_tensor_entries(capsys, tmp_path):
+    sd = demo.tied_model().state_dict()
+    sd["_extra"] = 42  # type: ignore[assignment]
+    path = tmp_path / "tied.pt"
+    torch.save(sd, path)
+    code, out, _ = run(capsys, "inspect", path)
+    assert code == 0
+    rows = table_rows(out)
+    assert rows["embed.weight"][-1] == "lm_head.weight"  # "tied to" column
+    assert "tied: embed.weight = lm_head.weight" in out
+    assert "non-tensor entries in the state dict: _extra (int: 42)" in out
+    # tied tensors are counted once: 50*16 + 16*16 + 16 elements, not + another 50*16
+    assert "3 tensors" not in out and "4 tensors, 1,072 parameters" in out
+    assert "(4,288 bytes) (tied tensors counted once)" in out
+
+    code, out, _ = run(capsys, "inspect", path, "--format", "json")
+    doc = json.loads(out)
+    assert doc["summary"]["tied_groups"] == [["embed.weight", "lm_head.weight"]]
+    assert doc["summary"]["parameters"] == 1072
+    assert doc["source"]["non_tensor"] == {"_extra": "int: 42"}
+
+
+def test_inspect_csv_and_jsonl_keep_stdout_machine_readable(capsys, files, reference):
+    code, out, err = run(capsys, "inspect", files["torch"], "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["key"] for r in rows] == list(reference)
+    for r in rows:
+        assert json.loads(r["shape"]) == list(reference[r["key"]].shape)
+        assert int(r["nbytes"]) == reference[r["key"]].numel() * 4 or r["dtype"] == "int64"
+    assert "38 tensors" in err and "38 tensors" not in out  # footer on stderr
+
+    code, out, err = run(capsys, "inspect", files["torch"], "--format", "jsonl")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [d["key"] for d in lines] == list(reference)
+    assert "format: torch" in err
+
+
+def test_inspect_hostile_keys_are_escaped_in_the_table(capsys, tmp_path):
+    path = tmp_path / "hostile.pt"
+    torch.save({"a\nb": torch.zeros(1), "\x1b[2Jclear": torch.zeros(2)}, path)
+    code, out, _ = run(capsys, "inspect", path)
+    assert code == 0
+    assert "\x1b" not in out
+    rows = table_rows(out)
+    assert set(rows) == {"a\\nb", "\\x1b[2Jclear"}
+    code, out, _ = run(capsys, "inspect", path, "--format", "csv")
+    assert [r["key"] for r in csv.DictReader(io.StringIO(out))] == ["a\nb", "\x1b[2Jclear"]
+
+
+def test_inspect_safetensors_reads_no_tensor_data(capsys, files, monkeypatch):
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("tensor data was read")
+
+    monkeypatch.setattr(safetensors, "safe_open", forbidden)
+    code, out, _ = run(capsys, "inspect", files["safetensors"])
+    assert code == 0 and "38 tensors" in out
+    code, _, _ = run(capsys, "diff", files["safetensors"], "--model", SMALL_CNN)
+    assert code == 0
+
+
+# ---------------------------------------------------------------------------- diff: exit codes
+
+
+def test_diff_identical_checkpoint_exits_0(capsys, files, reference):
+    code, out, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN)
+    assert code == 0, err
+    rows = table_rows(out)
+    assert sorted(rows) == sorted(reference)
+    assert {cells[1] for cells in rows.values()} == {"match"}
+    assert "38 keys: 38 match" in out
+    assert "OK: loads cleanly" in out
+    assert "built on the meta device" in out
+
+
+def test_diff_new_head_exits_1_with_shape_mismatch_rows(capsys, files):
+    code, out, _ = run(capsys, "diff", files["torch"], "--model", THREE_CLASS)
+    assert code == 1
+    rows = table_rows(out)
+    assert rows["classifier.weight"][1:5] == ["shape_mismatch", "param", "[10, 32]", "[3, 32]"]
+    assert rows["classifier.bias"][1:5] == ["shape_mismatch", "param", "[10]", "[3]"]
+    assert sum(cells[1] == "match" for cells in rows.values()) == 36
+    assert "38 keys: 36 match, 2 shape_mismatch" in out
+    assert "DIFFERENT" in out
+
+
+def test_diff_only_problems_prints_problem_rows_but_counts_all(capsys, files):
+    code, out, _ = run(capsys, "diff", files["torch"], "--model", THREE_CLASS, "--only-problems")
+    assert code == 1
+    assert sorted(table_rows(out)) == ["classifier.bias", "classifier.weight"]
+    assert "38 keys: 36 match, 2 shape_mismatch" in out
+    code, out, _ = run(capsys, "diff", files["torch"], "--model", SMALL_CNN, "-p")
+    assert code == 0
+    assert "(no problems: every key matches)" in out
+
+
+def test_diff_dtype_mismatch_is_a_difference_unless_allowed(capsys, files):
+    code, out, _ = run(capsys, "diff", files["fp16"], "--model", SMALL_CNN)
+    assert code == 1
+    assert "32 dtype_mismatch" in out and "--allow-dtype" in out
+    assert table_rows(out)["classifier.weight"][5:7] == ["float16", "float32"]
+    code, out, _ = run(capsys, "diff", files["fp16"], "--model", SMALL_CNN, "--allow-dtype",
+                       "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["clean"] is True and doc["allow_dtype"] is True and doc["exit_code"] == 0
+    assert doc["summary"]["dtype_mismatch"] == 32
+
+
+def test_diff_without_model_or_against_exits_2(capsys, files):
+    code, out, err = run(capsys, "diff", files["torch"])
+    assert code == 2 and out == ""
+    assert "--model" in err and "--against" in err and "sd-widgets inspect" in err
+    code, _, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN,
+                       "--against", files["safetensors"])
+    assert code == 2 and "not allowed with" in err
+    code, _, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN, "--against-key", "x")
+    assert code == 2 and "--against-key needs --against" in err
+
+
+# ------------------------------------------------------------------------ diff: output formats
+
+
+def test_diff_json_parses_with_statuses_and_summary(capsys, files):
+    code, out, err = run(capsys, "diff", files["torch"], "--model", THREE_CLASS, "-f", "json")
+    assert code == 1
+    assert err == ""  # everything is inside the JSON object
+    doc = json.loads(out)
+    statuses = {r["key"]: r["status"] for r in doc["rows"]}
+    assert len(statuses) == 38
+    assert statuses["classifier.weight"] == statuses["classifier.bias"] == "shape_mismatch"
+    assert {s for k, s in statuses.items() if not k.startswith("classifier.")} == {"match"}
+    row = next(r for r in doc["rows"] if r["key"] == "classifier.weight")
+    assert row["ckpt_shape"] == [10, 32] and row["model_shape"] == [3, 32]
+    assert row["kind"] == "param" and row["ckpt_dtype"] == row["model_dtype"] == "float32"
+    assert doc["summary"] == {"match": 36, "shape_mismatch": 2, "dtype_mismatch": 0,
+                              "missing": 0, "missing_buffer": 0, "unexpected": 0}
+    assert doc["clean"] is False and doc["exit_code"] == 1 and doc["total"] == 38
+    assert doc["model"] == {"spec": THREE_CLASS, "class": "SmallCNN", "device": "meta"}
+
+    code, out, _ = run(capsys, "diff", files["torch"], "--model", THREE_CLASS, "-f", "json", "-p")
+    doc = json.loads(out)
+    assert [r["key"] for r in doc["rows"]] == ["classifier.weight", "classifier.bias"]
+    assert doc["summary"]["match"] == 36
+
+
+def test_diff_csv_parses_and_summary_goes_to_stderr(capsys, files):
+    code, out, err = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN,
+                         "--format", "csv")
+    assert code == 1
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 40
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["classifier.weight"]["status"] == "missing"
+    assert by_key["classifier.weight"]["ckpt_shape"] == ""
+    assert json.loads(by_key["classifier.weight"]["model_shape"]) == [10, 32]
+    assert by_key["fc.weight"]["status"] == "unexpected"
+    assert json.loads(by_key["fc.weight"]["ckpt_shape"]) == [10, 32]
+    assert sum(r["status"] == "match" for r in rows) == 36
+    assert "40 keys: 36 match, 2 missing, 2 unexpected" in err
+    assert "keys:" not in out
+
+
+def test_diff_jsonl_one_object_per_row(capsys, files):
+    code, out, err = run(capsys, "diff", files["torch"], "--model", THREE_CLASS, "-f", "jsonl")
+    assert code == 1
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 38
+    assert sum(r["status"] == "shape_mismatch" for r in rows) == 2
+    assert "36 match, 2 shape_mismatch" in err
+
+
+# ---------------------------------------------------------------- diff: --against/--rename/--key
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "dcp", "safetensors_sharded"])
+def test_diff_against_checkpoint_in_another_format_is_clean(capsys, files, fmt):
+    code, out, _ = run(capsys, "diff", files["torch"], "--against", files[fmt])
+    assert code == 0
+    assert "38 keys: 38 match" in out
+
+
+def test_diff_against_reports_missing_and_unexpected_by_direction(capsys, files):
+    code, out, _ = run(capsys, "diff", files["renamed_layer"], "--against", files["torch"],
+                       "-f", "json")
+    assert code == 1
+    doc = json.loads(out)
+    statuses = {r["key"]: r["status"] for r in doc["rows"] if r["status"] != "match"}
+    # "missing": in OTHER only; "unexpected": in CHECKPOINT only
+    assert statuses == {"classifier.weight": "missing", "classifier.bias": "missing",
+                        "fc.weight": "unexpected", "fc.bias": "unexpected"}
+    assert doc["model"]["against"]["format"] == "torch"
+    assert doc["suggested_renames"][0]["rename"] == "fc.=classifier."
+
+
+def test_rename_makes_renamed_layer_clean(capsys, files):
+    code, out, _ = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN)
+    assert code == 1
+    assert "hint: --rename fc.=classifier." in out  # the suggestion is the fix tested below
+    code, out, _ = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN,
+                       "--rename", "fc.=classifier.")
+    assert code == 0
+    rows = table_rows(out)
+    assert rows["classifier.weight"][1] == "match"
+    assert rows["classifier.weight"][-1] == "fc.weight"  # ckpt_key column appears with renames
+    assert "38 keys: 38 match" in out
+
+
+def test_rename_and_key_for_lightning_checkpoint(capsys, files):
+    code, _, _ = run(capsys, "diff", files["lightning"], "--model", SMALL_CNN)
+    assert code == 1
+    code, out, _ = run(capsys, "diff", files["lightning"], "--model", SMALL_CNN,
+                       "--key", "state_dict", "--rename", "model.=", "-f", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["checkpoint"]["key"] == "state_dict"
+    assert doc["renames"] == ["model.="]
+    assert {r["status"] for r in doc["rows"]} == {"match"}
+
+
+def test_diff_key_chooses_nested_entry(capsys, files):
+    code, out, _ = run(capsys, "diff", files["ema"], "--model", SMALL_CNN, "--key", "ema",
+                       "-f", "json")
+    assert code == 0
+    assert json.loads(out)["checkpoint"]["key"] == "ema"
+    code, _, err = run(capsys, "diff", files["ema"], "--model", SMALL_CNN, "--key", "emma")
+    assert code == 2 and "'emma'" in err and "'ema'" in err
+
+
+@pytest.mark.parametrize(
+    ("rename", "message"),
+    [
+        ("fc.classifier.", "expected OLD=NEW"),
+        ("=", "both empty"),
+        ("re:(=x", "invalid regex"),
+        ("re:.*=same", "map both"),  # every key renamed to one name: a collision
+    ],
+)
+def test_bad_rename_exits_2(capsys, files, rename, message):
+    code, out, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN, "--rename", rename)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert out == ""
+
+
+# ----------------------------------------------------------------------------- diff: --model
+
+
+def test_model_is_built_on_the_meta_device(capsys, files, tmp_path):
+    mod = tmp_path / "meta_probe.py"
+    mod.write_text(textwrap.dedent("""
+        from sd_widgets import demo
+        seen = []
+
+        def build():
+            m = demo.SmallCNN()
+            seen.append(m.classifier.weight.device.type)
+            return m
+    """))
+    code, out, _ = run(capsys, "diff", files["torch"], "--model", f"{mod}:build")
+    assert code == 0 and "built on the meta device" in out
+    probe = sys.modules["_sd_widgets_model_meta_probe"]
+    assert probe.seen == ["meta"]
+
+
+def test_model_falls_back_to_cpu_when_meta_fails(capsys, files, tmp_path):
+    mod = tmp_path / "needs_cpu.py"
+    mod.write_text(textwrap.dedent("""
+        from sd_widgets import demo
+        seen = []
+
+        def build():
+            m = demo.SmallCNN()
+            seen.append(m.classifier.weight.device.type)
+            float(m.classifier.weight.detach().sum())  # impossible on the meta device
+            return m
+    """))
+    code, out, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:build")
+    assert code == 0
+    assert sys.modules["_sd_widgets_model_needs_cpu"].seen == ["meta", "cpu"]
+    assert "could not be built on the meta device" in err and "CPU" in err
+    assert "(on cpu)" in out
+
+
+def test_model_from_file_module_in_cwd_and_instance(capsys, files, monkeypatch, tmp_path):
+    # a .py path with a no-argument factory (the new-head model): shape mismatches
+    code, _, _ = run(capsys, "diff", files["torch"], "--model",
+                     f"{files['new_head_model_py']}:three_class")
+    assert code == 1
+    # a module importable from the current directory, like `python -m`
+    (tmp_path / "cli_cwd_nets.py").write_text(
+        "from sd_widgets import demo\nnet = demo.SmallCNN()\n"
+        "def build(n):\n    return demo.SmallCNN(num_classes=n)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    try:
+        code, out, _ = run(capsys, "diff", files["torch"], "--model", "cli_cwd_nets:net")
+        assert code == 0 and "(on cpu)" in out  # an instance is used as it is
+        code, _, _ = run(capsys, "diff", files["torch"], "--model", "cli_cwd_nets:build(3)")
+        assert code == 1
+        code, _, _ = run(capsys, "diff", files["torch"], "--model", "cli_cwd_nets:build(n=10)")
+        assert code == 0
+    finally:
+        sys.modules.pop("cli_cwd_nets", None)
+    assert sys.path == path_before
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sd_widgets.demo", "expected MODULE:CALLABLE"),
+        ("no_such_module_xyz:Net", "cannot import module 'no_such_module_xyz'"),
+        ("sd_widgets.demo:SmallCN", "did you mean SmallCNN"),
+        ("sd_widgets.demo:describe", "returned a str, not a torch.nn.Module"),
+        ("sd_widgets.demo:FORMATS", "is a tuple, not a callable"),
+        ("sd_widgets.demo:BasicBlock", "calling sd_widgets.demo:BasicBlock failed (TypeError"),
+        ("sd_widgets.demo:make_model(*x)", "only literal arguments"),
+        ("sd_widgets.demo:make_model(os.sep)", "only literal arguments"),
+        ("sd_widgets.demo:1+", "is not a name or a call"),
+        ("missing_file.py:build", "no Python file"),
+    ],
+)
+def test_bad_model_spec_exits_2(capsys, files, spec, message):
+    code, out, err = run(capsys, "diff", files["torch"], "--model", spec)
+    assert code == 2
+    assert err.startswith("sd-widgets: error: --model")
+    assert message in err
+    assert "Traceback" not in err and out == ""
+
+
+def test_model_module_raising_on_import_exits_2(capsys, files, tmp_path):
+    mod = tmp_path / "broken_import.py"
+    mod.write_text("raise RuntimeError('boom at import')\n")
+    code, _, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:x")
+    assert code == 2
+    assert "importing" in err and "boom at import" in err
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("command", ["inspect", "diff"])
+def test_missing_file_exits_2(capsys, tmp_path, command):
+    extra = ["--model", SMALL_CNN] if command == "diff" else []
+    code, out, err = run(capsys, command, tmp_path / "nope.pt", *extra)
+    assert code == 2 and out == ""
+    assert err.startswith("sd-widgets: error: no file or directory at")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["inspect", "diff"])
+def test_random_bytes_exit_2(capsys, tmp_path, command):
+    path = tmp_path / "random.pt"
+    path.write_bytes(bytes(range(256)) * 20)
+    extra = ["--model", SMALL_CNN] if command == "diff" else []
+    code, out, err = run(capsys, command, path, *extra)
+    assert code == 2 and out == ""
+    assert "not a checkpoint sd_widgets can read" in err
+
+
+def test_not_a_state_dict_exits_2(capsys, tmp_path):
+    path = tmp_path / "meta_only.pt"
+    torch.save({"epoch": 3, "name": "run-1"}, path)
+    code, _, err = run(capsys, "inspect", path)
+    assert code == 2 and "holds no tensors" in err
+
+
+def test_against_unreadable_other_exits_2(capsys, files, tmp_path):
+    other = tmp_path / "empty.safetensors"
+    other.write_bytes(b"")
+    code, _, err = run(capsys, "diff", files["torch"], "--against", other)
+    assert code == 2 and "empty file" in err
+
+
+@pytest.mark.parametrize("command", ["inspect", "diff"])
+def test_malicious_pickle_is_refused_and_runs_nothing(capsys, tmp_path, command):
+    marker = tmp_path / "PWNED"
+    path = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    extra = ["--model", SMALL_CNN] if command == "diff" else []
+    code, out, err = run(capsys, command, path, *extra)
+    assert code == 2 and out == ""
+    assert not marker.exists()
+    assert "io.open" in err  # names the refused global
+    assert "--trust" in err and "Traceback" not in err
+
+
+def test_trust_flag_passes_trust_and_warns(capsys, tmp_path):
+    """--trust really unpickles everything: the payload runs (creating the marker)."""
+    path = demo.write_unsafe_checkpoint(tmp_path / "ns.pt", "namespace")
+    code, _, err = run(capsys, "inspect", path)
+    assert code == 2 and "argparse.Namespace" in err
+    code, out, err = run(capsys, "inspect", path, "--trust")
+    assert code == 0
+    assert "warning: --trust" in err
+    assert "args (Namespace)" in out and "trusted" in out
+
+    marker = tmp_path / "PWNED"
+    evil = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    code, _, _ = run(capsys, "diff", evil, "--model", SMALL_CNN, "--trust")
+    assert code == 0
+    assert marker.exists()
+
+
+# ---------------------------------------------------------------------------------- streaming
+
+
+class RecordingStdout(io.StringIO):
+    """Records the size of every write; raises BrokenPipeError after ``fail_after`` writes."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+        self.fail_after = fail_after
+
+    def write(self, s: str) -> int:
+        if self.fail_after is not None and len(self.sizes) >= self.fail_after:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.sizes.append(len(s))
+        return super().write(s)
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "jsonl", "csv"])
+@pytest.mark.parametrize("command", ["inspect", "diff"])
+def test_output_is_streamed_row_by_row(monkeypatch, big, fmt, command):
+    stdout = RecordingStdout()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    extra = ["--against", str(big)] if command == "diff" else []
+    assert cli.main([command, str(big), "-f", fmt, *extra]) == 0
+    assert len(stdout.sizes) >= 20_000
+    assert max(stdout.sizes) < 2_000  # never one giant string
+    if fmt == "json":
+        assert len(json.loads(stdout.getvalue())["rows" if command == "diff" else "tensors"]) \
+            == 20_000
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_broken_pipe_in_process_returns_141(capsys, monkeypatch, big, fmt):
+    monkeypatch.setattr(sys, "stdout", RecordingStdout(fail_after=5))
+    assert cli.main(["inspect", str(big), "-f", fmt]) == cli.EXIT_BROKEN_PIPE
+
+
+# ----------------------------------------------------------------- the installed console script
+
+
+def test_console_script_diff_exit_code(files):
+    proc = subprocess.run(
+        [str(SCRIPT), "diff", str(files["torch"]), "--model", THREE_CLASS, "--only-problems"],
+        capture_output=True, text=True, env=script_env(), timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "shape_mismatch" in proc.stdout and "classifier.weight" in proc.stdout
+    assert proc.stderr == ""
+
+
+def test_console_script_unsafe_input_exit_2(tmp_path):
+    marker = tmp_path / "PWNED"
+    path = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    proc = subprocess.run([str(SCRIPT), "inspect", str(path)], capture_output=True, text=True,
+                          env=script_env(), timeout=300)
+    assert proc.returncode == 2
+    assert "--trust" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_console_script_closed_pipe_exits_quietly(big, fmt):
+    proc = subprocess.Popen([str(SCRIPT), "inspect", str(big), "-f", fmt],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`: the reader goes away with ~1.5 MB still to write
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    code = proc.wait(timeout=300)
+    assert first.startswith(b"key" if fmt == "table" else b"{")
+    assert code == cli.EXIT_BROKEN_PIPE  # the pipe really broke (a full write would give 0)
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert err == ""
+
+
+def test_console_script_pipe_closed_before_any_output(files):
+    """Small output sits in the stdout buffer until the final flush: that flush must not
+    print 'Exception ignored ... BrokenPipeError' at interpreter exit either."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: every write gets EPIPE
+    try:
+        proc = subprocess.run([str(SCRIPT), "inspect", str(files["torch"])], stdout=write_end,
+                              stderr=subprocess.PIPE, env=script_env(), timeout=300)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == cli.EXIT_BROKEN_PIPE
+    assert proc.stderr == b""
+
+
+def test_python_dash_m_sd_widgets(files):
+    proc = subprocess.run(
+        [sys.executable, "-m", "sd_widgets", "diff", str(files["safetensors"]),
+         "--model", SMALL_CNN, "--format", "json"],
+        capture_output=True, text=True, env=script_env(), timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["clean"] is True and doc["summary"]["match"] == 38
+    proc = subprocess.run([sys.executable, "-m", "sd_widgets", "--version"],
+                          capture_output=True, text=True, env=script_env(), timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("sd-widgets ")
+
+
+def test_cli_imports_no_widget_libraries():
+    code = (
+        "import sys, sd_widgets.cli; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'anywidget')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
