@@ -8,7 +8,7 @@ STAMP := $(VENV)/.sdw-installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-unit test-notebooks test-browser lint bench browser-deps clean
+.PHONY: setup demo test test-unit test-notebooks test-browser test-binder lint bench browser-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && \
@@ -45,8 +45,14 @@ test-browser: setup browser-deps
 	$(PY) -m pytest -m browser tests
 
 test: setup browser-deps lint
+	$(MAKE) --no-print-directory test-binder
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg
+
+# The Binder environment cannot drift from the package: a fresh virtual environment built from
+# binder/ exactly as Binder builds it must run the quickstart notebook (about 1.5-2.5 minutes).
+test-binder: $(PY)
+	PYTHON=$(PYTHON) bash binder/check.sh
 
 bench: setup
 	$(PY) benchmarks/bench_compare.py
