@@ -25,7 +25,20 @@ RESULT_PREFIX = "SDW-BENCH-RESULT "
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (``ru_maxrss``; KiB on Linux, B on macOS)."""
+    """Peak resident set size of this process so far.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: the high-water mark of this process's
+    own address space. ``ru_maxrss`` is not used there because it carries the parent's
+    high-water mark across fork/exec — a child started by a parent that once held 5 GB would
+    report at least 5 GB whatever it did itself.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024
 
