@@ -152,7 +152,12 @@ class Row:
             )
             if self.adaptable:
                 return text + "; the 'overlap' adapter can copy the overlapping slice"
-            return text + "; no adapter applies (different number of dimensions)"
+            if self.ckpt_shape is None or self.model_shape is None or (
+                    len(self.ckpt_shape) != len(self.model_shape) or not self.model_shape):
+                return text + "; no adapter applies (different number of dimensions)"
+            return text + ("; no adapter applies on the meta device (the 'overlap' adapter "
+                           "keeps the model's own values outside the overlap, and a meta "
+                           "tensor has none): materialise the model first (to_empty + init)")
         if self.status == "missing":
             return "parameter not in the checkpoint: keeps its current (initial) value"
         if self.status == "missing_buffer":

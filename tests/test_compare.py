@@ -537,3 +537,19 @@ def test_compare_accepts_every_file_format(tmp_path):
         assert cmp.summary()["match"] == 36 and cmp.keys("shape_mismatch") == [
             "classifier.weight", "classifier.bias"], fmt
         assert Path(cmp.checkpoint.source.path).exists()
+
+
+def test_shape_mismatch_reason_on_a_meta_model_names_the_meta_device():
+    """On meta the overlap adapter cannot apply (no values to keep outside the overlap); the
+    reason must say that, not blame the number of dimensions."""
+    import torch
+
+    with torch.device("meta"):
+        meta = demo.target_model("new_head")
+    rows = {r.key: r for r in sdw.compare(meta, demo.variant("new_head")).rows}
+    row = rows["classifier.weight"]
+    assert row.status == "shape_mismatch" and not row.adaptable
+    assert "meta device" in row.reason and "dimensions" not in row.reason
+    real = {r.key: r for r in sdw.compare(demo.target_model("new_head"),
+                                          demo.variant("new_head")).rows}
+    assert real["classifier.weight"].adaptable
