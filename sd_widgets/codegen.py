@@ -168,10 +168,12 @@ def {function_name}(model, state):
                 target[index] = tensor[index].to(target.dtype)
             tensor = target
         filtered[key] = tensor
-    # keep module versions (_metadata): a hand-built OrderedDict would lose them
-    metadata = OrderedDict(getattr(current, "_metadata", {{}}))
+    # keep module versions (_metadata): a hand-built OrderedDict would lose them. The dicts
+    # are copies: load_state_dict(assign=True) writes into them
+    metadata = OrderedDict(
+        (prefix, dict(value)) for prefix, value in getattr(current, "_metadata", {{}}).items())
     for prefix, value in (getattr(state, "_metadata", None) or {{}}).items():
-        metadata[rename_prefix(prefix)] = value
+        metadata[rename_prefix(prefix)] = dict(value)
     filtered._metadata = metadata
     result = model.load_state_dict(filtered, strict=False)
     for name in BN_RESET:

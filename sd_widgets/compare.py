@@ -171,7 +171,7 @@ class Row:
 
 
 def _fmt_shape(shape: Sequence[int] | None) -> str:
-    return "?" if shape is None else "(" + ", ".join(map(str, shape)) + ")"
+    return "?" if shape is None else str(tuple(shape))  # (10,) like torch.Size, not (10)
 
 
 class Suggestion(NamedTuple):

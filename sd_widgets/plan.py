@@ -53,6 +53,32 @@ def adapt_overlap(src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _keep_bn_counters_with_their_statistics(
+    cmp: Comparison,
+    bn_modules: Iterable[str],
+    entries: OrderedDict[str, PlanEntry],
+    skipped: OrderedDict[str, str],
+) -> None:
+    """Skip a BatchNorm's ``num_batches_tracked`` when its running mean or variance is not
+    loaded (a resized layer, or a partial selection): the checkpoint's step count paired with
+    the model's own statistics would be wrong, and with ``momentum=None`` (cumulative average)
+    it weights every later update by a count of batches these statistics never saw."""
+    for module in bn_modules:
+        prefix = f"{module}." if module else ""
+        counter = prefix + "num_batches_tracked"
+        if counter not in entries:
+            continue
+        absent = [prefix + b for b in ("running_mean", "running_var")
+                  if prefix + b in cmp and prefix + b not in entries]
+        if absent:
+            del entries[counter]
+            names = " and ".join(repr(a.rpartition(".")[2]) for a in absent)
+            skipped[counter] = (
+                f"{names} of this BatchNorm {'is' if len(absent) == 1 else 'are'} not loaded: "
+                "its step counter stays with the model's own statistics"
+            )
+
+
 def _is_bn_with_stats(m: nn.Module) -> bool:
     return isinstance(m, nn.modules.batchnorm._NormBase) and bool(m.track_running_stats)
 
@@ -142,6 +168,7 @@ class LoadPlan:
                     loaded_params[key] = key
             else:
                 skipped[key] = row.reason or row.status
+        _keep_bn_counters_with_their_statistics(cmp, bn_modules, entries, skipped)
         reset = list(touched_bn) if bn == "reset" else []
         return cls(cmp, entries, skipped, bn, reset)
 

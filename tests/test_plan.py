@@ -519,3 +519,31 @@ def test_plan_views(ckpt):
     assert set(frame["action"]) == {"load", "skip"}
     assert frame.loc[frame.key == "classifier.weight", "reason"].item().startswith("shape")
     assert "LoadPlan" in repr(plan)
+
+
+def test_bn_step_counter_is_not_loaded_without_its_running_statistics():
+    """A resized BatchNorm: running_mean/var cannot load (shape), num_batches_tracked could.
+    Loading the counter alone would pair the checkpoint's count with the model's own
+    statistics (and with momentum=None weight every update by batches never seen)."""
+    import collections
+
+    from torch import nn
+
+    src = nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6))
+    src.train()(torch.randn(8, 3))
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=None))
+    plan = sdw.compare(model, src).plan()
+    assert "1.num_batches_tracked" not in plan.entries
+    assert "'running_mean' and 'running_var'" in plan.skipped["1.num_batches_tracked"]
+    report = sdw.partial_load(model, plan)
+    assert int(model[1].num_batches_tracked) == 0 and "1.num_batches_tracked" not in report.loaded
+    # a partial selection inside one BatchNorm: the counter follows the statistics
+    same = nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6))
+    only_mean = sdw.compare(same, src).plan(include=["1.running_mean", "1.num_batches_tracked"])
+    assert list(only_mean.entries) == ["1.running_mean"]
+    assert "'running_var' of this BatchNorm is not loaded" in only_mean.skipped[
+        "1.num_batches_tracked"]
+    # when the statistics load, the counter loads with them
+    full = sdw.compare(same, src).plan()
+    assert {"1.running_mean", "1.running_var", "1.num_batches_tracked"} <= set(full.entries)
+    assert isinstance(full.state_dict(), collections.OrderedDict)

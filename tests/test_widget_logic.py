@@ -188,6 +188,15 @@ def test_hostile_key_names_survive_unchanged():
     assert "&lt;img src=x onerror=alert(1)&gt;.weight" in html
 
 
+def test_static_fallback_html_shows_both_shapes_whole():
+    """The HTML shown where no widget front end runs (nbviewer, GitHub) names both shapes
+    exactly — a regression: stripping '( )' once ate the model shape's closing parenthesis."""
+    cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
+    html = pl.summary_html(pl.build_tree_payload(cmp.tree()))
+    assert "checkpoint (10, 32) vs model (3, 32)</td>" in html
+    assert "checkpoint (10,) vs model (3,)</td>" in html
+
+
 def test_suggestions_payload_lists_rules_first_with_the_rule_to_add():
     cmp = sdw.compare(demo.target_model("renamed_layer"), demo.variant("renamed_layer"))
     sugg = pl.suggestions_payload(cmp.suggest_renames(), cmp.prefix_suggestions())

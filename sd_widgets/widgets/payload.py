@@ -519,6 +519,13 @@ def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     return "\n".join(lines)
 
 
+def _detail_text(payload: Mapping[str, Any], i: int) -> str:
+    """``_shapes_text`` without its surrounding space and parentheses (only the outer pair:
+    the shapes' own parentheses stay)."""
+    text = _shapes_text(payload, i).strip()
+    return text[1:-1] if text.startswith("(") and text.endswith(")") else text
+
+
 def _shapes_text(payload: Mapping[str, Any], i: int) -> str:
     cols = payload["columns"]
     status = payload["statuses"][cols["status"][i]]
@@ -549,7 +556,7 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
         item = _LEGEND_BY_STATUS[status]
         rows.append(f"<tr><td>{e(item['icon'])} {e(item['label'])}</td>"
                     f"<td><code>{e(cols['path'][i])}</code></td>"
-                    f"<td>{e(_shapes_text(payload, i).strip(' ()'))}</td></tr>")
+                    f"<td>{e(_detail_text(payload, i))}</td></tr>")
     more = (f"<tr><td colspan='3'>… and {len(problems) - max_rows} more</td></tr>"
             if len(problems) > max_rows else "")
     table = ("<table><thead><tr><th>status</th><th>key</th><th>detail</th></tr></thead>"
