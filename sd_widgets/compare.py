@@ -588,15 +588,18 @@ def compare(
     key: str | Sequence[str] | None = None,
     trust: bool = False,
     map_location: Any = "cpu",
+    progress: bool | None = None,
 ) -> Comparison:
     """Compare ``src`` (anything :func:`open_checkpoint` accepts) with ``model``.
 
     ``model`` is an ``nn.Module`` (meta device allowed) — or another checkpoint, to diff two
-    checkpoints (then kinds are guessed from names and nothing can be loaded).
+    checkpoints (then kinds are guessed from names and nothing can be loaded). ``progress``
+    shows (True), hides (False) or decides by size (None) the bar while shard headers are read.
     """
-    ckpt = open_checkpoint(src, key=key, trust=trust, map_location=map_location)
+    ckpt = open_checkpoint(src, key=key, trust=trust, map_location=map_location,
+                           progress=progress)
     rules = parse_renames(renames)
     if isinstance(model, nn.Module):
         return Comparison(model, ckpt, rules)
-    other = open_checkpoint(model, trust=trust, map_location=map_location)
+    other = open_checkpoint(model, trust=trust, map_location=map_location, progress=progress)
     return Comparison(None, ckpt, rules, entries=_entries_from_checkpoint(other))

@@ -553,3 +553,17 @@ def test_shape_mismatch_reason_on_a_meta_model_names_the_meta_device():
     real = {r.key: r for r in sdw.compare(demo.target_model("new_head"),
                                           demo.variant("new_head")).rows}
     assert real["classifier.weight"].adaptable
+
+
+def test_compare_progress_bar_can_be_turned_off(tmp_path, capsys):
+    """Reading many shard headers shows a bar (auto above 16 shards); progress=False hides it,
+    which notebooks under nbval and scripts logging to files need."""
+    sd = demo.variant("identical")
+    index = demo.save(sd, tmp_path / "sharded", "safetensors_sharded", num_shards=20)
+    model = demo.target_model("identical")
+    capsys.readouterr()
+    sdw.compare(model, index, progress=True)
+    assert "reading shard headers" in capsys.readouterr().err
+    cmp = sdw.compare(model, index, progress=False)
+    assert capsys.readouterr().err == ""
+    assert cmp.summary()["match"] == len(sd)
