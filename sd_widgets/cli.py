@@ -180,6 +180,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust", action="store_true",
                    help="allow arbitrary pickled Python objects (runs code from the file!); "
                         "only for files from a source you trust. Default: weights-only loading")
+    p.add_argument("--allow", action="append", default=[], metavar="MODULE.NAME",
+                   help="allow just this pickled class/function (e.g. argparse.Namespace) and "
+                        "keep weights-only loading for everything else; repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,8 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(str(exc))
             return EXIT_ERROR
         except UnsafeCheckpointError as exc:
-            _error(f"{exc}\nOn the command line: add --trust to allow these objects, but only if "
-                   "you trust where the file came from (it can run arbitrary code).")
+            names = " ".join(f"--allow {g}" for g in exc.globals) or "--allow MODULE.NAME"
+            _error(f"{exc}\nOn the command line: {names} allows just these (weights-only for the "
+                   "rest); --trust allows anything, but only if you trust where the file came "
+                   "from (it can run arbitrary code).")
             return EXIT_ERROR
         except CheckpointError as exc:
             _error(str(exc))
@@ -312,11 +317,42 @@ def _silence_stdout() -> None:
         pass
 
 
-def _open(path: str, key: str | None, trust: bool) -> Checkpoint:
+def _open(path: str, key: str | None, trust: bool, allow: Sequence[str] = ()) -> Checkpoint:
     if trust:
         _note(f"warning: --trust: {path} may run arbitrary Python code while it is unpickled; "
               "use it only for files from a source you trust")
-    return open_checkpoint(path, key=key, trust=trust)
+        return open_checkpoint(path, key=key, trust=True)
+    if allow:
+        return open_checkpoint(path, key=key, trust=[_import_global(name) for name in allow])
+    return open_checkpoint(path, key=key)
+
+
+def _import_global(name: str) -> Any:
+    """``argparse.Namespace`` -> the class (what weights-only loading may then rebuild)."""
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        raise CLIError(f"--allow {name!r}: give MODULE.NAME, e.g. --allow argparse.Namespace")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError:
+        # a nested name such as "pkg.module.Class.Inner": import the longest module prefix
+        parts = name.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            rest = parts[cut:]
+            break
+        else:
+            raise CLIError(f"--allow {name!r}: module {module_name!r} cannot be imported") from None
+    else:
+        rest = [attr]
+    for part in rest:
+        if not hasattr(obj, part):
+            raise CLIError(f"--allow {name!r}: {getattr(obj, '__name__', obj)!r} has no {part!r}")
+        obj = getattr(obj, part)
+    return obj
 
 
 # ============================================================================================
@@ -650,7 +686,7 @@ def _inspect_footer(ckpt: Checkpoint, summary: dict[str, Any]) -> Iterator[str]:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    ckpt = _open(args.checkpoint, args.key, args.trust)
+    ckpt = _open(args.checkpoint, args.key, args.trust, args.allow)
     out = sys.stdout
     fmt = args.format
     summary = _inspect_summary(ckpt)
@@ -805,7 +841,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             f"checkpoint's tensors, run '{PROG} inspect {shlex.quote(args.checkpoint)}'."
         )
     renames = _parse_rename_args(args.rename)
-    ckpt = _open(args.checkpoint, args.key, args.trust)
+    ckpt = _open(args.checkpoint, args.key, args.trust, args.allow)
     model_info: dict[str, Any]
     if args.model is not None:
         model, device = load_model(args.model)
@@ -814,7 +850,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         model_info = {"spec": args.model, "class": type(model).__name__, "device": device}
         target: nn.Module | Checkpoint = model
     else:
-        other = _open(args.against, args.against_key, args.trust)
+        other = _open(args.against, args.against_key, args.trust, args.allow)
         model_label = f"checkpoint {other.source.describe()}"
         model_info = {"against": _source_dict(other.source)}
         target = other

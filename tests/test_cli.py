@@ -594,6 +594,24 @@ def test_malicious_pickle_is_refused_and_runs_nothing(capsys, tmp_path, command)
     assert "--trust" in err and "Traceback" not in err
 
 
+def test_allow_admits_just_the_named_class(capsys, tmp_path):
+    """--allow argparse.Namespace opens a checkpoint carrying its args, stays weights-only for
+    the rest (the malicious file is still refused, its payload never runs), and says so."""
+    path = demo.write_unsafe_checkpoint(tmp_path / "ns.pt", "namespace")
+    code, _, err = run(capsys, "inspect", path)
+    assert code == 2 and "--allow argparse.Namespace" in err
+    code, out, err = run(capsys, "inspect", path, "--allow", "argparse.Namespace")
+    assert code == 0 and "warning" not in err and "args (Namespace)" in out
+    marker = tmp_path / "PWNED"
+    evil = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    code, _, err = run(capsys, "inspect", evil, "--allow", "argparse.Namespace")
+    assert code == 2 and "io.open" in err and not marker.exists()
+    code, _, err = run(capsys, "inspect", path, "--allow", "no_such_module_xyz.Thing")
+    assert code == 2 and "cannot be imported" in err
+    code, _, err = run(capsys, "inspect", path, "--allow", "argparse.NoSuchThing")
+    assert code == 2 and "has no 'NoSuchThing'" in err
+
+
 def test_trust_flag_passes_trust_and_warns(capsys, tmp_path):
     """--trust really unpickles everything: the payload runs (creating the marker)."""
     path = demo.write_unsafe_checkpoint(tmp_path / "ns.pt", "namespace")
