@@ -287,7 +287,7 @@ def open_checkpoint(
     *,
     key: str | Sequence[str] | None = None,
     map_location: Any = "cpu",
-    trust: bool = False,
+    trust: bool | Iterable[Any] = False,
     progress: bool | None = None,
 ) -> Checkpoint:
     """Open a checkpoint lazily.
@@ -297,8 +297,11 @@ def open_checkpoint(
     mapping of names to tensors (possibly nested), or an ``nn.Module``.
     ``key`` picks the nested entry holding the weights (``"state_dict"``, ``"ema"``, ...;
     a ``"a/b"`` path or a sequence for deeper nesting); found automatically when None.
-    ``trust=True`` allows arbitrary pickled objects — only for files you trust.
+    ``trust=True`` allows arbitrary pickled objects — only for files you trust; a list of
+    classes/functions (``trust=[argparse.Namespace]``) allows just those and keeps weights-only
+    loading for everything else (``torch.serialization.safe_globals``).
     """
+    _allowed_globals(trust)  # a wrong type fails here, before any file is touched
     if isinstance(src, Checkpoint):
         if key is not None:
             raise TypeError("key= cannot be applied to an already opened Checkpoint")
@@ -386,26 +389,55 @@ def _sniff(path: Path) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _torch_load(path: Path, fmt: str, map_location, trust: bool):
+def _allowed_globals(trust: Any) -> list[Any] | None:
+    """``trust`` as an allow-list for weights-only loading, or None for True/False."""
+    if isinstance(trust, bool) or trust is None:
+        return None
+    if isinstance(trust, (str, bytes)) or not isinstance(trust, Iterable):
+        raise TypeError(
+            f"trust={trust!r}: pass True (allow any pickled object), False (weights only), or a "
+            "list of the classes/functions to allow, e.g. trust=[argparse.Namespace]"
+        )
+    return list(trust)
+
+
+def _global_name(obj: Any) -> str:
+    if isinstance(obj, tuple) and len(obj) == 2:  # (obj, "module.name") as torch accepts
+        return str(obj[1])
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
+
+
+def _torch_load(path: Path, fmt: str, map_location, trust: Any):
     mmap = fmt == "torch"
+    allowed = _allowed_globals(trust)
     try:
-        return torch.load(path, map_location=map_location, weights_only=not trust, mmap=mmap)
+        if allowed is not None:  # weights-only, plus exactly the globals the caller allowed
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        return torch.load(path, map_location=map_location, weights_only=trust is not True,
+                          mmap=mmap)
     except pickle.UnpicklingError as exc:
-        if not trust and "Weights only load failed" in str(exc):
-            names = unsafe_globals(path)
+        if trust is not True and "Weights only load failed" in str(exc):
+            allowed_names = {_global_name(g) for g in allowed or []}
+            names = [n for n in unsafe_globals(path) if n not in allowed_names]
             listed = ", ".join(names) if names else "(could not be listed)"
+            already = (f" (beyond the {len(allowed_names)} allowed in trust=[...])"
+                       if allowed_names else "")
             raise UnsafeCheckpointError(
-                f"{path} contains pickled Python objects that weights-only loading refuses: "
-                f"{listed}. Nothing from the file was executed. If you trust where the file came "
-                "from, open it with trust=True (sdw.open_checkpoint(path, trust=True)); "
-                "otherwise ask for a weights-only export (torch.save(model.state_dict(), ...) "
-                "or safetensors).",
+                f"{path} contains pickled Python objects that weights-only loading refuses"
+                f"{already}: {listed}. Nothing from the file was executed. If you trust where "
+                "the file came from, allow just those with trust=[<the classes>] (e.g. "
+                "trust=[argparse.Namespace]: still weights-only for everything else), or "
+                "anything with trust=True (sdw.open_checkpoint(path, trust=True)); otherwise ask "
+                "for a weights-only export (torch.save(model.state_dict(), ...) or safetensors).",
                 globals=names,
             ) from None
         raise _unreadable(path, exc) from None
     except RuntimeError as exc:
         msg = str(exc)
         if "CUDA" in msg or "cuda" in msg:
+            if _requests_cuda(map_location) and not torch.cuda.is_available():
+                raise UnreadableCheckpointError(_no_cuda_message(map_location)) from None
             raise UnreadableCheckpointError(
                 f"{path} was saved from a GPU and cannot be mapped to {map_location!r} here: "
                 f"{msg.splitlines()[0].rstrip('.')}. Pass map_location='cpu'."
@@ -414,6 +446,22 @@ def _torch_load(path: Path, fmt: str, map_location, trust: bool):
     except (EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, AttributeError,
             IndexError, TypeError) as exc:
         raise _unreadable(path, exc) from None
+
+
+def _requests_cuda(map_location: Any) -> bool:
+    """``map_location`` itself asks for a CUDA device (as opposed to the file being saved there)."""
+    if isinstance(map_location, (str, torch.device)):
+        return "cuda" in str(map_location)
+    if isinstance(map_location, Mapping):
+        return any("cuda" in str(v) for v in map_location.values())
+    return False
+
+
+def _no_cuda_message(map_location: Any) -> str:
+    return (
+        f"map_location={map_location!r} asks for a CUDA device, but this machine has none "
+        "(torch.cuda.is_available() is False). Pass map_location='cpu'."
+    )
 
 
 def _unreadable(path: Path, exc: BaseException) -> UnreadableCheckpointError:
@@ -457,7 +505,8 @@ def unsafe_globals(path: str | os.PathLike) -> list[str]:
 
 def _open_torch(path: Path, fmt: str, *, key, map_location, trust) -> Checkpoint:
     obj = _torch_load(path, fmt, map_location, trust)
-    source = CheckpointSource(kind=fmt, path=str(path), files=[str(path)], trusted=trust)
+    source = CheckpointSource(kind=fmt, path=str(path), files=[str(path)],
+                              trusted=trust is not False)
     return _from_object(obj, source, key)
 
 
@@ -687,24 +736,40 @@ def _safetensors_loader(files: Mapping[str, str], device: str):
     """Loader reading keys from their files, one ``safe_open`` per file."""
     from safetensors import safe_open
 
+    on_meta = torch.device(device).type == "meta"  # safe_open has no meta device
+
     def load(keys: Sequence[str]) -> dict[str, torch.Tensor]:
         by_file: dict[str, list[str]] = {}
         for k in keys:
             by_file.setdefault(files[k], []).append(k)
         out: dict[str, torch.Tensor] = {}
         for fname, ks in by_file.items():
-            with safe_open(fname, framework="pt", device=device) as f:
+            with safe_open(fname, framework="pt", device="cpu" if on_meta else device) as f:
                 for k in ks:
-                    out[k] = f.get_tensor(k)
+                    if on_meta:  # shape and dtype from the header; no data is read
+                        sl = f.get_slice(k)
+                        out[k] = torch.empty(sl.get_shape(), device="meta",
+                                             dtype=_SAFETENSORS_DTYPES[sl.get_dtype()])
+                    else:
+                        out[k] = f.get_tensor(k)
         return out
 
     return load
 
 
 def _device_str(map_location: Any) -> str:
-    if isinstance(map_location, (str, torch.device)):
-        return str(map_location)
-    return "cpu"
+    """The device safetensors reads to; an unusable one is refused when the file is opened."""
+    if not isinstance(map_location, (str, torch.device)):
+        return "cpu"
+    try:
+        kind = torch.device(map_location).type
+    except (RuntimeError, ValueError) as exc:
+        raise UnreadableCheckpointError(
+            f"map_location={map_location!r} is not a device ({exc}). Pass map_location='cpu'."
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UnreadableCheckpointError(_no_cuda_message(map_location))
+    return str(map_location)
 
 
 def _open_safetensors(path: Path, map_location: Any) -> Checkpoint:
@@ -781,7 +846,7 @@ def _open_index(path: Path, *, key, map_location, trust, progress) -> Checkpoint
         files[k] = str(path.parent / s)
     kind = "safetensors-index" if is_safetensors else "torch-index"
     source = CheckpointSource(kind=kind, path=str(path), files=[str(path.parent / s) for s in shards],
-                              trusted=trust)
+                              trusted=trust is not False)
     if isinstance(index.get("metadata"), dict):
         source.other_entries = {f"metadata.{k}": _type_summary(v)
                                 for k, v in index["metadata"].items()}
@@ -872,9 +937,16 @@ def _open_dcp(directory: Path, *, key) -> Checkpoint:
             non_tensor[fqn] = "bytes (pickled object)"
     # nested state dicts are flattened to "model.fc.weight", "optim.state...": choose the weights
     groups: dict[str, int] = {}
+    # DCP records each key's path before flattening: ("model", "fc.weight") was nested,
+    # ("model.fc.weight",) was saved flat — a plain state dict whose keys start with "model."
+    planner = getattr(meta, "planner_data", None)
+    saved_flat = False
     for fqn in all_infos:
         head = fqn.split(".", 1)[0]
         groups[head] = groups.get(head, 0) + 1
+        path = planner.get(fqn) if isinstance(planner, Mapping) else None
+        if isinstance(path, (tuple, list)) and len(path) == 1:
+            saved_flat = True
     prefix = ""
     if key is not None:
         prefix = (key if isinstance(key, str) else ".".join(key)).replace("/", ".") + "."
@@ -884,7 +956,9 @@ def _open_dcp(directory: Path, *, key) -> Checkpoint:
             )
     else:
         wrappers = [g for g in groups if g in PREFERRED_KEYS]
-        if wrappers and all(g in PREFERRED_KEYS or g in NOT_WEIGHTS for g in groups):
+        if wrappers and not saved_flat and all(
+            g in PREFERRED_KEYS or g in NOT_WEIGHTS for g in groups
+        ):
             prefix = next(p for p in PREFERRED_KEYS if p in wrappers) + "."
     infos = {f[len(prefix):]: i for f, i in all_infos.items() if f.startswith(prefix)}
     if not infos:

@@ -169,11 +169,16 @@ def {function_name}(model, state):
             tensor = target
         filtered[key] = tensor
     # keep module versions (_metadata): a hand-built OrderedDict would lose them. The dicts
-    # are copies: load_state_dict(assign=True) writes into them
+    # are copies without "assign_to_params_buffers", which load_state_dict(assign=True) writes
+    # into them and which would make this load replace the parameters instead of copying
+    def module_meta(value):
+        return {{k: v for k, v in value.items() if k != "assign_to_params_buffers"}}
+
     metadata = OrderedDict(
-        (prefix, dict(value)) for prefix, value in getattr(current, "_metadata", {{}}).items())
+        (prefix, module_meta(value))
+        for prefix, value in getattr(current, "_metadata", {{}}).items())
     for prefix, value in (getattr(state, "_metadata", None) or {{}}).items():
-        metadata[rename_prefix(prefix)] = dict(value)
+        metadata[rename_prefix(prefix)] = module_meta(value)
     filtered._metadata = metadata
     result = model.load_state_dict(filtered, strict=False)
     for name in BN_RESET:

@@ -586,7 +586,7 @@ def compare(
     *,
     renames: RenamesLike = None,
     key: str | Sequence[str] | None = None,
-    trust: bool = False,
+    trust: bool | Iterable[Any] = False,
     map_location: Any = "cpu",
     progress: bool | None = None,
 ) -> Comparison:

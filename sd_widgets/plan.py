@@ -269,18 +269,20 @@ class LoadPlan:
 
         The per-module dicts are copies: ``load_state_dict(assign=True)`` writes
         ``assign_to_params_buffers`` into the ``_metadata`` it is given, which would otherwise
-        make every later load from the same checkpoint assign instead of copying in place.
+        make every later load from the same checkpoint assign instead of copying in place. A
+        flag already there (the user loaded the checkpoint with ``assign=True`` before) is
+        dropped for the same reason.
         """
         model = model if model is not None else self.comparison.model
         meta: OrderedDict[str, Any] = OrderedDict()
         if model is not None:
             for prefix, value in (getattr(model.state_dict(), "_metadata", {}) or {}).items():
-                meta[prefix] = dict(value)
+                meta[prefix] = module_metadata(value)
         ck_meta = self.comparison.checkpoint.metadata
         if ck_meta:
             rules = self.comparison.renames
             for prefix, value in ck_meta.items():
-                meta[rename_prefix(prefix, rules)] = dict(value)
+                meta[rename_prefix(prefix, rules)] = module_metadata(value)
         return meta
 
     # code export -------------------------------------------------------------------------------
@@ -289,6 +291,17 @@ class LoadPlan:
         from .codegen import plan_to_code
 
         return plan_to_code(self, path=path, function_name=function_name)
+
+
+#: what ``load_state_dict(assign=True)`` writes into the ``_metadata`` of the dict it is given
+#: (torch >= 2.1): a checkpoint once loaded that way makes every later plain load from it assign
+ASSIGN_FLAG = "assign_to_params_buffers"
+
+
+def module_metadata(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of one module's ``_metadata`` entry without :data:`ASSIGN_FLAG`: whether to
+    assign is decided per load (meta-device tensors only), never inherited from the dict."""
+    return {k: v for k, v in value.items() if k != ASSIGN_FLAG}
 
 
 def rename_prefix(prefix: str, rules) -> str:

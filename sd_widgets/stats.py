@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -222,23 +222,33 @@ def _sum_sumsq(c: torch.Tensor, maxabs: float) -> tuple[float, float]:
     return float(d.sum()), float(torch.dot(d, d))
 
 
-def _abs_sum_sumsq(c: torch.Tensor, maxabs: float) -> tuple[float, float]:
-    """(sum of |x|, sum of squares) of a finite 1-D compute-dtype chunk, in float64."""
-    if _rows_ok(c, maxabs):
-        n = c.numel()
-        m = n - n % _ROW
-        a = q = 0.0
-        if m:
-            body = c[:m].view(-1, _ROW)
-            a += float(torch.linalg.vector_norm(body, ord=1, dim=1).double().sum())
-            q += float(torch.linalg.vector_norm(body, dim=1).double().square().sum())
-        if m < n:
-            tail = c[m:].double()
-            a += float(tail.abs().sum())
-            q += float(torch.dot(tail, tail))
-        return a, q
-    d = c.double()
-    return float(d.abs().sum()), float(torch.dot(d, d))
+def _abs_sum_sumsq_(d: torch.Tensor, maxabs: float) -> tuple[float, float]:
+    """(sum of |x|, sum of squares) of a finite 1-D compute-dtype chunk that the caller owns, in
+    float64. Overwrites ``d`` with ``|d|`` (one cheap in-place pass instead of an ord-1 norm,
+    which is ~4x slower on CPU and sums float32 less accurately)."""
+    return _sum_sumsq(d.abs_(), maxabs)
+
+
+#: float dtype -> (same-size integer dtype, bit pattern of -0.0 as that integer = its minimum)
+_BITS = {torch.float32: (torch.int32, -(2**31)), torch.float64: (torch.int64, -(2**63))}
+
+
+def _count_zeros(c: torch.Tensor, mn: float, mx: float) -> int:
+    """Exact number of zeros (+0.0 and -0.0) in a finite 1-D compute-dtype chunk whose minimum
+    and maximum are ``mn`` and ``mx``.
+
+    No pass at all when the range excludes 0. Otherwise float32/float64 bits are counted as
+    integers (``count_nonzero`` on floats is ~3x slower than on ints): +0.0 is the only all-zero
+    bit pattern, and -0.0 is the smallest integer, so one ``amin`` proves there is none.
+    """
+    if mn > 0 or mx < 0:
+        return 0
+    bits = _BITS.get(c.dtype)
+    if bits is not None and c.is_contiguous():
+        as_int = c.view(bits[0])
+        if int(as_int.amin()) != bits[1]:
+            return c.numel() - int(torch.count_nonzero(as_int))
+    return c.numel() - int(torch.count_nonzero(c))
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +282,7 @@ class TensorStats:
 
     def as_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         """Plain ``{field: value}``; ``json_safe=True`` turns NaN/±inf into ``None``."""
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # scalars: no deep copy
         if json_safe:
             d = {k: _json_float(v) for k, v in d.items()}
         return d
@@ -310,7 +320,7 @@ def _first_pass(t: torch.Tensor, chunk: int) -> _Moments:
         if c.numel() == 0:
             continue
         m.n += c.numel()
-        m.zeros += c.numel() - int(torch.count_nonzero(c))
+        m.zeros += _count_zeros(c, mn, mx)
         m.mn = min(m.mn, mn)
         m.mx = max(m.mx, mx)
         s, q = _sum_sumsq(c, max(abs(mn), abs(mx)))
@@ -451,10 +461,11 @@ def change_stats(
                 continue
             dmn, dmx = _minmax(d)
         else:
-            changed += int(torch.count_nonzero(d))  # finite: x - y == 0 exactly when x == y
+            # finite: x - y == 0 exactly when x == y
+            changed += d.numel() - _count_zeros(d, dmn, dmx)
         compared += d.numel()
         max_abs = max(max_abs, -dmn, dmx)
-        a_sum, d_sq = _abs_sum_sumsq(d, max(-dmn, dmx))
+        a_sum, d_sq = _abs_sum_sumsq_(d, max(-dmn, dmx))  # d is ours: overwritten with |d|
         bmn, bmx = _minmax(b)
         _, b_sq = _sum_sumsq(b, max(abs(bmn), abs(bmx)))
         abs_sum += a_sum

@@ -738,3 +738,69 @@ def test_bad_input_raises_a_typed_error_that_says_what_to_do(case, tmp_path):
     # compare() surfaces the same typed error
     with pytest.raises(exc_type):
         sdw.compare(nn.Linear(2, 2), src, **kwargs)
+
+
+# ------------------------------------------------------------------- devices and DCP layout
+
+
+def test_map_location_cuda_on_a_cpu_only_machine_names_the_real_problem(tmp_path):
+    """Asking for CUDA where there is none is the caller's map_location, not a GPU-saved file."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    sd = demo.variant("identical")
+    for fmt, name in (("torch", "w.pt"), ("safetensors", "w.safetensors")):
+        path = demo.save(sd, tmp_path / name, fmt)
+        with pytest.raises(sdw.UnreadableCheckpointError) as info:
+            sdw.open_checkpoint(path, map_location="cuda").tensor("classifier.bias")
+        msg = str(info.value)
+        assert "map_location='cuda' asks for a CUDA device" in msg, (fmt, msg)
+        assert "map_location='cpu'" in msg and "saved from a GPU" not in msg
+
+
+def test_safetensors_on_the_meta_device_reads_shapes_not_data(tmp_path):
+    sd = demo.variant("fp16")
+    path = demo.save(sd, tmp_path / "w.safetensors", "safetensors")
+    ck = sdw.open_checkpoint(path, map_location="meta")
+    t = ck.tensor("classifier.weight")
+    assert t.is_meta and t.shape == sd["classifier.weight"].shape and t.dtype == torch.float16
+    with torch.device("meta"):
+        model = demo.SmallCNN()
+    report = sdw.partial_load(model, sdw.compare(model, ck).plan())
+    assert report.assigned and all(v.is_meta for v in model.state_dict().values())
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")
+def test_flat_dcp_state_dict_whose_keys_start_with_model_is_not_unwrapped(tmp_path):
+    """A flat {"model.fc.weight": ...} saved with DCP is not the nested {"model": {...}} case."""
+    import torch.distributed.checkpoint as dcp
+
+    flat = {"model.fc.weight": torch.randn(3, 4), "model.fc.bias": torch.randn(3)}
+    dcp.save(flat, checkpoint_id=str(tmp_path / "flat"), no_dist=True)
+    ck = sdw.open_checkpoint(tmp_path / "flat")
+    assert sorted(ck) == ["model.fc.bias", "model.fc.weight"]
+    assert ck.source.key is None
+    assert torch.equal(ck.tensor("model.fc.bias"), flat["model.fc.bias"])
+    # the nested save of the same tensors is unwrapped and says which entry it used
+    dcp.save({"model": {"fc.weight": flat["model.fc.weight"], "fc.bias": flat["model.fc.bias"]}},
+             checkpoint_id=str(tmp_path / "nested"), no_dist=True)
+    nested = sdw.open_checkpoint(tmp_path / "nested")
+    assert sorted(nested) == ["fc.bias", "fc.weight"] and nested.source.key == "model"
+
+
+def test_trust_can_allow_just_the_named_classes(tmp_path):
+    """trust=[cls] keeps weights-only loading and allows exactly those globals; anything else in
+    the file is still refused, and a malicious payload still does not run."""
+    path = demo.write_unsafe_checkpoint(tmp_path / "args.pt", "namespace")
+    with pytest.raises(sdw.UnsafeCheckpointError, match=r"trust=\[argparse\.Namespace\]"):
+        sdw.open_checkpoint(path)
+    ck = sdw.open_checkpoint(path, trust=[argparse.Namespace])
+    assert len(ck) > 0 and ck.source.trusted
+    # allowing an unrelated class does not open the malicious file, and its payload never runs
+    marker = tmp_path / "ran.txt"
+    evil = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    with pytest.raises(sdw.UnsafeCheckpointError, match="allowed in trust") as info:
+        sdw.open_checkpoint(evil, trust=[argparse.Namespace])
+    assert info.value.globals == ["io.open"]
+    assert not marker.exists()
+    with pytest.raises(TypeError, match="trust="):
+        sdw.open_checkpoint(path, trust="argparse.Namespace")

@@ -547,3 +547,20 @@ def test_bn_step_counter_is_not_loaded_without_its_running_statistics():
     full = sdw.compare(same, src).plan()
     assert {"1.running_mean", "1.running_var", "1.num_batches_tracked"} <= set(full.entries)
     assert isinstance(full.state_dict(), collections.OrderedDict)
+
+
+def test_exported_code_loads_in_place_even_from_a_dict_once_loaded_with_assign():
+    """A checkpoint dict that was once loaded with assign=True carries the assign flag in its
+    _metadata; the exported code must still copy into the existing parameters."""
+    ckpt = demo.variant("identical")
+    with torch.device("meta"):
+        demo.SmallCNN().load_state_dict(ckpt, assign=True)  # torch writes the flag into ckpt
+    assert any("assign_to_params_buffers" in v for v in ckpt._metadata.values())
+    model = demo.target_model("identical")
+    params = dict(model.named_parameters())
+    namespace: dict = {}
+    exec(sdw.compare(model, ckpt).plan().to_code(), namespace)
+    namespace["load_partial"](model, ckpt)
+    assert all(p is params[k] for k, p in model.named_parameters())
+    assert torch.equal(model.classifier.weight, ckpt["classifier.weight"])
+    assert model.classifier.weight.data_ptr() != ckpt["classifier.weight"].data_ptr()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import pathlib
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import anywidget
@@ -121,7 +121,7 @@ class Explorer(anywidget.AnyWidget):
         *,
         renames: Any = None,
         key: str | None = None,
-        trust: bool = False,
+        trust: bool | Iterable[Any] = False,
         bn: str = "load",
         select: str = "loadable",
         map_location: Any = "cpu",
