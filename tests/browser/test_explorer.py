@@ -382,6 +382,12 @@ def test_twelve_thousand_keys_search_filter_and_scroll(lab):
     root.locator("[data-role=only-problems]").uncheck()
     root.locator("[data-role=search]").fill("blocks.123.4.")
     expect(root.locator(".sdw-row[data-role=leaf]")).to_have_count(2)
+    # the root holds three kinds of problem: compact chips that fit, full words on hover
+    root_counts = module(root, "blocks").locator("[data-role=counts]")
+    expect(root_counts.locator("[data-status=shape_mismatch]")).to_have_text("≠ 1")
+    expect(root_counts.locator("[data-status=unexpected]")).to_have_text("+ 1")
+    assert "1 shape mismatch" in root_counts.get_attribute("title")
+    assert root_counts.evaluate("e => e.scrollWidth <= e.clientWidth"), "counts overflow"
     lab.screenshot("explorer-12k-search", root)
     module(root, "blocks.123.4").locator("[data-role=ckpt] [data-role=name]").click()
     root.locator("[data-role=search]").fill("")

@@ -421,11 +421,14 @@ function render({ model, el }) {
     const cell = h("span", { className: "sdw-cell sdw-cell-status sdw-counts", dataset: { role: "counts" } });
     const parts = [];
     const counts = c.counts[i] || [];
+    // one kind of problem: spelled out ("≠ 2 shape mismatches"); several: icon + count chips
+    // that fit the column (the legend names the icons, the hover text spells them out)
+    const problemKinds = counts.filter((n, s) => n && data.statuses[s] !== "match").length;
     counts.forEach((n, s) => {
       if (!n) return;
       const status = data.statuses[s];
       const item = data.legend[status] || { icon: "?", label: status, plural: status };
-      const label = status === "match" ? `${item.icon} ${n}` : `${item.icon} ${n} ${n === 1 ? item.label : item.plural}`;
+      const label = status === "match" || problemKinds > 1 ? `${item.icon} ${n}` : `${item.icon} ${n} ${n === 1 ? item.label : item.plural}`;
       parts.push(`${n} ${n === 1 ? item.label : item.plural}`);
       cell.appendChild(h("span", { className: `sdw-count sdw-status-${status}`, text: label, dataset: { status, count: n } }));
     });
