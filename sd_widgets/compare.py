@@ -473,7 +473,10 @@ class Comparison:
 
     def select(self, patterns: str | Iterable[str]) -> list[str]:
         """Row keys matched by keys, module paths (whole subtree) or glob patterns."""
-        return select_keys(self.rows, patterns)
+        lookup = self.__dict__.get("_select_lookup")
+        if lookup is None:  # built once: a widget click selects through it
+            lookup = self.__dict__["_select_lookup"] = _select_lookup(self.rows)
+        return select_keys(self.rows, patterns, lookup)
 
 
 def _leaf_dict(r: Row) -> dict[str, Any]:
@@ -540,14 +543,21 @@ def _differing_prefixes(old: str, new: str) -> tuple[str | None, str]:
     return (old_p + "." if old_p else ""), (new_p + "." if new_p else "")
 
 
-def select_keys(rows: Sequence[Row], patterns: str | Iterable[str]) -> list[str]:
+def _select_lookup(rows: Sequence[Row]) -> tuple[list[str], dict[str, str], set[str]]:
+    keys = [r.key for r in rows]
+    return keys, {r.ckpt_key: r.key for r in rows if r.ckpt_key is not None}, set(keys)
+
+
+def select_keys(
+    rows: Sequence[Row],
+    patterns: str | Iterable[str],
+    lookup: tuple[list[str], dict[str, str], set[str]] | None = None,
+) -> list[str]:
     """Resolve keys / module paths / globs against rows; unknown patterns raise ``KeyError``."""
     if isinstance(patterns, str):
         patterns = [patterns]
     chosen: dict[str, None] = {}
-    keys = [r.key for r in rows]
-    by_ckpt = {r.ckpt_key: r.key for r in rows if r.ckpt_key is not None}
-    row_keys = set(keys)
+    keys, by_ckpt, row_keys = lookup if lookup is not None else _select_lookup(rows)
     for p in patterns:
         before = len(chosen)
         if p in row_keys:

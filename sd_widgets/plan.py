@@ -5,8 +5,8 @@ from __future__ import annotations
 import fnmatch
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
@@ -23,9 +23,9 @@ BN_POLICIES = ("load", "keep", "reset")
 ADAPTERS = ("overlap",)
 
 
-@dataclass(frozen=True)
-class PlanEntry:
-    """One tensor the plan loads."""
+class PlanEntry(NamedTuple):
+    """One tensor the plan loads (immutable; a named tuple because a widget click on a 30,000-key
+    tree builds one per selected key)."""
 
     key: str  # model key
     ckpt_key: str
@@ -138,9 +138,10 @@ class LoadPlan:
                     "bn='reset': running statistics are reset after loading"
                 )
                 continue
-            adapter = _adapter_for(key, adapters)
+            adapter = _adapter_for(key, adapters) if adapters else None
             if row.status in ("match", "dtype_mismatch"):
-                tied_first = next((t for t in row.tied if t in loaded_params), None)
+                tied_first = (next((t for t in row.tied if t in loaded_params), None)
+                              if row.tied else None)
                 if tied_first is not None:
                     skipped[key] = f"tied to {tied_first!r} (one tensor): loaded once through it"
                     continue
@@ -184,15 +185,17 @@ class LoadPlan:
     def __contains__(self, key: object) -> bool:
         return key in self.entries
 
-    @property
+    @cached_property
     def numel(self) -> int:
-        """Elements the plan loads (in the model's shapes)."""
-        return sum(_numel(self._row(k).model_shape or ()) for k in self.entries)
+        """Elements the plan loads (in the model's shapes). Computed once: a plan is fixed."""
+        rows = self.comparison._by_key
+        return sum(_numel(rows[k].model_shape or ()) for k in self.entries)
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
-        """Bytes of the checkpoint tensors this plan reads."""
-        return sum(self.comparison.checkpoint[e.ckpt_key].nbytes for e in self.entries.values())
+        """Bytes of the checkpoint tensors this plan reads. Computed once: a plan is fixed."""
+        rows = self.comparison._by_key  # a loaded row's nbytes are its checkpoint bytes
+        return sum(rows[k].nbytes for k in self.entries)
 
     @property
     def casts(self) -> dict[str, tuple[str, str]]:
@@ -350,8 +353,14 @@ def _adapter_for(key: str, adapters: Mapping[str, str]) -> str | None:
 
 
 def _bn_modules(cmp: Comparison) -> set[str]:
-    if cmp.model is not None:
-        return {n for n, m in cmp.model.named_modules() if _is_bn_with_stats(m)}
-    # checkpoint-vs-checkpoint: modules that have running statistics
-    return {r.module for r in cmp.rows if r.key.endswith(".running_mean")}
+    """BatchNorm-like modules with running statistics, found once per comparison (a comparison
+    describes the model as it was when compared; every plan of a widget click reuses this)."""
+    cached = cmp.__dict__.get("_bn_modules_cache")
+    if cached is None:
+        if cmp.model is not None:
+            cached = {n for n, m in cmp.model.named_modules() if _is_bn_with_stats(m)}
+        else:  # checkpoint-vs-checkpoint: modules that have running statistics
+            cached = {r.module for r in cmp.rows if r.key.endswith(".running_mean")}
+        cmp.__dict__["_bn_modules_cache"] = cached
+    return cached
 

@@ -55,9 +55,10 @@ class Explorer(anywidget.AnyWidget):
     """The comparison as one compact columnar payload (see :mod:`sd_widgets.widgets.payload`).
     Python → browser; replaced when rename rules re-align the tree."""
 
-    selected_keys = t.List(t.Unicode()).tag(sync=True)
-    """Row keys chosen for loading, in tree order (two-way). Keys that cannot be loaded are
-    dropped by Python whoever sets them."""
+    selected_keys = t.List().tag(sync=True)
+    """Row keys chosen for loading, in tree order (two-way). Keys that cannot be loaded (and
+    anything that is not a key of the tree) are dropped by Python whoever sets them. No
+    per-element trait: validating 30,000 strings on every click cost more than the click."""
 
     preview = t.Dict().tag(sync=True)
     """What the selection's OrderedDict holds: ``n_tensors``, ``n_params``, ``nbytes``, the first
