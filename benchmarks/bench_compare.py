@@ -204,9 +204,8 @@ def build_meta_model(L: Layout) -> nn.Module:
 _ST_DTYPE = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32"}
 
 
-def write_sparse_checkpoint(L: Layout, directory: Path) -> tuple[Path, list[Path]]:
-    """Shards with real headers and hole-only data, plus the index. Returns (index, shards)."""
-    directory.mkdir(parents=True, exist_ok=True)
+def shard_groups(L: Layout) -> list[list[tuple[str, tuple[int, ...]]]]:
+    """Keys and shapes split into shards of at most ``L.shard_bytes``, as save_pretrained does."""
     groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
     size = 0
     for key, shape in L.shapes():
@@ -216,6 +215,13 @@ def write_sparse_checkpoint(L: Layout, directory: Path) -> tuple[Path, list[Path
             size = 0
         groups[-1].append((key, shape))
         size += nbytes
+    return groups
+
+
+def write_sparse_checkpoint(L: Layout, directory: Path) -> tuple[Path, list[Path]]:
+    """Shards with real headers and hole-only data, plus the index. Returns (index, shards)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    groups = shard_groups(L)
     weight_map: dict[str, str] = {}
     shards: list[Path] = []
     for n, group in enumerate(groups, 1):
@@ -250,15 +256,7 @@ def write_bin_checkpoint(L: Layout, directory: Path) -> tuple[Path, list[Path]]:
     """``pytorch_model-0000k-of-0000n.bin`` shards (torch.save of zero tensors: real bytes on
     disk, one shard in memory at a time — calloc'd zeros cost no RAM until written) + index."""
     directory.mkdir(parents=True, exist_ok=True)
-    groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
-    size = 0
-    for key, shape in L.shapes():
-        nbytes = _numel(shape) * L.dtype.itemsize
-        if groups[-1] and size + nbytes > L.shard_bytes:
-            groups.append([])
-            size = 0
-        groups[-1].append((key, shape))
-        size += nbytes
+    groups = shard_groups(L)
     weight_map: dict[str, str] = {}
     shards: list[Path] = []
     for n, group in enumerate(groups, 1):

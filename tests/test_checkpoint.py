@@ -12,13 +12,14 @@ import json
 import pickle
 import random
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import safetensors
 import torch
+from bitwise import assert_bit_identical, bits
 from safetensors.torch import save_file
 from torch import nn
 
@@ -43,18 +44,6 @@ FORMAT_KINDS = {
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def bits(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
-
-
-def assert_bit_identical(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> None:
-    assert sorted(a) == sorted(b)
-    for k in a:
-        assert a[k].dtype == b[k].dtype, k
-        assert a[k].shape == b[k].shape, k
-        assert torch.equal(bits(a[k]), bits(b[k])), k
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +91,7 @@ def test_every_format_round_trips_bit_identically(fmt, files, reference):
     assert ckpt.nbytes == sum(t.numel() * t.element_size() for t in expected.values())
     sd = ckpt.state_dict()
     assert list(sd) == list(ckpt)
-    assert_bit_identical(sd, expected)
+    assert_bit_identical(sd, expected, ordered=False)
     one = next(iter(expected))
     assert torch.equal(bits(ckpt.tensor(one)), bits(expected[one]))
     assert repr(ckpt).startswith("<Checkpoint ")
@@ -121,7 +110,7 @@ def test_torch_suffixes_read_with_weights_only(tmp_path, monkeypatch, reference,
     kwargs = spy.calls[0][1]
     assert kwargs["weights_only"] is True
     assert kwargs["mmap"] is (not legacy)  # zip files are memory-mapped, legacy ones cannot be
-    assert_bit_identical(ckpt.state_dict(), reference)
+    assert_bit_identical(ckpt.state_dict(), reference, ordered=False)
     # _metadata (module versions) survives the round trip (PyTorch fact 6)
     assert ckpt.metadata == reference._metadata
     assert ckpt.state_dict()._metadata == reference._metadata
@@ -185,7 +174,7 @@ def test_sharded_index_and_its_directory(fmt, files, reference):
         assert Path(info.location).name == weight_map[k]
     assert by_index.source.other_entries == {"metadata.total_size": "int: "
                                              + str(by_index.nbytes)}
-    assert_bit_identical(by_dir.tensors(list(reference)), reference)
+    assert_bit_identical(by_dir.tensors(list(reference)), reference, ordered=False)
 
 
 def test_safetensors_index_reads_no_tensor_data(files, monkeypatch):
@@ -219,7 +208,7 @@ def test_dcp_nested_training_checkpoint(tmp_path):
     assert ckpt.source.key == "model_state_dict"
     expected = demo.variant("training")["model_state_dict"]
     assert list(ckpt) == list(expected) or sorted(ckpt) == sorted(expected)
-    assert_bit_identical(ckpt.tensors(list(ckpt)), expected)
+    assert_bit_identical(ckpt.tensors(list(ckpt)), expected, ordered=False)
     assert "epoch" in ckpt.source.non_tensor
 
 
@@ -241,7 +230,7 @@ def test_mapping_and_module_sources():
     by_mapping = sdw.open_checkpoint(model.state_dict())
     assert by_mapping.source.kind == "mapping"
     assert by_mapping.source.path is None
-    assert_bit_identical(by_mapping.state_dict(), model.state_dict())
+    assert_bit_identical(by_mapping.state_dict(), model.state_dict(), ordered=False)
     assert sdw.open_checkpoint(by_mapping) is by_mapping
     with pytest.raises(TypeError, match="already opened"):
         sdw.open_checkpoint(by_mapping, key="model")
@@ -306,7 +295,7 @@ def test_nested_entry_found_automatically(wrapper, tmp_path):
         assert ckpt.source.other_entries["best"] == "float: 0.5"
         assert ckpt.source.other_entries["optimizer"] == "dict (2 entries)"
         assert wrapper not in ckpt.source.other_entries
-        assert_bit_identical(ckpt.state_dict(), model.state_dict())
+        assert_bit_identical(ckpt.state_dict(), model.state_dict(), ordered=False)
 
 
 @pytest.mark.parametrize("name", sorted(demo.NESTED_VARIANTS))
@@ -317,7 +306,7 @@ def test_demo_nested_variants(name, tmp_path):
     for src in (obj, path):
         ckpt = sdw.open_checkpoint(src)
         assert ckpt.source.key == weights_key
-        assert_bit_identical(ckpt.state_dict(), obj[weights_key])
+        assert_bit_identical(ckpt.state_dict(), obj[weights_key], ordered=False)
         assert set(ckpt.source.other_entries) == set(obj) - {weights_key}
     if name == "lightning":
         assert all(k.startswith("model.") for k in ckpt)
@@ -337,7 +326,7 @@ def test_key_chooses_the_ema_weights(tmp_path):
     assert ema.source.key == "ema"
     assert ema.source.candidates == {"model": 38, "ema": 38}
     assert set(ema.source.other_entries) == {"model"}
-    assert_bit_identical(ema.state_dict(), obj["ema"])
+    assert_bit_identical(ema.state_dict(), obj["ema"], ordered=False)
     differs = [k for k in obj["ema"] if not torch.equal(ema.tensor(k), auto.tensor(k))]
     assert differs  # really another set of weights
 

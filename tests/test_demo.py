@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from bitwise import assert_bit_identical
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
@@ -31,20 +32,6 @@ BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def assert_bit_identical(
-    a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], *, ordered: bool = True
-) -> None:
-    """Same keys (in the same order unless ``ordered=False``), dtype, shape and bytes."""
-    assert list(a) == list(b) if ordered else sorted(a) == sorted(b)
-    for k in a:
-        x, y = a[k], b[k]
-        assert x.dtype == y.dtype, k
-        assert x.shape == y.shape, k
-        xb = x.detach().contiguous().reshape(-1).view(torch.uint8)
-        yb = y.detach().contiguous().reshape(-1).view(torch.uint8)
-        assert torch.equal(xb, yb), k
 
 
 def copied_keys(before: Mapping[str, torch.Tensor], model: nn.Module) -> set[str]:

@@ -7,10 +7,10 @@ import collections
 import gc
 import os
 import weakref
-from collections.abc import Mapping
 
 import pytest
 import torch
+from bitwise import assert_bit_identical, changed, state
 from torch import nn
 
 import sd_widgets as sdw
@@ -23,37 +23,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def state(model: nn.Module) -> collections.OrderedDict[str, torch.Tensor]:
-    return collections.OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
-
-
-def bits(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
-
-
-def assert_bit_identical(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> None:
-    assert list(a) == list(b)
-    for k in a:
-        assert a[k].dtype == b[k].dtype, k
-        assert a[k].shape == b[k].shape, k
-        assert torch.equal(bits(a[k]), bits(b[k])), k
-
-
-def changed(before: Mapping[str, torch.Tensor], model: nn.Module) -> list[str]:
-    after = model.state_dict()
-    return [k for k in before if not torch.equal(before[k], after[k])]
-
-
-@pytest.fixture(scope="module")
-def ckpt() -> collections.OrderedDict[str, torch.Tensor]:
-    return demo.variant("identical")
-
-
-@pytest.fixture
-def model() -> nn.Module:
-    return demo.make_model("cnn", seed=1)
 
 
 def full_plan(model: nn.Module, src) -> sdw.LoadPlan:

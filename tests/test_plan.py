@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import pytest
 import torch
+from bitwise import assert_bit_identical, state
 from torch import nn
 
 import sd_widgets as sdw
@@ -21,24 +22,6 @@ from sd_widgets import demo
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def state(model: nn.Module) -> collections.OrderedDict[str, torch.Tensor]:
-    """Detached copies of the whole state dict."""
-    return collections.OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
-
-
-def bits(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
-
-
-def assert_bit_identical(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> None:
-    """Same keys in the same order, same dtype, shape and bytes."""
-    assert list(a) == list(b)
-    for k in a:
-        assert a[k].dtype == b[k].dtype, k
-        assert a[k].shape == b[k].shape, k
-        assert torch.equal(bits(a[k]), bits(b[k])), k
 
 
 def prefixed(sd: Mapping[str, torch.Tensor], prefix: str) -> collections.OrderedDict:
@@ -65,17 +48,6 @@ def import_code(code: str, path: pathlib.Path):
     finally:
         del sys.modules[name]
     return module
-
-
-@pytest.fixture(scope="module")
-def ckpt() -> collections.OrderedDict[str, torch.Tensor]:
-    """The 10-class pretrained CNN checkpoint (non-trivial BN running statistics)."""
-    return demo.variant("identical")
-
-
-@pytest.fixture
-def model() -> nn.Module:
-    return demo.make_model("cnn", seed=1)
 
 
 # ---------------------------------------------------------------------------------- selection

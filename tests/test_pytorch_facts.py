@@ -55,6 +55,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bitwise import assert_bit_identical, state
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -72,17 +73,6 @@ BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def state(model: nn.Module) -> collections.OrderedDict[str, torch.Tensor]:
-    return collections.OrderedDict((k, v.detach().clone()) for k, v in model.state_dict().items())
-
-
-def assert_bit_identical(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> None:
-    assert list(a) == list(b)
-    for k in a:
-        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-        assert torch.equal(a[k].reshape(-1).view(torch.uint8), b[k].reshape(-1).view(torch.uint8)), k
 
 
 def changed(before: Mapping[str, torch.Tensor], model: nn.Module) -> set[str]:
