@@ -342,20 +342,22 @@ class Comparison:
 
     def tree(self) -> dict[str, Any]:
         """Nested module nodes with per-status counts; one leaf per row (see docs/internals.md)."""
-        root = _Node("", "", self._module_types.get(""))
+        types = self._module_types
+        nodes: dict[str, _Node] = {"": _Node("", "", types.get(""))}
+
+        def node_for(path: str) -> _Node:
+            # one node per module path, created (with its parents) at its first row: children
+            # keep the order in which rows first reach them
+            node = nodes.get(path)
+            if node is None:
+                parent, _, name = path.rpartition(".")
+                node = nodes[path] = _Node(name, path, types.get(path))
+                node_for(parent).children["m:" + name] = node
+            return node
+
         for r in self.rows:
-            node = root
-            if r.module:
-                path = ""
-                for part in r.module.split("."):
-                    path = f"{path}.{part}" if path else part
-                    child = node.children.get("m:" + part)
-                    if child is None:
-                        child = _Node(part, path, self._module_types.get(path))
-                        node.children["m:" + part] = child
-                    node = child
-            node.children["t:" + r.key] = r
-        return self._node_dict(root)
+            node_for(r.module).children["t:" + r.key] = r
+        return self._node_dict(nodes[""])
 
     def _node_dict(self, node: _Node) -> dict[str, Any]:
         children = []
