@@ -10,6 +10,7 @@ import fnmatch
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -475,10 +476,22 @@ class Comparison:
 
     def select(self, patterns: str | Iterable[str]) -> list[str]:
         """Row keys matched by keys, module paths (whole subtree) or glob patterns."""
-        lookup = self.__dict__.get("_select_lookup")
-        if lookup is None:  # built once: a widget click selects through it
-            lookup = self.__dict__["_select_lookup"] = _select_lookup(self.rows)
-        return select_keys(self.rows, patterns, lookup)
+        return select_keys(self.rows, patterns, self._select_lookup)
+
+    @cached_property
+    def _select_lookup(self) -> tuple[list[str], dict[str, str], set[str]]:
+        """Built once per comparison: every widget click selects through it."""
+        return _select_lookup(self.rows)
+
+    @cached_property
+    def bn_modules(self) -> frozenset[str]:
+        """Modules with BatchNorm running statistics, as the model was when compared."""
+        if self.model is not None:
+            return frozenset(n for n, m in self.model.named_modules()
+                             if isinstance(m, nn.modules.batchnorm._NormBase)
+                             and m.track_running_stats)
+        # checkpoint-vs-checkpoint: modules that have running statistics
+        return frozenset(r.module for r in self.rows if r.key.endswith(".running_mean"))
 
 
 def _leaf_dict(r: Row) -> dict[str, Any]:

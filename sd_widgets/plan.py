@@ -79,10 +79,6 @@ def _keep_bn_counters_with_their_statistics(
             )
 
 
-def _is_bn_with_stats(m: nn.Module) -> bool:
-    return isinstance(m, nn.modules.batchnorm._NormBase) and bool(m.track_running_stats)
-
-
 class LoadPlan:
     """A selection of checkpoint tensors to load into a model, with renames and adapters.
 
@@ -122,7 +118,7 @@ class LoadPlan:
         if exclude is not None:
             dropped = set(cmp.select(exclude))
             selected = [k for k in selected if k not in dropped]
-        bn_modules = _bn_modules(cmp)
+        bn_modules = cmp.bn_modules
         entries: OrderedDict[str, PlanEntry] = OrderedDict()
         skipped: OrderedDict[str, str] = OrderedDict()
         touched_bn: dict[str, None] = {}
@@ -350,17 +346,3 @@ def _adapter_for(key: str, adapters: Mapping[str, str]) -> str | None:
         if fnmatch.fnmatchcase(key, pattern) or key.startswith(pattern.rstrip(".") + "."):
             return name
     return None
-
-
-def _bn_modules(cmp: Comparison) -> set[str]:
-    """BatchNorm-like modules with running statistics, found once per comparison (a comparison
-    describes the model as it was when compared; every plan of a widget click reuses this)."""
-    cached = cmp.__dict__.get("_bn_modules_cache")
-    if cached is None:
-        if cmp.model is not None:
-            cached = {n for n, m in cmp.model.named_modules() if _is_bn_with_stats(m)}
-        else:  # checkpoint-vs-checkpoint: modules that have running statistics
-            cached = {r.module for r in cmp.rows if r.key.endswith(".running_mean")}
-        cmp.__dict__["_bn_modules_cache"] = cached
-    return cached
-
