@@ -18,7 +18,7 @@ $(PY):
 # so that no other requirement can pull a CUDA build.
 $(STAMP): $(PY) pyproject.toml requirements/torch-cpu.txt
 	$(PY) -m pip install -r requirements/torch-cpu.txt
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -c requirements/torch-cpu.txt -e ".[test]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -18,6 +18,13 @@ from torch import nn
 
 from .checkpoint import Checkpoint, SourceLike, dtype_name, open_checkpoint
 from .renames import Rename, RenamesLike, apply_renames, parse_renames
+from .statuses import (
+    BN_BUFFERS,
+    LOADABLE_STATUSES,
+    PROBLEM_STATUSES,
+    STATUS_LABELS,
+    STATUSES,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,19 +44,6 @@ __all__ = [
     "model_entries",
 ]
 
-STATUSES = ("match", "shape_mismatch", "dtype_mismatch", "missing", "missing_buffer", "unexpected")
-PROBLEM_STATUSES = STATUSES[1:]
-#: statuses whose tensors can be loaded as they are (a dtype difference is cast)
-LOADABLE_STATUSES = ("match", "dtype_mismatch")
-STATUS_LABELS = {
-    "match": "match",
-    "shape_mismatch": "shape mismatch",
-    "dtype_mismatch": "dtype mismatch",
-    "missing": "missing parameter",
-    "missing_buffer": "missing buffer",
-    "unexpected": "unexpected key",
-}
-BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 #: common wrapper prefixes: DataParallel/DDP, torch.compile, Lightning
 WRAPPER_PREFIXES = {
     "module.": "DataParallel / DistributedDataParallel",
