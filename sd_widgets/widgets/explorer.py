@@ -34,6 +34,18 @@ from . import payload as pl
 __all__ = ["Explorer"]
 
 _STATIC = pathlib.Path(__file__).parent / "static"
+#: The front end is plain ES modules with no bundler: pure, unit-tested functions (``lib.js``,
+#: tested by ``node --test``), the panels around the tree (``panels.js``) and the tree view with
+#: ``render`` (``tree.js``), concatenated in this order into the one ESM anywidget loads. Only
+#: ``tree.js`` has an ``export default``; files never ``import`` each other.
+_JS_FILES = ("lib.js", "panels.js", "tree.js")
+_CSS_FILES = ("tree.css", "panels.css")
+
+
+def _bundle(names: tuple[str, ...]) -> str:
+    return "\n".join(
+        f"// ---- {n}\n" + (_STATIC / n).read_text(encoding="utf-8") for n in names
+    )
 
 
 class Explorer(anywidget.AnyWidget):
@@ -48,8 +60,8 @@ class Explorer(anywidget.AnyWidget):
     The model is the caller's own object: "Load selected" changes it in place.
     """
 
-    _esm = _STATIC / "tree.js"
-    _css = _STATIC / "tree.css"
+    _esm = _bundle(_JS_FILES)
+    _css = _bundle(_CSS_FILES)
 
     tree = t.Dict().tag(sync=True)
     """The comparison as one compact columnar payload (see :mod:`sd_widgets.widgets.payload`).

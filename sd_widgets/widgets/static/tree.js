@@ -321,8 +321,12 @@ function render({ model, el }) {
     bnBox,
   );
 
-  root.append(title, messageBar, summary, toolbar, legend, colHeader, viewport, emptyNote, actions, tabBar, ...Object.values(panels));
+  const topSlot = h("div", { className: "sdw-top-slot", dataset: { role: "top-slot" } });
+  const resultsSlot = h("div", { className: "sdw-results-slot", dataset: { role: "results-slot" } });
+  panels.results.prepend(resultsSlot);
+  root.append(title, messageBar, topSlot, summary, toolbar, legend, colHeader, viewport, emptyNote, actions, tabBar, ...Object.values(panels));
   el.appendChild(root);
+  mountPanels({ model, send, on, h, root, slots: { top: topSlot, results: resultsSlot } });
 
   // ------------------------------------------------------------------ tree
   function initialExpansion() {
