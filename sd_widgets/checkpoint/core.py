@@ -27,7 +27,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .errors import NotAStateDictError, UnreadableCheckpointError, UnsafeCheckpointError
+from ..errors import NotAStateDictError, UnreadableCheckpointError, UnsafeCheckpointError
 
 __all__ = [
     "Checkpoint",
