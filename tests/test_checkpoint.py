@@ -20,6 +20,7 @@ import pytest
 import safetensors
 import torch
 from bitwise import assert_bit_identical, bits
+from hostile import CreateMarker, write_malicious_checkpoint
 from safetensors.torch import save_file
 from torch import nn
 
@@ -418,13 +419,13 @@ def test_namespace_checkpoint_needs_trust(tmp_path):
 
 
 def _legacy_malicious(path: Path, marker: Path) -> Path:
-    obj = {"state_dict": demo.variant("identical"), "callback": demo._CreateMarker(marker)}
+    obj = {"state_dict": demo.variant("identical"), "callback": CreateMarker(marker)}
     torch.save(obj, path, _use_new_zipfile_serialization=False)
     return path
 
 
 def _zip_malicious(path: Path, marker: Path) -> Path:
-    return demo.write_unsafe_checkpoint(path, "malicious", marker=marker)
+    return write_malicious_checkpoint(path, marker)
 
 
 @pytest.mark.parametrize("writer", [_zip_malicious, _legacy_malicious], ids=["zip", "legacy"])
@@ -460,7 +461,7 @@ def test_dcp_metadata_payload_is_refused(files, tmp_path):
     directory = tmp_path / "evil_dcp"
     shutil.copytree(files["dcp"], directory)
     meta = ckpt_mod.read_dcp_metadata(directory)
-    meta.planner_data = demo._CreateMarker(marker)
+    meta.planner_data = CreateMarker(marker)
     with open(directory / ".metadata", "wb") as f:
         pickle.dump(meta, f)
     with pytest.raises(sdw.UnsafeCheckpointError) as info:
@@ -786,7 +787,7 @@ def test_trust_can_allow_just_the_named_classes(tmp_path):
     assert len(ck) > 0 and ck.source.trusted
     # allowing an unrelated class does not open the malicious file, and its payload never runs
     marker = tmp_path / "ran.txt"
-    evil = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    evil = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     with pytest.raises(sdw.UnsafeCheckpointError, match="allowed in trust") as info:
         sdw.open_checkpoint(evil, trust=[argparse.Namespace])
     assert info.value.globals == ["io.open"]

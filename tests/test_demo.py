@@ -16,20 +16,21 @@ from typing import Any
 import pytest
 import torch
 from bitwise import assert_bit_identical
+from hostile import write_malicious_checkpoint
 from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
+import sd_widgets
 from sd_widgets import demo
+from sd_widgets.demo.variants import _prefix_sd
+from sd_widgets.statuses import BN_BUFFERS
 
 # Importing TorchDynamo (torch.compile, and any torch.optim optimizer) emits these from torch.
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
 )
-
-BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-
 
 # ------------------------------------------------------------------------------------ helpers
 
@@ -439,7 +440,7 @@ def test_hand_prefixing_matches_real_wrappers() -> None:
     # they must produce what a real wrapper module produces, _metadata included.
     ident = demo.variant("identical")
     for name, prefix in (("compiled", "_orig_mod"), ("dataparallel", "module")):
-        by_hand = demo._prefix_sd(ident, prefix)
+        by_hand = _prefix_sd(ident, prefix)
         real = demo.variant(name)
         assert_bit_identical(by_hand, real)
         assert by_hand._metadata == real._metadata
@@ -635,7 +636,7 @@ def test_unsafe_namespace_checkpoint(tmp_path: pathlib.Path) -> None:
 
 def test_unsafe_malicious_checkpoint(tmp_path: pathlib.Path) -> None:
     marker = tmp_path / "pwned"
-    path = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    path = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     assert not marker.exists()  # writing executes nothing
     with pytest.raises(pickle.UnpicklingError, match=re.escape("io.open")):
         torch.load(path)
@@ -646,7 +647,17 @@ def test_unsafe_malicious_checkpoint(tmp_path: pathlib.Path) -> None:
     obj = torch.load(path, weights_only=False)
     obj["callback"].close()
     assert marker.exists()
-    with pytest.raises(ValueError, match="marker"):
+
+
+def test_demo_ships_no_code_running_payload(tmp_path: pathlib.Path) -> None:
+    # The wheel must not ship an exploit generator: only the harmless Namespace kind is left.
+    assert demo.UNSAFE_KINDS == ("namespace",)
+    with pytest.raises(ValueError, match=r"unknown unsafe kind 'malicious'.*tests/hostile\.py"):
         demo.write_unsafe_checkpoint(tmp_path / "x.pt", "malicious")
     with pytest.raises(ValueError, match="unknown unsafe kind"):
         demo.write_unsafe_checkpoint(tmp_path / "x.pt", "nope")
+    assert not (tmp_path / "x.pt").exists()
+    package = pathlib.Path(sd_widgets.__file__).parent
+    for source in package.rglob("*.py"):
+        text = source.read_text()
+        assert "def __reduce__" not in text, f"{source} defines a pickle payload"
