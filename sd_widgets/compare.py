@@ -17,7 +17,18 @@ import torch
 from torch import nn
 
 from .checkpoint import Checkpoint, SourceLike, dtype_name, open_checkpoint
-from .renames import Rename, RenamesLike, apply_renames, parse_renames
+from .renames import (
+    WRAPPER_PREFIXES,
+    KeySets,
+    Rename,
+    RenamesLike,
+    RuleCandidate,
+    RuleContext,
+    apply_renames,
+    discover_rules,
+    pair_keys,
+    parse_renames,
+)
 from .statuses import (
     BN_BUFFERS,
     LOADABLE_STATUSES,
@@ -35,6 +46,7 @@ __all__ = [
     "LOADABLE_STATUSES",
     "PROBLEM_STATUSES",
     "STATUSES",
+    "WRAPPER_PREFIXES",
     "Comparison",
     "ModelEntry",
     "Row",
@@ -43,14 +55,6 @@ __all__ = [
     "compare",
     "model_entries",
 ]
-
-#: common wrapper prefixes: DataParallel/DDP, torch.compile, Lightning
-WRAPPER_PREFIXES = {
-    "module.": "DataParallel / DistributedDataParallel",
-    "_orig_mod.": "torch.compile",
-    "model.": "PyTorch Lightning (LightningModule attribute)",
-}
-
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -116,6 +120,10 @@ class Row:
     tied: tuple[str, ...] = ()
     #: the model tensor lives on the meta device (no values to adapt from)
     model_on_meta: bool = False
+    #: for a model key absent from the checkpoint that is the same Parameter as a key the
+    #: checkpoint does hold (tied weights, e.g. ``lm_head.weight`` and the input embedding,
+    #: which ``save_pretrained`` writes once): that key. Loading it changes this one too.
+    tied_to: str | None = None
 
     @property
     def loadable(self) -> bool:
@@ -153,9 +161,16 @@ class Row:
             return text + ("; no adapter applies on the meta device (the 'overlap' adapter "
                            "keeps the model's own values outside the overlap, and a meta "
                            "tensor has none): materialise the model first (to_empty + init)")
-        if self.status == "missing":
-            return "parameter not in the checkpoint: keeps its current (initial) value"
-        if self.status == "missing_buffer":
+        if self.status in ("missing", "missing_buffer"):
+            what = "parameter" if self.status == "missing" else "buffer"
+            if self.tied_to is not None:
+                return (f"tied to {self.tied_to!r} (the same Parameter): not in the checkpoint "
+                        f"itself, it changes when {self.tied_to!r} loads")
+            if self.model_on_meta:
+                return (f"{what} not in the checkpoint: stays on the meta device; the model "
+                        "cannot run until it is initialised")
+            if self.status == "missing":
+                return "parameter not in the checkpoint: keeps its current (initial) value"
             return "buffer not in the checkpoint: keeps its current value"
         return "checkpoint key the model does not have"
 
@@ -184,6 +199,9 @@ class RuleSuggestion(NamedTuple):
     rule: Rename
     fixes: int
     reason: str
+    #: what the rule undoes when that is known: "ddp", "compile", "compile+ddp", "lightning",
+    #: "hf_base", "tf_names"; None when the rule is only described
+    convention: str | None = None
 
 
 @dataclass
@@ -205,6 +223,7 @@ class Comparison:
         renames: Iterable[Rename] = (),
         *,
         entries: OrderedDict[str, ModelEntry] | None = None,
+        module_types: dict[str, str] | None = None,
     ) -> None:
         self.model = model
         self.checkpoint = checkpoint
@@ -214,9 +233,13 @@ class Comparison:
                 raise TypeError("a Comparison needs a model or model entries")
             entries = model_entries(model)
         self.entries = entries
-        self._module_types: dict[str, str] = (
-            {n: type(m).__name__ for n, m in model.named_modules()} if model is not None else {}
-        )
+        if module_types is None:
+            module_types = (
+                {n: type(m).__name__ for n, m in model.named_modules()} if model is not None
+                else {}
+            )
+        #: module path → class name; shared (not rebuilt) by with_renames
+        self._module_types: dict[str, str] = module_types
         self.rows: list[Row] = self._build_rows()
         self._by_key = {r.key: r for r in self.rows}
 
@@ -247,8 +270,9 @@ class Comparison:
             if ck is None:
                 status = "missing" if e.kind == "param" else "missing_buffer"
                 nbytes = _nbytes(e.shape, e.dtype)
+                tied_to = next((t for t in e.tied if t in by_target), None)
                 rows.append(Row(mk, status, e.kind, e.module, None, mk, None, e.shape, None, mdt,
-                                nbytes, e.tied, on_meta))
+                                nbytes, e.tied, on_meta, tied_to))
                 continue
             info = self.checkpoint[ck]
             if info.shape != e.shape:
@@ -320,15 +344,16 @@ class Comparison:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per key; columns key, status, kind, module, ckpt_key, model_key, shapes,
-        dtypes, nbytes, tied, loadable, reason."""
+        dtypes, nbytes, tied, tied_to, loadable, reason."""
         import pandas as pd
 
         cols = ["key", "status", "kind", "module", "ckpt_key", "model_key", "ckpt_shape",
-                "model_shape", "ckpt_dtype", "model_dtype", "nbytes", "tied", "loadable", "reason"]
+                "model_shape", "ckpt_dtype", "model_dtype", "nbytes", "tied", "tied_to",
+                "loadable", "reason"]
         data = [
             (r.key, r.status, r.kind, r.module, r.ckpt_key, r.model_key, r.ckpt_shape,
              r.model_shape, r.ckpt_dtype, r.model_dtype, r.nbytes, ", ".join(r.tied),
-             r.loadable, r.reason)
+             r.tied_to, r.loadable, r.reason)
             for r in self.rows
         ]
         df = pd.DataFrame(data, columns=cols)
@@ -372,86 +397,74 @@ class Comparison:
 
     # renames -------------------------------------------------------------------------------------
     def with_renames(self, renames: RenamesLike, *, replace: bool = False) -> Comparison:
-        """A new comparison with ``renames`` added after the current rules (or instead of them)."""
+        """A new comparison with ``renames`` added after the current rules (or instead of them).
+
+        The model side (entries, module types, naming context) is shared, not rebuilt."""
         rules = parse_renames(renames)
-        return Comparison(self.model, self.checkpoint, rules if replace else self.renames + rules,
-                          entries=self.entries)
+        new = Comparison(self.model, self.checkpoint,
+                         rules if replace else self.renames + rules,
+                         entries=self.entries, module_types=self._module_types)
+        if "rule_context" in self.__dict__:
+            new.__dict__["rule_context"] = self.rule_context
+        return new
+
+    @cached_property
+    def rule_context(self) -> RuleContext:
+        """Where the keys came from, to name suggested rules for what they are."""
+        src = self.checkpoint.source
+        others = set(src.other_entries)
+        lightning = src.key == "state_dict" and (
+            "pytorch-lightning_version" in others or {"epoch", "global_step"} <= others)
+        model = self.model
+        bp = getattr(model, "base_model_prefix", "") if model is not None else ""
+        bp = bp if isinstance(bp, str) else ""
+        has_base = bool(bp) and model is not None and isinstance(
+            getattr(model, bp, None), nn.Module) and (bp + ".") in {
+                m.partition(".")[0] + "." for m in self._module_types if m}
+        return RuleContext(lightning=lightning, base_model_prefix=bp,
+                           has_base_submodule=has_base,
+                           model_class=type(model).__name__ if model is not None else "")
+
+    @cached_property
+    def _key_sets(self) -> KeySets:
+        """Unexpected names, missing keys and paired names, as discovery reads them."""
+        unexpected: dict[str, tuple[int, ...]] = {}
+        missing: dict[str, tuple[int, ...]] = {}
+        paired: list[str] = []
+        for r in self.rows:
+            if r.status == "unexpected":
+                unexpected[r.key] = r.ckpt_shape or ()
+            elif r.ckpt_key is None:
+                missing[r.key] = r.model_shape or ()
+            else:
+                paired.append(r.key)
+        return KeySets(unexpected, missing, paired)
+
+    @cached_property
+    def _rule_candidates(self) -> list[RuleCandidate]:
+        return discover_rules(self._key_sets, self.rule_context, limit=10)
 
     def suggest_renames(self, limit: int = 50, min_score: float = 0.5) -> list[Suggestion]:
         """Pairs (unexpected checkpoint key, missing model key), best first, each key once.
 
-        Scored by shape equality, leaf name, longest common suffix and edit similarity.
+        Scored by shape equality, shared trailing names and edit similarity (see
+        :func:`sd_widgets.renames.pair_keys`); near-linear in the number of keys. The checkpoint
+        key is the name after the rules already in force, so an accepted pair chains after them.
         """
-        unexpected = [r for r in self.rows if r.status == "unexpected"]
-        missing = [r for r in self.rows if r.status in ("missing", "missing_buffer")]
-        if not unexpected or not missing:
-            return []
-        by_leaf: dict[str, list[Row]] = {}
-        for m in missing:
-            by_leaf.setdefault(m.key.rpartition(".")[2], []).append(m)
-        scored: list[Suggestion] = []
-        budget = 200_000
-        for u in unexpected:
-            leaf = u.key.rpartition(".")[2]
-            for m in by_leaf.get(leaf, ()):
-                budget -= 1
-                if budget < 0:
-                    break
-                same_shape = u.ckpt_shape == m.model_shape
-                if not same_shape and budget < 100_000:
-                    continue
-                suffix = _common_suffix_parts(u.key, m.key)
-                sim = _similarity(u.key, m.key)
-                score = (0.5 if same_shape else 0.0) + 0.25 * suffix + 0.25 * sim
-                if score < min_score:
-                    continue
-                bits = [
-                    f"same shape {_fmt_shape(m.model_shape)}" if same_shape else
-                    f"shapes differ {_fmt_shape(u.ckpt_shape)} vs {_fmt_shape(m.model_shape)}",
-                    f"same leaf name '.{leaf}'",
-                    f"names {sim:.0%} similar",
-                ]
-                src = u.ckpt_key or u.key
-                scored.append(Suggestion(src, m.key, round(score, 3), ", ".join(bits)))
-        scored.sort(key=lambda s: (-s.score, s.model_key))
-        used_c: set[str] = set()
-        used_m: set[str] = set()
-        out = []
-        for s in scored:
-            if s.ckpt_key in used_c or s.model_key in used_m:
-                continue
-            used_c.add(s.ckpt_key)
-            used_m.add(s.model_key)
-            out.append(s)
-            if len(out) >= limit:
-                break
-        return out
+        cache = self.__dict__.setdefault("_pair_cache", {})
+        if (limit, min_score) not in cache:
+            cache[(limit, min_score)] = [
+                Suggestion(*p) for p in pair_keys(self._key_sets, self._rule_candidates,
+                                                  limit=limit, min_score=min_score)]
+        return list(cache[(limit, min_score)])
 
     def prefix_suggestions(self) -> list[RuleSuggestion]:
-        """Rename rules that would fix many keys at once (wrapper prefixes, renamed modules)."""
-        unexpected = [r.key for r in self.rows if r.status == "unexpected"]
-        missing = {r.key for r in self.rows if r.status in ("missing", "missing_buffer")}
-        if not unexpected:
-            return []
-        out: dict[Rename, RuleSuggestion] = {}
-
-        def consider(rule: Rename, why: str) -> None:
-            fixes = sum(1 for k in unexpected if rule(k) != k and rule(k) in missing)
-            if fixes and rule not in out:
-                out[rule] = RuleSuggestion(rule, fixes, f"{why}: {fixes} keys would match")
-
-        model_keys = set(self.entries)
-        for prefix, origin in WRAPPER_PREFIXES.items():
-            if any(k.startswith(prefix) for k in unexpected):
-                consider(Rename.strip_prefix(prefix), f"strip {prefix!r} ({origin})")
-            if any(k.startswith(prefix) for k in model_keys):
-                consider(Rename.add_prefix(prefix), f"add {prefix!r} ({origin})")
-        for s in self.suggest_renames(limit=200):
-            old_p, new_p = _differing_prefixes(s.ckpt_key, s.model_key)
-            if old_p is not None:
-                consider(Rename.prefix(old_p, new_p), f"module {old_p[:-1]!r} renamed to "
-                         f"{new_p[:-1]!r}")
-        return sorted(out.values(), key=lambda r: -r.fixes)
+        """Rename rules that would fix many keys at once, best first: wrapper prefixes named
+        for what added them (DDP's ``module.``, torch.compile's ``_orig_mod.``, Lightning's
+        ``model.``, a Hugging Face base-model prefix), renamed modules, TensorFlow-style leaf
+        names as one rule. Near-linear; computed once per comparison."""
+        return [RuleSuggestion(c.rule, c.fixes, c.reason, c.convention)
+                for c in self._rule_candidates]
 
     # planning ----------------------------------------------------------------------------------
     def plan(
@@ -506,6 +519,8 @@ def _leaf_dict(r: Row) -> dict[str, Any]:
         "adaptable": r.adaptable,
         "reason": r.reason,
         "tied": list(r.tied),
+        "tied_to": r.tied_to,
+        "model_on_meta": r.model_on_meta,
     }
 
 
@@ -514,42 +529,6 @@ def _nbytes(shape: Sequence[int], dtype: torch.dtype) -> int:
     for s in shape:
         n *= s
     return n * dtype.itemsize
-
-
-def _common_suffix_parts(a: str, b: str) -> float:
-    pa, pb = a.split("."), b.split(".")
-    n = 0
-    while n < min(len(pa), len(pb)) and pa[-1 - n] == pb[-1 - n]:
-        n += 1
-    return n / max(len(pa), len(pb))
-
-
-def _similarity(a: str, b: str) -> float:
-    """1 - normalised Levenshtein distance."""
-    if a == b:
-        return 1.0
-    if len(a) < len(b):
-        a, b = b, a
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return 1.0 - prev[-1] / len(a)
-
-
-def _differing_prefixes(old: str, new: str) -> tuple[str | None, str]:
-    """``linear.weight``/``different_linear.weight`` → (``linear.``, ``different_linear.``)."""
-    po, pn = old.split("."), new.split(".")
-    n = 0
-    while n < min(len(po), len(pn)) and po[-1 - n] == pn[-1 - n]:
-        n += 1
-    if n == 0 or (n == len(po) and n == len(pn)):
-        return None, ""
-    old_p = ".".join(po[: len(po) - n])
-    new_p = ".".join(pn[: len(pn) - n])
-    return (old_p + "." if old_p else ""), (new_p + "." if new_p else "")
 
 
 def _select_lookup(rows: Sequence[Row]) -> tuple[list[str], dict[str, str], set[str]]:
