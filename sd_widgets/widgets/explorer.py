@@ -1,10 +1,12 @@
 """``Explorer``: the checkpoint and the model side by side, choose what to load, load, undo.
 
-A thin view over the core objects: the comparison (:func:`sd_widgets.compare`) becomes ONE
-compact tree payload (:mod:`.payload`), the selection is a synced list of row keys, and every
-user gesture arrives as a custom message handled by :meth:`Explorer.handle_action`, which a
-test (or a script) can call directly. The front end (``static/tree.js``) only draws traits
-and sends gestures.
+A thin view over the core objects: the :class:`~sd_widgets.Comparison` is serialised once per
+change into ONE compact tree payload (:func:`.payload.build_tree_payload`); every question
+("can this key be selected?", "does an adapter apply?") is asked of the comparison's rows, not
+of that serialised copy. Synced traits carry the state (``docs/widget-protocol.md`` lists each
+trait and action); traits the browser may set are cleaned by ``@traitlets.validate``. User
+gestures arrive as custom messages ``{"action": ...}`` handled by :meth:`Explorer.handle_action`,
+which a test (or a script) can call directly; every action is registered once, with its label.
 
 Errors never escape into the kernel log: every handler catches its exception and puts a
 readable message into :attr:`Explorer.message` (traceback in ``message["detail"]`` and
@@ -13,11 +15,16 @@ readable message into :attr:`Explorer.message` (traceback in ``message["detail"]
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
+import keyword
+import os
 import pathlib
 import traceback
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
 import anywidget
 import traitlets as t
@@ -25,13 +32,20 @@ from torch import nn
 
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..compare import Comparison
-from ..errors import CheckpointError, LoadError, UndoError
+from ..errors import (
+    CheckpointError,
+    LoadError,
+    NotAStateDictError,
+    UndoError,
+    UnreadableCheckpointError,
+    UnsafeCheckpointError,
+)
 from ..load import LoadReport, partial_load
 from ..plan import ADAPTERS, BN_POLICIES
 from ..renames import parse_renames
 from . import payload as pl
 
-__all__ = ["Explorer"]
+__all__ = ["ACTIONS", "Explorer"]
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 #: The front end is plain ES modules with no bundler: pure, unit-tested functions (``lib.js``,
@@ -40,12 +54,35 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 #: ``tree.js`` has an ``export default``; files never ``import`` each other.
 _JS_FILES = ("lib.js", "panels.js", "tree.js")
 _CSS_FILES = ("tree.css", "panels.css")
+TABS = ("preview", "renames", "code", "results")
 
 
 def _bundle(names: tuple[str, ...]) -> str:
     return "\n".join(
         f"// ---- {n}\n" + (_STATIC / n).read_text(encoding="utf-8") for n in names
     )
+
+
+class Action(NamedTuple):
+    """One gesture the front end can send: its name, label (for messages) and handler."""
+
+    name: str
+    label: str
+    handler: Callable[[Explorer, Mapping[str, Any]], None]
+    #: shown next to the busy sign while it runs; None: quick, no busy sign
+    busy_text: str | None = None
+
+
+#: every action, registered once (name → Action); the browser sends exactly these names
+ACTIONS: dict[str, Action] = {}
+
+
+def _action(name: str, label: str, busy_text: str | None = None):
+    def register(fn: Callable[[Explorer, Mapping[str, Any]], None]):
+        ACTIONS[name] = Action(name, label, fn, busy_text)
+        return fn
+
+    return register
 
 
 class Explorer(anywidget.AnyWidget):
@@ -55,9 +92,12 @@ class Explorer(anywidget.AnyWidget):
     accepts) and compares it with ``model``; ``Explorer(comparison)`` reuses a
     :class:`~sd_widgets.Comparison`. ``renames`` are initial rename rules (shown, removable),
     ``bn`` the initial BatchNorm policy, ``select`` the initial selection (``"loadable"``:
-    everything that can be loaded as is; ``"none"``).
+    everything that can be loaded as is; ``"none"``), ``model_name`` the variable the Code tab
+    loads into.
 
-    The model is the caller's own object: "Load selected" changes it in place.
+    The model is the caller's own object: "Load selected" changes it in place. A change made to
+    it outside the widget (a plain ``load_state_dict``, an optimizer step) is detected through
+    torch's per-tensor version counters and shown as a stale view with a Refresh action.
     """
 
     _esm = _bundle(_JS_FILES)
@@ -65,12 +105,11 @@ class Explorer(anywidget.AnyWidget):
 
     tree = t.Dict().tag(sync=True)
     """The comparison as one compact columnar payload (see :mod:`sd_widgets.widgets.payload`).
-    Python → browser; replaced when rename rules re-align the tree."""
+    Python → browser; replaced when rename rules re-align the tree or Refresh re-compares."""
 
     selected_keys = t.List().tag(sync=True)
     """Row keys chosen for loading, in tree order (two-way). Keys that cannot be loaded (and
-    anything that is not a key of the tree) are dropped by Python whoever sets them. No
-    per-element trait: validating 30,000 strings on every click cost more than the click."""
+    anything that is not a key of the tree) are dropped by the validator whoever sets them."""
 
     preview = t.Dict().tag(sync=True)
     """What the selection's OrderedDict holds: ``n_tensors``, ``n_params``, ``nbytes``, the first
@@ -80,31 +119,54 @@ class Explorer(anywidget.AnyWidget):
     """Rename suggestions (prefix rules first, then key pairs), each with the rule accepting it
     adds; accepted with ``{"action": "accept_suggestion", "id": ...}``."""
 
+    banner = t.Dict().tag(sync=True)
+    """The one rename rule that explains most problems (``{id, label, what, fixes, text,
+    n_missing, n_unexpected}``), shown above the tree with an Apply button; ``{}`` when none."""
+
     rename_rules = t.List(t.Dict()).tag(sync=True)
     """Rename rules in force, ``{"kind", "old", "new", "label"}`` each, applied in order to
-    checkpoint keys. Setting it from Python re-aligns the tree."""
+    checkpoint keys (two-way). Setting it re-aligns the tree; invalid rules are refused."""
 
-    bn_policy = t.Enum(BN_POLICIES, default_value="load").tag(sync=True)
+    bn_policy = t.Unicode("load").tag(sync=True)
     """BatchNorm running statistics: ``"load"`` from the checkpoint, ``"keep"`` the model's, or
-    ``"reset"`` them after loading (two-way)."""
+    ``"reset"`` them after loading (two-way; always one of the three)."""
 
     adapters = t.Dict().tag(sync=True)
     """Row key → adapter (``"overlap"``) for shape mismatches to load anyway (two-way)."""
 
+    tab = t.Unicode("preview").tag(sync=True)
+    """The visible tab: ``preview``, ``renames``, ``code`` or ``results`` (two-way)."""
+
+    model_name = t.Unicode("model").tag(sync=True)
+    """The variable name the exported code loads into (two-way; a Python identifier)."""
+
+    code_error = t.Unicode("").tag(sync=True)
+    """Why the last ``model_name`` was refused ("" when it was fine)."""
+
     code = t.Unicode("").tag(sync=True)
-    """``plan.to_code()`` for the current selection: the same partial load in plain torch.
-    Kept up to date while ``show_code`` is True (a 30,000-key listing is megabytes)."""
+    """``plan.to_code(model_name=...)`` for the current selection: the same partial load in
+    plain torch. Kept up to date while the Code tab is shown (a 30,000-key listing is
+    megabytes)."""
 
     show_code = t.Bool(False).tag(sync=True)
-    """True while the Code view is open in a browser (two-way); set it from Python to fill
-    ``code``."""
+    """True while the Code view is open (two-way; follows ``tab == "code"``)."""
 
     message = t.Dict().tag(sync=True)
     """The last notice: ``{"level": "info"|"success"|"warning"|"error", "text", "detail"}``;
     empty when dismissed."""
 
+    error = t.Dict().tag(sync=True)
+    """The error state when no comparison could be made: ``{title, text, fix, kind}``."""
+
     busy = t.Bool(False).tag(sync=True)
-    """True while a load, undo or plot is running (buttons disabled, "working…" shown)."""
+    """True while anything long runs (rule change, load, statistics, plots, undo, refresh)."""
+
+    busy_text = t.Unicode("").tag(sync=True)
+    """What is running ("Re-aligning the tree…", "Computing statistics…")."""
+
+    stale = t.Dict().tag(sync=True)
+    """``{text, n_changed, keys}`` when the model changed outside the widget since it compared
+    or loaded; ``{}`` otherwise. The ``refresh`` action re-compares."""
 
     can_undo = t.Bool(False).tag(sync=True)
     """True when a load can be undone."""
@@ -112,11 +174,23 @@ class Explorer(anywidget.AnyWidget):
     last_load = t.Dict().tag(sync=True)
     """Summary of the last load or undo: ``{"text", "loaded", "skipped", "undone"}``."""
 
+    results = t.Dict().tag(sync=True)
+    """Per-tensor results of the last load (see :func:`.payload.results_payload`):
+    ``{state, columns, data, n}``; ``state`` is ``none``, ``computing``, ``ready`` or
+    ``stale``."""
+
+    meta_leftovers = t.Dict().tag(sync=True)
+    """After a load into a meta-device model: ``{n, keys, text}`` of tensors still on meta."""
+
+    weight_sets = t.List(t.Dict()).tag(sync=True)
+    """Weight sets of a training checkpoint, ``{key, n_tensors, current}`` each (two or more),
+    switched with ``{"action": "switch_weights", "key": ...}``."""
+
     histogram_keys = t.List(t.Unicode()).tag(sync=True)
-    """Tensors of the last load that can be plotted (the picker's options, first 2,000)."""
+    """Every tensor of the last load that can be plotted, most changed first."""
 
     histograms = t.List(t.Dict()).tag(sync=True)
-    """Before/after histogram grid of the last load: ``{"key", "src"}`` with a PNG data URL."""
+    """Before/after histogram grid of the most-changed tensors: ``{"key", "src"}`` (PNG)."""
 
     histogram_key = t.Unicode("").tag(sync=True)
     """The tensor picked in the browser (two-way); its histogram lands in ``histogram``."""
@@ -124,8 +198,15 @@ class Explorer(anywidget.AnyWidget):
     histogram = t.Dict().tag(sync=True)
     """Histogram of ``histogram_key``: ``{"key", "src"}``."""
 
+    bn_modules = t.List(t.Unicode()).tag(sync=True)
+    """Every BatchNorm module whose running statistics the last load changed."""
+
+    bn_module = t.Unicode("").tag(sync=True)
+    """The BatchNorm module plotted in ``bn_plot`` (two-way; one of ``bn_modules``)."""
+
     bn_plot = t.Dict().tag(sync=True)
-    """BatchNorm running mean/variance before vs after: ``{"src"}`` or ``{"text"}``."""
+    """BatchNorm running mean/variance of ``bn_module`` before vs after: ``{"src", "module",
+    "modules"}`` or ``{"text"}``."""
 
     def __init__(
         self,
@@ -139,55 +220,67 @@ class Explorer(anywidget.AnyWidget):
         select: str = "loadable",
         map_location: Any = "cpu",
         max_histograms: int = 9,
+        model_name: str = "model",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        _check_arguments(model, source, key)
         if select not in ("loadable", "none"):
             raise ValueError(f"select={select!r}: use 'loadable' or 'none'")
         if bn not in BN_POLICIES:
             raise ValueError(f"bn={bn!r} is not a BatchNorm policy; use one of {BN_POLICIES}")
+        if not _valid_identifier(model_name):
+            raise ValueError(f"model_name={model_name!r} is not a Python variable name")
+        # plain attributes first: the validators read them
         self.max_histograms = int(max_histograms)
         #: the exception behind the last error message, and its formatted traceback
         self.last_error: BaseException | None = None
         self.last_traceback: str = ""
         self._reports: list[LoadReport] = []
-        self._syncing = False
         self._cmp: Comparison | None = None
         self._index = pl.TreeIndex(pl.empty_payload())
-        self._source_label = ""
+        self._pending_cmp: Comparison | None = None
         self._select_loadable = select == "loadable"
+        self._open = {"source": source, "trust": trust, "map_location": map_location}
+        self._watch: list[tuple[str, Any, str, bool, Any, int]] = []
+        self._jobs = 0
+        self._generation = 0
+        super().__init__(**kwargs)
+        cmp: Comparison | None = None
+        source_label = ""
         if isinstance(model, Comparison):
-            if source is not None or key is not None:
-                raise TypeError("Explorer(comparison) takes no source/key: the comparison has one")
-            cmp: Comparison | None = model
+            cmp = model
             self._model = model.model
             if renames is not None:
                 cmp = model.with_renames(renames)
         else:
-            if source is None:
-                raise TypeError("Explorer(model, source): give the checkpoint to explore")
             self._model = model
-            cmp = None
             try:
                 ckpt = open_checkpoint(source, key=key, trust=trust, map_location=map_location)
                 cmp = Comparison(model, ckpt, parse_renames(renames))
             except (CheckpointError, OSError, ValueError) as exc:
-                self._source_label = _describe_source(source)
+                source_label = _describe_source(source)
                 self._report_error(exc, "Opening the checkpoint")
+                self.error = _error_state(exc, source)
         with self.hold_sync():
             self.bn_policy = bn
+            self.model_name = model_name
             if cmp is not None:
                 self._set_comparison(cmp, initial_select=select)
             else:
-                self.tree = pl.empty_payload(source=self._source_label,
-                                             model=_model_label(self._model))
+                self.tree = pl.empty_payload(source=source_label, model=_model_label(self._model))
                 self.preview = pl.empty_preview()
-        self.observe(self._on_selected_keys, names=["selected_keys"])
-        self.observe(self._on_plan_inputs, names=["bn_policy", "show_code"])
+            self.results = pl.results_none()
+        self._rebaseline()
+        self.observe(self._on_selection_inputs, names=["selected_keys"])
         self.observe(self._on_adapters, names=["adapters"])
+        self.observe(self._on_plan_inputs, names=["bn_policy", "model_name"])
+        self.observe(self._on_tab, names=["tab"])
+        self.observe(self._on_show_code, names=["show_code"])
         self.observe(self._on_rename_rules, names=["rename_rules"])
         self.observe(self._on_histogram_key, names=["histogram_key"])
+        self.observe(self._on_bn_module, names=["bn_module"])
         self.on_msg(self._on_custom_msg)
+        _watch_cells(self)
 
     # ----------------------------------------------------------------------------------------
     # public read-only views
@@ -210,13 +303,33 @@ class Explorer(anywidget.AnyWidget):
     def plan(self):
         """The :class:`~sd_widgets.LoadPlan` the current selection, BN policy and adapters make."""
         if self._cmp is None:
-            raise CheckpointError("no checkpoint is open: " + self.message.get("text", ""))
+            raise ValueError("no checkpoint is open: " + (self.message.get("text") or ""))
         return self._cmp.plan(include=list(self.selected_keys), bn=self.bn_policy,
                               adapt=dict(self.adapters) or None)
 
+    def check_stale(self) -> bool:
+        """Compare the model's tensors with what the widget last saw (version counters, data
+        pointers, identity); set :attr:`stale` and return True when something changed."""
+        if self._model is None or not self._watch:
+            return False
+        changed = _changed_tensors(self._watch)
+        if not changed:
+            return bool(self.stale)
+        n = len(changed)
+        text = (f"The model changed outside this explorer after it compared/loaded: {n} "
+                f"tensor{'s' if n != 1 else ''} ({', '.join(changed[:3])}"
+                f"{', …' if n > 3 else ''}) were modified (load_state_dict, an optimizer step, "
+                "…). The statistics and plots below describe the old values. Refresh to "
+                "compare the model as it is now.")
+        with self.hold_sync():
+            self.stale = {"text": text, "n_changed": n, "keys": changed[:10]}
+            if self.results.get("state") in ("ready", "computing"):
+                self.results = {**self.results, "state": "stale"}
+        return True
+
     def __repr__(self) -> str:
         p = self.tree or pl.empty_payload()
-        counts = ", ".join(pl._count_phrases(p)) or "no keys"
+        counts = ", ".join(pl.count_phrases(p)) or "no keys"
         return (f"Explorer({p.get('model') or 'model'} ← {p.get('source') or 'checkpoint'}: "
                 f"{p.get('n_keys', 0)} keys, {counts}; {len(self.selected_keys)} selected)")
 
@@ -237,59 +350,69 @@ class Explorer(anywidget.AnyWidget):
     def handle_action(self, content: Mapping[str, Any]) -> None:
         """Handle one gesture from the front end, e.g. ``{"action": "load"}``.
 
-        Actions: ``toggle`` (``keys``/``modules``), ``select_range`` (``keys``, ``modules``,
-        ``select``), ``select_all_loadable``, ``select_none``, ``adapt`` (``key``, ``adapter``
-        or None), ``set_bn`` (``policy``), ``accept_suggestion`` (``id``), ``add_rule`` (``kind``,
-        ``old``, ``new``), ``remove_rule`` (``index``), ``load``, ``undo``, ``histogram``
-        (``key``), ``dismiss_message``. Never raises: failures become :attr:`message`.
+        The actions and their fields are listed in :data:`ACTIONS` and
+        ``docs/widget-protocol.md``. Never raises: failures become :attr:`message`.
         """
-        action = content.get("action") if isinstance(content, Mapping) else None
-        handler = self._ACTIONS.get(action) if isinstance(action, str) else None
-        if handler is None:
-            self._set_message("error", f"Unknown widget action {action!r}; nothing was done.")
+        name = content.get("action") if isinstance(content, Mapping) else None
+        action = ACTIONS.get(name) if isinstance(name, str) else None
+        if action is None:
+            self._set_message("error", f"Unknown widget action {name!r}; nothing was done.")
             return
-        with self._guard(_ACTION_LABELS.get(action, action)):
-            handler(self, content)
+        with self._guard(action.label):
+            self.check_stale()
+            if action.busy_text is None:  # quick: one update message back
+                with self.hold_sync():
+                    action.handler(self, content)
+                return
+            with self._busy(action.busy_text):
+                action.handler(self, content)
 
     def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         self.handle_action(content if isinstance(content, Mapping) else {})
 
     # selection ------------------------------------------------------------------------------
+    @_action("toggle", "Selecting")
     def _act_toggle(self, c: Mapping[str, Any]) -> None:
-        self._set_selection(pl.toggle(self._index, self.selected_keys, keys=_strs(c, "keys"),
-                                      modules=_strs(c, "modules"), adapters=self.adapters))
+        self.selected_keys = pl.toggle(self._index, self.selected_keys, keys=_strs(c, "keys"),
+                                       modules=_strs(c, "modules"),
+                                       selectable=self._selectable_set())
 
+    @_action("select_range", "Selecting a range")
     def _act_select_range(self, c: Mapping[str, Any]) -> None:
-        self._set_selection(pl.apply_range(self._index, self.selected_keys,
-                                           keys=_strs(c, "keys"), modules=_strs(c, "modules"),
-                                           select=bool(c.get("select", True)),
-                                           adapters=self.adapters))
+        self.selected_keys = pl.apply_range(self._index, self.selected_keys,
+                                            keys=_strs(c, "keys"), modules=_strs(c, "modules"),
+                                            select=bool(c.get("select", True)),
+                                            selectable=self._selectable_set())
 
+    @_action("select_all_loadable", "Selecting all loadable keys")
     def _act_select_all_loadable(self, _c: Mapping[str, Any]) -> None:
-        self._set_selection(self._index.selectable_keys(self.adapters))
+        self.selected_keys = self._selectable_keys()
 
+    @_action("select_none", "Clearing the selection")
     def _act_select_none(self, _c: Mapping[str, Any]) -> None:
-        self._set_selection([])
+        self.selected_keys = []
 
+    @_action("adapt", "Setting an adapter")
     def _act_adapt(self, c: Mapping[str, Any]) -> None:
         key, adapter = str(c.get("key", "")), c.get("adapter")
-        if key not in self._index:
+        if self._cmp is None or key not in self._cmp:
             raise ValueError(f"{key!r} is not a key of this comparison")
         new = dict(self.adapters)
         if adapter:
             if adapter not in ADAPTERS:
                 raise ValueError(f"unknown adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
-            row = self._index.row(key)
-            if not row["adaptable"]:
-                raise ValueError(f"no adapter applies to {key!r}: {row['reason'] or row['status']}")
+            row = self._cmp[key]
+            if not row.adaptable:
+                raise ValueError(f"no adapter applies to {key!r}: {row.reason or row.status}")
             new[key] = adapter
         else:
             new.pop(key, None)
         with self.hold_sync():
-            self.adapters = new  # observer cleans the selection and updates the preview
+            self.adapters = new  # the observer re-validates the selection
             if adapter and key not in self.selected_keys:
-                self._set_selection([*self.selected_keys, key])
+                self.selected_keys = [*self.selected_keys, key]
 
+    @_action("set_bn", "Setting the BatchNorm policy")
     def _act_set_bn(self, c: Mapping[str, Any]) -> None:
         policy = c.get("policy")
         if policy not in BN_POLICIES:
@@ -297,6 +420,7 @@ class Explorer(anywidget.AnyWidget):
         self.bn_policy = policy
 
     # renames ----------------------------------------------------------------------------------
+    @_action("accept_suggestion", "Accepting the rename", busy_text="Re-aligning the tree…")
     def _act_accept_suggestion(self, c: Mapping[str, Any]) -> None:
         sid = c.get("id")
         found = next((s for s in self.suggestions if s.get("id") == sid), None)
@@ -306,12 +430,14 @@ class Explorer(anywidget.AnyWidget):
         self._apply_rules([*self.rename_rules, found["rule"]],
                           done=f"Accepted rename: {found['label']}")
 
+    @_action("add_rule", "Adding the rename rule", busy_text="Re-aligning the tree…")
     def _act_add_rule(self, c: Mapping[str, Any]) -> None:
         spec = {"kind": c.get("kind", "prefix"), "old": c.get("old", ""), "new": c.get("new", "")}
         rule = pl.rule_from_spec(spec)
         self._apply_rules([*self.rename_rules, pl.rule_to_spec(rule)],
                           done=f"Added rule: {rule.describe()}")
 
+    @_action("remove_rule", "Removing the rename rule", busy_text="Re-aligning the tree…")
     def _act_remove_rule(self, c: Mapping[str, Any]) -> None:
         index = c.get("index")
         rules = list(self.rename_rules)
@@ -320,11 +446,17 @@ class Explorer(anywidget.AnyWidget):
         removed = rules.pop(index)
         self._apply_rules(rules, done=f"Removed rule: {removed.get('label', '')}")
 
+    @_action("dismiss_banner", "Dismissing the suggestion")
+    def _act_dismiss_banner(self, _c: Mapping[str, Any]) -> None:
+        self.banner = {}
+
     # load / undo --------------------------------------------------------------------------------
+    @_action("load", "Load", busy_text="Loading…")
     def _act_load(self, _c: Mapping[str, Any]) -> None:
         if self._cmp is None:
             raise CheckpointError("there is no checkpoint to load from: "
-                                  + (self.message.get("text") or "it could not be opened"))
+                                  + (self.error.get("text") or self.message.get("text")
+                                     or "it could not be opened"))
         if self._model is None:
             raise LoadError("this comparison has no model (two checkpoints were compared): "
                             "there is nothing to load into")
@@ -337,181 +469,294 @@ class Explorer(anywidget.AnyWidget):
             self._set_message("warning", "The selection loads nothing (every selected key is "
                                          "skipped; see the Selection tab for why).")
             return
-        self.busy = True
-        try:
-            report = partial_load(self._model, plan)
-            self._reports.append(report)
-            n_skip = len(report.skipped)
-            text = (f"Loaded {len(report.loaded)} tensors into the model"
-                    + (f"; skipped {n_skip} selected keys (see the Selection tab)" if n_skip else "")
-                    + (f"; reset BatchNorm statistics of {len(report.bn_reset)} modules"
-                       if report.bn_reset else "")
-                    + f" in {report.seconds:.2f} s. “Undo” restores the previous tensors.")
-            with self.hold_sync():
-                self.can_undo = True
-                self.last_load = {"text": text, "loaded": len(report.loaded),
-                                  "skipped": n_skip, "undone": False}
-                self.histogram_keys = list(report.after())[:2000]
-                self.histograms = []
-                self.histogram = {}
-                self.bn_plot = {"text": "drawing…"}
-                self._set_message("success", text)
-            self.send({"type": "show_tab", "tab": "results"})
-            if report.assigned:  # meta tensors were replaced: entries changed, compare again
-                self._set_comparison(Comparison(self._model, self._cmp.checkpoint,
-                                                self._cmp.renames), keep_selection=True)
-            self._draw_plots(report)
-        finally:
-            self.busy = False
+        report = partial_load(self._model, plan, stats=False)  # statistics stream in after
+        self._reports.append(report)
+        self._generation += 1
+        n_skip = len(report.skipped)
+        text = (f"Loaded {len(report.loaded)} tensors into the model"
+                + (f"; skipped {n_skip} selected keys (see the Selection tab)" if n_skip else "")
+                + (f"; reset BatchNorm statistics of {len(report.bn_reset)} modules"
+                   if report.bn_reset else "")
+                + f" in {report.seconds:.2f} s. “Undo” restores the previous tensors.")
+        leftovers = _meta_leftovers(report, self._model)
+        with self.hold_sync():
+            self.can_undo = True
+            self.last_load = {"text": text, "loaded": len(report.loaded),
+                              "skipped": n_skip, "undone": False}
+            self.results = pl.results_computing(len(report.loaded))
+            self.histogram_keys = []
+            self.histograms = []
+            self.histogram = {}
+            self.histogram_key = ""
+            self.bn_modules = []
+            self.bn_plot = {"text": "computing statistics…"}
+            self.meta_leftovers = leftovers
+            self.stale = {}
+            self.busy_text = "Computing statistics…"
+            self._set_message("success", text + (f" {leftovers['text']}" if leftovers else ""))
+            self.tab = "results"
+        self.send({"type": "show_tab", "tab": "results"})  # for front ends without `tab`
+        if report.assigned:  # meta tensors were replaced: entries changed, compare again
+            self._set_comparison(Comparison(self._model, self._cmp.checkpoint,
+                                            self._cmp.renames), keep_selection=True)
+        self._rebaseline()
+        self._later(self._stream_results, report, self._generation)
 
+    @_action("undo", "Undo", busy_text="Undoing…")
     def _act_undo(self, _c: Mapping[str, Any]) -> None:
         if not self._reports:
             self._set_message("warning", "Nothing to undo: no load from this explorer is pending.")
             return
-        self.busy = True
-        try:
-            report = self._reports[-1]
-            report.undo()  # raises UndoError with a readable message when it cannot
-            self._reports.pop()
-            text = (f"Undone: restored the {len(report.loaded)} tensors the last load replaced; "
-                    "the model is exactly as before it.")
-            with self.hold_sync():
-                self.can_undo = bool(self._reports)
-                self.last_load = {"text": text, "loaded": 0, "skipped": 0, "undone": True}
-                self.histograms = []
-                self.histogram = {}
-                self.histogram_keys = []
-                self.bn_plot = {}
-                self._set_message("success", text)
-        finally:
-            self.busy = False
+        report = self._reports[-1]
+        report.undo()  # raises UndoError with a readable message when it cannot
+        self._reports.pop()
+        self._generation += 1
+        text = (f"Undone: restored the {len(report.loaded)} tensors the last load replaced; "
+                "the model is exactly as before it.")
+        with self.hold_sync():
+            self.can_undo = bool(self._reports)
+            self.last_load = {"text": text, "loaded": 0, "skipped": 0, "undone": True}
+            self._clear_results()
+            self.stale = {}
+            self._set_message("success", text)
+        self._rebaseline()
 
+    @_action("refresh", "Refreshing", busy_text="Comparing the model as it is now…")
+    def _act_refresh(self, _c: Mapping[str, Any]) -> None:
+        if self._cmp is None or self._model is None:
+            raise ValueError("there is no comparison to refresh")
+        n = self.stale.get("n_changed", 0)
+        self._generation += 1
+        with self.hold_sync():
+            self._set_comparison(Comparison(self._model, self._cmp.checkpoint, self._cmp.renames),
+                                 keep_selection=True)
+            self._clear_results()
+            self.stale = {}
+            self._set_message("info", "Refreshed: compared the model as it is now"
+                              + (f" ({n} tensors had changed outside the explorer)" if n else "")
+                              + ". Statistics and plots of the earlier load were cleared; "
+                              + ("“Undo” still restores what that load replaced."
+                                 if self._reports else "load again to see new ones."))
+        self._rebaseline()
+
+    @_action("switch_weights", "Switching weight sets", busy_text="Opening the weight set…")
+    def _act_switch_weights(self, c: Mapping[str, Any]) -> None:
+        key = c.get("key")
+        options = {w["key"] for w in self.weight_sets}
+        if key not in options:
+            raise ValueError(f"{key!r} is not a weight set of this checkpoint; "
+                             f"choose one of {sorted(options)}")
+        if self._cmp is None or self._model is None:
+            raise ValueError("there is no checkpoint to switch")
+        source = self._open["source"]
+        if source is None:
+            source = self._cmp.checkpoint.source.path
+        if source is None:
+            raise ValueError("this explorer was given a comparison of an in-memory checkpoint; "
+                             f"open it again with sdw.Explorer(model, obj, key={key!r})")
+        ckpt = open_checkpoint(source, key=key, trust=self._open["trust"],
+                               map_location=self._open["map_location"])
+        self._generation += 1
+        with self.hold_sync():
+            self._set_comparison(Comparison(self._model, ckpt, self._cmp.renames),
+                                 initial_select="loadable" if self._select_loadable else "none")
+            self._clear_results()
+            self._set_message("info", f"Now showing the weight set {key!r} of the checkpoint.")
+
+    @_action("histogram", "Plotting")
     def _act_histogram(self, c: Mapping[str, Any]) -> None:
         self.histogram_key = str(c.get("key", ""))
 
+    @_action("bn_module", "Plotting BatchNorm statistics")
+    def _act_bn_module(self, c: Mapping[str, Any]) -> None:
+        module = str(c.get("module", ""))
+        if module not in self.bn_modules:
+            raise ValueError(f"{module!r} is not a BatchNorm module changed by the last load")
+        self.bn_module = module
+
+    @_action("dismiss_message", "Dismissing the message")
     def _act_dismiss_message(self, _c: Mapping[str, Any]) -> None:
         self.message = {}
 
-    _ACTIONS: ClassVar[dict[str, Callable[[Explorer, Mapping[str, Any]], None]]] = {
-        "toggle": _act_toggle,
-        "select_range": _act_select_range,
-        "select_all_loadable": _act_select_all_loadable,
-        "select_none": _act_select_none,
-        "adapt": _act_adapt,
-        "set_bn": _act_set_bn,
-        "accept_suggestion": _act_accept_suggestion,
-        "add_rule": _act_add_rule,
-        "remove_rule": _act_remove_rule,
-        "load": _act_load,
-        "undo": _act_undo,
-        "histogram": _act_histogram,
-        "dismiss_message": _act_dismiss_message,
-    }
+    # ----------------------------------------------------------------------------------------
+    # validators (whoever sets the trait: browser or Python)
+    # ----------------------------------------------------------------------------------------
+    @t.validate("selected_keys")
+    def _valid_selection(self, proposal: Any) -> list[str]:
+        return pl.clean_selection(self._index, list(proposal["value"] or ()),
+                                  selectable=self._selectable_set())
+
+    @t.validate("adapters")
+    def _valid_adapters(self, proposal: Any) -> dict[str, str]:
+        cmp = self._cmp
+        return {k: v for k, v in dict(proposal["value"] or {}).items()
+                if cmp is not None and k in cmp and v in ADAPTERS and cmp[k].adaptable}
+
+    @t.validate("bn_policy")
+    def _valid_bn(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value in BN_POLICIES:
+            return value
+        self._set_message("error", f"Setting the BatchNorm policy failed: {value!r} is not one "
+                                   f"of {BN_POLICIES}")
+        return self.bn_policy if self.bn_policy in BN_POLICIES else "load"
+
+    @t.validate("tab")
+    def _valid_tab(self, proposal: Any) -> str:
+        return proposal["value"] if proposal["value"] in TABS else self.tab
+
+    @t.validate("model_name")
+    def _valid_model_name(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip()
+        if _valid_identifier(value):
+            self.code_error = ""
+            return value
+        self.code_error = (f"{value!r} is not a Python variable name (letters, digits and _, "
+                           "not starting with a digit, not a keyword); the code still uses "
+                           f"{self.model_name!r}.")
+        return self.model_name
+
+    @t.validate("rename_rules")
+    def _valid_rules(self, proposal: Any) -> list[dict]:
+        specs = list(proposal["value"] or ())
+        if self._cmp is None:
+            return []
+        current = pl.rules_payload(self._cmp.renames)
+        if specs == current:
+            return current
+        try:
+            rules = tuple(pl.rule_from_spec(s) for s in specs)
+            cmp = self._cmp.with_renames(rules, replace=True)
+        except Exception as exc:
+            self._report_error(exc, "Applying rename rules")
+            return current
+        self._pending_cmp = cmp
+        return pl.rules_payload(cmp.renames)
+
+    @t.validate("histogram_key")
+    def _valid_histogram_key(self, proposal: Any) -> str:
+        value = str(proposal["value"] or "")
+        return value if value == "" or value in self.histogram_keys else self.histogram_key
+
+    @t.validate("bn_module")
+    def _valid_bn_module(self, proposal: Any) -> str:
+        value = str(proposal["value"] or "")
+        if value in self.bn_modules:
+            return value
+        return self.bn_modules[0] if self.bn_modules else ""
 
     # ----------------------------------------------------------------------------------------
-    # observers (front-end or Python changes of synced traits)
+    # observers
     # ----------------------------------------------------------------------------------------
-    def _on_selected_keys(self, change: dict) -> None:
-        if self._syncing:
-            return
+    def _on_selection_inputs(self, _change: dict) -> None:
         with self._guard("Updating the selection"):
-            self._set_selection(change["new"])
+            self._update_preview()
+
+    def _on_adapters(self, _change: dict) -> None:
+        with self._guard("Setting adapters"), self.hold_sync():
+            self.selected_keys = list(self.selected_keys)  # re-validated with the new adapters
+            self._update_preview()
 
     def _on_plan_inputs(self, _change: dict) -> None:
         with self._guard("Updating the plan"):
             self._update_preview()
 
-    def _on_adapters(self, change: dict) -> None:
-        if self._syncing:
-            return
-        with self._guard("Setting adapters"):
-            clean = {k: v for k, v in dict(change["new"]).items()
-                     if k in self._index and v in ADAPTERS and self._index.row(k)["adaptable"]}
-            with self._syncing_traits(), self.hold_sync():
-                if clean != change["new"]:
-                    self.adapters = clean
-                self._set_selection(self.selected_keys, force=True)
+    def _on_tab(self, change: dict) -> None:
+        self.show_code = change["new"] == "code"
+
+    def _on_show_code(self, change: dict) -> None:
+        with self._guard("Writing the code"):
+            if change["new"]:
+                self._update_code()
+            else:
+                self.code = ""
 
     def _on_rename_rules(self, change: dict) -> None:
-        if self._syncing:
+        cmp, self._pending_cmp = self._pending_cmp, None
+        if cmp is None:
             return
-        with self._guard("Applying rename rules"):
-            self._apply_rules(change["new"], previous=change["old"])
+        with self._guard("Applying rename rules"), self._busy("Re-aligning the tree…"):
+            before = self._cmp
+            self._set_comparison(cmp)
+            if before is not None:
+                self._set_message("info", "Rename rules changed. "
+                                  + pl.pairing_change(before, cmp))
 
     def _on_histogram_key(self, change: dict) -> None:
         key = change["new"]
         if not key:
             self.histogram = {}
             return
-        with self._guard(f"Plotting {key}"):
-            if not self._reports:
-                raise ValueError("no load to plot: load something first")
-            report = self._reports[-1]
+        with self._guard(f"Plotting {key}"), self._busy("Drawing the histogram…"):
+            report = self._current_report()
             before, after = report.before(), report.after()
             if key not in before:
                 raise KeyError(f"{key!r} was not changed by the last load")
             self.histogram = {"key": key, "src": _histogram_src(key, before[key], after[key])}
 
+    def _on_bn_module(self, change: dict) -> None:
+        if not change["new"]:
+            return
+        with self._guard(f"Plotting {change['new']}"), self._busy("Drawing BatchNorm plot…"):
+            self._draw_bn(self._current_report())
+
     # ----------------------------------------------------------------------------------------
     # internals
     # ----------------------------------------------------------------------------------------
+    def _selectable_set(self) -> frozenset[str] | None:
+        """Keys that can be selected now: asked of the comparison's rows."""
+        if self._cmp is None:
+            return frozenset()
+        adapters = self.adapters
+        return frozenset(r.key for r in self._cmp
+                         if pl.row_selectable(r, adapters))
+
+    def _selectable_keys(self) -> list[str]:
+        if self._cmp is None:
+            return []
+        adapters = self.adapters
+        allowed = {r.key for r in self._cmp if pl.row_selectable(r, adapters)}
+        return [k for k in self._index.keys if k in allowed]
+
     def _set_comparison(self, cmp: Comparison, *, initial_select: str | None = None,
                         keep_selection: bool = False) -> None:
         """Show ``cmp``: new payload, suggestions, rules; selection carried over or initial."""
         # "everything loadable" stays everything loadable when a rename makes more keys match
-        previous_all = (set(self.selected_keys) == set(self._index.selectable_keys(self.adapters))
+        previous_all = (set(self.selected_keys) == set(self._selectable_keys())
                         and (bool(self.selected_keys) or self._select_loadable))
         old_selection = list(self.selected_keys)
-        self._source_label = _describe_source(cmp.checkpoint)
-        payload = pl.build_tree_payload(cmp.tree(), source=self._source_label,
+        payload = pl.build_tree_payload(cmp.tree(), source=_describe_source(cmp.checkpoint),
                                         model=_model_label(cmp.model))
-        index = pl.TreeIndex(payload)
-        adapters = {k: v for k, v in self.adapters.items()
-                    if k in index and index.row(k)["adaptable"]}
-        if initial_select == "loadable" or (previous_all and not keep_selection):
-            selection = index.selectable_keys(adapters)
-        elif initial_select == "none":
-            selection = []
-        else:
-            selection = pl.clean_selection(index, old_selection, adapters)
         self._cmp = cmp
-        self._index = index
-        with self._syncing_traits(), self.hold_sync():
+        self._index = pl.TreeIndex(payload)
+        self._pending_cmp = None
+        with self.hold_sync():
             self.tree = payload
-            self.adapters = adapters
+            self.error = {}
+            self.adapters = dict(self.adapters)  # re-validated against the new rows
             self.rename_rules = pl.rules_payload(cmp.renames)
-            self.suggestions = pl.suggestions_payload(
-                cmp.suggest_renames(), cmp.prefix_suggestions()
-            )
-            self.selected_keys = selection
+            prefix_rules = cmp.prefix_suggestions()
+            self.suggestions = pl.suggestions_payload(cmp.suggest_renames(), prefix_rules)
+            self.banner = pl.banner_payload(cmp, self.suggestions)
+            self.weight_sets = pl.weight_sets_payload(cmp.checkpoint.source)
+            if initial_select == "loadable" or (previous_all and not keep_selection):
+                self.selected_keys = self._selectable_keys()
+            elif initial_select == "none":
+                self.selected_keys = []
+            else:
+                self.selected_keys = old_selection
             self._update_preview()
 
-    def _apply_rules(self, specs: list, *, previous: list | None = None, done: str = "") -> None:
-        """Re-align the tree with rename rules ``specs``; on failure keep the previous rules."""
+    def _apply_rules(self, specs: list, *, done: str = "") -> None:
+        """Re-align the tree with rename rules ``specs``; on failure nothing changes."""
         if self._cmp is None:
-            raise CheckpointError("no checkpoint is open, so there is nothing to rename")
-        try:
-            rules = tuple(pl.rule_from_spec(s) for s in specs)
-            cmp = self._cmp.with_renames(rules, replace=True)
-            before = self._cmp.summary()
-            self._set_comparison(cmp)
-        except Exception:
-            if previous is not None:  # a direct trait assignment: put the old rules back
-                with self._syncing_traits():
-                    self.rename_rules = previous
-            raise
+            raise ValueError("no checkpoint is open, so there is nothing to rename")
+        rules = tuple(pl.rule_from_spec(s) for s in specs)
+        before = self._cmp
+        cmp = before.with_renames(rules, replace=True)
+        self._set_comparison(cmp)
         if done:
-            after = cmp.summary()
-            delta = after["match"] - before["match"]
-            self._set_message("info", f"{done}. Matches: {before['match']} → {after['match']}"
-                              + (f" (+{delta})" if delta > 0 else "") + ".")
-
-    def _set_selection(self, keys: Any, *, force: bool = False) -> None:
-        clean = pl.clean_selection(self._index, list(keys or ()), self.adapters)
-        with self._syncing_traits(), self.hold_sync():
-            if force or clean != list(self.selected_keys):
-                self.selected_keys = clean
-            self._update_preview()
+            self._set_message("info", f"{done}. {pl.pairing_change(before, cmp)}")
 
     def _update_preview(self) -> None:
         if self._cmp is None:
@@ -524,36 +769,120 @@ class Explorer(anywidget.AnyWidget):
             return
         plan = self.plan()
         self.preview = {**pl.preview_from_plan(plan), "bn": self.bn_policy}
-        self.code = plan.to_code() if self.show_code else ""
+        if self.show_code:
+            self.code = _plan_code(plan, self.model_name)
 
-    def _draw_plots(self, report: LoadReport) -> None:
-        """Before/after histograms of the loaded parameters and the BN running statistics."""
-        from ..plots import bn_running_stats, figure_to_png
+    def _update_code(self) -> None:
+        if self._cmp is None or not self.selected_keys:
+            self._update_preview()
+            return
+        self.code = _plan_code(self.plan(), self.model_name)
 
+    def _clear_results(self) -> None:
+        self.results = pl.results_none()
+        self.histograms = []
+        self.histogram = {}
+        self.histogram_key = ""
+        self.histogram_keys = []
+        self.bn_modules = []
+        self.bn_plot = {}
+        self.meta_leftovers = {}
+
+    def _current_report(self) -> LoadReport:
+        if not self._reports:
+            raise ValueError("no load to plot: load something first")
+        return self._reports[-1]
+
+    def _stream_results(self, report: LoadReport, generation: int) -> None:
+        """After the load message: statistics → results table, then the plots."""
+        if generation != self._generation or report.undone:
+            return
+        with self._guard("Computing the statistics"):
+            frame = report.to_frame()
+            rows = self._cmp
+            params = {k for k in report.loaded
+                      if rows is not None and k in rows and rows[k].kind == "param"}
+            table = pl.results_payload(frame, adapted=dict(report.adapted),
+                                       tied=dict(report.tied))
+            order = pl.most_changed(table)
+            with self.hold_sync():
+                self.results = table
+                self.histogram_keys = order
+                self.bn_modules = list(report.bn_modules())
+                self.busy_text = "Drawing plots…"
+            grid = [k for k in order if k in params] or order
+            self._later(self._stream_plots, report, generation, grid[: self.max_histograms])
+
+    def _stream_plots(self, report: LoadReport, generation: int, keys: list[str]) -> None:
+        if generation != self._generation or report.undone:
+            return
         with self._guard("Drawing the before/after plots"):
             before, after = report.before(), report.after()
-            rows = self._cmp
-            params = [k for k in report.loaded
-                      if rows is not None and k in rows and rows[k].kind == "param"]
-            keys = (params or list(report.loaded))[: self.max_histograms]
             self.histograms = [{"key": k, "src": _histogram_src(k, before[k], after[k])}
                                for k in keys]
-            stats = report.bn_stats()
-            if stats:
-                fig = bn_running_stats(stats, max_modules=3)
-                self.bn_plot = {"src": pl.png_data_url(figure_to_png(fig, dpi=80)),
-                                "modules": list(stats)}
+            if self.bn_modules:
+                target = (self.bn_module if self.bn_module in self.bn_modules
+                          else self.bn_modules[0])
+                if target != self.bn_module:
+                    self.bn_module = target  # its observer draws the plot
+                else:
+                    self._draw_bn(report)
             else:
                 self.bn_plot = {"text": "This load did not change any BatchNorm running "
                                         "statistics (bn='keep', or no BatchNorm selected)."}
 
+    def _draw_bn(self, report: LoadReport) -> None:
+        from ..plots import bn_running_stats, figure_to_png
+
+        stats = report.bn_stats()
+        module = self.bn_module if self.bn_module in stats else next(iter(stats), "")
+        if not module:
+            self.bn_plot = {"text": "No BatchNorm statistics changed by the last load."}
+            return
+        fig = bn_running_stats({module: stats[module]}, max_modules=1)
+        self.bn_plot = {"src": pl.png_data_url(figure_to_png(fig, dpi=80)), "module": module,
+                        "modules": list(stats)}
+
+    def _later(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` once the kernel has sent what is pending (next event-loop turn), so the
+        load message reaches the browser first and clicks are served in between. Without a
+        running event loop (scripts, tests) it runs now. ``busy`` stays up until the last job."""
+        self._jobs += 1
+
+        def run() -> None:
+            try:
+                fn(*args)
+            finally:
+                self._jobs -= 1
+                if self._jobs == 0:
+                    with self.hold_sync():
+                        self.busy = False
+                        self.busy_text = ""
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or os.environ.get("SDW_WIDGET_SYNC"):
+            run()
+        else:
+            loop.call_soon(run)
+
     @contextlib.contextmanager
-    def _syncing_traits(self) -> Iterator[None]:
-        old, self._syncing = self._syncing, True
+    def _busy(self, text: str) -> Iterator[None]:
+        self.busy, self.busy_text = True, text
+        self._jobs += 1
         try:
             yield
         finally:
-            self._syncing = old
+            self._jobs -= 1
+            if self._jobs == 0:
+                with self.hold_sync():
+                    self.busy = False
+                    self.busy_text = ""
+
+    def _rebaseline(self) -> None:
+        self._watch = _watch_list(self._model) if self._model is not None else []
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -579,21 +908,166 @@ class Explorer(anywidget.AnyWidget):
         self.message = {"level": level, "text": text, "detail": detail}
 
 
-_ACTION_LABELS = {
-    "toggle": "Selecting",
-    "select_range": "Selecting a range",
-    "select_all_loadable": "Selecting all loadable keys",
-    "select_none": "Clearing the selection",
-    "adapt": "Setting an adapter",
-    "set_bn": "Setting the BatchNorm policy",
-    "accept_suggestion": "Accepting the rename",
-    "add_rule": "Adding the rename rule",
-    "remove_rule": "Removing the rename rule",
-    "load": "Load",
-    "undo": "Undo",
-    "histogram": "Plotting",
-    "dismiss_message": "Dismissing the message",
-}
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _check_arguments(model: Any, source: Any, key: Any) -> None:
+    """Explorer(model, source): say which argument is which when they are wrong."""
+    if isinstance(model, Comparison):
+        if source is not None or key is not None:
+            raise TypeError("Explorer(comparison) takes no source/key: the comparison has one")
+        return
+    if isinstance(model, nn.Module):
+        if source is None:
+            raise TypeError("Explorer(model, source): give the checkpoint to explore as the "
+                            "second argument (a path, a state dict or a module)")
+        return
+    swapped = isinstance(source, nn.Module)
+    what = _describe_argument(model)
+    if swapped:
+        raise TypeError(f"Explorer(model, source): the arguments are swapped — the first is "
+                        f"{what} and the second is the model {type(source).__name__}. "
+                        "Call sdw.Explorer(model, checkpoint).")
+    if isinstance(model, (str, os.PathLike)):
+        hint = (f"it looks like a checkpoint path; pass the model first: "
+                f"sdw.Explorer(model, {str(model)!r})" if pathlib.Path(model).exists()
+                else "Explorer needs the model object, not its name: build it first (e.g. "
+                     "torchvision.models.resnet50()) and call sdw.Explorer(model, checkpoint)")
+        raise TypeError(f"Explorer(model, source): the first argument must be the nn.Module to "
+                        f"load into (or a Comparison), got {what}; {hint}.")
+    if isinstance(model, Mapping):
+        raise TypeError(f"Explorer(model, source): the first argument must be the nn.Module to "
+                        f"load into (or a Comparison), got {what}. A state dict is the "
+                        "checkpoint side: call sdw.Explorer(model, state_dict) with the module "
+                        "whose weights it holds.")
+    raise TypeError(f"Explorer(model, source): the first argument must be an nn.Module (or a "
+                    f"Comparison), got {what}.")
+
+
+def _describe_argument(value: Any) -> str:
+    if isinstance(value, Checkpoint):
+        return f"a Checkpoint ({len(value)} tensors)"
+    if isinstance(value, Mapping):
+        return f"a state dict ({type(value).__name__} of {len(value)} entries)"
+    if isinstance(value, (str, os.PathLike)):
+        return f"the string {str(value)!r}"
+    return f"a {type(value).__name__}"
+
+
+def _error_state(exc: BaseException, source: Any) -> dict[str, str]:
+    """What went wrong opening the checkpoint, and what to do about it."""
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) or (
+            isinstance(source, (str, os.PathLike)) and not pathlib.Path(source).exists()):
+        kind = "not_found"
+        title = "The checkpoint file does not exist"
+        fix = (f"Check the path {str(source)!r} (relative paths start from "
+               f"{os.getcwd()!r}), then run the cell again.")
+    elif isinstance(exc, UnsafeCheckpointError):
+        kind = "unsafe"
+        title = "The checkpoint needs code that weights-only loading refuses to run"
+        names = ", ".join(exc.globals) or "the globals named above"
+        fix = ("Nothing from the file was run. If you trust where the file comes from, open it "
+               f"with trust=[...] naming just {names} (or trust=True), e.g. "
+               "sdw.Explorer(model, path, trust=[...]).")
+    elif isinstance(exc, NotAStateDictError):
+        kind = "not_a_state_dict"
+        title = "The file was read, but holds no state dict"
+        fix = ("Pick the entry holding the weights with key=..., e.g. "
+               "sdw.Explorer(model, path, key='state_dict'); the message lists what it holds.")
+    elif isinstance(exc, UnreadableCheckpointError):
+        kind = "unreadable"
+        title = "The checkpoint could not be read"
+        fix = ("The file is truncated, corrupt or not a format sd_widgets reads (.pt/.pth/.bin/"
+               ".ckpt from torch.save, .safetensors, *.index.json, a DCP directory). Save it "
+               "again with torch.save(model.state_dict(), path) or safetensors.torch.save_file.")
+    else:
+        kind = "error"
+        title = "The checkpoint could not be opened"
+        fix = "Read the message, fix the source, then run the cell again."
+    return {"kind": kind, "title": title, "text": text, "fix": fix}
+
+
+def _valid_identifier(name: Any) -> bool:
+    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _plan_code(plan: Any, model_name: str) -> str:
+    """``plan.to_code(model_name=...)`` when the plan supports it (else the old signature)."""
+    try:
+        params = inspect.signature(plan.to_code).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        params = {}
+    if "model_name" in params:
+        return plan.to_code(model_name=model_name)
+    return plan.to_code()
+
+
+def _meta_leftovers(report: LoadReport, model: nn.Module) -> dict[str, Any]:
+    """Tensors still on the meta device after a load (the model cannot run until they are)."""
+    keys = getattr(report, "still_on_meta", None)
+    if keys is None:
+        if not report.assigned:
+            return {}
+        keys = [k for k, v in model.state_dict(keep_vars=True).items()
+                if getattr(v, "is_meta", False)]
+    keys = list(keys)
+    if not keys:
+        return {}
+    n = len(keys)
+    return {"n": n, "keys": keys[:200],
+            "text": f"{n} tensor{'s' if n != 1 else ''} stayed on the meta device "
+                    f"({', '.join(keys[:3])}{', …' if n > 3 else ''}): the model cannot run "
+                    "until these are initialised (model.to_empty(...) and their init, or load "
+                    "them)."}
+
+
+def _watch_list(model: nn.Module) -> list[tuple[str, Any, str, bool, Any, int]]:
+    """(key, module, attr, is_param, tensor, version) of every tensor of ``model``."""
+    out = []
+    for mname, mod in model.named_modules():
+        prefix = f"{mname}." if mname else ""
+        for attr, p in mod._parameters.items():
+            if p is not None:
+                out.append((prefix + attr, mod, attr, True, p, p._version))
+        for attr, b in mod._buffers.items():
+            if b is not None:
+                out.append((prefix + attr, mod, attr, False, b, b._version))
+    return out
+
+
+def _changed_tensors(watch: list[tuple[str, Any, str, bool, Any, int]]) -> list[str]:
+    changed = []
+    for key, mod, attr, is_param, tensor, version in watch:
+        now = (mod._parameters if is_param else mod._buffers).get(attr)
+        if now is not tensor or now._version != version:
+            changed.append(key)
+    return changed
+
+
+def _watch_cells(widget: Explorer) -> None:
+    """Check for staleness after every notebook cell (cheap: one version read per tensor)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    if ip is None or not hasattr(ip, "events"):
+        return
+    ref = weakref.ref(widget)
+
+    def after_cell(*_args: Any) -> None:
+        w = ref()
+        if w is None:
+            with contextlib.suppress(ValueError):
+                ip.events.unregister("post_run_cell", after_cell)
+            return
+        with w._guard("Checking the model"):
+            w.check_stale()
+
+    ip.events.register("post_run_cell", after_cell)
 
 
 def _strs(content: Mapping[str, Any], name: str) -> list[str]:
@@ -607,7 +1081,7 @@ def _histogram_src(key: str, before: Any, after: Any) -> str:
     from ..plots import figure_to_png, histogram_overlay
 
     fig = histogram_overlay(before, after, keys=[key], title="")
-    return pl.png_data_url(figure_to_png(fig, dpi=72))
+    return pl.png_data_url(figure_to_png(fig, dpi=80))
 
 
 def _model_label(model: nn.Module | None) -> str:
@@ -624,4 +1098,3 @@ def _describe_source(source: Any) -> str:
     if isinstance(source, Mapping):
         return f"mapping of {len(source)} entries"
     return type(source).__name__
-

@@ -50,9 +50,12 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..statuses import STATUS_INFO, legend
+from ..statuses import STATUSES as _STATUSES
 
 __all__ = [
     "LEGEND",
@@ -60,54 +63,38 @@ __all__ = [
     "STATUSES",
     "TreeIndex",
     "apply_range",
+    "banner_payload",
     "build_tree_payload",
     "clean_selection",
+    "count_phrases",
     "format_bytes",
     "format_count",
+    "most_changed",
+    "pairing_change",
     "png_data_url",
     "preview_from_plan",
+    "results_computing",
+    "results_none",
+    "results_payload",
+    "row_selectable",
     "rule_from_spec",
     "rule_to_spec",
     "rules_payload",
+    "selectable",
     "suggestions_payload",
     "summary_html",
     "summary_text",
     "toggle",
+    "weight_sets_payload",
 ]
 
 PAYLOAD_VERSION = 1
 
-try:  # the core's constants are the source of truth when it is importable
-    from ..compare import STATUSES as _CORE_STATUSES
-
-    STATUSES: tuple[str, ...] = tuple(_CORE_STATUSES)
-except ImportError:  # pragma: no cover - only while the core is being written
-    STATUSES = ("match", "shape_mismatch", "dtype_mismatch", "missing", "missing_buffer",
-                "unexpected")
-
+#: the statuses and how each is shown come from the one vocabulary (:mod:`sd_widgets.statuses`)
+STATUSES: tuple[str, ...] = _STATUSES
 #: how each status is shown: colour (CSS, Okabe–Ito) AND an icon AND a label
-LEGEND: list[dict[str, str]] = [
-    {"status": "match", "icon": "✓", "label": "match", "plural": "matches",
-     "description": "same name, shape and dtype on both sides: loads as is"},
-    {"status": "shape_mismatch", "icon": "≠", "label": "shape mismatch",
-     "plural": "shape mismatches",
-     "description": "same name, different shape: load_state_dict raises even with strict=False"},
-    {"status": "dtype_mismatch", "icon": "≈", "label": "dtype mismatch",
-     "plural": "dtype mismatches",
-     "description": "same name and shape, different dtype: loads, silently cast to the model's dtype"},
-    {"status": "missing", "icon": "−", "label": "missing parameter",
-     "plural": "missing parameters",
-     "description": "model parameter absent from the checkpoint: keeps its current value"},
-    {"status": "missing_buffer", "icon": "◌", "label": "missing buffer",
-     "plural": "missing buffers",
-     "description": "model buffer (e.g. BatchNorm running stats, num_batches_tracked) absent "
-                    "from the checkpoint: keeps its current value"},
-    {"status": "unexpected", "icon": "+", "label": "unexpected key",
-     "plural": "unexpected keys",
-     "description": "checkpoint key the model does not have: ignored unless renamed"},
-]
+LEGEND: list[dict[str, str]] = legend()
 _LEGEND_BY_STATUS = {item["status"]: item for item in LEGEND}
-_PROBLEMS = tuple(s for s in STATUSES if s != "match")
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,8 +106,18 @@ _COLUMNS = (
     "kind", "ckpt_key", "model_key", "ckpt_shape", "model_shape", "ckpt_dtype", "model_dtype",
     "nbytes", "numel", "loadable", "adaptable", "reason", "tied",
 )
-_CKPT_SIDE = frozenset({"match", "shape_mismatch", "dtype_mismatch", "unexpected"})
-_MODEL_SIDE = frozenset({"match", "shape_mismatch", "dtype_mismatch", "missing", "missing_buffer"})
+_CKPT_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_checkpoint_side)
+_MODEL_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_model_side)
+
+
+def selectable(loadable: bool, adaptable: bool, has_adapter: bool) -> bool:
+    """THE rule: a key can be selected when it loads as is, or is adaptable and has an adapter."""
+    return bool(loadable or (adaptable and has_adapter))
+
+
+def row_selectable(row: Any, adapters: Mapping[str, Any] | None = None) -> bool:
+    """:func:`selectable` asked of a :class:`~sd_widgets.compare.Row` (the core's truth)."""
+    return selectable(row.loadable, row.adaptable, bool(adapters) and row.key in adapters)
 
 
 def _numel(shape: Sequence[int] | None) -> int:
@@ -273,16 +270,14 @@ class TreeIndex:
                 out[f"{side}_key"] = key
         return out
 
-    def is_module(self, path: str) -> bool:
-        return path in self._entry_of_module
-
     def selectable(self, key: str, adapters: Mapping[str, Any] | None = None) -> bool:
         """Whether ``key`` can be selected: loadable as is, or adaptable with an adapter set."""
         i = self._entry_of_key.get(key)
         if i is None:
             return False
         cols = self.columns
-        return bool(cols["loadable"][i] or (cols["adaptable"][i] and adapters and key in adapters))
+        return selectable(cols["loadable"][i], cols["adaptable"][i],
+                          bool(adapters) and key in adapters)
 
     def selectable_keys(self, adapters: Mapping[str, Any] | None = None) -> list[str]:
         """Every selectable row key, in tree order ("select all loadable")."""
@@ -321,10 +316,6 @@ class TreeIndex:
             wanted.update(self.subtree_keys(m))
         return [k for k in self.keys if k in wanted]
 
-    def order(self, keys: Iterable[str]) -> list[str]:
-        """``keys`` that exist in this tree, in tree order, without repeats."""
-        wanted = set(keys)
-        return [k for k in self.keys if k in wanted]
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,12 +323,31 @@ class TreeIndex:
 # --------------------------------------------------------------------------------------------
 
 
+def _can_select(
+    index: TreeIndex, adapters: Mapping[str, Any] | None, allowed: Collection[str] | None
+) -> Callable[[str], bool]:
+    if allowed is not None:
+        return allowed.__contains__
+    return lambda k: index.selectable(k, adapters)
+
+
 def clean_selection(
-    index: TreeIndex, selection: Iterable[str], adapters: Mapping[str, Any] | None = None
+    index: TreeIndex,
+    selection: Iterable[str],
+    adapters: Mapping[str, Any] | None = None,
+    *,
+    selectable: Collection[str] | None = None,
 ) -> list[str]:
-    """Keep the selectable keys of ``selection``, in tree order, without repeats."""
+    """Keep the selectable keys of ``selection``, in tree order, without repeats.
+
+    ``selectable``: the keys that can be selected (asked of the comparison by the widget);
+    without it the payload's ``loadable``/``adaptable`` columns and ``adapters`` decide.
+    """
     wanted = set(selection)
-    return [k for k in index.keys if k in wanted and index.selectable(k, adapters)]
+    if not wanted:
+        return []
+    ok = _can_select(index, adapters, selectable)
+    return [k for k in index.keys if k in wanted and ok(k)]
 
 
 def toggle(
@@ -347,16 +357,18 @@ def toggle(
     keys: Iterable[str] = (),
     modules: Iterable[str] = (),
     adapters: Mapping[str, Any] | None = None,
+    selectable: Collection[str] | None = None,
 ) -> list[str]:
     """A click on rows/module nodes: when every selectable key they cover is selected, deselect
     them all; otherwise select them all. Keys that cannot be selected are left out."""
     current = set(selection)
-    target = [k for k in index.resolve(keys, modules) if index.selectable(k, adapters)]
+    ok = _can_select(index, adapters, selectable)
+    target = [k for k in index.resolve(keys, modules) if ok(k)]
     if target and all(k in current for k in target):
         current.difference_update(target)
     else:
         current.update(target)
-    return clean_selection(index, current, adapters)
+    return clean_selection(index, current, adapters, selectable=selectable)
 
 
 def apply_range(
@@ -367,17 +379,19 @@ def apply_range(
     modules: Iterable[str] = (),
     select: bool = True,
     adapters: Mapping[str, Any] | None = None,
+    selectable: Collection[str] | None = None,
 ) -> list[str]:
     """A shift-click: give every selectable key in the range (the visible rows between the
     anchor and the clicked row, collapsed module nodes standing for their subtree) the state
     ``select``."""
     current = set(selection)
-    target = [k for k in index.resolve(keys, modules) if index.selectable(k, adapters)]
+    ok = _can_select(index, adapters, selectable)
+    target = [k for k in index.resolve(keys, modules) if ok(k)]
     if select:
         current.update(target)
     else:
         current.difference_update(target)
-    return clean_selection(index, current, adapters)
+    return clean_selection(index, current, adapters, selectable=selectable)
 
 
 # --------------------------------------------------------------------------------------------
@@ -473,6 +487,181 @@ def suggestions_payload(
 
 
 # --------------------------------------------------------------------------------------------
+# what a rule fixes, what a rule change did
+# --------------------------------------------------------------------------------------------
+
+
+def _paired(cmp: Iterable[Any]) -> dict[str, Any]:
+    """Rows with a key on both sides (whatever their status), by row key."""
+    return {r.key: r for r in cmp if r.ckpt_key is not None and r.model_key is not None}
+
+
+def _plural(n: int, status: str) -> str:
+    info = STATUS_INFO[status]
+    return f"{n:,} {info.label if n == 1 else info.plural}"
+
+
+def pairing_change(before: Iterable[Any], after: Iterable[Any]) -> str:
+    """What a rename-rule change did, computed from the two comparisons' rows.
+
+    E.g. "152 keys now pair up: 150 matches, 2 shape mismatches. Matches: 0 → 150." A key
+    "pairs up" when a checkpoint key and a model key meet in one row.
+    """
+    b, a = _paired(before), _paired(after)
+    new = [r for k, r in a.items() if k not in b or b[k].ckpt_key != r.ckpt_key]
+    lost = [k for k, r in b.items() if k not in a or a[k].ckpt_key != r.ckpt_key]
+    parts = []
+    if new:
+        by_status: dict[str, int] = {}
+        for r in new:
+            by_status[r.status] = by_status.get(r.status, 0) + 1
+        detail = ", ".join(_plural(by_status[s], s) for s in STATUS_INFO if s in by_status)
+        parts.append(f"{len(new):,} key{'s' if len(new) != 1 else ''} now pair"
+                     f"{'' if len(new) != 1 else 's'} up: {detail}.")
+    if lost:
+        parts.append(f"{len(lost):,} key{'s' if len(lost) != 1 else ''} no longer pair"
+                     f"{'' if len(lost) != 1 else 's'} up (they show as missing/unexpected "
+                     "again).")
+    if not parts:
+        parts.append("No key changed its pairing.")
+    m_before = sum(1 for r in before if r.status == "match")
+    m_after = sum(1 for r in after if r.status == "match")
+    delta = m_after - m_before
+    parts.append(f"Matches: {m_before} → {m_after}" + (f" (+{delta})" if delta > 0 else "")
+                 + ".")
+    return " ".join(parts)
+
+
+def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The one rule that explains most problems, for the banner above the tree; ``{}`` if none.
+
+    Shown when the best rule suggestion pairs up at least half of the keys that are missing
+    or unexpected (and at least one pair). ``id`` is the suggestion to accept.
+    """
+    rules = [s for s in suggestions if s.get("type") == "rule" and s.get("fixes")]
+    if not rules:
+        return {}
+    best = max(rules, key=lambda s: s["fixes"])
+    n_missing = sum(1 for r in cmp if r.status in ("missing", "missing_buffer"))
+    n_unexpected = sum(1 for r in cmp if r.status == "unexpected")
+    fixes = int(best["fixes"])
+    if 2 * fixes * 2 < n_missing + n_unexpected:
+        return {}
+    reason = str(best.get("reason") or "")
+    what = reason.split(":", 1)[0].strip() if ":" in reason else best["label"]
+    text = (f"{what}: {fixes:,} missing + {fixes:,} unexpected key"
+            f"{'s' if fixes != 1 else ''} pair up")
+    rest = n_missing + n_unexpected - 2 * fixes
+    if rest > 0:
+        text += f" ({rest:,} other missing/unexpected keys stay)"
+    return {"id": best["id"], "label": best["label"], "what": what, "fixes": fixes,
+            "text": text, "n_missing": n_missing, "n_unexpected": n_unexpected,
+            "rule": best["rule"]}
+
+
+def weight_sets_payload(source: Any) -> list[dict[str, Any]]:
+    """The weight sets of a training checkpoint (``state_dict`` / ``ema`` ...), when several.
+
+    Reads ``source.alternatives`` when the checkpoint layer provides it, else
+    ``source.candidates`` (nested entry → number of tensors).
+    """
+    options = getattr(source, "alternatives", None) or getattr(source, "candidates", None) or {}
+    if not isinstance(options, Mapping):
+        options = {str(k): None for k in options}
+    if len(options) < 2:
+        return []
+    current = getattr(source, "key", None)
+    return [{"key": str(k), "n_tensors": n if isinstance(n, int) else None,
+             "current": str(k) == current} for k, n in options.items()]
+
+
+# --------------------------------------------------------------------------------------------
+# the results table
+# --------------------------------------------------------------------------------------------
+
+RESULT_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("key", "tensor", "str"),
+    ("action", "action", "str"),
+    ("rel_change", "rel. change", "num"),
+    ("max_abs_change", "max |Δ|", "num"),
+    ("before_mean", "mean before", "num"),
+    ("after_mean", "mean after", "num"),
+    ("before_std", "std before", "num"),
+    ("after_std", "std after", "num"),
+    ("cast", "cast", "str"),
+    ("adapter", "adapter", "str"),
+    ("nonfinite", "NaN/inf", "int"),
+    ("tied", "tied to", "str"),
+)
+
+
+def _columns_spec() -> list[dict[str, str]]:
+    return [{"name": n, "label": label, "type": typ} for n, label, typ in RESULT_COLUMNS]
+
+
+def results_none() -> dict[str, Any]:
+    return {"state": "none", "columns": _columns_spec(), "data": {}, "n": 0}
+
+
+def results_computing(n: int) -> dict[str, Any]:
+    return {"state": "computing", "columns": _columns_spec(), "data": {}, "n": int(n)}
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _int_or_none(v: Any) -> int | None:
+    f = _num(v)
+    return None if f is None else int(f)
+
+
+def results_payload(frame: Any, *, adapted: Mapping[str, str] | None = None,
+                    tied: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``LoadReport.to_frame()`` as the columnar results table the browser sorts and pages.
+
+    NaN/inf become ``None`` (JSON). ``nonfinite`` counts NaN + inf after the load.
+    """
+    adapted = adapted or {}
+    tied = tied or {}
+    records = frame.to_dict("records") if len(frame) else []
+    data: dict[str, list[Any]] = {n: [] for n, _, _ in RESULT_COLUMNS}
+    for r in records:
+        key = str(r.get("key"))
+        nan, inf = _int_or_none(r.get("after_nan_count")), _int_or_none(r.get("after_inf_count"))
+        rel = r.get("rel_l2_change", r.get("relative_l2_change"))
+        cast = r.get("cast")
+        data["key"].append(key)
+        data["action"].append(None if r.get("action") is None else str(r.get("action")))
+        data["rel_change"].append(_num(rel))
+        data["max_abs_change"].append(_num(r.get("max_abs_change")))
+        for col in ("before_mean", "after_mean", "before_std", "after_std"):
+            data[col].append(_num(r.get(col)))
+        data["cast"].append(cast if isinstance(cast, str) and cast else None)
+        data["adapter"].append(adapted.get(key))
+        data["nonfinite"].append(None if nan is None and inf is None else (nan or 0) + (inf or 0))
+        data["tied"].append(tied.get(key))
+    return {"state": "ready", "columns": _columns_spec(), "data": data, "n": len(records)}
+
+
+def most_changed(table: Mapping[str, Any]) -> list[str]:
+    """Keys of a results table, most changed first (relative change, then max |change|)."""
+    d = table.get("data") or {}
+    keys = d.get("key") or []
+    rel = d.get("rel_change") or [None] * len(keys)
+    mx = d.get("max_abs_change") or [None] * len(keys)
+
+    def score(i: int) -> tuple[float, float]:
+        return (rel[i] if rel[i] is not None else -1.0, mx[i] if mx[i] is not None else -1.0)
+
+    return [keys[i] for i in sorted(range(len(keys)), key=score, reverse=True)]
+
+
+# --------------------------------------------------------------------------------------------
 # text helpers and the static (no widget front end) summary
 # --------------------------------------------------------------------------------------------
 
@@ -493,7 +682,7 @@ def png_data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _count_phrases(payload: Mapping[str, Any]) -> list[str]:
+def count_phrases(payload: Mapping[str, Any]) -> list[str]:
     out = []
     for status, n in zip(payload["statuses"], payload["counts"], strict=True):
         if n:
@@ -505,7 +694,7 @@ def _count_phrases(payload: Mapping[str, Any]) -> list[str]:
 def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: int = 20) -> str:
     """Plain-text summary: counts per status and the first problem rows (stable, no ids)."""
     lines = [f"Explorer: {payload.get('model') or 'model'} ← {payload.get('source') or 'checkpoint'}",
-             f"{payload['n_keys']} keys: " + (", ".join(_count_phrases(payload)) or "none")
+             f"{payload['n_keys']} keys: " + (", ".join(count_phrases(payload)) or "none")
              + f"; {n_selected} selected"]
     cols = payload["columns"]
     problems = [i for i, t in enumerate(cols["t"])
@@ -545,7 +734,7 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     cols = payload["columns"]
     head = (f"<p><b>sd_widgets Explorer</b>: {e(payload.get('model') or 'model')} ← "
             f"{e(payload.get('source') or 'checkpoint')}<br>{payload['n_keys']} keys: "
-            f"{e(', '.join(_count_phrases(payload)) or 'none')}; {n_selected} selected. "
+            f"{e(', '.join(count_phrases(payload)) or 'none')}; {n_selected} selected. "
             "<i>(Static summary: run the notebook with a live kernel for the interactive "
             "explorer.)</i></p>")
     rows = []
