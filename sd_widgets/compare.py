@@ -75,12 +75,37 @@ def _module_of(key: str) -> str:
 
 def model_entries(model: nn.Module) -> OrderedDict[str, ModelEntry]:
     """What ``model.load_state_dict`` expects: parameters and persistent buffers, in order."""
-    sd = model.state_dict(keep_vars=True)
-    params = {n: p for n, p in model.named_parameters(remove_duplicate=False)}
-    buffers = {n for n, _ in model.named_buffers(remove_duplicate=False)}
+    return _model_side(model)[0]
+
+
+_DTYPE_NAMES: dict[torch.dtype, str | None] = {}
+
+
+def _dtype_name(dtype: torch.dtype) -> str | None:
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype_name(dtype)
+    return name
+
+
+def _model_side(model: nn.Module) -> tuple[OrderedDict[str, ModelEntry], dict[str, str]]:
+    """(entries, module path → class name) from one walk over the modules."""
+    params: dict[str, nn.Parameter] = {}
+    buffers: set[str] = set()
+    types: dict[str, str] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        types.setdefault(name, type(m).__name__)
+        pre = name + "." if name else ""
+        for n, p in m._parameters.items():
+            if p is not None:
+                params[pre + n] = p
+        for n, b in m._buffers.items():
+            if b is not None:
+                buffers.add(pre + n)
     by_identity: dict[int, list[str]] = {}
     for n, p in params.items():
         by_identity.setdefault(id(p), []).append(n)
+    sd = model.state_dict(keep_vars=True)
     out: OrderedDict[str, ModelEntry] = OrderedDict()
     for k, v in sd.items():
         if not isinstance(v, torch.Tensor):
@@ -88,9 +113,12 @@ def model_entries(model: nn.Module) -> OrderedDict[str, ModelEntry]:
         kind = "param" if k in params else "buffer" if k in buffers else "extra"
         tied: tuple[str, ...] = ()
         if kind == "param":
-            tied = tuple(o for o in by_identity.get(id(params[k]), ()) if o != k)
-        out[k] = ModelEntry(k, tuple(v.shape), v.dtype, kind, _module_of(k), v.device.type, tied)
-    return out
+            group = by_identity.get(id(params[k]), ())
+            if len(group) > 1:
+                tied = tuple(o for o in group if o != k)
+        out[k] = ModelEntry(k, tuple(v.shape), v.dtype, kind, k.rpartition(".")[0],
+                            v.device.type, tied)
+    return out, types
 
 
 def _entries_from_checkpoint(ckpt: Checkpoint) -> OrderedDict[str, ModelEntry]:
@@ -102,7 +130,7 @@ def _entries_from_checkpoint(ckpt: Checkpoint) -> OrderedDict[str, ModelEntry]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """One key of the comparison (a key present on both sides is one row)."""
 
@@ -231,7 +259,7 @@ class Comparison:
         if entries is None:
             if model is None:
                 raise TypeError("a Comparison needs a model or model entries")
-            entries = model_entries(model)
+            entries, module_types = _model_side(model)
         self.entries = entries
         if module_types is None:
             module_types = (
@@ -265,7 +293,7 @@ class Comparison:
         rows: list[Row] = []
         for mk, e in self.entries.items():
             ck = by_target.get(mk)
-            mdt = dtype_name(e.dtype)
+            mdt = _dtype_name(e.dtype)
             on_meta = e.device == "meta"
             if ck is None:
                 status = "missing" if e.kind == "param" else "missing_buffer"
