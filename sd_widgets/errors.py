@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointChangedError",
     "CheckpointError",
     "LoadError",
     "NotAStateDictError",
@@ -18,6 +19,20 @@ class CheckpointError(ValueError):
 
 class UnreadableCheckpointError(CheckpointError):
     """The source is missing, empty, truncated, corrupt or of an unknown format."""
+
+
+class CheckpointChangedError(UnreadableCheckpointError):
+    """A file of an opened checkpoint changed on disk (size, modification time or inode)
+    between :func:`sd_widgets.open_checkpoint` and a read of its tensors.
+
+    Raised before any byte of the changed file is touched, instead of reading data that no
+    longer matches what was listed (or a ``SIGBUS`` from a truncated memory-mapped file).
+    ``path`` names the file. Re-open the checkpoint.
+    """
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class UnsafeCheckpointError(CheckpointError):

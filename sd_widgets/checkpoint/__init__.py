@@ -1,25 +1,48 @@
-"""Reading checkpoints lazily (package; see :mod:`sd_widgets.checkpoint.core`)."""
+"""Reading checkpoints lazily: :func:`open_checkpoint` and one reader module per format.
 
-from .core import (  # noqa: F401
-    NOT_WEIGHTS,
-    PREFERRED_KEYS,
+- :mod:`.core` — :class:`TensorInfo`, :class:`CheckpointSource`, :class:`Checkpoint`
+- :mod:`.paths` — checks made before any path is opened; format sniffing; file stamps
+- :mod:`.unpickle` — allow-lists and trust; naming unsafe globals
+- :mod:`.torchfile` — ``torch.save`` zip archives (zip-bomb checks) and legacy pickles
+- :mod:`.safetensors` — headers validated by the safetensors library
+- :mod:`.index` — ``*.index.json`` sharded checkpoints, shards confined to their directory
+- :mod:`.dcp` — ``torch.distributed.checkpoint`` directories
+- :mod:`.memory` — mappings and modules; finding the weights in nested checkpoints
+- :mod:`.opener` — :func:`open_checkpoint`
+
+Safety: nothing from a file is executed unless the caller passes ``trust=True``; see
+``SECURITY.md`` for the threat model.
+"""
+
+from .core import (
     Checkpoint,
     CheckpointSource,
     SourceLike,
     TensorInfo,
     _human_bytes,
+    _type_summary,
     dtype_name,
-    open_checkpoint,
-    read_dcp_metadata,
-    read_safetensors_header,
-    unsafe_globals,
 )
+from .dcp import read_dcp_metadata
+from .memory import NOT_WEIGHTS, PREFERRED_KEYS
+from .opener import open_checkpoint
+from .paths import TORCH_SUFFIXES
+from .safetensors import read_safetensors_header
+from .unpickle import unsafe_globals
 
 __all__ = [
+    "NOT_WEIGHTS",
+    "PREFERRED_KEYS",
+    "TORCH_SUFFIXES",
     "Checkpoint",
     "CheckpointSource",
     "SourceLike",
     "TensorInfo",
+    "_human_bytes",
+    "_type_summary",
     "dtype_name",
     "open_checkpoint",
+    "read_dcp_metadata",
+    "read_safetensors_header",
+    "unsafe_globals",
 ]

@@ -1,0 +1,287 @@
+"""Allow-lists and trust: what may be unpickled from a file, and naming what may not.
+
+Two unpicklers are used:
+
+- torch files go through ``torch.load(weights_only=True)`` (torch's own weights-only
+  unpickler), optionally inside ``torch.serialization.safe_globals(trust)`` when the caller
+  allowed a list of classes; only ``trust=True`` turns weights-only loading off.
+- the ``.metadata`` pickle of a ``torch.distributed.checkpoint`` directory is written with
+  pickle protocol 4 (FRAME, STACK_GLOBAL, MEMOIZE opcodes), which torch's weights-only
+  unpickler does not parse. It is read by :class:`AllowListUnpickler`: ``find_class`` returns
+  only objects from an explicit table of exact ``(module, name)`` pairs — never an import,
+  never a dotted name resolved through attributes — and every other global raises
+  :class:`~sd_widgets.errors.UnsafeCheckpointError` naming it. Extension-registry opcodes and
+  persistent ids are refused before unpickling starts.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import pickle
+import pickletools
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from ..errors import UnreadableCheckpointError, UnsafeCheckpointError
+
+__all__ = [
+    "AllowListUnpickler",
+    "allowed_globals",
+    "dcp_metadata_globals",
+    "global_name",
+    "pickle_globals",
+    "restricted_load",
+    "unsafe_globals",
+]
+
+#: opcodes refused in allow-listed pickles: the copyreg extension registry can return a
+#: cached object without calling find_class; persistent ids would need a persistent_load
+_REFUSED_OPCODES = {"EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"}
+
+
+def allowed_globals(trust: Any) -> list[Any] | None:
+    """``trust`` as an allow-list for weights-only loading, or None for True/False.
+
+    Parameters
+    ----------
+    trust
+        ``True``, ``False`` (or None), or an iterable of classes/functions (or
+        ``(obj, "module.name")`` pairs, as ``torch.serialization.safe_globals`` accepts).
+
+    Returns
+    -------
+    list or None
+        The allowed globals, or None when ``trust`` is a bool.
+    """
+    if isinstance(trust, bool) or trust is None:
+        return None
+    if isinstance(trust, (str, bytes)) or not isinstance(trust, Iterable):
+        raise TypeError(
+            f"trust={trust!r}: pass True (allow any pickled object), False (weights only), or a "
+            "list of the classes/functions to allow, e.g. trust=[argparse.Namespace]"
+        )
+    return list(trust)
+
+
+def global_name(obj: Any) -> str:
+    """``argparse.Namespace`` → ``"argparse.Namespace"`` (``(obj, "m.n")`` → ``"m.n"``)."""
+    if isinstance(obj, tuple) and len(obj) == 2:  # (obj, "module.name") as torch accepts
+        return str(obj[1])
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
+
+
+def pickle_globals(data: bytes | io.BufferedIOBase, max_pickles: int = 1) -> list[str]:
+    """Every global a pickle names (``GLOBAL``, ``INST`` and ``STACK_GLOBAL`` forms), in order.
+
+    Parses opcodes only (``pickletools.genops``); executes and imports nothing. The
+    ``STACK_GLOBAL`` operands are followed through the memo, as the unpickler would.
+
+    Parameters
+    ----------
+    data
+        The pickle bytes or a binary file positioned at its start.
+    max_pickles
+        How many consecutive pickles to scan (legacy torch files hold several).
+
+    Returns
+    -------
+    list of str
+        ``"module.name"`` for each global, first occurrence order, without duplicates.
+    """
+    f = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    found: dict[str, None] = {}
+    for _ in range(max_pickles):
+        stack: list[Any] = []  # only strings matter; anything else is a placeholder
+        memo: dict[int, Any] = {}
+        try:
+            for op, arg, _pos in pickletools.genops(f):
+                name = op.name
+                if name in ("GLOBAL", "INST") and isinstance(arg, str):
+                    found[arg.replace(" ", ".", 1)] = None
+                elif name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8",
+                              "SHORT_BINSTRING", "BINSTRING", "STRING"):
+                    stack.append(arg)
+                elif name == "STACK_GLOBAL":
+                    if len(stack) >= 2 and all(isinstance(x, str) for x in stack[-2:]):
+                        found[f"{stack[-2]}.{stack[-1]}"] = None
+                    else:
+                        found["<unresolved STACK_GLOBAL>"] = None
+                    del stack[-2:]
+                    stack.append(None)
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = stack[-1] if stack else None
+                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[int(arg)] = stack[-1] if stack else None
+                elif name in ("GET", "BINGET", "LONG_BINGET"):
+                    stack.append(memo.get(int(arg)))
+                elif name == "STOP":
+                    break
+                elif name not in ("PROTO", "FRAME"):
+                    stack.append(None)
+        except (ValueError, TypeError, EOFError, OverflowError):
+            break
+    return list(found)
+
+
+class _Refused(pickle.UnpicklingError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"global {name!r} is not allowed")
+        self.name = name
+
+
+class AllowListUnpickler(pickle.Unpickler):
+    """An unpickler whose ``find_class`` admits only exact ``(module, name)`` pairs.
+
+    Admitted objects are returned from the table itself: nothing is imported and no dotted
+    name is resolved through module attributes. Anything else raises ``pickle.UnpicklingError``
+    naming the global.
+    """
+
+    def __init__(self, file: Any, allowed: Mapping[tuple[str, str], Any]) -> None:
+        super().__init__(file)
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        """The admitted object for exactly ``(module, name)``; refuse anything else."""
+        try:
+            return self._allowed[(module, name)]
+        except (KeyError, TypeError):
+            raise _Refused(f"{module}.{name}") from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        """Refuse persistent ids (metadata never has them)."""
+        raise pickle.UnpicklingError("persistent ids are not allowed")
+
+
+def restricted_load(data: bytes, allowed: Mapping[tuple[str, str], Any], what: str) -> Any:
+    """Unpickle ``data`` admitting only the globals in ``allowed``.
+
+    Parameters
+    ----------
+    data
+        The pickle.
+    allowed
+        ``(module, name)`` → object.
+    what
+        What the pickle is, for messages (a path).
+
+    Returns
+    -------
+    Any
+        The unpickled object.
+
+    Raises
+    ------
+    UnsafeCheckpointError
+        The pickle names globals outside ``allowed`` (all of them are listed); nothing ran.
+    UnreadableCheckpointError
+        The pickle is corrupt or uses refused opcodes.
+    """
+    named = pickle_globals(data)
+    unknown = [g for g in named if tuple(g.rsplit(".", 1)) not in allowed]
+    try:
+        ops = {op.name for op, _a, _p in pickletools.genops(io.BytesIO(data))}
+    except (ValueError, TypeError, EOFError, OverflowError) as exc:
+        if unknown:
+            ops = set()
+        else:
+            raise UnreadableCheckpointError(
+                f"{what} is not a valid pickle ({type(exc).__name__}: {str(exc)[:200]}); the file "
+                "is corrupt or truncated."
+            ) from None
+    if not unknown and ops & _REFUSED_OPCODES:
+        raise UnreadableCheckpointError(
+            f"{what} uses pickle opcodes ({', '.join(sorted(ops & _REFUSED_OPCODES))}) that "
+            "checkpoint metadata never contains; it was not unpickled."
+        )
+    try:
+        if unknown:
+            raise _Refused(unknown[0])
+        return AllowListUnpickler(io.BytesIO(data), allowed).load()
+    except _Refused as exc:
+        names = unknown or [exc.name]
+        raise UnsafeCheckpointError(
+            f"{what} contains objects that are not checkpoint metadata: it names "
+            f"{', '.join(repr(n) for n in names)}, which only {len(allowed)} exact metadata "
+            "classes are allowed to be. Nothing was executed. This is not a plain "
+            "torch.distributed.checkpoint directory; do not load it unless you trust its source.",
+            globals=names,
+        ) from None
+    except RecursionError:
+        raise UnreadableCheckpointError(f"{what} is nested too deeply to be metadata.") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise UnreadableCheckpointError(
+            f"{what} could not be read ({type(exc).__name__}: {str(exc)[:200]}); the checkpoint "
+            "is incomplete or corrupt."
+        ) from None
+
+
+_DCP_GLOBALS: dict[tuple[str, str], Any] | None = None
+
+
+def dcp_metadata_globals() -> dict[tuple[str, str], Any]:
+    """The exact globals a ``torch.distributed.checkpoint`` ``.metadata`` pickle needs.
+
+    Found by writing real DCP checkpoints (flat, nested, optimizer state, every dtype) and
+    recording each ``find_class`` call; see ``tests/test_security.py``.
+    """
+    global _DCP_GLOBALS
+    if _DCP_GLOBALS is None:
+        from torch.distributed.checkpoint import filesystem, metadata
+
+        table: dict[tuple[str, str], Any] = {}
+        for name in ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata",
+                     "ChunkStorageMetadata", "TensorProperties", "MetadataIndex", "StorageMeta",
+                     "_MEM_FORMAT_ENCODING"):
+            if hasattr(metadata, name):
+                table[(metadata.__name__, name)] = getattr(metadata, name)
+        table[(filesystem.__name__, "_StorageInfo")] = filesystem._StorageInfo
+        table[("torch", "Size")] = torch.Size
+        for name in dir(torch):
+            value = getattr(torch, name, None)
+            if isinstance(value, torch.dtype):
+                table[("torch", name)] = value
+        table[("torch.serialization", "_get_layout")] = torch.serialization._get_layout
+        for name in ("PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"):
+            table[("pathlib", name)] = getattr(pathlib, name)
+        table[("collections", "OrderedDict")] = OrderedDict
+        table[("builtins", "set")] = set
+        table[("builtins", "frozenset")] = frozenset
+        _DCP_GLOBALS = table
+    return _DCP_GLOBALS
+
+
+def unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
+    """Name the globals a torch file needs that weights-only loading refuses.
+
+    Reads the pickle opcodes only; executes nothing.
+
+    Parameters
+    ----------
+    path
+        A torch file (zip or legacy).
+
+    Returns
+    -------
+    list of str
+        ``"module.name"`` of each refused global, sorted.
+    """
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:
+        pass
+    # legacy (non-zip) files: scan the opcodes of the pickles at the start of the file
+    try:
+        with open(path, "rb") as f:
+            found = pickle_globals(f, max_pickles=4)  # type: ignore[arg-type]
+    except OSError:
+        found = []
+    safe_prefixes = ("torch.", "collections.OrderedDict", "builtins.")
+    return sorted({g for g in found if not g.startswith(safe_prefixes)})
