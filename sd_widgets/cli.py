@@ -23,8 +23,9 @@ import os
 import re
 import shlex
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +37,7 @@ from .checkpoint import Checkpoint, CheckpointSource, _human_bytes, open_checkpo
 from .compare import Comparison, Row, compare
 from .errors import CheckpointError, UnsafeCheckpointError
 from .renames import Rename, parse_renames
+from .statuses import LOADABLE_STATUSES, PROBLEM_STATUSES, STATUS_INFO, Status
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -45,6 +47,7 @@ __all__ = [
     "EXIT_OK",
     "CLIError",
     "build_parser",
+    "escape_text",
     "load_model",
     "main",
 ]
@@ -69,6 +72,10 @@ class CLIError(Exception):
     """A usage problem (bad ``--model`` spec, bad ``--rename``): message to stderr, exit 2."""
 
 
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or a KeyboardInterrupt raised by the ``--model`` code), with what was running."""
+
+
 # ============================================================================================
 # argument parsing
 # ============================================================================================
@@ -84,15 +91,19 @@ examples:
   {PROG} inspect huge.pt | head
 
 exit codes: 0 clean / read, 1 diff found differences, 2 error (unreadable, unsafe or
-not-a-state-dict input, bad --model spec, bad arguments), 141 stdout closed early.
+not-a-state-dict input, bad --model spec, bad arguments), 130 interrupted (Ctrl-C),
+141 stdout closed early. Errors are one line on stderr; --debug adds the traceback.
+Text from files (keys, entry names, paths) is printed with control characters escaped
+(\\x1b, \\n, \\x00); json/jsonl keep every key exactly (JSON string escapes).
 Run '{PROG} diff -h' or '{PROG} inspect -h' for details.
 """
 
-_DIFF_DESCRIPTION = """\
+_STATUS_HELP = "\n".join(f"  {i.status:<15} {i.description}" for i in STATUS_INFO.values())
+
+_DIFF_DESCRIPTION = f"""\
 Compare CHECKPOINT with a model (--model) or with another checkpoint (--against), one row
-per key: key, status, kind, shapes and dtypes on both sides. Statuses: match, shape_mismatch,
-dtype_mismatch, missing (model parameter absent from the checkpoint), missing_buffer (model
-buffer absent), unexpected (checkpoint key the model does not have).
+per key: key, status, kind, shapes and dtypes on both sides. Statuses:
+{_STATUS_HELP}
 
 Only shapes and dtypes are read: no tensor data is loaded, and the model is built on the
 meta device (no memory for its weights) unless construction there fails, in which case it
@@ -124,6 +135,10 @@ output
   stdout, streamed row by row (stderr carries only warnings).
   jsonl: one JSON object per row on stdout; summary on stderr.
   csv: header + one line per row on stdout (shapes as JSON lists); summary on stderr.
+  A 'tied' column/field lists keys sharing storage with the row's key (e.g. an output
+  projection tied to the embedding).
+  Control characters in keys are escaped in table and csv (\\x1b, \\n); json/jsonl
+  keep the exact key.
 
 exit status
   0  the checkpoint loads cleanly: every row is 'match'. A dtype_mismatch is a difference
@@ -131,8 +146,10 @@ exit status
      it as clean (then exit 0 means: model.load_state_dict(checkpoint) succeeds, strict).
   1  at least one row is shape_mismatch, missing, missing_buffer, unexpected (or
      dtype_mismatch without --allow-dtype).
-  2  CHECKPOINT/OTHER is missing, unreadable, unsafe or holds no state dict; bad --model
-     spec; bad arguments. The message says why; no traceback.
+  2  CHECKPOINT/OTHER is missing, unreadable, unsafe, changed while read or holds no
+     state dict; bad --model spec (including one whose code calls sys.exit); bad
+     arguments. The message says why, on one line; --debug adds the traceback.
+  130 interrupted (Ctrl-C, also while the --model code runs).
   141 stdout was closed early (e.g. '| head'); the command stops quietly.
 
 examples:
@@ -160,7 +177,8 @@ output
   jsonl: one JSON object per tensor on stdout; footer on stderr.
   csv: header + one line per tensor (shape as a JSON list); footer on stderr.
 
-exit status: 0 read; 2 missing, unreadable, unsafe or not a state dict; 141 stdout closed.
+exit status: 0 read; 2 missing, unreadable, unsafe or not a state dict (one line on stderr;
+--debug adds the traceback); 130 interrupted; 141 stdout closed.
 
 examples:
   {PROG} inspect pytorch_model.bin.index.json
@@ -183,6 +201,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow", action="append", default=[], metavar="MODULE.NAME",
                    help="allow just this pickled class/function (e.g. argparse.Namespace) and "
                         "keep weights-only loading for everything else; repeatable")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on errors, also print the Python traceback")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", "-V", action="version",
                         version=f"{PROG} {__version__} (torch {torch.__version__})")
+    parser.add_argument("--debug", action="store_true",
+                        help="on errors, also print the Python traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_inspect = sub.add_parser(
@@ -235,13 +257,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``sd-widgets`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run ``sd-widgets`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Every failure is one line on stderr and exit 2 (130 for Ctrl-C, 141 when stdout was
+    closed early); ``--debug`` adds the traceback. Text from files is escaped everywhere.
+    """
+    _escape_unencodable_output()
+    debug = False
     try:
         parser = build_parser()
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # -h, --version, usage errors
             return _code(exc.code)
+        debug = bool(args.debug)
         if args.command is None:
             parser.print_usage(sys.stderr)
             _error("choose a command: 'inspect' or 'diff' (see sd-widgets -h)")
@@ -251,31 +280,57 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_ERROR
         try:
             code: int = args.func(args)
-        except CLIError as exc:
-            _error(str(exc))
-            return EXIT_ERROR
-        except UnsafeCheckpointError as exc:
-            names = " ".join(f"--allow {g}" for g in exc.globals) or "--allow MODULE.NAME"
-            _error(f"{exc}\nOn the command line: {names} allows just these (weights-only for the "
-                   "rest); --trust allows anything, but only if you trust where the file came "
-                   "from (it can run arbitrary code).")
-            return EXIT_ERROR
-        except CheckpointError as exc:
-            _error(str(exc))
-            return EXIT_ERROR
-        except BrokenPipeError:
+        except (BrokenPipeError, KeyboardInterrupt):
             raise
-        except OSError as exc:  # e.g. permission denied while reading the checkpoint
-            _error(_one_line(exc))
-            return EXIT_ERROR
+        except Exception as exc:
+            return _fail(exc, debug)
         sys.stdout.flush()
         return code
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt:
-        _error("interrupted")
+    except KeyboardInterrupt as exc:
+        if debug:
+            _traceback(exc)
+        _error(str(exc) if isinstance(exc, _Interrupted) else "interrupted")
         return EXIT_INTERRUPTED
+
+
+def _fail(exc: Exception, debug: bool) -> int:
+    """One line on stderr for ``exc`` (the traceback before it with ``--debug``); exit 2."""
+    if debug:
+        _traceback(exc)
+    if isinstance(exc, UnsafeCheckpointError):
+        names = " ".join(f"--allow {g}" for g in exc.globals) or "--allow MODULE.NAME"
+        message = (f"{exc} On the command line: {names} allows just these (weights-only for "
+                   "the rest); --trust allows anything, but only if you trust where the file "
+                   "came from (it can run arbitrary code).")
+    elif isinstance(exc, (CLIError, CheckpointError)):
+        message = str(exc)
+    elif isinstance(exc, OSError):  # e.g. permission denied while reading the checkpoint
+        message = _one_line(exc)
+    else:
+        message = (f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in {PROG}; "
+                   "rerun with --debug for the traceback and report it)")
+    _error(message)
+    return EXIT_ERROR
+
+
+def _traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` on stderr, each line escaped (messages may quote a file)."""
+    for text in "".join(traceback.format_exception(exc)).splitlines():
+        sys.stderr.write(escape_text(text) + "\n")
+    sys.stderr.flush()
+
+
+def _escape_unencodable_output() -> None:
+    """Characters the terminal's encoding cannot show become backslash escapes, never a
+    UnicodeEncodeError (e.g. a non-ASCII key under LANG=C)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(errors="backslashreplace")
 
 
 def _code(code: Any) -> int:
@@ -294,12 +349,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _error(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
+    """``sd-widgets: error: MESSAGE`` on one line, control characters escaped."""
+    sys.stderr.write(f"{PROG}: error: {escape_text(message)}\n")
     sys.stderr.flush()
 
 
 def _note(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {message}\n")
+    sys.stderr.write(f"{PROG}: {escape_text(message)}\n")
     sys.stderr.flush()
 
 
@@ -485,14 +541,36 @@ def load_model(spec: str, *, meta: bool = True) -> tuple[nn.Module, str]:
 
     The callable runs under ``torch.device("meta")`` first (no memory for the weights) and,
     if that raises, again on the CPU. Raises :class:`CLIError` with a clear message for any
-    bad spec: module not importable, attribute missing, call failing, result not a Module.
+    bad spec: module not importable, attribute missing, call failing, result not a Module,
+    and code that calls ``sys.exit`` while it is imported or called. A KeyboardInterrupt
+    raised there stays an interrupt (exit 130), saying what was running. Anything the model's
+    code prints goes to stderr, so stdout stays machine-readable.
     """
     parsed = _parse_model_spec(spec)
     is_file, directory = _module_dir(parsed.module)
-    with _first_on_sys_path(directory):
-        mod = _import(parsed.module, is_file)
-        target = _resolve(mod, parsed)
+    with _first_on_sys_path(directory), contextlib.redirect_stdout(sys.stderr):
+        with _model_code(f"importing {parsed.module!r}"):
+            mod = _import(parsed.module, is_file)
+        with _model_code(f"looking up {'.'.join(parsed.attrs)!r} in {parsed.module!r}"):
+            target = _resolve(mod, parsed)
         return _build(target, parsed, meta)
+
+
+@contextlib.contextmanager
+def _model_code(doing: str) -> Iterator[None]:
+    """Run the ``--model`` code: ``sys.exit`` in it is a bad ``--model`` (CLIError), not a
+    clean exit; Ctrl-C says what it interrupted."""
+    try:
+        yield
+    except SystemExit as exc:
+        raise CLIError(
+            f"--model: {doing} called sys.exit({exc.code!r}); a --model must import without "
+            "exiting and return a torch.nn.Module"
+        ) from None
+    except _Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise _Interrupted(f"interrupted while {doing} (--model)") from None
 
 
 def _build(target: Any, parsed: _Spec, meta: bool) -> tuple[nn.Module, str]:
@@ -507,13 +585,18 @@ def _build(target: Any, parsed: _Spec, meta: bool) -> tuple[nn.Module, str]:
     meta_error: BaseException | None = None
     if meta:
         try:
-            with torch.device("meta"):
+            with _model_code(f"calling {label}"), torch.device("meta"):
                 result = target(*parsed.args, **parsed.kwargs)
+        except CLIError:
+            raise
         except Exception as exc:
             meta_error = exc
     if not meta or meta_error is not None:
         try:
-            result = target(*parsed.args, **parsed.kwargs)
+            with _model_code(f"calling {label}"):
+                result = target(*parsed.args, **parsed.kwargs)
+        except CLIError:
+            raise
         except Exception as exc:
             hint = ""
             if isinstance(exc, TypeError) and not parsed.call:
@@ -540,8 +623,44 @@ def _device_of(model: nn.Module) -> str:
 
 
 # ============================================================================================
-# output helpers
+# text that came from a file
 # ============================================================================================
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_text(text: str) -> str:
+    """``text`` with every non-printable character escaped, for a terminal or a CSV cell.
+
+    Keys, entry names, paths and global names come from files: a terminal escape
+    (``"\\x1b[2J"``), a newline, NUL, a bidi override or a lone surrogate must never reach the
+    terminal raw. They are written as ``\\x1b``, ``\\n``, ``\\x00``, ``\\u202e``, ``\\udc80``
+    (Python's escapes); printable text, non-ASCII letters included, is unchanged. JSON output
+    does not need this: ``json.dumps`` escapes them and keeps the key recoverable.
+
+    Parameters
+    ----------
+    text
+        Any string.
+
+    Returns
+    -------
+    str
+        Printable text (``str.isprintable()`` is true), encodable as UTF-8.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[ch])
+        else:
+            o = ord(ch)
+            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000
+                       else f"\\U{o:08x}")
+    return "".join(out)
 
 
 def _shape_text(shape: Sequence[int] | None) -> str:
@@ -552,57 +671,9 @@ def _shape_json(shape: Sequence[int] | None) -> list[int] | None:
     return None if shape is None else list(shape)
 
 
-def _printable(key: str) -> str:
-    """Keys with control characters (newlines, terminal escapes) are shown escaped."""
-    return key if key.isprintable() else key.encode("unicode_escape").decode("ascii")
-
-
-def _write_table(
-    out: TextIO,
-    header: Sequence[str],
-    cells: Callable[[], Iterator[Sequence[str]]],
-    right: Iterable[int] = (),
-) -> None:
-    """Aligned columns; ``cells()`` is iterated twice (widths, then lines) so nothing big is
-    ever held in memory as one string."""
-    widths = [len(h) for h in header]
-    for row in cells():
-        for i, c in enumerate(row):
-            if len(c) > widths[i]:
-                widths[i] = len(c)
-    right_set = set(right)
-    last = len(header) - 1
-
-    def line(row: Sequence[str]) -> str:
-        parts = []
-        for i, c in enumerate(row):
-            if i in right_set:
-                parts.append(c.rjust(widths[i]))
-            elif i == last:
-                parts.append(c)
-            else:
-                parts.append(c.ljust(widths[i]))
-        return "  ".join(parts).rstrip() + "\n"
-
-    out.write(line(header))
-    out.write(line(["-" * w for w in widths]))
-    for row in cells():
-        out.write(line(row))
-
-
-class _JsonArrayWriter:
-    """Writes ``"name": [`` then one element per line, then ``]``."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.first = True
-
-    def item(self, obj: Any) -> None:
-        self.out.write(("\n    " if self.first else ",\n    ") + json.dumps(obj))
-        self.first = False
-
-    def close(self) -> None:
-        self.out.write("\n  ]" if not self.first else "]")
+def _counts_text(counts: dict[str, int]) -> str:
+    shown = [f"{n:,} {s}" for s, n in counts.items() if n]
+    return ", ".join(shown) if shown else "nothing"
 
 
 def _source_dict(source: CheckpointSource) -> dict[str, Any]:
@@ -618,9 +689,128 @@ def _source_dict(source: CheckpointSource) -> dict[str, Any]:
     }
 
 
-def _counts_text(counts: dict[str, int]) -> str:
-    shown = [f"{n:,} {s}" for s, n in counts.items() if n]
-    return ", ".join(shown) if shown else "nothing"
+# ============================================================================================
+# one writer per output format, for both commands
+# ============================================================================================
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One output column: its header, its table text and its CSV value."""
+
+    header: str
+    text: Callable[[Any], str]
+    value: Callable[[Any], Any] | None = None  # None: the column is not in the CSV
+    right: bool = False
+
+
+@dataclass
+class _Report:
+    """What a command prints, independent of the format.
+
+    ``items()`` can be iterated more than once (the table measures widths first); nothing big
+    is ever built as one string. Every writer escapes text from files on its way out.
+    """
+
+    items_name: str  # "tensors" / "rows": the JSON array
+    items: Callable[[], Iterator[Any]]
+    record: Callable[[Any], dict[str, Any]]  # json / jsonl object of one item
+    columns: list[_Column]  # table and CSV columns
+    head: dict[str, Any] = field(default_factory=dict)  # JSON fields before the array
+    tail: dict[str, Any] = field(default_factory=dict)  # JSON fields after the array
+    footer: Callable[[], Iterator[str]] = lambda: iter(())
+    empty_table: str | None = None  # printed instead of an empty table
+
+
+def _write_table(out: TextIO, rep: _Report) -> None:
+    """Aligned columns (widths from a first pass over the items), a blank line, the footer."""
+    cols = rep.columns
+    if rep.empty_table is not None and not any(True for _ in rep.items()):
+        out.write(rep.empty_table + "\n")
+    else:
+        widths = [len(c.header) for c in cols]
+        for item in rep.items():
+            for i, c in enumerate(cols):
+                n = len(escape_text(c.text(item)))
+                if n > widths[i]:
+                    widths[i] = n
+        last = len(cols) - 1
+
+        def line(cells: Sequence[str]) -> str:
+            parts = []
+            for i, text in enumerate(cells):
+                if cols[i].right:
+                    parts.append(text.rjust(widths[i]))
+                elif i == last:
+                    parts.append(text)
+                else:
+                    parts.append(text.ljust(widths[i]))
+            return "  ".join(parts).rstrip() + "\n"
+
+        out.write(line([c.header for c in cols]))
+        out.write(line(["-" * w for w in widths]))
+        for item in rep.items():
+            out.write(line([escape_text(c.text(item)) for c in cols]))
+    out.write("\n")
+    for text in rep.footer():
+        out.write(escape_text(text) + "\n")
+
+
+def _write_json(out: TextIO, rep: _Report) -> None:
+    """One JSON object, streamed: the head fields, the array one item per line, the tail.
+
+    ``json.dumps`` (ASCII output) escapes control characters and lone surrogates, so the
+    document stays valid JSON and every key is recoverable exactly."""
+    sep = "{\n  "
+    for name, value in rep.head.items():
+        out.write(f"{sep}{json.dumps(name)}: {json.dumps(value)}")
+        sep = ",\n  "
+    out.write(f"{sep}{json.dumps(rep.items_name)}: [")
+    first = True
+    for item in rep.items():
+        out.write(("\n    " if first else ",\n    ") + json.dumps(rep.record(item)))
+        first = False
+    out.write("]" if first else "\n  ]")
+    for name, value in rep.tail.items():
+        out.write(f",\n  {json.dumps(name)}: {json.dumps(value)}")
+    out.write("\n}\n")
+
+
+def _write_jsonl(out: TextIO, rep: _Report) -> None:
+    """One JSON object per item on stdout; the footer on stderr."""
+    for item in rep.items():
+        out.write(json.dumps(rep.record(item)) + "\n")
+    _footer_to_stderr(rep.footer())
+
+
+def _write_csv(out: TextIO, rep: _Report) -> None:
+    """Header and one line per item (text escaped as in the table); the footer on stderr."""
+    cols = [c for c in rep.columns if c.value is not None]
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([c.header for c in cols])
+    for item in rep.items():
+        cells = []
+        for c in cols:
+            v = c.value(item)  # type: ignore[misc]
+            cells.append(escape_text(v) if isinstance(v, str) else v)
+        writer.writerow(cells)
+    _footer_to_stderr(rep.footer())
+
+
+_WRITERS: dict[str, Callable[[TextIO, _Report], None]] = {
+    "table": _write_table,
+    "json": _write_json,
+    "jsonl": _write_jsonl,
+    "csv": _write_csv,
+}
+assert tuple(_WRITERS) == FORMATS
+
+
+def _footer_to_stderr(lines: Iterable[str]) -> None:
+    sys.stdout.flush()
+    for text in lines:
+        sys.stderr.write(escape_text(text) + "\n")
+    sys.stderr.flush()
 
 
 # ============================================================================================
@@ -656,6 +846,7 @@ def _inspect_summary(ckpt: Checkpoint) -> dict[str, Any]:
 
 
 def _inspect_footer(ckpt: Checkpoint, summary: dict[str, Any]) -> Iterator[str]:
+    """Footer lines (raw text: the writers escape them)."""
     src = ckpt.source
     tied_note = " (tied tensors counted once)" if summary["tied_groups"] else ""
     yield (f"{summary['tensors']:,} tensors, {summary['parameters']:,} parameters "
@@ -672,73 +863,55 @@ def _inspect_footer(ckpt: Checkpoint, summary: dict[str, Any]) -> Iterator[str]:
         yield "other entries holding tensors (choose with --key): " + ", ".join(
             f"{k!r} ({n} tensors)" for k, n in others.items())
     for group in summary["tied_groups"]:
-        yield "tied: " + " = ".join(_printable(k) for k in group)
+        yield "tied: " + " = ".join(group)
     if not summary["tied_groups"]:
         yield "tied: none"
     if src.non_tensor:
         yield "non-tensor entries in the state dict: " + ", ".join(
-            f"{_printable(k)} ({v})" for k, v in src.non_tensor.items())
+            f"{k} ({v})" for k, v in src.non_tensor.items())
     else:
         yield "non-tensor entries in the state dict: none"
     if src.other_entries:
-        yield "other entries: " + ", ".join(
-            f"{_printable(k)} ({v})" for k, v in src.other_entries.items())
+        yield "other entries: " + ", ".join(f"{k} ({v})" for k, v in src.other_entries.items())
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     ckpt = _open(args.checkpoint, args.key, args.trust, args.allow)
-    out = sys.stdout
-    fmt = args.format
     summary = _inspect_summary(ckpt)
+    columns = [
+        _Column("key", lambda k: k, lambda k: k),
+        _Column("shape", lambda k: _shape_text(ckpt[k].shape),
+                lambda k: json.dumps(list(ckpt[k].shape))),
+        _Column("dtype", lambda k: ckpt[k].dtype_name, lambda k: ckpt[k].dtype_name),
+        _Column("numel", lambda k: f"{ckpt[k].numel:,}", lambda k: ckpt[k].numel, right=True),
+        _Column("size", lambda k: _human_bytes(ckpt[k].nbytes), None, right=True),
+        _Column("nbytes", lambda k: str(ckpt[k].nbytes), lambda k: ckpt[k].nbytes),
+        _Column("tied", lambda k: ", ".join(ckpt[k].tied), lambda k: " ".join(ckpt[k].tied)),
+    ]
+    if args.format == "table":
+        # human-readable size only; "tied to" only when something is tied
+        columns = [c for c in columns if c.header != "nbytes"]
+        if summary["tied_groups"]:
+            columns[-1] = _Column("tied to", columns[-1].text)
+        else:
+            columns.pop()
 
-    def tensor_dict(k: str) -> dict[str, Any]:
+    def record(k: str) -> dict[str, Any]:
         info = ckpt[k]
         return {"key": k, "shape": list(info.shape), "dtype": info.dtype_name,
                 "numel": info.numel, "nbytes": info.nbytes, "tied": list(info.tied)}
 
-    if fmt == "table":
-        any_tied = bool(summary["tied_groups"])
-        header = ["key", "shape", "dtype", "numel", "size"] + (["tied to"] if any_tied else [])
-
-        def cells() -> Iterator[list[str]]:
-            for k, info in ckpt.items():
-                row = [_printable(k), _shape_text(info.shape), info.dtype_name,
-                       f"{info.numel:,}", _human_bytes(info.nbytes)]
-                if any_tied:
-                    row.append(", ".join(_printable(t) for t in info.tied))
-                yield row
-
-        _write_table(out, header, cells, right=(3, 4))
-        out.write("\n")
-        for line in _inspect_footer(ckpt, summary):
-            out.write(line + "\n")
-    elif fmt == "json":
-        out.write('{\n  "command": "inspect",\n  "source": ' + json.dumps(_source_dict(ckpt.source))
-                  + ',\n  "tensors": [')
-        arr = _JsonArrayWriter(out)
-        for k in ckpt:
-            arr.item(tensor_dict(k))
-        arr.close()
-        out.write(',\n  "summary": ' + json.dumps(summary) + "\n}\n")
-    elif fmt == "jsonl":
-        for k in ckpt:
-            out.write(json.dumps(tensor_dict(k)) + "\n")
-        _footer_to_stderr(_inspect_footer(ckpt, summary))
-    else:  # csv
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["key", "shape", "dtype", "numel", "nbytes", "tied"])
-        for k, info in ckpt.items():
-            writer.writerow([k, json.dumps(list(info.shape)), info.dtype_name, info.numel,
-                             info.nbytes, " ".join(info.tied)])
-        _footer_to_stderr(_inspect_footer(ckpt, summary))
+    report = _Report(
+        items_name="tensors",
+        items=lambda: iter(ckpt),
+        record=record,
+        columns=columns,
+        head={"command": "inspect", "source": _source_dict(ckpt.source)},
+        tail={"summary": summary},
+        footer=lambda: _inspect_footer(ckpt, summary),
+    )
+    _WRITERS[args.format](sys.stdout, report)
     return EXIT_OK
-
-
-def _footer_to_stderr(lines: Iterable[str]) -> None:
-    sys.stdout.flush()
-    for line in lines:
-        sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 # ============================================================================================
@@ -770,12 +943,23 @@ def _rename_arg(rule: Rename) -> str:
     return f"{old}={new}"
 
 
-def _is_clean(row: Row, allow_dtype: bool) -> bool:
-    return row.status == "match" or (allow_dtype and row.status == "dtype_mismatch")
+def _clean_statuses(allow_dtype: bool) -> frozenset[str]:
+    """Statuses a clean diff may contain: ``match``, plus every loadable status (a dtype
+    mismatch, which load_state_dict casts) with ``--allow-dtype``."""
+    return frozenset(LOADABLE_STATUSES if allow_dtype else (Status.MATCH.value,))
+
+
+def _tie_text(r: Row) -> str:
+    """``follows KEY`` for a row that takes its value from the key it is tied to (when the
+    comparison says so), else the keys sharing its storage."""
+    tied_to = getattr(r, "tied_to", None)
+    if tied_to:
+        return f"follows {tied_to}"
+    return ", ".join(getattr(r, "tied", ()) or ())
 
 
 def _diff_row_dict(r: Row) -> dict[str, Any]:
-    return {
+    d = {
         "key": r.key,
         "status": r.status,
         "kind": r.kind,
@@ -786,10 +970,14 @@ def _diff_row_dict(r: Row) -> dict[str, Any]:
         "ckpt_dtype": r.ckpt_dtype,
         "model_dtype": r.model_dtype,
         "nbytes": r.nbytes,
+        "tied": list(getattr(r, "tied", ()) or ()),
         # the CLI applies no adapters: keep "shape mismatch: checkpoint (a) vs model (b)" only
-        "reason": r.reason.split(";")[0] if r.reason and r.status == "shape_mismatch"
+        "reason": r.reason.split(";")[0] if r.reason and r.status == Status.SHAPE_MISMATCH.value
         else r.reason,
     }
+    if hasattr(r, "tied_to"):
+        d["tied_to"] = r.tied_to
+    return d
 
 
 def _diff_footer(
@@ -797,26 +985,31 @@ def _diff_footer(
     counts: dict[str, int],
     clean: bool,
     model_label: str,
-    allow_dtype: bool,
     suggestions: list[tuple[str, int, str]],
 ) -> Iterator[str]:
+    """Footer lines (raw text: the writers escape them)."""
     total = len(cmp.rows)
+    dtype = Status.DTYPE_MISMATCH.value
     yield f"{total:,} keys: {_counts_text(counts)}"
     yield f"checkpoint: {cmp.checkpoint.source.describe()}"
     yield f"model: {model_label}"
     if cmp.renames:
         yield "renames: " + "; ".join(r.describe() for r in cmp.renames)
+    tied = [r for r in cmp.rows if getattr(r, "tied_to", None)]
+    if tied:
+        yield (f"tied: {len(tied):,} key(s) share storage with a key they follow, e.g. "
+               f"{tied[0].key} follows {tied[0].tied_to}")  # type: ignore[attr-defined]
     if clean:
-        if counts["dtype_mismatch"]:
-            yield (f"OK: loads cleanly ({counts['dtype_mismatch']:,} dtype_mismatch will be cast "
-                   "by load_state_dict; --allow-dtype)")
+        if counts[dtype]:
+            yield (f"OK: loads cleanly ({counts[dtype]:,} {dtype} will be cast by "
+                   "load_state_dict; --allow-dtype)")
         else:
             yield f"OK: loads cleanly, all {total:,} keys match"
         return
-    problems = {s: n for s, n in counts.items() if n and s != "match"}
-    if set(problems) == {"dtype_mismatch"}:
-        yield (f"DIFFERENT: {problems['dtype_mismatch']:,} dtype_mismatch (load_state_dict would "
-               "cast them silently; pass --allow-dtype to accept that)")
+    problems = {s: n for s, n in counts.items() if n and s in PROBLEM_STATUSES}
+    if set(problems) == {dtype}:
+        yield (f"DIFFERENT: {problems[dtype]:,} {dtype} (load_state_dict would cast them "
+               "silently; pass --allow-dtype to accept that)")
     else:
         yield f"DIFFERENT: {_counts_text(problems)} (a strict load_state_dict would fail)"
     for spec, _fixes, reason in suggestions:
@@ -824,13 +1017,28 @@ def _diff_footer(
 
 
 def _suggest(cmp: Comparison, limit: int = 3) -> list[tuple[str, int, str]]:
-    if not (cmp.keys("unexpected") and cmp.keys(("missing", "missing_buffer"))):
+    absent = [s for s, i in STATUS_INFO.items() if i.on_model_side and not i.on_checkpoint_side]
+    if not (cmp.keys(Status.UNEXPECTED.value) and cmp.keys(absent)):
         return []
     try:
         rules = cmp.prefix_suggestions()[:limit]
     except Exception:  # suggestions are a courtesy; never fail the diff over them
         return []
     return [(_rename_arg(s.rule), s.fixes, s.reason) for s in rules]
+
+
+def _compare(target: nn.Module | Checkpoint, ckpt: Checkpoint,
+             renames: tuple[Rename, ...]) -> Comparison:
+    """``compare`` with usage errors of ``--rename`` (two keys renamed to one name) reported as
+    such; a CheckpointError keeps its own meaning."""
+    try:
+        return compare(target, ckpt, renames=renames)
+    except CheckpointError:
+        raise
+    except ValueError as exc:
+        if not renames:
+            raise
+        raise CLIError(f"--rename: {exc}") from None
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
@@ -854,85 +1062,72 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         model_label = f"checkpoint {other.source.describe()}"
         model_info = {"against": _source_dict(other.source)}
         target = other
-    try:
-        cmp = compare(target, ckpt, renames=renames)
-    except ValueError as exc:  # e.g. two keys renamed to the same name
-        raise CLIError(f"--rename: {exc}") from None
+    cmp = _compare(target, ckpt, renames)
 
     counts = cmp.summary()
-    clean = all(_is_clean(r, args.allow_dtype) for r in cmp.rows)
+    clean_statuses = _clean_statuses(args.allow_dtype)
+    clean = all(r.status in clean_statuses for r in cmp.rows)
     code = EXIT_OK if clean else EXIT_DIFFERENT
     suggestions = [] if clean else _suggest(cmp)
-    shown: Callable[[], Iterator[Row]] = (
-        (lambda: (r for r in cmp.rows if r.status != "match")) if args.only_problems
-        else (lambda: iter(cmp.rows))
-    )
-    out = sys.stdout
-    fmt = args.format
+    problem = set(PROBLEM_STATUSES)
 
-    if fmt == "table":
-        renamed = any(r.ckpt_key is not None and r.ckpt_key != r.key for r in cmp.rows)
-        header = ["key", "status", "kind", "ckpt_shape", "model_shape", "ckpt_dtype",
-                  "model_dtype"] + (["ckpt_key"] if renamed else [])
+    def shown() -> Iterator[Row]:
+        if args.only_problems:
+            return (r for r in cmp.rows if r.status in problem)
+        return iter(cmp.rows)
 
-        def cells() -> Iterator[list[str]]:
-            for r in shown():
-                row = [_printable(r.key), r.status, r.kind or "-", _shape_text(r.ckpt_shape),
-                       _shape_text(r.model_shape), r.ckpt_dtype or "-", r.model_dtype or "-"]
-                if renamed:
-                    row.append(_printable(r.ckpt_key) if r.ckpt_key not in (None, r.key)
-                               else "")
-                yield row
+    def ckpt_key_text(r: Row) -> str:
+        return r.ckpt_key if r.ckpt_key is not None and r.ckpt_key != r.key else ""
 
-        if args.only_problems and not any(True for _ in shown()):
-            out.write("(no problems: every key matches)\n")
-        else:
-            _write_table(out, header, cells)
-        out.write("\n")
-        for line in _diff_footer(cmp, counts, clean, model_label, args.allow_dtype, suggestions):
-            out.write(line + "\n")
-    elif fmt == "json":
-        out.write('{\n  "command": "diff",\n  "checkpoint": '
-                  + json.dumps(_source_dict(ckpt.source))
-                  + ',\n  "model": ' + json.dumps(model_info)
-                  + ',\n  "renames": ' + json.dumps([_rename_arg(r) for r in cmp.renames])
-                  + ',\n  "only_problems": ' + json.dumps(bool(args.only_problems))
-                  + ',\n  "rows": [')
-        arr = _JsonArrayWriter(out)
-        for r in shown():
-            arr.item(_diff_row_dict(r))
-        arr.close()
-        tail = {
+    columns = [
+        _Column("key", lambda r: r.key, lambda r: r.key),
+        _Column("status", lambda r: r.status, lambda r: r.status),
+        _Column("kind", lambda r: r.kind or "-", lambda r: r.kind or ""),
+        _Column("ckpt_key", ckpt_key_text, lambda r: r.ckpt_key or ""),
+        _Column("model_key", lambda r: "", lambda r: r.model_key or ""),
+        _Column("ckpt_shape", lambda r: _shape_text(r.ckpt_shape),
+                lambda r: "" if r.ckpt_shape is None else json.dumps(list(r.ckpt_shape))),
+        _Column("model_shape", lambda r: _shape_text(r.model_shape),
+                lambda r: "" if r.model_shape is None else json.dumps(list(r.model_shape))),
+        _Column("ckpt_dtype", lambda r: r.ckpt_dtype or "-", lambda r: r.ckpt_dtype or ""),
+        _Column("model_dtype", lambda r: r.model_dtype or "-", lambda r: r.model_dtype or ""),
+        _Column("nbytes", lambda r: str(r.nbytes), lambda r: r.nbytes),
+        _Column("tied", _tie_text, _tie_text),
+    ]
+    if args.format == "table":
+        # the table shows what reads at a glance: ckpt_key only when renames changed a key,
+        # tied only when something is tied
+        renamed = any(ckpt_key_text(r) for r in cmp.rows)
+        any_tied = any(_tie_text(r) for r in cmp.rows)
+        keep = ["key", "status", "kind", "ckpt_shape", "model_shape", "ckpt_dtype",
+                "model_dtype"] + (["ckpt_key"] if renamed else []) + (["tied"] if any_tied else [])
+        by_name = {c.header: c for c in columns}
+        columns = [by_name[h] for h in keep]
+
+    report = _Report(
+        items_name="rows",
+        items=shown,
+        record=_diff_row_dict,
+        columns=columns,
+        head={
+            "command": "diff",
+            "checkpoint": _source_dict(ckpt.source),
+            "model": model_info,
+            "renames": [_rename_arg(r) for r in cmp.renames],
+            "only_problems": bool(args.only_problems),
+        },
+        tail={
             "summary": counts,
             "total": len(cmp.rows),
             "clean": clean,
             "allow_dtype": bool(args.allow_dtype),
             "exit_code": code,
             "suggested_renames": [
-                {"rename": s, "fixes": n, "reason": why}
-                for s, n, why in suggestions
+                {"rename": s, "fixes": n, "reason": why} for s, n, why in suggestions
             ],
-        }
-        for name, value in tail.items():
-            out.write(f',\n  "{name}": ' + json.dumps(value))
-        out.write("\n}\n")
-    elif fmt == "jsonl":
-        for r in shown():
-            out.write(json.dumps(_diff_row_dict(r)) + "\n")
-        _footer_to_stderr(
-            _diff_footer(cmp, counts, clean, model_label, args.allow_dtype, suggestions))
-    else:  # csv
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["key", "status", "kind", "ckpt_key", "model_key", "ckpt_shape",
-                         "model_shape", "ckpt_dtype", "model_dtype", "nbytes"])
-        for r in shown():
-            writer.writerow([
-                r.key, r.status, r.kind or "", r.ckpt_key or "", r.model_key or "",
-                "" if r.ckpt_shape is None else json.dumps(list(r.ckpt_shape)),
-                "" if r.model_shape is None else json.dumps(list(r.model_shape)),
-                r.ckpt_dtype or "", r.model_dtype or "", r.nbytes,
-            ])
-        _footer_to_stderr(
-            _diff_footer(cmp, counts, clean, model_label, args.allow_dtype, suggestions))
+        },
+        footer=lambda: _diff_footer(cmp, counts, clean, model_label, suggestions),
+        empty_table="(no problems: every key matches)" if args.only_problems else None,
+    )
+    _WRITERS[args.format](sys.stdout, report)
     return code
-

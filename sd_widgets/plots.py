@@ -25,6 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .stats import before_after_histogram, bn_channel_stats, change_stats
+from .statuses import STATUS_COLOURS, Status
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,23 +57,24 @@ _OKABE_ITO = [
     "#F0E442",
     "#000000",
 ]
+_LOADED = STATUS_COLOURS[Status.MATCH.value]  # loaded as is: the colour of a match
+_ADAPTED = "#F0E442"  # Okabe–Ito yellow: a shape mismatch made to fit
+_NOT_LOADED = "#999999"
 STATUS_COLORS: dict[str, str] = {
-    "loaded": "#0072B2",
-    "match": "#0072B2",
-    "adapted": "#009E73",
-    "dtype_mismatch": "#56B4E9",
-    "skipped": "#999999",
-    "shape_mismatch": "#D55E00",
-    "missing": "#CC79A7",
-    "missing_buffer": "#CC79A7",
-    "unexpected": "#E69F00",
-    "failed": "#D55E00",
-    "load": "#0072B2",
-    "adapt": "#009E73",
-    "tied": "#56B4E9",
-    "bn_reset": "#D55E00",
+    # comparison statuses: exactly the widget's and the CLI's colours (sd_widgets.statuses)
+    **STATUS_COLOURS,
+    # load outcomes (LoadReport.to_frame()["action"] and similar labels)
+    "load": _LOADED,
+    "loaded": _LOADED,
+    "adapt": _ADAPTED,
+    "adapted": _ADAPTED,
+    "tied": "#555555",  # follows the key it is tied to (shares its storage)
+    "bn_reset": "#000000",  # Okabe–Ito black: running statistics reset, not loaded
+    "skipped": _NOT_LOADED,
+    "failed": STATUS_COLOURS[Status.SHAPE_MISMATCH.value],
 }
-"""Colours of known load/comparison statuses; others get the remaining Okabe–Ito colours."""
+"""Colours of known statuses: the comparison statuses from :mod:`sd_widgets.statuses` (one
+vocabulary with the Explorer and the CLI), then load outcomes; others get spare colours."""
 
 _TITLE_SIZE = 9
 _SMALL = 8

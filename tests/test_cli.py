@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import safetensors
 import torch
+from hostile import write_hostile_global, write_hostile_keys, write_malicious_checkpoint
 from safetensors.torch import save_file
 
 import sd_widgets as sdw
@@ -245,16 +246,91 @@ def test_inspect_csv_and_jsonl_keep_stdout_machine_readable(capsys, files, refer
     assert "format: torch" in err
 
 
-def test_inspect_hostile_keys_are_escaped_in_the_table(capsys, tmp_path):
-    path = tmp_path / "hostile.pt"
-    torch.save({"a\nb": torch.zeros(1), "\x1b[2Jclear": torch.zeros(2)}, path)
-    code, out, _ = run(capsys, "inspect", path)
-    assert code == 0
-    assert "\x1b" not in out
-    rows = table_rows(out)
-    assert set(rows) == {"a\\nb", "\\x1b[2Jclear"}
-    code, out, _ = run(capsys, "inspect", path, "--format", "csv")
-    assert [r["key"] for r in csv.DictReader(io.StringIO(out))] == ["a\nb", "\x1b[2Jclear"]
+def assert_no_raw_control(*texts: str) -> None:
+    """Only printable characters and line ends: no terminal escape, NUL, bidi override or lone
+    surrogate from a file reaches the terminal."""
+    for text in texts:
+        bad = sorted({c for c in text if c != "\n" and not c.isprintable()})
+        assert not bad, f"raw control characters {bad!r} in output"
+        text.encode("utf-8")  # no lone surrogates
+
+
+@pytest.mark.parametrize("fmt", cli.FORMATS)
+@pytest.mark.parametrize("writer", ["torch", "safetensors"])
+@pytest.mark.parametrize("command", ["inspect", "diff"])
+def test_hostile_keys_are_escaped_in_every_format(capsys, tmp_path, command, writer, fmt):
+    path = tmp_path / f"hostile.{'pt' if writer == 'torch' else 'safetensors'}"
+    sd = write_hostile_keys(path, writer)
+    extra = ["--model", SMALL_CNN] if command == "diff" else []
+    code, out, err = run(capsys, command, path, "--format", fmt, *extra)
+    assert code == (0 if command == "inspect" else 1), err
+    assert_no_raw_control(out, err)
+    assert "Traceback" not in err
+    wanted = set(sd)
+    if fmt == "json":
+        doc = json.loads(out)
+        items = doc["tensors"] if command == "inspect" else doc["rows"]
+        got = {r["key"] for r in items if command == "inspect" or r["status"] == "unexpected"}
+        assert got == wanted  # exactly recoverable
+    elif fmt == "jsonl":
+        items = [json.loads(line) for line in out.splitlines()]
+        got = {r["key"] for r in items if command == "inspect" or r["status"] == "unexpected"}
+        assert got == wanted
+        assert len(items) == (len(sd) if command == "inspect" else len(sd) + 38)
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        got = {r["key"] for r in rows if command == "inspect" or r["status"] == "unexpected"}
+        assert got == {cli.escape_text(k) for k in sd}
+        assert "\\x1b[31m" in out and "line\\nbreak" in out and "nul\\x00byte" in out
+    else:
+        rows = table_rows(out)
+        assert {cli.escape_text(k) for k in sd} <= set(rows)
+        assert "evil\\x1b[31m.red" in rows and "\\u202eright_to_left.bias" in rows
+        if writer == "torch":
+            assert "lone\\udc80surrogate.weight" in rows
+
+
+def test_hostile_names_in_messages_and_footers_are_escaped(capsys, tmp_path):
+    # an unsafe global whose module name carries a terminal escape: refused, named escaped
+    path = tmp_path / "global.pt"
+    name = write_hostile_global(path)
+    for extra in ([], ["--debug"]):
+        code, out, err = run(capsys, "inspect", path, *extra)
+        assert code == 2 and out == ""
+        assert_no_raw_control(err)
+        assert cli.escape_text(name) in err and "--allow evil\\x1b[31m.Thing" in err
+        assert ("Traceback" in err) == bool(extra)
+        if not extra:
+            assert err.count("\n") == 1  # one line
+    # entry names of a checkpoint that holds no tensors, in the error message
+    path = tmp_path / "no_tensors.pt"
+    torch.save({"epoch\x1b[2J": 3, "note\nforged line": "x"}, path)
+    code, out, err = run(capsys, "inspect", path)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert_no_raw_control(err)
+    assert "epoch\\x1b[2J" in err
+    # nested entry names and non-tensor entries in the footer (table on stdout, csv on stderr)
+    path = tmp_path / "nested.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1), "bad\x1b]0;title\x07": 1},
+                "opt\x1b[2J": {"lr": 0.1}}, path)
+    for fmt in ("table", "csv", "jsonl"):
+        code, out, err = run(capsys, "inspect", path, "--format", fmt)
+        assert code == 0, err
+        assert_no_raw_control(out, err)
+        footer = out if fmt == "table" else err
+        assert "bad\\x1b]0;title\\x07" in footer and "opt\\x1b[2J" in footer
+    code, out, _ = run(capsys, "inspect", path, "--format", "json")
+    doc = json.loads(out)
+    assert "opt\x1b[2J" in doc["source"]["other_entries"]
+    assert "bad\x1b]0;title\x07" in doc["source"]["non_tensor"]
+
+
+def test_escape_text():
+    assert cli.escape_text("layer.0.weight") == "layer.0.weight"
+    assert cli.escape_text("café.ß.权重") == "café.ß.权重"  # printable text is unchanged
+    assert cli.escape_text("a\x1b[31mb\nc\td\x00e\u202ef\udc80g\U000e0001") == (
+        "a\\x1b[31mb\\nc\\td\\x00e\\u202ef\\udc80g\\U000e0001")
+    assert all(cli.escape_text(chr(i)).isprintable() for i in range(0x20000))
 
 
 def test_inspect_safetensors_reads_no_tensor_data(capsys, files, monkeypatch):
@@ -585,7 +661,7 @@ def test_against_unreadable_other_exits_2(capsys, files, tmp_path):
 @pytest.mark.parametrize("command", ["inspect", "diff"])
 def test_malicious_pickle_is_refused_and_runs_nothing(capsys, tmp_path, command):
     marker = tmp_path / "PWNED"
-    path = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    path = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     extra = ["--model", SMALL_CNN] if command == "diff" else []
     code, out, err = run(capsys, command, path, *extra)
     assert code == 2 and out == ""
@@ -603,7 +679,7 @@ def test_allow_admits_just_the_named_class(capsys, tmp_path):
     code, out, err = run(capsys, "inspect", path, "--allow", "argparse.Namespace")
     assert code == 0 and "warning" not in err and "args (Namespace)" in out
     marker = tmp_path / "PWNED"
-    evil = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    evil = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     code, _, err = run(capsys, "inspect", evil, "--allow", "argparse.Namespace")
     assert code == 2 and "io.open" in err and not marker.exists()
     code, _, err = run(capsys, "inspect", path, "--allow", "no_such_module_xyz.Thing")
@@ -623,7 +699,7 @@ def test_trust_flag_passes_trust_and_warns(capsys, tmp_path):
     assert "args (Namespace)" in out and "trusted" in out
 
     marker = tmp_path / "PWNED"
-    evil = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    evil = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     code, _, _ = run(capsys, "diff", evil, "--model", SMALL_CNN, "--trust")
     assert code == 0
     assert marker.exists()
@@ -683,7 +759,7 @@ def test_console_script_diff_exit_code(files):
 
 def test_console_script_unsafe_input_exit_2(tmp_path):
     marker = tmp_path / "PWNED"
-    path = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    path = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     proc = subprocess.run([str(SCRIPT), "inspect", str(path)], capture_output=True, text=True,
                           env=script_env(), timeout=300)
     assert proc.returncode == 2
@@ -744,3 +820,160 @@ def test_cli_imports_no_widget_libraries():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------- --model code that exits, interrupts, prints
+
+
+@pytest.mark.parametrize(
+    ("source", "spec_attr", "doing"),
+    [
+        ("import sys\nsys.exit(0)\n", "x", "importing"),
+        ("import sys\ndef build():\n    sys.exit(0)\n", "build", "calling"),
+        ("def build():\n    raise SystemExit('done')\n", "build", "calling"),
+        ("def __getattr__(name):\n    raise SystemExit(3)\n", "build", "looking up"),
+    ],
+    ids=["exit-at-import", "exit-in-factory", "systemexit-message", "exit-in-module-getattr"],
+)
+def test_model_calling_sys_exit_is_a_bad_model(capsys, files, tmp_path, source, spec_attr,
+                                                doing):
+    mod = tmp_path / "exiting.py"
+    mod.write_text(source)
+    code, out, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:{spec_attr}")
+    assert code == 2 and out == ""
+    assert err.startswith("sd-widgets: error: --model: " + doing)
+    assert "sys.exit(" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_model_raising_keyboard_interrupt_exits_130(capsys, files, tmp_path):
+    mod = tmp_path / "interrupting.py"
+    mod.write_text("def build():\n    raise KeyboardInterrupt\n")
+    code, out, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:build")
+    assert code == cli.EXIT_INTERRUPTED and out == ""
+    assert "interrupted while calling" in err and "Traceback" not in err
+
+
+def test_console_script_model_exit_is_not_a_clean_exit(files, tmp_path):
+    """The real process exit status: sys.exit(0) in the model's code must not end the command
+    with 0 (a CI job would read that as 'loads cleanly')."""
+    mod = tmp_path / "exits_zero.py"
+    mod.write_text("import sys\ndef build():\n    sys.exit(0)\n")
+    proc = subprocess.run([str(SCRIPT), "diff", str(files["torch"]), "--model", f"{mod}:build"],
+                          capture_output=True, text=True, env=script_env(), timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "sys.exit(0)" in proc.stderr and proc.stdout == ""
+    mod.write_text("def build():\n    raise KeyboardInterrupt\n")
+    proc = subprocess.run([str(SCRIPT), "diff", str(files["torch"]), "--model", f"{mod}:build"],
+                          capture_output=True, text=True, env=script_env(), timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr
+
+
+def test_model_printing_keeps_json_stdout_valid(capsys, files, tmp_path):
+    mod = tmp_path / "chatty.py"
+    mod.write_text("print('importing chatty')\n"
+                   "from sd_widgets import demo\n"
+                   "def build():\n"
+                   "    print('building\\x1b[31m')\n"
+                   "    return demo.SmallCNN()\n")
+    code, out, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:build", "-f", "json")
+    assert code == 0
+    assert json.loads(out)["clean"] is True
+    assert "importing chatty" in err and "building" in err
+
+
+# ------------------------------------------------------------------------ errors keep meaning
+
+
+def _checkpoint_error_classes() -> list[type[sdw.CheckpointError]]:
+    out: list[type[sdw.CheckpointError]] = []
+    todo: list[type[sdw.CheckpointError]] = [sdw.CheckpointError]
+    while todo:
+        cls = todo.pop()
+        out.append(cls)
+        todo.extend(cls.__subclasses__())
+    return sorted(set(out), key=lambda c: c.__name__)
+
+
+def _make_error(cls: type[sdw.CheckpointError], message: str) -> sdw.CheckpointError:
+    try:
+        return cls(message)
+    except TypeError:  # a subclass with more required arguments
+        return cls(message, [])  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("command", ["inspect", "diff"])
+def test_every_checkpoint_error_is_exit_2_on_one_line(capsys, monkeypatch, files, command):
+    classes = _checkpoint_error_classes()
+    assert {"UnreadableCheckpointError", "UnsafeCheckpointError",
+            "NotAStateDictError"} <= {c.__name__ for c in classes}
+    extra = ["--model", SMALL_CNN] if command == "diff" else []
+    for cls in classes:
+        error = _make_error(cls, "found x\x1b[2J\nforged: line; expected y; do z")
+
+        def failing_open(*args: Any, error: Exception = error, **kwargs: Any) -> Any:
+            raise error
+
+        monkeypatch.setattr(cli, "open_checkpoint", failing_open)
+        code, out, err = run(capsys, command, files["torch"], *extra)
+        assert code == 2, cls
+        assert out == "" and err.count("\n") == 1, (cls, err)
+        assert err.startswith("sd-widgets: error: found x\\x1b[2J\\nforged: line"), (cls, err)
+        assert "Traceback" not in err
+        code, _, err = run(capsys, command, files["torch"], *extra, "--debug")
+        assert code == 2 and "Traceback" in err and cls.__name__ in err, cls
+        assert_no_raw_control(err)
+
+
+def test_checkpoint_error_during_compare_is_not_called_a_rename_error(capsys, monkeypatch,
+                                                                      files):
+    def changed(*args: Any, **kwargs: Any) -> Any:
+        raise sdw.UnreadableCheckpointError("ckpt.pt changed on disk since it was opened")
+
+    monkeypatch.setattr(cli, "compare", changed)
+    code, out, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN,
+                         "--rename", "module.=")
+    assert code == 2 and out == ""
+    assert err == "sd-widgets: error: ckpt.pt changed on disk since it was opened\n"
+
+
+def test_unexpected_exception_is_one_line_unless_debug(capsys, monkeypatch, files):
+    def bug(*args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "compare", bug)
+    code, _, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN)
+    assert code == 2 and err.count("\n") == 1
+    assert "unexpected ZeroDivisionError" in err and "--debug" in err
+    code, _, err = run(capsys, "--debug", "diff", files["torch"], "--model", SMALL_CNN)
+    assert code == 2 and "Traceback" in err and "ZeroDivisionError" in err
+
+
+# --------------------------------------------------------------------------- tied keys shown
+
+
+def test_diff_shows_tied_keys(capsys, tmp_path):
+    path = tmp_path / "tied.pt"
+    torch.save(demo.tied_model().state_dict(), path)
+    code, out, _ = run(capsys, "diff", path, "--model", "sd_widgets.demo:tied_model")
+    assert code == 0
+    rows = table_rows(out)
+    assert rows["embed.weight"][-1] == "lm_head.weight"
+    assert rows["lm_head.weight"][-1] == "embed.weight"
+    assert rows["proj.weight"][-1] == "float32"  # untied rows leave the column empty
+    code, out, _ = run(capsys, "diff", path, "--model", "sd_widgets.demo:tied_model", "-f", "json")
+    tied = {r["key"]: r["tied"] for r in json.loads(out)["rows"]}
+    assert tied["embed.weight"] == ["lm_head.weight"] and tied["proj.weight"] == []
+    code, out, _ = run(capsys, "diff", path, "--model", "sd_widgets.demo:tied_model", "-f", "csv")
+    by_key = {r["key"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert by_key["lm_head.weight"]["tied"] == "embed.weight"
+
+
+def test_diff_and_inspect_share_one_writer_per_format():
+    # issue 11 §4: one streamed writer per format serves both commands
+    assert set(cli._WRITERS) == set(cli.FORMATS)
+    import inspect as pyinspect
+
+    for fn in (cli._cmd_inspect, cli._cmd_diff):
+        body = pyinspect.getsource(fn)
+        assert "_WRITERS[args.format]" in body
+        assert "csv.writer" not in body and "json.dumps(_diff_row_dict" not in body

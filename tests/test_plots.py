@@ -22,6 +22,7 @@ from sd_widgets.plots import (
     AFTER_COLOR,
     BEFORE_COLOR,
     PNG_SIGNATURE,
+    STATUS_COLORS,
     bn_running_stats,
     figure_to_png,
     histogram_overlay,
@@ -29,6 +30,7 @@ from sd_widgets.plots import (
     shorten,
 )
 from sd_widgets.stats import change_frame
+from sd_widgets.statuses import STATUS_INFO, STATUSES
 
 OUT = Path("/tmp/sdw_plots")
 
@@ -93,9 +95,9 @@ def _imports(module) -> set[str]:
 
 def test_imports_no_pyplot_and_only_allowed_modules():
     """plots never touches pyplot; stats/plots import only torch, matplotlib, pandas, tqdm,
-    stdlib — and plots may import stats (the only sd_widgets module either may import)."""
+    stdlib — and plots may import stats and statuses (the one vocabulary, a leaf module)."""
     allowed = {"torch", "matplotlib", "pandas", "tqdm", "numpy", *sys.stdlib_module_names}
-    for module, local in ((stats_module, set()), (plots_module, {".stats"})):
+    for module, local in ((stats_module, set()), (plots_module, {".stats", ".statuses"})):
         names = _imports(module)
         assert not any("pyplot" in n for n in names)
         assert {n for n in names if n.startswith(".")} <= local
@@ -302,3 +304,29 @@ def test_change_of_an_all_zero_tensor_is_labelled_without_inf():
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("was all zeros; max |change| 1" in t for t in texts), texts
     assert not any("inf" in t for t in texts), texts
+
+
+# --------------------------------------------------------------------------- one vocabulary
+
+
+def test_status_colours_come_from_the_one_vocabulary(before_after):
+    # the plots, the Explorer and the CLI colour every comparison status alike
+    for status, info in STATUS_INFO.items():
+        assert STATUS_COLORS[status] == info.colour, status
+    assert STATUS_COLORS["match"] != STATUS_COLORS["missing"]
+    assert STATUS_COLORS["missing"] != STATUS_COLORS["missing_buffer"]
+    assert len({STATUS_COLORS[s] for s in STATUSES}) == len(STATUSES)
+    # load outcomes: a plain load looks like a match; each outcome has its own colour
+    actions = ("load", "adapt", "tied", "bn_reset", "skipped")
+    assert STATUS_COLORS["load"] == STATUS_INFO["match"].colour
+    assert len({STATUS_COLORS[a] for a in actions}) == len(actions)
+    # and the status-count bars really are drawn in those colours
+    before, after = before_after
+    frame = change_frame(before, after)
+    statuses = [STATUSES[i % len(STATUSES)] for i in range(len(frame))]
+    frame.insert(1, "status", statuses)
+    fig = load_summary(frame)
+    status_ax = fig.axes[1]
+    names = [t.get_text() for t in status_ax.get_yticklabels()]
+    drawn = {n: to_hex(p.get_facecolor()) for n, p in zip(names, status_ax.patches, strict=True)}
+    assert drawn == {s: STATUS_INFO[s].colour.lower() for s in set(statuses)}
