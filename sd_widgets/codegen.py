@@ -1,194 +1,425 @@
-"""``LoadPlan.to_code()``: the same partial load written out with plain torch."""
+"""Code export: a frozen description of one partial load, written out as plain torch.
+
+:class:`LoadSpec` says what the load is (where the checkpoint is and how it is read, the trust it
+was opened with, renames, keys, adapters, BatchNorm resets, what is skipped and why);
+:func:`to_code` turns it into a self-contained Python file. ``LoadPlan.to_code()`` builds the
+spec; this module never sees a plan.
+
+Every string that came from a file or a user (keys, reasons, entry names, paths, rename
+patterns, trusted names) leaves this module only as a Python literal made by :func:`ascii`:
+never inside a comment, a docstring or an f-string of the generated code. ``ascii()`` escapes
+newlines, quotes, backslashes, NUL and every non-ASCII character (a lone surrogate becomes
+``\\udc80``), so the output always compiles, is pure ASCII and runs nothing it was not written
+to run. The generated file runs in three ways: pasted into a notebook cell where the model
+variable exists, it performs the load; run as a script it says how to call it; imported as a
+module it has no side effects.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING
+import ast
+import builtins
+import inspect
+import keyword
+import textwrap
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
-if TYPE_CHECKING:
-    from .plan import LoadPlan
+from .adapters import get_adapter
+from .statuses import SourceKind
 
-__all__ = ["plan_to_code"]
+__all__ = ["LoadSpec", "to_code", "trusted_names"]
+
+#: how many skipped keys (with their reasons) the exported file lists
+SHOWN_SKIPPED = 20
+
+IN_MEMORY_KINDS = ("mapping", "module")
 
 
-def _reader(plan: LoadPlan, path: str | None) -> tuple[list[str], str]:
-    """(imports, body of ``read_checkpoint``) for the plan's source format."""
-    src = plan.comparison.checkpoint.source
-    kind = src.kind
-    if path is None:
-        path = src.path
-    if path is None:
-        return [], (
-            "    raise NotImplementedError(\n"
-            "        'the plan was built from an in-memory state dict: pass it to load_partial'\n"
-            "    )\n"
-        )
-    if kind in ("torch", "torch-legacy"):
-        weights_only = not src.trusted
-        mmap = ", mmap=True" if kind == "torch" else ""
-        lines = [
-            f"    state = torch.load(path, map_location='cpu', weights_only={weights_only}{mmap})\n"
-        ]
-        if not weights_only:
-            lines.insert(0, "    # weights_only=False runs pickled code: only for files you trust\n")
-        if src.key is not None:
-            for part in src.key.split("/"):
-                lines.append(f"    state = state[{part!r}]\n")
-        return [], "".join(lines) + "    return state\n"
-    if kind in ("safetensors", "safetensors-index"):
-        imports = ["from safetensors import safe_open"]
-        if kind == "safetensors":
-            files = "    files = {key: path for key in NEEDED}\n"
+@dataclass(frozen=True)
+class LoadSpec:
+    """A partial load, described with plain data (what :func:`to_code` writes out)."""
+
+    #: source format (``SourceKind``)
+    kind: SourceKind
+    #: the file or directory read; None for in-memory sources
+    path: str | None
+    #: the nested entry holding the weights ("state_dict", "a/b"; for DCP the key prefix)
+    entry: str | None = None
+    #: False: weights only; True: any pickled object; pairs: weights only plus these
+    #: (module, qualified name) globals
+    trust: bool | tuple[tuple[str, str], ...] = False
+    #: rename rules in order: ("prefix" | "regex" | "exact", old, new) or ("leaf", "", pairs)
+    renames: tuple[tuple[str, str, Any], ...] = ()
+    #: (model key, checkpoint key) of every loaded tensor, in model order
+    keys: tuple[tuple[str, str], ...] = ()
+    #: (model key, adapter name)
+    adapters: tuple[tuple[str, str], ...] = ()
+    #: BatchNorm modules whose running statistics are reset after loading
+    bn_reset: tuple[str, ...] = ()
+    #: (key, reason) of every selected key that is not loaded
+    skipped: tuple[tuple[str, str], ...] = ()
+    bn: str = "load"
+    #: SHA-256 of a DCP directory's pickled ``.metadata`` as vetted when exporting
+    metadata_sha256: str | None = None
+
+
+def trusted_names(allowed: Iterable[Any]) -> tuple[tuple[str, str], ...]:
+    """``trust=[...]`` as (module, qualified name) pairs the exported code imports again.
+
+    Parameters
+    ----------
+    allowed : iterable
+        Classes or functions (``argparse.Namespace``), or ``"module.name"`` strings.
+
+    Returns
+    -------
+    tuple of (str, str)
+    """
+    out: dict[tuple[str, str], None] = {}
+    for obj in allowed:
+        if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], str):
+            obj = obj[0]  # torch's (object, "module.name") form: the object decides
+        if isinstance(obj, str):
+            module, _, name = obj.rpartition(".")
         else:
-            imports.append("import json")
-            imports.append("import os")
-            files = (
-                "    with open(path) as f:\n"
-                "        weight_map = json.load(f)['weight_map']\n"
-                "    files = {key: os.path.join(os.path.dirname(path), weight_map[key]) "
-                "for key in NEEDED}\n"
-            )
-        body = files + (
-            "    state = {}\n"
-            "    for file in dict.fromkeys(files.values()):\n"
-            "        with safe_open(file, framework='pt', device='cpu') as f:\n"
-            "            for key in NEEDED:\n"
-            "                if files[key] == file:\n"
-            "                    state[key] = f.get_tensor(key)\n"
-            "    return state\n"
+            module = getattr(obj, "__module__", None)
+            name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+        if not isinstance(module, str) or not isinstance(name, str) or not module or not name:
+            raise ValueError(f"cannot name {obj!r} for the exported code: give a class or "
+                             "function importable as module.name")
+        out[(module, name)] = None
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# literals: the only way data reaches the generated code
+# --------------------------------------------------------------------------------------------
+
+
+def _lit(value: Any) -> str:
+    """A Python literal for plain data, pure ASCII (strings through :func:`ascii`)."""
+    if isinstance(value, str):
+        return ascii(value)
+    if value is None or isinstance(value, (bool, int)):
+        return repr(value)
+    if isinstance(value, tuple):
+        inner = ", ".join(_lit(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_lit(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_lit(k)}: {_lit(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no literal for {type(value).__name__}")  # pragma: no cover
+
+
+def _block(name: str, items: list[str], opener: str = "[", closer: str = "]") -> str:
+    """``NAME = [`` one item per line ``]`` (items already rendered)."""
+    if not items:
+        return f"{name} = {opener}{closer}\n"
+    return f"{name} = {opener}\n" + "".join(f"    {i},\n" for i in items) + f"{closer}\n"
+
+
+def _source_without_docstring(fn: Any) -> str:
+    """The source of one of our adapter functions, docstring and annotations dropped."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    node = tree.body[0]
+    assert isinstance(node, ast.FunctionDef)
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        node.body = body[1:]
+    node.returns = None
+    for arg in node.args.args:
+        arg.annotation = None
+    return ast.unparse(tree) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# the generated file, piece by piece
+# --------------------------------------------------------------------------------------------
+
+_TORCH_LOAD = {
+    False: (
+        "def torch_load(file):\n"
+        "    return torch.load(file, map_location='cpu', weights_only=True{mmap})\n"
+    ),
+    True: (
+        "def torch_load(file):\n"
+        "    # trust=True: weights_only=False unpickles without any restriction, so the file can\n"
+        "    # run any code on this machine. Keep it only for files whose origin you trust.\n"
+        "    return torch.load(file, map_location='cpu', weights_only=False{mmap})\n"
+    ),
+    "list": (
+        "def torch_load(file):\n"
+        "    # trust=[...]: weights-only loading that also admits exactly the TRUSTED globals\n"
+        "    allowed = []\n"
+        "    for module, name in TRUSTED:\n"
+        "        obj = importlib.import_module(module)\n"
+        "        for part in name.split('.'):\n"
+        "            obj = getattr(obj, part)\n"
+        "        allowed.append(obj)\n"
+        "    with torch.serialization.safe_globals(allowed):\n"
+        "        return torch.load(file, map_location='cpu', weights_only=True{mmap})\n"
+    ),
+}
+
+
+def _torch_loader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
+    if isinstance(spec.trust, tuple) and spec.trust:
+        imports.add("import importlib")
+        consts.append(_block("TRUSTED", [_lit(pair) for pair in spec.trust]))
+        template = _TORCH_LOAD["list"]
+    else:
+        template = _TORCH_LOAD[bool(spec.trust)]
+    if spec.kind == "torch":
+        mmap = ", mmap=True"
+    elif spec.kind == "torch-index":
+        imports.add("import zipfile")
+        mmap = ", mmap=zipfile.is_zipfile(file)"
+    else:  # legacy (pre-zip) files cannot be memory-mapped
+        mmap = ""
+    return template.replace("{mmap}", mmap)
+
+
+def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
+    """``read_checkpoint`` (and helpers) for the source format; '' for in-memory sources."""
+    kind = spec.kind
+    if kind in IN_MEMORY_KINDS or spec.path is None:
+        return ""
+    consts.insert(0, f"CHECKPOINT = {_lit(spec.path)}\n")
+    head = 'def read_checkpoint(path=CHECKPOINT):\n    """The checkpoint\'s tensors, read as sd_widgets read them."""\n'
+    if kind in ("torch", "torch-legacy"):
+        entry = tuple(spec.entry.split("/")) if spec.entry else ()
+        if entry:
+            consts.append(f"ENTRY = {_lit(entry)}  # the nested entry holding the weights\n")
+        body = "    state = torch_load(path)\n"
+        if entry:
+            body += "    for name in ENTRY:\n        state = state[name]\n"
+            if spec.trust is True:
+                body += ("    if isinstance(state, torch.nn.Module):\n"
+                         "        state = state.state_dict()\n")
+        return _torch_loader(spec, imports, consts) + "\n\n" + head + body + "    return state\n"
+    if kind == "safetensors":
+        imports.add("from safetensors import safe_open")
+        return head + (
+            "    with safe_open(path, framework='pt', device='cpu') as f:\n"
+            "        return {key: f.get_tensor(key) for key in dict(KEYS).values()}\n"
         )
-        return imports, body
-    if kind == "torch-index":
-        return ["import json", "import os"], (
-            "    with open(path) as f:\n"
+    if kind in ("safetensors-index", "torch-index"):
+        imports.update(("import json", "import os"))
+        if kind == "safetensors-index":
+            imports.add("from safetensors import safe_open")
+            read = ("        with safe_open(file, framework='pt', device='cpu') as f:\n"
+                    "            state.update((key, f.get_tensor(key)) for key in names)\n")
+            helper = ""
+        else:
+            read = ("        shard_state = torch_load(file)\n"
+                    "        state.update((key, shard_state[key]) for key in names)\n")
+            helper = _torch_loader(spec, imports, consts) + "\n\n"
+        return helper + head + (
+            "    folder = os.path.realpath(os.path.dirname(path))\n"
+            "    with open(path, encoding='utf-8') as f:\n"
             "        weight_map = json.load(f)['weight_map']\n"
+            "    needed = dict(KEYS).values()\n"
             "    state = {}\n"
-            "    for shard in dict.fromkeys(weight_map[key] for key in NEEDED):\n"
-            "        shard_state = torch.load(os.path.join(os.path.dirname(path), shard),\n"
-            "                                 map_location='cpu', weights_only=True, mmap=True)\n"
-            "        state.update({k: v for k, v in shard_state.items() if k in NEEDED})\n"
-            "    return state\n"
+            "    for shard in dict.fromkeys(weight_map[key] for key in needed):\n"
+            "        file = os.path.realpath(os.path.join(folder, shard))\n"
+            "        if os.path.commonpath([folder, file]) != folder:\n"
+            "            raise ValueError(f'shard {shard!r} lies outside {folder!r}')\n"
+            "        names = [key for key in needed if weight_map[key] == shard]\n"
+            + read + "    return state\n"
         )
     if kind == "dcp":
-        prefix = (src.key + ".") if src.key else ""
-        return ["import torch.distributed.checkpoint as dcp"], (
-            "    # the .metadata file is a pickle: read DCP directories you trust\n"
+        imports.update(("import hashlib", "import os", "import torch.distributed.checkpoint as dcp"))
+        consts.append(f"PREFIX = {_lit(spec.entry + '.' if spec.entry else '')}\n")
+        consts.append(f"METADATA_SHA256 = {_lit(spec.metadata_sha256)}\n")
+        return head + (
+            "    # .metadata is a pickle that torch.distributed.checkpoint reads without restriction:\n"
+            "    # go on only if it is byte for byte the file sd_widgets checked when exporting\n"
+            "    with open(os.path.join(path, '.metadata'), 'rb') as f:\n"
+            "        if hashlib.sha256(f.read()).hexdigest() != METADATA_SHA256:\n"
+            "            raise ValueError(f'{path!r}: .metadata changed since the export')\n"
             "    metadata = dcp.FileSystemReader(path).read_metadata().state_dict_metadata\n"
-            f"    prefix = {prefix!r}\n"
-            "    state = {prefix + key: torch.empty(metadata[prefix + key].size,\n"
-            "                                       dtype=metadata[prefix + key].properties.dtype)\n"
-            "             for key in NEEDED}\n"
+            "    state = {}\n"
+            "    for key in dict(KEYS).values():\n"
+            "        info = metadata[PREFIX + key]\n"
+            "        state[PREFIX + key] = torch.empty(info.size, dtype=info.properties.dtype)\n"
             "    dcp.load(state, checkpoint_id=path, no_dist=True)\n"
-            "    return {key[len(prefix):]: value for key, value in state.items()}\n"
+            "    return {key[len(PREFIX):]: value for key, value in state.items()}\n"
         )
-    raise ValueError(f"no code export for checkpoint kind {kind!r}")  # pragma: no cover
+    raise ValueError(f"no code export for checkpoint kind {kind!r}")
 
 
-def _pylist(items: list[str], indent: str = "    ") -> str:
-    if not items:
-        return "[]"
-    return "[\n" + "".join(f"{indent}{json.dumps(i)},\n" for i in items) + "]"
+_RENAME_BRANCHES = {
+    "prefix": ("        if kind == 'prefix' and key.startswith(old):\n"
+               "            key = new + key[len(old):]\n"),
+    "exact": ("        if kind == 'exact' and key == old:\n"
+              "            key = new\n"),
+    "regex": ("        if kind == 'regex':\n"
+              "            key = re.sub(old, new, key)\n"),
+    "leaf": ("        if kind == 'leaf':\n"
+             "            head, dot, leaf = key.rpartition('.')\n"
+             "            key = head + dot + new.get(leaf, leaf)\n"),
+}
 
 
-def plan_to_code(plan: LoadPlan, *, path: str | None = None,
-                 function_name: str = "load_partial") -> str:
+def _renames(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
+    """``rename`` and ``rename_prefix`` for the rules ('' when there are none)."""
+    if not spec.renames:
+        return ""
+    rules = []
+    for kind, old, new in spec.renames:
+        if kind not in _RENAME_BRANCHES:
+            raise ValueError(f"no code export for rename rules of kind {kind!r}")
+        rules.append(_lit((kind, old, dict(new) if kind == "leaf" else new)))
+    consts.append(_block("RENAMES", rules))
+    kinds = dict.fromkeys(r[0] for r in spec.renames)
+    if "regex" in kinds:
+        imports.add("import re")
+    return (
+        "def rename(key):\n"
+        '    """Checkpoint key -> model key: each rule applies to the previous one\'s result."""\n'
+        "    for kind, old, new in RENAMES:\n"
+        + "".join(_RENAME_BRANCHES[k] for k in kinds)
+        + "    return key\n"
+        "\n\n"
+        "def rename_prefix(prefix):\n"
+        '    """Rename a module path of the checkpoint\'s ``_metadata``."""\n'
+        "    new = rename(prefix + '.' if prefix else '')\n"
+        "    return new[:-1] if new.endswith('.') else new\n"
+    )
+
+
+_RESERVED = frozenset({
+    "CHECKPOINT", "ENTRY", "KEYS", "ADAPT", "BN_RESET", "RENAMES", "SKIPPED", "TRUSTED",
+    "PREFIX", "METADATA_SHA256", "torch", "json", "os", "re", "zipfile", "hashlib", "dcp",
+    "importlib", "safe_open", "OrderedDict", "read_checkpoint", "torch_load", "rename",
+    "rename_prefix", "module_versions", "adapt_overlap", "adapt_input_conv", "result",
+})
+
+
+def _check_name(what: str, name: str) -> None:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"{what}={name!r} is not a Python identifier (or is a keyword)")
+    if name in _RESERVED or hasattr(builtins, name):
+        raise ValueError(f"{what}={name!r} is a name the exported code uses itself; choose another")
+
+
+def to_code(spec: LoadSpec, *, function_name: str = "load_partial", model_name: str = "model") -> str:
+    """Self-contained Python that performs the load ``spec`` describes with plain torch.
+
+    Parameters
+    ----------
+    spec : LoadSpec
+        What to load (``LoadPlan.spec()``).
+    function_name : str
+        Name of the loading function, called as ``function_name(model, state)``.
+    model_name : str
+        The notebook variable holding the model: pasted into a cell where it exists, the code
+        loads into it.
+
+    Returns
+    -------
+    str
+        Pure-ASCII Python source that compiles whatever the keys and paths contain.
+    """
     from . import __version__
 
-    src = plan.comparison.checkpoint.source
-    rules = plan.comparison.renames
-    imports, reader = _reader(plan, path)
-    if any(r.kind == "regex" for r in rules):
-        imports.append("import re")
-    rename_lines = "".join(f"    key = {r.to_code('key')}  # {r.describe()}\n" for r in rules)
-    adapt = {k: e.adapter for k, e in plan.entries.items() if e.adapter}
-    needed = [e.ckpt_key for e in plan.entries.values()]
-    header_path = path if path is not None else src.path
-    skipped_note = ""
-    if plan.skipped:
-        shown = list(plan.skipped.items())[:20]
-        skipped_note = "# Not loaded (from the plan):\n" + "".join(
-            f"#   {k}: {why}\n" for k, why in shown
+    _check_name("function_name", function_name)
+    _check_name("model_name", model_name)
+    if function_name == model_name:
+        raise ValueError("function_name and model_name must differ")
+    imports: set[str] = {"from collections import OrderedDict"}
+    consts: list[str] = []
+    reader = _reader(spec, imports, consts)
+    rename = _renames(spec, imports, consts)
+    consts.append("# (model key, checkpoint key) of every tensor loaded, in model order\n")
+    consts.append(_block("KEYS", [_lit(pair) for pair in spec.keys]))
+    adapters = dict(spec.adapters)
+    functions = [_source_without_docstring(get_adapter(n).fn) for n in dict.fromkeys(adapters.values())]
+    if adapters:
+        consts.append("# shape adapters by model key (the functions above)\n")
+        consts.append(_block("ADAPT", [f"{_lit(k)}: {get_adapter(n).fn.__name__}"
+                                       for k, n in adapters.items()], "{", "}"))
+    if spec.bn_reset:
+        consts.append("# BatchNorm modules whose running statistics are reset after loading\n")
+        consts.append(_block("BN_RESET", [_lit(m) for m in spec.bn_reset]))
+    if spec.skipped:
+        shown = spec.skipped[:SHOWN_SKIPPED]
+        more = len(spec.skipped) - len(shown)
+        consts.append(f"# selected but not loaded, with the plan's reasons"
+                      f"{f' (first {len(shown)} of {len(spec.skipped)})' if more else ''}\n")
+        consts.append(_block("SKIPPED", [f"{_lit(k)}: {_lit(v)}" for k, v in shown], "{", "}"))
+    in_memory = not reader
+    call = f"{function_name}({model_name}, read_checkpoint())"
+    if in_memory:
+        how = (f"Pass the state dict you gave sd_widgets: {function_name}({model_name}, state_dict)"
+               + (" (for a module, its .state_dict())" if spec.kind == "module" else ""))
+        entry_note = (f"; the weights are its entry {spec.entry}" if spec.entry else "")
+        tail = (f'if __name__ == "__main__":\n'
+                f"    print({_lit(how + entry_note)})\n")
+    else:
+        tail = (
+            f'if __name__ == "__main__":\n'
+            f'    if "{model_name}" in globals():  # a notebook cell where the model exists\n'
+            f"        result = {call}\n"
+            f"        print(f'loaded {{len(KEYS)}} tensors into {model_name}')\n"
+            f"    else:  # a script: nothing to load into yet\n"
+            f"        print({_lit(f'Build your model, then call {call}.')})\n"
         )
-        if len(plan.skipped) > len(shown):
-            skipped_note += f"#   ... and {len(plan.skipped) - len(shown)} more\n"
-    std_imports = sorted({"from collections import OrderedDict", *imports} - {"import torch"})
-    code = f'''"""Partial load exported by sd_widgets {__version__}.
-
-Same result as ``sd_widgets.partial_load(model, plan)`` (without the rollback and report):
-{len(plan.entries)} tensors loaded, {len(plan.skipped)} skipped, BatchNorm policy {plan.bn!r}.
-Source: {src.describe()}
-"""
-{chr(10).join(i for i in std_imports if i.startswith("import "))}
-{chr(10).join(i for i in std_imports if i.startswith("from "))}
-
-import torch
-
-CHECKPOINT = {header_path!r}
-
-# checkpoint keys to read (before renaming)
-NEEDED = {_pylist(needed)}
-
-# model keys to load, in model order
-KEYS = {_pylist(plan.keys)}
-
-# shape adapters: copy the overlapping slice into the model's tensor, never reshape
-ADAPT = {json.dumps(adapt, indent=4) if adapt else "{}"}
-
-# BatchNorm modules whose running statistics are reset after loading (bn='reset')
-BN_RESET = {_pylist(list(plan.bn_reset_modules))}
-
-{skipped_note}
-
-def read_checkpoint(path=CHECKPOINT):
-    """The checkpoint's state dict (weights-only)."""
-{reader}
-
-def rename(key):
-    """Checkpoint key -> model key."""
-{rename_lines}    return key
-
-
-def rename_prefix(prefix):
-    """Rename a module prefix of the checkpoint's ``_metadata``."""
-    new = rename(prefix + "." if prefix else "")
-    return new[:-1] if new.endswith(".") else new
-
-
-def {function_name}(model, state):
-    """Load the chosen tensors of ``state`` into ``model`` in place; return load_state_dict's result."""
-    renamed = {{rename(key): value for key, value in state.items()}}
-    current = model.state_dict()
-    filtered = OrderedDict()
-    for key in KEYS:
-        tensor = renamed[key]
-        if ADAPT.get(key) == "overlap":
-            target = current[key].detach().clone()
-            index = tuple(slice(0, min(a, b)) for a, b in zip(tensor.shape, target.shape))
-            with torch.no_grad():
-                target[index] = tensor[index].to(target.dtype)
-            tensor = target
-        filtered[key] = tensor
-    # keep module versions (_metadata): a hand-built OrderedDict would lose them. The dicts
-    # are copies without "assign_to_params_buffers", which load_state_dict(assign=True) writes
-    # into them and which would make this load replace the parameters instead of copying
-    def module_meta(value):
-        return {{k: v for k, v in value.items() if k != "assign_to_params_buffers"}}
-
-    metadata = OrderedDict(
-        (prefix, module_meta(value))
-        for prefix, value in getattr(current, "_metadata", {{}}).items())
-    for prefix, value in (getattr(state, "_metadata", None) or {{}}).items():
-        metadata[rename_prefix(prefix)] = module_meta(value)
-    filtered._metadata = metadata
-    result = model.load_state_dict(filtered, strict=False)
-    for name in BN_RESET:
-        model.get_submodule(name).reset_running_stats()
-    return result
-
-
-if __name__ == "__main__":
-    raise SystemExit(
-        "build your model, then call {function_name}(model, read_checkpoint())"
+    body_load = (
+        f"def {function_name}(model, state):\n"
+        '    """Load the chosen tensors of ``state`` into ``model`` in place (strict=False)."""\n'
+        "    current = model.state_dict()\n"
+        "    filtered = OrderedDict()\n"
+        "    for key, name in KEYS:\n"
+        + ("        filtered[key] = state[name]\n" if not adapters else
+           "        tensor = state[name]\n"
+           "        filtered[key] = ADAPT[key](tensor, current[key]) if key in ADAPT else tensor\n")
+        + "    filtered._metadata = module_versions(current, state)\n"
+        "    result = model.load_state_dict(filtered, strict=False)\n"
+        + ("    for name in BN_RESET:\n"
+           "        model.get_submodule(name).reset_running_stats()\n" if spec.bn_reset else "")
+        + "    return result\n"
     )
-'''
-    return code.replace("\n\n\n\n\ndef read", "\n\n\ndef read")
+    renamed = "rename_prefix(prefix) if source is state else prefix" if rename else "prefix"
+    versions = (
+        "def module_versions(current, state):\n"
+        '    """The model\'s ``_metadata`` overridden by the checkpoint\'s: copies without the\n'
+        "    'assign_to_params_buffers' flag that load_state_dict(assign=True) leaves in the dicts\n"
+        '    it is given (it would make this load replace the parameters instead of copying)."""\n'
+        "    metadata = OrderedDict()\n"
+        "    for source in (current, state):\n"
+        "        for prefix, value in (getattr(source, '_metadata', None) or {}).items():\n"
+        f"            metadata[{renamed}] = {{\n"
+        "                k: v for k, v in value.items() if k != 'assign_to_params_buffers'}\n"
+        "    return metadata\n"
+    )
+    usage = (
+        f"Pasted into a notebook cell where ``{model_name}`` is the model, it loads into it. As a\n"
+        f"script it says how to call ``{function_name}``; imported as a module it does nothing.\n"
+        if not in_memory else
+        f"The checkpoint was in memory: call ``{function_name}(model, state_dict)`` with it.\n"
+    )
+    doc = (
+        f'"""Partial load exported by sd_widgets {__version__}: {len(spec.keys)} tensors loaded, '
+        f"{len(spec.skipped)} skipped,\nBatchNorm policy {_lit(spec.bn)}. "
+        "Same result as sd_widgets.partial_load (without its rollback).\n"
+        + usage + '"""\n'
+    )
+    plain = sorted(i for i in imports if i.startswith("import ") and i != "import torch"
+                   and "." not in i.split()[1])
+    froms = sorted(i for i in imports if i.startswith("from ") and "safetensors" not in i)
+    third = ["import torch", *sorted(
+        i for i in imports if "safetensors" in i or "torch.distributed" in i)]
+    header = doc + "\n".join(plain + froms) + "\n\n" + "\n".join(third) + "\n"
+    parts = [header, *functions, "".join(consts)]
+    if reader:
+        parts.append(reader)
+    if rename:
+        parts.append(rename)
+    parts += [versions, body_load, tail]
+    code = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
+    code.encode("ascii")  # every literal went through ascii(): this cannot fail
+    return code

@@ -6,7 +6,6 @@ may live on the meta device.
 
 from __future__ import annotations
 
-import fnmatch
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -510,23 +509,11 @@ class Comparison:
         return LoadPlan.build(cmp, include=include, exclude=exclude, bn=bn, adapt=adapt)
 
     def select(self, patterns: str | Iterable[str]) -> list[str]:
-        """Row keys matched by keys, module paths (whole subtree) or glob patterns."""
-        return select_keys(self.rows, patterns, self._select_lookup)
+        """Row keys matched by keys, module paths (whole subtree) or glob patterns; see
+        :func:`sd_widgets.plan.select` (selection lives with the plan)."""
+        from .plan import select
 
-    @cached_property
-    def _select_lookup(self) -> tuple[list[str], dict[str, str], set[str]]:
-        """Built once per comparison: every widget click selects through it."""
-        return _select_lookup(self.rows)
-
-    @cached_property
-    def bn_modules(self) -> frozenset[str]:
-        """Modules with BatchNorm running statistics, as the model was when compared."""
-        if self.model is not None:
-            return frozenset(n for n, m in self.model.named_modules()
-                             if isinstance(m, nn.modules.batchnorm._NormBase)
-                             and m.track_running_stats)
-        # checkpoint-vs-checkpoint: modules that have running statistics
-        return frozenset(r.module for r in self.rows if r.key.endswith(".running_mean"))
+        return select(self, patterns)
 
 
 def _leaf_dict(r: Row) -> dict[str, Any]:
@@ -557,53 +544,6 @@ def _nbytes(shape: Sequence[int], dtype: torch.dtype) -> int:
     for s in shape:
         n *= s
     return n * dtype.itemsize
-
-
-def _select_lookup(rows: Sequence[Row]) -> tuple[list[str], dict[str, str], set[str]]:
-    keys = [r.key for r in rows]
-    return keys, {r.ckpt_key: r.key for r in rows if r.ckpt_key is not None}, set(keys)
-
-
-def select_keys(
-    rows: Sequence[Row],
-    patterns: str | Iterable[str],
-    lookup: tuple[list[str], dict[str, str], set[str]] | None = None,
-) -> list[str]:
-    """Resolve keys / module paths / globs against rows; unknown patterns raise ``KeyError``."""
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    chosen: dict[str, None] = {}
-    keys, by_ckpt, row_keys = lookup if lookup is not None else _select_lookup(rows)
-    for p in patterns:
-        before = len(chosen)
-        if p in row_keys:
-            chosen[p] = None
-        elif p in by_ckpt:
-            chosen[by_ckpt[p]] = None
-        elif any(ch in p for ch in "*?["):
-            for r in rows:
-                if fnmatch.fnmatchcase(r.key, p) or (
-                    r.ckpt_key is not None and fnmatch.fnmatchcase(r.ckpt_key, p)
-                ):
-                    chosen[r.key] = None
-        else:
-            prefix = p.rstrip(".") + "." if p else ""
-            for k in keys:
-                if k.startswith(prefix):
-                    chosen[k] = None
-        if len(chosen) == before and not any(ch in p for ch in "*?[") and not (
-            p in row_keys or p in by_ckpt
-        ):
-            import difflib
-
-            modules = sorted({r.module for r in rows if r.module})
-            close = difflib.get_close_matches(p, keys + modules, n=3)
-            raise KeyError(
-                f"{p!r} matches no key or module of this comparison"
-                + (f"; did you mean {close}?" if close else "")
-            )
-    order = {k: i for i, k in enumerate(keys)}
-    return sorted(chosen, key=order.__getitem__)
 
 
 def compare(

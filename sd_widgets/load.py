@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from .errors import LoadError, UndoError
-from .plan import LoadPlan, module_metadata
+from .metadata import module_metadata
+from .plan import LoadPlan
 
 if TYPE_CHECKING:
     import pandas as pd

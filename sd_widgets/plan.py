@@ -1,26 +1,55 @@
-"""What to load: selection, renames, shape adapters, the BatchNorm policy, and code export."""
+"""What to load: selection, renames, shape adapters, the BatchNorm policy.
+
+A :class:`LoadPlan` is built from a :class:`~sd_widgets.compare.Comparison` (through its public
+API only) and is fixed once built. Selection of keys by name, module path or glob lives here too,
+with the per-comparison indexes it needs (kept beside the comparison, not inside it). Code export
+goes through :mod:`sd_widgets.codegen`, which sees only the frozen :class:`~sd_widgets.codegen.LoadSpec`
+this module describes the plan with.
+"""
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import hashlib
+import os
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
-from .compare import BN_BUFFERS, Comparison, Row
-from .renames import apply_renames
+from .adapters import ADAPTERS as ADAPTER_REGISTRY
+from .adapters import adapt_overlap, applicable, get_adapter
+from .codegen import LoadSpec, trusted_names
+from .codegen import to_code as spec_to_code
+from .compare import Comparison, Row
+from .metadata import ASSIGN_FLAG, merged_metadata, module_metadata, rename_prefix
+from .statuses import BN_BUFFERS
+from .units import human_bytes, numel
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ADAPTERS", "BN_POLICIES", "LoadPlan", "PlanEntry", "adapt_overlap"]
+__all__ = [
+    "ADAPTERS",
+    "ASSIGN_FLAG",
+    "BN_POLICIES",
+    "LoadPlan",
+    "PlanEntry",
+    "adapt_overlap",
+    "bn_modules",
+    "module_metadata",
+    "rename_prefix",
+    "select",
+]
 
 BN_POLICIES = ("load", "keep", "reset")
-ADAPTERS = ("overlap",)
+#: names of the registered adapters (:data:`sd_widgets.adapters.ADAPTERS` has the functions)
+ADAPTERS: tuple[str, ...] = tuple(ADAPTER_REGISTRY)
 
 
 class PlanEntry(NamedTuple):
@@ -35,27 +64,166 @@ class PlanEntry(NamedTuple):
     cast: tuple[str, str] | None = None
 
 
-def adapt_overlap(src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Copy the overlapping leading slice of ``src`` into a copy of ``target``.
+# ------------------------------------------------------------------------------------------------
+# per-comparison indexes: built once, kept beside the comparison (which knows nothing of plans)
+# ------------------------------------------------------------------------------------------------
 
-    A classifier going from 10 to 3 classes keeps the first 3 rows; an embedding that grew
-    keeps the old rows and leaves the new ones at the target's values. Never reshapes.
+
+class _Index:
+    """What selecting and planning need from one comparison, computed once."""
+
+    def __init__(self, cmp: Comparison) -> None:
+        rows = cmp.rows
+        self.keys = [r.key for r in rows]
+        self.row_keys = set(self.keys)
+        self.by_ckpt = {r.ckpt_key: r.key for r in rows if r.ckpt_key is not None}
+        self.order = {k: i for i, k in enumerate(self.keys)}
+        if cmp.model is not None:
+            self.bn_modules = frozenset(
+                n for n, m in cmp.model.named_modules()
+                if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
+            )
+        else:  # checkpoint-vs-checkpoint: modules that have running statistics
+            self.bn_modules = frozenset(r.module for r in rows if r.key.endswith(".running_mean"))
+        self._cast_problems: dict[str, str | None] | None = None
+
+    def cast_problem(self, cmp: Comparison, key: str) -> str | None:
+        """Why the checkpoint values of ``key`` cannot be cast exactly to the model's dtype."""
+        if self._cast_problems is None:
+            # every inexact-looking cast of the comparison, read in one pass: these are small
+            # buffers (num_batches_tracked, index tables), and a widget rebuilds plans per click
+            risky = [r for r in cmp.rows if r.status == "dtype_mismatch" and _lossy_kind(r)]
+            tensors = cmp.checkpoint.tensors([r.ckpt_key for r in risky if r.ckpt_key])
+            self._cast_problems = {
+                r.key: _exact_cast_problem(tensors[r.ckpt_key], _dtype(r.model_dtype))
+                for r in risky if r.ckpt_key
+            }
+        return self._cast_problems.get(key)
+
+
+_INDEXES: weakref.WeakKeyDictionary[Comparison, _Index] = weakref.WeakKeyDictionary()
+
+
+def _index(cmp: Comparison) -> _Index:
+    index = _INDEXES.get(cmp)
+    if index is None:
+        index = _INDEXES[cmp] = _Index(cmp)
+    return index
+
+
+def bn_modules(cmp: Comparison) -> frozenset[str]:
+    """Modules of ``cmp`` with BatchNorm running statistics (as the model was when compared).
+
+    Parameters
+    ----------
+    cmp : Comparison
+        The comparison the plan is built from.
+
+    Returns
+    -------
+    frozenset of str
+        Module paths.
     """
-    if src.dim() != target.dim():
-        raise ValueError(
-            f"the 'overlap' adapter needs tensors with the same number of dimensions, got "
-            f"{tuple(src.shape)} and {tuple(target.shape)}"
-        )
-    out = target.detach().clone()
-    idx = tuple(slice(0, min(a, b)) for a, b in zip(src.shape, target.shape, strict=True))
-    with torch.no_grad():
-        out[idx] = src[idx].to(out.dtype)
-    return out
+    return _index(cmp).bn_modules
+
+
+def select(cmp: Comparison, patterns: str | Iterable[str]) -> list[str]:
+    """Row keys of ``cmp`` matched by keys, module paths (whole subtree) or glob patterns.
+
+    A checkpoint key (before renaming) selects its row too. A pattern that is neither a key,
+    a module path nor a glob matching something raises ``KeyError`` with close matches.
+
+    Parameters
+    ----------
+    cmp : Comparison
+        Where to look.
+    patterns : str or iterable of str
+        ``"classifier.weight"``, ``"backbone.layer1"``, ``"*.bias"``, ...
+
+    Returns
+    -------
+    list of str
+        Matched row keys in the comparison's (model) order, each once.
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    index = _index(cmp)
+    chosen: dict[str, None] = {}
+    for p in patterns:
+        if p in index.row_keys:
+            chosen[p] = None
+        elif p in index.by_ckpt:
+            chosen[index.by_ckpt[p]] = None
+        elif any(ch in p for ch in "*?["):
+            for r in cmp.rows:
+                if fnmatch.fnmatchcase(r.key, p) or (
+                    r.ckpt_key is not None and fnmatch.fnmatchcase(r.ckpt_key, p)
+                ):
+                    chosen[r.key] = None
+        else:
+            prefix = p.rstrip(".") + "." if p else ""
+            matched = [k for k in index.keys if k.startswith(prefix)]
+            chosen.update(dict.fromkeys(matched))
+            if not matched:
+                modules = sorted({r.module for r in cmp.rows if r.module})
+                close = difflib.get_close_matches(p, index.keys + modules, n=3)
+                raise KeyError(
+                    f"{p!r} matches no key or module of this comparison"
+                    + (f"; did you mean {close}?" if close else "")
+                )
+    return sorted(chosen, key=index.order.__getitem__)
+
+
+# ------------------------------------------------------------------------------------------------
+# dtype casts partial_load would refuse: checked on the actual values
+# ------------------------------------------------------------------------------------------------
+
+
+def _dtype(name: str | None) -> torch.dtype:
+    dtype = getattr(torch, name or "", None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"{name!r} is not a torch dtype")
+    return dtype
+
+
+def _lossy_kind(row: Row) -> bool:
+    """A cast load_state_dict would make lossily in general: floating/complex into integer or
+    bool, or complex into real."""
+    try:
+        src, dst = _dtype(row.ckpt_dtype), _dtype(row.model_dtype)
+    except ValueError:
+        return False
+    if src.is_complex:
+        return not dst.is_complex
+    return src.is_floating_point and not (dst.is_floating_point or dst.is_complex)
+
+
+def _exact_cast_problem(t: torch.Tensor, dtype: torch.dtype) -> str | None:
+    """None when every value of ``t`` survives a cast to ``dtype`` unchanged; else why not."""
+    if t.is_complex():
+        return "complex values would lose their imaginary part"
+    if t.numel() == 0:
+        return None
+    v = t.detach().double()
+    if not bool(torch.isfinite(v).all()):
+        return "it holds NaN or infinite values"
+    if not torch.equal(v, v.trunc()):
+        return "not every value is a whole number"
+    lo, hi = int(v.min().item()), int(v.max().item())
+    low, high = (0, 1) if dtype == torch.bool else (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
+    if lo < low or hi > high:
+        return f"values from {lo} to {hi} do not fit {str(dtype).removeprefix('torch.')}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# the plan
+# ------------------------------------------------------------------------------------------------
 
 
 def _keep_bn_counters_with_their_statistics(
     cmp: Comparison,
-    bn_modules: Iterable[str],
+    modules: Iterable[str],
     entries: OrderedDict[str, PlanEntry],
     skipped: OrderedDict[str, str],
 ) -> None:
@@ -63,7 +231,7 @@ def _keep_bn_counters_with_their_statistics(
     loaded (a resized layer, or a partial selection): the checkpoint's step count paired with
     the model's own statistics would be wrong, and with ``momentum=None`` (cumulative average)
     it weights every later update by a count of batches these statistics never saw."""
-    for module in bn_modules:
+    for module in modules:
         prefix = f"{module}." if module else ""
         counter = prefix + "num_batches_tracked"
         if counter not in entries:
@@ -77,6 +245,31 @@ def _keep_bn_counters_with_their_statistics(
                 f"{names} of this BatchNorm {'is' if len(absent) == 1 else 'are'} not loaded: "
                 "its step counter stays with the model's own statistics"
             )
+
+
+def _shape_text(shape: Sequence[int] | None) -> str:
+    return "?" if shape is None else str(tuple(shape))
+
+
+def _shape_mismatch_reason(row: Row, adapter: str | None) -> str | None:
+    """None when ``adapter`` handles the row; otherwise why it is skipped (and how to opt in)."""
+    text = (f"shape mismatch: checkpoint {_shape_text(row.ckpt_shape)} vs model "
+            f"{_shape_text(row.model_shape)}")
+    on_meta = row.model_on_meta
+    if adapter is not None:
+        why = get_adapter(adapter).why_not(row.ckpt_shape, row.model_shape, model_on_meta=on_meta)
+        if why is None:
+            return None
+        return (f"adapter {adapter!r} cannot handle checkpoint {_shape_text(row.ckpt_shape)} "
+                f"vs model {_shape_text(row.model_shape)} ({why})")
+    names = applicable(row.ckpt_shape, row.model_shape, model_on_meta=on_meta)
+    if names:
+        choices = " or ".join(f"adapt={{{row.key!r}: {n!r}}}" for n in names)
+        return f"{text}; pass {choices} to use it ({ADAPTER_REGISTRY[names[0]].description})"
+    why = "; ".join(dict.fromkeys(
+        a.why_not(row.ckpt_shape, row.model_shape, model_on_meta=on_meta) or ""
+        for a in ADAPTER_REGISTRY.values()))
+    return f"{text}; no adapter applies ({why})"
 
 
 class LoadPlan:
@@ -111,61 +304,62 @@ class LoadPlan:
         bn: str = "load",
         adapt: Mapping[str, str] | str | None = None,
     ) -> LoadPlan:
+        """The plan for ``cmp`` (see :meth:`Comparison.plan` for the arguments)."""
         if bn not in BN_POLICIES:
             raise ValueError(f"bn={bn!r} is not a BatchNorm policy; use one of {BN_POLICIES}")
         adapters = _normalise_adapt(adapt)
-        selected = cmp.select(include) if include is not None else [r.key for r in cmp.rows]
+        index = _index(cmp)
+        selected = select(cmp, include) if include is not None else index.keys
         if exclude is not None:
-            dropped = set(cmp.select(exclude))
+            dropped = set(select(cmp, exclude))
             selected = [k for k in selected if k not in dropped]
-        bn_modules = cmp.bn_modules
+        bn_mods = index.bn_modules
         entries: OrderedDict[str, PlanEntry] = OrderedDict()
         skipped: OrderedDict[str, str] = OrderedDict()
         touched_bn: dict[str, None] = {}
-        loaded_params: dict[str, str] = {}
+        loaded: set[str] = set()
         for key in selected:
             row = cmp[key]
-            if row.module in bn_modules:
+            if row.module in bn_mods:
                 touched_bn[row.module] = None
-            is_bn_stat = row.module in bn_modules and key.rpartition(".")[2] in BN_BUFFERS
+            is_bn_stat = row.module in bn_mods and key.rpartition(".")[2] in BN_BUFFERS
             if is_bn_stat and bn != "load" and row.status != "unexpected":
                 skipped[key] = (
                     "bn='keep': the model's running statistics are kept" if bn == "keep" else
                     "bn='reset': running statistics are reset after loading"
                 )
                 continue
-            adapter = _adapter_for(key, adapters) if adapters else None
+            ckpt_key = row.ckpt_key or key
+            cast = ((row.ckpt_dtype, row.model_dtype)
+                    if row.ckpt_dtype != row.model_dtype and row.ckpt_dtype and row.model_dtype
+                    else None)
             if row.status in ("match", "dtype_mismatch"):
-                tied_first = (next((t for t in row.tied if t in loaded_params), None)
-                              if row.tied else None)
+                tied_first = next((t for t in row.tied if t in loaded), None) if row.tied else None
                 if tied_first is not None:
                     skipped[key] = f"tied to {tied_first!r} (one tensor): loaded once through it"
                     continue
-                cast = (row.ckpt_dtype, row.model_dtype) if row.status == "dtype_mismatch" else None
-                entries[key] = PlanEntry(key, row.ckpt_key or key, row.status, None, cast)  # type: ignore[arg-type]
-                loaded_params[key] = key
+                if row.status == "dtype_mismatch" and _lossy_kind(row):
+                    problem = index.cast_problem(cmp, key)
+                    if problem is not None:
+                        skipped[key] = (
+                            f"checkpoint {row.ckpt_dtype} into the model's {row.model_dtype}: "
+                            f"{problem}, so load_state_dict would change them (partial_load "
+                            "refuses such a cast); the model keeps its own value"
+                        )
+                        continue
+                entries[key] = PlanEntry(key, ckpt_key, row.status, None, cast)
+                loaded.add(key)
             elif row.status == "shape_mismatch":
-                if adapter is None:
-                    skipped[key] = (row.reason or "shape mismatch") + (
-                        f"; pass adapt={{{key!r}: 'overlap'}} to use it" if row.adaptable else ""
-                    )
-                elif not row.adaptable:
-                    skipped[key] = (
-                        f"adapter {adapter!r} cannot handle checkpoint "
-                        f"{row.ckpt_shape} vs model {row.model_shape}"
-                        + (" (model is on the meta device: no values to keep)"
-                           if row.model_on_meta else "")
-                    )
-                else:
-                    cast = (
-                        (row.ckpt_dtype, row.model_dtype)
-                        if row.ckpt_dtype != row.model_dtype else None
-                    )
-                    entries[key] = PlanEntry(key, row.ckpt_key or key, row.status, adapter, cast)  # type: ignore[arg-type]
-                    loaded_params[key] = key
+                adapter = _adapter_for(key, adapters) if adapters else None
+                why = _shape_mismatch_reason(row, adapter)
+                if why is not None:
+                    skipped[key] = why
+                    continue
+                entries[key] = PlanEntry(key, ckpt_key, row.status, adapter, cast)
+                loaded.add(key)
             else:
                 skipped[key] = row.reason or row.status
-        _keep_bn_counters_with_their_statistics(cmp, bn_modules, entries, skipped)
+        _keep_bn_counters_with_their_statistics(cmp, bn_mods, entries, skipped)
         reset = list(touched_bn) if bn == "reset" else []
         return cls(cmp, entries, skipped, bn, reset)
 
@@ -184,33 +378,33 @@ class LoadPlan:
     @cached_property
     def numel(self) -> int:
         """Elements the plan loads (in the model's shapes). Computed once: a plan is fixed."""
-        rows = self.comparison._by_key
-        return sum(_numel(rows[k].model_shape or ()) for k in self.entries)
+        cmp = self.comparison
+        return sum(numel(cmp[k].model_shape or ()) for k in self.entries)
 
     @cached_property
     def nbytes(self) -> int:
         """Bytes of the checkpoint tensors this plan reads. Computed once: a plan is fixed."""
-        rows = self.comparison._by_key  # a loaded row's nbytes are its checkpoint bytes
-        return sum(rows[k].nbytes for k in self.entries)
+        cmp = self.comparison  # a loaded row's nbytes are its checkpoint bytes
+        return sum(cmp[k].nbytes for k in self.entries)
 
     @property
     def casts(self) -> dict[str, tuple[str, str]]:
+        """Model key → (checkpoint dtype, model dtype) for every tensor cast on loading."""
         return {k: e.cast for k, e in self.entries.items() if e.cast is not None}
 
     @property
     def adapted(self) -> dict[str, str]:
+        """Model key → adapter name for every adapted tensor."""
         return {k: e.adapter for k, e in self.entries.items() if e.adapter is not None}
-
-    def _row(self, key: str) -> Row:
-        return self.comparison[key]
 
     def __repr__(self) -> str:
         return (
-            f"<LoadPlan: load {len(self.entries)} tensors ({_human(self.nbytes)}), "
+            f"<LoadPlan: load {len(self.entries)} tensors ({human_bytes(self.nbytes)}), "
             f"skip {len(self.skipped)}, bn={self.bn!r}>"
         )
 
     def summary(self) -> dict[str, Any]:
+        """Counts: load, skip, numel, nbytes, casts, adapted, and the BatchNorm policy."""
         return {
             "load": len(self.entries),
             "skip": len(self.skipped),
@@ -226,14 +420,15 @@ class LoadPlan:
         """One row per selected key: key, action (load/adapt/skip), ckpt_key, cast, reason."""
         import pandas as pd
 
+        cmp = self.comparison
         rows = [
             {"key": k, "action": "adapt" if e.adapter else "load", "ckpt_key": e.ckpt_key,
              "status": e.status, "cast": " → ".join(e.cast) if e.cast else None, "reason": None}
             for k, e in self.entries.items()
         ]
         rows += [
-            {"key": k, "action": "skip", "ckpt_key": self._row(k).ckpt_key,
-             "status": self._row(k).status, "cast": None, "reason": why}
+            {"key": k, "action": "skip", "ckpt_key": cmp[k].ckpt_key,
+             "status": cmp[k].status, "cast": None, "reason": why}
             for k, why in self.skipped.items()
         ]
         return pd.DataFrame(rows, columns=["key", "action", "ckpt_key", "status", "cast", "reason"])
@@ -244,7 +439,9 @@ class LoadPlan:
 
         Exactly the planned tensors, renamed and adapted, in model order, with ``_metadata``:
         the model's own module versions overridden by the (renamed) checkpoint's, so versioned
-        modules such as BatchNorm behave as with the full checkpoint (PyTorch fact 6).
+        modules such as BatchNorm behave as with the full checkpoint (PyTorch fact 6). A float
+        tensor planned for an integer buffer (its values checked to be whole and in range) is
+        cast here, exactly.
         """
         model = model if model is not None else self.comparison.model
         ckpt = self.comparison.checkpoint
@@ -252,13 +449,17 @@ class LoadPlan:
         current: Mapping[str, torch.Tensor] = {}
         if self.adapted:
             if model is None:
-                raise ValueError("adapters need the model's current tensors: pass model=")
+                raise ValueError("adapters need the model's tensors: pass model=")
             current = model.state_dict()
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for k, e in self.entries.items():
             t = tensors[e.ckpt_key]
-            if e.adapter == "overlap":
-                t = adapt_overlap(t, current[k])
+            if e.adapter is not None:
+                t = get_adapter(e.adapter)(t, current[k])
+            elif e.cast is not None and t.is_floating_point():
+                target = _dtype(e.cast[1])
+                if not (target.is_floating_point or target.is_complex):
+                    t = t.to(target)  # checked at build time: every value is whole and fits
             out[k] = t
         out._metadata = self.metadata(model)  # type: ignore[attr-defined]
         return out
@@ -266,64 +467,86 @@ class LoadPlan:
     def metadata(self, model: nn.Module | None = None) -> OrderedDict[str, Any]:
         """Module-version metadata for the filtered dict (model's, overridden by checkpoint's).
 
-        The per-module dicts are copies: ``load_state_dict(assign=True)`` writes
-        ``assign_to_params_buffers`` into the ``_metadata`` it is given, which would otherwise
-        make every later load from the same checkpoint assign instead of copying in place. A
-        flag already there (the user loaded the checkpoint with ``assign=True`` before) is
-        dropped for the same reason.
+        The per-module dicts are copies without ``assign_to_params_buffers`` (see
+        :mod:`sd_widgets.metadata`): whether a load assigns is never inherited from a dict.
         """
         model = model if model is not None else self.comparison.model
-        meta: OrderedDict[str, Any] = OrderedDict()
-        if model is not None:
-            for prefix, value in (getattr(model.state_dict(), "_metadata", {}) or {}).items():
-                meta[prefix] = module_metadata(value)
-        ck_meta = self.comparison.checkpoint.metadata
-        if ck_meta:
-            rules = self.comparison.renames
-            for prefix, value in ck_meta.items():
-                meta[rename_prefix(prefix, rules)] = module_metadata(value)
-        return meta
+        model_meta = getattr(model.state_dict(), "_metadata", None) if model is not None else None
+        return merged_metadata(model_meta, self.comparison.checkpoint.metadata,
+                               self.comparison.renames)
 
     # code export -------------------------------------------------------------------------------
-    def to_code(self, *, path: str | None = None, function_name: str = "load_partial") -> str:
-        """Self-contained Python performing the same partial load with plain torch."""
-        from .codegen import plan_to_code
+    def spec(self, *, path: str | os.PathLike[str] | None = None) -> LoadSpec:
+        """The frozen description of this load that :mod:`sd_widgets.codegen` writes out.
 
-        return plan_to_code(self, path=path, function_name=function_name)
+        Parameters
+        ----------
+        path : str or PathLike, optional
+            Read the checkpoint from here instead of where it was opened.
+
+        Returns
+        -------
+        LoadSpec
+        """
+        src = self.comparison.checkpoint.source
+        where = os.fspath(path) if path is not None else src.path
+        digest = None
+        if src.kind == "dcp" and where is not None:
+            # the exported reader checks the pickled .metadata is the one sd_widgets vetted
+            with open(os.path.join(where, ".metadata"), "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        allowed = getattr(src, "allowed_globals", None)
+        trust = trusted_names(allowed) if allowed else bool(src.trusted)
+        return LoadSpec(
+            kind=src.kind,  # type: ignore[arg-type]
+            path=where,
+            entry=src.key,
+            trust=trust,
+            renames=tuple(_rule_spec(r) for r in self.comparison.renames),
+            keys=tuple((k, e.ckpt_key) for k, e in self.entries.items()),
+            adapters=tuple((k, e.adapter) for k, e in self.entries.items() if e.adapter),
+            bn_reset=tuple(self.bn_reset_modules),
+            skipped=tuple(self.skipped.items()),
+            bn=self.bn,
+            metadata_sha256=digest,
+        )
+
+    def to_code(
+        self,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        function_name: str = "load_partial",
+        model_name: str = "model",
+    ) -> str:
+        """Self-contained Python performing the same partial load with plain torch.
+
+        Pasted into a notebook cell where ``model_name`` names the model, it performs the load;
+        run as a script it explains how to call it; imported as a module it does nothing until
+        called. Every string from the checkpoint or the user is written as an escaped literal.
+
+        Parameters
+        ----------
+        path : str or PathLike, optional
+            Read the checkpoint from here instead of where it was opened.
+        function_name : str
+            Name of the exported loading function.
+        model_name : str
+            The variable holding the model in the notebook (an identifier, not a keyword).
+
+        Returns
+        -------
+        str
+            Python source.
+        """
+        return spec_to_code(self.spec(path=path), function_name=function_name,
+                            model_name=model_name)
 
 
-#: what ``load_state_dict(assign=True)`` writes into the ``_metadata`` of the dict it is given
-#: (torch >= 2.1): a checkpoint once loaded that way makes every later plain load from it assign
-ASSIGN_FLAG = "assign_to_params_buffers"
-
-
-def module_metadata(value: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of one module's ``_metadata`` entry without :data:`ASSIGN_FLAG`: whether to
-    assign is decided per load (meta-device tensors only), never inherited from the dict."""
-    return {k: v for k, v in value.items() if k != ASSIGN_FLAG}
-
-
-def rename_prefix(prefix: str, rules) -> str:
-    """Apply key rename rules to a module prefix of ``_metadata`` (``"layer1.0.bn1"``)."""
-    if not rules:
-        return prefix
-    new = apply_renames(prefix + "." if prefix else "", rules)
-    return new[:-1] if new.endswith(".") else new
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
+def _rule_spec(rule: Any) -> tuple[str, str, Any]:
+    """A rename rule as plain data for the exported code: (kind, old, new)."""
+    if rule.kind == "leaf":
+        return ("leaf", "", dict(rule.leaf_table))
+    return (rule.kind, rule.old, rule.new)
 
 
 def _normalise_adapt(adapt: Mapping[str, str] | str | None) -> dict[str, str]:
@@ -333,7 +556,7 @@ def _normalise_adapt(adapt: Mapping[str, str] | str | None) -> dict[str, str]:
         adapt = {"*": adapt}
     out = {}
     for pattern, name in adapt.items():
-        if name not in ADAPTERS:
+        if name not in ADAPTER_REGISTRY:
             raise ValueError(f"unknown adapter {name!r} for {pattern!r}; available: {ADAPTERS}")
         out[pattern] = name
     return out

@@ -1,0 +1,46 @@
+"""Counting and formatting sizes: one implementation each (element counts, byte sizes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["human_bytes", "numel"]
+
+
+def numel(shape: Iterable[int]) -> int:
+    """Number of elements of a tensor of ``shape`` (1 for a scalar's empty shape).
+
+    Parameters
+    ----------
+    shape : iterable of int
+        The tensor's sizes, e.g. ``(64, 3, 7, 7)`` or ``torch.Size([10])``.
+
+    Returns
+    -------
+    int
+        The product of the sizes.
+    """
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def human_bytes(n: float) -> str:
+    """A byte count for people: ``"512 B"``, ``"1.5 KB"``, ``"2.3 GB"`` (powers of 1000).
+
+    Parameters
+    ----------
+    n : float
+        A number of bytes (negative for a decrease).
+
+    Returns
+    -------
+    str
+        Whole bytes below 1 KB, one decimal above, up to TB.
+    """
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
