@@ -8,7 +8,7 @@ A rule set can be given as:
   (an exact pair), ``{"leaf:gamma,beta": "weight,bias"}`` (``leaf:`` renames the last name of
   every key by a table, as TensorFlow-style ``LayerNorm.gamma`` → ``LayerNorm.weight`` needs);
 * an iterable of :class:`Rename` objects or ``(old, new)`` pairs read the same way;
-* a single :class:`Rename`;
+* a single :class:`Rename`, or a single suggestion;
 * accepted suggestions: items of ``Comparison.suggest_renames()`` (exact pairs) and of
   ``Comparison.prefix_suggestions()`` (their rules), in an iterable, mixed freely with rules.
 
@@ -201,6 +201,11 @@ def parse_renames(renames: RenamesLike) -> tuple[Rename, ...]:
         return ()
     if isinstance(renames, Rename):
         return (renames,)
+    if isinstance(getattr(renames, "rule", None), Rename):  # one prefix_suggestions() item
+        return (renames.rule,)  # type: ignore[union-attr]
+    if isinstance(getattr(renames, "ckpt_key", None), str) and isinstance(
+            getattr(renames, "model_key", None), str):  # one suggest_renames() item
+        return (Rename.exact(renames.ckpt_key, renames.model_key),)  # type: ignore[union-attr]
     if isinstance(renames, Mapping):
         return tuple(_rule_from_pair(o, n) for o, n in renames.items())
     if isinstance(renames, str):

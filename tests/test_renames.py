@@ -1,0 +1,365 @@
+"""Rename rules and their discovery: leaf-name tables, conventions named for what they are,
+near-linear voting, collisions, chained suggestions, tied and meta-device rows."""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+import sd_widgets as sdw
+from sd_widgets.renames import (
+    KeySets,
+    Rename,
+    RuleContext,
+    apply_renames,
+    discover_rules,
+    name_rule,
+    pair_keys,
+    parse_renames,
+)
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)
+
+# ------------------------------------------------------------------------------------ models
+
+
+class Block(nn.Module):
+    def __init__(self, d: int = 6) -> None:
+        super().__init__()
+        self.attn = nn.Linear(d, d)
+        self.LayerNorm = nn.LayerNorm(d)
+        self.mlp = nn.Linear(d, 2 * d)
+
+
+class Encoder(nn.Module):
+    def __init__(self, n: int = 3, d: int = 6) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, d)
+        self.layer = nn.ModuleList(Block(d) for _ in range(n))
+        self.norm = nn.LayerNorm(d)
+
+
+class Classifier(nn.Module):
+    """A task model laid out as transformers does: base model under ``base_model_prefix``."""
+
+    base_model_prefix = "encoder"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = Encoder()
+        self.head = nn.Linear(6, 2)
+
+
+class BaseOnly(Encoder):
+    """The base model itself (has ``base_model_prefix`` but no such submodule)."""
+
+    base_model_prefix = "encoder"
+
+
+class TiedLM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(13, 4)
+        self.body = nn.Linear(4, 4)
+        self.lm_head = nn.Linear(4, 13, bias=False)
+        self.lm_head.weight = self.embed.weight
+
+
+def prefixed(sd, prefix: str) -> OrderedDict:
+    out = OrderedDict((prefix + k, v) for k, v in sd.items())
+    out._metadata = OrderedDict(  # type: ignore[attr-defined]
+        ((prefix.rstrip(".") + "." + k).strip(".") if k else prefix.rstrip("."), v)
+        for k, v in getattr(sd, "_metadata", {}).items())
+    return out
+
+
+def torch_strict_ok(model: nn.Module, sd) -> bool:
+    try:
+        copy.deepcopy(model).load_state_dict(sd, strict=True)
+    except RuntimeError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------ leaf rules
+
+
+def test_leaf_rule_renames_the_last_name_by_a_table():
+    rule = Rename.leaves({"gamma": "weight", "beta": "bias"})
+    assert rule.kind == "leaf" and rule.leaf_table == {"gamma": "weight", "beta": "bias"}
+    assert rule("enc.LayerNorm.gamma") == "enc.LayerNorm.weight"
+    assert rule("enc.LayerNorm.beta") == "enc.LayerNorm.bias"
+    assert rule("enc.gamma.kernel") == "enc.gamma.kernel"  # only the last name
+    assert rule("gamma") == "weight"
+    # spec round trip (CLI --rename and mappings read it back), code export agrees
+    old, new = rule.to_spec()
+    assert (old, new) == ("leaf:gamma,beta", "weight,bias")
+    assert parse_renames({old: new}) == (rule,)
+    code = rule.to_code("k")
+    for key in ("a.b.gamma", "a.beta", "gamma", "a.b.c", "x.gamma_", "beta.gamma"):
+        assert eval(code, {}, {"k": key}) == rule(key)
+    assert ".gamma → .weight" in rule.describe() and ".beta → .bias" in rule.describe()
+
+
+@pytest.mark.parametrize("old, new", [("gamma,beta", "weight"), ("a.b", "c"), ("", "x")])
+def test_leaf_rule_rejects_malformed_tables(old, new):
+    with pytest.raises(ValueError, match="leaf rename"):
+        Rename("leaf", old, new)
+
+
+def test_tensorflow_style_names_are_one_rule_that_fixes_all_of_them():
+    model = Encoder()
+    sd = OrderedDict(
+        (re.sub(r"(LayerNorm|norm)\.weight$", r"\1.gamma", re.sub(r"(LayerNorm|norm)\.bias$",
+                                                                   r"\1.beta", k)), v)
+        for k, v in model.state_dict().items())
+    n_norm = sum(1 for k in sd if k.endswith((".gamma", ".beta")))
+    assert n_norm == 8
+    cmp = sdw.compare(model, sd)
+    assert cmp.summary()["unexpected"] == n_norm
+    [best] = [s for s in cmp.prefix_suggestions() if s.convention == "tf_names"]
+    assert cmp.prefix_suggestions()[0] == best
+    assert best.rule == Rename.leaves({"gamma": "weight", "beta": "bias"})
+    assert best.fixes == n_norm and "TensorFlow" in best.reason
+    fixed = cmp.with_renames(best)  # a suggestion is accepted as it is
+    assert fixed.loads_cleanly
+    # the plan loads them bit-identically
+    target = Encoder()
+    sdw.partial_load(target, fixed.plan())
+    for k, v in model.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v), k
+
+
+def test_tf_rule_only_names_what_it_fixes_and_never_renames_a_real_gamma():
+    class LayerScale(nn.Module):  # ConvNeXt-style: a real parameter called gamma
+        def __init__(self) -> None:
+            super().__init__()
+            self.gamma = nn.Parameter(torch.ones(4))
+            self.norm = nn.LayerNorm(4)
+
+    model = LayerScale()
+    sd = OrderedDict([("gamma", model.gamma.detach()), ("norm.gamma", model.norm.weight.detach()),
+                      ("norm.bias", model.norm.bias.detach())])
+    cmp = sdw.compare(model, sd)
+    assert cmp["gamma"].status == "match"
+    rules = [s for s in cmp.prefix_suggestions() if s.rule.kind == "leaf"]
+    # renaming every .gamma would break the matched LayerScale.gamma: it says so
+    assert rules and rules[0].rule.leaf_table == {"gamma": "weight"}
+    assert "would no longer" in rules[0].reason
+
+
+# ------------------------------------------------------------------------------------ naming
+
+
+def test_module_prefix_is_ddp_and_orig_mod_is_compile():
+    model = Encoder()
+    for prefix, conv, origin in [("module.", "ddp", "DistributedDataParallel"),
+                                 ("_orig_mod.", "compile", "torch.compile"),
+                                 ("_orig_mod.module.", "compile+ddp", "torch.compile + ")]:
+        cmp = sdw.compare(model, prefixed(model.state_dict(), prefix))
+        best = cmp.prefix_suggestions()[0]
+        assert best.rule == Rename.strip_prefix(prefix), prefix
+        assert best.convention == conv and origin in best.reason
+        assert best.fixes == len(model.state_dict())
+        assert cmp.with_renames(best.rule).loads_cleanly
+
+
+def test_real_torch_compile_prefix(tmp_path):
+    model = Encoder()
+    compiled = torch.compile(model)  # lazy: no compilation happens for state_dict()
+    sd = compiled.state_dict()
+    assert all(k.startswith("_orig_mod.") for k in sd)
+    best = sdw.compare(Encoder(), sd).prefix_suggestions()[0]
+    assert best.rule == Rename.strip_prefix("_orig_mod.") and best.convention == "compile"
+
+
+def test_model_prefix_is_lightning_only_for_a_lightning_file(tmp_path):
+    model = Encoder()
+    sd = prefixed(model.state_dict(), "model.")
+    lightning = {"state_dict": sd, "pytorch-lightning_version": "2.4.0", "epoch": 3,
+                 "global_step": 120}
+    path = tmp_path / "last.ckpt"
+    torch.save(lightning, path)
+    best = sdw.compare(Encoder(), path).prefix_suggestions()[0]
+    assert best.rule == Rename.strip_prefix("model.")
+    assert best.convention == "lightning" and "Lightning" in best.reason
+    # the same keys in a plain state dict: described, not guessed
+    plain = sdw.compare(Encoder(), sd).prefix_suggestions()[0]
+    assert plain.rule == Rename.strip_prefix("model.")
+    assert plain.convention is None and "Lightning" not in plain.reason
+    assert plain.reason.startswith("strip prefix 'model.'")
+
+
+def test_hugging_face_base_model_prefix_both_ways():
+    base = Encoder()
+    # base checkpoint into the task model: add the base-model prefix
+    cmp = sdw.compare(Classifier(), base.state_dict())
+    best = cmp.prefix_suggestions()[0]
+    assert best.rule == Rename.add_prefix("encoder.") and best.convention == "hf_base"
+    assert "base-model checkpoint into the task model Classifier" in best.reason
+    fixed = cmp.with_renames(best.rule)
+    assert set(fixed.keys("missing")) == {"head.weight", "head.bias"}
+    assert not fixed.keys("unexpected")
+    # task checkpoint into the base model: strip it
+    task_sd = Classifier().state_dict()
+    back = sdw.compare(BaseOnly(), task_sd)
+    best = back.prefix_suggestions()[0]
+    assert best.rule == Rename.strip_prefix("encoder.") and best.convention == "hf_base"
+    assert "task-model checkpoint into the base model BaseOnly" in best.reason
+    assert set(back.with_renames(best.rule).keys("unexpected")) == {"head.weight", "head.bias"}
+
+
+def test_name_rule_describes_what_it_does_when_unsure():
+    ctx = RuleContext()
+    assert name_rule(Rename.strip_prefix("model."), ctx) == (None, "strip prefix 'model.'")
+    assert name_rule(Rename.add_prefix("bert."), ctx) == (None, "add prefix 'bert.'")
+    assert name_rule(Rename.prefix("fc.", "head."), ctx)[1] == "module 'fc' renamed to 'head'"
+    assert name_rule(Rename.prefix("a.b.", "c."), ctx)[1] == "prefix 'a.b.' → 'c.'"
+    # Lightning needs the file's word for it; an HF model's 'model.' is its base model
+    hf = RuleContext(base_model_prefix="model", has_base_submodule=True,
+                     model_class="LlamaForCausalLM")
+    conv, text = name_rule(Rename.add_prefix("model."), hf)
+    assert conv == "hf_base" and "Lightning" not in text and "LlamaForCausalLM" in text
+
+
+# ------------------------------------------------------------------------------------ discovery
+
+
+def test_renamed_module_inside_a_stack_is_found_by_voting():
+    model = Encoder(n=4)
+    sd = OrderedDict((k.replace("layer.", "layers.", 1), v) for k, v in model.state_dict().items())
+    cmp = sdw.compare(model, sd)
+    best = cmp.prefix_suggestions()[0]
+    assert best.rule == Rename.prefix("layers.", "layer.")
+    assert best.fixes == cmp.summary()["unexpected"] and best.convention is None
+    assert cmp.with_renames(best.rule).loads_cleanly
+
+
+def test_ddp_prefix_and_a_renamed_head_are_fixed_one_after_the_other():
+    model = Classifier()
+    sd = OrderedDict(("module." + k.replace("head.", "fc."), v)
+                     for k, v in model.state_dict().items())
+    cmp = sdw.compare(model, sd)
+    rules = cmp.prefix_suggestions()
+    assert rules[0].rule == Rename.strip_prefix("module.") and rules[0].convention == "ddp"
+    assert rules[0].fixes == len(sd) - 2
+    assert Rename.prefix("module.fc.", "head.") in [r.rule for r in rules]
+    step = cmp.with_renames(rules[0].rule)
+    assert set(step.keys("unexpected")) == {"fc.weight", "fc.bias"}
+    # suggestions name the key as the next rule sees it (after 'module.' is stripped)
+    pairs = step.suggest_renames()
+    assert [(p.ckpt_key, p.model_key) for p in pairs] == [("fc.weight", "head.weight"),
+                                                          ("fc.bias", "head.bias")]
+    assert step.with_renames(pairs).loads_cleanly
+    assert step.prefix_suggestions()[0].rule == Rename.prefix("fc.", "head.")
+    assert step.with_renames(step.prefix_suggestions()[0]).loads_cleanly
+
+
+def test_a_rule_that_would_collide_is_not_offered():
+    keys = KeySets({"module.a.weight": (2,), "a.weight": (2,)}, {"b.weight": (2,)}, [])
+    # stripping 'module.' maps module.a.weight onto a.weight, which stays: with_renames refuses
+    assert all(c.rule != Rename.strip_prefix("module.") for c in discover_rules(keys))
+
+
+def test_discovery_is_cached_and_with_renames_shares_the_model_side():
+    model = Encoder()
+    cmp = sdw.compare(model, prefixed(model.state_dict(), "module."))
+    assert cmp.prefix_suggestions() == cmp.prefix_suggestions()
+    assert cmp._rule_candidates is cmp._rule_candidates
+    again = cmp.with_renames({"module.": ""})
+    assert again.entries is cmp.entries and again._module_types is cmp._module_types
+    assert again.prefix_suggestions() == [] and again.suggest_renames() == []
+
+
+def test_pair_scoring_stays_inside_leaf_and_shape_buckets():
+    unexpected = {f"old{i}.weight": (i + 1, 3) for i in range(40)}
+    missing = {f"new{i}.weight": (i + 1, 3) for i in range(40)}
+    missing.update({f"new{i}.bias": (i + 1,) for i in range(40)})
+    pairs = pair_keys(KeySets(unexpected, missing, []), limit=100)
+    assert sorted((u, m) for u, m, _, _ in pairs) == sorted(
+        (f"old{i}.weight", f"new{i}.weight") for i in range(40))
+    assert all("same shape" in reason for *_, reason in pairs)
+
+
+def test_discovery_at_20k_keys_is_not_quadratic():
+    # a loose guard only: the measured targets are in benchmarks/bench_renames.py
+    n = 20_000
+    model_keys = {f"blocks.{i // 4}.p{i % 4}.weight": (i % 7 + 1,) for i in range(n)}
+    ckpt = {"module." + k.replace("blocks.", "layers.", 1): s for k, s in model_keys.items()}
+    t0 = time.perf_counter()
+    keys = KeySets(ckpt, model_keys, [])
+    rules = discover_rules(keys)
+    pairs = pair_keys(keys, rules)
+    elapsed = time.perf_counter() - t0
+    assert rules[0].rule == Rename.prefix("module.layers.", "blocks.") and rules[0].fixes == n
+    assert len(pairs) == 50
+    assert elapsed < 10, f"discovery on {n} keys took {elapsed:.1f} s"
+
+
+def test_apply_renames_chains_a_leaf_rule_after_a_prefix():
+    rules = parse_renames([("module.", ""), ("leaf:gamma,beta", "weight,bias")])
+    assert apply_renames("module.enc.LayerNorm.gamma", rules) == "enc.LayerNorm.weight"
+
+
+# ------------------------------------------------------------------------------------ rows
+
+
+def test_tied_key_absent_from_the_file_is_reported_as_tied():
+    model = TiedLM()
+    sd = OrderedDict((k, v) for k, v in model.state_dict().items() if k != "lm_head.weight")
+    result = copy.deepcopy(model).load_state_dict(sd, strict=False)
+    assert result.missing_keys == ["lm_head.weight"]  # torch calls it missing (fact 14)
+    cmp = sdw.compare(TiedLM(), sd)
+    row = cmp["lm_head.weight"]
+    assert row.status == "missing" and row.tied_to == "embed.weight"
+    assert "tied to 'embed.weight'" in row.reason and "initial" not in row.reason
+    assert cmp["embed.weight"].tied_to is None  # it is in the file
+    frame = cmp.to_frame().set_index("key")
+    assert frame.loc["lm_head.weight", "tied_to"] == "embed.weight"
+    leaf = next(c for c in cmp.tree()["children"] if c["path"] == "lm_head")["children"][0]
+    assert leaf["tied_to"] == "embed.weight"
+    # and it is true: loading the embedding changes lm_head.weight
+    target = TiedLM()
+    sdw.partial_load(target, cmp.plan())
+    assert torch.equal(target.lm_head.weight, sd["embed.weight"])
+
+
+def test_tied_keys_both_absent_are_not_said_to_follow_each_other():
+    model = TiedLM()
+    sd = OrderedDict((k, v) for k, v in model.state_dict().items()
+                     if k not in ("lm_head.weight", "embed.weight"))
+    cmp = sdw.compare(TiedLM(), sd)
+    assert cmp["lm_head.weight"].tied_to is None and cmp["embed.weight"].tied_to is None
+    assert "keeps its current (initial) value" in cmp["lm_head.weight"].reason
+
+
+def test_missing_on_a_meta_model_does_not_claim_an_initial_value():
+    with torch.device("meta"):
+        model = Encoder()
+    sd = OrderedDict((k, v) for k, v in Encoder().state_dict().items() if not k.startswith("norm"))
+    cmp = sdw.compare(model, sd)
+    for key in ("norm.weight", "norm.bias"):
+        row = cmp[key]
+        assert row.status == "missing" and row.model_on_meta
+        assert "meta device" in row.reason and "initial value" not in row.reason
+        assert "cannot run until it is initialised" in row.reason
+    leaf = next(c for c in cmp.tree()["children"] if c["path"] == "norm")["children"][0]
+    assert leaf["model_on_meta"] is True and "meta device" in leaf["reason"]
+
+
+def test_torch_agrees_with_the_statuses_after_a_suggested_rule():
+    model = Classifier()
+    sd = prefixed(model.state_dict(), "module.")
+    cmp = sdw.compare(Classifier(), sd)
+    assert not torch_strict_ok(Classifier(), sd)
+    rule = cmp.prefix_suggestions()[0].rule
+    renamed = OrderedDict((rule(k), v) for k, v in sd.items())
+    assert torch_strict_ok(Classifier(), renamed) == cmp.with_renames(rule).loads_cleanly is True
