@@ -628,3 +628,326 @@ def test_protocol_messages_per_click_do_not_grow_with_the_tree(n_layers):
     comm.from_frontend({"method": "custom", "content": {"action": "toggle",
                                                        "keys": ["blocks.0.lin.weight"]}})
     assert len(comm.sent) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# construction errors, error state
+# --------------------------------------------------------------------------------------------
+
+
+def test_wrong_or_swapped_arguments_raise_a_clear_type_error(tmp_path):
+    model = demo.target_model("identical")
+    ckpt = demo.variant("identical")
+    with pytest.raises(TypeError, match=r"first argument must be the nn\.Module.*state dict"):
+        Explorer(model.state_dict(), ckpt)
+    with pytest.raises(TypeError, match=r"'resnet50'.*not its name"):
+        Explorer("resnet50", ckpt)
+    path = tmp_path / "ckpt.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(TypeError, match=r"swapped.*second is the model SmallCNN"):
+        Explorer(str(path), model)
+    with pytest.raises(TypeError, match="swapped"):
+        Explorer(ckpt, model)
+    with pytest.raises(TypeError, match="looks like a checkpoint path"):
+        Explorer(path, ckpt)
+    with pytest.raises(TypeError, match="give the checkpoint"):
+        Explorer(model)
+    with pytest.raises(ValueError, match="not a Python variable name"):
+        Explorer(model, ckpt, model_name="1net")
+
+
+def test_error_state_says_what_failed_and_how_to_fix_it(tmp_path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    w = Explorer(demo.target_model("identical"), bad)
+    assert w.error["title"] and str(bad) in w.error["text"]
+    assert "torch.save" in w.error["fix"]
+    assert w.bn_policy == "load" and w.selected_keys == [] and w.banner == {}
+    w.bn_policy = "nonsense"  # every control keeps a valid value
+    assert w.bn_policy == "load" and w.message["level"] == "error"
+    missing = Explorer(demo.target_model("identical"), tmp_path / "nope.pt")
+    assert missing.error["kind"] == "not_found" and "nope.pt" in missing.error["fix"]
+    w.handle_action({"action": "load"})
+    assert "no checkpoint to load from" in w.message["text"]
+    good = Explorer(demo.target_model("identical"), demo.variant("identical"))
+    assert good.error == {}
+
+
+# --------------------------------------------------------------------------------------------
+# the one-rule banner and truthful rule-change messages
+# --------------------------------------------------------------------------------------------
+
+
+def test_ddp_banner_names_the_rule_and_apply_says_truly_what_changed():
+    w, _ = explorer("dataparallel")
+    n = w.tree["n_keys"] // 2  # every key is missing once and unexpected once
+    assert w.banner["fixes"] == n
+    assert "'module.'" in w.banner["text"]
+    assert f"{n} missing + {n} unexpected keys pair up" in w.banner["text"]
+    w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
+    assert w.tree["counts"][w.tree["statuses"].index("match")] == n
+    assert f"{n} keys now pair up: {n} matches." in w.message["text"], w.message
+    assert w.banner == {}  # nothing left to fix
+    w.handle_action({"action": "remove_rule", "index": 0})
+    assert f"{n} keys no longer pair up" in w.message["text"]
+
+
+def test_rule_message_counts_shape_mismatches_and_casts():
+    model = demo.target_model("identical")
+    sd = OrderedDict((f"module.{k}", v) for k, v in model.state_dict().items())
+    sd["module.classifier.weight"] = torch.zeros(7, 32)
+    sd["module.classifier.bias"] = torch.zeros(7)
+    sd["module.backbone.stem.conv.weight"] = sd["module.backbone.stem.conv.weight"].half()
+    w = Explorer(model, sd)
+    assert w.banner, "one rule explains every problem"
+    w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
+    n = len(sd)
+    text = w.message["text"]
+    assert (f"{n} keys now pair up: {n - 3} matches, 2 shape mismatches, 1 dtype mismatch."
+            in text), text
+
+
+def test_rule_change_shows_busy_while_it_works():
+    comm = RecordingComm()
+    w = Explorer(demo.target_model("dataparallel"), demo.variant("dataparallel"), comm=comm)
+    comm.sent.clear()
+    comm.from_frontend({"method": "custom", "content": {"action": "accept_suggestion",
+                                                       "id": w.banner["id"]}})
+    states = [m["state"] for m in comm.updates()]
+    busy = [s["busy"] for s in states if "busy" in s]
+    assert busy[0] is True and busy[-1] is False
+    first_busy = next(i for i, s in enumerate(states) if s.get("busy") is True)
+    tree_at = next(i for i, s in enumerate(states) if "tree" in s)
+    assert first_busy < tree_at  # the sign went out before the work
+    assert any(s.get("busy_text") == "Re-aligning the tree…" for s in states)
+
+
+# --------------------------------------------------------------------------------------------
+# results that scale: table, most-changed grid, any tensor, any BatchNorm module
+# --------------------------------------------------------------------------------------------
+
+
+def conv_bn_stack(n_blocks: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(*[nn.Sequential(nn.Conv2d(4, 4, 1, bias=False), nn.BatchNorm2d(4))
+                           for _ in range(n_blocks)])
+
+
+def trained_state(model: nn.Module, seed: int = 1) -> OrderedDict:
+    g = torch.Generator().manual_seed(seed)
+    sd = model.state_dict()
+    out = OrderedDict()
+    for i, (k, v) in enumerate(sd.items()):
+        if v.is_floating_point():
+            out[k] = v + torch.randn(v.shape, generator=g) * (0.01 * (1 + i % 7))
+        else:
+            out[k] = v + 3
+    out._metadata = sd._metadata  # type: ignore[attr-defined]
+    return out
+
+
+def test_results_table_covers_every_tensor_most_changed_first():
+    model = conv_bn_stack(500)  # 3,000 keys, 500 BatchNorm modules
+    sd = trained_state(model)
+    w = Explorer(model, sd, max_histograms=4)
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success", w.message
+    res = w.results
+    assert res["state"] == "ready" and res["n"] == len(sd) == 3000
+    names = [c["name"] for c in res["columns"]]
+    assert {"key", "rel_change", "before_mean", "after_mean", "before_std", "after_std", "cast",
+            "adapter", "nonfinite", "tied"} <= set(names)
+    d = res["data"]
+    assert len(d["key"]) == 3000 and set(d["key"]) == set(sd)
+    # the picker offers every tensor (no 2,000 cap), most changed first
+    assert len(w.histogram_keys) == 3000
+    rel = dict(zip(d["key"], d["rel_change"], strict=True))
+    ordered = [rel[k] for k in w.histogram_keys if rel[k] is not None]
+    assert ordered == sorted(ordered, reverse=True)
+    # the grid shows the most-changed parameters, not the first ones in model order
+    grid = [h["key"] for h in w.histograms]
+    params = [k for k in w.histogram_keys if not k.endswith(("running_mean", "running_var",
+                                                                "num_batches_tracked"))]
+    assert grid == params[:4]
+    assert grid != [k for k in sd if k in set(params)][:4]
+    # any tensor can be picked, also past the first 2,000
+    far = list(sd)[2500]
+    w.histogram_key = far
+    assert w.histogram["key"] == far and w.histogram["src"].startswith("data:image/png")
+    # every BatchNorm module, not 3 and "+497 more"
+    assert len(w.bn_modules) == 500 and w.bn_module == w.bn_modules[0]
+    w.handle_action({"action": "bn_module", "module": "499.1"})
+    assert w.bn_module == "499.1" and w.bn_plot["module"] == "499.1"
+    assert w.bn_plot["src"].startswith("data:image/png")
+    w.bn_module = "no.such.bn"  # the validator keeps a valid choice
+    assert w.bn_module in w.bn_modules
+
+
+def test_results_table_shows_casts_and_adapters():
+    w, _ = explorer("new_head", select="none")
+    w.handle_action({"action": "adapt", "key": "classifier.weight", "adapter": "overlap"})
+    w.handle_action({"action": "load"})
+    d = w.results["data"]
+    row = d["key"].index("classifier.weight")
+    assert d["adapter"][row] == "overlap" and d["action"][row] == "adapt"
+    half = OrderedDict((k, v.half() if v.is_floating_point() else v)
+                       for k, v in demo.variant("identical").items())
+    w2 = Explorer(demo.target_model("identical"), half)
+    w2.handle_action({"action": "load"})
+    d2 = w2.results["data"]
+    row = d2["key"].index("backbone.stem.conv.weight")
+    assert "float16" in d2["cast"][row] and "float32" in d2["cast"][row]
+
+
+def test_load_message_goes_out_before_the_statistics():
+    comm = RecordingComm()
+    model = conv_bn_stack(50)
+    w = Explorer(model, trained_state(model), comm=comm)
+    comm.sent.clear()
+    comm.from_frontend({"method": "custom", "content": {"action": "load"}})
+    states = [m["state"] for m in comm.updates()]
+    msg_at = next(i for i, s in enumerate(states)
+                  if s.get("message", {}).get("level") == "success")
+    ready_at = next(i for i, s in enumerate(states) if s.get("results", {}).get("state") == "ready")
+    plots_at = next(i for i, s in enumerate(states) if s.get("histograms"))
+    assert msg_at < ready_at < plots_at
+    assert states[msg_at]["results"]["state"] == "computing"
+    assert states[msg_at]["tab"] == "results"
+    assert w.busy is False and w.busy_text == ""
+
+
+# --------------------------------------------------------------------------------------------
+# staleness
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_change_outside_the_widget_makes_the_view_stale_until_refresh():
+    w, model = explorer("identical")
+    assert not w.check_stale() and w.stale == {}
+    w.handle_action({"action": "load"})
+    assert w.results["state"] == "ready" and w.stale == {}  # our own load is not "outside"
+    other = demo.variant("new_head")
+    model.load_state_dict({k: v for k, v in other.items() if not k.startswith("classifier")},
+                          strict=False)
+    assert w.check_stale()
+    assert w.stale["n_changed"] > 0 and "Refresh" in w.stale["text"]
+    assert w.results["state"] == "stale"
+    w.handle_action({"action": "refresh"})
+    assert w.stale == {} and w.results["state"] == "none" and w.histograms == []
+    assert w.message["level"] == "info" and "Refreshed" in w.message["text"]
+    assert not w.check_stale()
+
+
+def test_an_optimizer_step_is_detected_on_the_next_action():
+    w, model = explorer("identical", select="none")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.randn(2, 3, 16, 16)).sum().backward()
+    opt.step()
+    w.handle_action({"action": "select_all_loadable"})  # any action checks first
+    # every parameter stepped; of the BatchNorm buffers the training-mode forward moved, the
+    # kernel's in-place running_mean/var update does not bump torch's version counter, but
+    # num_batches_tracked += 1 does: each BatchNorm module is still flagged
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert w.stale["n_changed"] == sum(1 for _ in model.parameters()) + n_bn
+    assert all(any(k.startswith(m + ".") for k in w.stale["keys"]) for m in ["backbone.stem"])
+    # a parameter replaced by a new object is a change too
+    w.handle_action({"action": "refresh"})
+    model.classifier.weight = nn.Parameter(torch.zeros_like(model.classifier.weight))
+    assert w.check_stale() and "classifier.weight" in w.stale["keys"]
+
+
+def test_undo_is_not_a_change_from_outside():
+    w, _ = explorer("identical")
+    w.handle_action({"action": "load"})
+    w.handle_action({"action": "undo"})
+    assert not w.check_stale() and w.stale == {}
+
+
+# --------------------------------------------------------------------------------------------
+# code tab, tab trait, weight sets, meta leftovers, one action table
+# --------------------------------------------------------------------------------------------
+
+
+def test_model_name_is_validated_and_used_by_the_code():
+    w, _ = explorer("new_head")
+    w.tab = "code"
+    assert w.show_code and w.code
+    w.model_name = "net"
+    assert w.model_name == "net" and w.code_error == ""
+    w.model_name = "1net"
+    assert w.model_name == "net" and "not a Python variable name" in w.code_error
+    w.model_name = "class"
+    assert w.model_name == "net" and w.code_error
+    w.tab = "nonsense"
+    assert w.tab == "code"
+    w.tab = "preview"
+    assert not w.show_code and w.code == ""
+
+
+def test_model_name_reaches_to_code_when_the_plan_supports_it():
+    import inspect
+
+    w, _ = explorer("new_head")
+    if "model_name" not in inspect.signature(w.plan().to_code).parameters:
+        pytest.skip("plan.to_code(model_name=...) is not there yet")
+    w.model_name = "net"
+    w.tab = "code"
+    assert "net" in w.code and w.code == w.plan().to_code(model_name="net")
+
+
+def test_training_checkpoint_weight_sets_can_be_switched(tmp_path):
+    model = demo.target_model("identical")
+    plain = demo.variant("identical")
+    ema = OrderedDict((k, v + 1 if v.is_floating_point() else v) for k, v in plain.items())
+    path = tmp_path / "train.ckpt"
+    torch.save({"epoch": 3, "state_dict": plain, "ema": ema}, path)
+    w = Explorer(model, path)
+    sets = {s["key"]: s for s in w.weight_sets}
+    assert set(sets) == {"state_dict", "ema"}
+    current = next(s["key"] for s in w.weight_sets if s["current"])
+    other = "ema" if current == "state_dict" else "state_dict"
+    w.handle_action({"action": "switch_weights", "key": other})
+    assert w.message["level"] == "info" and repr(other) in w.message["text"]
+    assert next(s["key"] for s in w.weight_sets if s["current"]) == other
+    assert w.comparison.checkpoint.source.key == other
+    w.handle_action({"action": "load"})
+    want = ema if other == "ema" else plain
+    assert torch.equal(model.backbone.stem.conv.weight, want["backbone.stem.conv.weight"])
+    w.handle_action({"action": "switch_weights", "key": "nope"})
+    assert w.message["level"] == "error" and "not a weight set" in w.message["text"]
+
+
+def test_meta_device_leftovers_are_named_after_a_load():
+    with torch.device("meta"):
+        model = demo.target_model("identical")
+    sd = demo.variant("identical")
+    w = Explorer(model, sd, select="none")
+    w.handle_action({"action": "toggle", "modules": ["backbone"]})
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success", w.message
+    left = w.meta_leftovers
+    assert left["n"] == sum(1 for k in sd if k.startswith("classifier"))
+    assert set(left["keys"]) == {k for k in sd if k.startswith("classifier")}
+    assert "cannot run until these are initialised" in left["text"]
+    assert "meta device" in w.message["text"]
+
+
+def test_every_action_the_front_end_sends_is_registered_once():
+    from sd_widgets.widgets.explorer import ACTIONS
+
+    sent = set()
+    for name in ("tree.js", "panels.js"):
+        sent |= set(re.findall(r'send\(\{ ?action: "([a-z_]+)"', (STATIC / name).read_text()))
+    assert sent, "no actions found in the front end"
+    assert sent <= set(ACTIONS), sent - set(ACTIONS)
+    assert all(a.label for a in ACTIONS.values())
+    assert {"refresh", "switch_weights", "dismiss_banner", "bn_module"} <= set(ACTIONS)
+
+
+def test_the_legend_and_colours_come_from_the_one_vocabulary():
+    from sd_widgets.statuses import legend
+
+    w, _ = explorer("new_head")
+    assert w.tree["legend"] == legend()
+    assert all(item["colour"].startswith("#") for item in w.tree["legend"])
+    assert "--sdw-c-${item.status}" in (STATIC / "panels.js").read_text()

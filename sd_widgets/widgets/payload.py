@@ -562,17 +562,24 @@ def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[s
 def weight_sets_payload(source: Any) -> list[dict[str, Any]]:
     """The weight sets of a training checkpoint (``state_dict`` / ``ema`` ...), when several.
 
-    Reads ``source.alternatives`` when the checkpoint layer provides it, else
-    ``source.candidates`` (nested entry → number of tensors).
+    Reads ``source.candidates`` (nested entry → number of tensors) and
+    ``source.alternatives`` (the entries not chosen), whichever the checkpoint layer provides.
     """
-    options = getattr(source, "alternatives", None) or getattr(source, "candidates", None) or {}
-    if not isinstance(options, Mapping):
-        options = {str(k): None for k in options}
+    current = getattr(source, "key", None)
+    options: dict[str, Any] = {}
+    if current is not None:
+        options[str(current)] = None
+    for name in ("candidates", "alternatives"):
+        found = getattr(source, name, None) or {}
+        if not isinstance(found, Mapping):
+            found = dict.fromkeys(found)
+        for k, n in found.items():
+            if options.get(str(k)) is None:
+                options[str(k)] = n
     if len(options) < 2:
         return []
-    current = getattr(source, "key", None)
-    return [{"key": str(k), "n_tensors": n if isinstance(n, int) else None,
-             "current": str(k) == current} for k, n in options.items()]
+    return [{"key": k, "n_tensors": n if isinstance(n, int) else None, "current": k == current}
+            for k, n in options.items()]
 
 
 # --------------------------------------------------------------------------------------------
