@@ -6,6 +6,7 @@ may live on the meta device.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -289,33 +290,39 @@ class Comparison:
     def _build_rows(self) -> list[Row]:
         renamed = self._renamed_checkpoint_keys()
         by_target = {new: old for old, new in renamed.items()}
+        infos = self.checkpoint.__getitem__
+        prod = math.prod
         rows: list[Row] = []
+        append = rows.append
         for mk, e in self.entries.items():
             ck = by_target.get(mk)
             mdt = _dtype_name(e.dtype)
             on_meta = e.device == "meta"
             if ck is None:
                 status = "missing" if e.kind == "param" else "missing_buffer"
-                nbytes = _nbytes(e.shape, e.dtype)
-                tied_to = next((t for t in e.tied if t in by_target), None)
-                rows.append(Row(mk, status, e.kind, e.module, None, mk, None, e.shape, None, mdt,
-                                nbytes, e.tied, on_meta, tied_to))
+                nbytes = prod(e.shape) * e.dtype.itemsize
+                tied_to = next((t for t in e.tied if t in by_target), None) if e.tied else None
+                append(Row(mk, status, e.kind, e.module, None, mk, None, e.shape, None, mdt,
+                           nbytes, e.tied, on_meta, tied_to))
                 continue
-            info = self.checkpoint[ck]
+            info = infos(ck)
             if info.shape != e.shape:
                 status = "shape_mismatch"
             elif info.dtype != e.dtype:
                 status = "dtype_mismatch"
             else:
                 status = "match"
-            rows.append(Row(mk, status, e.kind, e.module, ck, mk, info.shape, e.shape,
-                            info.dtype_name, mdt, info.nbytes, e.tied, on_meta))
+            append(Row(mk, status, e.kind, e.module, ck, mk, info.shape, e.shape,
+                       _dtype_name(info.dtype), mdt, prod(info.shape) * info.dtype.itemsize,
+                       e.tied, on_meta))
+        entries = self.entries
         for ck, new in renamed.items():
-            if new in self.entries:
+            if new in entries:
                 continue
-            info = self.checkpoint[ck]
-            rows.append(Row(new, "unexpected", None, _module_of(new), ck, None, info.shape, None,
-                            info.dtype_name, None, info.nbytes, info.tied))
+            info = infos(ck)
+            append(Row(new, "unexpected", None, new.rpartition(".")[0], ck, None, info.shape,
+                       None, _dtype_name(info.dtype), None,
+                       prod(info.shape) * info.dtype.itemsize, info.tied))
         return rows
 
     # views ---------------------------------------------------------------------------------------

@@ -418,12 +418,10 @@ class KeySets:
 
     def tf_leaf_rule(self) -> Rename | None:
         """One leaf rule for the TensorFlow-style names present (``gamma``/``beta``, ...)."""
-        found = {}
-        for u in self._ukeys:
-            leaf = u.rpartition(".")[2]
-            if leaf in TF_LEAF_NAMES:
-                found[leaf] = TF_LEAF_NAMES[leaf]
-        return Rename.leaves(found) if found else None
+        found = {u.rpartition(".")[2] for u in self._ukeys} & set(TF_LEAF_NAMES)
+        if not found:
+            return None
+        return Rename.leaves({o: n for o, n in TF_LEAF_NAMES.items() if o in found})
 
 
 def _wrapper_origin(prefix: str) -> tuple[str, str] | None:
