@@ -108,7 +108,7 @@ def open_index(path: Path, *, key: Any, map_location: Any, trust: Any,
     weight_map: dict[str, str] = index["weight_map"]
     paths: dict[str, Path] = {}
     for k, s in weight_map.items():
-        if s not in paths:
+        if not isinstance(s, str) or s not in paths:  # a non-str raises in shard_path
             paths[s] = shard_path(path, k, s)
     shards = list(paths)
     missing = [s for s in shards if not os.path.lexists(paths[s])]

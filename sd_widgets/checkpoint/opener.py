@@ -96,7 +96,7 @@ def _open_path(path: Path, *, key: Any, map_location: Any, trust: Any,
         except OSError:
             pass
         raise UnreadableCheckpointError(
-            f"no file or directory at {str(path)!r} (resolved to {path.resolve()}). "
+            f"no file or directory at {str(path)!r} (resolved to {str(path.resolve())!r}). "
             f"Check the path.{hint}"
         )
     st = check_path(path, "any")
@@ -126,6 +126,7 @@ def _looks_like_checkpoint(p: Path) -> bool:
 def _open_directory(path: Path, *, key: Any, map_location: Any, trust: Any,
                     progress: bool | None) -> Checkpoint:
     if os.path.lexists(path / ".metadata"):
+        check_path(path / ".metadata")  # before torch.distributed is imported
         return open_dcp(path, key=key)
     entries = sorted(p.name for p in path.iterdir())
     for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):

@@ -186,8 +186,9 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -
             )
         if st.st_size > limit:
             raise UnreadableCheckpointError(
-                f"{what} {_shown(path)} is {st.st_size:,} bytes, over the {limit:,}-byte limit for "
-                f"a {what}; it is not one (or is hostile). Check the file."
+                f"{what} {_shown(path)} is {st.st_size:,} bytes, over the {limit:,}-byte limit "
+                "sd_widgets sets for it; no real one is that large, so it is corrupt or hostile. "
+                "Check the file."
             )
         chunks = []
         left = limit + 1

@@ -207,8 +207,8 @@ def restricted_load(data: bytes, allowed: Mapping[tuple[str, str], Any], what: s
         names = unknown or [exc.name]
         raise UnsafeCheckpointError(
             f"{what} contains objects that are not checkpoint metadata: it names "
-            f"{', '.join(repr(n) for n in names)}, which only {len(allowed)} exact metadata "
-            "classes are allowed to be. Nothing was executed. This is not a plain "
+            f"{', '.join(repr(n) for n in names)}, not one of the {len(allowed)} exact metadata "
+            "classes and functions allowed. Nothing was executed. This is not a plain "
             "torch.distributed.checkpoint directory; do not load it unless you trust its source.",
             globals=names,
         ) from None

@@ -1,0 +1,817 @@
+"""The fuzz and hostile-file suite: untrusted files stay inert (issue 8, reader half).
+
+For every reader the invariant is: ``open_checkpoint`` (and reading the tensors it lists)
+returns or raises a :class:`sd_widgets.CheckpointError` subclass, within a few seconds and
+bounded memory; never runs code from the file (marker-file payloads: the marker must not
+exist, and a control shows the payload is live); never reads outside the source (shard and
+data-file names pointing elsewhere are refused, and no byte of their targets reaches a
+message). Hand-made hostile files cover each class of attack; hypothesis covers the rest
+(derandomized, so CI is reproducible).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import safetensors
+import torch
+from fuzz_files import (
+    ReduceTo,
+    call_pickle,
+    dump_metadata,
+    index_file,
+    make_fifo,
+    marker_payloads,
+    real_dcp_metadata,
+    safetensors_bytes,
+    torch_zip_members,
+    write_dcp,
+    write_zip,
+    zip_bomb_checkpoint,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import save_file
+
+import sd_widgets as sdw
+from sd_widgets.checkpoint.safetensors import SAFETENSORS_DTYPES
+from sd_widgets.checkpoint.unpickle import dcp_metadata_globals
+from sd_widgets.errors import CheckpointChangedError
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning"),
+    # torch's weights-only unpickler warns about the protocol of random bytes it then refuses
+    pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning"),
+]
+
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+SECRET = b"SECRET-BYTES-OUTSIDE-THE-CHECKPOINT"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def opened_or_typed(src: Any, **kwargs: Any) -> sdw.Checkpoint | sdw.CheckpointError:
+    """The invariant for one source: a Checkpoint whose tensors can all be read (or refused
+    with a typed error), or a typed error. Anything else fails the test."""
+    try:
+        ck = sdw.open_checkpoint(src, **kwargs)
+    except sdw.CheckpointError as exc:
+        assert "Traceback" not in str(exc)
+        return exc
+    try:
+        ck.state_dict()
+    except sdw.CheckpointError as exc:
+        return exc
+    return ck
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter of this venv (a hang or a crash cannot take the test
+    process with it)."""
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """A file outside every checkpoint directory; its bytes must never appear anywhere."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    path = outside / "secret.safetensors"
+    save_file({"w": torch.ones(1)}, str(path), metadata={"note": SECRET.decode()})
+    return path
+
+
+# ============================================================================ DCP .metadata
+
+
+def _recorded_globals(raw: bytes) -> set[tuple[str, str]]:
+    seen: set[tuple[str, str]] = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            seen.add((module, name))
+            return super().find_class(module, name)
+
+    Recorder(io.BytesIO(raw)).load()
+    return seen
+
+
+def _rich_dcp_state() -> dict[str, Any]:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    opt = torch.optim.AdamW(model.parameters())
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    dtypes = {f"t_{str(d).split('.')[1]}": torch.zeros(3, dtype=d) for d in (
+        torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.int16, torch.int32,
+        torch.uint8, torch.bool, torch.complex64)}
+    return {"model": model.state_dict(), "optim": opt.state_dict(), "extra": dtypes,
+            "channels_last": torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last),
+            "epoch": 3, "name": "run-1", "blob": b"\x00\x01", "nothing": None}
+
+
+def test_dcp_allow_list_is_exactly_what_real_metadata_needs(tmp_path):
+    """Real DCP checkpoints (nested, optimizer state, every dtype, channels_last, non-tensor
+    entries) use only exact (module, name) pairs of the allow-list, none of them dotted, and
+    the allow-list has no module-wide entries."""
+    directory = write_dcp(tmp_path / "rich", _rich_dcp_state())
+    used = _recorded_globals((directory / ".metadata").read_bytes())
+    allowed = dcp_metadata_globals()
+    assert used <= set(allowed), used - set(allowed)
+    assert all("." not in name for _, name in allowed)
+    assert ("torch.distributed.checkpoint.metadata", "Metadata") in used
+    ck = sdw.open_checkpoint(directory, key="model")
+    assert ck.source.kind == "dcp" and "0.weight" in ck
+    assert torch.equal(ck.tensor("1.running_var"), torch.ones(4) * ck.tensor("1.running_var"))
+    assert set(ck.source.alternatives) >= {"extra", "channels_last"}
+    extra = sdw.open_checkpoint(directory, key="extra")
+    assert extra["t_bfloat16"].dtype == torch.bfloat16
+    assert torch.equal(extra.tensor("t_complex64"), torch.zeros(3, dtype=torch.complex64))
+
+
+@pytest.mark.parametrize("payload", list(marker_payloads(Path("/m"))))
+def test_dcp_metadata_payloads_never_run(payload, tmp_path):
+    marker = tmp_path / "PWNED"
+    directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
+    raw = marker_payloads(marker)[payload]
+    (directory / ".metadata").write_bytes(raw)
+    for trust in (False, True):  # DCP metadata is never more than metadata, even trusted
+        with pytest.raises(sdw.UnsafeCheckpointError) as info:
+            sdw.open_checkpoint(directory, trust=trust)
+        assert not marker.exists()
+        assert len(info.value.globals) == 1
+        module_name = payload.split(" ", 1)[1].replace("/", ".")
+        if "via" not in payload and "dcp." not in payload:
+            assert info.value.globals == [module_name]
+        assert info.value.globals[0] in str(info.value)
+        assert "Nothing was executed" in str(info.value)
+    # control: the payload is live under a plain unpickler
+    with contextlib.suppress(Exception):
+        pickle.loads(raw)
+    assert marker.exists(), f"payload {payload} is not live, so the test proves nothing"
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("field", ["planner_data", "storage_meta", "state_dict_metadata"])
+def test_payload_inside_real_metadata_never_runs(field, protocol, tmp_path):
+    marker = tmp_path / "PWNED"
+    directory = write_dcp(tmp_path / "dcp", {"model": {"w": torch.ones(2)}})
+    md = real_dcp_metadata(directory)
+    evil = ReduceTo(os.system, f"touch {marker}")
+    if field == "state_dict_metadata":
+        md.state_dict_metadata["model.w"] = evil
+    else:
+        setattr(md, field, evil)
+    dump_metadata(directory, md, protocol)
+    with pytest.raises(sdw.UnsafeCheckpointError) as info:
+        sdw.open_checkpoint(directory)
+    assert info.value.globals == [f"{os.system.__module__}.system"]
+    assert not marker.exists()
+    with pytest.raises(sdw.UnsafeCheckpointError):
+        sdw.compare(torch.nn.Linear(2, 2), directory)
+    assert not marker.exists()
+
+
+def _mutate_storage(directory: Path, **changes: Any) -> None:
+    md = real_dcp_metadata(directory)
+    for info in md.storage_data.values():
+        for k, v in changes.items():
+            setattr(info, k, v)
+    dump_metadata(directory, md)
+
+
+@pytest.mark.parametrize("case", ["parent", "absolute", "symlink-out", "nul", "negative-offset",
+                                  "float-length", "transform"])
+def test_dcp_data_files_stay_inside_the_directory(case, tmp_path, secret):
+    directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
+    changes: dict[str, Any] = {
+        "parent": {"relative_path": f"../outside/{secret.name}"},
+        "absolute": {"relative_path": str(secret)},
+        "symlink-out": {"relative_path": "link.distcp"},
+        "nul": {"relative_path": "__0_0.distcp\x00x"},
+        "negative-offset": {"offset": -8},
+        "float-length": {"length": 1.5},
+        "transform": {"transform_descriptors": ["stream.zstd"]},
+    }[case]
+    if case == "symlink-out":
+        (directory / "link.distcp").symlink_to(secret)
+    _mutate_storage(directory, **changes)
+    with pytest.raises(sdw.UnreadableCheckpointError) as info:
+        sdw.open_checkpoint(directory)
+    assert SECRET.decode() not in str(info.value)
+    assert "not valid torch.distributed.checkpoint metadata" in str(info.value)
+
+
+def test_dcp_extension_opcodes_and_corrupt_metadata_are_unreadable(tmp_path):
+    directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
+    for raw in (b"\x80\x02\x82\x01.", b"\x80\x02\x83\x01\x00.", b"\x80\x04\x95",
+                b"\x80\x02]q\x00(K\x01" + b"h\x00" * 10, b"\x80\x02P0\n."):
+        (directory / ".metadata").write_bytes(raw)
+        with pytest.raises(sdw.UnreadableCheckpointError):
+            sdw.open_checkpoint(directory)
+
+
+# ============================================================================ index files
+
+
+@pytest.mark.parametrize("case", ["parent", "absolute", "symlink-out", "nul", "dir-symlink-out"])
+def test_index_shards_must_stay_inside_the_index_directory(case, tmp_path, secret):
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    shard = {
+        "parent": f"../outside/{secret.name}",
+        "absolute": str(secret),
+        "symlink-out": "model-00001-of-00001.safetensors",
+        "nul": "model.safetensors\x00../../x",
+        "dir-symlink-out": "sub/secret.safetensors",
+    }[case]
+    if case == "symlink-out":
+        (d / shard).symlink_to(secret)
+    if case == "dir-symlink-out":
+        (d / "sub").symlink_to(secret.parent, target_is_directory=True)
+    path = index_file(d, {"w": shard})
+    with pytest.raises(sdw.UnreadableCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    message = str(info.value)
+    assert "'w'" in message  # names the entry
+    assert SECRET.decode() not in message
+    with pytest.raises(sdw.UnreadableCheckpointError):
+        sdw.open_checkpoint(d)  # found through the directory: the same refusal
+
+
+def test_index_symlink_inside_the_directory_is_fine(tmp_path):
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    save_file({"w": torch.arange(3.0)}, str(d / "real.safetensors"))
+    (d / "model-00001-of-00001.safetensors").symlink_to(d / "real.safetensors")
+    ck = sdw.open_checkpoint(index_file(d, {"w": "model-00001-of-00001.safetensors"}))
+    assert torch.equal(ck.tensor("w"), torch.arange(3.0))
+
+
+@pytest.mark.parametrize("weight_map,fragment", [
+    ({"w": 3}, "maps to a int"),
+    ({"w": None}, "maps to a NoneType"),
+    ({"w": ["a.safetensors"]}, "maps to a list"),
+    ({"w": {"file": "a"}}, "maps to a dict"),
+    (["w", "a.safetensors"], "found list"),
+    ("a.safetensors", "found str"),
+    (None, "found NoneType"),
+])
+def test_index_weight_map_of_the_wrong_type_is_typed(weight_map, fragment, tmp_path):
+    with pytest.raises(sdw.UnreadableCheckpointError, match=fragment):
+        sdw.open_checkpoint(index_file(tmp_path, weight_map))
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000,
+                                  '{"weight_map": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001,
+                                  "[]", '"x"', "1e999999", '{"weight_map": {}}', "\ufeff{}"])
+def test_index_json_oddities_are_typed(text, tmp_path):
+    path = tmp_path / "model.safetensors.index.json"
+    path.write_text(text)
+    result = opened_or_typed(path)
+    assert isinstance(result, sdw.CheckpointError)
+
+
+def test_index_over_64_mb_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "model.safetensors.index.json"
+    with open(path, "wb") as f:
+        f.truncate(64 * 1024 * 1024 + 1)  # sparse: costs no disk
+    t0 = time.perf_counter()
+    with pytest.raises(sdw.UnreadableCheckpointError, match="limit"):
+        sdw.open_checkpoint(path)
+    assert time.perf_counter() - t0 < 1
+
+
+# ============================================================================ paths
+
+
+def test_fifos_sockets_and_devices_are_refused_at_once(tmp_path):
+    """FIFOs named like every format, a FIFO .metadata, a FIFO shard, a socket and a device:
+    refused without being opened. In a subprocess with a timeout, so a regression (a blocking
+    open) fails instead of hanging the test run."""
+    (tmp_path / "dcp").mkdir()
+    (tmp_path / "shards").mkdir()
+    index_file(tmp_path / "shards", {"w": "model-00001-of-00001.safetensors"})
+    fifos = [make_fifo(tmp_path / n) for n in ("model.safetensors.index.json", "x.pt",
+                                               "x.safetensors", "x.bin", "x.ckpt")]
+    make_fifo(tmp_path / "dcp" / ".metadata")
+    make_fifo(tmp_path / "shards" / "model-00001-of-00001.safetensors")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock.pt"))
+    try:
+        sources = [*map(str, fifos), str(tmp_path / "dcp"), str(tmp_path / "shards"),
+                   str(tmp_path / "sock.pt"), "/dev/zero", "/dev/null", str(tmp_path)]
+        proc = run_python(f"""
+            import json, time, sd_widgets as sdw
+            out = []
+            for src in {sources!r}:
+                t0 = time.perf_counter()
+                try:
+                    sdw.open_checkpoint(src)
+                    out.append([src, "opened", 0])
+                except sdw.CheckpointError as exc:
+                    out.append([src, type(exc).__name__, time.perf_counter() - t0])
+            print(json.dumps(out))
+        """, timeout=90)
+    finally:
+        sock.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(results) == len(sources)
+    for src, outcome, seconds in results:
+        assert outcome == "UnreadableCheckpointError", (src, outcome)
+        assert seconds < 1, (src, seconds)
+
+
+@pytest.mark.parametrize("path", [
+    "model\x00.pt", "/tmp/" + "a" * 5000 + ".pt", "/tmp/" + "b" * 300 + ".pt",
+    "\ud800.safetensors", "", "/tmp/\x1b[31mred.pt",
+])
+def test_impossible_paths_are_typed(path):
+    result = opened_or_typed(path)
+    assert isinstance(result, sdw.UnreadableCheckpointError)
+    assert "\x1b" not in str(result) and "\x00" not in str(result)
+
+
+# ============================================================================ zip bombs
+
+
+def _invariant_script(paths: list[str]) -> str:
+    return f"""
+        import json, time, sd_widgets as sdw
+
+        def hwm():
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        base = hwm()
+        out = []
+        for src in {paths!r}:
+            t0 = time.perf_counter()
+            try:
+                ck = sdw.open_checkpoint(src)
+                ck.state_dict()
+                outcome = "opened"
+            except sdw.CheckpointError as exc:
+                outcome = type(exc).__name__
+            out.append([src, outcome, time.perf_counter() - t0, hwm() - base])
+        print(json.dumps(out))
+    """
+
+
+def test_small_hostile_files_are_refused_fast_and_in_bounded_memory(tmp_path):
+    """Every file here is under 10 MB; each is opened or refused in < 5 s and the process
+    never grows by 512 MB (peak RSS measured in a subprocess)."""
+    files = {
+        "data.pkl inflating to 2 GiB": zip_bomb_checkpoint(tmp_path / "bomb.pt"),
+        "data/0 inflating to 2 GiB": zip_bomb_checkpoint(tmp_path / "bomb0.pt", member="data/0"),
+        "lying declared size": zip_bomb_checkpoint(tmp_path / "lie.pt", mib=1024, lie=True),
+        "just under the ratio cap": zip_bomb_checkpoint(tmp_path / "small.pt", mib=8),
+    }
+    # a legacy pickle declaring a 2**40-element storage
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(10)}, buf, _use_new_zipfile_serialization=False)
+    raw = buf.getvalue().replace(b"cpuq\x06K\nNtq", b"cpuq\x06\x8a\x06\x00\x00\x00\x00\x00\x01Ntq")
+    assert raw != buf.getvalue()
+    (tmp_path / "legacy_bomb.pth").write_bytes(raw)
+    files["legacy storage of 2**40 elements"] = tmp_path / "legacy_bomb.pth"
+    # a safetensors header declaring a 2**40-element tensor with 4 bytes of data
+    (tmp_path / "huge.safetensors").write_bytes(safetensors_bytes(
+        {"w": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 4]}}, 4))
+    files["safetensors 2**40 elements"] = tmp_path / "huge.safetensors"
+    # a DCP directory whose metadata declares a 2**40-element tensor
+    directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
+    md = real_dcp_metadata(directory)
+    md.state_dict_metadata["w"].size = torch.Size([2**20, 2**20])
+    dump_metadata(directory, md)
+    files["DCP 2**40 elements"] = directory
+    # an index of 150k entries, 9 MB, all naming one missing shard
+    wm = {f"layer.{i}.weight": "model-00001-of-00002.safetensors" for i in range(150_000)}
+    files["9 MB index"] = index_file(tmp_path / "idx", wm)
+    for path in files.values():
+        if path.is_file():
+            assert path.stat().st_size < 10 * 1024 * 1024, path
+    proc = run_python(_invariant_script([str(p) for p in files.values()]), timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for (label, _), (_src, outcome, seconds, extra) in zip(files.items(), results, strict=True):
+        assert outcome != "opened", label
+        assert outcome == "UnreadableCheckpointError", (label, outcome)
+        assert seconds < 5, (label, seconds)
+        assert extra < 512 * 1024 * 1024, (label, extra)
+
+
+def test_zip_bomb_is_unreadable_not_unsafe(tmp_path):
+    path = zip_bomb_checkpoint(tmp_path / "bomb.pt", mib=64)
+    with pytest.raises(sdw.UnreadableCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    assert not isinstance(info.value, sdw.UnsafeCheckpointError)
+    assert "zip bomb" in str(info.value) and "trust=True would not" in str(info.value)
+    with pytest.raises(sdw.UnreadableCheckpointError):
+        sdw.open_checkpoint(path, trust=True)
+
+
+def test_a_compressed_but_honest_torch_archive_still_opens(tmp_path):
+    """Compression itself is not refused: a re-zipped (deflated) torch file within the caps
+    opens and reads the same tensors (torch.load reads it without mmap)."""
+    sd = {"w": torch.arange(1000.0), "b": torch.zeros(5)}
+    import zipfile
+
+    members = torch_zip_members(sd)
+    path = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    result = opened_or_typed(path)
+    # mmap cannot map a compressed record: typed either way, never a crash
+    if isinstance(result, sdw.Checkpoint):
+        assert torch.equal(result.tensor("w"), sd["w"])
+    else:
+        assert isinstance(result, sdw.UnreadableCheckpointError)
+
+
+# ============================================================================ changed files
+
+
+def test_truncated_memory_mapped_file_gives_a_typed_error_not_sigbus(tmp_path):
+    path = tmp_path / "big.pt"
+    torch.save({"w": torch.randn(2048, 1024), "b": torch.randn(10)}, path)  # 8 MB, mmap-ed
+    code = f"""
+        import os, sys, torch, sd_widgets as sdw
+        from sd_widgets.errors import CheckpointChangedError
+        path = {str(path)!r}
+        ck = sdw.open_checkpoint(path)
+        os.truncate(path, 4096)
+        try:
+            ck.tensor("w").sum()
+        except CheckpointChangedError as exc:
+            assert isinstance(exc, sdw.UnreadableCheckpointError)
+            assert exc.path == path
+            print("typed:", exc)
+            sys.exit(0)
+        sys.exit(3)
+    """
+    proc = run_python(code)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert "changed since the checkpoint was opened" in proc.stdout
+    assert "size changed" in proc.stdout
+
+
+def test_truncated_memory_mapped_file_is_a_real_sigbus_without_the_check(tmp_path):
+    """Control for the test above: plain torch.load(mmap=True) of the same file, truncated,
+    kills the process with SIGBUS."""
+    path = tmp_path / "big.pt"
+    torch.save({"w": torch.randn(2048, 1024)}, path)
+    proc = run_python(f"""
+        import os, torch
+        sd = torch.load({str(path)!r}, mmap=True, weights_only=True)
+        os.truncate({str(path)!r}, 4096)
+        print(float(sd["w"].sum()))
+    """)
+    assert proc.returncode == -signal.SIGBUS
+
+
+@pytest.mark.parametrize("fmt", ["torch", "safetensors", "dcp", "index", "legacy"])
+@pytest.mark.parametrize("change", ["truncate", "replace", "remove"])
+def test_any_change_after_opening_is_typed(fmt, change, tmp_path):
+    sd = {"w": torch.randn(64, 64), "b": torch.randn(3)}
+    if fmt == "torch" or fmt == "legacy":
+        path = tmp_path / "w.pt"
+        torch.save(sd, path, _use_new_zipfile_serialization=fmt == "torch")
+        target = path
+    elif fmt == "safetensors":
+        path = tmp_path / "w.safetensors"
+        save_file(sd, str(path))
+        target = path
+    elif fmt == "index":
+        d = tmp_path / "idx"
+        d.mkdir()
+        save_file(sd, str(d / "s1.safetensors"))
+        path = index_file(d, {"w": "s1.safetensors", "b": "s1.safetensors"})
+        target = d / "s1.safetensors"
+    else:
+        path = write_dcp(tmp_path / "dcp", sd)
+        target = next(path.glob("*.distcp"))
+    ck = sdw.open_checkpoint(path)
+    data = target.read_bytes()
+    if change == "truncate":
+        os.truncate(target, len(data) // 2)
+    elif change == "replace":  # same bytes, another file: a different inode
+        target.unlink()
+        target.write_bytes(data)
+    else:
+        target.unlink()
+    with pytest.raises(sdw.UnreadableCheckpointError, match="re-open") as info:
+        ck.tensor("w")
+    if fmt != "legacy":  # a legacy file is read into memory whole; its change shows up too
+        assert isinstance(info.value, CheckpointChangedError)
+
+
+# ============================================================================ typed failures
+
+
+def test_slash_in_nested_entry_names(tmp_path):
+    w = {"w": torch.ones(2)}
+    cases = [
+        ({"x/y": w, "epoch": 1}, None, "x/y"),
+        ({"x/y": w}, "x/y", "x/y"),
+        ({"a": {"b/c": w}, "step": 2}, None, "a/b/c"),
+        ({"a": {"b/c": w}}, "a/b/c", "a/b/c"),
+        ({"a": {"b/c": w}}, ["a", "b/c"], "a/b/c"),
+        ({"a/b": {"c": w}, "a": {"b": {"c": {"v": torch.zeros(1)}}}}, "a/b/c", None),
+    ]
+    for obj, key, expected in cases:
+        path = tmp_path / "n.pt"
+        torch.save(obj, path)
+        for src in (obj, path):
+            ck = sdw.open_checkpoint(src, key=key)
+            if expected is not None:
+                assert ck.source.key == expected
+            # the reported key opens the same entry again
+            again = sdw.open_checkpoint(src, key=ck.source.key)
+            assert list(again) == list(ck)
+    with pytest.raises(sdw.NotAStateDictError, match="no entry 'x/z'"):
+        sdw.open_checkpoint({"x/y": w}, key="x/z")
+    with pytest.raises(sdw.NotAStateDictError):
+        sdw.open_checkpoint({"x": w}, key="x/w")  # "w" is a tensor, not an entry
+
+
+@pytest.mark.parametrize("metadata", [[1, 2], "text", 3, {"a": 1}, {"a": ["b"]}, {"a": None}])
+def test_safetensors_metadata_must_be_str_to_str(metadata, tmp_path):
+    path = tmp_path / "m.safetensors"
+    header = {"__metadata__": metadata, "w": {"dtype": "F32", "shape": [1],
+                                               "data_offsets": [0, 4]}}
+    path.write_bytes(safetensors_bytes(header, 4))
+    with pytest.raises(sdw.UnreadableCheckpointError):
+        sdw.open_checkpoint(path)
+
+
+def _corrupt_pickle_zip(tmp_path: Path) -> Path:
+    members = [(n, b"\x80\x02}q\x00(X\x01\x00\x00\x00wq\x01\xff\xfe\xfd" if n.endswith(
+        "data.pkl") else d, None) for n, d in torch_zip_members({"w": torch.ones(2)})]
+    return write_zip(tmp_path / "corrupt.pt", members)
+
+
+def test_corrupt_pickle_is_unreadable_and_never_advises_trust(tmp_path):
+    legacy = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    raw = bytearray(legacy.getvalue())
+    raw[20:40] = b"\xfe" * 20
+    (tmp_path / "corrupt.pth").write_bytes(bytes(raw))
+    for path in (_corrupt_pickle_zip(tmp_path), tmp_path / "corrupt.pth"):
+        with pytest.raises(sdw.UnreadableCheckpointError) as info:
+            sdw.open_checkpoint(path)
+        assert not isinstance(info.value, sdw.UnsafeCheckpointError), path
+        assert "trust" not in str(info.value)
+
+
+def test_unsafe_means_a_global_to_name(tmp_path):
+    """UnsafeCheckpointError (and the advice to trust) only when there are globals to name."""
+    path = tmp_path / "evil.pt"
+    members = [(n, call_pickle("os", "system", ("true",), "GLOBAL") if n.endswith("data.pkl")
+                else d, None) for n, d in torch_zip_members({"w": torch.ones(2)})]
+    write_zip(path, members)
+    with pytest.raises(sdw.UnsafeCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    assert info.value.globals == ["os.system"]
+    assert "trust=" in str(info.value)
+
+
+# ============================================================================ tied storage
+
+
+def test_tied_detection_agrees_with_safetensors_shared_tensors(tmp_path):
+    """Public-API tied detection (storage data_ptr and nbytes, as safetensors'
+    ``_find_shared_tensors``) on a model with a tied head and on its saved file."""
+    from safetensors.torch import _find_shared_tensors
+
+    from sd_widgets import demo
+
+    model = demo.tied_model()
+    sd = model.state_dict()
+    shared = [sorted(g) for g in _find_shared_tensors(sd) if len(g) > 1]
+    path = tmp_path / "tied.pt"
+    torch.save(sd, path)
+    for src in (model, sd, path):
+        groups = [sorted(g) for g in sdw.open_checkpoint(src).tied_groups()]
+        assert groups == shared, src
+    source = (REPO / "sd_widgets" / "checkpoint" / "memory.py").read_text()
+    assert "_cdata" not in source
+
+
+# ============================================================================ weight sets
+
+
+def test_other_weight_sets_are_listed_and_can_be_opened(tmp_path):
+    sd = collections.OrderedDict(w=torch.ones(2), b=torch.zeros(2))
+    ema = collections.OrderedDict(w=torch.full((2,), 0.5), b=torch.zeros(2))
+    for obj, used, others in [
+        ({"state_dict": sd, "state_dict_ema": ema, "optimizer": {"state": {}}},
+         "state_dict", {"state_dict_ema": 2}),
+        ({"model": sd, "ema": ema, "epoch": 3}, "model", {"ema": 2}),
+        ({"state_dict": sd, "epoch": 3}, "state_dict", {}),
+    ]:
+        path = tmp_path / "t.pt"
+        torch.save(obj, path)
+        for src in (obj, path):
+            ck = sdw.open_checkpoint(src)
+            assert ck.source.key == used and ck.source.alternatives == others
+            for other in others:
+                alt = sdw.open_checkpoint(src, key=other)
+                assert alt.source.key == other and used in alt.source.alternatives
+                assert torch.equal(alt.tensor("w"), obj[other]["w"])
+            if others:
+                assert repr(next(iter(others))) in ck.source.describe()
+
+
+# ============================================================================ hypothesis
+
+
+_DTYPES = [*SAFETENSORS_DTYPES, "Q7", "f32", ""]
+
+
+@st.composite
+def _safetensors_file(draw: st.DrawFn) -> bytes:
+    n = draw(st.integers(0, 3))
+    header: dict[str, Any] = {}
+    offset = 0
+    for i in range(n):
+        dtype = draw(st.sampled_from(_DTYPES))
+        shape = draw(st.lists(st.integers(-1, 3), max_size=3))
+        size = 1
+        for s in shape:
+            size *= max(s, 0)
+        itemsize = SAFETENSORS_DTYPES[dtype].itemsize if dtype in SAFETENSORS_DTYPES else 4
+        length = size * itemsize + draw(st.sampled_from([0, 0, 0, 1, -1, 4]))
+        start = offset + draw(st.sampled_from([0, 0, 0, 1, -1]))
+        header[draw(st.sampled_from([f"t{i}", f"t{i}.w", "__x__"]))] = {
+            "dtype": dtype, "shape": shape, "data_offsets": [start, start + length]}
+        offset = start + length
+    meta = draw(st.sampled_from([None, {"format": "pt"}, {"a": 1}, [], "x"]))
+    if meta is not None:
+        header["__metadata__"] = meta
+    data = max(offset, 0) + draw(st.sampled_from([0, 0, 1, -1, 8]))
+    return safetensors_bytes(header, max(data, 0))
+
+
+def _library_accepts(path: Path) -> bool:
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            for k in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                f.get_slice(k).get_shape()
+        return True
+    except Exception:
+        return False
+
+
+@settings(FUZZ, max_examples=150)
+@given(raw=_safetensors_file())
+def test_safetensors_acceptance_matches_the_library(raw, tmp_path):
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(raw)
+    expected = _library_accepts(path)
+    result = opened_or_typed(path)
+    accepted = not isinstance(result, sdw.UnreadableCheckpointError)
+    assert accepted == expected, (raw[:300], result)
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_real_safetensors_headers_match_the_library(data, tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.randn(3, 4), "b": torch.zeros(2, dtype=torch.int64),
+               "c": torch.ones(5, dtype=torch.bfloat16)}, str(path), metadata={"k": "v"})
+    raw = bytearray(path.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(8, 8 + n - 1))
+        raw[i] = data.draw(st.sampled_from(list(b'0123456789,:[]{}"-eE. ')))
+    path.write_bytes(bytes(raw))
+    expected = _library_accepts(path)
+    result = opened_or_typed(path)
+    assert (not isinstance(result, sdw.UnreadableCheckpointError)) == expected, result
+
+
+_SEEDS: dict[str, bytes] = {}
+
+
+def _seed_files(tmp: Path) -> dict[str, tuple[str, bytes]]:
+    """Real files of every format, as (file name, bytes) to mutate."""
+    if not _SEEDS:
+        sd = {"conv.weight": torch.randn(4, 3, 3, 3), "bn.running_mean": torch.zeros(4),
+              "bn.num_batches_tracked": torch.tensor(3)}
+        buf = io.BytesIO()
+        torch.save({"state_dict": sd, "epoch": 1}, buf)
+        _SEEDS["zip"] = buf.getvalue()
+        buf = io.BytesIO()
+        torch.save(sd, buf, _use_new_zipfile_serialization=False)
+        _SEEDS["legacy"] = buf.getvalue()
+        from safetensors.torch import save
+
+        _SEEDS["safetensors"] = save(sd)
+        d = write_dcp(tmp / "seed_dcp", {"model": sd})
+        _SEEDS["dcp"] = (d / ".metadata").read_bytes()
+    return {"zip": ("x.pt", _SEEDS["zip"]), "legacy": ("x.pth", _SEEDS["legacy"]),
+            "safetensors": ("x.safetensors", _SEEDS["safetensors"]),
+            "dcp": (".metadata", _SEEDS["dcp"])}
+
+
+@settings(FUZZ, max_examples=60)
+@given(fmt=st.sampled_from(["zip", "legacy", "safetensors", "dcp"]), data=st.data())
+def test_mutated_real_files_of_every_format_are_typed(fmt, data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mut")
+    name, raw = _seed_files(tmp)[fmt]
+    raw = bytearray(raw)
+    kind = data.draw(st.sampled_from(["flip", "truncate", "splice"]))
+    if kind == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    else:
+        for _ in range(data.draw(st.integers(1, 8))):
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] = data.draw(st.integers(0, 255)) if kind == "flip" else raw[
+                data.draw(st.integers(0, len(raw) - 1))]
+    if fmt == "dcp":
+        d = write_dcp(tmp / "dcp", {"model": {"w": torch.ones(2)}})
+        (d / name).write_bytes(bytes(raw))
+        src = d
+    else:
+        src = tmp / name
+        src.write_bytes(bytes(raw))
+    opened_or_typed(src)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=512),
+       name=st.sampled_from(["x.pt", "x.pth", "x.safetensors", "x.bin",
+                             "model.safetensors.index.json", ".metadata"]),
+       prefix=st.sampled_from([b"", b"PK\x03\x04", b"\x80\x02", b"\x80\x04\x95",
+                               b"\x10\x00\x00\x00\x00\x00\x00\x00{"]))
+def test_random_bytes_for_every_reader_are_typed(raw, name, prefix, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rnd")
+    data = prefix + raw
+    if name == ".metadata":
+        d = write_dcp(tmp / "dcp", {"w": torch.ones(1)})
+        (d / name).write_bytes(data)
+        src = d
+    else:
+        src = tmp / name
+        src.write_bytes(data)
+    result = opened_or_typed(src)
+    assert isinstance(result, (sdw.CheckpointError, sdw.Checkpoint))
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=3),
+    max_leaves=12,
+)
+
+
+@FUZZ
+@given(weight_map=st.dictionaries(
+    st.text(max_size=6),
+    st.sampled_from(["s1.safetensors", "../s1.safetensors", "/s1.safetensors", "s2.bin",
+                     "sub/../s1.safetensors", "", ".", "s1.safetensors\x00"]) | _json,
+    max_size=4) | _json)
+def test_random_index_json_is_typed(weight_map, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("idx")
+    save_file({"w": torch.ones(2)}, str(tmp / "s1.safetensors"))
+    result = opened_or_typed(index_file(tmp, weight_map))
+    if isinstance(result, sdw.Checkpoint):  # only an index that names s1.safetensors opens
+        assert all(os.path.realpath(f) == os.path.realpath(tmp / "s1.safetensors")
+                   for f in result.source.files)
+
+
+_names = st.text(alphabet=st.sampled_from("ab/._\x00\n"), min_size=0, max_size=5)
+
+
+@settings(FUZZ, max_examples=80)
+@given(obj=st.recursive(
+    st.just(torch.ones(1)) | st.integers() | st.none(),
+    lambda inner: st.dictionaries(_names, inner, max_size=3),
+    max_leaves=8,
+).filter(lambda o: isinstance(o, dict)), key=st.none() | _names)
+def test_nested_mappings_with_hostile_entry_names(obj, key):
+    result = opened_or_typed(obj, key=key)
+    if isinstance(result, sdw.Checkpoint) and result.source.key is not None:
+        again = sdw.open_checkpoint(obj, key=result.source.key)
+        assert list(again) == list(result)
+        for other in result.source.alternatives:
+            assert isinstance(opened_or_typed(obj, key=other), sdw.Checkpoint)
