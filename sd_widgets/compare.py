@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -208,6 +208,19 @@ class Row:
         return d
 
 
+_ROW_SETTERS = tuple(getattr(Row, f.name).__set__ for f in fields(Row))
+
+
+def _row(*values: Any) -> Row:
+    """``Row(*values)`` (all fields, in order) without the frozen dataclass's per-field
+    ``object.__setattr__``: a comparison builds one per key, twice as many for a prefixed
+    checkpoint, so this is what compare() costs beyond reading the two sides."""
+    row = object.__new__(Row)
+    for set_field, value in zip(_ROW_SETTERS, values, strict=True):
+        set_field(row, value)
+    return row
+
+
 def _fmt_shape(shape: Sequence[int] | None) -> str:
     return "?" if shape is None else str(tuple(shape))  # (10,) like torch.Size, not (10)
 
@@ -302,8 +315,8 @@ class Comparison:
                 status = "missing" if e.kind == "param" else "missing_buffer"
                 nbytes = prod(e.shape) * e.dtype.itemsize
                 tied_to = next((t for t in e.tied if t in by_target), None) if e.tied else None
-                append(Row(mk, status, e.kind, e.module, None, mk, None, e.shape, None, mdt,
-                           nbytes, e.tied, on_meta, tied_to))
+                append(_row(mk, status, e.kind, e.module, None, mk, None, e.shape, None, mdt,
+                            nbytes, e.tied, on_meta, tied_to))
                 continue
             info = infos(ck)
             if info.shape != e.shape:
@@ -312,17 +325,17 @@ class Comparison:
                 status = "dtype_mismatch"
             else:
                 status = "match"
-            append(Row(mk, status, e.kind, e.module, ck, mk, info.shape, e.shape,
-                       _dtype_name(info.dtype), mdt, prod(info.shape) * info.dtype.itemsize,
-                       e.tied, on_meta))
+            append(_row(mk, status, e.kind, e.module, ck, mk, info.shape, e.shape,
+                        _dtype_name(info.dtype), mdt, prod(info.shape) * info.dtype.itemsize,
+                        e.tied, on_meta, None))
         entries = self.entries
         for ck, new in renamed.items():
             if new in entries:
                 continue
             info = infos(ck)
-            append(Row(new, "unexpected", None, new.rpartition(".")[0], ck, None, info.shape,
-                       None, _dtype_name(info.dtype), None,
-                       prod(info.shape) * info.dtype.itemsize, info.tied))
+            append(_row(new, "unexpected", None, new.rpartition(".")[0], ck, None, info.shape,
+                        None, _dtype_name(info.dtype), None,
+                        prod(info.shape) * info.dtype.itemsize, info.tied, False, None))
         return rows
 
     # views ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -142,3 +142,75 @@ def silently_filled(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> set[str
     return {f"{name}.num_batches_tracked" for name, m in model.named_modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in meta
             and f"{name}.num_batches_tracked" not in sd}
+
+
+# ------------------------------------------------------------------------------------ real weights
+
+
+#: a registry package that ships real pretrained weight files inside its wheel (6-11 KB each):
+#: LPIPS's linear calibration layers, saved on CUDA in torch's legacy format
+LPIPS_WHEEL = "lpips==0.1.4"
+
+
+def lpips_weights(dest: Path) -> Path | None:
+    """Download the ``lpips`` wheel (``pip download --no-deps``, never installed), unpack only
+    its ``weights/`` folder into ``dest`` and return it; None when the registry is unreachable."""
+    import subprocess
+    import sys
+    import zipfile
+
+    done = dest / "lpips_weights"
+    if done.is_dir():
+        return done
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                        "--disable-pip-version-check", LPIPS_WHEEL, "-d", str(dest)],
+                       check=True, capture_output=True, timeout=120)
+    except (subprocess.SubprocessError, OSError):
+        return None
+    wheels = sorted(dest.glob("lpips-*.whl"))
+    if not wheels:
+        return None
+    with zipfile.ZipFile(wheels[0]) as z:
+        for name in z.namelist():
+            if name.startswith("lpips/weights/") and name.endswith(".pth"):
+                target = done / name.removeprefix("lpips/weights/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(z.read(name))
+    return done if done.is_dir() else None
+
+
+class NetLinLayer(nn.Module):
+    """LPIPS's 1x1-conv calibration layer (``lpips/lpips.py``), rebuilt here."""
+
+    def __init__(self, chn_in: int, use_dropout: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Dropout()] if use_dropout else []
+        layers.append(nn.Conv2d(chn_in, 1, 1, stride=1, padding=0, bias=False))
+        self.model = nn.Sequential(*layers)
+
+
+class ScalingLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188])[None, :, None, None])
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450])[None, :, None, None])
+
+
+class LPIPSHead(nn.Module):
+    """The part of ``lpips.LPIPS`` its weight files fill: ``lin0..linN`` — registered twice, as
+    attributes and again in the ``lins`` ModuleList, so ``lins.K.*`` are the same Parameters —
+    and the input scaling buffers (the trunk comes from torchvision and is left out)."""
+
+    CHANNELS: ClassVar[dict[str, tuple[int, ...]]] = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512),
+                                                       "squeeze": (64, 128, 256, 384, 384, 512,
+                                                                   512)}
+
+    def __init__(self, net: str = "alex") -> None:
+        super().__init__()
+        self.scaling_layer = ScalingLayer()
+        lins = []
+        for i, c in enumerate(self.CHANNELS[net]):
+            setattr(self, f"lin{i}", NetLinLayer(c))
+            lins.append(getattr(self, f"lin{i}"))
+        self.lins = nn.ModuleList(lins)

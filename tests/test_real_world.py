@@ -18,11 +18,14 @@ import pytest
 import torch
 from bitwise import assert_bit_identical, bits, state
 from realworld import (
+    LPIPS_WHEEL,
+    LPIPSHead,
     bert_config,
     build,
     from_pretrained,
     gpt2_config,
     llama_config,
+    lpips_weights,
     resnet152,
     silently_filled,
     torch_verdict,
@@ -301,3 +304,46 @@ def test_resnet152_ddp_checkpoint_into_a_meta_model(resnet_trained, tmp_path):
     assert "initial value" not in row.reason
     best = cmp.prefix_suggestions()[0]
     assert best.rule == Rename.strip_prefix("module.") and best.fixes == 932
+
+
+# ------------------------------------------------------------------------------------ real files
+
+
+@pytest.fixture(scope="module")
+def lpips_dir(tmp_path_factory) -> Path:
+    found = lpips_weights(tmp_path_factory.mktemp("lpips"))
+    if found is None:
+        pytest.skip(f"could not download the {LPIPS_WHEEL} wheel from the registry")
+    return found
+
+
+@pytest.mark.parametrize("net, version", [("alex", "v0.1"), ("vgg", "v0.1"),
+                                          ("squeeze", "v0.0")])
+def test_lpips_weights_shipped_in_a_wheel(lpips_dir, net, version):
+    """Real pretrained files nobody here wrote: saved on CUDA, legacy format, and loaded by
+    LPIPS itself with ``load_state_dict(torch.load(path, map_location='cpu'), strict=False)``
+    into a model whose ``lins.K`` are the same modules as ``linK``."""
+    path = lpips_dir / version / f"{net}.pth"
+    ckpt = sdw.open_checkpoint(path)
+    assert ckpt.source.kind == "torch-legacy"
+    assert all(i.location == str(path) for i in ckpt.values())
+    n = len(LPIPSHead.CHANNELS[net])
+    assert sorted(ckpt) == sorted(f"lin{i}.model.1.weight" for i in range(n))
+    model = LPIPSHead(net)
+    cmp = sdw.compare(model, path)
+    # torch's verdict: the lins.* copies and the scaling buffers are "missing"
+    peer = LPIPSHead(net)
+    result = peer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True),
+                                  strict=False)
+    assert missing_keys(cmp) == set(result.missing_keys) and not result.unexpected_keys
+    assert cmp.summary()["match"] == n
+    # ... but lins.K is linK: the truthful row says it follows the file's key
+    for i in range(n):
+        row = cmp[f"lins.{i}.model.1.weight"]
+        assert row.status == "missing" and row.tied_to == f"lin{i}.model.1.weight"
+    assert untied_missing(cmp) == {"scaling_layer.shift", "scaling_layer.scale"}
+    assert cmp["scaling_layer.shift"].status == "missing_buffer"
+    report = sdw.partial_load(model, cmp.plan())
+    assert sorted(report.loaded) == sorted(ckpt)
+    assert_bit_identical(state(model), state(peer))
+    assert torch.equal(model.lins[n - 1].model[1].weight, ckpt.tensor(f"lin{n - 1}.model.1.weight"))
