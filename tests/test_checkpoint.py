@@ -326,6 +326,9 @@ def test_key_chooses_the_ema_weights(tmp_path):
     assert auto.source.key == "model"
     assert ema.source.key == "ema"
     assert ema.source.candidates == {"model": 38, "ema": 38}
+    # the other weight set is named, and each one names the other
+    assert auto.source.alternatives == {"ema": 38}
+    assert ema.source.alternatives == {"model": 38}
     assert set(ema.source.other_entries) == {"model"}
     assert_bit_identical(ema.state_dict(), obj["ema"], ordered=False)
     differs = [k for k in obj["ema"] if not torch.equal(ema.tensor(k), auto.tensor(k))]

@@ -145,6 +145,21 @@ def test_dcp_allow_list_is_exactly_what_real_metadata_needs(tmp_path):
     assert torch.equal(extra.tensor("t_complex64"), torch.zeros(3, dtype=torch.complex64))
 
 
+def test_torch_weights_only_unpickler_cannot_parse_dcp_metadata(tmp_path):
+    """Why DCP metadata has its own allow-list unpickler: DCP pickles with protocol 4 (FRAME,
+    STACK_GLOBAL, MEMOIZE), which torch's weights-only unpickler does not parse even with every
+    metadata class admitted through safe_globals."""
+    import torch._weights_only_unpickler as wou
+
+    directory = write_dcp(tmp_path / "dcp", {"model": {"w": torch.ones(2)}})
+    raw = (directory / ".metadata").read_bytes()
+    admitted = [obj for (module, _), obj in dcp_metadata_globals().items()
+                if module != "torch" and isinstance(obj, type)]
+    with torch.serialization.safe_globals(admitted), pytest.raises(pickle.UnpicklingError):
+        wou.load(io.BytesIO(raw), encoding="utf-8")
+    assert sdw.open_checkpoint(directory).source.key == "model"
+
+
 @pytest.mark.parametrize("payload", list(marker_payloads(Path("/m"))))
 def test_dcp_metadata_payloads_never_run(payload, tmp_path):
     marker = tmp_path / "PWNED"
@@ -560,6 +575,22 @@ def test_safetensors_metadata_must_be_str_to_str(metadata, tmp_path):
     path.write_bytes(safetensors_bytes(header, 4))
     with pytest.raises(sdw.UnreadableCheckpointError):
         sdw.open_checkpoint(path)
+
+
+def test_safetensors_validation_reads_only_the_header(tmp_path):
+    """A header describing 4 GiB of data over a sparse file: opened (and validated by the
+    library) in well under a second, without the data pages being read."""
+    path = tmp_path / "sparse.safetensors"
+    n = 1 << 30
+    head = safetensors_bytes({"w": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}})
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) + 4 * n)
+    t0 = time.perf_counter()
+    ck = sdw.open_checkpoint(path)
+    assert time.perf_counter() - t0 < 1
+    assert ck["w"].shape == (n,) and ck.nbytes == 4 * n
+    assert os.stat(path).st_blocks * 512 < 1 << 20  # still sparse: nothing was written or read
 
 
 def _corrupt_pickle_zip(tmp_path: Path) -> Path:

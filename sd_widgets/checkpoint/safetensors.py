@@ -47,6 +47,8 @@ SAFETENSORS_DTYPES = {
     "F8_E4M3": torch.float8_e4m3fn,
     "F8_E5M2": torch.float8_e5m2,
 }
+if hasattr(torch, "float8_e8m0fnu"):
+    SAFETENSORS_DTYPES["F8_E8M0"] = torch.float8_e8m0fnu
 #: the safetensors library's own limit on the header length (``MAX_HEADER_SIZE``)
 MAX_HEADER = 100_000_000
 
@@ -58,8 +60,8 @@ def _library_check(path: Path) -> None:
     prove that no tensor data is read, and this call reads none (it never asks for a tensor).
     """
     try:
-        with _validating_open(str(path), framework="pt") as f:
-            f.keys()
+        with _validating_open(str(path), framework="pt"):
+            pass  # constructing it parses and validates the whole header
     except Exception as exc:  # SafetensorError, or OSError from the mapping
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise UnreadableCheckpointError(
@@ -128,15 +130,14 @@ def read_safetensors_header(
             dtype = SAFETENSORS_DTYPES[v["dtype"]]
             shape = tuple(v["shape"])
             start, end = v["data_offsets"]
-            if not all(type(x) is int and x >= 0 for x in (*shape, start, end)):
-                raise TypeError
+            end_max = max(end_max, end)
+            storage = (loc, start) if end > start else None
         except (KeyError, TypeError, ValueError):
             raise UnreadableCheckpointError(
                 f"{path}: header entry {k!r} is malformed or has an unsupported dtype "
                 f"({str(v)[:200]})."
             ) from None
-        end_max = max(end_max, end)
-        infos[k] = TensorInfo(shape, dtype, (loc, start) if end > start else None, (), loc)
+        infos[k] = TensorInfo(shape, dtype, storage, (), loc)
     if 8 + n + end_max > size:
         raise UnreadableCheckpointError(
             f"{path} is truncated: its header describes {8 + n + end_max} bytes but the file has "
