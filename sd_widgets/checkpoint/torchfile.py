@@ -33,7 +33,7 @@ MAX_INFLATED_BYTES = 256 * 1024 * 1024
 MAX_MEMBERS = 1_000_000
 
 
-def check_zip(path: Path, size: int) -> None:
+def check_zip(path: Path, size: int) -> bool:
     """Refuse a zip archive whose members would inflate beyond the caps, before torch reads it.
 
     Stored (uncompressed) members — all that ``torch.save`` writes — must declare the same
@@ -48,6 +48,11 @@ def check_zip(path: Path, size: int) -> None:
         The archive.
     size
         Its size in bytes.
+
+    Returns
+    -------
+    bool
+        True when some member is compressed (the archive cannot be memory-mapped).
     """
     try:
         with zipfile.ZipFile(path) as zf:
@@ -84,6 +89,7 @@ def check_zip(path: Path, size: int) -> None:
                         seen += len(chunk)
                         if seen > cap:
                             raise _bomb(path, zi.filename, seen, zi.compress_size, "inflates to")
+            return bool(compressed)
     except UnreadableCheckpointError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
@@ -104,9 +110,8 @@ def _bomb(path: Path, member: str, inflated: int, compressed: int, verb: str):
 def torch_load(path: Path, fmt: str, map_location: Any, trust: Any) -> Any:
     """``torch.load`` a checked file weights-only (unless ``trust=True``); typed errors."""
     size = check_path(path).st_size
-    if fmt == "torch":
-        check_zip(path, size)
-    mmap = fmt == "torch"
+    # torch.save archives are memory-mapped; a compressed one (within the caps) cannot be
+    mmap = fmt == "torch" and not check_zip(path, size)
     allowed = allowed_globals(trust)
     try:
         if allowed is not None:  # weights-only, plus exactly the globals the caller allowed
