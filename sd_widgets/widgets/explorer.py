@@ -58,8 +58,9 @@ TABS = ("preview", "renames", "code", "results")
 
 
 def _bundle(names: tuple[str, ...]) -> str:
+    # /* */ separators: valid in both JS and CSS (a `//` line would break the next CSS rule)
     return "\n".join(
-        f"// ---- {n}\n" + (_STATIC / n).read_text(encoding="utf-8") for n in names
+        f"/* ---- {n} */\n" + (_STATIC / n).read_text(encoding="utf-8") for n in names
     )
 
 
