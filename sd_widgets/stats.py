@@ -23,7 +23,9 @@ Conventions
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,20 +36,25 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "BATCH_MAX_ELEMENTS",
     "DEFAULT_CHUNK_ELEMENTS",
     "PROGRESS_THRESHOLD",
     "Histogram",
     "TensorStats",
     "before_after_histogram",
     "bn_channel_stats",
+    "change_columns",
     "change_frame",
     "change_stats",
+    "change_stats_many",
     "dtype_name",
     "histogram",
     "iter_progress",
+    "scratch_space",
     "shared_edges",
     "stats_frame",
     "tensor_stats",
+    "tensor_stats_many",
 ]
 
 DEFAULT_CHUNK_ELEMENTS = 2**24
@@ -251,6 +258,36 @@ def _count_zeros(c: torch.Tensor, mn: float, mx: float) -> int:
     return c.numel() - int(torch.count_nonzero(c))
 
 
+_SCRATCH = threading.local()
+
+
+@contextlib.contextmanager
+def scratch_space() -> Iterator[None]:
+    """Within this context, temporaries of :func:`change_stats` reuse one buffer (per thread)
+    instead of fresh memory for every tensor, whose page faults cost more than the arithmetic.
+    The buffer (at most one chunk) is freed when the outermost context exits."""
+    depth = getattr(_SCRATCH, "depth", 0)
+    _SCRATCH.depth = depth + 1
+    try:
+        yield
+    finally:
+        _SCRATCH.depth = depth
+        if depth == 0:
+            _SCRATCH.buffer = None
+
+
+def _scratch(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised 1-D tensor of ``n`` elements: a view of the scratch buffer inside
+    :func:`scratch_space`, else fresh."""
+    if not getattr(_SCRATCH, "depth", 0):
+        return torch.empty(n, dtype=dtype)
+    need = n * dtype.itemsize
+    buf = getattr(_SCRATCH, "buffer", None)
+    if buf is None or buf.numel() < need:
+        buf = _SCRATCH.buffer = torch.empty(need, dtype=torch.uint8)
+    return buf[:need].view(dtype)
+
+
 # --------------------------------------------------------------------------------------------
 # TensorStats
 
@@ -381,6 +418,175 @@ def tensor_stats(t: torch.Tensor, *, chunk_elements: int = DEFAULT_CHUNK_ELEMENT
 
 
 # --------------------------------------------------------------------------------------------
+# many tensors at once
+
+BATCH_MAX_ELEMENTS = 4096
+"""Tensors up to this many elements are summarised together (one concatenation and a few
+segment reductions for all of them), since per-tensor calls would cost far more than the data."""
+
+
+def _batchable(t: torch.Tensor) -> bool:
+    return (
+        type(t) is torch.Tensor
+        and 0 < t.numel() <= BATCH_MAX_ELEMENTS
+        and t.device.type == "cpu"
+        and t.layout == torch.strided
+        and not t.is_quantized
+        and not t.is_complex()
+        and not t.is_conj()
+        and not t.is_neg()
+    )
+
+
+class _Segments:
+    """Small tensors of one dtype flattened into one float64 vector, one segment per tensor."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
+        self.flat = torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float64)
+        self.sizes = [t.numel() for t in tensors]
+        self.lengths = torch.tensor(self.sizes, dtype=torch.int64)
+
+    def reduce(self, values: torch.Tensor, op: str) -> torch.Tensor:
+        return torch.segment_reduce(values, op, lengths=self.lengths)
+
+    def finite(self) -> list[bool]:
+        """Per segment: are all its values finite?"""
+        mn, mx = _minmax(self.flat)  # NaN propagates: finite extremes prove all finite
+        if math.isfinite(mn) and math.isfinite(mx):
+            return [True] * len(self.sizes)
+        bad = self.reduce((~torch.isfinite(self.flat)).to(torch.float64), "sum")
+        return [b == 0 for b in bad.tolist()]
+
+
+def _segment_stats(seg: _Segments, dtype: str) -> list[TensorStats]:
+    """Exact float64 statistics of every (finite) segment: two passes around each mean."""
+    f, n = seg.flat, seg.lengths.to(torch.float64)
+    s = seg.reduce(f, "sum")
+    q = seg.reduce(f * f, "sum")
+    mn = seg.reduce(f, "min")
+    mx = seg.reduce(f, "max")
+    zeros = seg.reduce((f == 0).to(torch.float64), "sum")
+    mean = s / n
+    dev = f - torch.repeat_interleave(mean, seg.lengths)
+    m2 = seg.reduce(dev * dev, "sum")
+    out = []
+    for size, mean_, q_, mn_, mx_, z, m2_ in zip(
+        seg.sizes, mean.tolist(), q.tolist(), mn.tolist(), mx.tolist(), zeros.tolist(),
+        m2.tolist(), strict=True,
+    ):
+        std = _NAN if size < 2 else (0.0 if mn_ == mx_ else math.sqrt(m2_ / (size - 1)))
+        out.append(TensorStats(size, dtype, mean_, std, mn_, mx_, math.sqrt(q_), z / size, 0, 0))
+    return out
+
+
+def _by_dtype(indices: Iterable[int], tensors: Sequence[torch.Tensor]) -> dict[Any, list[int]]:
+    groups: dict[Any, list[int]] = {}
+    for i in indices:
+        groups.setdefault(tensors[i].dtype, []).append(i)
+    return groups
+
+
+@torch.no_grad()
+def tensor_stats_many(
+    tensors: Sequence[torch.Tensor], *, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+) -> list[TensorStats]:
+    """:func:`tensor_stats` of every tensor, in order, with the small ones summarised together.
+
+    Tensors of up to :data:`BATCH_MAX_ELEMENTS` elements (BatchNorm vectors, biases, counters:
+    most keys of a real model, a small share of its bytes) are concatenated per dtype and
+    reduced segment by segment in float64 (two passes around each mean), which costs a handful
+    of calls for all of them instead of several per tensor. Values equal :func:`tensor_stats`'s
+    to float64 rounding; a tensor always takes the same path, so repeated calls agree exactly.
+    """
+    out: list[TensorStats | None] = [None] * len(tensors)
+    small = [i for i, t in enumerate(tensors) if _batchable(t)]
+    for dtype, idx in _by_dtype(small, tensors).items():
+        seg = _Segments([tensors[i] for i in idx])
+        ok = seg.finite()
+        fine = [j for j, good in enumerate(ok) if good]
+        if len(fine) < len(idx):
+            seg = _Segments([tensors[idx[j]] for j in fine]) if fine else None
+        if seg is not None:
+            for j, st in zip(fine, _segment_stats(seg, dtype_name(dtype)), strict=True):
+                out[idx[j]] = st
+    return [
+        st if st is not None else tensor_stats(t, chunk_elements=chunk_elements)
+        for st, t in zip(out, tensors, strict=True)
+    ]
+
+
+def _segment_change(bseg: _Segments, aseg: _Segments, before: list[TensorStats]) -> list[dict]:
+    d = (aseg.flat - bseg.flat).abs_()
+    mx = bseg.reduce(d, "max").tolist()
+    sums = bseg.reduce(d, "sum").tolist()
+    sq = bseg.reduce(d * d, "sum").tolist()
+    changed = bseg.reduce((aseg.flat != bseg.flat).to(torch.float64), "sum").tolist()
+    out = []
+    for size, st, mx_, s_, q_, c in zip(bseg.sizes, before, mx, sums, sq, changed, strict=True):
+        b_sq = st.l2 * st.l2
+        rel = math.sqrt(q_) / st.l2 if b_sq > 0 else (0.0 if q_ == 0 else math.inf)
+        out.append({
+            "numel": size, "compared": size, "max_abs_change": mx_, "mean_abs_change": s_ / size,
+            "relative_l2_change": rel, "changed_fraction": c / size, "changed_count": int(c),
+        })
+    return out
+
+
+@torch.no_grad()
+def change_stats_many(
+    before: Sequence[torch.Tensor],
+    after: Sequence[torch.Tensor],
+    before_stats: Sequence[TensorStats] | None = None,
+    *,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> list[dict[str, Any]]:
+    """:func:`change_stats` of every ``(before[i], after[i])`` pair (same shapes), in order.
+
+    Small pairs are measured together as in :func:`tensor_stats_many`; ``before_stats`` (from
+    it, when the caller has them) spares reading ``before`` again for ``‖before‖``.
+    """
+    if len(before) != len(after):
+        raise ValueError(f"change_stats_many needs as many after tensors ({len(after)}) as "
+                         f"before tensors ({len(before)})")
+    bstats = list(before_stats) if before_stats is not None else [None] * len(before)
+    out: list[dict[str, Any] | None] = [None] * len(before)
+    small = [
+        i for i, (b, a) in enumerate(zip(before, after, strict=True))
+        if _batchable(b) and _batchable(a) and b.dtype == a.dtype and b.shape == a.shape
+        and bstats[i] is not None and bstats[i].finite_count == b.numel()  # type: ignore[union-attr]
+    ]
+    for _, idx in _by_dtype(small, before).items():
+        bseg, aseg = _Segments([before[i] for i in idx]), _Segments([after[i] for i in idx])
+        ok = aseg.finite()
+        fine = [j for j, good in enumerate(ok) if good]
+        if len(fine) < len(idx):
+            if not fine:
+                continue
+            bseg = _Segments([before[idx[j]] for j in fine])
+            aseg = _Segments([after[idx[j]] for j in fine])
+        results = _segment_change(bseg, aseg, [bstats[idx[j]] for j in fine])  # type: ignore[misc]
+        for j, ch in zip(fine, results, strict=True):
+            out[idx[j]] = ch
+    for i, ch in enumerate(out):
+        if ch is None:
+            st = bstats[i]
+            out[i] = change_stats(before[i], after[i], chunk_elements=chunk_elements,
+                                  before_l2=st.l2 if st is not None and st.numel else None)
+    return out  # type: ignore[return-value]
+
+
+def change_columns(ch: Mapping[str, Any]) -> dict[str, Any]:
+    """The change columns of a frame row (``rel_l2_change`` is ``relative_l2_change``), as
+    :func:`change_frame` and :meth:`sd_widgets.LoadReport.to_frame` show them."""
+    return {
+        "max_abs_change": ch["max_abs_change"],
+        "mean_abs_change": ch["mean_abs_change"],
+        "rel_l2_change": ch["relative_l2_change"],
+        "changed_fraction": ch["changed_fraction"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
 # change statistics
 
 
@@ -402,6 +608,7 @@ def change_stats(
     after: torch.Tensor,
     *,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    before_l2: float | None = None,
 ) -> dict[str, Any]:
     """How much ``after`` differs from ``before`` (same shape; dtypes may differ).
 
@@ -415,6 +622,8 @@ def change_stats(
       inf→inf count as unchanged), over all ``numel`` positions.
 
     Meta tensors give NaN values and ``None`` counts. Raises ``ValueError`` on a shape mismatch.
+    ``before_l2`` (``tensor_stats(before).l2``, when the caller has it) saves one pass: it is
+    used when every position of both tensors is finite, where it is exactly ``‖before‖``.
     """
     if not isinstance(before, torch.Tensor) or not isinstance(after, torch.Tensor):
         raise TypeError(
@@ -443,10 +652,27 @@ def change_stats(
     compared = changed = 0
     max_abs = 0.0
     abs_sum = diff_sq = before_sq = 0.0
+    all_finite = True
     pairs = zip(_logical_chunks(before, chunk), _logical_chunks(after, chunk), strict=True)
     for rb, ra in pairs:
         b = rb if same_f32 else rb.to(torch.float64)
         a = ra if same_f32 else ra.to(torch.float64)
+        d = torch.sub(a, b, out=_scratch(a.numel(), a.dtype)).abs_()
+        amx = float(d.amax())  # NaN propagates, so a finite maximum proves every |d| finite
+        if math.isfinite(amx) and d.is_contiguous():
+            # |a - b| == 0 exactly when a == b (finite values; abs turns -0.0 into +0.0, the
+            # only all-zero bit pattern): count non-zero bits as integers, the fastest count
+            changed += int(torch.count_nonzero(d.view(_BITS[d.dtype][0])))
+            compared += d.numel()
+            max_abs = max(max_abs, amx)
+            d_sum, d_sq = _sum_sumsq(d, amx)
+            abs_sum += d_sum
+            diff_sq += d_sq
+            if before_l2 is None:
+                bmn, bmx = _minmax(b)
+                before_sq += _sum_sumsq(b, max(abs(bmn), abs(bmx)))[1]
+            continue
+        all_finite = False
         d = a - b
         dmn, dmx = _minmax(d)
         if not (math.isfinite(dmn) and math.isfinite(dmx)):
@@ -476,6 +702,11 @@ def change_stats(
         out = _nan_change(numel)
         out.update(compared=0, changed_count=changed, changed_fraction=changed / numel)
         return out
+    if before_l2 is not None:
+        if all_finite:
+            before_sq = before_l2 * before_l2
+        else:  # some position was left out: measure |before| over the compared ones
+            return change_stats(before, after, chunk_elements=chunk)
     if before_sq > 0:
         rel = math.sqrt(diff_sq) / math.sqrt(before_sq)
     else:
@@ -808,7 +1039,7 @@ def change_frame(
         sb = tensor_stats(b, chunk_elements=chunk_elements)
         sa = tensor_stats(a, chunk_elements=chunk_elements)
         ch = (
-            change_stats(b, a, chunk_elements=chunk_elements)
+            change_stats(b, a, chunk_elements=chunk_elements, before_l2=sb.l2 if sb.numel else None)
             if b.shape == a.shape
             else _nan_change(a.numel())
         )
@@ -816,9 +1047,6 @@ def change_frame(
         for name in ("dtype", "mean", "std", "min", "max", "l2"):
             row[f"before_{name}"] = getattr(sb, name)
             row[f"after_{name}"] = getattr(sa, name)
-        row["max_abs_change"] = ch["max_abs_change"]
-        row["mean_abs_change"] = ch["mean_abs_change"]
-        row["rel_l2_change"] = ch["relative_l2_change"]
-        row["changed_fraction"] = ch["changed_fraction"]
+        row.update(change_columns(ch))
         rows.append(row)
     return pd.DataFrame(rows, columns=_CHANGE_COLUMNS)

@@ -1,0 +1,257 @@
+"""``LoadReport``: what a partial load did, its before/after statistics, figures and ``undo()``."""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from .errors import UndoError
+from .stats import change_columns, change_stats_many, scratch_space, tensor_stats_many
+from .transaction import Interrupts, Measured, Snapshot, keep_trying
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from .plan import LoadPlan
+    from .stats import Histogram
+
+__all__ = ["STILL_ON_META", "LoadReport"]
+
+STILL_ON_META = "the model cannot run until these are initialised"
+"""What :attr:`LoadReport.still_on_meta` means for the user (the widget shows it with the keys)."""
+
+
+class LoadReport:
+    """What a partial load did, with before/after statistics and ``undo()``.
+
+    Statistics: ``partial_load(..., stats=True)`` measures every touched tensor during the load.
+    With ``stats=False`` the load returns as soon as the tensors are loaded and verified; call
+    :meth:`compute_stats` (or :meth:`to_frame`, which calls it) afterwards — the Explorer shows
+    its success message first and the statistics and histograms after. The numbers are the same
+    either way.
+    """
+
+    def __init__(self, *, model: nn.Module, plan: LoadPlan, snapshot: Snapshot,
+                 loaded: list[str], assigned: bool, untouched: list[str], seconds: float,
+                 incompatible: list[Any], tied: Mapping[str, str] | None = None,
+                 transformed: Mapping[str, str] | None = None,
+                 still_on_meta: list[str] | None = None) -> None:
+        self._model = weakref.ref(model)
+        self.plan = plan
+        self._snapshot = snapshot
+        #: model keys loaded, in model order
+        self.loaded = loaded
+        #: key → why it was not loaded (everything selected but not loaded)
+        self.skipped: OrderedDict[str, str] = OrderedDict(plan.skipped)
+        #: model keys not loaded: they keep the values they had (on a meta-device model they
+        #: have none: see :attr:`still_on_meta`)
+        self.untouched = untouched
+        #: key → (checkpoint dtype, model dtype) for silent-in-PyTorch casts
+        self.casts = plan.casts
+        #: key → adapter used
+        self.adapted = plan.adapted
+        #: BatchNorm modules whose running statistics were reset (bn="reset")
+        self.bn_reset = list(plan.bn_reset_modules)
+        #: key → the loaded key it is tied to (same tensor): changed through it, still tied
+        self.tied: dict[str, str] = dict(tied or {})
+        #: key → how it was verified, for keys under modules that transform what they load
+        #: (a ``_load_from_state_dict`` override or load hooks of the module's own): their
+        #: value is what the module's loading made of the checkpoint tensor, not the tensor
+        self.transformed: dict[str, str] = dict(transformed or {})
+        #: model keys still on the meta device after the load: :data:`STILL_ON_META`
+        self.still_on_meta: list[str] = list(still_on_meta or [])
+        #: True when meta-device tensors were replaced (assign=True) instead of copied into
+        self.assigned = assigned
+        #: where the copies for rollback and undo were kept: "memory", "disk" or "memory+disk"
+        self.snapshot = snapshot.used
+        self.seconds = seconds
+        #: what load_state_dict returned (missing keys = everything not in the plan)
+        self.incompatible = incompatible
+        self.undone = False
+        self._stats: list[dict[str, Any]] | None = None
+        for key in self.still_on_meta:
+            if key in self.skipped and "meta device" not in self.skipped[key]:
+                self.skipped[key] = (self.skipped[key].partition(":")[0]
+                                     + ": stays on the meta device; " + STILL_ON_META)
+
+    def __repr__(self) -> str:
+        state = "undone" if self.undone else "applied"
+        extra = ", assign=True (meta device)" if self.assigned else ""
+        if self.still_on_meta:
+            extra += f", {len(self.still_on_meta)} still on meta"
+        return (
+            f"<LoadReport ({state}): loaded {len(self.loaded)}, skipped {len(self.skipped)}, "
+            f"cast {len(self.casts)}, adapted {len(self.adapted)}, bn reset "
+            f"{len(self.bn_reset)}{extra}>"
+        )
+
+    @property
+    def model(self) -> nn.Module:
+        m = self._model()
+        if m is None:
+            raise UndoError("the model this report belongs to no longer exists")
+        return m
+
+    # tensors ---------------------------------------------------------------------------------
+    def before(self) -> dict[str, torch.Tensor]:
+        """The touched tensors as they were before the load (copies)."""
+        self._require_applied("the 'before' tensors")
+        return self._snapshot.tensors()
+
+    def after(self) -> dict[str, torch.Tensor]:
+        """The touched tensors as they are now in the model (live, not copies)."""
+        self._require_applied("the 'after' tensors")
+        return {s.key: (s.module._parameters if s.is_param else s.module._buffers)[s.attr].detach()
+                for s in self._snapshot.items}
+
+    def _require_applied(self, what: str) -> None:
+        if self.undone:
+            raise UndoError(f"this load was undone: {what} are no longer available")
+
+    # statistics ------------------------------------------------------------------------------
+    @property
+    def stats_ready(self) -> bool:
+        """True once the before/after statistics exist (``to_frame()`` then costs nothing)."""
+        return self._stats is not None
+
+    def compute_stats(self, measured: Measured | None = None) -> None:
+        """Compute the before/after and change statistics of every touched tensor (once).
+
+        ``partial_load(..., stats=False)`` leaves this for later: call it (or :meth:`to_frame`)
+        when the numbers are wanted. ``measured``: statistics the load already took while the
+        tensors were in cache (key → (before, after, change)); the others are computed here,
+        the small tensors all together.
+        """
+        if self._stats is not None:
+            return
+        self._require_applied("statistics")
+        with scratch_space():
+            self._stats = self._rows(measured or {})
+
+    def _rows(self, measured: Measured) -> list[dict[str, Any]]:
+        before, after = self.before(), self.after()
+        keys = list(before)
+        rest = [k for k in keys if k not in measured]
+        b_stats = dict(zip(rest, tensor_stats_many([before[k] for k in rest]), strict=True))
+        a_stats = dict(zip(rest, tensor_stats_many([after[k] for k in rest]), strict=True))
+        pairs = [k for k in rest if not before[k].is_meta and not after[k].is_meta
+                 and before[k].shape == after[k].shape]
+        changes = dict(zip(pairs, change_stats_many(
+            [before[k] for k in pairs], [after[k] for k in pairs], [b_stats[k] for k in pairs]),
+            strict=True))
+        rows = []
+        for key in keys:
+            if key in measured:
+                sb, sa, ch = measured[key]
+            else:
+                sb, sa, ch = b_stats[key], a_stats[key], changes.get(key)
+            rows.append(self._row(key, sb, sa, ch))
+        return rows
+
+    def _row(self, key: str, sb: Any, sa: Any, ch: Mapping[str, Any] | None) -> dict[str, Any]:
+        entry = self.plan.entries.get(key)
+        loaded = entry is not None and key in self.loaded
+        row: dict[str, Any] = {
+            "key": key,
+            "action": ("adapt" if entry.adapter else "load") if loaded and entry else
+            ("tied" if key in self.tied else "bn_reset"),
+            "ckpt_key": entry.ckpt_key if entry is not None else None,
+            "cast": " → ".join(entry.cast) if entry is not None and entry.cast else None,
+            "numel": sb.numel,
+            "dtype": sb.dtype,
+        }
+        for prefix, st in (("before", sb), ("after", sa)):
+            for name, value in st.as_dict().items():
+                if name not in ("numel", "dtype"):
+                    row[f"{prefix}_{name}"] = value
+        if ch is not None:
+            row.update(change_columns(ch))
+        return row
+
+    def to_frame(self) -> pd.DataFrame:
+        """Per touched tensor: action, cast, before/after mean, std, min, max, l2,
+        zero_fraction, nan/inf counts, and change (max_abs_change, rel_l2_change, ...)."""
+        import pandas as pd
+
+        self.compute_stats()
+        return pd.DataFrame(self._stats)
+
+    def histogram(self, key: str, bins: int = 50) -> Histogram:
+        """Before/after histogram of one touched tensor with shared bin edges."""
+        from .stats import before_after_histogram
+
+        before, after = self.before(), self.after()
+        if key not in before:
+            raise KeyError(f"{key!r} was not touched by this load")
+        return before_after_histogram(before[key], after[key], bins=bins, key=key)
+
+    def bn_modules(self) -> list[str]:
+        """BatchNorm modules whose running statistics this load changed (loaded or reset)."""
+        names: dict[str, None] = {}
+        for s in self._snapshot.items:
+            if s.attr == "running_mean":
+                names[s.key.rpartition(".")[0]] = None
+        return list(names)
+
+    def bn_stats(self) -> dict[str, dict[str, torch.Tensor]]:
+        """module → before/after running mean and variance."""
+        before, after = self.before(), self.after()
+        out = {}
+        for m in self.bn_modules():
+            if f"{m}.running_var" in before:
+                out[m] = {
+                    "before_mean": before[f"{m}.running_mean"],
+                    "after_mean": after[f"{m}.running_mean"],
+                    "before_var": before[f"{m}.running_var"],
+                    "after_var": after[f"{m}.running_var"],
+                }
+        return out
+
+    # figures ---------------------------------------------------------------------------------
+    def plot_histograms(self, keys: Iterable[str] | None = None, bins: int = 50,
+                        max_panels: int = 12) -> Figure:
+        from .plots import histogram_overlay
+
+        keys = list(keys) if keys is not None else list(self.loaded)
+        before, after = self.before(), self.after()
+        return histogram_overlay({k: before[k] for k in keys}, {k: after[k] for k in keys},
+                                 bins=bins, max_panels=max_panels)
+
+    def plot_bn(self, module: str | None = None) -> Figure:
+        from .plots import bn_running_stats
+
+        stats = self.bn_stats()
+        if not stats:
+            raise ValueError("this load did not touch any BatchNorm running statistics")
+        name = module if module is not None else next(iter(stats))
+        s = stats[name]
+        return bn_running_stats(s["before_mean"], s["after_mean"], s["before_var"],
+                                s["after_var"], name=name)
+
+    def plot_summary(self) -> Figure:
+        from .plots import load_summary
+
+        return load_summary(self.to_frame())
+
+    # undo ------------------------------------------------------------------------------------
+    def undo(self) -> None:
+        """Restore exactly the tensors that were there before the load. Works once."""
+        if self.undone:
+            raise UndoError(
+                "this load was already undone; a second undo would do nothing. Load the plan "
+                "again (sdw.partial_load) to re-apply it."
+            )
+        self.model  # noqa: B018 - raises if the model is gone
+        with Interrupts():  # Ctrl-C waits until every tensor is back, then is raised
+            bad = keep_trying(self._snapshot.restore)
+            if not bad:
+                self._snapshot.release()
+                self.undone = True
+        if bad:
+            raise UndoError(f"undo could not restore {bad[:3]} exactly")
