@@ -264,8 +264,9 @@ def _shape_mismatch_reason(row: Row, adapter: str | None) -> str | None:
                 f"vs model {_shape_text(row.model_shape)} ({why})")
     names = applicable(row.ckpt_shape, row.model_shape, model_on_meta=on_meta)
     if names:
-        choices = " or ".join(f"adapt={{{row.key!r}: {n!r}}}" for n in names)
-        return f"{text}; pass {choices} to use it ({ADAPTER_REGISTRY[names[0]].description})"
+        choices = " or ".join(f"adapt={{{row.key!r}: {n!r}}} ({ADAPTER_REGISTRY[n].description})"
+                              for n in names)
+        return f"{text}; to use it pass {choices}"
     why = "; ".join(dict.fromkeys(
         a.why_not(row.ckpt_shape, row.model_shape, model_on_meta=on_meta) or ""
         for a in ADAPTER_REGISTRY.values()))
