@@ -1079,10 +1079,19 @@ def _strs(content: Mapping[str, Any], name: str) -> list[str]:
 
 
 def _histogram_src(key: str, before: Any, after: Any) -> str:
+    """One before/after panel sized for the widget grid (about 300 px wide), its text scaled
+    up so the annotations stay readable at that size."""
+    from matplotlib.text import Text
+
     from ..plots import figure_to_png, histogram_overlay
 
     fig = histogram_overlay(before, after, keys=[key], title="")
-    return pl.png_data_url(figure_to_png(fig, dpi=80))
+    fig.set_size_inches(3.6, 2.7)
+    for ax in fig.axes:
+        ax.tick_params(labelsize=8)
+    for text in fig.findobj(Text):
+        text.set_fontsize(max(text.get_fontsize() * 1.3, 8))
+    return pl.png_data_url(figure_to_png(fig, dpi=90))
 
 
 def _model_label(model: nn.Module | None) -> str:
