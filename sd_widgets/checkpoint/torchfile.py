@@ -10,6 +10,7 @@ member uncompressed, so a compressed member is inflated here first, in a stream 
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,7 +123,10 @@ def torch_load(path: Path, fmt: str, map_location: Any, trust: Any) -> Any:
     except pickle.UnpicklingError as exc:
         if trust is not True and "Weights only load failed" in str(exc):
             allowed_names = {global_name(g) for g in allowed or []}
-            names = [n for n in unsafe_globals(path) if n not in allowed_names]
+            named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+            first = [named.group(1)] if named else []
+            names = [n for n in dict.fromkeys([*first, *unsafe_globals(path)])
+                     if n not in allowed_names]
             if not names:  # refused, but not for a global anyone could allow: corrupt
                 raise _unreadable(path, _weights_only_reason(exc)) from None
             already = (f" (beyond the {len(allowed_names)} allowed in trust=[...])"

@@ -16,6 +16,7 @@ Two unpicklers are used:
 
 from __future__ import annotations
 
+import copyreg
 import io
 import os
 import pathlib
@@ -75,7 +76,13 @@ def global_name(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
 
 
-def pickle_globals(data: bytes | io.BufferedIOBase, max_pickles: int = 1) -> list[str]:
+#: opcodes scanned (in Python, ~1 µs each) when listing globals for a message
+SCAN_BUDGET = 300_000
+
+
+def pickle_globals(
+    data: bytes | io.BufferedIOBase, max_pickles: int = 1, budget: int = SCAN_BUDGET
+) -> list[str]:
     """Every global a pickle names (``GLOBAL``, ``INST`` and ``STACK_GLOBAL`` forms), in order.
 
     Parses opcodes only (``pickletools.genops``); executes and imports nothing. The
@@ -87,6 +94,9 @@ def pickle_globals(data: bytes | io.BufferedIOBase, max_pickles: int = 1) -> lis
         The pickle bytes or a binary file positioned at its start.
     max_pickles
         How many consecutive pickles to scan (legacy torch files hold several).
+    budget
+        Stop after this many opcodes (the scan is for messages; a hostile pickle of millions of
+        opcodes must not make a refusal slow).
 
     Returns
     -------
@@ -100,6 +110,9 @@ def pickle_globals(data: bytes | io.BufferedIOBase, max_pickles: int = 1) -> lis
         memo: dict[int, Any] = {}
         try:
             for op, arg, _pos in pickletools.genops(f):
+                budget -= 1
+                if budget < 0:
+                    return list(found)
                 name = op.name
                 if name in ("GLOBAL", "INST") and isinstance(arg, str):
                     found[arg.replace(" ", ".", 1)] = None
@@ -182,29 +195,24 @@ def restricted_load(data: bytes, allowed: Mapping[tuple[str, str], Any], what: s
     UnreadableCheckpointError
         The pickle is corrupt or uses refused opcodes.
     """
-    named = pickle_globals(data)
-    unknown = [g for g in named if tuple(g.rsplit(".", 1)) not in allowed]
-    try:
-        ops = {op.name for op, _a, _p in pickletools.genops(io.BytesIO(data))}
-    except (ValueError, TypeError, EOFError, OverflowError) as exc:
-        if unknown:
+    if copyreg._inverted_registry or copyreg._extension_cache:
+        # an extension code cached by an earlier plain unpickle would bypass find_class: with
+        # any extension registered in this process, refuse extension opcodes up front
+        try:
+            ops = {op.name for op, _a, _p in pickletools.genops(io.BytesIO(data))}
+        except (ValueError, TypeError, EOFError, OverflowError):
             ops = set()
-        else:
+        if ops & _REFUSED_OPCODES:
             raise UnreadableCheckpointError(
-                f"{what} is not a valid pickle ({type(exc).__name__}: {str(exc)[:200]}); the file "
-                "is corrupt or truncated."
-            ) from None
-    if not unknown and ops & _REFUSED_OPCODES:
-        raise UnreadableCheckpointError(
-            f"{what} uses pickle opcodes ({', '.join(sorted(ops & _REFUSED_OPCODES))}) that "
-            "checkpoint metadata never contains; it was not unpickled."
-        )
+                f"{what} uses pickle opcodes ({', '.join(sorted(ops & _REFUSED_OPCODES))}) that "
+                "checkpoint metadata never contains; it was not unpickled."
+            )
     try:
-        if unknown:
-            raise _Refused(unknown[0])
         return AllowListUnpickler(io.BytesIO(data), allowed).load()
     except _Refused as exc:
-        names = unknown or [exc.name]
+        # the refused global, and any others the pickle names (a bounded opcode scan)
+        names = list(dict.fromkeys([exc.name, *(
+            g for g in pickle_globals(data) if tuple(g.rsplit(".", 1)) not in allowed)]))
         raise UnsafeCheckpointError(
             f"{what} contains objects that are not checkpoint metadata: it names "
             f"{', '.join(repr(n) for n in names)}, not one of the {len(allowed)} exact metadata "
@@ -261,7 +269,8 @@ def dcp_metadata_globals() -> dict[tuple[str, str], Any]:
 def unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
     """Name the globals a torch file needs that weights-only loading refuses.
 
-    Reads the pickle opcodes only; executes nothing.
+    Reads the pickle opcodes only; executes nothing. For archives whose ``data.pkl`` is over
+    1 MB, and for legacy files, at most :data:`SCAN_BUDGET` opcodes are scanned.
 
     Parameters
     ----------
@@ -273,7 +282,14 @@ def unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
     list of str
         ``"module.name"`` of each refused global, sorted.
     """
+    import zipfile
+
     try:
+        with zipfile.ZipFile(path) as zf:
+            pkl = next((zi for zi in zf.infolist() if zi.filename.endswith("data.pkl")), None)
+            if pkl is not None and pkl.file_size > 1_000_000:
+                found = pickle_globals(zf.read(pkl))
+                return sorted({g for g in found if not _torch_safe(g)})
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:
         pass
@@ -283,5 +299,16 @@ def unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
             found = pickle_globals(f, max_pickles=4)  # type: ignore[arg-type]
     except OSError:
         found = []
-    safe_prefixes = ("torch.", "collections.OrderedDict", "builtins.")
-    return sorted({g for g in found if not g.startswith(safe_prefixes)})
+    return sorted({g for g in found if not _torch_safe(g)})
+
+
+def _torch_safe(name: str) -> bool:
+    """A global torch's weights-only unpickler admits by default (approximately: for lists)."""
+    try:
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        if name in _get_allowed_globals():
+            return True
+    except Exception:
+        pass
+    return name.startswith(("torch.", "collections.OrderedDict", "builtins."))
