@@ -61,7 +61,9 @@ def adapt_input_conv(src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     dtype = src.dtype
     weight = src.detach().float()
     if weight.dim() != 4:
-        raise ValueError(f"the 'input_conv' adapter needs a 4-D conv weight, got {tuple(src.shape)}")
+        raise ValueError(
+            f"the 'input_conv' adapter needs a 4-D conv weight, got {tuple(src.shape)}"
+        )
     out_chans, rgb, kh, kw = weight.shape
     if in_chans == 1 and rgb > 3 and rgb % 3 == 0:
         weight = weight.reshape(out_chans, rgb // 3, 3, kh, kw).sum(dim=2)
@@ -71,8 +73,9 @@ def adapt_input_conv(src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         repeat = (in_chans + 2) // 3
         weight = weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (3 / float(in_chans))
     else:
-        raise ValueError(f"the 'input_conv' adapter turns 3 input channels into {in_chans}, "
-                         f"not {rgb}")
+        raise ValueError(
+            f"the 'input_conv' adapter turns 3 input channels into {in_chans}, not {rgb}"
+        )
     return weight.to(dtype)
 
 
@@ -80,8 +83,10 @@ def _overlap_why_not(ckpt: Shape, model: Shape, model_on_meta: bool) -> str | No
     if len(ckpt) != len(model) or not model:
         return "different number of dimensions"
     if model_on_meta:
-        return ("the model is on the meta device: 'overlap' keeps the model's own values outside "
-                "the overlap, and a meta tensor has none (materialise the model first)")
+        return (
+            "the model is on the meta device: 'overlap' keeps the model's own values outside "
+            "the overlap, and a meta tensor has none (materialise the model first)"
+        )
     return None
 
 
@@ -111,8 +116,9 @@ class Adapter:
     #: reads the model tensor's values (so it cannot run on a meta-device model)
     needs_model_values: bool
 
-    def why_not(self, ckpt_shape: Shape | None, model_shape: Shape | None, *,
-                model_on_meta: bool = False) -> str | None:
+    def why_not(
+        self, ckpt_shape: Shape | None, model_shape: Shape | None, *, model_on_meta: bool = False
+    ) -> str | None:
         """Why this adapter cannot map ``ckpt_shape`` onto ``model_shape`` (None: it can)."""
         if ckpt_shape is None or model_shape is None:
             return "the key is not on both sides"
@@ -120,8 +126,9 @@ class Adapter:
             return "the shapes already agree"
         return self.check(tuple(ckpt_shape), tuple(model_shape), model_on_meta)
 
-    def applies(self, ckpt_shape: Shape | None, model_shape: Shape | None, *,
-                model_on_meta: bool = False) -> bool:
+    def applies(
+        self, ckpt_shape: Shape | None, model_shape: Shape | None, *, model_on_meta: bool = False
+    ) -> bool:
         """True when this adapter maps ``ckpt_shape`` onto ``model_shape``."""
         return self.why_not(ckpt_shape, model_shape, model_on_meta=model_on_meta) is None
 
@@ -129,15 +136,28 @@ class Adapter:
         return self.fn(src, target)
 
 
-ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType({
-    a.name: a for a in (
-        Adapter("overlap", "copies the overlapping slice; the rest keeps the model's values",
-                adapt_overlap, _overlap_why_not, needs_model_values=True),
-        Adapter("input_conv", "sums (1 channel) or repeats and rescales (N channels) the RGB "
+ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
+    {
+        a.name: a
+        for a in (
+            Adapter(
+                "overlap",
+                "copies the overlapping slice; the rest keeps the model's values",
+                adapt_overlap,
+                _overlap_why_not,
+                needs_model_values=True,
+            ),
+            Adapter(
+                "input_conv",
+                "sums (1 channel) or repeats and rescales (N channels) the RGB "
                 "filters of a first convolution, as timm's adapt_input_conv",
-                adapt_input_conv, _input_conv_why_not, needs_model_values=False),
-    )
-})
+                adapt_input_conv,
+                _input_conv_why_not,
+                needs_model_values=False,
+            ),
+        )
+    }
+)
 
 
 def get_adapter(name: str) -> Adapter:
@@ -150,8 +170,9 @@ def get_adapter(name: str) -> Adapter:
         ) from None
 
 
-def applicable(ckpt_shape: Shape | None, model_shape: Shape | None, *,
-               model_on_meta: bool = False) -> tuple[str, ...]:
+def applicable(
+    ckpt_shape: Shape | None, model_shape: Shape | None, *, model_on_meta: bool = False
+) -> tuple[str, ...]:
     """Names of the adapters that map ``ckpt_shape`` onto ``model_shape``, registry order.
 
     Parameters
@@ -166,5 +187,8 @@ def applicable(ckpt_shape: Shape | None, model_shape: Shape | None, *,
     tuple of str
         Possibly empty.
     """
-    return tuple(n for n, a in ADAPTERS.items()
-                 if a.applies(ckpt_shape, model_shape, model_on_meta=model_on_meta))
+    return tuple(
+        n
+        for n, a in ADAPTERS.items()
+        if a.applies(ckpt_shape, model_shape, model_on_meta=model_on_meta)
+    )

@@ -63,6 +63,8 @@ class LoadSpec:
     bn: str = "load"
     #: SHA-256 of a DCP directory's pickled ``.metadata`` as vetted when exporting
     metadata_sha256: str | None = None
+    #: some loaded tensors are on the meta device: they are assigned, not copied into
+    assign_meta: bool = False
 
 
 def trusted_names(allowed: Iterable[Any]) -> tuple[tuple[str, str], ...]:
@@ -81,14 +83,18 @@ def trusted_names(allowed: Iterable[Any]) -> tuple[tuple[str, str], ...]:
     for obj in allowed:
         if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[1], str):
             obj = obj[0]  # torch's (object, "module.name") form: the object decides
+        module: Any
+        name: Any
         if isinstance(obj, str):
             module, _, name = obj.rpartition(".")
         else:
             module = getattr(obj, "__module__", None)
             name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
         if not isinstance(module, str) or not isinstance(name, str) or not module or not name:
-            raise ValueError(f"cannot name {obj!r} for the exported code: give a class or "
-                             "function importable as module.name")
+            raise ValueError(
+                f"cannot name {obj!r} for the exported code: give a class or "
+                "function importable as module.name"
+            )
         out[(module, name)] = None
     return tuple(out)
 
@@ -197,8 +203,10 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
         if entry:
             body += "    for name in ENTRY:\n        state = state[name]\n"
             if spec.trust is True:
-                body += ("    if isinstance(state, torch.nn.Module):\n"
-                         "        state = state.state_dict()\n")
+                body += (
+                    "    if isinstance(state, torch.nn.Module):\n"
+                    "        state = state.state_dict()\n"
+                )
         return _torch_loader(spec, imports, consts) + "\n\n" + head + body + "    return state\n"
     if kind == "safetensors":
         imports.add("from safetensors import safe_open")
@@ -210,28 +218,39 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
         imports.update(("import json", "import os"))
         if kind == "safetensors-index":
             imports.add("from safetensors import safe_open")
-            read = ("        with safe_open(file, framework='pt', device='cpu') as f:\n"
-                    "            state.update((key, f.get_tensor(key)) for key in names)\n")
+            read = (
+                "        with safe_open(file, framework='pt', device='cpu') as f:\n"
+                "            state.update((key, f.get_tensor(key)) for key in names)\n"
+            )
             helper = ""
         else:
-            read = ("        shard_state = torch_load(file)\n"
-                    "        state.update((key, shard_state[key]) for key in names)\n")
+            read = (
+                "        shard_state = torch_load(file)\n"
+                "        state.update((key, shard_state[key]) for key in names)\n"
+            )
             helper = _torch_loader(spec, imports, consts) + "\n\n"
-        return helper + head + (
-            "    folder = os.path.realpath(os.path.dirname(path))\n"
-            "    with open(path, encoding='utf-8') as f:\n"
-            "        weight_map = json.load(f)['weight_map']\n"
-            "    needed = dict(KEYS).values()\n"
-            "    state = {}\n"
-            "    for shard in dict.fromkeys(weight_map[key] for key in needed):\n"
-            "        file = os.path.realpath(os.path.join(folder, shard))\n"
-            "        if os.path.commonpath([folder, file]) != folder:\n"
-            "            raise ValueError(f'shard {shard!r} lies outside {folder!r}')\n"
-            "        names = [key for key in needed if weight_map[key] == shard]\n"
-            + read + "    return state\n"
+        return (
+            helper
+            + head
+            + (
+                "    folder = os.path.realpath(os.path.dirname(path))\n"
+                "    with open(path, encoding='utf-8') as f:\n"
+                "        weight_map = json.load(f)['weight_map']\n"
+                "    needed = dict(KEYS).values()\n"
+                "    state = {}\n"
+                "    for shard in dict.fromkeys(weight_map[key] for key in needed):\n"
+                "        file = os.path.realpath(os.path.join(folder, shard))\n"
+                "        if os.path.commonpath([folder, file]) != folder:\n"
+                "            raise ValueError(f'shard {shard!r} lies outside {folder!r}')\n"
+                "        names = [key for key in needed if weight_map[key] == shard]\n"
+                + read
+                + "    return state\n"
+            )
         )
     if kind == "dcp":
-        imports.update(("import hashlib", "import os", "import torch.distributed.checkpoint as dcp"))
+        imports.update(
+            ("import hashlib", "import os", "import torch.distributed.checkpoint as dcp")
+        )
         consts.append(f"PREFIX = {_lit(spec.entry + '.' if spec.entry else '')}\n")
         consts.append(f"METADATA_SHA256 = {_lit(spec.metadata_sha256)}\n")
         return head + (
@@ -252,15 +271,17 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
 
 
 _RENAME_BRANCHES = {
-    "prefix": ("        if kind == 'prefix' and key.startswith(old):\n"
-               "            key = new + key[len(old):]\n"),
-    "exact": ("        if kind == 'exact' and key == old:\n"
-              "            key = new\n"),
-    "regex": ("        if kind == 'regex':\n"
-              "            key = re.sub(old, new, key)\n"),
-    "leaf": ("        if kind == 'leaf':\n"
-             "            head, dot, leaf = key.rpartition('.')\n"
-             "            key = head + dot + new.get(leaf, leaf)\n"),
+    "prefix": (
+        "        if kind == 'prefix' and key.startswith(old):\n"
+        "            key = new + key[len(old):]\n"
+    ),
+    "exact": ("        if kind == 'exact' and key == old:\n            key = new\n"),
+    "regex": ("        if kind == 'regex':\n            key = re.sub(old, new, key)\n"),
+    "leaf": (
+        "        if kind == 'leaf':\n"
+        "            head, dot, leaf = key.rpartition('.')\n"
+        "            key = head + dot + new.get(leaf, leaf)\n"
+    ),
 }
 
 
@@ -291,12 +312,38 @@ def _renames(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
     )
 
 
-_RESERVED = frozenset({
-    "CHECKPOINT", "ENTRY", "KEYS", "ADAPT", "BN_RESET", "RENAMES", "SKIPPED", "TRUSTED",
-    "PREFIX", "METADATA_SHA256", "torch", "json", "os", "re", "zipfile", "hashlib", "dcp",
-    "importlib", "safe_open", "OrderedDict", "read_checkpoint", "torch_load", "rename",
-    "rename_prefix", "module_versions", "adapt_overlap", "adapt_input_conv", "result",
-})
+_RESERVED = frozenset(
+    {
+        "CHECKPOINT",
+        "ENTRY",
+        "KEYS",
+        "ADAPT",
+        "BN_RESET",
+        "RENAMES",
+        "SKIPPED",
+        "TRUSTED",
+        "PREFIX",
+        "METADATA_SHA256",
+        "torch",
+        "json",
+        "os",
+        "re",
+        "zipfile",
+        "hashlib",
+        "dcp",
+        "importlib",
+        "safe_open",
+        "OrderedDict",
+        "read_checkpoint",
+        "torch_load",
+        "rename",
+        "rename_prefix",
+        "module_versions",
+        "adapt_overlap",
+        "adapt_input_conv",
+        "result",
+    }
+)
 
 
 def _check_name(what: str, name: str) -> None:
@@ -306,7 +353,9 @@ def _check_name(what: str, name: str) -> None:
         raise ValueError(f"{what}={name!r} is a name the exported code uses itself; choose another")
 
 
-def to_code(spec: LoadSpec, *, function_name: str = "load_partial", model_name: str = "model") -> str:
+def to_code(
+    spec: LoadSpec, *, function_name: str = "load_partial", model_name: str = "model"
+) -> str:
     """Self-contained Python that performs the load ``spec`` describes with plain torch.
 
     Parameters
@@ -337,28 +386,39 @@ def to_code(spec: LoadSpec, *, function_name: str = "load_partial", model_name: 
     consts.append("# (model key, checkpoint key) of every tensor loaded, in model order\n")
     consts.append(_block("KEYS", [_lit(pair) for pair in spec.keys]))
     adapters = dict(spec.adapters)
-    functions = [_source_without_docstring(get_adapter(n).fn) for n in dict.fromkeys(adapters.values())]
+    functions = [
+        _source_without_docstring(get_adapter(n).fn) for n in dict.fromkeys(adapters.values())
+    ]
     if adapters:
         consts.append("# shape adapters by model key (the functions above)\n")
-        consts.append(_block("ADAPT", [f"{_lit(k)}: {get_adapter(n).fn.__name__}"
-                                       for k, n in adapters.items()], "{", "}"))
+        consts.append(
+            _block(
+                "ADAPT",
+                [f"{_lit(k)}: {get_adapter(n).fn.__name__}" for k, n in adapters.items()],
+                "{",
+                "}",
+            )
+        )
     if spec.bn_reset:
         consts.append("# BatchNorm modules whose running statistics are reset after loading\n")
         consts.append(_block("BN_RESET", [_lit(m) for m in spec.bn_reset]))
     if spec.skipped:
         shown = spec.skipped[:SHOWN_SKIPPED]
         more = len(spec.skipped) - len(shown)
-        consts.append(f"# selected but not loaded, with the plan's reasons"
-                      f"{f' (first {len(shown)} of {len(spec.skipped)})' if more else ''}\n")
+        consts.append(
+            f"# selected but not loaded, with the plan's reasons"
+            f"{f' (first {len(shown)} of {len(spec.skipped)})' if more else ''}\n"
+        )
         consts.append(_block("SKIPPED", [f"{_lit(k)}: {_lit(v)}" for k, v in shown], "{", "}"))
     in_memory = not reader
     call = f"{function_name}({model_name}, read_checkpoint())"
     if in_memory:
-        how = (f"Pass the state dict you gave sd_widgets: {function_name}({model_name}, state_dict)"
-               + (" (for a module, its .state_dict())" if spec.kind == "module" else ""))
-        entry_note = (f"; the weights are its entry {spec.entry}" if spec.entry else "")
-        tail = (f'if __name__ == "__main__":\n'
-                f"    print({_lit(how + entry_note)})\n")
+        how = (
+            f"Pass the state dict you gave sd_widgets: {function_name}({model_name}, state_dict)"
+            + (" (for a module, its .state_dict())" if spec.kind == "module" else "")
+        )
+        entry_note = f"; the weights are its entry {spec.entry}" if spec.entry else ""
+        tail = f'if __name__ == "__main__":\n    print({_lit(how + entry_note)})\n'
     else:
         tail = (
             f'if __name__ == "__main__":\n'
@@ -368,19 +428,50 @@ def to_code(spec: LoadSpec, *, function_name: str = "load_partial", model_name: 
             f"    else:  # a script: nothing to load into yet\n"
             f"        print({_lit(f'Build your model, then call {call}.')})\n"
         )
+    meta = (
+        (
+            "    meta = OrderedDict((k, v.to(current[k].dtype)) for k, v in filtered.items()\n"
+            "                       if current[k].is_meta)\n"
+            "    if meta:  # no storage to copy into on the meta device: assign, in the model's dtypes\n"
+            "        shared = {}  # a Parameter under several names: assign replaces it under one\n"
+            "        for name, param in model.named_parameters(remove_duplicate=False):\n"
+            "            shared.setdefault(id(param), []).append(name)\n"
+            "        meta._metadata = module_versions(current, state)\n"
+            "        result = model.load_state_dict(meta, strict=False, assign=True)\n"
+            "        for names in shared.values():\n"
+            "            through = next((name for name in names if name in meta), None)\n"
+            "            for name in names if through is not None else ():\n"
+            "                module, _, attr = name.rpartition('.')\n"
+            "                setattr(model.get_submodule(module), attr, model.get_parameter(through))\n"
+            "        filtered = OrderedDict((k, v) for k, v in filtered.items() if k not in meta)\n"
+            "    if filtered or not meta:\n"
+            "        filtered._metadata = module_versions(current, state)\n"
+            "        result = model.load_state_dict(filtered, strict=False)\n"
+        )
+        if spec.assign_meta
+        else (
+            "    filtered._metadata = module_versions(current, state)\n"
+            "    result = model.load_state_dict(filtered, strict=False)\n"
+        )
+    )
     body_load = (
         f"def {function_name}(model, state):\n"
         '    """Load the chosen tensors of ``state`` into ``model`` in place (strict=False)."""\n'
         "    current = model.state_dict()\n"
         "    filtered = OrderedDict()\n"
         "    for key, name in KEYS:\n"
-        + ("        filtered[key] = state[name]\n" if not adapters else
-           "        tensor = state[name]\n"
-           "        filtered[key] = ADAPT[key](tensor, current[key]) if key in ADAPT else tensor\n")
-        + "    filtered._metadata = module_versions(current, state)\n"
-        "    result = model.load_state_dict(filtered, strict=False)\n"
-        + ("    for name in BN_RESET:\n"
-           "        model.get_submodule(name).reset_running_stats()\n" if spec.bn_reset else "")
+        + (
+            "        filtered[key] = state[name]\n"
+            if not adapters
+            else "        tensor = state[name]\n"
+            "        filtered[key] = ADAPT[key](tensor, current[key]) if key in ADAPT else tensor\n"
+        )
+        + meta
+        + (
+            "    for name in BN_RESET:\n        model.get_submodule(name).reset_running_stats()\n"
+            if spec.bn_reset
+            else ""
+        )
         + "    return result\n"
     )
     renamed = "rename_prefix(prefix) if source is state else prefix" if rename else "prefix"
@@ -399,20 +490,24 @@ def to_code(spec: LoadSpec, *, function_name: str = "load_partial", model_name: 
     usage = (
         f"Pasted into a notebook cell where ``{model_name}`` is the model, it loads into it. As a\n"
         f"script it says how to call ``{function_name}``; imported as a module it does nothing.\n"
-        if not in_memory else
-        f"The checkpoint was in memory: call ``{function_name}(model, state_dict)`` with it.\n"
+        if not in_memory
+        else f"The checkpoint was in memory: call ``{function_name}(model, state_dict)`` with it.\n"
     )
     doc = (
         f'"""Partial load exported by sd_widgets {__version__}: {len(spec.keys)} tensors loaded, '
         f"{len(spec.skipped)} skipped,\nBatchNorm policy {_lit(spec.bn)}. "
-        "Same result as sd_widgets.partial_load (without its rollback).\n"
-        + usage + '"""\n'
+        "Same result as sd_widgets.partial_load (without its rollback).\n" + usage + '"""\n'
     )
-    plain = sorted(i for i in imports if i.startswith("import ") and i != "import torch"
-                   and "." not in i.split()[1])
+    plain = sorted(
+        i
+        for i in imports
+        if i.startswith("import ") and i != "import torch" and "." not in i.split()[1]
+    )
     froms = sorted(i for i in imports if i.startswith("from ") and "safetensors" not in i)
-    third = ["import torch", *sorted(
-        i for i in imports if "safetensors" in i or "torch.distributed" in i)]
+    third = [
+        "import torch",
+        *sorted(i for i in imports if "safetensors" in i or "torch.distributed" in i),
+    ]
     header = doc + "\n".join(plain + froms) + "\n\n" + "\n".join(third) + "\n"
     parts = [header, *functions, "".join(consts)]
     if reader:

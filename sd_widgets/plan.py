@@ -24,6 +24,7 @@ from torch import nn
 
 from .adapters import ADAPTERS as ADAPTER_REGISTRY
 from .adapters import adapt_overlap, applicable, get_adapter
+from .checkpoint import dtype_name
 from .codegen import LoadSpec, trusted_names
 from .codegen import to_code as spec_to_code
 from .compare import Comparison, Row
@@ -80,7 +81,8 @@ class _Index:
         self.order = {k: i for i, k in enumerate(self.keys)}
         if cmp.model is not None:
             self.bn_modules = frozenset(
-                n for n, m in cmp.model.named_modules()
+                n
+                for n, m in cmp.model.named_modules()
                 if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
             )
         else:  # checkpoint-vs-checkpoint: modules that have running statistics
@@ -96,7 +98,8 @@ class _Index:
             tensors = cmp.checkpoint.tensors([r.ckpt_key for r in risky if r.ckpt_key])
             self._cast_problems = {
                 r.key: _exact_cast_problem(tensors[r.ckpt_key], _dtype(r.model_dtype))
-                for r in risky if r.ckpt_key
+                for r in risky
+                if r.ckpt_key
             }
         return self._cast_problems.get(key)
 
@@ -212,7 +215,7 @@ def _exact_cast_problem(t: torch.Tensor, dtype: torch.dtype) -> str | None:
     lo, hi = int(v.min().item()), int(v.max().item())
     low, high = (0, 1) if dtype == torch.bool else (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
     if lo < low or hi > high:
-        return f"values from {lo} to {hi} do not fit {str(dtype).removeprefix('torch.')}"
+        return f"values from {lo} to {hi} do not fit {dtype_name(dtype)}"
     return None
 
 
@@ -236,8 +239,11 @@ def _keep_bn_counters_with_their_statistics(
         counter = prefix + "num_batches_tracked"
         if counter not in entries:
             continue
-        absent = [prefix + b for b in ("running_mean", "running_var")
-                  if prefix + b in cmp and prefix + b not in entries]
+        absent = [
+            prefix + b
+            for b in ("running_mean", "running_var")
+            if prefix + b in cmp and prefix + b not in entries
+        ]
         if absent:
             del entries[counter]
             names = " and ".join(repr(a.rpartition(".")[2]) for a in absent)
@@ -253,23 +259,31 @@ def _shape_text(shape: Sequence[int] | None) -> str:
 
 def _shape_mismatch_reason(row: Row, adapter: str | None) -> str | None:
     """None when ``adapter`` handles the row; otherwise why it is skipped (and how to opt in)."""
-    text = (f"shape mismatch: checkpoint {_shape_text(row.ckpt_shape)} vs model "
-            f"{_shape_text(row.model_shape)}")
+    text = (
+        f"shape mismatch: checkpoint {_shape_text(row.ckpt_shape)} vs model "
+        f"{_shape_text(row.model_shape)}"
+    )
     on_meta = row.model_on_meta
     if adapter is not None:
         why = get_adapter(adapter).why_not(row.ckpt_shape, row.model_shape, model_on_meta=on_meta)
         if why is None:
             return None
-        return (f"adapter {adapter!r} cannot handle checkpoint {_shape_text(row.ckpt_shape)} "
-                f"vs model {_shape_text(row.model_shape)} ({why})")
+        return (
+            f"adapter {adapter!r} cannot handle checkpoint {_shape_text(row.ckpt_shape)} "
+            f"vs model {_shape_text(row.model_shape)} ({why})"
+        )
     names = applicable(row.ckpt_shape, row.model_shape, model_on_meta=on_meta)
     if names:
-        choices = " or ".join(f"adapt={{{row.key!r}: {n!r}}} ({ADAPTER_REGISTRY[n].description})"
-                              for n in names)
+        choices = " or ".join(
+            f"adapt={{{row.key!r}: {n!r}}} ({ADAPTER_REGISTRY[n].description})" for n in names
+        )
         return f"{text}; to use it pass {choices}"
-    why = "; ".join(dict.fromkeys(
-        a.why_not(row.ckpt_shape, row.model_shape, model_on_meta=on_meta) or ""
-        for a in ADAPTER_REGISTRY.values()))
+    why = "; ".join(
+        dict.fromkeys(
+            a.why_not(row.ckpt_shape, row.model_shape, model_on_meta=on_meta) or ""
+            for a in ADAPTER_REGISTRY.values()
+        )
+    )
     return f"{text}; no adapter applies ({why})"
 
 
@@ -326,14 +340,17 @@ class LoadPlan:
             is_bn_stat = row.module in bn_mods and key.rpartition(".")[2] in BN_BUFFERS
             if is_bn_stat and bn != "load" and row.status != "unexpected":
                 skipped[key] = (
-                    "bn='keep': the model's running statistics are kept" if bn == "keep" else
-                    "bn='reset': running statistics are reset after loading"
+                    "bn='keep': the model's running statistics are kept"
+                    if bn == "keep"
+                    else "bn='reset': running statistics are reset after loading"
                 )
                 continue
             ckpt_key = row.ckpt_key or key
-            cast = ((row.ckpt_dtype, row.model_dtype)
-                    if row.ckpt_dtype != row.model_dtype and row.ckpt_dtype and row.model_dtype
-                    else None)
+            cast = (
+                (row.ckpt_dtype, row.model_dtype)
+                if row.ckpt_dtype != row.model_dtype and row.ckpt_dtype and row.model_dtype
+                else None
+            )
             if row.status in ("match", "dtype_mismatch"):
                 tied_first = next((t for t in row.tied if t in loaded), None) if row.tied else None
                 if tied_first is not None:
@@ -423,13 +440,25 @@ class LoadPlan:
 
         cmp = self.comparison
         rows = [
-            {"key": k, "action": "adapt" if e.adapter else "load", "ckpt_key": e.ckpt_key,
-             "status": e.status, "cast": " → ".join(e.cast) if e.cast else None, "reason": None}
+            {
+                "key": k,
+                "action": "adapt" if e.adapter else "load",
+                "ckpt_key": e.ckpt_key,
+                "status": e.status,
+                "cast": " → ".join(e.cast) if e.cast else None,
+                "reason": None,
+            }
             for k, e in self.entries.items()
         ]
         rows += [
-            {"key": k, "action": "skip", "ckpt_key": cmp[k].ckpt_key,
-             "status": cmp[k].status, "cast": None, "reason": why}
+            {
+                "key": k,
+                "action": "skip",
+                "ckpt_key": cmp[k].ckpt_key,
+                "status": cmp[k].status,
+                "cast": None,
+                "reason": why,
+            }
             for k, why in self.skipped.items()
         ]
         return pd.DataFrame(rows, columns=["key", "action", "ckpt_key", "status", "cast", "reason"])
@@ -473,8 +502,9 @@ class LoadPlan:
         """
         model = model if model is not None else self.comparison.model
         model_meta = getattr(model.state_dict(), "_metadata", None) if model is not None else None
-        return merged_metadata(model_meta, self.comparison.checkpoint.metadata,
-                               self.comparison.renames)
+        return merged_metadata(
+            model_meta, self.comparison.checkpoint.metadata, self.comparison.renames
+        )
 
     # code export -------------------------------------------------------------------------------
     def spec(self, *, path: str | os.PathLike[str] | None = None) -> LoadSpec:
@@ -510,6 +540,7 @@ class LoadPlan:
             skipped=tuple(self.skipped.items()),
             bn=self.bn,
             metadata_sha256=digest,
+            assign_meta=any(self.comparison[k].model_on_meta for k in self.entries),
         )
 
     def to_code(
@@ -539,8 +570,9 @@ class LoadPlan:
         str
             Python source.
         """
-        return spec_to_code(self.spec(path=path), function_name=function_name,
-                            model_name=model_name)
+        return spec_to_code(
+            self.spec(path=path), function_name=function_name, model_name=model_name
+        )
 
 
 def _rule_spec(rule: Any) -> tuple[str, str, Any]:

@@ -32,7 +32,8 @@ def module_name(path: pathlib.Path) -> str:
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(path: pathlib.Path) -> list[Import]:
@@ -62,7 +63,9 @@ def imports_of(path: pathlib.Path) -> list[Import]:
                 visit(node.body, "type-checking")
                 visit(node.orelse, scope)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                inner = node.name if scope in ("module", "type-checking") else f"{scope}.{node.name}"
+                inner = (
+                    node.name if scope in ("module", "type-checking") else f"{scope}.{node.name}"
+                )
                 visit(node.body, inner)
             elif isinstance(node, ast.ClassDef):
                 visit(node.body, node.name if scope == "module" else f"{scope}.{node.name}")
@@ -70,9 +73,13 @@ def imports_of(path: pathlib.Path) -> list[Import]:
                 for field in ("body", "orelse", "finalbody", "handlers"):
                     child = getattr(node, field, None)
                     if isinstance(child, list) and child and isinstance(child[0], ast.AST):
-                        visit([c for c in child if isinstance(c, ast.stmt)]
-                              + [s for h in child if isinstance(h, ast.ExceptHandler)
-                                 for s in h.body], scope)
+                        visit(
+                            [c for c in child if isinstance(c, ast.stmt)]
+                            + [
+                                s for h in child if isinstance(h, ast.ExceptHandler) for s in h.body
+                            ],
+                            scope,
+                        )
 
     visit(ast.parse(path.read_text(encoding="utf-8")).body, "module")
     return found
@@ -114,9 +121,16 @@ def importers(module: str) -> dict[str, list[str]]:
 
 
 def test_the_parser_sees_the_package():
-    for expected in ("sd_widgets", "sd_widgets.compare", "sd_widgets.plan", "sd_widgets.codegen",
-                     "sd_widgets.load", "sd_widgets.metadata", "sd_widgets.adapters",
-                     "sd_widgets.checkpoint"):
+    for expected in (
+        "sd_widgets",
+        "sd_widgets.compare",
+        "sd_widgets.plan",
+        "sd_widgets.codegen",
+        "sd_widgets.load",
+        "sd_widgets.metadata",
+        "sd_widgets.adapters",
+        "sd_widgets.checkpoint",
+    ):
         assert expected in MODULES
     edges = graph()
     assert "sd_widgets.compare" in edges["sd_widgets.plan"]
@@ -135,7 +149,7 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := walk(nxt)):
                 return found
         stack.pop()
@@ -180,30 +194,39 @@ def test_pipeline_stages_import_only_to_their_left(later):
         assert set(scopes) <= allowed, f"{name} imports {later} in {scopes}"
 
 
-@pytest.mark.parametrize("module", ["sd_widgets.codegen", "sd_widgets.metadata",
-                                    "sd_widgets.adapters", "sd_widgets.units"])
+@pytest.mark.parametrize(
+    "module",
+    ["sd_widgets.codegen", "sd_widgets.metadata", "sd_widgets.adapters", "sd_widgets.units"],
+)
 def test_helpers_below_the_plan_never_import_it(module):
     """codegen takes a frozen LoadSpec, never a plan; the helpers plan, load and codegen share
     sit to their left."""
     later = {"sd_widgets.plan", "sd_widgets.load", "sd_widgets.compare", "sd_widgets.widgets"}
     for imp in IMPORTS[module]:
         target = internal(imp.target)
-        assert target is None or not any(target == m or target.startswith(m + ".")
-                                         for m in later), f"{module} imports {imp}"
+        assert target is None or not any(
+            target == m or target.startswith(m + ".") for m in later
+        ), f"{module} imports {imp}"
 
 
 def test_plan_reads_no_private_attribute_of_the_comparison():
     tree = ast.parse(MODULES["sd_widgets.plan"].read_text(encoding="utf-8"))
     private = [
-        node.attr for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_")
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
         and not node.attr.startswith("__")
-        and isinstance(node.value, ast.Name) and node.value.id in ("cmp", "comparison")
+        and isinstance(node.value, ast.Name)
+        and node.value.id in ("cmp", "comparison")
     ]
     private += [
-        node.attr for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_")
-        and isinstance(node.value, ast.Attribute) and node.value.attr == "comparison"
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "comparison"
     ]
     assert private == []
 

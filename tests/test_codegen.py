@@ -101,7 +101,11 @@ def run_in_subprocess(jobs: list[dict[str, Any]], tmp: pathlib.Path) -> list[dic
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
     proc = subprocess.run(
         [sys.executable, str(runner), str(tmp / "jobs.json"), str(tmp / "results.json")],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp / "results.json").read_text())
@@ -113,7 +117,8 @@ def run_in_subprocess(jobs: list[dict[str, Any]], tmp: pathlib.Path) -> list[dic
 def _prefixed(sd, prefix: str) -> collections.OrderedDict:
     out = collections.OrderedDict((prefix + k, v) for k, v in sd.items())
     out._metadata = collections.OrderedDict(  # type: ignore[attr-defined]
-        ((prefix + p if p else prefix[:-1]), dict(v)) for p, v in sd._metadata.items())
+        ((prefix + p if p else prefix[:-1]), dict(v)) for p, v in sd._metadata.items()
+    )
     return out
 
 
@@ -130,8 +135,12 @@ def first_conv_net(in_channels: int) -> nn.Sequential:
     """A ResNet stem (64x3x7x7 conv, BN) and a head; plain torch classes (picklable anywhere)."""
     torch.manual_seed(in_channels)
     return nn.Sequential(
-        nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(64),
-        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+        nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
     )
 
 
@@ -176,41 +185,68 @@ IDENTICAL = lambda: demo.variant("identical")  # noqa: E731
 
 CASES: dict[str, Case] = {
     "plain": Case(_cnn(), _file(IDENTICAL, "torch")),
-    "subset": Case(_cnn(), _file(IDENTICAL, "torch"),
-                   dict(include=["backbone.layer1", "*.bias"], exclude="backbone.layer1.0.bn2")),
-    "prefix": Case(_cnn(), _file(lambda: _prefixed(IDENTICAL(), "module."), "torch"),
-                   dict(renames={"module.": ""})),
-    "regex": Case(_cnn(), _file(lambda: _prefixed(demo.variant("renamed_layer"), "module."),
-                                "torch"),
-                  dict(renames=[("module.", ""), ("re:^fc\\.", "classifier.")])),
-    "exact": Case(_cnn(), _file(lambda: demo.variant("renamed_layer"), "torch"),
-                  dict(renames=[("fc.weight", "classifier.weight"),
-                                ("fc.bias", "classifier.bias")])),
-    "leaf": Case(_cnn(), _file(lambda: _leaf_named(IDENTICAL()), "torch"),
-                 dict(renames={"leaf:gamma,beta": "weight,bias"})),
+    "subset": Case(
+        _cnn(),
+        _file(IDENTICAL, "torch"),
+        dict(include=["backbone.layer1", "*.bias"], exclude="backbone.layer1.0.bn2"),
+    ),
+    "prefix": Case(
+        _cnn(),
+        _file(lambda: _prefixed(IDENTICAL(), "module."), "torch"),
+        dict(renames={"module.": ""}),
+    ),
+    "regex": Case(
+        _cnn(),
+        _file(lambda: _prefixed(demo.variant("renamed_layer"), "module."), "torch"),
+        dict(renames=[("module.", ""), ("re:^fc\\.", "classifier.")]),
+    ),
+    "exact": Case(
+        _cnn(),
+        _file(lambda: demo.variant("renamed_layer"), "torch"),
+        dict(renames=[("fc.weight", "classifier.weight"), ("fc.bias", "classifier.bias")]),
+    ),
+    "leaf": Case(
+        _cnn(),
+        _file(lambda: _leaf_named(IDENTICAL()), "torch"),
+        dict(renames={"leaf:gamma,beta": "weight,bias"}),
+    ),
     "overlap": Case(_cnn(3), _file(IDENTICAL, "torch"), dict(adapt={"classifier.*": "overlap"})),
-    "input_conv_1": Case(lambda: first_conv_net(1),
-                         _file(lambda: first_conv_net(3).state_dict(), "torch"),
-                         dict(adapt={"0.weight": "input_conv"})),
-    "input_conv_5": Case(lambda: first_conv_net(5),
-                         _file(lambda: first_conv_net(3).state_dict(), "safetensors"),
-                         dict(adapt="input_conv")),
+    "input_conv_1": Case(
+        lambda: first_conv_net(1),
+        _file(lambda: first_conv_net(3).state_dict(), "torch"),
+        dict(adapt={"0.weight": "input_conv"}),
+    ),
+    "input_conv_5": Case(
+        lambda: first_conv_net(5),
+        _file(lambda: first_conv_net(3).state_dict(), "safetensors"),
+        dict(adapt="input_conv"),
+    ),
     "bn_keep": Case(_cnn(), _file(IDENTICAL, "torch"), dict(bn="keep")),
-    "bn_reset": Case(_cnn(), _file(IDENTICAL, "torch"),
-                     dict(include=["backbone.layer2", "classifier"], bn="reset")),
+    "bn_reset": Case(
+        _cnn(),
+        _file(IDENTICAL, "torch"),
+        dict(include=["backbone.layer2", "classifier"], bn="reset"),
+    ),
     "fp16_casts": Case(_cnn(), _file(lambda: demo.variant("fp16"), "torch")),
     "half_counters": Case(_cnn(), _file(lambda: _half_everything(IDENTICAL()), "torch")),
-    "safetensors": Case(_cnn(3), _file(IDENTICAL, "safetensors"),
-                        dict(adapt={"classifier.weight": "overlap"}, bn="reset")),
+    "safetensors": Case(
+        _cnn(3),
+        _file(IDENTICAL, "safetensors"),
+        dict(adapt={"classifier.weight": "overlap"}, bn="reset"),
+    ),
     "safetensors_index": Case(_cnn(), _file(IDENTICAL, "safetensors_sharded")),
     "bin_index": Case(_cnn(), _file(IDENTICAL, "bin_sharded"), dict(exclude="classifier")),
     "dcp": Case(_cnn(), _file(IDENTICAL, "dcp"), dict(include="backbone.layer2")),
     "torch_legacy": Case(_cnn(), _file(IDENTICAL, "torch_legacy")),
     "lightning": Case(_cnn(), _file(IDENTICAL, "lightning"), dict(renames={"model.": ""})),
-    "trust_list": Case(_cnn(), lambda tmp: demo.write_unsafe_checkpoint(tmp / "ns.pt"),
-                       compare=dict(trust=[argparse.Namespace])),
-    "trust_true": Case(_cnn(), lambda tmp: demo.write_unsafe_checkpoint(tmp / "ns.pt"),
-                       compare=dict(trust=True)),
+    "trust_list": Case(
+        _cnn(),
+        lambda tmp: demo.write_unsafe_checkpoint(tmp / "ns.pt"),
+        compare=dict(trust=[argparse.Namespace]),
+    ),
+    "trust_true": Case(
+        _cnn(), lambda tmp: demo.write_unsafe_checkpoint(tmp / "ns.pt"), compare=dict(trust=True)
+    ),
 }
 
 
@@ -286,12 +322,18 @@ def test_every_export_runs_as_a_script_and_as_a_module_in_a_fresh_interpreter(bu
         export = tmp_path / name / "export.py"
         export.write_text(b.code, encoding="ascii")
         torch.save(b.before, tmp_path / name / "model.pt")
-        jobs.append({"export": str(export), "model": str(tmp_path / name / "model.pt"),
-                     "out": str(tmp_path / name / "out.pt")})
+        jobs.append(
+            {
+                "export": str(export),
+                "model": str(tmp_path / name / "model.pt"),
+                "out": str(tmp_path / name / "out.pt"),
+            }
+        )
     results = run_in_subprocess(jobs, tmp_path)
     for (name, b), job, res in zip(built.items(), jobs, results, strict=True):
-        assert res["stdout"] == ("Build your model, then call "
-                                 "load_partial(model, read_checkpoint()).\n"), name
+        assert res["stdout"] == (
+            "Build your model, then call load_partial(model, read_checkpoint()).\n"
+        ), name
         assert not res["script_loaded"] and res["side_effects"] == [], name
         assert_bit_identical(torch.load(job["out"]), b.expected)
 
@@ -300,10 +342,51 @@ def test_plain_python_runs_the_file(built, tmp_path):
     """Literally ``python export.py``: exit 0, says how to call it, loads nothing."""
     path = tmp_path / "export.py"
     path.write_text(built["dcp"].code, encoding="ascii")
-    proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Build your model, then call load_partial(model, read_checkpoint()).\n"
+
+
+@pytest.mark.parametrize("which", ["cnn", "tied"])
+def test_meta_device_model_is_assigned_as_partial_load_does(tmp_path, which):
+    """A model built under ``torch.device("meta")`` has no storage to copy into: the export
+    assigns (in the model's dtypes) as partial_load does, keeps ties, and leaves the rest on
+    meta."""
+    if which == "cnn":
+        src = demo.save(demo.variant("fp16"), tmp_path / "c.safetensors", "safetensors")
+        with torch.device("meta"):
+            model = demo.make_model("cnn", seed=1)
+        plan = sdw.compare(model, src).plan(exclude="classifier")
+    else:
+        src = demo.save(demo.tied_model(seed=5).state_dict(), tmp_path / "t.pt", "torch")
+        with torch.device("meta"):
+            model = demo.tied_model(seed=0)
+        plan = sdw.compare(model, src).plan()
+        assert "tied" in plan.skipped["lm_head.weight"]
+    code = plan.to_code()
+    assert "strict=False, assign=True" in code
+    ref, mine = copy.deepcopy(model), copy.deepcopy(model)
+    sdw.partial_load(ref, plan)
+    exec_as_notebook_cell(code, mine)
+    expected, got = ref.state_dict(), mine.state_dict()
+    assert list(expected) == list(got)
+    for key in expected:
+        assert got[key].is_meta == expected[key].is_meta, key
+        assert got[key].dtype == expected[key].dtype, key
+        if not expected[key].is_meta:
+            assert_bit_identical({key: got[key]}, {key: expected[key]})
+    loaded = [k for k, v in got.items() if not v.is_meta]
+    assert loaded and len(loaded) < len(got) if which == "cnn" else len(loaded) == len(got)
+    if which == "tied":
+        assert mine.lm_head.weight is mine.embed.weight
+    assert "strict=False, assign=True" not in built_plain_code()  # only where it is needed
+
+
+def built_plain_code() -> str:
+    model = demo.make_model("cnn", seed=1)
+    return sdw.compare(model, demo.variant("identical")).plan().to_code()
 
 
 # ------------------------------------------------------------------------------ what it says
@@ -326,8 +409,9 @@ def test_export_of_a_trust_list_refuses_other_globals(built, tmp_path):
     """The exported reader admits Namespace only: a file needing another global is refused."""
     module = import_as_module(built["trust_list"].code, tmp_path / "trusting.py")
     other = tmp_path / "other.pt"
-    torch.save({"model_state_dict": demo.variant("identical"), "when": datetime.timedelta(days=1)},
-               other)
+    torch.save(
+        {"model_state_dict": demo.variant("identical"), "when": datetime.timedelta(days=1)}, other
+    )
     with pytest.raises(Exception, match="Weights only load failed"):
         module.read_checkpoint(str(other))
 
@@ -375,8 +459,9 @@ def test_model_name_is_the_notebook_variable(built):
     assert_bit_identical(state(model), b.expected)
 
 
-@pytest.mark.parametrize("bad", ["class", "2x", "my model", "", "KEYS", "torch", "print",
-                                 "load_partial", "x\n=1"])
+@pytest.mark.parametrize(
+    "bad", ["class", "2x", "my model", "", "KEYS", "torch", "print", "load_partial", "x\n=1"]
+)
 def test_model_name_must_be_a_free_identifier(built, bad):
     with pytest.raises(ValueError, match="model_name"):
         built["plain"].plan.to_code(model_name=bad)
@@ -451,8 +536,7 @@ def test_input_conv_matches_timm(in_chans, dtype):
     if in_chans == 1:
         torch.testing.assert_close(got, weight.float().sum(1, keepdim=True).to(dtype))
     elif in_chans % 3 == 0:  # tiled whole: a constant image gives the RGB response (3/N)
-        torch.testing.assert_close(got.float().sum(1), weight.float().sum(1), rtol=1e-3,
-                                   atol=1e-3)
+        torch.testing.assert_close(got.float().sum(1), weight.float().sum(1), rtol=1e-3, atol=1e-3)
 
 
 def test_input_conv_plan_on_a_real_first_conv():
@@ -496,8 +580,10 @@ def test_half_state_dict_counters_load_exactly_by_default():
     assert int(model.backbone.stem.bn.num_batches_tracked) == 2
 
 
-@pytest.mark.parametrize(("value", "why"), [(2.5, "whole number"), (float("nan"), "NaN"),
-                                            (1e30, "do not fit"), (-3.0, None)])
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [(2.5, "whole number"), (float("nan"), "NaN"), (1e30, "do not fit"), (-3.0, None)],
+)
 def test_float_counter_for_an_integer_buffer_only_when_exact(value, why):
     model = demo.make_model("cnn", seed=1)
     bad = collections.OrderedDict(demo.variant("identical"))
@@ -521,8 +607,29 @@ def test_float_counter_for_an_integer_buffer_only_when_exact(value, why):
 MARKER_NAME = "sdw_codegen_marker"
 
 FRAGMENTS = [
-    '"""', "'''", '"', "'", "\n", "\r", "\\", "\x00", "\udc80", "\ud800", "\u2028", "\u202e",
-    "#", "{", "}", "{KEYS}", "%s", "\\n", "\\'", "é", "😀", "\t", "\x1b[31m",
+    '"""',
+    "'''",
+    '"',
+    "'",
+    "\n",
+    "\r",
+    "\\",
+    "\x00",
+    "\udc80",
+    "\ud800",
+    "\u2028",
+    "\u202e",
+    "#",
+    "{",
+    "}",
+    "{KEYS}",
+    "%s",
+    "\\n",
+    "\\'",
+    "é",
+    "😀",
+    "\t",
+    "\x1b[31m",
     "\nimport pathlib; pathlib.Path(MARKER).touch()\n",
     "'); __import__('pathlib').Path(MARKER).touch(); ('",
     '"""\n__import__("pathlib").Path(MARKER).touch()\n"""',
@@ -565,12 +672,20 @@ def test_hostile_names_compile_and_run_inertly(tmp_path):
     marker = tmp_path / MARKER_NAME
     examples: list[dict[str, Any]] = []
 
-    @settings(max_examples=30, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(keys=st.lists(hostile_text(str(marker)), min_size=3, max_size=3, unique=True),
-           extra=st.lists(hostile_text(str(marker)), max_size=2, unique=True),
-           entry=hostile_text(str(marker)), folder=hostile_text(str(marker)),
-           fmt=st.sampled_from(["torch", "torch", "safetensors"]))
+    @settings(
+        max_examples=30,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        keys=st.lists(hostile_text(str(marker)), min_size=3, max_size=3, unique=True),
+        extra=st.lists(hostile_text(str(marker)), max_size=2, unique=True),
+        entry=hostile_text(str(marker)),
+        folder=hostile_text(str(marker)),
+        fmt=st.sampled_from(["torch", "torch", "safetensors"]),
+    )
     def check(keys, extra, entry, folder, fmt):
         entry = entry.replace("/", "|")  # "/" separates nested entries (a typed error)
         index = len(examples)
@@ -612,9 +727,15 @@ def test_hostile_names_compile_and_run_inertly(tmp_path):
         export = where / "export.py"
         export.write_text(code, encoding="ascii")
         torch.save(before, where / "model.pt")
-        examples.append({"export": str(export), "model": str(where / "model.pt"),
-                         "out": str(where / "out.pt"), "expected": state(model),
-                         "names": [*keys, *extra, entry if fmt == "torch" else "", str(where)]})
+        examples.append(
+            {
+                "export": str(export),
+                "model": str(where / "model.pt"),
+                "out": str(where / "out.pt"),
+                "expected": state(model),
+                "names": [*keys, *extra, entry if fmt == "torch" else "", str(where)],
+            }
+        )
 
     check()
     assert len(examples) >= 20

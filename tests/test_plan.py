@@ -206,9 +206,15 @@ def test_shape_mismatch_skipped_with_reason_rest_loaded(ckpt):
     assert torch.equal(model.backbone.stem.conv.weight, ckpt["backbone.stem.conv.weight"])
 
 
-@pytest.mark.parametrize("adapt", [{"classifier.weight": "overlap", "classifier.bias": "overlap"},
-                                   {"classifier.*": "overlap"}, {"classifier": "overlap"},
-                                   "overlap"])
+@pytest.mark.parametrize(
+    "adapt",
+    [
+        {"classifier.weight": "overlap", "classifier.bias": "overlap"},
+        {"classifier.*": "overlap"},
+        {"classifier": "overlap"},
+        "overlap",
+    ],
+)
 def test_overlap_adapter_classifier_10_to_3(ckpt, adapt):
     model = demo.make_model("cnn", num_classes=3, seed=1)
     plan = sdw.compare(model, ckpt).plan(adapt=adapt)
@@ -352,7 +358,8 @@ def test_state_dict_exact_ordered_with_metadata(ckpt):
     shuffled._metadata = ckpt._metadata  # type: ignore[attr-defined]
     plan = sdw.compare(model, shuffled).plan(
         include=["classifier", "backbone.stem", "backbone.layer2.0.bn1"],
-        exclude="*.num_batches_tracked", adapt={"classifier.weight": "overlap"},
+        exclude="*.num_batches_tracked",
+        adapt={"classifier.weight": "overlap"},
     )
     sd = plan.state_dict()
     assert type(sd) is collections.OrderedDict
@@ -447,8 +454,18 @@ def test_to_code_matches_partial_load(tmp_path, kind):
     assert changed  # the plan did change the model (so the comparison is meaningful)
 
 
-@pytest.mark.parametrize("fmt", ["torch", "torch_legacy", "lightning", "safetensors",
-                                 "safetensors_sharded", "bin_sharded", "dcp"])
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "torch",
+        "torch_legacy",
+        "lightning",
+        "safetensors",
+        "safetensors_sharded",
+        "bin_sharded",
+        "dcp",
+    ],
+)
 def test_to_code_matches_partial_load_for_every_format(tmp_path, fmt, ckpt):
     path = demo.save(ckpt, tmp_path / f"ck-{fmt}", fmt)
     model = demo.make_model("cnn", num_classes=3, seed=1)
@@ -456,8 +473,12 @@ def test_to_code_matches_partial_load_for_every_format(tmp_path, fmt, ckpt):
     cmp = sdw.compare(model, path)
     if fmt == "lightning":
         assert cmp.checkpoint.source.key == "state_dict"  # nested: found automatically
-    plan = cmp.plan(include=["backbone.layer2", "classifier"], renames=renames, bn="reset",
-                    adapt={"classifier.weight": "overlap"})
+    plan = cmp.plan(
+        include=["backbone.layer2", "classifier"],
+        renames=renames,
+        bn="reset",
+        adapt={"classifier.weight": "overlap"},
+    )
     assert len(plan) == 10 and "classifier.bias" in plan.skipped
     code = plan.to_code()
     assert repr(str(path)) in code
@@ -516,8 +537,10 @@ def test_bn_step_counter_is_not_loaded_without_its_running_statistics():
     same = nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6))
     only_mean = sdw.compare(same, src).plan(include=["1.running_mean", "1.num_batches_tracked"])
     assert list(only_mean.entries) == ["1.running_mean"]
-    assert "'running_var' of this BatchNorm is not loaded" in only_mean.skipped[
-        "1.num_batches_tracked"]
+    assert (
+        "'running_var' of this BatchNorm is not loaded"
+        in only_mean.skipped["1.num_batches_tracked"]
+    )
     # when the statistics load, the counter loads with them
     full = sdw.compare(same, src).plan()
     assert {"1.running_mean", "1.running_var", "1.num_batches_tracked"} <= set(full.entries)
