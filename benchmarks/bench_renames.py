@@ -37,7 +37,6 @@ from _common import (
     Target,
     fmt_ratio,
     fmt_seconds,
-    interleaved,
     machine_line,
     median,
     report_targets,
@@ -117,9 +116,12 @@ def run_size(n_keys: int, repeats: int, compare_repeats: int,
     # compare() of every case in interleaved rounds (load from other processes hits all
     # alike); the fastest round of each is its cost
     gc.collect()
-    rounds = interleaved({name: (lambda m=model, c=ckpt: sdw.compare(m, c))
-                          for name, (model, ckpt, _, _) in cases.items()},
-                         repeats=compare_repeats)
+    fns = {name: (lambda m=model, c=ckpt: sdw.compare(m, c))
+           for name, (model, ckpt, _, _) in cases.items()}
+    rounds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(compare_repeats):
+        for name, fn in fns.items():
+            rounds[name].append(_t(fn))
     compare_times = {name: min(ts) for name, ts in rounds.items()}
     for name, (model, ckpt, want, convention) in cases.items():
         gc.collect()
@@ -152,9 +154,16 @@ def run_size(n_keys: int, repeats: int, compare_repeats: int,
 
 
 def _t(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
+    """CPU seconds of this process (the work is single-threaded Python: on a shared machine
+    wall time measures the other processes as much as this one); wall time is printed too."""
+    w0, t0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    t, w = time.process_time() - t0, time.perf_counter() - w0
+    _WALL.append((t, w))
+    return t
+
+
+_WALL: list[tuple[float, float]] = []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [1_000] if args.smoke else [1_000, 10_000, 100_000]
     print(machine_line())
-    print("discovery: medians of 3 runs (1 at 100k keys), each on a fresh comparison; "
-          "compare(): fastest of 5 interleaved rounds (3 at 100k keys); 'vs plain' is that "
-          "against the same model and keys without the prefix ('base' is another model)\n")
+    print("CPU time of this process (time.process_time: the work is single-threaded, and on "
+          "a shared machine wall time also measures the others); discovery: medians of 3 runs "
+          "(1 at 100k keys), each on a fresh comparison; compare(): fastest of 5 interleaved "
+          "rounds (3 at 100k keys); 'vs plain' is that against the same model and keys without "
+          "the prefix ('base' is another model)\n")
     all_rows: list[list[str]] = []
     results: dict[int, dict[str, dict[str, float]]] = {}
     for n in sizes:
@@ -177,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table(["keys", "case", "rows", "compare()", "vs plain", "prefix_sugg()",
                      "suggest_renames()", "re-align", "pairs", "top rule"], rows), flush=True)
         print()
+    cpu = sum(t for t, _ in _WALL)
+    wall = sum(w for _, w in _WALL)
+    print(f"all timed calls: {fmt_seconds(cpu)} CPU, {fmt_seconds(wall)} wall "
+          f"(wall/CPU {fmt_ratio(wall / cpu if cpu else None)}: how busy the machine was)")
     prefixed = ("ddp", "compile", "base", "mix")
     targets = []
     if 10_000 in results:

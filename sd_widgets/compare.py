@@ -26,6 +26,7 @@ from .renames import (
     RuleContext,
     apply_renames,
     discover_rules,
+    gc_paused,
     pair_keys,
     parse_renames,
 )
@@ -281,7 +282,8 @@ class Comparison:
             )
         #: module path → class name; shared (not rebuilt) by with_renames
         self._module_types: dict[str, str] = module_types
-        self.rows: list[Row] = self._build_rows()
+        with gc_paused():
+            self.rows: list[Row] = self._build_rows()
         self._by_key = {r.key: r for r in self.rows}
 
     # construction ------------------------------------------------------------------------------
@@ -409,6 +411,10 @@ class Comparison:
 
     def tree(self) -> dict[str, Any]:
         """Nested module nodes with per-status counts; one leaf per row (see docs/internals.md)."""
+        with gc_paused():
+            return self._tree()
+
+    def _tree(self) -> dict[str, Any]:
         types = self._module_types
         nodes: dict[str, _Node] = {"": _Node("", "", types.get(""))}
 
