@@ -24,7 +24,7 @@ import pickle
 import pickletools
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -81,7 +81,7 @@ SCAN_BUDGET = 300_000
 
 
 def pickle_globals(
-    data: bytes | io.BufferedIOBase, max_pickles: int = 1, budget: int = SCAN_BUDGET
+    data: bytes | IO[bytes], max_pickles: int = 1, budget: int = SCAN_BUDGET
 ) -> list[str]:
     """Every global a pickle names (``GLOBAL``, ``INST`` and ``STACK_GLOBAL`` forms), in order.
 
@@ -103,7 +103,7 @@ def pickle_globals(
     list of str
         ``"module.name"`` for each global, first occurrence order, without duplicates.
     """
-    f = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    f: IO[bytes] = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
     found: dict[str, None] = {}
     for _ in range(max_pickles):
         stack: list[Any] = []  # only strings matter; anything else is a placeholder
@@ -129,9 +129,9 @@ def pickle_globals(
                 elif name == "MEMOIZE":
                     memo[len(memo)] = stack[-1] if stack else None
                 elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-                    memo[int(arg)] = stack[-1] if stack else None
+                    memo[int(arg or 0)] = stack[-1] if stack else None
                 elif name in ("GET", "BINGET", "LONG_BINGET"):
-                    stack.append(memo.get(int(arg)))
+                    stack.append(memo.get(int(arg or 0)))
                 elif name == "STOP":
                     break
                 elif name not in ("PROTO", "FRAME"):
@@ -195,7 +195,7 @@ def restricted_load(data: bytes, allowed: Mapping[tuple[str, str], Any], what: s
     UnreadableCheckpointError
         The pickle is corrupt or uses refused opcodes.
     """
-    if copyreg._inverted_registry or copyreg._extension_cache:
+    if getattr(copyreg, "_inverted_registry", None) or getattr(copyreg, "_extension_cache", None):
         # an extension code cached by an earlier plain unpickle would bypass find_class: with
         # any extension registered in this process, refuse extension opcodes up front
         try:
@@ -296,7 +296,7 @@ def unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
     # legacy (non-zip) files: scan the opcodes of the pickles at the start of the file
     try:
         with open(path, "rb") as f:
-            found = pickle_globals(f, max_pickles=4)  # type: ignore[arg-type]
+            found = pickle_globals(f, max_pickles=4)
     except OSError:
         found = []
     return sorted({g for g in found if not _torch_safe(g)})
