@@ -211,17 +211,27 @@ RenamesLike = Union[  # noqa: UP007
     Rename, Mapping[str, str], Iterable[Rename | tuple[str, str]], None]
 
 
+def _from_suggestion(item: object) -> Rename | None:
+    """The rule of a ``prefix_suggestions()`` item, or the exact pair of a
+    ``suggest_renames()`` item; None for anything else."""
+    rule = getattr(item, "rule", None)
+    if isinstance(rule, Rename):
+        return rule
+    ckpt_key, model_key = getattr(item, "ckpt_key", None), getattr(item, "model_key", None)
+    if isinstance(ckpt_key, str) and isinstance(model_key, str):
+        return Rename.exact(ckpt_key, model_key)
+    return None
+
+
 def parse_renames(renames: RenamesLike) -> tuple[Rename, ...]:
     """Normalise any accepted form of rename rules into a tuple of :class:`Rename`."""
     if renames is None:
         return ()
     if isinstance(renames, Rename):
         return (renames,)
-    if isinstance(getattr(renames, "rule", None), Rename):  # one prefix_suggestions() item
-        return (renames.rule,)  # type: ignore[union-attr]
-    if isinstance(getattr(renames, "ckpt_key", None), str) and isinstance(
-            getattr(renames, "model_key", None), str):  # one suggest_renames() item
-        return (Rename.exact(renames.ckpt_key, renames.model_key),)  # type: ignore[union-attr]
+    single = _from_suggestion(renames)  # one item of prefix_suggestions()/suggest_renames()
+    if single is not None:
+        return (single,)
     if isinstance(renames, Mapping):
         return tuple(_rule_from_pair(o, n) for o, n in renames.items())
     if isinstance(renames, str):
@@ -233,10 +243,8 @@ def parse_renames(renames: RenamesLike) -> tuple[Rename, ...]:
     for item in renames:
         if isinstance(item, Rename):
             rules.append(item)
-        elif isinstance(getattr(item, "rule", None), Rename):  # Comparison.prefix_suggestions()
-            rules.append(item.rule)
-        elif hasattr(item, "ckpt_key") and hasattr(item, "model_key"):  # suggest_renames()
-            rules.append(Rename.exact(item.ckpt_key, item.model_key))
+        elif (rule := _from_suggestion(item)) is not None:
+            rules.append(rule)
         elif isinstance(item, (tuple, list)) and len(item) == 2:
             rules.append(_rule_from_pair(item[0], item[1]))
         else:
