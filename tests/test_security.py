@@ -279,6 +279,21 @@ def test_index_symlink_inside_the_directory_is_fine(tmp_path):
     assert torch.equal(ck.tensor("w"), torch.arange(3.0))
 
 
+@pytest.mark.parametrize("name", [".metadata", "model.safetensors.index.json",
+                                  "model.safetensors", "pytorch_model.bin", "weights.pt"])
+def test_files_found_by_listing_a_directory_must_be_inside_it(name, tmp_path, secret):
+    """A directory whose checkpoint file is a symlink out (``pytorch_model.bin ->
+    ~/.ssh/id_rsa``): refused before the target is opened, so none of its bytes (not even
+    the first 8 that a "not a checkpoint" message would show) leave it."""
+    d = tmp_path / "repo"
+    d.mkdir()
+    (d / name).symlink_to(secret)
+    with pytest.raises(sdw.UnreadableCheckpointError, match="resolves outside") as info:
+        sdw.open_checkpoint(d)
+    assert SECRET.decode() not in str(info.value)
+    assert repr(secret.read_bytes()[:8])[2:-1] not in str(info.value)
+
+
 @pytest.mark.parametrize("weight_map,fragment", [
     ({"w": 3}, "maps to a int"),
     ({"w": None}, "maps to a NoneType"),

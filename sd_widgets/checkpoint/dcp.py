@@ -21,7 +21,7 @@ import torch
 from ..errors import NotAStateDictError, UnreadableCheckpointError
 from .core import Checkpoint, CheckpointSource, TensorInfo
 from .memory import NOT_WEIGHTS, PREFERRED_KEYS
-from .paths import FileStamp, check_path, read_regular
+from .paths import FileStamp, check_inside, check_path, read_regular
 from .unpickle import dcp_metadata_globals, restricted_load
 
 __all__ = ["MAX_METADATA_BYTES", "open_dcp", "read_dcp_metadata"]
@@ -78,7 +78,6 @@ def _validate(md: Any, directory: Path, mpath: Path) -> Any:
     if storage is not None:
         if not isinstance(storage, Mapping):
             raise _bad(mpath, "storage_data is not a mapping")
-        real_dir = os.path.realpath(directory)
         for index, info in storage.items():
             if not isinstance(index, MetadataIndex) or not isinstance(info, _StorageInfo):
                 raise _bad(mpath, "storage_data holds objects of the wrong types")
@@ -89,10 +88,11 @@ def _validate(md: Any, directory: Path, mpath: Path) -> Any:
             ) or rel in ("", "."):
                 raise _bad(mpath, f"the entry {fqn!r} names the data file {rel!r}, which is not a "
                                   "file name inside the checkpoint directory (not opened)")
-            target = os.path.realpath(os.path.join(directory, rel))
-            if os.path.commonpath([real_dir, target]) != real_dir:
+            try:
+                check_inside(directory, rel, "a data file")
+            except UnreadableCheckpointError:
                 raise _bad(mpath, f"the entry {fqn!r} names the data file {rel!r}, which resolves "
-                                  "outside the checkpoint directory (not opened)")
+                                  "outside the checkpoint directory (not opened)") from None
             if type(info.offset) is not int or type(info.length) is not int or (
                 info.offset < 0 or info.length < 0
             ):
@@ -124,7 +124,7 @@ def read_dcp_metadata(directory: Path) -> Any:
         The validated metadata.
     """
     directory = Path(directory)
-    mpath = directory / ".metadata"
+    mpath = check_inside(directory, ".metadata", "the DCP metadata file")
     data = read_regular(mpath, MAX_METADATA_BYTES, "DCP metadata file")
     if not data:
         raise UnreadableCheckpointError(

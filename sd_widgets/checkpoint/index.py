@@ -20,7 +20,15 @@ import torch
 from ..errors import NotAStateDictError, UnreadableCheckpointError
 from .core import Checkpoint, CheckpointSource, TensorInfo, _type_summary
 from .memory import info_from_tensor
-from .paths import MAX_INDEX_BYTES, FileStamp, check_name, check_path, read_regular, sniff
+from .paths import (
+    MAX_INDEX_BYTES,
+    FileStamp,
+    check_inside,
+    check_name,
+    check_path,
+    read_regular,
+    sniff,
+)
 from .safetensors import device_str, read_safetensors_header, safetensors_loader
 from .torchfile import torch_load
 
@@ -66,15 +74,14 @@ def shard_path(index: Path, tensor: str, shard: Any) -> Path:
             "is not a file name inside the index's directory. Shards must sit next to their "
             "index; the path was not opened."
         )
-    directory = os.path.realpath(index.parent)
-    target = os.path.realpath(index.parent / shard)
-    if os.path.commonpath([directory, target]) != directory:
+    try:
+        return check_inside(index.parent, shard, f"weight_map entry {_entry(tensor)}'s shard")
+    except UnreadableCheckpointError:
         raise UnreadableCheckpointError(
             f"{index}: weight_map entry {_entry(tensor)} names the shard {_entry(shard)}, which "
             "resolves (through a symlink) outside the index's directory. Shards must sit next "
             "to their index; the file was not opened."
-        )
-    return index.parent / shard
+        ) from None
 
 
 def open_index(path: Path, *, key: Any, map_location: Any, trust: Any,

@@ -14,7 +14,7 @@ from .core import Checkpoint, CheckpointSource, SourceLike
 from .dcp import open_dcp
 from .index import open_index
 from .memory import from_object
-from .paths import TORCH_SUFFIXES, check_name, check_path, sniff
+from .paths import TORCH_SUFFIXES, check_inside, check_name, check_path, sniff
 from .safetensors import open_safetensors
 from .torchfile import open_torch
 from .unpickle import allowed_globals
@@ -125,24 +125,29 @@ def _looks_like_checkpoint(p: Path) -> bool:
 
 def _open_directory(path: Path, *, key: Any, map_location: Any, trust: Any,
                     progress: bool | None) -> Checkpoint:
+    # files found by listing the directory must resolve inside it (a symlink out is refused
+    # before it is opened, so none of its bytes reach a message)
     if os.path.lexists(path / ".metadata"):
-        check_path(path / ".metadata")  # before torch.distributed is imported
+        check_path(check_inside(path, ".metadata", "the DCP metadata file"))  # before importing
         return open_dcp(path, key=key)
     entries = sorted(p.name for p in path.iterdir())
+    found: str | None = None
     for name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if name in entries:
-            return open_index(path / name, key=key, map_location=map_location, trust=trust,
-                              progress=progress)
+            found = name
+            break
     indexes = [e for e in entries if e.endswith(".index.json")]
-    if len(indexes) == 1:
-        return open_index(path / indexes[0], key=key, map_location=map_location, trust=trust,
-                          progress=progress)
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if name in entries:
-            return open_checkpoint(path / name, key=key, map_location=map_location, trust=trust)
+    if found is None and len(indexes) == 1:
+        found = indexes[0]
+    if found is not None:
+        return open_index(check_inside(path, found, "the index file"), key=key,
+                          map_location=map_location, trust=trust, progress=progress)
     singles = [e for e in entries if e.endswith((".safetensors", *TORCH_SUFFIXES))]
-    if len(singles) == 1:
-        return open_checkpoint(path / singles[0], key=key, map_location=map_location, trust=trust)
+    found = next((n for n in ("model.safetensors", "pytorch_model.bin") if n in entries),
+                 singles[0] if len(singles) == 1 else None)
+    if found is not None:
+        return open_checkpoint(check_inside(path, found, "the checkpoint file"), key=key,
+                               map_location=map_location, trust=trust)
     shown = ", ".join(repr(e)[1:-1] for e in entries[:10]) + (
         " ..." if len(entries) > 10 else "") or "nothing"
     raise UnreadableCheckpointError(

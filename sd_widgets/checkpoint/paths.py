@@ -25,6 +25,7 @@ __all__ = [
     "MAX_PATH_BYTES",
     "TORCH_SUFFIXES",
     "FileStamp",
+    "check_inside",
     "check_name",
     "check_path",
     "read_regular",
@@ -148,6 +149,38 @@ def check_path(
         f"{_shown(text)} is {_kind_of(st.st_mode)}, not a regular file; sd_widgets reads only "
         "regular files and directories and did not open it. Pass the path of the checkpoint file."
     )
+
+
+def check_inside(directory: str | os.PathLike[str], entry: str, what: str) -> Path:
+    """``directory / entry``, refused when it resolves (through symlinks) outside ``directory``.
+
+    For files that a checkpoint names or that are found by listing its directory (shards, DCP
+    data files, ``.metadata``, the one checkpoint file of a directory): the file is not opened,
+    so none of its bytes can reach a message.
+
+    Parameters
+    ----------
+    directory
+        The directory the entry must stay inside.
+    entry
+        A relative name inside it.
+    what
+        What the entry is, for messages (``"the shard 'x'"``).
+
+    Returns
+    -------
+    Path
+        ``Path(directory) / entry``.
+    """
+    real_dir = os.path.realpath(directory)
+    target = os.path.realpath(os.path.join(directory, entry))
+    if os.path.isabs(entry) or os.path.commonpath([real_dir, target]) != real_dir:
+        raise UnreadableCheckpointError(
+            f"{what} ({_shown(entry)} in {_shown(directory)}) resolves outside that directory "
+            "(an absolute path, '..' or a symlink out); it was not opened. A checkpoint's files "
+            "must sit inside its directory."
+        )
+    return Path(directory) / entry
 
 
 def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -> bytes:
