@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .adapters import get_adapter
+from .metadata import ASSIGN_FLAG
 from .statuses import SourceKind
 
 __all__ = ["LoadSpec", "to_code", "trusted_names"]
@@ -212,7 +213,7 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
         imports.add("from safetensors import safe_open")
         return head + (
             "    with safe_open(path, framework='pt', device='cpu') as f:\n"
-            "        return {key: f.get_tensor(key) for key in dict(KEYS).values()}\n"
+            "        return {key: f.get_tensor(key) for key in {NEEDED}}\n"
         )
     if kind in ("safetensors-index", "torch-index"):
         imports.update(("import json", "import os"))
@@ -236,7 +237,7 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
                 "    folder = os.path.realpath(os.path.dirname(path))\n"
                 "    with open(path, encoding='utf-8') as f:\n"
                 "        weight_map = json.load(f)['weight_map']\n"
-                "    needed = dict(KEYS).values()\n"
+                "    needed = {NEEDED}\n"
                 "    state = {}\n"
                 "    for shard in dict.fromkeys(weight_map[key] for key in needed):\n"
                 "        file = os.path.realpath(os.path.join(folder, shard))\n"
@@ -261,7 +262,7 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
             "            raise ValueError(f'{path!r}: .metadata changed since the export')\n"
             "    metadata = dcp.FileSystemReader(path).read_metadata().state_dict_metadata\n"
             "    state = {}\n"
-            "    for key in dict(KEYS).values():\n"
+            "    for key in {NEEDED}:\n"
             "        info = metadata[PREFIX + key]\n"
             "        state[PREFIX + key] = torch.empty(info.size, dtype=info.properties.dtype)\n"
             "    dcp.load(state, checkpoint_id=path, no_dist=True)\n"
@@ -383,8 +384,13 @@ def to_code(
     consts: list[str] = []
     reader = _reader(spec, imports, consts)
     rename = _renames(spec, imports, consts)
-    consts.append("# (model key, checkpoint key) of every tensor loaded, in model order\n")
-    consts.append(_block("KEYS", [_lit(pair) for pair in spec.keys]))
+    renamed_keys = any(m != c for m, c in spec.keys)
+    if renamed_keys:
+        consts.append("# (model key, checkpoint key) of every tensor loaded, in model order\n")
+        consts.append(_block("KEYS", [_lit(pair) for pair in spec.keys]))
+    else:
+        consts.append("# the keys of every tensor loaded, in model order\n")
+        consts.append(_block("KEYS", [_lit(m) for m, _ in spec.keys]))
     adapters = dict(spec.adapters)
     functions = [
         _source_without_docstring(get_adapter(n).fn) for n in dict.fromkeys(adapters.values())
@@ -459,11 +465,11 @@ def to_code(
         '    """Load the chosen tensors of ``state`` into ``model`` in place (strict=False)."""\n'
         "    current = model.state_dict()\n"
         "    filtered = OrderedDict()\n"
-        "    for key, name in KEYS:\n"
+        + ("    for key, name in KEYS:\n" if renamed_keys else "    for key in KEYS:\n")
         + (
-            "        filtered[key] = state[name]\n"
+            f"        filtered[key] = state[{'name' if renamed_keys else 'key'}]\n"
             if not adapters
-            else "        tensor = state[name]\n"
+            else f"        tensor = state[{'name' if renamed_keys else 'key'}]\n"
             "        filtered[key] = ADAPT[key](tensor, current[key]) if key in ADAPT else tensor\n"
         )
         + meta
@@ -478,13 +484,13 @@ def to_code(
     versions = (
         "def module_versions(current, state):\n"
         '    """The model\'s ``_metadata`` overridden by the checkpoint\'s: copies without the\n'
-        "    'assign_to_params_buffers' flag that load_state_dict(assign=True) leaves in the dicts\n"
+        f"    {ASSIGN_FLAG!r} flag that load_state_dict(assign=True) leaves in the dicts\n"
         '    it is given (it would make this load replace the parameters instead of copying)."""\n'
         "    metadata = OrderedDict()\n"
         "    for source in (current, state):\n"
         "        for prefix, value in (getattr(source, '_metadata', None) or {}).items():\n"
         f"            metadata[{renamed}] = {{\n"
-        "                k: v for k, v in value.items() if k != 'assign_to_params_buffers'}\n"
+        f"                k: v for k, v in value.items() if k != {ASSIGN_FLAG!r}}}\n"
         "    return metadata\n"
     )
     usage = (
@@ -510,8 +516,8 @@ def to_code(
     ]
     header = doc + "\n".join(plain + froms) + "\n\n" + "\n".join(third) + "\n"
     parts = [header, *functions, "".join(consts)]
-    if reader:
-        parts.append(reader)
+    if reader:  # our template only (no literal in it): how the reader lists the keys to read
+        parts.append(reader.replace("{NEEDED}", "dict(KEYS).values()" if renamed_keys else "KEYS"))
     if rename:
         parts.append(rename)
     parts += [versions, body_load, tail]
