@@ -10,12 +10,11 @@ import weakref
 
 import pytest
 import torch
-from bitwise import assert_bit_identical, changed, state
+from bitwise import assert_bit_identical, bits, changed, state
 from torch import nn
 
 import sd_widgets as sdw
-from sd_widgets import demo
-from sd_widgets import transaction
+from sd_widgets import demo, transaction
 from sd_widgets.plan import PlanEntry
 
 # Importing torch.optim pulls in TorchDynamo, which warns about this from torch.
@@ -524,3 +523,324 @@ def test_failed_loads_do_not_keep_snapshots(model, ckpt, monkeypatch):
             sdw.partial_load(model, plan)
     gc.collect()
     assert len(refs) == 5 * 38 and all(r() is None for r in refs)
+
+
+# ------------------------------------------------------------- modules that transform loads
+
+
+class Conv1D(nn.Module):
+    """GPT-2-style projection that stores its weight as (in, out) and, through a load pre-hook
+    of its own, accepts nn.Linear-format (out, in) checkpoints by transposing them."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n, n))
+        self.bias = nn.Parameter(torch.randn(n))
+        self.register_load_state_dict_pre_hook(self._from_linear_layout)
+
+    def _from_linear_layout(self, module, state_dict, prefix, *rest) -> None:
+        key = prefix + "weight"
+        if key in state_dict:
+            state_dict[key] = state_dict[key].t().contiguous()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.bias
+
+
+class HalfStep(nn.Linear):
+    """A module whose class overrides ``_load_from_state_dict`` to convert a legacy format:
+    checkpoints store twice the weight it keeps."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        key = prefix + "weight"
+        if key in state_dict:
+            state_dict[key] = state_dict[key] / 2
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _transforming(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 8), Conv1D(8), nn.ReLU(), HalfStep(8, 4))
+
+
+def _linear_checkpoint(seed: int) -> collections.OrderedDict:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)).state_dict()
+
+
+def test_modules_that_transform_what_they_load_are_verified_by_their_own_loading():
+    src = _linear_checkpoint(5)
+    control = _transforming(1)
+    control.load_state_dict(src)  # plain torch loads it: transposed and halved
+    assert torch.equal(control[1].weight, src["1.weight"].t())
+    assert torch.equal(control[3].weight, src["3.weight"] / 2)
+    model = _transforming(1)
+    before = state(model)
+    report = sdw.partial_load(model, full_plan(model, src))
+    assert_bit_identical(state(model), state(control))  # what torch's own load gives
+    assert set(report.transformed) == {"1.weight", "1.bias", "3.weight", "3.bias"}
+    assert all("copy" in how for how in report.transformed.values())
+    assert "0.weight" not in report.transformed  # plain modules: checked against the checkpoint
+    frame = report.to_frame().set_index("key")
+    assert frame.loc["3.weight", "after_max"] == pytest.approx(float(src["3.weight"].max() / 2))
+    report.undo()
+    assert_bit_identical(state(model), before)
+
+
+def test_a_transformed_load_that_fails_later_rolls_back_everything():
+    src = _linear_checkpoint(5)
+    model = _transforming(1)
+    before = state(model)
+
+    def late(module, incompatible):
+        raise RuntimeError("late failure")
+
+    model[3].register_load_state_dict_post_hook(late)
+    with pytest.raises(sdw.LoadError, match="late failure"):
+        sdw.partial_load(model, full_plan(model, src))
+    assert_bit_identical(state(model), before)
+
+
+def test_a_transforming_module_whose_result_is_not_reproducible_is_caught():
+    """Verified against a copy, so a load that does not do what the module's loading does (here:
+    a hook registered from outside that changes the value after loading) still rolls back."""
+    src = _linear_checkpoint(5)
+    model = _transforming(1)
+    before = state(model)
+    calls = []
+
+    def drift(module, sd, prefix, *rest):  # differs between the live load and the copy's
+        calls.append(prefix)
+        sd[prefix + "weight"] = sd[prefix + "weight"] + len(calls)
+
+    model[1].register_load_state_dict_pre_hook(drift)
+    with pytest.raises(sdw.LoadError, match="own loading produces") as info:
+        sdw.partial_load(model, full_plan(model, src), transforms="any")
+    assert info.value.key == "1.weight"
+    assert_bit_identical(state(model), before)
+
+
+def test_hooks_from_outside_count_as_transforms_only_when_asked(model, ckpt):
+    def substitute(module, sd, prefix, *rest):
+        sd[prefix + "running_mean"] = sd[prefix + "running_mean"] + 1
+
+    model.backbone.stem.bn.register_load_state_dict_pre_hook(substitute)
+    before = state(model)
+    with pytest.raises(sdw.LoadError, match="differs from its checkpoint tensor"):
+        sdw.partial_load(model, full_plan(model, ckpt))
+    assert_bit_identical(state(model), before)
+    report = sdw.partial_load(model, full_plan(model, ckpt), transforms="any")
+    assert torch.equal(model.backbone.stem.bn.running_mean,
+                       ckpt["backbone.stem.bn.running_mean"] + 1)
+    assert "backbone.stem.bn.running_mean" in report.transformed
+    report.undo()
+    assert_bit_identical(state(model), before)
+
+
+def test_chunked_and_one_call_loads_agree_bit_for_bit(ckpt):
+    """The module-by-module path (no hooks anywhere) and torch's one load_state_dict call (a
+    harmless post-hook forces it) give the same model, report and statistics."""
+    fast, slow = demo.make_model("cnn", seed=1), demo.make_model("cnn", seed=1)
+    slow.classifier.register_load_state_dict_post_hook(lambda module, keys: None)
+    plan_fast = sdw.compare(fast, demo.variant("fp16")).plan()
+    plan_slow = sdw.compare(slow, demo.variant("fp16")).plan()
+    r_fast, r_slow = sdw.partial_load(fast, plan_fast), sdw.partial_load(slow, plan_slow)
+    assert_bit_identical(state(fast), state(slow))
+    assert r_fast.loaded == r_slow.loaded and r_fast.untouched == r_slow.untouched
+    missing = [list(r.missing_keys) for r in r_fast.incompatible]
+    assert missing == [list(r.missing_keys) for r in r_slow.incompatible]
+    assert r_fast.to_frame().equals(r_slow.to_frame())
+
+
+def test_incompatible_keys_are_what_load_state_dict_returns(model, ckpt):
+    plan = sdw.compare(model, ckpt).plan(exclude=["backbone.layer2", "*.num_batches_tracked"])
+    twin = demo.make_model("cnn", seed=1)
+    expected = twin.load_state_dict(plan.state_dict(twin), strict=False)
+    report = sdw.partial_load(model, plan)
+    assert [list(r.missing_keys) for r in report.incompatible] == [list(expected.missing_keys)]
+    assert all(r.unexpected_keys == [] for r in report.incompatible)
+
+
+# ------------------------------------------------------------------ meta-device leftovers
+
+
+def test_keys_left_on_meta_are_reported_by_key():
+    with torch.device("meta"):
+        meta_model = demo.SmallCNN(num_classes=10)
+    src = collections.OrderedDict(demo.variant("identical"))
+    del src["backbone.layer2.0.conv1.weight"]  # missing from the checkpoint
+    report = sdw.partial_load(meta_model, sdw.compare(meta_model, src).plan())
+    assert report.still_on_meta == ["backbone.layer2.0.conv1.weight"]
+    assert meta_model.backbone.layer2[0].conv1.weight.is_meta
+    reason = report.skipped["backbone.layer2.0.conv1.weight"]
+    assert "initial)" not in reason and "current" not in reason and "meta device" in reason
+    assert sdw.load.STILL_ON_META == "the model cannot run until these are initialised"
+    assert "1 still on meta" in repr(report)
+    with torch.device("meta"):
+        fresh = demo.SmallCNN(num_classes=10)
+    partial = sdw.partial_load(fresh, sdw.compare(fresh, src).plan(include="classifier"))
+    assert "backbone.stem.conv.weight" in partial.still_on_meta
+    assert "classifier.weight" not in partial.still_on_meta
+
+
+# ------------------------------------------------------------------ snapshot on disk
+
+
+@pytest.mark.parametrize("kind", ["disk", "auto"])
+def test_disk_snapshot_rolls_back_and_undoes_bit_for_bit(model, ckpt, kind, tmp_path):
+    budget = 0 if kind == "auto" else None
+    before = state(model)
+    report = sdw.partial_load(model, full_plan(model, ckpt), snapshot=kind,
+                              snapshot_budget=budget)
+    assert report.snapshot == "disk"
+    assert changed(before, model)
+    assert report.to_frame()["before_l2"].notna().all()
+    report.undo()
+    assert_bit_identical(state(model), before)
+
+    def boom(module, keys):
+        raise RuntimeError("boom")
+
+    model.classifier.register_load_state_dict_post_hook(boom)
+    with pytest.raises(sdw.LoadError, match="rolled back"):
+        sdw.partial_load(model, full_plan(model, ckpt), snapshot=kind, snapshot_budget=budget)
+    assert_bit_identical(state(model), before)
+
+
+def test_auto_snapshot_spills_to_disk_past_its_budget(model, ckpt):
+    before = state(model)
+    total = sum(v.nbytes for v in before.values())
+    report = sdw.partial_load(model, full_plan(model, ckpt), snapshot="auto",
+                              snapshot_budget=total // 2)
+    assert report.snapshot == "memory+disk"
+    assert 0 < report._snapshot.memory_bytes <= total // 2 < total - report._snapshot.disk_bytes \
+        + total // 2
+    report.undo()
+    assert_bit_identical(state(model), before)
+    assert sdw.partial_load(model, full_plan(model, ckpt)).snapshot == "memory"
+    with pytest.raises(ValueError, match="snapshot"):
+        sdw.partial_load(model, full_plan(model, ckpt), snapshot="cloud")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ statistics later
+
+
+def test_stats_false_then_compute_stats_gives_the_same_numbers(ckpt):
+    a, b = demo.make_model("cnn", seed=1), demo.make_model("cnn", seed=1)
+    eager = sdw.partial_load(a, full_plan(a, demo.variant("fp16")), stats=True)
+    lazy = sdw.partial_load(b, full_plan(b, demo.variant("fp16")), stats=False)
+    assert eager.stats_ready and not lazy.stats_ready
+    lazy.compute_stats()
+    assert lazy.stats_ready
+    pd_eager, pd_lazy = eager.to_frame(), lazy.to_frame()
+    assert list(pd_eager.columns) == list(pd_lazy.columns)
+    assert pd_eager.equals(pd_lazy)
+
+
+# ------------------------------------------------------------------ Ctrl-C anywhere
+
+
+def _interrupt_targets():
+    from sd_widgets import report as report_module
+    from sd_widgets import stats as stats_module
+
+    return [
+        (transaction, "same"), (transaction, "load_modules"), (transaction.Snapshot, "save"),
+        (transaction, "retie"), (stats_module, "tensor_stats"), (stats_module, "change_stats"),
+        (report_module, "tensor_stats_many"), (report_module, "change_stats_many"),
+        (nn.Module, "_load_from_state_dict"), (nn.Module, "load_state_dict"),
+        (torch.Tensor, "clone"),
+    ]
+
+
+@pytest.mark.parametrize("stats", [True, False])
+def test_keyboard_interrupt_at_every_call_leaves_the_model_as_it_was(ckpt, monkeypatch, stats):
+    """KeyboardInterrupt raised by the Nth call of any function partial_load uses (loading,
+    snapshot, verification, statistics), for every N: the model is bit-identical afterwards."""
+    model = demo.make_model("cnn", seed=1)
+    with torch.device("meta"):
+        meta_model = demo.SmallCNN(num_classes=3)
+    cases = [(model, full_plan(model, ckpt)),
+             (meta_model, sdw.compare(meta_model, ckpt).plan(include="backbone"))]
+    counter = {"n": 0, "at": -1}
+
+    def wrap(fn):
+        def wrapper(*args, **kwargs):
+            counter["n"] += 1
+            if counter["n"] == counter["at"]:
+                raise KeyboardInterrupt
+            return fn(*args, **kwargs)
+        return wrapper
+
+    for owner, name in _interrupt_targets():
+        monkeypatch.setattr(owner, name, wrap(getattr(owner, name)))
+    for target, plan in cases:
+        before = {k: v.detach().clone() if not v.is_meta else v
+                  for k, v in target.state_dict(keep_vars=True).items()}
+        ids = {k: id(v) for k, v in target.state_dict(keep_vars=True).items()}
+        counter.update(n=0, at=-1)
+        done = sdw.partial_load(target, plan, stats=stats)
+        total = counter["n"]
+        done.undo()
+        assert total > 50
+        for at in range(1, total + 1):
+            counter.update(n=0, at=at)
+            with pytest.raises(KeyboardInterrupt):
+                sdw.partial_load(target, plan, stats=stats)
+            now = target.state_dict(keep_vars=True)
+            assert {k: id(v) for k, v in now.items()} == ids, at
+            for k, v in before.items():
+                if v.is_meta:
+                    assert now[k].is_meta, (at, k)
+                else:
+                    assert torch.equal(bits(now[k]), bits(v)), (at, k)
+
+
+def test_real_ctrl_c_at_any_line_leaves_the_model_as_it_was_or_returns_a_report(ckpt):
+    """A real SIGINT delivered at the Nth line partial_load executes (any sd_widgets line: fit
+    check, snapshot, loading, verification, statistics, report, rollback), for N spread over
+    the whole run: either KeyboardInterrupt with the model bit-identical, or a report whose
+    undo() restores it. Python's default SIGINT handler is in place, as in a script."""
+    import signal
+    import sys
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    package = os.path.dirname(sdw.__file__)
+    model = demo.make_model("cnn", seed=1)
+    plan = full_plan(model, demo.variant("fp16"))
+    before = state(model)
+    seen = {"n": 0, "at": -1}
+
+    def tracer(frame, event, arg):
+        if not frame.f_code.co_filename.startswith(package):
+            return None
+        if event == "line":
+            seen["n"] += 1
+            if seen["n"] == seen["at"]:
+                signal.raise_signal(signal.SIGINT)
+        return tracer
+
+    def run(at: int):
+        seen.update(n=0, at=at)
+        sys.settrace(tracer)
+        try:
+            return sdw.partial_load(model, plan)
+        finally:
+            sys.settrace(None)
+
+    run(-1).undo()
+    total = seen["n"]
+    assert total > 1000
+    points = sorted({*range(1, 25), *range(total - 60, total + 1),
+                     *range(1, total, max(1, total // 80))})
+    outcomes = collections.Counter()
+    for at in points:
+        try:
+            report = run(at)
+        except KeyboardInterrupt:
+            outcomes["interrupted"] += 1
+        else:
+            outcomes["completed"] += 1
+            report.undo()
+        assert_bit_identical(state(model), before)
+    assert outcomes["interrupted"] >= len(points) - 5, outcomes
