@@ -588,10 +588,14 @@ def compare(
     checkpoints (then kinds are guessed from names and nothing can be loaded). ``progress``
     shows (True), hides (False) or decides by size (None) the bar while shard headers are read.
     """
-    ckpt = open_checkpoint(src, key=key, trust=trust, map_location=map_location,
-                           progress=progress)
     rules = parse_renames(renames)
-    if isinstance(model, nn.Module):
-        return Comparison(model, ckpt, rules)
-    other = open_checkpoint(model, trust=trust, map_location=map_location, progress=progress)
-    return Comparison(None, ckpt, rules, entries=_entries_from_checkpoint(other))
+    # thousands of small acyclic objects (infos, entries, rows): the cyclic GC's full passes
+    # over a heap holding the model would cost more than the comparison itself
+    with gc_paused():
+        ckpt = open_checkpoint(src, key=key, trust=trust, map_location=map_location,
+                               progress=progress)
+        if isinstance(model, nn.Module):
+            return Comparison(model, ckpt, rules)
+        other = open_checkpoint(model, trust=trust, map_location=map_location,
+                                progress=progress)
+        return Comparison(None, ckpt, rules, entries=_entries_from_checkpoint(other))
