@@ -18,6 +18,17 @@ key (untimed). Then:
 
 Targets (issue #4): 10,000 keys render in under 1 s (warm); a click round trip under 150 ms;
 message counts independent of the number of keys. Needs /usr/bin/chromium (``make browser-deps``).
+
+Kernel-side cases (no browser; ``--kernel-only`` runs just these):
+
+* prefixed checkpoints (issue #9): ``Explorer(model, sd)`` on a DDP-prefixed (``module.``)
+  checkpoint vs the same checkpoint without the prefix, at ``--prefixed-sizes`` keys (1k, 10k,
+  100k), interleaved rounds, median; target ≤ 1.5x.
+* rule change (issue #9): applying the banner's rule re-aligns a 10k-key tree in < 1 s, and the
+  widget said it was working (``busy`` True with a ``busy_text``) before the new tree was sent.
+* load message (issue #12): "Load selected" → the success message, ≤ 3x the plain
+  ``load_state_dict(strict=False)`` of the same tensors (ResNet-50-sized: ~25M parameters);
+  statistics and plots arrive after the message.
 """
 
 from __future__ import annotations
@@ -31,6 +42,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _common import Target, interleaved, machine_line, median, report_targets  # noqa: E402
 
 from tests.browser.harness import (  # noqa: E402
     CHROMIUM_ARGS,
@@ -139,13 +154,177 @@ def measure(lab: Lab, n: int, repeat: int) -> dict[str, float | int]:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# kernel-side cases (no browser)
+
+
+def linear_layout(n_keys: int):
+    """``n_keys`` state_dict keys: blocks of 10 Linear(4, 4) layers (2 keys each)."""
+    from torch import nn
+
+    n_layers = n_keys // 2
+    blocks = [nn.Sequential(*[nn.Linear(4, 4) for _ in range(min(10, n_layers - i))])
+              for i in range(0, n_layers, 10)]
+    return nn.Sequential(*blocks)
+
+
+def prefixed(sd, prefix: str = "module."):
+    from collections import OrderedDict
+
+    out = OrderedDict((prefix + k, v) for k, v in sd.items())
+    meta = getattr(sd, "_metadata", None)
+    if meta is not None:
+        out._metadata = OrderedDict(((prefix + k).rstrip(".") if k else prefix.rstrip("."), v)
+                                    for k, v in meta.items())
+    return out
+
+
+def bench_prefixed(sizes: list[int], repeats: int) -> tuple[list[dict], list[Target]]:
+    import torch
+
+    from sd_widgets import Explorer
+
+    rows, targets = [], []
+    for n in sizes:
+        torch.manual_seed(0)
+        model = linear_layout(n)
+        plain = model.state_dict()
+        ddp = prefixed(plain)
+        reps = repeats if n <= 10_000 else 1
+        times = interleaved({"plain": lambda m=model, sd=plain: Explorer(m, sd),
+                             "ddp": lambda m=model, sd=ddp: Explorer(m, sd)}, repeats=reps,
+                            warmup=1 if n <= 10_000 else 0)
+        t_plain, t_ddp = median(times["plain"]), median(times["ddp"])
+        w = Explorer(model, ddp)
+        banner = w.banner
+        ratio = t_ddp / t_plain
+        rows.append({"keys": n, "plain_s": t_plain, "ddp_s": t_ddp, "ratio": ratio,
+                     "banner": banner.get("text", "—")})
+        targets.append(Target(f"Explorer() on a DDP-prefixed checkpoint within 1.5x of the "
+                              f"unprefixed one at {n:,} keys", ratio <= 1.5,
+                              f"{t_ddp:.3f} s vs {t_plain:.3f} s = {ratio:.2f}x"))
+        if n == 10_000 or (n == max(sizes) and 10_000 not in sizes):
+            targets.append(bench_rule_change(model, ddp, n))
+    return rows, targets
+
+
+def bench_rule_change(model, ddp, n: int) -> Target:
+    import time as _time
+
+    from sd_widgets import Explorer
+
+    w = Explorer(model, ddp)
+    events: list[tuple[float, str, object]] = []
+    w.observe(lambda c: events.append((_time.perf_counter(), c["name"], c["new"])),
+              names=["busy", "busy_text", "tree"])
+    t0 = _time.perf_counter()
+    w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
+    elapsed = _time.perf_counter() - t0
+    busy_at = next((t for t, name, v in events if name == "busy" and v is True), None)
+    texts = [v for _, name, v in events if name == "busy_text" and v]
+    tree_at = next((t for t, name, _ in events if name == "tree"), None)
+    shown = busy_at is not None and tree_at is not None and busy_at < tree_at and bool(texts)
+    realigned = w.tree["counts"][w.tree["statuses"].index("match")] == w.tree["n_keys"]
+    print(f"  rule change at {n:,} keys: {elapsed:.3f} s; busy sign "
+          f"{'shown first (' + repr(texts[0]) + ')' if shown else 'NOT shown first'}; "
+          f"message: {w.message.get('text', '')[:100]}")
+    return Target(f"a rule change re-aligns a {n:,}-key tree in < 1 s with a busy sign",
+                  elapsed < 1.0 and shown and realigned,
+                  f"{elapsed:.3f} s, busy shown before the tree: {shown}, all matched: "
+                  f"{realigned}")
+
+
+def bench_load_message(repeats: int) -> Target:
+    """ "Load selected" -> success message vs plain load_state_dict of the same tensors."""
+    import time as _time
+    from collections import OrderedDict
+
+    import torch
+    from torch import nn
+
+    from sd_widgets import Explorer
+
+    def resnet50_sized():
+        torch.manual_seed(0)
+        layers: list[nn.Module] = []
+        for _ in range(53):  # ~25M parameters in conv + BatchNorm pairs, 318 keys
+            layers += [nn.Conv2d(256, 256, 3, bias=False), nn.BatchNorm2d(256)]
+        layers.append(nn.Linear(2048, 1000))
+        return nn.Sequential(*layers)
+
+    model = resnet50_sized()
+    ckpt = OrderedDict((k, v.clone() + 0.01 if v.is_floating_point() else v.clone())
+                       for k, v in model.state_dict().items())
+    ckpt._metadata = model.state_dict()._metadata  # type: ignore[attr-defined]
+    n_params = sum(p.numel() for p in model.parameters())
+    w = Explorer(model, ckpt)
+    plan_sd = w.plan().state_dict()
+    message_times: list[float] = []
+    totals: list[float] = []
+
+    def widget_load() -> None:
+        stamp: dict[str, float] = {}
+
+        def on_message(change: dict) -> None:
+            if change["new"].get("level") == "success" and "t" not in stamp:
+                stamp["t"] = _time.perf_counter()
+
+        w.observe(on_message, names=["message"])
+        w.message = {}
+        t0 = _time.perf_counter()
+        w.handle_action({"action": "load"})
+        total = _time.perf_counter() - t0
+        w.unobserve(on_message, names=["message"])
+        if "t" not in stamp:
+            raise AssertionError(f"no success message: {w.message}")
+        message_times.append(stamp["t"] - t0)
+        totals.append(total)
+        w.handle_action({"action": "undo"})
+
+    def plain_load() -> None:
+        model.load_state_dict(plan_sd, strict=False)
+
+    times = interleaved({"plain": plain_load, "widget": widget_load}, repeats=repeats)
+    t_plain = median(times["plain"])
+    t_msg = median(message_times[-repeats:])
+    t_total = median(totals[-repeats:])
+    ratio = t_msg / t_plain
+    print(f"  load message: {n_params / 1e6:.1f}M parameters, {len(plan_sd)} tensors: plain "
+          f"load_state_dict {t_plain:.3f} s; 'Load selected' -> success message {t_msg:.3f} s "
+          f"({ratio:.2f}x); statistics + plots done after {t_total:.3f} s")
+    return Target("'Load selected' -> success message ≤ 3x the plain load of the same tensors",
+                  ratio <= 3.0, f"{t_msg:.3f} s vs {t_plain:.3f} s = {ratio:.2f}x "
+                  f"(everything incl. stats/plots {t_total:.3f} s)")
+
+
+def kernel_cases(sizes: list[int], repeats: int) -> list[Target]:
+    print(f"\nKernel-side Explorer cases ({machine_line()})")
+    rows, targets = bench_prefixed(sizes, repeats)
+    head = f"{'keys':>8} {'plain':>9} {'module.':>9} {'ratio':>7}  banner"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['keys']:>8,} {r['plain_s']:>8.3f}s {r['ddp_s']:>8.3f}s {r['ratio']:>6.2f}x  "
+              f"{r['banner'][:90]}")
+    targets.append(bench_load_message(repeats))
+    return targets
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="300,3000,10000,30000")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-fail", action="store_true", help="exit 0 even if a target is missed")
+    ap.add_argument("--prefixed-sizes", default="1000,10000,100000",
+                    help="key counts of the prefixed-checkpoint cases ('' to skip)")
+    ap.add_argument("--kernel-only", action="store_true", help="skip the browser part")
     args = ap.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    prefixed_sizes = [int(s) for s in args.prefixed_sizes.split(",") if s]
+    kernel_targets = kernel_cases(prefixed_sizes, args.repeat) if prefixed_sizes else []
+    code = report_targets(kernel_targets, check=not args.no_fail) if kernel_targets else 0
+    if args.kernel_only or not sizes:
+        return code
     if not Path(CHROMIUM_PATH).exists():
         print(f"{CHROMIUM_PATH} is missing: run `make browser-deps` first", file=sys.stderr)
         return 2
@@ -201,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         failures.append("messages")
     if failures and not args.no_fail:
         return 1
-    return 0
+    return code
 
 
 if __name__ == "__main__":

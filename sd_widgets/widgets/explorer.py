@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import keyword
 import os
@@ -240,6 +241,7 @@ class Explorer(anywidget.AnyWidget):
         self._cmp: Comparison | None = None
         self._index = pl.TreeIndex(pl.empty_payload())
         self._pending_cmp: Comparison | None = None
+        self._selectable_cache: tuple[Any, Comparison, frozenset[str]] | None = None
         self._select_loadable = select == "loadable"
         self._open = {"source": source, "trust": trust, "map_location": map_location}
         self._watch: list[tuple[str, Any, str, bool, Any, int]] = []
@@ -256,8 +258,10 @@ class Explorer(anywidget.AnyWidget):
         else:
             self._model = model
             try:
-                ckpt = open_checkpoint(source, key=key, trust=trust, map_location=map_location)
-                cmp = Comparison(model, ckpt, parse_renames(renames))
+                with _no_gc():
+                    ckpt = open_checkpoint(source, key=key, trust=trust,
+                                           map_location=map_location)
+                    cmp = Comparison(model, ckpt, parse_renames(renames))
             except (CheckpointError, OSError, ValueError) as exc:
                 source_label = _describe_source(source)
                 self._report_error(exc, "Opening the checkpoint")
@@ -704,24 +708,33 @@ class Explorer(anywidget.AnyWidget):
     # ----------------------------------------------------------------------------------------
     # internals
     # ----------------------------------------------------------------------------------------
-    def _selectable_set(self) -> frozenset[str] | None:
-        """Keys that can be selected now: asked of the comparison's rows."""
+    def _selectable_set(self) -> frozenset[str]:
+        """Keys that can be selected now: asked of the comparison's rows (cached per
+        comparison and adapters: every click validates the selection against it)."""
         if self._cmp is None:
             return frozenset()
-        adapters = self.adapters
-        return frozenset(r.key for r in self._cmp
-                         if pl.row_selectable(r, adapters))
+        adapters = dict(self.adapters)
+        token = (id(self._cmp), tuple(sorted(adapters.items())))
+        cached = self._selectable_cache
+        if cached is not None and cached[0] == token and cached[1] is self._cmp:
+            return cached[2]
+        keys = frozenset(r.key for r in self._cmp if pl.row_selectable(r, adapters))
+        self._selectable_cache = (token, self._cmp, keys)
+        return keys
 
     def _selectable_keys(self) -> list[str]:
-        if self._cmp is None:
-            return []
-        adapters = self.adapters
-        allowed = {r.key for r in self._cmp if pl.row_selectable(r, adapters)}
+        allowed = self._selectable_set()
         return [k for k in self._index.keys if k in allowed]
 
     def _set_comparison(self, cmp: Comparison, *, initial_select: str | None = None,
                         keep_selection: bool = False) -> None:
         """Show ``cmp``: new payload, suggestions, rules; selection carried over or initial."""
+        with _no_gc():
+            self._show_comparison(cmp, initial_select=initial_select,
+                                  keep_selection=keep_selection)
+
+    def _show_comparison(self, cmp: Comparison, *, initial_select: str | None,
+                         keep_selection: bool) -> None:
         # "everything loadable" stays everything loadable when a rename makes more keys match
         previous_all = (set(self.selected_keys) == set(self._selectable_keys())
                         and (bool(self.selected_keys) or self._select_loadable))
@@ -754,7 +767,8 @@ class Explorer(anywidget.AnyWidget):
             raise ValueError("no checkpoint is open, so there is nothing to rename")
         rules = tuple(pl.rule_from_spec(s) for s in specs)
         before = self._cmp
-        cmp = before.with_renames(rules, replace=True)
+        with _no_gc():
+            cmp = before.with_renames(rules, replace=True)
         self._set_comparison(cmp)
         if done:
             self._set_message("info", f"{done}. {pl.pairing_change(before, cmp)}")
@@ -912,6 +926,19 @@ class Explorer(anywidget.AnyWidget):
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a big payload is built and sent: its
+    full-heap passes, triggered by the many small lists, cost more than the building."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _check_arguments(model: Any, source: Any, key: Any) -> None:

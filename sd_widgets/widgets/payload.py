@@ -128,8 +128,8 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
     """Flatten ``Comparison.tree()`` into the compact columnar payload described above."""
     statuses = list(STATUSES)
     status_index = {s: i for i, s in enumerate(statuses)}
-    ckpt_side = [1 if s in _CKPT_SIDE else 0 for s in statuses]
-    model_side = [1 if s in _MODEL_SIDE else 0 for s in statuses]
+    ckpt_side = [j for j, s in enumerate(statuses) if s in _CKPT_SIDE]
+    model_side = [j for j, s in enumerate(statuses) if s in _MODEL_SIDE]
     dtypes: list[str] = []
     dtype_index: dict[str, int] = {}
 
@@ -143,8 +143,12 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
         return i
 
     cols: dict[str, list] = {c: [] for c in _COLUMNS}
+    (t_, depth_, end_, parent_, name_, path_, mtype_, counts_, sides_, status_, kind_, ckey_,
+     mkey_, cshape_, mshape_, cdt_, mdt_, nbytes_, numel_, loadable_, adaptable_, reason_,
+     tied_) = (cols[c] for c in _COLUMNS)
     n_keys = 0
-    # iterative pre-order walk; a module's `end`, `nbytes` and `numel` are filled on exit
+    # iterative pre-order walk; a module's `end` is filled on exit; `nbytes`/`numel` are
+    # summed into the parent as each entry is finished (one pass, not one per module)
     stack: list[tuple[Mapping[str, Any], int, int, bool]] = [
         (child, 0, -1, False) for child in reversed(list(tree.get("children", ())))
     ]
@@ -152,59 +156,66 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
         node, depth, parent, exiting = stack.pop()
         if exiting:
             i = parent  # on exit `parent` carries the module's own index
-            end = len(cols["t"])
-            cols["end"][i] = end
-            kids = [j for j in range(i + 1, end) if cols["t"][j] == 1]
-            cols["nbytes"][i] = sum(cols["nbytes"][j] for j in kids)
-            cols["numel"][i] = sum(cols["numel"][j] for j in kids)
+            end_[i] = len(t_)
+            up = parent_[i]
+            if up >= 0:
+                nbytes_[up] += nbytes_[i]
+                numel_[up] += numel_[i]
             continue
-        i = len(cols["t"])
+        i = len(t_)
+        path = str(node.get("path", ""))
         is_module = node.get("type") == "module"
-        row = dict.fromkeys(_COLUMNS)
-        row.update(t=0 if is_module else 1, depth=depth, end=i + 1, parent=parent,
-                   name=str(node.get("name", "")), path=str(node.get("path", "")))
+        t_.append(0 if is_module else 1)
+        depth_.append(depth)
+        end_.append(i + 1)
+        parent_.append(parent)
+        name_.append(str(node.get("name", "")))
+        path_.append(path)
         if is_module:
             counts_map = node.get("counts") or {}
             counts = [int(counts_map.get(s, 0)) for s in statuses]
-            row.update(
-                module_type=node.get("module_type"),
-                counts=counts,
-                sides=(1 if any(c and k for c, k in zip(counts, ckpt_side, strict=True)) else 0)
-                | (2 if any(c and m for c, m in zip(counts, model_side, strict=True)) else 0),
-            )
-        else:
-            n_keys += 1
-            key = row["path"]
-            status = node.get("status")
-            if status not in status_index:
-                raise ValueError(f"tree leaf {key!r} has unknown status {status!r}; "
-                                 f"expected one of {statuses}")
-            ckpt_key, model_key = node.get("ckpt_key"), node.get("model_key")
-            ckpt_shape, model_shape = node.get("ckpt_shape"), node.get("model_shape")
-            shape = ckpt_shape if ckpt_shape is not None else model_shape
-            row.update(
-                sides=(1 if ckpt_key is not None else 0) | (2 if model_key is not None else 0),
-                status=status_index[status],
-                kind=node.get("kind"),
-                ckpt_key=ckpt_key if ckpt_key is not None and ckpt_key != key else None,
-                model_key=model_key if model_key is not None and model_key != key else None,
-                ckpt_shape=list(ckpt_shape) if ckpt_shape is not None else None,
-                model_shape=list(model_shape) if model_shape is not None else None,
-                ckpt_dtype=dt(node.get("ckpt_dtype")),
-                model_dtype=dt(node.get("model_dtype")),
-                nbytes=int(node.get("nbytes") or 0),
-                numel=_numel(shape),
-                loadable=1 if node.get("loadable") else 0,
-                adaptable=1 if node.get("adaptable") else 0,
-                reason=node.get("reason") or None,
-                tied=list(node.get("tied") or ()) or None,
-            )
-        for c in _COLUMNS:
-            cols[c].append(row[c])
-        if is_module:
+            mtype_.append(node.get("module_type"))
+            counts_.append(counts)
+            sides_.append((1 if any(counts[j] for j in ckpt_side) else 0)
+                          | (2 if any(counts[j] for j in model_side) else 0))
+            for col in (status_, kind_, ckey_, mkey_, cshape_, mshape_, cdt_, mdt_, loadable_,
+                        adaptable_, reason_, tied_):
+                col.append(None)
+            nbytes_.append(0)
+            numel_.append(0)
             stack.append((node, depth, i, True))
             stack.extend((child, depth + 1, i, False)
                          for child in reversed(list(node.get("children", ()))))
+            continue
+        n_keys += 1
+        status = node.get("status")
+        if status not in status_index:
+            raise ValueError(f"tree leaf {path!r} has unknown status {status!r}; "
+                             f"expected one of {statuses}")
+        ckpt_key, model_key = node.get("ckpt_key"), node.get("model_key")
+        ckpt_shape, model_shape = node.get("ckpt_shape"), node.get("model_shape")
+        shape = ckpt_shape if ckpt_shape is not None else model_shape
+        nbytes, numel = int(node.get("nbytes") or 0), _numel(shape)
+        mtype_.append(None)
+        counts_.append(None)
+        sides_.append((1 if ckpt_key is not None else 0) | (2 if model_key is not None else 0))
+        status_.append(status_index[status])
+        kind_.append(node.get("kind"))
+        ckey_.append(ckpt_key if ckpt_key is not None and ckpt_key != path else None)
+        mkey_.append(model_key if model_key is not None and model_key != path else None)
+        cshape_.append(list(ckpt_shape) if ckpt_shape is not None else None)
+        mshape_.append(list(model_shape) if model_shape is not None else None)
+        cdt_.append(dt(node.get("ckpt_dtype")))
+        mdt_.append(dt(node.get("model_dtype")))
+        nbytes_.append(nbytes)
+        numel_.append(numel)
+        loadable_.append(1 if node.get("loadable") else 0)
+        adaptable_.append(1 if node.get("adaptable") else 0)
+        reason_.append(node.get("reason") or None)
+        tied_.append(list(node.get("tied") or ()) or None)
+        if parent >= 0:
+            nbytes_[parent] += nbytes
+            numel_[parent] += numel
     root_counts = tree.get("counts") or {}
     return {
         "version": PAYLOAD_VERSION,
