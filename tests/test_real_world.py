@@ -347,3 +347,34 @@ def test_lpips_weights_shipped_in_a_wheel(lpips_dir, net, version):
     assert sorted(report.loaded) == sorted(ckpt)
     assert_bit_identical(state(model), state(peer))
     assert torch.equal(model.lins[n - 1].model[1].weight, ckpt.tensor(f"lin{n - 1}.model.1.weight"))
+
+
+def test_gpt2_base_into_lm_head_model_adds_transformer_and_ties_the_head(tmp_path):
+    from transformers import GPT2LMHeadModel, GPT2Model
+
+    build(GPT2Model, gpt2_config(), 0).save_pretrained(tmp_path)
+    model = build(GPT2LMHeadModel, gpt2_config(), 9)
+    cmp = sdw.compare(model, tmp_path / "model.safetensors")
+    best = cmp.prefix_suggestions()[0]
+    assert best.rule == Rename.add_prefix("transformer.") and best.convention == "hf_base"
+    assert "GPT2LMHeadModel" in best.reason
+    peer, info = from_pretrained(GPT2LMHeadModel, tmp_path)
+    fixed = cmp.with_renames(best)
+    # lm_head.weight is absent from a base checkpoint, and tied to the embedding it loads
+    assert fixed["lm_head.weight"].tied_to == "transformer.wte.weight"
+    assert untied_missing(fixed) == info["missing"] == set()
+    assert set(fixed.keys("unexpected")) == info["unexpected"] == set()
+    sdw.partial_load(model, fixed.plan())
+    assert_loaded_like(model, peer, list(model.state_dict()))
+
+
+def test_explorer_opens_a_prefixed_resnet152_without_quadratic_work(resnet_trained, tmp_path):
+    path = tmp_path / "ddp.pt"
+    torch.save(nn.DataParallel(resnet_trained).state_dict(), path)
+    t0 = time.perf_counter()
+    explorer = sdw.Explorer(resnet152(1), path)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 10, f"Explorer() on a 932-key DDP checkpoint took {elapsed:.2f} s"
+    cmp = explorer.comparison
+    assert cmp is not None and cmp.summary()["unexpected"] == 932
+    assert cmp.prefix_suggestions()[0].rule == Rename.strip_prefix("module.")
