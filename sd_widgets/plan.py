@@ -88,6 +88,22 @@ class _Index:
         else:  # checkpoint-vs-checkpoint: modules that have running statistics
             self.bn_modules = frozenset(r.module for r in rows if r.key.endswith(".running_mean"))
         self._cast_problems: dict[str, str | None] | None = None
+        self._subtrees: dict[str, list[str]] | None = None
+
+    def subtree(self, module: str) -> list[str]:
+        """Keys below ``module`` (keys starting with ``module + "."``), model order.
+
+        One dict lookup: the map from every dotted prefix of every key to its keys is built on
+        first use, so selecting a thousand modules costs no thousand scans of the rows."""
+        if self._subtrees is None:
+            subtrees: dict[str, list[str]] = {}
+            for k in self.keys:
+                i = k.find(".")
+                while i >= 0:
+                    subtrees.setdefault(k[:i], []).append(k)
+                    i = k.find(".", i + 1)
+            self._subtrees = subtrees
+        return self._subtrees.get(module, [])
 
     def cast_problem(self, cmp: Comparison, key: str) -> str | None:
         """Why the checkpoint values of ``key`` cannot be cast exactly to the model's dtype."""
@@ -164,8 +180,7 @@ def select(cmp: Comparison, patterns: str | Iterable[str]) -> list[str]:
                 ):
                     chosen[r.key] = None
         else:
-            prefix = p.rstrip(".") + "." if p else ""
-            matched = [k for k in index.keys if k.startswith(prefix)]
+            matched = index.subtree(p.rstrip(".")) if p else index.keys
             chosen.update(dict.fromkeys(matched))
             if not matched:
                 modules = sorted({r.module for r in cmp.rows if r.module})

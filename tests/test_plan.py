@@ -562,3 +562,28 @@ def test_exported_code_loads_in_place_even_from_a_dict_once_loaded_with_assign()
     assert all(p is params[k] for k, p in model.named_parameters())
     assert torch.equal(model.classifier.weight, ckpt["classifier.weight"])
     assert model.classifier.weight.data_ptr() != ckpt["classifier.weight"].data_ptr()
+
+
+def test_module_selection_is_the_dotted_prefix_scan():
+    """Selecting a module is every key starting with ``module + "."`` (looked up in an index
+    built once), odd names included; a thousand module patterns cost no thousand scans."""
+    keys = ["a.b.c", "a.bx", "a..b.c", ".x", "a.b.", "ab.c", "a.b.c.d", "z"]
+    sd = {k: torch.zeros(1) for k in keys}
+    cmp = sdw.compare(sd, dict(sd))  # checkpoint vs checkpoint: any key names
+    for module in ["a", "a.b", "a.", "a..b", "", ".", "a.b.c", "ab"]:
+        prefix = module.rstrip(".") + "." if module else ""
+        expected = [module] if module in keys else [k for k in keys if k.startswith(prefix)]
+        if expected:
+            assert cmp.select(module) == expected, module
+        else:
+            with pytest.raises(KeyError):
+                cmp.select(module)
+    assert cmp.select(["a.b", "a"]) == cmp.select("a")  # overlapping patterns: each key once
+    big = {f"block{i}.{j}.weight": torch.zeros(1) for i in range(2000) for j in range(3)}
+    cmp = sdw.compare(big, dict(big))
+    chosen = cmp.select([f"block{i}" for i in range(0, 2000, 2)])
+    assert len(chosen) == 3000 and chosen[:3] == [
+        "block0.0.weight",
+        "block0.1.weight",
+        "block0.2.weight",
+    ]
