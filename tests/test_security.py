@@ -431,6 +431,7 @@ def test_small_hostile_files_are_refused_fast_and_in_bounded_memory(tmp_path):
     md.state_dict_metadata["w"].size = torch.Size([2**20, 2**20])
     dump_metadata(directory, md)
     files["DCP 2**40 elements"] = directory
+    files["DCP data file holding a zip bomb"] = _dcp_with_bomb(tmp_path / "dcp_bomb")
     # an index of 150k entries, 9 MB, all naming one missing shard
     wm = {f"layer.{i}.weight": "model-00001-of-00002.safetensors" for i in range(150_000)}
     files["9 MB index"] = index_file(tmp_path / "idx", wm)
@@ -445,6 +446,22 @@ def test_small_hostile_files_are_refused_fast_and_in_bounded_memory(tmp_path):
         assert outcome == "UnreadableCheckpointError", (label, outcome)
         assert seconds < 5, (label, seconds)
         assert extra < 512 * 1024 * 1024, (label, extra)
+
+
+def _dcp_with_bomb(directory: Path, mib: int = 2048) -> Path:
+    """A real DCP directory whose data file is replaced by a zip bomb (DCP stores each tensor
+    as a torch.save archive inside the data file and torch.load-s that slice)."""
+    write_dcp(directory, {"w": torch.ones(4)})
+    data = next(directory.glob("*.distcp"))
+    zip_bomb_checkpoint(data, mib=mib)
+    _mutate_storage(directory, offset=0, length=data.stat().st_size)
+    return directory
+
+
+def test_zip_bomb_inside_a_dcp_data_file_is_refused_before_inflating(tmp_path):
+    ck = sdw.open_checkpoint(_dcp_with_bomb(tmp_path / "dcp"))  # metadata alone: fine
+    with pytest.raises(sdw.UnreadableCheckpointError, match="zip bomb"):
+        ck.tensor("w")
 
 
 def test_zip_bomb_is_unreadable_not_unsafe(tmp_path):

@@ -17,7 +17,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from ..errors import UnreadableCheckpointError
+from ..errors import CheckpointError, UnreadableCheckpointError
 from .paths import FileStamp, verify_stamps
 
 __all__ = [
@@ -182,6 +182,8 @@ class Checkpoint(Mapping[str, TensorInfo]):
                 first_failure = next(iter(failures.values()))
                 if isinstance(first_failure, tuple) and first_failure:
                     cause = first_failure[0]
+            if isinstance(cause, CheckpointError):  # already typed and says what to do
+                raise cause from None
             detail = (str(cause).strip().splitlines() or [""])[0][:300]
             raise UnreadableCheckpointError(
                 f"reading {keys[0]!r}{more} from {self.source.describe()} failed "

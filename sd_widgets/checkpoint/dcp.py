@@ -10,6 +10,7 @@ no stream transforms. Tensor data is then read by DCP's own ``FileSystemReader``
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -22,12 +23,46 @@ from ..errors import NotAStateDictError, UnreadableCheckpointError
 from .core import Checkpoint, CheckpointSource, TensorInfo
 from .memory import NOT_WEIGHTS, PREFERRED_KEYS
 from .paths import FileStamp, check_inside, check_path, read_regular
+from .torchfile import check_zip
 from .unpickle import dcp_metadata_globals, restricted_load
 
 __all__ = ["MAX_METADATA_BYTES", "open_dcp", "read_dcp_metadata"]
 
 #: ``.metadata`` files larger than this are refused (100k tensors take ~30 MB)
 MAX_METADATA_BYTES = 256 * 1024 * 1024
+
+
+class _Slice(io.RawIOBase):
+    """A read-only window ``[offset, offset + length)`` of a binary file, seekable in every
+    direction (DCP's own view does not seek from the end correctly, which zipfile needs)."""
+
+    def __init__(self, base: Any, offset: int, length: int) -> None:
+        super().__init__()
+        self._base, self._offset, self._length, self._pos = base, offset, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET, /) -> int:
+        start = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._length}[whence]
+        self._pos = max(0, min(start + offset, self._length))
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self._length - self._pos)
+        if n <= 0:
+            return 0
+        self._base.seek(self._offset + self._pos)
+        data = self._base.read(n)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 def _bad(mpath: Path, what: str) -> UnreadableCheckpointError:
@@ -207,6 +242,16 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
             stamps.append(FileStamp.of(directory / rel))
 
     class _SafeReader(FileSystemReader):
+        def _slice_file(self, file: Any, sinfo: Any) -> Any:
+            # each tensor is a torch.save archive inside the data file: check it for zip bombs
+            # before DCP's torch.load inflates anything
+            part = _Slice(file, sinfo.offset, sinfo.length)
+            if part.read(4) == b"PK\x03\x04":
+                part.seek(0)
+                check_zip(part, sinfo.length,
+                          f"{directory / sinfo.relative_path} at offset {sinfo.offset}")
+            return super()._slice_file(file, sinfo)
+
         def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
             from torch.distributed.checkpoint.metadata import StorageMeta
 

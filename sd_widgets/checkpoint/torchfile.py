@@ -14,7 +14,7 @@ import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -34,7 +34,7 @@ MAX_INFLATED_BYTES = 256 * 1024 * 1024
 MAX_MEMBERS = 1_000_000
 
 
-def check_zip(path: Path, size: int) -> bool:
+def check_zip(path: Path | IO[bytes], size: int, label: str | None = None) -> bool:
     """Refuse a zip archive whose members would inflate beyond the caps, before torch reads it.
 
     Stored (uncompressed) members — all that ``torch.save`` writes — must declare the same
@@ -46,21 +46,24 @@ def check_zip(path: Path, size: int) -> bool:
     Parameters
     ----------
     path
-        The archive.
+        The archive, or a seekable binary stream holding it (a slice of a DCP data file).
     size
         Its size in bytes.
+    label
+        How to name the archive in messages (default: ``path``).
 
     Returns
     -------
     bool
         True when some member is compressed (the archive cannot be memory-mapped).
     """
+    name = label or str(path)
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
             if len(infos) > MAX_MEMBERS:
                 raise UnreadableCheckpointError(
-                    f"{path} is a zip archive with {len(infos):,} members; a torch.save file has "
+                    f"{name} is a zip archive with {len(infos):,} members; a torch.save file has "
                     "a handful per tensor. It is not a checkpoint (or is hostile); not read."
                 )
             inflated_total = 0
@@ -69,7 +72,7 @@ def check_zip(path: Path, size: int) -> bool:
                 if zi.compress_type == zipfile.ZIP_STORED:
                     if zi.file_size != zi.compress_size or zi.header_offset + zi.compress_size > size:
                         raise UnreadableCheckpointError(
-                            f"{path}: zip member {zi.filename!r} declares {zi.file_size:,} bytes "
+                            f"{name}: zip member {zi.filename!r} declares {zi.file_size:,} bytes "
                             f"stored in {zi.compress_size:,} at offset {zi.header_offset:,} of a "
                             f"{size:,}-byte file. The archive is corrupt or hostile; not read."
                         )
@@ -78,7 +81,7 @@ def check_zip(path: Path, size: int) -> bool:
                 inflated_total += zi.file_size
                 cap = min(MAX_INFLATED_BYTES, MAX_INFLATE_RATIO * max(zi.compress_size, 1))
                 if zi.file_size > cap or inflated_total > MAX_INFLATED_BYTES:
-                    raise _bomb(path, zi.filename, zi.file_size, zi.compress_size, "declares")
+                    raise _bomb(name, zi.filename, zi.file_size, zi.compress_size, "declares")
             for zi in compressed:  # actual sizes: inflate in a stream, never more than the cap
                 cap = min(MAX_INFLATED_BYTES, MAX_INFLATE_RATIO * max(zi.compress_size, 1))
                 seen = 0
@@ -89,17 +92,17 @@ def check_zip(path: Path, size: int) -> bool:
                             break
                         seen += len(chunk)
                         if seen > cap:
-                            raise _bomb(path, zi.filename, seen, zi.compress_size, "inflates to")
+                            raise _bomb(name, zi.filename, seen, zi.compress_size, "inflates to")
             return bool(compressed)
     except UnreadableCheckpointError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
             NotImplementedError, RuntimeError) as exc:
         # zipfile's own errors for corrupt archives, unsupported compression methods, CRC
-        raise _unreadable(path, exc) from None
+        raise _unreadable(name, exc) from None
 
 
-def _bomb(path: Path, member: str, inflated: int, compressed: int, verb: str):
+def _bomb(path: Path | str, member: str, inflated: int, compressed: int, verb: str):
     return UnreadableCheckpointError(
         f"{path}: zip member {member!r} {verb} at least {inflated:,} bytes from {compressed:,} "
         f"compressed (limits: {MAX_INFLATE_RATIO}x and {MAX_INFLATED_BYTES:,} bytes). torch.save "
@@ -190,7 +193,7 @@ def _no_cuda_message(map_location: Any) -> str:
     )
 
 
-def _unreadable(path: Path, exc: BaseException) -> UnreadableCheckpointError:
+def _unreadable(path: Path | str, exc: BaseException) -> UnreadableCheckpointError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     return UnreadableCheckpointError(
         f"{path} could not be read as a torch checkpoint ({type(exc).__name__}: {first}). "
