@@ -30,7 +30,7 @@ from .adapters import get_adapter
 from .metadata import ASSIGN_FLAG
 from .statuses import SourceKind
 
-__all__ = ["LoadSpec", "to_code", "trusted_names"]
+__all__ = ["LoadSpec", "name_problem", "to_code", "trusted_names"]
 
 #: how many skipped keys (with their reasons) the exported file lists
 SHOWN_SKIPPED = 20
@@ -347,11 +347,36 @@ _RESERVED = frozenset(
 )
 
 
-def _check_name(what: str, name: str) -> None:
+def name_problem(name: object, *, function_name: str = "load_partial") -> str | None:
+    """Why ``name`` cannot be the exported code's model (or function) variable; None if it can.
+
+    It must be a Python identifier, not a keyword, not a builtin and not a name the exported
+    code defines itself (``KEYS``, ``torch``, ``read_checkpoint``, ...). The Explorer's
+    ``model_name`` field asks this too, so both accept the same names.
+
+    Parameters
+    ----------
+    name : object
+        The proposed variable name.
+    function_name : str
+        The exported loading function's name (the model variable must differ from it).
+
+    Returns
+    -------
+    str or None
+        A sentence for people, or None.
+    """
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"{what}={name!r} is not a Python identifier (or is a keyword)")
-    if name in _RESERVED or hasattr(builtins, name):
-        raise ValueError(f"{what}={name!r} is a name the exported code uses itself; choose another")
+        return f"{name!r} is not a Python variable name (an identifier that is not a keyword)"
+    if name in _RESERVED or hasattr(builtins, name) or name == function_name:
+        return f"{name!r} is a name the exported code uses itself; choose another"
+    return None
+
+
+def _check_name(what: str, name: str, function_name: str = "") -> None:
+    problem = name_problem(name, function_name=function_name)
+    if problem is not None:
+        raise ValueError(f"{what}: {problem}")
 
 
 def to_code(
@@ -377,9 +402,7 @@ def to_code(
     from . import __version__
 
     _check_name("function_name", function_name)
-    _check_name("model_name", model_name)
-    if function_name == model_name:
-        raise ValueError("function_name and model_name must differ")
+    _check_name("model_name", model_name, function_name)
     imports: set[str] = {"from collections import OrderedDict"}
     consts: list[str] = []
     reader = _reader(spec, imports, consts)

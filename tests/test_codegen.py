@@ -751,3 +751,13 @@ def test_hostile_names_compile_and_run_inertly(tmp_path):
     assert not marker.exists()
     leftovers = [p for p in pathlib.Path(tempfile.gettempdir()).glob(f"*{MARKER_NAME}*")]
     assert not leftovers
+
+
+def test_name_problem_is_what_to_code_checks():
+    """The Explorer's model_name field can ask the same question to_code() asks."""
+    from sd_widgets.codegen import name_problem
+
+    assert name_problem("model") is None and name_problem("resnet50") is None
+    for bad in ("class", "2x", "", "KEYS", "read_checkpoint", "print", None, "load_partial"):
+        assert name_problem(bad) is not None, bad
+    assert name_problem("load_into", function_name="load_into") is not None
