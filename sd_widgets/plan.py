@@ -536,6 +536,8 @@ class LoadPlan:
         """
         src = self.comparison.checkpoint.source
         where = os.fspath(path) if path is not None else src.path
+        if where is not None:  # the export may run from another directory (another notebook)
+            where = os.path.abspath(where)
         digest = None
         if src.kind == "dcp" and where is not None:
             # the exported reader checks the pickled .metadata is the one sd_widgets vetted
