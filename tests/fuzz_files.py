@@ -8,6 +8,7 @@ does create it).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -94,6 +95,7 @@ class ReduceTo:
 # ------------------------------------------------------------------------------------ zips
 
 
+@functools.lru_cache(maxsize=4)
 def deflate_zeros(mib: int) -> tuple[bytes, int, int]:
     """A raw deflate stream of ``mib`` MiB of zero bytes, built without inflating anything:
     ~1 KB per MiB (full-flush blocks repeat once the window is all zeros).
