@@ -41,10 +41,14 @@ test-unit: setup
 test-notebooks: setup
 	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly
 
+# The Explorer's pure front-end functions (static/lib.js), with Node's own test runner
+test-js:
+	node --test tests/js/
+
 test-browser: setup browser-deps
 	$(PY) -m pytest -m browser tests
 
-test: setup browser-deps lint
+test: setup browser-deps lint test-js
 	$(MAKE) --no-print-directory test-binder
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg

@@ -1,10 +1,27 @@
 // sd_widgets Explorer front end: one anywidget view drawing the whole side-by-side tree.
 //
-// This file is a view. Every decision (what a click on a module selects, which keys can be
-// loaded, what the preview holds, loading, undo, renames) is made in Python
-// (sd_widgets/widgets/explorer.py + payload.py); the view shows trait values and sends user
-// gestures as custom messages `{action: ...}`. Strings from checkpoints and models are only
-// ever inserted with textContent / title / value, never as HTML.
+// This file is the thin DOM layer. The pure logic (payload access, filtering, visible rows,
+// range selection, the keyboard reducer, names, details, column widths, formatting) lives in
+// lib.js (unit-tested with `node --test tests/js`), which is concatenated before this file into
+// the one ESM anywidget loads, so its functions are in scope here. Every decision about what a
+// gesture selects, what loads, undo and renames is made in Python (sd_widgets/widgets/
+// explorer.py + payload.py); the view shows trait values and sends gestures as custom messages
+// `{action: ...}`. Strings from checkpoints and models are only ever inserted with textContent /
+// title / value, never as HTML.
+//
+// Sections: element helper · render(): skeleton · tree rows · focus and keyboard · filters and
+// problems · toolbar and actions · trait → DOM · wiring.
+//
+// Keyboard (WAI-ARIA tree view; the tree is ONE tab stop with a roving tabindex): Up/Down,
+// Home/End, PageUp/PageDown move; Right/Left expand/collapse or go to child/parent; Space toggles
+// the selection (modules: the subtree; an adaptable shape mismatch: its adapter); Shift+Up/Down
+// extend it; Enter opens the details of the row; a letter jumps by name; "/" goes to the search.
+// Every key the widget handles stops there (preventDefault + stopPropagation), and plain keys
+// typed anywhere inside the widget never reach JupyterLab's command-mode shortcuts.
+//
+// Problems first: when the comparison has problems, a "Problems" strip above the tree lists the
+// first ones (each reveals and focuses its row) with "Show only problems"; a big tree opens with
+// the first problems' modules expanded. Tree order itself is never changed.
 //
 // DOM contract (the browser tests rely on it; keep it stable)
 // -----------------------------------------------------------
@@ -12,24 +29,35 @@
 //                                              data-n-keys, data-n-visible, data-busy
 // [data-role=message][data-level]              message bar (level: info|success|warning|error)
 // [data-role=summary]                          "N keys: ..." counts line
+// [data-role=problems] > [data-action=goto-problem][data-key]   problems strip (first ones);
+//   [data-action=show-problems]                turns "only problems" on
 // input[data-role=search]                      search box (substring of key / checkpoint key)
 // input[data-role=only-problems]               "only problems" checkbox
 // [data-role=legend] > [data-role=legend-item][data-status][aria-pressed]
 //                                              legend entries; clicking one toggles that status
 // [data-action=expand-all|collapse-all|select-loadable|select-none]   toolbar buttons
-// [data-role=viewport] > [data-role=canvas]    the scrolling tree (virtualised above 600 rows)
-// .sdw-row[data-role=module][data-path][data-expanded][data-depth][data-check]
+// [data-role=viewport] > [data-role=tree-head] (sticky) > [data-role=column-header]
+//   (with [data-role=col-resize][data-col=ckpt|status] separators; [data-role=ckpt-prefix]:
+//   the prefix every renamed checkpoint key shares, said once) and
+//   [data-role=breadcrumb][data-path] (the module path of the first row in view)
+// [data-role=viewport] > [data-role=canvas][role=tree]   the rows (virtualised above 600)
+// .sdw-row[data-role=module][role=treeitem][data-path][data-expanded][data-depth][data-check]
+//   [aria-expanded][aria-checked=true|false|mixed][aria-level][tabindex]
 //   [data-action=expand]                       its caret (expand/collapse)
 //   [data-role=counts] > .sdw-count.sdw-status-<status>[data-status][data-count]
-// .sdw-row[data-role=leaf].sdw-status-<status>[data-key][data-status][data-selectable]
-//   [data-selected][data-depth]               one per comparison row; title = reason/hover
+// .sdw-row[data-role=leaf][role=treeitem].sdw-status-<status>[data-key][data-status]
+//   [data-selectable][data-selected][data-skipped][data-depth][aria-checked][aria-disabled]
 //   [data-role=ckpt] / [data-role=model]       the two columns (empty cell: side absent)
-//     [data-role=shape] [data-role=dtype] [data-role=size] [data-role=name]
-//   [data-role=status]                         icon + label
+//     [data-role=name] (tree-relative; the original key in title) [data-role=rename-note]
+//     (only when renamed keys do not share one prefix)
+//     [data-role=shape] [data-role=dtype] [data-role=size]
+//   [data-role=status]                         icon + label; [data-role=skip-note] "not loaded"
 //   [data-action=adapt]                        adapter toggle on adaptable shape mismatches
+// [data-role=details][data-key|data-path]      details of a row (Enter), dl of lines
+// [data-role=tree-note]                        what the last key press could not do
 // [data-role=preview][data-n-tensors][data-n-params][data-nbytes]   live selection preview
 //   [data-role=preview-keys] > li              its keys (first 500)
-// [data-action=load] [data-action=undo]        Load selected / Undo
+// [data-role=actions] (sticky at the bottom) > [data-action=load] [data-action=undo]
 // input[data-role=bn-policy][value=load|keep|reset]
 // [data-role=tab][data-tab=preview|renames|code|results]    tabs; panels [data-panel=...]
 // [data-role=suggestion][data-id] > [data-action=accept-suggestion]
@@ -38,14 +66,26 @@
 // pre[data-role=code]  [data-action=copy-code]
 // [data-role=results]: select[data-role=histogram-picker], img[data-role=histogram][data-key],
 //   img[data-role=histogram-single], img[data-role=bn-plot]
+// [data-role=top-slot], [data-role=results-slot]   where panels.js mounts its panels
 
 const ROW_H = 24;
+const INDENT = 12; // px per tree level (lib.js columnWidths uses the same)
 const FULL_RENDER_MAX = 600; // draw every visible row up to this many; window above it
 const OVERSCAN = 30;
 const VIEWPORT_FALLBACK_H = 440;
+const MAX_PROBLEM_CHIPS = 6;
 let instanceCounter = 0;
 
-/** Create an element. `props`: className, text, title, dataset, attrs, on (events). */
+// ================================================================================ element helper
+
+/**
+ * Create an element. `props`: className, text, title, dataset, attrs, on (events). Text only
+ * ever goes in through textContent.
+ * @param {string} tag
+ * @param {{className?: string, text?: any, title?: any, dataset?: Record<string, any>, attrs?: Record<string, any>, on?: Record<string, EventListener>}} [props]
+ * @param {(Node|string|null|undefined|false)[]} [children]
+ * @returns {any}
+ */
 function h(tag, props = {}, children = []) {
   const el = document.createElement(tag);
   if (props.className) el.className = props.className;
@@ -69,107 +109,32 @@ function h(tag, props = {}, children = []) {
   return el;
 }
 
-function fmtBytes(n) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  while (Math.abs(n) >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i += 1;
+/** A text-width function for columnWidths(): canvas measureText with the widget's fonts. */
+function textMeasurer(root) {
+  const fallback = { name: 7.3, meta: 6.7, ui: 7.0 };
+  const fonts = {};
+  if (root.isConnected) {
+    for (const [kind, cls] of [["name", "sdw-name"], ["meta", "sdw-meta"], ["ui", "sdw-badge"]]) {
+      const probe = h("span", { className: cls, text: "x" });
+      probe.style.position = "absolute";
+      probe.style.visibility = "hidden";
+      root.appendChild(probe);
+      const cs = getComputedStyle(probe);
+      fonts[kind] = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+      probe.remove();
+    }
   }
-  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+  const ctx = root.isConnected ? document.createElement("canvas").getContext("2d") : null;
+  return (text, kind) => {
+    if (ctx && fonts[kind]) {
+      ctx.font = fonts[kind];
+      return ctx.measureText(text).width + 2;
+    }
+    return text.length * fallback[kind];
+  };
 }
-const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
-const fmtShape = (s) => (s === null || s === undefined ? "" : `[${s.join(", ")}]`);
 
-/** Everything derived from one tree payload; rebuilt when the payload changes. */
-class TreeData {
-  constructor(p) {
-    this.p = p && p.columns ? p : { columns: {}, statuses: [], legend: [], dtypes: [], counts: [], n_keys: 0, n_entries: 0 };
-    const c = (this.c = this.p.columns);
-    const n = (this.n = this.p.n_entries || 0);
-    this.statuses = this.p.statuses || [];
-    this.legend = {};
-    for (const item of this.p.legend || []) this.legend[item.status] = item;
-    this.keyIndex = new Map();
-    this.moduleIndex = new Map();
-    for (let i = 0; i < n; i++) {
-      if (c.t[i] === 1) this.keyIndex.set(c.path[i], i);
-      else this.moduleIndex.set(c.path[i], i);
-    }
-    this.selected = new Uint8Array(n);
-    this.selCount = new Int32Array(n); // modules: selected leaves in subtree
-    this.selectableCount = new Int32Array(n); // modules: selectable leaves in subtree
-    this.adapters = {};
-    this.haystack = null;
-  }
-  statusName(i) {
-    return this.statuses[this.c.status[i]];
-  }
-  selectable(i) {
-    const c = this.c;
-    return c.t[i] === 1 && (c.loadable[i] === 1 || (c.adaptable[i] === 1 && Object.prototype.hasOwnProperty.call(this.adapters, c.path[i])));
-  }
-  setSelection(keys, adapters) {
-    this.adapters = adapters || {};
-    this.selected.fill(0);
-    for (const k of keys || []) {
-      const i = this.keyIndex.get(k);
-      if (i !== undefined) this.selected[i] = 1;
-    }
-    const c = this.c;
-    this.selCount.fill(0);
-    this.selectableCount.fill(0);
-    // reverse pre-order: children are seen before their parent
-    for (let i = this.n - 1; i >= 0; i--) {
-      const parent = c.parent[i];
-      let s, a;
-      if (c.t[i] === 1) {
-        s = this.selected[i];
-        a = this.selectable(i) ? 1 : 0;
-      } else {
-        s = this.selCount[i];
-        a = this.selectableCount[i];
-      }
-      if (parent >= 0) {
-        this.selCount[parent] += s;
-        this.selectableCount[parent] += a;
-      }
-    }
-  }
-  moduleState(i) {
-    const a = this.selectableCount[i];
-    const s = this.selCount[i];
-    if (a === 0) return "na";
-    if (s === 0) return "none";
-    return s >= a ? "all" : "some";
-  }
-  /** Per-entry match flags for a filter; null when nothing is filtered. */
-  computeMatches(query, statusOn) {
-    const allStatuses = statusOn.size >= this.statuses.length;
-    if (!query && allStatuses) return null;
-    const c = this.c;
-    if (query && !this.haystack) {
-      this.haystack = new Array(this.n);
-      for (let i = 0; i < this.n; i++) {
-        if (c.t[i] !== 1) continue;
-        let s = c.path[i];
-        if (c.ckpt_key[i]) s += "\n" + c.ckpt_key[i];
-        if (c.model_key[i]) s += "\n" + c.model_key[i];
-        this.haystack[i] = s.toLowerCase();
-      }
-    }
-    const m = new Uint8Array(this.n);
-    for (let i = this.n - 1; i >= 0; i--) {
-      if (c.t[i] === 1) {
-        const okStatus = allStatuses || statusOn.has(c.status[i]);
-        const okQuery = !query || this.haystack[i].includes(query);
-        if (okStatus && okQuery) m[i] = 1;
-      }
-      if (m[i] && c.parent[i] >= 0) m[c.parent[i]] = 1;
-    }
-    return m;
-  }
-}
+// ================================================================================ render
 
 function render({ model, el }) {
   const uid = `sdw${++instanceCounter}`;
@@ -186,11 +151,16 @@ function render({ model, el }) {
   let filterExpanded = new Uint8Array(0); // modules, while a filter is active
   let matches = null;
   let visible = new Int32Array(0);
-  let anchor = null; // {kind: "key"|"module", path}
+  let clickAnchor = null; // {kind: "key"|"module", path} of the last plain click
+  let nav = { focus: -1, anchor: -1 }; // roving tab stop and Shift+Arrow anchor (entries)
+  let detailsOpen = -1; // entry whose details are shown, -1 when closed
+  let skipped = new Map(); // key -> why the plan skips it (from the preview)
+  let userWidths = {}; // column widths the user dragged
   let query = "";
   let statusOn = new Set();
   let activeTab = "preview";
   let histogramMode = "grid";
+  const exp = () => (matches ? filterExpanded : expanded);
 
   // ------------------------------------------------------------------ skeleton
   const root = h("div", { className: "sdw-explorer", dataset: { role: "explorer", ready: "false" } });
@@ -206,6 +176,7 @@ function render({ model, el }) {
     messageDetail,
     h("button", { className: "sdw-btn sdw-btn-icon", text: "×", title: "Dismiss", dataset: { action: "dismiss-message" }, attrs: { type: "button", "aria-label": "Dismiss message" } }),
   ]);
+  const problems = h("div", { className: "sdw-problems", dataset: { role: "problems" }, attrs: { role: "region", "aria-label": "Problems" } });
 
   const search = h("input", {
     className: "sdw-search",
@@ -225,14 +196,30 @@ function render({ model, el }) {
     btn("Clear selection", "select-none", "Deselect everything"),
   ]);
   const legend = h("div", { className: "sdw-legend", dataset: { role: "legend" }, attrs: { "aria-label": "Legend: status colours, icons and filters" } });
-  const colHeader = h("div", { className: "sdw-row sdw-colheader", dataset: { role: "column-header" } }, [
+  const resizer = (col, label) =>
+    h("span", { className: "sdw-col-resize", title: `Drag (or focus and press ←/→) to resize the ${label} column`, dataset: { role: "col-resize", col }, attrs: { role: "separator", "aria-orientation": "vertical", "aria-label": `Resize the ${label} column`, tabindex: "0" } });
+  const colHeader = h("div", { className: "sdw-row sdw-colheader", dataset: { role: "column-header" }, attrs: { "aria-hidden": "false" } }, [
     h("span", { className: "sdw-cell sdw-cell-check" }),
-    h("span", { className: "sdw-cell sdw-cell-side", text: "Checkpoint" }),
-    h("span", { className: "sdw-cell sdw-cell-status", text: "Status" }),
+    h("span", { className: "sdw-cell sdw-cell-side sdw-head-cell", dataset: { role: "ckpt-head" } }, ["Checkpoint", resizer("ckpt", "checkpoint")]),
+    h("span", { className: "sdw-cell sdw-cell-status sdw-head-cell", text: "Status" }, [resizer("status", "status")]),
     h("span", { className: "sdw-cell sdw-cell-side", text: "Model" }),
   ]);
-  const canvas = h("div", { className: "sdw-canvas", dataset: { role: "canvas" }, attrs: { role: "tree", "aria-multiselectable": "true" } });
-  const viewport = h("div", { className: "sdw-viewport", dataset: { role: "viewport" } }, [canvas]);
+  const crumb = h("div", { className: "sdw-breadcrumb", dataset: { role: "breadcrumb" }, attrs: { "aria-hidden": "true" } });
+  const treeHead = h("div", { className: "sdw-tree-head", dataset: { role: "tree-head" } }, [colHeader, crumb]);
+  const canvas = h("div", { className: "sdw-canvas", dataset: { role: "canvas" }, attrs: { role: "tree", "aria-multiselectable": "true", "aria-label": "Checkpoint and model keys side by side" } });
+  const viewport = h("div", { className: "sdw-viewport", dataset: { role: "viewport" } }, [treeHead, canvas]);
+  const treeNote = h("div", { className: "sdw-tree-note", dataset: { role: "tree-note" }, attrs: { role: "status", "aria-live": "polite" } });
+  const detailsBody = h("div", { className: "sdw-details-list", dataset: { role: "details-list" } });
+  const details = h("div", { className: "sdw-details", dataset: { role: "details" }, attrs: { role: "region", "aria-label": "Details of the row", "aria-live": "polite" } }, [
+    h("div", { className: "sdw-details-head" }, [
+      h("span", { className: "sdw-subhead", text: "Details" }),
+      h("span", { className: "sdw-muted", text: " (Enter on a row; Enter again closes)" }),
+      h("span", { className: "sdw-spacer" }),
+      h("button", { className: "sdw-btn sdw-btn-icon", text: "×", title: "Close the details", dataset: { action: "close-details" }, attrs: { type: "button", "aria-label": "Close the details" } }),
+    ]),
+    detailsBody,
+  ]);
+  details.hidden = true;
   const emptyNote = h("div", { className: "sdw-empty", dataset: { role: "empty" } });
 
   // actions bar: load / undo / BN policy / preview summary
@@ -304,7 +291,8 @@ function render({ model, el }) {
   // code panel
   const codePre = h("pre", { className: "sdw-code", dataset: { role: "code" } });
   const copyBtn = btn("Copy", "copy-code", "Copy the code to the clipboard");
-  panels.code.append(h("div", { className: "sdw-code-bar" }, [h("span", { className: "sdw-muted", text: "plan.to_code(): the same partial load with plain torch" }), h("span", { className: "sdw-spacer" }), copyBtn]), codePre);
+  const codeSlot = h("div", { className: "sdw-code-slot", dataset: { role: "code-slot" } });
+  panels.code.append(codeSlot, h("div", { className: "sdw-code-bar" }, [h("span", { className: "sdw-muted", text: "plan.to_code(): the same partial load with plain torch" }), h("span", { className: "sdw-spacer" }), copyBtn]), codePre);
 
   // results panel
   const loadSummary = h("div", { className: "sdw-load-summary", dataset: { role: "load-summary" } });
@@ -324,60 +312,61 @@ function render({ model, el }) {
   const topSlot = h("div", { className: "sdw-top-slot", dataset: { role: "top-slot" } });
   const resultsSlot = h("div", { className: "sdw-results-slot", dataset: { role: "results-slot" } });
   panels.results.prepend(resultsSlot);
-  root.append(title, messageBar, topSlot, summary, toolbar, legend, colHeader, viewport, emptyNote, actions, tabBar, ...Object.values(panels));
+  const statusStyle = h("style", { dataset: { role: "status-style" } });
+  root.append(statusStyle, title, messageBar, topSlot, summary, problems, toolbar, legend, viewport, treeNote, emptyNote, details, actions, tabBar, ...Object.values(panels));
   el.appendChild(root);
-  mountPanels({ model, send, on, h, root, slots: { top: topSlot, results: resultsSlot } });
+  mountPanels({ model, send, on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot } });
 
-  // ------------------------------------------------------------------ tree
-  function initialExpansion() {
-    const c = data.c;
-    const n = data.n;
-    expanded = new Uint8Array(n);
-    if (n <= 250) {
-      for (let i = 0; i < n; i++) if (c.t[i] === 0) expanded[i] = 1;
-      return;
-    }
-    // open level by level while the tree stays short
-    let maxDepth = 0;
-    for (let i = 0; i < n; i++) if (c.depth[i] > maxDepth) maxDepth = c.depth[i];
-    for (let d = 0; d <= maxDepth; d++) {
-      const trial = expanded.slice();
-      for (let i = 0; i < n; i++) if (c.t[i] === 0 && c.depth[i] === d) trial[i] = 1;
-      if (countVisible(trial, null) > 120) break;
-      expanded = trial;
-    }
-  }
-
-  function countVisible(exp, m) {
-    const c = data.c;
-    let count = 0;
-    for (let i = 0; i < data.n; ) {
-      if (m && !m[i]) {
-        i = c.end[i];
-        continue;
-      }
-      count++;
-      i = c.t[i] === 0 && !exp[i] ? c.end[i] : i + 1;
-    }
-    return count;
-  }
-
-  function computeVisible() {
-    const c = data.c;
-    const exp = matches ? filterExpanded : expanded;
-    const out = new Int32Array(countVisible(exp, matches));
-    let k = 0;
-    for (let i = 0; i < data.n; ) {
-      if (matches && !matches[i]) {
-        i = c.end[i];
-        continue;
-      }
-      out[k++] = i;
-      i = c.t[i] === 0 && !exp[i] ? c.end[i] : i + 1;
-    }
-    visible = out;
+  // ------------------------------------------------------------------ tree rows
+  function refreshVisible() {
+    visible = computeVisible(data, exp(), matches);
     canvas.style.height = `${visible.length * ROW_H}px`;
     root.dataset.nVisible = String(visible.length);
+    nav.focus = settleFocus(data, visible, nav.focus);
+    if (nav.anchor >= 0 && visible.indexOf(nav.anchor) < 0) nav.anchor = -1;
+  }
+
+  /** The wrapper prefix shared by every renamed checkpoint key ("module."), or "". */
+  let sharedNote = "";
+  function drawCkptHead() {
+    const c = data.c;
+    const notes = new Set();
+    for (let i = 0; i < data.n; i++) if (c.t[i] === 1 && c.ckpt_key[i]) notes.add(relativeName(c.path[i], c.ckpt_key[i]).note);
+    sharedNote = notes.size === 1 ? [...notes][0] : "";
+    const head = colHeader.querySelector("[data-role=ckpt-head]");
+    for (const old of head.querySelectorAll("[data-role=ckpt-prefix]")) old.remove();
+    if (sharedNote) {
+      const text = sharedNote.startsWith("−") ? `keys without ${sharedNote.slice(1)}` : `keys under ${sharedNote}`;
+      head.insertBefore(h("span", { className: "sdw-rename-note sdw-head-note", text, title: `every renamed checkpoint key ${sharedNote.startsWith("−") ? "lacks" : "starts with"} '${sharedNote.replace("−", "")}'; hover a name for its full key`, dataset: { role: "ckpt-prefix" } }), head.lastChild);
+    }
+  }
+
+  function sizeColumns() {
+    const w = columnWidths(data, textMeasurer(root), { sharedNote });
+    const ckpt = userWidths.ckpt || w.ckpt;
+    const status = userWidths.status || w.status;
+    const modelW = userWidths.model || w.model;
+    root.style.setProperty("--sdw-col-ckpt", `${ckpt}px`);
+    root.style.setProperty("--sdw-col-status", `${status}px`);
+    root.style.setProperty("--sdw-col-model", `${modelW}px`);
+    root.style.setProperty("--sdw-tree-min", `${26 + ckpt + status + modelW}px`);
+    for (const r of colHeader.querySelectorAll("[data-role=col-resize]")) {
+      r.setAttribute("aria-valuenow", String(r.dataset.col === "ckpt" ? ckpt : status));
+    }
+  }
+
+  function nameCell(i, side) {
+    const c = data.c;
+    const other = side === "ckpt" ? c.ckpt_key[i] : c.model_key[i];
+    const rel = relativeName(c.path[i], other);
+    const full = other || c.path[i];
+    const name = h("span", { className: `sdw-name${rel.renamed ? " sdw-renamed" : ""}`, dataset: { role: "name" }, title: rel.renamed ? `${side === "ckpt" ? "checkpoint" : "model"} key ${full} (renamed)` : full }, [
+      h("span", { className: "sdw-name-text", text: rel.text, attrs: { dir: "ltr" } }),
+    ]);
+    const out = [name];
+    // a prefix every renamed key shares is said once, in the column header
+    if (rel.note && !(side === "ckpt" && sharedNote === rel.note)) out.push(h("span", { className: "sdw-rename-note", text: rel.note, title: `${side === "ckpt" ? "checkpoint" : "model"} key: ${full}`, dataset: { role: "rename-note" } }));
+    return out;
   }
 
   function sideCell(i, side) {
@@ -385,18 +374,18 @@ function render({ model, el }) {
     const depth = c.depth[i];
     const cell = h("span", { className: `sdw-cell sdw-cell-side sdw-${side}`, dataset: { role: side } });
     const present = c.sides[i] & (side === "ckpt" ? 1 : 2);
-    cell.style.paddingLeft = `${6 + depth * 14}px`;
+    cell.style.paddingLeft = `${6 + depth * INDENT}px`;
     if (c.t[i] === 0) {
       if (!present) {
         cell.classList.add("sdw-absent");
         return cell;
       }
-      const isExp = (matches ? filterExpanded : expanded)[i] === 1;
+      const isExp = exp()[i] === 1;
       cell.append(
         h("span", { className: "sdw-caret", text: isExp ? "▾" : "▸", dataset: { action: "expand" }, title: isExp ? "Collapse" : "Expand", attrs: { "aria-hidden": "true" } }),
-        h("span", { className: "sdw-name sdw-module-name", text: c.name[i], dataset: { role: "name" } }),
+        h("span", { className: "sdw-name sdw-module-name", dataset: { role: "name" } }, [h("span", { className: "sdw-name-text", text: c.name[i], attrs: { dir: "ltr" } })]),
       );
-      if (c.module_type[i]) cell.append(h("span", { className: "sdw-meta sdw-type", text: c.module_type[i] }));
+      if (c.module_type[i]) cell.append(h("span", { className: "sdw-meta sdw-type", text: c.module_type[i], title: c.module_type[i] }));
       if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), dataset: { role: "size" } }));
       return cell;
     }
@@ -405,15 +394,13 @@ function render({ model, el }) {
       cell.append(h("span", { className: "sdw-absent-mark", text: "—", attrs: { "aria-label": "absent" } }));
       return cell;
     }
-    const otherKey = side === "ckpt" ? c.ckpt_key[i] : c.model_key[i];
-    const name = otherKey ? otherKey : c.name[i];
-    cell.append(h("span", { className: `sdw-name${otherKey ? " sdw-renamed" : ""}`, text: name, dataset: { role: "name" }, title: otherKey ? `${side === "ckpt" ? "checkpoint" : "model"} key ${otherKey} (renamed)` : null }));
+    cell.append(...nameCell(i, side));
     const shape = side === "ckpt" ? c.ckpt_shape[i] : c.model_shape[i];
     const dt = side === "ckpt" ? c.ckpt_dtype[i] : c.model_dtype[i];
     const status = data.statusName(i);
     cell.append(
       h("span", { className: `sdw-meta sdw-shape${status === "shape_mismatch" ? " sdw-diff" : ""}`, text: fmtShape(shape), dataset: { role: "shape" } }),
-      h("span", { className: `sdw-meta sdw-dtype${status === "dtype_mismatch" ? " sdw-diff" : ""}`, text: dt === null || dt === undefined ? "" : data.p.dtypes[dt], dataset: { role: "dtype" } }),
+      h("span", { className: `sdw-meta sdw-dtype${status === "dtype_mismatch" ? " sdw-diff" : ""}`, text: dtypeName(data.p, dt), dataset: { role: "dtype" } }),
     );
     if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), dataset: { role: "size" } }));
     if (c.tied[i] && side === "model") cell.append(h("span", { className: "sdw-meta sdw-tied", text: "tied", title: `shares storage with ${c.tied[i].join(", ")}` }));
@@ -440,68 +427,90 @@ function render({ model, el }) {
     return cell;
   }
 
-  function rowFor(i, pos) {
+  function treeitem(i, pos) {
     const c = data.c;
-    const isModule = c.t[i] === 0;
     const row = h("div", { className: "sdw-row", dataset: { idx: i, depth: c.depth[i] } });
     row.style.top = `${pos * ROW_H}px`;
     row.setAttribute("role", "treeitem");
     row.setAttribute("aria-level", String(c.depth[i] + 1));
-    if (isModule) {
-      const state = data.moduleState(i);
-      const isExp = (matches ? filterExpanded : expanded)[i] === 1;
-      row.classList.add("sdw-module");
-      row.dataset.role = "module";
-      row.dataset.path = c.path[i];
-      row.dataset.expanded = String(isExp);
-      row.dataset.check = state;
-      row.setAttribute("aria-expanded", String(isExp));
-      row.title = `${c.path[i]}${c.module_type[i] ? ` (${c.module_type[i]})` : ""}: click to ${state === "all" ? "deselect" : "select"} every loadable key below; shift-click selects a range`;
-      row.append(
-        h("span", { className: `sdw-cell sdw-cell-check sdw-check sdw-check-${state}`, text: { all: "☑", some: "◩", none: "☐", na: "⊘" }[state], attrs: { "aria-hidden": "true" } }),
-        sideCell(i, "ckpt"),
-        countsCell(i),
-        sideCell(i, "model"),
-      );
-      return row;
-    }
+    row.setAttribute("aria-posinset", String(data.posInSet[i]));
+    row.setAttribute("aria-setsize", String(data.setSize[i]));
+    row.setAttribute("tabindex", i === nav.focus ? "0" : "-1");
+    const checked = data.ariaChecked(i);
+    if (checked !== null) row.setAttribute("aria-checked", checked);
+    return row;
+  }
+
+  function moduleRow(i, pos) {
+    const c = data.c;
+    const row = treeitem(i, pos);
+    const state = data.moduleState(i);
+    const isExp = exp()[i] === 1;
+    row.classList.add("sdw-module");
+    row.dataset.role = "module";
+    row.dataset.path = c.path[i];
+    row.dataset.expanded = String(isExp);
+    row.dataset.check = state;
+    row.setAttribute("aria-expanded", String(isExp));
+    const counts = (c.counts[i] || []).map((n, s) => (n ? `${n} ${n === 1 ? (data.legend[data.statuses[s]] || {}).label : (data.legend[data.statuses[s]] || {}).plural}` : "")).filter(Boolean);
+    row.setAttribute("aria-label", `${c.name[i]}${c.module_type[i] ? ` (${c.module_type[i]})` : ""}: ${counts.join(", ")}`);
+    row.title = `${c.path[i]}${c.module_type[i] ? ` (${c.module_type[i]})` : ""}: click or Space to ${state === "all" ? "deselect" : "select"} every loadable key below; shift-click selects a range`;
+    row.append(
+      h("span", { className: `sdw-cell sdw-cell-check sdw-check sdw-check-${state}`, text: { all: "☑", some: "◩", none: "☐", na: "⊘" }[state], attrs: { "aria-hidden": "true" } }),
+      sideCell(i, "ckpt"),
+      countsCell(i),
+      sideCell(i, "model"),
+    );
+    return row;
+  }
+
+  function leafRow(i, pos) {
+    const c = data.c;
+    const row = treeitem(i, pos);
     const status = data.statusName(i);
     const item = data.legend[status] || { icon: "?", label: status };
     const selectable = data.selectable(i);
     const selected = data.selected[i] === 1;
+    const skip = selected ? skipped.get(c.path[i]) : undefined;
     row.classList.add("sdw-leaf", `sdw-status-${status}`);
     if (!selectable) row.classList.add("sdw-unselectable");
     if (selected) row.classList.add("sdw-selected");
+    if (skip) row.classList.add("sdw-skipped");
     row.dataset.role = "leaf";
     row.dataset.key = c.path[i];
     row.dataset.status = status;
     row.dataset.selectable = String(selectable);
     row.dataset.selected = String(selected);
-    row.setAttribute("aria-selected", String(selected));
-    if (!selectable) row.setAttribute("aria-disabled", "true");
+    row.dataset.skipped = String(!!skip);
+    // aria-disabled only when no gesture can select it (an adaptable row has an enabled button)
+    if (!data.actionable(i)) row.setAttribute("aria-disabled", "true");
     const hover = [c.path[i]];
     if (c.ckpt_key[i]) hover.push(`checkpoint key: ${c.ckpt_key[i]}`);
-    if (status === "dtype_mismatch") hover.push(`loads, cast from ${data.p.dtypes[c.ckpt_dtype[i]]} to ${data.p.dtypes[c.model_dtype[i]]}`);
+    if (status === "dtype_mismatch") hover.push(`loads, cast from ${dtypeName(data.p, c.ckpt_dtype[i])} to ${dtypeName(data.p, c.model_dtype[i])}`);
     if (!selectable) hover.push(`not selectable: ${c.reason[i] || item.label}`);
     else if (c.adaptable[i]) hover.push(`loads through the '${data.adapters[c.path[i]]}' adapter`);
+    if (skip) hover.push(`selected but not loaded: ${skip}`);
     row.title = hover.join("\n");
+    row.setAttribute("aria-label", `${c.name[i]}: ${item.label}${selected ? ", selected" : ""}${skip ? `, not loaded (${skip})` : ""}`);
     const statusCell = h("span", { className: "sdw-cell sdw-cell-status", dataset: { role: "status" } }, [
       h("span", { className: `sdw-badge sdw-status-${status}`, text: `${item.icon} ${item.label}` }),
     ]);
+    if (skip) statusCell.appendChild(h("span", { className: "sdw-skip-note", text: "not loaded", title: skip, dataset: { role: "skip-note" } }));
     if (c.adaptable[i]) {
-      const onAdapter = Object.prototype.hasOwnProperty.call(data.adapters, c.path[i]);
+      const onAdapter = data.hasAdapter(i);
       statusCell.appendChild(
         h("button", {
           className: `sdw-adapt${onAdapter ? " sdw-adapt-on" : ""}`,
           text: onAdapter ? "overlap ✓" : "adapt",
-          title: onAdapter ? "Stop adapting this tensor" : "Load the overlapping slice with the 'overlap' adapter",
+          title: onAdapter ? "Stop adapting this tensor" : "Load the overlapping slice with the 'overlap' adapter (Space on the row)",
           dataset: { action: "adapt", key: c.path[i], on: String(onAdapter) },
-          attrs: { type: "button" },
+          attrs: { type: "button", tabindex: "-1" },
         }),
       );
     }
+    const mark = skip ? "☒" : selectable ? (selected ? "☑" : "☐") : c.adaptable[i] ? "☐" : "⊘";
     row.append(
-      h("span", { className: `sdw-cell sdw-cell-check sdw-check sdw-check-${selectable ? (selected ? "all" : "none") : "na"}`, text: selectable ? (selected ? "☑" : "☐") : "⊘", attrs: { "aria-hidden": "true" } }),
+      h("span", { className: `sdw-cell sdw-cell-check sdw-check sdw-check-${selectable || c.adaptable[i] ? (selected ? "all" : "none") : "na"}`, text: mark, attrs: { "aria-hidden": "true" } }),
       sideCell(i, "ckpt"),
       statusCell,
       sideCell(i, "model"),
@@ -509,41 +518,259 @@ function render({ model, el }) {
     return row;
   }
 
-  let drawn = { from: -1, to: -1 };
+  const rowFor = (i, pos) => (data.c.t[i] === 0 ? moduleRow(i, pos) : leafRow(i, pos));
+
+  let drawn = { from: -1, to: -1, focus: -1 };
   function drawRows(force = false) {
     const total = visible.length;
     let from = 0;
     let to = total;
     if (total > FULL_RENDER_MAX) {
       const hgt = viewport.clientHeight || VIEWPORT_FALLBACK_H;
-      from = Math.max(0, Math.floor(viewport.scrollTop / ROW_H) - OVERSCAN);
-      to = Math.min(total, Math.ceil((viewport.scrollTop + hgt) / ROW_H) + OVERSCAN);
+      const top = Math.max(0, viewport.scrollTop - canvas.offsetTop);
+      from = Math.max(0, Math.floor(top / ROW_H) - OVERSCAN);
+      to = Math.min(total, Math.ceil((top + hgt) / ROW_H) + OVERSCAN);
     }
-    if (!force && from === drawn.from && to === drawn.to) return;
-    drawn = { from, to };
+    // the focused row (the tree's one tab stop) is always drawn, even when scrolled away
+    const fpos = nav.focus >= 0 ? visible.indexOf(nav.focus) : -1;
+    const extra = fpos >= 0 && (fpos < from || fpos >= to) ? fpos : -1;
+    if (!force && from === drawn.from && to === drawn.to && extra === drawn.focus) return;
+    drawn = { from, to, focus: extra };
+    const hadFocus = canvas.contains(document.activeElement);
     const frag = document.createDocumentFragment();
+    if (extra >= 0 && extra < from) frag.appendChild(rowFor(visible[extra], extra));
     for (let p = from; p < to; p++) frag.appendChild(rowFor(visible[p], p));
+    if (extra >= to) frag.appendChild(rowFor(visible[extra], extra));
     canvas.replaceChildren(frag);
+    if (hadFocus) focusRowElement();
+    drawCrumb();
   }
 
   function refreshTree() {
-    computeVisible();
+    refreshVisible();
     drawRows(true);
     emptyNote.textContent = data.n === 0 ? "No keys to show." : visible.length === 0 ? "No key matches the search and status filter." : "";
     emptyNote.style.display = emptyNote.textContent ? "" : "none";
+    if (detailsOpen >= 0) drawDetails();
+    queueStick();
+  }
+
+  /** The module path of the first row in view, above the rows. */
+  function drawCrumb() {
+    const top = Math.max(0, viewport.scrollTop - 0);
+    const pos = Math.min(visible.length - 1, Math.floor(top / ROW_H));
+    const names = pos >= 0 ? breadcrumb(data, visible[pos]) : [];
+    // shortened from the left when long (the innermost modules stay readable)
+    crumb.replaceChildren(h("span", { text: names.length ? `in ${names.join(" › ")}` : " ", attrs: { dir: "ltr" } }));
+    crumb.title = names.join(".");
+    crumb.dataset.path = names.join(".");
   }
 
   let scrollQueued = false;
   viewport.addEventListener("scroll", () => {
-    if (visible.length <= FULL_RENDER_MAX || scrollQueued) return;
+    if (scrollQueued) return;
     scrollQueued = true;
     requestAnimationFrame(() => {
       scrollQueued = false;
-      drawRows(false);
+      if (visible.length > FULL_RENDER_MAX) drawRows(false);
+      else drawCrumb();
     });
   });
 
-  // ------------------------------------------------------------------ filters
+  // ------------------------------------------------------------------ focus and keyboard
+  function rowElement(i) {
+    return canvas.querySelector(`.sdw-row[data-idx="${i}"]`);
+  }
+
+  function focusRowElement() {
+    const rowEl = nav.focus >= 0 ? rowElement(nav.focus) : null;
+    if (rowEl) rowEl.focus({ preventScroll: true });
+  }
+
+  /** Keep row `pos` inside the viewport, below the sticky column header and breadcrumb. */
+  function scrollToPos(pos) {
+    if (pos < 0) return;
+    const headH = treeHead.offsetHeight;
+    const rowTop = canvas.offsetTop + pos * ROW_H;
+    const viewH = viewport.clientHeight || VIEWPORT_FALLBACK_H;
+    if (rowTop - headH < viewport.scrollTop) viewport.scrollTop = rowTop - headH;
+    else if (rowTop + ROW_H > viewport.scrollTop + viewH) viewport.scrollTop = rowTop + ROW_H - viewH;
+  }
+
+  /** Move the roving tab stop to entry `i`, scroll it into view and focus it. */
+  function moveFocus(i, { focus = true } = {}) {
+    nav.focus = i;
+    scrollToPos(visible.indexOf(i));
+    drawRows(false);
+    for (const other of canvas.querySelectorAll('.sdw-row[tabindex="0"]')) other.setAttribute("tabindex", "-1");
+    const rowEl = rowElement(i);
+    if (rowEl) {
+      rowEl.setAttribute("tabindex", "0");
+      if (focus) {
+        rowEl.focus({ preventScroll: true });
+        // keep it on screen in the notebook too (above the lifted action bar)
+        const sc = scrollerOf(root);
+        if (sc) {
+          const r = rowEl.getBoundingClientRect();
+          const b = sc.getBoundingClientRect();
+          const bar = actions.dataset.stuck === "true" ? actions.offsetHeight : 0;
+          if (r.top < b.top) sc.scrollTop -= b.top - r.top;
+          else if (r.bottom > b.bottom - bar) sc.scrollTop += r.bottom - (b.bottom - bar);
+        }
+      }
+    }
+    drawCrumb();
+    if (detailsOpen >= 0) {
+      detailsOpen = i;
+      drawDetails();
+    }
+  }
+
+  function note(text) {
+    treeNote.textContent = text || "";
+    treeNote.style.display = text ? "" : "none";
+  }
+
+  canvas.addEventListener("keydown", (ev) => {
+    const rowEl = ev.target.closest(".sdw-row");
+    if (!rowEl || !canvas.contains(rowEl)) return;
+    if (nav.focus !== Number(rowEl.dataset.idx)) nav.focus = Number(rowEl.dataset.idx);
+    const hgt = viewport.clientHeight || VIEWPORT_FALLBACK_H;
+    const r = navigate(nav, ev, { data, visible, expanded: exp(), matches, pageRows: Math.max(1, Math.floor((hgt - treeHead.offsetHeight) / ROW_H) - 1) });
+    if (!r.handled) return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    const before = nav.focus;
+    nav = r.state;
+    note("");
+    let redraw = false;
+    for (const e of r.effects) {
+      if (e.type === "expand") {
+        exp()[e.index] = e.value;
+        redraw = true;
+      } else if (e.type === "toggle") send({ action: "toggle", keys: e.keys || [], modules: e.modules || [] });
+      else if (e.type === "range") send({ action: "select_range", keys: e.keys, modules: e.modules, select: e.select });
+      else if (e.type === "adapt") send({ action: "adapt", key: e.key, adapter: e.adapter });
+      else if (e.type === "details") {
+        detailsOpen = detailsOpen === e.index && !details.hidden ? -1 : e.index;
+        drawDetails();
+      } else if (e.type === "announce") note(e.text);
+      else if (e.type === "search") search.focus();
+    }
+    if (redraw) refreshTree();
+    if (nav.focus !== before || redraw) moveFocus(nav.focus);
+  });
+
+  canvas.addEventListener("focusin", (ev) => {
+    const rowEl = ev.target.closest && ev.target.closest(".sdw-row");
+    if (!rowEl) return;
+    const i = Number(rowEl.dataset.idx);
+    if (i !== nav.focus || rowEl.getAttribute("tabindex") !== "0") {
+      for (const other of canvas.querySelectorAll('.sdw-row[tabindex="0"]')) other.setAttribute("tabindex", "-1");
+      nav.focus = i;
+      rowEl.setAttribute("tabindex", "0");
+    }
+  });
+
+  // Plain keys typed anywhere in the widget (buttons, radios, the search box) never reach
+  // JupyterLab: Space/Enter on a focused button must press it, not scroll or edit the cell, and
+  // letters must not insert cells. Tab, Escape, Shift+Enter and modified keys pass.
+  root.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.key === "Tab" || ev.key === "Escape" || (ev.key === "Enter" && ev.shiftKey)) return;
+    ev.stopPropagation();
+  });
+
+  function drawDetails() {
+    if (detailsOpen < 0 || detailsOpen >= data.n) {
+      details.hidden = true;
+      delete details.dataset.key;
+      delete details.dataset.path;
+      return;
+    }
+    details.hidden = false;
+    const i = detailsOpen;
+    if (data.c.t[i] === 1) {
+      details.dataset.key = data.c.path[i];
+      delete details.dataset.path;
+    } else {
+      details.dataset.path = data.c.path[i];
+      delete details.dataset.key;
+    }
+    const items = [];
+    for (const [label, value] of detailLines(data, i, { skipped })) {
+      items.push(h("span", { className: "sdw-detail-label", text: label }), h("span", { className: "sdw-detail-value sdw-key", text: value }));
+    }
+    detailsBody.replaceChildren(...items);
+  }
+
+  // column resizing: drag the separators, or focus one and press Left/Right
+  function setWidth(col, px) {
+    userWidths = { ...userWidths, [col]: Math.max(90, Math.round(px)) };
+    sizeColumns();
+  }
+  colHeader.addEventListener("pointerdown", (ev) => {
+    const r = ev.target.closest("[data-role=col-resize]");
+    if (!r) return;
+    ev.preventDefault();
+    const col = r.dataset.col;
+    const start = ev.clientX;
+    const startW = r.parentElement.getBoundingClientRect().width;
+    r.setPointerCapture(ev.pointerId);
+    const move = (e) => setWidth(col, startW + e.clientX - start);
+    const up = () => {
+      r.removeEventListener("pointermove", move);
+      r.removeEventListener("pointerup", up);
+    };
+    r.addEventListener("pointermove", move);
+    r.addEventListener("pointerup", up);
+  });
+  colHeader.addEventListener("keydown", (ev) => {
+    const r = ev.target.closest("[data-role=col-resize]");
+    if (!r || (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight")) return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    setWidth(r.dataset.col, r.parentElement.getBoundingClientRect().width + (ev.key === "ArrowRight" ? 24 : -24));
+  });
+
+  // ------------------------------------------------------------------ the action bar stays reachable
+  // CSS `position: sticky` cannot work here: JupyterLab's output area is an `overflow: auto` box
+  // that does not scroll, so the bar would stick to it, not to the notebook. Instead, while the
+  // widget is on screen but its action bar is below the bottom of the notebook's scroll area,
+  // the bar is lifted to that bottom edge (never above the tree's top).
+  function scrollerOf(node) {
+    for (let e = node.parentElement; e; e = e.parentElement) {
+      const oy = getComputedStyle(e).overflowY;
+      if ((oy === "auto" || oy === "scroll") && e.scrollHeight > e.clientHeight + 1) return e;
+    }
+    return null;
+  }
+  let stickQueued = false;
+  function stickActions() {
+    stickQueued = false;
+    if (!root.isConnected) return;
+    actions.style.transform = "";
+    const scroller = scrollerOf(root);
+    const bottom = Math.min(window.innerHeight, scroller ? scroller.getBoundingClientRect().bottom : Infinity);
+    const a = actions.getBoundingClientRect();
+    const floor = viewport.getBoundingClientRect().top + 2 * ROW_H;
+    const shift = a.bottom > bottom ? Math.min(a.bottom - bottom, a.top - floor) : 0;
+    if (shift > 0) actions.style.transform = `translateY(${-shift}px)`;
+    actions.dataset.stuck = String(shift > 0);
+  }
+  function queueStick() {
+    if (stickQueued) return;
+    stickQueued = true;
+    requestAnimationFrame(stickActions);
+  }
+  document.addEventListener("scroll", queueStick, { capture: true, passive: true });
+  window.addEventListener("resize", queueStick);
+  cleanups.push(() => {
+    document.removeEventListener("scroll", queueStick, { capture: true });
+    window.removeEventListener("resize", queueStick);
+  });
+
+  // ------------------------------------------------------------------ filters and problems
   function applyFilter() {
     matches = data.computeMatches(query, statusOn);
     if (matches) {
@@ -554,9 +781,17 @@ function render({ model, el }) {
       const s = data.statuses.indexOf(btnEl.dataset.status);
       btnEl.setAttribute("aria-pressed", String(statusOn.has(s)));
     }
-    const problems = new Set(data.statuses.map((_, s) => s).filter((s) => data.statuses[s] !== "match"));
-    onlyProblems.checked = statusOn.size === problems.size && [...problems].every((s) => statusOn.has(s));
+    const probs = new Set(data.statuses.map((_, s) => s).filter((s) => data.statuses[s] !== "match"));
+    onlyProblems.checked = statusOn.size === probs.size && [...probs].every((s) => statusOn.has(s));
     refreshTree();
+  }
+  function allStatuses() {
+    return new Set(data.statuses.map((_, s) => s));
+  }
+  function setOnlyProblems(onOff) {
+    statusOn = allStatuses();
+    if (onOff) statusOn.delete(data.statuses.indexOf("match"));
+    applyFilter();
   }
   let searchTimer = null;
   search.addEventListener("input", () => {
@@ -566,11 +801,20 @@ function render({ model, el }) {
       applyFilter();
     }, 120);
   });
-  onlyProblems.addEventListener("change", () => {
-    statusOn = new Set(data.statuses.map((_, s) => s));
-    if (onlyProblems.checked) statusOn.delete(data.statuses.indexOf("match"));
-    applyFilter();
+  search.addEventListener("keydown", (ev) => {
+    // Down from the search box goes into the tree (the first row that matches)
+    if (ev.key === "ArrowDown" && visible.length) {
+      ev.preventDefault();
+      clearTimeout(searchTimer);
+      const q = search.value.trim().toLowerCase();
+      if (q !== query) {
+        query = q;
+        applyFilter();
+      }
+      moveFocus(visible[0]);
+    }
   });
+  onlyProblems.addEventListener("change", () => setOnlyProblems(onlyProblems.checked));
   legend.addEventListener("click", (ev) => {
     const item = ev.target.closest("[data-role=legend-item]");
     if (!item) return;
@@ -579,6 +823,17 @@ function render({ model, el }) {
     else statusOn.add(s);
     applyFilter();
   });
+
+  /** One `.sdw-status-<status> { --sdw-c }` rule per status of the payload's legend. */
+  function drawStatusStyle() {
+    const rules = [];
+    for (const item of data.p.legend || []) {
+      if (!/^[a-z_]+$/.test(item.status)) continue;
+      const colour = /^#[0-9a-fA-F]{3,8}$/.test(item.colour || "") ? item.colour : "#888888";
+      rules.push(`.sdw-explorer .sdw-status-${item.status} { --sdw-c: var(--sdw-c-${item.status}, ${colour}); }`);
+    }
+    statusStyle.textContent = rules.join("\n");
+  }
 
   function drawLegend() {
     legend.replaceChildren(h("span", { className: "sdw-muted", text: "Show:" }));
@@ -596,6 +851,42 @@ function render({ model, el }) {
     });
   }
 
+  function drawProblems() {
+    const list = data.problemEntries();
+    problems.hidden = list.length === 0;
+    if (!list.length) {
+      problems.replaceChildren();
+      return;
+    }
+    const chips = list.slice(0, MAX_PROBLEM_CHIPS).map((i) => {
+      const status = data.statusName(i);
+      const item = data.legend[status] || { icon: "?", label: status };
+      return h("button", { className: `sdw-problem sdw-status-${status}`, title: `${data.c.path[i]}: ${item.label}. Show it in the tree.`, dataset: { action: "goto-problem", key: data.c.path[i] }, attrs: { type: "button" } }, [
+        h("span", { className: "sdw-legend-icon", text: item.icon, attrs: { "aria-hidden": "true" } }),
+        h("span", { className: "sdw-problem-key", text: data.c.path[i], attrs: { dir: "ltr" } }),
+      ]);
+    });
+    const more = list.length - chips.length;
+    const parts = [h("span", { className: "sdw-problems-title", text: `⚠ ${problemPhrase(list.length)}:` }), ...chips];
+    if (more > 0) parts.push(h("span", { className: "sdw-muted", text: `… and ${fmtInt(more)} more` }));
+    parts.push(btn("Show only problems", "show-problems", "Hide the rows whose status is match"));
+    problems.replaceChildren(...parts);
+  }
+
+  /** Make entry `i` visible (open its modules; drop a filter that hides it) and focus it. */
+  function reveal(i) {
+    if (matches && !matches[i]) {
+      query = "";
+      search.value = "";
+      statusOn = allStatuses();
+      matches = null;
+      applyFilter();
+    }
+    expandTo(data, exp(), i);
+    refreshTree();
+    moveFocus(i);
+  }
+
   // ------------------------------------------------------------------ clicks on rows
   canvas.addEventListener("mousedown", (ev) => {
     if (ev.shiftKey) ev.preventDefault(); // no text selection on shift-click
@@ -605,10 +896,10 @@ function render({ model, el }) {
     if (!row || !canvas.contains(row)) return;
     const i = Number(row.dataset.idx);
     const c = data.c;
+    nav = { focus: i, anchor: i };
     const actionEl = ev.target.closest("[data-action]");
     if (actionEl && actionEl.dataset.action === "expand") {
-      const exp = matches ? filterExpanded : expanded;
-      exp[i] = exp[i] ? 0 : 1;
+      exp()[i] = exp()[i] ? 0 : 1;
       refreshTree();
       return;
     }
@@ -616,44 +907,26 @@ function render({ model, el }) {
       send({ action: "adapt", key: c.path[i], adapter: actionEl.dataset.on === "true" ? null : "overlap" });
       return;
     }
-    if (ev.shiftKey && anchor) {
+    if (ev.shiftKey && clickAnchor) {
       rangeClick(i);
       return;
     }
     if (c.t[i] === 0) {
-      anchor = { kind: "module", path: c.path[i] };
+      clickAnchor = { kind: "module", path: c.path[i] };
       send({ action: "toggle", modules: [c.path[i]] });
     } else {
-      anchor = { kind: "key", path: c.path[i] };
+      clickAnchor = { kind: "key", path: c.path[i] };
       if (!data.selectable(i)) return; // the hover text says why
       send({ action: "toggle", keys: [c.path[i]] });
     }
   });
 
   function rangeClick(i) {
-    const c = data.c;
-    const anchorIdx = anchor.kind === "module" ? data.moduleIndex.get(anchor.path) : data.keyIndex.get(anchor.path);
-    let a = -1;
-    let b = -1;
-    for (let p = 0; p < visible.length; p++) {
-      if (visible[p] === anchorIdx) a = p;
-      if (visible[p] === i) b = p;
-    }
-    if (a < 0 || b < 0) return;
-    if (a > b) [a, b] = [b, a];
-    const select = anchor.kind === "module" ? data.moduleState(anchorIdx) === "all" : data.selected[anchorIdx] === 1;
-    const keys = [];
-    const modules = [];
-    const exp = matches ? filterExpanded : expanded;
-    for (let p = a; p <= b; p++) {
-      const j = visible[p];
-      if (c.t[j] === 1) keys.push(c.path[j]);
-      else if (!exp[j]) {
-        if (!matches) modules.push(c.path[j]);
-        else for (let k = j + 1; k < c.end[j]; k++) if (c.t[k] === 1 && matches[k]) keys.push(c.path[k]);
-      }
-    }
-    send({ action: "select_range", keys, modules, select });
+    const anchorIdx = clickAnchor.kind === "module" ? data.moduleIndex.get(clickAnchor.path) : data.keyIndex.get(clickAnchor.path);
+    if (anchorIdx === undefined) return;
+    const select = clickAnchor.kind === "module" ? data.moduleState(anchorIdx) === "all" : data.selected[anchorIdx] === 1;
+    const g = rangeGesture(data, visible, exp(), matches, anchorIdx, i, select);
+    if (g) send({ action: "select_range", ...g });
   }
 
   // ------------------------------------------------------------------ toolbar + actions
@@ -662,12 +935,13 @@ function render({ model, el }) {
     if (!actionEl || canvas.contains(actionEl)) return;
     const action = actionEl.dataset.action;
     if (action === "expand-all" || action === "collapse-all") {
-      const exp = matches ? filterExpanded : expanded;
       const v = action === "expand-all" ? 1 : 0;
-      for (let i = 0; i < data.n; i++) if (data.c.t[i] === 0) exp[i] = v;
+      const e = exp();
+      for (let i = 0; i < data.n; i++) if (data.c.t[i] === 0) e[i] = v;
       refreshTree();
     } else if (action === "select-loadable") send({ action: "select_all_loadable" });
     else if (action === "select-none") send({ action: "select_none" });
+    else if ((action === "load" || action === "undo") && actionEl.getAttribute("aria-disabled") === "true") return;
     else if (action === "load") send({ action: "load" });
     else if (action === "undo") send({ action: "undo" });
     else if (action === "dismiss-message") send({ action: "dismiss_message" });
@@ -675,10 +949,28 @@ function render({ model, el }) {
     else if (action === "remove-rule") send({ action: "remove_rule", index: Number(actionEl.dataset.index) });
     else if (action === "add-rule") send({ action: "add_rule", kind: ruleKind.value, old: ruleOld.value, new: ruleNew.value });
     else if (action === "copy-code") copyCode();
+    else if (action === "goto-problem") {
+      const i = data.keyIndex.get(actionEl.dataset.key);
+      if (i !== undefined) reveal(i);
+    } else if (action === "show-problems") setOnlyProblems(true);
+    else if (action === "close-details") {
+      detailsOpen = -1;
+      drawDetails();
+      if (nav.focus >= 0) moveFocus(nav.focus);
+    }
   });
   tabBar.addEventListener("click", (ev) => {
     const t = ev.target.closest("[data-role=tab]");
     if (t) showTab(t.dataset.tab);
+  });
+  tabBar.addEventListener("keydown", (ev) => {
+    if (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight") return;
+    const names = Object.keys(tabs);
+    const k = names.indexOf(activeTab) + (ev.key === "ArrowRight" ? 1 : -1);
+    const next = names[(k + names.length) % names.length];
+    ev.preventDefault();
+    showTab(next);
+    tabs[next].focus();
   });
   bnGroup.addEventListener("change", (ev) => {
     if (ev.target.dataset.role === "bn-policy" && ev.target.checked) {
@@ -722,19 +1014,31 @@ function render({ model, el }) {
     return ok;
   }
 
-  function showTab(name) {
+  function showTab(name, { fromModel = false } = {}) {
+    if (!tabs[name]) return;
     activeTab = name;
     for (const [k, t] of Object.entries(tabs)) {
       t.classList.toggle("sdw-tab-active", k === name);
       t.setAttribute("aria-selected", String(k === name));
+      t.setAttribute("tabindex", k === name ? "0" : "-1");
       panels[k].hidden = k !== name;
+    }
+    if (fromModel) return;
+    // the `tab` trait is the state (Python mirrors show_code from it); show_code is also set
+    // for a Python side without `tab`
+    let changed = false;
+    if (model.get("tab") !== undefined && model.get("tab") !== name) {
+      model.set("tab", name);
+      changed = true;
     }
     const wantCode = name === "code"; // Python keeps `code` current only while it is shown
     if (!!model.get("show_code") !== wantCode) {
       model.set("show_code", wantCode);
-      model.save_changes();
+      changed = true;
     }
+    if (changed) model.save_changes();
   }
+
 
   // ------------------------------------------------------------------ trait → DOM
   function drawHeader() {
@@ -757,6 +1061,7 @@ function render({ model, el }) {
   function drawSelection() {
     data.setSelection(model.get("selected_keys"), model.get("adapters"));
     drawRows(true);
+    if (detailsOpen >= 0) drawDetails();
   }
 
   function drawPreview() {
@@ -770,9 +1075,17 @@ function render({ model, el }) {
     previewKeys.replaceChildren(...(pv.keys || []).map((k) => h("li", { text: k })));
     const more = (pv.n_keys_total || 0) - (pv.keys || []).length;
     previewMore.textContent = more > 0 ? `… and ${fmtInt(more)} more` : (pv.n_tensors ? "" : "Nothing selected: click rows or module nodes, or “Select all loadable”.");
-    const skipped = pv.skipped || [];
-    skippedList.replaceChildren(...(skipped.length
-      ? skipped.map(([k, why]) => h("li", { title: why }, [h("span", { className: "sdw-key", text: k }), h("span", { className: "sdw-muted", text: ` — ${why}` })]))
+    const skippedPairs = pv.skipped || [];
+    // the tree marks the selected keys the plan skips ("not loaded", e.g. bn='keep')
+    const nextSkipped = skippedKeys(pv);
+    const changed = nextSkipped.size !== skipped.size || [...nextSkipped].some(([k, v]) => skipped.get(k) !== v);
+    skipped = nextSkipped;
+    if (changed) {
+      drawRows(true);
+      if (detailsOpen >= 0) drawDetails();
+    }
+    skippedList.replaceChildren(...(skippedPairs.length
+      ? skippedPairs.map(([k, why]) => h("li", { title: why }, [h("span", { className: "sdw-key", text: k }), h("span", { className: "sdw-muted", text: ` — ${why}` })]))
       : [h("li", { className: "sdw-muted", dataset: { role: "preview-skipped-none" }, text: pv.n_tensors ? "Nothing: every selected key will be loaded." : "—" })]));
   }
 
@@ -790,9 +1103,20 @@ function render({ model, el }) {
     const busy = !!model.get("busy");
     root.dataset.busy = String(busy);
     busyNote.style.visibility = busy ? "visible" : "hidden";
-    loadBtn.disabled = busy;
+    // while busy the buttons say so with aria-disabled instead of `disabled`: a disabled button
+    // drops keyboard focus to the page body, so the user pressing Load would lose their place
     const canUndo = !!model.get("can_undo");
-    undoBtn.disabled = busy || !canUndo;
+    const soft = (b, off) => (off ? b.setAttribute("aria-disabled", "true") : b.removeAttribute("aria-disabled"));
+    soft(loadBtn, busy);
+    const err = model.get("error");
+    loadBtn.disabled = !!(err && err.text); // nothing to load from: a real disabled button
+    if (!canUndo && undoBtn === document.activeElement) {
+      undoBtn.disabled = false; // it has the focus: keep it (announced as unavailable)
+      soft(undoBtn, true);
+    } else {
+      undoBtn.disabled = !canUndo;
+      soft(undoBtn, busy && canUndo);
+    }
     undoBtn.title = canUndo ? "Restore the tensors the last load replaced" : "Nothing to undo yet";
   }
 
@@ -869,24 +1193,39 @@ function render({ model, el }) {
     tabs.results.textContent = hist.length ? `Results (${hist.length})` : "Results";
   }
 
+
   function onTree() {
     const oldData = data;
     const oldExpandedPaths = new Set();
     for (let i = 0; i < oldData.n; i++) if (oldData.c.t[i] === 0 && expanded[i]) oldExpandedPaths.add(oldData.c.path[i]);
     const hadTree = oldData.n > 0;
+    const focusPath = nav.focus >= 0 && nav.focus < oldData.n ? [oldData.c.t[nav.focus], oldData.c.path[nav.focus]] : null;
     data = new TreeData(model.get("tree"));
-    statusOn = new Set(data.statuses.map((_, s) => s));
+    statusOn = allStatuses();
     if (onlyProblems.checked) statusOn.delete(data.statuses.indexOf("match"));
-    initialExpansion();
+    expanded = initialExpansion(data);
     if (hadTree) {
       // keep what the user had open across a re-alignment
       for (let i = 0; i < data.n; i++) if (data.c.t[i] === 0 && oldExpandedPaths.has(data.c.path[i])) expanded[i] = 1;
     }
-    anchor = null;
+    // keep the tab stop on the same row (by path) when it still exists
+    let focus = -1;
+    if (focusPath) {
+      const found = focusPath[0] === 1 ? data.keyIndex.get(focusPath[1]) : data.moduleIndex.get(focusPath[1]);
+      if (found !== undefined) focus = found;
+    }
+    nav = { focus, anchor: -1 };
+    clickAnchor = null;
+    if (detailsOpen >= 0) detailsOpen = focus;
     data.setSelection(model.get("selected_keys"), model.get("adapters"));
     drawHeader();
+    drawStatusStyle();
+    drawCkptHead();
     drawLegend();
+    drawProblems();
+    sizeColumns();
     applyFilter();
+    drawDetails();
   }
 
   on("change:tree", onTree);
@@ -901,8 +1240,10 @@ function render({ model, el }) {
   on("change:rename_rules", drawRenames);
   on("change:code", drawCode);
   for (const name of ["histograms", "histogram_keys", "histogram", "bn_plot", "last_load"]) on(`change:${name}`, drawResults);
+  on("change:tab", () => showTab(model.get("tab"), { fromModel: true }));
+  on("change:error", drawBusy);
   on("msg:custom", (msg) => {
-    if (msg && msg.type === "show_tab" && tabs[msg.tab]) showTab(msg.tab);
+    if (msg && msg.type === "show_tab" && tabs[msg.tab]) showTab(msg.tab, { fromModel: true });
   });
 
   onTree();
@@ -913,12 +1254,29 @@ function render({ model, el }) {
   drawRenames();
   drawCode();
   drawResults();
-  showTab(activeTab);
+  showTab(tabs[model.get("tab")] ? model.get("tab") : activeTab, { fromModel: true });
+  note("");
   root.dataset.ready = "true";
+  // the fonts are known only once the root is in the document: size the columns again then
+  let sized = root.isConnected;
+  const ro = typeof ResizeObserver === "function" ? new ResizeObserver(() => {
+    queueStick();
+    crumb.style.width = `${viewport.clientWidth}px`; // sticky left: stays in view when scrolled sideways
+    if (!sized && root.isConnected) {
+      sized = true;
+      sizeColumns();
+    }
+    if (visible.length > FULL_RENDER_MAX) drawRows(false);
+  }) : null;
+  if (ro) {
+    ro.observe(viewport);
+    ro.observe(root);
+  }
 
   return () => {
     for (const fn of cleanups) fn();
     clearTimeout(searchTimer);
+    if (ro) ro.disconnect();
   };
 }
 
