@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Binder environment cannot drift from the package: build a FRESH virtual environment the
 # way Binder (repo2docker) does - `pip install -r binder/requirements.txt`, then binder/postBuild,
-# both from the repository root - and execute a notebook in it with that environment's own kernel.
+# both from the repository root - and execute notebooks in it with that environment's own kernel:
+# the quickstart (what the Binder badge opens) and the Voila app (what the Voila badge opens).
 #
-#   usage: binder/check.sh [NOTEBOOK]        (default: notebooks/01_quickstart.ipynb)
+#   usage: binder/check.sh [NOTEBOOK...]
+#          (default: notebooks/01_quickstart.ipynb notebooks/app.ipynb)
 #   env:   PYTHON (default python3); KEEP=1 keeps the temporary directory
 #
 # Differences from a real Binder build, on purpose: pip's default cache is left on (repo2docker
@@ -14,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NOTEBOOK=${1:-notebooks/01_quickstart.ipynb}
+if [ "$#" -eq 0 ]; then set -- notebooks/01_quickstart.ipynb notebooks/app.ipynb; fi
 PYTHON=${PYTHON:-python3}
 start=$SECONDS
 
@@ -27,7 +29,7 @@ run() {
   "$@" >"$log" 2>&1 || { tail -n 40 "$log" >&2; return 1; }
 }
 
-[ -f "$NOTEBOOK" ] || fail "no notebook at $NOTEBOOK"
+for nb in "$@"; do [ -f "$nb" ] || fail "no notebook at $nb"; done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sdw-binder-check.XXXXXX")
 if [ "${KEEP:-0}" = 1 ]; then trap 'echo "binder check: kept $tmp"' EXIT; else trap 'rm -rf "$tmp"' EXIT; fi
 
@@ -69,10 +71,15 @@ case "$kernel_dir" in
   *) fail "kernel python3 is not the new environment's: $kernel_dir" ;;
 esac
 
-say "jupyter nbconvert --execute $NOTEBOOK"
-run nbconvert jupyter nbconvert --execute --to notebook \
-  --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=600 \
-  --output-dir "$tmp" --output executed.ipynb "$NOTEBOOK" \
-  || fail "$NOTEBOOK does not run in the Binder environment"
+say "voila is installed (the Voila badge serves notebooks/app.ipynb)"
+python -c "import voila" || fail "voila is missing from the Binder environment"
 
-say "OK: $NOTEBOOK runs in a fresh Binder environment (torch $torch_version, no CUDA) in $((SECONDS - start)) s"
+for nb in "$@"; do
+  say "jupyter nbconvert --execute $nb"
+  run nbconvert jupyter nbconvert --execute --to notebook \
+    --ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.timeout=600 \
+    --output-dir "$tmp" --output "executed-$(basename "$nb")" "$nb" \
+    || fail "$nb does not run in the Binder environment"
+done
+
+say "OK: $* run in a fresh Binder environment (torch $torch_version, no CUDA) in $((SECONDS - start)) s"
