@@ -17,6 +17,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -24,10 +25,11 @@ from torch import nn
 
 from .adapters import ADAPTERS as ADAPTER_REGISTRY
 from .adapters import adapt_overlap, applicable, get_adapter
-from .checkpoint import dtype_name
+from .checkpoint import dtype_name, read_dcp_metadata
 from .codegen import LoadSpec, trusted_names
 from .codegen import to_code as spec_to_code
 from .compare import Comparison, Row
+from .errors import CheckpointChangedError
 from .metadata import ASSIGN_FLAG, merged_metadata, module_metadata, rename_prefix
 from .statuses import BN_BUFFERS
 from .units import human_bytes, numel
@@ -538,11 +540,8 @@ class LoadPlan:
         where = os.fspath(path) if path is not None else src.path
         if where is not None:  # the export may run from another directory (another notebook)
             where = os.path.abspath(where)
-        digest = None
-        if src.kind == "dcp" and where is not None:
-            # the exported reader checks the pickled .metadata is the one sd_widgets vetted
-            with open(os.path.join(where, ".metadata"), "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
+        # the exported DCP reader goes on only if .metadata (a pickle) is what was vetted here
+        digest = _vetted_dcp_metadata(where) if src.kind == "dcp" and where is not None else None
         allowed = getattr(src, "allowed_globals", None)
         trust = trusted_names(allowed) if allowed else bool(src.trusted)
         return LoadSpec(
@@ -590,6 +589,24 @@ class LoadPlan:
         return spec_to_code(
             self.spec(path=path), function_name=function_name, model_name=model_name
         )
+
+
+def _vetted_dcp_metadata(directory: str) -> str:
+    """SHA-256 of a DCP directory's ``.metadata``, checked now by the allow-list unpickler
+    (the file may have changed since it was compared, or ``path=`` names another one)."""
+
+    def digest() -> str:
+        with open(os.path.join(directory, ".metadata"), "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+
+    before = digest()
+    read_dcp_metadata(Path(directory))  # UnsafeCheckpointError names what is not metadata
+    if digest() != before:
+        raise CheckpointChangedError(
+            f"{os.path.join(directory, '.metadata')!r} changed while it was being checked for "
+            "export; export again once nothing is writing it."
+        )
+    return before
 
 
 def _rule_spec(rule: Any) -> tuple[str, str, Any]:

@@ -431,6 +431,15 @@ def test_dcp_export_refuses_a_metadata_file_changed_after_export(built, tmp_path
             f.write(b"\x00")
         with pytest.raises(ValueError, match="changed since the export"):
             module.read_checkpoint(str(copy_dir))
+    # exporting for another directory vets its .metadata first: a pickle calling os.system is
+    # refused at export time, and nothing runs
+    marker = tmp_path / "ran"
+    (copy_dir / ".metadata").write_bytes(
+        b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+    )
+    with pytest.raises(sdw.UnsafeCheckpointError):
+        b.plan.to_code(path=copy_dir)
+    assert not marker.exists()
 
 
 def test_in_memory_source_says_which_object_to_pass(tmp_path):
