@@ -15,7 +15,7 @@ import hashlib
 import os
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -32,7 +32,7 @@ from .compare import Comparison, Row
 from .errors import CheckpointChangedError
 from .metadata import ASSIGN_FLAG, merged_metadata, module_metadata, rename_prefix
 from .statuses import BN_BUFFERS
-from .units import human_bytes, numel
+from .units import human_bytes, numel, shape_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -270,15 +270,11 @@ def _keep_bn_counters_with_their_statistics(
             )
 
 
-def _shape_text(shape: Sequence[int] | None) -> str:
-    return "?" if shape is None else str(tuple(shape))
-
-
 def _shape_mismatch_reason(row: Row, adapter: str | None) -> str | None:
     """None when ``adapter`` handles the row; otherwise why it is skipped (and how to opt in)."""
     text = (
-        f"shape mismatch: checkpoint {_shape_text(row.ckpt_shape)} vs model "
-        f"{_shape_text(row.model_shape)}"
+        f"shape mismatch: checkpoint {shape_text(row.ckpt_shape)} vs model "
+        f"{shape_text(row.model_shape)}"
     )
     on_meta = row.model_on_meta
     if adapter is not None:
@@ -286,8 +282,8 @@ def _shape_mismatch_reason(row: Row, adapter: str | None) -> str | None:
         if why is None:
             return None
         return (
-            f"adapter {adapter!r} cannot handle checkpoint {_shape_text(row.ckpt_shape)} "
-            f"vs model {_shape_text(row.model_shape)} ({why})"
+            f"adapter {adapter!r} cannot handle checkpoint {shape_text(row.ckpt_shape)} "
+            f"vs model {shape_text(row.model_shape)} ({why})"
         )
     names = applicable(row.ckpt_shape, row.model_shape, model_on_meta=on_meta)
     if names:

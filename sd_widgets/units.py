@@ -1,10 +1,10 @@
-"""Counting and formatting sizes: one implementation each (element counts, byte sizes)."""
+"""Counting and formatting sizes: one implementation each (element counts, byte sizes, shapes)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["human_bytes", "numel"]
+__all__ = ["human_bytes", "numel", "shape_text"]
 
 
 def numel(shape: Iterable[int]) -> int:
@@ -44,3 +44,18 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def shape_text(shape: Iterable[int] | None) -> str:
+    """A shape as people read it: ``(10, 32)``, ``(10,)`` like ``torch.Size``, ``?`` unknown.
+
+    Parameters
+    ----------
+    shape : iterable of int or None
+        The sizes, or None when unknown (a key on one side only).
+
+    Returns
+    -------
+    str
+    """
+    return "?" if shape is None else str(tuple(shape))
