@@ -10,6 +10,8 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import sd_widgets as sdw
@@ -363,3 +365,62 @@ def test_torch_agrees_with_the_statuses_after_a_suggested_rule():
     rule = cmp.prefix_suggestions()[0].rule
     renamed = OrderedDict((rule(k), v) for k, v in sd.items())
     assert torch_strict_ok(Classifier(), renamed) == cmp.with_renames(rule).loads_cleanly is True
+
+
+# ------------------------------------------------------------------------------------ properties
+
+_name = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
+_key = st.lists(_name, min_size=1, max_size=4).map(".".join)
+_shape = st.lists(st.integers(1, 4), min_size=0, max_size=2).map(tuple)
+_prefix = st.lists(_name, min_size=1, max_size=2).map(lambda p: ".".join(p) + ".")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.dictionaries(_key, _shape, min_size=1, max_size=40), prefix=_prefix,
+       strip=st.booleans())
+def test_one_prefix_on_every_key_is_found_first_and_fixes_all(model, prefix, strip):
+    ckpt = {prefix + k: s for k, s in model.items()}
+    unexpected, missing = (ckpt, model) if strip else (model, ckpt)
+    # keys that are both (e.g. model has "a.b" and "x.a.b" with prefix "x.") pair already
+    paired = [k for k in unexpected if k in missing]
+    unexpected = {k: s for k, s in unexpected.items() if k not in missing}
+    missing = {k: s for k, s in missing.items() if k not in paired}
+    if not unexpected or not missing:
+        return
+    rules = discover_rules(KeySets(unexpected, missing, paired))
+    assert rules, (unexpected, missing)
+    want = Rename.strip_prefix(prefix) if strip else Rename.add_prefix(prefix)
+    best = rules[0]
+    # the best rule explains at least as many keys as the true one, and the true one is offered
+    # unless it would collide with a name that stays
+    true_fix = sum(1 for u in unexpected if want(u) in missing)
+    assert best.fixes >= true_fix
+    for c in rules:
+        for u, m in c.pairs:
+            assert c.rule(u) == m and m in missing and u in unexpected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(keys=st.lists(_key, min_size=1, max_size=25, unique=True), prefix=_prefix,
+       renamed=st.sets(st.integers(0, 24), max_size=5), new_name=_name)
+def test_every_suggested_rule_can_be_applied(keys, prefix, renamed, new_name):
+    """No suggestion makes with_renames refuse (a collision), and applying one never lowers
+    the number of paired keys."""
+    model = {k: (2,) for k in keys}
+    ckpt = {}
+    for i, k in enumerate(keys):
+        k2 = prefix + k if i % 2 == 0 else k
+        if i in renamed:
+            k2 = new_name + "." + k2
+        ckpt[k2] = (2,)
+    if len(ckpt) != len(model):
+        return
+    key_sets = KeySets({k: s for k, s in ckpt.items() if k not in model},
+                       {k: s for k, s in model.items() if k not in ckpt},
+                       [k for k in ckpt if k in model])
+    paired_before = len(key_sets.paired)
+    for c in discover_rules(key_sets):
+        names = [c.rule(k) for k in ckpt]
+        assert len(set(names)) == len(names), c.rule  # no collision
+        paired_after = sum(1 for n in names if n in model)
+        assert paired_after == paired_before + c.fixes - c.breaks
