@@ -587,3 +587,18 @@ def test_module_selection_is_the_dotted_prefix_scan():
         "block0.1.weight",
         "block0.2.weight",
     ]
+
+
+def test_units_are_the_ones_the_rest_prints():
+    """units.py holds the one numel / human_bytes / shape_text; the checkpoint's byte format
+    is the same, so adopting it changes no output."""
+    from sd_widgets import units
+    from sd_widgets.checkpoint import _human_bytes
+
+    for n in (0, 1, 999, 1000, 1536, 10**6 - 1, 2.5e9, 7e12, 3e15, -2048):
+        assert units.human_bytes(n) == _human_bytes(n), n
+    assert units.human_bytes(81_200) == "81.2 KB"
+    assert units.numel((64, 3, 7, 7)) == 9408 and units.numel(()) == 1
+    assert units.numel(torch.Size([0, 5])) == 0
+    assert units.shape_text((10,)) == "(10,)" and units.shape_text(None) == "?"
+    assert units.shape_text(torch.Size([3, 32])) == "(3, 32)"
