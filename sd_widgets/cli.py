@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -98,7 +99,11 @@ Text from files (keys, entry names, paths) is printed with control characters es
 Run '{PROG} diff -h' or '{PROG} inspect -h' for details.
 """
 
-_STATUS_HELP = "\n".join(f"  {i.status:<15} {i.description}" for i in STATUS_INFO.values())
+_STATUS_HELP = "\n".join(
+    textwrap.fill(i.description, width=92, initial_indent=f"  {i.status:<15} ",
+                  subsequent_indent=" " * 18)
+    for i in STATUS_INFO.values()
+)
 
 _DIFF_DESCRIPTION = f"""\
 Compare CHECKPOINT with a model (--model) or with another checkpoint (--against), one row
