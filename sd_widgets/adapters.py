@@ -28,6 +28,7 @@ __all__ = [
     "AdapterName",
     "adapt_input_conv",
     "adapt_overlap",
+    "adapter_hint",
     "applicable",
     "get_adapter",
 ]
@@ -192,3 +193,46 @@ def applicable(
         for n, a in ADAPTERS.items()
         if a.applies(ckpt_shape, model_shape, model_on_meta=model_on_meta)
     )
+
+
+def adapter_hint(
+    ckpt_shape: Shape | None,
+    model_shape: Shape | None,
+    *,
+    model_on_meta: bool = False,
+    key: str | None = None,
+) -> str:
+    """What the registry offers for a shape mismatch, as one clause for a reason text.
+
+    ``"to use it pass adapt={'fc.weight': 'overlap'} (copies ...)"`` when adapters apply
+    (``adapt='overlap'`` without ``key``), else ``"no adapter applies (why, per adapter)"``.
+    The plan's skip reasons and a comparison row's reason can both end with it.
+
+    Parameters
+    ----------
+    ckpt_shape, model_shape : sequence of int or None
+        The two sides of the mismatch.
+    model_on_meta : bool
+        The model tensor is on the meta device.
+    key : str, optional
+        The model key, to spell the ``adapt=`` argument exactly.
+
+    Returns
+    -------
+    str
+    """
+    names = applicable(ckpt_shape, model_shape, model_on_meta=model_on_meta)
+    if names:
+        spell = (
+            (lambda n: f"adapt={{{key!r}: {n!r}}}")
+            if key is not None
+            else (lambda n: f"adapt={n!r}")
+        )
+        return "to use it pass " + " or ".join(
+            f"{spell(n)} ({ADAPTERS[n].description})" for n in names
+        )
+    reasons = dict.fromkeys(
+        a.why_not(ckpt_shape, model_shape, model_on_meta=model_on_meta) or ""
+        for a in ADAPTERS.values()
+    )
+    return f"no adapter applies ({'; '.join(reasons)})"

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .adapters import ADAPTERS as ADAPTER_REGISTRY
-from .adapters import adapt_overlap, applicable, get_adapter
+from .adapters import adapt_overlap, adapter_hint, get_adapter
 from .checkpoint import dtype_name, read_dcp_metadata
 from .codegen import LoadSpec, trusted_names
 from .codegen import to_code as spec_to_code
@@ -285,19 +285,9 @@ def _shape_mismatch_reason(row: Row, adapter: str | None) -> str | None:
             f"adapter {adapter!r} cannot handle checkpoint {shape_text(row.ckpt_shape)} "
             f"vs model {shape_text(row.model_shape)} ({why})"
         )
-    names = applicable(row.ckpt_shape, row.model_shape, model_on_meta=on_meta)
-    if names:
-        choices = " or ".join(
-            f"adapt={{{row.key!r}: {n!r}}} ({ADAPTER_REGISTRY[n].description})" for n in names
-        )
-        return f"{text}; to use it pass {choices}"
-    why = "; ".join(
-        dict.fromkeys(
-            a.why_not(row.ckpt_shape, row.model_shape, model_on_meta=on_meta) or ""
-            for a in ADAPTER_REGISTRY.values()
-        )
+    return f"{text}; " + adapter_hint(
+        row.ckpt_shape, row.model_shape, model_on_meta=on_meta, key=row.key
     )
-    return f"{text}; no adapter applies ({why})"
 
 
 class LoadPlan:

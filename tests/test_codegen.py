@@ -770,3 +770,21 @@ def test_name_problem_is_what_to_code_checks():
     for bad in ("class", "2x", "", "KEYS", "read_checkpoint", "print", None, "load_partial"):
         assert name_problem(bad) is not None, bad
     assert name_problem("load_into", function_name="load_into") is not None
+
+
+def test_adapter_registry_answers_for_rows():
+    """One table says which adapters apply and why not: the plan's reasons and a row's text
+    can end with the same clause."""
+    from sd_widgets.adapters import ADAPTERS, adapter_hint, applicable
+
+    assert list(ADAPTERS) == ["overlap", "input_conv"] == list(sdw.plan.ADAPTERS)
+    assert all(a.description and callable(a.fn) for a in ADAPTERS.values())
+    assert applicable((64, 3, 7, 7), (64, 1, 7, 7)) == ("overlap", "input_conv")
+    assert applicable((64, 3, 7, 7), (64, 1, 7, 7), model_on_meta=True) == ("input_conv",)
+    assert applicable((10, 32), (3, 32)) == ("overlap",)
+    assert applicable((10, 32), (10, 32, 1, 1)) == ()
+    hint = adapter_hint((10, 32), (3, 32))
+    assert hint.startswith("to use it pass adapt='overlap' (copies")
+    assert "adapt={'fc.weight': 'overlap'}" in adapter_hint((10, 32), (3, 32), key="fc.weight")
+    none = adapter_hint((10, 32), (10, 32, 1, 1))
+    assert none.startswith("no adapter applies (different number of dimensions; not a 2-D")
