@@ -471,9 +471,8 @@ class Comparison:
         model = self.model
         bp = getattr(model, "base_model_prefix", "") if model is not None else ""
         bp = bp if isinstance(bp, str) else ""
-        has_base = bool(bp) and model is not None and isinstance(
-            getattr(model, bp, None), nn.Module) and (bp + ".") in {
-                m.partition(".")[0] + "." for m in self._module_types if m}
+        # a task model holds its base model as the top-level submodule ``bp``
+        has_base = bool(bp) and bp in self._module_types
         return RuleContext(lightning=lightning, base_model_prefix=bp,
                            has_base_submodule=has_base,
                            model_class=type(model).__name__ if model is not None else "")
