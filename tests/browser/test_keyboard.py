@@ -260,3 +260,25 @@ def test_keyboard_focus_stays_rendered_in_a_virtualised_tree(lab):
     crumb = root.locator("[data-role=breadcrumb]")
     expect(crumb).to_contain_text("blocks ›")
     lab.screenshot("keyboard-flow-virtualised", root)
+
+    # find the problem by keyboard: "/" jumps to the search box, Down goes back into the
+    # (filtered) tree, End to its last row
+    page.keyboard.press("/")
+    assert page.evaluate("() => document.activeElement.dataset.role") == "search"
+    page.keyboard.type("77.3.w")
+    page.keyboard.press("ArrowDown")
+    assert focused(lab)["path"] == "blocks"
+    expect(root).to_have_attribute("data-n-visible", "4")
+    page.keyboard.press("End")
+    f = focus_in_view()
+    assert f["key"] == "blocks.77.3.weight" and f["status"] == "shape_mismatch"
+    # and the problems strip above the tree gets there too: Tab to its chip, Enter
+    page.keyboard.press("/")  # back to the search box, clear it
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    expect(root).not_to_have_attribute("data-n-visible", "4")
+    root.locator("[data-action=select-none]").focus()
+    press_until(lab, "Shift+Tab", lambda f: f.get("action") == "goto-problem", limit=30)
+    page.keyboard.press("Enter")
+    f = focus_in_view()
+    assert f["key"] == "blocks.77.3.weight"

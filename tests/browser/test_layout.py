@@ -164,7 +164,16 @@ def test_layout_ddp_checkpoint_at_1280x720(lab):
     # (the bar is lifted to the bottom of the notebook's scroll area on the next frame)
     lab.page.wait_for_function(ON_SCREEN, arg=load.element_handle(), timeout=5_000)
     assert root.locator("[data-role=actions]").get_attribute("data-stuck") == "true"
+    viewport.evaluate("v => { v.scrollLeft = 0; }")
     lab.screenshot("layout-2-after-rule-scrolled-deep")
+
+    # the user can resize the columns (drag, or focus a separator and press Left/Right)
+    before = root.evaluate("r => r.style.getPropertyValue('--sdw-col-ckpt')")
+    root.locator("[data-role=col-resize][data-col=ckpt]").focus()
+    lab.page.keyboard.press("ArrowRight")
+    lab.page.keyboard.press("ArrowRight")
+    after = root.evaluate("r => r.style.getPropertyValue('--sdw-col-ckpt')")
+    assert int(after.rstrip("px")) >= int(before.rstrip("px")) + 40, (before, after)
 
     # BatchNorm policy "keep": the running statistics show as not loaded, like the preview
     lab.execute('w.bn_policy = "keep"')
@@ -179,7 +188,7 @@ def test_layout_ddp_checkpoint_at_1280x720(lab):
     assert sorted(shown) == skipped_py
     expect(tree.locator(".sdw-row[data-key='stem.1.weight']")).to_have_attribute("data-skipped", "false")
     assert root.evaluate(CUT) == []
-    # missing and selected rows do not look alike: an absent side is hatched, selection is not
+    viewport.evaluate("v => { v.scrollLeft = 0; }")
     lab.screenshot("layout-3-bn-keep", root)
     lab.execute('w.bn_policy = "load"')
     expect(rm).to_have_attribute("data-skipped", "false")

@@ -427,6 +427,7 @@ export function detailLines(data, i, extra = {}) {
     out.push(["Module", c.path[i]]);
     if (c.module_type[i]) out.push(["Type", String(c.module_type[i])]);
     const counts = c.counts[i] || [];
+    /** @type {string[]} */
     const parts = [];
     counts.forEach((n, s) => {
       if (!n) return;
