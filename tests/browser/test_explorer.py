@@ -238,7 +238,7 @@ def test_code_view_shows_the_plan(lab):
     root.locator("[data-role=tab][data-tab=code]").click()
     code = root.locator("pre[data-role=code]")
     expect(code).to_contain_text("load_state_dict")
-    expect(code).to_contain_text('"backbone.stem.bn.running_var"')
+    expect(code).to_contain_text("'backbone.stem.bn.running_var'")
     assert code.text_content() == lab.execute("print(w.plan().to_code(), end='')")
     lab.screenshot("explorer-code", root)
     # "Copy" puts exactly that code on the clipboard, ready to paste into a training script
@@ -333,9 +333,13 @@ def test_errors_appear_in_the_widget(lab):
     expect(bad.locator("[data-role=message]")).to_have_attribute("data-level", "error")
     expect(bad.locator("[data-role=message-text]")).to_contain_text("Opening the checkpoint failed")
     expect(bad.locator("[data-role=message-text]")).to_contain_text("broken.pt")
-    expect(bad.locator("[data-role=empty]")).to_have_text("No keys to show.")
+    # the error state says what to do; there is no empty tree and no Load button to press
+    expect(bad.locator("[data-role=error-state]")).to_be_visible()
+    expect(bad.locator("[data-role=error-fix]")).to_contain_text("torch.save")
+    expect(bad.locator("[data-role=viewport]")).to_be_hidden()
+    expect(bad.locator("[data-action=load]")).to_be_hidden()
     lab.screenshot("explorer-error-unreadable", bad)
-    bad.locator("[data-action=load]").click()
+    lab.execute("bad.handle_action({'action': 'load'})")
     expect(bad.locator("[data-role=message-text]")).to_contain_text("no checkpoint to load from")
 
     root = explorer(lab, 2)

@@ -132,7 +132,7 @@ export function mountPanels(ctx) {
   const bannerText = h("span", { className: "sdw-banner-text", dataset: { role: "banner-text" } });
   const bannerPanel = h("div", { className: "sdw-banner", dataset: { role: "banner" } }, [
     h("span", { className: "sdw-banner-icon", text: "Fix", attrs: { "aria-hidden": "true" } }),
-    h("span", { className: "sdw-banner-body" }, [h("b", { text: "One rule fixes most problems: " }), bannerText]),
+    h("span", { className: "sdw-banner-body" }, [h("span", { className: "sdw-banner-head", text: "One rule fixes most problems: " }), bannerText]),
     button("Apply", "apply-banner", "Add this rename rule and re-align the tree", "sdw-btn-primary"),
     button("×", "dismiss-banner", "Hide this suggestion", "sdw-btn-icon"),
   ]);
