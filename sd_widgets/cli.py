@@ -100,8 +100,9 @@ Run '{PROG} diff -h' or '{PROG} inspect -h' for details.
 """
 
 _STATUS_HELP = "\n".join(
-    textwrap.fill(i.description, width=92, initial_indent=f"  {i.status:<15} ",
-                  subsequent_indent=" " * 18)
+    textwrap.fill(
+        i.description, width=92, initial_indent=f"  {i.status:<15} ", subsequent_indent=" " * 18
+    )
     for i in STATUS_INFO.values()
 )
 
@@ -193,21 +194,42 @@ examples:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CHECKPOINT",
-                   help="file, *.index.json, or directory (sharded / DCP checkpoint)")
-    p.add_argument("--format", "-f", choices=FORMATS, default="table",
-                   help="output format (default: table)")
-    p.add_argument("--key", "-k", metavar="KEY", default=None,
-                   help="nested entry holding the weights, e.g. state_dict, ema, model/net "
-                        "(default: found automatically)")
-    p.add_argument("--trust", action="store_true",
-                   help="allow arbitrary pickled Python objects (runs code from the file!); "
-                        "only for files from a source you trust. Default: weights-only loading")
-    p.add_argument("--allow", action="append", default=[], metavar="MODULE.NAME",
-                   help="allow just this pickled class/function (e.g. argparse.Namespace) and "
-                        "keep weights-only loading for everything else; repeatable")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help="on errors, also print the Python traceback")
+    p.add_argument(
+        "checkpoint",
+        metavar="CHECKPOINT",
+        help="file, *.index.json, or directory (sharded / DCP checkpoint)",
+    )
+    p.add_argument(
+        "--format", "-f", choices=FORMATS, default="table", help="output format (default: table)"
+    )
+    p.add_argument(
+        "--key",
+        "-k",
+        metavar="KEY",
+        default=None,
+        help="nested entry holding the weights, e.g. state_dict, ema, model/net "
+        "(default: found automatically)",
+    )
+    p.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow arbitrary pickled Python objects (runs code from the file!); "
+        "only for files from a source you trust. Default: weights-only loading",
+    )
+    p.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="MODULE.NAME",
+        help="allow just this pickled class/function (e.g. argparse.Namespace) and "
+        "keep weights-only loading for everything else; repeatable",
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="on errors, also print the Python traceback",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,42 +238,75 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Explore PyTorch state_dicts: list a checkpoint's tensors, or see what "
-                    "load_state_dict would do with it before it does it.",
+        "load_state_dict would do with it before it does it.",
         epilog=_MAIN_EPILOG,
         formatter_class=fmt,
     )
-    parser.add_argument("--version", "-V", action="version",
-                        version=f"{PROG} {__version__} (torch {torch.__version__})")
-    parser.add_argument("--debug", action="store_true",
-                        help="on errors, also print the Python traceback")
+    parser.add_argument(
+        "--version",
+        "-V",
+        action="version",
+        version=f"{PROG} {__version__} (torch {torch.__version__})",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="on errors, also print the Python traceback"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_inspect = sub.add_parser(
-        "inspect", help="list the tensors of a checkpoint",
-        description=_INSPECT_DESCRIPTION, epilog=_INSPECT_EPILOG, formatter_class=fmt,
+        "inspect",
+        help="list the tensors of a checkpoint",
+        description=_INSPECT_DESCRIPTION,
+        epilog=_INSPECT_EPILOG,
+        formatter_class=fmt,
     )
     _add_common(p_inspect)
     p_inspect.set_defaults(func=_cmd_inspect)
 
     p_diff = sub.add_parser(
-        "diff", help="compare a checkpoint with a model or another checkpoint",
-        description=_DIFF_DESCRIPTION, epilog=_DIFF_EPILOG, formatter_class=fmt,
+        "diff",
+        help="compare a checkpoint with a model or another checkpoint",
+        description=_DIFF_DESCRIPTION,
+        epilog=_DIFF_EPILOG,
+        formatter_class=fmt,
     )
     _add_common(p_diff)
     side = p_diff.add_mutually_exclusive_group()
-    side.add_argument("--model", "-m", metavar="MODULE:CALLABLE",
-                      help="the model to load into (see below)")
-    side.add_argument("--against", "-a", metavar="OTHER",
-                      help="another checkpoint to compare with (it plays the model's part)")
-    p_diff.add_argument("--against-key", metavar="KEY", default=None,
-                        help="nested entry of OTHER holding the weights")
-    p_diff.add_argument("--rename", "-r", metavar="OLD=NEW", action="append", default=[],
-                        help="rename checkpoint keys before comparing (repeatable)")
-    p_diff.add_argument("--only-problems", "-p", action="store_true",
-                        help="print only rows whose status is not 'match' (the summary and "
-                             "exit status still cover every row)")
-    p_diff.add_argument("--allow-dtype", action="store_true",
-                        help="count dtype_mismatch as clean (load_state_dict casts it)")
+    side.add_argument(
+        "--model", "-m", metavar="MODULE:CALLABLE", help="the model to load into (see below)"
+    )
+    side.add_argument(
+        "--against",
+        "-a",
+        metavar="OTHER",
+        help="another checkpoint to compare with (it plays the model's part)",
+    )
+    p_diff.add_argument(
+        "--against-key",
+        metavar="KEY",
+        default=None,
+        help="nested entry of OTHER holding the weights",
+    )
+    p_diff.add_argument(
+        "--rename",
+        "-r",
+        metavar="OLD=NEW",
+        action="append",
+        default=[],
+        help="rename checkpoint keys before comparing (repeatable)",
+    )
+    p_diff.add_argument(
+        "--only-problems",
+        "-p",
+        action="store_true",
+        help="print only rows whose status is not 'match' (the summary and "
+        "exit status still cover every row)",
+    )
+    p_diff.add_argument(
+        "--allow-dtype",
+        action="store_true",
+        help="count dtype_mismatch as clean (load_state_dict casts it)",
+    )
     p_diff.set_defaults(func=_cmd_diff)
     return parser
 
@@ -307,16 +362,20 @@ def _fail(exc: Exception, debug: bool) -> int:
         _traceback(exc)
     if isinstance(exc, UnsafeCheckpointError):
         names = " ".join(f"--allow {g}" for g in exc.globals) or "--allow MODULE.NAME"
-        message = (f"{exc} On the command line: {names} allows just these (weights-only for "
-                   "the rest); --trust allows anything, but only if you trust where the file "
-                   "came from (it can run arbitrary code).")
+        message = (
+            f"{exc} On the command line: {names} allows just these (weights-only for "
+            "the rest); --trust allows anything, but only if you trust where the file "
+            "came from (it can run arbitrary code)."
+        )
     elif isinstance(exc, (CLIError, CheckpointError)):
         message = str(exc)
     elif isinstance(exc, OSError):  # e.g. permission denied while reading the checkpoint
         message = _one_line(exc)
     else:
-        message = (f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in {PROG}; "
-                   "rerun with --debug for the traceback and report it)")
+        message = (
+            f"unexpected {type(exc).__name__}: {_one_line(exc)} (a bug in {PROG}; "
+            "rerun with --debug for the traceback and report it)"
+        )
     _error(message)
     return EXIT_ERROR
 
@@ -380,8 +439,10 @@ def _silence_stdout() -> None:
 
 def _open(path: str, key: str | None, trust: bool, allow: Sequence[str] = ()) -> Checkpoint:
     if trust:
-        _note(f"warning: --trust: {path} may run arbitrary Python code while it is unpickled; "
-              "use it only for files from a source you trust")
+        _note(
+            f"warning: --trust: {path} may run arbitrary Python code while it is unpickled; "
+            "use it only for files from a source you trust"
+        )
         return open_checkpoint(path, key=key, trust=True)
     if allow:
         return open_checkpoint(path, key=key, trust=[_import_global(name) for name in allow])
@@ -436,7 +497,7 @@ def _parse_model_spec(spec: str) -> _Spec:
     colon = spec.find(":", start)
     if colon < 0:
         raise CLIError(f"--model {spec!r}: expected MODULE:CALLABLE, {example}")
-    module, expr = spec[:colon].strip(), spec[colon + 1:].strip()
+    module, expr = spec[:colon].strip(), spec[colon + 1 :].strip()
     if not module or not expr:
         raise CLIError(f"--model {spec!r}: both MODULE and CALLABLE are needed, {example}")
     try:
@@ -605,15 +666,16 @@ def _build(target: Any, parsed: _Spec, meta: bool) -> tuple[nn.Module, str]:
         except Exception as exc:
             hint = ""
             if isinstance(exc, TypeError) and not parsed.call:
-                hint = (". Literal arguments can be written in the spec: "
-                        f"'{label}(arg, name=value)'")
+                hint = f". Literal arguments can be written in the spec: '{label}(arg, name=value)'"
             raise CLIError(
                 f"--model: calling {label} failed ({type(exc).__name__}: {_one_line(exc)}){hint}"
             ) from None
         if meta_error is not None:
-            _note(f"note: {label} could not be built on the meta device "
-                  f"({type(meta_error).__name__}: {_one_line(meta_error)[:200]}); "
-                  "built it on the CPU instead")
+            _note(
+                f"note: {label} could not be built on the meta device "
+                f"({type(meta_error).__name__}: {_one_line(meta_error)[:200]}); "
+                "built it on the CPU instead"
+            )
     if not isinstance(result, nn.Module):
         raise CLIError(
             f"--model: {label} returned a {type(result).__name__}, not a torch.nn.Module"
@@ -663,8 +725,9 @@ def escape_text(text: str) -> str:
             out.append(_NAMED_ESCAPES[ch])
         else:
             o = ord(ch)
-            out.append(f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000
-                       else f"\\U{o:08x}")
+            out.append(
+                f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+            )
     return "".join(out)
 
 
@@ -854,9 +917,11 @@ def _inspect_footer(ckpt: Checkpoint, summary: dict[str, Any]) -> Iterator[str]:
     """Footer lines (raw text: the writers escape them)."""
     src = ckpt.source
     tied_note = " (tied tensors counted once)" if summary["tied_groups"] else ""
-    yield (f"{summary['tensors']:,} tensors, {summary['parameters']:,} parameters "
-           "(elements, buffers included), "
-           f"{_human_bytes(summary['bytes'])} ({summary['bytes']:,} bytes){tied_note}")
+    yield (
+        f"{summary['tensors']:,} tensors, {summary['parameters']:,} parameters "
+        "(elements, buffers included), "
+        f"{_human_bytes(summary['bytes'])} ({summary['bytes']:,} bytes){tied_note}"
+    )
     yield "dtypes: " + ", ".join(f"{d} ({n:,})" for d, n in summary["dtypes"].items())
     files = f" ({len(src.files)} files)" if len(src.files) > 1 else ""
     yield f"format: {src.kind}{files}" + (" [trusted: full unpickling]" if src.trusted else "")
@@ -866,14 +931,16 @@ def _inspect_footer(ckpt: Checkpoint, summary: dict[str, Any]) -> Iterator[str]:
     others = {k: n for k, n in src.candidates.items() if k != src.key}
     if others:
         yield "other entries holding tensors (choose with --key): " + ", ".join(
-            f"{k!r} ({n} tensors)" for k, n in others.items())
+            f"{k!r} ({n} tensors)" for k, n in others.items()
+        )
     for group in summary["tied_groups"]:
         yield "tied: " + " = ".join(group)
     if not summary["tied_groups"]:
         yield "tied: none"
     if src.non_tensor:
         yield "non-tensor entries in the state dict: " + ", ".join(
-            f"{k} ({v})" for k, v in src.non_tensor.items())
+            f"{k} ({v})" for k, v in src.non_tensor.items()
+        )
     else:
         yield "non-tensor entries in the state dict: none"
     if src.other_entries:
@@ -885,8 +952,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     summary = _inspect_summary(ckpt)
     columns = [
         _Column("key", lambda k: k, lambda k: k),
-        _Column("shape", lambda k: _shape_text(ckpt[k].shape),
-                lambda k: json.dumps(list(ckpt[k].shape))),
+        _Column(
+            "shape", lambda k: _shape_text(ckpt[k].shape), lambda k: json.dumps(list(ckpt[k].shape))
+        ),
         _Column("dtype", lambda k: ckpt[k].dtype_name, lambda k: ckpt[k].dtype_name),
         _Column("numel", lambda k: f"{ckpt[k].numel:,}", lambda k: ckpt[k].numel, right=True),
         _Column("size", lambda k: _human_bytes(ckpt[k].nbytes), None, right=True),
@@ -903,8 +971,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     def record(k: str) -> dict[str, Any]:
         info = ckpt[k]
-        return {"key": k, "shape": list(info.shape), "dtype": info.dtype_name,
-                "numel": info.numel, "nbytes": info.nbytes, "tied": list(info.tied)}
+        return {
+            "key": k,
+            "shape": list(info.shape),
+            "dtype": info.dtype_name,
+            "numel": info.numel,
+            "nbytes": info.nbytes,
+            "tied": list(info.tied),
+        }
 
     report = _Report(
         items_name="tensors",
@@ -977,7 +1051,8 @@ def _diff_row_dict(r: Row) -> dict[str, Any]:
         "nbytes": r.nbytes,
         "tied": list(getattr(r, "tied", ()) or ()),
         # the CLI applies no adapters: keep "shape mismatch: checkpoint (a) vs model (b)" only
-        "reason": r.reason.split(";")[0] if r.reason and r.status == Status.SHAPE_MISMATCH.value
+        "reason": r.reason.split(";")[0]
+        if r.reason and r.status == Status.SHAPE_MISMATCH.value
         else r.reason,
     }
     if hasattr(r, "tied_to"):
@@ -1002,19 +1077,25 @@ def _diff_footer(
         yield "renames: " + "; ".join(r.describe() for r in cmp.renames)
     tied = [r for r in cmp.rows if getattr(r, "tied_to", None)]
     if tied:
-        yield (f"tied: {len(tied):,} key(s) share storage with a key they follow, e.g. "
-               f"{tied[0].key} follows {tied[0].tied_to}")  # type: ignore[attr-defined]
+        yield (
+            f"tied: {len(tied):,} key(s) share storage with a key they follow, e.g. "
+            f"{tied[0].key} follows {tied[0].tied_to}"
+        )  # type: ignore[attr-defined]
     if clean:
         if counts[dtype]:
-            yield (f"OK: loads cleanly ({counts[dtype]:,} {dtype} will be cast by "
-                   "load_state_dict; --allow-dtype)")
+            yield (
+                f"OK: loads cleanly ({counts[dtype]:,} {dtype} will be cast by "
+                "load_state_dict; --allow-dtype)"
+            )
         else:
             yield f"OK: loads cleanly, all {total:,} keys match"
         return
     problems = {s: n for s, n in counts.items() if n and s in PROBLEM_STATUSES}
     if set(problems) == {dtype}:
-        yield (f"DIFFERENT: {problems[dtype]:,} {dtype} (load_state_dict would cast them "
-               "silently; pass --allow-dtype to accept that)")
+        yield (
+            f"DIFFERENT: {problems[dtype]:,} {dtype} (load_state_dict would cast them "
+            "silently; pass --allow-dtype to accept that)"
+        )
     else:
         yield f"DIFFERENT: {_counts_text(problems)} (a strict load_state_dict would fail)"
     for spec, _fixes, reason in suggestions:
@@ -1032,8 +1113,9 @@ def _suggest(cmp: Comparison, limit: int = 3) -> list[tuple[str, int, str]]:
     return [(_rename_arg(s.rule), s.fixes, s.reason) for s in rules]
 
 
-def _compare(target: nn.Module | Checkpoint, ckpt: Checkpoint,
-             renames: tuple[Rename, ...]) -> Comparison:
+def _compare(
+    target: nn.Module | Checkpoint, ckpt: Checkpoint, renames: tuple[Rename, ...]
+) -> Comparison:
     """``compare`` with usage errors of ``--rename`` (two keys renamed to one name) reported as
     such; a CheckpointError keeps its own meaning."""
     try:
@@ -1059,7 +1141,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     if args.model is not None:
         model, device = load_model(args.model)
         model_label = f"{args.model} -> {type(model).__name__}" + (
-            " (built on the meta device)" if device == "meta" else f" (on {device})")
+            " (built on the meta device)" if device == "meta" else f" (on {device})"
+        )
         model_info = {"spec": args.model, "class": type(model).__name__, "device": device}
         target: nn.Module | Checkpoint = model
     else:
@@ -1090,10 +1173,16 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         _Column("kind", lambda r: r.kind or "-", lambda r: r.kind or ""),
         _Column("ckpt_key", ckpt_key_text, lambda r: r.ckpt_key or ""),
         _Column("model_key", lambda r: "", lambda r: r.model_key or ""),
-        _Column("ckpt_shape", lambda r: _shape_text(r.ckpt_shape),
-                lambda r: "" if r.ckpt_shape is None else json.dumps(list(r.ckpt_shape))),
-        _Column("model_shape", lambda r: _shape_text(r.model_shape),
-                lambda r: "" if r.model_shape is None else json.dumps(list(r.model_shape))),
+        _Column(
+            "ckpt_shape",
+            lambda r: _shape_text(r.ckpt_shape),
+            lambda r: "" if r.ckpt_shape is None else json.dumps(list(r.ckpt_shape)),
+        ),
+        _Column(
+            "model_shape",
+            lambda r: _shape_text(r.model_shape),
+            lambda r: "" if r.model_shape is None else json.dumps(list(r.model_shape)),
+        ),
         _Column("ckpt_dtype", lambda r: r.ckpt_dtype or "-", lambda r: r.ckpt_dtype or ""),
         _Column("model_dtype", lambda r: r.model_dtype or "-", lambda r: r.model_dtype or ""),
         _Column("nbytes", lambda r: str(r.nbytes), lambda r: r.nbytes),
@@ -1104,8 +1193,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         # tied only when something is tied
         renamed = any(ckpt_key_text(r) for r in cmp.rows)
         any_tied = any(_tie_text(r) for r in cmp.rows)
-        keep = ["key", "status", "kind", "ckpt_shape", "model_shape", "ckpt_dtype",
-                "model_dtype"] + (["ckpt_key"] if renamed else []) + (["tied"] if any_tied else [])
+        keep = (
+            ["key", "status", "kind", "ckpt_shape", "model_shape", "ckpt_dtype", "model_dtype"]
+            + (["ckpt_key"] if renamed else [])
+            + (["tied"] if any_tied else [])
+        )
         by_name = {c.header: c for c in columns}
         columns = [by_name[h] for h in keep]
 

@@ -226,8 +226,11 @@ def _draw_histogram(
             lines.insert(0, "unchanged")
         elif ch["changed_count"]:
             rel = ch["relative_l2_change"]
-            first = (f"rel. L2 change {_fmt(rel)}" if math.isfinite(rel) else
-                     f"was all zeros; max |change| {_fmt(ch['max_abs_change'])}")
+            first = (
+                f"rel. L2 change {_fmt(rel)}"
+                if math.isfinite(rel)
+                else f"was all zeros; max |change| {_fmt(ch['max_abs_change'])}"
+            )
             lines[:0] = [first, f"{_pct(ch['changed_fraction'])} of values changed"]
     elif before.shape != after.shape:
         lines.insert(0, f"shape {tuple(before.shape)} → {tuple(after.shape)}")

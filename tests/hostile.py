@@ -56,8 +56,10 @@ def write_malicious_checkpoint(
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    obj = {"state_dict": demo.variant("identical", base=base, seed=seed),
-           "callback": CreateMarker(marker)}
+    obj = {
+        "state_dict": demo.variant("identical", base=base, seed=seed),
+        "callback": CreateMarker(marker),
+    }
     if legacy:
         torch.save(obj, path, _use_new_zipfile_serialization=False)
     else:

@@ -75,8 +75,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20,000 tensors: ~1.5 MB of table output, far more than a pipe buffer (64 KB)."""
     path = tmp_path_factory.mktemp("big") / "big.safetensors"
-    save_file({f"model.layers.{i}.self_attn.q_proj.weight": torch.zeros(2) for i in range(20_000)},
-              str(path))
+    save_file(
+        {f"model.layers.{i}.self_attn.q_proj.weight": torch.zeros(2) for i in range(20_000)},
+        str(path),
+    )
     return path
 
 
@@ -311,8 +313,10 @@ def test_hostile_names_in_messages_and_footers_are_escaped(capsys, tmp_path):
     assert "epoch\\x1b[2J" in err
     # nested entry names and non-tensor entries in the footer (table on stdout, csv on stderr)
     path = tmp_path / "nested.pt"
-    torch.save({"state_dict": {"w": torch.zeros(1), "bad\x1b]0;title\x07": 1},
-                "opt\x1b[2J": {"lr": 0.1}}, path)
+    torch.save(
+        {"state_dict": {"w": torch.zeros(1), "bad\x1b]0;title\x07": 1}, "opt\x1b[2J": {"lr": 0.1}},
+        path,
+    )
     for fmt in ("table", "csv", "jsonl"):
         code, out, err = run(capsys, "inspect", path, "--format", fmt)
         assert code == 0, err
@@ -329,7 +333,8 @@ def test_escape_text():
     assert cli.escape_text("layer.0.weight") == "layer.0.weight"
     assert cli.escape_text("café.ß.权重") == "café.ß.权重"  # printable text is unchanged
     assert cli.escape_text("a\x1b[31mb\nc\td\x00e\u202ef\udc80g\U000e0001") == (
-        "a\\x1b[31mb\\nc\\td\\x00e\\u202ef\\udc80g\\U000e0001")
+        "a\\x1b[31mb\\nc\\td\\x00e\\u202ef\\udc80g\\U000e0001"
+    )
     assert all(cli.escape_text(chr(i)).isprintable() for i in range(0x20000))
 
 
@@ -384,8 +389,9 @@ def test_diff_dtype_mismatch_is_a_difference_unless_allowed(capsys, files):
     assert code == 1
     assert "32 dtype_mismatch" in out and "--allow-dtype" in out
     assert table_rows(out)["classifier.weight"][5:7] == ["float16", "float32"]
-    code, out, _ = run(capsys, "diff", files["fp16"], "--model", SMALL_CNN, "--allow-dtype",
-                       "--format", "json")
+    code, out, _ = run(
+        capsys, "diff", files["fp16"], "--model", SMALL_CNN, "--allow-dtype", "--format", "json"
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["clean"] is True and doc["allow_dtype"] is True and doc["exit_code"] == 0
@@ -396,8 +402,9 @@ def test_diff_without_model_or_against_exits_2(capsys, files):
     code, out, err = run(capsys, "diff", files["torch"])
     assert code == 2 and out == ""
     assert "--model" in err and "--against" in err and "sd-widgets inspect" in err
-    code, _, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN,
-                       "--against", files["safetensors"])
+    code, _, err = run(
+        capsys, "diff", files["torch"], "--model", SMALL_CNN, "--against", files["safetensors"]
+    )
     assert code == 2 and "not allowed with" in err
     code, _, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN, "--against-key", "x")
     assert code == 2 and "--against-key needs --against" in err
@@ -418,8 +425,14 @@ def test_diff_json_parses_with_statuses_and_summary(capsys, files):
     row = next(r for r in doc["rows"] if r["key"] == "classifier.weight")
     assert row["ckpt_shape"] == [10, 32] and row["model_shape"] == [3, 32]
     assert row["kind"] == "param" and row["ckpt_dtype"] == row["model_dtype"] == "float32"
-    assert doc["summary"] == {"match": 36, "shape_mismatch": 2, "dtype_mismatch": 0,
-                              "missing": 0, "missing_buffer": 0, "unexpected": 0}
+    assert doc["summary"] == {
+        "match": 36,
+        "shape_mismatch": 2,
+        "dtype_mismatch": 0,
+        "missing": 0,
+        "missing_buffer": 0,
+        "unexpected": 0,
+    }
     assert doc["clean"] is False and doc["exit_code"] == 1 and doc["total"] == 38
     assert doc["model"] == {"spec": THREE_CLASS, "class": "SmallCNN", "device": "meta"}
 
@@ -430,8 +443,9 @@ def test_diff_json_parses_with_statuses_and_summary(capsys, files):
 
 
 def test_diff_csv_parses_and_summary_goes_to_stderr(capsys, files):
-    code, out, err = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN,
-                         "--format", "csv")
+    code, out, err = run(
+        capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN, "--format", "csv"
+    )
     assert code == 1
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 40
@@ -466,14 +480,19 @@ def test_diff_against_checkpoint_in_another_format_is_clean(capsys, files, fmt):
 
 
 def test_diff_against_reports_missing_and_unexpected_by_direction(capsys, files):
-    code, out, _ = run(capsys, "diff", files["renamed_layer"], "--against", files["torch"],
-                       "-f", "json")
+    code, out, _ = run(
+        capsys, "diff", files["renamed_layer"], "--against", files["torch"], "-f", "json"
+    )
     assert code == 1
     doc = json.loads(out)
     statuses = {r["key"]: r["status"] for r in doc["rows"] if r["status"] != "match"}
     # "missing": in OTHER only; "unexpected": in CHECKPOINT only
-    assert statuses == {"classifier.weight": "missing", "classifier.bias": "missing",
-                        "fc.weight": "unexpected", "fc.bias": "unexpected"}
+    assert statuses == {
+        "classifier.weight": "missing",
+        "classifier.bias": "missing",
+        "fc.weight": "unexpected",
+        "fc.bias": "unexpected",
+    }
     assert doc["model"]["against"]["format"] == "torch"
     assert doc["suggested_renames"][0]["rename"] == "fc.=classifier."
 
@@ -482,8 +501,9 @@ def test_rename_makes_renamed_layer_clean(capsys, files):
     code, out, _ = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN)
     assert code == 1
     assert "hint: --rename fc.=classifier." in out  # the suggestion is the fix tested below
-    code, out, _ = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN,
-                       "--rename", "fc.=classifier.")
+    code, out, _ = run(
+        capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN, "--rename", "fc.=classifier."
+    )
     assert code == 0
     rows = table_rows(out)
     assert rows["classifier.weight"][1] == "match"
@@ -494,8 +514,19 @@ def test_rename_makes_renamed_layer_clean(capsys, files):
 def test_rename_and_key_for_lightning_checkpoint(capsys, files):
     code, _, _ = run(capsys, "diff", files["lightning"], "--model", SMALL_CNN)
     assert code == 1
-    code, out, _ = run(capsys, "diff", files["lightning"], "--model", SMALL_CNN,
-                       "--key", "state_dict", "--rename", "model.=", "-f", "json")
+    code, out, _ = run(
+        capsys,
+        "diff",
+        files["lightning"],
+        "--model",
+        SMALL_CNN,
+        "--key",
+        "state_dict",
+        "--rename",
+        "model.=",
+        "-f",
+        "json",
+    )
     assert code == 0
     doc = json.loads(out)
     assert doc["checkpoint"]["key"] == "state_dict"
@@ -504,8 +535,9 @@ def test_rename_and_key_for_lightning_checkpoint(capsys, files):
 
 
 def test_diff_key_chooses_nested_entry(capsys, files):
-    code, out, _ = run(capsys, "diff", files["ema"], "--model", SMALL_CNN, "--key", "ema",
-                       "-f", "json")
+    code, out, _ = run(
+        capsys, "diff", files["ema"], "--model", SMALL_CNN, "--key", "ema", "-f", "json"
+    )
     assert code == 0
     assert json.loads(out)["checkpoint"]["key"] == "ema"
     code, _, err = run(capsys, "diff", files["ema"], "--model", SMALL_CNN, "--key", "emma")
@@ -533,7 +565,8 @@ def test_bad_rename_exits_2(capsys, files, rename, message):
 
 def test_model_is_built_on_the_meta_device(capsys, files, tmp_path):
     mod = tmp_path / "meta_probe.py"
-    mod.write_text(textwrap.dedent("""
+    mod.write_text(
+        textwrap.dedent("""
         from sd_widgets import demo
         seen = []
 
@@ -541,7 +574,8 @@ def test_model_is_built_on_the_meta_device(capsys, files, tmp_path):
             m = demo.SmallCNN()
             seen.append(m.classifier.weight.device.type)
             return m
-    """))
+    """)
+    )
     code, out, _ = run(capsys, "diff", files["torch"], "--model", f"{mod}:build")
     assert code == 0 and "built on the meta device" in out
     probe = sys.modules["_sd_widgets_model_meta_probe"]
@@ -550,7 +584,8 @@ def test_model_is_built_on_the_meta_device(capsys, files, tmp_path):
 
 def test_model_falls_back_to_cpu_when_meta_fails(capsys, files, tmp_path):
     mod = tmp_path / "needs_cpu.py"
-    mod.write_text(textwrap.dedent("""
+    mod.write_text(
+        textwrap.dedent("""
         from sd_widgets import demo
         seen = []
 
@@ -559,7 +594,8 @@ def test_model_falls_back_to_cpu_when_meta_fails(capsys, files, tmp_path):
             seen.append(m.classifier.weight.device.type)
             float(m.classifier.weight.detach().sum())  # impossible on the meta device
             return m
-    """))
+    """)
+    )
     code, out, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:build")
     assert code == 0
     assert sys.modules["_sd_widgets_model_needs_cpu"].seen == ["meta", "cpu"]
@@ -569,8 +605,9 @@ def test_model_falls_back_to_cpu_when_meta_fails(capsys, files, tmp_path):
 
 def test_model_from_file_module_in_cwd_and_instance(capsys, files, monkeypatch, tmp_path):
     # a .py path with a no-argument factory (the new-head model): shape mismatches
-    code, _, _ = run(capsys, "diff", files["torch"], "--model",
-                     f"{files['new_head_model_py']}:three_class")
+    code, _, _ = run(
+        capsys, "diff", files["torch"], "--model", f"{files['new_head_model_py']}:three_class"
+    )
     assert code == 1
     # a module importable from the current directory, like `python -m`
     (tmp_path / "cli_cwd_nets.py").write_text(
@@ -734,8 +771,9 @@ def test_output_is_streamed_row_by_row(monkeypatch, big, fmt, command):
     assert len(stdout.sizes) >= 20_000
     assert max(stdout.sizes) < 2_000  # never one giant string
     if fmt == "json":
-        assert len(json.loads(stdout.getvalue())["rows" if command == "diff" else "tensors"]) \
-            == 20_000
+        assert (
+            len(json.loads(stdout.getvalue())["rows" if command == "diff" else "tensors"]) == 20_000
+        )
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv"])
@@ -750,7 +788,10 @@ def test_broken_pipe_in_process_returns_141(capsys, monkeypatch, big, fmt):
 def test_console_script_diff_exit_code(files):
     proc = subprocess.run(
         [str(SCRIPT), "diff", str(files["torch"]), "--model", THREE_CLASS, "--only-problems"],
-        capture_output=True, text=True, env=script_env(), timeout=300,
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=300,
     )
     assert proc.returncode == 1, proc.stderr
     assert "shape_mismatch" in proc.stdout and "classifier.weight" in proc.stdout
@@ -760,8 +801,13 @@ def test_console_script_diff_exit_code(files):
 def test_console_script_unsafe_input_exit_2(tmp_path):
     marker = tmp_path / "PWNED"
     path = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
-    proc = subprocess.run([str(SCRIPT), "inspect", str(path)], capture_output=True, text=True,
-                          env=script_env(), timeout=300)
+    proc = subprocess.run(
+        [str(SCRIPT), "inspect", str(path)],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "--trust" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
@@ -769,8 +815,12 @@ def test_console_script_unsafe_input_exit_2(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["table", "json"])
 def test_console_script_closed_pipe_exits_quietly(big, fmt):
-    proc = subprocess.Popen([str(SCRIPT), "inspect", str(big), "-f", fmt],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=script_env())
+    proc = subprocess.Popen(
+        [str(SCRIPT), "inspect", str(big), "-f", fmt],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=script_env(),
+    )
     assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()
     proc.stdout.close()  # like `| head -1`: the reader goes away with ~1.5 MB still to write
@@ -789,8 +839,13 @@ def test_console_script_pipe_closed_before_any_output(files):
     read_end, write_end = os.pipe()
     os.close(read_end)  # nobody will ever read: every write gets EPIPE
     try:
-        proc = subprocess.run([str(SCRIPT), "inspect", str(files["torch"])], stdout=write_end,
-                              stderr=subprocess.PIPE, env=script_env(), timeout=300)
+        proc = subprocess.run(
+            [str(SCRIPT), "inspect", str(files["torch"])],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=script_env(),
+            timeout=300,
+        )
     finally:
         os.close(write_end)
     assert proc.returncode == cli.EXIT_BROKEN_PIPE
@@ -799,15 +854,32 @@ def test_console_script_pipe_closed_before_any_output(files):
 
 def test_python_dash_m_sd_widgets(files):
     proc = subprocess.run(
-        [sys.executable, "-m", "sd_widgets", "diff", str(files["safetensors"]),
-         "--model", SMALL_CNN, "--format", "json"],
-        capture_output=True, text=True, env=script_env(), timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "sd_widgets",
+            "diff",
+            str(files["safetensors"]),
+            "--model",
+            SMALL_CNN,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["clean"] is True and doc["summary"]["match"] == 38
-    proc = subprocess.run([sys.executable, "-m", "sd_widgets", "--version"],
-                          capture_output=True, text=True, env=script_env(), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sd_widgets", "--version"],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("sd-widgets ")
 
 
@@ -817,8 +889,7 @@ def test_cli_imports_no_widget_libraries():
         "bad = [m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'anywidget')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -835,8 +906,7 @@ def test_cli_imports_no_widget_libraries():
     ],
     ids=["exit-at-import", "exit-in-factory", "systemexit-message", "exit-in-module-getattr"],
 )
-def test_model_calling_sys_exit_is_a_bad_model(capsys, files, tmp_path, source, spec_attr,
-                                                doing):
+def test_model_calling_sys_exit_is_a_bad_model(capsys, files, tmp_path, source, spec_attr, doing):
     mod = tmp_path / "exiting.py"
     mod.write_text(source)
     code, out, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:{spec_attr}")
@@ -858,23 +928,35 @@ def test_console_script_model_exit_is_not_a_clean_exit(files, tmp_path):
     with 0 (a CI job would read that as 'loads cleanly')."""
     mod = tmp_path / "exits_zero.py"
     mod.write_text("import sys\ndef build():\n    sys.exit(0)\n")
-    proc = subprocess.run([str(SCRIPT), "diff", str(files["torch"]), "--model", f"{mod}:build"],
-                          capture_output=True, text=True, env=script_env(), timeout=300)
+    proc = subprocess.run(
+        [str(SCRIPT), "diff", str(files["torch"]), "--model", f"{mod}:build"],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "sys.exit(0)" in proc.stderr and proc.stdout == ""
     mod.write_text("def build():\n    raise KeyboardInterrupt\n")
-    proc = subprocess.run([str(SCRIPT), "diff", str(files["torch"]), "--model", f"{mod}:build"],
-                          capture_output=True, text=True, env=script_env(), timeout=300)
+    proc = subprocess.run(
+        [str(SCRIPT), "diff", str(files["torch"]), "--model", f"{mod}:build"],
+        capture_output=True,
+        text=True,
+        env=script_env(),
+        timeout=300,
+    )
     assert proc.returncode == 130 and "Traceback" not in proc.stderr
 
 
 def test_model_printing_keeps_json_stdout_valid(capsys, files, tmp_path):
     mod = tmp_path / "chatty.py"
-    mod.write_text("print('importing chatty')\n"
-                   "from sd_widgets import demo\n"
-                   "def build():\n"
-                   "    print('building\\x1b[31m')\n"
-                   "    return demo.SmallCNN()\n")
+    mod.write_text(
+        "print('importing chatty')\n"
+        "from sd_widgets import demo\n"
+        "def build():\n"
+        "    print('building\\x1b[31m')\n"
+        "    return demo.SmallCNN()\n"
+    )
     code, out, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:build", "-f", "json")
     assert code == 0
     assert json.loads(out)["clean"] is True
@@ -904,8 +986,9 @@ def _make_error(cls: type[sdw.CheckpointError], message: str) -> sdw.CheckpointE
 @pytest.mark.parametrize("command", ["inspect", "diff"])
 def test_every_checkpoint_error_is_exit_2_on_one_line(capsys, monkeypatch, files, command):
     classes = _checkpoint_error_classes()
-    assert {"UnreadableCheckpointError", "UnsafeCheckpointError",
-            "NotAStateDictError"} <= {c.__name__ for c in classes}
+    assert {"UnreadableCheckpointError", "UnsafeCheckpointError", "NotAStateDictError"} <= {
+        c.__name__ for c in classes
+    }
     extra = ["--model", SMALL_CNN] if command == "diff" else []
     for cls in classes:
         error = _make_error(cls, "found x\x1b[2J\nforged: line; expected y; do z")
@@ -924,14 +1007,14 @@ def test_every_checkpoint_error_is_exit_2_on_one_line(capsys, monkeypatch, files
         assert_no_raw_control(err)
 
 
-def test_checkpoint_error_during_compare_is_not_called_a_rename_error(capsys, monkeypatch,
-                                                                      files):
+def test_checkpoint_error_during_compare_is_not_called_a_rename_error(capsys, monkeypatch, files):
     def changed(*args: Any, **kwargs: Any) -> Any:
         raise sdw.UnreadableCheckpointError("ckpt.pt changed on disk since it was opened")
 
     monkeypatch.setattr(cli, "compare", changed)
-    code, out, err = run(capsys, "diff", files["torch"], "--model", SMALL_CNN,
-                         "--rename", "module.=")
+    code, out, err = run(
+        capsys, "diff", files["torch"], "--model", SMALL_CNN, "--rename", "module.="
+    )
     assert code == 2 and out == ""
     assert err == "sd-widgets: error: ckpt.pt changed on disk since it was opened\n"
 

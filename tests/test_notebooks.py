@@ -89,7 +89,8 @@ def test_outputs_hold_no_addresses_or_timings(name):
         assert "/work/" not in text and "/root/" not in text, f"{name}: an absolute path"
     for text in output_texts(nb, measured=False):
         assert not re.search(r"\bin \d+\.\d+ ?s\b|\d+\.\d+ ?(ms|seconds)\b", text), (
-            f"{name}: a timing: {text!r}")
+            f"{name}: a timing: {text!r}"
+        )
 
 
 @pytest.mark.parametrize("name", WITH_EXPLORER)
@@ -97,9 +98,11 @@ def test_lesson_teaches_with_the_explorer_beside_the_api(name):
     sources = ["".join(c["source"]) for c in code_cells(load(name))]
     assert any("sdw.Explorer(" in s for s in sources), f"{name} does not use the Explorer"
     assert any("handle_action(" in s for s in sources), (
-        f"{name} shows the Explorer but never drives it (outputs would not be reproducible)")
+        f"{name} shows the Explorer but never drives it (outputs would not be reproducible)"
+    )
     assert any("sdw.compare(" in s or "partial_load(" in s for s in sources), (
-        f"{name} lost its API cells")
+        f"{name} lost its API cells"
+    )
 
 
 def test_app_shows_only_the_app():
@@ -132,14 +135,17 @@ def test_no_explorer_is_stale_after_run_all(name, tmp_path):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import gc as _gc\n"
-        "import sd_widgets as _sdw\n"
-        "_ws = [o for o in _gc.get_objects() if isinstance(o, _sdw.Explorer)]\n"
-        "print('explorers', len(_ws), 'stale', sum(bool(w.check_stale()) for w in _ws))"
-    ))
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "import gc as _gc\n"
+            "import sd_widgets as _sdw\n"
+            "_ws = [o for o in _gc.get_objects() if isinstance(o, _sdw.Explorer)]\n"
+            "print('explorers', len(_ws), 'stale', sum(bool(w.check_stale()) for w in _ws))"
+        )
+    )
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     found = re.search(r"explorers (\d+) stale (\d+)", text)

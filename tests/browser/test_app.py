@@ -112,6 +112,7 @@ def test_app_upload_is_opened_safely(voila_server, tmp_path):
         with page.expect_file_chooser() as chooser:
             button.click()
         chooser.value.set_files(str(path))
+
     expect(page.locator(".sdw-explorer")).to_have_count(0)
 
     good = demo.write_checkpoint(tmp_path, "identical", "torch")
