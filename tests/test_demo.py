@@ -661,3 +661,42 @@ def test_demo_ships_no_code_running_payload(tmp_path: pathlib.Path) -> None:
     for source in package.rglob("*.py"):
         text = source.read_text()
         assert "def __reduce__" not in text, f"{source} defines a pickle payload"
+
+
+def test_demo_package_is_split_by_role_and_self_contained() -> None:
+    # models / training / variants / files, re-exported by the package; each module imports
+    # only its siblings and the one vocabulary (sd_widgets.statuses), never the core or widgets
+    import ast
+
+    package = pathlib.Path(demo.__file__).parent
+    assert {p.stem for p in package.glob("*.py")} == {
+        "__init__",
+        "models",
+        "training",
+        "variants",
+        "files",
+    }
+    for source in package.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        relative = {
+            "." * node.level + (node.module or "")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level
+        }
+        assert relative <= {".models", ".training", ".variants", ".files", "..statuses"}, (
+            source.name,
+            relative,
+        )
+        absolute = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module
+        }
+        assert not absolute & {"sd_widgets", "ipywidgets", "anywidget", "pandas"}, source.name
+    for name in demo.__all__:
+        assert hasattr(demo, name), name
