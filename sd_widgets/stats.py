@@ -171,6 +171,12 @@ def _logical_chunks(t: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
 
 def _chunks(t: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
     """1-D chunks covering every element of ``t`` exactly once, in any order."""
+    if t.numel() <= chunk and t.is_contiguous():  # the usual case, without the generator
+        return iter((t.reshape(-1),)) if t.numel() else iter(())
+    return _chunks_of(t, chunk)
+
+
+def _chunks_of(t: torch.Tensor, chunk: int) -> Iterator[torch.Tensor]:
     dense = _permuted_dense(t) if t.dim() > 0 else t
     yield from _logical_chunks(dense if dense is not None else t, chunk)
 
@@ -183,8 +189,8 @@ def _check_chunk(chunk_elements: int) -> int:
 
 
 def _minmax(c: torch.Tensor) -> tuple[float, float]:
-    mn, mx = torch.aminmax(c)
-    return float(mn), float(mx)
+    """(min, max); NaN when there is one. Two reductions: faster than ``aminmax`` on CPU."""
+    return float(c.amin()), float(c.amax())
 
 
 def _split_finite(c: torch.Tensor) -> tuple[torch.Tensor, int, int, float, float]:
@@ -210,23 +216,28 @@ def _rows_ok(c: torch.Tensor, maxabs: float) -> bool:
     return c.dtype == torch.float32 and (maxabs == 0.0 or _F32_SAFE_MIN <= maxabs <= _F32_SAFE_MAX)
 
 
-def _sum_sumsq(c: torch.Tensor, maxabs: float) -> tuple[float, float]:
-    """(sum, sum of squares) of a finite 1-D compute-dtype chunk, accumulated in float64."""
+def _sum_sumsq(c: torch.Tensor, maxabs: float, *, sums: bool = True,
+               squares: bool = True) -> tuple[float, float]:
+    """(sum, sum of squares) of a finite 1-D compute-dtype chunk, accumulated in float64
+    (either left at 0.0 when not asked for)."""
+    s = q = 0.0
     if _rows_ok(c, maxabs):
         n = c.numel()
         m = n - n % _ROW
-        s = q = 0.0
         if m:
-            body = c[:m].view(-1, _ROW)
-            s += float(body.sum(dim=1).double().sum())
-            q += float(torch.linalg.vector_norm(body, dim=1).double().square().sum())
+            body = (c if m == n else c[:m]).view(-1, _ROW)
+            if sums:  # float32 within rows of 1,024, float64 across them
+                s += float(body.sum(dim=1).sum(dtype=torch.float64))
+            if squares:  # the norm of the row norms, in float64
+                rows = torch.linalg.vector_norm(body, dim=1)
+                q += float(torch.linalg.vector_norm(rows, dtype=torch.float64)) ** 2
         if m < n:
             tail = c[m:].double()
-            s += float(tail.sum())
-            q += float(torch.dot(tail, tail))
+            s += float(tail.sum()) if sums else 0.0
+            q += float(torch.dot(tail, tail)) if squares else 0.0
         return s, q
     d = c.double()
-    return float(d.sum()), float(torch.dot(d, d))
+    return (float(d.sum()) if sums else 0.0), (float(torch.dot(d, d)) if squares else 0.0)
 
 
 def _abs_sum_sumsq_(d: torch.Tensor, maxabs: float) -> tuple[float, float]:
@@ -357,10 +368,21 @@ def _first_pass(t: torch.Tensor, chunk: int) -> _Moments:
         if c.numel() == 0:
             continue
         m.n += c.numel()
-        m.zeros += _count_zeros(c, mn, mx)
         m.mn = min(m.mn, mn)
         m.mx = max(m.mx, mx)
-        s, q = _sum_sumsq(c, max(abs(mn), abs(mx)))
+        maxabs = max(abs(mn), abs(mx))
+        if mn > 0 or mx < 0 or c.dtype not in _BITS or not c.is_contiguous():
+            m.zeros += _count_zeros(c, mn, mx)
+            s, q = _sum_sumsq(c, maxabs)
+        else:
+            # |x| in scratch space: its minimum says whether there are zeros at all (usually
+            # not: no counting pass), its bits count them exactly (|-0.0| is +0.0, all-zero
+            # bits), and its sum of squares is x's
+            a = torch.abs(c, out=_scratch(c.numel(), c.dtype))
+            if float(a.amin()) == 0.0:
+                m.zeros += c.numel() - int(torch.count_nonzero(a.view(_BITS[c.dtype][0])))
+            s = _sum_sumsq(c, maxabs, squares=False)[0]
+            q = _sum_sumsq(a, maxabs, sums=False)[1]
         m.s += s
         m.q += q
     return m
@@ -658,11 +680,13 @@ def change_stats(
         b = rb if same_f32 else rb.to(torch.float64)
         a = ra if same_f32 else ra.to(torch.float64)
         d = torch.sub(a, b, out=_scratch(a.numel(), a.dtype)).abs_()
-        amx = float(d.amax())  # NaN propagates, so a finite maximum proves every |d| finite
+        amn, amx = _minmax(d)  # NaN propagates, so a finite maximum proves every |d| finite
         if math.isfinite(amx) and d.is_contiguous():
             # |a - b| == 0 exactly when a == b (finite values; abs turns -0.0 into +0.0, the
-            # only all-zero bit pattern): count non-zero bits as integers, the fastest count
-            changed += int(torch.count_nonzero(d.view(_BITS[d.dtype][0])))
+            # only all-zero bit pattern): no zero at all when the minimum is positive (the usual
+            # case of a load), else count non-zero bits as integers, the fastest count
+            changed += d.numel() if amn > 0 else int(
+                torch.count_nonzero(d.view(_BITS[d.dtype][0])))
             compared += d.numel()
             max_abs = max(max_abs, amx)
             d_sum, d_sq = _sum_sumsq(d, amx)

@@ -231,6 +231,64 @@ class _Arena:
         return self._buffer[start : start + nbytes]
 
 
+SNAPSHOT_POOL_BYTES = 512 * 2**20
+"""Memory of released snapshots (after ``undo()``, a rollback, or a report that was dropped)
+kept for the next snapshot to copy into, up to this many bytes: fresh memory costs a page fault
+per 4 KB, often more than the copy itself, so load → undo → load again does not pay it twice.
+A copy is only reused when nothing else refers to it (no tensor from ``before()`` or a view)."""
+
+_POOL: dict[int, list[torch.UntypedStorage]] = {}  # nbytes -> free storages
+_POOL_STATE = {"bytes": 0}
+_POOL_LOCK = threading.Lock()
+
+
+def _pooled(like: torch.Tensor, nbytes: int) -> torch.Tensor | None:
+    """A contiguous tensor shaped like ``like`` over pooled memory (not a view: no base), or
+    None."""
+    with _POOL_LOCK:
+        free = _POOL.get(nbytes)
+        if not free:
+            return None
+        _POOL_STATE["bytes"] -= nbytes
+        storage = free.pop()
+    return torch.empty(0, dtype=like.dtype).set_(storage, 0, like.shape)
+
+
+def _recycle(copies: list[torch.Tensor]) -> None:
+    """Keep the memory of ``copies`` that nothing outside the snapshot refers to. The caller
+    holds exactly one reference to each (in ``copies``)."""
+    while copies:
+        t = copies.pop()
+        # references: the loop variable and getrefcount's argument; storage users: this
+        # tensor and the wrapper untyped_storage() returns. More means someone else holds it.
+        if (sys.getrefcount(t) != 2 or not t.is_contiguous() or type(t) is not torch.Tensor
+                or t.device.type != "cpu" or t.layout != torch.strided):
+            continue
+        try:
+            if torch._C._storage_Use_Count(t.untyped_storage()._cdata) != 2:
+                continue
+            n = t.numel() * t.element_size()
+            storage = t.untyped_storage()
+            if storage.nbytes() != n or t.storage_offset() != 0 or t._base is not None:
+                continue
+        except (AttributeError, RuntimeError, TypeError):  # private API gone: no pooling
+            return
+        with _POOL_LOCK:
+            if _POOL_STATE["bytes"] + n > SNAPSHOT_POOL_BYTES:
+                continue
+            _POOL.setdefault(n, []).append(storage)
+            _POOL_STATE["bytes"] += n
+
+
+def clear_snapshot_pool() -> int:
+    """Free the memory kept for reuse (:data:`SNAPSHOT_POOL_BYTES`); returns the bytes freed."""
+    with _POOL_LOCK:
+        freed = _POOL_STATE["bytes"]
+        _POOL.clear()
+        _POOL_STATE["bytes"] = 0
+    return freed
+
+
 def _copyable(t: torch.Tensor) -> bool:
     return type(t) in (torch.Tensor, nn.Parameter) and _plain_dense(t)
 
@@ -296,11 +354,15 @@ class Snapshot:
         if not _copyable(t) or n == 0:
             return src.clone()
         if n <= self._memory_left:
-            # torch's allocator: freed copies are recycled, while a fresh mapping (even with
-            # huge pages asked for) faults in every page and costs more than the copy itself
+            # memory a released snapshot left (no page faults), else torch's allocator (a
+            # fresh mapping, even with huge pages asked for, faults in every page)
             self._memory_left -= n
             self.memory_bytes += n
-            return src.clone()
+            out = _pooled(src, n)
+            if out is None:
+                return src.clone()
+            out.copy_(src)
+            return out
         dst = self._disk.take(n)
         if dst is None:  # more than planned (a tensor grew?): a file of its own
             dst = _file_backed(n, self._directory)
@@ -359,9 +421,16 @@ class Snapshot:
         return bad
 
     def release(self) -> None:
+        """Drop the copies; their memory goes to the pool (:data:`SNAPSHOT_POOL_BYTES`)."""
+        copies = [c for c in self._copies.values() if c is not None]  # (file views: skipped)
         self.items = []
         self._copies = {}
         self._disk = None  # type: ignore[assignment]
+        _recycle(copies)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown, half-built snapshot
+            self.release()
 
 
 # --------------------------------------------------------------------------------------------

@@ -844,3 +844,30 @@ def test_real_ctrl_c_at_any_line_leaves_the_model_as_it_was_or_returns_a_report(
             report.undo()
         assert_bit_identical(state(model), before)
     assert outcomes["interrupted"] >= len(points) - 5, outcomes
+
+
+def test_reused_snapshot_memory_never_overwrites_tensors_someone_holds(model, ckpt):
+    """Released snapshots are recycled for the next one (no page faults), but only copies
+    nothing else refers to: tensors from before() (or views of them) keep their values."""
+    transaction.clear_snapshot_pool()
+    plan = full_plan(model, ckpt)
+    first = sdw.partial_load(model, plan)
+    held = first.before()["classifier.weight"]
+    view = first.before()["backbone.stem.conv.weight"][0]
+    expected = (held.clone(), view.clone())
+    first.undo()
+    assert transaction._POOL_STATE["bytes"] > 0  # the rest was kept for reuse
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(3.0)  # the next snapshot holds other values
+    for _ in range(3):
+        report = sdw.partial_load(model, plan)
+        report.undo()
+    assert torch.equal(held, expected[0]) and torch.equal(view, expected[1])
+    before = state(model)
+    again = sdw.partial_load(model, plan)
+    assert_bit_identical(again.before(), {k: before[k] for k in again.before()})
+    again.undo()
+    assert_bit_identical(state(model), before)
+    assert transaction.clear_snapshot_pool() <= transaction.SNAPSHOT_POOL_BYTES
+    assert transaction._POOL_STATE["bytes"] == 0
