@@ -874,3 +874,41 @@ def test_nested_mappings_with_hostile_entry_names(obj, key):
         assert list(again) == list(result)
         for other in result.source.alternatives:
             assert isinstance(opened_or_typed(obj, key=other), sdw.Checkpoint)
+
+
+_field_values = st.one_of(
+    st.none(), st.integers(-3, 3), st.text(max_size=6), st.just("../x"), st.just("/etc/passwd"),
+    st.lists(st.integers(-2, 4), max_size=3), st.just(torch.float32), st.just({"a": 1}),
+)
+
+
+@settings(FUZZ, max_examples=60)
+@given(data=st.data())
+def test_mutated_dcp_metadata_objects_are_typed(data, tmp_path_factory, secret):
+    """Real DCP metadata with fields replaced by values of the wrong type, negative sizes,
+    paths out of the directory: opening and reading every tensor is typed, never reads the
+    secret outside, never crashes."""
+    tmp = tmp_path_factory.mktemp("dcpmut")
+    directory = write_dcp(tmp / "dcp", {"model": {"w": torch.arange(6.0).reshape(2, 3),
+                                                  "b": torch.zeros(2)}, "step": 1})
+    md = real_dcp_metadata(directory)
+    targets: list[tuple[Any, str]] = [(md, "planner_data"), (md, "storage_meta"),
+                                      (md, "state_dict_metadata"), (md, "storage_data")]
+    for item in md.state_dict_metadata.values():
+        targets.append((item, "size") if hasattr(item, "size") else (item, "__class__"))
+        if hasattr(item, "chunks"):
+            targets += [(item, "chunks"), (item.chunks[0], "offsets"), (item.chunks[0], "sizes"),
+                        (item.properties, "dtype")]
+    for info in md.storage_data.values():
+        targets += [(info, "relative_path"), (info, "offset"), (info, "length")]
+    for _ in range(data.draw(st.integers(1, 3))):
+        obj, field = data.draw(st.sampled_from([t for t in targets if t[1] != "__class__"]))
+        with contextlib.suppress(Exception):
+            setattr(obj, field, data.draw(_field_values))
+    try:
+        dump_metadata(directory, md)
+    except Exception:  # some replacements cannot even be pickled
+        return
+    result = opened_or_typed(directory)
+    if isinstance(result, sdw.CheckpointError):
+        assert SECRET.decode() not in str(result)
