@@ -192,6 +192,12 @@ def _torch_loader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
 def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
     """``read_checkpoint`` (and helpers) for the source format; '' for in-memory sources."""
     kind = spec.kind
+    if kind in IN_MEMORY_KINDS and spec.path is not None:
+        raise ValueError(
+            f"this load was planned from an in-memory {kind}, so there is no file format to read "
+            "a path with; save the state dict (torch.save or safetensors), compare with that "
+            "file, and export again"
+        )
     if kind in IN_MEMORY_KINDS or spec.path is None:
         return ""
     consts.insert(0, f"CHECKPOINT = {_lit(spec.path)}\n")

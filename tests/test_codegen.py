@@ -788,3 +788,9 @@ def test_adapter_registry_answers_for_rows():
     assert "adapt={'fc.weight': 'overlap'}" in adapter_hint((10, 32), (3, 32), key="fc.weight")
     none = adapter_hint((10, 32), (10, 32, 1, 1))
     assert none.startswith("no adapter applies (different number of dimensions; not a 2-D")
+
+
+def test_a_path_for_an_in_memory_plan_is_refused_with_what_to_do():
+    plan = sdw.compare(demo.make_model("cnn"), demo.variant("identical")).plan()
+    with pytest.raises(ValueError, match=r"in-memory mapping.*save the state dict"):
+        plan.to_code(path="/somewhere/else.pt")
