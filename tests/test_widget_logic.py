@@ -267,8 +267,12 @@ def test_explorer_accepts_a_comparison():
 def test_esm_and_css_ship_inside_the_package_and_never_use_innerhtml():
     js = (STATIC / "tree.js").read_text()
     assert "export default" in js
-    assert "innerHTML" not in js and "outerHTML" not in js and "insertAdjacentHTML" not in js
-    assert ".sdw-status-shape_mismatch" in (STATIC / "tree.css").read_text()
+    for name in ("lib.js", "panels.js", "tree.js"):
+        text = (STATIC / name).read_text()
+        assert "innerHTML" not in text and "outerHTML" not in text, name
+        assert "insertAdjacentHTML" not in text, name
+    # status colours: one CSS rule per legend entry, written by the front end from the payload
+    assert ".sdw-status-${item.status}" in js and "--sdw-c-${item.status}" in js
     w, _ = explorer("identical")
     assert "export default" in w._esm and ".sdw-explorer" in w._css
 
@@ -606,7 +610,7 @@ def test_protocol_load_and_undo_requests():
     assert sent_state["can_undo"] is True and sent_state["busy"] is False
     assert len(sent_state["histograms"]) == 2
     assert sent_state["message"]["level"] == "success"
-    assert {"method": "custom", "content": {"type": "show_tab", "tab": "results"}} in comm.sent
+    assert sent_state["tab"] == "results"  # a trait, not a custom message
     # busy went up before the work and down after it
     busy = [m["state"]["busy"] for m in comm.updates() if "busy" in m["state"]]
     assert busy[0] is True and busy[-1] is False
@@ -951,3 +955,38 @@ def test_the_legend_and_colours_come_from_the_one_vocabulary():
     assert w.tree["legend"] == legend()
     assert all(item["colour"].startswith("#") for item in w.tree["legend"])
     assert "--sdw-c-${item.status}" in (STATIC / "panels.js").read_text()
+
+
+class TiedLM(nn.Module):
+    """A tiny language model whose output projection IS the input embedding (GPT-2 style)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, 4)
+        self.block = nn.Linear(4, 4)
+        self.lm_head = nn.Linear(4, 11, bias=False)
+        self.lm_head.weight = self.embed.weight
+
+
+def test_tied_rows_say_what_they_follow_in_the_tree_and_the_results():
+    torch.manual_seed(0)
+    model = TiedLM()
+    saved = {k: v.clone() + 1 for k, v in TiedLM().state_dict().items() if k != "lm_head.weight"}
+    w = Explorer(model, saved)
+    index = pl.TreeIndex(w.tree)
+    head = index.row("lm_head.weight")
+    assert head["tied_to"] == "embed.weight" and "tied to 'embed.weight'" in head["reason"]
+    assert index.row("embed.weight")["tied_to"] is None
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success", w.message
+    assert torch.equal(model.lm_head.weight, saved["embed.weight"])  # through the tie
+    d = w.results["data"]
+    row = d["key"].index("lm_head.weight")  # changed through the tie: a row of its own
+    assert d["tied"][row] == "embed.weight" and d["action"][row] == "tied"
+
+
+def test_preview_lists_every_skipped_key():
+    model = conv_bn_stack(300)  # 300 BatchNorm modules: 900 running-stat keys under bn='keep'
+    w = Explorer(model, trained_state(model), bn="keep")
+    assert w.preview["n_skipped_total"] == 900
+    assert len(w.preview["skipped"]) == 500 and len(w.preview["skipped_keys"]) == 900

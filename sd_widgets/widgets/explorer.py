@@ -500,7 +500,6 @@ class Explorer(anywidget.AnyWidget):
             self.busy_text = "Computing statistics…"
             self._set_message("success", text + (f" {leftovers['text']}" if leftovers else ""))
             self.tab = "results"
-        self.send({"type": "show_tab", "tab": "results"})  # for front ends without `tab`
         if report.assigned:  # meta tensors were replaced: entries changed, compare again
             self._set_comparison(Comparison(self._model, self._cmp.checkpoint,
                                             self._cmp.renames), keep_selection=True)

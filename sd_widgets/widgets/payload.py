@@ -39,6 +39,8 @@ Columns (``payload["columns"]``), ``None`` where a column does not apply to an e
 ``adaptable``   tensors: 1 for a shape mismatch the "overlap" adapter can load, else 0
 ``reason``      tensors: why the row cannot be loaded as is (hover text), or None
 ``tied``        tensors: other keys sharing the storage, or None
+``tied_to``     tensors: for a model key absent from the checkpoint, the key whose Parameter it
+                is (it changes when that key loads), else None
 ==============  ================================================================
 
 Strings from checkpoints and models go into the payload unchanged; the front end inserts them
@@ -104,7 +106,7 @@ _LEGEND_BY_STATUS = {item["status"]: item for item in LEGEND}
 _COLUMNS = (
     "t", "depth", "end", "parent", "name", "path", "module_type", "counts", "sides", "status",
     "kind", "ckpt_key", "model_key", "ckpt_shape", "model_shape", "ckpt_dtype", "model_dtype",
-    "nbytes", "numel", "loadable", "adaptable", "reason", "tied",
+    "nbytes", "numel", "loadable", "adaptable", "reason", "tied", "tied_to",
 )
 _CKPT_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_checkpoint_side)
 _MODEL_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_model_side)
@@ -145,7 +147,7 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
     cols: dict[str, list] = {c: [] for c in _COLUMNS}
     (t_, depth_, end_, parent_, name_, path_, mtype_, counts_, sides_, status_, kind_, ckey_,
      mkey_, cshape_, mshape_, cdt_, mdt_, nbytes_, numel_, loadable_, adaptable_, reason_,
-     tied_) = (cols[c] for c in _COLUMNS)
+     tied_, tied_to_) = (cols[c] for c in _COLUMNS)
     n_keys = 0
     # iterative pre-order walk; a module's `end` is filled on exit; `nbytes`/`numel` are
     # summed into the parent as each entry is finished (one pass, not one per module)
@@ -179,7 +181,7 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
             sides_.append((1 if any(counts[j] for j in ckpt_side) else 0)
                           | (2 if any(counts[j] for j in model_side) else 0))
             for col in (status_, kind_, ckey_, mkey_, cshape_, mshape_, cdt_, mdt_, loadable_,
-                        adaptable_, reason_, tied_):
+                        adaptable_, reason_, tied_, tied_to_):
                 col.append(None)
             nbytes_.append(0)
             numel_.append(0)
@@ -213,6 +215,7 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
         adaptable_.append(1 if node.get("adaptable") else 0)
         reason_.append(node.get("reason") or None)
         tied_.append(list(node.get("tied") or ()) or None)
+        tied_to_.append(node.get("tied_to") or None)
         if parent >= 0:
             nbytes_[parent] += nbytes
             numel_[parent] += numel
@@ -426,6 +429,7 @@ def preview_from_plan(plan: Any, *, max_keys: int = 500) -> dict[str, Any]:
         "keys": keys[:max_keys],
         "n_keys_total": len(keys),
         "skipped": [[str(k), str(v)] for k, v in skipped_items],
+        "skipped_keys": [str(k) for k in skipped],
         "n_skipped_total": len(skipped),
         "text": (f"{format_count(len(keys))} tensors · {format_count(int(plan.numel or 0))} "
                  f"parameters · {format_bytes(int(plan.nbytes or 0))}"),
@@ -434,7 +438,7 @@ def preview_from_plan(plan: Any, *, max_keys: int = 500) -> dict[str, Any]:
 
 def empty_preview() -> dict[str, Any]:
     return {"n_tensors": 0, "n_params": 0, "nbytes": 0, "keys": [], "n_keys_total": 0,
-            "skipped": [], "n_skipped_total": 0, "text": "nothing selected"}
+            "skipped": [], "skipped_keys": [], "n_skipped_total": 0, "text": "nothing selected"}
 
 
 def rule_to_spec(rule: Any) -> dict[str, str]:
