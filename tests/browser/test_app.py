@@ -99,6 +99,11 @@ def test_app_renders_without_errors_and_a_variant_shows_its_tree(voila_server, t
     expect(leaves(page.locator(".sdw-explorer"))).to_have_count(8, timeout=30_000)
     expect(module(page.locator(".sdw-explorer"), "output")).to_have_count(1)
     app.screenshot("app-voila-variant")
+    # the banner's one rule (module 'output' renamed to 'head') pairs every key up
+    root = page.locator(".sdw-explorer")
+    root.locator("[data-action=apply-banner]").click()
+    expect(leaves(root)).to_have_count(6, timeout=30_000)
+    expect(leaves(root).filter(has_text="✓ match")).to_have_count(6)
     assert real_errors(seen) == [], seen
 
 
