@@ -1060,3 +1060,20 @@ def test_diff_and_inspect_share_one_writer_per_format():
         body = pyinspect.getsource(fn)
         assert "_WRITERS[args.format]" in body
         assert "csv.writer" not in body and "json.dumps(_diff_row_dict" not in body
+
+
+def test_hostile_shard_names_in_an_index_are_escaped(capsys, tmp_path):
+    """A *.index.json naming shards with terminal escapes and newlines: whatever the reader
+    says about them (missing shard, name outside the directory) reaches stderr escaped, on one
+    line, with exit 2."""
+    for shard in (
+        "evil\x1b[2J.safetensors",
+        "../\x1b]0;pwned\x07/x.safetensors",
+        "line\nbreak.safetensors",
+    ):
+        index = tmp_path / "model.safetensors.index.json"
+        index.write_text(json.dumps({"metadata": {}, "weight_map": {"w\x1b[31m": shard}}))
+        code, out, err = run(capsys, "inspect", index)
+        assert code == 2 and out == "", err
+        assert_no_raw_control(err)
+        assert err.count("\n") == 1 and "Traceback" not in err
