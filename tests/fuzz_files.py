@@ -50,8 +50,10 @@ def call_pickle(module: str, name: str, args: tuple[str, ...], form: str = "STAC
         body += b"(" + b"".join(_unicode(a, 2) for a in args) + b"tR."
         return b"\x80\x02" + body
     if form == "INST":
-        return b"(" + b"".join(b"V" + a.encode("raw_unicode_escape") + b"\n" for a in args) + (
-            b"i" + module.encode() + b"\n" + name.encode() + b"\n."
+        return (
+            b"("
+            + b"".join(b"V" + a.encode("raw_unicode_escape") + b"\n" for a in args)
+            + (b"i" + module.encode() + b"\n" + name.encode() + b"\n.")
         )
     raise ValueError(form)
 
@@ -73,11 +75,14 @@ def marker_payloads(marker: Path) -> dict[str, bytes]:
         # dotted names reached through attributes of modules the DCP allow-list admits
         "STACK_GLOBAL pathlib.os.system": call_pickle("pathlib", "os.system", (cmd,)),
         "STACK_GLOBAL torch.serialization.os.system": call_pickle(
-            "torch", "serialization.os.system", (cmd,)),
+            "torch", "serialization.os.system", (cmd,)
+        ),
         "STACK_GLOBAL dcp.metadata.os.system": call_pickle(
-            "torch.distributed.checkpoint.metadata", "os.system", (cmd,)),
+            "torch.distributed.checkpoint.metadata", "os.system", (cmd,)
+        ),
         "STACK_GLOBAL torch.serialization/os.system": call_pickle(
-            "torch.serialization", "os.system", (cmd,)),
+            "torch.serialization", "os.system", (cmd,)
+        ),
         "STACK_GLOBAL builtins.open via pathlib": call_pickle("pathlib", "io.open", (m, "w")),
     }
 
@@ -113,8 +118,11 @@ def deflate_zeros(mib: int) -> tuple[bytes, int, int]:
     return first + block * (mib - 1) + end, crc, mib * MiB
 
 
-def write_zip(path: Path, members: list[tuple[str, bytes, tuple[bytes, int, int] | None]],
-              declare: dict[str, int] | None = None) -> Path:
+def write_zip(
+    path: Path,
+    members: list[tuple[str, bytes, tuple[bytes, int, int] | None]],
+    declare: dict[str, int] | None = None,
+) -> Path:
     """Write a zip archive by hand: ``(name, stored bytes, None)`` or
     ``(name, b"", (raw deflate, crc, inflated size))``; ``declare`` overrides the declared
     uncompressed size of named members (a lying header)."""
@@ -129,14 +137,52 @@ def write_zip(path: Path, members: list[tuple[str, bytes, tuple[bytes, int, int]
             method, (payload, crc, size) = 8, deflated
         size = declare.get(name, size)
         offset = len(out)
-        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0x21, crc,
-                           len(payload), size, len(fname), 0) + fname + payload
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0x21,
-                               crc, len(payload), size, len(fname), 0, 0, 0, 0, 0, offset) + fname
+        out += (
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                20,
+                0,
+                method,
+                0,
+                0x21,
+                crc,
+                len(payload),
+                size,
+                len(fname),
+                0,
+            )
+            + fname
+            + payload
+        )
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                method,
+                0,
+                0x21,
+                crc,
+                len(payload),
+                size,
+                len(fname),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
+            )
+            + fname
+        )
     cd_offset = len(out)
     out += central
-    out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central),
-                       cd_offset, 0)
+    out += struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), cd_offset, 0
+    )
     path.write_bytes(bytes(out))
     return path
 
@@ -151,8 +197,9 @@ def torch_zip_members(obj: Any) -> list[tuple[str, bytes]]:
         return [(zi.filename, zf.read(zi)) for zi in zf.infolist()]
 
 
-def zip_bomb_checkpoint(path: Path, mib: int = 2048, member: str = "data.pkl",
-                        lie: bool = False) -> Path:
+def zip_bomb_checkpoint(
+    path: Path, mib: int = 2048, member: str = "data.pkl", lie: bool = False
+) -> Path:
     """A real ``torch.save`` archive whose ``member`` (``data.pkl``, or ``data/0``) is replaced
     by a deflated stream inflating to ``mib`` MiB; the file stays ~1 KB per inflated MiB.
     ``lie=True`` declares the member at 100 bytes (so only the actual size gives it away)."""
@@ -200,8 +247,12 @@ def dump_metadata(directory: Path, metadata: Any, protocol: int = 4) -> None:
     (directory / ".metadata").write_bytes(pickle.dumps(metadata, protocol=protocol))
 
 
-def index_file(directory: Path, weight_map: Any, name: str = "model.safetensors.index.json",
-               extra: dict[str, Any] | None = None) -> Path:
+def index_file(
+    directory: Path,
+    weight_map: Any,
+    name: str = "model.safetensors.index.json",
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """An ``*.index.json`` with the given ``weight_map`` (any JSON value)."""
     directory.mkdir(parents=True, exist_ok=True)
     body = {"metadata": {"total_size": 0}, **(extra or {}), "weight_map": weight_map}

@@ -141,7 +141,9 @@ def test_safetensors_data_region_gone_still_lists_keys_but_tensor_fails(tmp_path
     header_end = 8 + int.from_bytes(raw[:8], "little")
     path.write_bytes(raw[:header_end])  # keep the header, drop every tensor byte
     assert ckpt["classifier.weight"].shape == (10, 32)  # metadata is still known
-    with pytest.raises(sdw.UnreadableCheckpointError, match=r"reading 'classifier.weight'.*re-open"):
+    with pytest.raises(
+        sdw.UnreadableCheckpointError, match=r"reading 'classifier.weight'.*re-open"
+    ):
         ckpt.tensor("classifier.weight")
     # re-opening reports the truncation up front
     with pytest.raises(sdw.UnreadableCheckpointError, match="truncated"):
@@ -156,7 +158,9 @@ def test_safetensors_corrupt_data_bytes_do_not_matter_for_metadata(tmp_path, ref
     raw[header_end:] = b"\xff" * (len(raw) - header_end)  # garbage instead of tensor data
     path.write_bytes(bytes(raw))
     ckpt = sdw.open_checkpoint(path)
-    assert {k: i.shape for k, i in ckpt.items()} == {k: tuple(v.shape) for k, v in reference.items()}
+    assert {k: i.shape for k, i in ckpt.items()} == {
+        k: tuple(v.shape) for k, v in reference.items()
+    }
     assert not torch.equal(ckpt.tensor("classifier.weight"), reference["classifier.weight"])
 
 
@@ -173,14 +177,14 @@ def test_sharded_index_and_its_directory(fmt, files, reference):
     assert sorted(Path(f).name for f in by_index.source.files) == shards
     for k, info in by_index.items():  # each tensor knows its shard
         assert Path(info.location).name == weight_map[k]
-    assert by_index.source.other_entries == {"metadata.total_size": "int: "
-                                             + str(by_index.nbytes)}
+    assert by_index.source.other_entries == {"metadata.total_size": "int: " + str(by_index.nbytes)}
     assert_bit_identical(by_dir.tensors(list(reference)), reference, ordered=False)
 
 
 def test_safetensors_index_reads_no_tensor_data(files, monkeypatch):
-    monkeypatch.setattr(safetensors, "safe_open",
-                        lambda *a, **k: pytest.fail("tensor data was read"))
+    monkeypatch.setattr(
+        safetensors, "safe_open", lambda *a, **k: pytest.fail("tensor data was read")
+    )
     ckpt = sdw.open_checkpoint(files["safetensors_sharded"])
     assert len(ckpt) == 38
 
@@ -269,7 +273,9 @@ def test_cuda_saved_checkpoint_maps_to_cpu(tmp_path, monkeypatch):
     ckpt = sdw.open_checkpoint(path)  # map_location="cpu" by default
     assert ckpt.tensor("w").device.type == "cpu"
     assert torch.equal(ckpt.tensor("w"), sd["w"])
-    with pytest.raises(sdw.UnreadableCheckpointError, match=r"saved from a GPU.*map_location='cpu'"):
+    with pytest.raises(
+        sdw.UnreadableCheckpointError, match=r"saved from a GPU.*map_location='cpu'"
+    ):
         sdw.open_checkpoint(path, map_location=None)
 
 
@@ -508,8 +514,12 @@ def _torch_bytes(obj: Any, legacy: bool = False) -> bytes:
     return buf.getvalue()
 
 
-def _index(tmp: Path, weight_map: Any, name: str = "model.safetensors.index.json",
-           shards: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+def _index(
+    tmp: Path,
+    weight_map: Any,
+    name: str = "model.safetensors.index.json",
+    shards: dict[str, dict[str, torch.Tensor]] | None = None,
+) -> Path:
     for fname, tensors in (shards or {}).items():
         save_file(tensors, str(tmp / fname))
     body = {"metadata": {"total_size": 0}}
@@ -548,155 +558,217 @@ def _dcp_with(tmp: Path, metadata: bytes) -> Path:
 BAD_INPUTS: dict[str, tuple[Callable[[Path], tuple[Any, dict]], type, tuple[str, ...]]] = {
     "missing-path": (
         lambda t: (t / "nope.pt", {}),
-        sdw.UnreadableCheckpointError, ("no file or directory", "nope.pt", "Check the path"),
+        sdw.UnreadableCheckpointError,
+        ("no file or directory", "nope.pt", "Check the path"),
     ),
     "missing-path-lists-neighbours": (
         lambda t: (_write(t / "real.safetensors", _safetensors_bytes()) and t / "rael.pt", {}),
-        sdw.UnreadableCheckpointError, ("no file or directory", "real.safetensors"),
+        sdw.UnreadableCheckpointError,
+        ("no file or directory", "real.safetensors"),
     ),
     "directory-without-checkpoint": (
         lambda t: (_write(t / "notes.txt", b"hi").parent, {}),
-        sdw.UnreadableCheckpointError, ("holds no checkpoint", "notes.txt", "Pass the file's path"),
+        sdw.UnreadableCheckpointError,
+        ("holds no checkpoint", "notes.txt", "Pass the file's path"),
     ),
     "empty-directory": (
         lambda t: ((t / "empty").mkdir() or t / "empty", {}),
-        sdw.UnreadableCheckpointError, ("holds no checkpoint", "contains: nothing"),
+        sdw.UnreadableCheckpointError,
+        ("holds no checkpoint", "contains: nothing"),
     ),
     "directory-with-two-pt-files": (
         lambda t: (_two_checkpoints(t), {}),
-        sdw.UnreadableCheckpointError, ("exactly one", "a.pt", "b.pt"),
+        sdw.UnreadableCheckpointError,
+        ("exactly one", "a.pt", "b.pt"),
     ),
     "empty-file": (
         lambda t: (_write(t / "model.pt", b""), {}),
-        sdw.UnreadableCheckpointError, ("empty file", "0 bytes", "Re-save"),
+        sdw.UnreadableCheckpointError,
+        ("empty file", "0 bytes", "Re-save"),
     ),
     "truncated-zip": (
         lambda t: (_write(t / "model.pt", _torch_bytes({"w": torch.randn(100, 100)})[:5000]), {}),
-        sdw.UnreadableCheckpointError, ("could not be read as a torch checkpoint", "truncated"),
+        sdw.UnreadableCheckpointError,
+        ("could not be read as a torch checkpoint", "truncated"),
     ),
     "truncated-legacy": (
-        lambda t: (_write(t / "model.pth",
-                          _torch_bytes({"w": torch.randn(100, 100)}, legacy=True)[:5000]), {}),
-        sdw.UnreadableCheckpointError, ("could not be read as a torch checkpoint", "truncated"),
+        lambda t: (
+            _write(t / "model.pth", _torch_bytes({"w": torch.randn(100, 100)}, legacy=True)[:5000]),
+            {},
+        ),
+        sdw.UnreadableCheckpointError,
+        ("could not be read as a torch checkpoint", "truncated"),
     ),
     "random-bytes": (
         lambda t: (_write(t / "model.pt", _random_bytes()), {}),
-        sdw.UnreadableCheckpointError, ("not a checkpoint sd_widgets can read", "starts with"),
+        sdw.UnreadableCheckpointError,
+        ("not a checkpoint sd_widgets can read", "starts with"),
     ),
     "random-bytes-named-safetensors": (
         lambda t: (_write(t / "model.safetensors", _random_bytes()), {}),
-        sdw.UnreadableCheckpointError, ("named .safetensors", "corrupt or truncated"),
+        sdw.UnreadableCheckpointError,
+        ("named .safetensors", "corrupt or truncated"),
     ),
     "text-file": (
         lambda t: (_write(t / "model.bin", b"version https://git-lfs.github.com/spec/v1\n"), {}),
-        sdw.UnreadableCheckpointError, ("not a checkpoint", "version "),
+        sdw.UnreadableCheckpointError,
+        ("not a checkpoint", "version "),
     ),
     "truncated-safetensors": (
         lambda t: (_write(t / "model.safetensors", _safetensors_bytes()[:-100]), {}),
-        sdw.UnreadableCheckpointError, ("truncated", "Re-download"),
+        sdw.UnreadableCheckpointError,
+        ("truncated", "Re-download"),
     ),
     "safetensors-header-cut": (
         lambda t: (_write(t / "model.safetensors", _safetensors_bytes()[:40]), {}),
-        sdw.UnreadableCheckpointError, ("named .safetensors", "corrupt or truncated"),
+        sdw.UnreadableCheckpointError,
+        ("named .safetensors", "corrupt or truncated"),
     ),
     "safetensors-bad-json": (
-        lambda t: (_write(t / "model.safetensors",
-                          (14).to_bytes(8, "little") + b'{"w": {"dtype"' + b"\0" * 64), {}),
-        sdw.UnreadableCheckpointError, ("header is not valid JSON", "corrupt"),
+        lambda t: (
+            _write(
+                t / "model.safetensors", (14).to_bytes(8, "little") + b'{"w": {"dtype"' + b"\0" * 64
+            ),
+            {},
+        ),
+        sdw.UnreadableCheckpointError,
+        ("header is not valid JSON", "corrupt"),
     ),
     "safetensors-unsupported-dtype": (
-        lambda t: (_write(t / "model.safetensors", _raw_safetensors(
-            {"w": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}}, 4)), {}),
-        sdw.UnreadableCheckpointError, ("'w'", "unsupported dtype"),
+        lambda t: (
+            _write(
+                t / "model.safetensors",
+                _raw_safetensors({"w": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 4]}}, 4),
+            ),
+            {},
+        ),
+        sdw.UnreadableCheckpointError,
+        ("'w'", "unsupported dtype"),
     ),
     "safetensors-without-tensors": (
         lambda t: (_write(t / "model.safetensors", _raw_safetensors({}, 0)), {}),
-        sdw.NotAStateDictError, ("no tensors",),
+        sdw.NotAStateDictError,
+        ("no tensors",),
     ),
     "safetensors-with-key": (
         lambda t: (_write(t / "model.safetensors", _safetensors_bytes()), {"key": "state_dict"}),
-        sdw.NotAStateDictError, ("safetensors file", "key='state_dict'", "Leave key=None"),
+        sdw.NotAStateDictError,
+        ("safetensors file", "key='state_dict'", "Leave key=None"),
     ),
     "index-not-json": (
         lambda t: (_write(t / "model.safetensors.index.json", b"{not json"), {}),
-        sdw.UnreadableCheckpointError, ("not valid JSON",),
+        sdw.UnreadableCheckpointError,
+        ("not valid JSON",),
     ),
     "index-without-weight-map": (
         lambda t: (_index(t, None), {}),
-        sdw.UnreadableCheckpointError, ("not a sharded-checkpoint index", "'weight_map'"),
+        sdw.UnreadableCheckpointError,
+        ("not a sharded-checkpoint index", "'weight_map'"),
     ),
     "index-missing-shard": (
         lambda t: (_index(t, {"w": "model-00001-of-00002.safetensors"}), {}),
-        sdw.UnreadableCheckpointError, ("are missing", "model-00001-of-00002.safetensors",
-                                        "Download all shards"),
+        sdw.UnreadableCheckpointError,
+        ("are missing", "model-00001-of-00002.safetensors", "Download all shards"),
     ),
     "index-key-not-in-shard": (
-        lambda t: (_index(t, {"w": "s1.safetensors", "ghost": "s1.safetensors"},
-                          shards={"s1.safetensors": {"w": torch.ones(2)}}), {}),
-        sdw.UnreadableCheckpointError, ("'ghost'", "no such tensor", "do not belong together"),
+        lambda t: (
+            _index(
+                t,
+                {"w": "s1.safetensors", "ghost": "s1.safetensors"},
+                shards={"s1.safetensors": {"w": torch.ones(2)}},
+            ),
+            {},
+        ),
+        sdw.UnreadableCheckpointError,
+        ("'ghost'", "no such tensor", "do not belong together"),
     ),
     "index-in-directory-missing-shard": (
-        lambda t: (_index(t, {"w": "pytorch_model-00001-of-00001.bin"},
-                          name="pytorch_model.bin.index.json").parent, {}),
-        sdw.UnreadableCheckpointError, ("are missing", "pytorch_model-00001-of-00001.bin"),
+        lambda t: (
+            _index(
+                t, {"w": "pytorch_model-00001-of-00001.bin"}, name="pytorch_model.bin.index.json"
+            ).parent,
+            {},
+        ),
+        sdw.UnreadableCheckpointError,
+        ("are missing", "pytorch_model-00001-of-00001.bin"),
     ),
     "pickled-list": (
         lambda t: (_write(t / "model.pt", _torch_bytes([torch.ones(2), torch.zeros(2)])), {}),
-        sdw.NotAStateDictError, ("holds a list", "model.state_dict()"),
+        sdw.NotAStateDictError,
+        ("holds a list", "model.state_dict()"),
     ),
     "pickled-tensor": (
         lambda t: (_write(t / "model.pt", _torch_bytes(torch.ones(2))), {}),
-        sdw.NotAStateDictError, ("holds a Tensor", "not a mapping"),
+        sdw.NotAStateDictError,
+        ("holds a Tensor", "not a mapping"),
     ),
     "mapping-without-tensors": (
         lambda t: (_write(t / "model.pt", _torch_bytes({"epoch": 3, "lr": 0.1})), {}),
-        sdw.NotAStateDictError, ("holds no tensors", "epoch (int: 3)", "Expected a state dict"),
+        sdw.NotAStateDictError,
+        ("holds no tensors", "epoch (int: 3)", "Expected a state dict"),
     ),
     "empty-dict": (
         lambda t: (_write(t / "model.pt", _torch_bytes({})), {}),
-        sdw.NotAStateDictError, ("empty mapping", "no tensors"),
+        sdw.NotAStateDictError,
+        ("empty mapping", "no tensors"),
     ),
     "key-that-does-not-exist": (
         lambda t: (demo.write_checkpoint(t, "ema", "torch"), {"key": "emma"}),
-        sdw.NotAStateDictError, ("no entry 'emma'", "'ema' (38 tensors)", "'model' (38 tensors)"),
+        sdw.NotAStateDictError,
+        ("no entry 'emma'", "'ema' (38 tensors)", "'model' (38 tensors)"),
     ),
     "key-that-is-not-a-state-dict": (
-        lambda t: (_write(t / "m.pt", _torch_bytes({"model": {"w": torch.ones(1)}, "epoch": 3})),
-                   {"key": "epoch"}),
-        sdw.NotAStateDictError, ("entry 'epoch'", "int: 3", "not a state dict"),
+        lambda t: (
+            _write(t / "m.pt", _torch_bytes({"model": {"w": torch.ones(1)}, "epoch": 3})),
+            {"key": "epoch"},
+        ),
+        sdw.NotAStateDictError,
+        ("entry 'epoch'", "int: 3", "not a state dict"),
     ),
     "int-keys": (
         lambda t: (_write(t / "m.pt", _torch_bytes({0: torch.ones(2), 1: torch.zeros(2)})), {}),
-        sdw.NotAStateDictError, ("key 0 is a int", "optimizer state"),
+        sdw.NotAStateDictError,
+        ("key 0 is a int", "optimizer state"),
     ),
     "optimizer-state-dict-alone": (
         lambda t: (_write(t / "optim.pt", _torch_bytes(_optimizer_state())), {}),
-        sdw.NotAStateDictError, ("holds no tensors", "param_groups"),
+        sdw.NotAStateDictError,
+        ("holds no tensors", "param_groups"),
     ),
     "dcp-corrupt-metadata": (
         lambda t: (_dcp_with(t, b"\x80\x04garbage"), {}),
-        sdw.UnreadableCheckpointError, (".metadata", "corrupt"),
+        sdw.UnreadableCheckpointError,
+        (".metadata", "corrupt"),
     ),
     "dcp-empty-metadata": (
         lambda t: (_dcp_with(t, b""), {}),
-        sdw.UnreadableCheckpointError, (".metadata", "incomplete or corrupt"),
+        sdw.UnreadableCheckpointError,
+        (".metadata", "incomplete or corrupt"),
     ),
     "dcp-metadata-of-wrong-type": (
         lambda t: (_dcp_with(t, pickle.dumps({"not": "metadata"})), {}),
-        sdw.UnreadableCheckpointError, ("no state_dict_metadata",),
+        sdw.UnreadableCheckpointError,
+        ("no state_dict_metadata",),
     ),
     "dcp-key-that-does-not-exist": (
         lambda t: (demo.save({"w": torch.ones(2)}, t / "dcp", "dcp"), {"key": "ema"}),
-        sdw.NotAStateDictError, ("no entry 'ema'", "top-level entries: w"),
+        sdw.NotAStateDictError,
+        ("no entry 'ema'", "top-level entries: w"),
     ),
     "cuda-without-map-location": (
         lambda t: (_cuda_file(t), {"map_location": None}),
-        sdw.UnreadableCheckpointError, ("saved from a GPU", "map_location='cpu'"),
+        sdw.UnreadableCheckpointError,
+        ("saved from a GPU", "map_location='cpu'"),
     ),
     "unsafe-namespace": (
-        lambda t: (_write(t / "ns.pt", _torch_bytes({"w": torch.ones(1),
-                                                     "args": argparse.Namespace(lr=1)})), {}),
-        sdw.UnsafeCheckpointError, ("argparse.Namespace", "trust=True"),
+        lambda t: (
+            _write(
+                t / "ns.pt", _torch_bytes({"w": torch.ones(1), "args": argparse.Namespace(lr=1)})
+            ),
+            {},
+        ),
+        sdw.UnsafeCheckpointError,
+        ("argparse.Namespace", "trust=True"),
     ),
 }
 
@@ -774,8 +846,11 @@ def test_flat_dcp_state_dict_whose_keys_start_with_model_is_not_unwrapped(tmp_pa
     assert ck.source.key is None
     assert torch.equal(ck.tensor("model.fc.bias"), flat["model.fc.bias"])
     # the nested save of the same tensors is unwrapped and says which entry it used
-    dcp.save({"model": {"fc.weight": flat["model.fc.weight"], "fc.bias": flat["model.fc.bias"]}},
-             checkpoint_id=str(tmp_path / "nested"), no_dist=True)
+    dcp.save(
+        {"model": {"fc.weight": flat["model.fc.weight"], "fc.bias": flat["model.fc.bias"]}},
+        checkpoint_id=str(tmp_path / "nested"),
+        no_dist=True,
+    )
     nested = sdw.open_checkpoint(tmp_path / "nested")
     assert sorted(nested) == ["fc.bias", "fc.weight"] and nested.source.key == "model"
 

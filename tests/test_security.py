@@ -58,9 +58,13 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning"),
 ]
 
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 SECRET = b"SECRET-BYTES-OUTSIDE-THE-CHECKPOINT"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,8 +87,13 @@ def opened_or_typed(src: Any, **kwargs: Any) -> sdw.Checkpoint | sdw.CheckpointE
 def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter of this venv (a hang or a crash cannot take the test
     process with it)."""
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 @pytest.fixture
@@ -113,17 +122,39 @@ def _recorded_globals(raw: bytes) -> set[tuple[str, str]]:
 
 
 def _rich_dcp_state() -> dict[str, Any]:
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
-                                torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 6 * 6, 3),
+    )
     opt = torch.optim.AdamW(model.parameters())
     model(torch.randn(2, 3, 8, 8)).sum().backward()
     opt.step()
-    dtypes = {f"t_{str(d).split('.')[1]}": torch.zeros(3, dtype=d) for d in (
-        torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.int16, torch.int32,
-        torch.uint8, torch.bool, torch.complex64)}
-    return {"model": model.state_dict(), "optim": opt.state_dict(), "extra": dtypes,
-            "channels_last": torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last),
-            "epoch": 3, "name": "run-1", "blob": b"\x00\x01", "nothing": None}
+    dtypes = {
+        f"t_{str(d).split('.')[1]}": torch.zeros(3, dtype=d)
+        for d in (
+            torch.float64,
+            torch.float16,
+            torch.bfloat16,
+            torch.int8,
+            torch.int16,
+            torch.int32,
+            torch.uint8,
+            torch.bool,
+            torch.complex64,
+        )
+    }
+    return {
+        "model": model.state_dict(),
+        "optim": opt.state_dict(),
+        "extra": dtypes,
+        "channels_last": torch.randn(2, 3, 4, 4).to(memory_format=torch.channels_last),
+        "epoch": 3,
+        "name": "run-1",
+        "blob": b"\x00\x01",
+        "nothing": None,
+    }
 
 
 def test_dcp_allow_list_is_exactly_what_real_metadata_needs(tmp_path):
@@ -153,8 +184,11 @@ def test_torch_weights_only_unpickler_cannot_parse_dcp_metadata(tmp_path):
 
     directory = write_dcp(tmp_path / "dcp", {"model": {"w": torch.ones(2)}})
     raw = (directory / ".metadata").read_bytes()
-    admitted = [obj for (module, _), obj in dcp_metadata_globals().items()
-                if module != "torch" and isinstance(obj, type)]
+    admitted = [
+        obj
+        for (module, _), obj in dcp_metadata_globals().items()
+        if module != "torch" and isinstance(obj, type)
+    ]
     with torch.serialization.safe_globals(admitted), pytest.raises(pickle.UnpicklingError):
         wou.load(io.BytesIO(raw), encoding="utf-8")
     assert sdw.open_checkpoint(directory).source.key == "model"
@@ -211,8 +245,10 @@ def _mutate_storage(directory: Path, **changes: Any) -> None:
     dump_metadata(directory, md)
 
 
-@pytest.mark.parametrize("case", ["parent", "absolute", "symlink-out", "nul", "negative-offset",
-                                  "float-length", "transform"])
+@pytest.mark.parametrize(
+    "case",
+    ["parent", "absolute", "symlink-out", "nul", "negative-offset", "float-length", "transform"],
+)
 def test_dcp_data_files_stay_inside_the_directory(case, tmp_path, secret):
     directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
     changes: dict[str, Any] = {
@@ -235,8 +271,13 @@ def test_dcp_data_files_stay_inside_the_directory(case, tmp_path, secret):
 
 def test_dcp_extension_opcodes_and_corrupt_metadata_are_unreadable(tmp_path):
     directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
-    for raw in (b"\x80\x02\x82\x01.", b"\x80\x02\x83\x01\x00.", b"\x80\x04\x95",
-                b"\x80\x02]q\x00(K\x01" + b"h\x00" * 10, b"\x80\x02P0\n."):
+    for raw in (
+        b"\x80\x02\x82\x01.",
+        b"\x80\x02\x83\x01\x00.",
+        b"\x80\x04\x95",
+        b"\x80\x02]q\x00(K\x01" + b"h\x00" * 10,
+        b"\x80\x02P0\n.",
+    ):
         (directory / ".metadata").write_bytes(raw)
         with pytest.raises(sdw.UnreadableCheckpointError):
             sdw.open_checkpoint(directory)
@@ -279,8 +320,16 @@ def test_index_symlink_inside_the_directory_is_fine(tmp_path):
     assert torch.equal(ck.tensor("w"), torch.arange(3.0))
 
 
-@pytest.mark.parametrize("name", [".metadata", "model.safetensors.index.json",
-                                  "model.safetensors", "pytorch_model.bin", "weights.pt"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".metadata",
+        "model.safetensors.index.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "weights.pt",
+    ],
+)
 def test_files_found_by_listing_a_directory_must_be_inside_it(name, tmp_path, secret):
     """A directory whose checkpoint file is a symlink out (``pytorch_model.bin ->
     ~/.ssh/id_rsa``): refused before the target is opened, so none of its bytes (not even
@@ -294,23 +343,35 @@ def test_files_found_by_listing_a_directory_must_be_inside_it(name, tmp_path, se
     assert repr(secret.read_bytes()[:8])[2:-1] not in str(info.value)
 
 
-@pytest.mark.parametrize("weight_map,fragment", [
-    ({"w": 3}, "maps to a int"),
-    ({"w": None}, "maps to a NoneType"),
-    ({"w": ["a.safetensors"]}, "maps to a list"),
-    ({"w": {"file": "a"}}, "maps to a dict"),
-    (["w", "a.safetensors"], "found list"),
-    ("a.safetensors", "found str"),
-    (None, "found NoneType"),
-])
+@pytest.mark.parametrize(
+    "weight_map,fragment",
+    [
+        ({"w": 3}, "maps to a int"),
+        ({"w": None}, "maps to a NoneType"),
+        ({"w": ["a.safetensors"]}, "maps to a list"),
+        ({"w": {"file": "a"}}, "maps to a dict"),
+        (["w", "a.safetensors"], "found list"),
+        ("a.safetensors", "found str"),
+        (None, "found NoneType"),
+    ],
+)
 def test_index_weight_map_of_the_wrong_type_is_typed(weight_map, fragment, tmp_path):
     with pytest.raises(sdw.UnreadableCheckpointError, match=fragment):
         sdw.open_checkpoint(index_file(tmp_path, weight_map))
 
 
-@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000,
-                                  '{"weight_map": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001,
-                                  "[]", '"x"', "1e999999", '{"weight_map": {}}', "\ufeff{}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"weight_map": ' + '{"a": ' * 50_000 + "1" + "}" * 50_001,
+        "[]",
+        '"x"',
+        "1e999999",
+        '{"weight_map": {}}',
+        "\ufeff{}",
+    ],
+)
 def test_index_json_oddities_are_typed(text, tmp_path):
     path = tmp_path / "model.safetensors.index.json"
     path.write_text(text)
@@ -338,16 +399,26 @@ def test_fifos_sockets_and_devices_are_refused_at_once(tmp_path):
     (tmp_path / "dcp").mkdir()
     (tmp_path / "shards").mkdir()
     index_file(tmp_path / "shards", {"w": "model-00001-of-00001.safetensors"})
-    fifos = [make_fifo(tmp_path / n) for n in ("model.safetensors.index.json", "x.pt",
-                                               "x.safetensors", "x.bin", "x.ckpt")]
+    fifos = [
+        make_fifo(tmp_path / n)
+        for n in ("model.safetensors.index.json", "x.pt", "x.safetensors", "x.bin", "x.ckpt")
+    ]
     make_fifo(tmp_path / "dcp" / ".metadata")
     make_fifo(tmp_path / "shards" / "model-00001-of-00001.safetensors")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(tmp_path / "sock.pt"))
     try:
-        sources = [*map(str, fifos), str(tmp_path / "dcp"), str(tmp_path / "shards"),
-                   str(tmp_path / "sock.pt"), "/dev/zero", "/dev/null", str(tmp_path)]
-        proc = run_python(f"""
+        sources = [
+            *map(str, fifos),
+            str(tmp_path / "dcp"),
+            str(tmp_path / "shards"),
+            str(tmp_path / "sock.pt"),
+            "/dev/zero",
+            "/dev/null",
+            str(tmp_path),
+        ]
+        proc = run_python(
+            f"""
             import json, time, sd_widgets as sdw
             out = []
             for src in {sources!r}:
@@ -358,7 +429,9 @@ def test_fifos_sockets_and_devices_are_refused_at_once(tmp_path):
                 except sdw.CheckpointError as exc:
                     out.append([src, type(exc).__name__, time.perf_counter() - t0])
             print(json.dumps(out))
-        """, timeout=90)
+        """,
+            timeout=90,
+        )
     finally:
         sock.close()
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -369,10 +442,17 @@ def test_fifos_sockets_and_devices_are_refused_at_once(tmp_path):
         assert seconds < 1, (src, seconds)
 
 
-@pytest.mark.parametrize("path", [
-    "model\x00.pt", "/tmp/" + "a" * 5000 + ".pt", "/tmp/" + "b" * 300 + ".pt",
-    "\ud800.safetensors", "", "/tmp/\x1b[31mred.pt",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "model\x00.pt",
+        "/tmp/" + "a" * 5000 + ".pt",
+        "/tmp/" + "b" * 300 + ".pt",
+        "\ud800.safetensors",
+        "",
+        "/tmp/\x1b[31mred.pt",
+    ],
+)
 def test_impossible_paths_are_typed(path):
     result = opened_or_typed(path)
     assert isinstance(result, sdw.UnreadableCheckpointError)
@@ -422,8 +502,11 @@ def test_small_hostile_files_are_refused_fast_and_in_bounded_memory(tmp_path):
     (tmp_path / "legacy_bomb.pth").write_bytes(raw)
     files["legacy storage of 2**40 elements"] = tmp_path / "legacy_bomb.pth"
     # a safetensors header declaring a 2**40-element tensor with 4 bytes of data
-    (tmp_path / "huge.safetensors").write_bytes(safetensors_bytes(
-        {"w": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 4]}}, 4))
+    (tmp_path / "huge.safetensors").write_bytes(
+        safetensors_bytes(
+            {"w": {"dtype": "F32", "shape": [2**20, 2**20], "data_offsets": [0, 4]}}, 4
+        )
+    )
     files["safetensors 2**40 elements"] = tmp_path / "huge.safetensors"
     # a DCP directory whose metadata declares a 2**40-element tensor
     directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
@@ -598,8 +681,7 @@ def test_slash_in_nested_entry_names(tmp_path):
 @pytest.mark.parametrize("metadata", [[1, 2], "text", 3, {"a": 1}, {"a": ["b"]}, {"a": None}])
 def test_safetensors_metadata_must_be_str_to_str(metadata, tmp_path):
     path = tmp_path / "m.safetensors"
-    header = {"__metadata__": metadata, "w": {"dtype": "F32", "shape": [1],
-                                               "data_offsets": [0, 4]}}
+    header = {"__metadata__": metadata, "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
     path.write_bytes(safetensors_bytes(header, 4))
     with pytest.raises(sdw.UnreadableCheckpointError):
         sdw.open_checkpoint(path)
@@ -622,8 +704,14 @@ def test_safetensors_validation_reads_only_the_header(tmp_path):
 
 
 def _corrupt_pickle_zip(tmp_path: Path) -> Path:
-    members = [(n, b"\x80\x02}q\x00(X\x01\x00\x00\x00wq\x01\xff\xfe\xfd" if n.endswith(
-        "data.pkl") else d, None) for n, d in torch_zip_members({"w": torch.ones(2)})]
+    members = [
+        (
+            n,
+            b"\x80\x02}q\x00(X\x01\x00\x00\x00wq\x01\xff\xfe\xfd" if n.endswith("data.pkl") else d,
+            None,
+        )
+        for n, d in torch_zip_members({"w": torch.ones(2)})
+    ]
     return write_zip(tmp_path / "corrupt.pt", members)
 
 
@@ -643,8 +731,10 @@ def test_corrupt_pickle_is_unreadable_and_never_advises_trust(tmp_path):
 def test_unsafe_means_a_global_to_name(tmp_path):
     """UnsafeCheckpointError (and the advice to trust) only when there are globals to name."""
     path = tmp_path / "evil.pt"
-    members = [(n, call_pickle("os", "system", ("true",), "GLOBAL") if n.endswith("data.pkl")
-                else d, None) for n, d in torch_zip_members({"w": torch.ones(2)})]
+    members = [
+        (n, call_pickle("os", "system", ("true",), "GLOBAL") if n.endswith("data.pkl") else d, None)
+        for n, d in torch_zip_members({"w": torch.ones(2)})
+    ]
     write_zip(path, members)
     with pytest.raises(sdw.UnsafeCheckpointError) as info:
         sdw.open_checkpoint(path)
@@ -681,8 +771,11 @@ def test_other_weight_sets_are_listed_and_can_be_opened(tmp_path):
     sd = collections.OrderedDict(w=torch.ones(2), b=torch.zeros(2))
     ema = collections.OrderedDict(w=torch.full((2,), 0.5), b=torch.zeros(2))
     for obj, used, others in [
-        ({"state_dict": sd, "state_dict_ema": ema, "optimizer": {"state": {}}},
-         "state_dict", {"state_dict_ema": 2}),
+        (
+            {"state_dict": sd, "state_dict_ema": ema, "optimizer": {"state": {}}},
+            "state_dict",
+            {"state_dict_ema": 2},
+        ),
         ({"model": sd, "ema": ema, "epoch": 3}, "model", {"ema": 2}),
         ({"state_dict": sd, "epoch": 3}, "state_dict", {}),
     ]:
@@ -720,7 +813,10 @@ def _safetensors_file(draw: st.DrawFn) -> bytes:
         length = size * itemsize + draw(st.sampled_from([0, 0, 0, 1, -1, 4]))
         start = offset + draw(st.sampled_from([0, 0, 0, 1, -1]))
         header[draw(st.sampled_from([f"t{i}", f"t{i}.w", "__x__"]))] = {
-            "dtype": dtype, "shape": shape, "data_offsets": [start, start + length]}
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [start, start + length],
+        }
         offset = start + length
     meta = draw(st.sampled_from([None, {"format": "pt"}, {"a": 1}, [], "x"]))
     if meta is not None:
@@ -754,8 +850,15 @@ def test_safetensors_acceptance_matches_the_library(raw, tmp_path):
 @given(data=st.data())
 def test_mutated_real_safetensors_headers_match_the_library(data, tmp_path):
     path = tmp_path / "m.safetensors"
-    save_file({"a": torch.randn(3, 4), "b": torch.zeros(2, dtype=torch.int64),
-               "c": torch.ones(5, dtype=torch.bfloat16)}, str(path), metadata={"k": "v"})
+    save_file(
+        {
+            "a": torch.randn(3, 4),
+            "b": torch.zeros(2, dtype=torch.int64),
+            "c": torch.ones(5, dtype=torch.bfloat16),
+        },
+        str(path),
+        metadata={"k": "v"},
+    )
     raw = bytearray(path.read_bytes())
     n = int.from_bytes(raw[:8], "little")
     for _ in range(data.draw(st.integers(1, 3))):
@@ -773,8 +876,11 @@ _SEEDS: dict[str, bytes] = {}
 def _seed_files(tmp: Path) -> dict[str, tuple[str, bytes]]:
     """Real files of every format, as (file name, bytes) to mutate."""
     if not _SEEDS:
-        sd = {"conv.weight": torch.randn(4, 3, 3, 3), "bn.running_mean": torch.zeros(4),
-              "bn.num_batches_tracked": torch.tensor(3)}
+        sd = {
+            "conv.weight": torch.randn(4, 3, 3, 3),
+            "bn.running_mean": torch.zeros(4),
+            "bn.num_batches_tracked": torch.tensor(3),
+        }
         buf = io.BytesIO()
         torch.save({"state_dict": sd, "epoch": 1}, buf)
         _SEEDS["zip"] = buf.getvalue()
@@ -786,9 +892,12 @@ def _seed_files(tmp: Path) -> dict[str, tuple[str, bytes]]:
         _SEEDS["safetensors"] = save(sd)
         d = write_dcp(tmp / "seed_dcp", {"model": sd})
         _SEEDS["dcp"] = (d / ".metadata").read_bytes()
-    return {"zip": ("x.pt", _SEEDS["zip"]), "legacy": ("x.pth", _SEEDS["legacy"]),
-            "safetensors": ("x.safetensors", _SEEDS["safetensors"]),
-            "dcp": (".metadata", _SEEDS["dcp"])}
+    return {
+        "zip": ("x.pt", _SEEDS["zip"]),
+        "legacy": ("x.pth", _SEEDS["legacy"]),
+        "safetensors": ("x.safetensors", _SEEDS["safetensors"]),
+        "dcp": (".metadata", _SEEDS["dcp"]),
+    }
 
 
 @settings(FUZZ, max_examples=60)
@@ -803,8 +912,11 @@ def test_mutated_real_files_of_every_format_are_typed(fmt, data, tmp_path_factor
     else:
         for _ in range(data.draw(st.integers(1, 8))):
             i = data.draw(st.integers(0, len(raw) - 1))
-            raw[i] = data.draw(st.integers(0, 255)) if kind == "flip" else raw[
-                data.draw(st.integers(0, len(raw) - 1))]
+            raw[i] = (
+                data.draw(st.integers(0, 255))
+                if kind == "flip"
+                else raw[data.draw(st.integers(0, len(raw) - 1))]
+            )
     if fmt == "dcp":
         d = write_dcp(tmp / "dcp", {"model": {"w": torch.ones(2)}})
         (d / name).write_bytes(bytes(raw))
@@ -816,11 +928,15 @@ def test_mutated_real_files_of_every_format_are_typed(fmt, data, tmp_path_factor
 
 
 @FUZZ
-@given(raw=st.binary(max_size=512),
-       name=st.sampled_from(["x.pt", "x.pth", "x.safetensors", "x.bin",
-                             "model.safetensors.index.json", ".metadata"]),
-       prefix=st.sampled_from([b"", b"PK\x03\x04", b"\x80\x02", b"\x80\x04\x95",
-                               b"\x10\x00\x00\x00\x00\x00\x00\x00{"]))
+@given(
+    raw=st.binary(max_size=512),
+    name=st.sampled_from(
+        ["x.pt", "x.pth", "x.safetensors", "x.bin", "model.safetensors.index.json", ".metadata"]
+    ),
+    prefix=st.sampled_from(
+        [b"", b"PK\x03\x04", b"\x80\x02", b"\x80\x04\x95", b"\x10\x00\x00\x00\x00\x00\x00\x00{"]
+    ),
+)
 def test_random_bytes_for_every_reader_are_typed(raw, name, prefix, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rnd")
     data = prefix + raw
@@ -837,36 +953,57 @@ def test_random_bytes_for_every_reader_are_typed(raw, name, prefix, tmp_path_fac
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
-                                                                  max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 
 
 @FUZZ
-@given(weight_map=st.dictionaries(
-    st.text(max_size=6),
-    st.sampled_from(["s1.safetensors", "../s1.safetensors", "/s1.safetensors", "s2.bin",
-                     "sub/../s1.safetensors", "", ".", "s1.safetensors\x00"]) | _json,
-    max_size=4) | _json)
+@given(
+    weight_map=st.dictionaries(
+        st.text(max_size=6),
+        st.sampled_from(
+            [
+                "s1.safetensors",
+                "../s1.safetensors",
+                "/s1.safetensors",
+                "s2.bin",
+                "sub/../s1.safetensors",
+                "",
+                ".",
+                "s1.safetensors\x00",
+            ]
+        )
+        | _json,
+        max_size=4,
+    )
+    | _json
+)
 def test_random_index_json_is_typed(weight_map, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("idx")
     save_file({"w": torch.ones(2)}, str(tmp / "s1.safetensors"))
     result = opened_or_typed(index_file(tmp, weight_map))
     if isinstance(result, sdw.Checkpoint):  # only an index that names s1.safetensors opens
-        assert all(os.path.realpath(f) == os.path.realpath(tmp / "s1.safetensors")
-                   for f in result.source.files)
+        assert all(
+            os.path.realpath(f) == os.path.realpath(tmp / "s1.safetensors")
+            for f in result.source.files
+        )
 
 
 _names = st.text(alphabet=st.sampled_from("ab/._\x00\n"), min_size=0, max_size=5)
 
 
 @settings(FUZZ, max_examples=80)
-@given(obj=st.recursive(
-    st.just(torch.ones(1)) | st.integers() | st.none(),
-    lambda inner: st.dictionaries(_names, inner, max_size=3),
-    max_leaves=8,
-).filter(lambda o: isinstance(o, dict)), key=st.none() | _names)
+@given(
+    obj=st.recursive(
+        st.just(torch.ones(1)) | st.integers() | st.none(),
+        lambda inner: st.dictionaries(_names, inner, max_size=3),
+        max_leaves=8,
+    ).filter(lambda o: isinstance(o, dict)),
+    key=st.none() | _names,
+)
 def test_nested_mappings_with_hostile_entry_names(obj, key):
     result = opened_or_typed(obj, key=key)
     if isinstance(result, sdw.Checkpoint) and result.source.key is not None:
@@ -877,8 +1014,14 @@ def test_nested_mappings_with_hostile_entry_names(obj, key):
 
 
 _field_values = st.one_of(
-    st.none(), st.integers(-3, 3), st.text(max_size=6), st.just("../x"), st.just("/etc/passwd"),
-    st.lists(st.integers(-2, 4), max_size=3), st.just(torch.float32), st.just({"a": 1}),
+    st.none(),
+    st.integers(-3, 3),
+    st.text(max_size=6),
+    st.just("../x"),
+    st.just("/etc/passwd"),
+    st.lists(st.integers(-2, 4), max_size=3),
+    st.just(torch.float32),
+    st.just({"a": 1}),
 )
 
 
@@ -889,16 +1032,26 @@ def test_mutated_dcp_metadata_objects_are_typed(data, tmp_path_factory, secret):
     paths out of the directory: opening and reading every tensor is typed, never reads the
     secret outside, never crashes."""
     tmp = tmp_path_factory.mktemp("dcpmut")
-    directory = write_dcp(tmp / "dcp", {"model": {"w": torch.arange(6.0).reshape(2, 3),
-                                                  "b": torch.zeros(2)}, "step": 1})
+    directory = write_dcp(
+        tmp / "dcp",
+        {"model": {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(2)}, "step": 1},
+    )
     md = real_dcp_metadata(directory)
-    targets: list[tuple[Any, str]] = [(md, "planner_data"), (md, "storage_meta"),
-                                      (md, "state_dict_metadata"), (md, "storage_data")]
+    targets: list[tuple[Any, str]] = [
+        (md, "planner_data"),
+        (md, "storage_meta"),
+        (md, "state_dict_metadata"),
+        (md, "storage_data"),
+    ]
     for item in md.state_dict_metadata.values():
         targets.append((item, "size") if hasattr(item, "size") else (item, "__class__"))
         if hasattr(item, "chunks"):
-            targets += [(item, "chunks"), (item.chunks[0], "offsets"), (item.chunks[0], "sizes"),
-                        (item.properties, "dtype")]
+            targets += [
+                (item, "chunks"),
+                (item.chunks[0], "offsets"),
+                (item.chunks[0], "sizes"),
+                (item.properties, "dtype"),
+            ]
     for info in md.storage_data.values():
         targets += [(info, "relative_path"), (info, "offset"), (info, "length")]
     for _ in range(data.draw(st.integers(1, 3))):

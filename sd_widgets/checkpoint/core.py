@@ -244,7 +244,6 @@ def _mark_tied(infos: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
     return infos
 
 
-
 def _unknown_key_message(key: str, keys: Iterable[str]) -> str:
     import difflib
 
@@ -274,5 +273,3 @@ def _type_summary(v: Any) -> str:
         text = repr(v) if not isinstance(v, int) or abs(v) < 10**40 else "<huge int>"
         return f"{type(v).__name__}: {text if len(text) <= 40 else text[:37] + '...'}"
     return type(v).__name__
-
-

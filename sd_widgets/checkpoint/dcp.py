@@ -15,7 +15,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
 
@@ -73,9 +73,7 @@ def _bad(mpath: Path, what: str) -> UnreadableCheckpointError:
 
 
 def _nonneg_ints(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and all(
-        type(x) is int and x >= 0 for x in value
-    )
+    return isinstance(value, (tuple, list)) and all(type(x) is int and x >= 0 for x in value)
 
 
 def _validate(md: Any, directory: Path, mpath: Path) -> Any:
@@ -99,13 +97,18 @@ def _validate(md: Any, directory: Path, mpath: Path) -> Any:
         if isinstance(item, TensorStorageMetadata):
             props = getattr(item, "properties", None)
             chunks = getattr(item, "chunks", None)
-            if not (isinstance(props, TensorProperties)
-                    and isinstance(getattr(props, "dtype", None), torch.dtype)
-                    and _nonneg_ints(getattr(item, "size", None))
-                    and isinstance(chunks, list)
-                    and all(isinstance(c, ChunkStorageMetadata)
-                            and _nonneg_ints(getattr(c, "offsets", None))
-                            and _nonneg_ints(getattr(c, "sizes", None)) for c in chunks)):
+            if not (
+                isinstance(props, TensorProperties)
+                and isinstance(getattr(props, "dtype", None), torch.dtype)
+                and _nonneg_ints(getattr(item, "size", None))
+                and isinstance(chunks, list)
+                and all(
+                    isinstance(c, ChunkStorageMetadata)
+                    and _nonneg_ints(getattr(c, "offsets", None))
+                    and _nonneg_ints(getattr(c, "sizes", None))
+                    for c in chunks
+                )
+            ):
                 raise _bad(mpath, f"the entry {fqn!r} is malformed")
         elif not isinstance(item, BytesStorageMetadata):
             raise _bad(mpath, f"the entry {fqn!r} is a {type(item).__name__}")
@@ -118,24 +121,39 @@ def _validate(md: Any, directory: Path, mpath: Path) -> Any:
                 raise _bad(mpath, "storage_data holds objects of the wrong types")
             rel = getattr(info, "relative_path", None)
             fqn = getattr(index, "fqn", "?")
-            if not isinstance(rel, str) or "\0" in rel or os.path.isabs(rel) or (
-                ".." in Path(rel).parts
-            ) or rel in ("", "."):
-                raise _bad(mpath, f"the entry {fqn!r} names the data file {rel!r}, which is not a "
-                                  "file name inside the checkpoint directory (not opened)")
+            if (
+                not isinstance(rel, str)
+                or "\0" in rel
+                or os.path.isabs(rel)
+                or (".." in Path(rel).parts)
+                or rel in ("", ".")
+            ):
+                raise _bad(
+                    mpath,
+                    f"the entry {fqn!r} names the data file {rel!r}, which is not a "
+                    "file name inside the checkpoint directory (not opened)",
+                )
             try:
                 check_inside(directory, rel, "a data file")
             except UnreadableCheckpointError:
-                raise _bad(mpath, f"the entry {fqn!r} names the data file {rel!r}, which resolves "
-                                  "outside the checkpoint directory (not opened)") from None
-            if type(info.offset) is not int or type(info.length) is not int or (
-                info.offset < 0 or info.length < 0
+                raise _bad(
+                    mpath,
+                    f"the entry {fqn!r} names the data file {rel!r}, which resolves "
+                    "outside the checkpoint directory (not opened)",
+                ) from None
+            if (
+                type(info.offset) is not int
+                or type(info.length) is not int
+                or (info.offset < 0 or info.length < 0)
             ):
                 raise _bad(mpath, f"the entry {fqn!r} has a negative or non-integer offset")
             if getattr(info, "transform_descriptors", None):
-                raise _bad(mpath, f"the entry {fqn!r} asks for stream transforms "
-                                  f"({info.transform_descriptors!r}), which sd_widgets does not "
-                                  "apply to untrusted files")
+                raise _bad(
+                    mpath,
+                    f"the entry {fqn!r} asks for stream transforms "
+                    f"({info.transform_descriptors!r}), which sd_widgets does not "
+                    "apply to untrusted files",
+                )
     planner = getattr(md, "planner_data", None)
     if planner is not None and not isinstance(planner, Mapping):
         raise _bad(mpath, "planner_data is not a mapping")
@@ -218,17 +236,21 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
             )
     else:
         wrappers = [g for g in groups if g in PREFERRED_KEYS]
-        if wrappers and not saved_flat and all(
-            g in PREFERRED_KEYS or g in NOT_WEIGHTS for g in groups
+        if (
+            wrappers
+            and not saved_flat
+            and all(g in PREFERRED_KEYS or g in NOT_WEIGHTS for g in groups)
         ):
             prefix = next(p for p in PREFERRED_KEYS if p in wrappers) + "."
-    infos = {f[len(prefix):]: i for f, i in all_infos.items() if f.startswith(prefix)}
+    infos = {f[len(prefix) :]: i for f, i in all_infos.items() if f.startswith(prefix)}
     if not infos:
         raise NotAStateDictError(f"{directory} is a DCP checkpoint without tensors.")
     candidates = {g: n for g, n in groups.items() if g not in NOT_WEIGHTS} if prefix else {}
     chosen = prefix[:-1] or None
     source = CheckpointSource(
-        kind="dcp", path=str(directory), key=chosen,
+        kind="dcp",
+        path=str(directory),
+        key=chosen,
         candidates=candidates,
         alternatives={g: n for g, n in candidates.items() if g != chosen},
         non_tensor=non_tensor,
@@ -248,8 +270,11 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
             part = _Slice(file, sinfo.offset, sinfo.length)
             if part.read(4) == b"PK\x03\x04":
                 part.seek(0)
-                check_zip(part, sinfo.length,
-                          f"{directory / sinfo.relative_path} at offset {sinfo.offset}")
+                check_zip(
+                    cast(IO[bytes], part),
+                    sinfo.length,
+                    f"{directory / sinfo.relative_path} at offset {sinfo.offset}",
+                )
             return super()._slice_file(file, sinfo)
 
         def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
@@ -267,9 +292,7 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
         for rel in data_files:  # regular files only, even if swapped since opening
             if os.path.lexists(directory / rel):
                 check_path(directory / rel)
-        target = {
-            prefix + k: torch.empty(infos[k].shape, dtype=infos[k].dtype) for k in keys
-        }
+        target = {prefix + k: torch.empty(infos[k].shape, dtype=infos[k].dtype) for k in keys}
         with warnings.catch_warnings():  # "torch.distributed is disabled": expected here
             warnings.simplefilter("ignore", UserWarning)
             dcp.load(target, storage_reader=_SafeReader(str(directory)), no_dist=True)

@@ -84,25 +84,27 @@ def shard_path(index: Path, tensor: str, shard: Any) -> Path:
         ) from None
 
 
-def open_index(path: Path, *, key: Any, map_location: Any, trust: Any,
-               progress: bool | None) -> Checkpoint:
+def open_index(
+    path: Path, *, key: Any, map_location: Any, trust: Any, progress: bool | None
+) -> Checkpoint:
     """Open a ``*.index.json`` and the shards it names (headers only for safetensors)."""
     stamps = [FileStamp.of(path)] if os.path.exists(path) else []
     data = read_regular(path, MAX_INDEX_BYTES, "index file")
     try:
         index = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise UnreadableCheckpointError(
-            f"{path} is not valid JSON ({str(exc)[:200]})."
-        ) from None
+        raise UnreadableCheckpointError(f"{path} is not valid JSON ({str(exc)[:200]}).") from None
     except RecursionError:
         raise UnreadableCheckpointError(
             f"{path} is not a sharded-checkpoint index: its JSON is nested too deeply (hostile "
             "or corrupt)."
         ) from None
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
-        found = type(index.get("weight_map")).__name__ if isinstance(index, dict) else (
-            type(index).__name__)
+        found = (
+            type(index.get("weight_map")).__name__
+            if isinstance(index, dict)
+            else (type(index).__name__)
+        )
         raise UnreadableCheckpointError(
             f"{path} is not a sharded-checkpoint index: expected a JSON object with a "
             f"'weight_map' of tensor name → shard file (as written by save_pretrained); "
@@ -142,7 +144,8 @@ def open_index(path: Path, *, key: Any, map_location: Any, trust: Any,
             raise NotAStateDictError(f"shard {spath} holds a {type(obj).__name__}.")
         shard_tensors[s] = obj
         infos_by_shard[s] = {
-            k: info_from_tensor(v, str(spath)) for k, v in obj.items()
+            k: info_from_tensor(v, str(spath))
+            for k, v in obj.items()
             if isinstance(k, str) and isinstance(v, torch.Tensor)
         }
     infos: dict[str, TensorInfo] = {}
@@ -157,11 +160,13 @@ def open_index(path: Path, *, key: Any, map_location: Any, trust: Any,
         infos[k] = shard_infos[k]
         files[k] = str(paths[s])
     kind = "safetensors-index" if is_safetensors else "torch-index"
-    source = CheckpointSource(kind=kind, path=str(path), files=[str(paths[s]) for s in shards],
-                              trusted=trust is not False)
+    source = CheckpointSource(
+        kind=kind, path=str(path), files=[str(paths[s]) for s in shards], trusted=trust is not False
+    )
     if isinstance(index.get("metadata"), dict):
-        source.other_entries = {f"metadata.{k}": _type_summary(v)
-                                for k, v in index["metadata"].items()}
+        source.other_entries = {
+            f"metadata.{k}": _type_summary(v) for k, v in index["metadata"].items()
+        }
     if not infos:
         raise NotAStateDictError(f"{path} has an empty weight_map: no tensors.")
     if is_safetensors:

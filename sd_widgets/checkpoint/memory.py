@@ -210,9 +210,7 @@ def from_object(
         parent = _walk(obj, chosen[:-1])
         if isinstance(parent, nn.Module):
             parent = parent.state_dict()
-        other_entries = {
-            str(k): _type_summary(v) for k, v in parent.items() if k != chosen[-1]
-        }
+        other_entries = {str(k): _type_summary(v) for k, v in parent.items() if k != chosen[-1]}
     elif _count_tensors(obj):
         sd, chosen, other_entries = obj, None, {}
     else:
@@ -249,7 +247,8 @@ def from_object(
         candidates={_as_text(c): n for c, n in candidates.items()},
         alternatives=(
             {_as_text(c): n for c, n in candidates.items() if not _related(c, chosen)}
-            if chosen is not None else {}
+            if chosen is not None
+            else {}
         ),
         other_entries=other_entries,
         non_tensor=non_tensor,

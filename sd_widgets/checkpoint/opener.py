@@ -74,23 +74,26 @@ def open_checkpoint(
         return from_object(src, CheckpointSource(kind="mapping"), key)
     if isinstance(src, (str, os.PathLike)):
         check_name(src)
-        return _open_path(Path(src), key=key, map_location=map_location, trust=trust,
-                          progress=progress)
+        return _open_path(
+            Path(src), key=key, map_location=map_location, trust=trust, progress=progress
+        )
     raise TypeError(
         f"cannot open a checkpoint from {type(src).__name__}; pass a file or directory path, "
         "a mapping of names to tensors, or an nn.Module"
     )
 
 
-def _open_path(path: Path, *, key: Any, map_location: Any, trust: Any,
-               progress: bool | None) -> Checkpoint:
+def _open_path(
+    path: Path, *, key: Any, map_location: Any, trust: Any, progress: bool | None
+) -> Checkpoint:
     if not os.path.exists(path):
         parent = path.parent if str(path.parent) else Path(".")
         hint = ""
         try:
             if parent.is_dir():
-                near = sorted(repr(p.name)[1:-1] for p in parent.iterdir()
-                              if _looks_like_checkpoint(p))[:5]
+                near = sorted(
+                    repr(p.name)[1:-1] for p in parent.iterdir() if _looks_like_checkpoint(p)
+                )[:5]
                 if near:
                     hint = f" Checkpoints in {parent}: {', '.join(near)}."
         except OSError:
@@ -101,11 +104,11 @@ def _open_path(path: Path, *, key: Any, map_location: Any, trust: Any,
         )
     st = check_path(path, "any")
     if os.path.isdir(path):
-        return _open_directory(path, key=key, map_location=map_location, trust=trust,
-                               progress=progress)
+        return _open_directory(
+            path, key=key, map_location=map_location, trust=trust, progress=progress
+        )
     if path.name.endswith(".json"):
-        return open_index(path, key=key, map_location=map_location, trust=trust,
-                          progress=progress)
+        return open_index(path, key=key, map_location=map_location, trust=trust, progress=progress)
     fmt = sniff(path, st.st_size)
     if fmt == "safetensors":
         if key is not None:
@@ -118,13 +121,16 @@ def _open_path(path: Path, *, key: Any, map_location: Any, trust: Any,
 
 
 def _looks_like_checkpoint(p: Path) -> bool:
-    return p.suffix in (*TORCH_SUFFIXES, ".safetensors") or p.name.endswith(".index.json") or (
-        p.is_dir() and (p / ".metadata").exists()
+    return (
+        p.suffix in (*TORCH_SUFFIXES, ".safetensors")
+        or p.name.endswith(".index.json")
+        or (p.is_dir() and (p / ".metadata").exists())
     )
 
 
-def _open_directory(path: Path, *, key: Any, map_location: Any, trust: Any,
-                    progress: bool | None) -> Checkpoint:
+def _open_directory(
+    path: Path, *, key: Any, map_location: Any, trust: Any, progress: bool | None
+) -> Checkpoint:
     # files found by listing the directory must resolve inside it (a symlink out is refused
     # before it is opened, so none of its bytes reach a message)
     if os.path.lexists(path / ".metadata"):
@@ -140,16 +146,29 @@ def _open_directory(path: Path, *, key: Any, map_location: Any, trust: Any,
     if found is None and len(indexes) == 1:
         found = indexes[0]
     if found is not None:
-        return open_index(check_inside(path, found, "the index file"), key=key,
-                          map_location=map_location, trust=trust, progress=progress)
+        return open_index(
+            check_inside(path, found, "the index file"),
+            key=key,
+            map_location=map_location,
+            trust=trust,
+            progress=progress,
+        )
     singles = [e for e in entries if e.endswith((".safetensors", *TORCH_SUFFIXES))]
-    found = next((n for n in ("model.safetensors", "pytorch_model.bin") if n in entries),
-                 singles[0] if len(singles) == 1 else None)
+    found = next(
+        (n for n in ("model.safetensors", "pytorch_model.bin") if n in entries),
+        singles[0] if len(singles) == 1 else None,
+    )
     if found is not None:
-        return open_checkpoint(check_inside(path, found, "the checkpoint file"), key=key,
-                               map_location=map_location, trust=trust)
-    shown = ", ".join(repr(e)[1:-1] for e in entries[:10]) + (
-        " ..." if len(entries) > 10 else "") or "nothing"
+        return open_checkpoint(
+            check_inside(path, found, "the checkpoint file"),
+            key=key,
+            map_location=map_location,
+            trust=trust,
+        )
+    shown = (
+        ", ".join(repr(e)[1:-1] for e in entries[:10]) + (" ..." if len(entries) > 10 else "")
+        or "nothing"
+    )
     raise UnreadableCheckpointError(
         f"directory {path} holds no checkpoint sd_widgets recognises (a torch.distributed."
         "checkpoint '.metadata', a '*.index.json' with shards, or exactly one .safetensors/.pt/"

@@ -165,8 +165,9 @@ def safetensors_loader(files: Mapping[str, str], device: str):
                 for k in ks:
                     if on_meta:  # shape and dtype from the header; no data is read
                         sl = f.get_slice(k)
-                        out[k] = torch.empty(sl.get_shape(), device="meta",
-                                             dtype=SAFETENSORS_DTYPES[sl.get_dtype()])
+                        out[k] = torch.empty(
+                            sl.get_shape(), device="meta", dtype=SAFETENSORS_DTYPES[sl.get_dtype()]
+                        )
                     else:
                         out[k] = f.get_tensor(k)
         return out
@@ -201,5 +202,6 @@ def open_safetensors(path: Path, map_location: Any) -> Checkpoint:
     if meta:
         source.other_entries = {f"__metadata__.{k}": _type_summary(v) for k, v in meta.items()}
     files = dict.fromkeys(infos, str(path))
-    return Checkpoint(infos, safetensors_loader(files, device_str(map_location)), source,
-                      stamps=(stamp,))
+    return Checkpoint(
+        infos, safetensors_loader(files, device_str(map_location)), source, stamps=(stamp,)
+    )

@@ -70,7 +70,10 @@ def check_zip(path: Path | IO[bytes], size: int, label: str | None = None) -> bo
             compressed: list[zipfile.ZipInfo] = []
             for zi in infos:
                 if zi.compress_type == zipfile.ZIP_STORED:
-                    if zi.file_size != zi.compress_size or zi.header_offset + zi.compress_size > size:
+                    if (
+                        zi.file_size != zi.compress_size
+                        or zi.header_offset + zi.compress_size > size
+                    ):
                         raise UnreadableCheckpointError(
                             f"{name}: zip member {zi.filename!r} declares {zi.file_size:,} bytes "
                             f"stored in {zi.compress_size:,} at offset {zi.header_offset:,} of a "
@@ -96,8 +99,15 @@ def check_zip(path: Path | IO[bytes], size: int, label: str | None = None) -> bo
             return bool(compressed)
     except UnreadableCheckpointError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
-            NotImplementedError, RuntimeError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         # zipfile's own errors for corrupt archives, unsupported compression methods, CRC
         raise _unreadable(name, exc) from None
 
@@ -121,19 +131,24 @@ def torch_load(path: Path, fmt: str, map_location: Any, trust: Any) -> Any:
         if allowed is not None:  # weights-only, plus exactly the globals the caller allowed
             with torch.serialization.safe_globals(allowed):
                 return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-        return torch.load(path, map_location=map_location, weights_only=trust is not True,
-                          mmap=mmap)
+        return torch.load(
+            path, map_location=map_location, weights_only=trust is not True, mmap=mmap
+        )
     except pickle.UnpicklingError as exc:
         if trust is not True and "Weights only load failed" in str(exc):
             allowed_names = {global_name(g) for g in allowed or []}
             named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
             first = [named.group(1)] if named else []
-            names = [n for n in dict.fromkeys([*first, *unsafe_globals(path)])
-                     if n not in allowed_names]
+            names = [
+                n for n in dict.fromkeys([*first, *unsafe_globals(path)]) if n not in allowed_names
+            ]
             if not names:  # refused, but not for a global anyone could allow: corrupt
                 raise _unreadable(path, _weights_only_reason(exc)) from None
-            already = (f" (beyond the {len(allowed_names)} allowed in trust=[...])"
-                       if allowed_names else "")
+            already = (
+                f" (beyond the {len(allowed_names)} allowed in trust=[...])"
+                if allowed_names
+                else ""
+            )
             raise UnsafeCheckpointError(
                 f"{path} contains pickled Python objects that weights-only loading refuses"
                 f"{already}: {', '.join(names)}. Nothing from the file was executed. If you trust "
@@ -171,8 +186,9 @@ def _weights_only_reason(exc: BaseException) -> Exception:
     """The line of torch's weights-only message that says what failed."""
     for line in str(exc).splitlines():
         line = line.strip()
-        if line and not line.startswith(("Weights only load failed", "(1)", "(2)", "Please",
-                                         "In PyTorch", "Check the")):
+        if line and not line.startswith(
+            ("Weights only load failed", "(1)", "(2)", "Please", "In PyTorch", "Check the")
+        ):
             return pickle.UnpicklingError(line)
     return pickle.UnpicklingError("the weights-only unpickler refused the data")
 
@@ -206,6 +222,7 @@ def open_torch(path: Path, fmt: str, *, key: Any, map_location: Any, trust: Any)
     """Open a torch file (``fmt`` "torch" or "torch-legacy") and find the weights in it."""
     stamp = FileStamp.of(path)
     obj = torch_load(path, fmt, map_location, trust)
-    source = CheckpointSource(kind=fmt, path=str(path), files=[str(path)],
-                              trusted=trust is not False)
+    source = CheckpointSource(
+        kind=fmt, path=str(path), files=[str(path)], trusted=trust is not False
+    )
     return from_object(obj, source, key, stamps=(stamp,))

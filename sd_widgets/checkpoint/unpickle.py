@@ -116,8 +116,15 @@ def pickle_globals(
                 name = op.name
                 if name in ("GLOBAL", "INST") and isinstance(arg, str):
                     found[arg.replace(" ", ".", 1)] = None
-                elif name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8",
-                              "SHORT_BINSTRING", "BINSTRING", "STRING"):
+                elif name in (
+                    "SHORT_BINUNICODE",
+                    "BINUNICODE",
+                    "UNICODE",
+                    "BINUNICODE8",
+                    "SHORT_BINSTRING",
+                    "BINSTRING",
+                    "STRING",
+                ):
                     stack.append(arg)
                 elif name == "STACK_GLOBAL":
                     if len(stack) >= 2 and all(isinstance(x, str) for x in stack[-2:]):
@@ -211,8 +218,14 @@ def restricted_load(data: bytes, allowed: Mapping[tuple[str, str], Any], what: s
         return AllowListUnpickler(io.BytesIO(data), allowed).load()
     except _Refused as exc:
         # the refused global, and any others the pickle names (a bounded opcode scan)
-        names = list(dict.fromkeys([exc.name, *(
-            g for g in pickle_globals(data) if tuple(g.rsplit(".", 1)) not in allowed)]))
+        names = list(
+            dict.fromkeys(
+                [
+                    exc.name,
+                    *(g for g in pickle_globals(data) if tuple(g.rsplit(".", 1)) not in allowed),
+                ]
+            )
+        )
         raise UnsafeCheckpointError(
             f"{what} contains objects that are not checkpoint metadata: it names "
             f"{', '.join(repr(n) for n in names)}, not one of the {len(allowed)} exact metadata "
@@ -245,9 +258,16 @@ def dcp_metadata_globals() -> dict[tuple[str, str], Any]:
         from torch.distributed.checkpoint import filesystem, metadata
 
         table: dict[tuple[str, str], Any] = {}
-        for name in ("Metadata", "TensorStorageMetadata", "BytesStorageMetadata",
-                     "ChunkStorageMetadata", "TensorProperties", "MetadataIndex", "StorageMeta",
-                     "_MEM_FORMAT_ENCODING"):
+        for name in (
+            "Metadata",
+            "TensorStorageMetadata",
+            "BytesStorageMetadata",
+            "ChunkStorageMetadata",
+            "TensorProperties",
+            "MetadataIndex",
+            "StorageMeta",
+            "_MEM_FORMAT_ENCODING",
+        ):
             if hasattr(metadata, name):
                 table[(metadata.__name__, name)] = getattr(metadata, name)
         table[(filesystem.__name__, "_StorageInfo")] = filesystem._StorageInfo
