@@ -598,7 +598,7 @@ def _vetted_dcp_metadata(directory: str) -> str:
 def _rule_spec(rule: Any) -> tuple[str, str, Any]:
     """A rename rule as plain data for the exported code: (kind, old, new)."""
     if rule.kind == "leaf":
-        return ("leaf", "", dict(rule.leaf_table))
+        return ("leaf", "", tuple(rule.leaf_table.items()))
     return (rule.kind, rule.old, rule.new)
 
 

@@ -514,6 +514,9 @@ def test_spec_is_plain_frozen_data(built):
     assert spec.keys[-1] == ("classifier.bias", "module.fc.bias")
     # to_code(spec) alone makes the file: codegen needs no plan
     assert to_code(spec) == built["regex"].code
+    leaf = built["leaf"].plan.spec()
+    hash(leaf)
+    assert leaf.renames == (("leaf", "", (("gamma", "weight"), ("beta", "bias"))),)
 
 
 # ------------------------------------------------------------------------ adapters (timm)
@@ -794,3 +797,58 @@ def test_a_path_for_an_in_memory_plan_is_refused_with_what_to_do():
     plan = sdw.compare(demo.make_model("cnn"), demo.variant("identical")).plan()
     with pytest.raises(ValueError, match=r"in-memory mapping.*save the state dict"):
         plan.to_code(path="/somewhere/else.pt")
+
+
+def test_every_kind_of_rename_rule_can_be_exported():
+    """A new kind of rule in renames.py must come with its code here (else to_code raises)."""
+    import typing
+
+    from sd_widgets.codegen import _RENAME_BRANCHES
+    from sd_widgets.renames import RuleKind
+
+    assert set(typing.get_args(RuleKind)) == set(_RENAME_BRANCHES)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(
+    rules=st.lists(
+        st.tuples(
+            st.sampled_from(["prefix", "exact", "regex", "leaf"]),
+            st.text("ab.c\n'\"\\", max_size=4),
+            st.text("ab.xy\n'\"", max_size=4),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    keys=st.lists(st.text("ab.c\n'\"\\", max_size=8), min_size=1, max_size=10),
+)
+def test_exported_rename_is_the_library_rename(rules, keys):
+    """The exported ``rename`` applies the rules exactly as ``apply_renames`` does."""
+    import re
+
+    from sd_widgets.renames import Rename, apply_renames
+
+    parsed = []
+    for kind, old, new in rules:
+        if kind == "regex":
+            parsed.append(Rename.regex(re.escape(old) or "^", new.replace("\\", "")))
+        elif kind == "leaf":
+            leaf_old = "".join(c for c in old if c not in ".,") or "a"
+            leaf_new = "".join(c for c in new if c not in ".,") or "b"
+            parsed.append(Rename.leaves({leaf_old: leaf_new}))
+        else:
+            parsed.append(Rename(kind, old, new))
+    spec = LoadSpec(
+        kind="torch",
+        path="/nowhere.pt",
+        renames=tuple(
+            ("leaf", "", tuple(r.leaf_table.items()))
+            if r.kind == "leaf"
+            else (r.kind, r.old, r.new)
+            for r in parsed
+        ),
+    )
+    namespace: dict[str, Any] = {"__name__": "exported"}
+    exec(compile(to_code(spec), "export", "exec"), namespace)
+    for key in keys:
+        assert namespace["rename"](key) == apply_renames(key, parsed), (key, parsed)
