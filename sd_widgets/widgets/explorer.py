@@ -109,7 +109,7 @@ class Explorer(anywidget.AnyWidget):
     """The comparison as one compact columnar payload (see :mod:`sd_widgets.widgets.payload`).
     Python → browser; replaced when rename rules re-align the tree or Refresh re-compares."""
 
-    selected_keys = t.List().tag(sync=True)
+    selected_keys = t.List[str]().tag(sync=True)
     """Row keys chosen for loading, in tree order (two-way). Keys that cannot be loaded (and
     anything that is not a key of the tree) are dropped by the validator whoever sets them."""
 
@@ -1023,6 +1023,7 @@ def _valid_identifier(name: Any) -> bool:
 
 def _plan_code(plan: Any, model_name: str) -> str:
     """``plan.to_code(model_name=...)`` when the plan supports it (else the old signature)."""
+    params: Mapping[str, Any]
     try:
         params = inspect.signature(plan.to_code).parameters
     except (TypeError, ValueError):  # pragma: no cover
@@ -1116,7 +1117,7 @@ def _histogram_src(key: str, before: Any, after: Any) -> str:
     for ax in fig.axes:
         ax.tick_params(labelsize=8)
     for text in fig.findobj(Text):
-        text.set_fontsize(max(text.get_fontsize() * 1.3, 8))
+        text.set_fontsize(max(float(text.get_fontsize()) * 1.3, 8.0))
     return pl.png_data_url(figure_to_png(fig, dpi=90))
 
 

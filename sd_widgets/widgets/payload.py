@@ -119,7 +119,7 @@ def selectable(loadable: bool, adaptable: bool, has_adapter: bool) -> bool:
 
 def row_selectable(row: Any, adapters: Mapping[str, Any] | None = None) -> bool:
     """:func:`selectable` asked of a :class:`~sd_widgets.compare.Row` (the core's truth)."""
-    return selectable(row.loadable, row.adaptable, bool(adapters) and row.key in adapters)
+    return selectable(row.loadable, row.adaptable, adapters is not None and row.key in adapters)
 
 
 def _numel(shape: Sequence[int] | None) -> int:
@@ -291,7 +291,7 @@ class TreeIndex:
             return False
         cols = self.columns
         return selectable(cols["loadable"][i], cols["adaptable"][i],
-                          bool(adapters) and key in adapters)
+                          adapters is not None and key in adapters)
 
     def selectable_keys(self, adapters: Mapping[str, Any] | None = None) -> list[str]:
         """Every selectable row key, in tree order ("select all loadable")."""
