@@ -212,6 +212,7 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
             non_tensor[fqn] = "bytes (pickled object)"
     # nested state dicts are flattened to "model.fc.weight", "optim.state...": choose the weights
     groups: dict[str, int] = {}
+    nested: set[str] = set()
     # DCP records each key's path before flattening: ("model", "fc.weight") was nested,
     # ("model.fc.weight",) was saved flat — a plain state dict whose keys start with "model."
     planner = getattr(meta, "planner_data", None)
@@ -219,6 +220,8 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
     for fqn in all_infos:
         head = fqn.split(".", 1)[0]
         groups[head] = groups.get(head, 0) + 1
+        if "." in fqn:
+            nested.add(head)
         path = planner.get(fqn) if isinstance(planner, Mapping) else None
         if isinstance(path, (tuple, list)) and len(path) == 1:
             saved_flat = True
@@ -245,7 +248,10 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
     infos = {f[len(prefix) :]: i for f, i in all_infos.items() if f.startswith(prefix)}
     if not infos:
         raise NotAStateDictError(f"{directory} is a DCP checkpoint without tensors.")
-    candidates = {g: n for g, n in groups.items() if g not in NOT_WEIGHTS} if prefix else {}
+    # weight sets are nested entries (a top-level tensor is not one)
+    candidates = (
+        {g: n for g, n in groups.items() if g in nested and g not in NOT_WEIGHTS} if prefix else {}
+    )
     chosen = prefix[:-1] or None
     source = CheckpointSource(
         kind="dcp",
