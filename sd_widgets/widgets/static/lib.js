@@ -659,7 +659,7 @@ export function settleFocus(data, visible, focus) {
  * Column widths (px) so that shapes, dtypes, sizes, the status text and the adapter label are
  * never cut on any row; names get at least `minName` px (longer ones are shortened from the
  * left, keeping the leaf). `measure(text, kind)` returns a text width; kind is "name" (monospace
- * 12px), "meta" (monospace 11px) or "ui" (12px UI font).
+ * 12px), "meta" (monospace 11px) or "ui" (12px UI font); monospace kinds are measured once.
  * @param {TreeData} data
  * @param {(text: string, kind: "name"|"meta"|"ui") => number} measure
  * @param {{indent?: number, gap?: number, minName?: number, maxName?: number, minSide?: number, minStatus?: number, maxType?: number, noteW?: number, sharedNote?: string}} [opts]  sharedNote: a rename
@@ -673,54 +673,85 @@ export function columnWidths(data, measure, opts = {}) {
   let ckpt = minSide;
   let model = minSide;
   let status = minStatus;
+  // names and meta are monospace: one measured character width per kind, times the length
+  // (30,000 rows in a few ms); the UI-font labels are few and measured once each
+  const cw = { name: measure("0000000000", "name") / 10, meta: measure("0000000000", "meta") / 10 };
   /** @type {Map<string, number>} */
   const cache = new Map();
   /** @param {string} s @param {"name"|"meta"|"ui"} kind */
   const m = (s, kind) => {
     if (!s) return 0;
-    const k = kind + "\u0000" + s;
-    let w = cache.get(k);
-    if (w === undefined) cache.set(k, (w = measure(s, kind)));
+    if (kind !== "ui") return s.length * cw[kind];
+    let w = cache.get(s);
+    if (w === undefined) cache.set(s, (w = measure(s, kind)));
     return w;
   };
+  /** @type {Map<number, number>} */
+  const bytesW = new Map();
+  /** @param {number} n */
+  const wBytes = (n) => {
+    let w = bytesW.get(n);
+    if (w === undefined) bytesW.set(n, (w = m(fmtBytes(n), "meta")));
+    return w;
+  };
+  /** "[a, b, c]" without building it. @param {number[]|null} sh */
+  const wShape = (sh) => {
+    if (!sh) return 0;
+    let len = 2 + Math.max(0, sh.length - 1) * 2;
+    for (const d of sh) len += String(d).length;
+    return len * cw.meta;
+  };
+  const dtypeW = (p.dtypes || []).map((d) => m(String(d), "meta"));
+  /** @param {number|null} d */
+  const wDtype = (d) => (d === null || d === undefined ? 0 : dtypeW[d] || 0);
+  // per status: the leaf's status cell (swatch, icon + label; the adapter and "not loaded" tags)
+  const statusW = data.statuses.map((st) => {
+    const item = data.legend[st] || { icon: "?", label: st };
+    let w = 6 + 11 + m(`${item.icon} ${item.label}`, "ui") + gap;
+    if (st === "match" || st === "dtype_mismatch") w += m("not loaded", "meta") + 8 + gap;
+    return w;
+  });
+  const adaptW = m("overlap ✓", "meta") + 12 + gap;
   for (let i = 0; i < data.n; i++) {
     const pad = 6 + c.depth[i] * indent + 8;
     if (c.t[i] === 0) {
       const nameW = Math.min(maxName, Math.max(minName, m(c.name[i], "name"))) + 14 + gap;
       // a module's class name may be shortened (its full name is on hover): count at most maxType
       const typeW = c.module_type[i] ? Math.min(maxType, m(String(c.module_type[i]), "meta")) + gap : 0;
-      const sizeW = m(fmtBytes(c.nbytes[i] || 0), "meta") + gap;
+      const sizeW = wBytes(c.nbytes[i] || 0) + gap;
       ckpt = Math.max(ckpt, pad + nameW + typeW + sizeW);
       model = Math.max(model, pad + nameW + typeW);
       const counts = c.counts[i] || [];
-      const kinds = counts.filter((n, s) => n && s !== data.matchStatus).length;
+      let kinds = 0;
+      for (let s = 0; s < counts.length; s++) if (counts[s] && s !== data.matchStatus) kinds++;
       let w = 6;
-      counts.forEach((n, s) => {
-        if (!n) return;
+      for (let s = 0; s < counts.length; s++) {
+        const n = counts[s];
+        if (!n) continue;
         const item = data.legend[data.statuses[s]] || { icon: "?", label: data.statuses[s], plural: data.statuses[s] };
         const text = s === data.matchStatus || kinds > 1 ? `${item.icon} ${n}` : `${item.icon} ${n} ${n === 1 ? item.label : item.plural}`;
         w += m(text, "meta") + 10 + gap;
-      });
+      }
       status = Math.max(status, w);
       continue;
     }
-    const st = data.statusName(i);
-    const item = data.legend[st] || { icon: "?", label: st };
-    let sw = 6 + 11 + m(`${item.icon} ${item.label}`, "ui") + gap;
-    if (c.adaptable[i]) sw += m("overlap ✓", "meta") + 12 + gap;
-    if (st === "match" || st === "dtype_mismatch") sw += m("not loaded", "meta") + 8 + gap;
-    status = Math.max(status, sw);
-    for (const side of /** @type {const} */ (["ckpt", "model"])) {
-      if (!(c.sides[i] & (side === "ckpt" ? 1 : 2))) continue;
-      const rel = relativeName(c.path[i], side === "ckpt" ? c.ckpt_key[i] : c.model_key[i]);
-      let w = pad + Math.min(maxName, Math.max(minName, m(rel.text, "name"))) + gap;
-      if (rel.note && rel.note !== sharedNote) w += Math.min(noteW, m(rel.note, "meta") + 8) + gap; // shrinks
-      w += m(fmtShape(side === "ckpt" ? c.ckpt_shape[i] : c.model_shape[i]), "meta") + gap;
-      w += m(dtypeName(p, side === "ckpt" ? c.ckpt_dtype[i] : c.model_dtype[i]), "meta") + gap;
-      if (side === "ckpt") w += m(fmtBytes(c.nbytes[i] || 0), "meta") + gap;
-      else if (c.tied[i]) w += m("tied", "meta") + 8 + gap;
-      if (side === "ckpt") ckpt = Math.max(ckpt, w);
-      else model = Math.max(model, w);
+    const sw = statusW[/** @type {number} */ (c.status[i])] + (c.adaptable[i] ? adaptW : 0);
+    if (sw > status) status = sw;
+    const sides = c.sides[i];
+    if (sides & 1) {
+      const rel = c.ckpt_key[i] ? relativeName(c.path[i], c.ckpt_key[i]) : null;
+      let w = pad + Math.min(maxName, Math.max(minName, m(rel ? rel.text : c.name[i], "name"))) + gap;
+      if (rel && rel.note && rel.note !== sharedNote) w += Math.min(noteW, m(rel.note, "meta") + 8) + gap; // shrinks
+      w += wShape(c.ckpt_shape[i]) + gap + wDtype(c.ckpt_dtype[i]) + gap + wBytes(c.nbytes[i] || 0) + gap;
+      if (w > ckpt) ckpt = w;
+    }
+    if (sides & 2) {
+      const rel = c.model_key[i] ? relativeName(c.path[i], c.model_key[i]) : null;
+      let w = pad + Math.min(maxName, Math.max(minName, m(rel ? rel.text : c.name[i], "name"))) + gap;
+      if (rel && rel.note) w += Math.min(noteW, m(rel.note, "meta") + 8) + gap;
+      w += wShape(c.model_shape[i]) + gap + wDtype(c.model_dtype[i]) + gap;
+      if (c.tied[i]) w += m("tied", "meta") + 8 + gap;
+      if (w > model) model = w;
     }
   }
   return { ckpt: Math.ceil(ckpt), status: Math.ceil(status), model: Math.ceil(model) };

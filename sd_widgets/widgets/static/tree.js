@@ -9,8 +9,9 @@
 // `{action: ...}`. Strings from checkpoints and models are only ever inserted with textContent /
 // title / value, never as HTML.
 //
-// Sections: element helper · render(): skeleton · tree rows · focus and keyboard · filters and
-// problems · toolbar and actions · trait → DOM · wiring.
+// Sections: element helper · buttons and tabs (buildTabs: the Selection/Renames/Code/Results
+// panels) · render(): skeleton · tree rows · focus and keyboard · the action bar · filters and
+// problems · clicks · toolbar and actions · trait → DOM · wiring.
 //
 // Keyboard (WAI-ARIA tree view; the tree is ONE tab stop with a roving tabindex): Up/Down,
 // Home/End, PageUp/PageDown move; Right/Left expand/collapse or go to child/parent; Space toggles
@@ -134,116 +135,22 @@ function textMeasurer(root) {
   };
 }
 
-// ================================================================================ render
+// ================================================================================ buttons and tabs
 
-function render({ model, el }) {
-  const uid = `sdw${++instanceCounter}`;
-  const cleanups = [];
-  const on = (name, fn) => {
-    model.on(name, fn);
-    cleanups.push(() => model.off(name, fn));
-  };
-  const send = (content) => model.send(content);
+/** A toolbar button sending `data-action` (handled by render()'s click handler). */
+function button(text, action, titleText, extra = {}) {
+  return h("button", { className: `sdw-btn ${extra.className || ""}`.trim(), text, title: titleText, dataset: { action }, attrs: { type: "button" } });
+}
 
-  // ------------------------------------------------------------------ view state
-  let data = new TreeData(model.get("tree"));
-  let expanded = new Uint8Array(0); // modules, unfiltered view
-  let filterExpanded = new Uint8Array(0); // modules, while a filter is active
-  let matches = null;
-  let visible = new Int32Array(0);
-  let clickAnchor = null; // {kind: "key"|"module", path} of the last plain click
-  let nav = { focus: -1, anchor: -1 }; // roving tab stop and Shift+Arrow anchor (entries)
-  let detailsOpen = -1; // entry whose details are shown, -1 when closed
-  let skipped = new Map(); // key -> why the plan skips it (from the preview)
-  let userWidths = {}; // column widths the user dragged
-  let query = "";
-  let statusOn = new Set();
+/**
+ * The tabs under the tree (Selection, Renames, Code, Results): their elements, the functions that
+ * draw them from the model's traits, and showTab. Buttons inside carry `data-action`, handled by
+ * render()'s click handler; the Selection panel is drawn by render() (it marks tree rows too).
+ */
+function buildTabs(model) {
+  const btn = button;
   let activeTab = "preview";
   let histogramMode = "grid";
-  const exp = () => (matches ? filterExpanded : expanded);
-
-  // ------------------------------------------------------------------ skeleton
-  const root = h("div", { className: "sdw-explorer", dataset: { role: "explorer", ready: "false" } });
-  const title = h("div", { className: "sdw-title", dataset: { role: "title" } });
-  const summary = h("div", { className: "sdw-summary", dataset: { role: "summary" } });
-  const messageText = h("span", { className: "sdw-message-text", dataset: { role: "message-text" } });
-  const messageDetail = h("details", { className: "sdw-message-detail" }, [
-    h("summary", { text: "details" }),
-    h("pre", { dataset: { role: "message-detail" } }),
-  ]);
-  const messageBar = h("div", { className: "sdw-message", dataset: { role: "message", level: "none" }, attrs: { role: "status", "aria-live": "polite" } }, [
-    messageText,
-    messageDetail,
-    h("button", { className: "sdw-btn sdw-btn-icon", text: "×", title: "Dismiss", dataset: { action: "dismiss-message" }, attrs: { type: "button", "aria-label": "Dismiss message" } }),
-  ]);
-  const problems = h("div", { className: "sdw-problems", dataset: { role: "problems" }, attrs: { role: "region", "aria-label": "Problems" } });
-
-  const search = h("input", {
-    className: "sdw-search",
-    attrs: { type: "search", placeholder: "Search keys…", "aria-label": "Search keys", spellcheck: "false" },
-    dataset: { role: "search" },
-  });
-  const onlyProblems = h("input", { attrs: { type: "checkbox" }, dataset: { role: "only-problems" } });
-  const btn = (text, action, titleText, extra = {}) =>
-    h("button", { className: `sdw-btn ${extra.className || ""}`.trim(), text, title: titleText, dataset: { action }, attrs: { type: "button" } });
-  const toolbar = h("div", { className: "sdw-toolbar", dataset: { role: "toolbar" } }, [
-    search,
-    h("label", { className: "sdw-check-label", title: "Hide rows whose status is match" }, [onlyProblems, " only problems"]),
-    h("span", { className: "sdw-spacer" }),
-    btn("Expand all", "expand-all", "Expand every module"),
-    btn("Collapse all", "collapse-all", "Collapse every module"),
-    btn("Select all loadable", "select-loadable", "Select every key that can be loaded as it is (and adapted keys)"),
-    btn("Clear selection", "select-none", "Deselect everything"),
-  ]);
-  const legend = h("div", { className: "sdw-legend", dataset: { role: "legend" }, attrs: { "aria-label": "Legend: status colours, icons and filters" } });
-  const resizer = (col, label) =>
-    h("span", { className: "sdw-col-resize", title: `Drag (or focus and press ←/→) to resize the ${label} column`, dataset: { role: "col-resize", col }, attrs: { role: "separator", "aria-orientation": "vertical", "aria-label": `Resize the ${label} column`, tabindex: "0" } });
-  const colHeader = h("div", { className: "sdw-row sdw-colheader", dataset: { role: "column-header" }, attrs: { "aria-hidden": "false" } }, [
-    h("span", { className: "sdw-cell sdw-cell-check" }),
-    h("span", { className: "sdw-cell sdw-cell-side sdw-head-cell", dataset: { role: "ckpt-head" } }, ["Checkpoint", resizer("ckpt", "checkpoint")]),
-    h("span", { className: "sdw-cell sdw-cell-status sdw-head-cell", text: "Status" }, [resizer("status", "status")]),
-    h("span", { className: "sdw-cell sdw-cell-side", text: "Model" }),
-  ]);
-  const crumb = h("div", { className: "sdw-breadcrumb", dataset: { role: "breadcrumb" }, attrs: { "aria-hidden": "true" } });
-  const treeHead = h("div", { className: "sdw-tree-head", dataset: { role: "tree-head" } }, [colHeader, crumb]);
-  const canvas = h("div", { className: "sdw-canvas", dataset: { role: "canvas" }, attrs: { role: "tree", "aria-multiselectable": "true", "aria-label": "Checkpoint and model keys side by side" } });
-  const viewport = h("div", { className: "sdw-viewport", dataset: { role: "viewport" } }, [treeHead, canvas]);
-  const treeNote = h("div", { className: "sdw-tree-note", dataset: { role: "tree-note" }, attrs: { role: "status", "aria-live": "polite" } });
-  const detailsBody = h("div", { className: "sdw-details-list", dataset: { role: "details-list" } });
-  const details = h("div", { className: "sdw-details", dataset: { role: "details" }, attrs: { role: "region", "aria-label": "Details of the row", "aria-live": "polite" } }, [
-    h("div", { className: "sdw-details-head" }, [
-      h("span", { className: "sdw-subhead", text: "Details" }),
-      h("span", { className: "sdw-muted", text: " (Enter on a row; Enter again closes)" }),
-      h("span", { className: "sdw-spacer" }),
-      h("button", { className: "sdw-btn sdw-btn-icon", text: "×", title: "Close the details", dataset: { action: "close-details" }, attrs: { type: "button", "aria-label": "Close the details" } }),
-    ]),
-    detailsBody,
-  ]);
-  details.hidden = true;
-  const emptyNote = h("div", { className: "sdw-empty", dataset: { role: "empty" } });
-
-  // actions bar: load / undo / BN policy / preview summary
-  const loadBtn = btn("Load selected", "load", "Run partial_load on the live model with this selection", { className: "sdw-btn-primary" });
-  const undoBtn = btn("Undo", "undo", "Restore the tensors the last load replaced");
-  const bnGroup = h("span", { className: "sdw-bn", dataset: { role: "bn-group" }, attrs: { role: "radiogroup", "aria-label": "BatchNorm running statistics" } }, [
-    h("span", { className: "sdw-muted", text: "BatchNorm stats:" }),
-  ]);
-  const bnTitles = {
-    load: "load running_mean / running_var / num_batches_tracked from the checkpoint",
-    keep: "keep the model's current running statistics",
-    reset: "reset running statistics (0 / 1 / 0) of the BatchNorm modules touched",
-  };
-  for (const policy of ["load", "keep", "reset"]) {
-    bnGroup.appendChild(
-      h("label", { className: "sdw-radio", title: bnTitles[policy] }, [
-        h("input", { attrs: { type: "radio", name: `${uid}-bn`, value: policy }, dataset: { role: "bn-policy" } }),
-        ` ${policy}`,
-      ]),
-    );
-  }
-  const previewLine = h("span", { className: "sdw-preview-line", dataset: { role: "preview-line" } });
-  const busyNote = h("span", { className: "sdw-busy", text: "working…", dataset: { role: "busy" } });
-  const actions = h("div", { className: "sdw-actions", dataset: { role: "actions" } }, [loadBtn, undoBtn, bnGroup, h("span", { className: "sdw-spacer" }), busyNote, previewLine]);
 
   // tabs
   const tabs = {};
@@ -308,6 +215,270 @@ function render({ model, el }) {
     h("div", { className: "sdw-subhead", text: "BatchNorm running mean / variance before and after" }),
     bnBox,
   );
+
+
+  tabBar.addEventListener("click", (ev) => {
+    const t = ev.target.closest("[data-role=tab]");
+    if (t) showTab(t.dataset.tab);
+  });
+
+  tabBar.addEventListener("keydown", (ev) => {
+    if (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight") return;
+    const names = Object.keys(tabs);
+    const k = names.indexOf(activeTab) + (ev.key === "ArrowRight" ? 1 : -1);
+    const next = names[(k + names.length) % names.length];
+    ev.preventDefault();
+    showTab(next);
+    tabs[next].focus();
+  });
+
+  picker.addEventListener("change", () => {
+    histogramMode = picker.value === "" ? "grid" : "single";
+    if (histogramMode === "single") {
+      model.set("histogram_key", picker.value);
+      model.save_changes();
+    }
+    drawResults();
+  });
+
+  function copyCode() {
+    const text = codePre.textContent || "";
+    const done = (ok) => {
+      copyBtn.textContent = ok ? "Copied" : "Select the text and copy";
+      setTimeout(() => (copyBtn.textContent = "Copy"), 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(() => done(true), () => done(fallbackCopy(text)));
+    } else done(fallbackCopy(text));
+  }
+
+  function fallbackCopy(text) {
+    const ta = h("textarea", { attrs: { readonly: true } });
+    ta.value = text;
+    ta.style.position = "fixed";
+    ta.style.opacity = "0";
+    document.body.appendChild(ta);
+    ta.select();
+    let ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (e) {
+      ok = false;
+    }
+    ta.remove();
+    return ok;
+  }
+
+  function showTab(name, { fromModel = false } = {}) {
+    if (!tabs[name]) return;
+    activeTab = name;
+    for (const [k, t] of Object.entries(tabs)) {
+      t.classList.toggle("sdw-tab-active", k === name);
+      t.setAttribute("aria-selected", String(k === name));
+      t.setAttribute("tabindex", k === name ? "0" : "-1");
+      panels[k].hidden = k !== name;
+    }
+    if (fromModel) return;
+    // the `tab` trait is the state (Python mirrors show_code from it); show_code is also set
+    // for a Python side without `tab`
+    let changed = false;
+    if (model.get("tab") !== undefined && model.get("tab") !== name) {
+      model.set("tab", name);
+      changed = true;
+    }
+    const wantCode = name === "code"; // Python keeps `code` current only while it is shown
+    if (!!model.get("show_code") !== wantCode) {
+      model.set("show_code", wantCode);
+      changed = true;
+    }
+    if (changed) model.save_changes();
+  }
+
+  function drawRenames() {
+    const sugg = model.get("suggestions") || [];
+    suggestionList.replaceChildren(
+      ...(sugg.length
+        ? sugg.map((s) =>
+            h("li", { className: "sdw-suggestion", dataset: { role: "suggestion", id: s.id } }, [
+              h("button", { className: "sdw-btn", text: "Accept", dataset: { action: "accept-suggestion", id: s.id }, attrs: { type: "button" }, title: "Add this rename rule" }),
+              h("span", { className: "sdw-key", text: ` ${s.label}` }),
+              h("span", { className: "sdw-muted", text: s.reason ? ` — ${s.reason}` : "" }),
+            ]),
+          )
+        : [h("li", { className: "sdw-muted", text: "No suggestions: no unexpected key looks like a missing one." })]),
+    );
+    const rules = model.get("rename_rules") || [];
+    ruleList.replaceChildren(
+      ...(rules.length
+        ? rules.map((r, i) =>
+            h("li", { dataset: { role: "rule", index: i } }, [
+              h("button", { className: "sdw-btn", text: "Remove", dataset: { action: "remove-rule", index: i }, attrs: { type: "button" } }),
+              h("span", { className: "sdw-key", text: ` ${r.label || `${r.kind}: ${r.old} → ${r.new}`}` }),
+            ]),
+          )
+        : [h("li", { className: "sdw-muted", text: "No rules." })]),
+    );
+    tabs.renames.textContent = sugg.length ? `Renames (${sugg.length})` : "Renames";
+  }
+
+  function drawCode() {
+    codePre.textContent = model.get("code") || "";
+  }
+
+  function drawResults() {
+    const hist = model.get("histograms") || [];
+    const keys = model.get("histogram_keys") || [];
+    const last = model.get("last_load") || {};
+    loadSummary.textContent = last.text || "Nothing loaded yet. Select keys and press “Load selected”.";
+    const current = picker.value;
+    picker.replaceChildren(
+      h("option", { text: `Grid (${hist.length} tensor${hist.length === 1 ? "" : "s"})`, attrs: { value: "" } }),
+      ...keys.map((k) => h("option", { text: k, attrs: { value: k } })),
+    );
+    picker.value = histogramMode === "single" && keys.includes(current) ? current : "";
+    if (picker.value === "") histogramMode = "grid";
+    grid.replaceChildren(
+      ...(histogramMode === "grid"
+        ? hist.map((item) =>
+            h("figure", { className: "sdw-fig" }, [
+              h("img", { attrs: { src: item.src, alt: `before/after histogram of ${item.key}` }, dataset: { role: "histogram", key: item.key } }),
+              h("figcaption", { text: item.key }),
+            ]),
+          )
+        : []),
+    );
+    const one = model.get("histogram") || {};
+    single.replaceChildren(
+      ...(histogramMode === "single" && one.src
+        ? [h("img", { attrs: { src: one.src, alt: `before/after histogram of ${one.key}` }, dataset: { role: "histogram-single", key: one.key } })]
+        : []),
+    );
+    const bn = model.get("bn_plot") || {};
+    bnBox.replaceChildren(
+      ...(bn.src
+        ? [h("img", { attrs: { src: bn.src, alt: "BatchNorm running statistics before and after" }, dataset: { role: "bn-plot" } })]
+        : [h("span", { className: "sdw-muted", text: bn.text || "No BatchNorm statistics changed by the last load." })]),
+    );
+    tabs.results.textContent = hist.length ? `Results (${hist.length})` : "Results";
+  }
+
+  return {
+    tabs, panels, tabBar, preview, previewStats, previewKeys, previewMore, skippedList,
+    ruleKind, ruleOld, ruleNew, codePre, copyBtn, picker, codeSlot,
+    showTab, copyCode, drawRenames, drawCode, drawResults,
+  };
+}
+
+// ================================================================================ render
+
+function render({ model, el }) {
+  const uid = `sdw${++instanceCounter}`;
+  const cleanups = [];
+  const on = (name, fn) => {
+    model.on(name, fn);
+    cleanups.push(() => model.off(name, fn));
+  };
+  const send = (content) => model.send(content);
+
+  // ------------------------------------------------------------------ view state
+  let data = new TreeData(model.get("tree"));
+  let expanded = new Uint8Array(0); // modules, unfiltered view
+  let filterExpanded = new Uint8Array(0); // modules, while a filter is active
+  let matches = null;
+  let visible = new Int32Array(0);
+  let clickAnchor = null; // {kind: "key"|"module", path} of the last plain click
+  let nav = { focus: -1, anchor: -1 }; // roving tab stop and Shift+Arrow anchor (entries)
+  let detailsOpen = -1; // entry whose details are shown, -1 when closed
+  let skipped = new Map(); // key -> why the plan skips it (from the preview)
+  let userWidths = {}; // column widths the user dragged
+  let query = "";
+  let statusOn = new Set();
+  const exp = () => (matches ? filterExpanded : expanded);
+
+  // ------------------------------------------------------------------ skeleton
+  const root = h("div", { className: "sdw-explorer", dataset: { role: "explorer", ready: "false" } });
+  const title = h("div", { className: "sdw-title", dataset: { role: "title" } });
+  const summary = h("div", { className: "sdw-summary", dataset: { role: "summary" } });
+  const messageText = h("span", { className: "sdw-message-text", dataset: { role: "message-text" } });
+  const messageDetail = h("details", { className: "sdw-message-detail" }, [
+    h("summary", { text: "details" }),
+    h("pre", { dataset: { role: "message-detail" } }),
+  ]);
+  const messageBar = h("div", { className: "sdw-message", dataset: { role: "message", level: "none" }, attrs: { role: "status", "aria-live": "polite" } }, [
+    messageText,
+    messageDetail,
+    h("button", { className: "sdw-btn sdw-btn-icon", text: "×", title: "Dismiss", dataset: { action: "dismiss-message" }, attrs: { type: "button", "aria-label": "Dismiss message" } }),
+  ]);
+  const problems = h("div", { className: "sdw-problems", dataset: { role: "problems" }, attrs: { role: "region", "aria-label": "Problems" } });
+
+  const search = h("input", {
+    className: "sdw-search",
+    attrs: { type: "search", placeholder: "Search keys…", "aria-label": "Search keys", spellcheck: "false" },
+    dataset: { role: "search" },
+  });
+  const onlyProblems = h("input", { attrs: { type: "checkbox" }, dataset: { role: "only-problems" } });
+  const btn = button;
+  const toolbar = h("div", { className: "sdw-toolbar", dataset: { role: "toolbar" } }, [
+    search,
+    h("label", { className: "sdw-check-label", title: "Hide rows whose status is match" }, [onlyProblems, " only problems"]),
+    h("span", { className: "sdw-spacer" }),
+    btn("Expand all", "expand-all", "Expand every module"),
+    btn("Collapse all", "collapse-all", "Collapse every module"),
+    btn("Select all loadable", "select-loadable", "Select every key that can be loaded as it is (and adapted keys)"),
+    btn("Clear selection", "select-none", "Deselect everything"),
+  ]);
+  const legend = h("div", { className: "sdw-legend", dataset: { role: "legend" }, attrs: { "aria-label": "Legend: status colours, icons and filters" } });
+  const resizer = (col, label) =>
+    h("span", { className: "sdw-col-resize", title: `Drag (or focus and press ←/→) to resize the ${label} column`, dataset: { role: "col-resize", col }, attrs: { role: "separator", "aria-orientation": "vertical", "aria-label": `Resize the ${label} column`, tabindex: "0" } });
+  const colHeader = h("div", { className: "sdw-row sdw-colheader", dataset: { role: "column-header" }, attrs: { "aria-hidden": "false" } }, [
+    h("span", { className: "sdw-cell sdw-cell-check" }),
+    h("span", { className: "sdw-cell sdw-cell-side sdw-head-cell", dataset: { role: "ckpt-head" } }, ["Checkpoint", resizer("ckpt", "checkpoint")]),
+    h("span", { className: "sdw-cell sdw-cell-status sdw-head-cell", text: "Status" }, [resizer("status", "status")]),
+    h("span", { className: "sdw-cell sdw-cell-side", text: "Model" }),
+  ]);
+  const crumb = h("div", { className: "sdw-breadcrumb", dataset: { role: "breadcrumb" }, attrs: { "aria-hidden": "true" } });
+  const treeHead = h("div", { className: "sdw-tree-head", dataset: { role: "tree-head" } }, [colHeader, crumb]);
+  const canvas = h("div", { className: "sdw-canvas", dataset: { role: "canvas" }, attrs: { role: "tree", "aria-multiselectable": "true", "aria-label": "Checkpoint and model keys side by side" } });
+  const viewport = h("div", { className: "sdw-viewport", dataset: { role: "viewport" } }, [treeHead, canvas]);
+  const treeNote = h("div", { className: "sdw-tree-note", dataset: { role: "tree-note" }, attrs: { role: "status", "aria-live": "polite" } });
+  const detailsBody = h("div", { className: "sdw-details-list", dataset: { role: "details-list" } });
+  const details = h("div", { className: "sdw-details", dataset: { role: "details" }, attrs: { role: "region", "aria-label": "Details of the row", "aria-live": "polite" } }, [
+    h("div", { className: "sdw-details-head" }, [
+      h("span", { className: "sdw-subhead", text: "Details" }),
+      h("span", { className: "sdw-muted", text: " (Enter on a row; Enter again closes)" }),
+      h("span", { className: "sdw-spacer" }),
+      h("button", { className: "sdw-btn sdw-btn-icon", text: "×", title: "Close the details", dataset: { action: "close-details" }, attrs: { type: "button", "aria-label": "Close the details" } }),
+    ]),
+    detailsBody,
+  ]);
+  details.hidden = true;
+  const emptyNote = h("div", { className: "sdw-empty", dataset: { role: "empty" } });
+
+  // actions bar: load / undo / BN policy / preview summary
+  const loadBtn = btn("Load selected", "load", "Run partial_load on the live model with this selection", { className: "sdw-btn-primary" });
+  const undoBtn = btn("Undo", "undo", "Restore the tensors the last load replaced");
+  const bnGroup = h("span", { className: "sdw-bn", dataset: { role: "bn-group" }, attrs: { role: "radiogroup", "aria-label": "BatchNorm running statistics" } }, [
+    h("span", { className: "sdw-muted", text: "BatchNorm stats:" }),
+  ]);
+  const bnTitles = {
+    load: "load running_mean / running_var / num_batches_tracked from the checkpoint",
+    keep: "keep the model's current running statistics",
+    reset: "reset running statistics (0 / 1 / 0) of the BatchNorm modules touched",
+  };
+  for (const policy of ["load", "keep", "reset"]) {
+    bnGroup.appendChild(
+      h("label", { className: "sdw-radio", title: bnTitles[policy] }, [
+        h("input", { attrs: { type: "radio", name: `${uid}-bn`, value: policy }, dataset: { role: "bn-policy" } }),
+        ` ${policy}`,
+      ]),
+    );
+  }
+  const previewLine = h("span", { className: "sdw-preview-line", dataset: { role: "preview-line" } });
+  const busyNote = h("span", { className: "sdw-busy", text: "working…", dataset: { role: "busy" } });
+  const actions = h("div", { className: "sdw-actions", dataset: { role: "actions" } }, [loadBtn, undoBtn, bnGroup, h("span", { className: "sdw-spacer" }), busyNote, previewLine]);
+
+  // tabs under the tree
+  const { tabs, panels, tabBar, preview, previewStats, previewKeys, previewMore, skippedList, ruleKind, ruleOld, ruleNew, codeSlot, showTab, copyCode, drawRenames, drawCode, drawResults } = buildTabs(model);
 
   const topSlot = h("div", { className: "sdw-top-slot", dataset: { role: "top-slot" } });
   const resultsSlot = h("div", { className: "sdw-results-slot", dataset: { role: "results-slot" } });
@@ -959,85 +1130,14 @@ function render({ model, el }) {
       if (nav.focus >= 0) moveFocus(nav.focus);
     }
   });
-  tabBar.addEventListener("click", (ev) => {
-    const t = ev.target.closest("[data-role=tab]");
-    if (t) showTab(t.dataset.tab);
-  });
-  tabBar.addEventListener("keydown", (ev) => {
-    if (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight") return;
-    const names = Object.keys(tabs);
-    const k = names.indexOf(activeTab) + (ev.key === "ArrowRight" ? 1 : -1);
-    const next = names[(k + names.length) % names.length];
-    ev.preventDefault();
-    showTab(next);
-    tabs[next].focus();
-  });
   bnGroup.addEventListener("change", (ev) => {
     if (ev.target.dataset.role === "bn-policy" && ev.target.checked) {
       model.set("bn_policy", ev.target.value);
       model.save_changes();
     }
   });
-  picker.addEventListener("change", () => {
-    histogramMode = picker.value === "" ? "grid" : "single";
-    if (histogramMode === "single") {
-      model.set("histogram_key", picker.value);
-      model.save_changes();
-    }
-    drawResults();
-  });
 
-  function copyCode() {
-    const text = codePre.textContent || "";
-    const done = (ok) => {
-      copyBtn.textContent = ok ? "Copied" : "Select the text and copy";
-      setTimeout(() => (copyBtn.textContent = "Copy"), 1500);
-    };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(() => done(true), () => done(fallbackCopy(text)));
-    } else done(fallbackCopy(text));
-  }
-  function fallbackCopy(text) {
-    const ta = h("textarea", { attrs: { readonly: true } });
-    ta.value = text;
-    ta.style.position = "fixed";
-    ta.style.opacity = "0";
-    document.body.appendChild(ta);
-    ta.select();
-    let ok = false;
-    try {
-      ok = document.execCommand("copy");
-    } catch (e) {
-      ok = false;
-    }
-    ta.remove();
-    return ok;
-  }
 
-  function showTab(name, { fromModel = false } = {}) {
-    if (!tabs[name]) return;
-    activeTab = name;
-    for (const [k, t] of Object.entries(tabs)) {
-      t.classList.toggle("sdw-tab-active", k === name);
-      t.setAttribute("aria-selected", String(k === name));
-      t.setAttribute("tabindex", k === name ? "0" : "-1");
-      panels[k].hidden = k !== name;
-    }
-    if (fromModel) return;
-    // the `tab` trait is the state (Python mirrors show_code from it); show_code is also set
-    // for a Python side without `tab`
-    let changed = false;
-    if (model.get("tab") !== undefined && model.get("tab") !== name) {
-      model.set("tab", name);
-      changed = true;
-    }
-    const wantCode = name === "code"; // Python keeps `code` current only while it is shown
-    if (!!model.get("show_code") !== wantCode) {
-      model.set("show_code", wantCode);
-      changed = true;
-    }
-    if (changed) model.save_changes();
-  }
 
 
   // ------------------------------------------------------------------ trait → DOM
@@ -1125,73 +1225,8 @@ function render({ model, el }) {
     for (const r of bnGroup.querySelectorAll("input")) r.checked = r.value === v;
   }
 
-  function drawRenames() {
-    const sugg = model.get("suggestions") || [];
-    suggestionList.replaceChildren(
-      ...(sugg.length
-        ? sugg.map((s) =>
-            h("li", { className: "sdw-suggestion", dataset: { role: "suggestion", id: s.id } }, [
-              h("button", { className: "sdw-btn", text: "Accept", dataset: { action: "accept-suggestion", id: s.id }, attrs: { type: "button" }, title: "Add this rename rule" }),
-              h("span", { className: "sdw-key", text: ` ${s.label}` }),
-              h("span", { className: "sdw-muted", text: s.reason ? ` — ${s.reason}` : "" }),
-            ]),
-          )
-        : [h("li", { className: "sdw-muted", text: "No suggestions: no unexpected key looks like a missing one." })]),
-    );
-    const rules = model.get("rename_rules") || [];
-    ruleList.replaceChildren(
-      ...(rules.length
-        ? rules.map((r, i) =>
-            h("li", { dataset: { role: "rule", index: i } }, [
-              h("button", { className: "sdw-btn", text: "Remove", dataset: { action: "remove-rule", index: i }, attrs: { type: "button" } }),
-              h("span", { className: "sdw-key", text: ` ${r.label || `${r.kind}: ${r.old} → ${r.new}`}` }),
-            ]),
-          )
-        : [h("li", { className: "sdw-muted", text: "No rules." })]),
-    );
-    tabs.renames.textContent = sugg.length ? `Renames (${sugg.length})` : "Renames";
-  }
 
-  function drawCode() {
-    codePre.textContent = model.get("code") || "";
-  }
 
-  function drawResults() {
-    const hist = model.get("histograms") || [];
-    const keys = model.get("histogram_keys") || [];
-    const last = model.get("last_load") || {};
-    loadSummary.textContent = last.text || "Nothing loaded yet. Select keys and press “Load selected”.";
-    const current = picker.value;
-    picker.replaceChildren(
-      h("option", { text: `Grid (${hist.length} tensor${hist.length === 1 ? "" : "s"})`, attrs: { value: "" } }),
-      ...keys.map((k) => h("option", { text: k, attrs: { value: k } })),
-    );
-    picker.value = histogramMode === "single" && keys.includes(current) ? current : "";
-    if (picker.value === "") histogramMode = "grid";
-    grid.replaceChildren(
-      ...(histogramMode === "grid"
-        ? hist.map((item) =>
-            h("figure", { className: "sdw-fig" }, [
-              h("img", { attrs: { src: item.src, alt: `before/after histogram of ${item.key}` }, dataset: { role: "histogram", key: item.key } }),
-              h("figcaption", { text: item.key }),
-            ]),
-          )
-        : []),
-    );
-    const one = model.get("histogram") || {};
-    single.replaceChildren(
-      ...(histogramMode === "single" && one.src
-        ? [h("img", { attrs: { src: one.src, alt: `before/after histogram of ${one.key}` }, dataset: { role: "histogram-single", key: one.key } })]
-        : []),
-    );
-    const bn = model.get("bn_plot") || {};
-    bnBox.replaceChildren(
-      ...(bn.src
-        ? [h("img", { attrs: { src: bn.src, alt: "BatchNorm running statistics before and after" }, dataset: { role: "bn-plot" } })]
-        : [h("span", { className: "sdw-muted", text: bn.text || "No BatchNorm statistics changed by the last load." })]),
-    );
-    tabs.results.textContent = hist.length ? `Results (${hist.length})` : "Results";
-  }
 
 
   function onTree() {
@@ -1254,7 +1289,7 @@ function render({ model, el }) {
   drawRenames();
   drawCode();
   drawResults();
-  showTab(tabs[model.get("tab")] ? model.get("tab") : activeTab, { fromModel: true });
+  showTab(tabs[model.get("tab")] ? model.get("tab") : "preview", { fromModel: true });
   note("");
   root.dataset.ready = "true";
   // the fonts are known only once the root is in the document: size the columns again then
