@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import nn
 
+from .adapters import adapter_hint, applicable
 from .checkpoint import Checkpoint, SourceLike, dtype_name, open_checkpoint
 from .renames import (
     WRAPPER_PREFIXES,
@@ -159,16 +160,20 @@ class Row:
         return self.status in LOADABLE_STATUSES
 
     @property
+    def adapters(self) -> tuple[str, ...]:
+        """Names of the registered adapters that can load this shape mismatch (registry order).
+
+        Empty for every other status. :mod:`sd_widgets.adapters` decides; nothing here restates
+        its rules.
+        """
+        if self.status != "shape_mismatch":
+            return ()
+        return applicable(self.ckpt_shape, self.model_shape, model_on_meta=self.model_on_meta)
+
+    @property
     def adaptable(self) -> bool:
-        """A shape mismatch the ``"overlap"`` adapter can handle (same number of dimensions)."""
-        return (
-            self.status == "shape_mismatch"
-            and self.ckpt_shape is not None
-            and self.model_shape is not None
-            and len(self.ckpt_shape) == len(self.model_shape)
-            and len(self.model_shape) > 0
-            and not self.model_on_meta
-        )
+        """A shape mismatch at least one registered adapter can load (see :attr:`adapters`)."""
+        return bool(self.adapters)
 
     @property
     def reason(self) -> str | None:
@@ -182,14 +187,10 @@ class Row:
                 f"shape mismatch: checkpoint {_fmt_shape(self.ckpt_shape)} vs model "
                 f"{_fmt_shape(self.model_shape)}"
             )
-            if self.adaptable:
-                return text + "; the 'overlap' adapter can copy the overlapping slice"
-            if self.ckpt_shape is None or self.model_shape is None or (
-                    len(self.ckpt_shape) != len(self.model_shape) or not self.model_shape):
-                return text + "; no adapter applies (different number of dimensions)"
-            return text + ("; no adapter applies on the meta device (the 'overlap' adapter "
-                           "keeps the model's own values outside the overlap, and a meta "
-                           "tensor has none): materialise the model first (to_empty + init)")
+            return text + "; " + adapter_hint(
+                self.ckpt_shape, self.model_shape, model_on_meta=self.model_on_meta,
+                key=self.model_key,
+            )
         if self.status in ("missing", "missing_buffer"):
             what = "parameter" if self.status == "missing" else "buffer"
             if self.tied_to is not None:
