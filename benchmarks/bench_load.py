@@ -190,8 +190,9 @@ class Block(nn.Module):
 class GPT2Layout(nn.Module):
     """GPT-2 XL's parameter layout: 1.56B parameters, 6.2 GB float32, 580 state-dict keys."""
 
-    def __init__(self, vocab: int = 50257, positions: int = 1024, d: int = 1600,
-                 layers: int = 48) -> None:
+    def __init__(
+        self, vocab: int = 50257, positions: int = 1024, d: int = 1600, layers: int = 48
+    ) -> None:
         super().__init__()
         self.wte = nn.Embedding(vocab, d)
         self.wpe = nn.Embedding(positions, d)
@@ -259,9 +260,15 @@ def peak_since(start: int | None) -> int | None:
 class Source:
     """One checkpoint source, seen the plain way (a dict) and the sd_widgets way (a plan)."""
 
-    def __init__(self, name: str, model: nn.Module, sd_plain: OrderedDict,
-                 open_sdw: Callable[[], object], open_plain_seconds: float,
-                 large: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        sd_plain: OrderedDict,
+        open_sdw: Callable[[], object],
+        open_plain_seconds: float,
+        large: bool = False,
+    ) -> None:
         self.name = name
         self.large = large
         self.model = model
@@ -281,8 +288,9 @@ class Source:
         self.compare_seconds, self.plan_seconds = median(compares), median(plans)
         self.first_compare_seconds = compares[0]
         if self.cmp.summary()["match"] != len(self.cmp) or len(self.plan) != len(sd_plain):
-            raise SystemExit(f"{name}: the checkpoint does not match the model: "
-                             f"{self.cmp.summary()}")
+            raise SystemExit(
+                f"{name}: the checkpoint does not match the model: {self.cmp.summary()}"
+            )
 
     # the measured operations ------------------------------------------------------------------
     def plain(self) -> None:
@@ -314,8 +322,12 @@ def scramble(model: nn.Module) -> None:
 
 
 PLAIN, FLOOR, NO_STATS, STATS, UNDO = (
-    "plain load_state_dict", "floor: clone + load_state_dict", "partial_load stats=False",
-    "partial_load stats=True", "report.undo()")
+    "plain load_state_dict",
+    "floor: clone + load_state_dict",
+    "partial_load stats=False",
+    "partial_load stats=True",
+    "report.undo()",
+)
 WAYS = (PLAIN, FLOOR, NO_STATS, STATS, UNDO)
 
 
@@ -351,7 +363,9 @@ def measure(src: Source, repeats: int, warmup: int = 1) -> Measured:
     """One sample per way per round, ways round-robin, after ``warmup`` rounds."""
     out = Measured()
     calls: dict[str, Callable[[], object]] = {
-        PLAIN: src.plain, FLOOR: src.floor, NO_STATS: lambda: src.sdw_load(False),
+        PLAIN: src.plain,
+        FLOOR: src.floor,
+        NO_STATS: lambda: src.sdw_load(False),
         STATS: lambda: src.sdw_load(True),
     }
     for round_ in range(repeats + warmup):
@@ -394,8 +408,16 @@ def profile(src: Source) -> None:
 
 
 def results_table(results: list[tuple[Source, Measured]], targets: list[Target]) -> str:
-    headers = ["source", "way", "wall median", "wall min", "CPU median", "vs plain (wall)",
-               "target", "peak extra RSS"]
+    headers = [
+        "source",
+        "way",
+        "wall median",
+        "wall min",
+        "CPU median",
+        "vs plain (wall)",
+        "target",
+        "peak extra RSS",
+    ]
     rows = []
     for src, m in results:
         base = median(m.wall[PLAIN])
@@ -404,26 +426,43 @@ def results_table(results: list[tuple[Source, Measured]], targets: list[Target])
             t = median(m.wall[way])
             target = {NO_STATS: TARGET_NO_STATS, STATS: TARGET_STATS, UNDO: TARGET_UNDO}.get(way)
             peak = m.peak.get(way)
-            rows.append([src.name, way, fmt_seconds(t), fmt_seconds(min(m.wall[way])),
-                         fmt_seconds(median(m.cpu[way])), fmt_ratio(t / base),
-                         f"<= {target}x" if target else "", fmt_bytes(peak)])
+            rows.append(
+                [
+                    src.name,
+                    way,
+                    fmt_seconds(t),
+                    fmt_seconds(min(m.wall[way])),
+                    fmt_seconds(median(m.cpu[way])),
+                    fmt_ratio(t / base),
+                    f"<= {target}x" if target else "",
+                    fmt_bytes(peak),
+                ]
+            )
             if target:
-                targets.append(Target(
-                    f"{src.name}: {way} <= {target}x plain load_state_dict", t / base <= target,
-                    f"{fmt_ratio(t / base)} ({fmt_seconds(t)} vs {fmt_seconds(base)}; CPU-time "
-                    f"ratio {fmt_ratio(median(m.cpu[way]) / median(m.cpu[PLAIN]))})"))
+                targets.append(
+                    Target(
+                        f"{src.name}: {way} <= {target}x plain load_state_dict",
+                        t / base <= target,
+                        f"{fmt_ratio(t / base)} ({fmt_seconds(t)} vs {fmt_seconds(base)}; CPU-time "
+                        f"ratio {fmt_ratio(median(m.cpu[way]) / median(m.cpu[PLAIN]))})",
+                    )
+                )
             if src.large and way in (NO_STATS, STATS):
-                targets.append(Target(
-                    f"{src.name}: {way} peak extra memory <= touched bytes + 10% + 256 MB",
-                    None if peak is None else peak <= limit,
-                    f"{fmt_bytes(peak)} vs {fmt_bytes(limit)} (touched "
-                    f"{fmt_bytes(touched_bytes(src.model))}; snapshot: "
-                    f"{', '.join(sorted(m.snapshots))})"))
+                targets.append(
+                    Target(
+                        f"{src.name}: {way} peak extra memory <= touched bytes + 10% + 256 MB",
+                        None if peak is None else peak <= limit,
+                        f"{fmt_bytes(peak)} vs {fmt_bytes(limit)} (touched "
+                        f"{fmt_bytes(touched_bytes(src.model))}; snapshot: "
+                        f"{', '.join(sorted(m.snapshots))})",
+                    )
+                )
     return text_table(headers, rows)
 
 
-def file_source(name: str, model: nn.Module, sd: OrderedDict, directory: str,
-                large: bool = False) -> Source:
+def file_source(
+    name: str, model: nn.Module, sd: OrderedDict, directory: str, large: bool = False
+) -> Source:
     path = Path(directory) / f"{name.replace(' ', '-')}.pt"
     torch.save(sd, path)
     t0 = time.perf_counter()
@@ -439,8 +478,10 @@ def large_sources(args: argparse.Namespace, directory: str) -> list[Source]:
     avail = available_memory_bytes()
     need = 3 * size + 2 * 2**30
     if args.large == "no" or (args.large == "auto" and (avail is None or avail < need)):
-        print(f"large model: skipped (--large {args.large}; {fmt_bytes(avail)} available, "
-              f"{fmt_bytes(need)} wanted)")
+        print(
+            f"large model: skipped (--large {args.large}; {fmt_bytes(avail)} available, "
+            f"{fmt_bytes(need)} wanted)"
+        )
         return []
     t0 = time.perf_counter()
     model = build_large(seed=1)
@@ -449,9 +490,11 @@ def large_sources(args: argparse.Namespace, directory: str) -> list[Source]:
     del sd
     gc.collect()
     n = sum(p.numel() for p in model.parameters())
-    print(f"large model: GPT-2-XL layout, {n / 1e9:.2f}B parameters, "
-          f"{len(model.state_dict())} keys, {fmt_bytes(size)} float32 (built and saved in "
-          f"{fmt_seconds(time.perf_counter() - t0)}; {fmt_bytes(avail)} available)")
+    print(
+        f"large model: GPT-2-XL layout, {n / 1e9:.2f}B parameters, "
+        f"{len(model.state_dict())} keys, {fmt_bytes(size)} float32 (built and saved in "
+        f"{fmt_seconds(time.perf_counter() - t0)}; {fmt_bytes(avail)} available)"
+    )
     return [src]
 
 
@@ -465,11 +508,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-file", action="store_true", help="skip the mmap-ed .pt file source")
     ap.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    ap.add_argument("--large", choices=("auto", "yes", "no"), default="auto",
-                    help="the 6.2 GB GPT-2-XL-sized model (auto: when the memory is there)")
+    ap.add_argument(
+        "--large",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="the 6.2 GB GPT-2-XL-sized model (auto: when the memory is there)",
+    )
     ap.add_argument("--large-repeats", type=int, default=3, help="measured rounds, large model")
-    ap.add_argument("--profile", action="store_true",
-                    help="also cProfile 3 x partial_load(stats=False/True) and print the top")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile 3 x partial_load(stats=False/True) and print the top",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -484,8 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     del source_model
     n_params = sum(p.numel() for p in model.parameters())
     nbytes = sum(v.nbytes for v in ckpt_sd.values())
-    print(f"model: ResNet-50, {n_params / 1e6:.1f}M parameters, {len(ckpt_sd)} state-dict "
-          f"entries, {fmt_bytes(nbytes)} float32; {args.repeats} rounds after 1 warm-up")
+    print(
+        f"model: ResNet-50, {n_params / 1e6:.1f}M parameters, {len(ckpt_sd)} state-dict "
+        f"entries, {fmt_bytes(nbytes)} float32; {args.repeats} rounds after 1 warm-up"
+    )
 
     tmp = tempfile.TemporaryDirectory(prefix="sdw-bench-load-")
     sources = [Source("memory", model, ckpt_sd, lambda: ckpt_sd, 0.0)]
@@ -501,24 +553,33 @@ def main(argv: list[str] | None = None) -> int:
 
     targets: list[Target] = []
     print("\n" + results_table(results, targets))
-    print("\n(medians over the rounds; CPU = process CPU time, all threads; floor = the copy of "
-          "the old values any rollback needs, plus load_state_dict; peak extra RSS: VmHWM above "
-          "the RSS before the call, result kept alive, freed heap trimmed first, largest over "
-          "the rounds)")
+    print(
+        "\n(medians over the rounds; CPU = process CPU time, all threads; floor = the copy of "
+        "the old values any rollback needs, plus load_state_dict; peak extra RSS: VmHWM above "
+        "the RSS before the call, result kept alive, freed heap trimmed first, largest over "
+        "the rounds)"
+    )
     print("\nnot in the load timings (once per source):")
     for src, m in results:
-        opening = (f"torch.load(mmap=True) {fmt_seconds(src.open_plain_seconds)} (plain way) vs "
-                   f"sdw.open_checkpoint {fmt_seconds(src.open_seconds)}; "
-                   if src.name != "memory" else "")
-        print(f"  {src.name}: {opening}compare() {fmt_seconds(src.compare_seconds)} (first call "
-              f"in the process {fmt_seconds(src.first_compare_seconds)}), plan() "
-              f"{fmt_seconds(src.plan_seconds)}; snapshot: {', '.join(sorted(m.snapshots))}")
+        opening = (
+            f"torch.load(mmap=True) {fmt_seconds(src.open_plain_seconds)} (plain way) vs "
+            f"sdw.open_checkpoint {fmt_seconds(src.open_seconds)}; "
+            if src.name != "memory"
+            else ""
+        )
+        print(
+            f"  {src.name}: {opening}compare() {fmt_seconds(src.compare_seconds)} (first call "
+            f"in the process {fmt_seconds(src.first_compare_seconds)}), plan() "
+            f"{fmt_seconds(src.plan_seconds)}; snapshot: {', '.join(sorted(m.snapshots))}"
+        )
     del sources, results
     gc.collect()
     tmp.cleanup()
-    print(f"\npeak RSS of the process: {fmt_bytes(peak_rss_bytes())} (now "
-          f"{fmt_bytes(current_rss_bytes())}); benchmark took "
-          f"{fmt_seconds(time.perf_counter() - started)}")
+    print(
+        f"\npeak RSS of the process: {fmt_bytes(peak_rss_bytes())} (now "
+        f"{fmt_bytes(current_rss_bytes())}); benchmark took "
+        f"{fmt_seconds(time.perf_counter() - started)}"
+    )
     print(machine_line())
     return report_targets(targets, check=not args.no_fail)
 

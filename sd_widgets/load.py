@@ -93,8 +93,9 @@ def partial_load(
     txn: Transaction | None = None
     try:
         with Interrupts() as interrupts:
-            txn = Transaction(job, snap, interrupts, verify=verify, stats=stats,
-                              any_hook=transforms == "any")
+            txn = Transaction(
+                job, snap, interrupts, verify=verify, stats=stats, any_hook=transforms == "any"
+            )
             try:
                 txn.run()
                 report = _report(txn, plan)
@@ -143,8 +144,9 @@ def _check_castable(key: str, src: torch.Tensor, target: torch.Tensor) -> str | 
     return None
 
 
-def _fitting_state_dict(model: nn.Module, plan: LoadPlan, live: Mapping[str, Any]
-                        ) -> OrderedDict[str, torch.Tensor]:
+def _fitting_state_dict(
+    model: nn.Module, plan: LoadPlan, live: Mapping[str, Any]
+) -> OrderedDict[str, torch.Tensor]:
     """The planned tensors, read, after checking that each one fits its model tensor; raises
     LoadError (nothing changed) otherwise."""
     missing = [k for k in plan.entries if k not in live]
@@ -189,8 +191,9 @@ def _report(txn: Transaction, plan: LoadPlan) -> LoadReport:
         snapshot=txn.snapshot,
         loaded=list(job.sd),
         assigned=bool(job.meta_keys),
-        untouched=[k for k, v in job.live.items()
-                   if isinstance(v, torch.Tensor) and k not in touched],
+        untouched=[
+            k for k, v in job.live.items() if isinstance(v, torch.Tensor) and k not in touched
+        ],
         seconds=0.0,
         incompatible=txn.incompatible,
         tied=job.tied,
@@ -199,16 +202,18 @@ def _report(txn: Transaction, plan: LoadPlan) -> LoadReport:
     )
 
 
-def _rolled_back(exc: Exception, sd: Mapping[str, torch.Tensor], snapshot: Snapshot,
-                 unrestored: list[str]) -> LoadError:
+def _rolled_back(
+    exc: Exception, sd: Mapping[str, torch.Tensor], snapshot: Snapshot, unrestored: list[str]
+) -> LoadError:
     failed_key = next((k for k in sd if k in str(exc)), None)
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     # torch's "Error(s) in loading state_dict for X:" says nothing without its next line
     detail = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines or [""])[0]
     rolled_back = (
         f"The model was rolled back: all {len(snapshot.items)} touched tensors are exactly "
-        "as before." if not unrestored else
-        f"Rolling back FAILED for {len(unrestored)} tensors (first: {unrestored[0]!r}); "
+        "as before."
+        if not unrestored
+        else f"Rolling back FAILED for {len(unrestored)} tensors (first: {unrestored[0]!r}); "
         "the others are as before. Rebuild the model or reload its weights."
     )
     return LoadError(

@@ -37,11 +37,21 @@ class LoadReport:
     either way.
     """
 
-    def __init__(self, *, model: nn.Module, plan: LoadPlan, snapshot: Snapshot,
-                 loaded: list[str], assigned: bool, untouched: list[str], seconds: float,
-                 incompatible: list[Any], tied: Mapping[str, str] | None = None,
-                 transformed: Mapping[str, str] | None = None,
-                 still_on_meta: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        plan: LoadPlan,
+        snapshot: Snapshot,
+        loaded: list[str],
+        assigned: bool,
+        untouched: list[str],
+        seconds: float,
+        incompatible: list[Any],
+        tied: Mapping[str, str] | None = None,
+        transformed: Mapping[str, str] | None = None,
+        still_on_meta: list[str] | None = None,
+    ) -> None:
         self._model = weakref.ref(model)
         self.plan = plan
         self._snapshot = snapshot
@@ -77,8 +87,11 @@ class LoadReport:
         self._stats: list[dict[str, Any]] | None = None
         for key in self.still_on_meta:
             if key in self.skipped and "meta device" not in self.skipped[key]:
-                self.skipped[key] = (self.skipped[key].partition(":")[0]
-                                     + ": stays on the meta device; " + STILL_ON_META)
+                self.skipped[key] = (
+                    self.skipped[key].partition(":")[0]
+                    + ": stays on the meta device; "
+                    + STILL_ON_META
+                )
 
     def __repr__(self) -> str:
         state = "undone" if self.undone else "applied"
@@ -107,8 +120,12 @@ class LoadReport:
     def after(self) -> dict[str, torch.Tensor]:
         """The touched tensors as they are now in the model (live, not copies)."""
         self._require_applied("the 'after' tensors")
-        return {s.key: (s.module._parameters if s.is_param else s.module._buffers)[s.attr].detach()
-                for s in self._snapshot.items}
+        out = {}
+        for s in self._snapshot.items:
+            t = (s.module._parameters if s.is_param else s.module._buffers)[s.attr]
+            if t is not None:
+                out[s.key] = t.detach()
+        return out
 
     def _require_applied(self, what: str) -> None:
         if self.undone:
@@ -140,12 +157,24 @@ class LoadReport:
         rest = [k for k in keys if k not in measured]
         b_stats = dict(zip(rest, tensor_stats_many([before[k] for k in rest]), strict=True))
         a_stats = dict(zip(rest, tensor_stats_many([after[k] for k in rest]), strict=True))
-        pairs = [k for k in rest if not before[k].is_meta and not after[k].is_meta
-                 and before[k].shape == after[k].shape]
-        changes = dict(zip(pairs, change_stats_many(
-            [before[k] for k in pairs], [after[k] for k in pairs], [b_stats[k] for k in pairs]),
-            strict=True))
+        pairs = [
+            k
+            for k in rest
+            if not before[k].is_meta and not after[k].is_meta and before[k].shape == after[k].shape
+        ]
+        changes = dict(
+            zip(
+                pairs,
+                change_stats_many(
+                    [before[k] for k in pairs],
+                    [after[k] for k in pairs],
+                    [b_stats[k] for k in pairs],
+                ),
+                strict=True,
+            )
+        )
         rows = []
+        ch: Mapping[str, Any] | None
         for key in keys:
             if key in measured:
                 sb, sa, ch = measured[key]
@@ -159,8 +188,9 @@ class LoadReport:
         loaded = entry is not None and key in self.loaded
         row: dict[str, Any] = {
             "key": key,
-            "action": ("adapt" if entry.adapter else "load") if loaded and entry else
-            ("tied" if key in self.tied else "bn_reset"),
+            "action": ("adapt" if entry.adapter else "load")
+            if loaded and entry
+            else ("tied" if key in self.tied else "bn_reset"),
             "ckpt_key": entry.ckpt_key if entry is not None else None,
             "cast": " → ".join(entry.cast) if entry is not None and entry.cast else None,
             "numel": sb.numel,
@@ -214,14 +244,19 @@ class LoadReport:
         return out
 
     # figures ---------------------------------------------------------------------------------
-    def plot_histograms(self, keys: Iterable[str] | None = None, bins: int = 50,
-                        max_panels: int = 12) -> Figure:
+    def plot_histograms(
+        self, keys: Iterable[str] | None = None, bins: int = 50, max_panels: int = 12
+    ) -> Figure:
         from .plots import histogram_overlay
 
         keys = list(keys) if keys is not None else list(self.loaded)
         before, after = self.before(), self.after()
-        return histogram_overlay({k: before[k] for k in keys}, {k: after[k] for k in keys},
-                                 bins=bins, max_panels=max_panels)
+        return histogram_overlay(
+            {k: before[k] for k in keys},
+            {k: after[k] for k in keys},
+            bins=bins,
+            max_panels=max_panels,
+        )
 
     def plot_bn(self, module: str | None = None) -> Figure:
         from .plots import bn_running_stats
@@ -231,8 +266,9 @@ class LoadReport:
             raise ValueError("this load did not touch any BatchNorm running statistics")
         name = module if module is not None else next(iter(stats))
         s = stats[name]
-        return bn_running_stats(s["before_mean"], s["after_mean"], s["before_var"],
-                                s["after_var"], name=name)
+        return bn_running_stats(
+            s["before_mean"], s["after_mean"], s["before_var"], s["after_var"], name=name
+        )
 
     def plot_summary(self) -> Figure:
         from .plots import load_summary

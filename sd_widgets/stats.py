@@ -216,8 +216,9 @@ def _rows_ok(c: torch.Tensor, maxabs: float) -> bool:
     return c.dtype == torch.float32 and (maxabs == 0.0 or _F32_SAFE_MIN <= maxabs <= _F32_SAFE_MAX)
 
 
-def _sum_sumsq(c: torch.Tensor, maxabs: float, *, sums: bool = True,
-               squares: bool = True) -> tuple[float, float]:
+def _sum_sumsq(
+    c: torch.Tensor, maxabs: float, *, sums: bool = True, squares: bool = True
+) -> tuple[float, float]:
     """(sum, sum of squares) of a finite 1-D compute-dtype chunk, accumulated in float64
     (either left at 0.0 when not asked for)."""
     s = q = 0.0
@@ -493,8 +494,14 @@ def _segment_stats(seg: _Segments, dtype: str) -> list[TensorStats]:
     m2 = seg.reduce(dev * dev, "sum")
     out = []
     for size, mean_, q_, mn_, mx_, z, m2_ in zip(
-        seg.sizes, mean.tolist(), q.tolist(), mn.tolist(), mx.tolist(), zeros.tolist(),
-        m2.tolist(), strict=True,
+        seg.sizes,
+        mean.tolist(),
+        q.tolist(),
+        mn.tolist(),
+        mx.tolist(),
+        zeros.tolist(),
+        m2.tolist(),
+        strict=True,
     ):
         std = _NAN if size < 2 else (0.0 if mn_ == mx_ else math.sqrt(m2_ / (size - 1)))
         out.append(TensorStats(size, dtype, mean_, std, mn_, mx_, math.sqrt(q_), z / size, 0, 0))
@@ -523,8 +530,8 @@ def tensor_stats_many(
     out: list[TensorStats | None] = [None] * len(tensors)
     small = [i for i, t in enumerate(tensors) if _batchable(t)]
     for dtype, idx in _by_dtype(small, tensors).items():
-        seg = _Segments([tensors[i] for i in idx])
-        ok = seg.finite()
+        seg: _Segments | None = _Segments([tensors[i] for i in idx])
+        ok = seg.finite()  # type: ignore[union-attr]
         fine = [j for j, good in enumerate(ok) if good]
         if len(fine) < len(idx):
             seg = _Segments([tensors[idx[j]] for j in fine]) if fine else None
@@ -547,10 +554,17 @@ def _segment_change(bseg: _Segments, aseg: _Segments, before: list[TensorStats])
     for size, st, mx_, s_, q_, c in zip(bseg.sizes, before, mx, sums, sq, changed, strict=True):
         b_sq = st.l2 * st.l2
         rel = math.sqrt(q_) / st.l2 if b_sq > 0 else (0.0 if q_ == 0 else math.inf)
-        out.append({
-            "numel": size, "compared": size, "max_abs_change": mx_, "mean_abs_change": s_ / size,
-            "relative_l2_change": rel, "changed_fraction": c / size, "changed_count": int(c),
-        })
+        out.append(
+            {
+                "numel": size,
+                "compared": size,
+                "max_abs_change": mx_,
+                "mean_abs_change": s_ / size,
+                "relative_l2_change": rel,
+                "changed_fraction": c / size,
+                "changed_count": int(c),
+            }
+        )
     return out
 
 
@@ -568,14 +582,21 @@ def change_stats_many(
     it, when the caller has them) spares reading ``before`` again for ``‖before‖``.
     """
     if len(before) != len(after):
-        raise ValueError(f"change_stats_many needs as many after tensors ({len(after)}) as "
-                         f"before tensors ({len(before)})")
+        raise ValueError(
+            f"change_stats_many needs as many after tensors ({len(after)}) as "
+            f"before tensors ({len(before)})"
+        )
     bstats = list(before_stats) if before_stats is not None else [None] * len(before)
     out: list[dict[str, Any] | None] = [None] * len(before)
     small = [
-        i for i, (b, a) in enumerate(zip(before, after, strict=True))
-        if _batchable(b) and _batchable(a) and b.dtype == a.dtype and b.shape == a.shape
-        and bstats[i] is not None and bstats[i].finite_count == b.numel()  # type: ignore[union-attr]
+        i
+        for i, (b, a) in enumerate(zip(before, after, strict=True))
+        if _batchable(b)
+        and _batchable(a)
+        and b.dtype == a.dtype
+        and b.shape == a.shape
+        and bstats[i] is not None
+        and bstats[i].finite_count == b.numel()  # type: ignore[union-attr]
     ]
     for _, idx in _by_dtype(small, before).items():
         bseg, aseg = _Segments([before[i] for i in idx]), _Segments([after[i] for i in idx])
@@ -589,11 +610,15 @@ def change_stats_many(
         results = _segment_change(bseg, aseg, [bstats[idx[j]] for j in fine])  # type: ignore[misc]
         for j, ch in zip(fine, results, strict=True):
             out[idx[j]] = ch
-    for i, ch in enumerate(out):
-        if ch is None:
+    for i, done in enumerate(out):
+        if done is None:
             st = bstats[i]
-            out[i] = change_stats(before[i], after[i], chunk_elements=chunk_elements,
-                                  before_l2=st.l2 if st is not None and st.numel else None)
+            out[i] = change_stats(
+                before[i],
+                after[i],
+                chunk_elements=chunk_elements,
+                before_l2=st.l2 if st is not None and st.numel else None,
+            )
     return out  # type: ignore[return-value]
 
 
@@ -622,6 +647,27 @@ def _nan_change(numel: int) -> dict[str, Any]:
         "changed_fraction": _NAN,
         "changed_count": None,
     }
+
+
+def _finite_change(
+    a: torch.Tensor, b: torch.Tensor, *, measure_before: bool
+) -> tuple[int, float, float, float, float] | None:
+    """(changed count, max |a-b|, sum |a-b|, sum (a-b)^2, sum b^2 or 0.0) of two 1-D chunks
+    when every difference is finite, else None (the caller then takes the careful path)."""
+    d = torch.sub(a, b, out=_scratch(a.numel(), a.dtype)).abs_()
+    amn, amx = _minmax(d)  # NaN propagates, so a finite maximum proves every |d| finite
+    if not (math.isfinite(amx) and d.is_contiguous()):
+        return None
+    # |a - b| == 0 exactly when a == b (finite values; abs turns -0.0 into +0.0, the only
+    # all-zero bit pattern): no zero at all when the minimum is positive (the usual case of a
+    # load), else count non-zero bits as integers, the fastest count
+    changed = d.numel() if amn > 0 else int(torch.count_nonzero(d.view(_BITS[d.dtype][0])))
+    d_sum, d_sq = _sum_sumsq(d, amx)
+    b_sq = 0.0
+    if measure_before:
+        bmn, bmx = _minmax(b)
+        b_sq = _sum_sumsq(b, max(abs(bmn), abs(bmx)))[1]
+    return changed, amx, d_sum, d_sq, b_sq
 
 
 @torch.no_grad()
@@ -679,22 +725,15 @@ def change_stats(
     for rb, ra in pairs:
         b = rb if same_f32 else rb.to(torch.float64)
         a = ra if same_f32 else ra.to(torch.float64)
-        d = torch.sub(a, b, out=_scratch(a.numel(), a.dtype)).abs_()
-        amn, amx = _minmax(d)  # NaN propagates, so a finite maximum proves every |d| finite
-        if math.isfinite(amx) and d.is_contiguous():
-            # |a - b| == 0 exactly when a == b (finite values; abs turns -0.0 into +0.0, the
-            # only all-zero bit pattern): no zero at all when the minimum is positive (the usual
-            # case of a load), else count non-zero bits as integers, the fastest count
-            changed += d.numel() if amn > 0 else int(
-                torch.count_nonzero(d.view(_BITS[d.dtype][0])))
-            compared += d.numel()
+        fast = _finite_change(a, b, measure_before=before_l2 is None)
+        if fast is not None:
+            n_changed, amx, d_sum, d_sq, b_sq = fast
+            changed += n_changed
+            compared += a.numel()
             max_abs = max(max_abs, amx)
-            d_sum, d_sq = _sum_sumsq(d, amx)
             abs_sum += d_sum
             diff_sq += d_sq
-            if before_l2 is None:
-                bmn, bmx = _minmax(b)
-                before_sq += _sum_sumsq(b, max(abs(bmn), abs(bmx)))[1]
+            before_sq += b_sq
             continue
         all_finite = False
         d = a - b
@@ -1007,7 +1046,7 @@ def stats_frame(
             st = tensor_stats(v, chunk_elements=chunk_elements)
             shape: tuple[int, ...] | None = tuple(v.shape)
         else:
-            st = TensorStats(0, type(v).__name__, *([_NAN] * 6), 0, 0)
+            st = TensorStats(0, type(v).__name__, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0, 0)
             shape = None
         rows.append({"key": key, "shape": shape, **st.as_dict()})
     return pd.DataFrame(rows, columns=["key", "shape", *_STATS_FIELDS])

@@ -64,11 +64,13 @@ and spills the rest to a temporary file."""
 _ALIGN = 64
 
 #: torch's own ``_load_from_state_dict`` overrides that only handle module versions
-_PLAIN_LOADERS = frozenset({
-    nn.Module._load_from_state_dict,
-    _NormBase._load_from_state_dict,
-    _InstanceNorm._load_from_state_dict,
-})
+_PLAIN_LOADERS = frozenset(
+    {
+        nn.Module._load_from_state_dict,
+        _NormBase._load_from_state_dict,
+        _InstanceNorm._load_from_state_dict,
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,8 +93,14 @@ _MEMCMP = _load_memcmp()
 
 
 def _plain_dense(t: torch.Tensor) -> bool:
-    return (t.device.type == "cpu" and t.layout == torch.strided and not t.is_quantized
-            and not t.is_nested and not t.is_conj() and not t.is_neg())  # lazy views: the
+    return (
+        t.device.type == "cpu"
+        and t.layout == torch.strided
+        and not t.is_quantized
+        and not t.is_nested
+        and not t.is_conj()
+        and not t.is_neg()
+    )  # lazy views: the
     # bytes are not the values
 
 
@@ -104,8 +112,14 @@ def bytes_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
     Identical bytes are identical values, NaN payloads included.
     """
     try:
-        if (not _plain_dense(a) or not _plain_dense(b) or a.dtype != b.dtype
-                or a.shape != b.shape or not a.is_contiguous() or not b.is_contiguous()):
+        if (
+            not _plain_dense(a)
+            or not _plain_dense(b)
+            or a.dtype != b.dtype
+            or a.shape != b.shape
+            or not a.is_contiguous()
+            or not b.is_contiguous()
+        ):
             return False
         n = a.numel() * a.element_size()
         if n == 0:
@@ -251,7 +265,16 @@ def _pooled(like: torch.Tensor, nbytes: int) -> torch.Tensor | None:
             return None
         _POOL_STATE["bytes"] -= nbytes
         storage = free.pop()
-    return torch.empty(0, dtype=like.dtype).set_(storage, 0, like.shape)
+    return torch.empty(0, dtype=like.dtype).set_(storage, 0, like.shape, _strides(like.shape))
+
+
+def _strides(shape: Sequence[int]) -> list[int]:
+    """Row-major (contiguous) strides of ``shape``."""
+    out, step = [], 1
+    for size in reversed(shape):
+        out.append(step)
+        step *= max(size, 1)
+    return out[::-1]
 
 
 def _recycle(copies: list[torch.Tensor]) -> None:
@@ -261,8 +284,13 @@ def _recycle(copies: list[torch.Tensor]) -> None:
         t = copies.pop()
         # references: the loop variable and getrefcount's argument; storage users: this
         # tensor and the wrapper untyped_storage() returns. More means someone else holds it.
-        if (sys.getrefcount(t) != 2 or not t.is_contiguous() or type(t) is not torch.Tensor
-                or t.device.type != "cpu" or t.layout != torch.strided):
+        if (
+            sys.getrefcount(t) != 2
+            or not t.is_contiguous()
+            or type(t) is not torch.Tensor
+            or t.device.type != "cpu"
+            or t.layout != torch.strided
+        ):
             continue
         try:
             if torch._C._storage_Use_Count(t.untyped_storage()._cdata) != 2:
@@ -314,11 +342,18 @@ class Snapshot:
     the rest on disk. :attr:`used` says where the copies ended up.
     """
 
-    def __init__(self, sizes: Sequence[int] = (), kind: str = "auto", *,
-                 budget: int | None = None, directory: str | None = None) -> None:
+    def __init__(
+        self,
+        sizes: Sequence[int] = (),
+        kind: str = "auto",
+        *,
+        budget: int | None = None,
+        directory: str | None = None,
+    ) -> None:
         if kind not in SNAPSHOT_KINDS:
-            raise ValueError(f"snapshot={kind!r} is not a snapshot kind; use one of "
-                             f"{SNAPSHOT_KINDS}")
+            raise ValueError(
+                f"snapshot={kind!r} is not a snapshot kind; use one of {SNAPSHOT_KINDS}"
+            )
         self.items: list[Saved] = []
         self._copies: dict[int, torch.Tensor | None] = {}
         if kind == "memory":
@@ -396,7 +431,7 @@ class Snapshot:
             for s in self.items:
                 container = s.module._parameters if s.is_param else s.module._buffers
                 if container.get(s.attr) is not s.obj:
-                    container[s.attr] = s.obj  # undo an assign=True replacement
+                    container[s.attr] = s.obj  # type: ignore[assignment]  # undo assign=True
                 if s.data is None:
                     continue
                 try:
@@ -448,7 +483,9 @@ class Slot:
     is_param: bool
 
     def get(self) -> torch.Tensor:
-        return (self.module._parameters if self.is_param else self.module._buffers)[self.attr]
+        t = (self.module._parameters if self.is_param else self.module._buffers)[self.attr]
+        assert t is not None  # slots_of() only makes slots for tensors that exist
+        return t
 
     def as_tuple(self) -> tuple[str, nn.Module, str, bool, torch.Tensor]:
         return self.key, self.module, self.attr, self.is_param, self.get()
@@ -473,8 +510,9 @@ def slots_of(model: nn.Module, keys: Iterable[str]) -> dict[str, Slot]:
     return out
 
 
-def chunks(keys: Sequence[str], sizes: Mapping[str, int], limit: int = CHUNK_BYTES
-           ) -> Iterator[list[str]]:
+def chunks(
+    keys: Sequence[str], sizes: Mapping[str, int], limit: int = CHUNK_BYTES
+) -> Iterator[list[str]]:
     """Consecutive runs of ``keys`` of at most ``limit`` bytes (a bigger tensor on its own)."""
     run: list[str] = []
     total = 0
@@ -510,8 +548,10 @@ def loading_code(module: nn.Module) -> tuple[bool, bool]:
     hook a method or function of the module's own class, e.g. ``self._convert``.
     """
     override = type(module)._load_from_state_dict not in _PLAIN_LOADERS
-    hooks = [*module._load_state_dict_pre_hooks.values(),
-             *module._load_state_dict_post_hooks.values()]
+    hooks = [
+        *module._load_state_dict_pre_hooks.values(),
+        *module._load_state_dict_post_hooks.values(),
+    ]
     if not override and not hooks:
         return False, True
     return True, all(_own_hook(module, h) for h in hooks)
@@ -561,36 +601,41 @@ class Transformed:
             for k in under:
                 out.how[k] = (
                     f"equal to a copy of {name or 'the model'!r} that loaded the same entries"
-                    if twin is not None else
-                    f"verified by torch's loader only ({name or 'the model'!r} could not be "
+                    if twin is not None
+                    else f"verified by torch's loader only ({name or 'the model'!r} could not be "
                     f"copied to check it: {note})"
                 )
         return out
 
-    def verify(self, sd: Mapping[str, torch.Tensor], metadata: Mapping[str, Any],
-               slots: Mapping[str, Slot]) -> None:
+    def verify(
+        self, sd: Mapping[str, torch.Tensor], metadata: Mapping[str, Any], slots: Mapping[str, Slot]
+    ) -> None:
         """Load each copy the same way and compare; raises RuntimeError naming the first key
         whose live value differs from what the module's own loading produced."""
         for prefix, twin, _, under in self._twins:
             if twin is None:
                 continue
             local: OrderedDict[str, torch.Tensor] = OrderedDict(
-                (k[len(prefix):], v) for k, v in sd.items() if k.startswith(prefix))
+                (k[len(prefix) :], v) for k, v in sd.items() if k.startswith(prefix)
+            )
             local._metadata = OrderedDict(  # type: ignore[attr-defined]
-                (p[len(prefix):] if prefix else p, dict(v)) for p, v in metadata.items()
-                if not prefix or p == prefix[:-1] or p.startswith(prefix))
+                (p[len(prefix) :] if prefix else p, dict(v))
+                for p, v in metadata.items()
+                if not prefix or p == prefix[:-1] or p.startswith(prefix)
+            )
             if prefix and prefix[:-1] in metadata:
                 local._metadata[""] = dict(metadata[prefix[:-1]])  # type: ignore[attr-defined]
             with torch.no_grad():
                 twin.load_state_dict(local, strict=False)
             twin_sd = twin.state_dict(keep_vars=True)
             for k in under:
-                expected = twin_sd.get(k[len(prefix):])
+                expected = twin_sd.get(k[len(prefix) :])
                 cur = slots[k].get().detach()
                 if expected is None or not same(cur, expected.detach()):
                     raise RuntimeError(
                         f"{k!r} differs from what its module's own loading produces (loading "
-                        "the same entries into a copy of the module gave another value)")
+                        "the same entries into a copy of the module gave another value)"
+                    )
             self._twins = [(p, None, n, u) for p, _, n, u in self._twins]  # free the copies
 
 
@@ -600,13 +645,21 @@ class Transformed:
 
 def torch_error(model: nn.Module, errors: Sequence[str]) -> RuntimeError:
     """The RuntimeError ``load_state_dict`` raises for these error messages."""
-    return RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(
-        model.__class__.__name__, "\n\t".join(errors)))
+    return RuntimeError(
+        "Error(s) in loading state_dict for {}:\n\t{}".format(
+            model.__class__.__name__, "\n\t".join(errors)
+        )
+    )
 
 
-def load_modules(model: nn.Module, sd: Mapping[str, torch.Tensor], keys: Sequence[str],
-                 slots: Mapping[str, Slot], metadata: Mapping[str, Any],
-                 missing: list[str]) -> None:
+def load_modules(
+    model: nn.Module,
+    sd: Mapping[str, torch.Tensor],
+    keys: Sequence[str],
+    slots: Mapping[str, Slot],
+    metadata: Mapping[str, Any],
+    missing: list[str],
+) -> None:
     """Torch's per-module loading step (``_load_from_state_dict``, what ``load_state_dict``
     runs for every module) for the modules owning ``keys``; raises as ``load_state_dict``
     would. Only for models without loading code of their own (:func:`plain_loading`)."""
@@ -621,18 +674,24 @@ def load_modules(model: nn.Module, sd: Mapping[str, torch.Tensor], keys: Sequenc
     unexpected: list[str] = []
     for module, prefix, local in by_module.values():
         local_metadata = dict(metadata.get(prefix[:-1], {}))
-        module._load_from_state_dict(local, prefix, local_metadata, True, missing, unexpected,
-                                     errors)
+        module._load_from_state_dict(
+            local, prefix, local_metadata, True, missing, unexpected, errors
+        )
     if unexpected:
-        errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(
-            ", ".join(f'"{k}"' for k in unexpected)))
+        errors.insert(
+            0,
+            "Unexpected key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in unexpected)),
+        )
     if errors:
         raise torch_error(model, errors)
 
 
-def incompatible_keys(model_keys: Sequence[str], loaded: Iterable[str],
-                      reported_missing: Iterable[str], visited_prefixes: set[str]
-                      ) -> _IncompatibleKeys:
+def incompatible_keys(
+    model_keys: Sequence[str],
+    loaded: Iterable[str],
+    reported_missing: Iterable[str],
+    visited_prefixes: set[str],
+) -> _IncompatibleKeys:
     """What ``load_state_dict(strict=False)`` returns for a module-by-module load: keys of the
     modules it loaded that they reported missing, and every key of the modules it skipped."""
     loaded_set, reported = set(loaded), set(reported_missing)
@@ -655,10 +714,6 @@ def fresh_metadata(sd: Mapping[str, Any]) -> OrderedDict[str, dict[str, Any]]:
 def nbytes(t: torch.Tensor) -> int:
     return 0 if t.is_meta else t.numel() * t.element_size()
 
-
-def memory_note(kind: str) -> str:
-    return {"memory": "in memory", "disk": "in a temporary file",
-            "memory+disk": "in memory and, past the budget, a temporary file"}[kind]
 
 # --------------------------------------------------------------------------------------------
 # the transaction
@@ -683,14 +738,25 @@ class Job:
     plain: bool  # no loading code of the model's own: load module by module, in chunks
 
     @classmethod
-    def build(cls, model: nn.Module, sd: OrderedDict[str, torch.Tensor],
-              live: Mapping[str, Any], bn_reset: Sequence[str]) -> Job:
-        bn_keys = [f"{m}.{b}" for m in bn_reset
-                   for b in ("running_mean", "running_var", "num_batches_tracked")
-                   if f"{m}.{b}" in live]
+    def build(
+        cls,
+        model: nn.Module,
+        sd: OrderedDict[str, torch.Tensor],
+        live: Mapping[str, Any],
+        bn_reset: Sequence[str],
+    ) -> Job:
+        bn_keys = [
+            f"{m}.{b}"
+            for m in bn_reset
+            for b in ("running_mean", "running_var", "num_batches_tracked")
+            if f"{m}.{b}" in live
+        ]
         loaded_ids = {id(live[k]): k for k in sd}
-        tied = {k: loaded_ids[id(v)] for k, v in live.items()
-                if k not in sd and isinstance(v, torch.Tensor) and id(v) in loaded_ids}
+        tied = {
+            k: loaded_ids[id(v)]
+            for k, v in live.items()
+            if k not in sd and isinstance(v, torch.Tensor) and id(v) in loaded_ids
+        }
         extra = [k for k in bn_keys if k not in sd] + list(tied)
         slots = slots_of(model, [*sd, *extra])
         meta = [k for k in sd if live[k].is_meta]
@@ -723,7 +789,7 @@ def retie(model: nn.Module, tied_along: Mapping[str, str]) -> None:
         module = model.get_submodule(mod_name)
         container = module._parameters if attr in module._parameters else module._buffers
         if container.get(attr) is not src.get():
-            container[attr] = src.get()
+            container[attr] = src.get()  # type: ignore[assignment]
 
 
 class Transaction:
@@ -731,8 +797,16 @@ class Transaction:
     :meth:`rollback`. ``stats=True`` measures the large tensors while each chunk is in cache
     (:attr:`measured`); the small ones are left for one batched pass afterwards."""
 
-    def __init__(self, job: Job, snapshot: Snapshot, interrupts: Interrupts, *,
-                 verify: bool, stats: bool, any_hook: bool) -> None:
+    def __init__(
+        self,
+        job: Job,
+        snapshot: Snapshot,
+        interrupts: Interrupts,
+        *,
+        verify: bool,
+        stats: bool,
+        any_hook: bool,
+    ) -> None:
         self.job = job
         self.snapshot = snapshot
         self.interrupts = interrupts
@@ -770,8 +844,14 @@ class Transaction:
         job = self.job
         self.snapshot.save(job.slots[k].as_tuple() for k in job.meta_keys)
         meta_sd: OrderedDict[str, torch.Tensor] = OrderedDict(
-            (k, job.sd[k].to(job.live[k].dtype) if job.sd[k].dtype != job.live[k].dtype
-             else job.sd[k]) for k in job.meta_keys)
+            (
+                k,
+                job.sd[k].to(job.live[k].dtype)
+                if job.sd[k].dtype != job.live[k].dtype
+                else job.sd[k],
+            )
+            for k in job.meta_keys
+        )
         meta_sd._metadata = fresh_metadata(job.sd)  # type: ignore[attr-defined]
         result = job.model.load_state_dict(meta_sd, strict=False, assign=True)
         self._no_unexpected(result)
@@ -809,8 +889,11 @@ class Transaction:
         visited: set[str] = set()
         for run in chunks(job.real_keys, sizes):
             saved = {s.key: s for s in self.snapshot.save(job.slots[k].as_tuple() for k in run)}
-            big = [k for k in run if self.stats and job.live[k].numel() > batch_max
-                   and saved[k].data is not None]
+            big = [
+                k
+                for k in run
+                if self.stats and job.live[k].numel() > batch_max and saved[k].data is not None
+            ]
             before = {k: tensor_stats(saved[k].data) for k in big}  # type: ignore[arg-type]
             load_modules(job.model, job.sd, run, job.slots, metadata, missing)
             visited.update(job.slots[k].prefix for k in run)
@@ -819,12 +902,20 @@ class Transaction:
             for k in big:
                 b, a = saved[k].data, job.slots[k].get().detach()
                 after = tensor_stats(a)
-                self.measured[k] = (before[k], after, change_stats(
-                    b, a, before_l2=before[k].l2 if before[k].numel else None))  # type: ignore[arg-type]
+                self.measured[k] = (
+                    before[k],
+                    after,
+                    change_stats(b, a, before_l2=before[k].l2 if before[k].numel else None),
+                )  # type: ignore[arg-type]
             self.interrupts.check()
-        self.incompatible.append(incompatible_keys(
-            [k for k, v in job.live.items() if isinstance(v, torch.Tensor)],
-            job.sd, missing, visited))
+        self.incompatible.append(
+            incompatible_keys(
+                [k for k, v in job.live.items() if isinstance(v, torch.Tensor)],
+                job.sd,
+                missing,
+                visited,
+            )
+        )
 
     # checks ----------------------------------------------------------------------------------
     @staticmethod
@@ -839,7 +930,8 @@ class Transaction:
             if not same(cur, job.expected(key, cur)):  # memcmp first: ~a third of torch.equal
                 raise RuntimeError(
                     f"{key!r} differs from its checkpoint tensor after loading (a load hook "
-                    "changed it?)")
+                    "changed it?)"
+                )
 
     def _verify_ties(self) -> None:
         after = self.job.model.state_dict(keep_vars=True)

@@ -40,10 +40,12 @@ def test_raising_pre_hook_on_later_module_rolls_back_everything(model, ckpt, pub
 
     def hook(*args):
         # torch has already copied every earlier module's tensors when this runs
-        seen["stem_copied"] = torch.equal(model.backbone.stem.conv.weight, ckpt[
-            "backbone.stem.conv.weight"])
+        seen["stem_copied"] = torch.equal(
+            model.backbone.stem.conv.weight, ckpt["backbone.stem.conv.weight"]
+        )
         seen["bn_buffers_copied"] = torch.equal(
-            model.backbone.layer1[0].bn1.running_var, ckpt["backbone.layer1.0.bn1.running_var"])
+            model.backbone.layer1[0].bn1.running_var, ckpt["backbone.layer1.0.bn1.running_var"]
+        )
         raise boom
 
     if public:
@@ -140,8 +142,9 @@ def test_post_hook_silently_changing_a_value_is_caught(model, ckpt):
     assert_bit_identical(state(model), before)
     # with verify=False the change goes through (the check above is what caught it)
     report = sdw.partial_load(model, full_plan(model, ckpt), verify=False)
-    assert not torch.equal(model.backbone.layer1[0].conv2.weight,
-                           ckpt["backbone.layer1.0.conv2.weight"])
+    assert not torch.equal(
+        model.backbone.layer1[0].conv2.weight, ckpt["backbone.layer1.0.conv2.weight"]
+    )
     report.undo()
     assert_bit_identical(state(model), before)
 
@@ -372,11 +375,16 @@ def test_report_fields(ckpt):
     assert set(report.skipped) == set(plan.skipped)
     assert "shape mismatch" in report.skipped["classifier.weight"]
     layer2 = [k for k in model.state_dict() if k.startswith("backbone.layer2.")]
-    bn_stats = [k for k in plan.skipped if k.rpartition(".")[2] in
-                ("running_mean", "running_var", "num_batches_tracked")]
-    assert report.untouched == [k for k in model.state_dict()
-                                if k in set(layer2) | set(bn_stats) | {"classifier.weight",
-                                                                       "classifier.bias"}]
+    bn_stats = [
+        k
+        for k in plan.skipped
+        if k.rpartition(".")[2] in ("running_mean", "running_var", "num_batches_tracked")
+    ]
+    assert report.untouched == [
+        k
+        for k in model.state_dict()
+        if k in set(layer2) | set(bn_stats) | {"classifier.weight", "classifier.bias"}
+    ]
     assert report.casts == {}
     assert 0 < report.seconds < 30
     assert f"loaded {len(plan.keys)}" in repr(report) and len(plan.keys) == 9
@@ -390,10 +398,25 @@ def test_report_frame_before_after_statistics(model, ckpt):
     before = state(model)
     report = sdw.partial_load(model, sdw.compare(model, bad).plan(include="classifier"))
     frame = report.to_frame().set_index("key")
-    for col in ("before_mean", "before_std", "before_min", "before_max", "before_l2",
-                "before_zero_fraction", "before_nan_count", "before_inf_count",
-                "after_mean", "after_std", "after_min", "after_max", "after_l2",
-                "after_zero_fraction", "after_nan_count", "after_inf_count", "max_abs_change"):
+    for col in (
+        "before_mean",
+        "before_std",
+        "before_min",
+        "before_max",
+        "before_l2",
+        "before_zero_fraction",
+        "before_nan_count",
+        "before_inf_count",
+        "after_mean",
+        "after_std",
+        "after_min",
+        "after_max",
+        "after_l2",
+        "after_zero_fraction",
+        "after_nan_count",
+        "after_inf_count",
+        "max_abs_change",
+    ):
         assert col in frame.columns, col
     w0, w1 = before["classifier.weight"].double(), ckpt["classifier.weight"].double()
     row = frame.loc["classifier.weight"]
@@ -411,8 +434,9 @@ def test_report_frame_before_after_statistics(model, ckpt):
     assert list(frame.index) == ["classifier.weight", "classifier.bias"]
     # stats=False defers the same numbers to to_frame()
     model2 = demo.make_model("cnn", seed=1)
-    lazy = sdw.partial_load(model2, sdw.compare(model2, bad).plan(include="classifier"),
-                            stats=False)
+    lazy = sdw.partial_load(
+        model2, sdw.compare(model2, bad).plan(include="classifier"), stats=False
+    )
     assert lazy.to_frame().set_index("key")["after_l2"].equals(frame["after_l2"])
 
 
@@ -630,8 +654,9 @@ def test_hooks_from_outside_count_as_transforms_only_when_asked(model, ckpt):
         sdw.partial_load(model, full_plan(model, ckpt))
     assert_bit_identical(state(model), before)
     report = sdw.partial_load(model, full_plan(model, ckpt), transforms="any")
-    assert torch.equal(model.backbone.stem.bn.running_mean,
-                       ckpt["backbone.stem.bn.running_mean"] + 1)
+    assert torch.equal(
+        model.backbone.stem.bn.running_mean, ckpt["backbone.stem.bn.running_mean"] + 1
+    )
     assert "backbone.stem.bn.running_mean" in report.transformed
     report.undo()
     assert_bit_identical(state(model), before)
@@ -690,8 +715,7 @@ def test_keys_left_on_meta_are_reported_by_key():
 def test_disk_snapshot_rolls_back_and_undoes_bit_for_bit(model, ckpt, kind, tmp_path):
     budget = 0 if kind == "auto" else None
     before = state(model)
-    report = sdw.partial_load(model, full_plan(model, ckpt), snapshot=kind,
-                              snapshot_budget=budget)
+    report = sdw.partial_load(model, full_plan(model, ckpt), snapshot=kind, snapshot_budget=budget)
     assert report.snapshot == "disk"
     assert changed(before, model)
     assert report.to_frame()["before_l2"].notna().all()
@@ -710,11 +734,16 @@ def test_disk_snapshot_rolls_back_and_undoes_bit_for_bit(model, ckpt, kind, tmp_
 def test_auto_snapshot_spills_to_disk_past_its_budget(model, ckpt):
     before = state(model)
     total = sum(v.nbytes for v in before.values())
-    report = sdw.partial_load(model, full_plan(model, ckpt), snapshot="auto",
-                              snapshot_budget=total // 2)
+    report = sdw.partial_load(
+        model, full_plan(model, ckpt), snapshot="auto", snapshot_budget=total // 2
+    )
     assert report.snapshot == "memory+disk"
-    assert 0 < report._snapshot.memory_bytes <= total // 2 < total - report._snapshot.disk_bytes \
-        + total // 2
+    assert (
+        0
+        < report._snapshot.memory_bytes
+        <= total // 2
+        < total - report._snapshot.disk_bytes + total // 2
+    )
     report.undo()
     assert_bit_identical(state(model), before)
     assert sdw.partial_load(model, full_plan(model, ckpt)).snapshot == "memory"
@@ -745,10 +774,16 @@ def _interrupt_targets():
     from sd_widgets import stats as stats_module
 
     return [
-        (transaction, "same"), (transaction, "load_modules"), (transaction.Snapshot, "save"),
-        (transaction, "retie"), (stats_module, "tensor_stats"), (stats_module, "change_stats"),
-        (report_module, "tensor_stats_many"), (report_module, "change_stats_many"),
-        (nn.Module, "_load_from_state_dict"), (nn.Module, "load_state_dict"),
+        (transaction, "same"),
+        (transaction, "load_modules"),
+        (transaction.Snapshot, "save"),
+        (transaction, "retie"),
+        (stats_module, "tensor_stats"),
+        (stats_module, "change_stats"),
+        (report_module, "tensor_stats_many"),
+        (report_module, "change_stats_many"),
+        (nn.Module, "_load_from_state_dict"),
+        (nn.Module, "load_state_dict"),
         (torch.Tensor, "clone"),
     ]
 
@@ -760,8 +795,10 @@ def test_keyboard_interrupt_at_every_call_leaves_the_model_as_it_was(ckpt, monke
     model = demo.make_model("cnn", seed=1)
     with torch.device("meta"):
         meta_model = demo.SmallCNN(num_classes=3)
-    cases = [(model, full_plan(model, ckpt)),
-             (meta_model, sdw.compare(meta_model, ckpt).plan(include="backbone"))]
+    cases = [
+        (model, full_plan(model, ckpt)),
+        (meta_model, sdw.compare(meta_model, ckpt).plan(include="backbone")),
+    ]
     counter = {"n": 0, "at": -1}
 
     def wrap(fn):
@@ -770,13 +807,16 @@ def test_keyboard_interrupt_at_every_call_leaves_the_model_as_it_was(ckpt, monke
             if counter["n"] == counter["at"]:
                 raise KeyboardInterrupt
             return fn(*args, **kwargs)
+
         return wrapper
 
     for owner, name in _interrupt_targets():
         monkeypatch.setattr(owner, name, wrap(getattr(owner, name)))
     for target, plan in cases:
-        before = {k: v.detach().clone() if not v.is_meta else v
-                  for k, v in target.state_dict(keep_vars=True).items()}
+        before = {
+            k: v.detach().clone() if not v.is_meta else v
+            for k, v in target.state_dict(keep_vars=True).items()
+        }
         ids = {k: id(v) for k, v in target.state_dict(keep_vars=True).items()}
         counter.update(n=0, at=-1)
         done = sdw.partial_load(target, plan, stats=stats)
@@ -831,8 +871,9 @@ def test_real_ctrl_c_at_any_line_leaves_the_model_as_it_was_or_returns_a_report(
     run(-1).undo()
     total = seen["n"]
     assert total > 1000
-    points = sorted({*range(1, 25), *range(total - 60, total + 1),
-                     *range(1, total, max(1, total // 80))})
+    points = sorted(
+        {*range(1, 25), *range(total - 60, total + 1), *range(1, total, max(1, total // 80))}
+    )
     outcomes = collections.Counter()
     for at in points:
         try:

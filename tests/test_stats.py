@@ -414,8 +414,16 @@ def test_iter_progress():
 
 def _mixed_tensors() -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(11)
-    out = [torch.randn(n, generator=g) * s + m for n, s, m in
-           [(1, 1.0, 0.0), (7, 2.0, 5.0), (64, 0.1, 1.0), (4096, 1.0, 0.0), (5000, 3.0, -1.0)]]
+    out = [
+        torch.randn(n, generator=g) * s + m
+        for n, s, m in [
+            (1, 1.0, 0.0),
+            (7, 2.0, 5.0),
+            (64, 0.1, 1.0),
+            (4096, 1.0, 0.0),
+            (5000, 3.0, -1.0),
+        ]
+    ]
     out += [torch.ones(256), torch.zeros(33), torch.full((100,), 0.1)]  # BN weight, bias, const
     out += [noisy(3000, seed=12), noisy(70_000, seed=13)]  # NaN/inf, small and large
     out += [torch.tensor(1234), torch.randint(-9, 9, (50,), generator=g, dtype=torch.int32)]
@@ -436,7 +444,11 @@ def test_tensor_stats_many_matches_tensor_stats_one_by_one():
     for t, st in zip(tensors, many, strict=True):
         one = tensor_stats(t)
         assert (st.numel, st.dtype, st.nan_count, st.inf_count) == (
-            one.numel, one.dtype, one.nan_count, one.inf_count)
+            one.numel,
+            one.dtype,
+            one.nan_count,
+            one.inf_count,
+        )
         for name in ("mean", "std", "min", "max", "l2", "zero_fraction"):
             a, b = getattr(st, name), getattr(one, name)
             assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6), name
@@ -466,8 +478,7 @@ def test_change_stats_many_matches_change_stats():
         one = change_stats(b, a)
         assert ch["numel"] == one["numel"] and ch["compared"] == one["compared"]
         assert ch["changed_count"] == one["changed_count"]
-        for name in ("max_abs_change", "mean_abs_change", "relative_l2_change",
-                     "changed_fraction"):
+        for name in ("max_abs_change", "mean_abs_change", "relative_l2_change", "changed_fraction"):
             x, y = ch[name], one[name]
             assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-6), name
     assert many[0]["changed_count"] == 0 and many[0]["max_abs_change"] == 0
