@@ -56,6 +56,7 @@ from pathlib import Path
 import pytest
 import torch
 from bitwise import assert_bit_identical, state
+from hostile import write_malicious_checkpoint
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
@@ -435,7 +436,7 @@ def test_fact10_namespace_checkpoint_refused_and_named(tmp_path):
 
 def test_fact10_malicious_reduce_runs_only_with_trust(tmp_path):
     marker = tmp_path / "PWNED"
-    path = demo.write_unsafe_checkpoint(tmp_path / "evil.pt", "malicious", marker=marker)
+    path = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
     # control: the default torch.load refuses it without running it
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         torch.load(path)
