@@ -662,12 +662,12 @@ export function settleFocus(data, visible, focus) {
  * 12px), "meta" (monospace 11px) or "ui" (12px UI font); monospace kinds are measured once.
  * @param {TreeData} data
  * @param {(text: string, kind: "name"|"meta"|"ui") => number} measure
- * @param {{indent?: number, gap?: number, minName?: number, maxName?: number, minSide?: number, minStatus?: number, maxType?: number, noteW?: number, sharedNote?: string}} [opts]  sharedNote: a rename
+ * @param {{indent?: number, gap?: number, minName?: number, maxName?: number, minSide?: number, minStatus?: number, maxType?: number, noteW?: number, sharedNote?: string, modelIndent?: number}} [opts]  sharedNote: a rename
  *   note the column header shows once instead of on every row
  * @returns {{ckpt: number, status: number, model: number}}
  */
 export function columnWidths(data, measure, opts = {}) {
-  const { indent = 12, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "" } = opts;
+  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "" } = opts;
   const c = data.c;
   const p = data.p;
   let ckpt = minSide;
@@ -713,14 +713,15 @@ export function columnWidths(data, measure, opts = {}) {
   });
   const adaptW = m("overlap ✓", "meta") + 12 + gap;
   for (let i = 0; i < data.n; i++) {
-    const pad = 6 + c.depth[i] * indent + 8;
+    const pad = 6 + c.depth[i] * indent + 4;
+    const mpad = 6 + c.depth[i] * modelIndent + 4;
     if (c.t[i] === 0) {
       const nameW = Math.min(maxName, Math.max(minName, m(c.name[i], "name"))) + 14 + gap;
       // a module's class name may be shortened (its full name is on hover): count at most maxType
       const typeW = c.module_type[i] ? Math.min(maxType, m(String(c.module_type[i]), "meta")) + gap : 0;
       const sizeW = wBytes(c.nbytes[i] || 0) + gap;
       ckpt = Math.max(ckpt, pad + nameW + typeW + sizeW);
-      model = Math.max(model, pad + nameW + typeW);
+      model = Math.max(model, mpad + nameW + typeW);
       const counts = c.counts[i] || [];
       let kinds = 0;
       for (let s = 0; s < counts.length; s++) if (counts[s] && s !== data.matchStatus) kinds++;
@@ -747,7 +748,7 @@ export function columnWidths(data, measure, opts = {}) {
     }
     if (sides & 2) {
       const rel = c.model_key[i] ? relativeName(c.path[i], c.model_key[i]) : null;
-      let w = pad + Math.min(maxName, Math.max(minName, m(rel ? rel.text : c.name[i], "name"))) + gap;
+      let w = mpad + Math.min(maxName, Math.max(minName, m(rel ? rel.text : c.name[i], "name"))) + gap;
       if (rel && rel.note) w += Math.min(noteW, m(rel.note, "meta") + 8) + gap;
       w += wShape(c.model_shape[i]) + gap + wDtype(c.model_dtype[i]) + gap;
       if (c.tied[i]) w += m("tied", "meta") + 8 + gap;

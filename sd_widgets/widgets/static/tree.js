@@ -71,6 +71,7 @@
 
 const ROW_H = 24;
 const INDENT = 12; // px per tree level (lib.js columnWidths uses the same)
+const MODEL_INDENT = 6; // the model column repeats the structure: a lighter indent saves width
 const FULL_RENDER_MAX = 600; // draw every visible row up to this many; window above it
 const OVERSCAN = 30;
 const VIEWPORT_FALLBACK_H = 440;
@@ -513,7 +514,7 @@ function render({ model, el }) {
   }
 
   function sizeColumns() {
-    const w = columnWidths(data, textMeasurer(root), { sharedNote });
+    const w = columnWidths(data, textMeasurer(root), { sharedNote, indent: INDENT, modelIndent: MODEL_INDENT });
     const ckpt = userWidths.ckpt || w.ckpt;
     const status = userWidths.status || w.status;
     const modelW = userWidths.model || w.model;
@@ -545,7 +546,7 @@ function render({ model, el }) {
     const depth = c.depth[i];
     const cell = h("span", { className: `sdw-cell sdw-cell-side sdw-${side}`, dataset: { role: side } });
     const present = c.sides[i] & (side === "ckpt" ? 1 : 2);
-    cell.style.paddingLeft = `${6 + depth * INDENT}px`;
+    cell.style.paddingLeft = `${6 + depth * (side === "model" ? MODEL_INDENT : INDENT)}px`;
     if (c.t[i] === 0) {
       if (!present) {
         cell.classList.add("sdw-absent");
