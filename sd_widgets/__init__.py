@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 from .checkpoint import Checkpoint, CheckpointSource, TensorInfo, open_checkpoint
 from .compare import STATUSES, Comparison, Row, Suggestion, compare
 from .errors import (
+    CheckpointChangedError,
     CheckpointError,
     LoadError,
     NotAStateDictError,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STATUSES",
     "Checkpoint",
+    "CheckpointChangedError",
     "CheckpointError",
     "CheckpointSource",
     "Comparison",

@@ -266,10 +266,9 @@ def build(name: str, tmp: pathlib.Path) -> Built:
     cmp = sdw.compare(model, src, **case.compare)
     source = cmp.checkpoint.source
     trust = case.compare.get("trust")
-    if isinstance(trust, list) and not getattr(source, "allowed_globals", None):
-        # the allow-list is recorded by the checkpoint reader as source.allowed_globals; until
-        # the reader records it, give the exported code the list the user passed
-        source.allowed_globals = tuple(trust)
+    if isinstance(trust, list):
+        # the reader records exactly the allow-list the user passed; the export admits it
+        assert source.allowed_globals == tuple(trust)
     plan = cmp.plan(**case.plan)
     assert len(plan) > 0
     before = copy.deepcopy(model)

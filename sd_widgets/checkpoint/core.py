@@ -86,7 +86,11 @@ class CheckpointSource:
     #: entries of the state dict itself that are not tensors → their type
     non_tensor: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    #: the file was read with more than weights-only unpickling allowed (``trust`` not False)
     trusted: bool = False
+    #: ``trust=[...]``: exactly the globals that were allowed (weights-only for the rest); the
+    #: exported code admits the same ones and no more. Empty for ``trust=True``/``False``.
+    allowed_globals: tuple[Any, ...] = ()
 
     def describe(self) -> str:
         where = f" {self.path}" if self.path else ""

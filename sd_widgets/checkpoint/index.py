@@ -31,6 +31,7 @@ from .paths import (
 )
 from .safetensors import device_str, read_safetensors_header, safetensors_loader
 from .torchfile import torch_load
+from .unpickle import trust_fields
 
 __all__ = ["open_index", "shard_path"]
 
@@ -161,7 +162,7 @@ def open_index(
         files[k] = str(paths[s])
     kind = "safetensors-index" if is_safetensors else "torch-index"
     source = CheckpointSource(
-        kind=kind, path=str(path), files=[str(paths[s]) for s in shards], trusted=trust is not False
+        kind=kind, path=str(path), files=[str(paths[s]) for s in shards], **trust_fields(trust)
     )
     if isinstance(index.get("metadata"), dict):
         source.other_entries = {

@@ -22,7 +22,7 @@ from ..errors import UnreadableCheckpointError, UnsafeCheckpointError
 from .core import Checkpoint, CheckpointSource
 from .memory import from_object
 from .paths import FileStamp, check_path
-from .unpickle import allowed_globals, global_name, unsafe_globals
+from .unpickle import allowed_globals, global_name, trust_fields, unsafe_globals
 
 __all__ = ["MAX_INFLATED_BYTES", "MAX_INFLATE_RATIO", "check_zip", "open_torch", "torch_load"]
 
@@ -222,7 +222,5 @@ def open_torch(path: Path, fmt: str, *, key: Any, map_location: Any, trust: Any)
     """Open a torch file (``fmt`` "torch" or "torch-legacy") and find the weights in it."""
     stamp = FileStamp.of(path)
     obj = torch_load(path, fmt, map_location, trust)
-    source = CheckpointSource(
-        kind=fmt, path=str(path), files=[str(path)], trusted=trust is not False
-    )
+    source = CheckpointSource(kind=fmt, path=str(path), files=[str(path)], **trust_fields(trust))
     return from_object(obj, source, key, stamps=(stamp,))

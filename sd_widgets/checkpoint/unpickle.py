@@ -37,6 +37,7 @@ __all__ = [
     "global_name",
     "pickle_globals",
     "restricted_load",
+    "trust_fields",
     "unsafe_globals",
 ]
 
@@ -67,6 +68,25 @@ def allowed_globals(trust: Any) -> list[Any] | None:
             "list of the classes/functions to allow, e.g. trust=[argparse.Namespace]"
         )
     return list(trust)
+
+
+def trust_fields(trust: Any) -> dict[str, Any]:
+    """What a :class:`CheckpointSource` records of ``trust``: ``trusted`` and ``allowed_globals``.
+
+    Parameters
+    ----------
+    trust
+        As :func:`allowed_globals` takes it.
+
+    Returns
+    -------
+    dict
+        ``{"trusted": bool, "allowed_globals": tuple}``.
+    """
+    allowed = allowed_globals(trust)
+    if allowed is None:
+        return {"trusted": bool(trust), "allowed_globals": ()}
+    return {"trusted": True, "allowed_globals": tuple(allowed)}
 
 
 def global_name(obj: Any) -> str:
