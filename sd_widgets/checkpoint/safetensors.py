@@ -10,7 +10,7 @@ and validates only the header (offsets contiguous and inside the file, ``end - s
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,9 @@ def read_safetensors_header(
     return infos, metadata
 
 
-def safetensors_loader(files: Mapping[str, str], device: str):
+def safetensors_loader(
+    files: Mapping[str, str], device: str
+) -> Callable[[Sequence[str]], dict[str, torch.Tensor]]:
     """Loader reading keys from their files, one ``safe_open`` per file."""
     from safetensors import safe_open
 

@@ -112,7 +112,9 @@ def check_zip(path: Path | IO[bytes], size: int, label: str | None = None) -> bo
         raise _unreadable(name, exc) from None
 
 
-def _bomb(path: Path | str, member: str, inflated: int, compressed: int, verb: str):
+def _bomb(
+    path: Path | str, member: str, inflated: int, compressed: int, verb: str
+) -> UnreadableCheckpointError:
     return UnreadableCheckpointError(
         f"{path}: zip member {member!r} {verb} at least {inflated:,} bytes from {compressed:,} "
         f"compressed (limits: {MAX_INFLATE_RATIO}x and {MAX_INFLATED_BYTES:,} bytes). torch.save "
