@@ -89,7 +89,7 @@ def run_child(script: str, args: Sequence[str], timeout: float = 600) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     raise RuntimeError(
         f"benchmark child failed (exit {proc.returncode}): {' '.join(cmd)}\n"
         f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"

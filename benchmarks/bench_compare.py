@@ -120,8 +120,9 @@ LAYOUTS = {
     # --smoke: same code paths, kilobytes of data (the second one stands in for 70B: GQA, bf16,
     # many shards, plain way not run)
     "tiny": Layout("tiny", 64, 2, 172, 512, 4, 4, torch.float16, shard_bytes=40_000),
-    "tiny-gqa": Layout("tiny-gqa", 128, 3, 344, 512, 8, 2, torch.bfloat16, shard_bytes=60_000,
-                       run_plain=False),
+    "tiny-gqa": Layout(
+        "tiny-gqa", 128, 3, 344, 512, 8, 2, torch.bfloat16, shard_bytes=60_000, run_plain=False
+    ),
 }
 
 
@@ -230,8 +231,11 @@ def write_sparse_checkpoint(L: Layout, directory: Path) -> tuple[Path, list[Path
         offset = 0
         for key, shape in group:
             end = offset + _numel(shape) * L.dtype.itemsize
-            header[key] = {"dtype": _ST_DTYPE[L.dtype], "shape": list(shape),
-                           "data_offsets": [offset, end]}
+            header[key] = {
+                "dtype": _ST_DTYPE[L.dtype],
+                "shape": list(shape),
+                "data_offsets": [offset, end],
+            }
             offset = end
             weight_map[key] = name
         raw = json.dumps(header, separators=(",", ":")).encode()
@@ -243,12 +247,15 @@ def write_sparse_checkpoint(L: Layout, directory: Path) -> tuple[Path, list[Path
             f.truncate(8 + len(raw) + offset)  # the data: a hole, no disk blocks
         _, allocated = disk_usage_bytes([str(path)])
         if allocated > 64 * 2**20:
-            raise SystemExit(f"{directory} does not keep sparse files ({path.name} allocated "
-                             f"{fmt_bytes(allocated)}); pass --workdir on another file system")
+            raise SystemExit(
+                f"{directory} does not keep sparse files ({path.name} allocated "
+                f"{fmt_bytes(allocated)}); pass --workdir on another file system"
+            )
         shards.append(path)
     index = directory / "model.safetensors.index.json"
-    index.write_text(json.dumps({"metadata": {"total_size": L.nbytes}, "weight_map": weight_map},
-                                indent=2))
+    index.write_text(
+        json.dumps({"metadata": {"total_size": L.nbytes}, "weight_map": weight_map}, indent=2)
+    )
     return index, shards
 
 
@@ -267,8 +274,9 @@ def write_bin_checkpoint(L: Layout, directory: Path) -> tuple[Path, list[Path]]:
         weight_map.update(dict.fromkeys((key for key, _ in group), name))
         shards.append(directory / name)
     index = directory / "pytorch_model.bin.index.json"
-    index.write_text(json.dumps({"metadata": {"total_size": L.nbytes}, "weight_map": weight_map},
-                                indent=2))
+    index.write_text(
+        json.dumps({"metadata": {"total_size": L.nbytes}, "weight_map": weight_map}, indent=2)
+    )
     return index, shards
 
 
@@ -293,8 +301,16 @@ def child_sdw(L: Layout, index: Path, repeats: int) -> None:
         raise SystemExit(f"layout/model disagree: {summary}")
     del cmp
     warm = [timed(lambda: sdw.compare(model, index)) for _ in range(max(0, repeats - 1))]
-    emit_result({"seconds": first, "warm": median(warm) if warm else None, "build": build,
-                 "rss_before": rss_before, "keys": n, "problems": 0})
+    emit_result(
+        {
+            "seconds": first,
+            "warm": median(warm) if warm else None,
+            "build": build,
+            "rss_before": rss_before,
+            "keys": n,
+            "problems": 0,
+        }
+    )
 
 
 def child_plain(L: Layout, index: Path) -> None:
@@ -322,8 +338,17 @@ def child_plain(L: Layout, index: Path) -> None:
     seconds = time.perf_counter() - t0
     problems = len(missing) + len(unexpected) + len(mismatched)
     loaded = sum(t.nbytes for t in sd.values())
-    emit_result({"seconds": seconds, "warm": None, "build": build, "rss_before": rss_before,
-                 "keys": len(sd), "problems": problems, "loaded_bytes": loaded})
+    emit_result(
+        {
+            "seconds": seconds,
+            "warm": None,
+            "build": build,
+            "rss_before": rss_before,
+            "keys": len(sd),
+            "problems": problems,
+            "loaded_bytes": loaded,
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,9 +374,11 @@ def measure_layout(L: Layout, root: Path, repeats: int) -> Measured:
     t0 = time.perf_counter()
     index, shards = write_sparse_checkpoint(L, directory)
     apparent, allocated = disk_usage_bytes([str(p) for p in [*shards, index]])
-    print(f"\n{L.name}: {L.numel / 1e9:.2f}B parameters ({L.dtype}), {len(L.shapes())} tensors, "
-          f"{len(shards)} shards written in {fmt_seconds(time.perf_counter() - t0)}: "
-          f"{fmt_bytes(apparent)} apparent, {fmt_bytes(allocated)} on disk (sparse)")
+    print(
+        f"\n{L.name}: {L.numel / 1e9:.2f}B parameters ({L.dtype}), {len(L.shapes())} tensors, "
+        f"{len(shards)} shards written in {fmt_seconds(time.perf_counter() - t0)}: "
+        f"{fmt_bytes(apparent)} apparent, {fmt_bytes(allocated)} on disk (sparse)"
+    )
     script = str(Path(__file__).resolve())
     common = ["--layout", L.name, "--index", str(index)]
     try:
@@ -362,11 +389,14 @@ def measure_layout(L: Layout, root: Path, repeats: int) -> Measured:
         if not L.run_plain:
             reason = f"not run: needs ~{fmt_bytes(L.nbytes)} of RAM for the tensors alone"
         elif avail is not None and avail < 1.3 * L.nbytes + 2 * GB:
-            reason = (f"not run: needs ~{fmt_bytes(L.nbytes)} of RAM, only {fmt_bytes(avail)} "
-                      "available")
+            reason = (
+                f"not run: needs ~{fmt_bytes(L.nbytes)} of RAM, only {fmt_bytes(avail)} available"
+            )
         else:
-            print(f"  plain way: loading {fmt_bytes(L.nbytes)} with safetensors.torch.load_file ...",
-                  flush=True)
+            print(
+                f"  plain way: loading {fmt_bytes(L.nbytes)} with safetensors.torch.load_file ...",
+                flush=True,
+            )
             plain = run_child(script, ["--child", "plain", *common], timeout=900)
         if reason:
             print(f"  plain way {reason}")
@@ -378,9 +408,11 @@ def measure_layout(L: Layout, root: Path, repeats: int) -> Measured:
         try:
             t0 = time.perf_counter()
             bin_index, bin_shards = write_bin_checkpoint(L, bin_dir)
-            print(f"  .bin shards: {len(bin_shards)} written with torch.save in "
-                  f"{fmt_seconds(time.perf_counter() - t0)} ({fmt_bytes(L.nbytes)} on disk)",
-                  flush=True)
+            print(
+                f"  .bin shards: {len(bin_shards)} written with torch.save in "
+                f"{fmt_seconds(time.perf_counter() - t0)} ({fmt_bytes(L.nbytes)} on disk)",
+                flush=True,
+            )
             bin_common = ["--layout", L.name, "--index", str(bin_index)]
             bin_sdw = run_child(script, ["--child", "sdw", *bin_common, "--repeats", str(repeats)])
             print(f"  plain way: loading {fmt_bytes(L.nbytes)} with torch.load ...", flush=True)
@@ -401,65 +433,117 @@ def report(results: list[Measured], check: bool) -> int:
         L = m.layout
         ck = f"{fmt_bytes(L.nbytes)}, {m.shards} shards"
         s = m.sdw
-        rows.append([L.name, ck, "sdw.compare", fmt_seconds(s["seconds"]), fmt_bytes(s["peak_rss"]),
-                     fmt_bytes(s["peak_rss"] - s["rss_before"]), str(s["keys"])])
+        rows.append(
+            [
+                L.name,
+                ck,
+                "sdw.compare",
+                fmt_seconds(s["seconds"]),
+                fmt_bytes(s["peak_rss"]),
+                fmt_bytes(s["peak_rss"] - s["rss_before"]),
+                str(s["keys"]),
+            ]
+        )
         if m.plain is not None:
             p = m.plain
-            rows.append([L.name, ck, "load_file + compare", fmt_seconds(p["seconds"]),
-                         fmt_bytes(p["peak_rss"]), fmt_bytes(p["peak_rss"] - p["rss_before"]),
-                         str(p["keys"])])
+            rows.append(
+                [
+                    L.name,
+                    ck,
+                    "load_file + compare",
+                    fmt_seconds(p["seconds"]),
+                    fmt_bytes(p["peak_rss"]),
+                    fmt_bytes(p["peak_rss"] - p["rss_before"]),
+                    str(p["keys"]),
+                ]
+            )
         else:
-            rows.append([L.name, ck, "load_file + compare", m.plain_reason or "not run", "", "",
-                         ""])
+            rows.append(
+                [L.name, ck, "load_file + compare", m.plain_reason or "not run", "", "", ""]
+            )
         for way, r in (("sdw.compare (.bin)", m.bin_sdw), ("torch.load + compare", m.bin_plain)):
             if r is not None:
-                rows.append([L.name, ck.replace("shards", ".bin shards"), way,
-                             fmt_seconds(r["seconds"]), fmt_bytes(r["peak_rss"]),
-                             fmt_bytes(r["peak_rss"] - r["rss_before"]), str(r["keys"])])
+                rows.append(
+                    [
+                        L.name,
+                        ck.replace("shards", ".bin shards"),
+                        way,
+                        fmt_seconds(r["seconds"]),
+                        fmt_bytes(r["peak_rss"]),
+                        fmt_bytes(r["peak_rss"] - r["rss_before"]),
+                        str(r["keys"]),
+                    ]
+                )
     print("\n" + text_table(headers, rows))
-    print("\n(time: first call in a fresh process, model already built; peak RSS: VmHWM of "
-          "the whole process, Python + torch included; RSS growth: peak minus RSS just before "
-          "the call)")
+    print(
+        "\n(time: first call in a fresh process, model already built; peak RSS: VmHWM of "
+        "the whole process, Python + torch included; RSS growth: peak minus RSS just before "
+        "the call)"
+    )
     for m in results:
         if m.sdw.get("warm") is not None:
-            print(f"{m.layout.name}: sdw.compare again in the same process: "
-                  f"{fmt_seconds(m.sdw['warm'])} (median); meta model built in "
-                  f"{fmt_seconds(m.sdw['build'])}")
+            print(
+                f"{m.layout.name}: sdw.compare again in the same process: "
+                f"{fmt_seconds(m.sdw['warm'])} (median); meta model built in "
+                f"{fmt_seconds(m.sdw['build'])}"
+            )
     print()
     for m in results:
         if m.plain is None:
-            print(f"ratio {m.layout.name}: plain way {m.plain_reason}; sdw.compare "
-                  f"{fmt_seconds(m.sdw['seconds'])}, {fmt_bytes(m.sdw['peak_rss'])} peak RSS")
+            print(
+                f"ratio {m.layout.name}: plain way {m.plain_reason}; sdw.compare "
+                f"{fmt_seconds(m.sdw['seconds'])}, {fmt_bytes(m.sdw['peak_rss'])} peak RSS"
+            )
             continue
         tr = _ratio(m.plain["seconds"], m.sdw["seconds"])
         mr = _ratio(m.plain["peak_rss"], m.sdw["peak_rss"])
-        print(f"ratio {m.layout.name}: sdw.compare is {fmt_ratio(tr)} faster and uses "
-              f"{fmt_ratio(mr)} less peak memory than load_file + compare (load_file maps the "
-              "shards lazily, so its memory stays low until tensors are touched)")
+        print(
+            f"ratio {m.layout.name}: sdw.compare is {fmt_ratio(tr)} faster and uses "
+            f"{fmt_ratio(mr)} less peak memory than load_file + compare (load_file maps the "
+            "shards lazily, so its memory stays low until tensors are touched)"
+        )
         if m.bin_sdw is not None and m.bin_plain is not None:
             tr = _ratio(m.bin_plain["seconds"], m.bin_sdw["seconds"])
             mr = _ratio(m.bin_plain["peak_rss"], m.bin_sdw["peak_rss"])
-            print(f"ratio {m.layout.name} (.bin): sdw.compare is {fmt_ratio(tr)} faster and uses "
-                  f"{fmt_ratio(mr)} less peak memory than torch.load + compare")
+            print(
+                f"ratio {m.layout.name} (.bin): sdw.compare is {fmt_ratio(tr)} faster and uses "
+                f"{fmt_ratio(mr)} less peak memory than torch.load + compare"
+            )
 
     small, big = results[0], results[-1]
     targets = [
-        Target(f"{big.layout.name} compare < 0.5 s", big.sdw["seconds"] < 0.5,
-               fmt_seconds(big.sdw["seconds"])),
-        Target(f"{big.layout.name} compare peak RSS < 300 MB", big.sdw["peak_rss"] < 300e6,
-               fmt_bytes(big.sdw["peak_rss"])),
+        Target(
+            f"{big.layout.name} compare < 0.5 s",
+            big.sdw["seconds"] < 0.5,
+            fmt_seconds(big.sdw["seconds"]),
+        ),
+        Target(
+            f"{big.layout.name} compare peak RSS < 300 MB",
+            big.sdw["peak_rss"] < 300e6,
+            fmt_bytes(big.sdw["peak_rss"]),
+        ),
     ]
     if small.plain is not None and small.bin_plain is not None and small.bin_sdw is not None:
         tr = _ratio(small.plain["seconds"], small.sdw["seconds"]) or 0.0
         btr = _ratio(small.bin_plain["seconds"], small.bin_sdw["seconds"]) or 0.0
         bmr = _ratio(small.bin_plain["peak_rss"], small.bin_sdw["peak_rss"]) or 0.0
         targets += [
-            Target(f"{small.layout.name} compare >= 50x faster than load_file + compare",
-                   tr >= 50, fmt_ratio(tr)),
-            Target(f"{small.layout.name} compare >= 50x faster than torch.load + compare (.bin)",
-                   btr >= 50, fmt_ratio(btr)),
-            Target(f"{small.layout.name} compare >= 40x less peak memory than torch.load + "
-                   "compare (.bin)", bmr >= 40, fmt_ratio(bmr)),
+            Target(
+                f"{small.layout.name} compare >= 50x faster than load_file + compare",
+                tr >= 50,
+                fmt_ratio(tr),
+            ),
+            Target(
+                f"{small.layout.name} compare >= 50x faster than torch.load + compare (.bin)",
+                btr >= 50,
+                fmt_ratio(btr),
+            ),
+            Target(
+                f"{small.layout.name} compare >= 40x less peak memory than torch.load + "
+                "compare (.bin)",
+                bmr >= 40,
+                fmt_ratio(bmr),
+            ),
         ]
     else:
         targets.append(Target(f"{small.layout.name} ratios", None, small.plain_reason or ""))
@@ -470,26 +554,67 @@ def report(results: list[Measured], check: bool) -> int:
     for m in results:
         L, s, p = m.layout, m.sdw, m.plain
         ck = f"{L.name} ({fmt_bytes(L.nbytes)}, {m.shards} shards)"
-        md_rows.append([ck, "`sdw.compare(meta_model, index)`", fmt_seconds(s["seconds"]),
-                        fmt_bytes(s["peak_rss"])])
+        md_rows.append(
+            [
+                ck,
+                "`sdw.compare(meta_model, index)`",
+                fmt_seconds(s["seconds"]),
+                fmt_bytes(s["peak_rss"]),
+            ]
+        )
         if p is not None:
-            md_rows.append([ck, "`load_file` every shard, compare keys/shapes",
-                            fmt_seconds(p["seconds"]), fmt_bytes(p["peak_rss"])])
-            md_rows.append([ck, "ratio", fmt_ratio(_ratio(p["seconds"], s["seconds"])) + " faster",
-                            fmt_ratio(_ratio(p["peak_rss"], s["peak_rss"])) + " less"])
+            md_rows.append(
+                [
+                    ck,
+                    "`load_file` every shard, compare keys/shapes",
+                    fmt_seconds(p["seconds"]),
+                    fmt_bytes(p["peak_rss"]),
+                ]
+            )
+            md_rows.append(
+                [
+                    ck,
+                    "ratio",
+                    fmt_ratio(_ratio(p["seconds"], s["seconds"])) + " faster",
+                    fmt_ratio(_ratio(p["peak_rss"], s["peak_rss"])) + " less",
+                ]
+            )
         else:
-            md_rows.append([ck, "`load_file` every shard, compare keys/shapes",
-                            "not run", f"needs ~{fmt_bytes(L.nbytes)}"])
+            md_rows.append(
+                [
+                    ck,
+                    "`load_file` every shard, compare keys/shapes",
+                    "not run",
+                    f"needs ~{fmt_bytes(L.nbytes)}",
+                ]
+            )
         bs, bp = m.bin_sdw, m.bin_plain
         if bs is not None and bp is not None:
             bck = f"{L.name} ({fmt_bytes(L.nbytes)}, {m.shards} .bin shards)"
-            md_rows.append([bck, "`sdw.compare(meta_model, index)`", fmt_seconds(bs["seconds"]),
-                            fmt_bytes(bs["peak_rss"])])
-            md_rows.append([bck, "`torch.load` every shard, compare keys/shapes",
-                            fmt_seconds(bp["seconds"]), fmt_bytes(bp["peak_rss"])])
-            md_rows.append([bck, "ratio", fmt_ratio(_ratio(bp["seconds"], bs["seconds"]))
-                            + " faster", fmt_ratio(_ratio(bp["peak_rss"], bs["peak_rss"]))
-                            + " less"])
+            md_rows.append(
+                [
+                    bck,
+                    "`sdw.compare(meta_model, index)`",
+                    fmt_seconds(bs["seconds"]),
+                    fmt_bytes(bs["peak_rss"]),
+                ]
+            )
+            md_rows.append(
+                [
+                    bck,
+                    "`torch.load` every shard, compare keys/shapes",
+                    fmt_seconds(bp["seconds"]),
+                    fmt_bytes(bp["peak_rss"]),
+                ]
+            )
+            md_rows.append(
+                [
+                    bck,
+                    "ratio",
+                    fmt_ratio(_ratio(bp["seconds"], bs["seconds"])) + " faster",
+                    fmt_ratio(_ratio(bp["peak_rss"], bs["peak_rss"])) + " less",
+                ]
+            )
     print(markdown_table(["checkpoint", "how", "time", "peak RSS"], md_rows))
     print(f"\n{machine_line()}")
     return code
@@ -500,8 +625,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny layouts (seconds), for tests")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--workdir", help="where to write the sparse checkpoints (default: a tmp dir)")
-    ap.add_argument("--repeats", type=int, default=None,
-                    help="sdw.compare calls per child (first one reported; default 5, smoke 1)")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="sdw.compare calls per child (first one reported; default 5, smoke 1)",
+    )
     ap.add_argument("--child", choices=["sdw", "plain"], help=argparse.SUPPRESS)
     ap.add_argument("--layout", help=argparse.SUPPRESS)
     ap.add_argument("--index", help=argparse.SUPPRESS)
@@ -515,8 +644,9 @@ def main(argv: list[str] | None = None) -> int:
             child_plain(L, Path(args.index))
         return 0
 
-    layouts = [LAYOUTS["tiny"], LAYOUTS["tiny-gqa"]] if args.smoke else [LAYOUTS["7B"],
-                                                                          LAYOUTS["70B"]]
+    layouts = (
+        [LAYOUTS["tiny"], LAYOUTS["tiny-gqa"]] if args.smoke else [LAYOUTS["7B"], LAYOUTS["70B"]]
+    )
     repeats = args.repeats or (1 if args.smoke else 5)
     print(f"bench_compare: {machine_line()}")
     if args.workdir:

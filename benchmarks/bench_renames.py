@@ -94,8 +94,11 @@ def mix_name(k: str) -> str:
     return "module." + k
 
 
-def run_size(n_keys: int, repeats: int, compare_repeats: int,
-             ) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
+def run_size(
+    n_keys: int,
+    repeats: int,
+    compare_repeats: int,
+) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
     n_layers = max(1, n_keys // KEYS_PER_LAYER)
     with torch.device("meta"):
         net = Net(n_layers)
@@ -106,8 +109,12 @@ def run_size(n_keys: int, repeats: int, compare_repeats: int,
     cases: dict[str, tuple[nn.Module, dict[str, torch.Tensor], Rename | None, str | None]] = {
         "plain": (net, dict(sd), None, None),
         "ddp": (net, renamed(sd, lambda k: "module." + k), Rename.strip_prefix("module."), "ddp"),
-        "compile": (net, renamed(sd, lambda k: "_orig_mod.module." + k),
-                    Rename.strip_prefix("_orig_mod.module."), "compile+ddp"),
+        "compile": (
+            net,
+            renamed(sd, lambda k: "_orig_mod.module." + k),
+            Rename.strip_prefix("_orig_mod.module."),
+            "compile+ddp",
+        ),
         "base": (task, dict(base_sd), Rename.add_prefix("bert."), "hf_base"),
         "mix": (net, renamed(sd, mix_name), Rename.strip_prefix("module."), "ddp"),
     }
@@ -116,8 +123,10 @@ def run_size(n_keys: int, repeats: int, compare_repeats: int,
     # compare() of every case in interleaved rounds (load from other processes hits all
     # alike); the fastest round of each is its cost
     gc.collect()
-    fns = {name: (lambda m=model, c=ckpt: sdw.compare(m, c))
-           for name, (model, ckpt, _, _) in cases.items()}
+    fns = {
+        name: (lambda m=model, c=ckpt: sdw.compare(m, c))
+        for name, (model, ckpt, _, _) in cases.items()
+    }
     rounds: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(compare_repeats):
         for name, fn in fns.items():
@@ -138,18 +147,36 @@ def run_size(n_keys: int, repeats: int, compare_repeats: int,
             top = rules[0] if rules else None
             ok = top is not None and top.rule == want and top.convention == convention
             verdict = "right" if ok else f"WRONG: {top}"
-            t_realign = median([_t(lambda c=cmp, w=want: c.with_renames(w))
-                                for _ in range(repeats)])
+            t_realign = median(
+                [_t(lambda c=cmp, w=want: c.with_renames(w)) for _ in range(repeats)]
+            )
             fixed = cmp.with_renames(want)
             if name != "mix" and not (fixed.loads_cleanly or name == "base"):
                 verdict += " (does not load cleanly!)"
         n = len(cmp)
         ratio = compare_times[name] / compare_times["plain"]
-        rows.append([f"{n_keys:,}", name, f"{n:,}", fmt_seconds(compare_times[name]),
-                     fmt_ratio(ratio), fmt_seconds(t_prefix), fmt_seconds(t_pairs),
-                     fmt_seconds(t_realign) if want else "—", str(len(pairs)), verdict])
-        out[name] = {"compare": compare_times[name], "ratio": ratio, "prefix": t_prefix,
-                     "pairs": t_pairs, "realign": t_realign, "right": float(verdict == "right")}
+        rows.append(
+            [
+                f"{n_keys:,}",
+                name,
+                f"{n:,}",
+                fmt_seconds(compare_times[name]),
+                fmt_ratio(ratio),
+                fmt_seconds(t_prefix),
+                fmt_seconds(t_pairs),
+                fmt_seconds(t_realign) if want else "—",
+                str(len(pairs)),
+                verdict,
+            ]
+        )
+        out[name] = {
+            "compare": compare_times[name],
+            "ratio": ratio,
+            "prefix": t_prefix,
+            "pairs": t_pairs,
+            "realign": t_realign,
+            "right": float(verdict == "right"),
+        }
     return rows, out
 
 
@@ -173,52 +200,101 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [1_000] if args.smoke else [1_000, 10_000, 100_000]
     print(machine_line())
-    print("CPU time of this process (time.process_time: the work is single-threaded, and on "
-          "a shared machine wall time also measures the others); discovery: medians of 3 runs "
-          "(1 at 100k keys), each on a fresh comparison; compare(): fastest of 5 interleaved "
-          "rounds (3 at 100k keys); 'vs plain' is that against the same model and keys without "
-          "the prefix ('base' is another model)\n")
+    print(
+        "CPU time of this process (time.process_time: the work is single-threaded, and on "
+        "a shared machine wall time also measures the others); discovery: medians of 3 runs "
+        "(1 at 100k keys), each on a fresh comparison; compare(): fastest of 5 interleaved "
+        "rounds (3 at 100k keys); 'vs plain' is that against the same model and keys without "
+        "the prefix ('base' is another model)\n"
+    )
     all_rows: list[list[str]] = []
     results: dict[int, dict[str, dict[str, float]]] = {}
     for n in sizes:
-        rows, res = run_size(n, repeats=1 if n >= 100_000 else 3,
-                             compare_repeats=3 if n >= 100_000 else 5)
+        rows, res = run_size(
+            n, repeats=1 if n >= 100_000 else 3, compare_repeats=3 if n >= 100_000 else 5
+        )
         all_rows += rows
         results[n] = res
-        print(table(["keys", "case", "rows", "compare()", "vs plain", "prefix_sugg()",
-                     "suggest_renames()", "re-align", "pairs", "top rule"], rows), flush=True)
+        print(
+            table(
+                [
+                    "keys",
+                    "case",
+                    "rows",
+                    "compare()",
+                    "vs plain",
+                    "prefix_sugg()",
+                    "suggest_renames()",
+                    "re-align",
+                    "pairs",
+                    "top rule",
+                ],
+                rows,
+            ),
+            flush=True,
+        )
         print()
     cpu = sum(t for t, _ in _WALL)
     wall = sum(w for _, w in _WALL)
-    print(f"all timed calls: {fmt_seconds(cpu)} CPU, {fmt_seconds(wall)} wall "
-          f"(wall/CPU {fmt_ratio(wall / cpu if cpu else None)}: how busy the machine was)")
+    print(
+        f"all timed calls: {fmt_seconds(cpu)} CPU, {fmt_seconds(wall)} wall "
+        f"(wall/CPU {fmt_ratio(wall / cpu if cpu else None)}: how busy the machine was)"
+    )
     prefixed = ("ddp", "compile", "base", "mix")
     targets = []
     if 10_000 in results:
         r = results[10_000]
         worst = max(prefixed, key=lambda c: r[c]["prefix"])
-        targets.append(Target("prefix_suggestions() < 0.1 s at 10k keys", r[worst]["prefix"] < 0.1,
-                              f"slowest case {worst}: {fmt_seconds(r[worst]['prefix'])}"))
+        targets.append(
+            Target(
+                "prefix_suggestions() < 0.1 s at 10k keys",
+                r[worst]["prefix"] < 0.1,
+                f"slowest case {worst}: {fmt_seconds(r[worst]['prefix'])}",
+            )
+        )
         worst = max(prefixed, key=lambda c: r[c]["pairs"])
-        targets.append(Target("suggest_renames() < 0.5 s at 10k keys", r[worst]["pairs"] < 0.5,
-                              f"slowest case {worst}: {fmt_seconds(r[worst]['pairs'])}"))
+        targets.append(
+            Target(
+                "suggest_renames() < 0.5 s at 10k keys",
+                r[worst]["pairs"] < 0.5,
+                f"slowest case {worst}: {fmt_seconds(r[worst]['pairs'])}",
+            )
+        )
         worst = max(prefixed, key=lambda c: r[c]["realign"])
-        targets.append(Target("with_renames re-align of 10k keys < 1 s",
-                              r[worst]["realign"] < 1.0,
-                              f"slowest case {worst}: {fmt_seconds(r[worst]['realign'])}"))
+        targets.append(
+            Target(
+                "with_renames re-align of 10k keys < 1 s",
+                r[worst]["realign"] < 1.0,
+                f"slowest case {worst}: {fmt_seconds(r[worst]['realign'])}",
+            )
+        )
     if 100_000 in results:
         r = results[100_000]
         worst = max(prefixed, key=lambda c: r[c]["prefix"])
-        targets.append(Target("prefix_suggestions() < 1 s at 100k keys", r[worst]["prefix"] < 1.0,
-                              f"slowest case {worst}: {fmt_seconds(r[worst]['prefix'])}"))
+        targets.append(
+            Target(
+                "prefix_suggestions() < 1 s at 100k keys",
+                r[worst]["prefix"] < 1.0,
+                f"slowest case {worst}: {fmt_seconds(r[worst]['prefix'])}",
+            )
+        )
     for n, r in results.items():
         worst = max(("ddp", "compile", "mix"), key=lambda c: r[c]["ratio"])
-        targets.append(Target(f"compare() on a prefixed checkpoint within 1.5x of plain, {n:,} keys",
-                              r[worst]["ratio"] <= 1.5,
-                              f"worst case {worst}: {fmt_ratio(r[worst]['ratio'])}"))
+        targets.append(
+            Target(
+                f"compare() on a prefixed checkpoint within 1.5x of plain, {n:,} keys",
+                r[worst]["ratio"] <= 1.5,
+                f"worst case {worst}: {fmt_ratio(r[worst]['ratio'])}",
+            )
+        )
     wrong = [f"{n}:{c}" for n, r in results.items() for c in prefixed if not r[c]["right"]]
-    targets.append(Target("top rule is the right one, named for what it is", not wrong,
-                          "all cases" if not wrong else "wrong in " + ", ".join(wrong)))
+    targets.append(
+        Target(
+            "top rule is the right one, named for what it is",
+            not wrong,
+            "all cases" if not wrong else "wrong in " + ", ".join(wrong),
+        )
+    )
     return report_targets(targets, args.check)
 
 

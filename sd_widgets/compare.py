@@ -58,6 +58,7 @@ __all__ = [
     "model_entries",
 ]
 
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One entry of the model's state dict."""
@@ -118,8 +119,9 @@ def _model_side(model: nn.Module) -> tuple[OrderedDict[str, ModelEntry], dict[st
             group = by_identity.get(id(params[k]), ())
             if len(group) > 1:
                 tied = tuple(o for o in group if o != k)
-        out[k] = ModelEntry(k, tuple(v.shape), v.dtype, kind, k.rpartition(".")[0],
-                            v.device.type, tied)
+        out[k] = ModelEntry(
+            k, tuple(v.shape), v.dtype, kind, k.rpartition(".")[0], v.device.type, tied
+        )
     return out, types
 
 
@@ -187,18 +189,28 @@ class Row:
                 f"shape mismatch: checkpoint {_fmt_shape(self.ckpt_shape)} vs model "
                 f"{_fmt_shape(self.model_shape)}"
             )
-            return text + "; " + adapter_hint(
-                self.ckpt_shape, self.model_shape, model_on_meta=self.model_on_meta,
-                key=self.model_key,
+            return (
+                text
+                + "; "
+                + adapter_hint(
+                    self.ckpt_shape,
+                    self.model_shape,
+                    model_on_meta=self.model_on_meta,
+                    key=self.model_key,
+                )
             )
         if self.status in ("missing", "missing_buffer"):
             what = "parameter" if self.status == "missing" else "buffer"
             if self.tied_to is not None:
-                return (f"tied to {self.tied_to!r} (the same Parameter): not in the checkpoint "
-                        f"itself, it changes when {self.tied_to!r} loads")
+                return (
+                    f"tied to {self.tied_to!r} (the same Parameter): not in the checkpoint "
+                    f"itself, it changes when {self.tied_to!r} loads"
+                )
             if self.model_on_meta:
-                return (f"{what} not in the checkpoint: stays on the meta device; the model "
-                        "cannot run until it is initialised")
+                return (
+                    f"{what} not in the checkpoint: stays on the meta device; the model "
+                    "cannot run until it is initialised"
+                )
             if self.status == "missing":
                 return "parameter not in the checkpoint: keeps its current (initial) value"
             return "buffer not in the checkpoint: keeps its current value"
@@ -278,8 +290,7 @@ class Comparison:
         self.entries = entries
         if module_types is None:
             module_types = (
-                {n: type(m).__name__ for n, m in model.named_modules()} if model is not None
-                else {}
+                {n: type(m).__name__ for n, m in model.named_modules()} if model is not None else {}
             )
         #: module path → class name; shared (not rebuilt) by with_renames
         self._module_types: dict[str, str] = module_types
@@ -318,8 +329,24 @@ class Comparison:
                 status = "missing" if e.kind == "param" else "missing_buffer"
                 nbytes = prod(e.shape) * e.dtype.itemsize
                 tied_to = next((t for t in e.tied if t in by_target), None) if e.tied else None
-                append(_row(mk, status, e.kind, e.module, None, mk, None, e.shape, None, mdt,
-                            nbytes, e.tied, on_meta, tied_to))
+                append(
+                    _row(
+                        mk,
+                        status,
+                        e.kind,
+                        e.module,
+                        None,
+                        mk,
+                        None,
+                        e.shape,
+                        None,
+                        mdt,
+                        nbytes,
+                        e.tied,
+                        on_meta,
+                        tied_to,
+                    )
+                )
                 continue
             info = infos(ck)
             if info.shape != e.shape:
@@ -328,17 +355,47 @@ class Comparison:
                 status = "dtype_mismatch"
             else:
                 status = "match"
-            append(_row(mk, status, e.kind, e.module, ck, mk, info.shape, e.shape,
-                        _dtype_name(info.dtype), mdt, prod(info.shape) * info.dtype.itemsize,
-                        e.tied, on_meta, None))
+            append(
+                _row(
+                    mk,
+                    status,
+                    e.kind,
+                    e.module,
+                    ck,
+                    mk,
+                    info.shape,
+                    e.shape,
+                    _dtype_name(info.dtype),
+                    mdt,
+                    prod(info.shape) * info.dtype.itemsize,
+                    e.tied,
+                    on_meta,
+                    None,
+                )
+            )
         entries = self.entries
         for ck, new in renamed.items():
             if new in entries:
                 continue
             info = infos(ck)
-            append(_row(new, "unexpected", None, new.rpartition(".")[0], ck, None, info.shape,
-                        None, _dtype_name(info.dtype), None,
-                        prod(info.shape) * info.dtype.itemsize, info.tied, False, None))
+            append(
+                _row(
+                    new,
+                    "unexpected",
+                    None,
+                    new.rpartition(".")[0],
+                    ck,
+                    None,
+                    info.shape,
+                    None,
+                    _dtype_name(info.dtype),
+                    None,
+                    prod(info.shape) * info.dtype.itemsize,
+                    info.tied,
+                    False,
+                    None,
+                )
+            )
         return rows
 
     # views ---------------------------------------------------------------------------------------
@@ -397,13 +454,41 @@ class Comparison:
         dtypes, nbytes, tied, tied_to, loadable, reason."""
         import pandas as pd
 
-        cols = ["key", "status", "kind", "module", "ckpt_key", "model_key", "ckpt_shape",
-                "model_shape", "ckpt_dtype", "model_dtype", "nbytes", "tied", "tied_to",
-                "loadable", "reason"]
+        cols = [
+            "key",
+            "status",
+            "kind",
+            "module",
+            "ckpt_key",
+            "model_key",
+            "ckpt_shape",
+            "model_shape",
+            "ckpt_dtype",
+            "model_dtype",
+            "nbytes",
+            "tied",
+            "tied_to",
+            "loadable",
+            "reason",
+        ]
         data = [
-            (r.key, r.status, r.kind, r.module, r.ckpt_key, r.model_key, r.ckpt_shape,
-             r.model_shape, r.ckpt_dtype, r.model_dtype, r.nbytes, ", ".join(r.tied),
-             r.tied_to, r.loadable, r.reason)
+            (
+                r.key,
+                r.status,
+                r.kind,
+                r.module,
+                r.ckpt_key,
+                r.model_key,
+                r.ckpt_shape,
+                r.model_shape,
+                r.ckpt_dtype,
+                r.model_dtype,
+                r.nbytes,
+                ", ".join(r.tied),
+                r.tied_to,
+                r.loadable,
+                r.reason,
+            )
             for r in self.rows
         ]
         df = pd.DataFrame(data, columns=cols)
@@ -446,8 +531,14 @@ class Comparison:
                     counts[s] = counts.get(s, 0) + n
             children.append(d)
         ordered = {s: counts[s] for s in STATUSES if s in counts}
-        return {"type": "module", "name": node.name, "path": node.path,
-                "module_type": node.module_type, "counts": ordered, "children": children}
+        return {
+            "type": "module",
+            "name": node.name,
+            "path": node.path,
+            "module_type": node.module_type,
+            "counts": ordered,
+            "children": children,
+        }
 
     # renames -------------------------------------------------------------------------------------
     def with_renames(self, renames: RenamesLike, *, replace: bool = False) -> Comparison:
@@ -455,9 +546,13 @@ class Comparison:
 
         The model side (entries, module types, naming context) is shared, not rebuilt."""
         rules = parse_renames(renames)
-        new = Comparison(self.model, self.checkpoint,
-                         rules if replace else self.renames + rules,
-                         entries=self.entries, module_types=self._module_types)
+        new = Comparison(
+            self.model,
+            self.checkpoint,
+            rules if replace else self.renames + rules,
+            entries=self.entries,
+            module_types=self._module_types,
+        )
         if "rule_context" in self.__dict__:
             new.__dict__["rule_context"] = self.rule_context
         return new
@@ -468,15 +563,19 @@ class Comparison:
         src = self.checkpoint.source
         others = set(src.other_entries)
         lightning = src.key == "state_dict" and (
-            "pytorch-lightning_version" in others or {"epoch", "global_step"} <= others)
+            "pytorch-lightning_version" in others or {"epoch", "global_step"} <= others
+        )
         model = self.model
         bp = getattr(model, "base_model_prefix", "") if model is not None else ""
         bp = bp if isinstance(bp, str) else ""
         # a task model holds its base model as the top-level submodule ``bp``
         has_base = bool(bp) and bp in self._module_types
-        return RuleContext(lightning=lightning, base_model_prefix=bp,
-                           has_base_submodule=has_base,
-                           model_class=type(model).__name__ if model is not None else "")
+        return RuleContext(
+            lightning=lightning,
+            base_model_prefix=bp,
+            has_base_submodule=has_base,
+            model_class=type(model).__name__ if model is not None else "",
+        )
 
     @cached_property
     def _key_sets(self) -> KeySets:
@@ -507,8 +606,11 @@ class Comparison:
         cache = self.__dict__.setdefault("_pair_cache", {})
         if (limit, min_score) not in cache:
             cache[(limit, min_score)] = [
-                Suggestion(*p) for p in pair_keys(self._key_sets, self._rule_candidates,
-                                                  limit=limit, min_score=min_score)]
+                Suggestion(*p)
+                for p in pair_keys(
+                    self._key_sets, self._rule_candidates, limit=limit, min_score=min_score
+                )
+            ]
         return list(cache[(limit, min_score)])
 
     def prefix_suggestions(self) -> list[RuleSuggestion]:
@@ -516,8 +618,9 @@ class Comparison:
         for what added them (DDP's ``module.``, torch.compile's ``_orig_mod.``, Lightning's
         ``model.``, a Hugging Face base-model prefix), renamed modules, TensorFlow-style leaf
         names as one rule. Near-linear; computed once per comparison."""
-        return [RuleSuggestion(c.rule, c.fixes, c.reason, c.convention)
-                for c in self._rule_candidates]
+        return [
+            RuleSuggestion(c.rule, c.fixes, c.reason, c.convention) for c in self._rule_candidates
+        ]
 
     # planning ----------------------------------------------------------------------------------
     def plan(
@@ -592,10 +695,10 @@ def compare(
     # thousands of small acyclic objects (infos, entries, rows): the cyclic GC's full passes
     # over a heap holding the model would cost more than the comparison itself
     with gc_paused():
-        ckpt = open_checkpoint(src, key=key, trust=trust, map_location=map_location,
-                               progress=progress)
+        ckpt = open_checkpoint(
+            src, key=key, trust=trust, map_location=map_location, progress=progress
+        )
         if isinstance(model, nn.Module):
             return Comparison(model, ckpt, rules)
-        other = open_checkpoint(model, trust=trust, map_location=map_location,
-                                progress=progress)
+        other = open_checkpoint(model, trust=trust, map_location=map_location, progress=progress)
         return Comparison(None, ckpt, rules, entries=_entries_from_checkpoint(other))

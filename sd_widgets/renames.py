@@ -46,13 +46,15 @@ class Rename:
     def __post_init__(self) -> None:
         if self.kind not in ("prefix", "regex", "exact", "leaf"):
             raise ValueError(
-                f"unknown rename kind {self.kind!r}; use 'prefix', 'regex', 'exact' or 'leaf'")
+                f"unknown rename kind {self.kind!r}; use 'prefix', 'regex', 'exact' or 'leaf'"
+            )
         if self.kind == "leaf":
             olds, news = self.old.split(","), self.new.split(",")
             if len(olds) != len(news) or not all(_is_leaf_name(n) for n in olds + news):
                 raise ValueError(
                     f"a leaf rename maps comma-separated leaf names to as many new names "
-                    f"(e.g. 'gamma,beta' → 'weight,bias'), got {self.old!r} → {self.new!r}")
+                    f"(e.g. 'gamma,beta' → 'weight,bias'), got {self.old!r} → {self.new!r}"
+                )
         if self.kind == "regex":
             try:
                 re.compile(self.old)
@@ -149,7 +151,7 @@ class Rename:
             )
         if self.kind == "leaf":
             table = self.leaf_table
-            return (f"(lambda h, d, n: h + d + {table!r}.get(n, n))(*{var}.rpartition('.'))")
+            return f"(lambda h, d, n: h + d + {table!r}.get(n, n))(*{var}.rpartition('.'))"
         return f"re.sub({self.old!r}, {self.new!r}, {var})"
 
 
@@ -208,7 +210,8 @@ def _rule_from_pair(old: str, new: str) -> Rename:
 
 
 RenamesLike = Union[  # noqa: UP007
-    Rename, Mapping[str, str], Iterable[Rename | tuple[str, str]], None]
+    Rename, Mapping[str, str], Iterable[Rename | tuple[str, str]], None
+]
 
 
 def _from_suggestion(item: object) -> Rename | None:
@@ -282,8 +285,20 @@ TF_LEAF_NAMES: dict[str, str] = {
 #: Hugging Face ``base_model_prefix`` values of common architectures (named only as a hint
 #: when the model itself is not a transformers model)
 HF_BASE_PREFIXES: tuple[str, ...] = (
-    "bert", "roberta", "distilbert", "albert", "electra", "deberta", "xlm_roberta", "transformer",
-    "model", "gpt_neox", "vit", "swin", "wav2vec2", "clip",
+    "bert",
+    "roberta",
+    "distilbert",
+    "albert",
+    "electra",
+    "deberta",
+    "xlm_roberta",
+    "transformer",
+    "model",
+    "gpt_neox",
+    "vit",
+    "swin",
+    "wav2vec2",
+    "clip",
 )
 
 _VOTE_SAMPLE = 4000  # unexpected keys that vote for candidate rules (evenly spaced)
@@ -346,8 +361,9 @@ class KeySets:
         Current checkpoint names that pair with a model key.
     """
 
-    def __init__(self, unexpected: Mapping[str, Shape], missing: Mapping[str, Shape],
-                 paired: Iterable[str]) -> None:
+    def __init__(
+        self, unexpected: Mapping[str, Shape], missing: Mapping[str, Shape], paired: Iterable[str]
+    ) -> None:
         self.unexpected = dict(unexpected)
         self.missing = dict(missing)
         self.paired = list(paired)
@@ -408,8 +424,9 @@ class KeySets:
         return pairs, same, breaks
 
     # candidates ---------------------------------------------------------------------------
-    def voted_prefixes(self, unexplained: Iterable[str], open_keys: Iterable[str],
-                       limit: int = _VOTED_RULES) -> list[tuple[str, str]]:
+    def voted_prefixes(
+        self, unexplained: Iterable[str], open_keys: Iterable[str], limit: int = _VOTED_RULES
+    ) -> list[tuple[str, str]]:
         """Prefix rules ``(old, new)`` voted for by unexplained names: each pairs with the
         missing keys sharing its longest dotted suffix (a hash map from suffix to keys, so
         one pass over each side), when few keys share it."""
@@ -458,7 +475,7 @@ def _wrapper_origin(prefix: str) -> tuple[str, str] | None:
             if rest.startswith(p):
                 parts.append("ddp" if p == "module." else "compile")
                 names.append(origin)
-                rest = rest[len(p):]
+                rest = rest[len(p) :]
                 break
         else:
             return None
@@ -487,30 +504,34 @@ def name_rule(rule: Rename, ctx: RuleContext | None = None) -> tuple[str | None,
         if old == "model." and ctx.lightning:
             return "lightning", f"strip 'model.' ({LIGHTNING_ORIGIN})"
         if old == bp and not ctx.has_base_submodule:
-            return "hf_base", (f"strip {old!r}: a task-model checkpoint into the base model "
-                               f"{model} (Hugging Face base_model_prefix "
-                               f"{ctx.base_model_prefix!r})")
+            return "hf_base", (
+                f"strip {old!r}: a task-model checkpoint into the base model "
+                f"{model} (Hugging Face base_model_prefix "
+                f"{ctx.base_model_prefix!r})"
+            )
         return None, f"strip prefix {old!r}"
     if not old:
         wrapper = _wrapper_origin(new)
         if wrapper:
             return wrapper[0], f"add {new!r} (the model is wrapped: {wrapper[1]})"
         if new == bp and ctx.has_base_submodule:
-            return "hf_base", (f"add {new!r}: a base-model checkpoint into the task model "
-                               f"{model}, whose base model sits under {new!r} (Hugging Face "
-                               "base_model_prefix)")
+            return "hf_base", (
+                f"add {new!r}: a base-model checkpoint into the task model "
+                f"{model}, whose base model sits under {new!r} (Hugging Face "
+                "base_model_prefix)"
+            )
         return None, f"add prefix {new!r}"
     wrapper = _wrapper_origin(old)
     if wrapper and new == bp and ctx.has_base_submodule:
-        return "hf_base", (f"prefix {old!r} ({wrapper[1]}) → {new!r} (the base model of "
-                           f"{model})")
+        return "hf_base", (f"prefix {old!r} ({wrapper[1]}) → {new!r} (the base model of {model})")
     if old.count(".") == new.count(".") == 1:
         return None, f"module {old[:-1]!r} renamed to {new[:-1]!r}"
     return None, f"prefix {old!r} → {new!r}"
 
 
-def _candidate(rule: Rename, result: tuple[list[tuple[str, str]], int, int],
-               ctx: RuleContext | None) -> RuleCandidate:
+def _candidate(
+    rule: Rename, result: tuple[list[tuple[str, str]], int, int], ctx: RuleContext | None
+) -> RuleCandidate:
     pairs, same, breaks = result
     convention, what = name_rule(rule, ctx)
     n = len(pairs)
@@ -540,8 +561,9 @@ def _convention_rules(keys: KeySets, ctx: RuleContext) -> list[Rename]:
     return out
 
 
-def discover_rules(keys: KeySets, ctx: RuleContext | None = None, *,
-                   limit: int = 10) -> list[RuleCandidate]:
+def discover_rules(
+    keys: KeySets, ctx: RuleContext | None = None, *, limit: int = 10
+) -> list[RuleCandidate]:
     """Rules that pair many unexpected names with missing keys, best first.
 
     Known conventions are tried first (one pass over the names each); when the best of them
@@ -582,8 +604,10 @@ def _discover(keys: KeySets, ctx: RuleContext, limit: int) -> list[RuleCandidate
             found[rule] = _candidate(rule, result, ctx)
 
     def complete() -> bool:
-        return any(c.fixes >= min(len(keys.unexpected), len(keys.missing)) and not c.breaks
-                   for c in found.values())
+        return any(
+            c.fixes >= min(len(keys.unexpected), len(keys.missing)) and not c.breaks
+            for c in found.values()
+        )
 
     for rule in _convention_rules(keys, ctx):
         consider(rule)
@@ -605,8 +629,9 @@ def _discover(keys: KeySets, ctx: RuleContext, limit: int) -> list[RuleCandidate
         for old, new in keys.voted_prefixes(rest_u, rest_m):
             if old or new:
                 consider(Rename.prefix(old, new))
-    ranked = sorted(found.values(),
-                    key=lambda c: (-c.score, c.convention is None, c.rule.describe()))
+    ranked = sorted(
+        found.values(), key=lambda c: (-c.score, c.convention is None, c.rule.describe())
+    )
     return ranked[:limit]
 
 
@@ -622,8 +647,9 @@ def _fmt(shape: Shape | None) -> str:
     return "?" if shape is None else str(tuple(shape))
 
 
-def pair_keys(keys: KeySets, rules: Iterable[RuleCandidate] = (), *, limit: int = 50,
-              min_score: float = 0.5) -> list[tuple[str, str, float, str]]:
+def pair_keys(
+    keys: KeySets, rules: Iterable[RuleCandidate] = (), *, limit: int = 50, min_score: float = 0.5
+) -> list[tuple[str, str, float, str]]:
     """Pairs (unexpected name, missing key, score, reason), best first, each key once.
 
     Score: 0.5 for equal shapes + 0.25 × the share of trailing dotted names in common +
@@ -652,8 +678,9 @@ def pair_keys(keys: KeySets, rules: Iterable[RuleCandidate] = (), *, limit: int 
         return _pair(keys, rules, limit, min_score)
 
 
-def _pair(keys: KeySets, rules: Iterable[RuleCandidate], limit: int,
-          min_score: float) -> list[tuple[str, str, float, str]]:
+def _pair(
+    keys: KeySets, rules: Iterable[RuleCandidate], limit: int, min_score: float
+) -> list[tuple[str, str, float, str]]:
     import numpy as np
     from rapidfuzz.distance import Levenshtein
     from rapidfuzz.process import cdist, cpdist
@@ -678,8 +705,12 @@ def _pair(keys: KeySets, rules: Iterable[RuleCandidate], limit: int,
             covered_m.add(m)
             rule_pairs.append((u, m))
     if rule_pairs:  # element-wise similarities in one call
-        sims = cpdist([u for u, _ in rule_pairs], [m for _, m in rule_pairs],
-                      scorer=Levenshtein.normalized_similarity, dtype=np.float64)
+        sims = cpdist(
+            [u for u, _ in rule_pairs],
+            [m for _, m in rule_pairs],
+            scorer=Levenshtein.normalized_similarity,
+            dtype=np.float64,
+        )
         for (u, m), sim in zip(rule_pairs, sims.tolist(), strict=True):
             add(u, m, sim)
     by_shape = min_score >= 0.5  # pairs of different shapes cannot reach 0.5
@@ -732,10 +763,10 @@ def _pair(keys: KeySets, rules: Iterable[RuleCandidate], limit: int,
         leaf = m.rpartition(".")[2]
         same = U[u] == M[m]
         bits = [
-            f"same shape {_fmt(M[m])}" if same else
-            f"shapes differ {_fmt(U[u])} vs {_fmt(M[m])}",
-            f"same leaf name '.{leaf}'" if u.rpartition(".")[2] == leaf else
-            f"leaf '.{u.rpartition('.')[2]}' → '.{leaf}'",
+            f"same shape {_fmt(M[m])}" if same else f"shapes differ {_fmt(U[u])} vs {_fmt(M[m])}",
+            f"same leaf name '.{leaf}'"
+            if u.rpartition(".")[2] == leaf
+            else f"leaf '.{u.rpartition('.')[2]}' → '.{leaf}'",
             f"names {sim:.0%} similar",
         ]
         out.append((u, m, score, ", ".join(bits)))

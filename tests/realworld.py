@@ -19,23 +19,46 @@ from torch import nn
 def bert_config() -> Any:
     from transformers import BertConfig
 
-    return BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                      intermediate_size=48, max_position_embeddings=64, num_labels=3)
+    return BertConfig(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=64,
+        num_labels=3,
+    )
 
 
 def gpt2_config() -> Any:
     from transformers import GPT2Config
 
-    return GPT2Config(vocab_size=120, n_embd=32, n_layer=3, n_head=4, n_positions=64,
-                      bos_token_id=0, eos_token_id=0)
+    return GPT2Config(
+        vocab_size=120,
+        n_embd=32,
+        n_layer=3,
+        n_head=4,
+        n_positions=64,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
 
 
 def llama_config() -> Any:
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                       num_key_value_heads=2, intermediate_size=48, max_position_embeddings=64,
-                       bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    return LlamaConfig(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=64,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
 
 
 def build(cls: Any, config: Any, seed: int) -> Any:
@@ -48,8 +71,11 @@ def from_pretrained(cls: Any, path: Path, **kwargs: Any) -> tuple[Any, dict[str,
     """transformers' own loader and its verdict: missing / unexpected / mismatched key sets."""
     model, info = cls.from_pretrained(path, output_loading_info=True, **kwargs)
     mismatched = {m[0] if isinstance(m, tuple) else m for m in info.get("mismatched_keys", ())}
-    return model.eval(), {"missing": set(info["missing_keys"]),
-                          "unexpected": set(info["unexpected_keys"]), "mismatched": mismatched}
+    return model.eval(), {
+        "missing": set(info["missing_keys"]),
+        "unexpected": set(info["unexpected_keys"]),
+        "mismatched": mismatched,
+    }
 
 
 # ------------------------------------------------------------------------------------ ResNet-152
@@ -58,8 +84,9 @@ def from_pretrained(cls: Any, path: Path, **kwargs: Any) -> tuple[Any, dict[str,
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -81,8 +108,9 @@ class ResNet(nn.Module):
     """torchvision's ResNet layout (same state-dict keys as ``resnet152`` for [3, 8, 36, 3]),
     with a narrower ``width`` so that 930-odd keys stay a few MB."""
 
-    def __init__(self, layers: tuple[int, ...] = (3, 8, 36, 3), width: int = 8,
-                 num_classes: int = 10) -> None:
+    def __init__(
+        self, layers: tuple[int, ...] = (3, 8, 36, 3), width: int = 8, num_classes: int = 10
+    ) -> None:
         super().__init__()
         self.inplanes = width
         self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
@@ -99,8 +127,10 @@ class ResNet(nn.Module):
     def _layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * 4:
-            downsample = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride, bias=False),
-                                       nn.BatchNorm2d(planes * 4))
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * 4, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * 4),
+            )
         out = [Bottleneck(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * 4
         out += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
@@ -139,9 +169,13 @@ def silently_filled(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> set[str
     """``num_batches_tracked`` keys torch fills in instead of reporting them missing: BatchNorm
     modules without a ``_metadata`` entry count as legacy checkpoints (PyTorch fact 6)."""
     meta = getattr(sd, "_metadata", None) or {}
-    return {f"{name}.num_batches_tracked" for name, m in model.named_modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in meta
-            and f"{name}.num_batches_tracked" not in sd}
+    return {
+        f"{name}.num_batches_tracked"
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and name not in meta
+        and f"{name}.num_batches_tracked" not in sd
+    }
 
 
 # ------------------------------------------------------------------------------------ real weights
@@ -163,9 +197,23 @@ def lpips_weights(dest: Path) -> Path | None:
     if done.is_dir():
         return done
     try:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "--disable-pip-version-check", LPIPS_WHEEL, "-d", str(dest)],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                LPIPS_WHEEL,
+                "-d",
+                str(dest),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     except (subprocess.SubprocessError, OSError):
         return None
     wheels = sorted(dest.glob("lpips-*.whl"))
@@ -202,9 +250,11 @@ class LPIPSHead(nn.Module):
     attributes and again in the ``lins`` ModuleList, so ``lins.K.*`` are the same Parameters —
     and the input scaling buffers (the trunk comes from torchvision and is left out)."""
 
-    CHANNELS: ClassVar[dict[str, tuple[int, ...]]] = {"alex": (64, 192, 384, 256, 256), "vgg": (64, 128, 256, 512, 512),
-                                                       "squeeze": (64, 128, 256, 384, 384, 512,
-                                                                   512)}
+    CHANNELS: ClassVar[dict[str, tuple[int, ...]]] = {
+        "alex": (64, 192, 384, 256, 256),
+        "vgg": (64, 128, 256, 512, 512),
+        "squeeze": (64, 128, 256, 384, 384, 512, 512),
+    }
 
     def __init__(self, net: str = "alex") -> None:
         super().__init__()

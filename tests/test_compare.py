@@ -27,8 +27,18 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 FLAT_VARIANTS = [v for v in demo.VARIANTS if v not in demo.NESTED_VARIANTS]
-DESIGN_COLUMNS = ["key", "status", "kind", "module", "ckpt_key", "model_key", "ckpt_shape",
-                  "model_shape", "ckpt_dtype", "model_dtype"]
+DESIGN_COLUMNS = [
+    "key",
+    "status",
+    "kind",
+    "module",
+    "ckpt_key",
+    "model_key",
+    "ckpt_shape",
+    "model_shape",
+    "ckpt_dtype",
+    "model_dtype",
+]
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -47,7 +57,11 @@ def torch_verdict(model: nn.Module, sd: Mapping[str, torch.Tensor]):
         m = re.search(label + r' key\(s\) in state_dict: ((?:"[^"]+"(?:, )?)+)', msg)
         return set(re.findall(r'"([^"]+)"', m.group(1))) if m else set()
 
-    return listed("Missing"), listed("Unexpected"), set(re.findall(r"size mismatch for (\S+):", msg))
+    return (
+        listed("Missing"),
+        listed("Unexpected"),
+        set(re.findall(r"size mismatch for (\S+):", msg)),
+    )
 
 
 def silently_filled(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> set[str]:
@@ -56,8 +70,10 @@ def silently_filled(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> set[str
     (PyTorch fact 6)."""
     meta = getattr(sd, "_metadata", None) or {}
     return {
-        f"{name}.num_batches_tracked" for name, m in model.named_modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and name not in meta
+        f"{name}.num_batches_tracked"
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and name not in meta
         and f"{name}.num_batches_tracked" not in sd
     }
 
@@ -109,8 +125,14 @@ def test_statuses_agree_with_load_state_dict(name, variants):
 
 def test_identical_all_match(variants):
     cmp = sdw.compare(demo.target_model("identical"), variants["identical"])
-    assert cmp.summary() == {"match": 38, "shape_mismatch": 0, "dtype_mismatch": 0, "missing": 0,
-                             "missing_buffer": 0, "unexpected": 0}
+    assert cmp.summary() == {
+        "match": 38,
+        "shape_mismatch": 0,
+        "dtype_mismatch": 0,
+        "missing": 0,
+        "missing_buffer": 0,
+        "unexpected": 0,
+    }
     assert cmp.loads_cleanly
     assert all(r.loadable and r.reason is None for r in cmp)
 
@@ -121,7 +143,11 @@ def test_shape_mismatch(variants):
     row = cmp["classifier.weight"]
     assert (row.ckpt_shape, row.model_shape) == ((10, 32), (3, 32))
     assert (row.ckpt_key, row.model_key, row.kind, row.module) == (
-        "classifier.weight", "classifier.weight", "param", "classifier")
+        "classifier.weight",
+        "classifier.weight",
+        "param",
+        "classifier",
+    )
     assert not row.loadable and row.adaptable
     assert "(10, 32)" in row.reason and "(3, 32)" in row.reason and "overlap" in row.reason
     assert not cmp.loads_cleanly
@@ -158,7 +184,10 @@ def test_bn_stats_absent_are_missing_buffers(variants):
     cmp = sdw.compare(demo.target_model("no_bn_stats"), variants["no_bn_stats"])
     assert len(cmp.keys("missing_buffer")) == 18
     assert {k.rpartition(".")[2] for k in cmp.keys("missing_buffer")} == {
-        "running_mean", "running_var", "num_batches_tracked"}
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    }
     assert cmp.keys("missing") == []
     assert {cmp[k].kind for k in cmp.keys("missing_buffer")} == {"buffer"}
 
@@ -277,8 +306,11 @@ def test_real_dataparallel_state_dict_suggests_stripping_module():
 
 @pytest.mark.parametrize(
     ("name", "prefix", "origin"),
-    [("dataparallel", "module.", "DataParallel"), ("compiled", "_orig_mod.", "torch.compile"),
-     ("lightning", "model.", "Lightning")],
+    [
+        ("dataparallel", "module.", "DataParallel"),
+        ("compiled", "_orig_mod.", "torch.compile"),
+        ("lightning", "model.", "Lightning"),
+    ],
 )
 def test_wrapper_prefix_suggestions(name, prefix, origin, tmp_path):
     path = demo.write_checkpoint(tmp_path, name, "torch")  # through a real file
@@ -322,8 +354,11 @@ def test_explicit_renames(renames, variants):
     for cmp in (sdw.compare(model, sd, renames=renames), plain.with_renames(renames)):
         assert cmp.loads_cleanly, cmp.summary()
         row = cmp["classifier.weight"]
-        assert (row.status, row.ckpt_key, row.model_key) == ("match", "fc.weight",
-                                                             "classifier.weight")
+        assert (row.status, row.ckpt_key, row.model_key) == (
+            "match",
+            "fc.weight",
+            "classifier.weight",
+        )
         assert "fc.weight" not in cmp
     assert plain.renames == ()  # with_renames returns a new comparison
     assert not plain.loads_cleanly
@@ -380,9 +415,12 @@ def test_suggest_renames_ranks_the_renamed_layer_first():
     assert set(cmp.keys("unexpected")) == {"linear.weight", "linear.bias"}
     suggestions = cmp.suggest_renames()
     assert (suggestions[0].ckpt_key, suggestions[0].model_key) == (
-        "linear.weight", "different_linear.weight")
-    assert ("linear.bias", "different_linear.bias") in [(s.ckpt_key, s.model_key)
-                                                        for s in suggestions]
+        "linear.weight",
+        "different_linear.weight",
+    )
+    assert ("linear.bias", "different_linear.bias") in [
+        (s.ckpt_key, s.model_key) for s in suggestions
+    ]
     assert all(s.model_key.startswith("different_linear.") for s in suggestions)  # decoy: shape
     assert "same shape (4, 8)" in suggestions[0].reason
     assert [s.score for s in suggestions] == sorted((s.score for s in suggestions), reverse=True)
@@ -394,8 +432,10 @@ def test_suggest_renames_ranks_the_renamed_layer_first():
     assert torch.equal(model.different_linear.weight, before)
     assert set(result.unexpected_keys) == {"linear.weight", "linear.bias"}
     fixed = cmp.with_renames([(s.ckpt_key, s.model_key) for s in suggestions])
-    assert fixed.keys("unexpected") == [] and set(fixed.keys("missing")) == {"decoy.weight",
-                                                                              "decoy.bias"}
+    assert fixed.keys("unexpected") == [] and set(fixed.keys("missing")) == {
+        "decoy.weight",
+        "decoy.bias",
+    }
 
 
 # ------------------------------------------------------------------------------------ tree
@@ -421,7 +461,11 @@ def test_tree_counts_alignment_and_order(name, variants):
     tree = cmp.tree()
     json.dumps(tree)  # the widget payload is JSON
     assert (tree["type"], tree["path"], tree["name"], tree["module_type"]) == (
-        "module", "", "", "SmallCNN")
+        "module",
+        "",
+        "",
+        "SmallCNN",
+    )
     _check_counts(tree)
     assert tree["counts"] == {s: n for s, n in cmp.summary().items() if n}
     tensors = leaves(tree)
@@ -462,8 +506,11 @@ def test_tree_shape_mismatch_leaf(variants):
 
 
 def test_select_keys_modules_globs(variants):
-    cmp = sdw.compare(demo.target_model("renamed_layer"), variants["renamed_layer"],
-                      renames={"fc.": "classifier."})
+    cmp = sdw.compare(
+        demo.target_model("renamed_layer"),
+        variants["renamed_layer"],
+        renames={"fc.": "classifier."},
+    )
     assert cmp.select("classifier.bias") == ["classifier.bias"]
     assert cmp.select("fc.weight") == ["classifier.weight"]  # checkpoint name before renaming
     layer1 = cmp.select("backbone.layer1")
@@ -473,12 +520,14 @@ def test_select_keys_modules_globs(variants):
     keys = cmp.keys()
     assert cmp.select("*.bias") == [k for k in keys if k.endswith(".bias")]
     assert cmp.select(["classifier.weight", "backbone.stem"]) == [
-        k for k in keys if k.startswith("backbone.stem.") or k == "classifier.weight"]
+        k for k in keys if k.startswith("backbone.stem.") or k == "classifier.weight"
+    ]
     assert cmp.select("*.no_such_leaf") == []  # a glob may match nothing
 
 
-@pytest.mark.parametrize(("pattern", "hint"), [("classifer", "classifier"),
-                                               ("backbone.layer3", "backbone.layer1")])
+@pytest.mark.parametrize(
+    ("pattern", "hint"), [("classifer", "classifier"), ("backbone.layer3", "backbone.layer1")]
+)
 def test_select_unknown_pattern_suggests(pattern, hint, variants):
     cmp = sdw.compare(demo.target_model("identical"), variants["identical"])
     with pytest.raises(KeyError, match="matches no key or module") as info:
@@ -535,7 +584,9 @@ def test_compare_accepts_every_file_format(tmp_path):
         renames = {"model.": ""} if fmt == "lightning" else None
         cmp = sdw.compare(model, path, renames=renames)
         assert cmp.summary()["match"] == 36 and cmp.keys("shape_mismatch") == [
-            "classifier.weight", "classifier.bias"], fmt
+            "classifier.weight",
+            "classifier.bias",
+        ], fmt
         assert Path(cmp.checkpoint.source.path).exists()
 
 
@@ -550,8 +601,9 @@ def test_shape_mismatch_reason_on_a_meta_model_names_the_meta_device():
     row = rows["classifier.weight"]
     assert row.status == "shape_mismatch" and not row.adaptable
     assert "meta device" in row.reason and "dimensions" not in row.reason
-    real = {r.key: r for r in sdw.compare(demo.target_model("new_head"),
-                                          demo.variant("new_head")).rows}
+    real = {
+        r.key: r for r in sdw.compare(demo.target_model("new_head"), demo.variant("new_head")).rows
+    }
     assert real["classifier.weight"].adaptable
 
 

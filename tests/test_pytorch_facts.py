@@ -112,7 +112,8 @@ def test_fact01_strict_false_still_raises_on_shape_mismatch():
     plan = cmp.plan()
     assert list(plan.skipped) == ["classifier.weight", "classifier.bias"]
     assert plan.skipped["classifier.weight"].startswith(
-        "shape mismatch: checkpoint (10, 32) vs model (3, 32)")
+        "shape mismatch: checkpoint (10, 32) vs model (3, 32)"
+    )
     head = model.classifier.weight.detach().clone()
     report = sdw.partial_load(model, plan)
     assert report.loaded == [k for k in ckpt10 if not k.startswith("classifier.")]
@@ -215,7 +216,10 @@ def test_fact04_non_persistent_buffers_never_missing_and_unexpected_in_checkpoin
     assert "mask" in dict(model.named_buffers()) and "mask" not in model.state_dict()
     # control: never missing; a checkpoint entry for it is unexpected (and not loaded)
     assert copy.deepcopy(model).load_state_dict({}, strict=False).missing_keys == [
-        "scale", "fc.weight", "fc.bias"]  # the module's own entries first, then its children
+        "scale",
+        "fc.weight",
+        "fc.bias",
+    ]  # the module's own entries first, then its children
     with_mask = dict(model.state_dict(), mask=torch.zeros(4, 4))
     probe = copy.deepcopy(model)
     assert probe.load_state_dict(with_mask, strict=False).unexpected_keys == ["mask"]
@@ -268,8 +272,9 @@ def test_fact05_bn_buffers_are_loaded_and_the_three_bn_policies(ckpt):
                 expected = {"running_mean": 0, "running_var": 1, "num_batches_tracked": 0}[leaf]
                 assert bool((now[key] == expected).all()), key
         if policy == "reset":
-            assert report.bn_reset == [n for n, m in model.named_modules()
-                                       if isinstance(m, nn.BatchNorm2d)]
+            assert report.bn_reset == [
+                n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)
+            ]
             report.undo()
             assert_bit_identical(state(model), own)
 
@@ -370,8 +375,7 @@ def test_fact08_loads_are_in_place_and_an_earlier_optimizer_stays_valid(ckpt):
         ptrs = {k: p.data_ptr() for k, p in params.items()}
         report = sdw.partial_load(model, sdw.compare(model, src).plan())
         assert report.assigned is False
-        assert all(p is params[k] and p.data_ptr() == ptrs[k]
-                   for k, p in model.named_parameters())
+        assert all(p is params[k] and p.data_ptr() == ptrs[k] for k, p in model.named_parameters())
         step(opt)
         assert torch.equal(model.classifier.weight, ckpt["classifier.weight"] - 0.5)
         plan_meta = sdw.compare(model, src).plan().state_dict()._metadata
@@ -421,9 +425,11 @@ def test_fact10_namespace_checkpoint_refused_and_named(tmp_path):
     with torch.serialization.safe_globals([argparse.Namespace]):  # the allow-list opt-in
         assert isinstance(torch.load(path)["args"], argparse.Namespace)
     # sd_widgets: a typed error naming the global and the opt-in; no silent fallback
-    for attempt in (lambda: sdw.open_checkpoint(path),
-                    lambda: sdw.open_checkpoint(path, key="model_state_dict"),
-                    lambda: sdw.compare(demo.make_model(), path)):
+    for attempt in (
+        lambda: sdw.open_checkpoint(path),
+        lambda: sdw.open_checkpoint(path, key="model_state_dict"),
+        lambda: sdw.compare(demo.make_model(), path),
+    ):
         with pytest.raises(sdw.UnsafeCheckpointError) as info:
             attempt()
         assert isinstance(info.value, sdw.CheckpointError)
@@ -442,9 +448,12 @@ def test_fact10_malicious_reduce_runs_only_with_trust(tmp_path):
         torch.load(path)
     assert not marker.exists()
     # sd_widgets: refused, named, nothing run — whichever way the file is reached
-    for attempt in (lambda: sdw.open_checkpoint(path), lambda: sdw.open_checkpoint(tmp_path),
-                    lambda: sdw.compare(demo.make_model(), path),
-                    lambda: sdw.compare(path, demo.variant("identical"))):
+    for attempt in (
+        lambda: sdw.open_checkpoint(path),
+        lambda: sdw.open_checkpoint(tmp_path),
+        lambda: sdw.compare(demo.make_model(), path),
+        lambda: sdw.compare(path, demo.variant("identical")),
+    ):
         with pytest.raises(sdw.UnsafeCheckpointError) as info:
             attempt()
         assert info.value.globals == ["io.open"] and "trust=True" in str(info.value)
@@ -478,7 +487,9 @@ def test_fact11_cuda_saved_checkpoint_needs_map_location(tmp_path, monkeypatch):
     # sd_widgets: map_location="cpu" is the default; without it the error says what to pass
     ckpt = sdw.open_checkpoint(path)
     assert ckpt.tensor("w").device.type == "cpu" and torch.equal(ckpt.tensor("w"), sd["w"])
-    with pytest.raises(sdw.UnreadableCheckpointError, match=r"saved from a GPU.*map_location='cpu'"):
+    with pytest.raises(
+        sdw.UnreadableCheckpointError, match=r"saved from a GPU.*map_location='cpu'"
+    ):
         sdw.open_checkpoint(path, map_location=None)
 
 
@@ -592,7 +603,8 @@ def test_fact12_dcp_metadata_only(tmp_path, ckpt):
     meta = FileSystemReader(str(directory)).read_metadata().state_dict_metadata
     assert all(isinstance(m, TensorStorageMetadata) for m in meta.values())
     assert {k: (tuple(m.size), m.properties.dtype) for k, m in meta.items()} == {
-        k: (tuple(v.shape), v.dtype) for k, v in ckpt.items()}
+        k: (tuple(v.shape), v.dtype) for k, v in ckpt.items()
+    }
     # sd_widgets: open and compare from .metadata alone; loading needs the data and says so
     model = demo.target_model("new_head")
     cmp = sdw.compare(model, directory)

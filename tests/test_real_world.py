@@ -74,7 +74,8 @@ def bert_dirs(tmp_path_factory) -> dict[str, Path]:
     out = {}
     build(BertModel, bert_config(), 0).save_pretrained(out.setdefault("base", root / "base"))
     build(BertForSequenceClassification, bert_config(), 1).save_pretrained(
-        out.setdefault("task", root / "task"))
+        out.setdefault("task", root / "task")
+    )
     return out
 
 
@@ -113,8 +114,11 @@ def test_bert_task_checkpoint_into_the_base_model(bert_dirs):
     assert "base model BertModel" in best.reason
     peer, info = from_pretrained(BertModel, bert_dirs["task"])
     fixed = cmp.with_renames(best)
-    assert set(fixed.keys("unexpected")) == info["unexpected"] == {"classifier.weight",
-                                                                   "classifier.bias"}
+    assert (
+        set(fixed.keys("unexpected"))
+        == info["unexpected"]
+        == {"classifier.weight", "classifier.bias"}
+    )
     assert missing_keys(fixed) == info["missing"] == set()
     report = sdw.partial_load(model, fixed.plan())
     assert set(report.loaded) == set(model.state_dict())
@@ -125,8 +129,15 @@ def test_tensorflow_style_layernorm_names_are_one_rule(bert_dirs, tmp_path):
     from transformers import BertModel
 
     sd = load_file(bert_dirs["base"] / "model.safetensors")
-    old = OrderedDict((k.replace("LayerNorm.weight", "LayerNorm.gamma")
-                       .replace("LayerNorm.bias", "LayerNorm.beta"), v) for k, v in sd.items())
+    old = OrderedDict(
+        (
+            k.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+                "LayerNorm.bias", "LayerNorm.beta"
+            ),
+            v,
+        )
+        for k, v in sd.items()
+    )
     renamed = sum(1 for k in old if k.endswith(("gamma", "beta")))
     assert renamed == 2 * (1 + 2 * 3)  # embeddings + attention and output of each layer
     model = build(BertModel, bert_config(), 4)
@@ -280,7 +291,7 @@ def test_resnet152_wrapper_checkpoint(resnet_trained, tmp_path, wrapper):
     best = rules[0]
     assert best.rule == Rename.strip_prefix(prefix) and best.convention == conv
     assert origin in best.reason and best.fixes == len(sd) == 932
-    assert len(pairs) == 50 and all(p.model_key == p.ckpt_key[len(prefix):] for p in pairs)
+    assert len(pairs) == 50 and all(p.model_key == p.ckpt_key[len(prefix) :] for p in pairs)
     # after it: torch's own prefix stripper and strict load agree, bit for bit
     fixed = cmp.with_renames(best)
     assert fixed.loads_cleanly and fixed.summary()["match"] == 932
@@ -317,8 +328,7 @@ def lpips_dir(tmp_path_factory) -> Path:
     return found
 
 
-@pytest.mark.parametrize("net, version", [("alex", "v0.1"), ("vgg", "v0.1"),
-                                          ("squeeze", "v0.0")])
+@pytest.mark.parametrize("net, version", [("alex", "v0.1"), ("vgg", "v0.1"), ("squeeze", "v0.0")])
 def test_lpips_weights_shipped_in_a_wheel(lpips_dir, net, version):
     """Real pretrained files nobody here wrote: saved on CUDA, legacy format, and loaded by
     LPIPS itself with ``load_state_dict(torch.load(path, map_location='cpu'), strict=False)``
@@ -333,8 +343,9 @@ def test_lpips_weights_shipped_in_a_wheel(lpips_dir, net, version):
     cmp = sdw.compare(model, path)
     # torch's verdict: the lins.* copies and the scaling buffers are "missing"
     peer = LPIPSHead(net)
-    result = peer.load_state_dict(torch.load(path, map_location="cpu", weights_only=True),
-                                  strict=False)
+    result = peer.load_state_dict(
+        torch.load(path, map_location="cpu", weights_only=True), strict=False
+    )
     assert missing_keys(cmp) == set(result.missing_keys) and not result.unexpected_keys
     assert cmp.summary()["match"] == n
     # ... but lins.K is linK: the truthful row says it follows the file's key

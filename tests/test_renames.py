@@ -79,7 +79,8 @@ def prefixed(sd, prefix: str) -> OrderedDict:
     out = OrderedDict((prefix + k, v) for k, v in sd.items())
     out._metadata = OrderedDict(  # type: ignore[attr-defined]
         ((prefix.rstrip(".") + "." + k).strip(".") if k else prefix.rstrip("."), v)
-        for k, v in getattr(sd, "_metadata", {}).items())
+        for k, v in getattr(sd, "_metadata", {}).items()
+    )
     return out
 
 
@@ -120,9 +121,16 @@ def test_leaf_rule_rejects_malformed_tables(old, new):
 def test_tensorflow_style_names_are_one_rule_that_fixes_all_of_them():
     model = Encoder()
     sd = OrderedDict(
-        (re.sub(r"(LayerNorm|norm)\.weight$", r"\1.gamma", re.sub(r"(LayerNorm|norm)\.bias$",
-                                                                   r"\1.beta", k)), v)
-        for k, v in model.state_dict().items())
+        (
+            re.sub(
+                r"(LayerNorm|norm)\.weight$",
+                r"\1.gamma",
+                re.sub(r"(LayerNorm|norm)\.bias$", r"\1.beta", k),
+            ),
+            v,
+        )
+        for k, v in model.state_dict().items()
+    )
     n_norm = sum(1 for k in sd if k.endswith((".gamma", ".beta")))
     assert n_norm == 8
     cmp = sdw.compare(model, sd)
@@ -148,8 +156,13 @@ def test_tf_rule_only_names_what_it_fixes_and_never_renames_a_real_gamma():
             self.norm = nn.LayerNorm(4)
 
     model = LayerScale()
-    sd = OrderedDict([("gamma", model.gamma.detach()), ("norm.gamma", model.norm.weight.detach()),
-                      ("norm.bias", model.norm.bias.detach())])
+    sd = OrderedDict(
+        [
+            ("gamma", model.gamma.detach()),
+            ("norm.gamma", model.norm.weight.detach()),
+            ("norm.bias", model.norm.bias.detach()),
+        ]
+    )
     cmp = sdw.compare(model, sd)
     assert cmp["gamma"].status == "match"
     rules = [s for s in cmp.prefix_suggestions() if s.rule.kind == "leaf"]
@@ -163,9 +176,11 @@ def test_tf_rule_only_names_what_it_fixes_and_never_renames_a_real_gamma():
 
 def test_module_prefix_is_ddp_and_orig_mod_is_compile():
     model = Encoder()
-    for prefix, conv, origin in [("module.", "ddp", "DistributedDataParallel"),
-                                 ("_orig_mod.", "compile", "torch.compile"),
-                                 ("_orig_mod.module.", "compile+ddp", "torch.compile + ")]:
+    for prefix, conv, origin in [
+        ("module.", "ddp", "DistributedDataParallel"),
+        ("_orig_mod.", "compile", "torch.compile"),
+        ("_orig_mod.module.", "compile+ddp", "torch.compile + "),
+    ]:
         cmp = sdw.compare(model, prefixed(model.state_dict(), prefix))
         best = cmp.prefix_suggestions()[0]
         assert best.rule == Rename.strip_prefix(prefix), prefix
@@ -186,8 +201,12 @@ def test_real_torch_compile_prefix(tmp_path):
 def test_model_prefix_is_lightning_only_for_a_lightning_file(tmp_path):
     model = Encoder()
     sd = prefixed(model.state_dict(), "model.")
-    lightning = {"state_dict": sd, "pytorch-lightning_version": "2.4.0", "epoch": 3,
-                 "global_step": 120}
+    lightning = {
+        "state_dict": sd,
+        "pytorch-lightning_version": "2.4.0",
+        "epoch": 3,
+        "global_step": 120,
+    }
     path = tmp_path / "last.ckpt"
     torch.save(lightning, path)
     best = sdw.compare(Encoder(), path).prefix_suggestions()[0]
@@ -226,8 +245,9 @@ def test_name_rule_describes_what_it_does_when_unsure():
     assert name_rule(Rename.prefix("fc.", "head."), ctx)[1] == "module 'fc' renamed to 'head'"
     assert name_rule(Rename.prefix("a.b.", "c."), ctx)[1] == "prefix 'a.b.' → 'c.'"
     # Lightning needs the file's word for it; an HF model's 'model.' is its base model
-    hf = RuleContext(base_model_prefix="model", has_base_submodule=True,
-                     model_class="LlamaForCausalLM")
+    hf = RuleContext(
+        base_model_prefix="model", has_base_submodule=True, model_class="LlamaForCausalLM"
+    )
     conv, text = name_rule(Rename.add_prefix("model."), hf)
     assert conv == "hf_base" and "Lightning" not in text and "LlamaForCausalLM" in text
 
@@ -247,8 +267,9 @@ def test_renamed_module_inside_a_stack_is_found_by_voting():
 
 def test_ddp_prefix_and_a_renamed_head_are_fixed_one_after_the_other():
     model = Classifier()
-    sd = OrderedDict(("module." + k.replace("head.", "fc."), v)
-                     for k, v in model.state_dict().items())
+    sd = OrderedDict(
+        ("module." + k.replace("head.", "fc."), v) for k, v in model.state_dict().items()
+    )
     cmp = sdw.compare(model, sd)
     rules = cmp.prefix_suggestions()
     assert rules[0].rule == Rename.strip_prefix("module.") and rules[0].convention == "ddp"
@@ -258,8 +279,10 @@ def test_ddp_prefix_and_a_renamed_head_are_fixed_one_after_the_other():
     assert set(step.keys("unexpected")) == {"fc.weight", "fc.bias"}
     # suggestions name the key as the next rule sees it (after 'module.' is stripped)
     pairs = step.suggest_renames()
-    assert [(p.ckpt_key, p.model_key) for p in pairs] == [("fc.weight", "head.weight"),
-                                                          ("fc.bias", "head.bias")]
+    assert [(p.ckpt_key, p.model_key) for p in pairs] == [
+        ("fc.weight", "head.weight"),
+        ("fc.bias", "head.bias"),
+    ]
     assert step.with_renames(pairs).loads_cleanly
     assert step.prefix_suggestions()[0].rule == Rename.prefix("fc.", "head.")
     assert step.with_renames(step.prefix_suggestions()[0]).loads_cleanly
@@ -287,7 +310,8 @@ def test_pair_scoring_stays_inside_leaf_and_shape_buckets():
     missing.update({f"new{i}.bias": (i + 1,) for i in range(40)})
     pairs = pair_keys(KeySets(unexpected, missing, []), limit=100)
     assert sorted((u, m) for u, m, _, _ in pairs) == sorted(
-        (f"old{i}.weight", f"new{i}.weight") for i in range(40))
+        (f"old{i}.weight", f"new{i}.weight") for i in range(40)
+    )
     assert all("same shape" in reason for *_, reason in pairs)
 
 
@@ -336,8 +360,9 @@ def test_tied_key_absent_from_the_file_is_reported_as_tied():
 
 def test_tied_keys_both_absent_are_not_said_to_follow_each_other():
     model = TiedLM()
-    sd = OrderedDict((k, v) for k, v in model.state_dict().items()
-                     if k not in ("lm_head.weight", "embed.weight"))
+    sd = OrderedDict(
+        (k, v) for k, v in model.state_dict().items() if k not in ("lm_head.weight", "embed.weight")
+    )
     cmp = sdw.compare(TiedLM(), sd)
     assert cmp["lm_head.weight"].tied_to is None and cmp["embed.weight"].tied_to is None
     assert "keeps its current (initial) value" in cmp["lm_head.weight"].reason
@@ -376,8 +401,11 @@ _prefix = st.lists(_name, min_size=1, max_size=2).map(lambda p: ".".join(p) + ".
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(model=st.dictionaries(_key, _shape, min_size=1, max_size=40), prefix=_prefix,
-       strip=st.booleans())
+@given(
+    model=st.dictionaries(_key, _shape, min_size=1, max_size=40),
+    prefix=_prefix,
+    strip=st.booleans(),
+)
 def test_one_prefix_on_every_key_is_found_first_and_fixes_all(model, prefix, strip):
     ckpt = {prefix + k: s for k, s in model.items()}
     unexpected, missing = (ckpt, model) if strip else (model, ckpt)
@@ -401,8 +429,12 @@ def test_one_prefix_on_every_key_is_found_first_and_fixes_all(model, prefix, str
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(keys=st.lists(_key, min_size=1, max_size=25, unique=True), prefix=_prefix,
-       renamed=st.sets(st.integers(0, 24), max_size=5), new_name=_name)
+@given(
+    keys=st.lists(_key, min_size=1, max_size=25, unique=True),
+    prefix=_prefix,
+    renamed=st.sets(st.integers(0, 24), max_size=5),
+    new_name=_name,
+)
 def test_every_suggested_rule_can_be_applied(keys, prefix, renamed, new_name):
     """No suggestion makes with_renames refuse (a collision), and applying one never lowers
     the number of paired keys."""
@@ -415,9 +447,11 @@ def test_every_suggested_rule_can_be_applied(keys, prefix, renamed, new_name):
         ckpt[k2] = (2,)
     if len(ckpt) != len(model):
         return
-    key_sets = KeySets({k: s for k, s in ckpt.items() if k not in model},
-                       {k: s for k, s in model.items() if k not in ckpt},
-                       [k for k in ckpt if k in model])
+    key_sets = KeySets(
+        {k: s for k, s in ckpt.items() if k not in model},
+        {k: s for k, s in model.items() if k not in ckpt},
+        [k for k in ckpt if k in model],
+    )
     paired_before = len(key_sets.paired)
     for c in discover_rules(key_sets):
         names = [c.rule(k) for k in ckpt]
