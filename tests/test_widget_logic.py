@@ -990,3 +990,20 @@ def test_preview_lists_every_skipped_key():
     w = Explorer(model, trained_state(model), bn="keep")
     assert w.preview["n_skipped_total"] == 900
     assert len(w.preview["skipped"]) == 500 and len(w.preview["skipped_keys"]) == 900
+
+
+@pytest.mark.parametrize("variant", ["new_head", "dataparallel", "renamed_layer", "identical"])
+def test_the_serialiser_from_rows_equals_the_flattened_tree(variant):
+    cmp = sdw.compare(demo.target_model(variant), demo.variant(variant))
+    assert pl.payload_from_comparison(cmp, source="s", model="m") == pl.build_tree_payload(
+        cmp.tree(), source="s", model="m")
+    renamed = cmp.with_renames([r.rule for r in cmp.prefix_suggestions()[:1]])
+    assert pl.payload_from_comparison(renamed) == pl.build_tree_payload(renamed.tree())
+
+
+def test_the_serialiser_handles_hostile_tied_and_top_level_keys():
+    sd = OrderedDict((k, torch.zeros(2)) for k in HOSTILE_KEYS)
+    sd["weight"] = torch.ones(2, 2)
+    for cmp in (sdw.compare(nn.Linear(2, 2), sd), sdw.compare(TiedLM(), {"block.weight":
+                                                                          torch.zeros(4, 4)})):
+        assert pl.payload_from_comparison(cmp) == pl.build_tree_payload(cmp.tree())

@@ -738,8 +738,8 @@ class Explorer(anywidget.AnyWidget):
         previous_all = (set(self.selected_keys) == set(self._selectable_keys())
                         and (bool(self.selected_keys) or self._select_loadable))
         old_selection = list(self.selected_keys)
-        payload = pl.build_tree_payload(cmp.tree(), source=_describe_source(cmp.checkpoint),
-                                        model=_model_label(cmp.model))
+        payload = pl.payload_from_comparison(cmp, source=_describe_source(cmp.checkpoint),
+                                             model=_model_label(cmp.model))
         self._cmp = cmp
         self._index = pl.TreeIndex(payload)
         self._pending_cmp = None

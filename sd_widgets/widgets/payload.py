@@ -73,6 +73,7 @@ __all__ = [
     "format_count",
     "most_changed",
     "pairing_change",
+    "payload_from_comparison",
     "png_data_url",
     "preview_from_plan",
     "results_computing",
@@ -228,6 +229,139 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
         "counts": [int(root_counts.get(s, 0)) for s in statuses],
         "n_keys": n_keys,
         "n_entries": len(cols["t"]),
+        "source": source,
+        "model": model,
+        "columns": cols,
+    }
+
+
+def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> dict:
+    """The same payload as ``build_tree_payload(cmp.tree())``, serialised straight from the
+    comparison's rows (no intermediate nested dicts): the widget's serialiser.
+
+    Module nodes are created at the first row that reaches them and keep that order, as
+    :meth:`Comparison.tree` does (a test keeps the two identical).
+    """
+    statuses = list(STATUSES)
+    status_index = {s: i for i, s in enumerate(statuses)}
+    n_status = len(statuses)
+    ckpt_side = [j for j, s in enumerate(statuses) if s in _CKPT_SIDE]
+    model_side = [j for j, s in enumerate(statuses) if s in _MODEL_SIDE]
+    module_types: dict[str, str] = (
+        {n: type(m).__name__ for n, m in cmp.model.named_modules()}
+        if getattr(cmp, "model", None) is not None else {}
+    )
+    # module path -> its children in first-seen order: module paths (str) and rows
+    children: dict[str, list[Any]] = {"": []}
+    for r in cmp:
+        path = r.module
+        if path not in children:
+            missing = []
+            while path not in children:
+                missing.append(path)
+                path = path.rpartition(".")[0]
+            for m in reversed(missing):
+                children[m] = []
+                children[m.rpartition(".")[0]].append(m)
+        children[r.module].append(r)
+
+    dtypes: list[str] = []
+    dtype_index: dict[str, int] = {}
+
+    def dt(name: str | None) -> int | None:
+        if name is None:
+            return None
+        i = dtype_index.get(name)
+        if i is None:
+            i = dtype_index[name] = len(dtypes)
+            dtypes.append(name)
+        return i
+
+    cols: dict[str, list] = {c: [] for c in _COLUMNS}
+    (t_, depth_, end_, parent_, name_, path_, mtype_, counts_, sides_, status_, kind_, ckey_,
+     mkey_, cshape_, mshape_, cdt_, mdt_, nbytes_, numel_, loadable_, adaptable_, reason_,
+     tied_, tied_to_) = (cols[c] for c in _COLUMNS)
+    root_counts = [0] * n_status
+    n_keys = 0
+    stack: list[tuple[Any, int, int, bool]] = [(c, 0, -1, False)
+                                               for c in reversed(children[""])]
+    while stack:
+        item, depth, parent, exiting = stack.pop()
+        if exiting:
+            i = parent
+            end_[i] = len(t_)
+            counts = counts_[i]
+            sides_[i] = ((1 if any(counts[j] for j in ckpt_side) else 0)
+                         | (2 if any(counts[j] for j in model_side) else 0))
+            up = parent_[i]
+            target = counts_[up] if up >= 0 else root_counts
+            for j in range(n_status):
+                target[j] += counts[j]
+            if up >= 0:
+                nbytes_[up] += nbytes_[i]
+                numel_[up] += numel_[i]
+            continue
+        i = len(t_)
+        depth_.append(depth)
+        end_.append(i + 1)
+        parent_.append(parent)
+        if isinstance(item, str):  # a module node
+            t_.append(0)
+            name_.append(item.rpartition(".")[2])
+            path_.append(item)
+            mtype_.append(module_types.get(item))
+            counts_.append([0] * n_status)
+            sides_.append(0)
+            for col in (status_, kind_, ckey_, mkey_, cshape_, mshape_, cdt_, mdt_, loadable_,
+                        adaptable_, reason_, tied_, tied_to_):
+                col.append(None)
+            nbytes_.append(0)
+            numel_.append(0)
+            stack.append((item, depth, i, True))
+            stack.extend((c, depth + 1, i, False) for c in reversed(children[item]))
+            continue
+        r = item
+        n_keys += 1
+        key = r.key
+        s = status_index[r.status]
+        ckpt_key, model_key = r.ckpt_key, r.model_key
+        shape = r.ckpt_shape if r.ckpt_shape is not None else r.model_shape
+        numel = _numel(shape)
+        t_.append(1)
+        name_.append(key.rpartition(".")[2])
+        path_.append(key)
+        mtype_.append(None)
+        counts_.append(None)
+        sides_.append((1 if ckpt_key is not None else 0) | (2 if model_key is not None else 0))
+        status_.append(s)
+        kind_.append(r.kind)
+        ckey_.append(ckpt_key if ckpt_key is not None and ckpt_key != key else None)
+        mkey_.append(model_key if model_key is not None and model_key != key else None)
+        cshape_.append(list(r.ckpt_shape) if r.ckpt_shape is not None else None)
+        mshape_.append(list(r.model_shape) if r.model_shape is not None else None)
+        cdt_.append(dt(r.ckpt_dtype))
+        mdt_.append(dt(r.model_dtype))
+        nbytes_.append(int(r.nbytes or 0))
+        numel_.append(numel)
+        loadable_.append(1 if r.loadable else 0)
+        adaptable_.append(1 if r.adaptable else 0)
+        reason_.append(r.reason or None)
+        tied_.append(list(r.tied) or None)
+        tied_to_.append(getattr(r, "tied_to", None) or None)
+        if parent >= 0:
+            counts_[parent][s] += 1
+            nbytes_[parent] += int(r.nbytes or 0)
+            numel_[parent] += numel
+        else:
+            root_counts[s] += 1
+    return {
+        "version": PAYLOAD_VERSION,
+        "statuses": statuses,
+        "legend": [_LEGEND_BY_STATUS[s] for s in statuses if s in _LEGEND_BY_STATUS],
+        "dtypes": dtypes,
+        "counts": root_counts,
+        "n_keys": n_keys,
+        "n_entries": len(t_),
         "source": source,
         "model": model,
         "columns": cols,
