@@ -247,6 +247,7 @@ class Explorer(anywidget.AnyWidget):
         self._watch: list[tuple[str, Any, str, bool, Any, int]] = []
         self._jobs = 0
         self._generation = 0
+        self._cell_hook = False
         super().__init__(**kwargs)
         cmp: Comparison | None = None
         source_label = ""
@@ -285,7 +286,8 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_histogram_key, names=["histogram_key"])
         self.observe(self._on_bn_module, names=["bn_module"])
         self.on_msg(self._on_custom_msg)
-        _watch_cells(self)
+        #: True when IPython checks for staleness after every cell
+        self._cell_hook = _watch_cells(self)
 
     # ----------------------------------------------------------------------------------------
     # public read-only views
@@ -364,7 +366,10 @@ class Explorer(anywidget.AnyWidget):
             self._set_message("error", f"Unknown widget action {name!r}; nothing was done.")
             return
         with self._guard(action.label):
-            self.check_stale()
+            # outside changes happen in notebook cells, which are checked after each run: a
+            # click then costs nothing extra; long actions (and scripts) check first
+            if action.busy_text is not None or not self._cell_hook:
+                self.check_stale()
             if action.busy_text is None:  # quick: one update message back
                 with self.hold_sync():
                     action.handler(self, content)
@@ -1075,15 +1080,16 @@ def _changed_tensors(watch: list[tuple[str, Any, str, bool, Any, int]]) -> list[
     return changed
 
 
-def _watch_cells(widget: Explorer) -> None:
-    """Check for staleness after every notebook cell (cheap: one version read per tensor)."""
+def _watch_cells(widget: Explorer) -> bool:
+    """Check for staleness after every notebook cell (about 2 µs per tensor); True when the
+    check is registered (inside IPython)."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
-        return
+        return False
     ip = get_ipython()
     if ip is None or not hasattr(ip, "events"):
-        return
+        return False
     ref = weakref.ref(widget)
 
     def after_cell(*_args: Any) -> None:
@@ -1096,6 +1102,7 @@ def _watch_cells(widget: Explorer) -> None:
             w.check_stale()
 
     ip.events.register("post_run_cell", after_cell)
+    return True
 
 
 def _strs(content: Mapping[str, Any], name: str) -> list[str]:
