@@ -84,6 +84,8 @@ def test_outputs_hold_no_addresses_or_timings(name):
     no absolute paths, no timings (except in cells that measure on purpose and are excluded
     from nbval's comparison)."""
     nb = load(name)
+    timed = [i for i, c in enumerate(nb["cells"]) if "execution" in c.get("metadata", {})]
+    assert timed == [], f"{name}: cells {timed} carry execution timestamps (record_timing)"
     for text in output_texts(nb):
         assert not re.search(r"0x[0-9a-fA-F]{6,}", text), f"{name}: a memory address: {text!r}"
         assert "/work/" not in text and "/root/" not in text, f"{name}: an absolute path"
