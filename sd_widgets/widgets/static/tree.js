@@ -58,7 +58,8 @@
 // [data-role=tree-note]                        what the last key press could not do
 // [data-role=preview][data-n-tensors][data-n-params][data-nbytes]   live selection preview
 //   [data-role=preview-keys] > li              its keys (first 500)
-// [data-role=actions] (sticky at the bottom) > [data-action=load] [data-action=undo]
+// [data-role=actions] (on screen with the tree: its height is capped) > [data-action=load]
+//   [data-action=undo]
 // input[data-role=bn-policy][value=load|keep|reset]
 // [data-role=tab][data-tab=preview|renames|code|results]    tabs; panels [data-panel=...]
 // [data-role=suggestion][data-id] > [data-action=accept-suggestion]
@@ -485,7 +486,7 @@ function render({ model, el }) {
   const resultsSlot = h("div", { className: "sdw-results-slot", dataset: { role: "results-slot" } });
   panels.results.prepend(resultsSlot);
   const statusStyle = h("style", { dataset: { role: "status-style" } });
-  root.append(statusStyle, title, messageBar, topSlot, summary, problems, toolbar, legend, viewport, treeNote, emptyNote, details, actions, tabBar, ...Object.values(panels));
+  root.append(statusStyle, title, messageBar, topSlot, summary, problems, toolbar, legend, viewport, treeNote, emptyNote, actions, details, tabBar, ...Object.values(panels));
   el.appendChild(root);
   mountPanels({ model, send, on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot } });
 
@@ -780,14 +781,13 @@ function render({ model, el }) {
       rowEl.setAttribute("tabindex", "0");
       if (focus) {
         rowEl.focus({ preventScroll: true });
-        // keep it on screen in the notebook too (above the lifted action bar)
+        // keep it on screen in the notebook too
         const sc = scrollerOf(root);
         if (sc) {
           const r = rowEl.getBoundingClientRect();
           const b = sc.getBoundingClientRect();
-          const bar = actions.dataset.stuck === "true" ? actions.offsetHeight : 0;
           if (r.top < b.top) sc.scrollTop -= b.top - r.top;
-          else if (r.bottom > b.bottom - bar) sc.scrollTop += r.bottom - (b.bottom - bar);
+          else if (r.bottom > b.bottom) sc.scrollTop += r.bottom - b.bottom;
         }
       }
     }
@@ -906,10 +906,11 @@ function render({ model, el }) {
   });
 
   // ------------------------------------------------------------------ the action bar stays reachable
-  // CSS `position: sticky` cannot work here: JupyterLab's output area is an `overflow: auto` box
-  // that does not scroll, so the bar would stick to it, not to the notebook. Instead, while the
-  // widget is on screen but its action bar is below the bottom of the notebook's scroll area,
-  // the bar is lifted to that bottom edge (never above the tree's top).
+  // CSS `position: sticky` cannot work in JupyterLab: the output area is an `overflow: auto` box
+  // that does not scroll, so the bar would stick to it, not to the notebook (and a bar lifted
+  // over the tree by script covers rows). Instead the tree's height is capped so that the tree
+  // and the action bar below it fit the notebook's visible height: whenever the tree's top is on
+  // screen, so is "Load selected"; scrolling inside the tree never moves it away.
   function scrollerOf(node) {
     for (let e = node.parentElement; e; e = e.parentElement) {
       const oy = getComputedStyle(e).overflowY;
@@ -917,30 +918,24 @@ function render({ model, el }) {
     }
     return null;
   }
-  let stickQueued = false;
-  function stickActions() {
-    stickQueued = false;
+  let fitQueued = false;
+  function fitTree() {
+    fitQueued = false;
     if (!root.isConnected) return;
-    actions.style.transform = "";
-    const scroller = scrollerOf(root);
-    const bottom = Math.min(window.innerHeight, scroller ? scroller.getBoundingClientRect().bottom : Infinity);
-    const a = actions.getBoundingClientRect();
-    const floor = viewport.getBoundingClientRect().top + 2 * ROW_H;
-    const shift = a.bottom > bottom ? Math.min(a.bottom - bottom, a.top - floor) : 0;
-    if (shift > 0) actions.style.transform = `translateY(${-shift}px)`;
-    actions.dataset.stuck = String(shift > 0);
+    const sc = scrollerOf(root);
+    const avail = Math.min(window.innerHeight, sc ? sc.clientHeight : window.innerHeight);
+    const bar = actions.offsetHeight || 56;
+    const maxH = Math.max(6 * ROW_H + treeHead.offsetHeight, Math.min(VIEWPORT_FALLBACK_H, avail - bar - 24));
+    const px = `${Math.floor(maxH)}px`;
+    if (viewport.style.maxHeight !== px) viewport.style.maxHeight = px;
   }
   function queueStick() {
-    if (stickQueued) return;
-    stickQueued = true;
-    requestAnimationFrame(stickActions);
+    if (fitQueued) return;
+    fitQueued = true;
+    requestAnimationFrame(fitTree);
   }
-  document.addEventListener("scroll", queueStick, { capture: true, passive: true });
   window.addEventListener("resize", queueStick);
-  cleanups.push(() => {
-    document.removeEventListener("scroll", queueStick, { capture: true });
-    window.removeEventListener("resize", queueStick);
-  });
+  cleanups.push(() => window.removeEventListener("resize", queueStick));
 
   // ------------------------------------------------------------------ filters and problems
   function applyFilter() {
