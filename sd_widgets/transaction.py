@@ -62,6 +62,7 @@ AUTO_MEMORY_FRACTION = 0.5
 and spills the rest to a temporary file."""
 
 _ALIGN = 64
+TWIN_MEMORY_FRACTION = 0.25  # a transforming module is copied to verify it only below this
 
 #: torch's own ``_load_from_state_dict`` overrides that only handle module versions
 _PLAIN_LOADERS = frozenset(
@@ -592,11 +593,20 @@ class Transformed:
             under = [k for k in keys if k.startswith(prefix)]
             if not under:
                 continue
-            try:
-                twin: nn.Module | None = copy.deepcopy(module)
-                note = ""
-            except Exception as exc:  # not copyable: torch's own checks are all there is
-                twin, note = None, f"{type(exc).__name__}: {exc}"
+            size = sum(
+                nbytes(t)
+                for t in module.state_dict(keep_vars=True).values()
+                if isinstance(t, torch.Tensor)
+            )
+            avail = available_memory()
+            twin: nn.Module | None = None
+            if avail is not None and size > TWIN_MEMORY_FRACTION * avail:
+                note = f"a copy would need {size} bytes of the {avail} available"
+            else:
+                try:
+                    twin, note = copy.deepcopy(module), ""
+                except Exception as exc:  # not copyable: torch's own checks are all there is
+                    note = f"{type(exc).__name__}: {exc}"
             out._twins.append((prefix, twin, note, under))
             for k in under:
                 out.how[k] = (

@@ -912,3 +912,17 @@ def test_reused_snapshot_memory_never_overwrites_tensors_someone_holds(model, ck
     assert_bit_identical(state(model), before)
     assert transaction.clear_snapshot_pool() <= transaction.SNAPSHOT_POOL_BYTES
     assert transaction._POOL_STATE["bytes"] == 0
+
+
+def test_a_transforming_module_too_big_to_copy_is_verified_by_torch_only(monkeypatch):
+    src = _linear_checkpoint(5)
+    model = _transforming(1)
+    before = state(model)
+    monkeypatch.setattr(transaction, "TWIN_MEMORY_FRACTION", 0.0)  # no room for any copy
+    report = sdw.partial_load(model, full_plan(model, src))
+    assert report.transformed["1.weight"].startswith("verified by torch's loader only")
+    control = _transforming(1)
+    control.load_state_dict(src)
+    assert_bit_identical(state(model), state(control))
+    report.undo()
+    assert_bit_identical(state(model), before)
