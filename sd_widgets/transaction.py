@@ -904,7 +904,7 @@ class Transaction:
                 for k in run
                 if self.stats and job.live[k].numel() > batch_max and saved[k].data is not None
             ]
-            before = {k: tensor_stats(saved[k].data) for k in big}  # type: ignore[arg-type]
+            before = {k: tensor_stats(saved[k].data) for k in big}
             load_modules(job.model, job.sd, run, job.slots, metadata, missing)
             visited.update(job.slots[k].prefix for k in run)
             if self.verify:
@@ -916,7 +916,7 @@ class Transaction:
                     before[k],
                     after,
                     change_stats(b, a, before_l2=before[k].l2 if before[k].numel else None),
-                )  # type: ignore[arg-type]
+                )
             self.interrupts.check()
         self.incompatible.append(
             incompatible_keys(
