@@ -381,6 +381,7 @@ class TreeIndex:
     payload: Mapping[str, Any]
     _entry_of_key: dict[str, int] = field(init=False, repr=False)
     _entry_of_module: dict[str, int] = field(init=False, repr=False)
+    _keys: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         cols = self.payload["columns"]
@@ -388,6 +389,7 @@ class TreeIndex:
         self._entry_of_module = {}
         for i, (t, path) in enumerate(zip(cols["t"], cols["path"], strict=True)):
             (self._entry_of_key if t == 1 else self._entry_of_module).setdefault(path, i)
+        self._keys = [p for t, p in zip(cols["t"], cols["path"], strict=True) if t == 1]
 
     @property
     def columns(self) -> Mapping[str, list]:
@@ -395,9 +397,8 @@ class TreeIndex:
 
     @property
     def keys(self) -> list[str]:
-        """Row keys in tree order."""
-        cols = self.columns
-        return [p for t, p in zip(cols["t"], cols["path"], strict=True) if t == 1]
+        """Row keys in tree order (computed once per payload; do not mutate)."""
+        return self._keys
 
     def __contains__(self, key: object) -> bool:
         return key in self._entry_of_key
@@ -444,7 +445,7 @@ class TreeIndex:
     def subtree_keys(self, path: str) -> list[str]:
         """Row keys under module ``path`` ("" is the whole tree), or ``[path]`` for a row key."""
         if path == "":
-            return self.keys
+            return list(self.keys)
         i = self._entry_of_module.get(path)
         if i is None:
             if path in self._entry_of_key:
