@@ -1,5 +1,6 @@
-"""sd_widgets: see what ``load_state_dict`` would do before it does it, choose what to load,
-load it safely, and see what changed.
+"""sd_widgets: see what ``load_state_dict`` would do before it does it.
+
+Then choose what to load, load it safely, and see what changed.
 
 Public API (see README): ``open_checkpoint``, ``compare``, ``Comparison.plan``,
 ``partial_load``, ``LoadReport``, ``Explorer``, the errors, and ``Rename`` rules.

@@ -134,6 +134,7 @@ class Adapter:
         return self.why_not(ckpt_shape, model_shape, model_on_meta=model_on_meta) is None
 
     def __call__(self, src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The checkpoint tensor ``src`` adapted to ``target``'s shape (a new tensor)."""
         return self.fn(src, target)
 
 

@@ -1,4 +1,4 @@
-"""Code export: a frozen description of one partial load, written out as plain torch.
+r"""Code export: a frozen description of one partial load, written out as plain torch.
 
 :class:`LoadSpec` says what the load is (where the checkpoint is and how it is read, the trust it
 was opened with, renames, keys, adapters, BatchNorm resets, what is skipped and why);
@@ -9,7 +9,7 @@ Every string that came from a file or a user (keys, reasons, entry names, paths,
 patterns, trusted names) leaves this module only as a Python literal made by :func:`ascii`:
 never inside a comment, a docstring or an f-string of the generated code. ``ascii()`` escapes
 newlines, quotes, backslashes, NUL and every non-ASCII character (a lone surrogate becomes
-``\\udc80``), so the output always compiles, is pure ASCII and runs nothing it was not written
+``\udc80``), so the output always compiles, is pure ASCII and runs nothing it was not written
 to run. The generated file runs in three ways: pasted into a notebook cell where the model
 variable exists, it performs the load; run as a script it says how to call it; imported as a
 module it has no side effects.

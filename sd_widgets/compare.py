@@ -6,10 +6,9 @@ may live on the meta device.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 
 from .adapters import adapter_hint, applicable
-from .checkpoint import Checkpoint, SourceLike, dtype_name, open_checkpoint
+from .checkpoint import Checkpoint, SourceLike, open_checkpoint
 from .renames import (
     WRAPPER_PREFIXES,
     KeySets,
@@ -37,7 +36,9 @@ from .statuses import (
     PROBLEM_STATUSES,
     STATUS_LABELS,
     STATUSES,
+    Status,
 )
+from .units import dtype_name, numel, shape_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,14 +82,13 @@ def model_entries(model: nn.Module) -> OrderedDict[str, ModelEntry]:
     return _model_side(model)[0]
 
 
-_DTYPE_NAMES: dict[torch.dtype, str | None] = {}
-
-
-def _dtype_name(dtype: torch.dtype) -> str | None:
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = dtype_name(dtype)
-    return name
+# the status strings, from the one table (rows hold plain strings)
+_MATCH = Status.MATCH.value
+_SHAPE_MISMATCH = Status.SHAPE_MISMATCH.value
+_DTYPE_MISMATCH = Status.DTYPE_MISMATCH.value
+_MISSING = Status.MISSING.value
+_MISSING_BUFFER = Status.MISSING_BUFFER.value
+_UNEXPECTED = Status.UNEXPECTED.value
 
 
 def _model_side(model: nn.Module) -> tuple[OrderedDict[str, ModelEntry], dict[str, str]]:
@@ -159,6 +159,7 @@ class Row:
 
     @property
     def loadable(self) -> bool:
+        """The checkpoint tensor loads as it is (a dtype difference is cast)."""
         return self.status in LOADABLE_STATUSES
 
     @property
@@ -168,7 +169,7 @@ class Row:
         Empty for every other status. :mod:`sd_widgets.adapters` decides; nothing here restates
         its rules.
         """
-        if self.status != "shape_mismatch":
+        if self.status != _SHAPE_MISMATCH:
             return ()
         return applicable(self.ckpt_shape, self.model_shape, model_on_meta=self.model_on_meta)
 
@@ -180,14 +181,12 @@ class Row:
     @property
     def reason(self) -> str | None:
         """Why this row cannot be loaded as it is (None when it can)."""
-        if self.status == "match":
+        if self.status in (_MATCH, _DTYPE_MISMATCH):
             return None
-        if self.status == "dtype_mismatch":
-            return None
-        if self.status == "shape_mismatch":
+        if self.status == _SHAPE_MISMATCH:
             text = (
-                f"shape mismatch: checkpoint {_fmt_shape(self.ckpt_shape)} vs model "
-                f"{_fmt_shape(self.model_shape)}"
+                f"shape mismatch: checkpoint {shape_text(self.ckpt_shape)} vs model "
+                f"{shape_text(self.model_shape)}"
             )
             return (
                 text
@@ -199,8 +198,8 @@ class Row:
                     key=self.model_key,
                 )
             )
-        if self.status in ("missing", "missing_buffer"):
-            what = "parameter" if self.status == "missing" else "buffer"
+        if self.status in (_MISSING, _MISSING_BUFFER):
+            what = "parameter" if self.status == _MISSING else "buffer"
             if self.tied_to is not None:
                 return (
                     f"tied to {self.tied_to!r} (the same Parameter): not in the checkpoint "
@@ -211,32 +210,52 @@ class Row:
                     f"{what} not in the checkpoint: stays on the meta device; the model "
                     "cannot run until it is initialised"
                 )
-            if self.status == "missing":
+            if self.status == _MISSING:
                 return "parameter not in the checkpoint: keeps its current (initial) value"
             return "buffer not in the checkpoint: keeps its current value"
         return "checkpoint key the model does not have"
 
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tied"] = list(self.tied)
-        return d
+    def to_json(self, key_field: str = "key") -> dict[str, Any]:
+        """The row as JSON-ready values: the one serialisation of a row.
+
+        Fields in this order: the key (under ``key_field``), status, kind, ckpt_key, model_key,
+        ckpt_shape, model_shape (lists or None), ckpt_dtype, model_dtype, nbytes, loadable,
+        adaptable, reason, tied (a list), tied_to, model_on_meta. The tree's leaves, the CLI's
+        JSON and the widget's payload are built from it.
+        """
+        return {
+            key_field: self.key,
+            "status": self.status,
+            "kind": self.kind,
+            "ckpt_key": self.ckpt_key,
+            "model_key": self.model_key,
+            "ckpt_shape": None if self.ckpt_shape is None else list(self.ckpt_shape),
+            "model_shape": None if self.model_shape is None else list(self.model_shape),
+            "ckpt_dtype": self.ckpt_dtype,
+            "model_dtype": self.model_dtype,
+            "nbytes": self.nbytes,
+            "loadable": self.loadable,
+            "adaptable": self.adaptable,
+            "reason": self.reason,
+            "tied": list(self.tied),
+            "tied_to": self.tied_to,
+            "model_on_meta": self.model_on_meta,
+        }
 
 
 _ROW_SETTERS = tuple(getattr(Row, f.name).__set__ for f in fields(Row))
 
 
 def _row(*values: Any) -> Row:
-    """``Row(*values)`` (all fields, in order) without the frozen dataclass's per-field
-    ``object.__setattr__``: a comparison builds one per key, twice as many for a prefixed
-    checkpoint, so this is what compare() costs beyond reading the two sides."""
+    """``Row(*values)`` (all fields, in order) without the frozen dataclass's per-field setattr.
+
+    A comparison builds one per key, twice as many for a prefixed checkpoint, so skipping
+    ``object.__setattr__`` is what compare() costs beyond reading the two sides.
+    """
     row = object.__new__(Row)
     for set_field, value in zip(_ROW_SETTERS, values, strict=True):
         set_field(row, value)
     return row
-
-
-def _fmt_shape(shape: Sequence[int] | None) -> str:
-    return "?" if shape is None else str(tuple(shape))  # (10,) like torch.Size, not (10)
 
 
 class Suggestion(NamedTuple):
@@ -300,7 +319,7 @@ class Comparison:
 
     # construction ------------------------------------------------------------------------------
     def _renamed_checkpoint_keys(self) -> OrderedDict[str, str]:
-        """checkpoint key → name after renames; raises on collisions."""
+        """Checkpoint key → name after renames; raises on collisions."""
         out: OrderedDict[str, str] = OrderedDict()
         seen: dict[str, str] = {}
         for k in self.checkpoint:
@@ -318,15 +337,15 @@ class Comparison:
         renamed = self._renamed_checkpoint_keys()
         by_target = {new: old for old, new in renamed.items()}
         infos = self.checkpoint.__getitem__
-        prod = math.prod
+        prod, dtype_name_ = numel, dtype_name
         rows: list[Row] = []
         append = rows.append
         for mk, e in self.entries.items():
             ck = by_target.get(mk)
-            mdt = _dtype_name(e.dtype)
+            mdt = dtype_name_(e.dtype)
             on_meta = e.device == "meta"
             if ck is None:
-                status = "missing" if e.kind == "param" else "missing_buffer"
+                status = _MISSING if e.kind == "param" else _MISSING_BUFFER
                 nbytes = prod(e.shape) * e.dtype.itemsize
                 tied_to = next((t for t in e.tied if t in by_target), None) if e.tied else None
                 append(
@@ -350,11 +369,11 @@ class Comparison:
                 continue
             info = infos(ck)
             if info.shape != e.shape:
-                status = "shape_mismatch"
+                status = _SHAPE_MISMATCH
             elif info.dtype != e.dtype:
-                status = "dtype_mismatch"
+                status = _DTYPE_MISMATCH
             else:
-                status = "match"
+                status = _MATCH
             append(
                 _row(
                     mk,
@@ -365,7 +384,7 @@ class Comparison:
                     mk,
                     info.shape,
                     e.shape,
-                    _dtype_name(info.dtype),
+                    dtype_name_(info.dtype),
                     mdt,
                     prod(info.shape) * info.dtype.itemsize,
                     e.tied,
@@ -381,14 +400,14 @@ class Comparison:
             append(
                 _row(
                     new,
-                    "unexpected",
+                    _UNEXPECTED,
                     None,
                     new.rpartition(".")[0],
                     ck,
                     None,
                     info.shape,
                     None,
-                    _dtype_name(info.dtype),
+                    dtype_name_(info.dtype),
                     None,
                     prod(info.shape) * info.dtype.itemsize,
                     info.tied,
@@ -450,8 +469,11 @@ class Comparison:
         return [r.key for r in self.rows if r.status in wanted]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per key; columns key, status, kind, module, ckpt_key, model_key, shapes,
-        dtypes, nbytes, tied, tied_to, loadable, reason."""
+        """One row per key, as a pandas DataFrame.
+
+        Columns key, status (categorical, in the statuses' order), kind, module, ckpt_key,
+        model_key, shapes, dtypes, nbytes, tied (comma-separated), tied_to, loadable, reason.
+        """
         import pandas as pd
 
         cols = [
@@ -544,7 +566,8 @@ class Comparison:
     def with_renames(self, renames: RenamesLike, *, replace: bool = False) -> Comparison:
         """A new comparison with ``renames`` added after the current rules (or instead of them).
 
-        The model side (entries, module types, naming context) is shared, not rebuilt."""
+        The model side (entries, module types, naming context) is shared, not rebuilt.
+        """
         rules = parse_renames(renames)
         new = Comparison(
             self.model,
@@ -584,7 +607,7 @@ class Comparison:
         missing: dict[str, tuple[int, ...]] = {}
         paired: list[str] = []
         for r in self.rows:
-            if r.status == "unexpected":
+            if r.status == _UNEXPECTED:
                 unexpected[r.key] = r.ckpt_shape or ()
             elif r.ckpt_key is None:
                 missing[r.key] = r.model_shape or ()
@@ -614,10 +637,13 @@ class Comparison:
         return list(cache[(limit, min_score)])
 
     def prefix_suggestions(self) -> list[RuleSuggestion]:
-        """Rename rules that would fix many keys at once, best first: wrapper prefixes named
-        for what added them (DDP's ``module.``, torch.compile's ``_orig_mod.``, Lightning's
-        ``model.``, a Hugging Face base-model prefix), renamed modules, TensorFlow-style leaf
-        names as one rule. Near-linear; computed once per comparison."""
+        """Rename rules that would fix many keys at once, best first.
+
+        Wrapper prefixes named for what added them (DDP's ``module.``, torch.compile's
+        ``_orig_mod.``, Lightning's ``model.``, a Hugging Face base-model prefix), renamed
+        modules, TensorFlow-style leaf names as one rule. Near-linear; computed once per
+        comparison.
+        """
         return [
             RuleSuggestion(c.rule, c.fixes, c.reason, c.convention) for c in self._rule_candidates
         ]
@@ -638,41 +664,18 @@ class Comparison:
         return LoadPlan.build(cmp, include=include, exclude=exclude, bn=bn, adapt=adapt)
 
     def select(self, patterns: str | Iterable[str]) -> list[str]:
-        """Row keys matched by keys, module paths (whole subtree) or glob patterns; see
-        :func:`sd_widgets.plan.select` (selection lives with the plan)."""
+        """Row keys matched by keys, module paths (whole subtree) or glob patterns.
+
+        See :func:`sd_widgets.plan.select` (selection lives with the plan).
+        """
         from .plan import select
 
         return select(self, patterns)
 
 
 def _leaf_dict(r: Row) -> dict[str, Any]:
-    return {
-        "type": "tensor",
-        "name": r.key.rpartition(".")[2],
-        "path": r.key,
-        "status": r.status,
-        "kind": r.kind,
-        "ckpt_key": r.ckpt_key,
-        "model_key": r.model_key,
-        "ckpt_shape": list(r.ckpt_shape) if r.ckpt_shape is not None else None,
-        "model_shape": list(r.model_shape) if r.model_shape is not None else None,
-        "ckpt_dtype": r.ckpt_dtype,
-        "model_dtype": r.model_dtype,
-        "nbytes": r.nbytes,
-        "loadable": r.loadable,
-        "adaptable": r.adaptable,
-        "reason": r.reason,
-        "tied": list(r.tied),
-        "tied_to": r.tied_to,
-        "model_on_meta": r.model_on_meta,
-    }
-
-
-def _nbytes(shape: Sequence[int], dtype: torch.dtype) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n * dtype.itemsize
+    """A tree leaf: ``type``, ``name`` (the last dotted part), then the row under ``path``."""
+    return {"type": "tensor", "name": r.key.rpartition(".")[2], **r.to_json("path")}
 
 
 def compare(

@@ -22,8 +22,10 @@ class UnreadableCheckpointError(CheckpointError):
 
 
 class CheckpointChangedError(UnreadableCheckpointError):
-    """A file of an opened checkpoint changed on disk (size, modification time or inode)
-    between :func:`sd_widgets.open_checkpoint` and a read of its tensors.
+    """A file of an opened checkpoint changed on disk since it was opened.
+
+    Its size, modification time or inode differ between :func:`sd_widgets.open_checkpoint` and
+    a read of its tensors.
 
     Raised before any byte of the changed file is touched, instead of reading data that no
     longer matches what was listed (or a ``SIGBUS`` from a truncated memory-mapped file).
@@ -58,7 +60,9 @@ class LoadError(RuntimeError):
     when known.
     """
 
-    def __init__(self, message: str, cause: BaseException | None = None, key: str | None = None):
+    def __init__(
+        self, message: str, cause: BaseException | None = None, key: str | None = None
+    ) -> None:
         super().__init__(message)
         self.cause = cause
         self.key = key

@@ -25,14 +25,14 @@ from torch import nn
 
 from .adapters import ADAPTERS as ADAPTER_REGISTRY
 from .adapters import adapt_overlap, adapter_hint, get_adapter
-from .checkpoint import dtype_name, read_dcp_metadata
+from .checkpoint import read_dcp_metadata
 from .codegen import LoadSpec, trusted_names
 from .codegen import to_code as spec_to_code
 from .compare import Comparison, Row
 from .errors import CheckpointChangedError
 from .metadata import ASSIGN_FLAG, merged_metadata, module_metadata, rename_prefix
-from .statuses import BN_BUFFERS
-from .units import human_bytes, numel, shape_text
+from .statuses import BN_BUFFERS, BN_COUNTER, BN_STATISTICS, Status
+from .units import dtype_name, human_bytes, numel, shape_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,8 +56,11 @@ ADAPTERS: tuple[str, ...] = tuple(ADAPTER_REGISTRY)
 
 
 class PlanEntry(NamedTuple):
-    """One tensor the plan loads (immutable; a named tuple because a widget click on a 30,000-key
-    tree builds one per selected key)."""
+    """One tensor the plan loads.
+
+    Immutable; a named tuple because a widget click on a 30,000-key tree builds one per
+    selected key.
+    """
 
     key: str  # model key
     ckpt_key: str
@@ -88,7 +91,9 @@ class _Index:
                 if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
             )
         else:  # checkpoint-vs-checkpoint: modules that have running statistics
-            self.bn_modules = frozenset(r.module for r in rows if r.key.endswith(".running_mean"))
+            self.bn_modules = frozenset(
+                r.module for r in rows if r.key.endswith("." + BN_STATISTICS[0])
+            )
         self._cast_problems: dict[str, str | None] | None = None
         self._subtrees: dict[str, list[str]] | None = None
 
@@ -96,7 +101,8 @@ class _Index:
         """Keys below ``module`` (keys starting with ``module + "."``), model order.
 
         One dict lookup: the map from every dotted prefix of every key to its keys is built on
-        first use, so selecting a thousand modules costs no thousand scans of the rows."""
+        first use, so selecting a thousand modules costs no thousand scans of the rows.
+        """
         if self._subtrees is None:
             subtrees: dict[str, list[str]] = {}
             for k in self.keys:
@@ -112,7 +118,7 @@ class _Index:
         if self._cast_problems is None:
             # every inexact-looking cast of the comparison, read in one pass: these are small
             # buffers (num_batches_tracked, index tables), and a widget rebuilds plans per click
-            risky = [r for r in cmp.rows if r.status == "dtype_mismatch" and _lossy_kind(r)]
+            risky = [r for r in cmp.rows if r.status == Status.DTYPE_MISMATCH and _lossy_kind(r)]
             tensors = cmp.checkpoint.tensors([r.ckpt_key for r in risky if r.ckpt_key])
             self._cast_problems = {
                 r.key: _exact_cast_problem(tensors[r.ckpt_key], _dtype(r.model_dtype))
@@ -207,8 +213,10 @@ def _dtype(name: str | None) -> torch.dtype:
 
 
 def _lossy_kind(row: Row) -> bool:
-    """A cast load_state_dict would make lossily in general: floating/complex into integer or
-    bool, or complex into real."""
+    """Whether load_state_dict's cast for this row is lossy in general.
+
+    Floating or complex into integer or bool, or complex into real.
+    """
     try:
         src, dst = _dtype(row.ckpt_dtype), _dtype(row.model_dtype)
     except ValueError:
@@ -247,19 +255,19 @@ def _keep_bn_counters_with_their_statistics(
     entries: OrderedDict[str, PlanEntry],
     skipped: OrderedDict[str, str],
 ) -> None:
-    """Skip a BatchNorm's ``num_batches_tracked`` when its running mean or variance is not
-    loaded (a resized layer, or a partial selection): the checkpoint's step count paired with
-    the model's own statistics would be wrong, and with ``momentum=None`` (cumulative average)
-    it weights every later update by a count of batches these statistics never saw."""
+    """Skip a BatchNorm's ``num_batches_tracked`` when its running mean or variance is not loaded.
+
+    A resized layer, or a partial selection: the checkpoint's step count paired with the
+    model's own statistics would be wrong, and with ``momentum=None`` (cumulative average) it
+    weights every later update by a count of batches these statistics never saw.
+    """
     for module in modules:
         prefix = f"{module}." if module else ""
-        counter = prefix + "num_batches_tracked"
+        counter = prefix + BN_COUNTER
         if counter not in entries:
             continue
         absent = [
-            prefix + b
-            for b in ("running_mean", "running_var")
-            if prefix + b in cmp and prefix + b not in entries
+            prefix + b for b in BN_STATISTICS if prefix + b in cmp and prefix + b not in entries
         ]
         if absent:
             del entries[counter]
@@ -341,7 +349,7 @@ class LoadPlan:
             if row.module in bn_mods:
                 touched_bn[row.module] = None
             is_bn_stat = row.module in bn_mods and key.rpartition(".")[2] in BN_BUFFERS
-            if is_bn_stat and bn != "load" and row.status != "unexpected":
+            if is_bn_stat and bn != "load" and row.status != Status.UNEXPECTED:
                 skipped[key] = (
                     "bn='keep': the model's running statistics are kept"
                     if bn == "keep"
@@ -354,12 +362,12 @@ class LoadPlan:
                 if row.ckpt_dtype != row.model_dtype and row.ckpt_dtype and row.model_dtype
                 else None
             )
-            if row.status in ("match", "dtype_mismatch"):
+            if row.loadable:  # as it is, or cast
                 tied_first = next((t for t in row.tied if t in loaded), None) if row.tied else None
                 if tied_first is not None:
                     skipped[key] = f"tied to {tied_first!r} (one tensor): loaded once through it"
                     continue
-                if row.status == "dtype_mismatch" and _lossy_kind(row):
+                if row.status == Status.DTYPE_MISMATCH and _lossy_kind(row):
                     problem = index.cast_problem(cmp, key)
                     if problem is not None:
                         skipped[key] = (
@@ -370,7 +378,7 @@ class LoadPlan:
                         continue
                 entries[key] = PlanEntry(key, ckpt_key, row.status, None, cast)
                 loaded.add(key)
-            elif row.status == "shape_mismatch":
+            elif row.status == Status.SHAPE_MISMATCH:
                 adapter = _adapter_for(key, adapters) if adapters else None
                 why = _shape_mismatch_reason(row, adapter)
                 if why is not None:
@@ -578,8 +586,10 @@ class LoadPlan:
 
 
 def _vetted_dcp_metadata(directory: str) -> str:
-    """SHA-256 of a DCP directory's ``.metadata``, checked now by the allow-list unpickler
-    (the file may have changed since it was compared, or ``path=`` names another one)."""
+    """SHA-256 of a DCP directory's ``.metadata``, checked now by the allow-list unpickler.
+
+    The file may have changed since it was compared, or ``path=`` names another one.
+    """
 
     def digest() -> str:
         with open(os.path.join(directory, ".metadata"), "rb") as f:

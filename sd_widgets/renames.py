@@ -1,10 +1,10 @@
-"""Key renaming rules (prefix, regex, exact pairs, leaf-name tables) and their discovery.
+r"""Key renaming rules (prefix, regex, exact pairs, leaf-name tables) and their discovery.
 
 Rules are small pure functions of a key (as timm's and safetensors' prefix cleaning are).
 A rule set can be given as:
 
 * a mapping: ``{"module.": ""}`` (a key ending in ``.`` or an empty key is a *prefix* rule),
-  ``{"re:^fc\\.": "classifier."}`` (``re:`` marks a regex), ``{"fc.weight": "head.weight"}``
+  ``{"re:^fc\.": "classifier."}`` (``re:`` marks a regex), ``{"fc.weight": "head.weight"}``
   (an exact pair), ``{"leaf:gamma,beta": "weight,bias"}`` (``leaf:`` renames the last name of
   every key by a table, as TensorFlow-style ``LayerNorm.gamma`` → ``LayerNorm.weight`` needs);
 * an iterable of :class:`Rename` objects or ``(old, new)`` pairs read the same way;
@@ -89,9 +89,12 @@ class Rename:
 
     @classmethod
     def leaves(cls, mapping: Mapping[str, str]) -> Rename:
-        """Rename the last name of every key by a table, e.g. TensorFlow-style
-        ``{"gamma": "weight", "beta": "bias"}``: ``encoder.LayerNorm.gamma`` →
-        ``encoder.LayerNorm.weight``. One rule, however many leaf names it renames."""
+        """Rename the last name of every key by a table.
+
+        E.g. TensorFlow-style ``{"gamma": "weight", "beta": "bias"}``:
+        ``encoder.LayerNorm.gamma`` → ``encoder.LayerNorm.weight``. One rule, however many leaf
+        names it renames.
+        """
         return cls("leaf", ",".join(mapping), ",".join(mapping.values()))
 
     @property
@@ -103,6 +106,7 @@ class Rename:
 
     # behaviour ----------------------------------------------------------------------------
     def __call__(self, key: str) -> str:
+        """The key after this rule (unchanged when the rule does not apply to it)."""
         if self.kind == "exact":
             return self.new if key == self.old else key
         if self.kind == "prefix":
@@ -125,6 +129,7 @@ class Rename:
         return (self.old, self.new)
 
     def describe(self) -> str:
+        """What the rule does, in words: ``strip prefix 'module.'``, ``regex … → …``."""
         if self.kind == "prefix":
             if not self.new:
                 return f"strip prefix {self.old!r}"
@@ -157,9 +162,12 @@ class Rename:
 
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many small acyclic objects (pairs,
-    rows, tree dicts): its full passes scan the whole heap — the model and the checkpoint
-    included — and were measured at 2-3x the cost of the building itself at 10k keys."""
+    """Pause the cyclic garbage collector while building many small acyclic objects.
+
+    Pairs, rows, tree dicts: the collector's full passes scan the whole heap — the model and
+    the checkpoint included — and were measured at 2-3x the cost of the building itself at 10k
+    keys.
+    """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -215,8 +223,10 @@ RenamesLike = Union[  # noqa: UP007
 
 
 def _from_suggestion(item: object) -> Rename | None:
-    """The rule of a ``prefix_suggestions()`` item, or the exact pair of a
-    ``suggest_renames()`` item; None for anything else."""
+    """The rule of a suggestion item, or None for anything else.
+
+    A ``prefix_suggestions()`` item gives its rule, a ``suggest_renames()`` item its exact pair.
+    """
     rule = getattr(item, "rule", None)
     if isinstance(rule, Rename):
         return rule
@@ -348,8 +358,10 @@ class RuleCandidate:
 
 
 class KeySets:
-    """The names discovery works on: unexpected checkpoint names and missing model keys (with
-    shapes), and the checkpoint names that pair with a model key now.
+    """The names discovery works on.
+
+    Unexpected checkpoint names and missing model keys (with shapes), and the checkpoint names
+    that pair with a model key now.
 
     Parameters
     ----------
@@ -373,8 +385,10 @@ class KeySets:
 
     # exact evaluation ---------------------------------------------------------------------
     def evaluate_prefix(self, old: str, new: str) -> tuple[list[tuple[str, str]], int, int] | None:
-        """(pairs, same_shape, breaks) for the prefix rule ``old`` → ``new``; None when it
-        pairs nothing or would map a name onto one that stays (a collision)."""
+        """(pairs, same_shape, breaks) for the prefix rule ``old`` → ``new``.
+
+        None when it pairs nothing or would map a name onto one that stays (a collision).
+        """
         lp = len(old)
         missing, names = self.missing, self._names
         pairs: list[tuple[str, str]] = []
@@ -427,9 +441,11 @@ class KeySets:
     def voted_prefixes(
         self, unexplained: Iterable[str], open_keys: Iterable[str], limit: int = _VOTED_RULES
     ) -> list[tuple[str, str]]:
-        """Prefix rules ``(old, new)`` voted for by unexplained names: each pairs with the
-        missing keys sharing its longest dotted suffix (a hash map from suffix to keys, so
-        one pass over each side), when few keys share it."""
+        """Prefix rules ``(old, new)`` voted for by unexplained names.
+
+        Each name pairs with the missing keys sharing its longest dotted suffix (a hash map
+        from suffix to keys, so one pass over each side), when few keys share it.
+        """
         index: dict[str, list[str]] = {}
         for m in open_keys:
             index.setdefault(m, []).append("")
@@ -483,10 +499,13 @@ def _wrapper_origin(prefix: str) -> tuple[str, str] | None:
 
 
 def name_rule(rule: Rename, ctx: RuleContext | None = None) -> tuple[str | None, str]:
-    """(convention, description) of a rule: named for what it is when that is known — DDP's
-    ``module.``, torch.compile's ``_orig_mod.``, Lightning's ``model.`` (only for a
-    Lightning-style checkpoint), a Hugging Face base-model prefix (from the model's
-    ``base_model_prefix``), TensorFlow-style leaf names — else described by what it does."""
+    """(convention, description) of a rule.
+
+    Named for what it is when that is known — DDP's ``module.``, torch.compile's ``_orig_mod.``,
+    Lightning's ``model.`` (only for a Lightning-style checkpoint), a Hugging Face base-model
+    prefix (from the model's ``base_model_prefix``), TensorFlow-style leaf names — else
+    described by what it does.
+    """
     ctx = ctx or RuleContext()
     if rule.kind == "leaf":
         if set(rule.leaf_table.items()) <= set(TF_LEAF_NAMES.items()):

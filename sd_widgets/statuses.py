@@ -12,6 +12,8 @@ from typing import Literal, NamedTuple
 
 __all__ = [
     "BN_BUFFERS",
+    "BN_COUNTER",
+    "BN_STATISTICS",
     "LOADABLE_STATUSES",
     "PROBLEM_STATUSES",
     "STATUSES",
@@ -59,7 +61,7 @@ STATUS_INFO: dict[str, StatusInfo] = {
     i.status: i
     for i in (
         StatusInfo(
-            "match",
+            Status.MATCH.value,
             "✓",
             "match",
             "matches",
@@ -70,7 +72,7 @@ STATUS_INFO: dict[str, StatusInfo] = {
             "same name, shape and dtype on both sides: loads as is",
         ),
         StatusInfo(
-            "shape_mismatch",
+            Status.SHAPE_MISMATCH.value,
             "≠",
             "shape mismatch",
             "shape mismatches",
@@ -81,7 +83,7 @@ STATUS_INFO: dict[str, StatusInfo] = {
             "same name, different shape: load_state_dict raises even with strict=False",
         ),
         StatusInfo(
-            "dtype_mismatch",
+            Status.DTYPE_MISMATCH.value,
             "≈",
             "dtype mismatch",
             "dtype mismatches",
@@ -92,7 +94,7 @@ STATUS_INFO: dict[str, StatusInfo] = {
             "same name and shape, different dtype: loads, silently cast to the model's dtype",
         ),
         StatusInfo(
-            "missing",
+            Status.MISSING.value,
             "−",
             "missing parameter",
             "missing parameters",
@@ -103,7 +105,7 @@ STATUS_INFO: dict[str, StatusInfo] = {
             "model parameter absent from the checkpoint: keeps its current value",
         ),
         StatusInfo(
-            "missing_buffer",
+            Status.MISSING_BUFFER.value,
             "◌",
             "missing buffer",
             "missing buffers",
@@ -115,7 +117,7 @@ STATUS_INFO: dict[str, StatusInfo] = {
             "checkpoint: keeps its current value",
         ),
         StatusInfo(
-            "unexpected",
+            Status.UNEXPECTED.value,
             "+",
             "unexpected key",
             "unexpected keys",
@@ -135,8 +137,11 @@ LOADABLE_STATUSES: tuple[str, ...] = tuple(s for s, i in STATUS_INFO.items() if 
 STATUS_LABELS: dict[str, str] = {s: i.label for s, i in STATUS_INFO.items()}
 STATUS_COLOURS: dict[str, str] = {s: i.colour for s, i in STATUS_INFO.items()}
 
+#: BatchNorm's running statistics and its step counter (buffer names)
+BN_STATISTICS: tuple[str, str] = ("running_mean", "running_var")
+BN_COUNTER = "num_batches_tracked"
 #: BatchNorm buffer names (running statistics and the step counter)
-BN_BUFFERS: tuple[str, ...] = ("running_mean", "running_var", "num_batches_tracked")
+BN_BUFFERS: tuple[str, ...] = (*BN_STATISTICS, BN_COUNTER)
 
 #: where a checkpoint came from
 SourceKind = Literal[

@@ -1,10 +1,15 @@
-"""Counting and formatting sizes: one implementation each (element counts, byte sizes, shapes)."""
+"""Counting and formatting: one implementation each (element counts, bytes, shapes, dtypes)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-__all__ = ["human_bytes", "numel", "shape_text"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["dtype_name", "human_bytes", "numel", "shape_text"]
 
 
 def numel(shape: Iterable[int]) -> int:
@@ -20,10 +25,7 @@ def numel(shape: Iterable[int]) -> int:
     int
         The product of the sizes.
     """
-    n = 1
-    for s in shape:
-        n *= s
-    return n
+    return math.prod(shape)
 
 
 def human_bytes(n: float) -> str:
@@ -59,3 +61,28 @@ def shape_text(shape: Iterable[int] | None) -> str:
     str
     """
     return "?" if shape is None else str(tuple(shape))
+
+
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
+def dtype_name(dtype: torch.dtype | None) -> str | None:
+    """A dtype as sd_widgets spells it everywhere: ``torch.float32`` → ``"float32"``.
+
+    Parameters
+    ----------
+    dtype : torch.dtype or None
+        The dtype, or None when unknown (a key on one side only).
+
+    Returns
+    -------
+    str or None
+        The name without the ``torch.`` prefix; None for None. Cached per dtype: a comparison
+        asks once per key.
+    """
+    if dtype is None:
+        return None
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, UnreadableCheckpointError
+from ..units import dtype_name, human_bytes, numel
 from .paths import FileStamp, verify_stamps
 
 __all__ = [
@@ -29,11 +30,6 @@ __all__ = [
 ]
 
 SourceLike = Union[str, os.PathLike, Mapping, nn.Module, "Checkpoint"]
-
-
-def dtype_name(dtype: torch.dtype | None) -> str | None:
-    """``torch.float32`` → ``"float32"``."""
-    return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
 @dataclass(frozen=True)
@@ -51,17 +47,17 @@ class TensorInfo:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        """Number of elements (1 for a scalar)."""
+        return numel(self.shape)
 
     @property
     def nbytes(self) -> int:
+        """Size of the data in bytes."""
         return self.numel * self.dtype.itemsize
 
     @property
     def dtype_name(self) -> str:
+        """The dtype without ``torch.``: ``"float32"``."""
         return dtype_name(self.dtype) or ""
 
 
@@ -93,6 +89,7 @@ class CheckpointSource:
     allowed_globals: tuple[Any, ...] = ()
 
     def describe(self) -> str:
+        """One line for people: kind, path, the entry the weights came from, alternatives."""
         where = f" {self.path}" if self.path else ""
         text = f"{self.kind}{where}"
         if self.key is not None:
@@ -136,16 +133,18 @@ class Checkpoint(Mapping[str, TensorInfo]):
     def __repr__(self) -> str:
         return (
             f"<Checkpoint {self.source.describe()}: {len(self)} tensors, "
-            f"{_human_bytes(self.nbytes)}>"
+            f"{human_bytes(self.nbytes)}>"
         )
 
     # data ------------------------------------------------------------------------------------
     @property
     def nbytes(self) -> int:
+        """Bytes of all tensors, counted per key (a tied tensor once for each of its keys)."""
         return sum(i.nbytes for i in self._infos.values())
 
     @property
     def numel(self) -> int:
+        """Elements of all tensors, counted per key."""
         return sum(i.numel for i in self._infos.values())
 
     def tensor(self, key: str) -> torch.Tensor:
@@ -163,8 +162,10 @@ class Checkpoint(Mapping[str, TensorInfo]):
         return self._read(keys) if keys else {}
 
     def _read(self, keys: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Call the loader; a failure (file changed, truncated or removed since it was opened)
-        becomes an :class:`UnreadableCheckpointError` naming the key.
+        """Call the loader, with failures as typed errors naming the key.
+
+        A file changed, truncated or removed since it was opened gives an
+        :class:`UnreadableCheckpointError`.
 
         Every file is first checked against its stamp from opening time, so a truncated or
         replaced file gives :class:`~sd_widgets.errors.CheckpointChangedError` before any of its
@@ -255,12 +256,8 @@ def _unknown_key_message(key: str, keys: Iterable[str]) -> str:
     return f"{key!r} is not in this checkpoint" + (f"; did you mean {close}?" if close else "")
 
 
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
+# the one byte format is units.human_bytes; this name stays for old imports
+_human_bytes = human_bytes
 
 
 def _type_summary(v: Any) -> str:

@@ -33,8 +33,11 @@ MAX_METADATA_BYTES = 256 * 1024 * 1024
 
 
 class _Slice(io.RawIOBase):
-    """A read-only window ``[offset, offset + length)`` of a binary file, seekable in every
-    direction (DCP's own view does not seek from the end correctly, which zipfile needs)."""
+    """A read-only window ``[offset, offset + length)`` of a binary file.
+
+    Seekable in every direction (DCP's own view does not seek from the end correctly, which
+    zipfile needs).
+    """
 
     def __init__(self, base: Any, offset: int, length: int) -> None:
         super().__init__()

@@ -317,8 +317,10 @@ def verify_stamps(stamps: tuple[FileStamp, ...], what: str) -> None:
 
 
 def sniff(path: Path, size: int) -> str:
-    """The format of a regular file from its first bytes: "torch", "torch-legacy" or
-    "safetensors"; a typed error for anything else."""
+    """The format of a regular file from its first bytes.
+
+    "torch", "torch-legacy" or "safetensors"; a typed error for anything else.
+    """
     if size == 0:
         raise UnreadableCheckpointError(
             f"{path} is an empty file (0 bytes): the save was probably interrupted. "
