@@ -12,8 +12,10 @@ remains between that check and the read itself).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -183,6 +185,37 @@ def check_inside(directory: str | os.PathLike[str], entry: str, what: str) -> Pa
     return Path(directory) / entry
 
 
+@contextlib.contextmanager
+def _regular_fd(path: str | os.PathLike[str], label: str) -> Iterator[tuple[int, os.stat_result]]:
+    """``(descriptor, stat)`` of a regular file opened non-blocking, closed on exit.
+
+    The path is checked first and the descriptor again (a FIFO swapped in after the check cannot
+    block); an ``OSError`` while opening or inside the block becomes an
+    :class:`UnreadableCheckpointError` naming ``label``.
+    """
+    check_path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise UnreadableCheckpointError(
+            f"cannot open {label} ({type(exc).__name__}: {exc.strerror or exc})."
+        ) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableCheckpointError(
+                f"{_shown(path)} is {_kind_of(st.st_mode)}, not a regular file; not read."
+            )
+        yield fd, st
+    except OSError as exc:
+        raise UnreadableCheckpointError(
+            f"reading {label} failed ({type(exc).__name__}: {exc.strerror or exc})."
+        ) from None
+    finally:
+        os.close(fd)
+
+
 def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -> bytes:
     """Read a whole small regular file, refusing anything else and anything over ``limit``.
 
@@ -203,20 +236,7 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -
     bytes
         The file's content.
     """
-    check_path(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise UnreadableCheckpointError(
-            f"cannot open {what} {_shown(path)} ({type(exc).__name__}: {exc.strerror or exc})."
-        ) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnreadableCheckpointError(
-                f"{_shown(path)} is {_kind_of(st.st_mode)}, not a regular file; not read."
-            )
+    with _regular_fd(path, f"{what} {_shown(path)}") as (fd, st):
         if st.st_size > limit:
             raise UnreadableCheckpointError(
                 f"{what} {_shown(path)} is {st.st_size:,} bytes, over the {limit:,}-byte limit "
@@ -237,37 +257,12 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str = "file") -
                 f"{what} {_shown(path)} grew past the {limit:,}-byte limit while being read."
             )
         return data
-    except OSError as exc:
-        raise UnreadableCheckpointError(
-            f"reading {what} {_shown(path)} failed ({type(exc).__name__}: {exc.strerror or exc})."
-        ) from None
-    finally:
-        os.close(fd)
 
 
 def read_head(path: str | os.PathLike[str], n: int) -> bytes:
     """The first ``n`` bytes of a regular file (checked as :func:`read_regular` does)."""
-    check_path(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise UnreadableCheckpointError(
-            f"cannot open {_shown(path)} ({type(exc).__name__}: {exc.strerror or exc})."
-        ) from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnreadableCheckpointError(
-                f"{_shown(path)} is {_kind_of(st.st_mode)}, not a regular file; not read."
-            )
+    with _regular_fd(path, _shown(path)) as (fd, _):
         return os.read(fd, n)
-    except OSError as exc:
-        raise UnreadableCheckpointError(
-            f"reading {_shown(path)} failed ({type(exc).__name__}: {exc.strerror or exc})."
-        ) from None
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
