@@ -1007,3 +1007,52 @@ def test_the_serialiser_handles_hostile_tied_and_top_level_keys():
     for cmp in (sdw.compare(nn.Linear(2, 2), sd), sdw.compare(TiedLM(), {"block.weight":
                                                                           torch.zeros(4, 4)})):
         assert pl.payload_from_comparison(cmp) == pl.build_tree_payload(cmp.tree())
+
+
+def test_tensorflow_leaf_names_are_one_rule_in_the_widget():
+    """A checkpoint with TF-style BatchNorm names (gamma/beta): the banner offers one leaf rule,
+    and the same rule typed into the rule form (kind 'leaf') re-aligns the tree."""
+    import collections
+
+    import sd_widgets as sdw
+    from sd_widgets import demo
+
+    sd = demo.variant("identical")
+    tf = collections.OrderedDict(
+        (k.replace(".bn1.weight", ".bn1.gamma").replace(".bn1.bias", ".bn1.beta"), v)
+        for k, v in sd.items()
+    )
+    w = sdw.Explorer(demo.target_model("identical"), tf)
+    assert w.banner["rule"]["kind"] == "leaf" and "TensorFlow" in w.banner["text"]
+    assert w.comparison.summary()["missing"] == 4
+    w.handle_action({"action": "add_rule", "kind": "leaf", "old": "gamma,beta",
+                     "new": "weight,bias"})
+    assert w.comparison.summary()["match"] == len(sd)
+    assert "4 keys now pair up: 4 matches" in w.message["text"]
+    w.handle_action({"action": "add_rule", "kind": "leaf", "old": "gamma", "new": "a,b"})
+    assert w.message["level"] == "error" and "leaf" in w.message["text"]
+
+
+def test_adapt_toggle_picks_the_adapter_that_applies():
+    """The tree's adapt toggle sends ``"auto"``: the kernel takes the first adapter the registry
+    offers for that row — ``input_conv`` for an RGB stem going to 1 channel on a meta model,
+    where ``overlap`` (which needs the model's own values) does not apply."""
+    import torch
+    from torch import nn
+
+    import sd_widgets as sdw
+
+    ckpt = nn.Sequential(nn.Conv2d(3, 8, 3)).state_dict()
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(1, 8, 3))
+    w = sdw.Explorer(model, ckpt)
+    row = w.comparison["0.weight"]
+    assert row.adapters == ("input_conv",)
+    w.handle_action({"action": "adapt", "key": "0.weight", "adapter": "overlap"})
+    assert w.message["level"] == "error" and "'input_conv'" in w.message["text"]
+    assert w.adapters == {}
+    w.handle_action({"action": "adapt", "key": "0.weight", "adapter": "auto"})
+    assert w.adapters == {"0.weight": "input_conv"} and "0.weight" in w.selected_keys
+    report = sdw.partial_load(model, w.plan())
+    assert "0.weight" in report.loaded and model[0].weight.device.type == "cpu"
+    torch.testing.assert_close(model[0].weight, ckpt["0.weight"].sum(dim=1, keepdim=True))

@@ -409,11 +409,18 @@ class Explorer(anywidget.AnyWidget):
             raise ValueError(f"{key!r} is not a key of this comparison")
         new = dict(self.adapters)
         if adapter:
-            if adapter not in ADAPTERS:
-                raise ValueError(f"unknown adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
             row = self._cmp[key]
             if not row.adaptable:
                 raise ValueError(f"no adapter applies to {key!r}: {row.reason or row.status}")
+            if adapter == "auto":  # the tree's toggle: the first adapter the registry offers
+                adapter = row.adapters[0]
+            if adapter not in ADAPTERS:
+                raise ValueError(f"unknown adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
+            if adapter not in row.adapters:
+                raise ValueError(
+                    f"the {adapter!r} adapter does not apply to {key!r}; "
+                    f"{', '.join(map(repr, row.adapters))} does"
+                )
             new[key] = adapter
         else:
             new.pop(key, None)

@@ -54,7 +54,7 @@ import html
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from ..statuses import STATUS_INFO, legend
 from ..statuses import STATUSES as _STATUSES
@@ -584,15 +584,19 @@ def rule_to_spec(rule: Any) -> dict[str, str]:
 
 def rule_from_spec(spec: Mapping[str, Any]) -> Any:
     """The inverse of :func:`rule_to_spec`; raises ``ValueError`` with a readable message."""
-    from ..renames import Rename
+    from ..renames import Rename, RuleKind
 
     kind = spec.get("kind")
     old, new = spec.get("old"), spec.get("new", "")
-    if kind not in ("prefix", "regex", "exact"):
-        raise ValueError(f"rename rule kind must be 'prefix', 'regex' or 'exact', not {kind!r}")
+    if kind not in get_args(RuleKind):
+        raise ValueError(
+            "rename rule kind must be one of "
+            + ", ".join(map(repr, get_args(RuleKind)))
+            + f", not {kind!r}"
+        )
     if not isinstance(old, str) or not isinstance(new, str):
         raise ValueError("a rename rule needs text in both 'from' and 'to'")
-    if kind in ("regex", "exact") and not old:
+    if kind in ("regex", "exact", "leaf") and not old:
         raise ValueError(f"a {kind} rename rule needs a non-empty 'from'")
     if kind == "prefix" and not old and not new:
         raise ValueError("a prefix rule needs a prefix to strip, replace or add")

@@ -322,7 +322,7 @@ test("keyboard: Space toggles rows and subtrees, switches an adapter on, says wh
   assert.deepEqual(r.effects, [{ type: "toggle", keys: ["backbone.stem.conv.weight"] }]);
   const w = idx(o.data, "classifier.weight");
   r = navigate({ focus: w, anchor: -1 }, key(" "), ctx);
-  assert.deepEqual(r.effects, [{ type: "adapt", key: "classifier.weight", adapter: "overlap" }]);
+  assert.deepEqual(r.effects, [{ type: "adapt", key: "classifier.weight", adapter: "auto" }]);
   o.data.setSelection(["classifier.weight"], { "classifier.weight": "overlap" });
   r = navigate({ focus: w, anchor: -1 }, key(" "), ctx);
   assert.deepEqual(r.effects, [{ type: "toggle", keys: ["classifier.weight"] }]);

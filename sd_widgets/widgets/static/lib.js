@@ -613,7 +613,7 @@ export function navigate(state, ev, ctx) {
         return { state: next, effects: [{ type: "toggle", modules: [c.path[cur]] }], handled: true };
       }
       if (data.selectable(cur)) return { state: next, effects: [{ type: "toggle", keys: [c.path[cur]] }], handled: true };
-      if (c.adaptable[cur] === 1) return { state: next, effects: [{ type: "adapt", key: c.path[cur], adapter: "overlap" }], handled: true };
+      if (c.adaptable[cur] === 1) return { state: next, effects: [{ type: "adapt", key: c.path[cur], adapter: "auto" }], handled: true };
       const item = data.legend[data.statusName(cur)];
       return { state: next, effects: [{ type: "announce", text: `${c.path[cur]} cannot be selected: ${c.reason[cur] || (item ? item.label : data.statusName(cur))}` }], handled: true };
     }

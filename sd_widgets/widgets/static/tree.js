@@ -1071,7 +1071,7 @@ function render({ model, el }) {
       return;
     }
     if (actionEl && actionEl.dataset.action === "adapt") {
-      send({ action: "adapt", key: c.path[i], adapter: actionEl.dataset.on === "true" ? null : "overlap" });
+      send({ action: "adapt", key: c.path[i], adapter: actionEl.dataset.on === "true" ? null : "auto" });
       return;
     }
     if (ev.shiftKey && clickAnchor) {
