@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import safetensors
 import torch
+from realworld import silently_filled
 from torch import nn
 
 import sd_widgets as sdw
@@ -62,20 +63,6 @@ def torch_verdict(model: nn.Module, sd: Mapping[str, torch.Tensor]):
         listed("Unexpected"),
         set(re.findall(r"size mismatch for (\S+):", msg)),
     )
-
-
-def silently_filled(model: nn.Module, sd: Mapping[str, torch.Tensor]) -> set[str]:
-    """``num_batches_tracked`` of BatchNorm modules missing from ``sd._metadata``: BatchNorm
-    treats such a checkpoint as legacy and fills them in instead of reporting them
-    (PyTorch fact 6)."""
-    meta = getattr(sd, "_metadata", None) or {}
-    return {
-        f"{name}.num_batches_tracked"
-        for name, m in model.named_modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        and name not in meta
-        and f"{name}.num_batches_tracked" not in sd
-    }
 
 
 @pytest.fixture(scope="module")
