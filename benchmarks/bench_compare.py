@@ -552,72 +552,41 @@ def report(results: list[Measured], check: bool) -> int:
     print("\nMarkdown (README):\n")
     md_rows = []
     for m in results:
-        L, s, p = m.layout, m.sdw, m.plain
+        L = m.layout
         ck = f"{L.name} ({fmt_bytes(L.nbytes)}, {m.shards} shards)"
-        md_rows.append(
-            [
-                ck,
-                "`sdw.compare(meta_model, index)`",
-                fmt_seconds(s["seconds"]),
-                fmt_bytes(s["peak_rss"]),
-            ]
-        )
-        if p is not None:
-            md_rows.append(
-                [
-                    ck,
-                    "`load_file` every shard, compare keys/shapes",
-                    fmt_seconds(p["seconds"]),
-                    fmt_bytes(p["peak_rss"]),
-                ]
-            )
-            md_rows.append(
-                [
-                    ck,
-                    "ratio",
-                    fmt_ratio(_ratio(p["seconds"], s["seconds"])) + " faster",
-                    fmt_ratio(_ratio(p["peak_rss"], s["peak_rss"])) + " less",
-                ]
-            )
-        else:
-            md_rows.append(
-                [
-                    ck,
-                    "`load_file` every shard, compare keys/shapes",
-                    "not run",
-                    f"needs ~{fmt_bytes(L.nbytes)}",
-                ]
-            )
-        bs, bp = m.bin_sdw, m.bin_plain
-        if bs is not None and bp is not None:
+        how = "`load_file` every shard, compare keys/shapes"
+        md_rows += _markdown_rows(ck, how, m.sdw, m.plain, L.nbytes)
+        if m.bin_sdw is not None and m.bin_plain is not None:
             bck = f"{L.name} ({fmt_bytes(L.nbytes)}, {m.shards} .bin shards)"
-            md_rows.append(
-                [
-                    bck,
-                    "`sdw.compare(meta_model, index)`",
-                    fmt_seconds(bs["seconds"]),
-                    fmt_bytes(bs["peak_rss"]),
-                ]
-            )
-            md_rows.append(
-                [
-                    bck,
-                    "`torch.load` every shard, compare keys/shapes",
-                    fmt_seconds(bp["seconds"]),
-                    fmt_bytes(bp["peak_rss"]),
-                ]
-            )
-            md_rows.append(
-                [
-                    bck,
-                    "ratio",
-                    fmt_ratio(_ratio(bp["seconds"], bs["seconds"])) + " faster",
-                    fmt_ratio(_ratio(bp["peak_rss"], bs["peak_rss"])) + " less",
-                ]
-            )
+            how = "`torch.load` every shard, compare keys/shapes"
+            md_rows += _markdown_rows(bck, how, m.bin_sdw, m.bin_plain, L.nbytes)
     print(markdown_table(["checkpoint", "how", "time", "peak RSS"], md_rows))
     print(f"\n{machine_line()}")
     return code
+
+
+def _markdown_rows(ck: str, how: str, s: dict, p: dict | None, nbytes: int) -> list[list[str]]:
+    """README rows for one checkpoint: sd_widgets, the plain way (or why not run), the ratios."""
+    rows = [
+        [
+            ck,
+            "`sdw.compare(meta_model, index)`",
+            fmt_seconds(s["seconds"]),
+            fmt_bytes(s["peak_rss"]),
+        ]
+    ]
+    if p is None:
+        return [*rows, [ck, how, "not run", f"needs ~{fmt_bytes(nbytes)}"]]
+    rows.append([ck, how, fmt_seconds(p["seconds"]), fmt_bytes(p["peak_rss"])])
+    rows.append(
+        [
+            ck,
+            "ratio",
+            fmt_ratio(_ratio(p["seconds"], s["seconds"])) + " faster",
+            fmt_ratio(_ratio(p["peak_rss"], s["peak_rss"])) + " less",
+        ]
+    )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
