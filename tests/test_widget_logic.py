@@ -882,6 +882,10 @@ def test_model_name_is_validated_and_used_by_the_code():
     assert w.model_name == "net" and "not a Python variable name" in w.code_error
     w.model_name = "class"
     assert w.model_name == "net" and w.code_error
+    # the exported code's own names and builtins would shadow what the code needs
+    for taken in ("print", "KEYS", "load_partial"):
+        w.model_name = taken
+        assert w.model_name == "net" and "exported code uses itself" in w.code_error
     w.tab = "nonsense"
     assert w.tab == "code"
     w.tab = "preview"

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import gc
 import inspect
-import keyword
 import os
 import pathlib
 import traceback
@@ -32,6 +31,7 @@ import traitlets as t
 from torch import nn
 
 from ..checkpoint import Checkpoint, open_checkpoint
+from ..codegen import name_problem
 from ..compare import Comparison
 from ..errors import (
     CheckpointError,
@@ -230,8 +230,9 @@ class Explorer(anywidget.AnyWidget):
             raise ValueError(f"select={select!r}: use 'loadable' or 'none'")
         if bn not in BN_POLICIES:
             raise ValueError(f"bn={bn!r} is not a BatchNorm policy; use one of {BN_POLICIES}")
-        if not _valid_identifier(model_name):
-            raise ValueError(f"model_name={model_name!r} is not a Python variable name")
+        problem = name_problem(model_name)
+        if problem:
+            raise ValueError(f"model_name={model_name!r}: {problem}")
         # plain attributes first: the validators read them
         self.max_histograms = int(max_histograms)
         #: the exception behind the last error message, and its formatted traceback
@@ -624,12 +625,11 @@ class Explorer(anywidget.AnyWidget):
     @t.validate("model_name")
     def _valid_model_name(self, proposal: Any) -> str:
         value = str(proposal["value"]).strip()
-        if _valid_identifier(value):
+        problem = name_problem(value)
+        if problem is None:
             self.code_error = ""
             return value
-        self.code_error = (f"{value!r} is not a Python variable name (letters, digits and _, "
-                           "not starting with a digit, not a keyword); the code still uses "
-                           f"{self.model_name!r}.")
+        self.code_error = f"{problem}; the code still uses {self.model_name!r}."
         return self.model_name
 
     @t.validate("rename_rules")
@@ -1027,10 +1027,6 @@ def _error_state(exc: BaseException, source: Any) -> dict[str, str]:
         title = "The checkpoint could not be opened"
         fix = "Read the message, fix the source, then run the cell again."
     return {"kind": kind, "title": title, "text": text, "fix": fix}
-
-
-def _valid_identifier(name: Any) -> bool:
-    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)
 
 
 def _plan_code(plan: Any, model_name: str) -> str:
