@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 if TYPE_CHECKING:
     import torch
@@ -64,6 +64,14 @@ def shape_text(shape: Iterable[int] | None) -> str:
 
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
+@overload
+def dtype_name(dtype: torch.dtype) -> str: ...
+@overload
+def dtype_name(dtype: None) -> None: ...
+@overload
+def dtype_name(dtype: torch.dtype | None) -> str | None: ...
 
 
 def dtype_name(dtype: torch.dtype | None) -> str | None:
