@@ -1060,3 +1060,31 @@ def test_adapt_toggle_picks_the_adapter_that_applies():
     report = sdw.partial_load(model, w.plan())
     assert "0.weight" in report.loaded and model[0].weight.device.type == "cpu"
     torch.testing.assert_close(model[0].weight, ckpt["0.weight"].sum(dim=1, keepdim=True))
+
+
+@pytest.mark.parametrize("variant", ["new_head", "resized_layer", "fp16", "no_bn_stats"])
+@pytest.mark.parametrize("bn", ["load", "keep"])
+def test_preview_from_cached_row_sizes_equals_the_plans_own_totals(variant, bn):
+    # the widget sums per-row sizes computed once per comparison; they must add up to exactly
+    # what the plan reports, also with an adapter and BatchNorm statistics skipped
+    w, _model = explorer(variant, bn=bn)
+    cmp = w.comparison
+    adaptable = [r.key for r in cmp if r.adaptable]
+    if adaptable:
+        w.handle_action({"action": "adapt", "key": adaptable[0], "adapter": "overlap"})
+    plan = w.plan()
+    fast = pl.preview_from_plan(plan, sizes=pl.row_sizes(cmp))
+    fresh = w.plan()
+    assert fast == pl.preview_from_plan(fresh)
+    assert (fast["n_params"], fast["nbytes"]) == (fresh.numel, fresh.nbytes)
+    assert fast["n_params"] > 0
+    assert {**fast, "bn": bn} == w.preview
+
+
+def test_preview_sizes_of_tied_weights_match_the_plan():
+    model = demo.tied_model()
+    w = Explorer(model, model.state_dict())
+    plan = w.plan()
+    assert pl.preview_from_plan(plan, sizes=pl.row_sizes(w.comparison)) == \
+        pl.preview_from_plan(w.plan())
+    assert w.preview["n_params"] == plan.numel and w.preview["nbytes"] == plan.nbytes

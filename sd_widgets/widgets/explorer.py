@@ -243,6 +243,7 @@ class Explorer(anywidget.AnyWidget):
         self._index = pl.TreeIndex(pl.empty_payload())
         self._pending_cmp: Comparison | None = None
         self._selectable_cache: tuple[Any, Comparison, frozenset[str]] | None = None
+        self._sizes_cache: tuple[Comparison | None, pl.RowSizes] | None = None
         self._select_loadable = select == "loadable"
         self._open = {"source": source, "trust": trust, "map_location": map_location}
         self._watch: list[tuple[str, Any, str, bool, Any, int]] = []
@@ -733,6 +734,14 @@ class Explorer(anywidget.AnyWidget):
         self._selectable_cache = (token, self._cmp, keys)
         return keys
 
+    def _row_sizes(self) -> pl.RowSizes:
+        """Elements and bytes per row of the current comparison (computed once per comparison;
+        the preview of every click sums them)."""
+        cached = self._sizes_cache
+        if cached is None or cached[0] is not self._cmp:
+            cached = self._sizes_cache = (self._cmp, pl.row_sizes(self._cmp))
+        return cached[1]
+
     def _selectable_keys(self) -> list[str]:
         allowed = self._selectable_set()
         return [k for k in self._index.keys if k in allowed]
@@ -794,7 +803,7 @@ class Explorer(anywidget.AnyWidget):
             self.code = "# Nothing selected: select keys in the explorer to export their load.\n"
             return
         plan = self.plan()
-        self.preview = {**pl.preview_from_plan(plan), "bn": self.bn_policy}
+        self.preview = {**pl.preview_from_plan(plan, sizes=self._row_sizes()), "bn": self.bn_policy}
         if self.show_code:
             self.code = _plan_code(plan, self.model_name)
 

@@ -54,7 +54,7 @@ import html
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any, NamedTuple, get_args
 
 from ..statuses import STATUS_INFO, legend
 from ..statuses import STATUSES as _STATUSES
@@ -548,26 +548,64 @@ def apply_range(
 # --------------------------------------------------------------------------------------------
 
 
-def preview_from_plan(plan: Any, *, max_keys: int = 500) -> dict[str, Any]:
+def row_sizes(cmp: Any) -> RowSizes:
+    """Per row key of ``cmp``: elements in the model's shape and checkpoint bytes, the two
+    numbers :attr:`LoadPlan.numel` and :attr:`LoadPlan.nbytes` add up per loaded key.
+
+    Computed once per comparison, so a click's preview sums two dict lookups per selected key
+    instead of asking every row again (10 ms of a 30,000-key click).
+
+    Parameters
+    ----------
+    cmp : Comparison
+        The comparison whose rows are measured.
+
+    Returns
+    -------
+    RowSizes
+        ``numel`` and ``nbytes``, each a dict from row key to an int.
+    """
+    from ..units import numel
+
+    return RowSizes({r.key: numel(r.model_shape or ()) for r in cmp},
+                    {r.key: r.nbytes for r in cmp})
+
+
+class RowSizes(NamedTuple):
+    """Elements (model shape) and checkpoint bytes per row key (see :func:`row_sizes`)."""
+
+    numel: dict[str, int]
+    nbytes: dict[str, int]
+
+
+def preview_from_plan(plan: Any, *, max_keys: int = 500,
+                      sizes: RowSizes | None = None) -> dict[str, Any]:
     """What the selection's OrderedDict holds: tensors, parameters (elements), bytes, keys.
 
     Reads only the plan's metadata (``keys``, ``numel``, ``nbytes``, ``skipped``); no tensor is
-    materialised. Key lists are capped at ``max_keys`` with the totals alongside.
+    materialised. Key lists are capped at ``max_keys`` with the totals alongside. ``sizes``
+    (:func:`row_sizes` of the plan's comparison) gives the same totals faster.
     """
     keys = list(getattr(plan, "keys", ()) or ())
     skipped = dict(getattr(plan, "skipped", {}) or {})
     skipped_items = list(skipped.items())[:max_keys]
+    if sizes is not None:
+        n_params = sum(map(sizes.numel.__getitem__, keys))
+        n_bytes = sum(map(sizes.nbytes.__getitem__, keys))
+    else:
+        n_params = int(getattr(plan, "numel", 0) or 0)
+        n_bytes = int(getattr(plan, "nbytes", 0) or 0)
     return {
         "n_tensors": len(keys),
-        "n_params": int(getattr(plan, "numel", 0) or 0),
-        "nbytes": int(getattr(plan, "nbytes", 0) or 0),
+        "n_params": n_params,
+        "nbytes": n_bytes,
         "keys": keys[:max_keys],
         "n_keys_total": len(keys),
         "skipped": [[str(k), str(v)] for k, v in skipped_items],
         "skipped_keys": [str(k) for k in skipped],
         "n_skipped_total": len(skipped),
-        "text": (f"{format_count(len(keys))} tensors · {format_count(int(plan.numel or 0))} "
-                 f"parameters · {format_bytes(int(plan.nbytes or 0))}"),
+        "text": (f"{format_count(len(keys))} tensors · {format_count(n_params)} "
+                 f"parameters · {format_bytes(n_bytes)}"),
     }
 
 
