@@ -32,8 +32,12 @@ browser-deps:
 demo: setup
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/01_quickstart.ipynb
 
+# formatting, lint (docstring and annotation rules for the package) and types (the package
+# ships py.typed); configuration in pyproject.toml
 lint: setup
+	$(PY) -m ruff format --check sd_widgets tests benchmarks
 	$(PY) -m ruff check sd_widgets tests benchmarks
+	$(PY) -m mypy sd_widgets
 
 test-unit: setup
 	$(PY) -m pytest -m "not browser" tests
