@@ -1195,7 +1195,15 @@ function render({ model, el }) {
     const line = `${fmtInt(pv.n_tensors)} tensors · ${fmtInt(pv.n_params)} parameters · ${fmtBytes(pv.nbytes || 0)}`;
     previewLine.textContent = `Selected: ${line}`;
     previewStats.textContent = line + (pv.bn ? ` · BatchNorm stats: ${pv.bn}` : "");
-    previewKeys.replaceChildren(...(pv.keys || []).map((k) => h("li", { text: k })));
+    // up to 500 keys: the items already there are reused (their text changed only where a
+    // click shifted the list), fewer elements to create and lay out per click
+    const pkeys = pv.keys || [];
+    const items = previewKeys.children;
+    for (let j = 0; j < pkeys.length; j++) {
+      if (j >= items.length) previewKeys.appendChild(h("li", { text: pkeys[j] }));
+      else if (items[j].textContent !== pkeys[j]) items[j].textContent = pkeys[j];
+    }
+    while (items.length > pkeys.length) previewKeys.lastElementChild.remove();
     const more = (pv.n_keys_total || 0) - (pv.keys || []).length;
     previewMore.textContent = more > 0 ? `… and ${fmtInt(more)} more` : (pv.n_tensors ? "" : "Nothing selected: click rows or module nodes, or “Select all loadable”.");
     const skippedPairs = pv.skipped || [];
