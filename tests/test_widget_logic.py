@@ -1088,3 +1088,22 @@ def test_preview_sizes_of_tied_weights_match_the_plan():
     assert pl.preview_from_plan(plan, sizes=pl.row_sizes(w.comparison)) == \
         pl.preview_from_plan(w.plan())
     assert w.preview["n_params"] == plan.numel and w.preview["nbytes"] == plan.nbytes
+
+
+def test_statistics_follow_the_load_when_a_foreign_event_loop_is_running():
+    """Outside a kernel the follow-up work runs at once, even when another library keeps an
+    asyncio loop marked running in this thread (Playwright's sync API does: the browser tests
+    then made every later load here stay at "computing statistics…" forever)."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    asyncio.events._set_running_loop(loop)  # what a sync-API library leaves behind
+    try:
+        assert asyncio.get_running_loop() is loop
+        w, _model = explorer("identical")
+        w.handle_action({"action": "load"})
+        assert w.message["level"] == "success"
+        assert w.results["state"] == "ready" and not w.busy
+    finally:
+        asyncio.events._set_running_loop(None)
+        loop.close()

@@ -894,10 +894,7 @@ class Explorer(anywidget.AnyWidget):
                         self.busy = False
                         self.busy_text = ""
 
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
+        loop = _kernel_loop()
         if loop is None or os.environ.get("SDW_WIDGET_SYNC"):
             run()
         else:
@@ -1036,6 +1033,26 @@ def _error_state(exc: BaseException, source: Any) -> dict[str, str]:
         title = "The checkpoint could not be opened"
         fix = "Read the message, fix the source, then run the cell again."
     return {"kind": kind, "title": title, "text": text, "fix": fix}
+
+
+def _kernel_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop of an IPython kernel, or None outside one.
+
+    Only a kernel sends comm messages between event-loop turns, so only there is deferring
+    work worth it. Another library's loop running in this thread (Playwright's sync API keeps
+    one "running" in the main thread) must not swallow the work: it may never turn again.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipywidgets depends on IPython
+        return None
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _plan_code(plan: Any, model_name: str) -> str:
