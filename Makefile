@@ -68,6 +68,7 @@ bench: setup browser-deps
 	-$(PY) benchmarks/bench_compare.py --check
 	-$(PY) benchmarks/bench_load.py
 	-$(PY) benchmarks/bench_stats.py
+	-$(PY) benchmarks/bench_renames.py
 	-$(PY) benchmarks/bench_widget.py
 
 clean:
