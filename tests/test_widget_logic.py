@@ -56,7 +56,14 @@ class RecordingComm:
         self._handler = handler
 
     def send(self, data=None, metadata=None, buffers=None) -> None:
-        self.sent.append(json.loads(json.dumps(data)))
+        msg = json.loads(json.dumps(data))
+        # binary buffers (the tree payload) travel beside the JSON: put them back where they
+        # came from, decoded, so tests see every trait that was sent
+        state = msg.get("state") if isinstance(msg, dict) else None
+        for path, buf in zip(msg.get("buffer_paths", []) if state is not None else [],
+                             buffers or [], strict=True):
+            state[path[0]] = json.loads(bytes(buf).decode("utf-8"))
+        self.sent.append(msg)
 
     def close(self, *args, **kwargs) -> None:
         pass
@@ -1107,3 +1114,24 @@ def test_statistics_follow_the_load_when_a_foreign_event_loop_is_running():
     finally:
         asyncio.events._set_running_loop(None)
         loop.close()
+
+
+
+def test_the_tree_travels_as_one_binary_buffer_of_json():
+    """ipywidgets walks every item of a trait's value looking for buffers; the tree goes as one
+    buffer of ASCII JSON instead (hostile keys, lone surrogates included, come back exact)."""
+    from hostile import hostile_keys_state_dict
+
+    comm = RecordingComm()
+    sd = hostile_keys_state_dict()
+    raw: list[tuple[dict, list]] = []
+    original = comm.send
+    comm.send = lambda data=None, metadata=None, buffers=None: (  # type: ignore[method-assign]
+        raw.append((data, list(buffers or []))), original(data, metadata, buffers))
+    w = Explorer(nn.Module(), sd, comm=comm)
+    opened = [d for d, _ in raw if d and ["tree"] in d.get("buffer_paths", [])]
+    assert opened and all("tree" not in d["state"] for d in opened)
+    buf = next(b for d, b in raw if d and ["tree"] in d.get("buffer_paths", []))[0]
+    bytes(buf).decode("ascii")  # pure ASCII
+    assert json.loads(bytes(buf)) == w.tree
+    assert set(sd) <= set(w.tree["columns"]["path"])

@@ -105,9 +105,11 @@ class Explorer(anywidget.AnyWidget):
     _esm = _bundle(_JS_FILES)
     _css = _bundle(_CSS_FILES)
 
-    tree = t.Dict().tag(sync=True)
+    tree = t.Dict().tag(sync=True, to_json=pl.tree_to_json)
     """The comparison as one compact columnar payload (see :mod:`sd_widgets.widgets.payload`).
-    Python → browser; replaced when rename rules re-align the tree or Refresh re-compares."""
+    Python → browser; replaced when rename rules re-align the tree or Refresh re-compares.
+    Sent as one binary buffer of UTF-8 JSON (``lib.js`` ``decodeTree`` parses it), so
+    ipywidgets does not walk tens of thousands of list items looking for buffers."""
 
     selected_keys = t.List[str]().tag(sync=True)
     """Row keys chosen for loading, in tree order (two-way). Keys that cannot be loaded (and

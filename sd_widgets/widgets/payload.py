@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -950,3 +951,22 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     table = ("<table><thead><tr><th>status</th><th>key</th><th>detail</th></tr></thead>"
              f"<tbody>{''.join(rows)}{more}</tbody></table>") if rows else ""
     return f"<div class='sdw-static'>{head}{table}</div>"
+
+
+def tree_to_json(value: Mapping[str, Any], _widget: Any = None) -> memoryview:
+    """The tree payload as one binary buffer of UTF-8 JSON (the ``to_json`` of the trait).
+
+    ipywidgets walks every list and dict of a trait's value looking for binary buffers before it
+    sends it; for a 10,000-key tree that walk alone cost more than building the payload. One
+    buffer is sent as it is. ``ensure_ascii`` keeps lone surrogates from hostile keys encodable
+    (``"\\udc80"`` in the JSON text, the same character again after ``JSON.parse``), and NaN is
+    refused as the kernel's own JSON encoder refuses it.
+    """
+    cached = getattr(_widget, "_tree_json", None)
+    if cached is not None and cached[0] is value:  # the same payload sent again (open, update)
+        return cached[1]
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    out = memoryview(text.encode("ascii"))
+    if _widget is not None:
+        _widget._tree_json = (value, out)
+    return out

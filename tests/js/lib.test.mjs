@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 
 import {
   TreeData,
+  decodeTree,
   ancestors,
   breadcrumb,
   columnWidths,
@@ -399,4 +400,17 @@ test("columnWidths leave room for every shape, dtype, size and status label", ()
   const deep = new TreeData(bigPayload(2, 2));
   const wd = columnWidths(deep, measure, { minSide: 0 });
   assert.ok(wd.ckpt > 3 * 14);
+});
+
+test("decodeTree parses the binary tree payload once, keeps hostile text exact", () => {
+  const payload = { n_keys: 2, path: ["a.\u001b[31m", "b\n<img src=x>", "\udc80"] };
+  // what Python's tree_to_json sends: ASCII JSON (lone surrogates as \u escapes) in one buffer
+  const text = JSON.stringify(payload).replace(/[\u007f-\uffff]/g, (ch) => "\\u" + ch.charCodeAt(0).toString(16).padStart(4, "0"));
+  const bytes = new TextEncoder().encode(text);
+  const view = new DataView(bytes.buffer);
+  const first = decodeTree(view);
+  assert.deepEqual(first, payload);
+  assert.equal(decodeTree(view), first); // parsed once per buffer
+  assert.deepEqual(decodeTree(payload), payload); // a plain object passes through
+  assert.deepEqual(decodeTree(undefined), {});
 });

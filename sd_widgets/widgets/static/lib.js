@@ -778,3 +778,27 @@ export function skippedKeys(pv) {
   for (const k of pv.skipped_keys || []) if (!out.has(k)) out.set(k, "skipped by the plan (see the Selection tab)");
   return out;
 }
+
+/** Parsed tree payloads, by the buffer they came in (each is parsed once). */
+const decodedTrees = new WeakMap();
+
+/**
+ * The `tree` trait as an object. Python sends it as one binary buffer of UTF-8 JSON (a
+ * DataView in the browser), so ipywidgets never walks its thousands of list items; a plain
+ * object (older kernels, tests) is returned as it is.
+ * @param {unknown} value  what `model.get("tree")` returned
+ * @returns {any}
+ */
+export function decodeTree(value) {
+  if (value && typeof value === "object" && (ArrayBuffer.isView(value) || value instanceof ArrayBuffer)) {
+    const key = /** @type {object} */ (value);
+    let out = decodedTrees.get(key);
+    if (out === undefined) {
+      const bytes = value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+      out = JSON.parse(new TextDecoder().decode(bytes));
+      decodedTrees.set(key, out);
+    }
+    return out;
+  }
+  return value || {};
+}

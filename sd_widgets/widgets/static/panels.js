@@ -428,7 +428,7 @@ export function mountPanels(ctx) {
 
   // ------------------------------------------------------------------ colours from the legend
   function drawColours() {
-    const p = model.get("tree") || {};
+    const p = decodeTree(model.get("tree"));
     for (const item of p.legend || []) {
       if (item && item.status && item.colour) root.style.setProperty(`--sdw-c-${item.status}`, String(item.colour));
     }

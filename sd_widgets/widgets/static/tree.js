@@ -383,7 +383,7 @@ function render({ model, el }) {
   const send = (content) => model.send(content);
 
   // ------------------------------------------------------------------ view state
-  let data = new TreeData(model.get("tree"));
+  let data = new TreeData(decodeTree(model.get("tree")));
   let expanded = new Uint8Array(0); // modules, unfiltered view
   let filterExpanded = new Uint8Array(0); // modules, while a filter is active
   let matches = null;
@@ -1266,7 +1266,7 @@ function render({ model, el }) {
     for (let i = 0; i < oldData.n; i++) if (oldData.c.t[i] === 0 && expanded[i]) oldExpandedPaths.add(oldData.c.path[i]);
     const hadTree = oldData.n > 0;
     const focusPath = nav.focus >= 0 && nav.focus < oldData.n ? [oldData.c.t[nav.focus], oldData.c.path[nav.focus]] : null;
-    data = new TreeData(model.get("tree"));
+    data = new TreeData(decodeTree(model.get("tree")));
     statusOn = allStatuses();
     if (onlyProblems.checked) statusOn.delete(data.statuses.indexOf("match"));
     expanded = initialExpansion(data);
