@@ -34,11 +34,12 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import Checkpoint, CheckpointSource, _human_bytes, open_checkpoint
+from .checkpoint import Checkpoint, CheckpointSource, open_checkpoint
 from .compare import Comparison, Row, compare
 from .errors import CheckpointError, UnsafeCheckpointError
 from .renames import Rename, parse_renames
 from .statuses import LOADABLE_STATUSES, PROBLEM_STATUSES, STATUS_INFO, Status
+from .units import human_bytes
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -388,8 +389,10 @@ def _traceback(exc: BaseException) -> None:
 
 
 def _escape_unencodable_output() -> None:
-    """Characters the terminal's encoding cannot show become backslash escapes, never a
-    UnicodeEncodeError (e.g. a non-ASCII key under LANG=C)."""
+    """Print what the terminal's encoding cannot show as backslash escapes.
+
+    Never a UnicodeEncodeError (e.g. a non-ASCII key under LANG=C).
+    """
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
@@ -543,8 +546,11 @@ def _module_dir(module: str) -> tuple[bool, str]:
 
 @contextlib.contextmanager
 def _first_on_sys_path(directory: str) -> Iterator[None]:
-    """Like ``python -m``: modules in ``directory`` can be imported (also lazily, while the
-    model is built); ``sys.path`` is restored afterwards."""
+    """Like ``python -m``.
+
+    Modules in ``directory`` can be imported (also lazily, while the model is built); ``sys.path``
+    is restored afterwards.
+    """
     inserted = directory not in sys.path
     if inserted:
         sys.path.insert(0, directory)
@@ -624,8 +630,11 @@ def load_model(spec: str, *, meta: bool = True) -> tuple[nn.Module, str]:
 
 @contextlib.contextmanager
 def _model_code(doing: str) -> Iterator[None]:
-    """Run the ``--model`` code: ``sys.exit`` in it is a bad ``--model`` (CLIError), not a
-    clean exit; Ctrl-C says what it interrupted."""
+    """Run the ``--model`` code.
+
+    ``sys.exit`` in it is a bad ``--model`` (CLIError), not a clean exit; Ctrl-C says what it
+    interrupted.
+    """
     try:
         yield
     except SystemExit as exc:
@@ -697,11 +706,11 @@ _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def escape_text(text: str) -> str:
-    """``text`` with every non-printable character escaped, for a terminal or a CSV cell.
+    r"""``text`` with every non-printable character escaped, for a terminal or a CSV cell.
 
     Keys, entry names, paths and global names come from files: a terminal escape
-    (``"\\x1b[2J"``), a newline, NUL, a bidi override or a lone surrogate must never reach the
-    terminal raw. They are written as ``\\x1b``, ``\\n``, ``\\x00``, ``\\u202e``, ``\\udc80``
+    (``"\x1b[2J"``), a newline, NUL, a bidi override or a lone surrogate must never reach the
+    terminal raw. They are written as ``\x1b``, ``\n``, ``\x00``, ``\u202e``, ``\udc80``
     (Python's escapes); printable text, non-ASCII letters included, is unchanged. JSON output
     does not need this: ``json.dumps`` escapes them and keeps the key recoverable.
 
@@ -733,10 +742,6 @@ def escape_text(text: str) -> str:
 
 def _shape_text(shape: Sequence[int] | None) -> str:
     return "-" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
-
-
-def _shape_json(shape: Sequence[int] | None) -> list[int] | None:
-    return None if shape is None else list(shape)
 
 
 def _counts_text(counts: dict[str, int]) -> str:
@@ -828,7 +833,8 @@ def _write_json(out: TextIO, rep: _Report) -> None:
     """One JSON object, streamed: the head fields, the array one item per line, the tail.
 
     ``json.dumps`` (ASCII output) escapes control characters and lone surrogates, so the
-    document stays valid JSON and every key is recoverable exactly."""
+    document stays valid JSON and every key is recoverable exactly.
+    """
     sep = "{\n  "
     for name, value in rep.head.items():
         out.write(f"{sep}{json.dumps(name)}: {json.dumps(value)}")
@@ -920,7 +926,7 @@ def _inspect_footer(ckpt: Checkpoint, summary: dict[str, Any]) -> Iterator[str]:
     yield (
         f"{summary['tensors']:,} tensors, {summary['parameters']:,} parameters "
         "(elements, buffers included), "
-        f"{_human_bytes(summary['bytes'])} ({summary['bytes']:,} bytes){tied_note}"
+        f"{human_bytes(summary['bytes'])} ({summary['bytes']:,} bytes){tied_note}"
     )
     yield "dtypes: " + ", ".join(f"{d} ({n:,})" for d, n in summary["dtypes"].items())
     files = f" ({len(src.files)} files)" if len(src.files) > 1 else ""
@@ -957,7 +963,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         ),
         _Column("dtype", lambda k: ckpt[k].dtype_name, lambda k: ckpt[k].dtype_name),
         _Column("numel", lambda k: f"{ckpt[k].numel:,}", lambda k: ckpt[k].numel, right=True),
-        _Column("size", lambda k: _human_bytes(ckpt[k].nbytes), None, right=True),
+        _Column("size", lambda k: human_bytes(ckpt[k].nbytes), None, right=True),
         _Column("nbytes", lambda k: str(ckpt[k].nbytes), lambda k: ckpt[k].nbytes),
         _Column("tied", lambda k: ", ".join(ckpt[k].tied), lambda k: " ".join(ckpt[k].tied)),
     ]
@@ -1023,40 +1029,51 @@ def _rename_arg(rule: Rename) -> str:
 
 
 def _clean_statuses(allow_dtype: bool) -> frozenset[str]:
-    """Statuses a clean diff may contain: ``match``, plus every loadable status (a dtype
-    mismatch, which load_state_dict casts) with ``--allow-dtype``."""
+    """Statuses a clean diff may contain.
+
+    ``match``, plus every loadable status (a dtype mismatch, which load_state_dict casts) with
+    ``--allow-dtype``.
+    """
     return frozenset(LOADABLE_STATUSES if allow_dtype else (Status.MATCH.value,))
 
 
 def _tie_text(r: Row) -> str:
-    """``follows KEY`` for a row that takes its value from the key it is tied to (when the
-    comparison says so), else the keys sharing its storage."""
+    """How a row's tensor is tied, as the tables print it.
+
+    ``follows KEY`` for a row that takes its value from the key it is tied to (when the
+    comparison says so), else the keys sharing its storage.
+    """
     tied_to = getattr(r, "tied_to", None)
     if tied_to:
         return f"follows {tied_to}"
     return ", ".join(getattr(r, "tied", ()) or ())
 
 
+#: the fields of a row in ``diff --format json``, picked from :meth:`Row.to_json`
+_DIFF_FIELDS = (
+    "key",
+    "status",
+    "kind",
+    "ckpt_key",
+    "model_key",
+    "ckpt_shape",
+    "model_shape",
+    "ckpt_dtype",
+    "model_dtype",
+    "nbytes",
+    "tied",
+    "reason",
+    "tied_to",
+)
+
+
 def _diff_row_dict(r: Row) -> dict[str, Any]:
-    d = {
-        "key": r.key,
-        "status": r.status,
-        "kind": r.kind,
-        "ckpt_key": r.ckpt_key,
-        "model_key": r.model_key,
-        "ckpt_shape": _shape_json(r.ckpt_shape),
-        "model_shape": _shape_json(r.model_shape),
-        "ckpt_dtype": r.ckpt_dtype,
-        "model_dtype": r.model_dtype,
-        "nbytes": r.nbytes,
-        "tied": list(getattr(r, "tied", ()) or ()),
+    """A row as ``diff --format json`` writes it: :meth:`Row.to_json`, fewer fields."""
+    full = r.to_json()
+    d = {f: full[f] for f in _DIFF_FIELDS}
+    if d["reason"] and r.status == Status.SHAPE_MISMATCH:
         # the CLI applies no adapters: keep "shape mismatch: checkpoint (a) vs model (b)" only
-        "reason": r.reason.split(";")[0]
-        if r.reason and r.status == Status.SHAPE_MISMATCH.value
-        else r.reason,
-    }
-    if hasattr(r, "tied_to"):
-        d["tied_to"] = r.tied_to
+        d["reason"] = d["reason"].split(";")[0]
     return d
 
 
@@ -1080,7 +1097,7 @@ def _diff_footer(
         yield (
             f"tied: {len(tied):,} key(s) share storage with a key they follow, e.g. "
             f"{tied[0].key} follows {tied[0].tied_to}"
-        )  # type: ignore[attr-defined]
+        )
     if clean:
         if counts[dtype]:
             yield (
@@ -1116,8 +1133,11 @@ def _suggest(cmp: Comparison, limit: int = 3) -> list[tuple[str, int, str]]:
 def _compare(
     target: nn.Module | Checkpoint, ckpt: Checkpoint, renames: tuple[Rename, ...]
 ) -> Comparison:
-    """``compare`` with usage errors of ``--rename`` (two keys renamed to one name) reported as
-    such; a CheckpointError keeps its own meaning."""
+    """``compare``, with ``--rename`` usage errors reported as such.
+
+    Two keys renamed to one name is a usage error of ``--rename``; a CheckpointError keeps its
+    own meaning.
+    """
     try:
         return compare(target, ckpt, renames=renames)
     except CheckpointError:

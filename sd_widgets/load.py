@@ -147,8 +147,10 @@ def _check_castable(key: str, src: torch.Tensor, target: torch.Tensor) -> str | 
 def _fitting_state_dict(
     model: nn.Module, plan: LoadPlan, live: Mapping[str, Any]
 ) -> OrderedDict[str, torch.Tensor]:
-    """The planned tensors, read, after checking that each one fits its model tensor; raises
-    LoadError (nothing changed) otherwise."""
+    """The planned tensors, read, after checking that each one fits its model tensor.
+
+    Raises LoadError (nothing changed) otherwise.
+    """
     missing = [k for k in plan.entries if k not in live]
     if missing:
         raise LoadError(

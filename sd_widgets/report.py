@@ -106,6 +106,7 @@ class LoadReport:
 
     @property
     def model(self) -> nn.Module:
+        """The model this report belongs to (held weakly); UndoError once it is gone."""
         m = self._model()
         if m is None:
             raise UndoError("the model this report belongs to no longer exists")
@@ -205,8 +206,11 @@ class LoadReport:
         return row
 
     def to_frame(self) -> pd.DataFrame:
-        """Per touched tensor: action, cast, before/after mean, std, min, max, l2,
-        zero_fraction, nan/inf counts, and change (max_abs_change, rel_l2_change, ...)."""
+        """One row per touched tensor, as a pandas DataFrame.
+
+        Columns: action, cast, before/after mean, std, min, max, l2, zero_fraction, nan/inf
+        counts, and change (max_abs_change, rel_l2_change, ...).
+        """
         import pandas as pd
 
         self.compute_stats()
@@ -230,7 +234,7 @@ class LoadReport:
         return list(names)
 
     def bn_stats(self) -> dict[str, dict[str, torch.Tensor]]:
-        """module → before/after running mean and variance."""
+        """Module → before/after running mean and variance."""
         before, after = self.before(), self.after()
         out = {}
         for m in self.bn_modules():
@@ -247,6 +251,7 @@ class LoadReport:
     def plot_histograms(
         self, keys: Iterable[str] | None = None, bins: int = 50, max_panels: int = 12
     ) -> Figure:
+        """Before/after histograms of ``keys`` (default: the loaded keys), ``max_panels`` at most."""
         from .plots import histogram_overlay
 
         keys = list(keys) if keys is not None else list(self.loaded)
@@ -259,6 +264,7 @@ class LoadReport:
         )
 
     def plot_bn(self, module: str | None = None) -> Figure:
+        """Running mean and variance of a BatchNorm ``module`` (default: the first), before/after."""
         from .plots import bn_running_stats
 
         stats = self.bn_stats()
@@ -271,6 +277,7 @@ class LoadReport:
         )
 
     def plot_summary(self) -> Figure:
+        """One figure of the whole load: the change of every touched tensor (see ``to_frame``)."""
         from .plots import load_summary
 
         return load_summary(self.to_frame())

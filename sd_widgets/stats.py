@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from .units import dtype_name
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -105,11 +107,6 @@ def iter_progress(
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.float32`` -> ``"float32"`` (the spelling used across sd_widgets)."""
-    return str(dtype).removeprefix("torch.")
 
 
 def _is_meta(t: torch.Tensor) -> bool:
@@ -219,8 +216,10 @@ def _rows_ok(c: torch.Tensor, maxabs: float) -> bool:
 def _sum_sumsq(
     c: torch.Tensor, maxabs: float, *, sums: bool = True, squares: bool = True
 ) -> tuple[float, float]:
-    """(sum, sum of squares) of a finite 1-D compute-dtype chunk, accumulated in float64
-    (either left at 0.0 when not asked for)."""
+    """(sum, sum of squares) of a finite 1-D compute-dtype chunk, accumulated in float64.
+
+    Either is left at 0.0 when not asked for.
+    """
     s = q = 0.0
     if _rows_ok(c, maxabs):
         n = c.numel()
@@ -242,9 +241,12 @@ def _sum_sumsq(
 
 
 def _abs_sum_sumsq_(d: torch.Tensor, maxabs: float) -> tuple[float, float]:
-    """(sum of |x|, sum of squares) of a finite 1-D compute-dtype chunk that the caller owns, in
-    float64. Overwrites ``d`` with ``|d|`` (one cheap in-place pass instead of an ord-1 norm,
-    which is ~4x slower on CPU and sums float32 less accurately)."""
+    """(sum of |x|, sum of squares) in float64 of a finite 1-D compute-dtype chunk.
+
+    The caller owns the chunk.
+    Overwrites ``d`` with ``|d|`` (one cheap in-place pass instead of an ord-1 norm, which is ~4x
+    slower on CPU and sums float32 less accurately).
+    """
     return _sum_sumsq(d.abs_(), maxabs)
 
 
@@ -253,10 +255,10 @@ _BITS = {torch.float32: (torch.int32, -(2**31)), torch.float64: (torch.int64, -(
 
 
 def _count_zeros(c: torch.Tensor, mn: float, mx: float) -> int:
-    """Exact number of zeros (+0.0 and -0.0) in a finite 1-D compute-dtype chunk whose minimum
-    and maximum are ``mn`` and ``mx``.
+    """Exact number of zeros (+0.0 and -0.0) in a finite 1-D compute-dtype chunk.
 
-    No pass at all when the range excludes 0. Otherwise float32/float64 bits are counted as
+    ``mn`` and ``mx`` are the chunk's minimum and maximum. No pass at all when the range excludes
+    0. Otherwise float32/float64 bits are counted as
     integers (``count_nonzero`` on floats is ~3x slower than on ints): +0.0 is the only all-zero
     bit pattern, and -0.0 is the smallest integer, so one ``amin`` proves there is none.
     """
@@ -275,9 +277,12 @@ _SCRATCH = threading.local()
 
 @contextlib.contextmanager
 def scratch_space() -> Iterator[None]:
-    """Within this context, temporaries of :func:`change_stats` reuse one buffer (per thread)
-    instead of fresh memory for every tensor, whose page faults cost more than the arithmetic.
-    The buffer (at most one chunk) is freed when the outermost context exits."""
+    """Within this context, temporaries of :func:`change_stats` reuse one buffer per thread.
+
+    Fresh memory for every tensor would cost page faults that exceed the arithmetic.
+
+    The buffer (at most one chunk) is freed when the outermost context exits.
+    """
     depth = getattr(_SCRATCH, "depth", 0)
     _SCRATCH.depth = depth + 1
     try:
@@ -289,8 +294,10 @@ def scratch_space() -> Iterator[None]:
 
 
 def _scratch(n: int, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised 1-D tensor of ``n`` elements: a view of the scratch buffer inside
-    :func:`scratch_space`, else fresh."""
+    """An uninitialised 1-D tensor of ``n`` elements.
+
+    A view of the scratch buffer inside :func:`scratch_space`, else fresh.
+    """
     if not getattr(_SCRATCH, "depth", 0):
         return torch.empty(n, dtype=dtype)
     need = n * dtype.itemsize
@@ -473,7 +480,7 @@ class _Segments:
         return torch.segment_reduce(values, op, lengths=self.lengths)
 
     def finite(self) -> list[bool]:
-        """Per segment: are all its values finite?"""
+        """Per segment: whether all its values are finite."""
         mn, mx = _minmax(self.flat)  # NaN propagates: finite extremes prove all finite
         if math.isfinite(mn) and math.isfinite(mx):
             return [True] * len(self.sizes)
@@ -623,8 +630,10 @@ def change_stats_many(
 
 
 def change_columns(ch: Mapping[str, Any]) -> dict[str, Any]:
-    """The change columns of a frame row (``rel_l2_change`` is ``relative_l2_change``), as
-    :func:`change_frame` and :meth:`sd_widgets.LoadReport.to_frame` show them."""
+    """The change columns of a frame row (``rel_l2_change`` is ``relative_l2_change``).
+
+    As :func:`change_frame` and :meth:`sd_widgets.LoadReport.to_frame` show them.
+    """
     return {
         "max_abs_change": ch["max_abs_change"],
         "mean_abs_change": ch["mean_abs_change"],
@@ -652,8 +661,10 @@ def _nan_change(numel: int) -> dict[str, Any]:
 def _finite_change(
     a: torch.Tensor, b: torch.Tensor, *, measure_before: bool
 ) -> tuple[int, float, float, float, float] | None:
-    """(changed count, max |a-b|, sum |a-b|, sum (a-b)^2, sum b^2 or 0.0) of two 1-D chunks
-    when every difference is finite, else None (the caller then takes the careful path)."""
+    """(changed count, max |a-b|, sum |a-b|, sum (a-b)^2, sum b^2 or 0.0) of two 1-D chunks.
+
+    None unless every difference is finite (the caller then takes the careful path).
+    """
     d = torch.sub(a, b, out=_scratch(a.numel(), a.dtype)).abs_()
     amn, amx = _minmax(d)  # NaN propagates, so a finite maximum proves every |d| finite
     if not (math.isfinite(amx) and d.is_contiguous()):

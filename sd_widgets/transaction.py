@@ -40,6 +40,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from torch.nn.modules.module import _IncompatibleKeys
 
 from .metadata import copy_metadata
+from .statuses import BN_BUFFERS
 
 __all__ = [
     "CHUNK_BYTES",
@@ -106,8 +107,9 @@ def _plain_dense(t: torch.Tensor) -> bool:
 
 
 def bytes_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """True when ``a`` and ``b`` are dense CPU tensors of one dtype and shape holding the same
-    bytes. ``False`` means "different, or not decidable this way" (callers then compare values).
+    """True when ``a`` and ``b`` are dense CPU tensors of one dtype and shape with equal bytes.
+
+    ``False`` means "different, or not decidable this way" (callers then compare values).
 
     ``memcmp`` reads each byte once at memory speed (``torch.equal`` on float32 is ~3x slower).
     Identical bytes are identical values, NaN payloads included.
@@ -192,8 +194,11 @@ class Interrupts:
 
 
 def keep_trying(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` to the end even if ``KeyboardInterrupt`` cuts it short (it must be idempotent,
-    as a restore is): a second Ctrl-C during a rollback restarts the rollback."""
+    """Run ``fn`` to the end even if ``KeyboardInterrupt`` cuts it short.
+
+    ``fn`` must be idempotent, as a restore is. A second Ctrl-C during a rollback restarts the
+    rollback.
+    """
     while True:
         try:
             return fn()
@@ -218,8 +223,11 @@ def available_memory() -> int | None:
 
 
 def _file_backed(nbytes: int, directory: str | None) -> torch.Tensor:
-    """A uint8 buffer over an unlinked temporary file: the kernel writes it back and evicts it
-    under memory pressure; the file disappears with the last view of the buffer."""
+    """A uint8 buffer over an unlinked temporary file.
+
+    The kernel writes it back and evicts it under memory pressure; the file disappears with the
+    last view of the buffer.
+    """
     with tempfile.TemporaryFile(prefix="sdw-snapshot-", dir=directory) as f:
         f.truncate(nbytes)
         mm = mmap.mmap(f.fileno(), nbytes)
@@ -258,8 +266,10 @@ _POOL_LOCK = threading.Lock()
 
 
 def _pooled(like: torch.Tensor, nbytes: int) -> torch.Tensor | None:
-    """A contiguous tensor shaped like ``like`` over pooled memory (not a view: no base), or
-    None."""
+    """A contiguous tensor shaped like ``like`` over pooled memory, or None.
+
+    Not a view: it has no base.
+    """
     with _POOL_LOCK:
         free = _POOL.get(nbytes)
         if not free:
@@ -279,8 +289,10 @@ def _strides(shape: Sequence[int]) -> list[int]:
 
 
 def _recycle(copies: list[torch.Tensor]) -> None:
-    """Keep the memory of ``copies`` that nothing outside the snapshot refers to. The caller
-    holds exactly one reference to each (in ``copies``)."""
+    """Keep the memory of ``copies`` that nothing outside the snapshot refers to.
+
+    The caller holds exactly one reference to each (in ``copies``).
+    """
     while copies:
         t = copies.pop()
         # references: the loop variable and getrefcount's argument; storage users: this
@@ -335,8 +347,9 @@ class Saved:
 
 
 class Snapshot:
-    """Copies of exactly the tensors a load touches (tied tensors copied once), taken chunk by
-    chunk with :meth:`save`; :meth:`restore` puts every saved one back.
+    """Copies of exactly the tensors a load touches (tied tensors copied once).
+
+    Taken chunk by chunk with :meth:`save`; :meth:`restore` puts every saved one back.
 
     ``kind``: ``"memory"`` keeps the copies in RAM, ``"disk"`` in one temporary file mapped into
     memory, ``"auto"`` in RAM up to ``budget`` bytes (default: half the available memory) and
@@ -419,6 +432,7 @@ class Snapshot:
         return new
 
     def tensors(self) -> dict[str, torch.Tensor]:
+        """Key → the saved copy (the live tensor itself where no copy was needed)."""
         return {s.key: (s.data if s.data is not None else s.obj.detach()) for s in self.items}
 
     def restore(self) -> list[str]:
@@ -533,7 +547,7 @@ def chunks(
 
 
 def _own_hook(module: nn.Module, hook: Any) -> bool:
-    """Did the module register this hook itself (one of its own methods or functions)?"""
+    """Whether the module registered this hook itself (one of its own methods or functions)."""
     fn = getattr(hook, "hook", hook)  # torch wraps hooks in _WrappedHook
     if getattr(fn, "__self__", None) is module:
         return True
@@ -559,8 +573,10 @@ def loading_code(module: nn.Module) -> tuple[bool, bool]:
 
 
 def plain_loading(model: nn.Module) -> bool:
-    """True when no module has loading code of its own and ``load_state_dict`` is torch's, so
-    loading module by module is exactly what ``model.load_state_dict`` does."""
+    """True when loading module by module is exactly what ``model.load_state_dict`` does.
+
+    That is, no module has loading code of its own and ``load_state_dict`` is torch's.
+    """
     if type(model).load_state_dict is not nn.Module.load_state_dict:
         return False
     return not any(loading_code(m)[0] for m in model.modules())
@@ -568,17 +584,21 @@ def plain_loading(model: nn.Module) -> bool:
 
 @dataclass
 class Transformed:
-    """Keys under modules that declare they transform what they load, with a throwaway copy of
-    each such module taken before the load: loading the same entries into the copy gives what
-    the module's own loading produces, and the live result must equal that."""
+    """Keys under modules that transform what they load, each with a copy taken before the load.
+
+    The copies are throwaway. Loading the same entries into the copy gives what the module's own
+    loading produces, and the live result must equal that.
+    """
 
     how: dict[str, str] = field(default_factory=dict)  # key -> how it was verified
     _twins: list[tuple[str, nn.Module | None, str, list[str]]] = field(default_factory=list)
 
     @classmethod
     def find(cls, model: nn.Module, keys: Sequence[str], *, any_hook: bool) -> Transformed:
-        """Top-most modules with declared loading code (any loading code with ``any_hook``)
-        that own some of ``keys``; each is copied now, before the load."""
+        """Top-most modules with declared loading code that own some of ``keys``.
+
+        Any loading code counts with ``any_hook``. Each is copied now, before the load.
+        """
         out = cls()
         tops: dict[str, nn.Module] = {}
         for name, module in model.named_modules():
@@ -620,8 +640,11 @@ class Transformed:
     def verify(
         self, sd: Mapping[str, torch.Tensor], metadata: Mapping[str, Any], slots: Mapping[str, Slot]
     ) -> None:
-        """Load each copy the same way and compare; raises RuntimeError naming the first key
-        whose live value differs from what the module's own loading produced."""
+        """Load each copy the same way and compare.
+
+        Raises RuntimeError naming the first key whose live value differs from what the module's
+        own loading produced.
+        """
         for prefix, twin, _, under in self._twins:
             if twin is None:
                 continue
@@ -670,9 +693,12 @@ def load_modules(
     metadata: Mapping[str, Any],
     missing: list[str],
 ) -> None:
-    """Torch's per-module loading step (``_load_from_state_dict``, what ``load_state_dict``
-    runs for every module) for the modules owning ``keys``; raises as ``load_state_dict``
-    would. Only for models without loading code of their own (:func:`plain_loading`)."""
+    """Torch's per-module loading step for the modules owning ``keys``.
+
+    That step is ``_load_from_state_dict``, what ``load_state_dict`` runs for every module.
+    Raises as ``load_state_dict`` would. Only for models without loading code of their own
+    (:func:`plain_loading`).
+    """
     by_module: dict[int, tuple[nn.Module, str, dict[str, torch.Tensor]]] = {}
     for k in keys:
         slot = slots[k]
@@ -702,8 +728,11 @@ def incompatible_keys(
     reported_missing: Iterable[str],
     visited_prefixes: set[str],
 ) -> _IncompatibleKeys:
-    """What ``load_state_dict(strict=False)`` returns for a module-by-module load: keys of the
-    modules it loaded that they reported missing, and every key of the modules it skipped."""
+    """What ``load_state_dict(strict=False)`` returns for a module-by-module load.
+
+    Keys of the modules it loaded that they reported missing, and every key of the modules it
+    skipped.
+    """
     loaded_set, reported = set(loaded), set(reported_missing)
     missing = []
     for k in model_keys:
@@ -716,8 +745,11 @@ def incompatible_keys(
 
 
 def fresh_metadata(sd: Mapping[str, Any]) -> OrderedDict[str, dict[str, Any]]:
-    """A private copy of ``sd._metadata`` for one load (see :func:`~sd_widgets.metadata
-    .copy_metadata`: ``assign=True`` writes into the dicts it is handed)."""
+    """A private copy of ``sd._metadata`` for one load.
+
+    See :func:`~sd_widgets.metadata.copy_metadata`: ``assign=True`` writes into the dicts it is
+    handed.
+    """
     return copy_metadata(getattr(sd, "_metadata", None))
 
 
@@ -755,12 +787,7 @@ class Job:
         live: Mapping[str, Any],
         bn_reset: Sequence[str],
     ) -> Job:
-        bn_keys = [
-            f"{m}.{b}"
-            for m in bn_reset
-            for b in ("running_mean", "running_var", "num_batches_tracked")
-            if f"{m}.{b}" in live
-        ]
+        bn_keys = [f"{m}.{b}" for m in bn_reset for b in BN_BUFFERS if f"{m}.{b}" in live]
         loaded_ids = {id(live[k]): k for k in sd}
         tied = {
             k: loaded_ids[id(v)]
@@ -803,9 +830,12 @@ def retie(model: nn.Module, tied_along: Mapping[str, str]) -> None:
 
 
 class Transaction:
-    """Runs a :class:`Job` against a :class:`Snapshot`; on any exception the caller calls
-    :meth:`rollback`. ``stats=True`` measures the large tensors while each chunk is in cache
-    (:attr:`measured`); the small ones are left for one batched pass afterwards."""
+    """Runs a :class:`Job` against a :class:`Snapshot`.
+
+    On any exception the caller calls :meth:`rollback`. ``stats=True`` measures the large tensors
+    while each chunk is in cache (:attr:`measured`); the small ones are left for one batched pass
+    afterwards.
+    """
 
     def __init__(
         self,

@@ -1,7 +1,8 @@
-"""Demo checkpoints written to disk in every common format: ``torch.save`` (zip and legacy),
-safetensors, sharded safetensors / ``.bin`` with their ``*.index.json``,
-``torch.distributed.checkpoint`` directories and Lightning ``.ckpt``; and a realistic training
-checkpoint that weights-only loading refuses (a pickled ``argparse.Namespace``).
+"""Demo checkpoints written to disk in every common format.
+
+``torch.save`` (zip and legacy), safetensors, sharded safetensors / ``.bin`` with their
+``*.index.json``, ``torch.distributed.checkpoint`` directories and Lightning ``.ckpt``; and a
+realistic training checkpoint that weights-only loading refuses (a pickled ``argparse.Namespace``).
 
 Nothing here writes code-running payloads: the wheel ships no exploit generator (the
 malicious pickle used by the security tests lives in ``tests/hostile.py``).
@@ -140,7 +141,8 @@ def save(
             the Lightning structure; Lightning dicts are saved as they are).
         num_shards: number of shards for the sharded formats (fewer if there are fewer keys).
 
-    Returns:
+    Returns
+    -------
         What to open: the file, the ``*.index.json`` of a sharded checkpoint, or the DCP
         directory.
     """
@@ -223,7 +225,8 @@ def write_checkpoint(
     (``lightning``, ``training``, ``ema``) can only be written in the pickle-based formats
     (``torch``, ``torch_legacy``, ``lightning``, ``dcp``); the others raise ``ValueError``.
 
-    Returns:
+    Returns
+    -------
         The path to open (see :func:`save`).
     """
     if format not in FORMATS:

@@ -1,5 +1,8 @@
-"""The demo models: :class:`MLP`, :class:`SmallCNN` (BatchNorm), :class:`TiedLM` (tied
-weights), :class:`BufferModel` (a non-persistent buffer), and seeded constructors for them."""
+"""The demo models.
+
+:class:`MLP`, :class:`SmallCNN` (BatchNorm), :class:`TiedLM` (tied weights), :class:`BufferModel`
+(a non-persistent buffer), and seeded constructors for them.
+"""
 
 from __future__ import annotations
 

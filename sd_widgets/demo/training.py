@@ -47,7 +47,8 @@ def synthetic_data(
         image: ``True`` gives images ``[n, in_channels, 16, 16]`` (for :class:`SmallCNN`),
             ``False`` vectors ``[n, in_features]`` (for :class:`MLP`).
 
-    Returns:
+    Returns
+    -------
         ``(x, y)``: float32 inputs and int64 labels ``[n]``.
     """
     shape = (in_channels, _IMAGE_SIZE, _IMAGE_SIZE) if image else (in_features,)

@@ -1,6 +1,8 @@
-"""The checkpoint variants people actually meet (new head, renamed layer, DataParallel,
-``torch.compile``, Lightning, fp16, no BatchNorm statistics, training and EMA checkpoints),
-built from the pretrained demo models, and the model each is meant to be loaded into."""
+"""The checkpoint variants people actually meet, and the model each is meant to be loaded into.
+
+New head, renamed layer, DataParallel, ``torch.compile``, Lightning, fp16, no BatchNorm
+statistics, training and EMA checkpoints, built from the pretrained demo models.
+"""
 
 from __future__ import annotations
 
