@@ -42,7 +42,7 @@ from ..errors import (
     UnsafeCheckpointError,
 )
 from ..load import LoadReport, partial_load
-from ..plan import ADAPTERS, BN_POLICIES
+from ..plan import ADAPTERS, BN_POLICIES, LoadPlan
 from ..renames import parse_renames
 from . import payload as pl
 
@@ -79,8 +79,15 @@ class Action(NamedTuple):
 ACTIONS: dict[str, Action] = {}
 
 
-def _action(name: str, label: str, busy_text: str | None = None):
-    def register(fn: Callable[[Explorer, Mapping[str, Any]], None]):
+_Handler = Callable[["Explorer", Mapping[str, Any]], None]
+
+
+def _action(
+    name: str, label: str, busy_text: str | None = None
+) -> Callable[[_Handler], _Handler]:
+    """Decorator: register the method as the handler of action ``name`` (shown as ``label``)."""
+
+    def register(fn: _Handler) -> _Handler:
         ACTIONS[name] = Action(name, label, fn, busy_text)
         return fn
 
@@ -311,7 +318,7 @@ class Explorer(anywidget.AnyWidget):
         """Load reports of the loads that can still be undone, oldest first."""
         return list(self._reports)
 
-    def plan(self):
+    def plan(self) -> LoadPlan:
         """The :class:`~sd_widgets.LoadPlan` the current selection, BN policy and adapters make."""
         if self._cmp is None:
             raise ValueError("no checkpoint is open: " + (self.message.get("text") or ""))
@@ -319,8 +326,11 @@ class Explorer(anywidget.AnyWidget):
                               adapt=dict(self.adapters) or None)
 
     def check_stale(self) -> bool:
-        """Compare the model's tensors with what the widget last saw (version counters, data
-        pointers, identity); set :attr:`stale` and return True when something changed."""
+        """Compare the model's tensors with what the widget last saw.
+
+        Version counters, data pointers and identity are compared.
+        Set :attr:`stale` and return True when something changed.
+        """
         if self._model is None or not self._watch:
             return False
         changed = _changed_tensors(self._watch)
@@ -344,7 +354,7 @@ class Explorer(anywidget.AnyWidget):
         return (f"Explorer({p.get('model') or 'model'} ← {p.get('source') or 'checkpoint'}: "
                 f"{p.get('n_keys', 0)} keys, {counts}; {len(self.selected_keys)} selected)")
 
-    def _repr_mimebundle_(self, **kwargs: Any):
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:
             return None
@@ -723,8 +733,11 @@ class Explorer(anywidget.AnyWidget):
     # internals
     # ----------------------------------------------------------------------------------------
     def _selectable_set(self) -> frozenset[str]:
-        """Keys that can be selected now: asked of the comparison's rows (cached per
-        comparison and adapters: every click validates the selection against it)."""
+        """Keys that can be selected now.
+
+        Asked of the comparison's rows (cached per comparison and adapters: every click validates
+        the selection against it).
+        """
         if self._cmp is None:
             return frozenset()
         adapters = dict(self.adapters)
@@ -737,8 +750,10 @@ class Explorer(anywidget.AnyWidget):
         return keys
 
     def _row_sizes(self) -> pl.RowSizes:
-        """Elements and bytes per row of the current comparison (computed once per comparison;
-        the preview of every click sums them)."""
+        """Elements and bytes per row of the current comparison.
+
+        Computed once per comparison; the preview of every click sums them.
+        """
         cached = self._sizes_cache
         if cached is None or cached[0] is not self._cmp:
             cached = self._sizes_cache = (self._cmp, pl.row_sizes(self._cmp))
@@ -881,9 +896,12 @@ class Explorer(anywidget.AnyWidget):
                         "modules": list(stats)}
 
     def _later(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn`` once the kernel has sent what is pending (next event-loop turn), so the
-        load message reaches the browser first and clicks are served in between. Without a
-        running event loop (scripts, tests) it runs now. ``busy`` stays up until the last job."""
+        """Run ``fn`` once the kernel has sent what is pending (next event-loop turn).
+
+        So the load message reaches the browser first and clicks are served in between.
+        Without a running event loop (scripts, tests) it runs now. ``busy`` stays up until the last
+        job.
+        """
         self._jobs += 1
 
         def run() -> None:
@@ -949,8 +967,10 @@ class Explorer(anywidget.AnyWidget):
 
 @contextlib.contextmanager
 def _no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a big payload is built and sent: its
-    full-heap passes, triggered by the many small lists, cost more than the building."""
+    """Pause the cyclic garbage collector while a big payload is built and sent.
+
+    Its full-heap passes, triggered by the many small lists, cost more than the building.
+    """
     was = gc.isenabled()
     gc.disable()
     try:
@@ -1112,8 +1132,10 @@ def _changed_tensors(watch: list[tuple[str, Any, str, bool, Any, int]]) -> list[
 
 
 def _watch_cells(widget: Explorer) -> bool:
-    """Check for staleness after every notebook cell (about 2 µs per tensor); True when the
-    check is registered (inside IPython)."""
+    """Check for staleness after every notebook cell (about 2 µs per tensor).
+
+    True when the check is registered (inside IPython).
+    """
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
@@ -1144,8 +1166,10 @@ def _strs(content: Mapping[str, Any], name: str) -> list[str]:
 
 
 def _histogram_src(key: str, before: Any, after: Any) -> str:
-    """One before/after panel sized for the widget grid (about 300 px wide), its text scaled
-    up so the annotations stay readable at that size."""
+    """One before/after panel sized for the widget grid (about 300 px wide).
+
+    Its text is scaled up so the annotations stay readable at that size.
+    """
     from matplotlib.text import Text
 
     from ..plots import figure_to_png, histogram_overlay

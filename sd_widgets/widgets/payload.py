@@ -55,10 +55,11 @@ import json
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, get_args
+from typing import Any, NamedTuple, cast, get_args
 
 from ..statuses import STATUS_INFO, legend
 from ..statuses import STATUSES as _STATUSES
+from ..units import human_bytes as format_bytes
 
 __all__ = [
     "LEGEND",
@@ -237,8 +238,9 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
 
 
 def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> dict:
-    """The same payload as ``build_tree_payload(cmp.tree())``, serialised straight from the
-    comparison's rows (no intermediate nested dicts): the widget's serialiser.
+    """The widget's serialiser: the payload straight from the comparison's rows.
+
+    The same payload as ``build_tree_payload(cmp.tree())``, with no intermediate nested dicts.
 
     Module nodes are created at the first row that reaches them and keep that order, as
     :meth:`Comparison.tree` does (a test keeps the two identical).
@@ -394,6 +396,7 @@ class TreeIndex:
 
     @property
     def columns(self) -> Mapping[str, list]:
+        """The payload's columns (one list per field, one entry per node)."""
         return self.payload["columns"]
 
     @property
@@ -405,6 +408,7 @@ class TreeIndex:
         return key in self._entry_of_key
 
     def status(self, key: str) -> str:
+        """The status string of tensor ``key``."""
         return self.payload["statuses"][self.columns["status"][self._entry_of_key[key]]]
 
     def row(self, key: str) -> dict[str, Any]:
@@ -509,8 +513,11 @@ def toggle(
     adapters: Mapping[str, Any] | None = None,
     selectable: Collection[str] | None = None,
 ) -> list[str]:
-    """A click on rows/module nodes: when every selectable key they cover is selected, deselect
-    them all; otherwise select them all. Keys that cannot be selected are left out."""
+    """A click on rows/module nodes.
+
+    When every selectable key they cover is selected, deselect them all; otherwise select them all.
+    Keys that cannot be selected are left out.
+    """
     current = set(selection)
     ok = _can_select(index, adapters, selectable)
     target = [k for k in index.resolve(keys, modules) if ok(k)]
@@ -531,9 +538,11 @@ def apply_range(
     adapters: Mapping[str, Any] | None = None,
     selectable: Collection[str] | None = None,
 ) -> list[str]:
-    """A shift-click: give every selectable key in the range (the visible rows between the
-    anchor and the clicked row, collapsed module nodes standing for their subtree) the state
-    ``select``."""
+    """A shift-click: give every selectable key in the range the state ``select``.
+
+    The range is the visible rows between the anchor and the clicked row, collapsed module nodes
+    standing for their subtree.
+    """
     current = set(selection)
     ok = _can_select(index, adapters, selectable)
     target = [k for k in index.resolve(keys, modules) if ok(k)]
@@ -550,8 +559,10 @@ def apply_range(
 
 
 def row_sizes(cmp: Any) -> RowSizes:
-    """Per row key of ``cmp``: elements in the model's shape and checkpoint bytes, the two
-    numbers :attr:`LoadPlan.numel` and :attr:`LoadPlan.nbytes` add up per loaded key.
+    """Per row key of ``cmp``: elements in the model's shape and checkpoint bytes.
+
+    These are the two numbers :attr:`LoadPlan.numel` and :attr:`LoadPlan.nbytes` add up per
+    loaded key.
 
     Computed once per comparison, so a click's preview sums two dict lookups per selected key
     instead of asking every row again (10 ms of a 30,000-key click).
@@ -616,8 +627,10 @@ def empty_preview() -> dict[str, Any]:
 
 
 def rule_to_spec(rule: Any) -> dict[str, str]:
-    """A :class:`~sd_widgets.renames.Rename` as the ``{"kind", "old", "new", "label"}`` dict
-    the widget shows and sends back."""
+    """A :class:`~sd_widgets.renames.Rename` as the dict the widget shows and sends back.
+
+    Keys ``kind``, ``old``, ``new`` and ``label``.
+    """
     return {"kind": rule.kind, "old": rule.old, "new": rule.new, "label": rule.describe()}
 
 
@@ -639,10 +652,11 @@ def rule_from_spec(spec: Mapping[str, Any]) -> Any:
         raise ValueError(f"a {kind} rename rule needs a non-empty 'from'")
     if kind == "prefix" and not old and not new:
         raise ValueError("a prefix rule needs a prefix to strip, replace or add")
-    return Rename(kind, old, new)
+    return Rename(cast("RuleKind", kind), old, new)  # a RuleKind: checked above
 
 
 def rules_payload(rules: Iterable[Any]) -> list[dict[str, str]]:
+    """The rename rules as the widget lists them (see :func:`rule_to_spec`)."""
     return [rule_to_spec(r) for r in rules]
 
 
@@ -800,10 +814,12 @@ def _columns_spec() -> list[dict[str, str]]:
 
 
 def results_none() -> dict[str, Any]:
+    """The results table before any load."""
     return {"state": "none", "columns": _columns_spec(), "data": {}, "n": 0}
 
 
 def results_computing(n: int) -> dict[str, Any]:
+    """The results table while the statistics of ``n`` tensors are computed."""
     return {"state": "computing", "columns": _columns_spec(), "data": {}, "n": int(n)}
 
 
@@ -866,23 +882,18 @@ def most_changed(table: Mapping[str, Any]) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
-
-
 def format_count(n: int) -> str:
+    """A count with thousands separators: ``12,345``."""
     return f"{n:,}"
 
 
 def png_data_url(png: bytes) -> str:
+    """PNG bytes as a ``data:`` URL for an ``<img src>``."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def count_phrases(payload: Mapping[str, Any]) -> list[str]:
+    """Per status present, ``"N label"`` (the plural label above one), in the payload's order."""
     out = []
     for status, n in zip(payload["statuses"], payload["counts"], strict=True):
         if n:
@@ -909,8 +920,10 @@ def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
 
 
 def _detail_text(payload: Mapping[str, Any], i: int) -> str:
-    """``_shapes_text`` without its surrounding space and parentheses (only the outer pair:
-    the shapes' own parentheses stay)."""
+    """``_shapes_text`` without its surrounding space and outer parentheses.
+
+    Only the outer pair goes: the shapes' own parentheses stay.
+    """
     text = _shapes_text(payload, i).strip()
     return text[1:-1] if text.startswith("(") and text.endswith(")") else text
 
@@ -954,12 +967,12 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
 
 
 def tree_to_json(value: Mapping[str, Any], _widget: Any = None) -> memoryview:
-    """The tree payload as one binary buffer of UTF-8 JSON (the ``to_json`` of the trait).
+    r"""The tree payload as one binary buffer of UTF-8 JSON (the ``to_json`` of the trait).
 
     ipywidgets walks every list and dict of a trait's value looking for binary buffers before it
     sends it; for a 10,000-key tree that walk alone cost more than building the payload. One
     buffer is sent as it is. ``ensure_ascii`` keeps lone surrogates from hostile keys encodable
-    (``"\\udc80"`` in the JSON text, the same character again after ``JSON.parse``), and NaN is
+    (``"\udc80"`` in the JSON text, the same character again after ``JSON.parse``), and NaN is
     refused as the kernel's own JSON encoder refuses it.
     """
     cached = getattr(_widget, "_tree_json", None)
