@@ -60,9 +60,7 @@ TABS = ("preview", "renames", "code", "results")
 
 def _bundle(names: tuple[str, ...]) -> str:
     # /* */ separators: valid in both JS and CSS (a `//` line would break the next CSS rule)
-    return "\n".join(
-        f"/* ---- {n} */\n" + (_STATIC / n).read_text(encoding="utf-8") for n in names
-    )
+    return "\n".join(f"/* ---- {n} */\n" + (_STATIC / n).read_text(encoding="utf-8") for n in names)
 
 
 class Action(NamedTuple):
@@ -82,9 +80,7 @@ ACTIONS: dict[str, Action] = {}
 _Handler = Callable[["Explorer", Mapping[str, Any]], None]
 
 
-def _action(
-    name: str, label: str, busy_text: str | None = None
-) -> Callable[[_Handler], _Handler]:
+def _action(name: str, label: str, busy_text: str | None = None) -> Callable[[_Handler], _Handler]:
     """Decorator: register the method as the handler of action ``name`` (shown as ``label``)."""
 
     def register(fn: _Handler) -> _Handler:
@@ -271,8 +267,7 @@ class Explorer(anywidget.AnyWidget):
             self._model = model
             try:
                 with _no_gc():
-                    ckpt = open_checkpoint(source, key=key, trust=trust,
-                                           map_location=map_location)
+                    ckpt = open_checkpoint(source, key=key, trust=trust, map_location=map_location)
                     cmp = Comparison(model, ckpt, parse_renames(renames))
             except (CheckpointError, OSError, ValueError) as exc:
                 source_label = _describe_source(source)
@@ -322,8 +317,9 @@ class Explorer(anywidget.AnyWidget):
         """The :class:`~sd_widgets.LoadPlan` the current selection, BN policy and adapters make."""
         if self._cmp is None:
             raise ValueError("no checkpoint is open: " + (self.message.get("text") or ""))
-        return self._cmp.plan(include=list(self.selected_keys), bn=self.bn_policy,
-                              adapt=dict(self.adapters) or None)
+        return self._cmp.plan(
+            include=list(self.selected_keys), bn=self.bn_policy, adapt=dict(self.adapters) or None
+        )
 
     def check_stale(self) -> bool:
         """Compare the model's tensors with what the widget last saw.
@@ -337,11 +333,13 @@ class Explorer(anywidget.AnyWidget):
         if not changed:
             return bool(self.stale)
         n = len(changed)
-        text = (f"The model changed outside this explorer after it compared/loaded: {n} "
-                f"tensor{'s' if n != 1 else ''} ({', '.join(changed[:3])}"
-                f"{', …' if n > 3 else ''}) were modified (load_state_dict, an optimizer step, "
-                "…). The statistics and plots below describe the old values. Refresh to "
-                "compare the model as it is now.")
+        text = (
+            f"The model changed outside this explorer after it compared/loaded: {n} "
+            f"tensor{'s' if n != 1 else ''} ({', '.join(changed[:3])}"
+            f"{', …' if n > 3 else ''}) were modified (load_state_dict, an optimizer step, "
+            "…). The statistics and plots below describe the old values. Refresh to "
+            "compare the model as it is now."
+        )
         with self.hold_sync():
             self.stale = {"text": text, "n_changed": n, "keys": changed[:10]}
             if self.results.get("state") in ("ready", "computing"):
@@ -351,8 +349,10 @@ class Explorer(anywidget.AnyWidget):
     def __repr__(self) -> str:
         p = self.tree or pl.empty_payload()
         counts = ", ".join(pl.count_phrases(p)) or "no keys"
-        return (f"Explorer({p.get('model') or 'model'} ← {p.get('source') or 'checkpoint'}: "
-                f"{p.get('n_keys', 0)} keys, {counts}; {len(self.selected_keys)} selected)")
+        return (
+            f"Explorer({p.get('model') or 'model'} ← {p.get('source') or 'checkpoint'}: "
+            f"{p.get('n_keys', 0)} keys, {counts}; {len(self.selected_keys)} selected)"
+        )
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -397,16 +397,24 @@ class Explorer(anywidget.AnyWidget):
     # selection ------------------------------------------------------------------------------
     @_action("toggle", "Selecting")
     def _act_toggle(self, c: Mapping[str, Any]) -> None:
-        self.selected_keys = pl.toggle(self._index, self.selected_keys, keys=_strs(c, "keys"),
-                                       modules=_strs(c, "modules"),
-                                       selectable=self._selectable_set())
+        self.selected_keys = pl.toggle(
+            self._index,
+            self.selected_keys,
+            keys=_strs(c, "keys"),
+            modules=_strs(c, "modules"),
+            selectable=self._selectable_set(),
+        )
 
     @_action("select_range", "Selecting a range")
     def _act_select_range(self, c: Mapping[str, Any]) -> None:
-        self.selected_keys = pl.apply_range(self._index, self.selected_keys,
-                                            keys=_strs(c, "keys"), modules=_strs(c, "modules"),
-                                            select=bool(c.get("select", True)),
-                                            selectable=self._selectable_set())
+        self.selected_keys = pl.apply_range(
+            self._index,
+            self.selected_keys,
+            keys=_strs(c, "keys"),
+            modules=_strs(c, "modules"),
+            select=bool(c.get("select", True)),
+            selectable=self._selectable_set(),
+        )
 
     @_action("select_all_loadable", "Selecting all loadable keys")
     def _act_select_all_loadable(self, _c: Mapping[str, Any]) -> None:
@@ -456,17 +464,21 @@ class Explorer(anywidget.AnyWidget):
         sid = c.get("id")
         found = next((s for s in self.suggestions if s.get("id") == sid), None)
         if found is None:
-            raise ValueError(f"suggestion {sid!r} is no longer offered (the tree changed); "
-                             "pick one from the current list")
-        self._apply_rules([*self.rename_rules, found["rule"]],
-                          done=f"Accepted rename: {found['label']}")
+            raise ValueError(
+                f"suggestion {sid!r} is no longer offered (the tree changed); "
+                "pick one from the current list"
+            )
+        self._apply_rules(
+            [*self.rename_rules, found["rule"]], done=f"Accepted rename: {found['label']}"
+        )
 
     @_action("add_rule", "Adding the rename rule", busy_text="Re-aligning the tree…")
     def _act_add_rule(self, c: Mapping[str, Any]) -> None:
         spec = {"kind": c.get("kind", "prefix"), "old": c.get("old", ""), "new": c.get("new", "")}
         rule = pl.rule_from_spec(spec)
-        self._apply_rules([*self.rename_rules, pl.rule_to_spec(rule)],
-                          done=f"Added rule: {rule.describe()}")
+        self._apply_rules(
+            [*self.rename_rules, pl.rule_to_spec(rule)], done=f"Added rule: {rule.describe()}"
+        )
 
     @_action("remove_rule", "Removing the rename rule", busy_text="Re-aligning the tree…")
     def _act_remove_rule(self, c: Mapping[str, Any]) -> None:
@@ -485,35 +497,53 @@ class Explorer(anywidget.AnyWidget):
     @_action("load", "Load", busy_text="Loading…")
     def _act_load(self, _c: Mapping[str, Any]) -> None:
         if self._cmp is None:
-            raise CheckpointError("there is no checkpoint to load from: "
-                                  + (self.error.get("text") or self.message.get("text")
-                                     or "it could not be opened"))
+            raise CheckpointError(
+                "there is no checkpoint to load from: "
+                + (self.error.get("text") or self.message.get("text") or "it could not be opened")
+            )
         if self._model is None:
-            raise LoadError("this comparison has no model (two checkpoints were compared): "
-                            "there is nothing to load into")
+            raise LoadError(
+                "this comparison has no model (two checkpoints were compared): "
+                "there is nothing to load into"
+            )
         if not self.selected_keys:
-            self._set_message("warning", "Nothing is selected: click rows or module nodes, or "
-                                         "“Select all loadable”, then “Load selected”.")
+            self._set_message(
+                "warning",
+                "Nothing is selected: click rows or module nodes, or "
+                "“Select all loadable”, then “Load selected”.",
+            )
             return
         plan = self.plan()
         if not plan.keys:
-            self._set_message("warning", "The selection loads nothing (every selected key is "
-                                         "skipped; see the Selection tab for why).")
+            self._set_message(
+                "warning",
+                "The selection loads nothing (every selected key is "
+                "skipped; see the Selection tab for why).",
+            )
             return
         report = partial_load(self._model, plan, stats=False)  # statistics stream in after
         self._reports.append(report)
         self._generation += 1
         n_skip = len(report.skipped)
-        text = (f"Loaded {len(report.loaded)} tensors into the model"
-                + (f"; skipped {n_skip} selected keys (see the Selection tab)" if n_skip else "")
-                + (f"; reset BatchNorm statistics of {len(report.bn_reset)} modules"
-                   if report.bn_reset else "")
-                + f" in {report.seconds:.2f} s. “Undo” restores the previous tensors.")
+        text = (
+            f"Loaded {len(report.loaded)} tensors into the model"
+            + (f"; skipped {n_skip} selected keys (see the Selection tab)" if n_skip else "")
+            + (
+                f"; reset BatchNorm statistics of {len(report.bn_reset)} modules"
+                if report.bn_reset
+                else ""
+            )
+            + f" in {report.seconds:.2f} s. “Undo” restores the previous tensors."
+        )
         leftovers = _meta_leftovers(report, self._model)
         with self.hold_sync():
             self.can_undo = True
-            self.last_load = {"text": text, "loaded": len(report.loaded),
-                              "skipped": n_skip, "undone": False}
+            self.last_load = {
+                "text": text,
+                "loaded": len(report.loaded),
+                "skipped": n_skip,
+                "undone": False,
+            }
             self.results = pl.results_computing(len(report.loaded))
             self.histogram_keys = []
             self.histograms = []
@@ -527,8 +557,10 @@ class Explorer(anywidget.AnyWidget):
             self._set_message("success", text + (f" {leftovers['text']}" if leftovers else ""))
             self.tab = "results"
         if report.assigned:  # meta tensors were replaced: entries changed, compare again
-            self._set_comparison(Comparison(self._model, self._cmp.checkpoint,
-                                            self._cmp.renames), keep_selection=True)
+            self._set_comparison(
+                Comparison(self._model, self._cmp.checkpoint, self._cmp.renames),
+                keep_selection=True,
+            )
         self._rebaseline()
         self._later(self._stream_results, report, self._generation)
 
@@ -541,8 +573,10 @@ class Explorer(anywidget.AnyWidget):
         report.undo()  # raises UndoError with a readable message when it cannot
         self._reports.pop()
         self._generation += 1
-        text = (f"Undone: restored the {len(report.loaded)} tensors the last load replaced; "
-                "the model is exactly as before it.")
+        text = (
+            f"Undone: restored the {len(report.loaded)} tensors the last load replaced; "
+            "the model is exactly as before it."
+        )
         with self.hold_sync():
             self.can_undo = bool(self._reports)
             self.last_load = {"text": text, "loaded": 0, "skipped": 0, "undone": True}
@@ -558,15 +592,23 @@ class Explorer(anywidget.AnyWidget):
         n = self.stale.get("n_changed", 0)
         self._generation += 1
         with self.hold_sync():
-            self._set_comparison(Comparison(self._model, self._cmp.checkpoint, self._cmp.renames),
-                                 keep_selection=True)
+            self._set_comparison(
+                Comparison(self._model, self._cmp.checkpoint, self._cmp.renames),
+                keep_selection=True,
+            )
             self._clear_results()
             self.stale = {}
-            self._set_message("info", "Refreshed: compared the model as it is now"
-                              + (f" ({n} tensors had changed outside the explorer)" if n else "")
-                              + ". Statistics and plots of the earlier load were cleared; "
-                              + ("“Undo” still restores what that load replaced."
-                                 if self._reports else "load again to see new ones."))
+            self._set_message(
+                "info",
+                "Refreshed: compared the model as it is now"
+                + (f" ({n} tensors had changed outside the explorer)" if n else "")
+                + ". Statistics and plots of the earlier load were cleared; "
+                + (
+                    "“Undo” still restores what that load replaced."
+                    if self._reports
+                    else "load again to see new ones."
+                ),
+            )
         self._rebaseline()
 
     @_action("switch_weights", "Switching weight sets", busy_text="Opening the weight set…")
@@ -574,22 +616,28 @@ class Explorer(anywidget.AnyWidget):
         key = c.get("key")
         options = {w["key"] for w in self.weight_sets}
         if key not in options:
-            raise ValueError(f"{key!r} is not a weight set of this checkpoint; "
-                             f"choose one of {sorted(options)}")
+            raise ValueError(
+                f"{key!r} is not a weight set of this checkpoint; choose one of {sorted(options)}"
+            )
         if self._cmp is None or self._model is None:
             raise ValueError("there is no checkpoint to switch")
         source = self._open["source"]
         if source is None:
             source = self._cmp.checkpoint.source.path
         if source is None:
-            raise ValueError("this explorer was given a comparison of an in-memory checkpoint; "
-                             f"open it again with sdw.Explorer(model, obj, key={key!r})")
-        ckpt = open_checkpoint(source, key=key, trust=self._open["trust"],
-                               map_location=self._open["map_location"])
+            raise ValueError(
+                "this explorer was given a comparison of an in-memory checkpoint; "
+                f"open it again with sdw.Explorer(model, obj, key={key!r})"
+            )
+        ckpt = open_checkpoint(
+            source, key=key, trust=self._open["trust"], map_location=self._open["map_location"]
+        )
         self._generation += 1
         with self.hold_sync():
-            self._set_comparison(Comparison(self._model, ckpt, self._cmp.renames),
-                                 initial_select="loadable" if self._select_loadable else "none")
+            self._set_comparison(
+                Comparison(self._model, ckpt, self._cmp.renames),
+                initial_select="loadable" if self._select_loadable else "none",
+            )
             self._clear_results()
             self._set_message("info", f"Now showing the weight set {key!r} of the checkpoint.")
 
@@ -613,22 +661,27 @@ class Explorer(anywidget.AnyWidget):
     # ----------------------------------------------------------------------------------------
     @t.validate("selected_keys")
     def _valid_selection(self, proposal: Any) -> list[str]:
-        return pl.clean_selection(self._index, list(proposal["value"] or ()),
-                                  selectable=self._selectable_set())
+        return pl.clean_selection(
+            self._index, list(proposal["value"] or ()), selectable=self._selectable_set()
+        )
 
     @t.validate("adapters")
     def _valid_adapters(self, proposal: Any) -> dict[str, str]:
         cmp = self._cmp
-        return {k: v for k, v in dict(proposal["value"] or {}).items()
-                if cmp is not None and k in cmp and v in ADAPTERS and cmp[k].adaptable}
+        return {
+            k: v
+            for k, v in dict(proposal["value"] or {}).items()
+            if cmp is not None and k in cmp and v in ADAPTERS and cmp[k].adaptable
+        }
 
     @t.validate("bn_policy")
     def _valid_bn(self, proposal: Any) -> str:
         value = proposal["value"]
         if value in BN_POLICIES:
             return value
-        self._set_message("error", f"Setting the BatchNorm policy failed: {value!r} is not one "
-                                   f"of {BN_POLICIES}")
+        self._set_message(
+            "error", f"Setting the BatchNorm policy failed: {value!r} is not one of {BN_POLICIES}"
+        )
         return self.bn_policy if self.bn_policy in BN_POLICIES else "load"
 
     @t.validate("tab")
@@ -708,8 +761,7 @@ class Explorer(anywidget.AnyWidget):
             before = self._cmp
             self._set_comparison(cmp)
             if before is not None:
-                self._set_message("info", "Rename rules changed. "
-                                  + pl.pairing_change(before, cmp))
+                self._set_message("info", "Rename rules changed. " + pl.pairing_change(before, cmp))
 
     def _on_histogram_key(self, change: dict) -> None:
         key = change["new"]
@@ -763,21 +815,24 @@ class Explorer(anywidget.AnyWidget):
         allowed = self._selectable_set()
         return [k for k in self._index.keys if k in allowed]
 
-    def _set_comparison(self, cmp: Comparison, *, initial_select: str | None = None,
-                        keep_selection: bool = False) -> None:
+    def _set_comparison(
+        self, cmp: Comparison, *, initial_select: str | None = None, keep_selection: bool = False
+    ) -> None:
         """Show ``cmp``: new payload, suggestions, rules; selection carried over or initial."""
         with _no_gc():
-            self._show_comparison(cmp, initial_select=initial_select,
-                                  keep_selection=keep_selection)
+            self._show_comparison(cmp, initial_select=initial_select, keep_selection=keep_selection)
 
-    def _show_comparison(self, cmp: Comparison, *, initial_select: str | None,
-                         keep_selection: bool) -> None:
+    def _show_comparison(
+        self, cmp: Comparison, *, initial_select: str | None, keep_selection: bool
+    ) -> None:
         # "everything loadable" stays everything loadable when a rename makes more keys match
-        previous_all = (set(self.selected_keys) == set(self._selectable_keys())
-                        and (bool(self.selected_keys) or self._select_loadable))
+        previous_all = set(self.selected_keys) == set(self._selectable_keys()) and (
+            bool(self.selected_keys) or self._select_loadable
+        )
         old_selection = list(self.selected_keys)
-        payload = pl.payload_from_comparison(cmp, source=_describe_source(cmp.checkpoint),
-                                             model=_model_label(cmp.model))
+        payload = pl.payload_from_comparison(
+            cmp, source=_describe_source(cmp.checkpoint), model=_model_label(cmp.model)
+        )
         self._cmp = cmp
         self._index = pl.TreeIndex(payload)
         self._pending_cmp = None
@@ -852,10 +907,12 @@ class Explorer(anywidget.AnyWidget):
         with self._guard("Computing the statistics"):
             frame = report.to_frame()
             rows = self._cmp
-            params = {k for k in report.loaded
-                      if rows is not None and k in rows and rows[k].kind == "param"}
-            table = pl.results_payload(frame, adapted=dict(report.adapted),
-                                       tied=dict(report.tied))
+            params = {
+                k
+                for k in report.loaded
+                if rows is not None and k in rows and rows[k].kind == "param"
+            }
+            table = pl.results_payload(frame, adapted=dict(report.adapted), tied=dict(report.tied))
             order = pl.most_changed(table)
             with self.hold_sync():
                 self.results = table
@@ -870,18 +927,20 @@ class Explorer(anywidget.AnyWidget):
             return
         with self._guard("Drawing the before/after plots"):
             before, after = report.before(), report.after()
-            self.histograms = [{"key": k, "src": _histogram_src(k, before[k], after[k])}
-                               for k in keys]
+            self.histograms = [
+                {"key": k, "src": _histogram_src(k, before[k], after[k])} for k in keys
+            ]
             if self.bn_modules:
-                target = (self.bn_module if self.bn_module in self.bn_modules
-                          else self.bn_modules[0])
+                target = self.bn_module if self.bn_module in self.bn_modules else self.bn_modules[0]
                 if target != self.bn_module:
                     self.bn_module = target  # its observer draws the plot
                 else:
                     self._draw_bn(report)
             else:
-                self.bn_plot = {"text": "This load did not change any BatchNorm running "
-                                        "statistics (bn='keep', or no BatchNorm selected)."}
+                self.bn_plot = {
+                    "text": "This load did not change any BatchNorm running "
+                    "statistics (bn='keep', or no BatchNorm selected)."
+                }
 
     def _draw_bn(self, report: LoadReport) -> None:
         from ..plots import bn_running_stats, figure_to_png
@@ -892,8 +951,11 @@ class Explorer(anywidget.AnyWidget):
             self.bn_plot = {"text": "No BatchNorm statistics changed by the last load."}
             return
         fig = bn_running_stats({module: stats[module]}, max_modules=1)
-        self.bn_plot = {"src": pl.png_data_url(figure_to_png(fig, dpi=80)), "module": module,
-                        "modules": list(stats)}
+        self.bn_plot = {
+            "src": pl.png_data_url(figure_to_png(fig, dpi=80)),
+            "module": module,
+            "modules": list(stats),
+        }
 
     def _later(self, fn: Callable[..., None], *args: Any) -> None:
         """Run ``fn`` once the kernel has sent what is pending (next event-loop turn).
@@ -988,29 +1050,42 @@ def _check_arguments(model: Any, source: Any, key: Any) -> None:
         return
     if isinstance(model, nn.Module):
         if source is None:
-            raise TypeError("Explorer(model, source): give the checkpoint to explore as the "
-                            "second argument (a path, a state dict or a module)")
+            raise TypeError(
+                "Explorer(model, source): give the checkpoint to explore as the "
+                "second argument (a path, a state dict or a module)"
+            )
         return
     swapped = isinstance(source, nn.Module)
     what = _describe_argument(model)
     if swapped:
-        raise TypeError(f"Explorer(model, source): the arguments are swapped — the first is "
-                        f"{what} and the second is the model {type(source).__name__}. "
-                        "Call sdw.Explorer(model, checkpoint).")
+        raise TypeError(
+            f"Explorer(model, source): the arguments are swapped — the first is "
+            f"{what} and the second is the model {type(source).__name__}. "
+            "Call sdw.Explorer(model, checkpoint)."
+        )
     if isinstance(model, (str, os.PathLike)):
-        hint = (f"it looks like a checkpoint path; pass the model first: "
-                f"sdw.Explorer(model, {str(model)!r})" if pathlib.Path(model).exists()
-                else "Explorer needs the model object, not its name: build it first (e.g. "
-                     "torchvision.models.resnet50()) and call sdw.Explorer(model, checkpoint)")
-        raise TypeError(f"Explorer(model, source): the first argument must be the nn.Module to "
-                        f"load into (or a Comparison), got {what}; {hint}.")
+        hint = (
+            f"it looks like a checkpoint path; pass the model first: "
+            f"sdw.Explorer(model, {str(model)!r})"
+            if pathlib.Path(model).exists()
+            else "Explorer needs the model object, not its name: build it first (e.g. "
+            "torchvision.models.resnet50()) and call sdw.Explorer(model, checkpoint)"
+        )
+        raise TypeError(
+            f"Explorer(model, source): the first argument must be the nn.Module to "
+            f"load into (or a Comparison), got {what}; {hint}."
+        )
     if isinstance(model, Mapping):
-        raise TypeError(f"Explorer(model, source): the first argument must be the nn.Module to "
-                        f"load into (or a Comparison), got {what}. A state dict is the "
-                        "checkpoint side: call sdw.Explorer(model, state_dict) with the module "
-                        "whose weights it holds.")
-    raise TypeError(f"Explorer(model, source): the first argument must be an nn.Module (or a "
-                    f"Comparison), got {what}.")
+        raise TypeError(
+            f"Explorer(model, source): the first argument must be the nn.Module to "
+            f"load into (or a Comparison), got {what}. A state dict is the "
+            "checkpoint side: call sdw.Explorer(model, state_dict) with the module "
+            "whose weights it holds."
+        )
+    raise TypeError(
+        f"Explorer(model, source): the first argument must be an nn.Module (or a "
+        f"Comparison), got {what}."
+    )
 
 
 def _describe_argument(value: Any) -> str:
@@ -1027,29 +1102,38 @@ def _error_state(exc: BaseException, source: Any) -> dict[str, str]:
     """What went wrong opening the checkpoint, and what to do about it."""
     text = str(exc)
     if isinstance(exc, FileNotFoundError) or (
-            isinstance(source, (str, os.PathLike)) and not pathlib.Path(source).exists()):
+        isinstance(source, (str, os.PathLike)) and not pathlib.Path(source).exists()
+    ):
         kind = "not_found"
         title = "The checkpoint file does not exist"
-        fix = (f"Check the path {str(source)!r} (relative paths start from "
-               f"{os.getcwd()!r}), then run the cell again.")
+        fix = (
+            f"Check the path {str(source)!r} (relative paths start from "
+            f"{os.getcwd()!r}), then run the cell again."
+        )
     elif isinstance(exc, UnsafeCheckpointError):
         kind = "unsafe"
         title = "The checkpoint needs code that weights-only loading refuses to run"
         names = ", ".join(exc.globals) or "the globals named above"
-        fix = ("Nothing from the file was run. If you trust where the file comes from, open it "
-               f"with trust=[...] naming just {names} (or trust=True), e.g. "
-               "sdw.Explorer(model, path, trust=[...]).")
+        fix = (
+            "Nothing from the file was run. If you trust where the file comes from, open it "
+            f"with trust=[...] naming just {names} (or trust=True), e.g. "
+            "sdw.Explorer(model, path, trust=[...])."
+        )
     elif isinstance(exc, NotAStateDictError):
         kind = "not_a_state_dict"
         title = "The file was read, but holds no state dict"
-        fix = ("Pick the entry holding the weights with key=..., e.g. "
-               "sdw.Explorer(model, path, key='state_dict'); the message lists what it holds.")
+        fix = (
+            "Pick the entry holding the weights with key=..., e.g. "
+            "sdw.Explorer(model, path, key='state_dict'); the message lists what it holds."
+        )
     elif isinstance(exc, UnreadableCheckpointError):
         kind = "unreadable"
         title = "The checkpoint could not be read"
-        fix = ("The file is truncated, corrupt or not a format sd_widgets reads (.pt/.pth/.bin/"
-               ".ckpt from torch.save, .safetensors, *.index.json, a DCP directory). Save it "
-               "again with torch.save(model.state_dict(), path) or safetensors.torch.save_file.")
+        fix = (
+            "The file is truncated, corrupt or not a format sd_widgets reads (.pt/.pth/.bin/"
+            ".ckpt from torch.save, .safetensors, *.index.json, a DCP directory). Save it "
+            "again with torch.save(model.state_dict(), path) or safetensors.torch.save_file."
+        )
     else:
         kind = "error"
         title = "The checkpoint could not be opened"
@@ -1095,17 +1179,21 @@ def _meta_leftovers(report: LoadReport, model: nn.Module) -> dict[str, Any]:
     if keys is None:
         if not report.assigned:
             return {}
-        keys = [k for k, v in model.state_dict(keep_vars=True).items()
-                if getattr(v, "is_meta", False)]
+        keys = [
+            k for k, v in model.state_dict(keep_vars=True).items() if getattr(v, "is_meta", False)
+        ]
     keys = list(keys)
     if not keys:
         return {}
     n = len(keys)
-    return {"n": n, "keys": keys[:200],
-            "text": f"{n} tensor{'s' if n != 1 else ''} stayed on the meta device "
-                    f"({', '.join(keys[:3])}{', …' if n > 3 else ''}): the model cannot run "
-                    "until these are initialised (model.to_empty(...) and their init, or load "
-                    "them)."}
+    return {
+        "n": n,
+        "keys": keys[:200],
+        "text": f"{n} tensor{'s' if n != 1 else ''} stayed on the meta device "
+        f"({', '.join(keys[:3])}{', …' if n > 3 else ''}): the model cannot run "
+        "until these are initialised (model.to_empty(...) and their init, or load "
+        "them).",
+    }
 
 
 def _watch_list(model: nn.Module) -> list[tuple[str, Any, str, bool, Any, int]]:

@@ -107,9 +107,30 @@ _LEGEND_BY_STATUS = {item["status"]: item for item in LEGEND}
 # --------------------------------------------------------------------------------------------
 
 _COLUMNS = (
-    "t", "depth", "end", "parent", "name", "path", "module_type", "counts", "sides", "status",
-    "kind", "ckpt_key", "model_key", "ckpt_shape", "model_shape", "ckpt_dtype", "model_dtype",
-    "nbytes", "numel", "loadable", "adaptable", "reason", "tied", "tied_to",
+    "t",
+    "depth",
+    "end",
+    "parent",
+    "name",
+    "path",
+    "module_type",
+    "counts",
+    "sides",
+    "status",
+    "kind",
+    "ckpt_key",
+    "model_key",
+    "ckpt_shape",
+    "model_shape",
+    "ckpt_dtype",
+    "model_dtype",
+    "nbytes",
+    "numel",
+    "loadable",
+    "adaptable",
+    "reason",
+    "tied",
+    "tied_to",
 )
 _CKPT_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_checkpoint_side)
 _MODEL_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_model_side)
@@ -148,9 +169,32 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
         return i
 
     cols: dict[str, list] = {c: [] for c in _COLUMNS}
-    (t_, depth_, end_, parent_, name_, path_, mtype_, counts_, sides_, status_, kind_, ckey_,
-     mkey_, cshape_, mshape_, cdt_, mdt_, nbytes_, numel_, loadable_, adaptable_, reason_,
-     tied_, tied_to_) = (cols[c] for c in _COLUMNS)
+    (
+        t_,
+        depth_,
+        end_,
+        parent_,
+        name_,
+        path_,
+        mtype_,
+        counts_,
+        sides_,
+        status_,
+        kind_,
+        ckey_,
+        mkey_,
+        cshape_,
+        mshape_,
+        cdt_,
+        mdt_,
+        nbytes_,
+        numel_,
+        loadable_,
+        adaptable_,
+        reason_,
+        tied_,
+        tied_to_,
+    ) = (cols[c] for c in _COLUMNS)
     n_keys = 0
     # iterative pre-order walk; a module's `end` is filled on exit; `nbytes`/`numel` are
     # summed into the parent as each entry is finished (one pass, not one per module)
@@ -181,22 +225,39 @@ def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str 
             counts = [int(counts_map.get(s, 0)) for s in statuses]
             mtype_.append(node.get("module_type"))
             counts_.append(counts)
-            sides_.append((1 if any(counts[j] for j in ckpt_side) else 0)
-                          | (2 if any(counts[j] for j in model_side) else 0))
-            for col in (status_, kind_, ckey_, mkey_, cshape_, mshape_, cdt_, mdt_, loadable_,
-                        adaptable_, reason_, tied_, tied_to_):
+            sides_.append(
+                (1 if any(counts[j] for j in ckpt_side) else 0)
+                | (2 if any(counts[j] for j in model_side) else 0)
+            )
+            for col in (
+                status_,
+                kind_,
+                ckey_,
+                mkey_,
+                cshape_,
+                mshape_,
+                cdt_,
+                mdt_,
+                loadable_,
+                adaptable_,
+                reason_,
+                tied_,
+                tied_to_,
+            ):
                 col.append(None)
             nbytes_.append(0)
             numel_.append(0)
             stack.append((node, depth, i, True))
-            stack.extend((child, depth + 1, i, False)
-                         for child in reversed(list(node.get("children", ()))))
+            stack.extend(
+                (child, depth + 1, i, False) for child in reversed(list(node.get("children", ())))
+            )
             continue
         n_keys += 1
         status = node.get("status")
         if status not in status_index:
-            raise ValueError(f"tree leaf {path!r} has unknown status {status!r}; "
-                             f"expected one of {statuses}")
+            raise ValueError(
+                f"tree leaf {path!r} has unknown status {status!r}; expected one of {statuses}"
+            )
         ckpt_key, model_key = node.get("ckpt_key"), node.get("model_key")
         ckpt_shape, model_shape = node.get("ckpt_shape"), node.get("model_shape")
         shape = ckpt_shape if ckpt_shape is not None else model_shape
@@ -252,7 +313,8 @@ def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> d
     model_side = [j for j, s in enumerate(statuses) if s in _MODEL_SIDE]
     module_types: dict[str, str] = (
         {n: type(m).__name__ for n, m in cmp.model.named_modules()}
-        if getattr(cmp, "model", None) is not None else {}
+        if getattr(cmp, "model", None) is not None
+        else {}
     )
     # module path -> its children in first-seen order: module paths (str) and rows
     children: dict[str, list[Any]] = {"": []}
@@ -281,21 +343,44 @@ def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> d
         return i
 
     cols: dict[str, list] = {c: [] for c in _COLUMNS}
-    (t_, depth_, end_, parent_, name_, path_, mtype_, counts_, sides_, status_, kind_, ckey_,
-     mkey_, cshape_, mshape_, cdt_, mdt_, nbytes_, numel_, loadable_, adaptable_, reason_,
-     tied_, tied_to_) = (cols[c] for c in _COLUMNS)
+    (
+        t_,
+        depth_,
+        end_,
+        parent_,
+        name_,
+        path_,
+        mtype_,
+        counts_,
+        sides_,
+        status_,
+        kind_,
+        ckey_,
+        mkey_,
+        cshape_,
+        mshape_,
+        cdt_,
+        mdt_,
+        nbytes_,
+        numel_,
+        loadable_,
+        adaptable_,
+        reason_,
+        tied_,
+        tied_to_,
+    ) = (cols[c] for c in _COLUMNS)
     root_counts = [0] * n_status
     n_keys = 0
-    stack: list[tuple[Any, int, int, bool]] = [(c, 0, -1, False)
-                                               for c in reversed(children[""])]
+    stack: list[tuple[Any, int, int, bool]] = [(c, 0, -1, False) for c in reversed(children[""])]
     while stack:
         item, depth, parent, exiting = stack.pop()
         if exiting:
             i = parent
             end_[i] = len(t_)
             counts = counts_[i]
-            sides_[i] = ((1 if any(counts[j] for j in ckpt_side) else 0)
-                         | (2 if any(counts[j] for j in model_side) else 0))
+            sides_[i] = (1 if any(counts[j] for j in ckpt_side) else 0) | (
+                2 if any(counts[j] for j in model_side) else 0
+            )
             up = parent_[i]
             target = counts_[up] if up >= 0 else root_counts
             for j in range(n_status):
@@ -315,8 +400,21 @@ def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> d
             mtype_.append(module_types.get(item))
             counts_.append([0] * n_status)
             sides_.append(0)
-            for col in (status_, kind_, ckey_, mkey_, cshape_, mshape_, cdt_, mdt_, loadable_,
-                        adaptable_, reason_, tied_, tied_to_):
+            for col in (
+                status_,
+                kind_,
+                ckey_,
+                mkey_,
+                cshape_,
+                mshape_,
+                cdt_,
+                mdt_,
+                loadable_,
+                adaptable_,
+                reason_,
+                tied_,
+                tied_to_,
+            ):
                 col.append(None)
             nbytes_.append(0)
             numel_.append(0)
@@ -373,8 +471,9 @@ def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> d
 
 def empty_payload(*, source: str = "", model: str = "") -> dict:
     """A payload with no rows (shown when the checkpoint could not be read)."""
-    return build_tree_payload({"type": "module", "path": "", "name": "", "children": []},
-                              source=source, model=model)
+    return build_tree_payload(
+        {"type": "module", "path": "", "name": "", "children": []}, source=source, model=model
+    )
 
 
 @dataclass
@@ -430,8 +529,9 @@ class TreeIndex:
         if i is None:
             return False
         cols = self.columns
-        return selectable(cols["loadable"][i], cols["adaptable"][i],
-                          adapters is not None and key in adapters)
+        return selectable(
+            cols["loadable"][i], cols["adaptable"][i], adapters is not None and key in adapters
+        )
 
     def selectable_keys(self, adapters: Mapping[str, Any] | None = None) -> list[str]:
         """Every selectable row key, in tree order ("select all loadable")."""
@@ -444,7 +544,9 @@ class TreeIndex:
         for k in self.keys:
             if not self.selectable(k, adapters):
                 i = self._entry_of_key[k]
-                out[k] = cols["reason"][i] or f"{self.status(k).replace('_', ' ')}: cannot be loaded"
+                out[k] = (
+                    cols["reason"][i] or f"{self.status(k).replace('_', ' ')}: cannot be loaded"
+                )
         return out
 
     def subtree_keys(self, path: str) -> list[str]:
@@ -469,7 +571,6 @@ class TreeIndex:
         for m in modules:
             wanted.update(self.subtree_keys(m))
         return [k for k in self.keys if k in wanted]
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -579,8 +680,9 @@ def row_sizes(cmp: Any) -> RowSizes:
     """
     from ..units import numel
 
-    return RowSizes({r.key: numel(r.model_shape or ()) for r in cmp},
-                    {r.key: r.nbytes for r in cmp})
+    return RowSizes(
+        {r.key: numel(r.model_shape or ()) for r in cmp}, {r.key: r.nbytes for r in cmp}
+    )
 
 
 class RowSizes(NamedTuple):
@@ -590,8 +692,9 @@ class RowSizes(NamedTuple):
     nbytes: dict[str, int]
 
 
-def preview_from_plan(plan: Any, *, max_keys: int = 500,
-                      sizes: RowSizes | None = None) -> dict[str, Any]:
+def preview_from_plan(
+    plan: Any, *, max_keys: int = 500, sizes: RowSizes | None = None
+) -> dict[str, Any]:
     """What the selection's OrderedDict holds: tensors, parameters (elements), bytes, keys.
 
     Reads only the plan's metadata (``keys``, ``numel``, ``nbytes``, ``skipped``); no tensor is
@@ -616,14 +719,25 @@ def preview_from_plan(plan: Any, *, max_keys: int = 500,
         "skipped": [[str(k), str(v)] for k, v in skipped_items],
         "skipped_keys": [str(k) for k in skipped],
         "n_skipped_total": len(skipped),
-        "text": (f"{format_count(len(keys))} tensors · {format_count(n_params)} "
-                 f"parameters · {format_bytes(n_bytes)}"),
+        "text": (
+            f"{format_count(len(keys))} tensors · {format_count(n_params)} "
+            f"parameters · {format_bytes(n_bytes)}"
+        ),
     }
 
 
 def empty_preview() -> dict[str, Any]:
-    return {"n_tensors": 0, "n_params": 0, "nbytes": 0, "keys": [], "n_keys_total": 0,
-            "skipped": [], "skipped_keys": [], "n_skipped_total": 0, "text": "nothing selected"}
+    return {
+        "n_tensors": 0,
+        "n_params": 0,
+        "nbytes": 0,
+        "keys": [],
+        "n_keys_total": 0,
+        "skipped": [],
+        "skipped_keys": [],
+        "n_skipped_total": 0,
+        "text": "nothing selected",
+    }
 
 
 def rule_to_spec(rule: Any) -> dict[str, str]:
@@ -674,20 +788,39 @@ def suggestions_payload(
     for item in prefix_rules:
         rule = getattr(item, "rule", item)
         spec = rule_to_spec(rule)
-        out.append({"id": f"rule:{len(out)}", "type": "rule", "rule": spec,
-                    "label": spec["label"], "score": None,
-                    "reason": str(getattr(item, "reason", "") or "rename rule"),
-                    "fixes": getattr(item, "fixes", None),
-                    "ckpt_key": None, "model_key": None})
+        out.append(
+            {
+                "id": f"rule:{len(out)}",
+                "type": "rule",
+                "rule": spec,
+                "label": spec["label"],
+                "score": None,
+                "reason": str(getattr(item, "reason", "") or "rename rule"),
+                "fixes": getattr(item, "fixes", None),
+                "ckpt_key": None,
+                "model_key": None,
+            }
+        )
     for item in pairs:
         ckpt_key, model_key, score, reason = [*list(item), None, None][:4]
-        spec = {"kind": "exact", "old": str(ckpt_key), "new": str(model_key),
-                "label": f"{ckpt_key!r} → {model_key!r}"}
-        out.append({"id": f"pair:{len(out)}", "type": "pair", "rule": spec,
-                    "label": f"{ckpt_key} → {model_key}",
-                    "score": None if score is None else round(float(score), 3),
-                    "reason": None if reason is None else str(reason),
-                    "ckpt_key": str(ckpt_key), "model_key": str(model_key)})
+        spec = {
+            "kind": "exact",
+            "old": str(ckpt_key),
+            "new": str(model_key),
+            "label": f"{ckpt_key!r} → {model_key!r}",
+        }
+        out.append(
+            {
+                "id": f"pair:{len(out)}",
+                "type": "pair",
+                "rule": spec,
+                "label": f"{ckpt_key} → {model_key}",
+                "score": None if score is None else round(float(score), 3),
+                "reason": None if reason is None else str(reason),
+                "ckpt_key": str(ckpt_key),
+                "model_key": str(model_key),
+            }
+        )
         if len(out) >= limit:
             break
     return out[:limit]
@@ -723,19 +856,22 @@ def pairing_change(before: Iterable[Any], after: Iterable[Any]) -> str:
         for r in new:
             by_status[r.status] = by_status.get(r.status, 0) + 1
         detail = ", ".join(_plural(by_status[s], s) for s in STATUS_INFO if s in by_status)
-        parts.append(f"{len(new):,} key{'s' if len(new) != 1 else ''} now pair"
-                     f"{'' if len(new) != 1 else 's'} up: {detail}.")
+        parts.append(
+            f"{len(new):,} key{'s' if len(new) != 1 else ''} now pair"
+            f"{'' if len(new) != 1 else 's'} up: {detail}."
+        )
     if lost:
-        parts.append(f"{len(lost):,} key{'s' if len(lost) != 1 else ''} no longer pair"
-                     f"{'' if len(lost) != 1 else 's'} up (they show as missing/unexpected "
-                     "again).")
+        parts.append(
+            f"{len(lost):,} key{'s' if len(lost) != 1 else ''} no longer pair"
+            f"{'' if len(lost) != 1 else 's'} up (they show as missing/unexpected "
+            "again)."
+        )
     if not parts:
         parts.append("No key changed its pairing.")
     m_before = sum(1 for r in before if r.status == "match")
     m_after = sum(1 for r in after if r.status == "match")
     delta = m_after - m_before
-    parts.append(f"Matches: {m_before} → {m_after}" + (f" (+{delta})" if delta > 0 else "")
-                 + ".")
+    parts.append(f"Matches: {m_before} → {m_after}" + (f" (+{delta})" if delta > 0 else "") + ".")
     return " ".join(parts)
 
 
@@ -756,14 +892,22 @@ def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[s
         return {}
     reason = str(best.get("reason") or "")
     what = reason.split(":", 1)[0].strip() if ":" in reason else best["label"]
-    text = (f"{what}: {fixes:,} missing + {fixes:,} unexpected key"
-            f"{'s' if fixes != 1 else ''} pair up")
+    text = (
+        f"{what}: {fixes:,} missing + {fixes:,} unexpected key{'s' if fixes != 1 else ''} pair up"
+    )
     rest = n_missing + n_unexpected - 2 * fixes
     if rest > 0:
         text += f" ({rest:,} other missing/unexpected keys stay)"
-    return {"id": best["id"], "label": best["label"], "what": what, "fixes": fixes,
-            "text": text, "n_missing": n_missing, "n_unexpected": n_unexpected,
-            "rule": best["rule"]}
+    return {
+        "id": best["id"],
+        "label": best["label"],
+        "what": what,
+        "fixes": fixes,
+        "text": text,
+        "n_missing": n_missing,
+        "n_unexpected": n_unexpected,
+        "rule": best["rule"],
+    }
 
 
 def weight_sets_payload(source: Any) -> list[dict[str, Any]]:
@@ -785,8 +929,10 @@ def weight_sets_payload(source: Any) -> list[dict[str, Any]]:
                 options[str(k)] = n
     if len(options) < 2:
         return []
-    return [{"key": k, "n_tensors": n if isinstance(n, int) else None, "current": k == current}
-            for k, n in options.items()]
+    return [
+        {"key": k, "n_tensors": n if isinstance(n, int) else None, "current": k == current}
+        for k, n in options.items()
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -836,8 +982,9 @@ def _int_or_none(v: Any) -> int | None:
     return None if f is None else int(f)
 
 
-def results_payload(frame: Any, *, adapted: Mapping[str, str] | None = None,
-                    tied: Mapping[str, str] | None = None) -> dict[str, Any]:
+def results_payload(
+    frame: Any, *, adapted: Mapping[str, str] | None = None, tied: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """``LoadReport.to_frame()`` as the columnar results table the browser sorts and pages.
 
     NaN/inf become ``None`` (JSON). ``nonfinite`` counts NaN + inf after the load.
@@ -904,16 +1051,24 @@ def count_phrases(payload: Mapping[str, Any]) -> list[str]:
 
 def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: int = 20) -> str:
     """Plain-text summary: counts per status and the first problem rows (stable, no ids)."""
-    lines = [f"Explorer: {payload.get('model') or 'model'} ← {payload.get('source') or 'checkpoint'}",
-             f"{payload['n_keys']} keys: " + (", ".join(count_phrases(payload)) or "none")
-             + f"; {n_selected} selected"]
+    lines = [
+        f"Explorer: {payload.get('model') or 'model'} ← {payload.get('source') or 'checkpoint'}",
+        f"{payload['n_keys']} keys: "
+        + (", ".join(count_phrases(payload)) or "none")
+        + f"; {n_selected} selected",
+    ]
     cols = payload["columns"]
-    problems = [i for i, t in enumerate(cols["t"])
-                if t == 1 and payload["statuses"][cols["status"][i]] != "match"]
+    problems = [
+        i
+        for i, t in enumerate(cols["t"])
+        if t == 1 and payload["statuses"][cols["status"][i]] != "match"
+    ]
     for i in problems[:max_rows]:
         status = payload["statuses"][cols["status"][i]]
-        lines.append(f"  {_LEGEND_BY_STATUS[status]['icon']} {cols['path'][i]}: "
-                     f"{_LEGEND_BY_STATUS[status]['label']}" + _shapes_text(payload, i))
+        lines.append(
+            f"  {_LEGEND_BY_STATUS[status]['icon']} {cols['path'][i]}: "
+            f"{_LEGEND_BY_STATUS[status]['label']}" + _shapes_text(payload, i)
+        )
     if len(problems) > max_rows:
         lines.append(f"  … and {len(problems) - max_rows} more")
     return "\n".join(lines)
@@ -932,7 +1087,9 @@ def _shapes_text(payload: Mapping[str, Any], i: int) -> str:
     cols = payload["columns"]
     status = payload["statuses"][cols["status"][i]]
     if status == "shape_mismatch":
-        return f" (checkpoint {tuple(cols['ckpt_shape'][i])} vs model {tuple(cols['model_shape'][i])})"
+        return (
+            f" (checkpoint {tuple(cols['ckpt_shape'][i])} vs model {tuple(cols['model_shape'][i])})"
+        )
     if status == "dtype_mismatch":
         d = payload["dtypes"]
         return f" (checkpoint {d[cols['ckpt_dtype'][i]]} vs model {d[cols['model_dtype'][i]]})"
@@ -945,24 +1102,40 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     """The readable static fallback: a small HTML table, every string escaped."""
     e = html.escape
     cols = payload["columns"]
-    head = (f"<p><b>sd_widgets Explorer</b>: {e(payload.get('model') or 'model')} ← "
-            f"{e(payload.get('source') or 'checkpoint')}<br>{payload['n_keys']} keys: "
-            f"{e(', '.join(count_phrases(payload)) or 'none')}; {n_selected} selected. "
-            "<i>(Static summary: run the notebook with a live kernel for the interactive "
-            "explorer.)</i></p>")
+    head = (
+        f"<p><b>sd_widgets Explorer</b>: {e(payload.get('model') or 'model')} ← "
+        f"{e(payload.get('source') or 'checkpoint')}<br>{payload['n_keys']} keys: "
+        f"{e(', '.join(count_phrases(payload)) or 'none')}; {n_selected} selected. "
+        "<i>(Static summary: run the notebook with a live kernel for the interactive "
+        "explorer.)</i></p>"
+    )
     rows = []
-    problems = [i for i, t in enumerate(cols["t"])
-                if t == 1 and payload["statuses"][cols["status"][i]] != "match"]
+    problems = [
+        i
+        for i, t in enumerate(cols["t"])
+        if t == 1 and payload["statuses"][cols["status"][i]] != "match"
+    ]
     for i in problems[:max_rows]:
         status = payload["statuses"][cols["status"][i]]
         item = _LEGEND_BY_STATUS[status]
-        rows.append(f"<tr><td>{e(item['icon'])} {e(item['label'])}</td>"
-                    f"<td><code>{e(cols['path'][i])}</code></td>"
-                    f"<td>{e(_detail_text(payload, i))}</td></tr>")
-    more = (f"<tr><td colspan='3'>… and {len(problems) - max_rows} more</td></tr>"
-            if len(problems) > max_rows else "")
-    table = ("<table><thead><tr><th>status</th><th>key</th><th>detail</th></tr></thead>"
-             f"<tbody>{''.join(rows)}{more}</tbody></table>") if rows else ""
+        rows.append(
+            f"<tr><td>{e(item['icon'])} {e(item['label'])}</td>"
+            f"<td><code>{e(cols['path'][i])}</code></td>"
+            f"<td>{e(_detail_text(payload, i))}</td></tr>"
+        )
+    more = (
+        f"<tr><td colspan='3'>… and {len(problems) - max_rows} more</td></tr>"
+        if len(problems) > max_rows
+        else ""
+    )
+    table = (
+        (
+            "<table><thead><tr><th>status</th><th>key</th><th>detail</th></tr></thead>"
+            f"<tbody>{''.join(rows)}{more}</tbody></table>"
+        )
+        if rows
+        else ""
+    )
     return f"<div class='sdw-static'>{head}{table}</div>"
 
 
