@@ -118,9 +118,13 @@ def render_once(lab: Lab, timeout: float) -> float:
 def measure(lab: Lab, n: int, repeat: int) -> dict[str, float | int]:
     lab.open_notebook([EXPLORER_CELL], timeout=120)
     n_keys = int(lab.execute(SETUP.format(n=n), timeout=300))
-    kernel_s = float(lab.execute(
-        "import time\nt = time.perf_counter()\n_w = sdw.Explorer(model, sd)\n"
-        "print(time.perf_counter() - t)\ndel _w", timeout=300))
+    kernel_s = float(
+        lab.execute(
+            "import time\nt = time.perf_counter()\n_w = sdw.Explorer(model, sd)\n"
+            "print(time.perf_counter() - t)\ndel _w",
+            timeout=300,
+        )
+    )
     cold = render_once(lab, 300)
     warm = []
     for i in range(repeat):
@@ -163,8 +167,10 @@ def linear_layout(n_keys: int):
     from torch import nn
 
     n_layers = n_keys // 2
-    blocks = [nn.Sequential(*[nn.Linear(4, 4) for _ in range(min(10, n_layers - i))])
-              for i in range(0, n_layers, 10)]
+    blocks = [
+        nn.Sequential(*[nn.Linear(4, 4) for _ in range(min(10, n_layers - i))])
+        for i in range(0, n_layers, 10)
+    ]
     return nn.Sequential(*blocks)
 
 
@@ -174,8 +180,9 @@ def prefixed(sd, prefix: str = "module."):
     out = OrderedDict((prefix + k, v) for k, v in sd.items())
     meta = getattr(sd, "_metadata", None)
     if meta is not None:
-        out._metadata = OrderedDict(((prefix + k).rstrip(".") if k else prefix.rstrip("."), v)
-                                    for k, v in meta.items())
+        out._metadata = OrderedDict(
+            ((prefix + k).rstrip(".") if k else prefix.rstrip("."), v) for k, v in meta.items()
+        )
     return out
 
 
@@ -191,18 +198,35 @@ def bench_prefixed(sizes: list[int], repeats: int) -> tuple[list[dict], list[Tar
         plain = model.state_dict()
         ddp = prefixed(plain)
         reps = repeats if n <= 10_000 else 1
-        times = interleaved({"plain": lambda m=model, sd=plain: Explorer(m, sd),
-                             "ddp": lambda m=model, sd=ddp: Explorer(m, sd)}, repeats=reps,
-                            warmup=1 if n <= 10_000 else 0)
+        times = interleaved(
+            {
+                "plain": lambda m=model, sd=plain: Explorer(m, sd),
+                "ddp": lambda m=model, sd=ddp: Explorer(m, sd),
+            },
+            repeats=reps,
+            warmup=1 if n <= 10_000 else 0,
+        )
         t_plain, t_ddp = median(times["plain"]), median(times["ddp"])
         w = Explorer(model, ddp)
         banner = w.banner
         ratio = t_ddp / t_plain
-        rows.append({"keys": n, "plain_s": t_plain, "ddp_s": t_ddp, "ratio": ratio,
-                     "banner": banner.get("text", "—")})
-        targets.append(Target(f"Explorer() on a DDP-prefixed checkpoint within 1.5x of the "
-                              f"unprefixed one at {n:,} keys", ratio <= 1.5,
-                              f"{t_ddp:.3f} s vs {t_plain:.3f} s = {ratio:.2f}x"))
+        rows.append(
+            {
+                "keys": n,
+                "plain_s": t_plain,
+                "ddp_s": t_ddp,
+                "ratio": ratio,
+                "banner": banner.get("text", "—"),
+            }
+        )
+        targets.append(
+            Target(
+                f"Explorer() on a DDP-prefixed checkpoint within 1.5x of the "
+                f"unprefixed one at {n:,} keys",
+                ratio <= 1.5,
+                f"{t_ddp:.3f} s vs {t_plain:.3f} s = {ratio:.2f}x",
+            )
+        )
         if n == 10_000 or (n == max(sizes) and 10_000 not in sizes):
             targets.append(bench_rule_change(model, ddp, n))
     return rows, targets
@@ -215,8 +239,10 @@ def bench_rule_change(model, ddp, n: int) -> Target:
 
     w = Explorer(model, ddp)
     events: list[tuple[float, str, object]] = []
-    w.observe(lambda c: events.append((_time.perf_counter(), c["name"], c["new"])),
-              names=["busy", "busy_text", "tree"])
+    w.observe(
+        lambda c: events.append((_time.perf_counter(), c["name"], c["new"])),
+        names=["busy", "busy_text", "tree"],
+    )
     t0 = _time.perf_counter()
     w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
     elapsed = _time.perf_counter() - t0
@@ -225,13 +251,16 @@ def bench_rule_change(model, ddp, n: int) -> Target:
     tree_at = next((t for t, name, _ in events if name == "tree"), None)
     shown = busy_at is not None and tree_at is not None and busy_at < tree_at and bool(texts)
     realigned = w.tree["counts"][w.tree["statuses"].index("match")] == w.tree["n_keys"]
-    print(f"  rule change at {n:,} keys: {elapsed:.3f} s; busy sign "
-          f"{'shown first (' + repr(texts[0]) + ')' if shown else 'NOT shown first'}; "
-          f"message: {w.message.get('text', '')[:100]}")
-    return Target(f"a rule change re-aligns a {n:,}-key tree in < 1 s with a busy sign",
-                  elapsed < 1.0 and shown and realigned,
-                  f"{elapsed:.3f} s, busy shown before the tree: {shown}, all matched: "
-                  f"{realigned}")
+    print(
+        f"  rule change at {n:,} keys: {elapsed:.3f} s; busy sign "
+        f"{'shown first (' + repr(texts[0]) + ')' if shown else 'NOT shown first'}; "
+        f"message: {w.message.get('text', '')[:100]}"
+    )
+    return Target(
+        f"a rule change re-aligns a {n:,}-key tree in < 1 s with a busy sign",
+        elapsed < 1.0 and shown and realigned,
+        f"{elapsed:.3f} s, busy shown before the tree: {shown}, all matched: {realigned}",
+    )
 
 
 def bench_load_message(repeats: int) -> Target:
@@ -253,8 +282,10 @@ def bench_load_message(repeats: int) -> Target:
         return nn.Sequential(*layers)
 
     model = resnet50_sized()
-    ckpt = OrderedDict((k, v.clone() + 0.01 if v.is_floating_point() else v.clone())
-                       for k, v in model.state_dict().items())
+    ckpt = OrderedDict(
+        (k, v.clone() + 0.01 if v.is_floating_point() else v.clone())
+        for k, v in model.state_dict().items()
+    )
     ckpt._metadata = model.state_dict()._metadata  # type: ignore[attr-defined]
     n_params = sum(p.numel() for p in model.parameters())
     w = Explorer(model, ckpt)
@@ -289,12 +320,17 @@ def bench_load_message(repeats: int) -> Target:
     t_msg = median(message_times[-repeats:])
     t_total = median(totals[-repeats:])
     ratio = t_msg / t_plain
-    print(f"  load message: {n_params / 1e6:.1f}M parameters, {len(plan_sd)} tensors: plain "
-          f"load_state_dict {t_plain:.3f} s; 'Load selected' -> success message {t_msg:.3f} s "
-          f"({ratio:.2f}x); statistics + plots done after {t_total:.3f} s")
-    return Target("'Load selected' -> success message ≤ 3x the plain load of the same tensors",
-                  ratio <= 3.0, f"{t_msg:.3f} s vs {t_plain:.3f} s = {ratio:.2f}x "
-                  f"(everything incl. stats/plots {t_total:.3f} s)")
+    print(
+        f"  load message: {n_params / 1e6:.1f}M parameters, {len(plan_sd)} tensors: plain "
+        f"load_state_dict {t_plain:.3f} s; 'Load selected' -> success message {t_msg:.3f} s "
+        f"({ratio:.2f}x); statistics + plots done after {t_total:.3f} s"
+    )
+    return Target(
+        "'Load selected' -> success message ≤ 3x the plain load of the same tensors",
+        ratio <= 3.0,
+        f"{t_msg:.3f} s vs {t_plain:.3f} s = {ratio:.2f}x "
+        f"(everything incl. stats/plots {t_total:.3f} s)",
+    )
 
 
 def kernel_cases(sizes: list[int], repeats: int) -> list[Target]:
@@ -304,8 +340,10 @@ def kernel_cases(sizes: list[int], repeats: int) -> list[Target]:
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['keys']:>8,} {r['plain_s']:>8.3f}s {r['ddp_s']:>8.3f}s {r['ratio']:>6.2f}x  "
-              f"{r['banner'][:90]}")
+        print(
+            f"{r['keys']:>8,} {r['plain_s']:>8.3f}s {r['ddp_s']:>8.3f}s {r['ratio']:>6.2f}x  "
+            f"{r['banner'][:90]}"
+        )
     targets.append(bench_load_message(repeats))
     return targets
 
@@ -315,8 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="300,3000,10000,30000")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-fail", action="store_true", help="exit 0 even if a target is missed")
-    ap.add_argument("--prefixed-sizes", default="1000,10000,100000",
-                    help="key counts of the prefixed-checkpoint cases ('' to skip)")
+    ap.add_argument(
+        "--prefixed-sizes",
+        default="1000,10000,100000",
+        help="key counts of the prefixed-checkpoint cases ('' to skip)",
+    )
     ap.add_argument("--kernel-only", action="store_true", help="skip the browser part")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -346,36 +387,50 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
             server.stop()
 
-    print("\nExplorer in JupyterLab + headless Chromium (2 cores); times: render = cell run "
-          "-> tree drawn, click = click -> Python's new preview shown")
-    head = (f"{'keys':>7} {'kernel':>8} {'render cold':>12} {'render warm':>12} "
-            f"{'click':>8} {'msgs render':>12} {'payload':>9} {'msgs click':>11}")
+    print(
+        "\nExplorer in JupyterLab + headless Chromium (2 cores); times: render = cell run "
+        "-> tree drawn, click = click -> Python's new preview shown"
+    )
+    head = (
+        f"{'keys':>7} {'kernel':>8} {'render cold':>12} {'render warm':>12} "
+        f"{'click':>8} {'msgs render':>12} {'payload':>9} {'msgs click':>11}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['keys']:>7} {r['kernel_s']:>7.2f}s {r['cold_s']:>11.2f}s {r['warm_s']:>11.2f}s "
-              f"{r['click_ms']:>6.0f}ms {r['render_to_browser']:>5}↓ {r['render_to_kernel']:>3}↑ "
-              f"{r['render_kb']:>7.0f}KB {r['click_to_browser']:>4}↓ {r['click_to_kernel']:>3}↑")
+        print(
+            f"{r['keys']:>7} {r['kernel_s']:>7.2f}s {r['cold_s']:>11.2f}s {r['warm_s']:>11.2f}s "
+            f"{r['click_ms']:>6.0f}ms {r['render_to_browser']:>5}↓ {r['render_to_kernel']:>3}↑ "
+            f"{r['render_kb']:>7.0f}KB {r['click_to_browser']:>4}↓ {r['click_to_kernel']:>3}↑"
+        )
 
     failures = []
     near_10k = [r for r in rows if 9_000 <= r["keys"] <= 11_000]
     for r in near_10k:
         ok = r["warm_s"] < 1.0
-        print(f"target: {r['keys']} keys render in < 1 s: {r['warm_s']:.2f} s "
-              f"{'PASS' if ok else 'FAIL'}")
+        print(
+            f"target: {r['keys']} keys render in < 1 s: {r['warm_s']:.2f} s "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
         if not ok:
             failures.append("render")
     worst_click = max(r["click_ms"] for r in rows)
     ok = worst_click < 150
-    print(f"target: click round trip < 150 ms at every size: worst {worst_click:.0f} ms "
-          f"{'PASS' if ok else 'FAIL'}")
+    print(
+        f"target: click round trip < 150 ms at every size: worst {worst_click:.0f} ms "
+        f"{'PASS' if ok else 'FAIL'}"
+    )
     if not ok:
         failures.append("click")
-    counts = {(r["render_to_browser"], r["render_to_kernel"], r["click_to_browser"],
-               r["click_to_kernel"]) for r in rows}
+    counts = {
+        (r["render_to_browser"], r["render_to_kernel"], r["click_to_browser"], r["click_to_kernel"])
+        for r in rows
+    }
     ok = len(counts) == 1
-    print(f"target: message counts independent of the number of keys: {sorted(counts)} "
-          f"{'PASS' if ok else 'FAIL'}")
+    print(
+        f"target: message counts independent of the number of keys: {sorted(counts)} "
+        f"{'PASS' if ok else 'FAIL'}"
+    )
     if not ok:
         failures.append("messages")
     if failures and not args.no_fail:

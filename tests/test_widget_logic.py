@@ -60,8 +60,9 @@ class RecordingComm:
         # binary buffers (the tree payload) travel beside the JSON: put them back where they
         # came from, decoded, so tests see every trait that was sent
         state = msg.get("state") if isinstance(msg, dict) else None
-        for path, buf in zip(msg.get("buffer_paths", []) if state is not None else [],
-                             buffers or [], strict=True):
+        for path, buf in zip(
+            msg.get("buffer_paths", []) if state is not None else [], buffers or [], strict=True
+        ):
             state[path[0]] = json.loads(bytes(buf).decode("utf-8"))
         self.sent.append(msg)
 
@@ -97,9 +98,11 @@ def leaf_statuses(w: Explorer) -> dict[str, str]:
 
 def big_model(n_layers: int) -> nn.Module:
     """``2 * n_layers`` keys under ``blocks.<i>.lin``."""
-    return nn.Sequential(OrderedDict(
-        blocks=nn.ModuleList(nn.ModuleDict({"lin": nn.Linear(2, 2)}) for _ in range(n_layers))
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            blocks=nn.ModuleList(nn.ModuleDict({"lin": nn.Linear(2, 2)}) for _ in range(n_layers))
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,18 +211,26 @@ def test_suggestions_payload_lists_rules_first_with_the_rule_to_add():
     cmp = sdw.compare(demo.target_model("renamed_layer"), demo.variant("renamed_layer"))
     sugg = pl.suggestions_payload(cmp.suggest_renames(), cmp.prefix_suggestions())
     assert sugg[0]["type"] == "rule" and sugg[0]["fixes"] == 2
-    assert sugg[0]["rule"] == {"kind": "prefix", "old": "fc.", "new": "classifier.",
-                               "label": "prefix 'fc.' → 'classifier.'"}
+    assert sugg[0]["rule"] == {
+        "kind": "prefix",
+        "old": "fc.",
+        "new": "classifier.",
+        "label": "prefix 'fc.' → 'classifier.'",
+    }
     pairs = [s for s in sugg if s["type"] == "pair"]
     assert {(s["ckpt_key"], s["model_key"]) for s in pairs} == {
-        ("fc.weight", "classifier.weight"), ("fc.bias", "classifier.bias")}
+        ("fc.weight", "classifier.weight"),
+        ("fc.bias", "classifier.bias"),
+    }
     assert len({s["id"] for s in sugg}) == len(sugg)
 
 
 def test_rule_specs_round_trip_and_bad_rules_are_readable():
-    for spec in ({"kind": "prefix", "old": "module.", "new": ""},
-                 {"kind": "regex", "old": r"^fc\.", "new": "classifier."},
-                 {"kind": "exact", "old": "re:odd", "new": "x"}):
+    for spec in (
+        {"kind": "prefix", "old": "module.", "new": ""},
+        {"kind": "regex", "old": r"^fc\.", "new": "classifier."},
+        {"kind": "exact", "old": "re:odd", "new": "x"},
+    ):
         rule = pl.rule_from_spec(spec)
         assert {k: v for k, v in pl.rule_to_spec(rule).items() if k != "label"} == spec
     with pytest.raises(ValueError, match="regex"):
@@ -245,15 +256,20 @@ def test_initial_state_selects_everything_loadable_and_previews_it():
     assert w.preview["keys"] == plan.keys
     assert w.model is model
     assert not w.can_undo and not w.busy and w.message == {}
-    assert Explorer(demo.target_model("new_head"), demo.variant("new_head"),
-                    select="none").selected_keys == []
+    assert (
+        Explorer(
+            demo.target_model("new_head"), demo.variant("new_head"), select="none"
+        ).selected_keys
+        == []
+    )
 
 
 def test_repr_is_cheap_stable_and_the_mimebundle_has_a_static_fallback():
     w, _ = explorer("new_head")
     r = repr(w)
-    assert r == ("Explorer(SmallCNN ← mapping: 38 keys, 36 matches, 2 shape mismatches; "
-                 "36 selected)")
+    assert r == (
+        "Explorer(SmallCNN ← mapping: 38 keys, 36 matches, 2 shape mismatches; 36 selected)"
+    )
     assert not re.search(r"0x[0-9a-f]+", r)
     data, _meta = w._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in data
@@ -291,8 +307,12 @@ def test_esm_and_css_ship_inside_the_package_and_never_use_innerhtml():
 
 def test_front_end_selection_is_cleaned_and_previewed():
     w, _ = explorer("new_head")
-    w.selected_keys = ["classifier.weight", "backbone.stem.conv.weight", "nope",
-                       "backbone.stem.conv.weight"]
+    w.selected_keys = [
+        "classifier.weight",
+        "backbone.stem.conv.weight",
+        "nope",
+        "backbone.stem.conv.weight",
+    ]
     assert w.selected_keys == ["backbone.stem.conv.weight"]
     assert w.preview["n_tensors"] == 1
     assert w.preview["n_params"] == 16 * 3 * 3 * 3
@@ -309,9 +329,14 @@ def test_module_click_toggles_its_subtree_and_shift_range():
     w.handle_action({"action": "toggle", "modules": ["backbone.layer1"]})
     assert w.selected_keys == []
     w.handle_action({"action": "toggle", "keys": ["backbone.stem.conv.weight"]})
-    w.handle_action({"action": "select_range", "select": True,
-                     "keys": ["backbone.stem.conv.weight", "backbone.stem.bn.weight"],
-                     "modules": ["backbone.layer2"]})
+    w.handle_action(
+        {
+            "action": "select_range",
+            "select": True,
+            "keys": ["backbone.stem.conv.weight", "backbone.stem.bn.weight"],
+            "modules": ["backbone.layer2"],
+        }
+    )
     assert len(w.selected_keys) == 2 + 18
     w.handle_action({"action": "select_none"})
     assert w.selected_keys == [] and w.preview["n_tensors"] == 0
@@ -344,8 +369,12 @@ def test_load_changes_the_live_model_and_shows_histograms_then_undo_restores_exa
     w, model = explorer("new_head", select="none")
     ckpt = demo.variant("new_head")
     before = snapshot(model)
-    w.selected_keys = ["backbone.stem.conv.weight", "backbone.stem.bn.weight",
-                       "backbone.stem.bn.running_mean", "backbone.stem.bn.running_var"]
+    w.selected_keys = [
+        "backbone.stem.conv.weight",
+        "backbone.stem.bn.weight",
+        "backbone.stem.bn.running_mean",
+        "backbone.stem.bn.running_var",
+    ]
     w.handle_action({"action": "load"})
     assert w.message["level"] == "success", w.message
     assert changed_keys(before, model) == set(w.selected_keys)
@@ -353,8 +382,10 @@ def test_load_changes_the_live_model_and_shows_histograms_then_undo_restores_exa
         assert torch.equal(model.state_dict()[k], ckpt[k])
     assert w.can_undo and not w.busy
     assert w.last_load["loaded"] == 4
-    assert [h["key"] for h in w.histograms] == ["backbone.stem.conv.weight",
-                                                 "backbone.stem.bn.weight"]
+    assert [h["key"] for h in w.histograms] == [
+        "backbone.stem.conv.weight",
+        "backbone.stem.bn.weight",
+    ]
     for h in w.histograms:
         assert h["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(h["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -396,8 +427,9 @@ def test_bn_policies_reach_the_model():
     w.handle_action({"action": "load"})
     changed = changed_keys(before, model)
     assert "backbone.stem.conv.weight" in changed
-    assert not any(k.endswith(("running_mean", "running_var", "num_batches_tracked"))
-                   for k in changed)
+    assert not any(
+        k.endswith(("running_mean", "running_var", "num_batches_tracked")) for k in changed
+    )
     w.handle_action({"action": "undo"})
 
     model.backbone.stem.bn.running_mean.fill_(5.0)
@@ -454,16 +486,23 @@ def test_accepting_a_suggested_rename_realigns_the_tree():
     w, model = explorer("renamed_layer")
     assert leaf_statuses(w)["fc.weight"] == "unexpected"
     assert leaf_statuses(w)["classifier.weight"] == "missing"
-    pair = next(s for s in w.suggestions if s["type"] == "pair"
-                and s["model_key"] == "classifier.weight")
+    pair = next(
+        s for s in w.suggestions if s["type"] == "pair" and s["model_key"] == "classifier.weight"
+    )
     w.handle_action({"action": "accept_suggestion", "id": pair["id"]})
     statuses = leaf_statuses(w)
     assert "fc.weight" not in statuses
     assert statuses["classifier.weight"] == "match"
     assert statuses["fc.bias"] == "unexpected"
     assert pl.TreeIndex(w.tree).row("classifier.weight")["ckpt_key"] == "fc.weight"
-    assert w.rename_rules == [{"kind": "exact", "old": "fc.weight", "new": "classifier.weight",
-                               "label": "'fc.weight' → 'classifier.weight'"}]
+    assert w.rename_rules == [
+        {
+            "kind": "exact",
+            "old": "fc.weight",
+            "new": "classifier.weight",
+            "label": "'fc.weight' → 'classifier.weight'",
+        }
+    ]
     assert "Matches: 36 → 37" in w.message["text"]
     # the whole selection was "everything loadable": the newly matched key joins it
     assert "classifier.weight" in w.selected_keys
@@ -500,8 +539,9 @@ def test_bad_rules_leave_a_readable_message_and_the_tree_unchanged():
     assert "invalid regex" in w.message["text"]
     assert w.tree is tree and w.rename_rules == []
     # two checkpoint keys mapped to one name
-    w.handle_action({"action": "add_rule", "kind": "regex", "old": r"\.(weight|bias)$",
-                     "new": ".x"})
+    w.handle_action(
+        {"action": "add_rule", "kind": "regex", "old": r"\.(weight|bias)$", "new": ".x"}
+    )
     assert w.message["level"] == "error" and "map both" in w.message["text"]
     assert w.rename_rules == []
     w.rename_rules = [{"kind": "regex", "old": "(", "new": ""}]
@@ -577,8 +617,9 @@ def test_protocol_custom_toggle_message_gets_one_update_back():
     model = demo.target_model("new_head")
     w = Explorer(model, demo.variant("new_head"), select="none", comm=comm)
     comm.sent.clear()
-    comm.from_frontend({"method": "custom", "content": {"action": "toggle",
-                                                       "modules": ["backbone.stem"]}})
+    comm.from_frontend(
+        {"method": "custom", "content": {"action": "toggle", "modules": ["backbone.stem"]}}
+    )
     updates = comm.updates()
     assert len(updates) == 1, comm.sent
     state = updates[0]["state"]
@@ -589,12 +630,15 @@ def test_protocol_custom_toggle_message_gets_one_update_back():
 
 def test_protocol_front_end_selection_update_is_cleaned_and_sent_back():
     comm = RecordingComm()
-    w = Explorer(demo.target_model("new_head"), demo.variant("new_head"), select="none",
-                 comm=comm)
+    w = Explorer(demo.target_model("new_head"), demo.variant("new_head"), select="none", comm=comm)
     comm.sent.clear()
-    comm.from_frontend({"method": "update", "buffer_paths": [],
-                        "state": {"selected_keys": ["classifier.weight",
-                                                    "backbone.stem.conv.weight"]}})
+    comm.from_frontend(
+        {
+            "method": "update",
+            "buffer_paths": [],
+            "state": {"selected_keys": ["classifier.weight", "backbone.stem.conv.weight"]},
+        }
+    )
     assert w.selected_keys == ["backbone.stem.conv.weight"]
     sent_state: dict = {}
     for m in comm.updates():
@@ -636,8 +680,9 @@ def test_protocol_messages_per_click_do_not_grow_with_the_tree(n_layers):
     comm.from_frontend({"method": "custom", "content": {"action": "toggle", "modules": ["blocks"]}})
     assert len(comm.sent) == 1 and len(w.selected_keys) == 2 * n_layers
     comm.sent.clear()
-    comm.from_frontend({"method": "custom", "content": {"action": "toggle",
-                                                       "keys": ["blocks.0.lin.weight"]}})
+    comm.from_frontend(
+        {"method": "custom", "content": {"action": "toggle", "keys": ["blocks.0.lin.weight"]}}
+    )
     assert len(comm.sent) == 1
 
 
@@ -714,16 +759,18 @@ def test_rule_message_counts_shape_mismatches_and_casts():
     w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
     n = len(sd)
     text = w.message["text"]
-    assert (f"{n} keys now pair up: {n - 3} matches, 2 shape mismatches, 1 dtype mismatch."
-            in text), text
+    assert (
+        f"{n} keys now pair up: {n - 3} matches, 2 shape mismatches, 1 dtype mismatch." in text
+    ), text
 
 
 def test_rule_change_shows_busy_while_it_works():
     comm = RecordingComm()
     w = Explorer(demo.target_model("dataparallel"), demo.variant("dataparallel"), comm=comm)
     comm.sent.clear()
-    comm.from_frontend({"method": "custom", "content": {"action": "accept_suggestion",
-                                                       "id": w.banner["id"]}})
+    comm.from_frontend(
+        {"method": "custom", "content": {"action": "accept_suggestion", "id": w.banner["id"]}}
+    )
     states = [m["state"] for m in comm.updates()]
     busy = [s["busy"] for s in states if "busy" in s]
     assert busy[0] is True and busy[-1] is False
@@ -740,8 +787,9 @@ def test_rule_change_shows_busy_while_it_works():
 
 def conv_bn_stack(n_blocks: int, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(*[nn.Sequential(nn.Conv2d(4, 4, 1, bias=False), nn.BatchNorm2d(4))
-                           for _ in range(n_blocks)])
+    return nn.Sequential(
+        *[nn.Sequential(nn.Conv2d(4, 4, 1, bias=False), nn.BatchNorm2d(4)) for _ in range(n_blocks)]
+    )
 
 
 def trained_state(model: nn.Module, seed: int = 1) -> OrderedDict:
@@ -766,8 +814,18 @@ def test_results_table_covers_every_tensor_most_changed_first():
     res = w.results
     assert res["state"] == "ready" and res["n"] == len(sd) == 3000
     names = [c["name"] for c in res["columns"]]
-    assert {"key", "rel_change", "before_mean", "after_mean", "before_std", "after_std", "cast",
-            "adapter", "nonfinite", "tied"} <= set(names)
+    assert {
+        "key",
+        "rel_change",
+        "before_mean",
+        "after_mean",
+        "before_std",
+        "after_std",
+        "cast",
+        "adapter",
+        "nonfinite",
+        "tied",
+    } <= set(names)
     d = res["data"]
     assert len(d["key"]) == 3000 and set(d["key"]) == set(sd)
     # the picker offers every tensor (no 2,000 cap), most changed first
@@ -777,8 +835,11 @@ def test_results_table_covers_every_tensor_most_changed_first():
     assert ordered == sorted(ordered, reverse=True)
     # the grid shows the most-changed parameters, not the first ones in model order
     grid = [h["key"] for h in w.histograms]
-    params = [k for k in w.histogram_keys if not k.endswith(("running_mean", "running_var",
-                                                                "num_batches_tracked"))]
+    params = [
+        k
+        for k in w.histogram_keys
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    ]
     assert grid == params[:4]
     assert grid != [k for k in sd if k in set(params)][:4]
     # any tensor can be picked, also past the first 2,000
@@ -801,8 +862,9 @@ def test_results_table_shows_casts_and_adapters():
     d = w.results["data"]
     row = d["key"].index("classifier.weight")
     assert d["adapter"][row] == "overlap" and d["action"][row] == "adapt"
-    half = OrderedDict((k, v.half() if v.is_floating_point() else v)
-                       for k, v in demo.variant("identical").items())
+    half = OrderedDict(
+        (k, v.half() if v.is_floating_point() else v) for k, v in demo.variant("identical").items()
+    )
     w2 = Explorer(demo.target_model("identical"), half)
     w2.handle_action({"action": "load"})
     d2 = w2.results["data"]
@@ -817,8 +879,7 @@ def test_load_message_goes_out_before_the_statistics():
     comm.sent.clear()
     comm.from_frontend({"method": "custom", "content": {"action": "load"}})
     states = [m["state"] for m in comm.updates()]
-    msg_at = next(i for i, s in enumerate(states)
-                  if s.get("message", {}).get("level") == "success")
+    msg_at = next(i for i, s in enumerate(states) if s.get("message", {}).get("level") == "success")
     ready_at = next(i for i, s in enumerate(states) if s.get("results", {}).get("state") == "ready")
     plots_at = next(i for i, s in enumerate(states) if s.get("histograms"))
     assert msg_at < ready_at < plots_at
@@ -838,8 +899,9 @@ def test_a_change_outside_the_widget_makes_the_view_stale_until_refresh():
     w.handle_action({"action": "load"})
     assert w.results["state"] == "ready" and w.stale == {}  # our own load is not "outside"
     other = demo.variant("new_head")
-    model.load_state_dict({k: v for k, v in other.items() if not k.startswith("classifier")},
-                          strict=False)
+    model.load_state_dict(
+        {k: v for k, v in other.items() if not k.startswith("classifier")}, strict=False
+    )
     assert w.check_stale()
     assert w.stale["n_changed"] > 0 and "Refresh" in w.stale["text"]
     assert w.results["state"] == "stale"
@@ -1007,7 +1069,8 @@ def test_preview_lists_every_skipped_key():
 def test_the_serialiser_from_rows_equals_the_flattened_tree(variant):
     cmp = sdw.compare(demo.target_model(variant), demo.variant(variant))
     assert pl.payload_from_comparison(cmp, source="s", model="m") == pl.build_tree_payload(
-        cmp.tree(), source="s", model="m")
+        cmp.tree(), source="s", model="m"
+    )
     renamed = cmp.with_renames([r.rule for r in cmp.prefix_suggestions()[:1]])
     assert pl.payload_from_comparison(renamed) == pl.build_tree_payload(renamed.tree())
 
@@ -1015,8 +1078,10 @@ def test_the_serialiser_from_rows_equals_the_flattened_tree(variant):
 def test_the_serialiser_handles_hostile_tied_and_top_level_keys():
     sd = OrderedDict((k, torch.zeros(2)) for k in HOSTILE_KEYS)
     sd["weight"] = torch.ones(2, 2)
-    for cmp in (sdw.compare(nn.Linear(2, 2), sd), sdw.compare(TiedLM(), {"block.weight":
-                                                                          torch.zeros(4, 4)})):
+    for cmp in (
+        sdw.compare(nn.Linear(2, 2), sd),
+        sdw.compare(TiedLM(), {"block.weight": torch.zeros(4, 4)}),
+    ):
         assert pl.payload_from_comparison(cmp) == pl.build_tree_payload(cmp.tree())
 
 
@@ -1036,8 +1101,9 @@ def test_tensorflow_leaf_names_are_one_rule_in_the_widget():
     w = sdw.Explorer(demo.target_model("identical"), tf)
     assert w.banner["rule"]["kind"] == "leaf" and "TensorFlow" in w.banner["text"]
     assert w.comparison.summary()["missing"] == 4
-    w.handle_action({"action": "add_rule", "kind": "leaf", "old": "gamma,beta",
-                     "new": "weight,bias"})
+    w.handle_action(
+        {"action": "add_rule", "kind": "leaf", "old": "gamma,beta", "new": "weight,bias"}
+    )
     assert w.comparison.summary()["match"] == len(sd)
     assert "4 keys now pair up: 4 matches" in w.message["text"]
     w.handle_action({"action": "add_rule", "kind": "leaf", "old": "gamma", "new": "a,b"})
@@ -1092,8 +1158,9 @@ def test_preview_sizes_of_tied_weights_match_the_plan():
     model = demo.tied_model()
     w = Explorer(model, model.state_dict())
     plan = w.plan()
-    assert pl.preview_from_plan(plan, sizes=pl.row_sizes(w.comparison)) == \
-        pl.preview_from_plan(w.plan())
+    assert pl.preview_from_plan(plan, sizes=pl.row_sizes(w.comparison)) == pl.preview_from_plan(
+        w.plan()
+    )
     assert w.preview["n_params"] == plan.numel and w.preview["nbytes"] == plan.nbytes
 
 
@@ -1116,7 +1183,6 @@ def test_statistics_follow_the_load_when_a_foreign_event_loop_is_running():
         loop.close()
 
 
-
 def test_the_tree_travels_as_one_binary_buffer_of_json():
     """ipywidgets walks every item of a trait's value looking for buffers; the tree goes as one
     buffer of ASCII JSON instead (hostile keys, lone surrogates included, come back exact)."""
@@ -1127,7 +1193,9 @@ def test_the_tree_travels_as_one_binary_buffer_of_json():
     raw: list[tuple[dict, list]] = []
     original = comm.send
     comm.send = lambda data=None, metadata=None, buffers=None: (  # type: ignore[method-assign]
-        raw.append((data, list(buffers or []))), original(data, metadata, buffers))
+        raw.append((data, list(buffers or []))),
+        original(data, metadata, buffers),
+    )
     w = Explorer(nn.Module(), sd, comm=comm)
     opened = [d for d, _ in raw if d and ["tree"] in d.get("buffer_paths", [])]
     assert opened and all("tree" not in d["state"] for d in opened)

@@ -849,8 +849,7 @@ class _PageOwner:
             size = page.viewport_size or VIEWPORT
             grow = box is not None and box["height"] + 240 > size["height"]
             if grow:
-                page.set_viewport_size({"width": size["width"],
-                                        "height": int(box["height"]) + 240})
+                page.set_viewport_size({"width": size["width"], "height": int(box["height"]) + 240})
                 locator.scroll_into_view_if_needed()
             try:
                 locator.screenshot(path=str(path))
@@ -930,8 +929,11 @@ class Lab(_PageOwner):
         page = self.page
         if ui not in ("lab", "notebook"):
             raise ValueError(f"ui={ui!r}: 'lab' (JupyterLab) or 'notebook' (Notebook 7)")
-        url = (f"{self.server.url}/lab/tree/{quote(name)}?reset" if ui == "lab" else
-               f"{self.server.url}/notebooks/{quote(name)}")
+        url = (
+            f"{self.server.url}/lab/tree/{quote(name)}?reset"
+            if ui == "lab"
+            else f"{self.server.url}/notebooks/{quote(name)}"
+        )
         page.goto(url, wait_until="domcontentloaded")
         try:
             page.wait_for_function(

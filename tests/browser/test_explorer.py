@@ -165,18 +165,19 @@ def test_clicks_select_subtrees_and_ranges_and_update_the_preview(lab):
     expect(preview).to_have_attribute("data-n-tensors", "13")
     leaf(root, "backbone.stem.bn.running_var").click(modifiers=["Shift"])
     expect(preview).to_have_attribute("data-n-tensors", "17")
-    stem = [k for k in ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean",
-                        "bn.running_var")]
+    stem = [k for k in ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var")]
     selected = json.loads(lab.execute("import json; print(json.dumps(w.selected_keys))"))
     assert [k for k in selected if k.startswith("backbone.stem.")] == [
-        f"backbone.stem.{k}" for k in stem]
+        f"backbone.stem.{k}" for k in stem
+    ]
     # clicking the fully selected module again deselects its subtree
     module(root, "backbone.layer1").locator("[data-role=model] [data-role=name]").click()
     expect(preview).to_have_attribute("data-n-tensors", "5")
     root.locator("[data-action=select-loadable]").click()
     expect(preview).to_have_attribute("data-n-tensors", "36")
     expect(root.locator("[data-role=preview-skipped-none]")).to_have_text(
-        "Nothing: every selected key will be loaded.")
+        "Nothing: every selected key will be loaded."
+    )
     # BatchNorm policy "keep": the running statistics stay selected but are listed as skipped
     root.locator("input[type=radio][value=keep]").check()
     expect(preview).to_have_attribute("data-n-tensors", "18")
@@ -224,7 +225,9 @@ def test_load_selected_changes_the_kernel_model_and_undo_restores(lab):
 
     root.locator("[data-action=undo]").click()
     expect(root.locator("[data-role=message-text]")).to_contain_text("Undone")
-    assert py(lab, "all(torch.equal(v, original[k]) for k, v in model.state_dict().items())") == "True"
+    assert (
+        py(lab, "all(torch.equal(v, original[k]) for k, v in model.state_dict().items())") == "True"
+    )
     expect(root.locator("[data-action=undo]")).to_be_disabled()
     lab.screenshot("explorer-undone", root)
 
@@ -242,8 +245,7 @@ def test_code_view_shows_the_plan(lab):
     assert code.text_content() == lab.execute("print(w.plan().to_code(), end='')")
     lab.screenshot("explorer-code", root)
     # "Copy" puts exactly that code on the clipboard, ready to paste into a training script
-    lab.page.context.grant_permissions(["clipboard-read", "clipboard-write"],
-                                       origin=lab.server.url)
+    lab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.server.url)
     root.locator("[data-action=copy-code]").click()
     expect(root.locator("[data-action=copy-code]")).to_have_text("Copied")
     assert lab.page.evaluate("() => navigator.clipboard.readText()") == code.text_content()
@@ -256,7 +258,8 @@ def test_accepting_a_rename_realigns_the_tree(lab):
     expect(leaf(root, "fc.weight")).to_have_attribute("data-status", "unexpected")
     expect(leaf(root, "classifier.weight")).to_have_attribute("data-status", "missing")
     expect(leaf(root, "fc.weight").locator("[data-role=model]")).to_have_class(
-        "sdw-cell sdw-cell-side sdw-model sdw-absent")
+        "sdw-cell sdw-cell-side sdw-model sdw-absent"
+    )
     root.locator("[data-role=tab][data-tab=renames]").click()
     suggestion = root.locator("[data-role=suggestion]").first
     expect(suggestion).to_contain_text("prefix 'fc.' → 'classifier.'")
@@ -290,12 +293,19 @@ def test_hostile_key_names_render_literally_and_run_nothing(lab):
     lab.run_all_and_wait()
     root = explorer(lab)
     keys = root.locator(".sdw-row[data-role=leaf]").evaluate_all(
-        "els => els.map(e => e.dataset.key)")
+        "els => els.map(e => e.dataset.key)"
+    )
     assert set(HOSTILE_KEYS) <= set(keys)
     names = root.locator("[data-role=name]").evaluate_all("els => els.map(e => e.textContent)")
-    for literal in ('<img src=x onerror="__sdwXss=1">',
-                    "</script><script>__sdwXss=2</script>",
-                    "quote'\"`${__sdwXss=3}`", "&amp;&lt;b&gt;", "ünïcödé", "层", "重み"):
+    for literal in (
+        '<img src=x onerror="__sdwXss=1">',
+        "</script><script>__sdwXss=2</script>",
+        "quote'\"`${__sdwXss=3}`",
+        "&amp;&lt;b&gt;",
+        "ünïcödé",
+        "层",
+        "重み",
+    ):
         assert literal in names, literal
     assert root.locator("img, script, b").count() == 0
     assert lab.page.evaluate("() => window.__sdwXss === undefined")
@@ -347,7 +357,9 @@ def test_errors_appear_in_the_widget(lab):
     expect(root.locator("[data-role=message]")).to_have_attribute("data-level", "error")
     expect(root.locator("[data-role=message-text]")).to_contain_text("rolled back")
     expect(root.locator("[data-role=message-text]")).to_contain_text("hook exploded")
-    assert py(lab, "all(torch.equal(v, original[k]) for k, v in model.state_dict().items())") == "True"
+    assert (
+        py(lab, "all(torch.equal(v, original[k]) for k, v in model.state_dict().items())") == "True"
+    )
     expect(root.locator("[data-action=load]")).to_be_enabled()  # never a dead button
     lab.screenshot("explorer-error-rollback", root)
 
@@ -405,9 +417,11 @@ def test_dark_theme(lab):
     root = explorer(lab)
     lab.page.evaluate(
         "() => window.jupyterapp.commands.execute('apputils:change-theme', "
-        "{theme: 'JupyterLab Dark'})")
+        "{theme: 'JupyterLab Dark'})"
+    )
     lab.page.wait_for_function(
-        "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+        "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000
+    )
     root.locator("[data-action=select-loadable]").click()
     expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "36")
     # wait for the theme's CSS to reach the widget (no fixed sleep): its background turns dark
@@ -428,7 +442,8 @@ def test_dark_theme(lab):
     lab.screenshot("explorer-dark", root)
     lab.page.evaluate(
         "() => window.jupyterapp.commands.execute('apputils:change-theme', "
-        "{theme: 'JupyterLab Light'})")
+        "{theme: 'JupyterLab Light'})"
+    )
 
 
 def test_notebook7_renders_selects_and_loads(lab):

@@ -106,10 +106,16 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
     assert f["tabindex"] == "0"
     assert tree.locator("[tabindex='0']").count() == 1
     rows = tree.locator(".sdw-row")
-    assert rows.count() == rows.evaluate_all("els => els.filter(e => e.getAttribute('role') === 'treeitem').length")
-    levels = rows.evaluate_all("els => els.map(e => [e.dataset.depth, e.getAttribute('aria-level')])")
+    assert rows.count() == rows.evaluate_all(
+        "els => els.filter(e => e.getAttribute('role') === 'treeitem').length"
+    )
+    levels = rows.evaluate_all(
+        "els => els.map(e => [e.dataset.depth, e.getAttribute('aria-level')])"
+    )
     assert all(int(d) + 1 == int(a) for d, a in levels), levels
-    expect(tree.locator(".sdw-row[data-role=module][data-path=backbone]")).to_have_attribute("aria-expanded", "true")
+    expect(tree.locator(".sdw-row[data-role=module][data-path=backbone]")).to_have_attribute(
+        "aria-expanded", "true"
+    )
     lab.screenshot("keyboard-flow-1-tree-focused", root)
 
     # find a problem with the arrow keys: the head's shape mismatch
@@ -135,7 +141,9 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
     expect(problem).to_have_attribute("aria-checked", "true")
     assert focused(lab)["key"] == "classifier.weight", "focus survives the redraw"
     # an unexpected-free tree has no aria-disabled row but the other head row, until adapted
-    expect(tree.locator(".sdw-row[data-key='classifier.bias']")).not_to_have_attribute("aria-disabled", "true")
+    expect(tree.locator(".sdw-row[data-key='classifier.bias']")).not_to_have_attribute(
+        "aria-disabled", "true"
+    )
     page.keyboard.press("Enter")  # Enter again closes the details
     expect(details).to_be_hidden()
 
@@ -147,7 +155,9 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
     layer1 = tree.locator(".sdw-row[data-path='backbone.layer1']")
     expect(layer1).to_have_attribute("aria-checked", "true")
     expect(tree.locator(".sdw-row[data-path=backbone]")).to_have_attribute("aria-checked", "mixed")
-    expect(tree.locator(".sdw-row[data-path='backbone.stem']")).to_have_attribute("aria-checked", "false")
+    expect(tree.locator(".sdw-row[data-path='backbone.stem']")).to_have_attribute(
+        "aria-checked", "false"
+    )
     page.keyboard.press("ArrowLeft")
     expect(layer1).to_have_attribute("aria-expanded", "false")
     expect(tree.locator(".sdw-row[data-key='backbone.layer1.0.conv1.weight']")).to_have_count(0)
@@ -187,8 +197,20 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
     exact = [k for k in want if k != "classifier.weight"]
     assert py(lab, f"all(torch.equal(model.state_dict()[k], ckpt[k]) for k in {exact!r})") == "True"
     # the overlap adapter copied the overlapping slice, bit for bit
-    assert py(lab, "torch.equal(model.state_dict()['classifier.weight'], ckpt['classifier.weight'][:3])") == "True"
-    assert py(lab, f"all(torch.equal(v, original[k]) for k, v in model.state_dict().items() if k not in {want!r})") == "True"
+    assert (
+        py(
+            lab,
+            "torch.equal(model.state_dict()['classifier.weight'], ckpt['classifier.weight'][:3])",
+        )
+        == "True"
+    )
+    assert (
+        py(
+            lab,
+            f"all(torch.equal(v, original[k]) for k, v in model.state_dict().items() if k not in {want!r})",
+        )
+        == "True"
+    )
     lab.screenshot("keyboard-flow-4-loaded", root)
 
     # Undo, by keyboard: Tab from Load to Undo (enabled once the load is done), Enter
@@ -197,7 +219,9 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
     press_until(lab, "Tab", lambda f: f.get("action") == "undo", limit=5)
     page.keyboard.press("Enter")
     expect(root.locator("[data-role=message-text]")).to_contain_text("Undone")
-    assert py(lab, "all(torch.equal(v, original[k]) for k, v in model.state_dict().items())") == "True"
+    assert (
+        py(lab, "all(torch.equal(v, original[k]) for k, v in model.state_dict().items())") == "True"
+    )
     lab.screenshot("keyboard-flow-5-undone", root)
 
     nb_after = page.evaluate(NOTEBOOK_STATE)
@@ -250,10 +274,14 @@ def test_keyboard_focus_stays_rendered_in_a_virtualised_tree(lab):
     # scrolled far away with the mouse, the focused row stays rendered (it is the tab stop)
     viewport.evaluate("v => { v.scrollTop = v.scrollHeight; }")
     page.wait_for_function(
-        "() => document.querySelector('[data-role=canvas] .sdw-row[data-key=\"blocks.119.9.bias\"]')")
+        "() => document.querySelector('[data-role=canvas] .sdw-row[data-key=\"blocks.119.9.bias\"]')"
+    )
     kept = tree.locator("[tabindex='0']")
     expect(kept).to_have_count(1)
-    assert (kept.get_attribute("data-key") or kept.get_attribute("data-path")) in (before["key"], before["path"])
+    assert (kept.get_attribute("data-key") or kept.get_attribute("data-path")) in (
+        before["key"],
+        before["path"],
+    )
     # and the next arrow key brings it back into view
     page.keyboard.press("ArrowDown")
     focus_in_view()

@@ -106,9 +106,12 @@ def test_layout_ddp_checkpoint_at_1280x720(lab):
     lab.screenshot("layout-1-ddp-first-screen")
 
     # the prefix rule, from Python (the banner's Apply does the same)
-    lab.execute('w.handle_action({"action": "add_rule", "kind": "prefix", "old": "module.", "new": ""})')
-    expect(root.locator(".sdw-row[data-key='encoder.layers.0.self_attn.in_proj_weight']")).to_have_attribute(
-        "data-status", "match")
+    lab.execute(
+        'w.handle_action({"action": "add_rule", "kind": "prefix", "old": "module.", "new": ""})'
+    )
+    expect(
+        root.locator(".sdw-row[data-key='encoder.layers.0.self_attn.in_proj_weight']")
+    ).to_have_attribute("data-status", "match")
     counts = json.loads(lab.execute("import json; print(json.dumps(w.comparison.summary()))"))
     assert counts["shape_mismatch"] == 2 and counts["dtype_mismatch"] == 2, counts
     root.locator("[data-action=expand-all]").click()
@@ -125,14 +128,17 @@ def test_layout_ddp_checkpoint_at_1280x720(lab):
     expect(tree.locator("[data-role=rename-note]")).to_have_count(0)
     # the original key on hover and in the details
     assert "module.encoder.layers.0.self_attn.out_proj.weight" in (
-        leaf.locator("[data-role=ckpt] [data-role=name]").get_attribute("title"))
+        leaf.locator("[data-role=ckpt] [data-role=name]").get_attribute("title")
+    )
     leaf.click()  # focuses it (and toggles its selection; put back below)
     lab.page.keyboard.press("Enter")
     details = root.locator("[data-role=details]")
     expect(details).to_contain_text("module.encoder.layers.0.self_attn.out_proj.weight")
     expect(details).to_contain_text("[256, 256] float32")
     lab.page.keyboard.press(" ")  # select it again
-    lab.wait_for_stdout("print('encoder.layers.0.self_attn.out_proj.weight' in w.selected_keys)", "True")
+    lab.wait_for_stdout(
+        "print('encoder.layers.0.self_attn.out_proj.weight' in w.selected_keys)", "True"
+    )
 
     # shapes, dtypes, sizes, status text and the adapter label: never cut, on the deepest rows too
     viewport = root.locator("[data-role=viewport]")
@@ -190,9 +196,13 @@ def test_layout_ddp_checkpoint_at_1280x720(lab):
     rm = tree.locator(".sdw-row[data-key='stem.1.running_mean']")
     expect(rm).to_have_attribute("data-skipped", "true")
     expect(rm.locator("[data-role=skip-note]")).to_have_text("not loaded")
-    shown = tree.locator(".sdw-row[data-skipped=true]").evaluate_all("els => els.map(e => e.dataset.key)")
+    shown = tree.locator(".sdw-row[data-skipped=true]").evaluate_all(
+        "els => els.map(e => e.dataset.key)"
+    )
     assert sorted(shown) == skipped_py
-    expect(tree.locator(".sdw-row[data-key='stem.1.weight']")).to_have_attribute("data-skipped", "false")
+    expect(tree.locator(".sdw-row[data-key='stem.1.weight']")).to_have_attribute(
+        "data-skipped", "false"
+    )
     assert root.evaluate(CUT) == []
     viewport.evaluate("v => { v.scrollLeft = 0; }")
     lab.screenshot("layout-3-bn-keep", root)
@@ -202,12 +212,16 @@ def test_layout_ddp_checkpoint_at_1280x720(lab):
 
 def test_missing_rows_look_different_from_selected_rows(lab):
     lab.page.set_viewport_size({"width": 1280, "height": 720})
-    lab.open_notebook(["""\
+    lab.open_notebook(
+        [
+            """\
 import sd_widgets as sdw
 from sd_widgets import demo
 w = sdw.Explorer(demo.target_model("renamed_layer"), demo.variant("renamed_layer"))
 w
-"""])
+"""
+        ]
+    )
     lab.run_all_and_wait()
     root = explorer(lab)
     tree = root.locator("[data-role=canvas]")

@@ -68,23 +68,26 @@ def run_cell(lab, index: int, timeout: float = 60) -> None:
 
 
 def test_code_tab_pasted_into_a_new_cell_loads_exactly_like_partial_load(lab):
-    lab.open_notebook([
-        SETUP,
-        'model = demo.target_model("new_head")\n'
-        'torch.save(demo.variant("new_head"), "new_head.pt")\n'
-        'w = sdw.Explorer(model, "new_head.pt", select="none")\nw',
-        "",
-    ])
+    lab.open_notebook(
+        [
+            SETUP,
+            'model = demo.target_model("new_head")\n'
+            'torch.save(demo.variant("new_head"), "new_head.pt")\n'
+            'w = sdw.Explorer(model, "new_head.pt", select="none")\nw',
+            "",
+        ]
+    )
     lab.run_all_and_wait()
     root = explorer(lab)
-    lab.page.context.grant_permissions(["clipboard-read", "clipboard-write"],
-                                       origin=lab.server.url)
+    lab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.server.url)
     # select a subtree and reset its BatchNorm statistics
     module = root.locator('.sdw-row[data-role=module][data-path="backbone.layer1"]')
     module.locator("[data-role=ckpt] [data-role=name]").click()
     root.locator("input[data-role=bn-policy][value=reset]").check()
-    lab.wait_for_stdout("print(len(w.selected_keys), w.bn_policy)", lambda s: s.split()[1:] ==
-                        ["reset"] and int(s.split()[0]) > 0)
+    lab.wait_for_stdout(
+        "print(len(w.selected_keys), w.bn_policy)",
+        lambda s: s.split()[1:] == ["reset"] and int(s.split()[0]) > 0,
+    )
     root.locator("[data-role=tab][data-tab=code]").click()
     # the model variable of the notebook is called `net` here: say so in the Code tab
     name = root.locator("input[data-role=model-name]")
@@ -95,8 +98,10 @@ def test_code_tab_pasted_into_a_new_cell_loads_exactly_like_partial_load(lab):
     code = root.locator("pre[data-role=code]")
     expect(code).to_contain_text("where ``net`` is the model")
     expect(root.locator("[data-role=code-error]")).to_have_text("")
-    lab.execute("net = model\ntwin = copy.deepcopy(model)\n"
-                "before = {k: v.clone() for k, v in model.state_dict().items()}")
+    lab.execute(
+        "net = model\ntwin = copy.deepcopy(model)\n"
+        "before = {k: v.clone() for k, v in model.state_dict().items()}"
+    )
     root.locator("[data-action=copy-code]").click()
     copied = lab.page.evaluate("() => navigator.clipboard.readText()")
     assert copied == code.text_content() and "load_partial" in copied
@@ -107,19 +112,29 @@ def test_code_tab_pasted_into_a_new_cell_loads_exactly_like_partial_load(lab):
     out = lab.cell(2).locator(".jp-OutputArea")
     expect(out).to_contain_text("into net")
     # the kernel: the pasted code changed `model` exactly as partial_load changes its twin
-    result = json.loads(py(lab, "__import__('json').dumps([len(sdw.partial_load(twin, w.plan())"
-                                ".loaded), sorted(k for k, v in model.state_dict().items() if "
-                                "not torch.equal(v, before[k])), all(torch.equal(a, b) and a.dtype"
-                                " == b.dtype for a, b in zip(model.state_dict().values(), "
-                                "twin.state_dict().values()))])"))
+    result = json.loads(
+        py(
+            lab,
+            "__import__('json').dumps([len(sdw.partial_load(twin, w.plan())"
+            ".loaded), sorted(k for k, v in model.state_dict().items() if "
+            "not torch.equal(v, before[k])), all(torch.equal(a, b) and a.dtype"
+            " == b.dtype for a, b in zip(model.state_dict().values(), "
+            "twin.state_dict().values()))])",
+        )
+    )
     n_loaded, changed, identical = result
     assert n_loaded > 0 and changed and all(k.startswith("backbone.layer1.") for k in changed)
     assert identical, "pasted code and partial_load differ"
 
 
 def test_ddp_checkpoint_banner_apply_realigns_and_says_what_changed(lab):
-    lab.open_notebook([SETUP, 'model = demo.target_model("dataparallel")\n'
-                              'w = sdw.Explorer(model, demo.variant("dataparallel"))\nw'])
+    lab.open_notebook(
+        [
+            SETUP,
+            'model = demo.target_model("dataparallel")\n'
+            'w = sdw.Explorer(model, demo.variant("dataparallel"))\nw',
+        ]
+    )
     lab.run_all_and_wait()
     root = explorer(lab)
     banner = root.locator("[data-role=banner]")
@@ -127,7 +142,8 @@ def test_ddp_checkpoint_banner_apply_realigns_and_says_what_changed(lab):
     n = int(py(lab, "w.tree['n_keys'] // 2"))
     expect(banner.locator("[data-role=banner-text]")).to_contain_text("'module.'")
     expect(banner.locator("[data-role=banner-text]")).to_contain_text(
-        f"{n} missing + {n} unexpected keys pair up")
+        f"{n} missing + {n} unexpected keys pair up"
+    )
     # the banner is above the tree: the first screen shows the problem and its fix
     box, tree_box = banner.bounding_box(), root.locator("[data-role=viewport]").bounding_box()
     assert box["y"] < tree_box["y"]
@@ -159,8 +175,12 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
     # the grid shows the most-changed parameters
     grid_keys = json.loads(py(lab, "__import__('json').dumps([h['key'] for h in w.histograms])"))
     expect(root.locator("img[data-role=histogram]")).to_have_count(4, timeout=60_000)
-    assert grid_keys == json.loads(py(lab, "__import__('json').dumps([k for k in w.histogram_keys"
-                                           " if k.endswith('.weight')][:4])"))
+    assert grid_keys == json.loads(
+        py(
+            lab,
+            "__import__('json').dumps([k for k in w.histogram_keys if k.endswith('.weight')][:4])",
+        )
+    )
     # sort by key, ascending then descending
     root.locator("th[data-sort=key]").click()
     expect(root.locator("th[data-sort=key]")).to_have_attribute("aria-sort", "ascending")
@@ -194,14 +214,21 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
 
 
 def test_unreadable_file_shows_the_error_and_the_fix_not_an_empty_tree(lab):
-    lab.open_notebook([SETUP, 'open("broken.pt", "wb").write(b"not a checkpoint at all")\n'
-                              'w = sdw.Explorer(demo.target_model("identical"), "broken.pt")\nw'])
+    lab.open_notebook(
+        [
+            SETUP,
+            'open("broken.pt", "wb").write(b"not a checkpoint at all")\n'
+            'w = sdw.Explorer(demo.target_model("identical"), "broken.pt")\nw',
+        ]
+    )
     lab.run_all_and_wait()
     root = explorer(lab)
     expect(root).to_have_attribute("data-state", "error")
     panel = root.locator("[data-role=error-state]")
     expect(panel).to_be_visible()
-    expect(panel.locator("[data-role=error-title]")).to_have_text("The checkpoint could not be read")
+    expect(panel.locator("[data-role=error-title]")).to_have_text(
+        "The checkpoint could not be read"
+    )
     expect(panel.locator("[data-role=error-text]")).to_contain_text("broken.pt")
     expect(panel.locator("[data-role=error-fix]")).to_contain_text("torch.save")
     for role in ("viewport", "legend", "actions", "toolbar"):
@@ -211,8 +238,14 @@ def test_unreadable_file_shows_the_error_and_the_fix_not_an_empty_tree(lab):
 
 
 def test_plain_load_state_dict_in_another_cell_makes_the_view_stale_until_refresh(lab):
-    lab.open_notebook([SETUP, 'model = demo.target_model("identical")\n'
-                              'w = sdw.Explorer(model, demo.variant("identical"))\nw', ""])
+    lab.open_notebook(
+        [
+            SETUP,
+            'model = demo.target_model("identical")\n'
+            'w = sdw.Explorer(model, demo.variant("identical"))\nw',
+            "",
+        ]
+    )
     lab.run_all_and_wait()
     root = explorer(lab)
     root.locator("[data-action=load]").click()
@@ -221,9 +254,13 @@ def test_plain_load_state_dict_in_another_cell_makes_the_view_stale_until_refres
     stale = root.locator("[data-role=stale]")
     expect(stale).to_be_hidden()
     # the user loads other weights with plain torch in a new cell
-    type_into_cell(lab, 2, 'other = demo.variant("new_head")\n'
-                           'model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in '
-                           'other.items() if k.startswith("backbone.")})')
+    type_into_cell(
+        lab,
+        2,
+        'other = demo.variant("new_head")\n'
+        'model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in '
+        'other.items() if k.startswith("backbone.")})',
+    )
     run_cell(lab, 2)
     expect(stale).to_be_visible()
     expect(stale.locator("[data-role=stale-text]")).to_contain_text("changed outside")
