@@ -57,9 +57,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast, get_args
 
-from ..statuses import STATUS_INFO, legend
+from ..statuses import STATUS_INFO, Status, legend
 from ..statuses import STATUSES as _STATUSES
 from ..units import human_bytes as format_bytes
+from ..units import shape_text
 
 __all__ = [
     "LEGEND",
@@ -868,8 +869,8 @@ def pairing_change(before: Iterable[Any], after: Iterable[Any]) -> str:
         )
     if not parts:
         parts.append("No key changed its pairing.")
-    m_before = sum(1 for r in before if r.status == "match")
-    m_after = sum(1 for r in after if r.status == "match")
+    m_before = sum(1 for r in before if r.status == Status.MATCH)
+    m_after = sum(1 for r in after if r.status == Status.MATCH)
     delta = m_after - m_before
     parts.append(f"Matches: {m_before} → {m_after}" + (f" (+{delta})" if delta > 0 else "") + ".")
     return " ".join(parts)
@@ -885,8 +886,8 @@ def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[s
     if not rules:
         return {}
     best = max(rules, key=lambda s: s["fixes"])
-    n_missing = sum(1 for r in cmp if r.status in ("missing", "missing_buffer"))
-    n_unexpected = sum(1 for r in cmp if r.status == "unexpected")
+    n_missing = sum(1 for r in cmp if r.status in (Status.MISSING, Status.MISSING_BUFFER))
+    n_unexpected = sum(1 for r in cmp if r.status == Status.UNEXPECTED)
     fixes = int(best["fixes"])
     if 2 * fixes * 2 < n_missing + n_unexpected:
         return {}
@@ -1061,7 +1062,7 @@ def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     problems = [
         i
         for i, t in enumerate(cols["t"])
-        if t == 1 and payload["statuses"][cols["status"][i]] != "match"
+        if t == 1 and payload["statuses"][cols["status"][i]] != Status.MATCH
     ]
     for i in problems[:max_rows]:
         status = payload["statuses"][cols["status"][i]]
@@ -1086,11 +1087,10 @@ def _detail_text(payload: Mapping[str, Any], i: int) -> str:
 def _shapes_text(payload: Mapping[str, Any], i: int) -> str:
     cols = payload["columns"]
     status = payload["statuses"][cols["status"][i]]
-    if status == "shape_mismatch":
-        return (
-            f" (checkpoint {tuple(cols['ckpt_shape'][i])} vs model {tuple(cols['model_shape'][i])})"
-        )
-    if status == "dtype_mismatch":
+    if status == Status.SHAPE_MISMATCH:
+        ckpt, model = shape_text(cols["ckpt_shape"][i]), shape_text(cols["model_shape"][i])
+        return f" (checkpoint {ckpt} vs model {model})"
+    if status == Status.DTYPE_MISMATCH:
         d = payload["dtypes"]
         return f" (checkpoint {d[cols['ckpt_dtype'][i]]} vs model {d[cols['model_dtype'][i]]})"
     if cols["ckpt_key"][i]:
@@ -1113,7 +1113,7 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     problems = [
         i
         for i, t in enumerate(cols["t"])
-        if t == 1 and payload["statuses"][cols["status"][i]] != "match"
+        if t == 1 and payload["statuses"][cols["status"][i]] != Status.MATCH
     ]
     for i in problems[:max_rows]:
         status = payload["statuses"][cols["status"][i]]
