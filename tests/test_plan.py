@@ -590,14 +590,26 @@ def test_module_selection_is_the_dotted_prefix_scan():
 
 
 def test_units_are_the_ones_the_rest_prints():
-    """units.py holds the one numel / human_bytes / shape_text; the checkpoint's byte format
-    is the same, so adopting it changes no output."""
+    """units.py holds the one numel / human_bytes / shape_text; the checkpoint prints bytes with
+    it, and the texts are the ones the checkpoint's own format printed before it adopted it."""
     from sd_widgets import units
-    from sd_widgets.checkpoint import _human_bytes
+    from sd_widgets.checkpoint import open_checkpoint
 
-    for n in (0, 1, 999, 1000, 1536, 10**6 - 1, 2.5e9, 7e12, 3e15, -2048):
-        assert units.human_bytes(n) == _human_bytes(n), n
+    sizes = (0, 1, 999, 1000, 1536, 10**6 - 1, 2.5e9, 7e12, 3e15, -2048)
+    assert [units.human_bytes(n) for n in sizes] == [
+        "0 B",
+        "1 B",
+        "999 B",
+        "1.0 KB",
+        "1.5 KB",
+        "1000.0 KB",
+        "2.5 GB",
+        "7.0 TB",
+        "3000.0 TB",
+        "-2.0 KB",
+    ]
     assert units.human_bytes(81_200) == "81.2 KB"
+    assert repr(open_checkpoint({"w": torch.zeros(20_300)})).endswith(", 81.2 KB>")
     assert units.numel((64, 3, 7, 7)) == 9408 and units.numel(()) == 1
     assert units.numel(torch.Size([0, 5])) == 0
     assert units.shape_text((10,)) == "(10,)" and units.shape_text(None) == "?"

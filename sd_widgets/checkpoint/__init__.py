@@ -19,7 +19,6 @@ from .core import (
     CheckpointSource,
     SourceLike,
     TensorInfo,
-    _human_bytes,
     _type_summary,
     dtype_name,
 )
@@ -38,7 +37,6 @@ __all__ = [
     "CheckpointSource",
     "SourceLike",
     "TensorInfo",
-    "_human_bytes",
     "_type_summary",
     "dtype_name",
     "open_checkpoint",

@@ -256,10 +256,6 @@ def _unknown_key_message(key: str, keys: Iterable[str]) -> str:
     return f"{key!r} is not in this checkpoint" + (f"; did you mean {close}?" if close else "")
 
 
-# the one byte format is units.human_bytes; this name stays for old imports
-_human_bytes = human_bytes
-
-
 def _type_summary(v: Any) -> str:
     if isinstance(v, torch.Tensor):
         return f"Tensor{tuple(v.shape)} {dtype_name(v.dtype)}"
