@@ -606,3 +606,31 @@ def test_compare_progress_bar_can_be_turned_off(tmp_path, capsys):
     cmp = sdw.compare(model, index, progress=False)
     assert capsys.readouterr().err == ""
     assert cmp.summary()["match"] == len(sd)
+
+
+def test_row_to_json_is_the_one_row_serialisation():
+    """Tree leaves are Row.to_json under ``path``; every value survives json.dumps unchanged."""
+    model = demo.target_model("new_head")
+    cmp = sdw.compare(model, demo.variant("new_head"))
+    leaves = {}
+
+    def walk(node):
+        for child in node.get("children", ()):
+            if child["type"] == "tensor":
+                leaves[child["path"]] = child
+            else:
+                walk(child)
+
+    walk(cmp.tree())
+    assert set(leaves) == {r.key for r in cmp.rows}
+    for r in cmp.rows:
+        d = r.to_json()
+        assert list(d)[:3] == ["key", "status", "kind"]
+        assert json.loads(json.dumps(d)) == d
+        assert d["ckpt_shape"] == (None if r.ckpt_shape is None else list(r.ckpt_shape))
+        assert (d["loadable"], d["adaptable"], d["reason"]) == (r.loadable, r.adaptable, r.reason)
+        leaf = leaves[r.key]
+        assert {k: v for k, v in leaf.items() if k not in ("type", "name")} == r.to_json("path")
+        assert leaf["name"] == r.key.rpartition(".")[2]
+    head = cmp["classifier.weight"].to_json()
+    assert head["status"] == "shape_mismatch" and head["adaptable"] is True
