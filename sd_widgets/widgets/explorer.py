@@ -108,7 +108,7 @@ class Explorer(anywidget.AnyWidget):
     _esm = _bundle(_JS_FILES)
     _css = _bundle(_CSS_FILES)
 
-    tree = t.Dict().tag(sync=True, to_json=pl.tree_to_json)
+    tree = t.Dict().tag(sync=True, to_json=lambda value, widget: widget._tree_json(value))
     """The comparison as one compact columnar payload (see :mod:`sd_widgets.widgets.payload`).
     Python → browser; replaced when rename rules re-align the tree or Refresh re-compares.
     Sent as one binary buffer of UTF-8 JSON (``lib.js`` ``decodeTree`` parses it), so
@@ -683,6 +683,16 @@ class Explorer(anywidget.AnyWidget):
             "error", f"Setting the BatchNorm policy failed: {value!r} is not one of {BN_POLICIES}"
         )
         return self.bn_policy if self.bn_policy in BN_POLICIES else "load"
+
+    def _tree_json(self, value: dict) -> memoryview:
+        """Encode :attr:`tree` for the browser (its ``to_json``), once per payload.
+
+        The comm's open and a later update send the same payload; it is encoded once.
+        """
+        cached = self.__dict__.get("_tree_json_cache")
+        if cached is None or cached[0] is not value:
+            cached = self._tree_json_cache = (value, pl.tree_to_json(value))
+        return cached[1]
 
     @t.validate("tab")
     def _valid_tab(self, proposal: Any) -> str:

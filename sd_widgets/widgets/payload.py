@@ -1139,7 +1139,7 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     return f"<div class='sdw-static'>{head}{table}</div>"
 
 
-def tree_to_json(value: Mapping[str, Any], _widget: Any = None) -> memoryview:
+def tree_to_json(value: Mapping[str, Any]) -> memoryview:
     r"""The tree payload as one binary buffer of UTF-8 JSON (the ``to_json`` of the trait).
 
     ipywidgets walks every list and dict of a trait's value looking for binary buffers before it
@@ -1148,11 +1148,5 @@ def tree_to_json(value: Mapping[str, Any], _widget: Any = None) -> memoryview:
     (``"\udc80"`` in the JSON text, the same character again after ``JSON.parse``), and NaN is
     refused as the kernel's own JSON encoder refuses it.
     """
-    cached = getattr(_widget, "_tree_json", None)
-    if cached is not None and cached[0] is value:  # the same payload sent again (open, update)
-        return cached[1]
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    out = memoryview(text.encode("ascii"))
-    if _widget is not None:
-        _widget._tree_json = (value, out)
-    return out
+    return memoryview(text.encode("ascii"))
