@@ -137,45 +137,17 @@ def write_zip(
             method, (payload, crc, size) = 8, deflated
         size = declare.get(name, size)
         offset = len(out)
-        out += (
-            struct.pack(
-                "<IHHHHHIIIHH",
-                0x04034B50,
-                20,
-                0,
-                method,
-                0,
-                0x21,
-                crc,
-                len(payload),
-                size,
-                len(fname),
-                0,
-            )
-            + fname
-            + payload
+        # the fields both headers share, from "flags" to "extra field length" (APPNOTE 4.3.7
+        # and 4.3.12): no flags, the method, a fixed DOS time/date, CRC and the two sizes
+        shared = struct.pack(
+            "<HHHHIIIHH", 0, method, 0, 0x21, crc, len(payload), size, len(fname), 0
         )
+        out += struct.pack("<IH", 0x04034B50, 20) + shared + fname + payload
+        # central directory: "version made by" first; comment, disk, attributes, offset after
         central += (
-            struct.pack(
-                "<IHHHHHHIIIHHHHHII",
-                0x02014B50,
-                20,
-                20,
-                0,
-                method,
-                0,
-                0x21,
-                crc,
-                len(payload),
-                size,
-                len(fname),
-                0,
-                0,
-                0,
-                0,
-                0,
-                offset,
-            )
+            struct.pack("<IHH", 0x02014B50, 20, 20)
+            + shared
+            + struct.pack("<HHHII", 0, 0, 0, 0, offset)
             + fname
         )
     cd_offset = len(out)

@@ -13,6 +13,7 @@ import copy
 import time
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -227,26 +228,53 @@ def test_half_precision_saves_load_like_from_pretrained(bert_dirs, tmp_path, dty
     assert_loaded_like(model, peer, report.loaded)  # the same cast, bit for bit
 
 
-# ------------------------------------------------------------------------------------ Llama
+# ------------------------------------------------------- base checkpoints into a model with a head
+
+
+def base_into_head(
+    tmp_path: Path, base_cls: Any, head_cls: Any, config: Any, seed: int, prefix: str
+) -> tuple[nn.Module, Any, sdw.Comparison, nn.Module, dict[str, set[str]]]:
+    """A base model saved with ``save_pretrained``, compared with ``head_cls`` (the base under
+    ``prefix`` plus a head): the top prefix rule is transformers' base-model convention, adding
+    ``prefix``, and names ``head_cls``.  Returns (model, that suggestion, the comparison after it,
+    and transformers' own ``from_pretrained`` model and loading info)."""
+    build(base_cls, config, 0).save_pretrained(tmp_path)
+    model = build(head_cls, config, seed)
+    cmp = sdw.compare(model, tmp_path / "model.safetensors")
+    best = cmp.prefix_suggestions()[0]
+    assert best.rule == Rename.add_prefix(prefix) and best.convention == "hf_base"
+    assert head_cls.__name__ in best.reason
+    peer, info = from_pretrained(head_cls, tmp_path)
+    return model, best, cmp.with_renames(best), peer, info
 
 
 def test_llama_base_into_causal_lm_is_not_called_lightning(tmp_path):
     from transformers import LlamaForCausalLM, LlamaModel
 
-    build(LlamaModel, llama_config(), 0).save_pretrained(tmp_path)
-    model = build(LlamaForCausalLM, llama_config(), 8)
-    cmp = sdw.compare(model, tmp_path / "model.safetensors")
-    best = cmp.prefix_suggestions()[0]
-    assert best.rule == Rename.add_prefix("model.") and best.convention == "hf_base"
-    assert "Lightning" not in best.reason and "LlamaForCausalLM" in best.reason
-    peer, info = from_pretrained(LlamaForCausalLM, tmp_path)
-    fixed = cmp.with_renames(best)
+    model, best, fixed, peer, info = base_into_head(
+        tmp_path, LlamaModel, LlamaForCausalLM, llama_config(), 8, "model."
+    )
+    assert "Lightning" not in best.reason
     assert missing_keys(fixed) == info["missing"] == {"lm_head.weight"}
     assert fixed["lm_head.weight"].tied_to is None  # Llama does not tie by default
     assert set(fixed.keys("unexpected")) == info["unexpected"] == set()
     report = sdw.partial_load(model, fixed.plan())
     assert_loaded_like(model, peer, report.loaded)
     assert set(report.loaded) == set(model.state_dict()) - {"lm_head.weight"}
+
+
+def test_gpt2_base_into_lm_head_model_adds_transformer_and_ties_the_head(tmp_path):
+    from transformers import GPT2LMHeadModel, GPT2Model
+
+    model, _best, fixed, peer, info = base_into_head(
+        tmp_path, GPT2Model, GPT2LMHeadModel, gpt2_config(), 9, "transformer."
+    )
+    # lm_head.weight is absent from a base checkpoint, and tied to the embedding it loads
+    assert fixed["lm_head.weight"].tied_to == "transformer.wte.weight"
+    assert untied_missing(fixed) == info["missing"] == set()
+    assert set(fixed.keys("unexpected")) == info["unexpected"] == set()
+    sdw.partial_load(model, fixed.plan())
+    assert_loaded_like(model, peer, list(model.state_dict()))
 
 
 # ------------------------------------------------------------------------------------ ResNet-152
@@ -358,25 +386,6 @@ def test_lpips_weights_shipped_in_a_wheel(lpips_dir, net, version):
     assert sorted(report.loaded) == sorted(ckpt)
     assert_bit_identical(state(model), state(peer))
     assert torch.equal(model.lins[n - 1].model[1].weight, ckpt.tensor(f"lin{n - 1}.model.1.weight"))
-
-
-def test_gpt2_base_into_lm_head_model_adds_transformer_and_ties_the_head(tmp_path):
-    from transformers import GPT2LMHeadModel, GPT2Model
-
-    build(GPT2Model, gpt2_config(), 0).save_pretrained(tmp_path)
-    model = build(GPT2LMHeadModel, gpt2_config(), 9)
-    cmp = sdw.compare(model, tmp_path / "model.safetensors")
-    best = cmp.prefix_suggestions()[0]
-    assert best.rule == Rename.add_prefix("transformer.") and best.convention == "hf_base"
-    assert "GPT2LMHeadModel" in best.reason
-    peer, info = from_pretrained(GPT2LMHeadModel, tmp_path)
-    fixed = cmp.with_renames(best)
-    # lm_head.weight is absent from a base checkpoint, and tied to the embedding it loads
-    assert fixed["lm_head.weight"].tied_to == "transformer.wte.weight"
-    assert untied_missing(fixed) == info["missing"] == set()
-    assert set(fixed.keys("unexpected")) == info["unexpected"] == set()
-    sdw.partial_load(model, fixed.plan())
-    assert_loaded_like(model, peer, list(model.state_dict()))
 
 
 def test_explorer_opens_a_prefixed_resnet152_without_quadratic_work(resnet_trained, tmp_path):

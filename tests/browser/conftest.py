@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from .harness import (
     Lab,
     VoilaLauncher,
     artifacts_dir,
+    safe_name,
 )
 
 
@@ -92,30 +94,47 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
         server.stop()
 
 
+def _fresh_artifacts(artifacts: Path, test_name: str) -> None:
+    """Delete this test's ``FAILED-*`` artifacts from an earlier run (the names
+    ``save_failure_artifacts`` and ``_diagnose`` write), so what is left after this run is
+    about this run.  Other tests' files stay: tests may run side by side in one tree."""
+    name = safe_name(test_name)
+    suffixes = [*map(str, range(10)), "diagnose", "voila"]
+    stale = {f"{safe_name(f'FAILED-{name}-{s}')}.png" for s in suffixes}
+    stale.add(f"FAILED-{name}-console.log")
+    for file in stale:
+        (artifacts / file).unlink(missing_ok=True)
+
+
+def _on_failure(request: pytest.FixtureRequest, owner: Any, pages: list[Any], process: Any) -> None:
+    """If the test failed: screenshots of ``pages``, the console log, the server log tail."""
+    if _failed(request):
+        owner.save_failure_artifacts(pages)
+        print(process.describe(40))
+
+
 @pytest.fixture
 def lab(browser, jupyter_server: JupyterServer, sdw_artifacts: Path, request) -> Iterator[Lab]:
     """A fresh browser context on the shared JupyterLab, with notebook helpers (see Lab)."""
+    _fresh_artifacts(sdw_artifacts, request.node.name)
     helper = Lab(browser, jupyter_server, sdw_artifacts, request.node.name)
     try:
         yield helper
     finally:
-        if _failed(request):
-            helper.save_failure_artifacts([helper.page])
-            print(jupyter_server.process.describe(40))
+        _on_failure(request, helper, [helper.page], jupyter_server.process)
         helper.close()
 
 
 @pytest.fixture
 def voila_server(browser, tmp_path: Path, sdw_artifacts: Path, request) -> Iterator[VoilaLauncher]:
     """Factory: ``app = voila_server(cells_or_path)`` serves that notebook under Voila."""
+    _fresh_artifacts(sdw_artifacts, request.node.name)
     launcher = VoilaLauncher(browser, tmp_path, sdw_artifacts, request.node.name)
     try:
         yield launcher
     finally:
-        if _failed(request):
-            for server in launcher.servers:
-                server.save_failure_artifacts(server.pages)
-                print(server.process.describe(40))
+        for server in launcher.servers:
+            _on_failure(request, server, server.pages, server.process)
         t0 = time.monotonic()
         launcher.stop_all()
         if launcher.servers:

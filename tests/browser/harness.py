@@ -70,8 +70,15 @@ API at a glance (details in the docstrings below):
 ``VoilaServer.open(wait_for=None) -> Page``, ``.count_messages()``, ``.screenshot(name)``,
 ``.url``, ``.root_dir``
 
+Explorer tests share cells and locators from the end of this module: ``SETUP`` / ``NEW_HEAD``
+(notebook cells), ``run_explorer(lab, cells, cell=1, timeout=60, ui="lab") -> root``,
+``explorer(lab, cell)``, ``leaf(root, key)``, ``module(root, path)``, ``click_module(root, path,
+side="ckpt")``, ``expect_selected(root, n)``, ``py(lab, expr) -> str``.
+
 On failure the ``lab`` / ``voila_server`` fixtures save ``FAILED-<test>-*.png`` and the
-browser console log into the artifacts directory and print the server log tail.
+browser console log into the artifacts directory and print the server log tail. Each test
+deletes its own ``FAILED-*`` files from an earlier run when it starts.  The screenshot names
+and what each must show are listed in ``tests/browser/ARTIFACTS.md``.
 
 Kernel environment: the kernels started by these servers have the repository root on
 ``PYTHONPATH`` (so ``import sd_widgets`` works without installing) and a working directory
@@ -515,6 +522,16 @@ class WireMessage:
 _CHANNELS = {"shell", "iopub", "stdin", "control"}
 
 
+def _json_frame(msg: dict[str, Any]) -> tuple[str, dict, dict, dict]:
+    """``(channel, header, parent_header, content)`` of a message in the JSON formats."""
+    return (
+        msg.get("channel", ""),
+        msg["header"],
+        msg.get("parent_header") or {},
+        msg.get("content") or {},
+    )
+
+
 def parse_ws_frame(payload: str | bytes) -> tuple[str, dict, dict, dict] | None:
     """Decode a kernel websocket frame -> ``(channel, header, parent_header, content)``.
 
@@ -522,13 +539,7 @@ def parse_ws_frame(payload: str | bytes) -> tuple[str, dict, dict, dict] | None:
     and Voila 0.5 negotiate with jupyter_server 2) and the legacy JSON / binary format.
     """
     if isinstance(payload, str):
-        msg = json.loads(payload)
-        return (
-            msg.get("channel", ""),
-            msg["header"],
-            msg.get("parent_header") or {},
-            msg.get("content") or {},
-        )
+        return _json_frame(json.loads(payload))
     data = bytes(payload)
     # v1: uint64 LE count n, n uint64 LE offsets; parts: channel, header, parent, metadata,
     # content, buffers...
@@ -553,13 +564,7 @@ def parse_ws_frame(payload: str | bytes) -> tuple[str, dict, dict, dict] | None:
             offs = [int.from_bytes(data[4 * (i + 1) : 4 * (i + 2)], "big") for i in range(nbufs)]
             end = offs[1] if nbufs > 1 else len(data)
             with contextlib.suppress(ValueError):
-                msg = json.loads(data[offs[0] : end])
-                return (
-                    msg.get("channel", ""),
-                    msg["header"],
-                    msg.get("parent_header") or {},
-                    msg.get("content") or {},
-                )
+                return _json_frame(json.loads(data[offs[0] : end]))
     return None
 
 
@@ -1228,3 +1233,78 @@ class VoilaLauncher:
     def stop_all(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+# --------------------------------------------------------------------------- Explorer helpers
+#
+# Notebook cells and locators shared by the Explorer's browser tests (test_explorer,
+# test_keyboard, test_panels, ...).  The DOM contract they rely on is documented at the top of
+# ``sd_widgets/widgets/static/tree.js`` and in ``docs/widget-protocol.md``.
+
+#: First cell of an Explorer notebook: the imports every Explorer test's cells use.
+SETUP = """\
+import json
+import torch
+import sd_widgets as sdw
+from sd_widgets import demo
+"""
+
+#: The demo's 10-class checkpoint opened against a model with a new 3-class head (38 keys,
+#: 2 shape mismatches), nothing selected; ``original`` keeps the model's tensors before any load.
+NEW_HEAD = """\
+model = demo.target_model("new_head")
+ckpt = demo.variant("new_head")
+original = {k: v.clone() for k, v in model.state_dict().items()}
+w = sdw.Explorer(model, ckpt, select="none")
+w
+"""
+
+
+def explorer(lab: Lab, cell: int = 1) -> Any:
+    """Locator of the Explorer in cell ``cell``'s output, once it says ``data-ready=true``."""
+    from playwright.sync_api import expect
+
+    root = lab.output_area(cell).locator(".sdw-explorer")
+    expect(root).to_have_attribute("data-ready", "true")
+    return root
+
+
+def run_explorer(
+    lab: Lab,
+    cells: Sequence[str | dict[str, Any]],
+    cell: int = 1,
+    timeout: float = 60.0,
+    ui: str = "lab",
+) -> Any:
+    """Open a notebook of ``cells``, run all of it, and return the Explorer in cell ``cell``."""
+    lab.open_notebook(cells, ui=ui)
+    lab.run_all_and_wait(timeout)
+    return explorer(lab, cell)
+
+
+def leaf(root: Any, key: str) -> Any:
+    """Locator of the tree row of the state_dict key ``key``."""
+    return root.locator(f".sdw-row[data-role=leaf][data-key={json.dumps(key)}]")
+
+
+def module(root: Any, path: str) -> Any:
+    """Locator of the tree row of the module ``path``."""
+    return root.locator(f".sdw-row[data-role=module][data-path={json.dumps(path)}]")
+
+
+def click_module(root: Any, path: str, side: str = "ckpt") -> None:
+    """Click module ``path``'s name in the ``side`` column (``ckpt`` or ``model``): it toggles
+    the selection of the module's whole subtree."""
+    module(root, path).locator(f"[data-role={side}] [data-role=name]").click()
+
+
+def expect_selected(root: Any, n: int) -> None:
+    """Wait until the selection preview counts ``n`` tensors."""
+    from playwright.sync_api import expect
+
+    expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", str(n))
+
+
+def py(lab: Lab, expr: str) -> str:
+    """``print(expr)`` in the notebook's kernel; its stripped stdout."""
+    return lab.execute(f"print({expr})").strip()

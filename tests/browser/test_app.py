@@ -17,6 +17,8 @@ from playwright.sync_api import expect
 
 from sd_widgets import demo
 
+from .harness import module
+
 pytestmark = pytest.mark.browser
 
 APP = Path(__file__).resolve().parents[2] / "notebooks" / "app.ipynb"
@@ -26,10 +28,6 @@ FONT = re.compile(r"\.(woff2?|ttf|otf|eot)(\?|$)|/fonts?/|fontawesome", re.I)
 
 def leaves(root: Any) -> Any:
     return root.locator(".sdw-row[data-role=leaf]")
-
-
-def module(root: Any, path: str) -> Any:
-    return root.locator(f".sdw-row[data-role=module][data-path={json.dumps(path)}]")
 
 
 def watch_console(page: Any) -> list[tuple[str, str, str]]:

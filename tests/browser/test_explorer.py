@@ -13,21 +13,19 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from .harness import (
+    NEW_HEAD,
+    SETUP,
+    click_module,
+    expect_selected,
+    explorer,
+    leaf,
+    module,
+    py,
+    run_explorer,
+)
+
 pytestmark = pytest.mark.browser
-
-SETUP = """\
-import torch
-import sd_widgets as sdw
-from sd_widgets import demo
-"""
-
-NEW_HEAD = """\
-model = demo.target_model("new_head")
-ckpt = demo.variant("new_head")
-original = {k: v.clone() for k, v in model.state_dict().items()}
-w = sdw.Explorer(model, ckpt, select="none")
-w
-"""
 
 RENAMED = """\
 model = demo.target_model("renamed_layer")
@@ -58,28 +56,8 @@ w
 """
 
 
-def explorer(lab, cell: int = 1):
-    root = lab.output_area(cell).locator(".sdw-explorer")
-    expect(root).to_have_attribute("data-ready", "true")
-    return root
-
-
-def leaf(root, key: str):
-    return root.locator(f".sdw-row[data-role=leaf][data-key={json.dumps(key)}]")
-
-
-def module(root, path: str):
-    return root.locator(f".sdw-row[data-role=module][data-path={json.dumps(path)}]")
-
-
-def py(lab, expr: str) -> str:
-    return lab.execute(f"print({expr})").strip()
-
-
 def test_tree_renders_both_columns_with_statuses(lab):
-    lab.open_notebook([SETUP, NEW_HEAD])
-    lab.run_all_and_wait()
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, NEW_HEAD])
     rows = root.locator(".sdw-row[data-role=leaf]")
     expect(rows).to_have_count(38)
     mismatch = leaf(root, "classifier.weight")
@@ -103,9 +81,7 @@ def same_as(name: str, key: str) -> str:
 
 
 def test_collapse_expand_search_and_filters(lab):
-    lab.open_notebook([SETUP, NEW_HEAD])
-    lab.run_all_and_wait()
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, NEW_HEAD])
     leaves = root.locator(".sdw-row[data-role=leaf]")
     head = module(root, "classifier")
     head.locator("[data-role=ckpt] [data-action=expand]").click()
@@ -141,13 +117,10 @@ def test_collapse_expand_search_and_filters(lab):
 
 
 def test_clicks_select_subtrees_and_ranges_and_update_the_preview(lab):
-    lab.open_notebook([SETUP, NEW_HEAD])
-    lab.run_all_and_wait()
-    root = explorer(lab)
-    preview = root.locator("[data-role=preview]")
+    root = run_explorer(lab, [SETUP, NEW_HEAD])
     with lab.count_messages() as msgs:
-        module(root, "backbone.layer1").locator("[data-role=ckpt] [data-role=name]").click()
-        expect(preview).to_have_attribute("data-n-tensors", "12")
+        click_module(root, "backbone.layer1")
+        expect_selected(root, 12)
     assert msgs.to_kernel == 1 and msgs.to_browser == 1, msgs.summary()
     assert py(lab, "len(w.selected_keys)") == "12"
     expect(module(root, "backbone.layer1")).to_have_attribute("data-check", "all")
@@ -162,41 +135,39 @@ def test_clicks_select_subtrees_and_ranges_and_update_the_preview(lab):
 
     # a leaf toggles; shift-click selects the range from it
     leaf(root, "backbone.stem.conv.weight").click()
-    expect(preview).to_have_attribute("data-n-tensors", "13")
+    expect_selected(root, 13)
     leaf(root, "backbone.stem.bn.running_var").click(modifiers=["Shift"])
-    expect(preview).to_have_attribute("data-n-tensors", "17")
+    expect_selected(root, 17)
     stem = [k for k in ("conv.weight", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var")]
     selected = json.loads(lab.execute("import json; print(json.dumps(w.selected_keys))"))
     assert [k for k in selected if k.startswith("backbone.stem.")] == [
         f"backbone.stem.{k}" for k in stem
     ]
     # clicking the fully selected module again deselects its subtree
-    module(root, "backbone.layer1").locator("[data-role=model] [data-role=name]").click()
-    expect(preview).to_have_attribute("data-n-tensors", "5")
+    click_module(root, "backbone.layer1", "model")
+    expect_selected(root, 5)
     root.locator("[data-action=select-loadable]").click()
-    expect(preview).to_have_attribute("data-n-tensors", "36")
+    expect_selected(root, 36)
     expect(root.locator("[data-role=preview-skipped-none]")).to_have_text(
         "Nothing: every selected key will be loaded."
     )
     # BatchNorm policy "keep": the running statistics stay selected but are listed as skipped
     root.locator("input[type=radio][value=keep]").check()
-    expect(preview).to_have_attribute("data-n-tensors", "18")
+    expect_selected(root, 18)
     skipped = root.locator("[data-role=preview-skipped] li")
     expect(skipped).to_have_count(18)
     expect(skipped.first).to_contain_text("backbone.stem.bn.running_mean — bn='keep'")
     assert py(lab, "w.bn_policy") == "keep"
     root.locator("input[type=radio][value=load]").check()
-    expect(preview).to_have_attribute("data-n-tensors", "36")
+    expect_selected(root, 36)
     root.locator("[data-action=select-none]").click()
-    expect(preview).to_have_attribute("data-n-tensors", "0")
+    expect_selected(root, 0)
 
 
 def test_load_selected_changes_the_kernel_model_and_undo_restores(lab):
-    lab.open_notebook([SETUP, NEW_HEAD])
-    lab.run_all_and_wait()
-    root = explorer(lab)
-    module(root, "backbone.layer1").locator("[data-role=ckpt] [data-role=name]").click()
-    expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "12")
+    root = run_explorer(lab, [SETUP, NEW_HEAD])
+    click_module(root, "backbone.layer1")
+    expect_selected(root, 12)
     root.locator("[data-action=load]").click()
     expect(root.locator("[data-role=message]")).to_have_attribute("data-level", "success")
     expect(root.locator("[data-role=message-text]")).to_contain_text("Loaded 12 tensors")
@@ -233,11 +204,9 @@ def test_load_selected_changes_the_kernel_model_and_undo_restores(lab):
 
 
 def test_code_view_shows_the_plan(lab):
-    lab.open_notebook([SETUP, NEW_HEAD])
-    lab.run_all_and_wait()
-    root = explorer(lab)
-    module(root, "backbone.stem").locator("[data-role=ckpt] [data-role=name]").click()
-    expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "6")
+    root = run_explorer(lab, [SETUP, NEW_HEAD])
+    click_module(root, "backbone.stem")
+    expect_selected(root, 6)
     root.locator("[data-role=tab][data-tab=code]").click()
     code = root.locator("pre[data-role=code]")
     expect(code).to_contain_text("load_state_dict")
@@ -252,9 +221,7 @@ def test_code_view_shows_the_plan(lab):
 
 
 def test_accepting_a_rename_realigns_the_tree(lab):
-    lab.open_notebook([SETUP, RENAMED])
-    lab.run_all_and_wait()
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, RENAMED])
     expect(leaf(root, "fc.weight")).to_have_attribute("data-status", "unexpected")
     expect(leaf(root, "classifier.weight")).to_have_attribute("data-status", "missing")
     expect(leaf(root, "fc.weight").locator("[data-role=model]")).to_have_class(
@@ -289,9 +256,7 @@ def test_accepting_a_rename_realigns_the_tree(lab):
 
 
 def test_hostile_key_names_render_literally_and_run_nothing(lab):
-    lab.open_notebook([SETUP, HOSTILE])
-    lab.run_all_and_wait()
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, HOSTILE])
     keys = root.locator(".sdw-row[data-role=leaf]").evaluate_all(
         "els => els.map(e => e.dataset.key)"
     )
@@ -381,9 +346,7 @@ w
 
 
 def test_twelve_thousand_keys_search_filter_and_scroll(lab):
-    lab.open_notebook([SETUP, BIG])
-    lab.run_all_and_wait(timeout=120)
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, BIG], timeout=120)
     assert root.get_attribute("data-n-keys") == "12001"
     root.locator("[data-action=expand-all]").click()
     assert int(root.get_attribute("data-n-visible")) == 12001 + 600 * 11 + 1
@@ -405,16 +368,14 @@ def test_twelve_thousand_keys_search_filter_and_scroll(lab):
     assert "1 shape mismatch" in root_counts.get_attribute("title")
     assert root_counts.evaluate("e => e.scrollWidth <= e.clientWidth"), "counts overflow"
     lab.screenshot("explorer-12k-search", root)
-    module(root, "blocks.123.4").locator("[data-role=ckpt] [data-role=name]").click()
+    click_module(root, "blocks.123.4")
     root.locator("[data-role=search]").fill("")
-    expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "11996")
+    expect_selected(root, 11996)
     assert py(lab, "len(w.selected_keys)") == "11996"
 
 
 def test_dark_theme(lab):
-    lab.open_notebook([SETUP, NEW_HEAD])
-    lab.run_all_and_wait()
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, NEW_HEAD])
     lab.page.evaluate(
         "() => window.jupyterapp.commands.execute('apputils:change-theme', "
         "{theme: 'JupyterLab Dark'})"
@@ -423,7 +384,7 @@ def test_dark_theme(lab):
         "() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000
     )
     root.locator("[data-action=select-loadable]").click()
-    expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "36")
+    expect_selected(root, 36)
     # wait for the theme's CSS to reach the widget (no fixed sleep): its background turns dark
     root.evaluate("""e => new Promise((resolve, reject) => {
         const dark = () => {
@@ -454,8 +415,8 @@ def test_notebook7_renders_selects_and_loads(lab):
     root = explorer(lab)
     expect(root.locator(".sdw-row[data-role=leaf]")).to_have_count(38)
     expect(leaf(root, "classifier.weight")).to_have_attribute("data-status", "shape_mismatch")
-    module(root, "backbone").locator("[data-role=ckpt] [data-role=name]").click()
-    expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "36")
+    click_module(root, "backbone")
+    expect_selected(root, 36)
     root.locator("[data-action=load]").click()
     expect(root.locator("[data-role=message-text]")).to_contain_text("Loaded 36 tensors")
     assert py(lab, same_as("ckpt", "backbone.layer2.0.conv2.weight")) == "True"
@@ -472,7 +433,7 @@ def test_voila_renders_and_a_click_round_trips(voila_server):
     root = page.locator(".sdw-explorer")
     expect(root.locator(".sdw-row[data-role=leaf]")).to_have_count(38)
     with app.count_messages() as msgs:
-        module(root, "backbone.layer2").locator("[data-role=ckpt] [data-role=name]").click()
-        expect(root.locator("[data-role=preview]")).to_have_attribute("data-n-tensors", "18")
+        click_module(root, "backbone.layer2")
+        expect_selected(root, 18)
     assert msgs.to_kernel == 1 and msgs.to_browser == 1, msgs.summary()
     app.screenshot("explorer-voila", root)

@@ -14,22 +14,9 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from .harness import NEW_HEAD, SETUP, py, run_explorer
+
 pytestmark = pytest.mark.browser
-
-SETUP = """\
-import json
-import torch
-import sd_widgets as sdw
-from sd_widgets import demo
-"""
-
-NEW_HEAD = """\
-model = demo.target_model("new_head")
-ckpt = demo.variant("new_head")
-original = {k: v.clone() for k, v in model.state_dict().items()}
-w = sdw.Explorer(model, ckpt, select="none")
-w
-"""
 
 BIG = """\
 from collections import OrderedDict
@@ -61,12 +48,6 @@ NOTEBOOK_STATE = """() => {
 }"""
 
 
-def explorer(lab, cell: int = 1):
-    root = lab.output_area(cell).locator(".sdw-explorer")
-    expect(root).to_have_attribute("data-ready", "true")
-    return root
-
-
 def focused(lab) -> dict:
     return lab.page.evaluate(FOCUSED) or {}
 
@@ -83,18 +64,12 @@ def press_until(lab, key: str, predicate, limit: int = 120) -> dict:
     return f
 
 
-def py(lab, expr: str) -> str:
-    return lab.execute(f"print({expr})").strip()
-
-
 def selected(lab) -> list[str]:
     return json.loads(lab.execute("print(json.dumps(w.selected_keys))"))
 
 
 def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
-    lab.open_notebook([SETUP, NEW_HEAD])
-    lab.run_all_and_wait()
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, NEW_HEAD])
     page = lab.page
     tree = root.locator("[data-role=canvas]")
     expect(tree).to_have_attribute("role", "tree")
@@ -233,9 +208,7 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
 
 
 def test_keyboard_focus_stays_rendered_in_a_virtualised_tree(lab):
-    lab.open_notebook([SETUP, BIG])
-    lab.run_all_and_wait(timeout=120)
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, BIG], timeout=120)
     page = lab.page
     tree = root.locator("[data-role=canvas]")
     # the first screen shows the problem: its block opens by itself (problems first)
