@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import cached_property
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -46,8 +47,11 @@ if TYPE_CHECKING:
     from .plan import LoadPlan
 
 __all__ = [
+    "FRAME_FIELDS",
+    "JSON_FIELDS",
     "LOADABLE_STATUSES",
     "PROBLEM_STATUSES",
+    "ROW_FIELDS",
     "STATUSES",
     "WRAPPER_PREFIXES",
     "Comparison",
@@ -57,6 +61,7 @@ __all__ = [
     "Suggestion",
     "compare",
     "model_entries",
+    "row_fields",
 ]
 
 
@@ -132,6 +137,72 @@ def _entries_from_checkpoint(ckpt: Checkpoint) -> OrderedDict[str, ModelEntry]:
         kind = "buffer" if k.rpartition(".")[2] in BN_BUFFERS else "param"
         out[k] = ModelEntry(k, info.shape, info.dtype, kind, _module_of(k), "cpu", info.tied)
     return out
+
+
+#: every field of a :class:`Row` that leaves the library, in THE one order, with what it holds.
+#: Each output picks its fields from this table in this order: :meth:`Row.to_json` (the tree's
+#: leaves, ``sd-widgets diff --format json``), :meth:`Comparison.to_frame` and the widget's
+#: payload columns. A new field goes here (and onto :class:`Row`) once.
+ROW_FIELDS: dict[str, str] = {
+    "key": "the row's key: the model key when the model has it, else the checkpoint key "
+    "(after renames)",
+    "status": "one of STATUSES",
+    "kind": '"param" or "buffer" ("extra" for a tensor a module saves itself); None for a '
+    "checkpoint-only key",
+    "module": "module path of the key: everything before its last dot",
+    "ckpt_key": "the checkpoint's own name for the key (before renames); None when absent",
+    "model_key": "the model's key; None when the model does not have it",
+    "ckpt_shape": "shape in the checkpoint; None when absent",
+    "model_shape": "shape in the model; None when absent",
+    "ckpt_dtype": 'dtype name in the checkpoint ("float32"); None when absent',
+    "model_dtype": "dtype name in the model; None when absent",
+    "nbytes": "bytes of the checkpoint tensor, or of the model tensor when the checkpoint "
+    "does not have the key",
+    "loadable": "the checkpoint tensor loads as it is (match; dtype mismatch, cast)",
+    "adaptable": "a shape mismatch that a registered adapter can load",
+    "reason": "why the row cannot be loaded as it is; None when it can",
+    "tied": "the other keys sharing this tensor's storage",
+    "tied_to": "for a model key absent from the checkpoint that is the same Parameter as a "
+    "key the checkpoint holds: that key (loading it changes this one too)",
+    "model_on_meta": "the model tensor lives on the meta device (no values to adapt from)",
+}
+
+
+def row_fields(*, without: Iterable[str] = ()) -> tuple[str, ...]:
+    """The names of :data:`ROW_FIELDS`, in its order, less those in ``without``.
+
+    Parameters
+    ----------
+    without : iterable of str
+        Fields an output leaves out; each must be a field of the table.
+
+    Returns
+    -------
+    tuple of str
+        The remaining field names, in the table's order.
+
+    Raises
+    ------
+    ValueError
+        When ``without`` names a field the table does not have.
+    """
+    skip = set(without)
+    unknown = skip - set(ROW_FIELDS)
+    if unknown:
+        raise ValueError(f"not row fields: {sorted(unknown)}; the fields are {list(ROW_FIELDS)}")
+    return tuple(f for f in ROW_FIELDS if f not in skip)
+
+
+#: :meth:`Row.to_json`: every field but ``module`` (the tree nests rows by module already);
+#: ``key`` first, so that ``to_json(key_field)`` can name it
+JSON_FIELDS = row_fields(without=("module",))
+assert JSON_FIELDS[0] == "key"
+#: :meth:`Comparison.to_frame` columns (the first ten are the contract of ``DESIGN.md``)
+FRAME_FIELDS = row_fields(without=("adaptable", "model_on_meta"))
+_json_values = attrgetter(*JSON_FIELDS)
+_frame_values = attrgetter(*FRAME_FIELDS)
+#: fields whose JSON form is a list (tuples on the row)
+_JSON_LISTS = ("ckpt_shape", "model_shape", "tied")
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,29 +289,17 @@ class Row:
     def to_json(self, key_field: str = "key") -> dict[str, Any]:
         """The row as JSON-ready values: the one serialisation of a row.
 
-        Fields in this order: the key (under ``key_field``), status, kind, ckpt_key, model_key,
-        ckpt_shape, model_shape (lists or None), ckpt_dtype, model_dtype, nbytes, loadable,
-        adaptable, reason, tied (a list), tied_to, model_on_meta. The tree's leaves, the CLI's
-        JSON and the widget's payload are built from it.
+        The fields of :data:`JSON_FIELDS` in that order (the key under ``key_field``); shapes
+        and ``tied`` as lists, a shape None when that side is absent. The tree's leaves, the
+        CLI's JSON and the widget's payload are built from it.
         """
-        return {
-            key_field: self.key,
-            "status": self.status,
-            "kind": self.kind,
-            "ckpt_key": self.ckpt_key,
-            "model_key": self.model_key,
-            "ckpt_shape": None if self.ckpt_shape is None else list(self.ckpt_shape),
-            "model_shape": None if self.model_shape is None else list(self.model_shape),
-            "ckpt_dtype": self.ckpt_dtype,
-            "model_dtype": self.model_dtype,
-            "nbytes": self.nbytes,
-            "loadable": self.loadable,
-            "adaptable": self.adaptable,
-            "reason": self.reason,
-            "tied": list(self.tied),
-            "tied_to": self.tied_to,
-            "model_on_meta": self.model_on_meta,
-        }
+        names = JSON_FIELDS if key_field == "key" else (key_field, *JSON_FIELDS[1:])
+        out = dict(zip(names, _json_values(self), strict=True))
+        for name in _JSON_LISTS:
+            value = out[name]
+            if value is not None:
+                out[name] = list(value)
+        return out
 
 
 _ROW_SETTERS = tuple(getattr(Row, f.name).__set__ for f in fields(Row))
@@ -276,15 +335,6 @@ class RuleSuggestion(NamedTuple):
     #: what the rule undoes when that is known: "ddp", "compile", "compile+ddp", "lightning",
     #: "hf_base", "tf_names"; None when the rule is only described
     convention: str | None = None
-
-
-@dataclass
-class _Node:
-    name: str
-    path: str
-    module_type: str | None
-    children: OrderedDict[str, Any] = field(default_factory=OrderedDict)
-    counts: dict[str, int] = field(default_factory=dict)
 
 
 class Comparison:
@@ -343,37 +393,22 @@ class Comparison:
         for mk, e in self.entries.items():
             ck = by_target.get(mk)
             mdt = dtype_name_(e.dtype)
-            on_meta = e.device == "meta"
-            if ck is None:
+            if ck is None:  # missing: only the model side
                 status = _MISSING if e.kind == "param" else _MISSING_BUFFER
+                ckpt_shape = ckpt_dtype = None
                 nbytes = prod(e.shape) * e.dtype.itemsize
                 tied_to = next((t for t in e.tied if t in by_target), None) if e.tied else None
-                append(
-                    _row(
-                        mk,
-                        status,
-                        e.kind,
-                        e.module,
-                        None,
-                        mk,
-                        None,
-                        e.shape,
-                        None,
-                        mdt,
-                        nbytes,
-                        e.tied,
-                        on_meta,
-                        tied_to,
-                    )
-                )
-                continue
-            info = infos(ck)
-            if info.shape != e.shape:
-                status = _SHAPE_MISMATCH
-            elif info.dtype != e.dtype:
-                status = _DTYPE_MISMATCH
             else:
-                status = _MATCH
+                info = infos(ck)
+                if info.shape != e.shape:
+                    status = _SHAPE_MISMATCH
+                elif info.dtype != e.dtype:
+                    status = _DTYPE_MISMATCH
+                else:
+                    status = _MATCH
+                ckpt_shape, ckpt_dtype = info.shape, dtype_name_(info.dtype)
+                nbytes = prod(info.shape) * info.dtype.itemsize
+                tied_to = None
             append(
                 _row(
                     mk,
@@ -382,14 +417,14 @@ class Comparison:
                     e.module,
                     ck,
                     mk,
-                    info.shape,
+                    ckpt_shape,
                     e.shape,
-                    dtype_name_(info.dtype),
+                    ckpt_dtype,
                     mdt,
-                    prod(info.shape) * info.dtype.itemsize,
+                    nbytes,
                     e.tied,
-                    on_meta,
-                    None,
+                    e.device == "meta",
+                    tied_to,
                 )
             )
         entries = self.entries
@@ -402,7 +437,7 @@ class Comparison:
                     new,
                     _UNEXPECTED,
                     None,
-                    new.rpartition(".")[0],
+                    _module_of(new),
                     ck,
                     None,
                     info.shape,
@@ -471,95 +506,67 @@ class Comparison:
     def to_frame(self) -> pd.DataFrame:
         """One row per key, as a pandas DataFrame.
 
-        Columns key, status (categorical, in the statuses' order), kind, module, ckpt_key,
-        model_key, shapes, dtypes, nbytes, tied (comma-separated), tied_to, loadable, reason.
+        Columns :data:`FRAME_FIELDS`: key, status (categorical, in the statuses' order), kind,
+        module, ckpt_key, model_key, shapes (tuples), dtypes, nbytes, loadable, reason, tied
+        (comma-separated), tied_to.
         """
         import pandas as pd
 
-        cols = [
-            "key",
-            "status",
-            "kind",
-            "module",
-            "ckpt_key",
-            "model_key",
-            "ckpt_shape",
-            "model_shape",
-            "ckpt_dtype",
-            "model_dtype",
-            "nbytes",
-            "tied",
-            "tied_to",
-            "loadable",
-            "reason",
-        ]
-        data = [
-            (
-                r.key,
-                r.status,
-                r.kind,
-                r.module,
-                r.ckpt_key,
-                r.model_key,
-                r.ckpt_shape,
-                r.model_shape,
-                r.ckpt_dtype,
-                r.model_dtype,
-                r.nbytes,
-                ", ".join(r.tied),
-                r.tied_to,
-                r.loadable,
-                r.reason,
-            )
-            for r in self.rows
-        ]
-        df = pd.DataFrame(data, columns=cols)
+        df = pd.DataFrame(list(map(_frame_values, self.rows)), columns=list(FRAME_FIELDS))
+        df["tied"] = [", ".join(t) for t in df["tied"]]
         df["status"] = pd.Categorical(df["status"], categories=list(STATUSES))
         return df
+
+    @property
+    def module_types(self) -> Mapping[str, str]:
+        """Module path → class name of the model's modules (empty without a model)."""
+        return self._module_types
+
+    def module_children(self) -> dict[str, list[str | Row]]:
+        """Module path → its children in order: child module paths (``str``) and rows.
+
+        ``""`` is the root. A module appears at the first row that reaches it (created with its
+        parents) and keeps that place, so the model's order comes first and checkpoint-only
+        modules follow. :meth:`tree` and the widget's payload are both built from this.
+        """
+        children: dict[str, list[str | Row]] = {"": []}
+        for r in self.rows:
+            path = r.module
+            if path not in children:
+                new = []
+                while path not in children:
+                    new.append(path)
+                    path = path.rpartition(".")[0]
+                for m in reversed(new):
+                    children[m] = []
+                    children[m.rpartition(".")[0]].append(m)
+            children[r.module].append(r)
+        return children
 
     def tree(self) -> dict[str, Any]:
         """Nested module nodes with per-status counts; one leaf per row (see docs/internals.md)."""
         with gc_paused():
-            return self._tree()
+            return self._node_dict("", self.module_children())
 
-    def _tree(self) -> dict[str, Any]:
-        types = self._module_types
-        nodes: dict[str, _Node] = {"": _Node("", "", types.get(""))}
-
-        def node_for(path: str) -> _Node:
-            # one node per module path, created (with its parents) at its first row: children
-            # keep the order in which rows first reach them
-            node = nodes.get(path)
-            if node is None:
-                parent, _, name = path.rpartition(".")
-                node = nodes[path] = _Node(name, path, types.get(path))
-                node_for(parent).children["m:" + name] = node
-            return node
-
-        for r in self.rows:
-            node_for(r.module).children["t:" + r.key] = r
-        return self._node_dict(nodes[""])
-
-    def _node_dict(self, node: _Node) -> dict[str, Any]:
-        children = []
+    def _node_dict(self, path: str, children: Mapping[str, list[str | Row]]) -> dict[str, Any]:
+        nodes = []
         counts: dict[str, int] = {}
-        for child in node.children.values():
+        for child in children[path]:
             if isinstance(child, Row):
                 d = _leaf_dict(child)
                 counts[child.status] = counts.get(child.status, 0) + 1
             else:
-                d = self._node_dict(child)
+                d = self._node_dict(child, children)
                 for s, n in d["counts"].items():
                     counts[s] = counts.get(s, 0) + n
-            children.append(d)
-        ordered = {s: counts[s] for s in STATUSES if s in counts}
+            nodes.append(d)
         return {
             "type": "module",
-            "name": node.name,
-            "path": node.path,
-            "module_type": node.module_type,
-            "counts": ordered,
-            "children": children,
+            "name": path.rpartition(".")[2],
+            "path": path,
+            "module_type": self._module_types.get(path),
+            "counts": {s: counts[s] for s in STATUSES if s in counts},
+            "children": nodes,
         }
 
     # renames -------------------------------------------------------------------------------------

@@ -1075,6 +1075,60 @@ def test_the_serialiser_from_rows_equals_the_flattened_tree(variant):
     assert pl.payload_from_comparison(renamed) == pl.build_tree_payload(renamed.tree())
 
 
+@pytest.mark.parametrize("variant", ["new_head", "dataparallel", "renamed_layer", "tied"])
+def test_the_payload_says_what_the_comparison_rows_say(variant):
+    """Checked against the rows and the model themselves, not against another serialiser."""
+    from collections import Counter
+
+    from sd_widgets.compare import ROW_FIELDS
+
+    if variant == "tied":
+        model: nn.Module = TiedLM()
+        cmp = sdw.compare(model, {"embed.weight": torch.zeros(11, 4), "x.y": torch.ones(3)})
+    else:
+        model = demo.target_model(variant)
+        cmp = sdw.compare(model, demo.variant(variant))
+        cmp = cmp.with_renames([r.rule for r in cmp.prefix_suggestions()[:1]])
+    p = pl.payload_from_comparison(cmp)
+    cols, index = p["columns"], pl.TreeIndex(p)
+    # the row columns stand in the one field order
+    assert [c for c in cols if c in ROW_FIELDS] == [f for f in ROW_FIELDS if f in cols]
+    assert sorted(index.keys) == sorted(r.key for r in cmp.rows)
+    for r in cmp.rows:
+        row, d = index.row(r.key), r.to_json()
+        for f in ("status", "kind", "ckpt_key", "model_key", "ckpt_shape", "model_shape"):
+            assert row[f] == d[f], (r.key, f)
+        assert (row["ckpt_dtype"], row["model_dtype"], row["nbytes"]) == (
+            r.ckpt_dtype,
+            r.model_dtype,
+            r.nbytes,
+        )
+        assert (row["loadable"], row["adaptable"]) == (int(r.loadable), int(r.adaptable))
+        assert (row["reason"], row["tied"], row["tied_to"]) == (
+            r.reason,
+            d["tied"] or None,
+            r.tied_to,
+        )
+        assert row["name"] == r.key.rpartition(".")[2]
+    assert p["counts"] == [cmp.summary()[s] for s in p["statuses"]]
+    types = {n: type(m).__name__ for n, m in model.named_modules()}
+    for i, t in enumerate(cols["t"]):
+        if t != 0:
+            continue
+        path = cols["path"][i]
+        under = [r for r in cmp.rows if r.module == path or r.module.startswith(path + ".")]
+        assert sorted(index.subtree_keys(path)) == sorted(r.key for r in under)
+        n = Counter(r.status for r in under)
+        assert cols["counts"][i] == [n[s] for s in p["statuses"]]
+        assert cols["nbytes"][i] == sum(r.nbytes for r in under)
+        assert cols["module_type"][i] == types.get(path)
+    if variant == "tied":
+        assert index.row("lm_head.weight")["tied_to"] == "embed.weight"
+        x = cols["path"].index("x")
+        assert cols["t"][x] == 0 and cols["module_type"][x] is None  # a checkpoint-only module
+        assert index.row("x.y")["status"] == "unexpected" and index.subtree_keys("x") == ["x.y"]
+
+
 def test_the_serialiser_handles_hostile_tied_and_top_level_keys():
     sd = OrderedDict((k, torch.zeros(2)) for k in HOSTILE_KEYS)
     sd["weight"] = torch.ones(2, 2)

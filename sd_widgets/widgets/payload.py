@@ -55,12 +55,16 @@ import json
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast, get_args
+from typing import TYPE_CHECKING, Any, NamedTuple, cast, get_args
 
+from ..compare import row_fields
 from ..statuses import STATUS_INFO, Status, legend
 from ..statuses import STATUSES as _STATUSES
 from ..units import human_bytes as format_bytes
 from ..units import shape_text
+
+if TYPE_CHECKING:
+    from ..compare import Comparison
 
 __all__ = [
     "LEGEND",
@@ -107,32 +111,19 @@ _LEGEND_BY_STATUS = {item["status"]: item for item in LEGEND}
 # the tree payload
 # --------------------------------------------------------------------------------------------
 
+#: the row fields a tensor entry carries (from the one table, :data:`compare.ROW_FIELDS`, in its
+#: order); its key is the entry's ``path``, its module the enclosing module entry
+_ROW_COLUMNS = row_fields(without=("key", "module", "model_on_meta"))
+_AFTER_NBYTES = _ROW_COLUMNS.index("nbytes") + 1
+#: the payload's columns: the tree's own, then the row fields (``numel`` next to ``nbytes``)
 _COLUMNS = (
-    "t",
-    "depth",
-    "end",
-    "parent",
-    "name",
-    "path",
-    "module_type",
-    "counts",
-    "sides",
-    "status",
-    "kind",
-    "ckpt_key",
-    "model_key",
-    "ckpt_shape",
-    "model_shape",
-    "ckpt_dtype",
-    "model_dtype",
-    "nbytes",
+    *("t", "depth", "end", "parent", "name", "path", "module_type", "counts", "sides"),
+    *_ROW_COLUMNS[:_AFTER_NBYTES],
     "numel",
-    "loadable",
-    "adaptable",
-    "reason",
-    "tied",
-    "tied_to",
+    *_ROW_COLUMNS[_AFTER_NBYTES:],
 )
+#: the columns a module entry leaves None (its ``nbytes`` and ``numel`` are subtree sums)
+_TENSOR_ONLY = tuple(c for c in _ROW_COLUMNS if c != "nbytes")
 _CKPT_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_checkpoint_side)
 _MODEL_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_model_side)
 
@@ -151,186 +142,71 @@ def _numel(shape: Sequence[int] | None) -> int:
     return math.prod(shape) if shape is not None else 0
 
 
+def payload_from_comparison(cmp: Comparison, *, source: str = "", model: str = "") -> dict:
+    """The widget's serialiser: the compact columnar payload described above, from ``cmp``.
+
+    Module entries and their order are :meth:`Comparison.module_children` (the grouping
+    :meth:`Comparison.tree` nests), tensor entries the comparison's rows.
+    """
+    return _serialise(cmp.module_children(), cmp.module_types, source=source, model=model)
+
+
 def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str = "") -> dict:
-    """Flatten ``Comparison.tree()`` into the compact columnar payload described above."""
-    statuses = list(STATUSES)
-    status_index = {s: i for i, s in enumerate(statuses)}
-    ckpt_side = [j for j, s in enumerate(statuses) if s in _CKPT_SIDE]
-    model_side = [j for j, s in enumerate(statuses) if s in _MODEL_SIDE]
-    dtypes: list[str] = []
-    dtype_index: dict[str, int] = {}
+    """The same payload from ``Comparison.tree()`` (nested module nodes, ``docs/internals.md``).
 
-    def dt(name: str | None) -> int | None:
-        if name is None:
-            return None
-        i = dtype_index.get(name)
-        if i is None:
-            i = dtype_index[name] = len(dtypes)
-            dtypes.append(name)
-        return i
-
-    cols: dict[str, list] = {c: [] for c in _COLUMNS}
-    (
-        t_,
-        depth_,
-        end_,
-        parent_,
-        name_,
-        path_,
-        mtype_,
-        counts_,
-        sides_,
-        status_,
-        kind_,
-        ckey_,
-        mkey_,
-        cshape_,
-        mshape_,
-        cdt_,
-        mdt_,
-        nbytes_,
-        numel_,
-        loadable_,
-        adaptable_,
-        reason_,
-        tied_,
-        tied_to_,
-    ) = (cols[c] for c in _COLUMNS)
-    n_keys = 0
-    # iterative pre-order walk; a module's `end` is filled on exit; `nbytes`/`numel` are
-    # summed into the parent as each entry is finished (one pass, not one per module)
-    stack: list[tuple[Mapping[str, Any], int, int, bool]] = [
-        (child, 0, -1, False) for child in reversed(list(tree.get("children", ())))
-    ]
+    The nesting is read back into module children and each leaf (``Row.to_json("path")``) is
+    read by the row's field names, then the one serialiser builds the columns.
+    ``build_tree_payload(cmp.tree()) == payload_from_comparison(cmp)``.
+    """
+    children: dict[str, list[Any]] = {}
+    module_types: dict[str, str] = {}
+    stack = [tree]
     while stack:
-        node, depth, parent, exiting = stack.pop()
-        if exiting:
-            i = parent  # on exit `parent` carries the module's own index
-            end_[i] = len(t_)
-            up = parent_[i]
-            if up >= 0:
-                nbytes_[up] += nbytes_[i]
-                numel_[up] += numel_[i]
-            continue
-        i = len(t_)
+        node = stack.pop()
         path = str(node.get("path", ""))
-        is_module = node.get("type") == "module"
-        t_.append(0 if is_module else 1)
-        depth_.append(depth)
-        end_.append(i + 1)
-        parent_.append(parent)
-        name_.append(str(node.get("name", "")))
-        path_.append(path)
-        if is_module:
-            counts_map = node.get("counts") or {}
-            counts = [int(counts_map.get(s, 0)) for s in statuses]
-            mtype_.append(node.get("module_type"))
-            counts_.append(counts)
-            sides_.append(
-                (1 if any(counts[j] for j in ckpt_side) else 0)
-                | (2 if any(counts[j] for j in model_side) else 0)
-            )
-            for col in (
-                status_,
-                kind_,
-                ckey_,
-                mkey_,
-                cshape_,
-                mshape_,
-                cdt_,
-                mdt_,
-                loadable_,
-                adaptable_,
-                reason_,
-                tied_,
-                tied_to_,
-            ):
-                col.append(None)
-            nbytes_.append(0)
-            numel_.append(0)
-            stack.append((node, depth, i, True))
-            stack.extend(
-                (child, depth + 1, i, False) for child in reversed(list(node.get("children", ())))
-            )
-            continue
-        n_keys += 1
-        status = node.get("status")
-        if status not in status_index:
-            raise ValueError(
-                f"tree leaf {path!r} has unknown status {status!r}; expected one of {statuses}"
-            )
-        ckpt_key, model_key = node.get("ckpt_key"), node.get("model_key")
-        ckpt_shape, model_shape = node.get("ckpt_shape"), node.get("model_shape")
-        shape = ckpt_shape if ckpt_shape is not None else model_shape
-        nbytes, numel = int(node.get("nbytes") or 0), _numel(shape)
-        mtype_.append(None)
-        counts_.append(None)
-        sides_.append((1 if ckpt_key is not None else 0) | (2 if model_key is not None else 0))
-        status_.append(status_index[status])
-        kind_.append(node.get("kind"))
-        ckey_.append(ckpt_key if ckpt_key is not None and ckpt_key != path else None)
-        mkey_.append(model_key if model_key is not None and model_key != path else None)
-        cshape_.append(list(ckpt_shape) if ckpt_shape is not None else None)
-        mshape_.append(list(model_shape) if model_shape is not None else None)
-        cdt_.append(dt(node.get("ckpt_dtype")))
-        mdt_.append(dt(node.get("model_dtype")))
-        nbytes_.append(nbytes)
-        numel_.append(numel)
-        loadable_.append(1 if node.get("loadable") else 0)
-        adaptable_.append(1 if node.get("adaptable") else 0)
-        reason_.append(node.get("reason") or None)
-        tied_.append(list(node.get("tied") or ()) or None)
-        tied_to_.append(node.get("tied_to") or None)
-        if parent >= 0:
-            nbytes_[parent] += nbytes
-            numel_[parent] += numel
-    root_counts = tree.get("counts") or {}
-    return {
-        "version": PAYLOAD_VERSION,
-        "statuses": statuses,
-        "legend": [_LEGEND_BY_STATUS[s] for s in statuses if s in _LEGEND_BY_STATUS],
-        "dtypes": dtypes,
-        "counts": [int(root_counts.get(s, 0)) for s in statuses],
-        "n_keys": n_keys,
-        "n_entries": len(cols["t"]),
-        "source": source,
-        "model": model,
-        "columns": cols,
-    }
+        if node.get("module_type") is not None:
+            module_types[path] = node["module_type"]
+        kids = children[path] = []
+        for child in node.get("children", ()):
+            if child.get("type") == "module":
+                kids.append(str(child.get("path", "")))
+                stack.append(child)
+            else:
+                kids.append(_LeafRow(child))
+    return _serialise(children, module_types, source=source, model=model)
 
 
-def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> dict:
-    """The widget's serialiser: the payload straight from the comparison's rows.
+class _LeafRow:
+    """A tree leaf read as a row: ``key`` is its ``path``, other fields by their names."""
 
-    The same payload as ``build_tree_payload(cmp.tree())``, with no intermediate nested dicts.
+    __slots__ = ("key", *_ROW_COLUMNS)
 
-    Module nodes are created at the first row that reaches them and keep that order, as
-    :meth:`Comparison.tree` does (a test keeps the two identical).
+    def __init__(self, leaf: Mapping[str, Any]) -> None:
+        self.key = str(leaf.get("path", ""))
+        for name in _ROW_COLUMNS:
+            setattr(self, name, leaf.get(name))
+
+
+def _serialise(
+    children: Mapping[str, Sequence[Any]],
+    module_types: Mapping[str, str],
+    *,
+    source: str,
+    model: str,
+) -> dict:
+    """The one serialiser: module path → children (module paths, rows) → the payload.
+
+    ``children[""]`` holds the root's children; a row is anything with the attributes of
+    :class:`~sd_widgets.compare.Row` named by :data:`_ROW_COLUMNS` and ``key``. An iterative
+    pre-order walk: a module's ``end``, ``counts`` and ``sides`` are filled on exit, and
+    ``nbytes``/``numel``/``counts`` are summed into the parent as each entry is finished (one
+    pass, not one per module).
     """
     statuses = list(STATUSES)
     status_index = {s: i for i, s in enumerate(statuses)}
     n_status = len(statuses)
     ckpt_side = [j for j, s in enumerate(statuses) if s in _CKPT_SIDE]
     model_side = [j for j, s in enumerate(statuses) if s in _MODEL_SIDE]
-    module_types: dict[str, str] = (
-        {n: type(m).__name__ for n, m in cmp.model.named_modules()}
-        if getattr(cmp, "model", None) is not None
-        else {}
-    )
-    # module path -> its children in first-seen order: module paths (str) and rows
-    children: dict[str, list[Any]] = {"": []}
-    for r in cmp:
-        path = r.module
-        if path not in children:
-            missing = []
-            while path not in children:
-                missing.append(path)
-                path = path.rpartition(".")[0]
-            for m in reversed(missing):
-                children[m] = []
-                children[m.rpartition(".")[0]].append(m)
-        children[r.module].append(r)
-
     dtypes: list[str] = []
     dtype_index: dict[str, int] = {}
 
@@ -344,39 +220,23 @@ def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> d
         return i
 
     cols: dict[str, list] = {c: [] for c in _COLUMNS}
-    (
-        t_,
-        depth_,
-        end_,
-        parent_,
-        name_,
-        path_,
-        mtype_,
-        counts_,
-        sides_,
-        status_,
-        kind_,
-        ckey_,
-        mkey_,
-        cshape_,
-        mshape_,
-        cdt_,
-        mdt_,
-        nbytes_,
-        numel_,
-        loadable_,
-        adaptable_,
-        reason_,
-        tied_,
-        tied_to_,
-    ) = (cols[c] for c in _COLUMNS)
+    c = cols
+    t_, depth_, end_, parent_ = c["t"], c["depth"], c["end"], c["parent"]
+    name_, path_, mtype_ = c["name"], c["path"], c["module_type"]
+    counts_, sides_, nbytes_, numel_ = c["counts"], c["sides"], c["nbytes"], c["numel"]
+    status_, kind_, ckey_, mkey_ = c["status"], c["kind"], c["ckpt_key"], c["model_key"]
+    cshape_, mshape_ = c["ckpt_shape"], c["model_shape"]
+    cdt_, mdt_ = c["ckpt_dtype"], c["model_dtype"]
+    loadable_, adaptable_, reason_ = c["loadable"], c["adaptable"], c["reason"]
+    tied_, tied_to_ = c["tied"], c["tied_to"]
+    tensor_only = [c[name] for name in _TENSOR_ONLY]
     root_counts = [0] * n_status
     n_keys = 0
-    stack: list[tuple[Any, int, int, bool]] = [(c, 0, -1, False) for c in reversed(children[""])]
+    stack: list[tuple[Any, int, int, bool]] = [(ch, 0, -1, False) for ch in reversed(children[""])]
     while stack:
         item, depth, parent, exiting = stack.pop()
         if exiting:
-            i = parent
+            i = parent  # on exit `parent` carries the module's own index
             end_[i] = len(t_)
             counts = counts_[i]
             sides_[i] = (1 if any(counts[j] for j in ckpt_side) else 0) | (
@@ -401,34 +261,25 @@ def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> d
             mtype_.append(module_types.get(item))
             counts_.append([0] * n_status)
             sides_.append(0)
-            for col in (
-                status_,
-                kind_,
-                ckey_,
-                mkey_,
-                cshape_,
-                mshape_,
-                cdt_,
-                mdt_,
-                loadable_,
-                adaptable_,
-                reason_,
-                tied_,
-                tied_to_,
-            ):
+            for col in tensor_only:
                 col.append(None)
             nbytes_.append(0)
             numel_.append(0)
             stack.append((item, depth, i, True))
-            stack.extend((c, depth + 1, i, False) for c in reversed(children[item]))
+            stack.extend((ch, depth + 1, i, False) for ch in reversed(children[item]))
             continue
         r = item
         n_keys += 1
         key = r.key
-        s = status_index[r.status]
+        s = status_index.get(r.status)
+        if s is None:
+            raise ValueError(
+                f"row {key!r} has unknown status {r.status!r}; expected one of {statuses}"
+            )
         ckpt_key, model_key = r.ckpt_key, r.model_key
-        shape = r.ckpt_shape if r.ckpt_shape is not None else r.model_shape
-        numel = _numel(shape)
+        ckpt_shape, model_shape = r.ckpt_shape, r.model_shape
+        numel = _numel(ckpt_shape if ckpt_shape is not None else model_shape)
+        nbytes = int(r.nbytes or 0)
         t_.append(1)
         name_.append(key.rpartition(".")[2])
         path_.append(key)
@@ -439,20 +290,20 @@ def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> d
         kind_.append(r.kind)
         ckey_.append(ckpt_key if ckpt_key is not None and ckpt_key != key else None)
         mkey_.append(model_key if model_key is not None and model_key != key else None)
-        cshape_.append(list(r.ckpt_shape) if r.ckpt_shape is not None else None)
-        mshape_.append(list(r.model_shape) if r.model_shape is not None else None)
+        cshape_.append(list(ckpt_shape) if ckpt_shape is not None else None)
+        mshape_.append(list(model_shape) if model_shape is not None else None)
         cdt_.append(dt(r.ckpt_dtype))
         mdt_.append(dt(r.model_dtype))
-        nbytes_.append(int(r.nbytes or 0))
+        nbytes_.append(nbytes)
         numel_.append(numel)
         loadable_.append(1 if r.loadable else 0)
         adaptable_.append(1 if r.adaptable else 0)
         reason_.append(r.reason or None)
-        tied_.append(list(r.tied) or None)
-        tied_to_.append(getattr(r, "tied_to", None) or None)
+        tied_.append(list(r.tied or ()) or None)
+        tied_to_.append(r.tied_to or None)
         if parent >= 0:
             counts_[parent][s] += 1
-            nbytes_[parent] += int(r.nbytes or 0)
+            nbytes_[parent] += nbytes
             numel_[parent] += numel
         else:
             root_counts[s] += 1
@@ -472,9 +323,7 @@ def payload_from_comparison(cmp: Any, *, source: str = "", model: str = "") -> d
 
 def empty_payload(*, source: str = "", model: str = "") -> dict:
     """A payload with no rows (shown when the checkpoint could not be read)."""
-    return build_tree_payload(
-        {"type": "module", "path": "", "name": "", "children": []}, source=source, model=model
-    )
+    return _serialise({"": []}, {}, source=source, model=model)
 
 
 @dataclass
