@@ -58,7 +58,8 @@
 // [data-role=tree-note]                        what the last key press could not do
 // [data-role=preview][data-n-tensors][data-n-params][data-nbytes]   live selection preview
 //   [data-role=preview-keys] > li              its keys (first 500)
-// [data-role=actions] (on screen with the tree: its height is capped) > [data-action=load]
+// [data-role=tree-box] > [data-role=viewport] ... [data-role=actions][data-stuck] (sticky at the
+//   notebook's bottom edge while the tree is on screen) > [data-action=load]
 //   [data-action=undo]
 // input[data-role=bn-policy][value=load|keep|reset]
 // [data-role=tab][data-tab=preview|renames|code|results]    tabs; panels [data-panel=...]
@@ -478,6 +479,7 @@ function render({ model, el }) {
   const previewLine = h("span", { className: "sdw-preview-line", dataset: { role: "preview-line" } });
   const busyNote = h("span", { className: "sdw-busy", text: "working…", dataset: { role: "busy" } });
   const actions = h("div", { className: "sdw-actions", dataset: { role: "actions" } }, [loadBtn, undoBtn, bnGroup, h("span", { className: "sdw-spacer" }), busyNote, previewLine]);
+  const actionsEnd = h("div", { className: "sdw-actions-end", dataset: { role: "actions-end" }, attrs: { "aria-hidden": "true" } });
 
   // tabs under the tree
   const { tabs, panels, tabBar, preview, previewStats, previewKeys, previewMore, skippedList, ruleKind, ruleOld, ruleNew, codeSlot, showTab, copyCode, drawRenames, drawCode, drawResults } = buildTabs(model);
@@ -486,7 +488,9 @@ function render({ model, el }) {
   const resultsSlot = h("div", { className: "sdw-results-slot", dataset: { role: "results-slot" } });
   panels.results.prepend(resultsSlot);
   const statusStyle = h("style", { dataset: { role: "status-style" } });
-  root.append(statusStyle, title, messageBar, topSlot, summary, problems, toolbar, legend, viewport, treeNote, emptyNote, actions, details, tabBar, ...Object.values(panels));
+  // the bar sticks only while the tree is on screen: its containing block is the tree's box
+  const treeBox = h("div", { className: "sdw-tree-box", dataset: { role: "tree-box" } }, [viewport, treeNote, emptyNote, actions]);
+  root.append(statusStyle, title, messageBar, topSlot, summary, problems, toolbar, legend, treeBox, actionsEnd, details, tabBar, ...Object.values(panels));
   el.appendChild(root);
   mountPanels({ model, send, on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot } });
 
@@ -810,12 +814,7 @@ function render({ model, el }) {
         rowEl.focus({ preventScroll: true });
         // keep it on screen in the notebook too
         const sc = scrollerOf(root);
-        if (sc) {
-          const r = rowEl.getBoundingClientRect();
-          const b = sc.getBoundingClientRect();
-          if (r.top < b.top) sc.scrollTop -= b.top - r.top;
-          else if (r.bottom > b.bottom) sc.scrollTop += r.bottom - b.bottom;
-        }
+        if (sc) sc.scrollTop += scrollIntoNotebook(rowEl.getBoundingClientRect(), sc.getBoundingClientRect(), actions.getBoundingClientRect().top);
       }
     }
     drawCrumb();
@@ -933,27 +932,16 @@ function render({ model, el }) {
   });
 
   // ------------------------------------------------------------------ the action bar stays reachable
-  // CSS `position: sticky` cannot work in JupyterLab: the output area is an `overflow: auto` box
-  // that does not scroll, so the bar would stick to it, not to the notebook (and a bar lifted
-  // over the tree by script covers rows). Instead the tree's height is capped so that the tree
-  // and the action bar below it fit the notebook's visible height: whenever the tree's top is on
-  // screen, so is "Load selected"; scrolling inside the tree never moves it away.
-  function scrollerOf(node) {
-    for (let e = node.parentElement; e; e = e.parentElement) {
-      const oy = getComputedStyle(e).overflowY;
-      if ((oy === "auto" || oy === "scroll") && e.scrollHeight > e.clientHeight + 1) return e;
-    }
-    return null;
-  }
+  // sticky to the notebook's scroller (actionbar.js), the tree's height capped to fit with it
   let fitQueued = false;
+  let unclip = null;
   function fitTree() {
     fitQueued = false;
     if (!root.isConnected) return;
+    if (!unclip) unclip = unclipHosts(root, el);
     const sc = scrollerOf(root);
     const avail = Math.min(window.innerHeight, sc ? sc.clientHeight : window.innerHeight);
-    const bar = actions.offsetHeight || 56;
-    const maxH = Math.max(6 * ROW_H + treeHead.offsetHeight, Math.min(VIEWPORT_FALLBACK_H, avail - bar - 24));
-    const px = `${Math.floor(maxH)}px`;
+    const px = `${treeMaxHeight({ avail, bar: actions.offsetHeight || 56, head: treeHead.offsetHeight, rowH: ROW_H, fallback: VIEWPORT_FALLBACK_H })}px`;
     if (viewport.style.maxHeight !== px) viewport.style.maxHeight = px;
   }
   function queueStick() {
@@ -963,6 +951,8 @@ function render({ model, el }) {
   }
   window.addEventListener("resize", queueStick);
   cleanups.push(() => window.removeEventListener("resize", queueStick));
+  cleanups.push(watchStuck(actions, actionsEnd));
+  cleanups.push(() => unclip && unclip());
 
   // ------------------------------------------------------------------ filters and problems
   function applyFilter() {
