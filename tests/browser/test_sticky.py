@@ -34,9 +34,7 @@ w.handle_action({"action": "add_rule", "kind": "prefix", "old": "module.", "new"
 w
 """
 
-LOADED = (
-    "print(all(torch.equal(v, ckpt['module.' + k]) for k, v in model.state_dict().items()))"
-)
+LOADED = "print(all(torch.equal(v, ckpt['module.' + k]) for k, v in model.state_dict().items()))"
 
 #: the Load button's centre is inside the window and it is what is there (nothing covers it)
 ON_TOP = """e => {
@@ -58,30 +56,24 @@ SCROLLER = """r => {
 }"""
 
 #: scroll the notebook so the tree's top edge is at `at` (a fraction of the scroller's height)
-PLACE_TREE = (
-    """([r, at]) => {
-    const sc = (%s)(r);
+PLACE_TREE = """([r, at]) => {
+    const sc = (__SCROLLER__)(r);
     const b = sc === document.scrollingElement ? {top: 0, height: window.innerHeight}
         : sc.getBoundingClientRect();
     const v = r.querySelector('[data-role=viewport]');
     sc.scrollTop += v.getBoundingClientRect().top - (b.top + at * b.height);
     return v.getBoundingClientRect().top - (b.top + at * b.height);
-}"""
-    % SCROLLER
-)
+}""".replace("__SCROLLER__", SCROLLER)
 
-GEOMETRY = (
-    """r => {
-    const sc = (%s)(r);
+GEOMETRY = """r => {
+    const sc = (__SCROLLER__)(r);
     const b = sc === document.scrollingElement ? {top: 0, bottom: window.innerHeight}
         : sc.getBoundingClientRect();
     const a = r.querySelector('[data-role=actions]').getBoundingClientRect();
     const v = r.querySelector('[data-role=viewport]').getBoundingClientRect();
     return {sTop: b.top, sBottom: b.bottom, aTop: a.top, aBottom: a.bottom, vTop: v.top,
             vBottom: v.bottom, stuck: r.querySelector('[data-role=actions]').dataset.stuck};
-}"""
-    % SCROLLER
-)
+}""".replace("__SCROLLER__", SCROLLER)
 
 
 def _open(page_root):
