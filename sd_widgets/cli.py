@@ -35,7 +35,7 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import Checkpoint, CheckpointSource, open_checkpoint
-from .compare import Comparison, Row, compare
+from .compare import JSON_FIELDS, Comparison, Row, compare
 from .errors import CheckpointError, UnsafeCheckpointError
 from .renames import Rename, parse_renames
 from .statuses import LOADABLE_STATUSES, PROBLEM_STATUSES, STATUS_INFO, Status
@@ -107,6 +107,7 @@ _STATUS_HELP = "\n".join(
     for i in STATUS_INFO.values()
 )
 
+_DIFF_HELP = "compare a checkpoint with a model or another checkpoint"
 _DIFF_DESCRIPTION = f"""\
 Compare CHECKPOINT with a model (--model) or with another checkpoint (--against), one row
 per key: key, status, kind, shapes and dtypes on both sides. Statuses:
@@ -166,6 +167,7 @@ examples:
   {PROG} diff b.safetensors --against a.safetensors --format json
 """
 
+_INSPECT_HELP = "list the tensors of a checkpoint"
 _INSPECT_DESCRIPTION = """\
 List every tensor of CHECKPOINT: key, shape, dtype, number of elements and size (human
 readable in the table, exact bytes in json/jsonl/csv), then a footer: number of tensors,
@@ -233,15 +235,35 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_command(
+    sub: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    summary: str,
+    description: str,
+    epilog: str,
+) -> argparse.ArgumentParser:
+    """A subcommand with the options every command shares; ``func`` runs it."""
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sd-widgets``."""
-    fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Explore PyTorch state_dicts: list a checkpoint's tensors, or see what "
         "load_state_dict would do with it before it does it.",
         epilog=_MAIN_EPILOG,
-        formatter_class=fmt,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--version",
@@ -254,24 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p_inspect = sub.add_parser(
-        "inspect",
-        help="list the tensors of a checkpoint",
-        description=_INSPECT_DESCRIPTION,
-        epilog=_INSPECT_EPILOG,
-        formatter_class=fmt,
-    )
-    _add_common(p_inspect)
-    p_inspect.set_defaults(func=_cmd_inspect)
-
-    p_diff = sub.add_parser(
-        "diff",
-        help="compare a checkpoint with a model or another checkpoint",
-        description=_DIFF_DESCRIPTION,
-        epilog=_DIFF_EPILOG,
-        formatter_class=fmt,
-    )
-    _add_common(p_diff)
+    _add_command(sub, "inspect", _cmd_inspect, _INSPECT_HELP, _INSPECT_DESCRIPTION, _INSPECT_EPILOG)
+    p_diff = _add_command(sub, "diff", _cmd_diff, _DIFF_HELP, _DIFF_DESCRIPTION, _DIFF_EPILOG)
     side = p_diff.add_mutually_exclusive_group()
     side.add_argument(
         "--model", "-m", metavar="MODULE:CALLABLE", help="the model to load into (see below)"
@@ -1037,6 +1043,11 @@ def _clean_statuses(allow_dtype: bool) -> frozenset[str]:
     return frozenset(LOADABLE_STATUSES if allow_dtype else (Status.MATCH.value,))
 
 
+def _shape_json(shape: Sequence[int] | None) -> str:
+    """A shape as a CSV cell: a JSON list, empty when that side is absent."""
+    return "" if shape is None else json.dumps(list(shape))
+
+
 def _tie_text(r: Row) -> str:
     """How a row's tensor is tied, as the tables print it.
 
@@ -1049,22 +1060,9 @@ def _tie_text(r: Row) -> str:
     return ", ".join(getattr(r, "tied", ()) or ())
 
 
-#: the fields of a row in ``diff --format json``, picked from :meth:`Row.to_json`
-_DIFF_FIELDS = (
-    "key",
-    "status",
-    "kind",
-    "ckpt_key",
-    "model_key",
-    "ckpt_shape",
-    "model_shape",
-    "ckpt_dtype",
-    "model_dtype",
-    "nbytes",
-    "tied",
-    "reason",
-    "tied_to",
-)
+#: the fields of a row in ``diff --format json``: :meth:`Row.to_json` less what only matters to
+#: a load (the CLI loads nothing and applies no adapters), in the one field order
+_DIFF_FIELDS = tuple(f for f in JSON_FIELDS if f not in ("loadable", "adaptable", "model_on_meta"))
 
 
 def _diff_row_dict(r: Row) -> dict[str, Any]:
@@ -1187,27 +1185,24 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     def ckpt_key_text(r: Row) -> str:
         return r.ckpt_key if r.ckpt_key is not None and r.ckpt_key != r.key else ""
 
-    columns = [
-        _Column("key", lambda r: r.key, lambda r: r.key),
-        _Column("status", lambda r: r.status, lambda r: r.status),
-        _Column("kind", lambda r: r.kind or "-", lambda r: r.kind or ""),
-        _Column("ckpt_key", ckpt_key_text, lambda r: r.ckpt_key or ""),
-        _Column("model_key", lambda r: "", lambda r: r.model_key or ""),
-        _Column(
-            "ckpt_shape",
-            lambda r: _shape_text(r.ckpt_shape),
-            lambda r: "" if r.ckpt_shape is None else json.dumps(list(r.ckpt_shape)),
-        ),
-        _Column(
-            "model_shape",
+    # table text and CSV value per field; the columns stand in the one field order
+    cells: dict[str, tuple[Callable[[Row], str], Callable[[Row], Any]]] = {
+        "key": (lambda r: r.key, lambda r: r.key),
+        "status": (lambda r: r.status, lambda r: r.status),
+        "kind": (lambda r: r.kind or "-", lambda r: r.kind or ""),
+        "ckpt_key": (ckpt_key_text, lambda r: r.ckpt_key or ""),
+        "model_key": (lambda r: "", lambda r: r.model_key or ""),
+        "ckpt_shape": (lambda r: _shape_text(r.ckpt_shape), lambda r: _shape_json(r.ckpt_shape)),
+        "model_shape": (
             lambda r: _shape_text(r.model_shape),
-            lambda r: "" if r.model_shape is None else json.dumps(list(r.model_shape)),
+            lambda r: _shape_json(r.model_shape),
         ),
-        _Column("ckpt_dtype", lambda r: r.ckpt_dtype or "-", lambda r: r.ckpt_dtype or ""),
-        _Column("model_dtype", lambda r: r.model_dtype or "-", lambda r: r.model_dtype or ""),
-        _Column("nbytes", lambda r: str(r.nbytes), lambda r: r.nbytes),
-        _Column("tied", _tie_text, _tie_text),
-    ]
+        "ckpt_dtype": (lambda r: r.ckpt_dtype or "-", lambda r: r.ckpt_dtype or ""),
+        "model_dtype": (lambda r: r.model_dtype or "-", lambda r: r.model_dtype or ""),
+        "nbytes": (lambda r: str(r.nbytes), lambda r: r.nbytes),
+        "tied": (_tie_text, _tie_text),
+    }
+    columns = [_Column(f, *cells[f]) for f in _DIFF_FIELDS if f in cells]
     if args.format == "table":
         # the table shows what reads at a glance: ckpt_key only when renames changed a key,
         # tied only when something is tied

@@ -442,6 +442,21 @@ def test_diff_json_parses_with_statuses_and_summary(capsys, files):
     assert doc["summary"]["match"] == 36
 
 
+def test_diff_json_and_csv_fields_stand_in_the_one_row_field_order(capsys, files):
+    from sd_widgets.compare import ROW_FIELDS
+
+    order = list(ROW_FIELDS)
+    _, out, _ = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN, "-f", "json")
+    rows = json.loads(out)["rows"]
+    fields = list(rows[0])
+    assert fields == sorted(fields, key=order.index)  # every field is a row field, in order
+    assert {"key", "status", "ckpt_shape", "model_dtype", "nbytes", "reason", "tied"} <= set(fields)
+    assert all(list(r) == fields for r in rows)
+    _, out, _ = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN, "-f", "csv")
+    header = next(csv.reader(io.StringIO(out)))
+    assert header == sorted(header, key=order.index) and header[:3] == ["key", "status", "kind"]
+
+
 def test_diff_csv_parses_and_summary_goes_to_stderr(capsys, files):
     code, out, err = run(
         capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN, "--format", "csv"

@@ -4,6 +4,7 @@ models, laziness, prefixes and renames, rename suggestions, the tree, select and
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -634,3 +635,25 @@ def test_row_to_json_is_the_one_row_serialisation():
         assert leaf["name"] == r.key.rpartition(".")[2]
     head = cmp["classifier.weight"].to_json()
     assert head["status"] == "shape_mismatch" and head["adaptable"] is True
+
+
+def test_the_row_field_table_is_what_each_output_reads():
+    """compare.ROW_FIELDS names every field once; to_json and to_frame follow its order."""
+    from sd_widgets.compare import FRAME_FIELDS, JSON_FIELDS, ROW_FIELDS, Row, row_fields
+
+    cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
+    r = cmp["classifier.weight"]
+    assert all(hasattr(r, f) for f in ROW_FIELDS)
+    assert all(isinstance(text, str) and text for text in ROW_FIELDS.values())
+    assert tuple(r.to_json()) == JSON_FIELDS and next(iter(r.to_json("path"))) == "path"
+    frame = cmp.to_frame()
+    assert tuple(frame.columns) == FRAME_FIELDS
+    assert frame.set_index("key").loc["classifier.weight", "reason"] == r.reason
+    assert row_fields() == tuple(ROW_FIELDS)
+    assert row_fields(without=["module", "tied"]) == tuple(
+        f for f in ROW_FIELDS if f not in ("module", "tied")
+    )
+    with pytest.raises(ValueError, match="not row fields: \\['shape'\\]"):
+        row_fields(without=["shape"])
+    # every dataclass field of Row that is shown anywhere is in the table
+    assert {f.name for f in dataclasses.fields(Row)} <= set(ROW_FIELDS)
