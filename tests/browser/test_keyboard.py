@@ -4,7 +4,7 @@ The tree follows the WAI-ARIA tree view pattern (one tab stop, roving tabindex, 
 Shift+Arrow, Enter) and no key it handles reaches JupyterLab's shortcuts: the tests check both in
 the DOM (focus, aria attributes) and in the kernel (selection, the model's tensors bit for bit),
 and that no notebook cell was created or changed and the active cell did not move. Screenshots:
-``tests/artifacts/keyboard-flow-*.png``.
+``tests/artifacts/keyboard-flow-*.png`` (listed in ``tests/browser/ARTIFACTS.md``).
 """
 
 from __future__ import annotations
@@ -186,11 +186,11 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
         )
         == "True"
     )
-    lab.screenshot("keyboard-flow-4-loaded", root)
 
     # Undo, by keyboard: Tab from Load to Undo (enabled once the load is done), Enter
     expect(root.locator("[data-action=undo]")).to_be_enabled(timeout=60_000)  # after the plots
     assert focused(lab)["action"] == "load", "focus stays on Load selected through the load"
+    lab.screenshot("keyboard-flow-4-loaded", root)  # the results drawn, focus on Load selected
     press_until(lab, "Tab", lambda f: f.get("action") == "undo", limit=5)
     page.keyboard.press("Enter")
     expect(root.locator("[data-role=message-text]")).to_contain_text("Undone")

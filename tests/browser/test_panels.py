@@ -1,7 +1,8 @@
 """The Explorer's panels in a real JupyterLab: the Code tab pasted into a new cell and run, the
 one-rule banner on a DDP checkpoint, the per-tensor results table on 3,000 tensors, the error
 state and the stale view. Each test does what a user does and asserts on what the user sees
-and on the kernel's state. Screenshots: tests/artifacts/{first-view,banner,results-table,
+and on the kernel's state. Screenshots (listed in tests/browser/ARTIFACTS.md):
+tests/artifacts/{first-view,banner,banner-applied,results-table,results-table-picked,
 error-state,stale}.png. The panels' DOM contract is in docs/widget-protocol.md.
 """
 
@@ -12,16 +13,19 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from . import harness
+from .harness import explorer, py, run_explorer
+
 pytestmark = pytest.mark.browser
 
-SETUP = """\
+SETUP = (
+    harness.SETUP
+    + """\
 import copy
 from collections import OrderedDict
-import torch
 from torch import nn
-import sd_widgets as sdw
-from sd_widgets import demo
 """
+)
 
 # a BatchNorm-heavy model with 3,000 keys (500 BatchNorm modules) and a "trained" checkpoint
 BIG = """\
@@ -37,14 +41,15 @@ w
 """
 
 
-def explorer(lab, cell: int = 1):
-    root = lab.output_area(cell).locator(".sdw-explorer")
-    expect(root).to_have_attribute("data-ready", "true")
-    return root
+#: JupyterLab's window for the "first view" screenshots (issue 10: 1280×720)
+FIRST_VIEW = {"width": 1280, "height": 720}
 
-
-def py(lab, expr: str) -> str:
-    return lab.execute(f"print({expr})").strip()
+#: whether an element lies wholly inside the browser window
+IN_WINDOW = """e => {
+    const r = e.getBoundingClientRect();
+    return r.width > 0 && r.top >= 0 && r.left >= 0
+        && r.bottom <= window.innerHeight && r.right <= window.innerWidth;
+}"""
 
 
 def message(root):
@@ -128,6 +133,7 @@ def test_code_tab_pasted_into_a_new_cell_loads_exactly_like_partial_load(lab):
 
 
 def test_ddp_checkpoint_banner_apply_realigns_and_says_what_changed(lab):
+    lab.page.set_viewport_size(FIRST_VIEW)  # laid out at 1280×720 from the start
     lab.open_notebook(
         [
             SETUP,
@@ -147,21 +153,22 @@ def test_ddp_checkpoint_banner_apply_realigns_and_says_what_changed(lab):
     # the banner is above the tree: the first screen shows the problem and its fix
     box, tree_box = banner.bounding_box(), root.locator("[data-role=viewport]").bounding_box()
     assert box["y"] < tree_box["y"]
-    lab.page.set_viewport_size({"width": 1280, "height": 720})
+    # the first view: the widget scrolled to the top of the notebook, as after running its cell
+    root.evaluate("e => e.scrollIntoView({block: 'start'})")
+    assert banner.evaluate(IN_WINDOW), "the banner is not on the first screen"
     lab.screenshot("first-view")
-    lab.screenshot("banner", root)
+    lab.screenshot("banner", banner)
     banner.locator("[data-action=apply-banner]").click()
     expect(message(root)).to_contain_text(f"{n} keys now pair up: {n} matches.")
     expect(banner).to_be_hidden()
     expect(root.locator("[data-role=summary]")).to_contain_text(f"{n} matches")
     expect(root.locator("[data-role=busy-panel]")).to_have_attribute("data-busy", "false")
+    lab.screenshot("banner-applied", root)
     assert py(lab, "(w.rename_rules[0]['old'], w.tree['counts'][0])") == f"('module.', {n})"
 
 
 def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
-    lab.open_notebook([SETUP, BIG])
-    lab.run_all_and_wait(timeout=120)
-    root = explorer(lab)
+    root = run_explorer(lab, [SETUP, BIG], timeout=120)
     root.locator("[data-action=load]").click()
     expect(message(root)).to_have_attribute("data-level", "success", timeout=60_000)
     expect(message(root)).to_contain_text("Loaded 3000 tensors")
@@ -181,6 +188,8 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
             "__import__('json').dumps([k for k in w.histogram_keys if k.endswith('.weight')][:4])",
         )
     )
+    # the default view: most changed first, the grid of the most-changed parameters
+    lab.screenshot("results-table", root.locator("[data-panel=results]"))
     # sort by key, ascending then descending
     root.locator("th[data-sort=key]").click()
     expect(root.locator("th[data-sort=key]")).to_have_attribute("aria-sort", "ascending")
@@ -210,7 +219,7 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
     root.locator("input[data-role=results-search]").fill("")
     expect(rows).to_have_count(50)
     lab.page.set_viewport_size({"width": 1280, "height": 900})
-    lab.screenshot("results-table", root.locator("[data-panel=results]"))
+    lab.screenshot("results-table-picked", root.locator("[data-panel=results]"))
 
 
 def test_unreadable_file_shows_the_error_and_the_fix_not_an_empty_tree(lab):
