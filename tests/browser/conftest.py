@@ -94,11 +94,15 @@ def jupyter_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jupyter
         server.stop()
 
 
-def _fresh_artifacts(artifacts: Path, test_name: str) -> None:
-    """Delete this test's ``FAILED-*`` artifacts from an earlier run (the names
-    ``save_failure_artifacts`` and ``_diagnose`` write), so what is left after this run is
-    about this run.  Other tests' files stay: tests may run side by side in one tree."""
-    name = safe_name(test_name)
+@pytest.fixture(autouse=True)
+def _fresh_artifacts(request: pytest.FixtureRequest) -> None:
+    """Before a test that drives a browser: delete its ``FAILED-*`` artifacts from an earlier
+    run (the names ``save_failure_artifacts`` and ``_diagnose`` write), so what is left after
+    this run is about this run.  Other tests' files stay: tests may run side by side."""
+    if not {"lab", "voila_server"} & set(request.fixturenames):
+        return
+    artifacts = request.getfixturevalue("sdw_artifacts")
+    name = safe_name(request.node.name)
     suffixes = [*map(str, range(10)), "diagnose", "voila"]
     stale = {f"{safe_name(f'FAILED-{name}-{s}')}.png" for s in suffixes}
     stale.add(f"FAILED-{name}-console.log")
@@ -116,7 +120,6 @@ def _on_failure(request: pytest.FixtureRequest, owner: Any, pages: list[Any], pr
 @pytest.fixture
 def lab(browser, jupyter_server: JupyterServer, sdw_artifacts: Path, request) -> Iterator[Lab]:
     """A fresh browser context on the shared JupyterLab, with notebook helpers (see Lab)."""
-    _fresh_artifacts(sdw_artifacts, request.node.name)
     helper = Lab(browser, jupyter_server, sdw_artifacts, request.node.name)
     try:
         yield helper
@@ -128,7 +131,6 @@ def lab(browser, jupyter_server: JupyterServer, sdw_artifacts: Path, request) ->
 @pytest.fixture
 def voila_server(browser, tmp_path: Path, sdw_artifacts: Path, request) -> Iterator[VoilaLauncher]:
     """Factory: ``app = voila_server(cells_or_path)`` serves that notebook under Voila."""
-    _fresh_artifacts(sdw_artifacts, request.node.name)
     launcher = VoilaLauncher(browser, tmp_path, sdw_artifacts, request.node.name)
     try:
         yield launcher
