@@ -3,12 +3,19 @@
 Every other module (compare, plan, payload and the browser legend, plots, CLI) reads this table;
 nothing restates a status string, label, icon or colour. Colours are Okabe–Ito (colour-blind
 safe), and every status also has an icon and a label so colour is never the only signal.
+
+The browser reads only the legend (:func:`legend`): besides how a status is shown, each entry
+says what the front end decides by it — its ``tone`` (``ok | warn | error | info``, whose
+colour ``tone_colour`` also colours messages, banners and warnings: ``--sdw-tone-<tone>``),
+whether it is a ``problem``, whether it ``loadable`` as is, whether it loads with a ``cast``, and
+which column ``differs`` (``shape``, ``dtype`` or ``""``). No status string appears in the
+front end's code.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "BN_BUFFERS",
@@ -20,9 +27,11 @@ __all__ = [
     "STATUS_COLOURS",
     "STATUS_INFO",
     "STATUS_LABELS",
+    "TONES",
     "SourceKind",
     "Status",
     "StatusInfo",
+    "Tone",
     "legend",
 ]
 
@@ -41,6 +50,17 @@ class Status(str, enum.Enum):
         return self.value
 
 
+#: how serious a status (or a message) is; the front end colours by tone, never by status name
+Tone = Literal["ok", "warn", "error", "info"]
+#: the colour of each tone: the colour of the status that leads it (Okabe–Ito)
+TONES: dict[Tone, str] = {
+    "ok": "#009E73",
+    "warn": "#E69F00",
+    "error": "#D55E00",
+    "info": "#0072B2",
+}
+
+
 class StatusInfo(NamedTuple):
     """How one status is shown and treated."""
 
@@ -55,6 +75,17 @@ class StatusInfo(NamedTuple):
     on_checkpoint_side: bool
     on_model_side: bool
     description: str
+    #: how serious it is (colours of messages and warnings follow the tone)
+    tone: Tone = "info"
+    #: it loads, but cast to the model's dtype
+    cast: bool = False
+    #: the column whose value differs between the two sides
+    differs: Literal["", "shape", "dtype"] = ""
+
+    @property
+    def problem(self) -> bool:
+        """Whether the status is a problem (anything but a match)."""
+        return self.status != Status.MATCH.value
 
 
 STATUS_INFO: dict[str, StatusInfo] = {
@@ -65,44 +96,51 @@ STATUS_INFO: dict[str, StatusInfo] = {
             "✓",
             "match",
             "matches",
-            "#009E73",
+            TONES["ok"],
             True,
             True,
             True,
             "same name, shape and dtype on both sides: loads as is",
+            tone="ok",
         ),
         StatusInfo(
             Status.SHAPE_MISMATCH.value,
             "≠",
             "shape mismatch",
             "shape mismatches",
-            "#D55E00",
+            TONES["error"],
             False,
             True,
             True,
             "same name, different shape: load_state_dict raises even with strict=False",
+            tone="error",
+            differs="shape",
         ),
         StatusInfo(
             Status.DTYPE_MISMATCH.value,
             "≈",
             "dtype mismatch",
             "dtype mismatches",
-            "#E69F00",
+            TONES["warn"],
             True,
             True,
             True,
             "same name and shape, different dtype: loads, silently cast to the model's dtype",
+            tone="warn",
+            cast=True,
+            differs="dtype",
         ),
         StatusInfo(
             Status.MISSING.value,
             "−",
             "missing parameter",
             "missing parameters",
-            "#0072B2",
+            TONES["info"],
             False,
             False,
             True,
             "model parameter absent from the checkpoint: keeps its current value",
+            tone="info",
         ),
         StatusInfo(
             Status.MISSING_BUFFER.value,
@@ -115,6 +153,7 @@ STATUS_INFO: dict[str, StatusInfo] = {
             True,
             "model buffer (e.g. BatchNorm running stats, num_batches_tracked) absent from the "
             "checkpoint: keeps its current value",
+            tone="info",
         ),
         StatusInfo(
             Status.UNEXPECTED.value,
@@ -126,12 +165,13 @@ STATUS_INFO: dict[str, StatusInfo] = {
             True,
             False,
             "checkpoint key the model does not have: ignored unless renamed",
+            tone="info",
         ),
     )
 }
 
 STATUSES: tuple[str, ...] = tuple(STATUS_INFO)
-PROBLEM_STATUSES: tuple[str, ...] = tuple(s for s in STATUSES if s != Status.MATCH.value)
+PROBLEM_STATUSES: tuple[str, ...] = tuple(s for s, i in STATUS_INFO.items() if i.problem)
 #: statuses whose tensors can be loaded as they are (a dtype difference is cast)
 LOADABLE_STATUSES: tuple[str, ...] = tuple(s for s, i in STATUS_INFO.items() if i.loadable)
 STATUS_LABELS: dict[str, str] = {s: i.label for s, i in STATUS_INFO.items()}
@@ -156,8 +196,17 @@ SourceKind = Literal[
 ]
 
 
-def legend() -> list[dict[str, str]]:
-    """The legend as the widget ships it to the browser (CSS variables come from ``colour``)."""
+def legend() -> list[dict[str, Any]]:
+    """The legend as the widget ships it to the browser: one entry per status.
+
+    Returns
+    -------
+    list of dict
+        ``status``, ``icon``, ``label``, ``plural``, ``colour`` (CSS variables
+        ``--sdw-c-<status>`` come from it), ``description``, and what the front end decides by:
+        ``tone`` with its ``tone_colour`` (``--sdw-tone-<tone>``), ``problem``, ``loadable``,
+        ``cast`` and ``differs`` (see the module docstring).
+    """
     return [
         {
             "status": i.status,
@@ -166,6 +215,12 @@ def legend() -> list[dict[str, str]]:
             "plural": i.plural,
             "colour": i.colour,
             "description": i.description,
+            "tone": i.tone,
+            "tone_colour": TONES[i.tone],
+            "problem": i.problem,
+            "loadable": i.loadable,
+            "cast": i.cast,
+            "differs": i.differs,
         }
         for i in STATUS_INFO.values()
     ]
