@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -578,19 +577,26 @@ def test_bad_rename_exits_2(capsys, files, rename, message):
 # ----------------------------------------------------------------------------- diff: --model
 
 
-def test_model_is_built_on_the_meta_device(capsys, files, tmp_path):
-    mod = tmp_path / "meta_probe.py"
-    mod.write_text(
-        textwrap.dedent("""
-        from sd_widgets import demo
-        seen = []
+def device_probe(tmp_path: Path, name: str, then: str = "") -> Path:
+    """A ``--model`` file whose ``build()`` records the device SmallCNN was built on.
 
-        def build():
-            m = demo.SmallCNN()
-            seen.append(m.classifier.weight.device.type)
-            return m
-    """)
+    ``then``: one more statement run on the built model ``m`` before it is returned.
+    """
+    mod = tmp_path / f"{name}.py"
+    mod.write_text(
+        "from sd_widgets import demo\n"
+        "seen = []\n\n"
+        "def build():\n"
+        "    m = demo.SmallCNN()\n"
+        "    seen.append(m.classifier.weight.device.type)\n"
+        + (f"    {then}\n" if then else "")
+        + "    return m\n"
     )
+    return mod
+
+
+def test_model_is_built_on_the_meta_device(capsys, files, tmp_path):
+    mod = device_probe(tmp_path, "meta_probe")
     code, out, _ = run(capsys, "diff", files["torch"], "--model", f"{mod}:build")
     assert code == 0 and "built on the meta device" in out
     probe = sys.modules["_sd_widgets_model_meta_probe"]
@@ -598,19 +604,8 @@ def test_model_is_built_on_the_meta_device(capsys, files, tmp_path):
 
 
 def test_model_falls_back_to_cpu_when_meta_fails(capsys, files, tmp_path):
-    mod = tmp_path / "needs_cpu.py"
-    mod.write_text(
-        textwrap.dedent("""
-        from sd_widgets import demo
-        seen = []
-
-        def build():
-            m = demo.SmallCNN()
-            seen.append(m.classifier.weight.device.type)
-            float(m.classifier.weight.detach().sum())  # impossible on the meta device
-            return m
-    """)
-    )
+    # float() of a meta tensor is impossible: the build fails there and is retried on the CPU
+    mod = device_probe(tmp_path, "needs_cpu", then="float(m.classifier.weight.detach().sum())")
     code, out, err = run(capsys, "diff", files["torch"], "--model", f"{mod}:build")
     assert code == 0
     assert sys.modules["_sd_widgets_model_needs_cpu"].seen == ["meta", "cpu"]

@@ -569,6 +569,8 @@ def test_unreadable_file_is_a_message_not_a_traceback(tmp_path):
     assert w.tree["n_keys"] == 0 and w.selected_keys == []
     w.handle_action({"action": "load"})
     assert w.message["level"] == "error" and "no checkpoint to load from" in w.message["text"]
+    # nothing was read or tried: a usage error, not a CheckpointError (issue 11 section 4)
+    assert type(w.last_error) is ValueError
     missing = Explorer(demo.target_model("identical"), tmp_path / "nope.pt")
     assert "nope.pt" in missing.message["text"]
     assert repr(missing).startswith("Explorer(SmallCNN ← ")

@@ -1,7 +1,7 @@
 """``Explorer``: the checkpoint and the model side by side, choose what to load, load, undo.
 
 A thin view over the core objects: the :class:`~sd_widgets.Comparison` is serialised once per
-change into ONE compact tree payload (:func:`.payload.build_tree_payload`); every question
+change into ONE compact tree payload (:func:`.payload.payload_from_comparison`); every question
 ("can this key be selected?", "does an adapter apply?") is asked of the comparison's rows, not
 of that serialised copy. Synced traits carry the state (``docs/widget-protocol.md`` lists each
 trait and action); traits the browser may set are cleaned by ``@traitlets.validate``. User
@@ -30,17 +30,10 @@ import anywidget
 import traitlets as t
 from torch import nn
 
+from .. import errors
 from ..checkpoint import Checkpoint, open_checkpoint
 from ..codegen import name_problem
 from ..compare import Comparison
-from ..errors import (
-    CheckpointError,
-    LoadError,
-    NotAStateDictError,
-    UndoError,
-    UnreadableCheckpointError,
-    UnsafeCheckpointError,
-)
 from ..load import LoadReport, partial_load
 from ..plan import ADAPTERS, BN_POLICIES, LoadPlan
 from ..renames import parse_renames
@@ -269,7 +262,7 @@ class Explorer(anywidget.AnyWidget):
                 with _no_gc():
                     ckpt = open_checkpoint(source, key=key, trust=trust, map_location=map_location)
                     cmp = Comparison(model, ckpt, parse_renames(renames))
-            except (CheckpointError, OSError, ValueError) as exc:
+            except (errors.CheckpointError, OSError, ValueError) as exc:
                 source_label = _describe_source(source)
                 self._report_error(exc, "Opening the checkpoint")
                 self.error = _error_state(exc, source)
@@ -397,23 +390,23 @@ class Explorer(anywidget.AnyWidget):
     # selection ------------------------------------------------------------------------------
     @_action("toggle", "Selecting")
     def _act_toggle(self, c: Mapping[str, Any]) -> None:
-        self.selected_keys = pl.toggle(
-            self._index,
-            self.selected_keys,
-            keys=_strs(c, "keys"),
-            modules=_strs(c, "modules"),
-            selectable=self._selectable_set(),
-        )
+        self._select_by(pl.toggle, c)
 
     @_action("select_range", "Selecting a range")
     def _act_select_range(self, c: Mapping[str, Any]) -> None:
-        self.selected_keys = pl.apply_range(
+        self._select_by(pl.apply_range, c, select=bool(c.get("select", True)))
+
+    def _select_by(
+        self, gesture: Callable[..., list[str]], c: Mapping[str, Any], **opts: Any
+    ) -> None:
+        """Apply a selection gesture to the ``keys`` and ``modules`` the message names."""
+        self.selected_keys = gesture(
             self._index,
             self.selected_keys,
             keys=_strs(c, "keys"),
             modules=_strs(c, "modules"),
-            select=bool(c.get("select", True)),
             selectable=self._selectable_set(),
+            **opts,
         )
 
     @_action("select_all_loadable", "Selecting all loadable keys")
@@ -496,13 +489,13 @@ class Explorer(anywidget.AnyWidget):
     # load / undo --------------------------------------------------------------------------------
     @_action("load", "Load", busy_text="Loading…")
     def _act_load(self, _c: Mapping[str, Any]) -> None:
-        if self._cmp is None:
-            raise CheckpointError(
+        if self._cmp is None:  # a usage error: nothing was read, nothing was tried
+            raise ValueError(
                 "there is no checkpoint to load from: "
                 + (self.error.get("text") or self.message.get("text") or "it could not be opened")
             )
         if self._model is None:
-            raise LoadError(
+            raise ValueError(
                 "this comparison has no model (two checkpoints were compared): "
                 "there is nothing to load into"
             )
@@ -1019,7 +1012,7 @@ class Explorer(anywidget.AnyWidget):
     def _report_error(self, exc: BaseException, what: str) -> None:
         self.last_error = exc
         self.last_traceback = "".join(traceback.format_exception(exc))
-        if isinstance(exc, (CheckpointError, LoadError, UndoError)):
+        if isinstance(exc, (errors.CheckpointError, errors.LoadError, errors.UndoError)):
             text = f"{what} failed: {exc}"
         elif isinstance(exc, (ValueError, KeyError, TypeError)):
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
@@ -1120,7 +1113,7 @@ def _error_state(exc: BaseException, source: Any) -> dict[str, str]:
             f"Check the path {str(source)!r} (relative paths start from "
             f"{os.getcwd()!r}), then run the cell again."
         )
-    elif isinstance(exc, UnsafeCheckpointError):
+    elif isinstance(exc, errors.UnsafeCheckpointError):
         kind = "unsafe"
         title = "The checkpoint needs code that weights-only loading refuses to run"
         names = ", ".join(exc.globals) or "the globals named above"
@@ -1129,14 +1122,14 @@ def _error_state(exc: BaseException, source: Any) -> dict[str, str]:
             f"with trust=[...] naming just {names} (or trust=True), e.g. "
             "sdw.Explorer(model, path, trust=[...])."
         )
-    elif isinstance(exc, NotAStateDictError):
+    elif isinstance(exc, errors.NotAStateDictError):
         kind = "not_a_state_dict"
         title = "The file was read, but holds no state dict"
         fix = (
             "Pick the entry holding the weights with key=..., e.g. "
             "sdw.Explorer(model, path, key='state_dict'); the message lists what it holds."
         )
-    elif isinstance(exc, UnreadableCheckpointError):
+    elif isinstance(exc, errors.UnreadableCheckpointError):
         kind = "unreadable"
         title = "The checkpoint could not be read"
         fix = (
