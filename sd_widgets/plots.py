@@ -21,7 +21,10 @@ from matplotlib.axes import Axes
 from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.legend import Legend
 from matplotlib.patches import Patch
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from .stats import before_after_histogram, bn_channel_stats, change_stats
@@ -99,8 +102,122 @@ def shorten(text: str, width: int = 45) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
+class _FittingLayout(ConstrainedLayoutEngine):
+    """Constrained layout that first fits the registered texts into their panel's width.
+
+    It runs when the figure is drawn — after any resize or font change made to the figure once
+    it was built (the Explorer shrinks panels and enlarges their text) — so a panel's title and
+    notes never run over the figure's edge or into the next panel. A text is restored to its full
+    value before each fit, so drawing twice gives the same picture.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._fits: list[tuple[Text, str, str, Axes | None]] = []
+        self._legends: list[tuple[Legend, Axes, int]] = []
+        self._tick_axes: list[Axes] = []
+
+    def fit(self, text: Text, mode: str, ax: Axes | None = None) -> None:
+        """Fit ``text`` to the width of ``ax`` (the figure's when None) at each draw.
+
+        ``mode`` ``"tail"`` keeps the end of each line (a key's most specific part), ``"wrap"``
+        breaks lines between words.
+        """
+        self._fits.append((text, text.get_text(), mode, ax))
+
+    def fit_legend(self, legend: Legend, ax: Axes, ncols: int) -> None:
+        """Stack ``legend`` in one column when ``ncols`` columns are wider than ``ax``."""
+        self._legends.append((legend, ax, ncols))
+
+    def fit_ticks(self, ax: Axes) -> None:
+        """Use fewer x ticks (2 to 5) when their labels would crowd a narrow ``ax``."""
+        self._tick_axes.append(ax)
+
+    def execute(self, fig: Any) -> Any:
+        """Lay out, fit texts, legends and ticks to the panel widths that gives, lay out again."""
+        for text, full, _, _ in self._fits:
+            text.set_text(full)
+        for legend, _, ncols in self._legends:
+            legend.set_ncols(ncols)
+        for ax in self._tick_axes:
+            _set_nbins(ax, _MAX_XTICKS)
+        super().execute(fig)
+        for text, full, mode, panel in self._fits:
+            box = panel.get_window_extent() if panel is not None else fig.bbox
+            text.set_text(
+                _fitted(text, full, box.width * (1.0 if panel is not None else 0.96), mode)
+            )
+        for legend, ax, _ in self._legends:
+            if legend.get_window_extent().width > 0.9 * ax.get_window_extent().width:
+                legend.set_ncols(1)
+        for ax in self._tick_axes:
+            ticks = ax.xaxis.get_major_ticks()
+            size = (ticks[0].label1.get_fontsize() if ticks else _SMALL) * fig.dpi / 72
+            # a label is about five characters ("-0.15"): leave as much again between two
+            _set_nbins(ax, int(ax.get_window_extent().width / (4.5 * float(size))))
+        return super().execute(fig)
+
+
+_MAX_XTICKS = 5
+
+
+def _set_nbins(ax: Axes, n: int) -> None:
+    locator = ax.xaxis.get_major_locator()
+    if isinstance(locator, MaxNLocator):
+        locator.set_params(nbins=max(2, min(_MAX_XTICKS, n)))
+
+
+def _width(text: Text, value: str) -> float:
+    text.set_text(value)
+    return float(text.get_window_extent().width)
+
+
+def _fitted(text: Text, full: str, width: float, mode: str) -> str:
+    """``full`` made to fit ``width`` pixels at ``text``'s font: wrapped or cut line by line."""
+    out: list[str] = []
+    for line in full.split("\n"):
+        if not line or _width(text, line) <= width:
+            out.append(line)
+        elif mode == "wrap":
+            current = ""
+            for word in line.split():
+                candidate = f"{current} {word}" if current else word
+                if not current or _width(text, candidate) <= width:
+                    current = candidate
+                else:
+                    out.append(_cut(text, current, width, keep_end=False))
+                    current = word
+            out.append(_cut(text, current, width, keep_end=False))
+        else:
+            out.append(_cut(text, line, width, keep_end=True))
+    value = "\n".join(out)
+    text.set_text(value)
+    return value
+
+
+def _cut(text: Text, line: str, width: float, *, keep_end: bool) -> str:
+    """The longest ``…end`` (or ``start…``) of ``line`` that fits ``width``."""
+    if _width(text, line) <= width:
+        return line
+    lo, hi = 1, len(line) - 1  # characters kept; binary search for the most that fit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        part = "…" + line[-mid:] if keep_end else line[:mid] + "…"
+        if _width(text, part) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return "…" + line[-lo:] if keep_end else line[:lo] + "…"
+
+
 def _new_figure(width: float, height: float) -> Figure:
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+    return Figure(figsize=(width, height), dpi=100, layout=_FittingLayout())
+
+
+def _fit(ax: Axes, text: Text, mode: str, *, to_figure: bool = False) -> None:
+    engine = ax.figure.get_layout_engine()
+    if isinstance(engine, _FittingLayout):
+        engine.fit(text, mode, None if to_figure else ax)
 
 
 def _message(fig: Figure, text: str) -> Figure:
@@ -127,24 +244,40 @@ def _pct(fraction: float) -> str:
     return f"{fraction:.1%}" if fraction >= 0.001 else f"{fraction * 100:.2g}%"
 
 
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 def _data_numel(t: torch.Tensor) -> int:
     return 0 if t.device.type == "meta" else t.numel()
 
 
-def _info_box(ax: Axes, lines: Sequence[str]) -> None:
+def _notes(ax: Axes, lines: Sequence[str]) -> None:
+    """A panel's notes, under its x axis: outside the data, the legend and the next panel.
+
+    The layout makes room for them, and they are wrapped to the panel's width when drawn.
+    """
     if not lines:
         return
-    ax.text(
-        0.02,
-        0.97,
+    note = ax.annotate(
         "\n".join(lines),
-        transform=ax.transAxes,
+        xy=(0, 0),
+        xycoords=("axes fraction", lambda renderer: ax.xaxis.get_tightbbox(renderer) or ax.bbox),
+        xytext=(0, -3),
+        textcoords="offset points",
         ha="left",
         va="top",
         fontsize=7,
         color="0.2",
-        bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": "0.8", "alpha": 0.85},
+        annotation_clip=False,
     )
+    _fit(ax, note, "wrap")
+
+
+def _title(ax: Axes, text: str) -> None:
+    """The panel title (a key), cut from the left to the panel's width when drawn."""
+    ax.set_title(text, fontsize=_TITLE_SIZE)
+    _fit(ax, ax.title, "tail")
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,17 +330,19 @@ def _draw_histogram(
     ax.stairs(h.before, h.edges, color=BEFORE_COLOR, linewidth=0.8)
     ax.stairs(h.after, h.edges, color=AFTER_COLOR, linewidth=1.6, label="after")
     top = max(max(h.before, default=0), max(h.after, default=0))
-    if log:
+    if log and top > 0:  # (nothing to count: a linear axis, no log scale of no data)
         ax.set_yscale("log")
-        if top > 0:
-            ax.set_ylim(0.7, top * 12)  # headroom for the legend and the note
+        ax.set_ylim(0.7, top * 12)  # headroom for the legend
     else:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
         ax.yaxis.get_offset_text().set_fontsize(_SMALL - 1)
         ax.set_ylim(0, top * 1.35 if top > 0 else 1)
     ax.set_xlim(h.edges[0], h.edges[-1])
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-    ax.set_title(shorten(key) if key else "tensor", fontsize=_TITLE_SIZE)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=_MAX_XTICKS))
+    engine = ax.figure.get_layout_engine()
+    if isinstance(engine, _FittingLayout):
+        engine.fit_ticks(ax)
+    _title(ax, shorten(key) if key else "tensor")
     ax.tick_params(labelsize=_SMALL)
 
     lines = []
@@ -234,7 +369,9 @@ def _draw_histogram(
             lines[:0] = [first, f"{_pct(ch['changed_fraction'])} of values changed"]
     elif before.shape != after.shape:
         lines.insert(0, f"shape {tuple(before.shape)} → {tuple(after.shape)}")
-    _info_box(ax, lines)
+    if before.dtype != after.dtype:
+        lines.append(f"dtype {_dtype(before.dtype)} → {_dtype(after.dtype)}")
+    _notes(ax, lines)
 
 
 def histogram_overlay(
@@ -275,12 +412,26 @@ def histogram_overlay(
     heading = title if title is not None else "Values before vs after"
     if extra:
         heading += f"   (+{extra} more not shown; max_panels={max_panels})"
-    fig.suptitle(heading, fontsize=10)
+    if heading:
+        _fit(axes[0][0], fig.suptitle(heading, fontsize=10), "wrap", to_figure=True)
     handles = [
         Patch(facecolor=BEFORE_COLOR, alpha=0.35, edgecolor=BEFORE_COLOR, label="before"),
         Patch(facecolor="none", edgecolor=AFTER_COLOR, linewidth=1.6, label="after"),
     ]
-    axes[0][0].legend(handles=handles, fontsize=_SMALL, loc="upper right", frameon=False)
+    # one row in the headroom above the bars (the notes are under the axis)
+    legend = axes[0][0].legend(
+        handles=handles,
+        fontsize=_SMALL,
+        loc="upper right",
+        ncols=2,
+        frameon=False,
+        borderaxespad=0.3,
+        handlelength=1.4,
+        columnspacing=1.0,
+    )
+    engine = fig.get_layout_engine()
+    if isinstance(engine, _FittingLayout):
+        engine.fit_legend(legend, axes[0][0], 2)
     return fig
 
 
@@ -392,8 +543,8 @@ def bn_running_stats(
         _channel_plot(ax_m, d["before_mean"], d["after_mean"], 0.0, "mean")
         _channel_plot(ax_v, d["before_var"], d["after_var"], 1.0, "var")
         label = shorten(mod, 40) + " · " if mod else ""
-        ax_m.set_title(f"{label}running_mean", fontsize=_TITLE_SIZE)
-        ax_v.set_title(f"{label}running_var", fontsize=_TITLE_SIZE)
+        _title(ax_m, f"{label}running_mean")
+        _title(ax_v, f"{label}running_var")
         ax_m.set_ylabel("running mean", fontsize=_SMALL)
         ax_v.set_ylabel("running var", fontsize=_SMALL)
         notes = []
@@ -403,12 +554,14 @@ def bn_running_stats(
                 continue
             if bn_channel_stats(m, v)["is_reset"]:
                 notes.append(f"{side}: reset values (mean 0, var 1)")
-        _info_box(ax_m, notes)
-    axes[0][0].legend(fontsize=_SMALL, loc="best", frameon=False)
+        _notes(ax_m, notes)
+    # under the panels, outside the data (every channel may sit where a legend would)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=_SMALL, loc="outside lower center", ncols=3, frameon=False)
     heading = "BatchNorm running statistics"
     if extra:
         heading += f"   (+{extra} more modules not shown; max_modules={max_modules})"
-    fig.suptitle(heading, fontsize=10)
+    _fit(axes[0][0], fig.suptitle(heading, fontsize=10), "wrap", to_figure=True)
     return fig
 
 

@@ -15,6 +15,9 @@ import pytest
 import torch
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.legend import Legend
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from sd_widgets import plots as plots_module
 from sd_widgets import stats as stats_module
@@ -331,3 +334,188 @@ def test_status_colours_come_from_the_one_vocabulary(before_after):
     names = [t.get_text() for t in status_ax.get_yticklabels()]
     drawn = {n: to_hex(p.get_facecolor()) for n, p in zip(names, status_ax.patches, strict=True)}
     assert drawn == {s: STATUS_INFO[s].colour.lower() for s in set(statuses)}
+
+
+# --------------------------------------------------------------------------- readable layout
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def _tick_labels(fig: Figure) -> tuple[list[Text], set[int]]:
+    """Tick labels drawn (their tick inside the view), and the ids of every tick label."""
+    drawn: list[Text] = []
+    every: set[int] = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            eps = (hi - lo) * 1e-9
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                for label in (tick.label1, tick.label2):
+                    every.add(id(label))
+                    loc = tick.get_loc()
+                    inside = loc is not None and lo - eps <= loc <= hi + eps
+                    if inside and label.get_visible() and label.get_text().strip():
+                        drawn.append(label)
+    return drawn, every
+
+
+def layout_problems(fig: Figure, name: str) -> list[str]:
+    """Draw ``fig`` and list every text or legend that leaves the figure or overlaps another
+    (tick labels among themselves excepted: those are matplotlib's own spacing). The PNG goes
+    to tests/artifacts/ to be looked at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"plots-layout-{name}.png").write_bytes(figure_to_png(fig, dpi=int(fig.dpi)))
+    renderer = fig.canvas.get_renderer()
+    legends = [leg for leg in fig.findobj(Legend) if leg.get_visible()]
+    in_legends = {id(t) for leg in legends for t in [*leg.get_texts(), leg.get_title()]}
+    ticks, tick_ids = _tick_labels(fig)
+    boxes: list[tuple[str, Bbox, bool]] = [
+        (f"tick {t.get_text()!r}", t.get_window_extent(renderer), True) for t in ticks
+    ]
+    for t in fig.findobj(Text):
+        if id(t) in in_legends or id(t) in tick_ids or not t.get_visible():
+            continue
+        if t.get_text().strip():
+            boxes.append((f"text {t.get_text()!r}", t.get_window_extent(renderer), False))
+    boxes += [
+        (f"legend {i}", leg.get_window_extent(renderer), False) for i, leg in enumerate(legends)
+    ]
+    page = fig.bbox
+    problems = [
+        f"{what} leaves the figure ({box.bounds} not in {page.bounds})"
+        for what, box, _ in boxes
+        if box.x0 < page.x0 - 0.5
+        or box.y0 < page.y0 - 0.5
+        or box.x1 > page.x1 + 0.5
+        or box.y1 > page.y1 + 0.5
+    ]
+    for i, (what_a, a, tick_a) in enumerate(boxes):
+        for what_b, b, tick_b in boxes[i + 1 :]:
+            if tick_a and tick_b:
+                continue
+            if a.x0 < b.x1 - 0.5 and b.x0 < a.x1 - 0.5 and a.y0 < b.y1 - 0.5 and b.y0 < a.y1 - 0.5:
+                problems.append(f"{what_a} overlaps {what_b}")
+    return problems
+
+
+def odd_pairs() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Tensors that bring every kind of note: all zeros before, NaN after, unchanged, reshaped,
+    meta, empty, an fp16 -> fp32 cast, counts large enough for a scientific offset."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 3, 7, 7, generator=g) * 0.05
+    nan = w * 1.3
+    nan[0, 0, :2] = float("nan")
+    return {
+        "downsample.0.bias": (torch.zeros(256), torch.randn(256, generator=g) * 0.1),
+        "conv1.weight": (w, nan),
+        "bn1.weight": (torch.ones(64), torch.ones(64)),
+        "stem.conv.weight": (torch.randn(64, 3, 7, 7, generator=g), torch.randn(64, 1, 7, 7)),
+        "head.weight": (torch.empty(10, 512, device="meta"), torch.randn(10, 512, generator=g)),
+        "empty": (torch.empty(0), torch.empty(0)),
+        "embed.weight": (torch.randn(300, 64, generator=g).half(), torch.randn(300, 64)),
+        "encoder.layers.11.self_attention.output_projection.weight": (
+            torch.randn(512, 512, generator=g),
+            torch.randn(512, 512, generator=g) * 2,
+        ),
+    }
+
+
+def test_explorer_histogram_panels_have_no_overlapping_or_cut_annotations(monkeypatch):
+    """The panels exactly as the Explorer draws them (its own function: a small figure with
+    enlarged text): the title, the notes (all zeros, NaN, unchanged, shape, meta, empty, cast)
+    and the legend neither overlap one another nor leave the picture."""
+    from sd_widgets.widgets import explorer
+
+    drawn: list[Figure] = []
+    real = plots_module.figure_to_png
+
+    def capture(fig: Figure, dpi: int = 100) -> bytes:
+        drawn.append(fig)
+        return real(fig, dpi=dpi)
+
+    monkeypatch.setattr(plots_module, "figure_to_png", capture)
+    problems = []
+    for key, (before, after) in odd_pairs().items():
+        src = explorer._histogram_src(f"backbone.layer4.1.{key}", before, after)
+        assert src.startswith("data:image/png;base64,")
+        fig = drawn.pop()
+        texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+        problems += [f"{key}: {p}" for p in layout_problems(fig, f"explorer-{key}")]
+        if key == "downsample.0.bias":
+            assert "was all zeros" in texts and "100% of values changed" in texts
+        if key == "embed.weight":
+            assert "dtype float16 → float32" in texts
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "size"),
+    [
+        ("grid", {}, None),
+        (
+            "one-column",
+            {"ncols": 1, "max_panels": 4, "title": "Values before vs after a long load"},
+            None,
+        ),
+        ("wide-row", {"ncols": 8}, None),
+        ("log", {"log": True, "ncols": 4}, None),
+        ("squeezed", {"ncols": 4}, (9.0, 5.0)),
+    ],
+)
+def test_histogram_grids_have_no_overlapping_or_cut_annotations(name, kwargs, size):
+    """Many panels, one column, one wide row, log counts, and a figure squeezed after it was
+    built (text is fitted when drawn): nothing overlaps, nothing leaves the figure."""
+    pairs = odd_pairs()
+    fig = histogram_overlay(
+        {k: v[0] for k, v in pairs.items()}, {k: v[1] for k, v in pairs.items()}, **kwargs
+    )
+    if size is not None:
+        fig.set_size_inches(*size)
+    problems = layout_problems(fig, f"grid-{name}")
+    assert not problems, "\n".join(problems)
+    # the fitted titles keep the end of the key (its most specific part), more than a stub
+    titles = [ax.get_title() for ax in fig.axes]
+    for title, key in zip(titles, pairs, strict=False):
+        assert key.endswith(title.removeprefix("…")) and len(title) >= min(len(key), 8), title
+
+
+def test_bn_plots_have_no_overlapping_or_cut_annotations(before_after):
+    """BatchNorm figures as the Explorer draws them (one module) and with several modules, reset
+    notes on both sides, a meta side and a long module name: legend outside the data, notes
+    under the axes, nothing overlapping."""
+    before, after = before_after
+    one = {
+        "layer1.0.bn1": {
+            "before_mean": before["1.running_mean"],
+            "after_mean": after["1.running_mean"],
+            "before_var": before["1.running_var"],
+            "after_var": after["1.running_var"],
+        }
+    }
+    fig = bn_running_stats(one, max_modules=1)
+    fig.set_dpi(80)
+    problems = layout_problems(fig, "bn-explorer")
+    many = {
+        "encoder.stages.3.blocks.11.downsample.norm_layer.bn": one["layer1.0.bn1"],
+        "reset.bn": {
+            "before_mean": torch.zeros(16),
+            "after_mean": torch.zeros(16),
+            "before_var": torch.ones(16),
+            "after_var": torch.ones(16),
+        },
+        "meta.bn": {
+            "before_mean": torch.empty(16, device="meta"),
+            "after_mean": torch.randn(16),
+            "before_var": torch.empty(16, device="meta"),
+            "after_var": torch.rand(16),
+        },
+        "more.bn": one["layer1.0.bn1"],
+    }
+    fig = bn_running_stats(many, max_modules=3)
+    problems += layout_problems(fig, "bn-modules")
+    notes = " ".join(t.get_text() for t in fig.axes[2].texts)
+    assert "before: reset values" in notes and "after: reset values" in notes
+    assert "+1 more modules" in fig.get_suptitle()
+    fig.set_size_inches(5.0, 6.0)  # narrow: titles and notes are fitted when drawn
+    problems += layout_problems(fig, "bn-narrow")
+    assert not problems, "\n".join(problems)
