@@ -662,20 +662,24 @@ def _build(target: Any, parsed: _Spec, meta: bool) -> tuple[nn.Module, str]:
         raise CLIError(
             f"--model: {label} is a {type(target).__name__}, not a callable or an nn.Module"
         )
+
+    def call(device: str | None) -> Any:
+        where = torch.device(device) if device else contextlib.nullcontext()
+        with _model_code(f"calling {label}"), where:
+            return target(*parsed.args, **parsed.kwargs)
+
     result: Any = None
     meta_error: BaseException | None = None
     if meta:
         try:
-            with _model_code(f"calling {label}"), torch.device("meta"):
-                result = target(*parsed.args, **parsed.kwargs)
+            result = call("meta")
         except CLIError:
             raise
         except Exception as exc:
             meta_error = exc
     if not meta or meta_error is not None:
         try:
-            with _model_code(f"calling {label}"):
-                result = target(*parsed.args, **parsed.kwargs)
+            result = call(None)
         except CLIError:
             raise
         except Exception as exc:

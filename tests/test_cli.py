@@ -107,6 +107,14 @@ def shape_text(t: torch.Tensor) -> str:
     return "[" + ", ".join(map(str, t.shape)) + "]"
 
 
+def run_script(*args: object, via: tuple[str, ...] = (str(SCRIPT),)) -> Any:
+    """Run the installed ``sd-widgets`` (or ``via``, e.g. ``python -m sd_widgets``) as a user
+    would, text output captured; the ``subprocess.CompletedProcess``."""
+    return subprocess.run(
+        [*via, *map(str, args)], capture_output=True, text=True, env=script_env(), timeout=300
+    )
+
+
 def script_env() -> dict[str, str]:
     """The caller's environment, minus settings that would change stdout buffering or
     warnings: the script must behave as it does for a user (block-buffered pipe)."""
@@ -796,13 +804,7 @@ def test_broken_pipe_in_process_returns_141(capsys, monkeypatch, big, fmt):
 
 
 def test_console_script_diff_exit_code(files):
-    proc = subprocess.run(
-        [str(SCRIPT), "diff", str(files["torch"]), "--model", THREE_CLASS, "--only-problems"],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=300,
-    )
+    proc = run_script("diff", files["torch"], "--model", THREE_CLASS, "--only-problems")
     assert proc.returncode == 1, proc.stderr
     assert "shape_mismatch" in proc.stdout and "classifier.weight" in proc.stdout
     assert proc.stderr == ""
@@ -811,13 +813,7 @@ def test_console_script_diff_exit_code(files):
 def test_console_script_unsafe_input_exit_2(tmp_path):
     marker = tmp_path / "PWNED"
     path = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
-    proc = subprocess.run(
-        [str(SCRIPT), "inspect", str(path)],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=300,
-    )
+    proc = run_script("inspect", path)
     assert proc.returncode == 2
     assert "--trust" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists()
@@ -863,33 +859,14 @@ def test_console_script_pipe_closed_before_any_output(files):
 
 
 def test_python_dash_m_sd_widgets(files):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sd_widgets",
-            "diff",
-            str(files["safetensors"]),
-            "--model",
-            SMALL_CNN,
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=300,
+    python_m = (sys.executable, "-m", "sd_widgets")
+    proc = run_script(
+        "diff", files["safetensors"], "--model", SMALL_CNN, "-f", "json", via=python_m
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["clean"] is True and doc["summary"]["match"] == 38
-    proc = subprocess.run(
-        [sys.executable, "-m", "sd_widgets", "--version"],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=300,
-    )
+    proc = run_script("--version", via=python_m)
     assert proc.returncode == 0 and proc.stdout.startswith("sd-widgets ")
 
 
@@ -938,23 +915,11 @@ def test_console_script_model_exit_is_not_a_clean_exit(files, tmp_path):
     with 0 (a CI job would read that as 'loads cleanly')."""
     mod = tmp_path / "exits_zero.py"
     mod.write_text("import sys\ndef build():\n    sys.exit(0)\n")
-    proc = subprocess.run(
-        [str(SCRIPT), "diff", str(files["torch"]), "--model", f"{mod}:build"],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=300,
-    )
+    proc = run_script("diff", files["torch"], "--model", f"{mod}:build")
     assert proc.returncode == 2, proc.stderr
     assert "sys.exit(0)" in proc.stderr and proc.stdout == ""
     mod.write_text("def build():\n    raise KeyboardInterrupt\n")
-    proc = subprocess.run(
-        [str(SCRIPT), "diff", str(files["torch"]), "--model", f"{mod}:build"],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=300,
-    )
+    proc = run_script("diff", files["torch"], "--model", f"{mod}:build")
     assert proc.returncode == 130 and "Traceback" not in proc.stderr
 
 

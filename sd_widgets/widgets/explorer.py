@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import inspect
 import os
 import pathlib
@@ -36,7 +35,7 @@ from ..codegen import name_problem
 from ..compare import Comparison
 from ..load import LoadReport, partial_load
 from ..plan import ADAPTERS, BN_POLICIES, LoadPlan
-from ..renames import parse_renames
+from ..renames import gc_paused, parse_renames
 from . import payload as pl
 
 __all__ = ["ACTIONS", "Explorer"]
@@ -259,7 +258,7 @@ class Explorer(anywidget.AnyWidget):
         else:
             self._model = model
             try:
-                with _no_gc():
+                with gc_paused():
                     ckpt = open_checkpoint(source, key=key, trust=trust, map_location=map_location)
                     cmp = Comparison(model, ckpt, parse_renames(renames))
             except (errors.CheckpointError, OSError, ValueError) as exc:
@@ -822,7 +821,7 @@ class Explorer(anywidget.AnyWidget):
         self, cmp: Comparison, *, initial_select: str | None = None, keep_selection: bool = False
     ) -> None:
         """Show ``cmp``: new payload, suggestions, rules; selection carried over or initial."""
-        with _no_gc():
+        with gc_paused():
             self._show_comparison(cmp, initial_select=initial_select, keep_selection=keep_selection)
 
     def _show_comparison(
@@ -862,7 +861,7 @@ class Explorer(anywidget.AnyWidget):
             raise ValueError("no checkpoint is open, so there is nothing to rename")
         rules = tuple(pl.rule_from_spec(s) for s in specs)
         before = self._cmp
-        with _no_gc():
+        with gc_paused():
             cmp = before.with_renames(rules, replace=True)
         self._set_comparison(cmp)
         if done:
@@ -973,11 +972,7 @@ class Explorer(anywidget.AnyWidget):
             try:
                 fn(*args)
             finally:
-                self._jobs -= 1
-                if self._jobs == 0:
-                    with self.hold_sync():
-                        self.busy = False
-                        self.busy_text = ""
+                self._job_done()
 
         loop = _kernel_loop()
         if loop is None or os.environ.get("SDW_WIDGET_SYNC"):
@@ -992,11 +987,15 @@ class Explorer(anywidget.AnyWidget):
         try:
             yield
         finally:
-            self._jobs -= 1
-            if self._jobs == 0:
-                with self.hold_sync():
-                    self.busy = False
-                    self.busy_text = ""
+            self._job_done()
+
+    def _job_done(self) -> None:
+        """One busy job (a long action or deferred work) ended; the busy sign goes with the last."""
+        self._jobs -= 1
+        if self._jobs == 0:
+            with self.hold_sync():
+                self.busy = False
+                self.busy_text = ""
 
     def _rebaseline(self) -> None:
         self._watch = _watch_list(self._model) if self._model is not None else []
@@ -1028,21 +1027,6 @@ class Explorer(anywidget.AnyWidget):
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a big payload is built and sent.
-
-    Its full-heap passes, triggered by the many small lists, cost more than the building.
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _check_arguments(model: Any, source: Any, key: Any) -> None:

@@ -436,6 +436,18 @@ def _can_select(
     return lambda k: index.selectable(k, adapters)
 
 
+def _targets(
+    index: TreeIndex,
+    keys: Iterable[str],
+    modules: Iterable[str],
+    adapters: Mapping[str, Any] | None,
+    allowed: Collection[str] | None,
+) -> list[str]:
+    """The selectable keys a gesture covers (named, or under the named modules), in tree order."""
+    ok = _can_select(index, adapters, allowed)
+    return [k for k in index.resolve(keys, modules) if ok(k)]
+
+
 def clean_selection(
     index: TreeIndex,
     selection: Iterable[str],
@@ -470,8 +482,7 @@ def toggle(
     Keys that cannot be selected are left out.
     """
     current = set(selection)
-    ok = _can_select(index, adapters, selectable)
-    target = [k for k in index.resolve(keys, modules) if ok(k)]
+    target = _targets(index, keys, modules, adapters, selectable)
     if target and all(k in current for k in target):
         current.difference_update(target)
     else:
@@ -495,8 +506,7 @@ def apply_range(
     standing for their subtree.
     """
     current = set(selection)
-    ok = _can_select(index, adapters, selectable)
-    target = [k for k in index.resolve(keys, modules) if ok(k)]
+    target = _targets(index, keys, modules, adapters, selectable)
     if select:
         current.update(target)
     else:
@@ -908,11 +918,7 @@ def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
         + f"; {n_selected} selected",
     ]
     cols = payload["columns"]
-    problems = [
-        i
-        for i, t in enumerate(cols["t"])
-        if t == 1 and payload["statuses"][cols["status"][i]] != Status.MATCH
-    ]
+    problems = _problem_entries(payload)
     for i in problems[:max_rows]:
         status = payload["statuses"][cols["status"][i]]
         lines.append(
@@ -924,26 +930,34 @@ def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     return "\n".join(lines)
 
 
-def _detail_text(payload: Mapping[str, Any], i: int) -> str:
-    """``_shapes_text`` without its surrounding space and outer parentheses.
-
-    Only the outer pair goes: the shapes' own parentheses stay.
-    """
-    text = _shapes_text(payload, i).strip()
-    return text[1:-1] if text.startswith("(") and text.endswith(")") else text
+def _problem_entries(payload: Mapping[str, Any]) -> list[int]:
+    """Indices of the tensor entries whose status is not ``match``, in tree order."""
+    cols, statuses = payload["columns"], payload["statuses"]
+    return [
+        i
+        for i, (t, s) in enumerate(zip(cols["t"], cols["status"], strict=True))
+        if t == 1 and statuses[s] != Status.MATCH
+    ]
 
 
 def _shapes_text(payload: Mapping[str, Any], i: int) -> str:
+    """`` (detail)`` after a problem row's label, or "" (see :func:`_detail_text`)."""
+    detail = _detail_text(payload, i)
+    return f" ({detail})" if detail else ""
+
+
+def _detail_text(payload: Mapping[str, Any], i: int) -> str:
+    """What differs for entry ``i``: both shapes, both dtypes or the checkpoint key; or ""."""
     cols = payload["columns"]
     status = payload["statuses"][cols["status"][i]]
     if status == Status.SHAPE_MISMATCH:
         ckpt, model = shape_text(cols["ckpt_shape"][i]), shape_text(cols["model_shape"][i])
-        return f" (checkpoint {ckpt} vs model {model})"
+        return f"checkpoint {ckpt} vs model {model}"
     if status == Status.DTYPE_MISMATCH:
         d = payload["dtypes"]
-        return f" (checkpoint {d[cols['ckpt_dtype'][i]]} vs model {d[cols['model_dtype'][i]]})"
+        return f"checkpoint {d[cols['ckpt_dtype'][i]]} vs model {d[cols['model_dtype'][i]]}"
     if cols["ckpt_key"][i]:
-        return f" (checkpoint key {cols['ckpt_key'][i]})"
+        return f"checkpoint key {cols['ckpt_key'][i]}"
     return ""
 
 
@@ -959,11 +973,7 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
         "explorer.)</i></p>"
     )
     rows = []
-    problems = [
-        i
-        for i, t in enumerate(cols["t"])
-        if t == 1 and payload["statuses"][cols["status"][i]] != Status.MATCH
-    ]
+    problems = _problem_entries(payload)
     for i in problems[:max_rows]:
         status = payload["statuses"][cols["status"][i]]
         item = _LEGEND_BY_STATUS[status]
