@@ -6,9 +6,12 @@ shift-click selects, what the preview shows) is tested without a browser.
 
 The tree payload
 ----------------
-:func:`build_tree_payload` turns :meth:`Comparison.tree` (nested module nodes, see
-``docs/internals.md``) into ONE compact, columnar JSON object: the tree flattened in
-pre-order, one entry per module node or tensor row, each column a list indexed by entry.
+:func:`payload_from_comparison` turns a comparison (its rows, grouped by
+:meth:`Comparison.module_children`) into ONE compact, columnar JSON object: the module tree
+flattened in pre-order, one entry per module node or tensor row, each column a list indexed by
+entry. :func:`build_tree_payload` builds the same object from :meth:`Comparison.tree` through the
+same serialiser. The tensor columns are the row fields of
+:data:`sd_widgets.compare.ROW_FIELDS`, in its order.
 A subtree is the contiguous range ``[i + 1, end[i])``, so the front end can collapse, filter,
 range-select and virtualise a 30,000-key tree with plain array scans. The root module is not
 an entry; its counts are ``payload["counts"]``.
