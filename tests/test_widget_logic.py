@@ -1032,21 +1032,15 @@ def test_the_legend_and_colours_come_from_the_one_vocabulary():
     assert "--sdw-c-${item.status}" in (STATIC / "panels.js").read_text()
 
 
-class TiedLM(nn.Module):
-    """A tiny language model whose output projection IS the input embedding (GPT-2 style)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(11, 4)
-        self.block = nn.Linear(4, 4)
-        self.lm_head = nn.Linear(4, 11, bias=False)
-        self.lm_head.weight = self.embed.weight
+def tied_lm() -> nn.Module:
+    """The demo's tiny language model whose ``lm_head.weight`` IS ``embed.weight`` (GPT-2 style)."""
+    return demo.TiedLM(vocab_size=11, dim=4)
 
 
 def test_tied_rows_say_what_they_follow_in_the_tree_and_the_results():
     torch.manual_seed(0)
-    model = TiedLM()
-    saved = {k: v.clone() + 1 for k, v in TiedLM().state_dict().items() if k != "lm_head.weight"}
+    model = tied_lm()
+    saved = {k: v.clone() + 1 for k, v in tied_lm().state_dict().items() if k != "lm_head.weight"}
     w = Explorer(model, saved)
     index = pl.TreeIndex(w.tree)
     head = index.row("lm_head.weight")
@@ -1085,7 +1079,7 @@ def test_the_payload_says_what_the_comparison_rows_say(variant):
     from sd_widgets.compare import ROW_FIELDS
 
     if variant == "tied":
-        model: nn.Module = TiedLM()
+        model: nn.Module = tied_lm()
         cmp = sdw.compare(model, {"embed.weight": torch.zeros(11, 4), "x.y": torch.ones(3)})
     else:
         model = demo.target_model(variant)
@@ -1136,7 +1130,7 @@ def test_the_serialiser_handles_hostile_tied_and_top_level_keys():
     sd["weight"] = torch.ones(2, 2)
     for cmp in (
         sdw.compare(nn.Linear(2, 2), sd),
-        sdw.compare(TiedLM(), {"block.weight": torch.zeros(4, 4)}),
+        sdw.compare(tied_lm(), {"proj.weight": torch.zeros(4, 4)}),
     ):
         assert pl.payload_from_comparison(cmp) == pl.build_tree_payload(cmp.tree())
 
