@@ -64,6 +64,7 @@ from ..compare import row_fields
 from ..statuses import STATUS_INFO, Status, legend
 from ..statuses import STATUSES as _STATUSES
 from ..units import human_bytes as format_bytes
+from ..units import numel as _numel
 from ..units import shape_text
 
 if TYPE_CHECKING:
@@ -139,10 +140,6 @@ def selectable(loadable: bool, adaptable: bool, has_adapter: bool) -> bool:
 def row_selectable(row: Any, adapters: Mapping[str, Any] | None = None) -> bool:
     """:func:`selectable` asked of a :class:`~sd_widgets.compare.Row` (the core's truth)."""
     return selectable(row.loadable, row.adaptable, adapters is not None and row.key in adapters)
-
-
-def _numel(shape: Sequence[int] | None) -> int:
-    return math.prod(shape) if shape is not None else 0
 
 
 def payload_from_comparison(cmp: Comparison, *, source: str = "", model: str = "") -> dict:
@@ -281,7 +278,8 @@ def _serialise(
             )
         ckpt_key, model_key = r.ckpt_key, r.model_key
         ckpt_shape, model_shape = r.ckpt_shape, r.model_shape
-        numel = _numel(ckpt_shape if ckpt_shape is not None else model_shape)
+        shape = ckpt_shape if ckpt_shape is not None else model_shape
+        numel = _numel(shape) if shape is not None else 0
         nbytes = int(r.nbytes or 0)
         t_.append(1)
         name_.append(key.rpartition(".")[2])
@@ -541,10 +539,8 @@ def row_sizes(cmp: Any) -> RowSizes:
     RowSizes
         ``numel`` and ``nbytes``, each a dict from row key to an int.
     """
-    from ..units import numel
-
     return RowSizes(
-        {r.key: numel(r.model_shape or ()) for r in cmp}, {r.key: r.nbytes for r in cmp}
+        {r.key: _numel(r.model_shape or ()) for r in cmp}, {r.key: r.nbytes for r in cmp}
     )
 
 
