@@ -519,3 +519,24 @@ def test_bn_plots_have_no_overlapping_or_cut_annotations(before_after):
     fig.set_size_inches(5.0, 6.0)  # narrow: titles and notes are fitted when drawn
     problems += layout_problems(fig, "bn-narrow")
     assert not problems, "\n".join(problems)
+
+
+def test_load_summary_has_no_overlapping_or_cut_annotations(before_after):
+    """The load summary's notes (tensors that were all zeros, all changes 0) and bar labels:
+    with a report, with 80 keys, and with half the changes infinite."""
+    before, after = before_after
+    frame = report(before, after)
+    n = 80
+    many = pd.DataFrame(
+        {
+            "key": [f"encoder.layers.{i}.mlp.fc.weight" for i in range(n)],
+            "relative_l2_change": [10 ** (-i / 10) for i in range(n)],
+        }
+    )
+    half_inf = frame.assign(
+        rel_l2_change=[math.inf if i % 2 else 0.1 * i for i in range(len(frame))]
+    )
+    problems = []
+    for name, f in (("report", frame), ("many", many), ("half-inf", half_inf)):
+        problems += [f"{name}: {p}" for p in layout_problems(load_summary(f), f"summary-{name}")]
+    assert not problems, "\n".join(problems)
