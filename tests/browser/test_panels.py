@@ -139,7 +139,9 @@ def test_ddp_checkpoint_banner_apply_realigns_and_says_what_changed(lab):
             SETUP,
             'model = demo.target_model("dataparallel")\n'
             'w = sdw.Explorer(model, demo.variant("dataparallel"))\nw',
-        ]
+        ],
+        # in a folder of its own: the file browser of first-view.png lists only this notebook
+        name="first-view/ddp_checkpoint.ipynb",
     )
     lab.run_all_and_wait()
     root = explorer(lab)
