@@ -23,6 +23,11 @@ interleaved, median of ``--repeats``:
 
 Both paths must give the same plan (checked). Target: the fast path plans 30,000 keys in
 < 15 ms (a tenth of the click budget) and at least 3x faster than the general path.
+
+``--explorer`` adds the kernel's side of a click in the Explorer at the largest size (no
+browser): setting ``selected_keys`` (every key, then all but block 0, alternately) runs the
+widget's validation, plan and preview, with the fast path and with ``LoadPlan.build`` forced
+onto the general path, interleaved.
 """
 
 from __future__ import annotations
@@ -133,11 +138,55 @@ def measure(layout: str, n_keys: int, repeats: int) -> dict:
     }
 
 
+def explorer_click(n_keys: int, repeats: int) -> dict[str, float]:
+    """Median seconds of the kernel's side of an Explorer click, fast vs general plan path."""
+    import os
+
+    os.environ["SDW_WIDGET_SYNC"] = "1"  # no event loop here: follow-up work runs inline
+    torch.manual_seed(0)
+    model = linear_model(n_keys)
+    sd = model.state_dict()
+    sd["0.1.weight"] = torch.zeros(5, 4)
+    del sd["0.2.bias"]
+    sd["0.extra"] = torch.zeros(1)
+    w = sdw.Explorer(model, sd)
+    every = list(w.selected_keys)
+    others = [k for k in every if not k.startswith("0.")]
+    state = {"i": 0}
+
+    def click() -> None:
+        state["i"] += 1
+        w.selected_keys = others if state["i"] % 2 else every
+
+    fast_build = LoadPlan.__dict__["build"]
+
+    def general_build(cls, cmp, *, include=None, exclude=None, bn="load", adapt=None):
+        with gc_paused():
+            return cls._build_general(
+                cmp, _index(cmp), include, exclude, bn, _normalise_adapt(adapt)
+            )
+
+    def with_general() -> None:
+        LoadPlan.build = classmethod(general_build)  # type: ignore[method-assign]
+        try:
+            click()
+        finally:
+            LoadPlan.build = fast_build  # type: ignore[method-assign]
+
+    times = interleaved({"fast": click, "general": with_general}, repeats, warmup=2)
+    return {
+        "keys": len(w.comparison),
+        "fast": median(times["fast"]),
+        "general": median(times["general"]),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="3000,10000,30000")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--explorer", action="store_true", help="also time an Explorer click (kernel)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(machine_line())
@@ -177,6 +226,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['fast'] * 1e3:.1f} ms vs {r['general'] * 1e3:.1f} ms "
                 f"({fmt_ratio(r['general'] / r['fast'])})",
             )
+        )
+    if args.explorer:
+        click = explorer_click(max(sizes), args.repeats)
+        print(
+            f"\nExplorer click, kernel side, {click['keys']:,} keys: "
+            f"{click['fast'] * 1e3:.1f} ms with the fast path, "
+            f"{click['general'] * 1e3:.1f} ms with the general one "
+            f"({fmt_ratio(click['general'] / click['fast'])})"
         )
     return report_targets(targets, args.check)
 
