@@ -144,7 +144,8 @@ function bigPayload(nBlocks, perBlock, problems = {}) {
     for (const k of Object.keys(cols)) cols[k].push(row[k] ?? null);
     return cols.t.length - 1;
   };
-  const statuses = ["match", "shape_mismatch", "dtype_mismatch", "missing", "missing_buffer", "unexpected"];
+  // the statuses and legend Python ships (statuses.py legend(): labels and flags such as problem)
+  const { statuses, legend } = fixture("new_head");
   const root = push({ t: 0, depth: 0, parent: -1, name: "blocks", path: "blocks", counts: [0, 0, 0, 0, 0, 0], sides: 3 });
   for (let b = 0; b < nBlocks; b++) {
     const bi = push({ t: 0, depth: 1, parent: root, name: String(b), path: `blocks.${b}`, sides: 3 });
@@ -161,7 +162,7 @@ function bigPayload(nBlocks, perBlock, problems = {}) {
     cols.end[bi] = cols.t.length;
   }
   cols.end[root] = cols.t.length;
-  return { statuses, legend: statuses.map((s) => ({ status: s, icon: s[0], label: s, plural: `${s}s`, description: "" })), dtypes: ["float32"], counts: [0, 0, 0, 0, 0, 0], n_keys: nBlocks * perBlock * 2, n_entries: cols.t.length, columns: cols };
+  return { statuses, legend, dtypes: ["float32"], counts: [0, 0, 0, 0, 0, 0], n_keys: nBlocks * perBlock * 2, n_entries: cols.t.length, columns: cols };
 }
 
 test("a big tree opens level by level and reveals the first problems (problems first)", () => {

@@ -40,6 +40,8 @@
  */
 
 /**
+ * One status as `sd_widgets/statuses.py:legend()` ships it. The front end decides by the flags
+ * (`problem`, `loadable`, `cast`, `differs`, `tone`), never by a status name.
  * @typedef {object} LegendItem
  * @property {string} status
  * @property {string} icon
@@ -47,6 +49,12 @@
  * @property {string} plural
  * @property {string} [colour]
  * @property {string} description
+ * @property {"ok"|"warn"|"error"|"info"} [tone]  how serious: colours messages and warnings
+ * @property {string} [tone_colour]  the tone's colour (CSS variable --sdw-tone-<tone>)
+ * @property {boolean} [problem]   anything but a match
+ * @property {boolean} [loadable]  loads as it is
+ * @property {boolean} [cast]      loads, cast to the model's dtype
+ * @property {""|"shape"|"dtype"} [differs]  the column that differs between the two sides
  */
 
 /**
@@ -127,7 +135,8 @@ export class TreeData {
     /** @type {Record<string, LegendItem>} */
     this.legend = {};
     for (const item of this.p.legend || []) this.legend[item.status] = item;
-    this.matchStatus = this.statuses.indexOf("match");
+    /** @type {boolean[]} per status index: whether it is a problem (the legend says) */
+    this.problem = this.statuses.map((s) => !!(this.legend[s] && this.legend[s].problem));
     /** @type {Map<string, number>} */
     this.keyIndex = new Map();
     /** @type {Map<string, number>} */
@@ -178,9 +187,15 @@ export class TreeData {
     return this.statuses[/** @type {number} */ (this.c.status[i])];
   }
 
-  /** Whether tensor entry `i` is a problem (its status is not "match"). @param {number} i */
+  /** Whether tensor entry `i` is a problem (its status is, as the legend says). @param {number} i */
   isProblem(i) {
-    return this.c.t[i] === 1 && this.c.status[i] !== this.matchStatus;
+    return this.c.t[i] === 1 && this.problem[/** @type {number} */ (this.c.status[i])] === true;
+  }
+
+  /** The legend entry of tensor entry `i` (a stand-in for an unknown status). @param {number} i */
+  item(i) {
+    const status = this.statusName(i);
+    return this.legend[status] || { status, icon: "?", label: status, plural: status, description: "" };
   }
 
   /** @param {number} i */
@@ -254,7 +269,7 @@ export class TreeData {
     return this.selected[i] === 1 ? "true" : "false";
   }
 
-  /** Tensor entries whose status is not "match", in tree order. */
+  /** Tensor entries whose status is a problem, in tree order. */
   problemEntries() {
     const out = [];
     for (let i = 0; i < this.n; i++) if (this.isProblem(i)) out.push(i);
@@ -450,7 +465,7 @@ export function detailLines(data, i, extra = {}) {
   out.push(["Status", `${item.icon} ${item.label}${item.description ? ` — ${item.description}` : ""}`]);
   if (hasCkpt) out.push(["Checkpoint", `${fmtShape(c.ckpt_shape[i])} ${dtypeName(p, c.ckpt_dtype[i])} · ${fmtBytes(c.nbytes[i] || 0)}`]);
   if (hasModel) out.push(["Model", `${fmtShape(c.model_shape[i])} ${dtypeName(p, c.model_dtype[i])}${c.kind[i] ? ` · ${c.kind[i]}` : ""}`]);
-  if (status === "dtype_mismatch") out.push(["Cast", `loads, cast from ${dtypeName(p, c.ckpt_dtype[i])} to ${dtypeName(p, c.model_dtype[i])}`]);
+  if (item.cast) out.push(["Cast", castText(data, i)]);
   if (c.reason[i]) out.push(["Why not as is", String(c.reason[i])]);
   if (c.adaptable[i]) out.push(["Adapter", data.hasAdapter(i) ? `loads through '${data.adapters[key]}'` : "'overlap' can load the overlapping slice (Space or the adapt button)"]);
   const tied = c.tied[i];
@@ -708,7 +723,7 @@ export function columnWidths(data, measure, opts = {}) {
   const statusW = data.statuses.map((st) => {
     const item = data.legend[st] || { icon: "?", label: st };
     let w = 6 + 11 + m(`${item.icon} ${item.label}`, "ui") + gap;
-    if (st === "match" || st === "dtype_mismatch") w += m("not loaded", "meta") + 8 + gap;
+    if (item.loadable) w += m("not loaded", "meta") + 8 + gap; // a selected row the plan skips
     return w;
   });
   const adaptW = m("overlap ✓", "meta") + 12 + gap;
@@ -724,13 +739,13 @@ export function columnWidths(data, measure, opts = {}) {
       model = Math.max(model, mpad + nameW + typeW);
       const counts = c.counts[i] || [];
       let kinds = 0;
-      for (let s = 0; s < counts.length; s++) if (counts[s] && s !== data.matchStatus) kinds++;
+      for (let s = 0; s < counts.length; s++) if (counts[s] && data.problem[s]) kinds++;
       let w = 6;
       for (let s = 0; s < counts.length; s++) {
         const n = counts[s];
         if (!n) continue;
         const item = data.legend[data.statuses[s]] || { icon: "?", label: data.statuses[s], plural: data.statuses[s] };
-        const text = s === data.matchStatus || kinds > 1 ? `${item.icon} ${n}` : `${item.icon} ${n} ${n === 1 ? item.label : item.plural}`;
+        const text = countChipText(item, n, !data.problem[s] || kinds > 1);
         w += m(text, "meta") + 10 + gap;
       }
       status = Math.max(status, w);
@@ -756,6 +771,23 @@ export function columnWidths(data, measure, opts = {}) {
     }
   }
   return { ckpt: Math.ceil(ckpt), status: Math.ceil(status), model: Math.ceil(model) };
+}
+
+/**
+ * The text of a module's count chip: "≠ 2" when `short` (a match count, or one of several kinds
+ * of problem: the legend names the icons), else spelled out ("≠ 2 shape mismatches").
+ * @param {LegendItem} item
+ * @param {number} n
+ * @param {boolean} short
+ */
+export function countChipText(item, n, short) {
+  return short ? `${item.icon} ${n}` : `${item.icon} ${n} ${n === 1 ? item.label : item.plural}`;
+}
+
+/** "loads, cast from float16 to float32" for tensor entry `i`. @param {TreeData} data @param {number} i */
+export function castText(data, i) {
+  const c = data.c;
+  return `loads, cast from ${dtypeName(data.p, c.ckpt_dtype[i])} to ${dtypeName(data.p, c.model_dtype[i])}`;
 }
 
 /** Sentence for a count of problems ("3 problems"). @param {number} n */

@@ -308,7 +308,7 @@ function buildTabs(model) {
               h("span", { className: "sdw-muted", text: s.reason ? ` — ${s.reason}` : "" }),
             ]),
           )
-        : [h("li", { className: "sdw-muted", text: "No suggestions: no unexpected key looks like a missing one." })]),
+        : [h("li", { className: "sdw-muted", text: "No suggestions: no key only the checkpoint has looks like one only the model has." })]),
     );
     const rules = model.get("rename_rules") || [];
     ruleList.replaceChildren(
@@ -423,7 +423,7 @@ function render({ model, el }) {
   const btn = button;
   const toolbar = h("div", { className: "sdw-toolbar", dataset: { role: "toolbar" } }, [
     search,
-    h("label", { className: "sdw-check-label", title: "Hide rows whose status is match" }, [onlyProblems, " only problems"]),
+    h("label", { className: "sdw-check-label", title: "Show only the rows with a problem" }, [onlyProblems, " only problems"]),
     h("span", { className: "sdw-spacer" }),
     btn("Expand all", "expand-all", "Expand every module"),
     btn("Collapse all", "collapse-all", "Collapse every module"),
@@ -574,10 +574,10 @@ function render({ model, el }) {
     cell.append(...nameCell(i, side));
     const shape = side === "ckpt" ? c.ckpt_shape[i] : c.model_shape[i];
     const dt = side === "ckpt" ? c.ckpt_dtype[i] : c.model_dtype[i];
-    const status = data.statusName(i);
+    const differs = data.item(i).differs;
     cell.append(
-      h("span", { className: `sdw-meta sdw-shape${status === "shape_mismatch" ? " sdw-diff" : ""}`, text: fmtShape(shape), dataset: { role: "shape" } }),
-      h("span", { className: `sdw-meta sdw-dtype${status === "dtype_mismatch" ? " sdw-diff" : ""}`, text: dtypeName(data.p, dt), dataset: { role: "dtype" } }),
+      h("span", { className: `sdw-meta sdw-shape${differs === "shape" ? " sdw-diff" : ""}`, text: fmtShape(shape), dataset: { role: "shape" } }),
+      h("span", { className: `sdw-meta sdw-dtype${differs === "dtype" ? " sdw-diff" : ""}`, text: dtypeName(data.p, dt), dataset: { role: "dtype" } }),
     );
     if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), dataset: { role: "size" } }));
     if (c.tied[i] && side === "model") cell.append(h("span", { className: "sdw-meta sdw-tied", text: "tied", title: `shares storage with ${c.tied[i].join(", ")}` }));
@@ -591,14 +591,14 @@ function render({ model, el }) {
     const counts = c.counts[i] || [];
     // one kind of problem: spelled out ("≠ 2 shape mismatches"); several: icon + count chips
     // that fit the column (the legend names the icons, the hover text spells them out)
-    const problemKinds = counts.filter((n, s) => n && data.statuses[s] !== "match").length;
+    const problemKinds = counts.filter((n, s) => n && data.problem[s]).length;
     counts.forEach((n, s) => {
       if (!n) return;
       const status = data.statuses[s];
       const item = data.legend[status] || { icon: "?", label: status, plural: status };
-      const label = status === "match" || problemKinds > 1 ? `${item.icon} ${n}` : `${item.icon} ${n} ${n === 1 ? item.label : item.plural}`;
+      const label = countChipText(item, n, !data.problem[s] || problemKinds > 1);
       parts.push(`${n} ${n === 1 ? item.label : item.plural}`);
-      cell.appendChild(h("span", { className: `sdw-count sdw-status-${status}`, text: label, dataset: { status, count: n } }));
+      cell.appendChild(h("span", { className: `sdw-count sdw-status-${status}${data.problem[s] ? " sdw-is-problem" : ""}`, text: label, dataset: { status, count: n } }));
     });
     cell.title = parts.join(", ");
     return cell;
@@ -645,11 +645,12 @@ function render({ model, el }) {
     const c = data.c;
     const row = treeitem(i, pos);
     const status = data.statusName(i);
-    const item = data.legend[status] || { icon: "?", label: status };
+    const item = data.item(i);
     const selectable = data.selectable(i);
     const selected = data.selected[i] === 1;
     const skip = selected ? skipped.get(c.path[i]) : undefined;
     row.classList.add("sdw-leaf", `sdw-status-${status}`);
+    if (data.isProblem(i)) row.classList.add("sdw-is-problem");
     if (!selectable) row.classList.add("sdw-unselectable");
     if (selected) row.classList.add("sdw-selected");
     if (skip) row.classList.add("sdw-skipped");
@@ -663,7 +664,7 @@ function render({ model, el }) {
     if (!data.actionable(i)) row.setAttribute("aria-disabled", "true");
     const hover = [c.path[i]];
     if (c.ckpt_key[i]) hover.push(`checkpoint key: ${c.ckpt_key[i]}`);
-    if (status === "dtype_mismatch") hover.push(`loads, cast from ${dtypeName(data.p, c.ckpt_dtype[i])} to ${dtypeName(data.p, c.model_dtype[i])}`);
+    if (item.cast) hover.push(castText(data, i));
     if (!selectable) hover.push(`not selectable: ${c.reason[i] || item.label}`);
     else if (c.adaptable[i]) hover.push(`loads through the '${data.adapters[c.path[i]]}' adapter`);
     if (skip) hover.push(`selected but not loaded: ${skip}`);
@@ -965,16 +966,18 @@ function render({ model, el }) {
       const s = data.statuses.indexOf(btnEl.dataset.status);
       btnEl.setAttribute("aria-pressed", String(statusOn.has(s)));
     }
-    const probs = new Set(data.statuses.map((_, s) => s).filter((s) => data.statuses[s] !== "match"));
+    const probs = problemStatuses();
     onlyProblems.checked = statusOn.size === probs.size && [...probs].every((s) => statusOn.has(s));
     refreshTree();
   }
   function allStatuses() {
     return new Set(data.statuses.map((_, s) => s));
   }
+  function problemStatuses() {
+    return new Set(data.statuses.map((_, s) => s).filter((s) => data.problem[s]));
+  }
   function setOnlyProblems(onOff) {
-    statusOn = allStatuses();
-    if (onOff) statusOn.delete(data.statuses.indexOf("match"));
+    statusOn = onOff ? problemStatuses() : allStatuses();
     applyFilter();
   }
   let searchTimer = null;
@@ -1015,6 +1018,7 @@ function render({ model, el }) {
       if (!/^[a-z_]+$/.test(item.status)) continue;
       const colour = /^#[0-9a-fA-F]{3,8}$/.test(item.colour || "") ? item.colour : "#888888";
       rules.push(`.sdw-explorer .sdw-status-${item.status} { --sdw-c: var(--sdw-c-${item.status}, ${colour}); }`);
+      if (/^[a-z]+$/.test(item.tone || "") && /^#[0-9a-fA-F]{3,8}$/.test(item.tone_colour || "")) root.style.setProperty(`--sdw-tone-${item.tone}`, item.tone_colour);
     }
     statusStyle.textContent = rules.join("\n");
   }
@@ -1053,7 +1057,7 @@ function render({ model, el }) {
     const more = list.length - chips.length;
     const parts = [h("span", { className: "sdw-problems-title", text: `⚠ ${problemPhrase(list.length)}:` }), ...chips];
     if (more > 0) parts.push(h("span", { className: "sdw-muted", text: `… and ${fmtInt(more)} more` }));
-    parts.push(btn("Show only problems", "show-problems", "Hide the rows whose status is match"));
+    parts.push(btn("Show only problems", "show-problems", "Show only the rows with a problem"));
     problems.replaceChildren(...parts);
   }
 
@@ -1257,8 +1261,7 @@ function render({ model, el }) {
     const hadTree = oldData.n > 0;
     const focusPath = nav.focus >= 0 && nav.focus < oldData.n ? [oldData.c.t[nav.focus], oldData.c.path[nav.focus]] : null;
     data = new TreeData(decodeTree(model.get("tree")));
-    statusOn = allStatuses();
-    if (onlyProblems.checked) statusOn.delete(data.statuses.indexOf("match"));
+    statusOn = onlyProblems.checked ? problemStatuses() : allStatuses();
     expanded = initialExpansion(data);
     if (hadTree) {
       // keep what the user had open across a re-alignment
