@@ -39,6 +39,15 @@ FOCUSED = """() => {
             inWidget: !!e.closest('.sdw-explorer')};
 }"""
 
+#: whether the focused element is a tree row drawn inside the tree's viewport, below its header
+FOCUSED_ROW_IN_VIEW = """() => {
+    const e = document.activeElement, v = e && e.closest('[data-role=viewport]');
+    if (!v || e.getAttribute('role') !== 'treeitem') return false;
+    const head = v.querySelector('[data-role=tree-head]').getBoundingClientRect();
+    const r = e.getBoundingClientRect(), b = v.getBoundingClientRect();
+    return r.height > 0 && r.top >= head.bottom - 1 && r.bottom <= b.bottom + 1;
+}"""
+
 NOTEBOOK_STATE = """() => {
     const panel = window.jupyterapp.shell.currentWidget;
     const nb = panel.content;
@@ -191,6 +200,12 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
     expect(root.locator("[data-action=undo]")).to_be_enabled(timeout=60_000)  # after the plots
     assert focused(lab)["action"] == "load", "focus stays on Load selected through the load"
     lab.screenshot("keyboard-flow-4-loaded", root)  # the results drawn, focus on Load selected
+    # Shift+Tab goes back into the tree after the load: one tab stop, a row in view, ringed
+    press_until(lab, "Shift+Tab", lambda f: f.get("role") == "treeitem", limit=10)
+    assert tree.locator("[tabindex='0']").count() == 1
+    assert page.evaluate(FOCUSED_ROW_IN_VIEW), f"focused row {focused(lab)} is not in view"
+    lab.screenshot("keyboard-flow-4b-loaded-back-in-tree", root)
+    press_until(lab, "Tab", lambda f: f.get("action") == "load", limit=10)
     press_until(lab, "Tab", lambda f: f.get("action") == "undo", limit=5)
     page.keyboard.press("Enter")
     expect(root.locator("[data-role=message-text]")).to_contain_text("Undone")
