@@ -134,37 +134,44 @@ class _FittingLayout(ConstrainedLayoutEngine):
         self._tick_axes.append(ax)
 
     def execute(self, fig: Any) -> Any:
-        """Lay out, fit texts, legends and ticks to the panel widths that gives, lay out again."""
+        """Lay out, fit texts, legends and ticks to the panel widths that gives, lay out again.
+
+        The second layout runs only when the fitting changed something.
+        """
         for text, full, _, _ in self._fits:
             text.set_text(full)
         for legend, _, ncols in self._legends:
             legend.set_ncols(ncols)
         for ax in self._tick_axes:
             _set_nbins(ax, _MAX_XTICKS)
-        super().execute(fig)
+        done = super().execute(fig)
+        changed = False
         for text, full, mode, panel in self._fits:
             box = panel.get_window_extent() if panel is not None else fig.bbox
-            text.set_text(
-                _fitted(text, full, box.width * (1.0 if panel is not None else 0.96), mode)
-            )
-        for legend, ax, _ in self._legends:
-            if legend.get_window_extent().width > 0.9 * ax.get_window_extent().width:
+            width = box.width * (1.0 if panel is not None else 0.96)
+            changed |= _fitted(text, full, width, mode) != full
+        for legend, ax, ncols in self._legends:
+            if ncols > 1 and legend.get_window_extent().width > 0.9 * ax.get_window_extent().width:
                 legend.set_ncols(1)
+                changed = True
         for ax in self._tick_axes:
             ticks = ax.xaxis.get_major_ticks()
             size = (ticks[0].label1.get_fontsize() if ticks else _SMALL) * fig.dpi / 72
             # a label is about five characters ("-0.15"): leave as much again between two
-            _set_nbins(ax, int(ax.get_window_extent().width / (4.5 * float(size))))
-        return super().execute(fig)
+            changed |= _set_nbins(ax, int(ax.get_window_extent().width / (4.5 * float(size))))
+        return super().execute(fig) if changed else done
 
 
 _MAX_XTICKS = 5
 
 
-def _set_nbins(ax: Axes, n: int) -> None:
+def _set_nbins(ax: Axes, n: int) -> bool:
+    """Ask for ``n`` x ticks (2 to 5); True when that is fewer than the usual five."""
     locator = ax.xaxis.get_major_locator()
+    n = max(2, min(_MAX_XTICKS, n))
     if isinstance(locator, MaxNLocator):
-        locator.set_params(nbins=max(2, min(_MAX_XTICKS, n)))
+        locator.set_params(nbins=n)
+    return n != _MAX_XTICKS
 
 
 def _width(text: Text, value: str) -> float:
