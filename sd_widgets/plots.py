@@ -134,44 +134,68 @@ class _FittingLayout(ConstrainedLayoutEngine):
         self._tick_axes.append(ax)
 
     def execute(self, fig: Any) -> Any:
-        """Lay out, fit texts, legends and ticks to the panel widths that gives, lay out again.
+        """Fit texts, legends and ticks to the panel widths, lay out, refit, and lay out again.
 
-        The second layout runs only when the fitting changed something.
+        Texts are first fitted to where their panels are now, so that a long note does not make
+        the layout shrink its panel; the second layout runs only when refitting to the widths
+        the first one gave changed what the layout depends on (a text's number of lines, a text
+        wider than its panel was, a legend's columns, the tick count).
         """
-        for text, full, _, _ in self._fits:
-            text.set_text(full)
         for legend, _, ncols in self._legends:
             legend.set_ncols(ncols)
-        for ax in self._tick_axes:
-            _set_nbins(ax, _MAX_XTICKS)
+        ticks_before = [
+            _set_nbins(ax, _tick_count(fig, ax, laid_out=False)) for ax in self._tick_axes
+        ]
+        before = [self._fit_one(fig, fit, laid_out=False) for fit in self._fits]
         done = super().execute(fig)
-        changed = False
-        for text, full, mode, panel in self._fits:
-            box = panel.get_window_extent() if panel is not None else fig.bbox
-            width = box.width * (1.0 if panel is not None else 0.96)
-            changed |= _fitted(text, full, width, mode) != full
+        after = [self._fit_one(fig, fit, laid_out=True) for fit in self._fits]
+        # within its panel a text's width does not move the layout; its number of lines does
+        changed = any(
+            old.count("\n") != new.count("\n") or old_width > new_width + 0.5
+            for (old, old_width), (new, new_width) in zip(before, after, strict=True)
+        )
         for legend, ax, ncols in self._legends:
             if ncols > 1 and legend.get_window_extent().width > 0.9 * ax.get_window_extent().width:
                 legend.set_ncols(1)
                 changed = True
-        for ax in self._tick_axes:
-            ticks = ax.xaxis.get_major_ticks()
-            size = (ticks[0].label1.get_fontsize() if ticks else _SMALL) * fig.dpi / 72
-            # a label is about five characters ("-0.15"): leave as much again between two
-            changed |= _set_nbins(ax, int(ax.get_window_extent().width / (4.5 * float(size))))
+        ticks_after = [
+            _set_nbins(ax, _tick_count(fig, ax, laid_out=True)) for ax in self._tick_axes
+        ]
+        changed |= ticks_after != ticks_before
         return super().execute(fig) if changed else done
+
+    @staticmethod
+    def _fit_one(
+        fig: Any, fit: tuple[Text, str, str, Axes | None], *, laid_out: bool
+    ) -> tuple[str, float]:
+        """Fit one text to its panel; the text and the width it was fitted to."""
+        text, full, mode, panel = fit
+        if panel is None:
+            width = 0.96 * fig.bbox.width
+        elif laid_out:
+            width = panel.get_window_extent().width
+        else:  # where the panel is before this layout (the figure may have been resized)
+            width = panel.get_position().width * fig.bbox.width
+        return _fitted(text, full, width, mode), width
 
 
 _MAX_XTICKS = 5
 
 
-def _set_nbins(ax: Axes, n: int) -> bool:
-    """Ask for ``n`` x ticks (2 to 5); True when that is fewer than the usual five."""
+def _tick_count(fig: Any, ax: Axes, *, laid_out: bool) -> int:
+    """How many x ticks (2 to 5) the panel's width leaves room for."""
+    width = ax.get_window_extent().width if laid_out else ax.get_position().width * fig.bbox.width
+    ticks = ax.xaxis.get_major_ticks()
+    size = (ticks[0].label1.get_fontsize() if ticks else _SMALL) * fig.dpi / 72
+    # a label is about five characters ("-0.15"): leave as much again between two
+    return max(2, min(_MAX_XTICKS, int(width / (4.5 * float(size)))))
+
+
+def _set_nbins(ax: Axes, n: int) -> int:
     locator = ax.xaxis.get_major_locator()
-    n = max(2, min(_MAX_XTICKS, n))
     if isinstance(locator, MaxNLocator):
         locator.set_params(nbins=n)
-    return n != _MAX_XTICKS
+    return n
 
 
 def _width(text: Text, value: str) -> float:
@@ -204,17 +228,24 @@ def _fitted(text: Text, full: str, width: float, mode: str) -> str:
 
 def _cut(text: Text, line: str, width: float, *, keep_end: bool) -> str:
     """The longest ``…end`` (or ``start…``) of ``line`` that fits ``width``."""
-    if _width(text, line) <= width:
+    full = _width(text, line)
+    if full <= width:
         return line
-    lo, hi = 1, len(line) - 1  # characters kept; binary search for the most that fit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        part = "…" + line[-mid:] if keep_end else line[:mid] + "…"
-        if _width(text, part) <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return "…" + line[-lo:] if keep_end else line[:lo] + "…"
+
+    def part(n: int) -> str:
+        return "…" + line[-n:] if keep_end else line[:n] + "…"
+
+    # start from the proportional guess, then step: a few measurements instead of a search
+    n = max(1, min(len(line) - 1, int(len(line) * width / full) - 1))
+    if _width(text, part(n)) <= width:
+        while n + 1 < len(line) and _width(text, part(n + 1)) <= width:
+            n += 1
+    else:
+        while n > 1:
+            n -= 1
+            if _width(text, part(n)) <= width:
+                break
+    return part(n)
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -318,7 +349,13 @@ def _pairs(
 
 
 def _draw_histogram(
-    ax: Axes, key: str, before: torch.Tensor, after: torch.Tensor, bins: int, log: bool
+    ax: Axes,
+    key: str,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    bins: int,
+    log: bool,
+    extra_notes: Sequence[str] = (),
 ) -> None:
     # Few values spread over many bins look like noise: use at most ~2·sqrt(n) bins.
     n = max(_data_numel(before), _data_numel(after))
@@ -378,7 +415,7 @@ def _draw_histogram(
         lines.insert(0, f"shape {tuple(before.shape)} → {tuple(after.shape)}")
     if before.dtype != after.dtype:
         lines.append(f"dtype {_dtype(before.dtype)} → {_dtype(after.dtype)}")
-    _notes(ax, lines)
+    _notes(ax, [*lines, *extra_notes])
 
 
 def histogram_overlay(
@@ -391,6 +428,7 @@ def histogram_overlay(
     ncols: int | None = None,
     log: bool = False,
     title: str | None = None,
+    notes: Mapping[str, str | Sequence[str]] | None = None,
 ) -> Figure:
     """Before/after value histograms on shared bin edges, one panel per tensor.
 
@@ -398,7 +436,10 @@ def histogram_overlay(
     key → tensor (``keys`` defaults to the keys holding a tensor on both sides, in ``before``'s
     order). At most ``max_panels`` panels are drawn (``ncols`` per row, 3 by default); a note
     says how many were left out. Each panel notes the relative L2 change and any NaN/inf values.
-    ``log=True`` uses a logarithmic count axis.
+    ``log=True`` uses a logarithmic count axis. ``notes`` adds lines under a key's panel (what
+    the tensors alone cannot tell: ``"cast float16 → float32"``, ``"adapter 'overlap'"``,
+    ``"tied to 'embed.weight'"``). Notes, titles and the legend are laid out so that none
+    overlaps another or leaves the figure, at whatever size the figure is drawn.
     """
     pairs = _pairs(before, after, keys)
     shown = pairs[: max(1, int(max_panels))]
@@ -410,7 +451,10 @@ def histogram_overlay(
     axes = fig.subplots(nrows, cols, squeeze=False)
     for i, (key, b, a) in enumerate(shown):
         ax = axes[i // cols][i % cols]
-        _draw_histogram(ax, key, b, a, bins, log)
+        extra_notes = (notes or {}).get(key, ())
+        if isinstance(extra_notes, str):
+            extra_notes = [extra_notes]
+        _draw_histogram(ax, key, b, a, bins, log, extra_notes)
         ax.set_xlabel("value", fontsize=_SMALL)
         if i % cols == 0:
             ax.set_ylabel("count", fontsize=_SMALL)

@@ -434,7 +434,26 @@ def test_explorer_histogram_panels_have_no_overlapping_or_cut_annotations(monkey
         return real(fig, dpi=dpi)
 
     monkeypatch.setattr(plots_module, "figure_to_png", capture)
-    problems = []
+    # what only the load knows, as the caller's notes: long ones are wrapped to the panel
+    notes = [
+        "cast float16 → float32",
+        "adapter 'overlap': checkpoint (10, 512) → model (3, 512)",
+        "tied to 'backbone.layer4.1.embed.weight'",
+    ]
+    fig = histogram_overlay(
+        torch.randn(3, 512),
+        torch.randn(3, 512),
+        keys=["head.weight"],
+        title="",
+        notes={"head.weight": notes},
+    )
+    fig.set_size_inches(3.6, 2.7)
+    for text in fig.findobj(Text):
+        text.set_fontsize(max(float(text.get_fontsize()) * 1.3, 8.0))
+    problems = layout_problems(fig, "explorer-caller-notes")
+    shown = fig.axes[0].texts[0].get_text()
+    assert all(note in " ".join(shown.split()) for note in notes), shown  # all of it, wrapped
+    assert len(shown.splitlines()) > 2 + len(notes), shown
     for key, (before, after) in odd_pairs().items():
         src = explorer._histogram_src(f"backbone.layer4.1.{key}", before, after)
         assert src.startswith("data:image/png;base64,")
