@@ -45,7 +45,20 @@ _STATIC = pathlib.Path(__file__).parent / "static"
 #: tested by ``node --test``), the panels around the tree (``panels.js``) and the tree view with
 #: ``render`` (``tree.js``), concatenated in this order into the one ESM anywidget loads. Only
 #: ``tree.js`` has an ``export default``; files never ``import`` each other.
-_JS_FILES = ("lib.js", "actionbar.js", "panels.js", "tree.js")
+_JS_FILES = (
+    "lib.js",
+    "dom.js",
+    "actionbar.js",
+    "rows.js",
+    "tabs.js",
+    "skeleton.js",
+    "treeview.js",
+    "treenav.js",
+    "filters.js",
+    "traits.js",
+    "panels.js",
+    "tree.js",
+)
 _CSS_FILES = ("tree.css", "panels.css")
 TABS = ("preview", "renames", "code", "results")
 

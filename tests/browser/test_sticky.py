@@ -76,6 +76,15 @@ GEOMETRY = """r => {
 }""".replace("__SCROLLER__", SCROLLER)
 
 
+#: how far (px) the widget reaches past the right edge of the notebook's scroller (<= 0: fits)
+PAST_RIGHT = """r => {
+    const sc = (__SCROLLER__)(r);
+    const right = sc === document.scrollingElement ? window.innerWidth
+        : sc.getBoundingClientRect().right;
+    return r.getBoundingClientRect().right - right;
+}""".replace("__SCROLLER__", SCROLLER)
+
+
 def _open(page_root):
     root = page_root.locator(".sdw-explorer")
     expect(root).to_have_attribute("data-ready", "true")
@@ -152,6 +161,10 @@ def test_load_selected_sticks_while_the_notebook_scrolls_jupyterlab(lab):
     load.click()
     lab.wait_for_stdout(LOADED, "True", timeout=60)
     expect(root.locator("[data-role=message]")).to_have_attribute("data-level", "success")
+    # the output boxes no longer scroll sideways: the widget is never wider than the notebook's
+    # column (the results table, wide, scrolls inside its own box)
+    expect(root.locator("[data-role=results-table], .sdw-results-table").first).to_be_attached()
+    assert root.evaluate(PAST_RIGHT) <= 1, root.evaluate(PAST_RIGHT)
 
     # 4. it hides no row for good: with the tree in view the bar is below it; End focuses the
     #    last row and scrolls the notebook so the bar does not cover it

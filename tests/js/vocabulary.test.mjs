@@ -103,6 +103,15 @@ test("no status string in the code of static/*.js and *.css (comments and docs a
   assert.deepEqual(found, {});
 });
 
+test("no shipped file inserts HTML: text goes in through textContent / title / value only", () => {
+  for (const f of JS_FILES) {
+    const code = stripComments(readFileSync(join(STATIC, f), "utf8"), "js");
+    for (const sink of ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "createContextualFragment"]) {
+      assert.ok(!code.includes(sink), `${f} uses ${sink}`);
+    }
+  }
+});
+
 test("the legend ships what the front end decides by, one entry per status", () => {
   const p = fixture("new_head");
   assert.deepEqual(p.legend.map((i) => i.status), p.statuses);

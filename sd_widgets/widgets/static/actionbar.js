@@ -7,8 +7,9 @@
 // (`.jp-OutputArea`, `.jp-OutputArea-child`, `.jp-OutputArea-output`; Voilà's widget wrapper
 // has `overflow: hidden`): those boxes never scroll vertically, so the bar would stick to them
 // and go off screen with them. `unclipHosts` gives them `overflow: clip visible` (clip does not
-// make a scroll container; the widget is never wider than its output, and its tree scrolls
-// sideways by itself) and undoes it when the view is removed. A cell whose outputs are
+// make a scroll container; the widget is never wider than its output, and its tree and tables
+// scroll sideways by themselves) and `min-width: 0` (a flex item that is no scroll container
+// would otherwise be as wide as its content), and undoes both when the view is removed. A cell whose outputs are
 // "scrolled" (`.jp-mod-outputsScrolled`) keeps its own scroller: the bar sticks to it.
 //
 // The tree's height is still capped (`treeMaxHeight`) so that the tree and the bar fit the
@@ -116,12 +117,16 @@ export function unclipHosts(root, host) {
   }
   const undo = hostsToUnclip(chain).map((k) => {
     const e = els[k];
-    const before = [e.style.overflowX, e.style.overflowY];
+    const before = [e.style.overflowX, e.style.overflowY, e.style.minWidth];
     e.style.overflowX = "clip";
     e.style.overflowY = "visible";
+    // a flex item that is no scroll container gets its content's width as its minimum (the
+    // output area is one): without this the widget grows wider than the notebook's column
+    e.style.minWidth = "0";
     return () => {
       e.style.overflowX = before[0];
       e.style.overflowY = before[1];
+      e.style.minWidth = before[2];
     };
   });
   return () => undo.forEach((fn) => fn());
@@ -143,4 +148,36 @@ export function watchStuck(bar, sentinel) {
   io.observe(sentinel);
   io.observe(bar);
   return () => io.disconnect();
+}
+
+/**
+ * Keep the action bar reachable in one view: unclip the host boxes once the view is in the
+ * document, cap the tree's height to fit with the bar, and mark the bar stuck. Sets
+ * v.fn.queueStick.
+ * @param {View} v
+ */
+function mountActionBar(v) {
+  const { root, viewport, treeHead, actions, actionsEnd } = v.els;
+  let fitQueued = false;
+  /** @type {(() => void)|null} */
+  let unclip = null;
+  function fitTree() {
+    fitQueued = false;
+    if (!root.isConnected) return;
+    if (!unclip) unclip = unclipHosts(root, v.el);
+    const sc = scrollerOf(root);
+    const avail = Math.min(window.innerHeight, sc ? sc.clientHeight : window.innerHeight);
+    const px = `${treeMaxHeight({ avail, bar: actions.offsetHeight || 56, head: treeHead.offsetHeight, rowH: ROW_H, fallback: VIEWPORT_FALLBACK_H })}px`;
+    if (viewport.style.maxHeight !== px) viewport.style.maxHeight = px;
+  }
+  function queueStick() {
+    if (fitQueued) return;
+    fitQueued = true;
+    requestAnimationFrame(fitTree);
+  }
+  window.addEventListener("resize", queueStick);
+  v.cleanups.push(() => window.removeEventListener("resize", queueStick));
+  v.cleanups.push(watchStuck(actions, actionsEnd));
+  v.cleanups.push(() => unclip && unclip());
+  v.fn.queueStick = queueStick;
 }

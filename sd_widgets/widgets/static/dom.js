@@ -1,0 +1,133 @@
+// @ts-check
+// sd_widgets Explorer: the DOM helpers every view module uses (element factory, buttons, text
+// measuring), the layout constants, and the typedefs of one rendered view (View, ViewState):
+// tree.js's render() builds the View; skeleton.js, treeview.js, treenav.js, filters.js,
+// actionbar.js and traits.js each mount one part of it. Text only ever goes in through
+// textContent / title / value, never as HTML.
+
+const ROW_H = 24;
+const INDENT = 12; // px per tree level (lib.js columnWidths uses the same)
+const MODEL_INDENT = 6; // the model column repeats the structure: a lighter indent saves width
+const FULL_RENDER_MAX = 600; // draw every visible row up to this many; window above it
+const OVERSCAN = 30;
+const VIEWPORT_FALLBACK_H = 440;
+const MAX_PROBLEM_CHIPS = 6;
+
+/**
+ * What one rendered view remembers; replaced fields are reassigned on `v.s` by the modules.
+ * @typedef {object} ViewState
+ * @property {TreeData} data             the decoded tree payload
+ * @property {Uint8Array} expanded       modules open in the unfiltered view
+ * @property {Uint8Array} filterExpanded modules open while a filter is active
+ * @property {Uint8Array|null} matches   the filter's per-entry flags, null when unfiltered
+ * @property {Int32Array} visible        entries drawn, in order
+ * @property {{kind: "key"|"module", path: string}|null} clickAnchor  the last plain click
+ * @property {NavState} nav              roving tab stop and Shift+Arrow anchor
+ * @property {number} detailsOpen        entry whose details are shown, -1 when closed
+ * @property {Map<string, string>} skipped  selected keys the plan skips, with the reason
+ * @property {Record<string, number>} userWidths  column widths the user dragged
+ * @property {string} query              lower-case search text in force
+ * @property {Set<number>} statusOn      status indices shown
+ * @property {string} sharedNote         the rename prefix every renamed checkpoint key shares
+ */
+
+/**
+ * The functions the parts of a view call on each other (each is set by the module named).
+ * @typedef {object} ViewFns
+ * @property {() => void} refreshTree            treeview: visible rows, rows, empty note, details
+ * @property {(force?: boolean) => void} drawRows treeview: (re)draw the rows in the window
+ * @property {() => void} patchRows              treeview: redraw only rows whose state changed
+ * @property {() => void} drawCrumb              treeview
+ * @property {() => void} drawCkptHead           treeview: the shared rename prefix in the header
+ * @property {() => void} sizeColumns            treeview
+ * @property {() => void} drawDetails            treeview
+ * @property {(i: number, opts?: {focus?: boolean}) => void} moveFocus  treenav
+ * @property {() => void} focusRowElement        treenav
+ * @property {(text: string) => void} note       treenav: the tree note line
+ * @property {() => void} applyFilter            filters
+ * @property {(on: boolean) => void} setOnlyProblems  filters
+ * @property {(i: number) => void} reveal        filters: show entry i (open, unfilter) and focus it
+ * @property {() => void} drawLegend             filters
+ * @property {() => void} drawProblems           filters
+ * @property {() => void} queueStick             actionbar: refit the tree's height next frame
+ * @property {() => void} drawStatusStyle        tree.js: status colour rules and tone colours
+ */
+
+/**
+ * One rendered view of the Explorer.
+ * @typedef {object} View
+ * @property {any} model                         the anywidget model
+ * @property {HTMLElement} el                    the element anywidget renders into
+ * @property {string} uid                        unique per view (radio group names)
+ * @property {(content: object) => void} send    a gesture to Python (`{action: ...}`)
+ * @property {(name: string, fn: Function) => void} on  model.on, undone at cleanup
+ * @property {(() => void)[]} cleanups
+ * @property {ViewState} s
+ * @property {Record<string, any>} els           the skeleton's elements (skeleton.js)
+ * @property {ViewFns} fn
+ */
+
+// ============================================================================ element helper
+
+/**
+ * Create an element. `props`: className, text, title, dataset, attrs, on (events). Text only
+ * ever goes in through textContent.
+ * @param {string} tag
+ * @param {{className?: string, text?: any, title?: any, dataset?: Record<string, any>, attrs?: Record<string, any>, on?: Record<string, EventListener>}} [props]
+ * @param {(Node|string|null|undefined|false)[]} [children]
+ * @returns {any}
+ */
+function h(tag, props = {}, children = []) {
+  const el = document.createElement(tag);
+  if (props.className) el.className = props.className;
+  if (props.text !== undefined && props.text !== null) el.textContent = String(props.text);
+  if (props.title) el.title = String(props.title);
+  if (props.dataset) {
+    for (const [k, v] of Object.entries(props.dataset)) {
+      if (v !== undefined && v !== null) el.dataset[k] = String(v);
+    }
+  }
+  if (props.attrs) {
+    for (const [k, v] of Object.entries(props.attrs)) {
+      if (v !== undefined && v !== null && v !== false) el.setAttribute(k, v === true ? "" : String(v));
+    }
+  }
+  if (props.on) for (const [ev, fn] of Object.entries(props.on)) el.addEventListener(ev, fn);
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    el.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+  }
+  return el;
+}
+
+/** A text-width function for columnWidths(): canvas measureText with the widget's fonts. */
+function textMeasurer(root) {
+  const fallback = { name: 7.3, meta: 6.7, ui: 7.0 };
+  const fonts = {};
+  if (root.isConnected) {
+    for (const [kind, cls] of [["name", "sdw-name"], ["meta", "sdw-meta"], ["ui", "sdw-badge"]]) {
+      const probe = h("span", { className: cls, text: "x" });
+      probe.style.position = "absolute";
+      probe.style.visibility = "hidden";
+      root.appendChild(probe);
+      const cs = getComputedStyle(probe);
+      fonts[kind] = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+      probe.remove();
+    }
+  }
+  const ctx = root.isConnected ? document.createElement("canvas").getContext("2d") : null;
+  return (text, kind) => {
+    if (ctx && fonts[kind]) {
+      ctx.font = fonts[kind];
+      return ctx.measureText(text).width + 2;
+    }
+    return text.length * fallback[kind];
+  };
+}
+
+// ============================================================================ buttons
+
+/** A toolbar button sending `data-action` (handled by render()'s click handler). */
+function button(text, action, titleText, extra = {}) {
+  return h("button", { className: `sdw-btn ${extra.className || ""}`.trim(), text, title: titleText, dataset: { action }, attrs: { type: "button" } });
+}
