@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
+import itertools
+import operator
 import os
 import weakref
 from collections import OrderedDict
@@ -97,18 +99,28 @@ class _Index:
             )
         self._cast_problems: dict[str, str | None] | None = None
         self._subtrees: dict[str, list[str]] | None = None
-        #: per BatchNorm policy: key -> what planning does with that row on its own
-        self.outcomes: dict[str, dict[str, _Outcome]] = {}
+        #: per BatchNorm policy: what planning does with each row on its own
+        self.outcomes: dict[str, _Outcomes] = {}
         #: (key, adapter) -> a shape mismatch's entry, or why it is skipped
         self.adapted: dict[tuple[str, str | None], PlanEntry | str] = {}
 
-    def in_model_order(self, keys: set[str]) -> list[str]:
-        """``keys`` (all row keys) in model order: a sort when few, a filtered scan when many."""
-        if len(keys) == len(self.keys):
+    def exact_keys(self, keys: list[str]) -> list[str] | None:
+        """``keys`` in model order, each once, when all are row keys; else None.
+
+        A list already in model order (the Explorer's selection) is returned as it is, checked
+        with a few C-level passes; others are put in order by a sort when few, a scan when many.
+        """
+        positions: list[Any] = list(map(self.order.get, keys))
+        if None in positions:
+            return None
+        if all(map(operator.lt, positions, itertools.islice(positions, 1, None))):
+            return keys
+        chosen = set(keys)
+        if len(chosen) == len(self.keys):
             return list(self.keys)
-        if len(keys) * 8 < len(self.keys):
-            return sorted(keys, key=self.order.__getitem__)
-        return [k for k in self.keys if k in keys]
+        if len(chosen) * 8 < len(self.keys):
+            return sorted(chosen, key=self.order.__getitem__)
+        return [k for k in self.keys if k in chosen]
 
     def subtree(self, module: str) -> list[str]:
         """Keys below ``module`` (keys starting with ``module + "."``), model order.
@@ -369,6 +381,27 @@ def _outcome(cmp: Comparison, index: _Index, row: Row, bn: str) -> _Outcome:
     return _Outcome(row.reason or row.status, (), bn_module)
 
 
+class _Outcomes:
+    """Every row's own outcome under one BatchNorm policy, decided once, in lookup tables.
+
+    ``plain``: rows whose outcome no other row changes (entry or reason), ``loads``: whether
+    such a row loads; rows absent from both are shape mismatches (the adapters decide) or tied
+    (a partner may have loaded first). ``bn_of``: the BatchNorm module of a row, if any.
+    """
+
+    def __init__(self, cmp: Comparison, index: _Index, bn: str) -> None:
+        self.table = {k: _outcome(cmp, index, cmp[k], bn) for k in index.keys}
+        self.plain: dict[str, PlanEntry | str] = {}
+        self.loads: dict[str, bool] = {}
+        self.bn_of: dict[str, str] = {}
+        for k, o in self.table.items():
+            if o.result is not None and not o.tied:
+                self.plain[k] = o.result
+                self.loads[k] = not isinstance(o.result, str)
+            if o.bn_module is not None:
+                self.bn_of[k] = o.bn_module
+
+
 def _adapted_outcome(index: _Index, row: Row, adapter: str | None) -> PlanEntry | str:
     """A shape mismatch's entry with ``adapter`` (None: no adapter asked), or why it is skipped."""
     cached = index.adapted.get((row.key, adapter))
@@ -431,9 +464,8 @@ class LoadPlan:
         with gc_paused():
             if include is not None and not isinstance(include, str):
                 include = list(include)
-                chosen = set(include)
-                if chosen <= index.row_keys:
-                    selected = index.in_model_order(chosen)
+                selected = index.exact_keys(include)
+                if selected is not None:
                     if exclude is not None:
                         dropped = set(select(cmp, exclude))
                         selected = [k for k in selected if k not in dropped]
@@ -450,35 +482,70 @@ class LoadPlan:
         key is skipped when its partner loaded before it, a BatchNorm's step counter follows its
         statistics, and ``bn='reset'`` resets the touched BatchNorm modules in selection order.
         """
-        table = index.outcomes.setdefault(bn, {})
-        # plain dicts while assembling (their inserts are the loop's main cost), ordered at the end
-        loaded: dict[str, PlanEntry] = {}
-        not_loaded: dict[str, str] = {}
-        touched_bn: dict[str, None] = {}
-        for key in selected:
-            outcome = table.get(key)
-            if outcome is None:
-                outcome = table[key] = _outcome(cmp, index, cmp[key], bn)
-            result, tied, bn_module = outcome
-            if bn_module is not None:
-                touched_bn[bn_module] = None
+        outcomes = index.outcomes.get(bn)
+        if outcomes is None:
+            outcomes = index.outcomes[bn] = _Outcomes(cmp, index, bn)
+        # per key, in C-level passes: does it load (None: the row needs a closer look), and its
+        # entry or reason; then the two ordered dicts are cut out of the selection with them
+        loads: list[bool | None] = list(map(outcomes.loads.get, selected))
+        results: list[Any] = list(map(outcomes.plain.get, selected))
+        if None in loads:
+            cls._decide_the_rest(cmp, index, outcomes, selected, loads, results, adapters)
+        skips = list(map(operator.not_, loads))
+        compress = itertools.compress
+        entries: OrderedDict[str, PlanEntry] = OrderedDict(
+            zip(compress(selected, loads), compress(results, loads), strict=True)
+        )
+        skipped: OrderedDict[str, str] = OrderedDict(
+            zip(compress(selected, skips), compress(results, skips), strict=True)
+        )
+        _keep_bn_counters_with_their_statistics(cmp, index.bn_modules, entries, skipped)
+        reset: list[str] = []
+        if bn == "reset":
+            modules = (outcomes.bn_of.get(k) for k in selected)
+            reset = list(dict.fromkeys(m for m in modules if m is not None))
+        return cls(cmp, entries, skipped, bn, reset)
+
+    @staticmethod
+    def _decide_the_rest(
+        cmp: Comparison,
+        index: _Index,
+        outcomes: _Outcomes,
+        selected: list[str],
+        loads: list[bool | None],
+        results: list[Any],
+        adapters: dict[str, str],
+    ) -> None:
+        """Fill in the tied rows and shape mismatches of ``selected``, in model order.
+
+        A tied row is skipped when a partner loaded before it (a selected row earlier in model
+        order that loads); a shape mismatch loads when its adapter (if any) handles it.
+        """
+        chosen = set(selected)
+        order = index.order
+        decided: dict[str, bool] = {}  # rows decided here so far: do they load
+        for i in [i for i, flag in enumerate(loads) if flag is None]:
+            key = selected[i]
+            result, tied, _ = outcomes.table[key]
             if tied:
-                tied_first = next((t for t in tied if t in loaded), None)
+                here = order[key]
+                tied_first = next(
+                    (
+                        t
+                        for t in tied
+                        if t in chosen
+                        and order[t] < here
+                        and (decided[t] if t in decided else outcomes.loads.get(t, False))
+                    ),
+                    None,
+                )
                 if tied_first is not None:
-                    not_loaded[key] = _tie_reason(tied_first)
-                    continue
+                    result = _tie_reason(tied_first)
             if result is None:  # a shape mismatch: the adapters decide
                 adapter = _adapter_for(key, adapters) if adapters else None
                 result = _adapted_outcome(index, cmp[key], adapter)
-            if isinstance(result, str):
-                not_loaded[key] = result
-            else:
-                loaded[key] = result
-        entries = OrderedDict(loaded)
-        skipped = OrderedDict(not_loaded)
-        _keep_bn_counters_with_their_statistics(cmp, index.bn_modules, entries, skipped)
-        reset = list(touched_bn) if bn == "reset" else []
-        return cls(cmp, entries, skipped, bn, reset)
+            results[i] = result
+            loads[i] = decided[key] = not isinstance(result, str)
 
     @classmethod
     def _build_general(
