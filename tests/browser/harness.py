@@ -1308,3 +1308,17 @@ def expect_selected(root: Any, n: int) -> None:
 def py(lab: Lab, expr: str) -> str:
     """``print(expr)`` in the notebook's kernel; its stripped stdout."""
     return lab.execute(f"print({expr})").strip()
+
+
+#: how far (px) the Explorer reaches past the right edge of its notebook cell (or the page)
+_OVERFLOW_RIGHT = """root => {
+    const box = root.closest('.jp-Cell') || document.documentElement;
+    return root.getBoundingClientRect().right - box.getBoundingClientRect().right;
+}"""
+
+
+def assert_fits_the_cell(root: Any) -> None:
+    """The Explorer is no wider than its notebook cell: nothing of it is cut off on the right
+    (a wide table or plot grid must scroll inside the widget, not widen it)."""
+    over = root.evaluate(_OVERFLOW_RIGHT)
+    assert over <= 1, f"the Explorer reaches {over:.0f} px past the right edge of its cell"

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 from .harness import (
     NEW_HEAD,
     SETUP,
+    assert_fits_the_cell,
     click_module,
     expect_selected,
     explorer,
@@ -185,7 +186,8 @@ def test_load_selected_changes_the_kernel_model_and_undo_restores(lab):
     bn = root.locator("img[data-role=bn-plot]")
     expect(bn).to_be_visible()
     assert bn.evaluate("e => e.naturalWidth") > 100
-    lab.screenshot("explorer-loaded", root)  # the README's picture
+    assert_fits_the_cell(root)  # the results table's long keys scroll inside it
+    lab.screenshot("explorer-loaded", root)
     # pick one tensor
     root.locator("[data-role=histogram-picker]").select_option("backbone.layer1.0.bn2.running_var")
     single = root.locator("img[data-role=histogram-single]")

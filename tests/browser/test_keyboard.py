@@ -14,7 +14,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from .harness import NEW_HEAD, SETUP, py, run_explorer
+from .harness import NEW_HEAD, SETUP, assert_fits_the_cell, py, run_explorer
 
 pytestmark = pytest.mark.browser
 
@@ -199,6 +199,7 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
     # Undo, by keyboard: Tab from Load to Undo (enabled once the load is done), Enter
     expect(root.locator("[data-action=undo]")).to_be_enabled(timeout=60_000)  # after the plots
     assert focused(lab)["action"] == "load", "focus stays on Load selected through the load"
+    assert_fits_the_cell(root)
     lab.screenshot("keyboard-flow-4-loaded", root)  # the results drawn, focus on Load selected
     # Shift+Tab goes back into the tree after the load: one tab stop, a row in view, ringed
     press_until(lab, "Shift+Tab", lambda f: f.get("role") == "treeitem", limit=10)

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from . import harness
-from .harness import explorer, py, run_explorer
+from .harness import assert_fits_the_cell, explorer, py, run_explorer
 
 pytestmark = pytest.mark.browser
 
@@ -191,6 +191,7 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
         )
     )
     # the default view: most changed first, the grid of the most-changed parameters
+    assert_fits_the_cell(root)
     lab.screenshot("results-table", root.locator("[data-panel=results]"))
     # sort by key, ascending then descending
     root.locator("th[data-sort=key]").click()
@@ -221,6 +222,7 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
     root.locator("input[data-role=results-search]").fill("")
     expect(rows).to_have_count(50)
     lab.page.set_viewport_size({"width": 1280, "height": 900})
+    assert_fits_the_cell(root)  # longer keys on this page: the table scrolls, the widget stays
     lab.screenshot("results-table-picked", root.locator("[data-panel=results]"))
 
 
@@ -277,6 +279,7 @@ def test_plain_load_state_dict_in_another_cell_makes_the_view_stale_until_refres
     expect(stale.locator("[data-role=stale-text]")).to_contain_text("changed outside")
     expect(root).to_have_attribute("data-stale", "true")
     expect(root.locator("[data-role=results-state]")).to_contain_text("stale")
+    assert_fits_the_cell(root)  # the Refresh action at the stale banner's end is on screen
     lab.screenshot("stale", root)
     stale.locator("[data-action=refresh]").click()
     expect(stale).to_be_hidden()
