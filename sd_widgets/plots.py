@@ -290,6 +290,19 @@ def _data_numel(t: torch.Tensor) -> int:
     return 0 if t.device.type == "meta" else t.numel()
 
 
+class _UnderXAxis:
+    """Annotation coordinates: the box of a panel's x axis (ticks, labels), computed when drawn.
+
+    A class rather than a lambda, so that figures stay picklable.
+    """
+
+    def __init__(self, ax: Axes) -> None:
+        self.ax = ax
+
+    def __call__(self, renderer: Any) -> Any:
+        return self.ax.xaxis.get_tightbbox(renderer) or self.ax.bbox
+
+
 def _notes(ax: Axes, lines: Sequence[str]) -> None:
     """A panel's notes, under its x axis: outside the data, the legend and the next panel.
 
@@ -300,7 +313,7 @@ def _notes(ax: Axes, lines: Sequence[str]) -> None:
     note = ax.annotate(
         "\n".join(lines),
         xy=(0, 0),
-        xycoords=("axes fraction", lambda renderer: ax.xaxis.get_tightbbox(renderer) or ax.bbox),
+        xycoords=("axes fraction", _UnderXAxis(ax)),
         xytext=(0, -3),
         textcoords="offset points",
         ha="left",

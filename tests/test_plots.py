@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import math
+import pickle
 import sys
 from pathlib import Path
 
@@ -493,6 +494,7 @@ def test_histogram_grids_have_no_overlapping_or_cut_annotations(name, kwargs, si
     problems = layout_problems(fig, f"grid-{name}")
     assert not problems, "\n".join(problems)
     assert figure_to_png(fig) == figure_to_png(fig)  # fitting starts from the full texts
+    assert figure_to_png(pickle.loads(pickle.dumps(fig))).startswith(PNG_SIGNATURE)
     # the fitted titles keep the end of the key (its most specific part), more than a stub
     titles = [ax.get_title() for ax in fig.axes]
     for title, key in zip(titles, pairs, strict=False):
