@@ -208,3 +208,34 @@ def test_load_selected_sticks_in_voila(voila_server):
     app.screenshot("sticky-5-voila")
     load.click()
     expect(root.locator("[data-role=message]")).to_have_attribute("data-level", "success")
+
+
+def test_two_explorers_in_one_output_keep_it_unclipped(lab):
+    """Both views unclip the shared output box; closing one leaves it unclipped for the other."""
+    lab.page.set_viewport_size({"width": 1280, "height": 720})
+    lab.open_notebook(
+        [
+            """\
+import sd_widgets as sdw
+from sd_widgets import demo
+from IPython.display import display
+w1 = sdw.Explorer(demo.target_model("new_head"), demo.variant("new_head"))
+w2 = sdw.Explorer(demo.target_model("renamed_layer"), demo.variant("renamed_layer"))
+display(w1, w2)
+"""
+        ]
+    )
+    lab.run_all_and_wait(timeout=120)
+    roots = lab.output_area(0).locator(".sdw-explorer")
+    expect(roots).to_have_count(2)
+    for k in range(2):
+        expect(roots.nth(k)).to_have_attribute("data-ready", "true")
+    shared = "r => getComputedStyle(r.closest('.jp-OutputArea')).overflowX"
+    assert roots.nth(1).evaluate(shared) == "clip"
+    lab.execute("w1.close()")
+    expect(roots).to_have_count(1)
+    assert roots.first.evaluate(shared) == "clip"
+    lab.execute("w2.close()")
+    expect(roots).to_have_count(0)
+    # no view left: the output area has its own overflow again
+    assert lab.output_area(0).evaluate("o => getComputedStyle(o).overflowX") == "auto"

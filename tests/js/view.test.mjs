@@ -251,6 +251,9 @@ test("hostsToUnclip: JupyterLab's output boxes and the host, up to the real scro
   // a cell whose outputs scroll keeps its scroller (the bar sticks to it)
   const scrolled = lab.map((b, k) => (k === 3 ? { ...b, inScrolledOutput: true } : b));
   assert.deepEqual(B.hostsToUnclip(scrolled), [1, 2]);
+  // a second widget in the same output: the boxes the first unclipped are held by both
+  const second = lab.map((b, k) => (k >= 1 && k <= 3 ? { ...b, overflowX: "clip", overflowY: "visible", held: true } : b));
+  assert.deepEqual(B.hostsToUnclip(second), [1, 2, 3]);
   // an unknown scroll box stops the walk: nothing above it is touched
   assert.deepEqual(B.hostsToUnclip([box("my-app", "auto", "auto"), box("jp-OutputArea", "auto", "auto")]), []);
   assert.equal(B.isScrollContainer("clip", "visible"), false);

@@ -24,6 +24,7 @@
  * @property {string} overflowY  computed
  * @property {boolean} [isHost]  the element anywidget rendered the view into
  * @property {boolean} [inScrolledOutput]  inside a cell whose outputs scroll (keep that scroller)
+ * @property {boolean} [held]  already unclipped for another view (two widgets in one output)
  */
 
 /** Output-area boxes of JupyterLab / Notebook 7 / Voilà that clip only because of overflow-x. */
@@ -52,6 +53,10 @@ export function hostsToUnclip(chain) {
   const out = [];
   for (let k = 0; k < chain.length; k++) {
     const b = chain[k];
+    if (b.held) {
+      out.push(k);
+      continue;
+    }
     if (!isScrollContainer(b.overflowX, b.overflowY)) continue;
     if (b.inScrolledOutput || !(b.isHost || OUTPUT_BOX.test(b.className))) break;
     out.push(k);
@@ -100,7 +105,7 @@ export function scrollerOf(node) {
 
 /**
  * Give the ancestors `hostsToUnclip` picks `overflow: clip visible` (inline); returns a function
- * that puts their inline styles back.
+ * that puts their inline styles back once no view holds them (`data-sdw-unclip` counts views).
  * @param {HTMLElement} root  the widget's root element
  * @param {HTMLElement|null} host  the element anywidget rendered into
  * @returns {() => void}
@@ -113,20 +118,31 @@ export function unclipHosts(root, host) {
   for (let e = root.parentElement; e && e !== document.body && e !== document.documentElement; e = e.parentElement) {
     const cs = getComputedStyle(e);
     els.push(e);
-    chain.push({ className: String(e.className), overflowX: cs.overflowX, overflowY: cs.overflowY, isHost: e === host, inScrolledOutput: !!e.closest(".jp-mod-outputsScrolled") });
+    chain.push({ className: String(e.className), overflowX: cs.overflowX, overflowY: cs.overflowY, isHost: e === host, inScrolledOutput: !!e.closest(".jp-mod-outputsScrolled"), held: e.dataset.sdwUnclip !== undefined });
   }
+  // how many views hold a box, and its inline styles before, live on the box itself: every
+  // widget instance may load its own copy of this module
   const undo = hostsToUnclip(chain).map((k) => {
     const e = els[k];
-    const before = [e.style.overflowX, e.style.overflowY, e.style.minWidth];
-    e.style.overflowX = "clip";
-    e.style.overflowY = "visible";
-    // a flex item that is no scroll container gets its content's width as its minimum (the
-    // output area is one): without this the widget grows wider than the notebook's column
-    e.style.minWidth = "0";
+    if (e.dataset.sdwUnclip === undefined) {
+      e.dataset.sdwUnclipBefore = JSON.stringify([e.style.overflowX, e.style.overflowY, e.style.minWidth]);
+      e.style.overflowX = "clip";
+      e.style.overflowY = "visible";
+      // a flex item that is no scroll container gets its content's width as its minimum (the
+      // output area is one): without this the widget grows wider than the notebook's column
+      e.style.minWidth = "0";
+    }
+    e.dataset.sdwUnclip = String(Number(e.dataset.sdwUnclip || 0) + 1);
     return () => {
-      e.style.overflowX = before[0];
-      e.style.overflowY = before[1];
-      e.style.minWidth = before[2];
+      const left = Number(e.dataset.sdwUnclip || 1) - 1;
+      if (left > 0) {
+        e.dataset.sdwUnclip = String(left);
+        return;
+      }
+      const before = JSON.parse(e.dataset.sdwUnclipBefore || '["", "", ""]');
+      [e.style.overflowX, e.style.overflowY, e.style.minWidth] = before;
+      delete e.dataset.sdwUnclip;
+      delete e.dataset.sdwUnclipBefore;
     };
   });
   return () => undo.forEach((fn) => fn());

@@ -4,6 +4,8 @@
 // from the legend); the DOM part draws the legend and the strip and reacts to their gestures.
 // Sets v.fn.applyFilter / setOnlyProblems / reveal / drawLegend / drawProblems.
 
+/** @typedef {Set<number>} StatusSet  status indices (into the payload's `statuses`) */
+
 // ============================================================================ pure
 
 /**

@@ -3,9 +3,17 @@
 // created once, empty; the other modules fill and update them. Returns them by name (v.els).
 
 /**
+ * The view's elements by name: the tabs' (TabsUi) and, among others, root, title, summary,
+ * messageBar, problems, search, onlyProblems, legend, colHeader, crumb, treeHead, canvas,
+ * viewport, treeNote, details, emptyNote, loadBtn, undoBtn, bnGroup, actions, actionsEnd,
+ * treeBox, topSlot, resultsSlot, statusStyle.
+ * @typedef {Record<string, any>} Elements
+ */
+
+/**
  * Build the view's elements and append them to `v.el`.
  * @param {View} v
- * @returns {Record<string, any>}
+ * @returns {Elements}
  */
 function buildSkeleton(v) {
   const root = h("div", { className: "sdw-explorer", dataset: { role: "explorer", ready: "false" } });

@@ -5,9 +5,25 @@
 // drawn by traits.js (it marks tree rows too).
 
 /**
+ * What buildTabs returns (spread into the view's elements, v.els).
+ * @typedef {object} TabsUi
+ * @property {Record<string, HTMLElement>} tabs     tab buttons by name
+ * @property {Record<string, HTMLElement>} panels   tab panels by name
+ * @property {HTMLElement} tabBar
+ * @property {HTMLElement} preview  the Selection panel's summary box (data-n-tensors, ...)
+ * @property {(name: string, opts?: {fromModel?: boolean}) => void} showTab
+ * @property {() => void} copyCode
+ * @property {() => void} drawRenames
+ * @property {() => void} drawCode
+ * @property {() => void} drawResults
+ */
+
+/**
  * The tabs under the tree (Selection, Renames, Code, Results): their elements, the functions that
  * draw them from the model's traits, and showTab. Buttons inside carry `data-action`, handled by
- * render()'s click handler; the Selection panel is drawn by render() (it marks tree rows too).
+ * traits.js's click handler; the Selection panel is drawn by traits.js (it marks tree rows too).
+ * @param {any} model  the anywidget model
+ * @returns {TabsUi & Record<string, any>}
  */
 function buildTabs(model) {
   const btn = button;

@@ -5,6 +5,11 @@
 // v.fn.refreshTree / drawRows / patchRows / drawCrumb / drawCkptHead / sizeColumns / drawDetails.
 
 /**
+ * A drawn row: its element remembers what it shows (rows.js rowSig) and where it is.
+ * @typedef {HTMLElement & {_sdwSig?: string, _sdwPos?: number}} RowElement
+ */
+
+/**
  * The row context of a view (what rows.js needs besides the payload).
  * @param {ViewState} s
  * @returns {RowContext}
