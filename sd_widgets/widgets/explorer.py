@@ -41,10 +41,11 @@ from . import payload as pl
 __all__ = ["ACTIONS", "Explorer"]
 
 _STATIC = pathlib.Path(__file__).parent / "static"
-#: The front end is plain ES modules with no bundler: pure, unit-tested functions (``lib.js``,
-#: tested by ``node --test``), the panels around the tree (``panels.js``) and the tree view with
-#: ``render`` (``tree.js``), concatenated in this order into the one ESM anywidget loads. Only
-#: ``tree.js`` has an ``export default``; files never ``import`` each other.
+#: The front end is plain scripts with no bundler, concatenated in this order into the one ESM
+#: anywidget loads: pure, unit-tested functions (``lib.js``), the view modules (``dom.js`` helpers
+#: and typedefs, then one file per part of the view, each with its pure functions exported for
+#: ``node --test``), the panels around the tree (``panels.js``) and ``tree.js``, whose ``render``
+#: composes them. Only ``tree.js`` has an ``export default``; files never ``import`` each other.
 _JS_FILES = (
     "lib.js",
     "dom.js",
