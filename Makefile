@@ -8,7 +8,7 @@ STAMP := $(VENV)/.sdw-installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-unit test-notebooks test-browser test-binder lint bench browser-deps clean
+.PHONY: setup demo test test-unit test-notebooks test-browser test-binder lint bench browser-deps js-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && \
@@ -29,15 +29,28 @@ browser-deps:
 	  else echo "chromium is missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; \
 	fi
 
+# Node (the JS unit tests) and npm (the pinned TypeScript checker): Debian's packages if missing
+js-deps:
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y nodejs npm; \
+	  else echo "node/npm are missing: run 'sudo apt-get install -y nodejs npm'" >&2; exit 1; fi; \
+	fi
+
+# the front end's type checker, pinned in package.json / package-lock.json (dev only, not shipped)
+node_modules/.bin/tsc: package.json package-lock.json | js-deps
+	npm ci --no-audit --no-fund
+	touch $@
+
 demo: setup
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/01_quickstart.ipynb
 
 # formatting, lint (docstring and annotation rules for the package) and types (the package
 # ships py.typed); configuration in pyproject.toml
-lint: setup
+lint: setup node_modules/.bin/tsc
 	$(PY) -m ruff format --check sd_widgets tests benchmarks
 	$(PY) -m ruff check sd_widgets tests benchmarks
 	$(PY) -m mypy sd_widgets
+	node tests/js/typecheck.mjs
 
 test-unit: setup
 	$(PY) -m pytest -m "not browser" tests
@@ -45,8 +58,8 @@ test-unit: setup
 test-notebooks: setup
 	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly
 
-# The Explorer's pure front-end functions (static/lib.js), with Node's own test runner
-test-js:
+# The Explorer's pure front-end functions (static/*.js), with Node's own test runner
+test-js: js-deps
 	node --test tests/js/
 
 test-browser: setup browser-deps
@@ -72,4 +85,4 @@ bench: setup browser-deps
 	-$(PY) benchmarks/bench_widget.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache tests/artifacts
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache tests/artifacts node_modules

@@ -192,10 +192,18 @@ export class TreeData {
     return this.c.t[i] === 1 && this.problem[/** @type {number} */ (this.c.status[i])] === true;
   }
 
-  /** The legend entry of tensor entry `i` (a stand-in for an unknown status). @param {number} i */
-  item(i) {
-    const status = this.statusName(i);
+  /**
+   * The legend entry of a status name (a stand-in, with no flags, for a status the legend lacks).
+   * @param {string} status
+   * @returns {LegendItem}
+   */
+  legendOf(status) {
     return this.legend[status] || { status, icon: "?", label: status, plural: status, description: "" };
+  }
+
+  /** The legend entry of tensor entry `i`. @param {number} i */
+  item(i) {
+    return this.legendOf(this.statusName(i));
   }
 
   /** @param {number} i */
@@ -455,7 +463,7 @@ export function detailLines(data, i, extra = {}) {
     return out;
   }
   const status = data.statusName(i);
-  const item = data.legend[status] || { label: status, description: "", icon: "?" };
+  const item = data.legendOf(status);
   const key = c.path[i];
   out.push(["Key", key]);
   const hasCkpt = (c.sides[i] & 1) !== 0;
@@ -721,7 +729,7 @@ export function columnWidths(data, measure, opts = {}) {
   const wDtype = (d) => (d === null || d === undefined ? 0 : dtypeW[d] || 0);
   // per status: the leaf's status cell (swatch, icon + label; the adapter and "not loaded" tags)
   const statusW = data.statuses.map((st) => {
-    const item = data.legend[st] || { icon: "?", label: st };
+    const item = data.legendOf(st);
     let w = 6 + 11 + m(`${item.icon} ${item.label}`, "ui") + gap;
     if (item.loadable) w += m("not loaded", "meta") + 8 + gap; // a selected row the plan skips
     return w;
@@ -744,7 +752,7 @@ export function columnWidths(data, measure, opts = {}) {
       for (let s = 0; s < counts.length; s++) {
         const n = counts[s];
         if (!n) continue;
-        const item = data.legend[data.statuses[s]] || { icon: "?", label: data.statuses[s], plural: data.statuses[s] };
+        const item = data.legendOf(data.statuses[s]);
         const text = countChipText(item, n, !data.problem[s] || kinds > 1);
         w += m(text, "meta") + 10 + gap;
       }

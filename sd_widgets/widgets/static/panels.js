@@ -108,8 +108,8 @@ export function mountPanels(ctx) {
     errorTitle.textContent = e.title || "";
     errorText.textContent = e.text || "";
     errorFix.textContent = e.fix || "";
-    for (const b of root.querySelectorAll("[data-action=load]")) {
-      if (isError) /** @type {HTMLButtonElement} */ (b).disabled = true;
+    for (const b of /** @type {NodeListOf<HTMLButtonElement>} */ (root.querySelectorAll("[data-action=load]"))) {
+      if (isError) b.disabled = true;
     }
   }
 
@@ -436,7 +436,7 @@ export function mountPanels(ctx) {
 
   // ------------------------------------------------------------------ actions of the panels
   root.addEventListener("click", (ev) => {
-    const el = /** @type {HTMLElement} */ (ev.target).closest("[data-action]");
+    const el = /** @type {HTMLElement | null} */ (/** @type {HTMLElement} */ (ev.target).closest("[data-action]"));
     if (!el || !root.contains(el)) return;
     const action = el.dataset.action;
     if (action === "apply-banner") {

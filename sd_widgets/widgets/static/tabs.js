@@ -31,7 +31,9 @@ function buildTabs(model) {
   let histogramMode = "grid";
 
   // tabs
+  /** @type {Record<string, HTMLElement>} */
   const tabs = {};
+  /** @type {Record<string, HTMLElement>} */
   const panels = {};
   const tabBar = h("div", { className: "sdw-tabs", attrs: { role: "tablist" } });
   for (const [name, label] of [["preview", "Selection"], ["renames", "Renames"], ["code", "Code"], ["results", "Results"]]) {
