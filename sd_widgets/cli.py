@@ -117,6 +117,7 @@ Only shapes and dtypes are read: no tensor data is loaded, and the model is buil
 meta device (no memory for its weights) unless construction there fails, in which case it
 is built on the CPU."""
 
+_PROBLEMS_BUT_DTYPE = ", ".join(s for s in PROBLEM_STATUSES if s != Status.DTYPE_MISMATCH)
 _DIFF_EPILOG = f"""\
 --model MODULE:CALLABLE
   MODULE is an importable module (the current directory is searched first) or a path to a
@@ -128,7 +129,7 @@ _DIFF_EPILOG = f"""\
   The result must be a torch.nn.Module.
 
 --against OTHER
-  OTHER plays the model's part: 'missing' = in OTHER but not in CHECKPOINT, 'unexpected' =
+  OTHER plays the model's part: '{Status.MISSING}' = in OTHER but not in CHECKPOINT, '{Status.UNEXPECTED}' =
   in CHECKPOINT but not in OTHER; kinds are guessed from the names. --key selects the nested
   entry of CHECKPOINT, --against-key the one of OTHER.
 
@@ -149,11 +150,11 @@ output
   keep the exact key.
 
 exit status
-  0  the checkpoint loads cleanly: every row is 'match'. A dtype_mismatch is a difference
+  0  the checkpoint loads cleanly: every row is '{Status.MATCH}'. A {Status.DTYPE_MISMATCH} is a difference
      (exit 1) although load_state_dict would cast it silently; pass --allow-dtype to count
      it as clean (then exit 0 means: model.load_state_dict(checkpoint) succeeds, strict).
-  1  at least one row is shape_mismatch, missing, missing_buffer, unexpected (or
-     dtype_mismatch without --allow-dtype).
+  1  at least one row is {_PROBLEMS_BUT_DTYPE} (or
+     {Status.DTYPE_MISMATCH} without --allow-dtype).
   2  CHECKPOINT/OTHER is missing, unreadable, unsafe, changed while read or holds no
      state dict; bad --model spec (including one whose code calls sys.exit); bad
      arguments. The message says why, on one line; --debug adds the traceback.
@@ -306,13 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--only-problems",
         "-p",
         action="store_true",
-        help="print only rows whose status is not 'match' (the summary and "
+        help=f"print only rows whose status is not '{Status.MATCH}' (the summary and "
         "exit status still cover every row)",
     )
     p_diff.add_argument(
         "--allow-dtype",
         action="store_true",
-        help="count dtype_mismatch as clean (load_state_dict casts it)",
+        help=f"count {Status.DTYPE_MISMATCH} as clean (load_state_dict casts it)",
     )
     p_diff.set_defaults(func=_cmd_diff)
     return parser
