@@ -256,12 +256,35 @@ class LoadReport:
 
         keys = list(keys) if keys is not None else list(self.loaded)
         before, after = self.before(), self.after()
+        notes = self.notes()
         return histogram_overlay(
             {k: before[k] for k in keys},
             {k: after[k] for k in keys},
             bins=bins,
             max_panels=max_panels,
+            notes={k: notes[k] for k in keys if k in notes},
         )
+
+    def notes(self) -> dict[str, list[str]]:
+        """Key → what only the load knows about it, as lines for its histogram panel.
+
+        A dtype cast (``"cast float16 → float32"``), the adapter used (``"adapter: overlap"``)
+        and a tie (``"tied to embed.weight"``: the key changed because the tensor it shares
+        storage with loaded). Keys with nothing to say are left out.
+
+        Returns
+        -------
+        dict of str to list of str
+            The lines per touched key, in the order cast, adapter, tie.
+        """
+        out: dict[str, list[str]] = {}
+        for key, (src, dst) in self.casts.items():
+            out.setdefault(key, []).append(f"cast {src} → {dst}")
+        for key, adapter in self.adapted.items():
+            out.setdefault(key, []).append(f"adapter: {adapter}")
+        for key, other in self.tied.items():
+            out.setdefault(key, []).append(f"tied to {other}")
+        return out
 
     def plot_bn(self, module: str | None = None) -> Figure:
         """Running mean and variance of a BatchNorm ``module`` (default: the first), before/after."""

@@ -1257,3 +1257,77 @@ def test_the_tree_travels_as_one_binary_buffer_of_json():
     bytes(buf).decode("ascii")  # pure ASCII
     assert json.loads(bytes(buf)) == w.tree
     assert set(sd) <= set(w.tree["columns"]["path"])
+
+
+# --------------------------------------------------------------------------------------------
+# histogram notes: what only the load knows (cast, adapter, tie) is written under the panel
+# --------------------------------------------------------------------------------------------
+
+
+def _figure_words(fig) -> str:
+    """Every text of a figure, whitespace collapsed (a wrapped note reads as one line)."""
+    from matplotlib.text import Text
+
+    return " ".join(" ".join(t.get_text() for t in fig.findobj(Text)).split())
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch) -> list[str]:
+    """The texts of every figure the Explorer turns into a PNG, in drawing order."""
+    import sd_widgets.plots as plots
+
+    seen: list[str] = []
+    real = plots.figure_to_png
+
+    def recording(fig, *args, **kwargs):
+        seen.append(_figure_words(fig))
+        return real(fig, *args, **kwargs)
+
+    monkeypatch.setattr(plots, "figure_to_png", recording)
+    return seen
+
+
+def test_histogram_panels_say_cast_and_adapter(drawn_figures):
+    ckpt = demo.variant("new_head")
+    ckpt["backbone.stem.conv.weight"] = ckpt["backbone.stem.conv.weight"].half()
+    w = Explorer(demo.target_model("new_head"), ckpt, select="none")
+    w.handle_action({"action": "adapt", "key": "classifier.weight", "adapter": "overlap"})
+    w.handle_action({"action": "toggle", "keys": ["backbone.stem.conv.weight"]})
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success", w.message
+    report = w.reports[-1]
+    assert report.notes() == {
+        "backbone.stem.conv.weight": ["cast float16 → float32"],
+        "classifier.weight": ["adapter: overlap"],
+    }
+    # the grid (both loaded parameters) and a picked panel say so, under the right key
+    grid = {h["key"] for h in w.histograms}
+    assert grid == {"backbone.stem.conv.weight", "classifier.weight"}
+    assert sum("cast float16 → float32" in t for t in drawn_figures) == 1
+    assert sum("adapter: overlap" in t for t in drawn_figures) == 1
+    drawn_figures.clear()
+    w.histogram_key = "backbone.stem.conv.weight"
+    assert w.histogram["key"] == "backbone.stem.conv.weight"
+    assert len(drawn_figures) == 1 and "cast float16 → float32" in drawn_figures[0]
+    assert "adapter" not in drawn_figures[0]
+    # the report's own figure says the same
+    words = _figure_words(report.plot_histograms())
+    assert "cast float16 → float32" in words and "adapter: overlap" in words
+    only_cast = _figure_words(report.plot_histograms(["backbone.stem.conv.weight"]))
+    assert "cast float16 → float32" in only_cast and "adapter" not in only_cast
+
+
+def test_histogram_panel_says_what_a_tied_tensor_follows(drawn_figures):
+    torch.manual_seed(0)
+    model = tied_lm()
+    saved = {k: v.clone() + 1 for k, v in tied_lm().state_dict().items() if k != "lm_head.weight"}
+    w = Explorer(model, saved)
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success", w.message
+    report = w.reports[-1]
+    assert report.notes()["lm_head.weight"] == ["tied to embed.weight"]
+    assert "embed.weight" not in report.notes()
+    drawn_figures.clear()
+    w.histogram_key = "lm_head.weight"
+    assert len(drawn_figures) == 1 and "tied to embed.weight" in drawn_figures[0]
+    assert "tied to embed.weight" in _figure_words(report.plot_histograms(["lm_head.weight"]))

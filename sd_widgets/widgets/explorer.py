@@ -789,7 +789,8 @@ class Explorer(anywidget.AnyWidget):
             before, after = report.before(), report.after()
             if key not in before:
                 raise KeyError(f"{key!r} was not changed by the last load")
-            self.histogram = {"key": key, "src": _histogram_src(key, before[key], after[key])}
+            src = _histogram_src(key, before[key], after[key], report.notes().get(key))
+            self.histogram = {"key": key, "src": src}
 
     def _on_bn_module(self, change: dict) -> None:
         if not change["new"]:
@@ -943,8 +944,10 @@ class Explorer(anywidget.AnyWidget):
             return
         with self._guard("Drawing the before/after plots"):
             before, after = report.before(), report.after()
+            notes = report.notes()
             self.histograms = [
-                {"key": k, "src": _histogram_src(k, before[k], after[k])} for k in keys
+                {"key": k, "src": _histogram_src(k, before[k], after[k], notes.get(k))}
+                for k in keys
             ]
             if self.bn_modules:
                 target = self.bn_module if self.bn_module in self.bn_modules else self.bn_modules[0]
@@ -1254,16 +1257,19 @@ def _strs(content: Mapping[str, Any], name: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def _histogram_src(key: str, before: Any, after: Any) -> str:
+def _histogram_src(key: str, before: Any, after: Any, notes: Iterable[str] | None = None) -> str:
     """One before/after panel sized for the widget grid (about 300 px wide).
 
-    Its text is scaled up so the annotations stay readable at that size.
+    Its text is scaled up so the annotations stay readable at that size. ``notes``: what only
+    the load knows (cast, adapter, tie: :meth:`LoadReport.notes`), under the panel.
     """
     from matplotlib.text import Text
 
     from ..plots import figure_to_png, histogram_overlay
 
-    fig = histogram_overlay(before, after, keys=[key], title="")
+    fig = histogram_overlay(
+        before, after, keys=[key], title="", notes={key: list(notes)} if notes else None
+    )
     fig.set_size_inches(3.6, 2.7)
     for ax in fig.axes:
         ax.tick_params(labelsize=8)
