@@ -1331,3 +1331,168 @@ def test_histogram_panel_says_what_a_tied_tensor_follows(drawn_figures):
     w.histogram_key = "lm_head.weight"
     assert len(drawn_figures) == 1 and "tied to embed.weight" in drawn_figures[0]
     assert "tied to embed.weight" in _figure_words(report.plot_histograms(["lm_head.weight"]))
+
+
+# --------------------------------------------------------------------------------------------
+# selection at scale: a 30,000-key model, every gesture gives the keys the rows say
+# --------------------------------------------------------------------------------------------
+
+
+class KernelComm(RecordingComm):
+    """A recording comm that encodes like ipykernel's (jupyter_client's ``json_packer``)."""
+
+    encodes_iterables = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wire: list[bytes] = []
+
+    def send(self, data=None, metadata=None, buffers=None) -> None:
+        from jupyter_client.session import json_packer
+
+        packed = json_packer(data)
+        self.wire.append(packed)
+        super().send(json.loads(packed), metadata, buffers)
+
+
+def blocks_model(n_keys: int) -> nn.Module:
+    """``n_keys`` keys: blocks ``"0"``, ``"1"``, ... of ten ``Linear(4, 4)`` (bench_plan's)."""
+    n_layers = n_keys // 2
+    return nn.Sequential(
+        *[
+            nn.Sequential(*[nn.Linear(4, 4) for _ in range(min(10, n_layers - i))])
+            for i in range(0, n_layers, 10)
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def big_explorer() -> Explorer:
+    torch.manual_seed(0)
+    model = blocks_model(30_000)
+    sd = model.state_dict()
+    sd["0.1.weight"] = torch.zeros(5, 4)  # shape mismatch: selectable only with an adapter
+    del sd["0.2.bias"]  # missing
+    sd["0.extra"] = torch.zeros(1)  # unexpected
+    sd["3.4.weight"] = sd["3.4.weight"].half()  # dtype mismatch: loadable (a cast)
+    sd["7.0.bias"] = torch.zeros(3)  # another shape mismatch
+    return Explorer(model, sd, comm=KernelComm())
+
+
+def _rows_loadable(w: Explorer) -> list[str]:
+    """Every loadable key in tree order, asked of the comparison's rows one by one."""
+    cmp = w.comparison
+    return [k for k in pl.TreeIndex(w.tree).keys if cmp[k].loadable]
+
+
+def _old_toggle(order: list[str], allowed: set[str], selection: list[str], target: list[str]):
+    """The gesture as the widget computed it before (a Python test per row, tree order)."""
+    current, wanted = set(selection), set(target)
+    target = [k for k in order if k in wanted and k in allowed]
+    if target and all(k in current for k in target):
+        current.difference_update(target)
+    else:
+        current.update(target)
+    return [k for k in order if k in current and k in allowed]
+
+
+def test_selection_gestures_at_30k_keys_give_the_keys_the_rows_say(big_explorer):
+    w = big_explorer
+    w.handle_action({"action": "select_all_loadable"})
+    loadable = _rows_loadable(w)
+    assert len(w.tree["columns"]["t"]) > 30_000 and len(loadable) == 30_000 - 3
+    assert w.selected_keys == loadable and "3.4.weight" in loadable
+    assert not {"0.1.weight", "0.2.bias", "0.extra", "7.0.bias"} & set(w.selected_keys)
+    order = pl.TreeIndex(w.tree).keys
+    allowed = set(loadable)
+    # a module click deselects its subtree, a second one selects it again
+    w.handle_action({"action": "toggle", "modules": ["1"]})
+    assert w.selected_keys == [k for k in loadable if not k.startswith("1.")]
+    assert w.preview["n_tensors"] == len(loadable) - 20
+    w.handle_action({"action": "toggle", "modules": ["1"]})
+    assert w.selected_keys == loadable
+    # block 0 holds the problems: only its selectable keys move
+    w.handle_action({"action": "toggle", "modules": ["0"]})
+    assert w.selected_keys == [k for k in loadable if not k.startswith("0.")]
+    assert len(loadable) - len(w.selected_keys) == 18  # 20 keys but 0.1.weight, 0.2.bias
+    # keys and modules together, a partly selected target selects all of it
+    gesture = {"keys": ["5.3.weight", "0.1.weight"], "modules": ["0", "12.4", "1499"]}
+    before = list(w.selected_keys)
+    w.handle_action({"action": "toggle", **gesture})
+    targets = ["5.3.weight", *[k for k in order if k.split(".")[0] in ("0", "1499")]]
+    targets += ["12.4.weight", "12.4.bias"]
+    assert w.selected_keys == _old_toggle(order, allowed, before, targets)
+    assert w.selected_keys == loadable
+    w.handle_action({"action": "toggle", **gesture})
+    assert w.selected_keys == _old_toggle(order, allowed, loadable, targets)
+    assert "5.3.weight" not in w.selected_keys and "12.4.bias" not in w.selected_keys
+    # a shift-click range: deselect then select two blocks and a row
+    w.handle_action({"action": "select_all_loadable"})
+    rng = {"action": "select_range", "modules": ["2", "3"], "keys": ["4.0.weight"]}
+    w.handle_action({**rng, "select": False})
+    gone = {k for k in loadable if k.split(".")[0] in ("2", "3")} | {"4.0.weight"}
+    assert w.selected_keys == [k for k in loadable if k not in gone]
+    w.handle_action({**rng, "select": True})
+    assert w.selected_keys == loadable
+    # the whole tree (module "") and nothing
+    w.handle_action({"action": "toggle", "modules": [""]})
+    assert w.selected_keys == []
+    w.handle_action({"action": "toggle", "modules": [""]})
+    assert w.selected_keys == loadable
+    w.handle_action({"action": "select_none"})
+    assert w.selected_keys == [] and w.preview["n_tensors"] == 0
+    w.handle_action({"action": "select_all_loadable"})
+    assert w.selected_keys == loadable
+    assert w.message.get("level") != "error", w.message
+
+
+def test_selection_at_30k_keys_from_the_browser_and_with_an_adapter(big_explorer):
+    w = big_explorer
+    comm = w.comm
+    loadable = _rows_loadable(w)
+    # the browser sends any order, repeats and junk: the kernel keeps the tree order
+    sent = [*reversed(loadable[:5000]), "0.1.weight", "no.such.key", loadable[10], "0.extra"]
+    comm.from_frontend({"method": "update", "buffer_paths": [], "state": {"selected_keys": sent}})
+    assert w.selected_keys == loadable[:5000]
+    # an adapter makes the shape mismatch selectable: it joins in its tree position
+    w.handle_action({"action": "select_all_loadable"})
+    w.handle_action({"action": "adapt", "key": "0.1.weight", "adapter": "overlap"})
+    now_allowed = {*loadable, "0.1.weight"}
+    with_adapter = [k for k in pl.TreeIndex(w.tree).keys if k in now_allowed]
+    assert w.selected_keys == with_adapter and with_adapter.index("0.1.weight") == 2
+    w.handle_action({"action": "toggle", "modules": ["0"]})
+    assert w.selected_keys == [k for k in loadable if not k.startswith("0.")]
+    w.handle_action({"action": "adapt", "key": "0.1.weight", "adapter": None})
+    w.handle_action({"action": "select_all_loadable"})
+    assert w.selected_keys == loadable
+
+
+def test_selected_keys_go_out_as_the_same_json_list(big_explorer):
+    """The update a click sends is byte for byte the JSON of the plain list."""
+    from jupyter_client.session import json_packer
+
+    w = big_explorer
+    comm = w.comm
+    w.handle_action({"action": "select_all_loadable"})
+    comm.sent.clear()
+    comm.wire.clear()
+    w.handle_action({"action": "toggle", "modules": ["9"]})
+    (update,) = comm.updates()
+    assert update["state"]["selected_keys"] == w.selected_keys
+    assert isinstance(update["state"]["selected_keys"], list)
+    plain = {**update, "state": {**update["state"], "selected_keys": list(w.selected_keys)}}
+    assert comm.wire[-1] == json_packer(plain)
+    # a comm that does not say it encodes iterables gets plain lists (standard json works)
+    plain_comm = RecordingComm()
+    w.comm = plain_comm
+    try:
+        w.handle_action({"action": "toggle", "modules": ["9"]})
+        assert plain_comm.updates()[-1]["state"]["selected_keys"] == w.selected_keys
+    finally:
+        w.comm = comm
+    # what the browser just set is compared as a plain list (no echo of its own value)
+    comm.sent.clear()
+    same = list(w.selected_keys)
+    comm.from_frontend({"method": "update", "buffer_paths": [], "state": {"selected_keys": same}})
+    assert all("selected_keys" not in m["state"] for m in comm.updates())
+    w.handle_action({"action": "select_all_loadable"})

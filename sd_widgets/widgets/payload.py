@@ -335,6 +335,10 @@ class TreeIndex:
     _entry_of_key: dict[str, int] = field(init=False, repr=False)
     _entry_of_module: dict[str, int] = field(init=False, repr=False)
     _keys: list[str] = field(init=False, repr=False)
+    #: the last ``selectable`` frozenset seen and its keys in tree order (see :meth:`ordered`)
+    _ordered: tuple[frozenset[str], tuple[str, ...]] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
 
     def __post_init__(self) -> None:
         cols = self.payload["columns"]
@@ -413,15 +417,54 @@ class TreeIndex:
         return [cols["path"][j] for j in range(i + 1, cols["end"][i]) if cols["t"][j] == 1]
 
     def resolve(self, keys: Iterable[str] = (), modules: Iterable[str] = ()) -> list[str]:
-        """Row keys named directly or through a module path, in tree order, without repeats."""
-        wanted: set[str] = set()
+        """Row keys named directly or through a module path, in tree order, without repeats.
+
+        Works on entry indices (a subtree is a contiguous range), so a click on a module costs
+        its subtree, not the whole tree.
+        """
+        keys, modules = list(keys), list(modules)
+        if not keys and len(modules) == 1:  # the common click: one module node
+            return self.subtree_keys(modules[0])
+        entries: set[int] = set()
         for k in keys:
-            if k not in self._entry_of_key:
+            i = self._entry_of_key.get(k)
+            if i is None:
                 raise KeyError(f"{k!r} is not a row key of this tree")
-            wanted.add(k)
+            entries.add(i)
+        cols = self.columns
+        t, end = cols["t"], cols["end"]
+        everything = False
         for m in modules:
-            wanted.update(self.subtree_keys(m))
-        return [k for k in self.keys if k in wanted]
+            if m == "":
+                everything = True
+                continue
+            i = self._entry_of_module.get(m)
+            if i is None:
+                if m not in self._entry_of_key:
+                    raise KeyError(f"{m!r} is neither a module path nor a row key of this tree")
+                entries.add(self._entry_of_key[m])
+                continue
+            entries.update(j for j in range(i + 1, end[i]) if t[j] == 1)
+        if everything:
+            return list(self.keys)
+        path = cols["path"]
+        return [path[j] for j in sorted(entries)]
+
+    def ordered(self, allowed: Collection[str]) -> tuple[str, ...]:
+        """The row keys in ``allowed``, in tree order.
+
+        Remembered for the last frozenset passed (the widget passes the same one on every click
+        until the comparison or the adapters change), so a click's selection is cleaned with
+        one C-level filter over these keys instead of a Python test per row.
+        """
+        if isinstance(allowed, frozenset):
+            cached = self._ordered
+            if cached is not None and cached[0] is allowed:
+                return cached[1]
+            out = tuple(filter(allowed.__contains__, self._keys))
+            self._ordered = (allowed, out)
+            return out
+        return tuple(k for k in self._keys if k in allowed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,9 +504,11 @@ def clean_selection(
     ``selectable``: the keys that can be selected (asked of the comparison by the widget);
     without it the payload's ``loadable``/``adaptable`` columns and ``adapters`` decide.
     """
-    wanted = set(selection)
+    wanted = selection if isinstance(selection, (set, frozenset)) else set(selection)
     if not wanted:
         return []
+    if selectable is not None:
+        return list(filter(wanted.__contains__, index.ordered(selectable)))
     ok = _can_select(index, adapters, selectable)
     return [k for k in index.keys if k in wanted and ok(k)]
 
@@ -484,7 +529,7 @@ def toggle(
     """
     current = set(selection)
     target = _targets(index, keys, modules, adapters, selectable)
-    if target and all(k in current for k in target):
+    if target and current.issuperset(target):
         current.difference_update(target)
     else:
         current.update(target)
