@@ -1490,9 +1490,37 @@ def test_selected_keys_go_out_as_the_same_json_list(big_explorer):
         assert plain_comm.updates()[-1]["state"]["selected_keys"] == w.selected_keys
     finally:
         w.comm = comm
+    # outside an update message (open, embedding) the state is the plain list
+    assert type(w.get_state("selected_keys")["selected_keys"]) is list
     # what the browser just set is compared as a plain list (no echo of its own value)
     comm.sent.clear()
     same = list(w.selected_keys)
     comm.from_frontend({"method": "update", "buffer_paths": [], "state": {"selected_keys": same}})
     assert all("selected_keys" not in m["state"] for m in comm.updates())
     w.handle_action({"action": "select_all_loadable"})
+
+
+def test_resolve_names_keys_and_subtrees_in_tree_order_and_refuses_unknown_names():
+    model = big_model(30)
+    index = pl.TreeIndex(w_tree := pl.payload_from_comparison(sdw.compare(model, model)))
+    keys = index.keys
+    assert index.resolve(modules=["blocks.3"]) == ["blocks.3.lin.weight", "blocks.3.lin.bias"]
+    assert index.resolve(keys=["blocks.7.lin.bias"], modules=["blocks.2.lin", "blocks.7"]) == [
+        "blocks.2.lin.weight",
+        "blocks.2.lin.bias",
+        "blocks.7.lin.weight",
+        "blocks.7.lin.bias",
+    ]
+    # a row key named as a "module" is itself; the root is every key
+    assert index.resolve(modules=["blocks.9.lin.bias", "blocks.1.lin.weight"]) == [
+        "blocks.1.lin.weight",
+        "blocks.9.lin.bias",
+    ]
+    assert index.resolve(modules=["blocks.4", ""]) == keys and len(keys) == 60
+    with pytest.raises(KeyError, match="not a row key"):
+        index.resolve(keys=["blocks.1"])
+    with pytest.raises(KeyError, match="neither a module path nor a row key"):
+        index.resolve(modules=["", "blocks.99"])
+    with pytest.raises(KeyError, match="neither a module path nor a row key"):
+        index.resolve(modules=["nope"])
+    assert w_tree["n_keys"] == 60
