@@ -425,14 +425,19 @@ class Explorer(anywidget.AnyWidget):
         The gesture's result is already clean (selectable keys, tree order): the validator is
         told so and does not clean it a second time.
         """
-        clean = gesture(
-            self._index,
-            self.selected_keys,
-            keys=_strs(c, "keys"),
-            modules=_strs(c, "modules"),
-            selectable=self._selectable_set(),
-            **opts,
+        self._set_clean_selection(
+            gesture(
+                self._index,
+                self.selected_keys,
+                keys=_strs(c, "keys"),
+                modules=_strs(c, "modules"),
+                selectable=self._selectable_set(),
+                **opts,
+            )
         )
+
+    def _set_clean_selection(self, clean: list[str]) -> None:
+        """Set :attr:`selected_keys` to a list already clean (selectable keys in tree order)."""
         self._clean_selection = clean
         try:
             self.selected_keys = clean
@@ -441,7 +446,7 @@ class Explorer(anywidget.AnyWidget):
 
     @_action("select_all_loadable", "Selecting all loadable keys")
     def _act_select_all_loadable(self, _c: Mapping[str, Any]) -> None:
-        self.selected_keys = self._selectable_keys()
+        self._set_clean_selection(self._selectable_keys())
 
     @_action("select_none", "Clearing the selection")
     def _act_select_none(self, _c: Mapping[str, Any]) -> None:
@@ -873,8 +878,7 @@ class Explorer(anywidget.AnyWidget):
         return cached[1]
 
     def _selectable_keys(self) -> list[str]:
-        allowed = self._selectable_set()
-        return [k for k in self._index.keys if k in allowed]
+        return list(self._index.ordered(self._selectable_set()))
 
     def _set_comparison(
         self, cmp: Comparison, *, initial_select: str | None = None, keep_selection: bool = False
