@@ -96,6 +96,16 @@ def figure_to_png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def _literal(text: object) -> str:
+    r"""``text`` as matplotlib must get it to draw it as it is: ``$`` escaped.
+
+    Keys, module names and notes come from files: a ``$...$`` in them would otherwise be parsed
+    as mathtext — drawn as formulas, or raising ``ValueError`` from the draw for an unknown
+    command. matplotlib draws ``\$`` outside mathtext as a plain ``$``.
+    """
+    return str(text).replace("$", r"\$")
+
+
 def shorten(text: str, width: int = 45) -> str:
     """Keep the end of a long key (its most specific part): ``"…layer4.1.bn2.weight"``."""
     text = str(text)
@@ -233,7 +243,8 @@ def _cut(text: Text, line: str, width: float, *, keep_end: bool) -> str:
         return line
 
     def part(n: int) -> str:
-        return "…" + line[-n:] if keep_end else line[:n] + "…"
+        # never keep half of an escaped "\\$" (see _literal): a lone backslash would show
+        return "…" + line[-n:] if keep_end else line[:n].removesuffix("\\") + "…"
 
     # start from the proportional guess, then step: a few measurements instead of a search
     n = max(1, min(len(line) - 1, int(len(line) * width / full) - 1))
@@ -261,7 +272,7 @@ def _fit(ax: Axes, text: Text, mode: str, *, to_figure: bool = False) -> None:
 def _message(fig: Figure, text: str) -> Figure:
     ax = fig.add_subplot()
     ax.set_axis_off()
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="0.3", wrap=True)
+    ax.text(0.5, 0.5, _literal(text), ha="center", va="center", fontsize=10, color="0.3", wrap=True)
     return fig
 
 
@@ -311,7 +322,7 @@ def _notes(ax: Axes, lines: Sequence[str]) -> None:
     if not lines:
         return
     note = ax.annotate(
-        "\n".join(lines),
+        "\n".join(_literal(line) for line in lines),
         xy=(0, 0),
         xycoords=("axes fraction", _UnderXAxis(ax)),
         xytext=(0, -3),
@@ -327,7 +338,7 @@ def _notes(ax: Axes, lines: Sequence[str]) -> None:
 
 def _title(ax: Axes, text: str) -> None:
     """The panel title (a key), cut from the left to the panel's width when drawn."""
-    ax.set_title(text, fontsize=_TITLE_SIZE)
+    ax.set_title(_literal(text), fontsize=_TITLE_SIZE)
     _fit(ax, ax.title, "tail")
 
 
@@ -477,7 +488,7 @@ def histogram_overlay(
     if extra:
         heading += f"   (+{extra} more not shown; max_panels={max_panels})"
     if heading:
-        _fit(axes[0][0], fig.suptitle(heading, fontsize=10), "wrap", to_figure=True)
+        _fit(axes[0][0], fig.suptitle(_literal(heading), fontsize=10), "wrap", to_figure=True)
     handles = [
         Patch(facecolor=BEFORE_COLOR, alpha=0.35, edgecolor=BEFORE_COLOR, label="before"),
         Patch(facecolor="none", edgecolor=AFTER_COLOR, linewidth=1.6, label="after"),
@@ -672,7 +683,7 @@ def _bars(
         ax.text(
             0.5,
             0.5,
-            "\n".join(notes),
+            _literal("\n".join(notes)),
             ha="center",
             va="center",
             transform=ax.transAxes,
@@ -705,7 +716,7 @@ def _bars(
         ax.set_xlim(0, (max(positive, default=0.0) or 1.0) * 1.25)
     for yi, (_, v, _) in zip(y, shown, strict=True):
         ax.text(max(v, left), yi, " " + _fmt(v), va="center", ha="left", fontsize=7, color="0.25")
-    ax.set_yticks(y, [shorten(k, 40) for k, _, _ in shown], fontsize=7)
+    ax.set_yticks(y, [_literal(shorten(k, 40)) for k, _, _ in shown], fontsize=7)
     if not positive:
         notes.insert(0, "all changes are 0: the loaded values equal the previous ones")
     # largest on top; thin bars for few rows; free rows at the bottom for the notes
@@ -716,7 +727,7 @@ def _bars(
         ax.text(
             0.98,
             0.02,
-            "\n".join(notes),
+            _literal("\n".join(notes)),
             transform=ax.transAxes,
             ha="right",
             va="bottom",
@@ -738,7 +749,7 @@ def _status_counts(
     ax.barh(y, [counts[n] for n in names], color=[colors[n] for n in names], height=0.6)
     for yi, n in zip(y, names, strict=True):
         ax.text(counts[n], yi, f" {counts[n]}", va="center", fontsize=_SMALL)
-    ax.set_yticks(y, names, fontsize=_SMALL)
+    ax.set_yticks(y, [_literal(n) for n in names], fontsize=_SMALL)
     ax.set_ylim(max(len(names), 4) - 0.5, -0.5)
     ax.set_xlim(0, max(counts.values()) * 1.25)
     ax.set_xlabel("tensors", fontsize=_SMALL)

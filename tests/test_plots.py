@@ -562,3 +562,62 @@ def test_load_summary_has_no_overlapping_or_cut_annotations(before_after):
     for name, f in (("report", frame), ("many", many), ("half-inf", half_inf)):
         problems += [f"{name}: {p}" for p in layout_problems(load_summary(f), f"summary-{name}")]
     assert not problems, "\n".join(problems)
+
+
+def _shown(fig: Figure) -> list[tuple[str, bool]]:
+    """Every text of a drawn figure as matplotlib shows it: (string, parsed as mathtext)."""
+    fig.canvas.draw()
+    out = []
+    for text in fig.findobj(Text):
+        if text.get_text():
+            shown, ismath = text._preprocess_math(text.get_text())
+            out.append((shown, bool(ismath)))
+    return out
+
+
+def test_dollar_signs_in_keys_from_a_file_are_drawn_as_text_not_mathtext():
+    # module names may hold "$" (only "." is refused): unescaped, "$\nosuchcmd$" raised
+    # ValueError from the draw and "$x^2$" was typeset as a formula
+    import sd_widgets as sdw
+
+    hostile = ["$\\nosuchcmd$", "$x^$", "a$b$c$d", "\\$", "$$"]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential()
+    for name in hostile:
+        model.add_module(
+            name, torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3))
+        )
+    ckpt = {k: v + 1 for k, v in model.state_dict().items()}
+    ckpt.update({k: torch.randn(3) for k in ckpt if k.endswith("running_mean")})
+    report = sdw.partial_load(model, sdw.compare(model, ckpt).plan())
+    figures = {
+        "histograms": report.plot_histograms(),
+        "bn": bn_running_stats({f"{n}.1": report.bn_stats()[f"{n}.1"] for n in hostile[:3]}),
+        "summary": load_summary(report.to_frame()),
+        "notes": histogram_overlay(
+            {"$x^$": torch.zeros(4)}, {"$x^$": torch.ones(4)}, notes={"$x^$": ["tied to $x^$"]}
+        ),
+    }
+    for name, fig in figures.items():
+        assert figure_to_png(fig).startswith(PNG_SIGNATURE), name
+        shown = _shown(fig)
+        assert not [s for s, ismath in shown if ismath], name
+        joined = "\n".join(s for s, _ in shown)
+        if name == "notes":
+            assert "tied to $x^$" in joined and "$x^$" in joined
+        save(fig, f"dollar_keys_{name}")
+    hist = "\n".join(s for s, _ in _shown(figures["histograms"]))
+    assert "$\\nosuchcmd$.0.weight" in hist or "…" in hist
+    bn = "\n".join(s for s, _ in _shown(figures["bn"]))
+    assert "$\\nosuchcmd$.1 · running_mean" in bn and "$x^$.1 · running_var" in bn
+    ticks = [t.get_text() for t in figures["summary"].axes[0].get_yticklabels()]
+    assert all(t.replace("\\$", "$") in report.to_frame()["key"].tolist() for t in ticks)
+
+
+def test_a_cut_never_leaves_half_an_escaped_dollar():
+    fig = Figure(figsize=(2, 1))
+    text = fig.text(0, 0, "")
+    for line in ["ab\\$cd\\$ef\\$gh\\$ij\\$kl\\$mn" * 3]:
+        for width in range(10, 200, 7):
+            cut = plots_module._cut(text, line, float(width), keep_end=False)
+            assert not cut.endswith("\\…"), (width, cut)
