@@ -39,11 +39,14 @@ def human_bytes(n: float) -> str:
     Returns
     -------
     str
-        Whole bytes below 1 KB, one decimal above, up to TB.
+        Whole bytes below 1 KB, one decimal above, up to TB; a value that rounds to 1000 moves
+        to the next unit (``999_999`` is ``"1.0 MB"``, not ``"1000.0 KB"``). The browser's
+        ``fmtBytes`` (``widgets/static/lib.js``) is checked against this function.
     """
     for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        text = f"{n:.0f}" if unit == "B" else f"{n:.1f}"
+        if abs(float(text)) < 1000 or unit == "TB":
+            return f"{text} {unit}"
         n /= 1000
     raise AssertionError("unreachable")  # pragma: no cover
 

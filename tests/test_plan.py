@@ -603,7 +603,7 @@ def test_units_are_the_ones_the_rest_prints():
         "999 B",
         "1.0 KB",
         "1.5 KB",
-        "1000.0 KB",
+        "1.0 MB",  # 999,999 B rounds to 1000.0 KB: the next unit says it
         "2.5 GB",
         "7.0 TB",
         "3000.0 TB",

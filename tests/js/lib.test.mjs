@@ -44,7 +44,13 @@ const key = (k, extra = {}) => ({ key: k, ...extra });
 
 // ----------------------------------------------------------------------------- formatting
 
-test("formatting matches payload.format_bytes / format_count and the shapes Python prints", () => {
+test("fmtBytes writes what units.human_bytes writes (the byte format is defined in Python)", () => {
+  const { bytes } = JSON.parse(readFileSync(join(here, "fixtures", "formats.json"), "utf8"));
+  assert.ok(bytes.length >= 20);
+  for (const [n, text] of bytes) assert.equal(fmtBytes(n), text, `fmtBytes(${n})`);
+});
+
+test("formatting matches the counts and the shapes Python prints", () => {
   assert.equal(fmtBytes(0), "0 B");
   assert.equal(fmtBytes(999), "999 B");
   assert.equal(fmtBytes(1728), "1.7 KB");

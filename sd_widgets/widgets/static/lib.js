@@ -75,19 +75,39 @@
 
 // ============================================================================ formatting
 
-/** Bytes with decimal units, as `payload.format_bytes` does ("1.7 KB"). @param {number} n */
-export function fmtBytes(n) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  let v = Number(n) || 0;
-  while (Math.abs(v) >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i += 1;
-  }
-  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
+/**
+ * Python's `format(v, ".Nf")`: the double's exact value rounded, an exact tie to the even digit
+ * (toFixed rounds a tie away from zero: 1.25 → "1.3" where Python prints "1.2"; 1.05 is no tie,
+ * its double is 1.05000000000000004…).
+ * @param {number} v
+ * @param {number} digits
+ */
+export function pyFixed(v, digits) {
+  const out = v.toFixed(digits);
+  const exact = Math.abs(v).toFixed(Math.min(100, digits + 60)); // every digit of the double
+  const point = exact.indexOf(".");
+  const kept = digits ? exact.slice(0, point + 1 + digits) : exact.slice(0, point);
+  if (!/^50*$/.test(exact.slice(point + 1 + digits))) return out;
+  return Number(kept.at(-1)) % 2 === 0 ? (v < 0 ? "-" : "") + kept : out;
 }
 
-/** Integer with thousands separators ("12,001"). @param {number|null|undefined} n */
+/**
+ * A byte count as `sd_widgets.units.human_bytes` writes it ("999 B", "1.7 KB", "1.0 MB"):
+ * powers of 1000, whole bytes, one decimal above, a value that rounds to 1000 in the next unit.
+ * tests/js checks it against Python's output (fixtures/formats.json).
+ * @param {number} n
+ */
+export function fmtBytes(n) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let v = Number(n) || 0;
+  for (let i = 0; ; i++) {
+    const text = pyFixed(v, i === 0 ? 0 : 1);
+    if (Math.abs(Number(text)) < 1000 || i === units.length - 1) return `${text} ${units[i]}`;
+    v /= 1000;
+  }
+}
+
+/** Integer with thousands separators ("12,001"), as Python's `f"{n:,}"`. @param {number|null|undefined} n */
 export function fmtInt(n) {
   return Number(n || 0).toLocaleString("en-US");
 }
