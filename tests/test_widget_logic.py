@@ -747,9 +747,12 @@ def test_ddp_banner_names_the_rule_and_apply_says_truly_what_changed():
     w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
     assert w.tree["counts"][w.tree["statuses"].index("match")] == n
     assert f"{n} keys now pair up: {n} matches." in w.message["text"], w.message
+    # nothing matched before: a total of matches would only repeat the pairs
+    assert "Matches:" not in w.message["text"], w.message
     assert w.banner == {}  # nothing left to fix
     w.handle_action({"action": "remove_rule", "index": 0})
     assert f"{n} keys no longer pair up" in w.message["text"]
+    assert f"Matches: {n:,} → 0." in w.message["text"], w.message
 
 
 def test_rule_message_counts_shape_mismatches_and_casts():

@@ -554,10 +554,10 @@ class Explorer(anywidget.AnyWidget):
         self._generation += 1
         n_skip = len(report.skipped)
         text = (
-            f"Loaded {len(report.loaded)} tensors into the model"
-            + (f"; skipped {n_skip} selected keys (see the Selection tab)" if n_skip else "")
+            f"Loaded {len(report.loaded):,} tensors into the model"
+            + (f"; skipped {n_skip:,} selected keys (see the Selection tab)" if n_skip else "")
             + (
-                f"; reset BatchNorm statistics of {len(report.bn_reset)} modules"
+                f"; reset BatchNorm statistics of {len(report.bn_reset):,} modules"
                 if report.bn_reset
                 else ""
             )

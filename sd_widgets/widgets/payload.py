@@ -748,8 +748,10 @@ def _plural(n: int, status: str) -> str:
 def pairing_change(before: Iterable[Any], after: Iterable[Any]) -> str:
     """What a rename-rule change did, computed from the two comparisons' rows.
 
-    E.g. "152 keys now pair up: 150 matches, 2 shape mismatches. Matches: 0 → 150." A key
-    "pairs up" when a checkpoint key and a model key meet in one row.
+    E.g. "152 keys now pair up: 150 dtype mismatches, 2 shape mismatches." A key "pairs up"
+    when a checkpoint key and a model key meet in one row. The total of matches follows
+    ("Matches: 36 → 37 (+1).") unless it only repeats the pairs: nothing matched before and
+    no pair was lost.
     """
     b, a = _paired(before), _paired(after)
     new = [r for k, r in a.items() if k not in b or b[k].ckpt_key != r.ckpt_key]
@@ -775,7 +777,9 @@ def pairing_change(before: Iterable[Any], after: Iterable[Any]) -> str:
     m_before = sum(1 for r in before if r.status == Status.MATCH)
     m_after = sum(1 for r in after if r.status == Status.MATCH)
     delta = m_after - m_before
-    parts.append(f"Matches: {m_before} → {m_after}" + (f" (+{delta})" if delta > 0 else "") + ".")
+    if m_before or lost or not new:
+        sign = f" (+{delta:,})" if delta > 0 else ""
+        parts.append(f"Matches: {m_before:,} → {m_after:,}{sign}.")
     return " ".join(parts)
 
 

@@ -213,6 +213,10 @@ def test_keyboard_only_flow_find_select_load_undo(lab, sdw_artifacts):
     assert (
         py(lab, "all(torch.equal(v, original[k]) for k, v in model.state_dict().items())") == "True"
     )
+    # nothing to search, page or pick after an undo: only the "no results" line shows
+    expect(root.locator("[data-role=results-state]")).to_contain_text("No results yet")
+    expect(root.locator("input[data-role=results-search]")).to_be_hidden()
+    expect(root.locator("[data-role=histogram-picker]")).to_be_hidden()
     lab.screenshot("keyboard-flow-5-undone", root)
 
     nb_after = page.evaluate(NOTEBOOK_STATE)

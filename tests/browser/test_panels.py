@@ -173,7 +173,7 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
     root = run_explorer(lab, [SETUP, BIG], timeout=120)
     root.locator("[data-action=load]").click()
     expect(message(root)).to_have_attribute("data-level", "success", timeout=60_000)
-    expect(message(root)).to_contain_text("Loaded 3000 tensors")
+    expect(message(root)).to_contain_text("Loaded 3,000 tensors")
     table = root.locator("[data-role=results-table]")
     rows = table.locator("tr[data-role=result-row]")
     expect(rows).to_have_count(50, timeout=60_000)  # page 1 of 60

@@ -260,9 +260,11 @@ export function mountPanels(ctx) {
     bnList,
     bnCount,
   ]);
+  // search and pager: only when there are rows to search and page through
+  const resBar = h("div", { className: "sdw-results-bar" }, [resSearch, resCount, h("span", { className: "sdw-spacer" }), prevBtn, pageText, nextBtn]);
   const resultsBox = h("div", { className: "sdw-results-box", dataset: { role: "results-box" } }, [
     resState,
-    h("div", { className: "sdw-results-bar" }, [resSearch, resCount, h("span", { className: "sdw-spacer" }), prevBtn, pageText, nextBtn]),
+    resBar,
     h("div", { className: "sdw-results-scroll" }, [table]),
     picked,
     bnBar,
@@ -294,6 +296,7 @@ export function mountPanels(ctx) {
     resState.hidden = state === "ready";
     const hasRows = state === "ready" || state === "stale";
     table.hidden = !hasRows;
+    resBar.hidden = !hasRows;
     thead.replaceChildren(
       h("tr", {}, cols.map((c) =>
         h("th", {

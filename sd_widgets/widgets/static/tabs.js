@@ -84,12 +84,14 @@ function buildTabs(model) {
   // results panel
   const loadSummary = h("div", { className: "sdw-load-summary", dataset: { role: "load-summary" } });
   const picker = h("select", { dataset: { role: "histogram-picker" }, attrs: { "aria-label": "Tensor to plot" } });
+  // the picker only when there is something to pick (not before a load, not after an undo)
+  const pickerBar = h("div", { className: "sdw-picker-bar" }, [h("span", { className: "sdw-muted", text: "Before/after histograms: " }), picker]);
   const grid = h("div", { className: "sdw-grid", dataset: { role: "histogram-grid" } });
   const single = h("div", { className: "sdw-single", dataset: { role: "histogram-single-box" } });
   const bnBox = h("div", { className: "sdw-bnplot", dataset: { role: "bn-plot-box" } });
   panels.results.append(
     loadSummary,
-    h("div", { className: "sdw-picker-bar" }, [h("span", { className: "sdw-muted", text: "Before/after histograms: " }), picker]),
+    pickerBar,
     grid,
     single,
     h("div", { className: "sdw-subhead", text: "BatchNorm running mean / variance before and after" }),
@@ -216,6 +218,7 @@ function buildTabs(model) {
       ...keys.map((k) => h("option", { text: k, attrs: { value: k } })),
     );
     picker.value = histogramMode === "single" && keys.includes(current) ? current : "";
+    pickerBar.hidden = !hist.length && !keys.length;
     if (picker.value === "") histogramMode = "grid";
     grid.replaceChildren(
       ...(histogramMode === "grid"
