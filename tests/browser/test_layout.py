@@ -16,6 +16,8 @@ import json
 import pytest
 from playwright.sync_api import expect
 
+from .harness import explorer
+
 pytestmark = pytest.mark.browser
 
 DEEP_DDP = """\
@@ -66,16 +68,6 @@ CUT = """root => {
 }"""
 
 
-def explorer(lab, cell: int = 0):
-    root = lab.output_area(cell).locator(".sdw-explorer")
-    expect(root).to_have_attribute("data-ready", "true")
-    return root
-
-
-def py(lab, expr: str) -> str:
-    return lab.execute(f"print({expr})").strip()
-
-
 ON_SCREEN = """e => {
     const r = e.getBoundingClientRect();
     const x = r.left + r.width / 2, y = r.top + r.height / 2;
@@ -94,7 +86,7 @@ def test_layout_ddp_checkpoint_at_1280x720(lab):
     lab.page.set_viewport_size({"width": 1280, "height": 720})
     lab.open_notebook([DEEP_DDP])
     lab.run_all_and_wait(timeout=120)
-    root = explorer(lab)
+    root = explorer(lab, cell=0)
     tree = root.locator("[data-role=canvas]")
 
     # problems first: before any rule every key is a problem; the strip shows the first ones
@@ -223,7 +215,7 @@ w
         ]
     )
     lab.run_all_and_wait()
-    root = explorer(lab)
+    root = explorer(lab, cell=0)
     tree = root.locator("[data-role=canvas]")
     missing = tree.locator(".sdw-row[data-key='classifier.weight']")
     picked = tree.locator(".sdw-row[data-key='backbone.stem.conv.weight']")
