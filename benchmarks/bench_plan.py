@@ -145,17 +145,24 @@ def measure(layout: str, n_keys: int, repeats: int) -> dict:
     }
 
 
-def explorer_click(n_keys: int, repeats: int) -> dict[str, float]:
-    """Median seconds of the kernel's side of an Explorer click, fast vs general plan path."""
-    import os
-
-    os.environ["SDW_WIDGET_SYNC"] = "1"  # no event loop here: follow-up work runs inline
+def click_case(n_keys: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The Explorer benchmarks' model and checkpoint: a shape mismatch, a missing and an
+    unexpected key among ``n_keys`` matches."""
     torch.manual_seed(0)
     model = linear_model(n_keys)
     sd = model.state_dict()
     sd["0.1.weight"] = torch.zeros(5, 4)
     del sd["0.2.bias"]
     sd["0.extra"] = torch.zeros(1)
+    return model, sd
+
+
+def explorer_click(n_keys: int, repeats: int) -> dict[str, float]:
+    """Median seconds of the kernel's side of an Explorer click, fast vs general plan path."""
+    import os
+
+    os.environ["SDW_WIDGET_SYNC"] = "1"  # no event loop here: follow-up work runs inline
+    model, sd = click_case(n_keys)
     w = sdw.Explorer(model, sd)
     every = list(w.selected_keys)
     others = [k for k in every if not k.startswith("0.")]
@@ -220,12 +227,7 @@ def explorer_toggle(n_keys: int, repeats: int) -> dict[str, float]:
     import os
 
     os.environ["SDW_WIDGET_SYNC"] = "1"
-    torch.manual_seed(0)
-    model = linear_model(n_keys)
-    sd = model.state_dict()
-    sd["0.1.weight"] = torch.zeros(5, 4)
-    del sd["0.2.bias"]
-    sd["0.extra"] = torch.zeros(1)
+    model, sd = click_case(n_keys)
     comm = _PackingComm()
     w = sdw.Explorer(model, sd, comm=comm)
     w._cell_hook = True  # in a kernel the staleness check runs after cells, not per click
