@@ -123,7 +123,7 @@ function mountFilters(v) {
     const data = s.data;
     legend.replaceChildren(h("span", { className: "sdw-muted", text: "Show:" }));
     data.statuses.forEach((status, k) => {
-      const item = data.legend[status] || { icon: "?", label: status, description: "" };
+      const item = data.legendOf(status);
       const n = (data.p.counts || [])[k] || 0;
       legend.appendChild(
         h("button", { className: `sdw-legend-item sdw-status-${status}`, title: `${item.label}: ${item.description}. Click to show/hide.`, dataset: { role: "legend-item", status }, attrs: { type: "button", "aria-pressed": "true" } }, [

@@ -221,6 +221,23 @@ export class TreeData {
     return this.legend[status] || { status, icon: "?", label: status, plural: status, description: "" };
   }
 
+  /**
+   * "12 matches", "1 shape mismatch", ... for the non-zero entries of a per-status counts array
+   * (a module's `counts`, the payload's totals), in the statuses' order.
+   * @param {number[]} counts
+   * @returns {string[]}
+   */
+  countPhrases(counts) {
+    /** @type {string[]} */
+    const parts = [];
+    counts.forEach((n, s) => {
+      if (!n) return;
+      const item = this.legendOf(this.statuses[s]);
+      parts.push(`${fmtInt(n)} ${n === 1 ? item.label : item.plural}`);
+    });
+    return parts;
+  }
+
   /** The legend entry of tensor entry `i`. @param {number} i */
   item(i) {
     return this.legendOf(this.statusName(i));
@@ -469,15 +486,7 @@ export function detailLines(data, i, extra = {}) {
   if (c.t[i] === 0) {
     out.push(["Module", c.path[i]]);
     if (c.module_type[i]) out.push(["Type", String(c.module_type[i])]);
-    const counts = c.counts[i] || [];
-    /** @type {string[]} */
-    const parts = [];
-    counts.forEach((n, s) => {
-      if (!n) return;
-      const item = data.legend[data.statuses[s]] || { label: data.statuses[s], plural: data.statuses[s] };
-      parts.push(`${fmtInt(n)} ${n === 1 ? item.label : item.plural}`);
-    });
-    out.push(["Keys below", parts.join(", ") || "none"]);
+    out.push(["Keys below", data.countPhrases(c.counts[i] || []).join(", ") || "none"]);
     out.push(["Selected", `${fmtInt(data.selCount[i])} of ${fmtInt(data.selectableCount[i])} selectable`]);
     out.push(["Size", `${fmtBytes(c.nbytes[i] || 0)}, ${fmtInt(c.numel[i])} elements`]);
     return out;
@@ -657,8 +666,7 @@ export function navigate(state, ev, ctx) {
       }
       if (data.selectable(cur)) return { state: next, effects: [{ type: "toggle", keys: [c.path[cur]] }], handled: true };
       if (c.adaptable[cur] === 1) return { state: next, effects: [{ type: "adapt", key: c.path[cur], adapter: "auto" }], handled: true };
-      const item = data.legend[data.statusName(cur)];
-      return { state: next, effects: [{ type: "announce", text: `${c.path[cur]} cannot be selected: ${c.reason[cur] || (item ? item.label : data.statusName(cur))}` }], handled: true };
+      return { state: next, effects: [{ type: "announce", text: `${c.path[cur]} cannot be selected: ${c.reason[cur] || data.item(cur).label}` }], handled: true };
     }
     case "Enter":
       if (ev.shiftKey) return none;

@@ -53,7 +53,7 @@ export function countChips(data, i) {
   counts.forEach((n, s) => {
     if (!n) return;
     const status = data.statuses[s];
-    const item = data.legend[status] || { icon: "?", label: status, plural: status, status, description: "" };
+    const item = data.legendOf(status);
     chips.push({ status, n, text: countChipText(item, n, !data.problem[s] || problemKinds > 1), problem: !!data.problem[s] });
     parts.push(`${n} ${n === 1 ? item.label : item.plural}`);
   });
@@ -265,10 +265,23 @@ function moduleRow(data, i, pos, ctx) {
   const countsCell = h("span", { className: "sdw-cell sdw-cell-status sdw-counts", dataset: { role: "counts" }, title: counts.title }, counts.chips.map((chip) =>
     h("span", { className: `sdw-count sdw-status-${chip.status}${chip.problem ? " sdw-is-problem" : ""}`, text: chip.text, dataset: { status: chip.status, count: chip.n } }),
   ));
+  return withCells(row, data, i, ctx, m.state, m.mark, countsCell);
+}
+
+/**
+ * Fill a row with the four cells every row has, in the columns' order: check mark, checkpoint
+ * side, `middle` (the status cell or a module's count chips), model side.
+ * @template {HTMLElement} T
+ * @param {T} row @param {TreeData} data @param {number} i @param {RowContext} ctx
+ * @param {string} check the check state (its class `sdw-check-<check>`) @param {string} mark
+ * @param {HTMLElement} middle
+ * @returns {T}
+ */
+function withCells(row, data, i, ctx, check, mark, middle) {
   row.append(
-    h("span", { className: `sdw-cell sdw-cell-check sdw-check sdw-check-${m.state}`, text: m.mark, attrs: { "aria-hidden": "true" } }),
+    h("span", { className: `sdw-cell sdw-cell-check sdw-check sdw-check-${check}`, text: mark, attrs: { "aria-hidden": "true" } }),
     sideCell(data, i, "ckpt", ctx),
-    countsCell,
+    middle,
     sideCell(data, i, "model", ctx),
   );
   return row;
@@ -309,13 +322,7 @@ function leafRow(data, i, pos, ctx) {
       }),
     );
   }
-  row.append(
-    h("span", { className: `sdw-cell sdw-cell-check sdw-check sdw-check-${l.check}`, text: l.mark, attrs: { "aria-hidden": "true" } }),
-    sideCell(data, i, "ckpt", ctx),
-    statusCell,
-    sideCell(data, i, "model", ctx),
-  );
-  return row;
+  return withCells(row, data, i, ctx, l.check, l.mark, statusCell);
 }
 
 /**

@@ -21,15 +21,7 @@
 /** "38 keys: 36 matches, 2 shape mismatches". @param {TreeData} data */
 export function summaryText(data) {
   const p = data.p;
-  /** @type {string[]} */
-  const parts = [];
-  data.statuses.forEach((status, s) => {
-    const n = (p.counts || [])[s] || 0;
-    if (!n) return;
-    const item = data.legend[status] || { label: status, plural: status };
-    parts.push(`${fmtInt(n)} ${n === 1 ? item.label : item.plural}`);
-  });
-  return `${fmtInt(p.n_keys || 0)} keys: ${parts.join(", ") || "none"}`;
+  return `${fmtInt(p.n_keys || 0)} keys: ${data.countPhrases(p.counts || []).join(", ") || "none"}`;
 }
 
 /**
