@@ -429,51 +429,32 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def report(results: list[Measured], check: bool) -> int:
     headers = ["layout", "checkpoint", "way", "time", "peak RSS", "RSS growth", "keys"]
     rows = []
+
+    def row(name: str, checkpoint: str, way: str, r: dict) -> list[str]:
+        growth = r["peak_rss"] - r["rss_before"]
+        return [
+            name,
+            checkpoint,
+            way,
+            fmt_seconds(r["seconds"]),
+            fmt_bytes(r["peak_rss"]),
+            fmt_bytes(growth),
+            str(r["keys"]),
+        ]
+
     for m in results:
         L = m.layout
         ck = f"{fmt_bytes(L.nbytes)}, {m.shards} shards"
-        s = m.sdw
-        rows.append(
-            [
-                L.name,
-                ck,
-                "sdw.compare",
-                fmt_seconds(s["seconds"]),
-                fmt_bytes(s["peak_rss"]),
-                fmt_bytes(s["peak_rss"] - s["rss_before"]),
-                str(s["keys"]),
-            ]
-        )
+        rows.append(row(L.name, ck, "sdw.compare", m.sdw))
         if m.plain is not None:
-            p = m.plain
-            rows.append(
-                [
-                    L.name,
-                    ck,
-                    "load_file + compare",
-                    fmt_seconds(p["seconds"]),
-                    fmt_bytes(p["peak_rss"]),
-                    fmt_bytes(p["peak_rss"] - p["rss_before"]),
-                    str(p["keys"]),
-                ]
-            )
+            rows.append(row(L.name, ck, "load_file + compare", m.plain))
         else:
             rows.append(
                 [L.name, ck, "load_file + compare", m.plain_reason or "not run", "", "", ""]
             )
         for way, r in (("sdw.compare (.bin)", m.bin_sdw), ("torch.load + compare", m.bin_plain)):
             if r is not None:
-                rows.append(
-                    [
-                        L.name,
-                        ck.replace("shards", ".bin shards"),
-                        way,
-                        fmt_seconds(r["seconds"]),
-                        fmt_bytes(r["peak_rss"]),
-                        fmt_bytes(r["peak_rss"] - r["rss_before"]),
-                        str(r["keys"]),
-                    ]
-                )
+                rows.append(row(L.name, ck.replace("shards", ".bin shards"), way, r))
     print("\n" + text_table(headers, rows))
     print(
         "\n(time: first call in a fresh process, model already built; peak RSS: VmHWM of "
