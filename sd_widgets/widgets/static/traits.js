@@ -268,9 +268,6 @@ function mountTraits(v) {
   for (const name of ["histograms", "histogram_keys", "histogram", "bn_plot", "last_load"]) on(`change:${name}`, drawResults);
   on("change:tab", () => showTab(model.get("tab"), { fromModel: true }));
   on("change:error", drawBusy);
-  on("msg:custom", (msg) => {
-    if (msg && msg.type === "show_tab" && tabs[msg.tab]) showTab(msg.tab, { fromModel: true });
-  });
 
   onTree();
   drawPreview();
