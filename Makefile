@@ -5,8 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sdw-installed
+DEMO_STAMP := $(VENV)/.sdw-demo-installed
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# One pin file holds torch's version and the CPU index (requirements/torch-cpu.txt); it is `-r`
+# for the first install and `-c` for every later one. Where that index cannot be reached, one
+# try per lookup instead of pip's five with back-off.
+TORCH := requirements/torch-cpu.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_RETRIES ?= 1
 
 .PHONY: setup demo test test-unit test-notebooks test-browser test-binder lint bench browser-deps js-deps clean
 
@@ -14,11 +20,18 @@ $(PY):
 	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && \
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 
-# The CPU build of torch is pinned in ONE place, requirements/torch-cpu.txt, and installed first
-# so that no other requirement can pull a CUDA build.
-$(STAMP): $(PY) pyproject.toml requirements/torch-cpu.txt
-	$(PY) -m pip install -r requirements/torch-cpu.txt
-	$(PY) -m pip install -c requirements/torch-cpu.txt -e ".[test]"
+# The CPU build of torch is pinned in ONE place, requirements/torch-cpu.txt (version and CPU
+# index), and installed first so that no other requirement can pull a CUDA build.
+# `make demo` installs only what the demo needs (the `demo` extra: JupyterLab and a kernel);
+# `make setup` / `make test` the whole test toolchain (the `test` extra).
+$(DEMO_STAMP): $(PY) pyproject.toml $(TORCH)
+	$(PY) -m pip install -r $(TORCH)
+	$(PY) -m pip install -c $(TORCH) -e ".[demo]"
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(PY) pyproject.toml $(TORCH)
+	$(PY) -m pip install -r $(TORCH)
+	$(PY) -m pip install -c $(TORCH) -e ".[test]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -41,7 +54,7 @@ node_modules/.bin/tsc: package.json package-lock.json | js-deps
 	npm ci --no-audit --no-fund
 	touch $@
 
-demo: setup
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/01_quickstart.ipynb
 
 # formatting, lint (docstring and annotation rules for the package) and types (the package
