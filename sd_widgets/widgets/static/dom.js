@@ -8,10 +8,25 @@
 const ROW_H = 24;
 const INDENT = 12; // px per tree level (lib.js columnWidths uses the same)
 const MODEL_INDENT = 6; // the model column repeats the structure: a lighter indent saves width
+const CHECK_W = 26; // the check-mark column (tree.css .sdw-row grid)
+const ROW_BORDER_W = 3; // a row's left border (tree.css .sdw-canvas > .sdw-row)
 const FULL_RENDER_MAX = 600; // draw every visible row up to this many; window above it
 const OVERSCAN = 30;
 const VIEWPORT_FALLBACK_H = 440;
 const MAX_PROBLEM_CHIPS = 6;
+
+/**
+ * An id for one view's element ids and radio-group names that no other view on the page has.
+ * Not a module-level counter: each widget may load its own copy of this module, and every copy's
+ * counter would start at 1 (two Explorers then shared one BatchNorm radio group).
+ * @param {string} prefix
+ * @returns {string}
+ */
+export function uniqueId(prefix) {
+  const bytes = new Uint8Array(8);
+  globalThis.crypto.getRandomValues(bytes);
+  return `${prefix}-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
 
 /**
  * What one rendered view remembers; replaced fields are reassigned on `v.s` by the modules.
@@ -29,6 +44,7 @@ const MAX_PROBLEM_CHIPS = 6;
  * @property {string} query              lower-case search text in force
  * @property {Set<number>} statusOn      status indices shown
  * @property {string} sharedNote         the rename prefix every renamed checkpoint key shares
+ * @property {number} fittedTo           the viewport width the columns were last fitted to
  */
 
 /**

@@ -810,6 +810,35 @@ export function columnWidths(data, measure, opts = {}) {
 }
 
 /**
+ * The column widths that fit `available` px (the tree's width less the check column): the
+ * widths columnWidths() wants when they fit ("full"); else the status column gives up to a
+ * quarter of the width (not below `minStatus`) and the two side columns share the rest in
+ * proportion to what they want, not below `minSide` ("narrow": names, then shapes and dtypes,
+ * are shortened with their full text on hover); when even the minimums do not fit, the
+ * minimums ("scroll": the tree scrolls sideways, with its scrollbar shown).
+ * @param {{ckpt: number, status: number, model: number}} want
+ * @param {number} available
+ * @param {{minSide?: number, minStatus?: number}} [opts]
+ * @returns {{ckpt: number, status: number, model: number, fit: "full"|"narrow"|"scroll"}}
+ */
+export function fitColumns(want, available, opts = {}) {
+  const { minSide = 150, minStatus = 110 } = opts;
+  const total = want.ckpt + want.status + want.model;
+  if (!(available > 0) || total <= available) return { ...want, fit: "full" };
+  const lowSide = Math.min(minSide, want.ckpt, want.model);
+  const lowStatus = Math.min(minStatus, want.status);
+  if (2 * lowSide + lowStatus > available) {
+    return { ckpt: Math.min(want.ckpt, minSide), status: lowStatus, model: Math.min(want.model, minSide), fit: "scroll" };
+  }
+  const status = Math.max(lowStatus, Math.min(want.status, Math.floor(available / 4), available - 2 * lowSide));
+  const rest = available - status;
+  let ckpt = Math.floor((rest * want.ckpt) / (want.ckpt + want.model));
+  ckpt = Math.max(lowSide, Math.min(ckpt, rest - lowSide, want.ckpt));
+  const model = Math.min(want.model, rest - ckpt);
+  return { ckpt, status, model, fit: "narrow" };
+}
+
+/**
  * The text of a module's count chip: "≠ 2" when `short` (a match count, or one of several kinds
  * of problem: the legend names the icons), else spelled out ("≠ 2 shape mismatches").
  * @param {LegendItem} item

@@ -217,10 +217,11 @@ function sideCell(data, i, side, ctx) {
   const dt = side === "ckpt" ? c.ckpt_dtype[i] : c.model_dtype[i];
   const differs = data.item(i).differs;
   cell.append(
-    h("span", { className: `sdw-meta sdw-shape${differs === "shape" ? " sdw-diff" : ""}`, text: fmtShape(shape), dataset: { role: "shape" } }),
-    h("span", { className: `sdw-meta sdw-dtype${differs === "dtype" ? " sdw-diff" : ""}`, text: dtypeName(data.p, dt), dataset: { role: "dtype" } }),
+    // titles: a narrow container may shorten these (tree.css data-fit="narrow")
+    h("span", { className: `sdw-meta sdw-shape${differs === "shape" ? " sdw-diff" : ""}`, text: fmtShape(shape), title: `shape ${fmtShape(shape)}`, dataset: { role: "shape" } }),
+    h("span", { className: `sdw-meta sdw-dtype${differs === "dtype" ? " sdw-diff" : ""}`, text: dtypeName(data.p, dt), title: `dtype ${dtypeName(data.p, dt)}`, dataset: { role: "dtype" } }),
   );
-  if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), dataset: { role: "size" } }));
+  if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), title: `${fmtBytes(c.nbytes[i] || 0)} in the checkpoint`, dataset: { role: "size" } }));
   const tied = c.tied[i];
   if (tied && side === "model") cell.append(h("span", { className: "sdw-meta sdw-tied", text: "tied", title: `shares storage with ${tied.join(", ")}` }));
   return cell;
@@ -308,7 +309,7 @@ function leafRow(data, i, pos, ctx) {
   row.title = l.title;
   row.setAttribute("aria-label", l.ariaLabel);
   const statusCell = h("span", { className: "sdw-cell sdw-cell-status", dataset: { role: "status" } }, [
-    h("span", { className: `sdw-badge sdw-status-${status}`, text: `${l.item.icon} ${l.item.label}` }),
+    h("span", { className: `sdw-badge sdw-status-${status}`, text: `${l.item.icon} ${l.item.label}`, title: `${l.item.icon} ${l.item.label}\n${l.title}` }),
   ]);
   if (l.skip) statusCell.appendChild(h("span", { className: "sdw-skip-note", text: "not loaded", title: l.skip, dataset: { role: "skip-note" } }));
   if (l.adapt) {

@@ -80,8 +80,6 @@
 //   img[data-role=histogram-single], img[data-role=bn-plot]
 // [data-role=top-slot], [data-role=results-slot]   where panels.js mounts its panels
 
-let instanceCounter = 0;
-
 /**
  * The `<style>` rules colouring each status (`.sdw-status-<status> { --sdw-c }`, overridable by
  * `--sdw-c-<status>`) from the payload's legend; names and colours are checked, not trusted.
@@ -122,7 +120,7 @@ function render({ model, el }) {
   const v = {
     model,
     el,
-    uid: `sdw${++instanceCounter}`,
+    uid: uniqueId("sdw"),
     cleanups,
     send: (content) => model.send(content),
     on: (name, fn) => {
@@ -143,6 +141,7 @@ function render({ model, el }) {
       query: "",
       statusOn: new Set(),
       sharedNote: "",
+      fittedTo: -1,
     },
     els: {},
     fn: /** @type {ViewFns} */ ({}),
@@ -168,8 +167,9 @@ function render({ model, el }) {
   const ro = typeof ResizeObserver === "function" ? new ResizeObserver(() => {
     v.fn.queueStick();
     crumb.style.width = `${viewport.clientWidth}px`; // sticky left: stays in view when scrolled sideways
-    if (!sized && root.isConnected) {
-      sized = true;
+    // sized again once connected (fonts), and whenever the container's width changes
+    if ((!sized && root.isConnected) || viewport.clientWidth !== v.s.fittedTo) {
+      sized = root.isConnected;
       v.fn.sizeColumns();
     }
     if (v.s.visible.length > FULL_RENDER_MAX) v.fn.drawRows(false);

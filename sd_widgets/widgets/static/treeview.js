@@ -42,15 +42,27 @@ function mountTree(v) {
     }
   }
 
+  /** The width the three columns share: the viewport less the check column and the row's border. */
+  const columnsWidth = () => viewport.clientWidth - CHECK_W - ROW_BORDER_W;
+
+  /**
+   * The columns sized from the data, fitted to the container (lib.js fitColumns): narrower
+   * columns shorten names (full text on hover); below the minimums the tree scrolls sideways.
+   * Widths the user dragged are kept as they are.
+   */
   function sizeColumns() {
     const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT });
-    const ckpt = s.userWidths.ckpt || w.ckpt;
-    const status = s.userWidths.status || w.status;
-    const modelW = s.userWidths.model || w.model;
+    const dragged = Object.keys(s.userWidths).length > 0;
+    const fitted = dragged ? { ...w, fit: "full" } : fitColumns(w, root.isConnected ? columnsWidth() : 0);
+    root.dataset.fit = fitted.fit;
+    s.fittedTo = viewport.clientWidth;
+    const ckpt = s.userWidths.ckpt || fitted.ckpt;
+    const status = s.userWidths.status || fitted.status;
+    const modelW = s.userWidths.model || fitted.model;
     root.style.setProperty("--sdw-col-ckpt", `${ckpt}px`);
     root.style.setProperty("--sdw-col-status", `${status}px`);
     root.style.setProperty("--sdw-col-model", `${modelW}px`);
-    root.style.setProperty("--sdw-tree-min", `${26 + ckpt + status + modelW}px`);
+    root.style.setProperty("--sdw-tree-min", `${CHECK_W + ROW_BORDER_W + ckpt + status + modelW}px`);
     for (const r of colHeader.querySelectorAll("[data-role=col-resize]")) {
       r.setAttribute("aria-valuenow", String(r.dataset.col === "ckpt" ? ckpt : status));
     }
