@@ -24,11 +24,17 @@ buckets that can match (same leaf name and shape), with rapidfuzz for string sim
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, Union
+
+import regex
+
+from .errors import RenameTimeoutError
 
 __all__ = ["Rename", "RenamesLike", "apply_renames", "parse_renames"]
 
@@ -115,7 +121,7 @@ class Rename:
             head, dot, leaf = key.rpartition(".")
             new = _leaf_table(self.old, self.new).get(leaf)
             return key if new is None else head + dot + new
-        return _compiled(self.old).sub(self.new, key)
+        return _regex_sub(self, key)
 
     def to_spec(self) -> tuple[str, str]:
         """The ``(old, new)`` pair that :func:`parse_renames` reads back into this rule."""
@@ -177,14 +183,48 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-_RE_CACHE: dict[str, re.Pattern[str]] = {}
+#: one key is matched by one regex rule in at most this many seconds ...
+MATCH_TIMEOUT = 0.25
+#: ... and the matches of one rule slower than a millisecond add up to at most this many
+SLOW_MATCH_BUDGET = 2.0
 
 
-def _compiled(pattern: str) -> re.Pattern[str]:
-    pat = _RE_CACHE.get(pattern)
-    if pat is None:
-        pat = _RE_CACHE[pattern] = re.compile(pattern)
-    return pat
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> regex.Pattern[str]:
+    """``pattern`` compiled by the ``regex`` package (Python's ``re`` syntax, VERSION0)."""
+    return regex.compile(pattern)
+
+
+def _regex_sub(rule: Rename, key: str) -> str:
+    """``re.sub(rule.old, rule.new, key)``, bounded in time.
+
+    Rule patterns are the user's, keys are the file's: a pattern such as ``(a|aa)+$`` takes
+    exponential time on a crafted key under a backtracking engine. Each match runs under
+    :data:`MATCH_TIMEOUT` (the ``regex`` package's ``timeout=``), and a rule whose slow
+    matches add up to :data:`SLOW_MATCH_BUDGET` is stopped too, so applying one rule to any
+    number of keys is bounded.
+    """
+    spent = rule.__dict__.get("_slow_seconds", 0.0)
+    start = time.perf_counter()
+    try:
+        out: str = _compiled(rule.old).sub(
+            rule.new, key, timeout=max(min(MATCH_TIMEOUT, SLOW_MATCH_BUDGET - spent), 0.001)
+        )
+    except TimeoutError:
+        raise RenameTimeoutError(
+            f"the rename rule {rule.old!r} took too long on the key {key[:200]!r} "
+            f"(over {min(MATCH_TIMEOUT, SLOW_MATCH_BUDGET):g} s on one key, or "
+            f"{SLOW_MATCH_BUDGET:g} s on slow keys in all): its pattern backtracks "
+            "exponentially on keys like this one (nested repetition such as '(a+)+'). Nothing "
+            "was renamed by it; simplify the pattern (e.g. 'a+' for '(a+)+') or use a prefix "
+            "rule.",
+            rule=rule.old,
+            key=key,
+        ) from None
+    elapsed = time.perf_counter() - start
+    if elapsed > 0.001:
+        object.__setattr__(rule, "_slow_seconds", spent + elapsed)
+    return out
 
 
 def _is_leaf_name(name: str) -> bool:
@@ -283,6 +323,14 @@ WRAPPER_PREFIXES: dict[str, str] = {
     "module.": "DataParallel / DistributedDataParallel",
     "_orig_mod.": "torch.compile",
 }
+#: wrapper segments that appear *inside* keys (a wrapped submodule), named for what adds them
+WRAPPER_SEGMENTS: dict[str, tuple[str, str]] = {
+    "_fsdp_wrapped_module.": ("fsdp", "FSDP1, FullyShardedDataParallel"),
+    "_checkpoint_wrapped_module.": ("checkpoint_wrapper", "activation checkpointing"),
+    "_orig_mod.": ("compiled_submodule", "torch.compile on a submodule"),
+    "module.": ("dp_submodule", "DataParallel / DistributedDataParallel on a submodule"),
+}
+_SEGMENT_ALTERNATIVES = 32  # distinct wrapped-module paths one inserting rule may name
 #: what a Lightning checkpoint's ``model.`` prefix is (only said when the file looks Lightning)
 LIGHTNING_ORIGIN = "PyTorch Lightning: the LightningModule's 'model' attribute"
 #: TensorFlow-style leaf names and their PyTorch names (norm layers, BatchNorm statistics)
@@ -498,6 +546,146 @@ def _wrapper_origin(prefix: str) -> tuple[str, str] | None:
     return ("+".join(parts), " + ".join(names)) if parts else None
 
 
+# wrapper segments inside keys ----------------------------------------------------------------
+_STRIP_HEAD = "(?<![^.])(?:"  # a segment at the start of a key or right after a dot
+
+
+def _needle(seg: str) -> str:
+    """What marks ``seg`` in a key.
+
+    The FSDP/checkpoint wrapper names anywhere (no module is called that); ``module.`` and
+    ``_orig_mod.`` only after a dot (at the start they are the whole-model prefixes).
+    """
+    return seg if seg.startswith("_") and seg != "_orig_mod." else "." + seg
+
+
+def _segments_in(keys: Iterable[str]) -> list[str]:
+    """The wrapper segments inside some of ``keys`` (one pass, stops when all are found)."""
+    pending = [(seg, _needle(seg)) for seg in WRAPPER_SEGMENTS]
+    found: set[str] = set()
+    for k in keys:
+        for seg, needle in pending:
+            if needle in k:
+                found.add(seg)
+        if found.issuperset(WRAPPER_SEGMENTS):
+            break
+        if found and len(found) + len(pending) > len(WRAPPER_SEGMENTS):
+            pending = [(s, n) for s, n in pending if s not in found]
+    return [seg for seg in WRAPPER_SEGMENTS if seg in found]
+
+
+def _strip_pattern(segments: Iterable[str]) -> str:
+    return _STRIP_HEAD + "|".join(re.escape(s[:-1]) for s in segments) + r")\."
+
+
+def _split_segments(text: str) -> list[str] | None:
+    """``_orig_mod.module.`` → its wrapper segments in order; None if it is not made of them."""
+    out: list[str] = []
+    while text:
+        seg = next((s for s in WRAPPER_SEGMENTS if text.startswith(s)), None)
+        if seg is None:
+            return None
+        out.append(seg)
+        text = text[len(seg) :]
+    return out
+
+
+def _segment_origin(segments: Iterable[str]) -> tuple[str, str]:
+    """(convention, what adds them) of wrapper segments, e.g. ("fsdp+checkpoint_wrapper", ...)."""
+    named = [WRAPPER_SEGMENTS[s] for s in dict.fromkeys(segments)]
+    return "+".join(c for c, _ in named), " + ".join(w for _, w in named)
+
+
+def segment_rule_origin(rule: Rename) -> tuple[list[str], bool] | None:
+    """(segments, True when the rule inserts them) for a wrapper-segment rule, else None."""
+    if rule.kind != "regex":
+        return None
+    if rule.new == "" and rule.old.startswith(_STRIP_HEAD) and rule.old.endswith(r")\."):
+        names = rule.old[len(_STRIP_HEAD) : -3].replace("\\", "").split("|")
+        segs = [n + "." for n in names]
+        return (segs, False) if all(s in WRAPPER_SEGMENTS for s in segs) else None
+    if rule.old.startswith("^(") and rule.new.startswith("\\1"):
+        inserted = _split_segments(rule.new[2:])
+        return (inserted, True) if inserted else None
+    return None
+
+
+def _parent_pattern(parent: str) -> str:
+    r"""``layers.0.`` → ``layers\.\d+\.``: a module path with its layer numbers generalised."""
+    return r"\.".join(r"\d+" if p.isdigit() else re.escape(p) for p in parent.split("."))
+
+
+def _readable_parents(pattern: str) -> str:
+    r"""``^(encoder\.layers\.\d+\.)`` → ``'encoder.layers.<n>.'`` (for descriptions)."""
+    inner = pattern[2:-1]
+    if inner.startswith("(?:") and inner.endswith(")"):
+        inner = inner[3:-1]
+    parts = [p.replace("\\d+", "<n>").replace("\\", "") for p in inner.split("|")]
+    shown = ", ".join(repr(p) for p in parts[:3])
+    return shown + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
+
+
+def segment_rules(keys: KeySets) -> list[Rename]:
+    """Rules for wrapper segments inside keys (a wrapped *submodule*), both directions.
+
+    FSDP1's ``_fsdp_wrapped_module.``, activation checkpointing's
+    ``_checkpoint_wrapped_module.``, ``_orig_mod.`` of a compiled submodule and ``module.`` of a
+    DataParallel submodule stand in the middle of keys, where no prefix rule reaches. In the
+    checkpoint: one regex removes every such segment wherever it stands (any nesting). In the
+    model: one regex inserts them after the submodule paths that hold them (layer numbers
+    generalised), when every wrapped key has them at one place. One pass over each side.
+    """
+    out: list[Rename] = []
+    in_ckpt = _segments_in(keys.unexpected)
+    if in_ckpt:
+        # segments at the start of a key go too (FSDP also wraps the root)
+        out.append(Rename.regex(_strip_pattern(in_ckpt), ""))
+    in_model = _segments_in(keys.missing)
+    if in_model:
+        rule = _insert_rule(keys, in_model)
+        if rule is not None:
+            out.append(rule)
+    return out
+
+
+def _insert_rule(keys: KeySets, segments: list[str]) -> Rename | None:
+    """One regex inserting wrapper segments after submodule paths, from the missing keys."""
+    strip = re.compile(_strip_pattern(segments))
+    dotted = [_needle(s) for s in segments]
+    votes: dict[str, dict[str, int]] = {}  # inserted text -> parent path -> count
+    for m in keys.missing:
+        if not any(d in m for d in dotted):
+            continue
+        if strip.sub("", m) not in keys.unexpected:
+            continue
+        last = None
+        for last in strip.finditer(m):  # noqa: B007 - the last match is wanted
+            pass
+        if last is None:
+            continue
+        wrapped = m[: last.end()]
+        parent = strip.sub("", wrapped)
+        inserted = wrapped[len(parent) :]
+        if not parent or parent + inserted != wrapped:
+            continue  # segments at more than one place: not one insertion
+        by_parent = votes.setdefault(inserted, {})
+        by_parent[parent] = by_parent.get(parent, 0) + 1
+    if not votes:
+        return None
+    inserted = max(votes, key=lambda t: sum(votes[t].values()))
+    exact = sorted(votes[inserted], key=len, reverse=True)
+    general = sorted({_parent_pattern(p) for p in exact}, key=len, reverse=True)
+    for alternatives in (general, [re.escape(p) for p in exact]):
+        if len(alternatives) > _SEGMENT_ALTERNATIVES:
+            continue
+        body = alternatives[0] if len(alternatives) == 1 else "(?:" + "|".join(alternatives) + ")"
+        rule = Rename.regex(f"^({body})", "\\1" + inserted)
+        result = keys.evaluate(rule)
+        if result is not None and not result[2]:
+            return rule
+    return None
+
+
 def name_rule(rule: Rename, ctx: RuleContext | None = None) -> tuple[str | None, str]:
     """(convention, description) of a rule.
 
@@ -507,6 +695,17 @@ def name_rule(rule: Rename, ctx: RuleContext | None = None) -> tuple[str | None,
     described by what it does.
     """
     ctx = ctx or RuleContext()
+    segments = segment_rule_origin(rule)
+    if segments is not None:
+        segs, inserts = segments
+        convention, origin = _segment_origin(segs)
+        names = ", ".join(repr(s) for s in segs)
+        if inserts:
+            return convention, (
+                f"insert {rule.new[2:]!r} after {_readable_parents(rule.old)} "
+                f"(the model's submodule is wrapped: {origin})"
+            )
+        return convention, f"remove wrapper segment(s) {names} inside keys ({origin})"
     if rule.kind == "leaf":
         if set(rule.leaf_table.items()) <= set(TF_LEAF_NAMES.items()):
             return "tf_names", f"{rule.describe()} (TensorFlow-style names)"
@@ -640,6 +839,9 @@ def _discover(keys: KeySets, ctx: RuleContext, limit: int) -> list[RuleCandidate
                 if narrowed != tf:
                     del found[tf]
                     consider(narrowed)
+    if not complete():
+        for rule in segment_rules(keys):
+            consider(rule)
     if not complete():
         explained = {u for c in found.values() for u, _ in c.pairs}
         targets = {m for c in found.values() for _, m in c.pairs}

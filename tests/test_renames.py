@@ -458,3 +458,155 @@ def test_every_suggested_rule_can_be_applied(keys, prefix, renamed, new_name):
         assert len(set(names)) == len(names), c.rule  # no collision
         paired_after = sum(1 for n in names if n in model)
         assert paired_after == paired_before + c.fixes - c.breaks
+
+
+# ------------------------------------------------------------------ wrapper segments inside keys
+
+
+class WBlock(nn.Module):
+    def __init__(self, d: int = 6) -> None:
+        super().__init__()
+        self.attn = nn.Linear(d, d)
+        self.norm = nn.BatchNorm1d(d)
+
+
+class WNet(nn.Module):
+    """Embedding, four wrappable blocks, a head."""
+
+    def __init__(self, n: int = 4, d: int = 6) -> None:
+        super().__init__()
+        self.embed = nn.Linear(d, d)
+        self.layers = nn.ModuleList(WBlock(d) for _ in range(n))
+        self.head = nn.Linear(d, 2)
+
+
+def _named_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers under the names torch gives them (what a checkpoint saved from
+    ``named_parameters()`` / a DCP model dict of a wrapped model holds)."""
+    return {k: v.detach().clone() for k, v in [*model.named_parameters(), *model.named_buffers()]}
+
+
+def _checkpoint_wrapped(model: WNet) -> WNet:
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    for i, block in enumerate(model.layers):
+        model.layers[i] = checkpoint_wrapper(block)
+    return model
+
+
+def _assert_one_rule_pairs_all(cmp, convention: str, *words: str) -> Rename:
+    best = cmp.prefix_suggestions()[0]
+    affected = cmp.summary().get("unexpected", 0)
+    assert affected and best.fixes == affected, best
+    assert best.convention == convention, best
+    for w in words:
+        assert w in best.reason, best.reason
+    fixed = cmp.with_renames(best.rule)
+    assert fixed.loads_cleanly, fixed.summary()
+    return best.rule
+
+
+def test_checkpoint_wrapper_segments_stripped_by_one_named_rule():
+    wrapped = _checkpoint_wrapped(WNet())
+    sd = _named_state(wrapped)
+    assert "layers.2._checkpoint_wrapped_module.attn.weight" in sd
+    rule = _assert_one_rule_pairs_all(
+        sdw.compare(WNet(), sd), "checkpoint_wrapper", "'_checkpoint_wrapped_module.'"
+    )
+    assert rule.kind == "regex"
+    # the rule survives the round trip through the CLI/codegen spec and exported code
+    assert parse_renames([rule.to_spec()]) == (rule,)
+    k = "layers.3._checkpoint_wrapped_module.norm.running_mean"
+    assert eval(rule.to_code("k"), {"re": re, "k": k}) == "layers.3.norm.running_mean"
+    # torch's own checkpoint_wrapper strips the segment from state_dict(): clean both ways
+    assert sdw.compare(wrapped, WNet().state_dict()).loads_cleanly
+    assert sdw.compare(WNet(), wrapped.state_dict()).loads_cleanly
+
+
+@pytest.fixture
+def one_rank_group():
+    import os
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_fsdp_and_checkpoint_wrapper_segments_together(one_rank_group):
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    model = _checkpoint_wrapped(WNet())
+    for i, block in enumerate(model.layers):
+        model.layers[i] = FSDP(block, device_id=torch.device("cpu"), use_orig_params=True)
+    fsdp = FSDP(model, device_id=torch.device("cpu"), use_orig_params=True)
+    sd = _named_state(fsdp)
+    key = (
+        "_fsdp_wrapped_module.layers.1._fsdp_wrapped_module._checkpoint_wrapped_module.attn.weight"
+    )
+    assert key in sd
+    rule = _assert_one_rule_pairs_all(
+        sdw.compare(WNet(), sd), "fsdp+checkpoint_wrapper", "FSDP1", "activation checkpointing"
+    )
+    assert rule(key) == "layers.1.attn.weight"
+    # FSDP only: the same rule kind, named for FSDP alone
+    plain = WNet()
+    for i, block in enumerate(plain.layers):
+        plain.layers[i] = FSDP(block, device_id=torch.device("cpu"), use_orig_params=True)
+    sd = _named_state(plain)
+    assert "layers.0._fsdp_wrapped_module.norm.running_var" in sd
+    _assert_one_rule_pairs_all(sdw.compare(WNet(), sd), "fsdp", "FSDP1")
+
+
+def test_compiled_submodule_both_directions():
+    compiled = WNet()
+    compiled.layers[1] = torch.compile(compiled.layers[1])  # lazy: nothing is compiled here
+    sd = compiled.state_dict()
+    assert "layers.1._orig_mod.attn.weight" in sd
+    _assert_one_rule_pairs_all(sdw.compare(WNet(), sd), "compiled_submodule", "torch.compile")
+    # a plain checkpoint into the model with the compiled submodule: the rule inserts it,
+    # only where the model holds it (layers 0, 2 and 3 pair already and stay paired)
+    cmp = sdw.compare(compiled, WNet().state_dict())
+    rule = _assert_one_rule_pairs_all(cmp, "compiled_submodule", "insert '_orig_mod.'")
+    assert rule("layers.1.attn.bias") == "layers.1._orig_mod.attn.bias"
+    assert rule("layers.2.attn.bias") == "layers.2.attn.bias"
+
+
+def test_dataparallel_submodules_both_directions():
+    model = WNet()
+    for i, block in enumerate(model.layers):
+        model.layers[i] = nn.DataParallel(block)  # CPU: a plain wrapper
+    sd = model.state_dict()
+    assert "layers.3.module.norm.num_batches_tracked" in sd
+    _assert_one_rule_pairs_all(sdw.compare(WNet(), sd), "dp_submodule", "DataParallel")
+    cmp = sdw.compare(model, WNet().state_dict())
+    rule = _assert_one_rule_pairs_all(cmp, "dp_submodule", "'layers.<n>.'")
+    assert rule == Rename.regex(r"^(layers\.\d+\.)", r"\1module.")
+
+
+def test_segment_named_module_that_is_not_a_wrapper_is_not_stripped():
+    class Holder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = nn.Linear(3, 3)  # a real submodule called 'module'
+            self.extra = nn.Linear(3, 3)
+
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = Holder()
+
+    sd = {"enc.module.weight": torch.zeros(3, 3), "enc.module.bias": torch.zeros(3)}
+    sd |= {"enc.other.weight": torch.zeros(3, 3)}
+    cmp = sdw.compare(Outer(), sd)
+    # stripping '.module.' would unpair enc.module.* (pair now) and pair nothing
+    assert not any(s.convention == "dp_submodule" for s in cmp.prefix_suggestions())
