@@ -26,6 +26,7 @@ from .errors import (
 from .load import LoadReport, partial_load
 from .plan import LoadPlan
 from .renames import Rename
+from .values import ValueComparison, compare_values
 
 if TYPE_CHECKING:
     from .widgets import Explorer
@@ -49,8 +50,10 @@ __all__ = [
     "UndoError",
     "UnreadableCheckpointError",
     "UnsafeCheckpointError",
+    "ValueComparison",
     "__version__",
     "compare",
+    "compare_values",
     "open_checkpoint",
     "partial_load",
 ]

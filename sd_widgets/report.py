@@ -286,6 +286,43 @@ class LoadReport:
             out.setdefault(key, []).append(f"tied to {other}")
         return out
 
+    def did_it_load(self) -> str:
+        """One line: does the model now hold the checkpoint's values, key by key.
+
+        Reads the model and the checkpoint again (:func:`sd_widgets.compare_values`, streamed)
+        and checks every loaded tensor against its checkpoint tensor (a cast: the same float64
+        values; adapted tensors are not compared); the model's other tensors kept their own
+        values, and the line says how many of them differ from the checkpoint.
+        """
+        from .values import ValueComparison
+
+        self._require_applied("the loaded values")
+        cmp = self.plan.comparison
+        vc = ValueComparison(cmp, self.model, cmp.checkpoint)
+        loaded = set(self.loaded)
+        compared = [k for k in self.loaded if k not in self.adapted and k in vc.comparison]
+        wrong = [k for k in compared if not vc[k].equal and k not in self.transformed]
+        kept = [
+            r.key
+            for r in vc
+            if r.a_key is not None and r.key not in loaded and r.key not in self.tied
+        ]
+        kept_differ = [k for k in kept if not vc[k].equal]
+        differ = (
+            f"; {len(kept_differ):,} other model tensor{'s' if len(kept_differ) != 1 else ''} "
+            f"kept {'their' if len(kept_differ) != 1 else 'its'} own values "
+            f"({_first(kept_differ)})"
+            if kept_differ
+            else ""
+        )
+        if wrong:
+            return (
+                f"NO: {len(wrong):,} of {len(compared):,} loaded tensors differ from the "
+                f"checkpoint ({_first(wrong)}){differ}."
+            )
+        extra = f", {len(self.adapted):,} adapted (not compared)" if self.adapted else ""
+        return f"Yes: all {len(compared):,} loaded tensors equal the checkpoint{extra}{differ}."
+
     def plot_bn(self, module: str | None = None) -> Figure:
         """Running mean and variance of a BatchNorm ``module`` (default: the first), before/after."""
         from .plots import bn_running_stats
@@ -321,3 +358,8 @@ class LoadReport:
                 self.undone = True
         if bad:
             raise UndoError(f"undo could not restore {bad[:3]} exactly")
+
+def _first(keys: list[str], n: int = 3) -> str:
+    """``"a, b, c and 4 more"``: the first keys of a list (names escaped as repr)."""
+    shown = ", ".join(ascii(k)[1:-1] for k in keys[:n])
+    return shown + (f" and {len(keys) - n:,} more" if len(keys) > n else "")

@@ -174,7 +174,13 @@ def test_no_import_cycles():
 
 
 # the pipeline, left to right: a stage never imports a stage to its right
-PIPELINE = ["sd_widgets.checkpoint", "sd_widgets.compare", "sd_widgets.plan", "sd_widgets.load"]
+PIPELINE = [
+    "sd_widgets.checkpoint",
+    "sd_widgets.compare",
+    "sd_widgets.values",
+    "sd_widgets.plan",
+    "sd_widgets.load",
+]
 #: lazy imports of a later stage that are one-line conveniences, on purpose
 CONVENIENCES = {("sd_widgets.compare", "sd_widgets.plan"): {"Comparison.plan", "Comparison.select"}}
 

@@ -111,9 +111,14 @@ class Checkpoint(Mapping[str, TensorInfo]):
         source: CheckpointSource,
         metadata: Mapping[str, Any] | None = None,
         stamps: Sequence[FileStamp] = (),
+        row_reader: Callable[[str, int, int], torch.Tensor] | None = None,
     ) -> None:
         self._infos = _mark_tied(dict(infos))
         self._loader = loader
+        #: (key, start, stop) → rows ``start:stop`` of the key's first dimension, reading only
+        #: those bytes (safetensors); None where a tensor costs nothing to read whole (memory,
+        #: memory-mapped torch files)
+        self._row_reader = row_reader
         self.source = source
         #: the files read, as they were when opened; checked before every read of tensors
         self.stamps: tuple[FileStamp, ...] = tuple(stamps)
@@ -161,7 +166,26 @@ class Checkpoint(Mapping[str, TensorInfo]):
                 raise KeyError(_unknown_key_message(k, self._infos))
         return self._read(keys) if keys else {}
 
-    def _read(self, keys: Sequence[str]) -> dict[str, torch.Tensor]:
+    def read_rows(self, key: str, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of the first dimension of one tensor (a 0-d tensor: all of it).
+
+        Reads only those bytes where the format allows it (safetensors); elsewhere the tensor
+        is in memory or memory-mapped already and this is a view of it. What streamed readers
+        (:func:`sd_widgets.compare_values`) use to keep memory bounded.
+        """
+        if key not in self._infos:
+            raise KeyError(_unknown_key_message(key, self._infos))
+        if self._row_reader is None or not self._infos[key].shape:
+            t = self._read([key])[key]
+            return t if t.dim() == 0 else t[start:stop]
+        reader = self._row_reader
+        return self._read([key], lambda _keys: {key: reader(key, start, stop)})[key]
+
+    def _read(
+        self,
+        keys: Sequence[str],
+        load: Callable[[Sequence[str]], dict[str, torch.Tensor]] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Call the loader, with failures as typed errors naming the key.
 
         A file changed, truncated or removed since it was opened gives an
@@ -174,7 +198,7 @@ class Checkpoint(Mapping[str, TensorInfo]):
         more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
         verify_stamps(self.stamps, f"reading {keys[0]!r}{more} from {self.source.describe()}")
         try:
-            return self._loader(keys)
+            return (load or self._loader)(keys)
         except (UnreadableCheckpointError, MemoryError):
             raise
         except BaseException as exc:

@@ -29,7 +29,12 @@ from .paths import (
     read_regular,
     sniff,
 )
-from .safetensors import device_str, read_safetensors_header, safetensors_loader
+from .safetensors import (
+    device_str,
+    read_safetensors_header,
+    safetensors_loader,
+    safetensors_row_reader,
+)
 from .torchfile import torch_load
 from .unpickle import trust_fields
 
@@ -170,8 +175,10 @@ def open_index(
         }
     if not infos:
         raise NotAStateDictError(f"{path} has an empty weight_map: no tensors.")
+    row_reader = None
     if is_safetensors:
         loader = safetensors_loader(files, device_str(map_location))
+        row_reader = safetensors_row_reader(files, device_str(map_location))
     else:
         st_files = {k: f for k, f in files.items() if weight_map[k] not in shard_tensors}
         st_loader = safetensors_loader(st_files, device_str(map_location))
@@ -183,4 +190,4 @@ def open_index(
                     out[k] = shard_tensors[weight_map[k]][k]
             return out
 
-    return Checkpoint(infos, loader, source, stamps=stamps)
+    return Checkpoint(infos, loader, source, stamps=stamps, row_reader=row_reader)

@@ -27,6 +27,7 @@ __all__ = [
     "open_safetensors",
     "read_safetensors_header",
     "safetensors_loader",
+    "safetensors_row_reader",
 ]
 
 SAFETENSORS_DTYPES = {
@@ -177,6 +178,27 @@ def safetensors_loader(
     return load
 
 
+def safetensors_row_reader(
+    files: Mapping[str, str], device: str
+) -> Callable[[str, int, int], torch.Tensor] | None:
+    """Reader of rows ``start:stop`` (first dimension) of one key: only those bytes are read.
+
+    None on the meta device (there is nothing to read there).
+    """
+    from safetensors import safe_open
+
+    if torch.device(device).type == "meta":
+        return None
+
+    def read_rows(key: str, start: int, stop: int) -> torch.Tensor:
+        fname = files[key]
+        check_path(fname)
+        with safe_open(fname, framework="pt", device=device) as f:
+            return f.get_slice(key)[start:stop]
+
+    return read_rows
+
+
 def device_str(map_location: Any) -> str:
     """The device safetensors reads to; an unusable one is refused when the file is opened."""
     from .torchfile import _no_cuda_message
@@ -204,6 +226,11 @@ def open_safetensors(path: Path, map_location: Any) -> Checkpoint:
     if meta:
         source.other_entries = {f"__metadata__.{k}": _type_summary(v) for k, v in meta.items()}
     files = dict.fromkeys(infos, str(path))
+    device = device_str(map_location)
     return Checkpoint(
-        infos, safetensors_loader(files, device_str(map_location)), source, stamps=(stamp,)
+        infos,
+        safetensors_loader(files, device),
+        source,
+        stamps=(stamp,),
+        row_reader=safetensors_row_reader(files, device),
     )

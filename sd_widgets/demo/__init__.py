@@ -47,7 +47,7 @@ from .models import (
     non_persistent_buffer_model,
     tied_model,
 )
-from .training import pretrained, synthetic_data
+from .training import fine_tune, pretrained, synthetic_data
 from .variants import (
     LIGHTNING_VERSION,
     NESTED_VARIANTS,
@@ -71,6 +71,7 @@ __all__ = [
     "SmallCNN",
     "TiedLM",
     "describe",
+    "fine_tune",
     "make_model",
     "non_persistent_buffer_model",
     "pretrained",

@@ -15,7 +15,7 @@ from torch import nn
 
 from .models import MODELS, make_model
 
-__all__ = ["pretrained", "synthetic_data"]
+__all__ = ["fine_tune", "pretrained", "synthetic_data"]
 
 _IMAGE_SIZE = 16
 _TRAIN_STEPS = 30
@@ -208,6 +208,59 @@ def pretrained(name: str = "cnn", seed: int = 0, **kw: Any) -> nn.Module:
     trained = _trained(name, seed, **kw)
     model = make_model(name, seed=seed, **kw)
     model.load_state_dict(trained.state_dict)
+    return model.eval()
+
+
+def fine_tune(
+    model: nn.Module,
+    *,
+    freeze: str | None = "backbone",
+    steps: int = 10,
+    seed: int = 1,
+    shift: float = 0.5,
+    train_mode: bool = True,
+) -> nn.Module:
+    """Fine-tune a demo CNN in place: plain SGD on the head, the ``freeze`` submodule "frozen".
+
+    "Frozen" the usual way: ``requires_grad_(False)`` on the ``freeze`` submodule's parameters.
+    With ``train_mode=True`` (what a training loop does) the model runs in ``train()`` mode,
+    so every BatchNorm inside the frozen part still updates its running statistics on the new
+    data (``shift`` moves its mean and spread); ``train_mode=False`` keeps the frozen part in
+    ``eval()`` mode, which truly freezes it. Deterministic for a given ``seed``; the model is
+    returned in ``eval()`` mode.
+
+    Args:
+        model: a demo CNN (``sd_widgets.demo.pretrained("cnn")``) or any model whose input is
+            a batch of 3x16x16 images and whose output has one logit per class.
+        freeze: the submodule to freeze (None: train everything).
+        steps: SGD steps (batch 64, lr 0.05).
+        seed: seed of the fine-tuning data.
+        shift: distribution shift of the fine-tuning data (see :func:`synthetic_data`).
+        train_mode: run the frozen part in ``train()`` mode, as a plain training loop does.
+    """
+    frozen = model.get_submodule(freeze) if freeze else None
+    if frozen is not None:
+        frozen.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    x, y = synthetic_data(n=4 * _BATCH, seed=seed, shift=shift)
+    with torch.no_grad():
+        n_out = model(x[:1]).shape[-1]
+    y = y % n_out
+    gen = torch.Generator().manual_seed(seed + 104729)
+    model.train()
+    if frozen is not None and not train_mode:
+        frozen.eval()
+    with _one_thread(), torch.inference_mode(False), torch.enable_grad():
+        for _ in range(steps):
+            idx = torch.randperm(x.shape[0], generator=gen)[:_BATCH]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            for p in params:
+                p.grad = None
+            loss.backward()
+            with torch.no_grad():
+                for p in params:
+                    assert p.grad is not None
+                    p.add_(p.grad, alpha=-_LR)
     return model.eval()
 
 

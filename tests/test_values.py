@@ -1,0 +1,346 @@
+"""compare_values(): value-level comparison, checked against independent float64 computations on
+real models (a fine-tuned CNN with a "frozen" backbone, a small fine-tuned BERT from files),
+streamed reads (chunks only, never a whole large tensor from a safetensors file), the edge cases
+of the contract (NaN, -0.0, all zeros, casts, renames, one-sided keys) and "did it load?"."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import sd_widgets as sdw
+import sd_widgets.values as V
+from sd_widgets import demo
+from sd_widgets.checkpoint import Checkpoint
+
+
+def reference(a: torch.Tensor, b: torch.Tensor) -> dict[str, float | bool]:
+    """The contract, computed independently with numpy in float64."""
+    x = a.detach().to(torch.float64).numpy().ravel()
+    y = b.detach().to(torch.float64).numpy().ravel()
+    if a.dtype == b.dtype:
+        equal = a.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() == (
+            b.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        )
+    else:
+        equal = bool(np.all((x == y) | (np.isnan(x) & np.isnan(y))))
+    d = y - x
+    na, nb = float(np.sqrt(np.sum(x * x))), float(np.sqrt(np.sum(y * y)))
+    if equal:
+        rel = 0.0
+    elif na == 0:
+        rel = math.inf if np.any(d != 0) else 0.0
+    else:
+        rel = float(np.sqrt(np.sum(d * d)) / na)
+    cos = float(np.dot(x, y) / (na * nb)) if na > 0 and nb > 0 else math.nan
+    return {
+        "equal": equal,
+        "max_abs_diff": 0.0 if equal else float(np.max(np.abs(d))) if d.size else 0.0,
+        "rel_l2_change": rel,
+        "cosine": cos,
+    }
+
+
+def check_against_reference(
+    frame: pd.DataFrame, a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], keys
+) -> None:
+    rows = frame.set_index("key")
+    for k in keys:
+        want = reference(a[k], b[k])
+        got = rows.loc[k]
+        assert bool(got["equal"]) == want["equal"], k
+        for col in ("max_abs_diff", "rel_l2_change", "cosine"):
+            w, g = want[col], float(got[col])
+            if math.isnan(w):
+                assert math.isnan(g), (k, col, g)
+            elif math.isinf(w):
+                assert g == w, (k, col, g)
+            else:
+                assert g == pytest.approx(w, rel=1e-9, abs=1e-12), (k, col, g, w)
+
+
+# ---------------------------------------------------------------------------- a fine-tuned CNN
+
+
+@pytest.fixture(scope="module")
+def cnn_pair() -> tuple[nn.Module, nn.Module]:
+    base = demo.pretrained("cnn")
+    tuned = demo.fine_tune(demo.pretrained("cnn"), freeze="backbone", steps=5)
+    return base, tuned
+
+
+def test_frozen_backbone_bn_statistics_change_and_nothing_else(cnn_pair):
+    base, tuned = cnn_pair
+    vc = sdw.compare_values(base, tuned)
+    frame = vc.to_frame()
+    assert list(frame.columns[:6]) == [
+        "key",
+        "status",
+        "equal",
+        "max_abs_diff",
+        "rel_l2_change",
+        "cosine",
+    ]
+    for col in ("max_abs_diff", "rel_l2_change", "cosine"):
+        assert frame[col].dtype == np.float64
+    a, b = base.state_dict(), tuned.state_dict()
+    check_against_reference(frame, a, b, list(a))
+    rows = frame.set_index("key")
+    backbone_params = [k for k, _ in base.backbone.named_parameters(prefix="backbone")]
+    assert backbone_params and all(rows.loc[k, "equal"] for k in backbone_params)
+    bn_stats = [k for k in a if k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(not rows.loc[k, "equal"] for k in bn_stats)
+    assert not rows.loc["classifier.weight", "equal"]
+    assert vc.summary()["identical"] == len(backbone_params)
+    assert vc.summary()["changed"] == len(a) - len(backbone_params)
+    callouts = vc.frozen_bn_changes()
+    assert list(callouts) == ["backbone"]
+    assert "6 BatchNorm layers changed" in callouts["backbone"]
+    mods = vc.by_module().set_index("module")
+    assert mods.loc["backbone", "tensors"] == 6 * 5 + 6  # 6 convs, 6 BN x 5 entries
+    assert mods.loc["backbone.stem.conv", "text"] == "backbone.stem.conv: 0 of 1 tensor changed"
+    assert mods.loc["classifier", "changed"] == 2
+
+
+def test_truly_frozen_in_eval_mode_changes_only_the_head():
+    base = demo.pretrained("cnn")
+    tuned = demo.fine_tune(demo.pretrained("cnn"), steps=3, train_mode=False)
+    vc = sdw.compare_values(base, tuned)
+    changed = {r.key for r in vc if r.changed}
+    assert changed == {"classifier.weight", "classifier.bias"}
+    assert vc.frozen_bn_changes() == {}
+    assert vc.by_module().set_index("module").loc["backbone", "changed"] == 0
+
+
+def test_files_in_every_format_give_the_same_rows(cnn_pair, tmp_path):
+    base, tuned = cnn_pair
+    by_key = "key"
+    expected = sdw.compare_values(base, tuned).to_frame().sort_values(by_key, ignore_index=True)
+    for fmt, name in (("torch", "m.pt"), ("safetensors", "m.safetensors")):
+        pa = demo.save(base.state_dict(), tmp_path / f"a-{name}", format=fmt)
+        pb = demo.save(tuned.state_dict(), tmp_path / f"b-{name}", format=fmt)
+        got = sdw.compare_values(pa, pb).to_frame().sort_values(by_key, ignore_index=True)
+        pd.testing.assert_frame_equal(got, expected)
+
+
+# ------------------------------------------------------------------------------- a small BERT
+
+
+@pytest.fixture(scope="module")
+def bert_files(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    from realworld import bert_config, build
+
+    root = tmp_path_factory.mktemp("bert")
+    base = build(transformers.BertModel, bert_config(), seed=0)
+    base.save_pretrained(root / "base")
+    tuned = transformers.BertForSequenceClassification.from_pretrained(root / "base", num_labels=3)
+    tuned.bert.encoder.layer[0].requires_grad_(False)
+    opt = torch.optim.SGD([p for p in tuned.parameters() if p.requires_grad], lr=0.1)
+    gen = torch.Generator().manual_seed(0)
+    tuned.train()
+    for _ in range(2):
+        ids = torch.randint(0, 120, (4, 12), generator=gen)
+        loss = tuned(input_ids=ids, labels=torch.tensor([0, 1, 2, 0])).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tuned.save_pretrained(root / "tuned")
+    return root / "base" / "model.safetensors", root / "tuned" / "model.safetensors"
+
+
+def test_fine_tuned_bert_from_safetensors_against_numpy(bert_files, monkeypatch):
+    a_path, b_path = bert_files
+    a, b = load_file(a_path), load_file(b_path)
+    renamed = {k.removeprefix("bert."): k for k in b}
+    vc = sdw.compare_values(a_path, b_path, renames={"bert.": ""})
+    frame = vc.to_frame()
+    both = [k for k in a if k in renamed]
+    assert len(both) == len(a)  # every base key pairs up with a renamed tuned key
+    check_against_reference(frame, a, {k: b[renamed[k]] for k in both}, both)
+    rows = frame.set_index("key")
+    assert rows.loc["classifier.weight", "status"] == "unexpected"
+    assert rows.loc["classifier.weight", "change"] == "not_compared"
+    frozen = [k for k in both if k.startswith("encoder.layer.0.")]
+    assert frozen and all(rows.loc[k, "equal"] for k in frozen)
+    assert not rows.loc["encoder.layer.1.output.dense.weight", "equal"]
+    # the same numbers when every tensor is streamed in tiny blocks and chunks
+    monkeypatch.setattr(V, "SMALL_BYTES", 0)
+    monkeypatch.setattr(V, "READ_ELEMENTS", 1000)
+    monkeypatch.setattr(V, "CHUNK_ELEMENTS", 96)
+    streamed = sdw.compare_values(a_path, b_path, renames={"bert.": ""}).to_frame()
+    check_against_reference(streamed, a, {k: b[renamed[k]] for k in both}, both)
+
+
+def test_large_tensors_are_read_in_row_blocks_only(bert_files, monkeypatch):
+    """Never a whole large tensor from a safetensors file: only blocks of rows."""
+    a_path, b_path = bert_files
+    monkeypatch.setattr(V, "SMALL_BYTES", 0)
+    monkeypatch.setattr(V, "READ_ELEMENTS", 2000)
+    blocks: list[int] = []
+    real_rows = Checkpoint.read_rows
+
+    def counting_rows(self, key, start, stop):
+        t = real_rows(self, key, start, stop)
+        blocks.append(t.numel())
+        return t
+
+    def no_whole_tensors(self, keys):
+        keys = list(keys)
+        assert all(not self[k].shape for k in keys), f"whole tensors read: {keys[:3]}"
+        return Checkpoint._read(self, keys)
+
+    monkeypatch.setattr(Checkpoint, "read_rows", counting_rows)
+    monkeypatch.setattr(Checkpoint, "tensors", no_whole_tensors)
+    vc = sdw.compare_values(a_path, b_path, renames={"bert.": ""})
+    assert vc.summary()["changed"] > 0
+    assert blocks and max(blocks) <= 2000 + 32 * 48  # a block is at most one row over
+    word = load_file(a_path)["embeddings.word_embeddings.weight"]
+    assert sum(blocks) >= 2 * sum(t.numel() for t in load_file(a_path).values()) - 2 * 16
+    assert word.numel() > 2000
+
+
+# ------------------------------------------------------------------------------- edge cases
+
+
+def test_the_contract_edge_cases():
+    nan = float("nan")
+    a = {
+        "same": torch.tensor([1.0, 2.0, 3.0]),
+        "same_nan": torch.tensor([1.0, nan, 3.0]),
+        "nan_appeared": torch.tensor([1.0, 2.0, 3.0]),
+        "from_zero": torch.zeros(4),
+        "still_zero": torch.zeros(4),
+        "neg_zero": torch.tensor([0.0, 1.0]),
+        "cast_exact": torch.tensor([0.5, -2.25], dtype=torch.float32),
+        "cast_lossy": torch.tensor([0.1, 1 / 3], dtype=torch.float32),
+        "tiny": torch.full((1000,), 1.0),
+        "ints": torch.tensor([1, 2, 3]),
+        "empty": torch.zeros(0),
+        "scalar": torch.tensor(3.0),
+        "resized": torch.zeros(3),
+        "only_a": torch.ones(2),
+        "bf16": torch.tensor([1.0, 2.0], dtype=torch.bfloat16),
+    }
+    b = {
+        "same": torch.tensor([1.0, 2.0, 3.0]),
+        "same_nan": torch.tensor([1.0, nan, 3.0]),
+        "nan_appeared": torch.tensor([1.0, nan, 3.0]),
+        "from_zero": torch.tensor([0.0, 0.5, 0.0, 0.0]),
+        "still_zero": torch.zeros(4),
+        "neg_zero": torch.tensor([-0.0, 1.0]),
+        "cast_exact": torch.tensor([0.5, -2.25], dtype=torch.float16),
+        "cast_lossy": torch.tensor([0.1, 1 / 3], dtype=torch.float16),
+        "tiny": torch.full((1000,), 1.0).index_fill_(0, torch.tensor([7]), 1.0001),
+        "ints": torch.tensor([1, 2, 4]),
+        "empty": torch.zeros(0),
+        "scalar": torch.tensor(-3.0),
+        "resized": torch.zeros(4),
+        "only_b": torch.ones(2),
+        "bf16": torch.tensor([1.0, 2.0], dtype=torch.bfloat16),
+    }
+    vc = sdw.compare_values(a, b)
+    rows = {r.key: r for r in vc}
+    common = [k for k in a if k in b and a[k].shape == b[k].shape]
+    check_against_reference(vc.to_frame(), a, b, common)
+    assert rows["same_nan"].equal and rows["same_nan"].change == "identical"
+    assert rows["nan_appeared"].change == "nan_appeared" and rows["nan_appeared"].b_nan == 1
+    assert rows["from_zero"].rel_l2_change == math.inf and rows["from_zero"].change == "from_zero"
+    assert rows["still_zero"].equal and rows["still_zero"].rel_l2_change == 0.0
+    # -0.0 and 0.0: different bytes, equal values
+    assert not rows["neg_zero"].equal and rows["neg_zero"].rel_l2_change == 0.0
+    assert rows["cast_exact"].status == "dtype_mismatch" and rows["cast_exact"].equal
+    assert not rows["cast_lossy"].equal and rows["cast_lossy"].change == "tiny"
+    assert rows["tiny"].change == "tiny" and rows["ints"].change == "large"
+    assert rows["empty"].equal and rows["scalar"].cosine == pytest.approx(-1.0)
+    assert rows["bf16"].equal
+    for k, status in (("resized", "shape_mismatch"), ("only_a", "missing"), ("only_b", None)):
+        r = rows[k]
+        assert r.change == "not_compared" and not r.equal and math.isnan(r.rel_l2_change)
+        if status:
+            assert r.status == status
+    assert rows["only_b"].status == "unexpected"
+    assert not vc.keys_match and not vc.identical
+    s = vc.summary()
+    assert s["not_compared"] == 3 and s["nan_appeared"] == 1 and s["from_zero"] == 1
+    assert [r.key for r in vc.most_changed(2)] == ["nan_appeared", "from_zero"]
+    json_row = rows["from_zero"].to_json()
+    assert json_row["rel_l2_change"] is None and json_row["rel_l2_change_text"] == "inf"
+
+
+def test_identical_checkpoints_and_renames(tmp_path):
+    sd = demo.pretrained("cnn").state_dict()
+    path = demo.save(sd, tmp_path / "a.safetensors", format="safetensors")
+    vc = sdw.compare_values(path, path)
+    assert vc.identical and vc.keys_match
+    assert vc.summary() == {"identical": len(sd), "changed": 0, "not_compared": 0}
+    ddp = {f"module.{k}": v for k, v in sd.items()}
+    vc = sdw.compare_values(sd, ddp, renames={"module.": ""})
+    assert vc.identical
+    assert {r.b_key for r in vc} == set(ddp)
+
+
+def test_a_meta_model_has_no_values_to_compare():
+    with torch.device("meta"):
+        model = demo.make_model("cnn")
+    vc = sdw.compare_values(model, demo.pretrained("cnn").state_dict())
+    assert {r.change for r in vc} == {"not_compared"}
+
+
+# ------------------------------------------------------------------------------ did it load?
+
+
+def test_did_it_load_after_a_partial_load():
+    model = demo.target_model("new_head")
+    ckpt = demo.variant("new_head")
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    cmp = sdw.compare(model, ckpt)
+    report = sdw.partial_load(model, cmp.plan(include=[r.key for r in cmp if r.loadable]))
+    vc = sdw.compare_values(model, ckpt)
+    loaded = set(report.loaded)
+    assert all(r.equal for r in vc if r.key in loaded)
+    # everything else still holds its initial values
+    for r in vc:
+        if r.key not in loaded:
+            assert torch.equal(model.state_dict()[r.key], fresh[r.key])
+    line = report.did_it_load()
+    assert line.startswith(f"Yes: all {len(loaded)} loaded tensors equal the checkpoint")
+    assert "2 other model tensors kept their own values" in line
+    assert "classifier.weight" in line and "\n" not in line
+
+
+def test_did_it_load_says_no_when_the_model_changed_after_the_load():
+    model = demo.target_model("identical")
+    ckpt = demo.variant("identical")
+    report = sdw.partial_load(model, sdw.compare(model, ckpt).plan())
+    with torch.no_grad():
+        model.backbone.stem.conv.weight.add_(1.0)
+    line = report.did_it_load()
+    assert line.startswith("NO: 1 of 38 loaded tensors differ from the checkpoint")
+    assert "backbone.stem.conv.weight" in line
+
+
+def test_unreadable_inputs_raise_typed_errors(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......")
+    with pytest.raises(sdw.CheckpointError):
+        sdw.compare_values(bad, {"a": torch.ones(1)})
+
+
+def test_save_file_roundtrip_keeps_rows(tmp_path):
+    """A checkpoint truncated after opening gives a typed error, not a crash."""
+    sd = {"w": torch.randn(3000, 100)}
+    path = tmp_path / "w.safetensors"
+    save_file(sd, path)
+    vc = sdw.compare_values(path, sd)
+    with open(path, "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(sdw.CheckpointError):
+        vc.rows  # noqa: B018
