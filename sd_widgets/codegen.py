@@ -21,12 +21,15 @@ import ast
 import builtins
 import inspect
 import keyword
+import math
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .adapters import get_adapter
+from .adapters import ADAPTERS, get_adapter
+from .checkpoint import split_entry
+from .lora import merge_lora
 from .metadata import ASSIGN_FLAG
 from .statuses import SourceKind
 
@@ -57,6 +60,10 @@ class LoadSpec:
     keys: tuple[tuple[str, str], ...] = ()
     #: (model key, adapter name)
     adapters: tuple[tuple[str, str], ...] = ()
+    #: (model key, what its adapter does to it): our own words and numbers, never file text
+    adapter_notes: tuple[tuple[str, str], ...] = ()
+    #: LoRA merges: (model key, lora_A key, lora_B key, scale, fan_in_fan_out), model order
+    lora: tuple[tuple[str, str, str, float, bool], ...] = ()
     #: BatchNorm modules whose running statistics are reset after loading
     bn_reset: tuple[str, ...] = ()
     #: (key, reason) of every selected key that is not loaded
@@ -111,6 +118,8 @@ def _lit(value: Any) -> str:
         return ascii(value)
     if value is None or isinstance(value, (bool, int)):
         return repr(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)  # the shortest text that reads back as exactly this float
     if isinstance(value, tuple):
         inner = ", ".join(_lit(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
@@ -140,6 +149,43 @@ def _source_without_docstring(fn: Any) -> str:
     for arg in node.args.args:
         arg.annotation = None
     return ast.unparse(tree) + "\n"
+
+
+def _comment_text(text: str) -> str:
+    """Our own prose (adapter descriptions: fixed words and numbers) as one comment line.
+
+    Never called with a string from a file: keys and reasons go through :func:`_lit`. Anything
+    outside printable ASCII is replaced all the same, so a comment can never end early.
+    """
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+
+
+def _note(text: str | None) -> str:
+    return f"  # {_comment_text(text)}" if text else ""
+
+
+def _adapter_functions(names: Iterable[str]) -> list[str]:
+    """The source of each adapter function ``names`` use, once, under a comment on what it does."""
+    out: dict[str, str] = {}
+    for name in names:
+        adapter = ADAPTERS[get_adapter(name).name.partition(":")[0]]
+        fn_name = adapter.fn.__name__
+        if fn_name not in out:
+            out[fn_name] = (
+                f"# adapter {adapter.name!r}: {_comment_text(adapter.description)}\n"
+                + _source_without_docstring(adapter.fn)
+            )
+    return list(out.values())
+
+
+def _adapter_call(name: str) -> str:
+    """The exported expression for adapter ``name``: its function, with its options bound."""
+    adapter = get_adapter(name)
+    fn_name = adapter.fn.__name__
+    if adapter.options == ADAPTERS[name.partition(":")[0]].options:
+        return fn_name
+    bound = ", ".join(f"{k}={int(v)!r}" for k, v in adapter.options)
+    return f"functools.partial({fn_name}, {bound})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,7 +249,7 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
     consts.insert(0, f"CHECKPOINT = {_lit(spec.path)}\n")
     head = 'def read_checkpoint(path=CHECKPOINT):\n    """The checkpoint\'s tensors, read as sd_widgets read them."""\n'
     if kind in ("torch", "torch-legacy"):
-        entry = tuple(spec.entry.split("/")) if spec.entry else ()
+        entry = split_entry(spec.entry) if spec.entry else ()
         if entry:
             consts.append(f"ENTRY = {_lit(entry)}  # the nested entry holding the weights\n")
         body = "    state = torch_load(path)\n"
@@ -348,6 +394,10 @@ _RESERVED = frozenset(
         "module_versions",
         "adapt_overlap",
         "adapt_input_conv",
+        "adapt_interpolate",
+        "functools",
+        "merge_lora",
+        "LORA",
         "result",
     }
 )
@@ -421,19 +471,32 @@ def to_code(
         consts.append("# the keys of every tensor loaded, in model order\n")
         consts.append(_block("KEYS", [_lit(m) for m, _ in spec.keys]))
     adapters = dict(spec.adapters)
-    functions = [
-        _source_without_docstring(get_adapter(n).fn) for n in dict.fromkeys(adapters.values())
-    ]
+    functions = _adapter_functions(adapters.values())
     if adapters:
-        consts.append("# shape adapters by model key (the functions above)\n")
+        if any(_adapter_call(n).startswith("functools.") for n in adapters.values()):
+            imports.add("import functools")
+        notes = dict(spec.adapter_notes)
         consts.append(
-            _block(
-                "ADAPT",
-                [f"{_lit(k)}: {get_adapter(n).fn.__name__}" for k, n in adapters.items()],
-                "{",
-                "}",
+            "# shape adapters by model key (the functions above), each with what it does\n"
+            "ADAPT = {\n"
+            + "".join(
+                f"    {_lit(k)}: {_adapter_call(n)},{_note(notes.get(k))}\n"
+                for k, n in adapters.items()
             )
+            + "}\n"
         )
+    if spec.lora:
+        functions.append(
+            "# LoRA merge, as PEFT's merge_and_unload: W + scale * (B @ A), transposed for\n"
+            "# fan_in_fan_out (GPT-2's Conv1D), scale = lora_alpha / r (lora_alpha / sqrt(r) with\n"
+            "# use_rslora); the model's current weight is the W\n"
+            + _source_without_docstring(merge_lora)
+        )
+        consts.append(
+            "# LoRA factor pairs merged into the model: (model key, lora_A key, lora_B key, scale,\n"
+            "# fan_in_fan_out)\n"
+        )
+        consts.append(_block("LORA", [_lit(row) for row in spec.lora]))
     if spec.bn_reset:
         consts.append("# BatchNorm modules whose running statistics are reset after loading\n")
         consts.append(_block("BN_RESET", [_lit(m) for m in spec.bn_reset]))
@@ -459,7 +522,7 @@ def to_code(
             f'if __name__ == "__main__":\n'
             f'    if "{model_name}" in globals():  # a notebook cell where the model exists\n'
             f"        result = {call}\n"
-            f"        print(f'loaded {{len(KEYS)}} tensors into {model_name}')\n"
+            f"        print(f'loaded {{len(KEYS){' + len(LORA)' if spec.lora else ''}}} tensors into {model_name}')\n"
             f"    else:  # a script: nothing to load into yet\n"
             f"        print({_lit(f'Build your model, then call {call}.')})\n"
         )
@@ -501,6 +564,12 @@ def to_code(
             else f"        tensor = state[{'name' if renamed_keys else 'key'}]\n"
             "        filtered[key] = ADAPT[key](tensor, current[key]) if key in ADAPT else tensor\n"
         )
+        + (
+            "    for key, a, b, scale, fan_in_fan_out in LORA:\n"
+            "        filtered[key] = merge_lora(current[key], state[a], state[b], scale, fan_in_fan_out)\n"
+            if spec.lora
+            else ""
+        )
         + meta
         + (
             "    for name in BN_RESET:\n        model.get_submodule(name).reset_running_stats()\n"
@@ -530,7 +599,8 @@ def to_code(
     )
     doc = (
         f'"""Partial load exported by sd_widgets {__version__}: {len(spec.keys)} tensors loaded, '
-        f"{len(spec.skipped)} skipped,\nBatchNorm policy {_lit(spec.bn)}. "
+        + (f"{len(spec.lora)} LoRA merges, " if spec.lora else "")
+        + f"{len(spec.skipped)} skipped,\nBatchNorm policy {_lit(spec.bn)}. "
         "Same result as sd_widgets.partial_load (without its rollback).\n" + usage + '"""\n'
     )
     plain = sorted(
@@ -546,7 +616,10 @@ def to_code(
     header = doc + "\n".join(plain + froms) + "\n\n" + "\n".join(third) + "\n"
     parts = [header, *functions, "".join(consts)]
     if reader:  # our template only (no literal in it): how the reader lists the keys to read
-        parts.append(reader.replace("{NEEDED}", "dict(KEYS).values()" if renamed_keys else "KEYS"))
+        needed = "dict(KEYS).values()" if renamed_keys else "KEYS"
+        if spec.lora:
+            needed = f"[*{needed}, *(name for row in LORA for name in row[1:3])]"
+        parts.append(reader.replace("{NEEDED}", needed))
     if rename:
         parts.append(rename)
     parts += [versions, body_load, tail]

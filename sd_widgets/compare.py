@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
-from functools import cached_property
+from functools import cached_property, partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -17,7 +17,10 @@ import torch
 from torch import nn
 
 from .adapters import adapter_hint, applicable
-from .checkpoint import Checkpoint, SourceLike, open_checkpoint
+from .checkpoint import Checkpoint, SourceLike, open_checkpoint, tied_preview
+from .diagnosis import ConfigMismatch, config_mismatch, model_config
+from .lora import LoraAdapter, detect_lora
+from .metadata import merged_metadata
 from .renames import (
     WRAPPER_PREFIXES,
     KeySets,
@@ -49,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FRAME_FIELDS",
     "JSON_FIELDS",
+    "KINDS",
     "LOADABLE_STATUSES",
     "PROBLEM_STATUSES",
     "ROW_FIELDS",
@@ -62,20 +66,35 @@ __all__ = [
     "compare",
     "model_entries",
     "row_fields",
+    "shape_mismatch_text",
 ]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One entry of the model's state dict."""
+    """One entry of the model's state dict (what ``model.state_dict()`` holds under ``key``)."""
 
     key: str
-    shape: tuple[int, ...]
-    dtype: torch.dtype
-    kind: str  # "param" | "buffer" | "extra"
+    #: None for a value that is not a tensor, or a lazy module's parameter not yet materialised
+    shape: tuple[int, ...] | None
+    #: None for a value that is not a tensor
+    dtype: torch.dtype | None
+    #: one of :data:`KINDS`
+    kind: str
     module: str
     device: str
+    #: the other keys of the state dict holding this very tensor (tied weights, shared buffers)
     tied: tuple[str, ...] = ()
+
+
+#: what torch's ``state_dict()`` holds under a key: a parameter, a persistent buffer, a module's
+#: ``get_extra_state()`` (a tensor or any value), or an entry a module's own
+#: ``_save_to_state_dict`` writes (quantized modules' ``scale``, ``zero_point``,
+#: ``_packed_params``)
+KINDS = ("param", "buffer", "extra_state", "custom")
+_EXTRA_STATE = "_extra_state"  # torch's key suffix for get_extra_state()
+#: a lazy module's parameters and buffers before they are materialised
+_LAZY = (nn.UninitializedParameter, nn.UninitializedBuffer)
 
 
 def _module_of(key: str) -> str:
@@ -83,7 +102,7 @@ def _module_of(key: str) -> str:
 
 
 def model_entries(model: nn.Module) -> OrderedDict[str, ModelEntry]:
-    """What ``model.load_state_dict`` expects: parameters and persistent buffers, in order."""
+    """What ``model.load_state_dict`` expects: ``model.state_dict()``'s entries, in its order."""
     return _model_side(model)[0]
 
 
@@ -94,39 +113,45 @@ _DTYPE_MISMATCH = Status.DTYPE_MISMATCH.value
 _MISSING = Status.MISSING.value
 _MISSING_BUFFER = Status.MISSING_BUFFER.value
 _UNEXPECTED = Status.UNEXPECTED.value
+_TIED = Status.TIED.value
 
 
 def _model_side(model: nn.Module) -> tuple[OrderedDict[str, ModelEntry], dict[str, str]]:
-    """(entries, module path → class name) from one walk over the modules."""
-    params: dict[str, nn.Parameter] = {}
-    buffers: set[str] = set()
+    """(entries, module path → class name): ``model.state_dict(keep_vars=True)``, no copies.
+
+    The entries are what torch's own ``state_dict()`` returns (so extra state, entries written
+    by a module's ``_save_to_state_dict`` and quantized packed parameters are there); the walk
+    over the modules only names their kinds.
+    """
+    kinds: dict[str, str] = {}
     types: dict[str, str] = {}
     for name, m in model.named_modules(remove_duplicate=False):
         types.setdefault(name, type(m).__name__)
         pre = name + "." if name else ""
         for n, p in m._parameters.items():
             if p is not None:
-                params[pre + n] = p
-        for n, b in m._buffers.items():
-            if b is not None:
-                buffers.add(pre + n)
-    by_identity: dict[int, list[str]] = {}
-    for n, p in params.items():
-        by_identity.setdefault(id(p), []).append(n)
+                kinds[pre + n] = "param"
+        for n in m._buffers:
+            kinds.setdefault(pre + n, "buffer")
+        if type(m).get_extra_state is not nn.Module.get_extra_state:
+            kinds[pre + _EXTRA_STATE] = "extra_state"
     sd = model.state_dict(keep_vars=True)
-    out: OrderedDict[str, ModelEntry] = OrderedDict()
+    by_identity: dict[int, list[str]] = {}
     for k, v in sd.items():
+        if isinstance(v, torch.Tensor):
+            by_identity.setdefault(id(v), []).append(k)
+    out: OrderedDict[str, ModelEntry] = OrderedDict()
+    lazy = _LAZY
+    for k, v in sd.items():
+        kind = kinds.get(k, "custom")
+        module = k.rpartition(".")[0]
         if not isinstance(v, torch.Tensor):
-            continue  # _extra_state objects
-        kind = "param" if k in params else "buffer" if k in buffers else "extra"
-        tied: tuple[str, ...] = ()
-        if kind == "param":
-            group = by_identity.get(id(params[k]), ())
-            if len(group) > 1:
-                tied = tuple(o for o in group if o != k)
-        out[k] = ModelEntry(
-            k, tuple(v.shape), v.dtype, kind, k.rpartition(".")[0], v.device.type, tied
-        )
+            out[k] = ModelEntry(k, None, None, kind, module, "", ())
+            continue
+        group = by_identity[id(v)]
+        tied = tuple(o for o in group if o != k) if len(group) > 1 else ()
+        shape = None if isinstance(v, lazy) else tuple(v.shape)
+        out[k] = ModelEntry(k, shape, v.dtype, kind, module, v.device.type, tied)
     return out, types
 
 
@@ -135,8 +160,202 @@ def _entries_from_checkpoint(ckpt: Checkpoint) -> OrderedDict[str, ModelEntry]:
     out: OrderedDict[str, ModelEntry] = OrderedDict()
     for k, info in ckpt.items():
         kind = "buffer" if k.rpartition(".")[2] in BN_BUFFERS else "param"
-        out[k] = ModelEntry(k, info.shape, info.dtype, kind, _module_of(k), "cpu", info.tied)
+        out[k] = ModelEntry(k, info.shape, info.dtype, kind, _module_of(k), "cpu", tuple(info.tied))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# asking torch: the model's own loading, run on a meta-device twin
+# ------------------------------------------------------------------------------------------------
+
+
+def _loads_its_own_way(m: nn.Module, root: bool) -> bool:
+    """Whether ``m`` has loading code of its own.
+
+    An overridden ``_load_from_state_dict`` (BatchNorm, quantized modules), load hooks
+    (parametrizations' ``weight_norm``, lazy modules, spectral_norm), or, for the model itself,
+    its own ``load_state_dict``.
+    """
+    cls = type(m)
+    return bool(
+        cls._load_from_state_dict is not nn.Module._load_from_state_dict
+        or m._load_state_dict_pre_hooks
+        or m._load_state_dict_post_hooks
+        or (root and cls.load_state_dict is not nn.Module.load_state_dict)
+    )
+
+
+def _dry_run_roots(model: nn.Module) -> list[str]:
+    """The smallest subtrees holding every module with loading code of its own (pre-order).
+
+    Every other module is ``nn.Module``'s default loading: it takes exactly the keys named as
+    its parameters, buffers and extra state, so torch's answer there is the key itself (and
+    asking it costs ``O(keys × children)`` per level: 10 s on a 100,000-key Mixture of
+    Experts, where the answer is the name).
+    """
+    if _loads_its_own_way(model, True):
+        return [""]
+    roots: list[str] = []
+    inside = ""
+    for name, m in model.named_modules():
+        if not name or (inside and name.startswith(inside)):
+            continue
+        if _loads_its_own_way(m, False):
+            roots.append(name)
+            inside = name + "."
+    return roots
+
+
+class _Verdict:
+    """What torch's own loading did with the keys of the dry-run subtrees (absolute names)."""
+
+    def __init__(self) -> None:
+        #: model key → the (renamed) checkpoint key whose tensor it took, when not its own name
+        self.source: dict[str, str] = {}
+        #: model keys torch reports missing, inside the dry-run subtrees
+        self.missing: set[str] = set()
+        #: model keys the module's own loading set without a checkpoint entry of theirs
+        #: (BatchNorm < v2 fills ``num_batches_tracked``; a hook computes a tensor)
+        self.filled: set[str] = set()
+        #: (renamed) checkpoint keys torch reports unexpected, inside the dry-run subtrees
+        self.unexpected: set[str] = set()
+        #: (renamed) checkpoint keys a module's loading consumed for other keys
+        self.consumed: set[str] = set()
+        #: model keys torch reports a size mismatch for
+        self.mismatched: set[str] = set()
+        #: shapes lazy parameters take from the checkpoint
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        #: subtree → why its loading could not run on the meta device (matched by name there)
+        self.failed: dict[str, str] = {}
+        #: the dry-run subtrees ("" for the whole model)
+        self.roots: list[str] = []
+
+    def in_scope(self, key: str) -> bool:
+        """Whether torch decided ``key`` (it lies in a dry-run subtree that ran)."""
+        return any((not r or key.startswith(r + ".")) and r not in self.failed for r in self.roots)
+
+
+def _meta_twin(module: nn.Module) -> nn.Module:
+    """A structural twin of ``module``: same classes, hooks, parametrizations, meta tensors.
+
+    ``copy.deepcopy`` with a memo that maps every parameter and buffer to a meta tensor (no
+    data is copied); ``module`` is untouched.
+    """
+    import copy
+
+    memo: dict[int, Any] = {}
+    lazy = _LAZY
+    for m in module.modules():
+        for p in m._parameters.values():
+            if p is None or id(p) in memo:
+                continue
+            if isinstance(p, lazy):
+                memo[id(p)] = nn.UninitializedParameter(  # type: ignore[call-arg]
+                    requires_grad=p.requires_grad, device="meta", dtype=p.dtype
+                )
+            else:
+                memo[id(p)] = nn.Parameter(
+                    torch.empty_like(p, device="meta"), requires_grad=p.requires_grad
+                )
+        for b in m._buffers.values():
+            if b is None or id(b) in memo:
+                continue
+            if isinstance(b, lazy):
+                memo[id(b)] = nn.UninitializedBuffer(device="meta", dtype=b.dtype)  # type: ignore[call-arg]
+            else:
+                memo[id(b)] = torch.empty_like(b, device="meta")
+    return copy.deepcopy(module, memo)
+
+
+_SIZE_MISMATCH = "size mismatch for "  # how torch's load_state_dict words its error
+
+
+def _record(seen: list[Any], _module: nn.Module, keys: Any) -> None:
+    seen.append(keys)
+
+
+def _ask_torch(
+    model: nn.Module,
+    entries: Mapping[str, ModelEntry],
+    ckpt: Checkpoint,
+    renamed: Mapping[str, str],
+    renames: Sequence[Rename],
+) -> _Verdict:
+    """Torch's own answer: which checkpoint keys the model's loading code takes, and how.
+
+    A meta copy of the (renamed) checkpoint is loaded into meta twins of the subtrees that have
+    loading code of their own, ``strict=False, assign=True``.
+
+    The metadata handed to torch is what :meth:`LoadPlan.state_dict` hands it (the model's
+    module versions, overridden by the checkpoint's), so the plan loads as this says. A
+    subtree whose loading raises on the meta device (a hook that needs values) is reported in
+    ``failed`` and matched by name.
+    """
+    verdict = _Verdict()
+    roots = _dry_run_roots(model)
+    verdict.roots = roots
+    if not roots:
+        return verdict
+    model_meta = getattr(model.state_dict(keep_vars=True), "_metadata", None)
+    metadata = merged_metadata(model_meta, ckpt.metadata, renames)
+    by_new = {new: old for old, new in renamed.items()}
+    for root in roots:
+        pre = root + "." if root else ""
+        sub = model.get_submodule(root) if root else model
+        local = OrderedDict()
+        for new, old in by_new.items():
+            if new.startswith(pre):
+                info = ckpt[old]
+                local[new[len(pre) :]] = torch.empty(info.shape, dtype=info.dtype, device="meta")
+        by_storage = {id(t.untyped_storage()): pre + k for k, t in local.items()}
+        local._metadata = OrderedDict(  # type: ignore[attr-defined]
+            (k[len(pre) :], dict(v))
+            for k, v in metadata.items()
+            if not pre or k == root or k.startswith(pre)
+        )
+        seen: list[Any] = []
+        try:
+            twin = _meta_twin(sub)
+            # the root's post-hook sees torch's complete lists, also when the load then raises
+            # for size mismatches (which it records whatever ``strict`` is)
+            twin.register_load_state_dict_post_hook(partial(_record, seen))
+            twin.load_state_dict(local, strict=False, assign=True)
+        except Exception as exc:
+            lines = [line.strip() for line in str(exc).splitlines()]
+            sizes = [line for line in lines if line.startswith(_SIZE_MISMATCH)]
+            others = [line for line in lines[1:] if line and not line.startswith(_SIZE_MISMATCH)]
+            if not seen or others or not sizes:
+                detail = (others or lines or [""])[0][:200]
+                verdict.failed[root] = f"{type(exc).__name__}: {detail}"
+                continue
+            for line in sizes:
+                verdict.mismatched.add(pre + line[len(_SIZE_MISMATCH) :].partition(": ")[0])
+        result = seen[-1]
+        verdict.missing.update(pre + k for k in result.missing_keys)
+        verdict.unexpected.update(pre + k for k in result.unexpected_keys)
+        paired: set[str] = set()
+        for k, t in twin.state_dict(keep_vars=True).items():
+            mk = pre + k
+            if not isinstance(t, torch.Tensor) or mk in verdict.missing:
+                continue
+            src = by_storage.get(id(t.untyped_storage())) if t.is_meta else None
+            e = entries.get(mk)
+            if e is not None and e.shape is None and not isinstance(t, _LAZY):
+                verdict.shapes[mk] = tuple(t.shape)
+            if src is not None:
+                paired.add(src)
+                if src != mk:
+                    verdict.source[mk] = src
+            elif mk not in by_new and e is not None and e.kind in ("param", "buffer"):
+                verdict.filled.add(mk)
+        verdict.consumed.update(
+            pre + k
+            for k in local
+            if pre + k not in paired
+            and pre + k not in verdict.unexpected
+            and pre + k not in entries
+        )
+    return verdict
 
 
 #: every field of a :class:`Row` that leaves the library, in THE one order, with what it holds.
@@ -147,8 +366,9 @@ ROW_FIELDS: dict[str, str] = {
     "key": "the row's key: the model key when the model has it, else the checkpoint key "
     "(after renames)",
     "status": "one of STATUSES",
-    "kind": '"param" or "buffer" ("extra" for a tensor a module saves itself); None for a '
-    "checkpoint-only key",
+    "kind": 'what torch\'s state_dict() holds there: "param", "buffer", "extra_state" '
+    '(get_extra_state) or "custom" (written by the module\'s own _save_to_state_dict); None '
+    "for a checkpoint-only key",
     "module": "module path of the key: everything before its last dot",
     "ckpt_key": "the checkpoint's own name for the key (before renames); None when absent",
     "model_key": "the model's key; None when the model does not have it",
@@ -162,8 +382,8 @@ ROW_FIELDS: dict[str, str] = {
     "adaptable": "a shape mismatch that a registered adapter can load",
     "reason": "why the row cannot be loaded as it is; None when it can",
     "tied": "the other keys sharing this tensor's storage",
-    "tied_to": "for a model key absent from the checkpoint that is the same Parameter as a "
-    "key the checkpoint holds: that key (loading it changes this one too)",
+    "tied_to": "for a tied row (a model key absent from the checkpoint that is the same tensor "
+    "as a key the checkpoint holds): that key (loading it changes this one too)",
     "model_on_meta": "the model tensor lives on the meta device (no values to adapt from)",
 }
 
@@ -242,7 +462,9 @@ class Row:
         """
         if self.status != _SHAPE_MISMATCH:
             return ()
-        return applicable(self.ckpt_shape, self.model_shape, model_on_meta=self.model_on_meta)
+        return applicable(
+            self.ckpt_shape, self.model_shape, model_on_meta=self.model_on_meta, key=self.key
+        )
 
     @property
     def adaptable(self) -> bool:
@@ -252,15 +474,12 @@ class Row:
     @property
     def reason(self) -> str | None:
         """Why this row cannot be loaded as it is (None when it can)."""
-        if self.status in (_MATCH, _DTYPE_MISMATCH):
+        status = self.status
+        if status in (_MATCH, _DTYPE_MISMATCH):
             return None
-        if self.status == _SHAPE_MISMATCH:
-            text = (
-                f"shape mismatch: checkpoint {shape_text(self.ckpt_shape)} vs model "
-                f"{shape_text(self.model_shape)}"
-            )
+        if status == _SHAPE_MISMATCH:
             return (
-                text
+                shape_mismatch_text(self.ckpt_shape, self.model_shape)
                 + "; "
                 + adapter_hint(
                     self.ckpt_shape,
@@ -269,21 +488,26 @@ class Row:
                     key=self.model_key,
                 )
             )
-        if self.status in (_MISSING, _MISSING_BUFFER):
-            what = "parameter" if self.status == _MISSING else "buffer"
-            if self.tied_to is not None:
-                return (
-                    f"tied to {self.tied_to!r} (the same Parameter): not in the checkpoint "
-                    f"itself, it changes when {self.tied_to!r} loads"
-                )
+        if status == _TIED:
+            return (
+                f"tied to {self.tied_to!r} (the same tensor): not in the checkpoint itself, it "
+                f"takes the value {self.tied_to!r} loads; a strict plain load_state_dict still "
+                "lists it as missing"
+            )
+        if status in (_MISSING, _MISSING_BUFFER):
+            what = {"param": "parameter", "extra_state": "extra state", "custom": "entry"}.get(
+                self.kind or "", "buffer"
+            )
             if self.model_on_meta:
                 return (
                     f"{what} not in the checkpoint: stays on the meta device; the model "
                     "cannot run until it is initialised"
                 )
-            if self.status == _MISSING:
+            if self.kind == "extra_state":
+                return "extra state not in the checkpoint: set_extra_state is not called"
+            if status == _MISSING:
                 return "parameter not in the checkpoint: keeps its current (initial) value"
-            return "buffer not in the checkpoint: keeps its current value"
+            return f"{what} not in the checkpoint: keeps its current value"
         return "checkpoint key the model does not have"
 
     def to_json(self, key_field: str = "key") -> dict[str, Any]:
@@ -298,8 +522,23 @@ class Row:
         for name in _JSON_LISTS:
             value = out[name]
             if value is not None:
-                out[name] = list(value)
+                out[name] = tied_preview(value) if name == "tied" else list(value)
         return out
+
+
+def shape_mismatch_text(ckpt_shape: Sequence[int] | None, model_shape: Sequence[int] | None) -> str:
+    """THE words for a shape mismatch: ``shape mismatch: checkpoint [a, b] vs model [c, d]``.
+
+    Parameters
+    ----------
+    ckpt_shape, model_shape : sequence of int or None
+        The two shapes.
+
+    Returns
+    -------
+    str
+    """
+    return f"shape mismatch: checkpoint {shape_text(ckpt_shape)} vs model {shape_text(model_shape)}"
 
 
 _ROW_SETTERS = tuple(getattr(Row, f.name).__set__ for f in fields(Row))
@@ -386,21 +625,47 @@ class Comparison:
     def _build_rows(self) -> list[Row]:
         renamed = self._renamed_checkpoint_keys()
         by_target = {new: old for old, new in renamed.items()}
+        # entries of the checkpoint that are not tensors (extra state, packed parameters)
+        values = {
+            apply_renames(k, self.renames) if self.renames else k: k
+            for k in self.checkpoint.source.non_tensor
+        }
+        model = self.model
+        verdict = (
+            _ask_torch(model, self.entries, self.checkpoint, renamed, self.renames)
+            if model is not None
+            else _Verdict()
+        )
+        self.unasked: dict[str, str] = dict(verdict.failed)
         infos = self.checkpoint.__getitem__
         prod, dtype_name_ = numel, dtype_name
         rows: list[Row] = []
         append = rows.append
+        source, filled, mismatched = verdict.source, verdict.filled, verdict.mismatched
+        missing = verdict.missing
         for mk, e in self.entries.items():
-            ck = by_target.get(mk)
+            new = source.get(mk, mk)
+            ck = by_target.get(new) if mk not in missing else None
             mdt = dtype_name_(e.dtype)
-            if ck is None:  # missing: only the model side
-                status = _MISSING if e.kind == "param" else _MISSING_BUFFER
+            model_shape = e.shape if e.shape is not None else verdict.shapes.get(mk)
+            tied_to = None
+            if ck is None and mk in values:  # a value that is not a tensor, on both sides
+                ck, status, ckpt_shape, ckpt_dtype, nbytes = values[mk], _MATCH, None, None, 0
+            elif ck is None:
                 ckpt_shape = ckpt_dtype = None
-                nbytes = prod(e.shape) * e.dtype.itemsize
+                nbytes = prod(model_shape) * e.dtype.itemsize if model_shape and e.dtype else 0
                 tied_to = next((t for t in e.tied if t in by_target), None) if e.tied else None
+                if mk in filled:  # the module's own loading sets it (BatchNorm < v2)
+                    status = _MATCH
+                elif tied_to is not None:
+                    status = _TIED
+                else:
+                    status = _MISSING if e.kind == "param" else _MISSING_BUFFER
             else:
                 info = infos(ck)
-                if info.shape != e.shape:
+                if e.kind == "extra_state" or (e.shape is None and model_shape is None):
+                    status = _MATCH  # set_extra_state (or a lazy module) takes it as it is
+                elif info.shape != model_shape or mk in mismatched:
                     status = _SHAPE_MISMATCH
                 elif info.dtype != e.dtype:
                     status = _DTYPE_MISMATCH
@@ -408,7 +673,6 @@ class Comparison:
                     status = _MATCH
                 ckpt_shape, ckpt_dtype = info.shape, dtype_name_(info.dtype)
                 nbytes = prod(info.shape) * info.dtype.itemsize
-                tied_to = None
             append(
                 _row(
                     mk,
@@ -418,7 +682,7 @@ class Comparison:
                     ck,
                     mk,
                     ckpt_shape,
-                    e.shape,
+                    model_shape,
                     ckpt_dtype,
                     mdt,
                     nbytes,
@@ -428,14 +692,19 @@ class Comparison:
                 )
             )
         entries = self.entries
+        taken = set(source.values())
+        consumed = verdict.consumed
         for ck, new in renamed.items():
-            if new in entries:
+            if new in entries or new in taken:
                 continue
             info = infos(ck)
+            # consumed by a module's own loading for keys of other names (spectral_norm's old
+            # ``weight``): loads with the checkpoint, as torch loads it
+            status = _MATCH if new in consumed else _UNEXPECTED
             append(
                 _row(
                     new,
-                    _UNEXPECTED,
+                    status,
                     None,
                     _module_of(new),
                     ck,
@@ -450,6 +719,26 @@ class Comparison:
                     None,
                 )
             )
+        for new, ck in values.items():
+            if new not in entries:
+                append(
+                    _row(
+                        new,
+                        _UNEXPECTED,
+                        None,
+                        _module_of(new),
+                        ck,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        0,
+                        (),
+                        False,
+                        None,
+                    )
+                )
         return rows
 
     # views ---------------------------------------------------------------------------------------
@@ -483,8 +772,38 @@ class Comparison:
 
     @property
     def loads_cleanly(self) -> bool:
-        """True when ``model.load_state_dict(checkpoint)`` (strict) would succeed."""
+        """True when ``model.load_state_dict(checkpoint)`` (strict) would succeed.
+
+        A ``tied`` row makes it False: a strict plain load lists the tied key as missing.
+        """
         return all(r.status in LOADABLE_STATUSES for r in self.rows)
+
+    @cached_property
+    def conflicts(self) -> list[tuple[str, ...]]:
+        """Groups of model keys that are one tensor, held by the checkpoint as different tensors.
+
+        One Parameter saved under two names with different values, or a buffer two modules
+        share.
+
+        Torch copies each of them in module order, so the last one wins; the plan loads that
+        one alone (see :meth:`plan`). Each group is in model order.
+        """
+        groups: list[tuple[str, ...]] = []
+        seen: set[str] = set()
+        by_key = self._by_key
+        for r in self.rows:
+            if not r.tied or r.key in seen or r.model_key is None:
+                continue
+            group = tuple(k for k in (r.key, *r.tied) if k in by_key)
+            seen.update(group)
+            held = [by_key[k] for k in group if by_key[k].ckpt_key is not None]
+            info = self.checkpoint.get
+            if len(held) > 1:
+                first = held[0].ckpt_key
+                same = {first, *(getattr(info(first or ""), "tied", ()) or ())}
+                if any(h.ckpt_key not in same for h in held[1:]):
+                    groups.append(tuple(h.key for h in held))
+        return groups
 
     def summary(self) -> dict[str, int]:
         """``{status: count}`` for every status (zeros included), in vocabulary order."""
@@ -508,12 +827,12 @@ class Comparison:
 
         Columns :data:`FRAME_FIELDS`: key, status (categorical, in the statuses' order), kind,
         module, ckpt_key, model_key, shapes (tuples), dtypes, nbytes, loadable, reason, tied
-        (comma-separated), tied_to.
+        (comma-separated; at most 16 names and a count), tied_to.
         """
         import pandas as pd
 
         df = pd.DataFrame(list(map(_frame_values, self.rows)), columns=list(FRAME_FIELDS))
-        df["tied"] = [", ".join(t) for t in df["tied"]]
+        df["tied"] = [", ".join(tied_preview(t)) for t in df["tied"]]
         df["status"] = pd.Categorical(df["status"], categories=list(STATUSES))
         return df
 
@@ -616,9 +935,9 @@ class Comparison:
         for r in self.rows:
             if r.status == _UNEXPECTED:
                 unexpected[r.key] = r.ckpt_shape or ()
-            elif r.ckpt_key is None:
+            elif r.status in (_MISSING, _MISSING_BUFFER):
                 missing[r.key] = r.model_shape or ()
-            else:
+            elif r.ckpt_key is not None:
                 paired.append(r.key)
         return KeySets(unexpected, missing, paired)
 
@@ -655,6 +974,32 @@ class Comparison:
             RuleSuggestion(c.rule, c.fixes, c.reason, c.convention) for c in self._rule_candidates
         ]
 
+    def config_mismatch(self) -> ConfigMismatch | None:
+        """When every shape mismatch differs by one size ratio: the sizes, in one sentence.
+
+        A model built with a different config than the checkpoint's (hidden 384 vs 768, ...);
+        None otherwise. See :func:`sd_widgets.diagnosis.config_mismatch`.
+        """
+        return config_mismatch(self.rows, model_config(self.model))
+
+    # LoRA adapters -------------------------------------------------------------------------------
+    @cached_property
+    def lora(self) -> LoraAdapter | None:
+        """The PEFT LoRA adapter this checkpoint is, or None (see :mod:`sd_widgets.lora`).
+
+        Its rank, ``lora_alpha`` and target modules (from ``adapter_config.json`` beside the
+        file), and every ``lora_A``/``lora_B`` pair with the model key it modifies.
+        ``describe()`` says it in a sentence; ``plan(lora="merge")`` merges it.
+        """
+        if self.model is None:
+            return None
+        return detect_lora(
+            {k: info.shape for k, info in self.checkpoint.items()},
+            {k: e.shape for k, e in self.entries.items() if e.shape is not None},
+            self.checkpoint.source.path,
+            model_on_meta=any(e.device == "meta" for e in self.entries.values()),
+        )
+
     # planning ----------------------------------------------------------------------------------
     def plan(
         self,
@@ -663,11 +1008,19 @@ class Comparison:
         renames: RenamesLike = None,
         bn: str = "load",
         adapt: Mapping[str, str] | str | None = None,
+        lora: str | None = None,
     ) -> LoadPlan:
-        """Choose what to load; see :class:`sd_widgets.plan.LoadPlan`."""
+        """Choose what to load; see :class:`sd_widgets.plan.LoadPlan`.
+
+        ``lora="merge"``: the checkpoint is a LoRA adapter (:attr:`lora`); the plan merges each
+        factor pair into the model weight it modifies (``include``/``exclude`` choose among
+        those weights).
+        """
         from .plan import LoadPlan
 
         cmp = self.with_renames(renames) if renames else self
+        if lora is not None:
+            return LoadPlan.build_lora(cmp, lora, include=include, exclude=exclude)
         return LoadPlan.build(cmp, include=include, exclude=exclude, bn=bn, adapt=adapt)
 
     def select(self, patterns: str | Iterable[str]) -> list[str]:

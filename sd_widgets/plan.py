@@ -26,16 +26,17 @@ import torch
 from torch import nn
 
 from .adapters import ADAPTERS as ADAPTER_REGISTRY
-from .adapters import adapt_overlap, adapter_hint, get_adapter
+from .adapters import adapt_overlap, get_adapter
 from .checkpoint import read_dcp_metadata
 from .codegen import LoadSpec, trusted_names
 from .codegen import to_code as spec_to_code
-from .compare import Comparison, Row
+from .compare import Comparison, Row, shape_mismatch_text
 from .errors import CheckpointChangedError
+from .lora import LoraPair, merge_lora
 from .metadata import ASSIGN_FLAG, merged_metadata, module_metadata, rename_prefix
 from .renames import gc_paused
 from .statuses import BN_BUFFERS, BN_COUNTER, BN_STATISTICS, Status
-from .units import dtype_name, human_bytes, numel, shape_text
+from .units import dtype_name, human_bytes, numel
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,6 +99,7 @@ class _Index:
                 r.module for r in rows if r.key.endswith("." + BN_STATISTICS[0])
             )
         self._cast_problems: dict[str, str | None] | None = None
+        self._conflicted: frozenset[str] | None = None
         self._subtrees: dict[str, list[str]] | None = None
         #: per BatchNorm policy: what planning does with each row on its own
         self.outcomes: dict[str, _Outcomes] = {}
@@ -137,6 +139,12 @@ class _Index:
                     i = k.find(".", i + 1)
             self._subtrees = subtrees
         return self._subtrees.get(module, [])
+
+    def conflicted(self, cmp: Comparison) -> frozenset[str]:
+        """Keys of :attr:`Comparison.conflicts` (one tensor, different checkpoint values)."""
+        if self._conflicted is None:
+            self._conflicted = frozenset(k for group in cmp.conflicts for k in group)
+        return self._conflicted
 
     def cast_problem(self, cmp: Comparison, key: str) -> str | None:
         """Why the checkpoint values of ``key`` cannot be cast exactly to the model's dtype."""
@@ -304,23 +312,18 @@ def _keep_bn_counters_with_their_statistics(
 
 
 def _shape_mismatch_reason(row: Row, adapter: str | None) -> str | None:
-    """None when ``adapter`` handles the row; otherwise why it is skipped (and how to opt in)."""
-    text = (
-        f"shape mismatch: checkpoint {shape_text(row.ckpt_shape)} vs model "
-        f"{shape_text(row.model_shape)}"
+    """None when ``adapter`` handles the row; otherwise why it is skipped (and how to opt in).
+
+    Without an adapter it is the row's own reason (:attr:`Row.reason`, the one wording).
+    """
+    if adapter is None:
+        return row.reason
+    why = get_adapter(adapter).why_not(
+        row.ckpt_shape, row.model_shape, model_on_meta=row.model_on_meta, key=row.key
     )
-    on_meta = row.model_on_meta
-    if adapter is not None:
-        why = get_adapter(adapter).why_not(row.ckpt_shape, row.model_shape, model_on_meta=on_meta)
-        if why is None:
-            return None
-        return (
-            f"adapter {adapter!r} cannot handle checkpoint {shape_text(row.ckpt_shape)} "
-            f"vs model {shape_text(row.model_shape)} ({why})"
-        )
-    return f"{text}; " + adapter_hint(
-        row.ckpt_shape, row.model_shape, model_on_meta=on_meta, key=row.key
-    )
+    if why is None:
+        return None
+    return f"adapter {adapter!r} cannot handle the {shape_mismatch_text(row.ckpt_shape, row.model_shape)} ({why})"
 
 
 def _bn_policy_reason(bn: str) -> str:
@@ -331,8 +334,21 @@ def _bn_policy_reason(bn: str) -> str:
     )
 
 
-def _tie_reason(tied_first: str) -> str:
-    return f"tied to {tied_first!r} (one tensor): loaded once through it"
+def _tie_reason(winner: str, conflict: bool) -> str:
+    text = (
+        f"tied to {winner!r} (one tensor), which torch loads after it and keeps (the last one "
+        "wins): loaded once, through it"
+    )
+    if conflict:
+        text += f"; the checkpoint holds a different value here, and {winner!r}'s is what stays"
+    return text
+
+
+def _filled_reason(row: Row) -> str:
+    return (
+        "the module's own loading sets it (BatchNorm of version < 2 fills in its step counter): "
+        "nothing of its own to read from the checkpoint"
+    )
 
 
 def _cast_reason(row: Row, problem: str) -> str:
@@ -369,6 +385,10 @@ def _outcome(cmp: Comparison, index: _Index, row: Row, bn: str) -> _Outcome:
     is_bn_stat = bn_module is not None and key.rpartition(".")[2] in BN_BUFFERS
     if is_bn_stat and bn != "load" and row.status != Status.UNEXPECTED:
         return _Outcome(_bn_policy_reason(bn), (), bn_module)
+    if row.loadable and row.ckpt_key is None:
+        return _Outcome(_filled_reason(row), (), bn_module)
+    if row.kind == "extra_state" and row.ckpt_key is not None:  # set_extra_state takes it as is
+        return _Outcome(PlanEntry(key, row.ckpt_key, row.status), (), bn_module)
     if row.loadable:
         if row.status == Status.DTYPE_MISMATCH and _lossy_kind(row):
             problem = index.cast_problem(cmp, key)
@@ -435,8 +455,57 @@ class LoadPlan:
         self.skipped = skipped
         self.bn = bn
         self.bn_reset_modules = bn_reset_modules
+        #: model key → the LoRA factor pair merged into it (``plan(lora="merge")``)
+        self.lora: dict[str, LoraPair] = {}
 
     # building ------------------------------------------------------------------------------------
+    @classmethod
+    def build_lora(
+        cls,
+        cmp: Comparison,
+        how: str,
+        *,
+        include: str | Iterable[str] | None = None,
+        exclude: str | Iterable[str] | None = None,
+    ) -> LoadPlan:
+        """The plan that merges the LoRA adapter ``cmp.lora`` into the model (``how="merge"``).
+
+        Each mergeable factor pair becomes an entry for the model weight it modifies (read
+        from the model when the plan is materialised: its current value); ``include`` and
+        ``exclude`` choose among those weights (keys, module paths, globs). Pairs that cannot
+        be merged are skipped with their reason.
+        """
+        if how != "merge":
+            raise ValueError(f"lora={how!r}: the one LoRA action is 'merge'")
+        adapter = cmp.lora
+        if adapter is None:
+            raise ValueError(
+                "lora='merge': this checkpoint is not a LoRA adapter (no "
+                "'base_model.model.<module>.lora_A.weight' / 'lora_B.weight' keys)"
+            )
+        if adapter.problem is not None:
+            raise ValueError(f"lora='merge': {adapter.problem}")
+        chosen = set(select(cmp, include)) if include is not None else None
+        dropped = set(select(cmp, exclude)) if exclude is not None else set()
+        entries: OrderedDict[str, PlanEntry] = OrderedDict()
+        skipped: OrderedDict[str, str] = OrderedDict()
+        pairs = {}
+        for pair in adapter.pairs:
+            key = pair.base_key
+            if (chosen is not None and key not in chosen) or key in dropped:
+                continue
+            if pair.problem is not None:
+                skipped[key] = f"LoRA factors {pair.a_key!r}, {pair.b_key!r}: {pair.problem}"
+                continue
+            row = cmp[key]
+            entries[key] = PlanEntry(key, pair.a_key, row.status, None, None)
+            pairs[key] = pair
+        order = _index(cmp).order
+        entries = OrderedDict(sorted(entries.items(), key=lambda kv: order[kv[0]]))
+        plan = cls(cmp, entries, skipped, "load", [])
+        plan.lora = pairs
+        return plan
+
     @classmethod
     def build(
         cls,
@@ -449,10 +518,12 @@ class LoadPlan:
     ) -> LoadPlan:
         """The plan for ``cmp`` (see :meth:`Comparison.plan` for the arguments).
 
-        An ``include`` that lists row keys only (what the Explorer sends on every click) takes a
-        fast path: each row's outcome is decided once per comparison and BatchNorm policy and
-        reused, so a click on a 30,000-key tree assembles the plan instead of re-deciding every
-        row. The plan is the same either way.
+        One path: the selection (keys, module paths, globs; a list of row keys as the Explorer
+        sends it on every click is checked in a few C-level passes), then each selected row's
+        outcome, decided once per comparison and BatchNorm policy and reused, so a click on a
+        100,000-key tree assembles its plan instead of re-deciding every row. What one row
+        cannot decide alone (tied keys, shape mismatches under an adapter, BatchNorm step
+        counters) is decided here, in model order.
         """
         if bn not in BN_POLICIES:
             raise ValueError(f"bn={bn!r} is not a BatchNorm policy; use one of {BN_POLICIES}")
@@ -462,15 +533,18 @@ class LoadPlan:
         # over a heap holding the model cost many times the planning itself (1.4 s of a first
         # 30k-key plan)
         with gc_paused():
-            if include is not None and not isinstance(include, str):
+            selected: list[str] | None = None
+            if include is None:
+                selected = index.keys
+            elif not isinstance(include, str):
                 include = list(include)
                 selected = index.exact_keys(include)
-                if selected is not None:
-                    if exclude is not None:
-                        dropped = set(select(cmp, exclude))
-                        selected = [k for k in selected if k not in dropped]
-                    return cls._assemble(cmp, index, selected, bn, adapters)
-            return cls._build_general(cmp, index, include, exclude, bn, adapters)
+            if selected is None:
+                selected = select(cmp, include if include is not None else ())
+            if exclude is not None:
+                dropped = set(select(cmp, exclude))
+                selected = [k for k in selected if k not in dropped]
+            return cls._assemble(cmp, index, selected, bn, adapters)
 
     @classmethod
     def _assemble(
@@ -478,8 +552,8 @@ class LoadPlan:
     ) -> LoadPlan:
         """The plan of ``selected`` (row keys, model order) from the rows' cached outcomes.
 
-        What one row cannot decide alone is applied here as in :meth:`_build_general`: a tied
-        key is skipped when its partner loaded before it, a BatchNorm's step counter follows its
+        What one row cannot decide alone is applied here: a tied key is skipped when a partner
+        after it loads (torch keeps the last), a BatchNorm's step counter follows its
         statistics, and ``bn='reset'`` resets the touched BatchNorm modules in selection order.
         """
         outcomes = index.outcomes.get(bn)
@@ -518,90 +592,31 @@ class LoadPlan:
     ) -> None:
         """Fill in the tied rows and shape mismatches of ``selected``, in model order.
 
-        A tied row is skipped when a partner loaded before it (a selected row earlier in model
-        order that loads); a shape mismatch loads when its adapter (if any) handles it.
+        A tied row is skipped when a selected partner later in model order loads (torch's last
+        one wins); a shape mismatch loads when its adapter (if any) handles it.
         """
         chosen = set(selected)
         order = index.order
-        decided: dict[str, bool] = {}  # rows decided here so far: do they load
+        table = outcomes.table
         for i in [i for i, flag in enumerate(loads) if flag is None]:
             key = selected[i]
-            result, tied, _ = outcomes.table[key]
-            if tied:
+            result, tied, _ = table[key]
+            if tied and not isinstance(result, str):
+                # torch copies every key of one tensor in module order: the last one wins
                 here = order[key]
-                tied_first = next(
-                    (
-                        t
-                        for t in tied
-                        if t in chosen
-                        and order[t] < here
-                        and (decided[t] if t in decided else outcomes.loads.get(t, False))
-                    ),
-                    None,
-                )
-                if tied_first is not None:
-                    result = _tie_reason(tied_first)
+                later = [
+                    t
+                    for t in tied
+                    if t in chosen and order[t] > here and isinstance(table[t].result, PlanEntry)
+                ]
+                if later:
+                    winner = max(later, key=order.__getitem__)
+                    result = _tie_reason(winner, key in index.conflicted(cmp))
             if result is None:  # a shape mismatch: the adapters decide
                 adapter = _adapter_for(key, adapters) if adapters else None
                 result = _adapted_outcome(index, cmp[key], adapter)
             results[i] = result
-            loads[i] = decided[key] = not isinstance(result, str)
-
-    @classmethod
-    def _build_general(
-        cls,
-        cmp: Comparison,
-        index: _Index,
-        include: str | Iterable[str] | None,
-        exclude: str | Iterable[str] | None,
-        bn: str,
-        adapters: dict[str, str],
-    ) -> LoadPlan:
-        """The plan for any patterns, every row decided afresh (the reference for the fast path)."""
-        selected = select(cmp, include) if include is not None else index.keys
-        if exclude is not None:
-            dropped = set(select(cmp, exclude))
-            selected = [k for k in selected if k not in dropped]
-        bn_mods = index.bn_modules
-        entries: OrderedDict[str, PlanEntry] = OrderedDict()
-        skipped: OrderedDict[str, str] = OrderedDict()
-        touched_bn: dict[str, None] = {}
-        loaded: set[str] = set()
-        for key in selected:
-            row = cmp[key]
-            if row.module in bn_mods:
-                touched_bn[row.module] = None
-            is_bn_stat = row.module in bn_mods and key.rpartition(".")[2] in BN_BUFFERS
-            if is_bn_stat and bn != "load" and row.status != Status.UNEXPECTED:
-                skipped[key] = _bn_policy_reason(bn)
-                continue
-            ckpt_key = row.ckpt_key or key
-            cast = _cast_of(row)
-            if row.loadable:  # as it is, or cast
-                tied_first = next((t for t in row.tied if t in loaded), None) if row.tied else None
-                if tied_first is not None:
-                    skipped[key] = _tie_reason(tied_first)
-                    continue
-                if row.status == Status.DTYPE_MISMATCH and _lossy_kind(row):
-                    problem = index.cast_problem(cmp, key)
-                    if problem is not None:
-                        skipped[key] = _cast_reason(row, problem)
-                        continue
-                entries[key] = PlanEntry(key, ckpt_key, row.status, None, cast)
-                loaded.add(key)
-            elif row.status == Status.SHAPE_MISMATCH:
-                adapter = _adapter_for(key, adapters) if adapters else None
-                why = _shape_mismatch_reason(row, adapter)
-                if why is not None:
-                    skipped[key] = why
-                    continue
-                entries[key] = PlanEntry(key, ckpt_key, row.status, adapter, cast)
-                loaded.add(key)
-            else:
-                skipped[key] = row.reason or row.status
-        _keep_bn_counters_with_their_statistics(cmp, bn_mods, entries, skipped)
-        reset = list(touched_bn) if bn == "reset" else []
-        return cls(cmp, entries, skipped, bn, reset)
+            loads[i] = not isinstance(result, str)
 
     # views ---------------------------------------------------------------------------------------
     @property
@@ -664,7 +679,7 @@ class LoadPlan:
         rows = [
             {
                 "key": k,
-                "action": "adapt" if e.adapter else "load",
+                "action": "merge" if k in self.lora else "adapt" if e.adapter else "load",
                 "ckpt_key": e.ckpt_key,
                 "status": e.status,
                 "cast": " → ".join(e.cast) if e.cast else None,
@@ -699,14 +714,18 @@ class LoadPlan:
         ckpt = self.comparison.checkpoint
         tensors = ckpt.tensors([e.ckpt_key for e in self.entries.values()])
         current: Mapping[str, torch.Tensor] = {}
-        if self.adapted:
+        if self.adapted or self.lora:
             if model is None:
-                raise ValueError("adapters need the model's tensors: pass model=")
+                raise ValueError("adapters and LoRA merges need the model's tensors: pass model=")
             current = model.state_dict()
+        factors = ckpt.tensors([p.b_key for p in self.lora.values()]) if self.lora else {}
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for k, e in self.entries.items():
             t = tensors[e.ckpt_key]
-            if e.adapter is not None:
+            if k in self.lora:  # W + scale · B @ A, from the model's current weight
+                pair = self.lora[k]
+                t = merge_lora(current[k], t, factors[pair.b_key], pair.scale, pair.fan_in_fan_out)
+            elif e.adapter is not None:
                 t = get_adapter(e.adapter)(t, current[k])
             elif e.cast is not None and t.is_floating_point():
                 target = _dtype(e.cast[1])
@@ -755,8 +774,18 @@ class LoadPlan:
             entry=src.key,
             trust=trust,
             renames=tuple(_rule_spec(r) for r in self.comparison.renames),
-            keys=tuple((k, e.ckpt_key) for k, e in self.entries.items()),
+            keys=tuple((k, e.ckpt_key) for k, e in self.entries.items() if k not in self.lora),
+            lora=tuple(
+                (k, p.a_key, p.b_key, p.scale, p.fan_in_fan_out) for k, p in self.lora.items()
+            ),
             adapters=tuple((k, e.adapter) for k, e in self.entries.items() if e.adapter),
+            adapter_notes=tuple(
+                (k, get_adapter(e.adapter).describe(row.ckpt_shape, row.model_shape, k))
+                for k, e in self.entries.items()
+                if e.adapter
+                and (row := self.comparison[k]).ckpt_shape is not None
+                and row.model_shape is not None
+            ),
             bn_reset=tuple(self.bn_reset_modules),
             skipped=tuple(self.skipped.items()),
             bn=self.bn,
@@ -830,8 +859,10 @@ def _normalise_adapt(adapt: Mapping[str, str] | str | None) -> dict[str, str]:
         adapt = {"*": adapt}
     out = {}
     for pattern, name in adapt.items():
-        if name not in ADAPTER_REGISTRY:
-            raise ValueError(f"unknown adapter {name!r} for {pattern!r}; available: {ADAPTERS}")
+        try:
+            get_adapter(name)  # a registered name, or a parametrised one ("interpolate:2")
+        except ValueError as exc:
+            raise ValueError(f"{exc} (for {pattern!r})") from None
         out[pattern] = name
     return out
 

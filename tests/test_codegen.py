@@ -779,7 +779,7 @@ def test_adapter_registry_answers_for_rows():
     can end with the same clause."""
     from sd_widgets.adapters import ADAPTERS, adapter_hint, applicable
 
-    assert list(ADAPTERS) == ["overlap", "input_conv"] == list(sdw.plan.ADAPTERS)
+    assert list(ADAPTERS) == ["overlap", "input_conv", "interpolate"] == list(sdw.plan.ADAPTERS)
     assert all(a.description and callable(a.fn) for a in ADAPTERS.values())
     assert applicable((64, 3, 7, 7), (64, 1, 7, 7)) == ("overlap", "input_conv")
     assert applicable((64, 3, 7, 7), (64, 1, 7, 7), model_on_meta=True) == ("input_conv",)
@@ -790,6 +790,7 @@ def test_adapter_registry_answers_for_rows():
     assert "adapt={'fc.weight': 'overlap'}" in adapter_hint((10, 32), (3, 32), key="fc.weight")
     none = adapter_hint((10, 32), (10, 32, 1, 1))
     assert none.startswith("no adapter applies (different number of dimensions; not a 2-D")
+    assert "not an absolute position embedding" in none
 
 
 def test_a_path_for_an_in_memory_plan_is_refused_with_what_to_do():

@@ -283,7 +283,7 @@ def test_different_ndim_never_reshaped(ckpt):
 def test_unknown_adapter_and_bn_policy_rejected(model, ckpt):
     cmp = sdw.compare(model, ckpt)
     with pytest.raises(ValueError, match="unknown adapter"):
-        cmp.plan(adapt={"classifier.*": "interpolate"})
+        cmp.plan(adapt={"classifier.*": "bicubic"})
     with pytest.raises(ValueError, match="BatchNorm policy"):
         cmp.plan(bn="freeze")
 
@@ -617,145 +617,23 @@ def test_units_are_the_ones_the_rest_prints():
     assert units.shape_text(torch.Size([3, 32])) == "(3, 32)"
 
 
-# ------------------------------------------------------------------- fast path for exact key lists
+# ------------------------------------------------------------------- one planning path
 
 
-def _comparisons() -> list[tuple[str, sdw.Comparison]]:
-    """Real comparisons covering what planning decides: every demo variant (with its suggested
-    rename applied too), tied weights (demo and GPT-2), lossy casts, a meta model, a resized
-    ResNet-152-sized head."""
-    from realworld import build, gpt2_config, resnet152
-
-    out: list[tuple[str, sdw.Comparison]] = []
-    for name in demo.VARIANTS:
-        cmp = sdw.compare(demo.target_model(name), demo.variant(name))
-        out.append((name, cmp))
-        rules = cmp.prefix_suggestions()
-        if rules:
-            out.append((f"{name}+rule", cmp.with_renames([rules[0].rule])))
-        pairs = cmp.suggest_renames()
-        if pairs:
-            out.append(
-                (f"{name}+pairs", cmp.with_renames({s.ckpt_key: s.model_key for s in pairs}))
-            )
-    tied_sd = demo.tied_model(seed=3).state_dict()
-    out.append(("tied", sdw.compare(demo.tied_model(seed=1), tied_sd)))
-    without_head = collections.OrderedDict((k, v) for k, v in tied_sd.items() if "lm_head" not in k)
-    out.append(("tied, head not saved", sdw.compare(demo.tied_model(seed=1), without_head)))
-    from transformers import GPT2LMHeadModel
-
-    gpt2 = build(GPT2LMHeadModel, gpt2_config(), seed=0)
-    out.append(
-        ("gpt2", sdw.compare(build(GPT2LMHeadModel, gpt2_config(), seed=1), gpt2.state_dict()))
-    )
-    lossy = demo.variant("identical")
-    for k in list(lossy):
-        if k.endswith("num_batches_tracked"):
-            lossy[k] = lossy[k].double() + (0.5 if "layer1" in k else 0.0)  # some not whole
-        elif k.endswith("running_mean"):
-            lossy[k] = lossy[k].half()
-    out.append(("lossy casts", sdw.compare(demo.make_model("cnn", seed=1), lossy)))
-    with torch.device("meta"):
-        meta_model = demo.make_model("cnn", num_classes=3)
-    out.append(("meta model", sdw.compare(meta_model, demo.variant("new_head"))))
-    big = resnet152(0).state_dict()
-    big["fc.weight"], big["fc.bias"] = big["fc.weight"][:7], big["fc.bias"][:7]
-    big["conv1.weight"] = big["conv1.weight"][:, :1]  # a 1-channel stem: input_conv's case
-    out.append(("resnet152", sdw.compare(resnet152(1, trained=False), big)))
-    return out
-
-
-def _selections(cmp: sdw.Comparison) -> list[list[str]]:
-    keys = [r.key for r in cmp.rows]
-    g = torch.Generator().manual_seed(len(keys))
-    tenth = [
-        k for k, keep in zip(keys, torch.rand(len(keys), generator=g) < 0.1, strict=True) if keep
-    ]
-    half = [
-        k for k, keep in zip(keys, torch.rand(len(keys), generator=g) < 0.5, strict=True) if keep
-    ]
-    counters = [k for k in keys if k.endswith(("num_batches_tracked", "running_mean"))]
-    return [keys, keys[::-1] + keys[:5], keys[1::2], tenth, half[::-1], counters, keys[-3:], []]
-
-
-def _same_plan(fast: LoadPlan, slow: LoadPlan, what: str) -> None:
-    assert list(fast.entries.items()) == list(slow.entries.items()), what
-    assert list(fast.skipped.items()) == list(slow.skipped.items()), what
-    assert fast.bn_reset_modules == slow.bn_reset_modules, what
-    assert fast.bn == slow.bn, what
-
-
-def test_exact_key_list_fast_path_plans_exactly_what_the_general_path_plans(monkeypatch):
-    """The Explorer plans a list of row keys on every click; that fast path (each row's outcome
-    decided once per comparison and reused) gives the very plan the general path gives, for
-    every selection, BatchNorm policy and adapter choice, on many real comparisons."""
-    from sd_widgets.plan import _index
-
-    calls: list[object] = []
-    general = LoadPlan._build_general.__func__  # type: ignore[attr-defined]
-
-    def spy(cls, *args, **kwargs):
-        calls.append(args[2])
-        return general(cls, *args, **kwargs)
-
-    monkeypatch.setattr(LoadPlan, "_build_general", classmethod(spy))
-    adapts = (None, "overlap", {"fc.*": "overlap", "classifier": "overlap"}, "input_conv")
-    seen = {"tied": 0, "cast": 0, "adapt": 0, "shape": 0, "bn_reset": 0, "counter": 0}
-    for name, cmp in _comparisons():
-        index = _index(cmp)
-        for keys in _selections(cmp):
-            for bn in sdw.plan.BN_POLICIES:
-                for adapt in adapts:
-                    for exclude in (None, "*.bias") if adapt is None else (None,):
-                        what = f"{name}: {len(keys)} keys, bn={bn}, adapt={adapt}, -{exclude}"
-                        fast = LoadPlan.build(
-                            cmp, include=keys, exclude=exclude, bn=bn, adapt=adapt
-                        )
-                        assert not calls, what  # the fast path, not the general one
-                        slow = general(
-                            LoadPlan,
-                            cmp,
-                            index,
-                            keys,
-                            exclude,
-                            bn,
-                            sdw.plan._normalise_adapt(adapt),
-                        )
-                        _same_plan(fast, slow, what)
-                        calls.clear()
-                        reasons = " ".join(slow.skipped.values())
-                        seen["tied"] += "tied to" in reasons
-                        seen["cast"] += "refuses such a cast" in reasons
-                        seen["adapt"] += bool(slow.adapted)
-                        seen["shape"] += "shape mismatch" in reasons
-                        seen["bn_reset"] += bool(slow.bn_reset_modules)
-                        seen["counter"] += "step counter" in reasons
-    assert all(seen.values()), seen  # every order-dependent or cached decision was exercised
-    # patterns (modules, globs, checkpoint names) still take the general path
-    cmp = sdw.compare(demo.target_model("dataparallel"), demo.variant("dataparallel"))
-    stripped = cmp.with_renames([cmp.prefix_suggestions()[0].rule])
-    assert "module.classifier.weight" not in stripped  # a checkpoint name, not a row key
-    for c, include in (
-        (stripped, ["module.classifier.weight"]),
-        (cmp, ["*.weight"]),
-        (cmp, ["module"]),
-    ):
-        plan = LoadPlan.build(c, include=include)
-        assert calls == [include] and len(plan.entries) + len(plan.skipped), include
-        calls.clear()
-
-
-def test_fast_path_plan_loads_and_exports_like_the_general_one(tmp_path):
-    """Same plan, same load: the fast plan's state_dict and exported code are the general one's."""
-    from sd_widgets.plan import _index
-
+def test_a_key_list_in_any_order_plans_in_model_order_like_its_module_path():
+    """The Explorer sends row keys; a script sends module paths or globs: one path plans both,
+    in model order, with the same entries and reasons."""
     model = demo.make_model("cnn", num_classes=3, seed=1)
     cmp = sdw.compare(model, demo.variant("new_head"))
-    keys = [r.key for r in cmp.rows]
-    fast = cmp.plan(include=keys, bn="reset", adapt="overlap")
-    slow = LoadPlan._build_general(cmp, _index(cmp), keys, None, "reset", {"*": "overlap"})
-    _same_plan(fast, slow, "new_head")
-    assert fast.adapted == {"classifier.weight": "overlap", "classifier.bias": "overlap"}
-    assert_bit_identical(fast.state_dict(), slow.state_dict())
-    assert fast.to_code() == slow.to_code()
-    assert fast.numel == slow.numel and fast.nbytes == slow.nbytes
+    by_module = cmp.plan(include="backbone.layer1", bn="reset", adapt="overlap")
+    keys = cmp.select("backbone.layer1")
+    shuffled = keys[1::2] + keys[::2]
+    by_keys = cmp.plan(include=shuffled, bn="reset", adapt="overlap")
+    assert list(by_keys.entries.items()) == list(by_module.entries.items())
+    assert list(by_keys.skipped.items()) == list(by_module.skipped.items())
+    assert by_keys.bn_reset_modules == by_module.bn_reset_modules != []
+    head = cmp.plan(include=["classifier.bias", "classifier.weight"], adapt="overlap")
+    assert list(head.entries) == ["classifier.weight", "classifier.bias"]
+    assert head.adapted == {"classifier.weight": "overlap", "classifier.bias": "overlap"}
+    with pytest.raises(KeyError, match="matches no key"):
+        cmp.plan(include=["classifier.weight", "no.such.key"])

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import pathlib
+import threading
 import traceback
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import anywidget
@@ -36,6 +36,7 @@ from ..compare import Comparison
 from ..load import LoadReport, partial_load
 from ..plan import ADAPTERS, BN_POLICIES, LoadPlan
 from ..renames import gc_paused, parse_renames
+from ..units import human_bytes
 from . import payload as pl
 
 __all__ = ["ACTIONS", "Explorer"]
@@ -62,6 +63,8 @@ _JS_FILES = (
 )
 _CSS_FILES = ("tree.css", "panels.css")
 TABS = ("preview", "renames", "code", "results")
+#: default RAM for the undo snapshots of loads before the latest one (1 GiB)
+UNDO_BUDGET = 2**30
 
 
 def _bundle(names: tuple[str, ...]) -> str:
@@ -104,7 +107,9 @@ class Explorer(anywidget.AnyWidget):
     :class:`~sd_widgets.Comparison`. ``renames`` are initial rename rules (shown, removable),
     ``bn`` the initial BatchNorm policy, ``select`` the initial selection (``"loadable"``:
     everything that can be loaded as is; ``"none"``), ``model_name`` the variable the Code tab
-    loads into.
+    loads into. ``undo_budget`` (bytes, default 1 GiB) is the RAM the undo snapshots of loads
+    before the latest may keep: past it the oldest are released (``report.release()``) with a
+    message; the latest load's undo is always kept.
 
     The model is the caller's own object: "Load selected" changes it in place. A change made to
     it outside the widget (a plain ``load_state_dict``, an optimizer step) is detected through
@@ -156,10 +161,13 @@ class Explorer(anywidget.AnyWidget):
     """Row key → adapter (``"overlap"``) for shape mismatches to load anyway (two-way)."""
 
     tab = t.Unicode("preview").tag(sync=True)
-    """The visible tab: ``preview``, ``renames``, ``code`` or ``results`` (two-way)."""
+    """The visible tab: ``preview``, ``renames``, ``code`` or ``results`` (two-way; the code
+    listing is built only while it is ``code``)."""
 
     model_name = t.Unicode("model").tag(sync=True)
-    """The variable name the exported code loads into (two-way; a Python identifier)."""
+    """The variable name the exported code loads into: a Python identifier (setting anything
+    else raises ``TraitError``; the browser sends ``set_model_name``, refused names land in
+    ``code_error``)."""
 
     code_error = t.Unicode("").tag(sync=True)
     """Why the last ``model_name`` was refused ("" when it was fine)."""
@@ -168,9 +176,6 @@ class Explorer(anywidget.AnyWidget):
     """``plan.to_code(model_name=...)`` for the current selection: the same partial load in
     plain torch. Kept up to date while the Code tab is shown (a 30,000-key listing is
     megabytes)."""
-
-    show_code = t.Bool(False).tag(sync=True)
-    """True while the Code view is open (two-way; follows ``tab == "code"``)."""
 
     message = t.Dict().tag(sync=True)
     """The last notice: ``{"level": "info"|"success"|"warning"|"error", "text", "detail"}``;
@@ -242,9 +247,15 @@ class Explorer(anywidget.AnyWidget):
         map_location: Any = "cpu",
         max_histograms: int = 9,
         model_name: str = "model",
+        undo_budget: int = UNDO_BUDGET,
         **kwargs: Any,
     ) -> None:
         _check_arguments(model, source, key)
+        if not isinstance(undo_budget, int) or isinstance(undo_budget, bool) or undo_budget < 0:
+            raise ValueError(
+                f"undo_budget={undo_budget!r}: give the bytes of RAM older loads' undo "
+                "snapshots may keep, e.g. 2**30 (1 GiB; 0 keeps only the latest load's undo)"
+            )
         if select not in ("loadable", "none"):
             raise ValueError(f"select={select!r}: use 'loadable' or 'none'")
         if bn not in BN_POLICIES:
@@ -254,13 +265,16 @@ class Explorer(anywidget.AnyWidget):
             raise ValueError(f"model_name={model_name!r}: {problem}")
         # plain attributes first: the validators read them
         self.max_histograms = int(max_histograms)
+        #: bytes of undo snapshots kept for loads before the latest (see :meth:`_keep_undo_budget`)
+        self.undo_budget = undo_budget
+        #: one action at a time, whatever thread sends it (two undos must not undo one load twice)
+        self._lock = threading.RLock()
         #: the exception behind the last error message, and its formatted traceback
         self.last_error: BaseException | None = None
         self.last_traceback: str = ""
         self._reports: list[LoadReport] = []
         self._cmp: Comparison | None = None
         self._index = pl.TreeIndex(pl.empty_payload())
-        self._pending_cmp: Comparison | None = None
         self._selectable_cache: tuple[Any, Comparison, frozenset[str]] | None = None
         self._sizes_cache: tuple[Comparison | None, pl.RowSizes] | None = None
         self._select_loadable = select == "loadable"
@@ -301,7 +315,6 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_adapters, names=["adapters"])
         self.observe(self._on_plan_inputs, names=["bn_policy", "model_name"])
         self.observe(self._on_tab, names=["tab"])
-        self.observe(self._on_show_code, names=["show_code"])
         self.observe(self._on_rename_rules, names=["rename_rules"])
         self.observe(self._on_histogram_key, names=["histogram_key"])
         self.observe(self._on_bn_module, names=["bn_module"])
@@ -334,6 +347,19 @@ class Explorer(anywidget.AnyWidget):
         return self._cmp.plan(
             include=list(self.selected_keys), bn=self.bn_policy, adapt=dict(self.adapters) or None
         )
+
+    def to_html(self, path: str | os.PathLike[str] | Any) -> pathlib.Path | None:
+        """Write a standalone, offline HTML report of this comparison to ``path``.
+
+        One self-contained file (the widget's own front end and the tree payload inlined,
+        nothing fetched): the side-by-side tree, legend, search, filters and problems strip,
+        read-only (no kernel; nothing selects or loads), naming the checkpoint, the model and
+        the sd_widgets version that wrote it. ``path`` may also be a text stream. Returns the
+        path written (None for a stream). See :mod:`sd_widgets.widgets.html`.
+        """
+        from .html import write_report
+
+        return write_report(self, path)
 
     def check_stale(self) -> bool:
         """Compare the model's tensors with what the widget last saw.
@@ -393,7 +419,9 @@ class Explorer(anywidget.AnyWidget):
         if action is None:
             self._set_message("error", f"Unknown widget action {name!r}; nothing was done.")
             return
-        with self._guard(action.label):
+        # one action at a time: two threads (or a thread and the kernel) sending "undo" at once
+        # must see each other's result, not both undo the same load
+        with self._lock, self._guard(action.label):
             # outside changes happen in notebook cells, which are checked after each run: a
             # click then costs nothing extra; long actions (and scripts) check first
             if action.busy_text is not None or not self._cell_hook:
@@ -464,7 +492,7 @@ class Explorer(anywidget.AnyWidget):
                 raise ValueError(f"no adapter applies to {key!r}: {row.reason or row.status}")
             if adapter == "auto":  # the tree's toggle: the first adapter the registry offers
                 adapter = row.adapters[0]
-            if adapter not in ADAPTERS:
+            if adapter.partition(":")[0] not in ADAPTERS:
                 raise ValueError(f"unknown adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
             if adapter not in row.adapters:
                 raise ValueError(
@@ -478,6 +506,17 @@ class Explorer(anywidget.AnyWidget):
             self.adapters = new  # the observer re-validates the selection
             if adapter and key not in self.selected_keys:
                 self.selected_keys = [*self.selected_keys, key]
+
+    @_action("set_model_name", "Naming the model variable")
+    def _act_set_model_name(self, c: Mapping[str, Any]) -> None:
+        """The Code tab's name field: a refused name leaves the code as it is and says why."""
+        value = str(c.get("name", "")).strip()
+        problem = name_problem(value)
+        if problem is not None:
+            self.code_error = f"{problem}; the code still uses {self.model_name!r}."
+            return
+        self.code_error = ""
+        self.model_name = value
 
     @_action("set_bn", "Setting the BatchNorm policy")
     def _act_set_bn(self, c: Mapping[str, Any]) -> None:
@@ -551,6 +590,7 @@ class Explorer(anywidget.AnyWidget):
             return
         report = partial_load(self._model, plan, stats=False)  # statistics stream in after
         self._reports.append(report)
+        released = self._keep_undo_budget()
         self._generation += 1
         n_skip = len(report.skipped)
         text = (
@@ -563,7 +603,7 @@ class Explorer(anywidget.AnyWidget):
             )
             + f" in {report.seconds:.2f} s. “Undo” restores the previous tensors."
         )
-        leftovers = _meta_leftovers(report, self._model)
+        leftovers = _meta_leftovers(report)
         with self.hold_sync():
             self.can_undo = True
             self.last_load = {
@@ -582,7 +622,9 @@ class Explorer(anywidget.AnyWidget):
             self.meta_leftovers = leftovers
             self.stale = {}
             self.busy_text = "Computing statistics…"
-            self._set_message("success", text + (f" {leftovers['text']}" if leftovers else ""))
+            self._set_message(
+                "success", text + (f" {leftovers['text']}" if leftovers else "") + released
+            )
             self.tab = "results"
         if report.assigned:  # meta tensors were replaced: entries changed, compare again
             self._set_comparison(
@@ -593,25 +635,58 @@ class Explorer(anywidget.AnyWidget):
         self._later(self._stream_results, report, self._generation)
 
     @_action("undo", "Undo", busy_text="Undoing…")
-    def _act_undo(self, _c: Mapping[str, Any]) -> None:
+    def _act_undo(self, c: Mapping[str, Any]) -> None:
+        """Undo the last load; ``force: true`` ("Undo anyway") also over later changes.
+
+        Without ``force`` the report refuses (:class:`~sd_widgets.UndoError`) when a tensor it
+        would restore changed after the load (a training step, an edit in a cell): the message
+        says which and offers "Undo anyway"; the stale banner stays, the model is untouched.
+        """
         if not self._reports:
             self._set_message("warning", "Nothing to undo: no load from this explorer is pending.")
             return
+        force = c.get("force") is True
         report = self._reports[-1]
-        report.undo()  # raises UndoError with a readable message when it cannot
+        restored = set(report.after())  # what the undo writes back (before it drops the snapshot)
+        try:
+            report.undo(force=force)
+        except errors.UndoError as exc:
+            changed = exc.changed  # the tensors changed since the load (empty: another reason)
+            if force or not changed:
+                raise
+            n = len(changed)
+            self._set_message(
+                "warning",
+                f"Undo refused: {n:,} tensor{'s' if n != 1 else ''} the last load wrote "
+                f"changed after it ({_first(changed)}), e.g. by a training step or an edit in a "
+                "cell. Undo would overwrite that work, so nothing was restored. “Undo anyway” "
+                "restores the tensors from before the load and discards those changes.",
+                detail=str(exc),
+                offer={
+                    "label": "Undo anyway",
+                    "title": "Restore the tensors from before the last load, overwriting the "
+                    "changes made to them since",
+                    "content": {"action": "undo", "force": True},
+                },
+            )
+            return
         self._reports.pop()
         self._generation += 1
+        n = len(report.loaded)
         text = (
-            f"Undone: restored the {len(report.loaded)} tensors the last load replaced; "
-            "the model is exactly as before it."
+            f"Undone{' anyway' if force else ''}: restored the {n:,} tensors the last load "
+            "replaced to their values from before it"
+            + (" (changes made to them after the load were discarded)." if force else ".")
         )
         with self.hold_sync():
             self.can_undo = bool(self._reports)
             self.last_load = {"text": text, "loaded": 0, "skipped": 0, "undone": True}
             self._clear_results()
-            self.stale = {}
             self._set_message("success", text)
-        self._rebaseline()
+            # what changed outside the widget and was not restored is still a change
+            self._rebaseline(restored)
+            self.stale = {}
+            self.check_stale()
 
     @_action("refresh", "Refreshing", busy_text="Comparing the model as it is now…")
     def _act_refresh(self, _c: Mapping[str, Any]) -> None:
@@ -701,18 +776,15 @@ class Explorer(anywidget.AnyWidget):
         return {
             k: v
             for k, v in dict(proposal["value"] or {}).items()
-            if cmp is not None and k in cmp and v in ADAPTERS and cmp[k].adaptable
+            if cmp is not None and k in cmp and v in cmp[k].adapters
         }
 
     @t.validate("bn_policy")
     def _valid_bn(self, proposal: Any) -> str:
         value = proposal["value"]
-        if value in BN_POLICIES:
-            return value
-        self._set_message(
-            "error", f"Setting the BatchNorm policy failed: {value!r} is not one of {BN_POLICIES}"
-        )
-        return self.bn_policy if self.bn_policy in BN_POLICIES else "load"
+        if value not in BN_POLICIES:
+            raise t.TraitError(f"bn_policy={value!r}: use one of {BN_POLICIES}")
+        return value
 
     def send_state(self, key: Any = None) -> None:
         """Send state as ipywidgets does; :attr:`selected_keys` goes out as a :class:`_JSONList`."""
@@ -757,28 +829,9 @@ class Explorer(anywidget.AnyWidget):
     def _valid_model_name(self, proposal: Any) -> str:
         value = str(proposal["value"]).strip()
         problem = name_problem(value)
-        if problem is None:
-            self.code_error = ""
-            return value
-        self.code_error = f"{problem}; the code still uses {self.model_name!r}."
-        return self.model_name
-
-    @t.validate("rename_rules")
-    def _valid_rules(self, proposal: Any) -> list[dict]:
-        specs = list(proposal["value"] or ())
-        if self._cmp is None:
-            return []
-        current = pl.rules_payload(self._cmp.renames)
-        if specs == current:
-            return current
-        try:
-            rules = tuple(pl.rule_from_spec(s) for s in specs)
-            cmp = self._cmp.with_renames(rules, replace=True)
-        except Exception as exc:
-            self._report_error(exc, "Applying rename rules")
-            return current
-        self._pending_cmp = cmp
-        return pl.rules_payload(cmp.renames)
+        if problem is not None:
+            raise t.TraitError(f"model_name={value!r}: {problem}")
+        return value
 
     @t.validate("histogram_key")
     def _valid_histogram_key(self, proposal: Any) -> str:
@@ -809,24 +862,23 @@ class Explorer(anywidget.AnyWidget):
             self._update_preview()
 
     def _on_tab(self, change: dict) -> None:
-        self.show_code = change["new"] == "code"
-
-    def _on_show_code(self, change: dict) -> None:
         with self._guard("Writing the code"):
-            if change["new"]:
+            if change["new"] == "code":
                 self._update_code()
             else:
                 self.code = ""
 
     def _on_rename_rules(self, change: dict) -> None:
-        cmp, self._pending_cmp = self._pending_cmp, None
-        if cmp is None:
-            return
-        with self._guard("Applying rename rules"), self._busy("Re-aligning the tree…"):
-            before = self._cmp
-            self._set_comparison(cmp)
-            if before is not None:
-                self._set_message("info", "Rename rules changed. " + pl.pairing_change(before, cmp))
+        """Rules set from Python: re-align the tree; rules that fail are put back as they were."""
+        current = pl.rules_payload(self._cmp.renames) if self._cmp is not None else []
+        if change["new"] == current:
+            return  # what the comparison shows (set by _show_comparison, or put back below)
+        try:
+            with self._busy("Re-aligning the tree…"):
+                self._apply_rules(list(change["new"] or ()), done="Rename rules changed")
+        except Exception as exc:
+            self._report_error(exc, "Applying rename rules")
+            self.rename_rules = current
 
     def _on_histogram_key(self, change: dict) -> None:
         key = change["new"]
@@ -863,7 +915,7 @@ class Explorer(anywidget.AnyWidget):
         cached = self._selectable_cache
         if cached is not None and cached[0] == token and cached[1] is self._cmp:
             return cached[2]
-        keys = frozenset(r.key for r in self._cmp if pl.row_selectable(r, adapters))
+        keys = pl.selectable_keys(self._cmp, adapters)
         self._selectable_cache = (token, self._cmp, keys)
         return keys
 
@@ -900,7 +952,6 @@ class Explorer(anywidget.AnyWidget):
         )
         self._cmp = cmp
         self._index = pl.TreeIndex(payload)
-        self._pending_cmp = None
         with self.hold_sync():
             self.tree = payload
             self.error = {}
@@ -941,14 +992,14 @@ class Explorer(anywidget.AnyWidget):
             return
         plan = self.plan()
         self.preview = {**pl.preview_from_plan(plan, sizes=self._row_sizes()), "bn": self.bn_policy}
-        if self.show_code:
-            self.code = _plan_code(plan, self.model_name)
+        if self.tab == "code":
+            self.code = plan.to_code(model_name=self.model_name)
 
     def _update_code(self) -> None:
         if self._cmp is None or not self.selected_keys:
             self._update_preview()
             return
-        self.code = _plan_code(self.plan(), self.model_name)
+        self.code = self.plan().to_code(model_name=self.model_name)
 
     def _clear_results(self) -> None:
         self.results = pl.results_none()
@@ -1035,7 +1086,8 @@ class Explorer(anywidget.AnyWidget):
 
         def run() -> None:
             try:
-                fn(*args)
+                with self._lock:
+                    fn(*args)
             finally:
                 self._job_done()
 
@@ -1062,8 +1114,54 @@ class Explorer(anywidget.AnyWidget):
                 self.busy = False
                 self.busy_text = ""
 
-    def _rebaseline(self) -> None:
-        self._watch = _watch_list(self._model) if self._model is not None else []
+    def _rebaseline(self, keys: Collection[str] | None = None) -> None:
+        """Take the model's tensors as they are now as the baseline of :meth:`check_stale`.
+
+        ``keys``: only those (and any tensor object they share, a tied weight); every other
+        tensor keeps its baseline, so a change made outside the widget stays a change.
+        """
+        if self._model is None:
+            self._watch = []
+            return
+        now = _watch_list(self._model)
+        if keys is None:
+            self._watch = now
+            return
+        shared = {id(entry[4]) for entry in now if entry[0] in keys}
+        old = {entry[0]: entry for entry in self._watch}
+        self._watch = [
+            entry
+            if entry[0] in keys or id(entry[4]) in shared or entry[0] not in old
+            else old[entry[0]]
+            for entry in now
+        ]
+
+    def _keep_undo_budget(self) -> str:
+        """Release the oldest loads' undo snapshots past :attr:`undo_budget`; say what went.
+
+        The latest load's undo is always kept; the budget counts every kept snapshot's bytes.
+        """
+        sizes = [int(r.snapshot_nbytes) for r in self._reports]
+        total = sum(sizes)
+        released: list[LoadReport] = []
+        freed = 0
+        while len(self._reports) > 1 and total > self.undo_budget:
+            report = self._reports.pop(0)
+            size = sizes.pop(0)
+            report.release()
+            released.append(report)
+            total -= size
+            freed += size
+        if not released:
+            return ""
+        n = len(released)
+        kept = len(self._reports)
+        return (
+            f" Released the undo of the {'oldest load' if n == 1 else f'{n} oldest loads'} "
+            f"({human_bytes(freed)}) to keep undo snapshots within undo_budget="
+            f"{human_bytes(self.undo_budget)}; Undo now goes back "
+            f"{'1 load' if kept == 1 else f'{kept} loads'}."
+        )
 
     @contextlib.contextmanager
     def _guard(self, what: str) -> Iterator[None]:
@@ -1085,8 +1183,18 @@ class Explorer(anywidget.AnyWidget):
             text = f"{what} failed with {type(exc).__name__}: {exc}"
         self._set_message("error", text, detail=self.last_traceback)
 
-    def _set_message(self, level: str, text: str, detail: str = "") -> None:
-        self.message = {"level": level, "text": text, "detail": detail}
+    def _set_message(
+        self, level: str, text: str, detail: str = "", offer: Mapping[str, Any] | None = None
+    ) -> None:
+        """Show a notice in :attr:`message`.
+
+        ``offer``: one button beside it, ``{label, title, content}``, that sends ``content``
+        (an action message) when pressed ("Undo anyway").
+        """
+        message: dict[str, Any] = {"level": level, "text": text, "detail": detail}
+        if offer:
+            message["offer"] = dict(offer)
+        self.message = message
 
 
 # --------------------------------------------------------------------------------------------
@@ -1162,6 +1270,16 @@ def _error_state(exc: BaseException, source: Any) -> dict[str, str]:
             f"Check the path {str(source)!r} (relative paths start from "
             f"{os.getcwd()!r}), then run the cell again."
         )
+    elif isinstance(exc, errors.UnsafeCheckpointError) and exc.runs_code:
+        kind = "unsafe"
+        title = "Loading this checkpoint would run code from the file"
+        fix = (
+            f"Nothing from the file was run. It calls {', '.join(map(repr, exc.runs_code))}, "
+            "which can run code (commands, Python, file writes); no trust=[...] admits that. "
+            "Ask for a weights-only "
+            "export (safetensors, or torch.save(model.state_dict(), ...)); trust=True would run "
+            "the code."
+        )
     elif isinstance(exc, errors.UnsafeCheckpointError):
         kind = "unsafe"
         title = "The checkpoint needs code that weights-only loading refuses to run"
@@ -1213,28 +1331,9 @@ def _kernel_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _plan_code(plan: Any, model_name: str) -> str:
-    """``plan.to_code(model_name=...)`` when the plan supports it (else the old signature)."""
-    params: Mapping[str, Any]
-    try:
-        params = inspect.signature(plan.to_code).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        params = {}
-    if "model_name" in params:
-        return plan.to_code(model_name=model_name)
-    return plan.to_code()
-
-
-def _meta_leftovers(report: LoadReport, model: nn.Module) -> dict[str, Any]:
+def _meta_leftovers(report: LoadReport) -> dict[str, Any]:
     """Tensors still on the meta device after a load (the model cannot run until they are)."""
-    keys = getattr(report, "still_on_meta", None)
-    if keys is None:
-        if not report.assigned:
-            return {}
-        keys = [
-            k for k, v in model.state_dict(keep_vars=True).items() if getattr(v, "is_meta", False)
-        ]
-    keys = list(keys)
+    keys = list(report.still_on_meta)
     if not keys:
         return {}
     n = len(keys)
@@ -1296,6 +1395,11 @@ def _watch_cells(widget: Explorer) -> bool:
 
     ip.events.register("post_run_cell", after_cell)
     return True
+
+
+def _first(keys: list[str], n: int = 3) -> str:
+    """The first ``n`` keys, comma-separated, with "…" when there are more."""
+    return ", ".join(keys[:n]) + (", …" if len(keys) > n else "")
 
 
 def _strs(content: Mapping[str, Any], name: str) -> list[str]:
