@@ -67,6 +67,8 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
 FORMATS = ("table", "json", "jsonl", "csv")
+#: ``diff`` also writes the Explorer's standalone, offline HTML report
+DIFF_FORMATS = (*FORMATS, "html")
 PROG = "sd-widgets"
 
 
@@ -148,6 +150,9 @@ output
   projection tied to the embedding).
   Control characters in keys are escaped in table and csv (\\x1b, \\n); json/jsonl
   keep the exact key.
+  html: one self-contained, offline HTML page on stdout (> report.html): the Explorer's
+  side-by-side tree, legend, search, filters and problems strip, read-only, naming the
+  files and the sd_widgets version (every row; "only problems" is a filter in the page).
 
 exit status
   0  the checkpoint loads cleanly: every row is '{Status.MATCH}'. A {Status.DTYPE_MISMATCH} is a difference
@@ -166,6 +171,7 @@ examples:
   {PROG} diff ddp.pt --model nets:Net --rename module.= --only-problems
   {PROG} diff last.ckpt --model nets:Net --key state_dict --rename model.=
   {PROG} diff b.safetensors --against a.safetensors --format json
+  {PROG} diff ddp.pt --model nets:Net --format html > report.html
 """
 
 _INSPECT_HELP = "list the tensors of a checkpoint"
@@ -197,14 +203,14 @@ examples:
 """
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
     p.add_argument(
         "checkpoint",
         metavar="CHECKPOINT",
         help="file, *.index.json, or directory (sharded / DCP checkpoint)",
     )
     p.add_argument(
-        "--format", "-f", choices=FORMATS, default="table", help="output format (default: table)"
+        "--format", "-f", choices=formats, default="table", help="output format (default: table)"
     )
     p.add_argument(
         "--key",
@@ -243,6 +249,7 @@ def _add_command(
     summary: str,
     description: str,
     epilog: str,
+    formats: tuple[str, ...] = FORMATS,
 ) -> argparse.ArgumentParser:
     """A subcommand with the options every command shares; ``func`` runs it."""
     p = sub.add_parser(
@@ -252,7 +259,7 @@ def _add_command(
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_common(p)
+    _add_common(p, formats)
     p.set_defaults(func=func)
     return p
 
@@ -278,7 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     _add_command(sub, "inspect", _cmd_inspect, _INSPECT_HELP, _INSPECT_DESCRIPTION, _INSPECT_EPILOG)
-    p_diff = _add_command(sub, "diff", _cmd_diff, _DIFF_HELP, _DIFF_DESCRIPTION, _DIFF_EPILOG)
+    p_diff = _add_command(
+        sub, "diff", _cmd_diff, _DIFF_HELP, _DIFF_DESCRIPTION, _DIFF_EPILOG, DIFF_FORMATS
+    )
     side = p_diff.add_mutually_exclusive_group()
     side.add_argument(
         "--model", "-m", metavar="MODULE:CALLABLE", help="the model to load into (see below)"
@@ -1151,6 +1160,18 @@ def _compare(
         raise CLIError(f"--rename: {exc}") from None
 
 
+def _write_html(cmp: Comparison, model_label: str) -> None:
+    """``diff --format html``: the Explorer's standalone, offline report of ``cmp`` on stdout.
+
+    The one place the command line reaches the widget layer (lazily): the report is the
+    Explorer's own front end over the Explorer's payload, never a second renderer.
+    """
+    from .widgets import Explorer
+    from .widgets.html import write_report
+
+    write_report(Explorer(cmp, select="none"), sys.stdout, model_label=model_label)
+
+
 def _cmd_diff(args: argparse.Namespace) -> int:
     if args.model is None and args.against is None:
         raise CLIError(
@@ -1179,6 +1200,9 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     clean_statuses = _clean_statuses(args.allow_dtype)
     clean = all(r.status in clean_statuses for r in cmp.rows)
     code = EXIT_OK if clean else EXIT_DIFFERENT
+    if args.format == "html":
+        _write_html(cmp, model_label)
+        return code
     suggestions = [] if clean else _suggest(cmp)
     problem = set(PROBLEM_STATUSES)
 

@@ -148,7 +148,9 @@ function mountFilters(v) {
       const item = data.item(i);
       return h("button", { className: `sdw-problem sdw-status-${data.statusName(i)}`, title: `${data.c.path[i]}: ${item.label}. Show it in the tree.`, dataset: { action: "goto-problem", key: data.c.path[i] }, attrs: { type: "button" } }, [
         h("span", { className: "sdw-legend-icon", text: item.icon, attrs: { "aria-hidden": "true" } }),
-        h("span", { className: "sdw-problem-key", text: data.c.path[i], attrs: { dir: "ltr" } }),
+        // shortened from the left (tree.css), the key itself isolated left-to-right: a key
+        // starting with "<" or holding a bidi override still reads as it is
+        h("span", { className: "sdw-problem-key" }, [h("span", { className: "sdw-name-text", text: data.c.path[i], attrs: { dir: "ltr" } })]),
       ]);
     });
     const more = list.length - chips.length;

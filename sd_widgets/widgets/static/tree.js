@@ -79,6 +79,8 @@
 // [data-role=results]: select[data-role=histogram-picker], img[data-role=histogram][data-key],
 //   img[data-role=histogram-single], img[data-role=bn-plot]
 // [data-role=top-slot], [data-role=results-slot]   where panels.js mounts its panels
+// .sdw-explorer[data-readonly=true]            the standalone report (widgets/html.py)
+// .sdw-explorer[data-fit=full|narrow|scroll]   how the columns fit the container (fitColumns)
 
 /**
  * The `<style>` rules colouring each status (`.sdw-status-<status> { --sdw-c }`, overridable by
@@ -148,6 +150,9 @@ function render({ model, el }) {
   };
   v.els = buildSkeleton(v);
   const { root, viewport, crumb, topSlot, resultsSlot, codeSlot, statusStyle } = v.els;
+  // the standalone report (widgets/html.py): no kernel behind the model; tree.css hides what
+  // would ask Python for something (load, undo, selection, renames, tabs)
+  if (model.get("read_only")) root.dataset.readonly = "true";
   mountPanels({ model, send: v.send, on: v.on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot } });
   v.fn.drawStatusStyle = () => {
     statusStyle.textContent = statusStyleRules(v.s.data.p.legend);
