@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from traitlets import TraitError
 
 import sd_widgets as sdw
 from sd_widgets import demo
@@ -113,7 +114,7 @@ def big_model(n_layers: int) -> nn.Module:
 def test_payload_has_one_row_per_comparison_row_and_aligned_sides():
     model = demo.target_model("renamed_layer")
     cmp = sdw.compare(model, demo.variant("renamed_layer"))
-    p = pl.build_tree_payload(cmp.tree())
+    p = pl.payload_from_comparison(cmp)
     cols = p["columns"]
     assert p["n_keys"] == len(cmp.rows)
     assert all(len(v) == p["n_entries"] for v in cols.values())
@@ -134,7 +135,7 @@ def test_payload_has_one_row_per_comparison_row_and_aligned_sides():
 
 def test_payload_module_counts_cover_their_contiguous_subtree():
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
-    p = pl.build_tree_payload(cmp.tree())
+    p = pl.payload_from_comparison(cmp)
     cols = p["columns"]
     for i, t in enumerate(cols["t"]):
         if t != 0:
@@ -151,10 +152,15 @@ def test_payload_module_counts_cover_their_contiguous_subtree():
 
 def test_selectable_and_reasons():
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
-    index = pl.TreeIndex(pl.build_tree_payload(cmp.tree()))
-    assert not index.selectable("classifier.weight")
-    assert index.selectable("classifier.weight", {"classifier.weight": "overlap"})
-    reasons = index.not_selectable()
+    selectable = pl.selectable_keys(cmp)
+    assert "classifier.weight" not in selectable and len(selectable) == 36
+    assert "classifier.weight" in pl.selectable_keys(cmp, {"classifier.weight": "overlap"})
+    p = pl.payload_from_comparison(cmp)  # the browser reads the reasons from the payload
+    reasons = {
+        path: why
+        for path, why in zip(p["columns"]["path"], p["columns"]["reason"], strict=True)
+        if why
+    }
     assert set(reasons) == {"classifier.weight", "classifier.bias"}
     assert "shape mismatch" in reasons["classifier.weight"]
     assert "(10, 32)" in reasons["classifier.weight"] and "(3, 32)" in reasons["classifier.weight"]
@@ -162,21 +168,24 @@ def test_selectable_and_reasons():
 
 def test_toggle_module_and_range_selection():
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
-    index = pl.TreeIndex(pl.build_tree_payload(cmp.tree()))
+    index = pl.TreeIndex(pl.payload_from_comparison(cmp))
+    ok = {"selectable": pl.selectable_keys(cmp)}
     stem = index.subtree_keys("backbone.stem")
     assert len(stem) == 6
-    sel = pl.toggle(index, [], modules=["backbone.stem"])
+    sel = pl.toggle(index, [], modules=["backbone.stem"], **ok)
     assert sel == stem
-    sel = pl.toggle(index, [*sel, "backbone.layer1.0.conv1.weight"], modules=["backbone.stem"])
+    sel = pl.toggle(
+        index, [*sel, "backbone.layer1.0.conv1.weight"], modules=["backbone.stem"], **ok
+    )
     assert sel == ["backbone.layer1.0.conv1.weight"]  # fully selected subtree → deselected
     # partly selected → everything in it selected
-    assert pl.toggle(index, stem[:2], modules=["backbone.stem"]) == stem
+    assert pl.toggle(index, stem[:2], modules=["backbone.stem"], **ok) == stem
     # not selectable keys never enter the selection
-    assert pl.toggle(index, [], modules=["classifier"]) == []
-    assert pl.toggle(index, [], keys=["classifier.weight"]) == []
-    rng = pl.apply_range(index, [], keys=stem[1:4], modules=["backbone.layer1"], select=True)
+    assert pl.toggle(index, [], modules=["classifier"], **ok) == []
+    assert pl.toggle(index, [], keys=["classifier.weight"], **ok) == []
+    rng = pl.apply_range(index, [], keys=stem[1:4], modules=["backbone.layer1"], select=True, **ok)
     assert rng == stem[1:4] + index.subtree_keys("backbone.layer1")
-    assert pl.apply_range(index, rng, modules=["backbone.layer1"], select=False) == stem[1:4]
+    assert pl.apply_range(index, rng, modules=["backbone.layer1"], select=False, **ok) == stem[1:4]
     with pytest.raises(KeyError):
         index.subtree_keys("no.such.module")
 
@@ -185,7 +194,7 @@ def test_hostile_key_names_survive_unchanged():
     sd = OrderedDict((k, torch.zeros(2)) for k in HOSTILE_KEYS)
     model = nn.Linear(2, 2)
     cmp = sdw.compare(model, sd)
-    p = pl.build_tree_payload(cmp.tree(), source="<b>src</b>")
+    p = pl.payload_from_comparison(cmp, source="<b>src</b>")
     index = pl.TreeIndex(p)
     assert set(HOSTILE_KEYS) <= set(index.keys)
     names = set(p["columns"]["name"])
@@ -202,7 +211,7 @@ def test_static_fallback_html_shows_both_shapes_whole():
     """The HTML shown where no widget front end runs (nbviewer, GitHub) names both shapes
     exactly — a regression: stripping '( )' once ate the model shape's closing parenthesis."""
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
-    html = pl.summary_html(pl.build_tree_payload(cmp.tree()))
+    html = pl.summary_html(pl.payload_from_comparison(cmp))
     assert "checkpoint (10, 32) vs model (3, 32)</td>" in html
     assert "checkpoint (10,) vs model (3,)</td>" in html
 
@@ -247,7 +256,7 @@ def test_rule_specs_round_trip_and_bad_rules_are_readable():
 def test_initial_state_selects_everything_loadable_and_previews_it():
     w, model = explorer("new_head")
     index = pl.TreeIndex(w.tree)
-    assert w.selected_keys == index.selectable_keys()
+    assert w.selected_keys == list(index.ordered(pl.selectable_keys(w.comparison)))
     assert len(w.selected_keys) == 36
     plan = w.plan()
     assert w.preview["n_tensors"] == len(plan.keys) == 36
@@ -351,7 +360,7 @@ def test_bn_policy_and_code_view_follow_the_selection():
     w, model = explorer("new_head")
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert w.code == ""  # the listing is only built while the Code view is shown
-    w.show_code = True
+    w.tab = "code"
     assert "load_state_dict" in w.code and "backbone.stem.bn.running_mean" in w.code
     n_all = w.preview["n_tensors"]
     w.bn_policy = "keep"
@@ -360,6 +369,9 @@ def test_bn_policy_and_code_view_follow_the_selection():
     assert "'keep'" in w.code
     w.handle_action({"action": "set_bn", "policy": "nonsense"})
     assert w.message["level"] == "error" and w.bn_policy == "keep"
+    with pytest.raises(TraitError, match="nonsense"):  # from Python: a plain error, no message
+        w.bn_policy = "nonsense"
+    assert w.bn_policy == "keep"
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,7 +531,8 @@ def test_prefix_rule_fixes_dataparallel_and_removing_it_reverts():
     rule = next(s for s in w.suggestions if s["type"] == "rule")
     assert rule["rule"]["old"] == "module."
     w.handle_action({"action": "add_rule", "kind": "prefix", "old": "module.", "new": ""})
-    assert w.tree["counts"] == [38, 0, 0, 0, 0, 0]
+    counts = dict(zip(w.tree["statuses"], w.tree["counts"], strict=True))
+    assert {s: n for s, n in counts.items() if n} == {"match": 38}
     assert len(w.selected_keys) == 38  # everything became loadable and was selected
     w.handle_action({"action": "remove_rule", "index": 0})
     assert w.rename_rules == [] and w.tree["counts"][0] == 0 and w.selected_keys == []
@@ -723,7 +736,7 @@ def test_error_state_says_what_failed_and_how_to_fix_it(tmp_path):
     assert w.error["title"] and str(bad) in w.error["text"]
     assert "torch.save" in w.error["fix"]
     assert w.bn_policy == "load" and w.selected_keys == [] and w.banner == {}
-    w.bn_policy = "nonsense"  # every control keeps a valid value
+    w.handle_action({"action": "set_bn", "policy": "nonsense"})  # what the radios send
     assert w.bn_policy == "load" and w.message["level"] == "error"
     missing = Explorer(demo.target_model("identical"), tmp_path / "nope.pt")
     assert missing.error["kind"] == "not_found" and "nope.pt" in missing.error["fix"]
@@ -943,6 +956,132 @@ def test_undo_is_not_a_change_from_outside():
     assert not w.check_stale() and w.stale == {}
 
 
+def test_undo_refuses_to_overwrite_later_work_and_undo_anyway_restores():
+    """Load, a training step and an edit in a cell, Undo: refused, nothing lost; then anyway."""
+    w, model = explorer("identical", select="none")
+    before = snapshot(model)
+    loaded = ["backbone.stem.conv.weight", "backbone.stem.bn.weight", "classifier.weight"]
+    w.selected_keys = loaded
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success" and w.stale == {}
+    after_load = snapshot(model)
+    # an "epoch": one SGD step on the loaded classifier, and an edit of a tensor not loaded
+    opt = torch.optim.SGD([model.classifier.weight], lr=0.5)
+    model.eval()(torch.randn(4, 3, 16, 16)).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        model.backbone.layer1[0].conv1.weight.mul_(2.0)
+    trained = snapshot(model)
+    assert changed_keys(after_load, model) == {
+        "classifier.weight",
+        "backbone.layer1.0.conv1.weight",
+    }
+
+    w.handle_action({"action": "undo"})
+    assert w.message["level"] == "warning", w.message
+    assert "Undo refused" in w.message["text"] and "classifier.weight" in w.message["text"]
+    assert "backbone.stem.conv.weight" not in w.message["text"]  # unchanged since the load
+    offer = w.message["offer"]
+    assert offer["label"] == "Undo anyway" and offer["content"] == {"action": "undo", "force": True}
+    assert changed_keys(trained, model) == set()  # the epoch is still there
+    assert w.can_undo and len(w.reports) == 1 and not w.reports[0].undone
+    assert "classifier.weight" in w.stale["keys"]  # the stale banner stays
+
+    w.handle_action(offer["content"])  # "Undo anyway"
+    assert w.message["level"] == "success" and "Undone anyway" in w.message["text"]
+    assert changed_keys(before, model) == {"backbone.layer1.0.conv1.weight"}  # not the load's
+    assert not w.can_undo and w.reports == []
+    # the edit outside the load is still an outside change: the banner names it, and only it
+    assert w.stale["keys"] == ["backbone.layer1.0.conv1.weight"], w.stale
+
+
+def big_linear_model() -> nn.Module:
+    """Four 1024x1024 linear layers: 16.0 MiB of float32 weights (+16 KiB of biases)."""
+    torch.manual_seed(0)
+    return nn.Sequential(*(nn.Linear(1024, 1024) for _ in range(4)))
+
+
+def test_undo_budget_releases_the_oldest_undo_snapshots_first():
+    model = big_linear_model()
+    before = snapshot(model)
+    layer = 1024 * 1024 * 4 + 1024 * 4  # one layer's weight and bias, in bytes
+    ckpt = {k: torch.full_like(v, 7.0) for k, v in model.state_dict().items()}
+    # room for the latest load's snapshot and one older one, not two older ones
+    w = Explorer(model, ckpt, select="none", undo_budget=int(2.5 * layer))
+    reports = []
+    for i in range(3):  # three loads of one layer each: 4 MiB of snapshot each
+        w.handle_action({"action": "toggle", "modules": [str(i)]})
+        w.handle_action({"action": "load"})
+        assert w.message["level"] == "success", w.message
+        reports.append(w.reports[-1])
+        assert reports[-1].snapshot_nbytes >= layer - 4096
+        w.handle_action({"action": "select_none"})
+    assert w.reports == reports[1:]
+    assert re.search(r"Released the undo of the oldest load \(4\.\d MB\)", w.message["text"])
+    assert "Undo now goes back 2 loads" in w.message["text"]
+    with pytest.raises(sdw.UndoError):
+        reports[0].undo()  # released: its snapshot is gone
+    w.handle_action({"action": "undo"})
+    w.handle_action({"action": "undo"})
+    assert not w.can_undo and w.message["level"] == "success"
+    assert changed_keys(before, model) == {"0.weight", "0.bias"}  # its undo was released
+    # the default budget (1 GiB) keeps all three
+    w = Explorer(big_linear_model(), ckpt, select="none")
+    for i in range(3):
+        w.handle_action({"action": "toggle", "modules": [str(i)]})
+        w.handle_action({"action": "load"})
+        w.handle_action({"action": "select_none"})
+    assert len(w.reports) == 3 and w.undo_budget == 2**30
+
+
+def test_undo_budget_always_keeps_the_latest_load():
+    model = big_linear_model()
+    before = snapshot(model)
+    ckpt = {k: torch.ones_like(v) for k, v in model.state_dict().items()}
+    w = Explorer(model, ckpt, undo_budget=0)  # smaller than any one snapshot
+    w.handle_action({"action": "load"})
+    assert len(w.reports) == 1 and "Released" not in w.message["text"]
+    w.handle_action({"action": "load"})
+    assert len(w.reports) == 1 and "Released the undo of the oldest load" in w.message["text"]
+    w.handle_action({"action": "undo"})
+    assert w.message["level"] == "success"
+    assert changed_keys(before, model) == set(before)  # the first load cannot be undone
+    with pytest.raises(ValueError, match="undo_budget"):
+        Explorer(model, ckpt, undo_budget=-1)
+
+
+def test_actions_from_several_threads_at_once_undo_each_load_once():
+    import threading
+
+    w, model = explorer("identical", select="none")
+    s0 = snapshot(model)
+    w.selected_keys = ["backbone.stem.conv.weight"]
+    w.handle_action({"action": "load"})
+    w.selected_keys = ["classifier.weight", "classifier.bias"]
+    w.handle_action({"action": "load"})
+    messages: list[dict] = []
+    w.observe(lambda change: messages.append(change["new"]), names=["message"])
+    start = threading.Barrier(6)
+
+    def undo() -> None:
+        start.wait()
+        w.handle_action({"action": "undo"})
+
+    threads = [threading.Thread(target=undo) for _ in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=60)
+    assert not any(th.is_alive() for th in threads)
+    # (a message equal to the one before raises no change: "Nothing to undo" shows up once)
+    texts = [m["text"] for m in messages if m]
+    undone = [t for t in texts if t.startswith("Undone")]
+    assert len(undone) == 2 and "the 2 tensors" in undone[0] and "the 1 tensors" in undone[1]
+    assert any("Nothing to undo" in t for t in texts), texts
+    assert not [m for m in messages if m and m["level"] == "error"], messages
+    assert changed_keys(s0, model) == set() and w.reports == [] and not w.can_undo
+
+
 # --------------------------------------------------------------------------------------------
 # code tab, tab trait, weight sets, meta leftovers, one action table
 # --------------------------------------------------------------------------------------------
@@ -951,29 +1090,32 @@ def test_undo_is_not_a_change_from_outside():
 def test_model_name_is_validated_and_used_by_the_code():
     w, _ = explorer("new_head")
     w.tab = "code"
-    assert w.show_code and w.code
-    w.model_name = "net"
-    assert w.model_name == "net" and w.code_error == ""
-    w.model_name = "1net"
+    assert w.code
+    name = {"action": "set_model_name"}  # what the Code tab's name field sends
+    w.handle_action({**name, "name": "net"})
+    assert w.model_name == "net" and w.code_error == "" and "load_partial(net, " in w.code
+    w.handle_action({**name, "name": "1net"})
     assert w.model_name == "net" and "not a Python variable name" in w.code_error
-    w.model_name = "class"
+    w.handle_action({**name, "name": "class"})
     assert w.model_name == "net" and w.code_error
     # the exported code's own names and builtins would shadow what the code needs
     for taken in ("print", "KEYS", "load_partial"):
-        w.model_name = taken
+        w.handle_action({**name, "name": taken})
         assert w.model_name == "net" and "exported code uses itself" in w.code_error
+    w.handle_action({**name, "name": "net2"})
+    assert w.model_name == "net2" and w.code_error == ""
+    # set from Python, a bad name is a plain error (the validator has no side effects)
+    with pytest.raises(TraitError, match="1net"):
+        w.model_name = "1net"
+    assert w.model_name == "net2"
     w.tab = "nonsense"
     assert w.tab == "code"
     w.tab = "preview"
-    assert not w.show_code and w.code == ""
+    assert w.code == ""
 
 
-def test_model_name_reaches_to_code_when_the_plan_supports_it():
-    import inspect
-
+def test_model_name_reaches_to_code():
     w, _ = explorer("new_head")
-    if "model_name" not in inspect.signature(w.plan().to_code).parameters:
-        pytest.skip("plan.to_code(model_name=...) is not there yet")
     w.model_name = "net"
     w.tab = "code"
     assert "net" in w.code and w.code == w.plan().to_code(model_name="net")
@@ -1068,16 +1210,6 @@ def test_preview_lists_every_skipped_key():
     assert len(w.preview["skipped"]) == 500 and len(w.preview["skipped_keys"]) == 900
 
 
-@pytest.mark.parametrize("variant", ["new_head", "dataparallel", "renamed_layer", "identical"])
-def test_the_serialiser_from_rows_equals_the_flattened_tree(variant):
-    cmp = sdw.compare(demo.target_model(variant), demo.variant(variant))
-    assert pl.payload_from_comparison(cmp, source="s", model="m") == pl.build_tree_payload(
-        cmp.tree(), source="s", model="m"
-    )
-    renamed = cmp.with_renames([r.rule for r in cmp.prefix_suggestions()[:1]])
-    assert pl.payload_from_comparison(renamed) == pl.build_tree_payload(renamed.tree())
-
-
 @pytest.mark.parametrize("variant", ["new_head", "dataparallel", "renamed_layer", "tied"])
 def test_the_payload_says_what_the_comparison_rows_say(variant):
     """Checked against the rows and the model themselves, not against another serialiser."""
@@ -1139,7 +1271,13 @@ def test_the_serialiser_handles_hostile_tied_and_top_level_keys():
         sdw.compare(nn.Linear(2, 2), sd),
         sdw.compare(tied_lm(), {"proj.weight": torch.zeros(4, 4)}),
     ):
-        assert pl.payload_from_comparison(cmp) == pl.build_tree_payload(cmp.tree())
+        p = pl.payload_from_comparison(cmp)
+        index = pl.TreeIndex(p)
+        assert sorted(index.keys) == sorted(r.key for r in cmp.rows)
+        for r in cmp.rows:
+            assert index.row(r.key)["status"] == r.status
+            assert index.row(r.key)["tied_to"] == r.tied_to
+        assert json.loads(pl.tree_to_json(p).tobytes()) == p  # hostile strings survive the wire
 
 
 def test_tensorflow_leaf_names_are_one_rule_in_the_widget():

@@ -9,9 +9,8 @@ The tree payload
 :func:`payload_from_comparison` turns a comparison (its rows, grouped by
 :meth:`Comparison.module_children`) into ONE compact, columnar JSON object: the module tree
 flattened in pre-order, one entry per module node or tensor row, each column a list indexed by
-entry. :func:`build_tree_payload` builds the same object from :meth:`Comparison.tree` through the
-same serialiser. The tensor columns are the row fields of
-:data:`sd_widgets.compare.ROW_FIELDS`, in its order.
+entry. The tensor columns are the row fields of :data:`sd_widgets.compare.ROW_FIELDS`, in its
+order; the browser takes the column names from the payload (it keeps no list of its own).
 A subtree is the contiguous range ``[i + 1, end[i])``, so the front end can collapse, filter,
 range-select and virtualise a 30,000-key tree with plain array scans. The root module is not
 an entry; its counts are ``payload["counts"]``.
@@ -56,10 +55,11 @@ import base64
 import html
 import json
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, cast, get_args
 
+from ..checkpoint import tied_preview
 from ..compare import row_fields
 from ..statuses import STATUS_INFO, Status, legend
 from ..statuses import STATUSES as _STATUSES
@@ -77,7 +77,6 @@ __all__ = [
     "TreeIndex",
     "apply_range",
     "banner_payload",
-    "build_tree_payload",
     "clean_selection",
     "count_phrases",
     "format_bytes",
@@ -94,7 +93,7 @@ __all__ = [
     "rule_from_spec",
     "rule_to_spec",
     "rules_payload",
-    "selectable",
+    "selectable_keys",
     "suggestions_payload",
     "summary_html",
     "summary_text",
@@ -132,14 +131,18 @@ _CKPT_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_checkpoint_side
 _MODEL_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_model_side)
 
 
-def selectable(loadable: bool, adaptable: bool, has_adapter: bool) -> bool:
-    """THE rule: a key can be selected when it loads as is, or is adaptable and has an adapter."""
-    return bool(loadable or (adaptable and has_adapter))
-
-
 def row_selectable(row: Any, adapters: Mapping[str, Any] | None = None) -> bool:
-    """:func:`selectable` asked of a :class:`~sd_widgets.compare.Row` (the core's truth)."""
-    return selectable(row.loadable, row.adaptable, adapters is not None and row.key in adapters)
+    """THE rule: a row can be selected when it loads as is, or is adaptable and has an adapter.
+
+    Asked of a :class:`~sd_widgets.compare.Row`. Decided here only: the widget asks it of the rows (:func:`selectable_keys`), and the
+    browser reads the outcome (the payload's ``loadable`` and the validated ``adapters``).
+    """
+    return bool(row.loadable or (row.adaptable and adapters is not None and row.key in adapters))
+
+
+def selectable_keys(rows: Iterable[Any], adapters: Mapping[str, Any] | None = None) -> frozenset:
+    """The keys of ``rows`` (a comparison) that :func:`row_selectable` allows."""
+    return frozenset(r.key for r in rows if row_selectable(r, adapters))
 
 
 def payload_from_comparison(cmp: Comparison, *, source: str = "", model: str = "") -> dict:
@@ -149,42 +152,6 @@ def payload_from_comparison(cmp: Comparison, *, source: str = "", model: str = "
     :meth:`Comparison.tree` nests), tensor entries the comparison's rows.
     """
     return _serialise(cmp.module_children(), cmp.module_types, source=source, model=model)
-
-
-def build_tree_payload(tree: Mapping[str, Any], *, source: str = "", model: str = "") -> dict:
-    """The same payload from ``Comparison.tree()`` (nested module nodes, ``docs/internals.md``).
-
-    The nesting is read back into module children and each leaf (``Row.to_json("path")``) is
-    read by the row's field names, then the one serialiser builds the columns.
-    ``build_tree_payload(cmp.tree()) == payload_from_comparison(cmp)``.
-    """
-    children: dict[str, list[Any]] = {}
-    module_types: dict[str, str] = {}
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        path = str(node.get("path", ""))
-        if node.get("module_type") is not None:
-            module_types[path] = node["module_type"]
-        kids = children[path] = []
-        for child in node.get("children", ()):
-            if child.get("type") == "module":
-                kids.append(str(child.get("path", "")))
-                stack.append(child)
-            else:
-                kids.append(_LeafRow(child))
-    return _serialise(children, module_types, source=source, model=model)
-
-
-class _LeafRow:
-    """A tree leaf read as a row: ``key`` is its ``path``, other fields by their names."""
-
-    __slots__ = ("key", *_ROW_COLUMNS)
-
-    def __init__(self, leaf: Mapping[str, Any]) -> None:
-        self.key = str(leaf.get("path", ""))
-        for name in _ROW_COLUMNS:
-            setattr(self, name, leaf.get(name))
 
 
 def _serialise(
@@ -300,7 +267,7 @@ def _serialise(
         loadable_.append(1 if r.loadable else 0)
         adaptable_.append(1 if r.adaptable else 0)
         reason_.append(r.reason or None)
-        tied_.append(list(r.tied or ()) or None)
+        tied_.append(tied_preview(r.tied) or None)
         tied_to_.append(r.tied_to or None)
         if parent >= 0:
             counts_[parent][s] += 1
@@ -378,32 +345,6 @@ class TreeIndex:
                 out[f"{side}_key"] = key
         return out
 
-    def selectable(self, key: str, adapters: Mapping[str, Any] | None = None) -> bool:
-        """Whether ``key`` can be selected: loadable as is, or adaptable with an adapter set."""
-        i = self._entry_of_key.get(key)
-        if i is None:
-            return False
-        cols = self.columns
-        return selectable(
-            cols["loadable"][i], cols["adaptable"][i], adapters is not None and key in adapters
-        )
-
-    def selectable_keys(self, adapters: Mapping[str, Any] | None = None) -> list[str]:
-        """Every selectable row key, in tree order ("select all loadable")."""
-        return [k for k in self.keys if self.selectable(k, adapters)]
-
-    def not_selectable(self, adapters: Mapping[str, Any] | None = None) -> dict[str, str]:
-        """Row key → why it cannot be selected (the hover text)."""
-        cols = self.columns
-        out = {}
-        for k in self.keys:
-            if not self.selectable(k, adapters):
-                i = self._entry_of_key[k]
-                out[k] = (
-                    cols["reason"][i] or f"{self.status(k).replace('_', ' ')}: cannot be loaded"
-                )
-        return out
-
     def subtree_keys(self, path: str) -> list[str]:
         """Row keys under module ``path`` ("" is the whole tree), or ``[path]`` for a row key."""
         if path == "":
@@ -472,45 +413,24 @@ class TreeIndex:
 # --------------------------------------------------------------------------------------------
 
 
-def _can_select(
-    index: TreeIndex, adapters: Mapping[str, Any] | None, allowed: Collection[str] | None
-) -> Callable[[str], bool]:
-    if allowed is not None:
-        return allowed.__contains__
-    return lambda k: index.selectable(k, adapters)
-
-
 def _targets(
-    index: TreeIndex,
-    keys: Iterable[str],
-    modules: Iterable[str],
-    adapters: Mapping[str, Any] | None,
-    allowed: Collection[str] | None,
+    index: TreeIndex, keys: Iterable[str], modules: Iterable[str], selectable: Collection[str]
 ) -> list[str]:
     """The selectable keys a gesture covers (named, or under the named modules), in tree order."""
-    ok = _can_select(index, adapters, allowed)
-    return [k for k in index.resolve(keys, modules) if ok(k)]
+    return [k for k in index.resolve(keys, modules) if k in selectable]
 
 
 def clean_selection(
-    index: TreeIndex,
-    selection: Iterable[str],
-    adapters: Mapping[str, Any] | None = None,
-    *,
-    selectable: Collection[str] | None = None,
+    index: TreeIndex, selection: Iterable[str], *, selectable: Collection[str]
 ) -> list[str]:
     """Keep the selectable keys of ``selection``, in tree order, without repeats.
 
-    ``selectable``: the keys that can be selected (asked of the comparison by the widget);
-    without it the payload's ``loadable``/``adaptable`` columns and ``adapters`` decide.
+    ``selectable``: the keys that can be selected (:func:`selectable_keys` of the comparison).
     """
     wanted = selection if isinstance(selection, (set, frozenset)) else set(selection)
     if not wanted:
         return []
-    if selectable is not None:
-        return list(filter(wanted.__contains__, index.ordered(selectable)))
-    ok = _can_select(index, adapters, selectable)
-    return [k for k in index.keys if k in wanted and ok(k)]
+    return list(filter(wanted.__contains__, index.ordered(selectable)))
 
 
 def toggle(
@@ -519,8 +439,7 @@ def toggle(
     *,
     keys: Iterable[str] = (),
     modules: Iterable[str] = (),
-    adapters: Mapping[str, Any] | None = None,
-    selectable: Collection[str] | None = None,
+    selectable: Collection[str],
 ) -> list[str]:
     """A click on rows/module nodes.
 
@@ -528,12 +447,12 @@ def toggle(
     Keys that cannot be selected are left out.
     """
     current = set(selection)
-    target = _targets(index, keys, modules, adapters, selectable)
+    target = _targets(index, keys, modules, selectable)
     if target and current.issuperset(target):
         current.difference_update(target)
     else:
         current.update(target)
-    return clean_selection(index, current, adapters, selectable=selectable)
+    return clean_selection(index, current, selectable=selectable)
 
 
 def apply_range(
@@ -543,8 +462,7 @@ def apply_range(
     keys: Iterable[str] = (),
     modules: Iterable[str] = (),
     select: bool = True,
-    adapters: Mapping[str, Any] | None = None,
-    selectable: Collection[str] | None = None,
+    selectable: Collection[str],
 ) -> list[str]:
     """A shift-click: give every selectable key in the range the state ``select``.
 
@@ -552,12 +470,12 @@ def apply_range(
     standing for their subtree.
     """
     current = set(selection)
-    target = _targets(index, keys, modules, adapters, selectable)
+    target = _targets(index, keys, modules, selectable)
     if select:
         current.update(target)
     else:
         current.difference_update(target)
-    return clean_selection(index, current, adapters, selectable=selectable)
+    return clean_selection(index, current, selectable=selectable)
 
 
 # --------------------------------------------------------------------------------------------

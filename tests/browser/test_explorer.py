@@ -439,3 +439,77 @@ def test_voila_renders_and_a_click_round_trips(voila_server):
         expect_selected(root, 18)
     assert msgs.to_kernel == 1 and msgs.to_browser == 1, msgs.summary()
     app.screenshot("explorer-voila", root)
+
+
+def test_undo_refuses_over_a_change_made_in_a_cell_and_undo_anyway_restores(lab):
+    """Load, change a loaded tensor from a cell, Undo: refused (the change stays, the stale
+    banner stays); "Undo anyway", pressed from the keyboard, restores what was there before."""
+    root = run_explorer(lab, [SETUP, NEW_HEAD])
+    click_module(root, "backbone.layer1")
+    expect_selected(root, 12)
+    root.locator("[data-action=load]").click()
+    expect(root.locator("[data-role=message-text]")).to_contain_text("Loaded 12 tensors")
+    lab.execute(
+        "with torch.no_grad():\n"
+        "    model.backbone.layer1[0].conv1.weight.add_(1.0)\n"
+        "edited = {k: v.clone() for k, v in model.state_dict().items()}"
+    )
+    stale = root.locator("[data-role=stale]")
+    expect(stale).to_be_visible()  # the cell's change is seen after the cell
+    expect(stale).to_contain_text("backbone.layer1.0.conv1.weight")
+
+    root.locator("[data-action=undo]").click()
+    message = root.locator("[data-role=message]")
+    expect(message).to_have_attribute("data-level", "warning")
+    expect(message.locator("[data-role=message-text]")).to_contain_text("Undo refused")
+    expect(message.locator("[data-role=message-text]")).to_contain_text(
+        "backbone.layer1.0.conv1.weight"
+    )
+    assert py(lab, "all(torch.equal(v, edited[k]) for k, v in model.state_dict().items())") == (
+        "True"
+    )
+    expect(stale).to_be_visible()  # the refusal leaves the banner where it was
+    offer = message.locator("[data-action=message-offer]")
+    expect(offer).to_have_text("Undo anyway")
+    lab.screenshot("explorer-undo-refused", root)
+
+    offer.focus()  # a real button in the tab order: Enter presses it
+    lab.page.keyboard.press("Enter")
+    expect(message.locator("[data-role=message-text]")).to_contain_text("Undone anyway")
+    expect(offer).to_be_hidden()
+    assert py(lab, "all(torch.equal(v, original[k]) for k, v in model.state_dict().items())") == (
+        "True"
+    )
+    expect(stale).to_be_hidden()  # every changed tensor was one the undo restored
+    expect(root.locator("[data-action=undo]")).to_be_disabled()
+
+
+TWO_EXPLORERS = """\
+model2 = demo.target_model("new_head")
+w2 = sdw.Explorer(model2, demo.variant("new_head"), select="none", bn="keep")
+w2
+"""
+
+
+def test_two_explorers_on_one_page_have_their_own_ids_and_batchnorm_radio_groups(lab):
+    """The arrow keys in one Explorer's BatchNorm radio group never reach the other's."""
+    run_explorer(lab, [SETUP, NEW_HEAD, TWO_EXPLORERS])
+    first, second = explorer(lab, 1), explorer(lab, 2)
+    radio = "input[type=radio][data-role=bn-policy]"
+    expect(second.locator(f"{radio}[value=keep]")).to_be_checked()
+    expect(first.locator(f"{radio}[value=load]")).to_be_checked()
+    names = [el.locator(radio).first.get_attribute("name") for el in (first, second)]
+    assert names[0] != names[1], names
+    ids = lab.page.evaluate(
+        "() => [...document.querySelectorAll('.sdw-explorer [id]')].map(e => e.id)"
+    )
+    assert len(ids) == len(set(ids)) >= 2, ids
+
+    first.locator(f"{radio}[value=load]").focus()
+    for policy in ("keep", "reset", "load"):  # the last press wraps around in its own group
+        lab.page.keyboard.press("ArrowRight")
+        expect(first.locator(f"{radio}[value={policy}]")).to_be_checked()
+        assert py(lab, "w.bn_policy") == policy
+        assert py(lab, "w2.bn_policy") == "keep"
+        expect(second.locator(f"{radio}[value=keep]")).to_be_checked()
+    lab.screenshot("explorer-two-views", lab.notebook_panel())

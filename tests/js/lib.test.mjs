@@ -16,7 +16,6 @@ import {
   computeVisible,
   detailLines,
   dtypeName,
-  emptyPayload,
   expandTo,
   fmtBytes,
   fmtInt,
@@ -145,7 +144,8 @@ test("visible rows skip collapsed subtrees; initial expansion opens small trees 
 
 /** A synthetic payload shaped like payload.py's: blocks.<b>.<l>.weight/bias. */
 function bigPayload(nBlocks, perBlock, problems = {}) {
-  const cols = emptyPayload().columns;
+  // the column names Python ships (payload.py), each column empty
+  const cols = Object.fromEntries(Object.keys(fixture("new_head").columns).map((k) => [k, []]));
   const push = (row) => {
     for (const k of Object.keys(cols)) cols[k].push(row[k] ?? null);
     return cols.t.length - 1;

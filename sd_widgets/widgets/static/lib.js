@@ -9,9 +9,10 @@
 // ============================================================================ payload typedefs
 
 /**
- * The tree payload built by `sd_widgets/widgets/payload.py:build_tree_payload`: the module tree
- * flattened in pre-order, one entry per module node or tensor row, each column a list indexed
- * by entry. A subtree is the contiguous range `[i + 1, end[i])`.
+ * The tree payload built by `sd_widgets/widgets/payload.py:payload_from_comparison`: the module
+ * tree flattened in pre-order, one entry per module node or tensor row, each column a list
+ * indexed by entry. A subtree is the contiguous range `[i + 1, end[i])`. The columns are the
+ * payload's own (`payload.py` documents each); this typedef names those the view reads.
  *
  * @typedef {object} TreeColumns
  * @property {number[]} t            0 = module node, 1 = tensor row
@@ -33,10 +34,11 @@
  * @property {(number|null)[]} model_dtype
  * @property {number[]} nbytes
  * @property {number[]} numel
- * @property {(number|null)[]} loadable   1 when selectable as is
- * @property {(number|null)[]} adaptable  1 for a shape mismatch the "overlap" adapter loads
+ * @property {(number|null)[]} loadable   1 when selectable as is (Python decides)
+ * @property {(number|null)[]} adaptable  1 for a shape mismatch an adapter can load
  * @property {(string|null)[]} reason     why the row cannot be loaded as is
  * @property {(string[]|null)[]} tied     other keys sharing the storage
+ * @property {(string|null)[]} tied_to    a model key absent from the checkpoint: the key it is tied to
  */
 
 /**
@@ -133,12 +135,13 @@ function plural(s, n) {
 
 // ============================================================================ TreeData
 
-/** @returns {TreePayload} */
-export function emptyPayload() {
-  /** @type {any} */
-  const columns = {};
-  for (const c of ["t", "depth", "end", "parent", "name", "path", "module_type", "counts", "sides", "status", "kind", "ckpt_key", "model_key", "ckpt_shape", "model_shape", "ckpt_dtype", "model_dtype", "nbytes", "numel", "loadable", "adaptable", "reason", "tied"]) columns[c] = [];
-  return { statuses: [], legend: [], dtypes: [], counts: [], n_keys: 0, n_entries: 0, columns };
+/**
+ * No tree (no payload yet): no entries, so no column is ever read. Python always sends a payload,
+ * with every column (an unreadable checkpoint's is empty); the view keeps no column list.
+ * @returns {TreePayload}
+ */
+function noTree() {
+  return { statuses: [], legend: [], dtypes: [], counts: [], n_keys: 0, n_entries: 0, columns: /** @type {any} */ ({}) };
 }
 
 /** Everything derived from one tree payload; rebuilt when the payload changes. */
@@ -146,7 +149,7 @@ export class TreeData {
   /** @param {TreePayload|null|undefined} p */
   constructor(p) {
     /** @type {TreePayload} */
-    this.p = p && p.columns ? p : emptyPayload();
+    this.p = p && p.columns ? p : noTree();
     /** @type {TreeColumns} */
     const c = (this.c = this.p.columns);
     const n = (this.n = this.p.n_entries || (c.t ? c.t.length : 0));
@@ -248,10 +251,13 @@ export class TreeData {
     return Object.prototype.hasOwnProperty.call(this.adapters, this.c.path[i]);
   }
 
-  /** Selectable now: loadable as is, or adaptable with an adapter set. @param {number} i */
+  /**
+   * Selectable now, as Python decided it (`payload.row_selectable`): the payload's `loadable`, or
+   * a key of the `adapters` trait (Python keeps only adapters that make their row selectable).
+   * @param {number} i
+   */
   selectable(i) {
-    const c = this.c;
-    return c.t[i] === 1 && (c.loadable[i] === 1 || (c.adaptable[i] === 1 && this.hasAdapter(i)));
+    return this.c.t[i] === 1 && (this.c.loadable[i] === 1 || this.hasAdapter(i));
   }
 
   /** Selectable after a gesture on the row itself (an adaptable row gets its adapter). @param {number} i */

@@ -73,10 +73,6 @@ export function mountPanels(ctx) {
   const { model, send, on, h, root, slots } = ctx;
   const button = (text, action, title, extra = "") =>
     h("button", { className: `sdw-btn ${extra}`.trim(), text, title, dataset: { action }, attrs: { type: "button" } });
-  const setTrait = (name, value) => {
-    model.set(name, value);
-    model.save_changes();
-  };
 
   // ------------------------------------------------------------------ busy sign
   const busyText = h("span", { className: "sdw-busy-text", dataset: { role: "busy-text" } });
@@ -205,7 +201,7 @@ export function mountPanels(ctx) {
   const commitName = () => {
     clearTimeout(nameTimer);
     const v = /** @type {HTMLInputElement} */ (nameInput).value.trim();
-    if (v !== model.get("model_name")) setTrait("model_name", v);
+    if (v !== model.get("model_name")) send({ action: "set_model_name", name: v });
   };
   nameInput.addEventListener("input", () => {
     clearTimeout(nameTimer);
@@ -250,7 +246,7 @@ export function mountPanels(ctx) {
     dataset: { role: "bn-picker" },
   });
   const bnList = h("datalist", {});
-  const bnListId = `sdw-bn-${Math.random().toString(36).slice(2)}`;
+  const bnListId = uniqueId("sdw-bn-list");
   bnList.id = bnListId;
   bnInput.setAttribute("list", bnListId);
   const bnCount = h("span", { className: "sdw-muted", dataset: { role: "bn-count" } });
@@ -369,7 +365,7 @@ export function mountPanels(ctx) {
   resSearch.addEventListener("keydown", (ev) => ev.stopPropagation());
   const pickRow = (tr) => {
     const key = tr.dataset.key;
-    if (key) setTrait("histogram_key", key);
+    if (key) send({ action: "histogram", key });
   };
   tbody.addEventListener("click", (ev) => {
     const tr = /** @type {HTMLElement} */ (ev.target).closest("tr[data-role=result-row]");

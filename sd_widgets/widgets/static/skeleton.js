@@ -4,7 +4,7 @@
 
 /**
  * The view's elements by name: the tabs' (TabsUi) and, among others, root, title, summary,
- * messageBar, problems, search, onlyProblems, legend, colHeader, crumb, treeHead, canvas,
+ * messageBar, messageOffer, problems, search, onlyProblems, legend, colHeader, crumb, treeHead, canvas,
  * viewport, treeNote, details, emptyNote, loadBtn, undoBtn, bnGroup, actions, actionsEnd,
  * treeBox, topSlot, resultsSlot, statusStyle.
  * @typedef {Record<string, any>} Elements
@@ -24,8 +24,12 @@ function buildSkeleton(v) {
     h("summary", { text: "details" }),
     h("pre", { dataset: { role: "message-detail" } }),
   ]);
+  // what the message offers to do next ("Undo anyway"): Python names the label and the action
+  const messageOffer = h("button", { className: "sdw-btn sdw-btn-primary", dataset: { action: "message-offer", role: "message-offer" }, attrs: { type: "button" } });
+  messageOffer.hidden = true;
   const messageBar = h("div", { className: "sdw-message", dataset: { role: "message", level: "none" }, attrs: { role: "status", "aria-live": "polite" } }, [
     messageText,
+    messageOffer,
     messageDetail,
     h("button", { className: "sdw-btn sdw-btn-icon", text: "×", title: "Dismiss", dataset: { action: "dismiss-message" }, attrs: { type: "button", "aria-label": "Dismiss message" } }),
   ]);
@@ -112,7 +116,7 @@ function buildSkeleton(v) {
   v.el.appendChild(root);
   return {
     ...tabsUi,
-    root, title, summary, messageText, messageDetail, messageBar, problems, search, onlyProblems, toolbar, legend,
+    root, title, summary, messageText, messageOffer, messageDetail, messageBar, problems, search, onlyProblems, toolbar, legend,
     colHeader, crumb, treeHead, canvas, viewport, treeNote, detailsBody, details, emptyNote,
     loadBtn, undoBtn, bnGroup, previewLine, busyNote, actions, actionsEnd, treeBox, topSlot, resultsSlot, statusStyle,
   };

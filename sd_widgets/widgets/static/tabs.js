@@ -116,10 +116,7 @@ function buildTabs(model) {
 
   picker.addEventListener("change", () => {
     histogramMode = picker.value === "" ? "grid" : "single";
-    if (histogramMode === "single") {
-      model.set("histogram_key", picker.value);
-      model.save_changes();
-    }
+    if (histogramMode === "single") model.send({ action: "histogram", key: picker.value });
     drawResults();
   });
 
@@ -161,19 +158,12 @@ function buildTabs(model) {
       panels[k].hidden = k !== name;
     }
     if (fromModel) return;
-    // the `tab` trait is the state (Python mirrors show_code from it); show_code is also set
-    // for a Python side without `tab`
-    let changed = false;
-    if (model.get("tab") !== undefined && model.get("tab") !== name) {
+    // the `tab` trait is the state; this is its one writer in the browser (Python keeps `code`
+    // current only while the Code tab is shown)
+    if (model.get("tab") !== name) {
       model.set("tab", name);
-      changed = true;
+      model.save_changes();
     }
-    const wantCode = name === "code"; // Python keeps `code` current only while it is shown
-    if (!!model.get("show_code") !== wantCode) {
-      model.set("show_code", wantCode);
-      changed = true;
-    }
-    if (changed) model.save_changes();
   }
 
   function drawRenames() {

@@ -122,7 +122,10 @@ function mountActions(v) {
     const form = { kind: ruleKind.value, old: ruleOld.value, new: ruleNew.value };
     const message = actionMessage(action, actionEl.dataset, form, actionEl.getAttribute("aria-disabled") === "true");
     if (message) v.send(message);
-    else if (action === "copy-code") copyCode();
+    else if (action === "message-offer") {
+      const m = v.model.get("message") || {};
+      if (m.offer && m.offer.content) v.send(m.offer.content); // what Python offered, as it is
+    } else if (action === "copy-code") copyCode();
     else if (action === "goto-problem") {
       const i = s.data.keyIndex.get(actionEl.dataset.key);
       if (i !== undefined) v.fn.reveal(i);
@@ -134,10 +137,7 @@ function mountActions(v) {
     }
   });
   bnGroup.addEventListener("change", (ev) => {
-    if (ev.target.dataset.role === "bn-policy" && ev.target.checked) {
-      v.model.set("bn_policy", ev.target.value);
-      v.model.save_changes();
-    }
+    if (ev.target.dataset.role === "bn-policy" && ev.target.checked) v.send({ action: "set_bn", policy: ev.target.value });
   });
 }
 
@@ -200,6 +200,10 @@ function mountTraits(v) {
     const m = model.get("message") || {};
     e.messageBar.dataset.level = m.text ? m.level || "info" : "none";
     e.messageText.textContent = m.text || "";
+    const offer = m.text && m.offer && m.offer.label && m.offer.content ? m.offer : null;
+    e.messageOffer.hidden = !offer;
+    e.messageOffer.textContent = offer ? offer.label : "";
+    e.messageOffer.title = offer ? offer.title || "" : "";
     const detail = m.detail || "";
     e.messageDetail.querySelector("pre").textContent = detail;
     e.messageDetail.style.display = detail ? "" : "none";
