@@ -54,13 +54,13 @@ def merge_lora(
     """``weight + scale · (B @ A)`` (``(B @ A).T`` when fan_in_fan_out), a new tensor.
 
     As PEFT's LoRA ``Linear.get_delta_weight`` and ``merge``: the factors in the weight's dtype
-    (float32 for float16/bfloat16 on the CPU, cast back), transpose, times scale, added.
+    (in float32 for a float16/bfloat16 weight, as PEFT keeps the adapter in float32 and computes
+    there on the CPU; the delta cast back), transposed, times scale, added.
     """
     dtype = weight.dtype
-    a, b = lora_a.detach().to(dtype), lora_b.detach().to(dtype)
     low = dtype in (torch.float16, torch.bfloat16)
-    if low:
-        a, b = a.float(), b.float()
+    compute = torch.float32 if low else dtype
+    a, b = lora_a.detach().to(compute), lora_b.detach().to(compute)
     delta = b @ a
     if fan_in_fan_out:
         delta = delta.T

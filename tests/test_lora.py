@@ -1,0 +1,281 @@
+"""PEFT LoRA adapters (issue 19): recognised, paired with the weights they modify, merged.
+
+The adapter files are written by PEFT's own ``save_pretrained`` on small transformers models
+built from configs, and every merge is checked bit for bit against PEFT's own
+``merge_and_unload`` on the same base weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import sd_widgets as sdw
+from sd_widgets.lora import merge_lora
+
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+
+def gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=64,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    return GPT2LMHeadModel(config).eval()
+
+
+def bert():
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=32,
+    )
+    return BertModel(config, add_pooling_layer=False).eval()
+
+
+def write_adapter(base, folder: Path, **config):
+    """PEFT's own adapter files for ``base`` (factors randomised: PEFT starts B at zero), and
+    PEFT's own merge of them into a copy of ``base``."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(**config))
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.1)
+    model.save_pretrained(folder)
+    return model.merge_and_unload()
+
+
+def same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return [k for k in sa if not torch.equal(sa[k], sb[k])]
+
+
+# ---------------------------------------------------------------------------------------- GPT-2
+
+
+@pytest.fixture
+def gpt2_adapter(tmp_path):
+    base = gpt2()
+    merged = write_adapter(
+        base, tmp_path, r=4, lora_alpha=8, target_modules=["c_attn", "c_proj"], fan_in_fan_out=True
+    )
+    return base, merged, tmp_path / "adapter_model.safetensors"
+
+
+def test_a_lora_adapter_is_recognised_and_paired(gpt2_adapter):
+    base, _, path = gpt2_adapter
+    cmp = sdw.compare(base, path)
+    lora = cmp.lora
+    assert lora is not None
+    assert (lora.rank, lora.alpha, lora.fan_in_fan_out) == (4, 8.0, True)
+    assert lora.target_modules == ("c_attn", "c_proj")
+    # every factor pair with the model weight it modifies (Conv1D: in x out, so B @ A transposed)
+    pairs = {p.base_key: p for p in lora.pairs}
+    assert sorted(pairs) == sorted(
+        f"transformer.h.{i}.{m}.weight"
+        for i in range(2)
+        for m in ("attn.c_attn", "attn.c_proj", "mlp.c_proj")
+    )
+    for key, p in pairs.items():
+        assert p.a_key == f"base_model.model.{key[: -len('.weight')]}.lora_A.weight"
+        assert p.b_key.endswith(".lora_B.weight") and p.problem is None and p.scale == 2.0
+    text = lora.describe()
+    assert "a LoRA adapter (rank 4, lora_alpha 8) for c_attn, c_proj" in text
+    assert "6 factor pairs" in text and "holds no base weights" in text
+    assert "plan(lora='merge')" in text
+    # a plain checkpoint is no adapter
+    assert sdw.compare(base, base.state_dict()).lora is None
+    with pytest.raises(ValueError, match="not a LoRA adapter"):
+        sdw.compare(base, base.state_dict()).plan(lora="merge")
+
+
+def test_merge_equals_peft_merge_and_unload_and_undo_restores(gpt2_adapter):
+    base, merged, path = gpt2_adapter
+    before = copy.deepcopy(base)
+    plan = sdw.compare(base, path).plan(lora="merge")
+    assert len(plan) == 6 and not plan.skipped
+    assert set(plan.to_frame()["action"]) == {"merge"}
+    report = sdw.partial_load(base, plan)
+    assert sorted(report.loaded) == sorted(plan.lora)
+    assert same_state(base, merged) == []  # bit for bit PEFT's merge
+    report.undo()
+    assert same_state(base, before) == []  # W exactly as before
+
+
+def test_merge_goes_into_the_current_weights(gpt2_adapter):
+    base, _, path = gpt2_adapter
+    with torch.no_grad():  # the model moved on since the adapter was trained (a fine-tune step)
+        base.transformer.h[0].attn.c_attn.weight.add_(0.5)
+    current = base.transformer.h[0].attn.c_attn.weight.detach().clone()
+    cmp = sdw.compare(base, path)
+    pair = next(p for p in cmp.lora.pairs if p.base_key == "transformer.h.0.attn.c_attn.weight")
+    a, b = cmp.checkpoint.tensor(pair.a_key), cmp.checkpoint.tensor(pair.b_key)
+    sdw.partial_load(base, cmp.plan(lora="merge"))
+    expected = current + (b @ a).T * 2.0  # W + lora_alpha / r * (B @ A)^T
+    assert torch.equal(base.transformer.h[0].attn.c_attn.weight.detach(), expected)
+
+
+def test_include_chooses_the_weights_to_merge(gpt2_adapter):
+    base, merged, path = gpt2_adapter
+    plan = sdw.compare(base, path).plan(lora="merge", include="transformer.h.1")
+    assert sorted(plan.lora) == [
+        "transformer.h.1.attn.c_attn.weight",
+        "transformer.h.1.attn.c_proj.weight",
+        "transformer.h.1.mlp.c_proj.weight",
+    ]
+    sdw.partial_load(base, plan)
+    assert torch.equal(
+        base.transformer.h[1].mlp.c_proj.weight, merged.transformer.h[1].mlp.c_proj.weight
+    )
+    assert not torch.equal(
+        base.transformer.h[0].mlp.c_proj.weight, merged.transformer.h[0].mlp.c_proj.weight
+    )
+
+
+def test_exported_merge_runs_without_sd_widgets(gpt2_adapter, tmp_path):
+    base, merged, path = gpt2_adapter
+    code = sdw.compare(base, path).plan(lora="merge").to_code()
+    assert "def merge_lora(" in code and "LORA = [" in code
+    assert "W + scale * (B @ A)" in code
+    torch.save(base.state_dict(), tmp_path / "base.pt")
+    (tmp_path / "export.py").write_text(code, encoding="ascii")
+    script = textwrap.dedent(
+        f"""
+        import runpy, sys, torch
+        sys.modules["sd_widgets"] = None  # any import of sd_widgets fails
+        from transformers import GPT2Config, GPT2LMHeadModel
+        config = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                            bos_token_id=0, eos_token_id=0)
+        model = GPT2LMHeadModel(config)
+        model.load_state_dict(torch.load({str(tmp_path / "base.pt")!r}))
+        ns = runpy.run_path({str(tmp_path / "export.py")!r})
+        ns["load_partial"](model, ns["read_checkpoint"]())
+        torch.save(model.state_dict(), {str(tmp_path / "out.pt")!r})
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = torch.load(tmp_path / "out.pt")
+    for k, v in merged.state_dict().items():
+        assert torch.equal(out[k], v), k
+
+
+# ----------------------------------------------------------------------------------------- BERT
+
+
+def test_bert_linear_with_rslora_and_patterns(tmp_path):
+    base = bert()
+    merged = write_adapter(
+        base,
+        tmp_path,
+        r=4,
+        lora_alpha=16,
+        target_modules=["query", "value", "dense"],
+        use_rslora=True,
+        rank_pattern={"output.dense": 2},
+        alpha_pattern={"output.dense": 4},
+    )
+    cmp = sdw.compare(base, tmp_path / "adapter_model.safetensors")
+    pairs = {p.base_key: p for p in cmp.lora.pairs}
+    query = pairs["encoder.layer.0.attention.self.query.weight"]
+    assert (query.rank, query.scale, query.fan_in_fan_out) == (4, 16 / 2.0, False)
+    out_dense = pairs["encoder.layer.0.output.dense.weight"]
+    assert (out_dense.rank, out_dense.scale) == (2, 4 / 2**0.5)
+    sdw.partial_load(base, cmp.plan(lora="merge"))
+    assert same_state(base, merged) == []
+
+
+def test_merge_lora_in_half_precision_matches_peft_formula():
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(8, 6, generator=g).half()
+    a, b = torch.randn(2, 6, generator=g), torch.randn(8, 2, generator=g)
+    expected = w + ((b @ a) * 1.5).half()  # PEFT on the CPU: float32 factors, delta cast back
+    assert torch.equal(merge_lora(w, a, b, 1.5, False), expected)
+
+
+# ----------------------------------------------------------------------------- what it refuses
+
+
+def test_without_its_config_it_is_recognised_but_not_merged(gpt2_adapter):
+    base, _, path = gpt2_adapter
+    (path.parent / "adapter_config.json").unlink()
+    cmp = sdw.compare(base, path)
+    assert cmp.lora is not None and cmp.lora.rank is None
+    assert "no adapter_config.json beside the adapter file" in cmp.lora.describe()
+    with pytest.raises(ValueError, match="lora_alpha .*is unknown"):
+        cmp.plan(lora="merge")
+
+
+@pytest.mark.parametrize(
+    "config, error",
+    [
+        ("[1, 2]", "not an object"),
+        ("{not json", "not readable JSON"),
+        ('{"r": "four", "lora_alpha": 8}', "r is 'four', not a number"),
+        ('{"r": 4, "lora_alpha": -1}', "lora_alpha is -1, not a positive number"),
+        ('{"r": 4, "lora_alpha": 8, "use_dora": true}', "DoRA"),
+        ('{"r": 8, "lora_alpha": 8}', "the factors have rank 4, the config says r=8"),
+    ],
+)
+def test_a_bad_config_says_what_it_found(gpt2_adapter, config, error):
+    base, _, path = gpt2_adapter
+    (path.parent / "adapter_config.json").write_text(config)
+    try:
+        cmp = sdw.compare(base, path)
+        text = cmp.lora.describe()
+    except sdw.CheckpointError as exc:
+        text = str(exc)
+    assert error in text
+    if error.startswith("the factors"):  # a per-pair problem: skipped with the reason
+        plan = cmp.plan(lora="merge")
+        assert len(plan) == 0 and all(error in why for why in plan.skipped.values())
+
+
+def test_a_huge_config_is_refused(gpt2_adapter):
+    base, _, path = gpt2_adapter
+    (path.parent / "adapter_config.json").write_text(json.dumps({"r": 4, "pad": "x" * (2 << 20)}))
+    with pytest.raises(sdw.CheckpointError, match="a few kB"):
+        sdw.compare(base, path).lora  # noqa: B018
+
+
+def test_an_adapter_for_another_model_says_which_weights_do_not_fit(gpt2_adapter):
+    _, _, path = gpt2_adapter
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    wider = GPT2LMHeadModel(
+        GPT2Config(vocab_size=64, n_positions=32, n_embd=48, n_layer=2, n_head=4)
+    )
+    cmp = sdw.compare(wider, path)
+    assert all(p.problem for p in cmp.lora.pairs)
+    plan = cmp.plan(lora="merge")
+    assert len(plan) == 0
+    why = plan.skipped["transformer.h.0.attn.c_attn.weight"]
+    assert "B @ A is [96, 32] (transposed: fan_in_fan_out), the model's weight is [48, 144]" in why
