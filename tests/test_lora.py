@@ -230,7 +230,7 @@ def test_without_its_config_it_is_recognised_but_not_merged(gpt2_adapter):
     cmp = sdw.compare(base, path)
     assert cmp.lora is not None and cmp.lora.rank is None
     assert "no adapter_config.json beside the adapter file" in cmp.lora.describe()
-    with pytest.raises(ValueError, match="lora_alpha .*is unknown"):
+    with pytest.raises(ValueError, match=r"lora_alpha .*is unknown"):
         cmp.plan(lora="merge")
 
 
