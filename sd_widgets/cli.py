@@ -34,12 +34,20 @@ import torch
 from torch import nn
 
 from . import __version__
-from .checkpoint import Checkpoint, CheckpointSource, open_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    CheckpointSource,
+    global_name,
+    open_checkpoint,
+    tied_preview,
+)
 from .compare import JSON_FIELDS, Comparison, Row, compare
+from .diagnosis import collapse_keys
 from .errors import CheckpointError, UnsafeCheckpointError
 from .renames import Rename, parse_renames
 from .statuses import LOADABLE_STATUSES, PROBLEM_STATUSES, STATUS_INFO, Status
 from .units import human_bytes
+from .values import VALUE_FIELDS, ValueComparison, ValueRow
 
 __all__ = [
     "EXIT_BROKEN_PIPE",
@@ -129,6 +137,12 @@ _DIFF_EPILOG = f"""\
     --model 'sd_widgets.demo:make_model("mlp", num_classes=3)'
     --model ./nets.py:build          (an nn.Module instance attribute is used as it is)
   The result must be a torch.nn.Module.
+--model hf:FOLDER_OR_CONFIG_JSON
+  A Hugging Face transformers model built from its config.json alone (a folder holding one,
+  or the file), on the meta device: no weights are read. The class is the config's first
+  'architectures' entry when transformers has it, else AutoModel. Needs transformers; code
+  from the config is never run (no trust_remote_code).
+    --model hf:./bert-base-uncased/       --model hf:downloads/config.json
 
 --against OTHER
   OTHER plays the model's part: '{Status.MISSING}' = in OTHER but not in CHECKPOINT, '{Status.UNEXPECTED}' =
@@ -290,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     side = p_diff.add_mutually_exclusive_group()
     side.add_argument(
-        "--model", "-m", metavar="MODULE:CALLABLE", help="the model to load into (see below)"
+        "--model",
+        "-m",
+        metavar="MODULE:CALLABLE",
+        help="the model to load into, or hf:CONFIG for a transformers model (see below)",
     )
     side.add_argument(
         "--against",
@@ -324,8 +341,31 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"count {Status.DTYPE_MISMATCH} as clean (load_state_dict casts it)",
     )
+    p_diff.add_argument(
+        "--values",
+        action="store_true",
+        help="compare tensor values too (with --against): streamed, in float64; exit 0 only "
+        "when every key matches and every tensor is bit-identical (see 'values' below)",
+    )
+    p_diff.add_argument(
+        "--top",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="with --values (implied): print only the N most changed tensors, most changed first",
+    )
     p_diff.set_defaults(func=_cmd_diff)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return n
 
 
 # ============================================================================================
@@ -377,7 +417,12 @@ def _fail(exc: Exception, debug: bool) -> int:
     """One line on stderr for ``exc`` (the traceback before it with ``--debug``); exit 2."""
     if debug:
         _traceback(exc)
-    if isinstance(exc, UnsafeCheckpointError):
+    if isinstance(exc, UnsafeCheckpointError) and exc.runs_code:
+        message = (
+            f"{exc} On the command line: no --allow admits code; --trust would load the file "
+            "and run it."
+        )
+    elif isinstance(exc, UnsafeCheckpointError):
         names = " ".join(f"--allow {g}" for g in exc.globals) or "--allow MODULE.NAME"
         message = (
             f"{exc} On the command line: {names} allows just these (weights-only for "
@@ -454,6 +499,13 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except OSError:
         pass
+
+
+def _trust_label(src: Any) -> str:
+    """``" [allow-list: argparse.Namespace]"``, ``" [trusted: full unpickling]"`` or ``""``."""
+    if src.allowed_globals:
+        return f" [allow-list: {', '.join(global_name(g) for g in src.allowed_globals)}]"
+    return " [trusted: full unpickling]" if src.trusted else ""
 
 
 def _open(path: str, key: str | None, trust: bool, allow: Sequence[str] = ()) -> Checkpoint:
@@ -634,6 +686,8 @@ def load_model(spec: str, *, meta: bool = True) -> tuple[nn.Module, str]:
     raised there stays an interrupt (exit 130), saying what was running. Anything the model's
     code prints goes to stderr, so stdout stays machine-readable.
     """
+    if spec.startswith(HF_SPEC):
+        return _build_hf(spec[len(HF_SPEC) :]), "meta"
     parsed = _parse_model_spec(spec)
     is_file, directory = _module_dir(parsed.module)
     with _first_on_sys_path(directory), contextlib.redirect_stdout(sys.stderr):
@@ -710,6 +764,83 @@ def _build(target: Any, parsed: _Spec, meta: bool) -> tuple[nn.Module, str]:
             f"--model: {label} returned a {type(result).__name__}, not a torch.nn.Module"
         )
     return result, _device_of(result)
+
+
+#: ``--model hf:PATH``: a transformers model from its config.json
+HF_SPEC = "hf:"
+#: a config.json larger than this is not a config
+_MAX_CONFIG_BYTES = 4 * 2**20
+
+
+def _read_hf_config(where: str) -> tuple[dict[str, Any], Path]:
+    """The JSON object of ``where`` (a folder holding config.json, or the file) and its path."""
+    path = Path(where)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise CLIError(
+            f"--model hf:{where!r}: no config.json there (give a folder holding config.json, "
+            "or the path of the file)"
+        )
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise CLIError(f"--model hf:{where!r}: {str(path)!r} is too large to be a config.json")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CLIError(f"--model hf:{where!r}: {str(path)!r} is not JSON ({exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise CLIError(
+            f"--model hf:{where!r}: {str(path)!r} is not a transformers config (a JSON object "
+            "with a 'model_type' string)"
+        )
+    return config, path
+
+
+def _build_hf(where: str) -> nn.Module:
+    """A transformers model from a config.json, built on the meta device (no weights read).
+
+    The config is read as data (``AutoConfig.for_model``, never ``trust_remote_code``); the
+    class is the config's first ``architectures`` entry when transformers exports a model class
+    of that name, else ``AutoModel``.
+    """
+    config_dict, path = _read_hf_config(where)
+    try:
+        import transformers
+    except ImportError:
+        raise CLIError(
+            f"--model hf:{where!r} needs the transformers package, which is not installed "
+            "(pip install transformers), or give the model as MODULE:CALLABLE"
+        ) from None
+    model_type = config_dict["model_type"]
+    fields = {k: v for k, v in config_dict.items() if k not in ("model_type", "auto_map")}
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            config = transformers.AutoConfig.for_model(model_type, **fields)
+        except Exception as exc:
+            raise CLIError(
+                f"--model hf:{where!r}: transformers cannot read {str(path)!r} as a "
+                f"{model_type!r} config ({type(exc).__name__}: {_one_line(exc)[:200]})"
+            ) from None
+        cls: Any = None
+        archs = config_dict.get("architectures")
+        name = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else ""
+        if name.isidentifier():
+            found = getattr(transformers, name, None)
+            if isinstance(found, type) and issubclass(found, transformers.PreTrainedModel):
+                cls = found
+        try:
+            with torch.device("meta"):
+                if cls is not None:
+                    return cls(config)
+                return transformers.AutoModel.from_config(config, trust_remote_code=False)
+        except KeyboardInterrupt:
+            raise _Interrupted(f"interrupted while building the model of hf:{where!r}") from None
+        except Exception as exc:
+            what = name or f"AutoModel for {model_type!r}"
+            raise CLIError(
+                f"--model hf:{where!r}: building {what} from {str(path)!r} failed "
+                f"({type(exc).__name__}: {_one_line(exc)[:200]})"
+            ) from None
 
 
 def _device_of(model: nn.Module) -> str:
@@ -950,7 +1081,7 @@ def _inspect_footer(ckpt: Checkpoint, summary: dict[str, Any]) -> Iterator[str]:
     )
     yield "dtypes: " + ", ".join(f"{d} ({n:,})" for d, n in summary["dtypes"].items())
     files = f" ({len(src.files)} files)" if len(src.files) > 1 else ""
-    yield f"format: {src.kind}{files}" + (" [trusted: full unpickling]" if src.trusted else "")
+    yield f"format: {src.kind}{files}" + _trust_label(src)
     if src.path:
         yield f"path: {src.path}"
     yield ("weights from entry: " + (repr(src.key) if src.key is not None else "(top level)"))
@@ -985,7 +1116,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         _Column("numel", lambda k: f"{ckpt[k].numel:,}", lambda k: ckpt[k].numel, right=True),
         _Column("size", lambda k: human_bytes(ckpt[k].nbytes), None, right=True),
         _Column("nbytes", lambda k: str(ckpt[k].nbytes), lambda k: ckpt[k].nbytes),
-        _Column("tied", lambda k: ", ".join(ckpt[k].tied), lambda k: " ".join(ckpt[k].tied)),
+        _Column(
+            "tied",
+            lambda k: ", ".join(tied_preview(ckpt[k].tied)),
+            lambda k: " ".join(tied_preview(ckpt[k].tied)),
+        ),
     ]
     if args.format == "table":
         # human-readable size only; "tied to" only when something is tied
@@ -1003,7 +1138,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             "dtype": info.dtype_name,
             "numel": info.numel,
             "nbytes": info.nbytes,
-            "tied": list(info.tied),
+            "tied": tied_preview(info.tied),
         }
 
     report = _Report(
@@ -1127,8 +1262,31 @@ def _diff_footer(
         )
     else:
         yield f"DIFFERENT: {_counts_text(problems)} (a strict load_state_dict would fail)"
+    yield from _problem_patterns(cmp, problems)
+    if problems.get(Status.SHAPE_MISMATCH.value):
+        mismatch = cmp.config_mismatch()
+        if mismatch is not None:
+            yield f"config: {mismatch.sentence}"
     for spec, _fixes, reason in suggestions:
         yield f"hint: --rename {shlex.quote(spec)}  ({reason})"
+
+
+#: how many collapsed key patterns a footer line names per status
+_PATTERNS_SHOWN = 6
+
+
+def _problem_patterns(cmp: Comparison, problems: dict[str, int]) -> Iterator[str]:
+    """Per problem status, its keys with repeated layers collapsed (``layer.{0..11}.w``).
+
+    Only when something collapses: otherwise the table's rows already say it.
+    """
+    for status, n in problems.items():
+        patterns = collapse_keys(cmp.keys(status))
+        if len(patterns) >= n:
+            continue
+        more = len(patterns) - _PATTERNS_SHOWN
+        shown = ", ".join(patterns[:_PATTERNS_SHOWN]) + (f", and {more:,} more" if more > 0 else "")
+        yield f"{status} ({n:,} keys as {len(patterns):,} pattern(s)): {shown}"
 
 
 def _suggest(cmp: Comparison, limit: int = 3) -> list[tuple[str, int, str]]:
@@ -1180,6 +1338,15 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             f"checkpoint's tensors, run '{PROG} inspect {shlex.quote(args.checkpoint)}'."
         )
     renames = _parse_rename_args(args.rename)
+    values = bool(args.values or args.top is not None)
+    if values and args.against is None:
+        raise CLIError(
+            "--values compares two checkpoints: pass --against OTHER. (A model built from "
+            "--model holds no trained values; in Python, sdw.compare_values(model, "
+            "checkpoint) compares a live model with a checkpoint.)"
+        )
+    if values and args.format == "html":
+        raise CLIError("--values writes table, json, jsonl or csv, not html")
     ckpt = _open(args.checkpoint, args.key, args.trust, args.allow)
     model_info: dict[str, Any]
     if args.model is not None:
@@ -1195,6 +1362,10 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         model_info = {"against": _source_dict(other.source)}
         target = other
     cmp = _compare(target, ckpt, renames)
+    if values:
+        assert isinstance(target, Checkpoint)
+        vc = ValueComparison(cmp, target, ckpt)
+        return _diff_values(args, vc, ckpt, model_label, model_info)
 
     counts = cmp.summary()
     clean_statuses = _clean_statuses(args.allow_dtype)
@@ -1269,6 +1440,118 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         },
         footer=lambda: _diff_footer(cmp, counts, clean, model_label, suggestions),
         empty_table="(no problems: every key matches)" if args.only_problems else None,
+    )
+    _WRITERS[args.format](sys.stdout, report)
+    return code
+
+
+# ============================================================================================
+# diff --values
+# ============================================================================================
+
+
+def _number_text(x: float) -> str:
+    """A float for the table: 4 significant digits, ``inf``, ``-`` for NaN (not measured)."""
+    if x != x:
+        return "-"
+    return "inf" if x == float("inf") else f"{x:.4g}"
+
+
+def _values_footer(
+    vc: ValueComparison, summary: dict[str, int], a_label: str, b_label: str
+) -> Iterator[str]:
+    details = ", ".join(
+        f"{n:,} {name}"
+        for name, n in summary.items()
+        if n and name not in ("identical", "changed", "not_compared")
+    )
+    yield (
+        f"{len(vc):,} keys: {summary['identical']:,} identical, {summary['changed']:,} changed"
+        + (f" ({details})" if details else "")
+        + (f", {summary['not_compared']:,} not compared" if summary["not_compared"] else "")
+    )
+    yield f"a (--against): {a_label}"
+    yield f"b (CHECKPOINT): {b_label}"
+    for text in vc.frozen_bn_changes().values():
+        yield f"note: {text}"
+    if vc.identical:
+        yield "IDENTICAL: the same keys, every tensor bit-identical"
+    else:
+        problems = [
+            f"{n:,} {s}" for s, n in vc.comparison.summary().items() if n and s != Status.MATCH
+        ]
+        yield "DIFFERENT: " + "; ".join(
+            ([f"{summary['changed']:,} tensors changed"] if summary["changed"] else [])
+            + (["key sets differ: " + ", ".join(problems)] if problems else [])
+        )
+
+
+def _diff_values(
+    args: argparse.Namespace,
+    vc: ValueComparison,
+    ckpt: Checkpoint,
+    model_label: str,
+    model_info: dict[str, Any],
+) -> int:
+    """``diff --values [--top N]``: one row per key with its value comparison."""
+    code = EXIT_OK if vc.identical else EXIT_DIFFERENT
+    summary = vc.summary()
+
+    def shown() -> Iterator[ValueRow]:
+        if args.top is not None:
+            return iter(vc.most_changed(args.top))
+        if args.only_problems:
+            return (r for r in vc if not (r.equal and r.status == Status.MATCH))
+        return iter(vc)
+
+    texts: dict[str, Callable[[ValueRow], str]] = {
+        "max_abs_diff": lambda r: _number_text(r.max_abs_diff),
+        "rel_l2_change": lambda r: _number_text(r.rel_l2_change),
+        "cosine": lambda r: _number_text(r.cosine),
+        "equal": lambda r: "yes" if r.equal else "no",
+    }
+
+    def csv_value(name: str) -> Callable[[ValueRow], Any]:
+        def value(r: ValueRow) -> Any:
+            v = getattr(r, name)
+            if isinstance(v, float):
+                return "" if v != v else repr(v)  # inf stays "inf"
+            return "" if v is None else v
+
+        return value
+
+    def text(name: str) -> Callable[[ValueRow], str]:
+        return texts.get(name, lambda r: "-" if getattr(r, name) is None else str(getattr(r, name)))
+
+    columns = [_Column(f, text(f), csv_value(f), right=f in texts) for f in VALUE_FIELDS]
+    if args.format == "table":
+        keep = ["key", "status", "change", "max_abs_diff", "rel_l2_change", "cosine"]
+        by_name = {c.header: c for c in columns}
+        columns = [by_name[h] for h in keep]
+    report = _Report(
+        items_name="rows",
+        items=shown,
+        record=lambda r: r.to_json(),
+        columns=columns,
+        head={
+            "command": "diff",
+            "values": True,
+            "checkpoint": _source_dict(ckpt.source),
+            "model": model_info,
+            "renames": [_rename_arg(r) for r in vc.comparison.renames],
+            "top": args.top,
+            "only_problems": bool(args.only_problems),
+        },
+        tail={
+            "summary": summary,
+            "statuses": vc.comparison.summary(),
+            "total": len(vc),
+            "identical": vc.identical,
+            "frozen_bn_changes": vc.frozen_bn_changes(),
+            "exit_code": code,
+        },
+        footer=lambda: _values_footer(vc, summary, model_label, ckpt.source.describe()),
+        empty_table="(every tensor is identical)" if args.only_problems else None,
     )
     _WRITERS[args.format](sys.stdout, report)
     return code

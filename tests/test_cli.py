@@ -439,6 +439,7 @@ def test_diff_json_parses_with_statuses_and_summary(capsys, files):
         "missing": 0,
         "missing_buffer": 0,
         "unexpected": 0,
+        "tied": 0,
     }
     assert doc["clean"] is False and doc["exit_code"] == 1 and doc["total"] == 38
     assert doc["model"] == {"spec": THREE_CLASS, "class": "SmallCNN", "device": "meta"}
@@ -1052,3 +1053,105 @@ def test_hostile_shard_names_in_an_index_are_escaped(capsys, tmp_path):
         assert code == 2 and out == "", err
         assert_no_raw_control(err)
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+# ------------------------------------------------------------------- --model hf:CONFIG (D2)
+
+
+def _tiny_bert(**sizes: int) -> Any:
+    from realworld import TINY
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    return BertForMaskedLM(BertConfig(**{**TINY, **sizes})).eval()
+
+
+@pytest.fixture(scope="module")
+def hf_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """save_pretrained folders: a tiny BERT-MLM and one twice as wide; a config-only folder."""
+    pytest.importorskip("transformers")
+    d = tmp_path_factory.mktemp("hf")
+    _tiny_bert().save_pretrained(d / "bert")
+    _tiny_bert(hidden_size=64, intermediate_size=96).save_pretrained(d / "wide")
+    (d / "config_only").mkdir()
+    (d / "config_only" / "config.json").write_text((d / "bert" / "config.json").read_text())
+    return {"bert": d / "bert", "wide": d / "wide", "config_only": d / "config_only"}
+
+
+def test_hf_model_from_a_folder_or_its_config_json(capsys, hf_files):
+    ckpt = hf_files["bert"] / "model.safetensors"
+    for spec in (f"hf:{hf_files['config_only']}", f"hf:{hf_files['bert'] / 'config.json'}"):
+        _, out, err = run(capsys, "diff", ckpt, "--model", spec)
+        assert "-> BertForMaskedLM (built on the meta device)" in out, err
+        # every key matches; the decoder follows the word embeddings it is tied to
+        assert "keys: 58 match, 2 tied" in out
+
+
+def test_hf_model_of_another_width_says_config_and_collapses_layers(capsys, hf_files):
+    ckpt = hf_files["wide"] / "model.safetensors"
+    code, out, _ = run(capsys, "diff", ckpt, "--model", f"hf:{hf_files['config_only']}")
+    assert code == cli.EXIT_DIFFERENT
+    footer = out[out.index("DIFFERENT") :]
+    assert "config: All " in footer and "64 vs 32, 96 vs 48" in footer
+    assert "built with a different config?" in footer
+    assert "hidden_size=32 (checkpoint: 64)" in footer
+    # 3 layers' keys once each
+    assert "bert.encoder.layer.{0..2}.attention.self.query.weight" in footer
+    assert "shape_mismatch (" in footer and " pattern(s)): " in footer
+    # the table still lists every key
+    assert "bert.encoder.layer.2.attention.self.query.weight" in table_rows(out)
+
+
+def test_hf_config_never_runs_code_from_the_folder(capsys, hf_files, tmp_path):
+    marker = tmp_path / "ran"
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\nEvilModel = None\n")
+    config = json.loads((hf_files["bert"] / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}
+    config["architectures"] = ["EvilModel"]  # not a transformers class: AutoModel instead
+    (folder / "config.json").write_text(json.dumps(config))
+    code, out, err = run(
+        capsys, "diff", hf_files["bert"] / "model.safetensors", "--model", f"hf:{folder}"
+    )
+    assert not marker.exists()
+    assert "-> BertModel (built on the meta device)" in out, err
+    assert code == cli.EXIT_DIFFERENT  # the base model lacks the MLM head: unexpected keys
+    # a model_type transformers does not know is an error, not remote code
+    config["model_type"] = "evil"
+    (folder / "config.json").write_text(json.dumps(config))
+    code, _, err = run(
+        capsys, "diff", hf_files["bert"] / "model.safetensors", "--model", f"hf:{folder}"
+    )
+    assert code == cli.EXIT_ERROR and "'evil'" in err and not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no config.json there"),
+        ("{not json", "is not JSON"),
+        ('["a list"]', "is not a transformers config"),
+        ('{"hidden_size": 3}', "is not a transformers config"),
+    ],
+)
+def test_hf_bad_config_exits_2(capsys, files, tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "config.json").write_text(content)
+    code, _, err = run(capsys, "diff", files["torch"], "--model", f"hf:{tmp_path}")
+    assert code == cli.EXIT_ERROR and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_hf_without_transformers_exits_2(hf_files):
+    # transformers hidden from the import system, as on an install without it
+    code = (
+        "import sys; sys.modules['transformers'] = None\n"
+        "from sd_widgets import cli\n"
+        f"sys.exit(cli.main(['diff', {str(hf_files['bert'] / 'model.safetensors')!r}, "
+        f"'--model', 'hf:{hf_files['config_only']}']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == cli.EXIT_ERROR, proc.stderr
+    assert "needs the transformers package" in proc.stderr
+    assert "pip install transformers" in proc.stderr and "Traceback" not in proc.stderr
