@@ -1262,6 +1262,8 @@ def _diff_footer(
         )
     else:
         yield f"DIFFERENT: {_counts_text(problems)} (a strict load_state_dict would fail)"
+    if cmp.lora is not None:  # a PEFT adapter: its "missing" base weights are by design
+        yield f"lora: {cmp.lora.describe()}"
     yield from _problem_patterns(cmp, problems)
     if problems.get(Status.SHAPE_MISMATCH.value):
         mismatch = cmp.config_mismatch()

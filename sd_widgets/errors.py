@@ -7,6 +7,7 @@ __all__ = [
     "CheckpointError",
     "LoadError",
     "NotAStateDictError",
+    "RenameTimeoutError",
     "UndoError",
     "UnreadableCheckpointError",
     "UnsafeCheckpointError",
@@ -40,13 +41,22 @@ class CheckpointChangedError(UnreadableCheckpointError):
 class UnsafeCheckpointError(CheckpointError):
     """The file needs globals that weights-only loading refuses to unpickle.
 
-    ``globals`` names them. Nothing from the file was executed. Pass ``trust=True`` to
+    ``globals`` names them. ``runs_code`` names those among them (or among the ``trust=[...]``
+    entries refused) that can run code when called: eval, os.system, getattr, subprocess ...
+    When it is not empty, no ``trust=[...]`` allows the file; only ``trust=True`` loads it,
+    which runs that code. Nothing from the file was executed. Pass ``trust=True`` to
     :func:`sd_widgets.open_checkpoint` only for files from a source you trust.
     """
 
-    def __init__(self, message: str, globals: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        globals: list[str] | None = None,
+        runs_code: list[str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.globals: list[str] = list(globals or [])
+        self.runs_code: list[str] = list(runs_code or [])
 
 
 class NotAStateDictError(CheckpointError):
@@ -70,5 +80,29 @@ class LoadError(RuntimeError):
             self.__cause__ = cause
 
 
+class RenameTimeoutError(ValueError):
+    """A regex rename rule took too long on a key (catastrophic backtracking).
+
+    ``rule`` is the pattern, ``key`` the key it was matched against. Keys come from files and
+    patterns from users: a nested repetition such as ``(a+)+$`` is exponential on a crafted
+    key, so every match runs under a time bound. Simplify the pattern.
+    """
+
+    def __init__(self, message: str, rule: str = "", key: str = "") -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.key = key
+
+
 class UndoError(RuntimeError):
-    """``LoadReport.undo()`` cannot restore: already undone, or the model changed shape."""
+    """``LoadReport.undo()`` cannot or will not restore.
+
+    Already undone, released (``report.release()``), the model is gone or changed shape, or
+    (``changed`` not empty) tensors the load wrote changed after it: a training step or an
+    in-place edit that undo would overwrite. ``report.undo(force=True)`` restores anyway.
+    """
+
+    def __init__(self, message: str, changed: list[str] | None = None) -> None:
+        super().__init__(message)
+        #: keys of the tensors changed since the load (empty when that is not the reason)
+        self.changed: list[str] = list(changed or [])

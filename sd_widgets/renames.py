@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal, Union
 
-import regex
+import regex  # type: ignore[import-untyped]
 
 from .errors import RenameTimeoutError
 

@@ -866,9 +866,10 @@ def test_trust_can_allow_just_the_named_classes(tmp_path):
     # allowing an unrelated class does not open the malicious file, and its payload never runs
     marker = tmp_path / "ran.txt"
     evil = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
-    with pytest.raises(sdw.UnsafeCheckpointError, match="allowed in trust") as info:
+    with pytest.raises(sdw.UnsafeCheckpointError, match="would run code when loaded") as info:
         sdw.open_checkpoint(evil, trust=[argparse.Namespace])
-    assert info.value.globals == ["io.open"]
+    assert info.value.globals == ["io.open"] and info.value.runs_code == ["io.open"]
+    assert "trust=[" not in str(info.value).replace("No trust=[...]", "")  # no advice to allow it
     assert not marker.exists()
     with pytest.raises(TypeError, match="trust="):
         sdw.open_checkpoint(path, trust="argparse.Namespace")

@@ -653,14 +653,17 @@ def test_any_change_after_opening_is_typed(fmt, change, tmp_path):
 
 
 def test_slash_in_nested_entry_names(tmp_path):
+    """A ``/`` inside an entry's name is escaped in ``source.key`` (``x\\/y``), so the text names
+    one entry; an unescaped ``x/y`` still finds a name with a slash when nothing else matches."""
     w = {"w": torch.ones(2)}
     cases = [
-        ({"x/y": w, "epoch": 1}, None, "x/y"),
-        ({"x/y": w}, "x/y", "x/y"),
-        ({"a": {"b/c": w}, "step": 2}, None, "a/b/c"),
-        ({"a": {"b/c": w}}, "a/b/c", "a/b/c"),
-        ({"a": {"b/c": w}}, ["a", "b/c"], "a/b/c"),
-        ({"a/b": {"c": w}, "a": {"b": {"c": {"v": torch.zeros(1)}}}}, "a/b/c", None),
+        ({"x/y": w, "epoch": 1}, None, "x\\/y"),
+        ({"x/y": w}, "x/y", "x\\/y"),
+        ({"a": {"b/c": w}, "step": 2}, None, "a/b\\/c"),
+        ({"a": {"b/c": w}}, "a/b/c", "a/b\\/c"),
+        ({"a": {"b/c": w}}, ["a", "b/c"], "a/b\\/c"),
+        ({"a/b": {"c": w}, "a": {"b": {"c": {"v": torch.zeros(1)}}}}, "a/b/c", "a/b/c"),
+        ({"a\\b": w, "n": 1}, None, "a\\\\b"),
     ]
     for obj, key, expected in cases:
         path = tmp_path / "n.pt"
@@ -676,6 +679,39 @@ def test_slash_in_nested_entry_names(tmp_path):
         sdw.open_checkpoint({"x/y": w}, key="x/z")
     with pytest.raises(sdw.NotAStateDictError):
         sdw.open_checkpoint({"x": w}, key="x/w")  # "w" is a tensor, not an entry
+
+
+def test_an_entry_named_like_a_nested_path_is_never_the_other_one(tmp_path):
+    """``{"run/ema": A, "run": {"ema": B}}``: each entry is read by the key its source reports
+    (issue 17: ``key='run/ema'`` used to read the other one), through the file too."""
+    literal = {"lit.weight": torch.full((2,), 1.0)}
+    nested = {"nest.weight": torch.full((3,), 2.0)}
+    obj = {"run/ema": literal, "run": {"ema": nested}, "epoch": 3}
+    path = tmp_path / "both.pt"
+    torch.save(obj, path)
+    for src in (obj, path):
+        auto = sdw.open_checkpoint(src)
+        by_key = {k: sdw.open_checkpoint(src, key=k) for k in auto.source.candidates}
+        assert set(auto.source.candidates) == {"run\\/ema", "run/ema"}
+        assert list(by_key["run/ema"]) == ["nest.weight"]
+        assert list(by_key["run\\/ema"]) == ["lit.weight"]
+        assert list(sdw.open_checkpoint(src, key=["run/ema"])) == ["lit.weight"]
+        assert list(sdw.open_checkpoint(src, key=["run", "ema"])) == ["nest.weight"]
+        for k, ck in by_key.items():
+            assert ck.source.key == k  # the entry named is the entry read, and reported
+            again = sdw.open_checkpoint(src, key=ck.source.key)
+            assert list(again) == list(ck)
+        # the auto choice reports a key that reads what it read
+        assert list(sdw.open_checkpoint(src, key=auto.source.key)) == list(auto)
+    # the exported code reads the same entry as sd_widgets (a name with a slash stays whole)
+    model = torch.nn.Module()
+    model.lit = torch.nn.Module()
+    model.lit.register_buffer("weight", torch.zeros(2))
+    code = sdw.compare(model, sdw.open_checkpoint(path, key="run\\/ema")).plan().to_code()
+    assert "ENTRY = ('run/ema',)" in code
+    namespace: dict[str, Any] = {"__name__": "exported"}
+    exec(compile(code, "<plan>", "exec"), namespace)
+    assert list(namespace["read_checkpoint"]()) == ["lit.weight"]
 
 
 @pytest.mark.parametrize("metadata", [[1, 2], "text", 3, {"a": 1}, {"a": ["b"]}, {"a": None}])

@@ -3,6 +3,7 @@
 - :mod:`.core` — :class:`TensorInfo`, :class:`CheckpointSource`, :class:`Checkpoint`
 - :mod:`.paths` — checks made before any path is opened; format sniffing; file stamps
 - :mod:`.unpickle` — allow-lists and trust; naming unsafe globals
+- :mod:`.trust` — which pickled globals can run code (never allowed one at a time)
 - :mod:`.torchfile` — ``torch.save`` zip archives (zip-bomb checks) and legacy pickles
 - :mod:`.safetensors` — headers validated by the safetensors library
 - :mod:`.index` — ``*.index.json`` sharded checkpoints, shards confined to their directory
@@ -19,15 +20,18 @@ from .core import (
     CheckpointSource,
     SourceLike,
     TensorInfo,
+    TiedKeys,
     _type_summary,
     dtype_name,
+    tied_preview,
 )
 from .dcp import read_dcp_metadata
-from .memory import NOT_WEIGHTS, PREFERRED_KEYS
+from .memory import NOT_WEIGHTS, PREFERRED_KEYS, entry_text, split_entry
 from .opener import open_checkpoint
 from .paths import TORCH_SUFFIXES
 from .safetensors import read_safetensors_header
-from .unpickle import unsafe_globals
+from .trust import code_globals, runs_code
+from .unpickle import global_name, unsafe_globals
 
 __all__ = [
     "NOT_WEIGHTS",
@@ -37,10 +41,17 @@ __all__ = [
     "CheckpointSource",
     "SourceLike",
     "TensorInfo",
+    "TiedKeys",
     "_type_summary",
+    "code_globals",
     "dtype_name",
+    "entry_text",
+    "global_name",
     "open_checkpoint",
     "read_dcp_metadata",
     "read_safetensors_header",
+    "runs_code",
+    "split_entry",
+    "tied_preview",
     "unsafe_globals",
 ]

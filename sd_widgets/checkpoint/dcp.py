@@ -11,6 +11,7 @@ no stream transforms. Tensor data is then read by DCP's own ``FileSystemReader``
 from __future__ import annotations
 
 import io
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -79,6 +80,49 @@ def _nonneg_ints(value: Any) -> bool:
     return isinstance(value, (tuple, list)) and all(type(x) is int and x >= 0 for x in value)
 
 
+#: pairs of chunks compared for overlap per tensor before a file is refused as unverifiable
+MAX_CHUNK_COMPARISONS = 4_000_000
+
+
+def _tiling_problem(size: list[int], chunks: list[tuple[Any, Any]]) -> str | None:
+    """Why ``chunks`` (offsets, sizes) do not cover a tensor of ``size`` exactly, or None.
+
+    Each chunk must have the tensor's rank and lie inside it, no two may overlap, and their
+    volumes must add up to the tensor's: together that is an exact tiling. Overlaps are found
+    by a sweep along the first dimension (chunks of real checkpoints are row or block shards).
+    """
+    numel = math.prod(size)
+    boxes = []
+    for offsets, sizes in chunks:
+        if len(offsets) != len(size) or len(sizes) != len(size):
+            return f"a chunk has {len(offsets)} offsets and {len(sizes)} sizes for {len(size)} dims"
+        if any(o + n > d for o, n, d in zip(offsets, sizes, size, strict=True)):
+            return f"the chunk at {list(offsets)} of size {list(sizes)} reaches outside it"
+        if math.prod(sizes):
+            boxes.append((tuple(offsets), tuple(sizes)))
+    covered = sum(math.prod(n) for _o, n in boxes)
+    if covered != numel:
+        return f"they cover {covered:,} of its {numel:,} elements"
+    if not size:
+        return None if len(boxes) == 1 else f"{len(boxes)} chunks hold its one element"
+    boxes.sort()
+    active: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    budget = MAX_CHUNK_COMPARISONS
+    for box in boxes:
+        active = [a for a in active if a[0][0] + a[1][0] > box[0][0]]
+        budget -= len(active)
+        if budget < 0:
+            return f"{len(boxes):,} chunks are too many to check for overlaps"
+        for other in active:
+            if all(
+                o1 < o2 + n2 and o2 < o1 + n1
+                for o1, n1, o2, n2 in zip(box[0], box[1], other[0], other[1], strict=True)
+            ):
+                return f"the chunks at {list(other[0])} and {list(box[0])} overlap"
+        active.append(box)
+    return None
+
+
 def _validate(md: Any, directory: Path, mpath: Path) -> Any:
     from torch.distributed.checkpoint.filesystem import _StorageInfo
     from torch.distributed.checkpoint.metadata import (
@@ -113,6 +157,13 @@ def _validate(md: Any, directory: Path, mpath: Path) -> Any:
                 )
             ):
                 raise _bad(mpath, f"the entry {fqn!r} is malformed")
+            problem = _tiling_problem(list(item.size), [(c.offsets, c.sizes) for c in chunks])
+            if problem:
+                raise _bad(
+                    mpath,
+                    f"the chunks of {fqn!r} (shape {list(item.size)}) do not tile it: {problem}. "
+                    "Reading it would leave uninitialised memory in the tensor",
+                )
         elif not isinstance(item, BytesStorageMetadata):
             raise _bad(mpath, f"the entry {fqn!r} is a {type(item).__name__}")
     storage = getattr(md, "storage_data", None)

@@ -23,8 +23,10 @@ from .paths import FileStamp
 __all__ = [
     "NOT_WEIGHTS",
     "PREFERRED_KEYS",
+    "entry_text",
     "from_object",
     "info_from_tensor",
+    "split_entry",
     "storage_identity",
 ]
 
@@ -85,22 +87,60 @@ def _candidates(obj: Mapping, depth: int = 2, prefix: Path_ = ()) -> dict[Path_,
     return found
 
 
-def _as_text(path: Path_) -> str:
-    return "/".join(path)
+def entry_text(path: Sequence[str]) -> str:
+    r"""A nested entry's path as one string: names joined by ``/``.
+
+    A ``/`` or ``\`` inside a name is escaped with a backslash, so the text names exactly one
+    path: ``("run", "ema")`` is ``run/ema``, the single entry ``"run/ema"`` is ``run\/ema``.
+    :func:`split_entry` reads it back.
+    """
+    return "/".join(p.replace("\\", "\\\\").replace("/", "\\/") for p in path)
+
+
+def split_entry(text: str) -> Path_:
+    r"""The path :func:`entry_text` wrote: split on unescaped ``/``, escapes removed.
+
+    A backslash escapes a following ``/`` or ``\``; any other backslash is kept as it is.
+    """
+    parts: list[str] = []
+    cur: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] in "/\\":
+            cur.append(text[i + 1])
+            i += 2
+            continue
+        if ch == "/":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    parts.append("".join(cur))
+    return tuple(parts)
+
+
+_as_text = entry_text
 
 
 def _resolve(obj: Any, key: str | Sequence[str]) -> Path_ | None:
-    """The key path ``key`` names in ``obj``, or None.
+    r"""The key path ``key`` names in ``obj``, or None.
 
-    A string is split on ``/`` only where that finds entries: a name that itself contains
-    ``/`` (``{"x/y": ...}``) is found whole first, so every path :attr:`source.key` reports can
-    be passed back as ``key=``.
+    A string is read by :func:`split_entry`: ``run/ema`` is the entry ``ema`` inside ``run``,
+    ``run\/ema`` the single entry named ``run/ema``, so the text :attr:`source.key` reports
+    names exactly the entry that was read. Only when the string names no entry that way is it
+    matched loosely (a name containing ``/`` given without escapes, ``{"x/y": ...}`` with
+    ``key="x/y"``): whole names first, then split at ``/``.
     """
     if not isinstance(key, str):
         parts = tuple(key)
         if not all(isinstance(p, str) for p in parts):
             return None
         return parts if _walk(obj, parts) is not _MISSING else None
+    exact = split_entry(key)
+    if _walk(obj, exact) is not _MISSING:
+        return exact
 
     def search(cur: Any, rest: str, depth: int) -> Path_ | None:
         if isinstance(cur, nn.Module):

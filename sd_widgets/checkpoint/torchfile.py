@@ -10,6 +10,7 @@ member uncompressed, so a compressed member is inflated here first, in a stream 
 from __future__ import annotations
 
 import pickle
+import pickletools
 import re
 import zipfile
 from collections.abc import Mapping
@@ -18,10 +19,11 @@ from typing import IO, Any
 
 import torch
 
-from ..errors import UnreadableCheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnreadableCheckpointError, UnsafeCheckpointError
 from .core import Checkpoint, CheckpointSource
 from .memory import from_object
 from .paths import FileStamp, check_path
+from .trust import code_globals
 from .unpickle import allowed_globals, global_name, trust_fields, unsafe_globals
 
 __all__ = ["MAX_INFLATED_BYTES", "MAX_INFLATE_RATIO", "check_zip", "open_torch", "torch_load"]
@@ -138,28 +140,7 @@ def torch_load(path: Path, fmt: str, map_location: Any, trust: Any) -> Any:
         )
     except pickle.UnpicklingError as exc:
         if trust is not True and "Weights only load failed" in str(exc):
-            allowed_names = {global_name(g) for g in allowed or []}
-            named = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-            first = [named.group(1)] if named else []
-            names = [
-                n for n in dict.fromkeys([*first, *unsafe_globals(path)]) if n not in allowed_names
-            ]
-            if not names:  # refused, but not for a global anyone could allow: corrupt
-                raise _unreadable(path, _weights_only_reason(exc)) from None
-            already = (
-                f" (beyond the {len(allowed_names)} allowed in trust=[...])"
-                if allowed_names
-                else ""
-            )
-            raise UnsafeCheckpointError(
-                f"{path} contains pickled Python objects that weights-only loading refuses"
-                f"{already}: {', '.join(names)}. Nothing from the file was executed. If you trust "
-                "where the file came from, allow just those with trust=[<the classes>] (e.g. "
-                "trust=[argparse.Namespace]: still weights-only for everything else), or "
-                "anything with trust=True (sdw.open_checkpoint(path, trust=True)); otherwise ask "
-                "for a weights-only export (torch.save(model.state_dict(), ...) or safetensors).",
-                globals=names,
-            ) from None
+            raise _refused(path, exc, allowed or []) from None
         raise _unreadable(path, exc) from None
     except RuntimeError as exc:
         msg = str(exc)
@@ -182,6 +163,57 @@ def torch_load(path: Path, fmt: str, map_location: Any, trust: Any) -> Any:
         ) from None
     except Exception as exc:  # EOFError, BadZipFile, OSError, ValueError, KeyError, ...
         raise _unreadable(path, exc) from None
+
+
+def _refused(path: Path, exc: BaseException, allowed: list[Any]) -> CheckpointError:
+    """Why torch's weights-only unpickler refused ``path``, and what (if anything) to do."""
+    allowed_names = {global_name(g) for g in allowed}
+    text = str(exc)
+    named = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+    first = [named.group(1)] if named else []
+    names = [n for n in dict.fromkeys([*first, *unsafe_globals(path)]) if n not in allowed_names]
+    code = code_globals(names)
+    if code:
+        return UnsafeCheckpointError(
+            f"{path} would run code when loaded: its pickle calls "
+            f"{', '.join(repr(n) for n in code)}, which can run code (commands, Python, file "
+            "writes) with arguments the file chooses. Nothing from the file was executed. No "
+            "trust=[...] allows this; only trust=True would load it, and that runs the code. "
+            "Do not open it unless you trust its source as much as code you would run; ask for "
+            "a weights-only export (safetensors, or torch.save(model.state_dict(), ...)).",
+            globals=names,
+            runs_code=code,
+        )
+    operand = re.search(r"Unsupported operand (\d+)", text)
+    if operand is not None and not names:
+        op = _OPCODES.get(int(operand.group(1)))
+        if op is not None:
+            return UnreadableCheckpointError(
+                f"{path} holds a pickle that uses opcode {op.name} (pickle protocol "
+                f"{op.proto}), which torch's weights-only unpickler cannot parse: it was "
+                "written with pickle directly rather than by torch.save (which writes protocol "
+                "2), so it is not necessarily corrupt. Nothing from the file was executed. "
+                "Re-save it with torch.save(obj, path) where it was made, or open it with "
+                "trust=True only if you trust its source (that runs any code it holds)."
+            )
+    if not names:  # refused, but not for a global anyone could allow: corrupt
+        return _unreadable(path, _weights_only_reason(exc))
+    already = f" (beyond the {len(allowed_names)} allowed in trust=[...])" if allowed_names else ""
+    shown = ", ".join(names)
+    return UnsafeCheckpointError(
+        f"{path} contains pickled Python objects that weights-only loading refuses"
+        f"{already}: {shown}. None of them is known to run code, but each is called with "
+        "arguments the file chooses. Nothing from the file was executed. If you trust where "
+        f"the file came from and {'it is a data class' if len(names) == 1 else 'they are data classes'}, "
+        f"allow just {'it' if len(names) == 1 else 'them'} with trust=[{shown}] (still "
+        "weights-only for everything else), or anything with trust=True; otherwise ask for a "
+        "weights-only export (torch.save(model.state_dict(), ...) or safetensors).",
+        globals=names,
+    )
+
+
+#: pickle opcodes by their byte, to name one torch's unpickler does not parse
+_OPCODES = {ord(op.code): op for op in pickletools.opcodes if len(op.code) == 1}
 
 
 def _weights_only_reason(exc: BaseException) -> Exception:

@@ -151,7 +151,11 @@ def payload_from_comparison(cmp: Comparison, *, source: str = "", model: str = "
     Module entries and their order are :meth:`Comparison.module_children` (the grouping
     :meth:`Comparison.tree` nests), tensor entries the comparison's rows.
     """
-    return _serialise(cmp.module_children(), cmp.module_types, source=source, model=model)
+    payload = _serialise(cmp.module_children(), cmp.module_types, source=source, model=model)
+    mismatch = cmp.config_mismatch()
+    if mismatch is not None:  # one sentence for the summary strip instead of many rows
+        payload["diagnosis"] = mismatch.sentence
+    return payload
 
 
 def _serialise(
@@ -285,6 +289,8 @@ def _serialise(
         "n_entries": len(t_),
         "source": source,
         "model": model,
+        # one sentence about every problem at once (a config size ratio), or ""
+        "diagnosis": "",
         "columns": cols,
     }
 
