@@ -45,6 +45,7 @@ class Status(str, enum.Enum):
     MISSING = "missing"
     MISSING_BUFFER = "missing_buffer"
     UNEXPECTED = "unexpected"
+    TIED = "tied"
 
     def __str__(self) -> str:
         return self.value
@@ -84,8 +85,12 @@ class StatusInfo(NamedTuple):
 
     @property
     def problem(self) -> bool:
-        """Whether the status is a problem (anything but a match)."""
-        return self.status != Status.MATCH.value
+        """Whether the status is a problem: anything but a match or a tied key.
+
+        A tied key is complete after the load (it is the same tensor as a key the checkpoint
+        holds), so it is neither counted nor flagged as a problem.
+        """
+        return self.status not in (Status.MATCH.value, Status.TIED.value)
 
 
 STATUS_INFO: dict[str, StatusInfo] = {
@@ -166,6 +171,20 @@ STATUS_INFO: dict[str, StatusInfo] = {
             False,
             "checkpoint key the model does not have: ignored unless renamed",
             tone="info",
+        ),
+        StatusInfo(
+            Status.TIED.value,
+            "⇔",
+            "tied",
+            "tied",
+            TONES["ok"],
+            False,
+            False,
+            True,
+            "absent from the checkpoint but the same tensor as a key it holds (a tied "
+            "embedding): loading that key sets it too; a strict plain load_state_dict still "
+            "lists it as missing",
+            tone="ok",
         ),
     )
 }

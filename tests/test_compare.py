@@ -120,6 +120,7 @@ def test_identical_all_match(variants):
         "missing": 0,
         "missing_buffer": 0,
         "unexpected": 0,
+        "tied": 0,
     }
     assert cmp.loads_cleanly
     assert all(r.loadable and r.reason is None for r in cmp)

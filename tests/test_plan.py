@@ -18,7 +18,6 @@ from torch import nn
 
 import sd_widgets as sdw
 from sd_widgets import demo
-from sd_widgets.plan import LoadPlan
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 

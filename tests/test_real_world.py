@@ -36,6 +36,7 @@ from torch import nn
 
 import sd_widgets as sdw
 from sd_widgets.renames import Rename
+from sd_widgets.statuses import PROBLEM_STATUSES
 
 transformers = pytest.importorskip("transformers")
 
@@ -48,11 +49,12 @@ pytestmark = [
 
 
 def missing_keys(cmp: sdw.Comparison) -> set[str]:
-    return set(cmp.keys(["missing", "missing_buffer"]))
+    """What a plain strict load_state_dict lists as missing: missing rows and tied ones."""
+    return set(cmp.keys(["missing", "missing_buffer", "tied"]))
 
 
 def untied_missing(cmp: sdw.Comparison) -> set[str]:
-    return {r.key for r in cmp if r.status in ("missing", "missing_buffer") and not r.tied_to}
+    return set(cmp.keys(["missing", "missing_buffer"]))
 
 
 def assert_loaded_like(model: nn.Module, peer: nn.Module, keys: list[str]) -> None:
@@ -175,8 +177,10 @@ def test_gpt2_tied_embeddings_are_reported_as_tied(gpt2_dir):
     t_missing, t_unexpected = torch_verdict(model, load_file(gpt2_dir / "model.safetensors"))
     assert missing_keys(cmp) == t_missing == {"lm_head.weight"} and not t_unexpected
     row = cmp["lm_head.weight"]
-    assert row.status == "missing" and row.tied_to == "transformer.wte.weight"
+    assert row.status == "tied" and row.tied_to == "transformer.wte.weight"
     assert "initial" not in row.reason and "tied to 'transformer.wte.weight'" in row.reason
+    assert "strict plain load_state_dict still lists it as missing" in row.reason
+    assert not any(cmp.summary()[s] for s in PROBLEM_STATUSES)  # 0 problems
     frame = cmp.to_frame().set_index("key")
     assert frame.loc["lm_head.weight", "tied_to"] == "transformer.wte.weight"
     peer, info = from_pretrained(GPT2LMHeadModel, gpt2_dir)
@@ -379,7 +383,7 @@ def test_lpips_weights_shipped_in_a_wheel(lpips_dir, net, version):
     # ... but lins.K is linK: the truthful row says it follows the file's key
     for i in range(n):
         row = cmp[f"lins.{i}.model.1.weight"]
-        assert row.status == "missing" and row.tied_to == f"lin{i}.model.1.weight"
+        assert row.status == "tied" and row.tied_to == f"lin{i}.model.1.weight"
     assert untied_missing(cmp) == {"scaling_layer.shift", "scaling_layer.scale"}
     assert cmp["scaling_layer.shift"].status == "missing_buffer"
     report = sdw.partial_load(model, cmp.plan())
