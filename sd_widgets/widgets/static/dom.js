@@ -116,6 +116,17 @@ function h(tag, props = {}, children = []) {
   return el;
 }
 
+/**
+ * The focused element where `el` lives: its shadow root's (marimo renders widgets in one, where
+ * document.activeElement is only the shadow host) or its document's.
+ * @param {Node} el
+ * @returns {Element|null}
+ */
+function focusedIn(el) {
+  const root = /** @type {Document|ShadowRoot} */ (el.getRootNode());
+  return "activeElement" in root ? root.activeElement : document.activeElement;
+}
+
 /** A text-width function for columnWidths(): canvas measureText with the widget's fonts. */
 function textMeasurer(root) {
   const fallback = { name: 7.3, meta: 6.7, ui: 7.0 };

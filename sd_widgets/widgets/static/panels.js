@@ -214,7 +214,7 @@ export function mountPanels(ctx) {
   });
   function drawName() {
     const el = /** @type {HTMLInputElement} */ (nameInput);
-    if (document.activeElement !== el) el.value = model.get("model_name") || "model";
+    if (focusedIn(el) !== el) el.value = model.get("model_name") || "model";
     const err = model.get("code_error") || "";
     nameError.textContent = err;
     el.setAttribute("aria-invalid", String(!!err));
@@ -408,7 +408,7 @@ export function mountPanels(ctx) {
     bnList.replaceChildren(...mods.map((m) => h("option", { attrs: { value: m } })));
     bnCount.textContent = mods.length ? ` ${mods.length.toLocaleString("en-US")} modules changed; plotted: ${model.get("bn_module") || "—"}` : "";
     const el = /** @type {HTMLInputElement} */ (bnInput);
-    if (document.activeElement !== el) el.value = model.get("bn_module") || "";
+    if (focusedIn(el) !== el) el.value = model.get("bn_module") || "";
   }
   const commitBn = () => {
     const v = /** @type {HTMLInputElement} */ (bnInput).value.trim();

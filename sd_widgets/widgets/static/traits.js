@@ -221,7 +221,7 @@ function mountTraits(v) {
     soft(loadBtn, busy);
     const err = model.get("error");
     loadBtn.disabled = !!(err && err.text); // nothing to load from: a real disabled button
-    if (!canUndo && undoBtn === document.activeElement) {
+    if (!canUndo && undoBtn === focusedIn(undoBtn)) {
       undoBtn.disabled = false; // it has the focus: keep it (announced as unavailable)
       soft(undoBtn, true);
     } else {

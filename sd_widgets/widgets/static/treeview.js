@@ -77,12 +77,12 @@ function mountTree(v) {
    * on every click (most of a click's round trip at 10k keys).
    */
   function patchRows() {
-    const hadFocus = canvas.contains(document.activeElement);
+    const hadFocus = canvas.contains(focusedIn(canvas));
     for (const el of [...canvas.children]) {
       const i = Number(el.dataset.idx);
       if (el._sdwSig !== rowSig(s.data, i, s.skipped)) el.replaceWith(rowFor(i, el._sdwPos));
     }
-    if (hadFocus && !canvas.contains(document.activeElement)) v.fn.focusRowElement();
+    if (hadFocus && !canvas.contains(focusedIn(canvas))) v.fn.focusRowElement();
   }
 
   let drawn = { from: -1, to: -1, focus: -1 };
@@ -94,7 +94,7 @@ function mountTree(v) {
     const extra = fpos >= 0 && (fpos < from || fpos >= to) ? fpos : -1;
     if (!force && from === drawn.from && to === drawn.to && extra === drawn.focus) return;
     drawn = { from, to, focus: extra };
-    const hadFocus = canvas.contains(document.activeElement);
+    const hadFocus = canvas.contains(focusedIn(canvas));
     const frag = document.createDocumentFragment();
     if (extra >= 0 && extra < from) frag.appendChild(rowFor(visible[extra], extra));
     for (let p = from; p < to; p++) frag.appendChild(rowFor(visible[p], p));
