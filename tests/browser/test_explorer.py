@@ -512,4 +512,4 @@ def test_two_explorers_on_one_page_have_their_own_ids_and_batchnorm_radio_groups
         assert py(lab, "w.bn_policy") == policy
         assert py(lab, "w2.bn_policy") == "keep"
         expect(second.locator(f"{radio}[value=keep]")).to_be_checked()
-    lab.screenshot("explorer-two-views", lab.notebook_panel())
+    lab.screenshot("explorer-two-views", lab.notebook_panel)
