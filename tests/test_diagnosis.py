@@ -104,3 +104,13 @@ def test_collapse_repeated_layers():
     # a real model's keys: one line per distinct parameter of a layer
     lines = collapse_keys(nn.Sequential(*[nn.Linear(2, 2) for _ in range(4)]).state_dict())
     assert lines == ["{0..3}.weight", "{0..3}.bias"]
+
+
+def test_the_widget_payload_carries_the_sentence(wide_bert_file):
+    from sd_widgets.widgets.payload import payload_from_comparison
+
+    cmp = sdw.compare(_bert(), wide_bert_file)
+    payload = payload_from_comparison(cmp)
+    assert payload["diagnosis"] == cmp.config_mismatch().sentence
+    clean = sdw.compare(_bert(hidden_size=64, intermediate_size=96), wide_bert_file)
+    assert payload_from_comparison(clean)["diagnosis"] == ""

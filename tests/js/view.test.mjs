@@ -190,6 +190,9 @@ test("filters: status sets from the legend, only-problems, toggles, expansion, e
 
 test("summary and preview texts", () => {
   assert.equal(B.summaryText(open("renamed_layer").data), "40 keys: 36 matches, 2 missing parameters, 2 unexpected keys");
+  // a payload's diagnosis (every shape mismatch shares one size ratio) follows the counts
+  const diagnosed = new B.TreeData({ ...fixture("renamed_layer"), diagnosis: "All 2 shape mismatches differ by one factor: built with a different config?" });
+  assert.equal(B.summaryText(diagnosed), "40 keys: 36 matches, 2 missing parameters, 2 unexpected keys. All 2 shape mismatches differ by one factor: built with a different config?");
   assert.deepEqual(B.previewTexts({ n_tensors: 3, n_params: 12001, nbytes: 1728, bn: "load", keys: ["a", "b"], n_keys_total: 3 }), {
     bar: "Selected: 3 tensors · 12,001 parameters · 1.7 KB",
     stats: "3 tensors · 12,001 parameters · 1.7 KB · BatchNorm stats: load",

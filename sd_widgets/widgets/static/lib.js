@@ -70,6 +70,7 @@
  * @property {number} n_entries
  * @property {string} [source]
  * @property {string} [model]
+ * @property {string} [diagnosis]  one sentence about every shape mismatch at once, or ""
  * @property {TreeColumns} columns
  */
 

@@ -18,10 +18,15 @@
 
 // ============================================================================ pure
 
-/** "38 keys: 36 matches, 2 shape mismatches". @param {TreeData} data */
+/**
+ * "38 keys: 36 matches, 2 shape mismatches", then the payload's diagnosis when it has one
+ * (every shape mismatch shares one size ratio: "… built with a different config?").
+ * @param {TreeData} data
+ */
 export function summaryText(data) {
   const p = data.p;
-  return `${fmtInt(p.n_keys || 0)} keys: ${data.countPhrases(p.counts || []).join(", ") || "none"}`;
+  const counts = `${fmtInt(p.n_keys || 0)} keys: ${data.countPhrases(p.counts || []).join(", ") || "none"}`;
+  return p.diagnosis ? `${counts}. ${p.diagnosis}` : counts;
 }
 
 /**
