@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from .errors import UndoError
-from .stats import change_columns, change_stats_many, scratch_space, tensor_stats_many
-from .transaction import Interrupts, Measured, Snapshot, keep_trying
+from .stats import change_columns
+from .transaction import Interrupts, Measured, Snapshot, keep_trying, measure
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,6 +50,7 @@ class LoadReport:
         incompatible: list[Any],
         tied: Mapping[str, str] | None = None,
         transformed: Mapping[str, str] | None = None,
+        converted: list[str] | None = None,
         still_on_meta: list[str] | None = None,
     ) -> None:
         self._model = weakref.ref(model)
@@ -70,10 +71,13 @@ class LoadReport:
         self.bn_reset = list(plan.bn_reset_modules)
         #: key → the loaded key it is tied to (same tensor): changed through it, still tied
         self.tied: dict[str, str] = dict(tied or {})
-        #: key → how it was verified, for keys under modules that transform what they load
-        #: (a ``_load_from_state_dict`` override or load hooks of the module's own): their
-        #: value is what the module's loading made of the checkpoint tensor, not the tensor
+        #: key → how it was verified, for keys a module's own loading code handled (a
+        #: ``_load_from_state_dict`` override, load hooks, ``set_extra_state``): their value is
+        #: what that code made of the checkpoint entry (run once, as torch runs it)
         self.transformed: dict[str, str] = dict(transformed or {})
+        #: model keys the load changed that the plan does not name: what a module's own loading
+        #: wrote (e.g. ``parametrizations.weight.original0`` from an old ``weight_g``)
+        self.converted: list[str] = list(converted or [])
         #: model keys still on the meta device after the load: :data:`STILL_ON_META`
         self.still_on_meta: list[str] = list(still_on_meta or [])
         #: True when meta-device tensors were replaced (assign=True) instead of copied into
@@ -84,6 +88,8 @@ class LoadReport:
         #: what load_state_dict returned (missing keys = everything not in the plan)
         self.incompatible = incompatible
         self.undone = False
+        #: True once :meth:`release` dropped the undo snapshot
+        self.released = False
         self._stats: list[dict[str, Any]] | None = None
         for key in self.still_on_meta:
             if key in self.skipped and "meta device" not in self.skipped[key]:
@@ -94,7 +100,7 @@ class LoadReport:
                 )
 
     def __repr__(self) -> str:
-        state = "undone" if self.undone else "applied"
+        state = "undone" if self.undone else "released" if self.released else "applied"
         extra = ", assign=True (meta device)" if self.assigned else ""
         if self.still_on_meta:
             extra += f", {len(self.still_on_meta)} still on meta"
@@ -123,7 +129,7 @@ class LoadReport:
         self._require_applied("the 'after' tensors")
         out = {}
         for s in self._snapshot.items:
-            t = (s.module._parameters if s.is_param else s.module._buffers)[s.attr]
+            t = s.current()
             if t is not None:
                 out[s.key] = t.detach()
         return out
@@ -131,6 +137,11 @@ class LoadReport:
     def _require_applied(self, what: str) -> None:
         if self.undone:
             raise UndoError(f"this load was undone: {what} are no longer available")
+        if self.released:
+            raise UndoError(
+                f"this load's undo snapshot was released (report.release()): {what} are no "
+                "longer available"
+            )
 
     # statistics ------------------------------------------------------------------------------
     @property
@@ -143,44 +154,19 @@ class LoadReport:
 
         ``partial_load(..., stats=False)`` leaves this for later: call it (or :meth:`to_frame`)
         when the numbers are wanted. ``measured``: statistics the load already took while the
-        tensors were in cache (key → (before, after, change)); the others are computed here,
-        the small tensors all together.
+        tensors were in cache (key → (before, after, change)); the others are computed here the
+        same way (:func:`sd_widgets.transaction.measure`: same chunks, same numbers).
         """
         if self._stats is not None:
             return
         self._require_applied("statistics")
-        with scratch_space():
-            self._stats = self._rows(measured or {})
+        self._stats = self._rows(measured or {})
 
     def _rows(self, measured: Measured) -> list[dict[str, Any]]:
         before, after = self.before(), self.after()
-        keys = list(before)
-        rest = [k for k in keys if k not in measured]
-        b_stats = dict(zip(rest, tensor_stats_many([before[k] for k in rest]), strict=True))
-        a_stats = dict(zip(rest, tensor_stats_many([after[k] for k in rest]), strict=True))
-        pairs = [
-            k
-            for k in rest
-            if not before[k].is_meta and not after[k].is_meta and before[k].shape == after[k].shape
-        ]
-        changes = dict(
-            zip(
-                pairs,
-                change_stats_many(
-                    [before[k] for k in pairs],
-                    [after[k] for k in pairs],
-                    [b_stats[k] for k in pairs],
-                ),
-                strict=True,
-            )
-        )
         rows = []
-        ch: Mapping[str, Any] | None
-        for key in keys:
-            if key in measured:
-                sb, sa, ch = measured[key]
-            else:
-                sb, sa, ch = b_stats[key], a_stats[key], changes.get(key)
+        for key in before:
+            sb, sa, ch = measured[key] if key in measured else measure(before[key], after[key])
             rows.append(self._row(key, sb, sa, ch))
         return rows
 
@@ -191,7 +177,9 @@ class LoadReport:
             "key": key,
             "action": ("adapt" if entry.adapter else "load")
             if loaded and entry
-            else ("tied" if key in self.tied else "bn_reset"),
+            else (
+                "tied" if key in self.tied else "converted" if key in self.converted else "bn_reset"
+            ),
             "ckpt_key": entry.ckpt_key if entry is not None else None,
             "cast": " → ".join(entry.cast) if entry is not None and entry.cast else None,
             "numel": sb.numel,
@@ -343,14 +331,50 @@ class LoadReport:
         return load_summary(self.to_frame())
 
     # undo ------------------------------------------------------------------------------------
-    def undo(self) -> None:
-        """Restore exactly the tensors that were there before the load. Works once."""
+    @property
+    def snapshot_nbytes(self) -> int:
+        """Bytes the undo snapshot holds (RAM and disk); 0 once undone or released."""
+        return self._snapshot.nbytes if not (self.undone or self.released) else 0
+
+    def changed_since_load(self) -> list[str]:
+        """Keys of touched tensors whose value changed after the load (a training step, an edit).
+
+        Each tensor's 64-bit fingerprint, taken while the load verified it, is compared with
+        the tensor now: one read of each touched tensor, no second copy kept.
+        """
+        self._require_applied("the tensors the load wrote")
+        return self._snapshot.changed_since()
+
+    def undo(self, force: bool = False) -> None:
+        """Restore exactly the tensors that were there before the load. Works once.
+
+        Refuses (:class:`~sd_widgets.UndoError` naming them in ``changed``) when a tensor it
+        would restore changed after the load, e.g. a training step or an in-place edit: undo
+        would overwrite that work. ``force=True`` restores anyway.
+        """
         if self.undone:
             raise UndoError(
                 "this load was already undone; a second undo would do nothing. Load the plan "
                 "again (sdw.partial_load) to re-apply it."
             )
+        if self.released:
+            raise UndoError(
+                "this load's undo snapshot was released (report.release()), so it cannot be "
+                "undone. Reload the weights you want instead (e.g. sdw.partial_load of another "
+                "plan)."
+            )
         self.model  # noqa: B018 - raises if the model is gone
+        if not force:
+            changed = self._snapshot.changed_since()
+            if changed:
+                names = ", ".join(repr(k) for k in changed[:3])
+                more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+                raise UndoError(
+                    f"{len(changed)} tensor(s) this load wrote changed after it ({names}{more}): "
+                    "undo would overwrite that later work. Nothing was restored. Call "
+                    "report.undo(force=True) to restore the values from before the load anyway.",
+                    changed=changed,
+                )
         with Interrupts():  # Ctrl-C waits until every tensor is back, then is raised
             bad = keep_trying(self._snapshot.restore)
             if not bad:
@@ -358,6 +382,18 @@ class LoadReport:
                 self.undone = True
         if bad:
             raise UndoError(f"undo could not restore {bad[:3]} exactly")
+
+    def release(self) -> None:
+        """Drop the undo snapshot on purpose (its memory comes back); undo is then impossible.
+
+        The statistics already computed stay; ``before()`` and new statistics need the
+        snapshot and raise :class:`~sd_widgets.UndoError`. Releasing twice does nothing.
+        """
+        if self.undone or self.released:
+            return
+        self._snapshot.release()
+        self.released = True
+
 
 def _first(keys: list[str], n: int = 3) -> str:
     """``"a, b, c and 4 more"``: the first keys of a list (names escaped as repr)."""

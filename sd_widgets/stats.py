@@ -23,9 +23,7 @@ Conventions
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,25 +36,23 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "BATCH_MAX_ELEMENTS",
     "DEFAULT_CHUNK_ELEMENTS",
     "PROGRESS_THRESHOLD",
+    "Change",
     "Histogram",
+    "Moments",
     "TensorStats",
     "before_after_histogram",
     "bn_channel_stats",
     "change_columns",
     "change_frame",
     "change_stats",
-    "change_stats_many",
     "dtype_name",
     "histogram",
     "iter_progress",
-    "scratch_space",
     "shared_edges",
     "stats_frame",
     "tensor_stats",
-    "tensor_stats_many",
 ]
 
 DEFAULT_CHUNK_ELEMENTS = 2**24
@@ -186,8 +182,9 @@ def _check_chunk(chunk_elements: int) -> int:
 
 
 def _minmax(c: torch.Tensor) -> tuple[float, float]:
-    """(min, max); NaN when there is one. Two reductions: faster than ``aminmax`` on CPU."""
-    return float(c.amin()), float(c.amax())
+    """(min, max) in one ``aminmax`` pass; NaN when there is one."""
+    mn, mx = torch.aminmax(c)
+    return float(mn), float(mx)
 
 
 def _split_finite(c: torch.Tensor) -> tuple[torch.Tensor, int, int, float, float]:
@@ -213,98 +210,32 @@ def _rows_ok(c: torch.Tensor, maxabs: float) -> bool:
     return c.dtype == torch.float32 and (maxabs == 0.0 or _F32_SAFE_MIN <= maxabs <= _F32_SAFE_MAX)
 
 
-def _sum_sumsq(
-    c: torch.Tensor, maxabs: float, *, sums: bool = True, squares: bool = True
-) -> tuple[float, float]:
-    """(sum, sum of squares) of a finite 1-D compute-dtype chunk, accumulated in float64.
-
-    Either is left at 0.0 when not asked for.
-    """
-    s = q = 0.0
+def _sum_sumsq(c: torch.Tensor, maxabs: float) -> tuple[float, float]:
+    """(sum, sum of squares) of a finite 1-D compute-dtype chunk, accumulated in float64."""
     if _rows_ok(c, maxabs):
+        s = q = 0.0
         n = c.numel()
         m = n - n % _ROW
         if m:
             body = (c if m == n else c[:m]).view(-1, _ROW)
-            if sums:  # float32 within rows of 1,024, float64 across them
-                s += float(body.sum(dim=1).sum(dtype=torch.float64))
-            if squares:  # the norm of the row norms, in float64
-                rows = torch.linalg.vector_norm(body, dim=1)
-                q += float(torch.linalg.vector_norm(rows, dtype=torch.float64)) ** 2
+            # float32 within rows of 1,024, float64 across them; the norm of the row norms
+            s += float(body.sum(dim=1).sum(dtype=torch.float64))
+            rows = torch.linalg.vector_norm(body, dim=1)
+            q += float(torch.linalg.vector_norm(rows, dtype=torch.float64)) ** 2
         if m < n:
             tail = c[m:].double()
-            s += float(tail.sum()) if sums else 0.0
-            q += float(torch.dot(tail, tail)) if squares else 0.0
+            s += float(tail.sum())
+            q += float(torch.dot(tail, tail))
         return s, q
-    d = c.double()
-    return (float(d.sum()) if sums else 0.0), (float(torch.dot(d, d)) if squares else 0.0)
+    d = c if c.dtype == torch.float64 else c.double()
+    return float(d.sum()), float(torch.dot(d, d))
 
 
-def _abs_sum_sumsq_(d: torch.Tensor, maxabs: float) -> tuple[float, float]:
-    """(sum of |x|, sum of squares) in float64 of a finite 1-D compute-dtype chunk.
-
-    The caller owns the chunk.
-    Overwrites ``d`` with ``|d|`` (one cheap in-place pass instead of an ord-1 norm, which is ~4x
-    slower on CPU and sums float32 less accurately).
-    """
-    return _sum_sumsq(d.abs_(), maxabs)
-
-
-#: float dtype -> (same-size integer dtype, bit pattern of -0.0 as that integer = its minimum)
-_BITS = {torch.float32: (torch.int32, -(2**31)), torch.float64: (torch.int64, -(2**63))}
-
-
-def _count_zeros(c: torch.Tensor, mn: float, mx: float) -> int:
-    """Exact number of zeros (+0.0 and -0.0) in a finite 1-D compute-dtype chunk.
-
-    ``mn`` and ``mx`` are the chunk's minimum and maximum. No pass at all when the range excludes
-    0. Otherwise float32/float64 bits are counted as
-    integers (``count_nonzero`` on floats is ~3x slower than on ints): +0.0 is the only all-zero
-    bit pattern, and -0.0 is the smallest integer, so one ``amin`` proves there is none.
-    """
+def _zeros(c: torch.Tensor, mn: float, mx: float) -> int:
+    """Exact number of zeros (+0.0 and -0.0) of a finite chunk whose range is [mn, mx]."""
     if mn > 0 or mx < 0:
         return 0
-    bits = _BITS.get(c.dtype)
-    if bits is not None and c.is_contiguous():
-        as_int = c.view(bits[0])
-        if int(as_int.amin()) != bits[1]:
-            return c.numel() - int(torch.count_nonzero(as_int))
     return c.numel() - int(torch.count_nonzero(c))
-
-
-_SCRATCH = threading.local()
-
-
-@contextlib.contextmanager
-def scratch_space() -> Iterator[None]:
-    """Within this context, temporaries of :func:`change_stats` reuse one buffer per thread.
-
-    Fresh memory for every tensor would cost page faults that exceed the arithmetic.
-
-    The buffer (at most one chunk) is freed when the outermost context exits.
-    """
-    depth = getattr(_SCRATCH, "depth", 0)
-    _SCRATCH.depth = depth + 1
-    try:
-        yield
-    finally:
-        _SCRATCH.depth = depth
-        if depth == 0:
-            _SCRATCH.buffer = None
-
-
-def _scratch(n: int, dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised 1-D tensor of ``n`` elements.
-
-    A view of the scratch buffer inside :func:`scratch_space`, else fresh.
-    """
-    if not getattr(_SCRATCH, "depth", 0):
-        return torch.empty(n, dtype=dtype)
-    need = n * dtype.itemsize
-    buf = getattr(_SCRATCH, "buffer", None)
-    if buf is None or buf.numel() < need:
-        buf = _SCRATCH.buffer = torch.empty(need, dtype=torch.uint8)
-    return buf[:need].view(dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,45 +286,83 @@ def _json_float(v: Any) -> Any:
     return v
 
 
-@dataclass
-class _Moments:
-    n: int = 0  # finite values
-    nan: int = 0
-    inf: int = 0
-    zeros: int = 0
-    s: float = 0.0
-    q: float = 0.0
-    mn: float = math.inf
-    mx: float = -math.inf
+class Moments:
+    """The statistics of one tensor, fed chunk by chunk (:meth:`add`), then :meth:`finish`.
 
+    The one way sd_widgets measures a tensor: :func:`tensor_stats` feeds it the chunks of a
+    tensor, and a load feeds it each chunk of its snapshot copy and of the loaded tensor while
+    that chunk is in the CPU cache.
+    """
 
-def _first_pass(t: torch.Tensor, chunk: int) -> _Moments:
-    m = _Moments()
-    for raw in _chunks(t, chunk):
-        c, nan, inf, mn, mx = _split_finite(_compute_dtype(raw))
-        m.nan += nan
-        m.inf += inf
+    def __init__(self) -> None:
+        self.n = 0  # finite values
+        self.seen = 0
+        self.nan = 0
+        self.inf = 0
+        self.zeros = 0
+        self.s = 0.0
+        self.q = 0.0
+        self.mn = math.inf
+        self.mx = -math.inf
+
+    def add(self, raw: torch.Tensor) -> float | None:
+        """Add a 1-D chunk (any real dtype, complex as ``|z|``).
+
+        Returns the chunk's sum of squares when all its values are finite, else None.
+        """
+        c, nan, inf, mn, mx = _split_finite(_compute_dtype(_prepare(raw)))
+        self.seen += raw.numel()
+        self.nan += nan
+        self.inf += inf
         if c.numel() == 0:
-            continue
-        m.n += c.numel()
-        m.mn = min(m.mn, mn)
-        m.mx = max(m.mx, mx)
-        maxabs = max(abs(mn), abs(mx))
-        if mn > 0 or mx < 0 or c.dtype not in _BITS or not c.is_contiguous():
-            m.zeros += _count_zeros(c, mn, mx)
-            s, q = _sum_sumsq(c, maxabs)
-        else:
-            # |x| in scratch space: its minimum says whether there are zeros at all (usually
-            # not: no counting pass), its bits count them exactly (|-0.0| is +0.0, all-zero
-            # bits), and its sum of squares is x's
-            a = torch.abs(c, out=_scratch(c.numel(), c.dtype))
-            if float(a.amin()) == 0.0:
-                m.zeros += c.numel() - int(torch.count_nonzero(a.view(_BITS[c.dtype][0])))
-            s = _sum_sumsq(c, maxabs, squares=False)[0]
-            q = _sum_sumsq(a, maxabs, sums=False)[1]
-        m.s += s
-        m.q += q
-    return m
+            return None
+        self.n += c.numel()
+        self.mn = min(self.mn, mn)
+        self.mx = max(self.mx, mx)
+        self.zeros += _zeros(c, mn, mx)
+        s, q = _sum_sumsq(c, max(abs(mn), abs(mx)))
+        self.s += s
+        self.q += q
+        return q if nan == inf == 0 else None
+
+    def finish(
+        self, whole: torch.Tensor, dtype: str, chunk: int = DEFAULT_CHUNK_ELEMENTS
+    ) -> TensorStats:
+        """The :class:`TensorStats`; ``whole`` is the tensor the chunks came from.
+
+        It is read again only when ``|mean| >> std`` (a second, shifted pass keeps the
+        variance exact).
+        """
+        numel = self.seen
+        if numel == 0:
+            return TensorStats(0, dtype, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0, 0)
+        zero_fraction = self.zeros / numel
+        if self.n == 0:
+            return TensorStats(
+                numel, dtype, _NAN, _NAN, _NAN, _NAN, _NAN, zero_fraction, self.nan, self.inf
+            )
+        mean = self.s / self.n
+        std = _NAN
+        if self.n > 1:
+            m2 = self.q - self.s * mean
+            if self.mn == self.mx:
+                m2 = 0.0
+            elif m2 <= 0.0 or self.q > _SHIFT_RATIO * m2:
+                # |mean| >> spread: sum(x^2) - n*mean^2 cancels; redo the sum around the mean.
+                m2 = _shifted_m2(_prepare(whole), chunk, mean)
+            std = math.sqrt(max(m2, 0.0) / (self.n - 1))
+        return TensorStats(
+            numel,
+            dtype,
+            mean,
+            std,
+            self.mn,
+            self.mx,
+            math.sqrt(self.q),
+            zero_fraction,
+            self.nan,
+            self.inf,
+        )
 
 
 def _shifted_m2(t: torch.Tensor, chunk: int, shift: float) -> float:
@@ -426,207 +395,10 @@ def tensor_stats(t: torch.Tensor, *, chunk_elements: int = DEFAULT_CHUNK_ELEMENT
     numel, dtype = t.numel(), dtype_name(t.dtype)
     if _is_meta(t):
         return TensorStats.unavailable(numel, dtype)
-    if numel == 0:
-        return TensorStats(0, dtype, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0, 0)
-    t = _prepare(t)
-    m = _first_pass(t, chunk)
-    zero_fraction = m.zeros / numel
-    if m.n == 0:
-        return TensorStats(numel, dtype, _NAN, _NAN, _NAN, _NAN, _NAN, zero_fraction, m.nan, m.inf)
-    mean = m.s / m.n
-    l2 = math.sqrt(m.q)
-    std = _NAN
-    if m.n > 1:
-        m2 = m.q - m.s * mean
-        if m.mn == m.mx:
-            m2 = 0.0
-        elif m2 <= 0.0 or m.q > _SHIFT_RATIO * m2:
-            # |mean| >> spread: sum(x^2) - n*mean^2 cancels; redo the sum around the mean.
-            m2 = _shifted_m2(t, chunk, mean)
-        std = math.sqrt(max(m2, 0.0) / (m.n - 1))
-    return TensorStats(numel, dtype, mean, std, m.mn, m.mx, l2, zero_fraction, m.nan, m.inf)
-
-
-# --------------------------------------------------------------------------------------------
-# many tensors at once
-
-BATCH_MAX_ELEMENTS = 4096
-"""Tensors up to this many elements are summarised together (one concatenation and a few
-segment reductions for all of them), since per-tensor calls would cost far more than the data."""
-
-
-def _batchable(t: torch.Tensor) -> bool:
-    return (
-        type(t) is torch.Tensor
-        and 0 < t.numel() <= BATCH_MAX_ELEMENTS
-        and t.device.type == "cpu"
-        and t.layout == torch.strided
-        and not t.is_quantized
-        and not t.is_complex()
-        and not t.is_conj()
-        and not t.is_neg()
-    )
-
-
-class _Segments:
-    """Small tensors of one dtype flattened into one float64 vector, one segment per tensor."""
-
-    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
-        self.flat = torch.cat([t.detach().reshape(-1) for t in tensors]).to(torch.float64)
-        self.sizes = [t.numel() for t in tensors]
-        self.lengths = torch.tensor(self.sizes, dtype=torch.int64)
-
-    def reduce(self, values: torch.Tensor, op: str) -> torch.Tensor:
-        return torch.segment_reduce(values, op, lengths=self.lengths)
-
-    def finite(self) -> list[bool]:
-        """Per segment: whether all its values are finite."""
-        mn, mx = _minmax(self.flat)  # NaN propagates: finite extremes prove all finite
-        if math.isfinite(mn) and math.isfinite(mx):
-            return [True] * len(self.sizes)
-        bad = self.reduce((~torch.isfinite(self.flat)).to(torch.float64), "sum")
-        return [b == 0 for b in bad.tolist()]
-
-
-def _segment_stats(seg: _Segments, dtype: str) -> list[TensorStats]:
-    """Exact float64 statistics of every (finite) segment: two passes around each mean."""
-    f, n = seg.flat, seg.lengths.to(torch.float64)
-    s = seg.reduce(f, "sum")
-    q = seg.reduce(f * f, "sum")
-    mn = seg.reduce(f, "min")
-    mx = seg.reduce(f, "max")
-    zeros = seg.reduce((f == 0).to(torch.float64), "sum")
-    mean = s / n
-    dev = f - torch.repeat_interleave(mean, seg.lengths)
-    m2 = seg.reduce(dev * dev, "sum")
-    out = []
-    for size, mean_, q_, mn_, mx_, z, m2_ in zip(
-        seg.sizes,
-        mean.tolist(),
-        q.tolist(),
-        mn.tolist(),
-        mx.tolist(),
-        zeros.tolist(),
-        m2.tolist(),
-        strict=True,
-    ):
-        std = _NAN if size < 2 else (0.0 if mn_ == mx_ else math.sqrt(m2_ / (size - 1)))
-        out.append(TensorStats(size, dtype, mean_, std, mn_, mx_, math.sqrt(q_), z / size, 0, 0))
-    return out
-
-
-def _by_dtype(indices: Iterable[int], tensors: Sequence[torch.Tensor]) -> dict[Any, list[int]]:
-    groups: dict[Any, list[int]] = {}
-    for i in indices:
-        groups.setdefault(tensors[i].dtype, []).append(i)
-    return groups
-
-
-@torch.no_grad()
-def tensor_stats_many(
-    tensors: Sequence[torch.Tensor], *, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
-) -> list[TensorStats]:
-    """:func:`tensor_stats` of every tensor, in order, with the small ones summarised together.
-
-    Tensors of up to :data:`BATCH_MAX_ELEMENTS` elements (BatchNorm vectors, biases, counters:
-    most keys of a real model, a small share of its bytes) are concatenated per dtype and
-    reduced segment by segment in float64 (two passes around each mean), which costs a handful
-    of calls for all of them instead of several per tensor. Values equal :func:`tensor_stats`'s
-    to float64 rounding; a tensor always takes the same path, so repeated calls agree exactly.
-    """
-    out: list[TensorStats | None] = [None] * len(tensors)
-    small = [i for i, t in enumerate(tensors) if _batchable(t)]
-    for dtype, idx in _by_dtype(small, tensors).items():
-        seg: _Segments | None = _Segments([tensors[i] for i in idx])
-        ok = seg.finite()  # type: ignore[union-attr]
-        fine = [j for j, good in enumerate(ok) if good]
-        if len(fine) < len(idx):
-            seg = _Segments([tensors[idx[j]] for j in fine]) if fine else None
-        if seg is not None:
-            for j, st in zip(fine, _segment_stats(seg, dtype_name(dtype)), strict=True):
-                out[idx[j]] = st
-    return [
-        st if st is not None else tensor_stats(t, chunk_elements=chunk_elements)
-        for st, t in zip(out, tensors, strict=True)
-    ]
-
-
-def _segment_change(bseg: _Segments, aseg: _Segments, before: list[TensorStats]) -> list[dict]:
-    d = (aseg.flat - bseg.flat).abs_()
-    mx = bseg.reduce(d, "max").tolist()
-    sums = bseg.reduce(d, "sum").tolist()
-    sq = bseg.reduce(d * d, "sum").tolist()
-    changed = bseg.reduce((aseg.flat != bseg.flat).to(torch.float64), "sum").tolist()
-    out = []
-    for size, st, mx_, s_, q_, c in zip(bseg.sizes, before, mx, sums, sq, changed, strict=True):
-        b_sq = st.l2 * st.l2
-        rel = math.sqrt(q_) / st.l2 if b_sq > 0 else (0.0 if q_ == 0 else math.inf)
-        out.append(
-            {
-                "numel": size,
-                "compared": size,
-                "max_abs_change": mx_,
-                "mean_abs_change": s_ / size,
-                "relative_l2_change": rel,
-                "changed_fraction": c / size,
-                "changed_count": int(c),
-            }
-        )
-    return out
-
-
-@torch.no_grad()
-def change_stats_many(
-    before: Sequence[torch.Tensor],
-    after: Sequence[torch.Tensor],
-    before_stats: Sequence[TensorStats] | None = None,
-    *,
-    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
-) -> list[dict[str, Any]]:
-    """:func:`change_stats` of every ``(before[i], after[i])`` pair (same shapes), in order.
-
-    Small pairs are measured together as in :func:`tensor_stats_many`; ``before_stats`` (from
-    it, when the caller has them) spares reading ``before`` again for ``‖before‖``.
-    """
-    if len(before) != len(after):
-        raise ValueError(
-            f"change_stats_many needs as many after tensors ({len(after)}) as "
-            f"before tensors ({len(before)})"
-        )
-    bstats = list(before_stats) if before_stats is not None else [None] * len(before)
-    out: list[dict[str, Any] | None] = [None] * len(before)
-    small = [
-        i
-        for i, (b, a) in enumerate(zip(before, after, strict=True))
-        if _batchable(b)
-        and _batchable(a)
-        and b.dtype == a.dtype
-        and b.shape == a.shape
-        and bstats[i] is not None
-        and bstats[i].finite_count == b.numel()  # type: ignore[union-attr]
-    ]
-    for _, idx in _by_dtype(small, before).items():
-        bseg, aseg = _Segments([before[i] for i in idx]), _Segments([after[i] for i in idx])
-        ok = aseg.finite()
-        fine = [j for j, good in enumerate(ok) if good]
-        if len(fine) < len(idx):
-            if not fine:
-                continue
-            bseg = _Segments([before[idx[j]] for j in fine])
-            aseg = _Segments([after[idx[j]] for j in fine])
-        results = _segment_change(bseg, aseg, [bstats[idx[j]] for j in fine])  # type: ignore[misc]
-        for j, ch in zip(fine, results, strict=True):
-            out[idx[j]] = ch
-    for i, done in enumerate(out):
-        if done is None:
-            st = bstats[i]
-            out[i] = change_stats(
-                before[i],
-                after[i],
-                chunk_elements=chunk_elements,
-                before_l2=st.l2 if st is not None and st.numel else None,
-            )
-    return out  # type: ignore[return-value]
+    m = Moments()
+    for c in _chunks(_prepare(t), chunk):
+        m.add(c)
+    return m.finish(t, dtype, chunk)
 
 
 def change_columns(ch: Mapping[str, Any]) -> dict[str, Any]:
@@ -658,27 +430,89 @@ def _nan_change(numel: int) -> dict[str, Any]:
     }
 
 
-def _finite_change(
-    a: torch.Tensor, b: torch.Tensor, *, measure_before: bool
-) -> tuple[int, float, float, float, float] | None:
-    """(changed count, max |a-b|, sum |a-b|, sum (a-b)^2, sum b^2 or 0.0) of two 1-D chunks.
+class Change:
+    """How much ``after`` differs from ``before``, fed pairs of matching chunks (:meth:`add`).
 
-    None unless every difference is finite (the caller then takes the careful path).
+    The one way sd_widgets measures a change (see :func:`change_stats` for the fields).
     """
-    d = torch.sub(a, b, out=_scratch(a.numel(), a.dtype)).abs_()
-    amn, amx = _minmax(d)  # NaN propagates, so a finite maximum proves every |d| finite
-    if not (math.isfinite(amx) and d.is_contiguous()):
-        return None
-    # |a - b| == 0 exactly when a == b (finite values; abs turns -0.0 into +0.0, the only
-    # all-zero bit pattern): no zero at all when the minimum is positive (the usual case of a
-    # load), else count non-zero bits as integers, the fastest count
-    changed = d.numel() if amn > 0 else int(torch.count_nonzero(d.view(_BITS[d.dtype][0])))
-    d_sum, d_sq = _sum_sumsq(d, amx)
-    b_sq = 0.0
-    if measure_before:
-        bmn, bmx = _minmax(b)
-        b_sq = _sum_sumsq(b, max(abs(bmn), abs(bmx)))[1]
-    return changed, amx, d_sum, d_sq, b_sq
+
+    def __init__(self) -> None:
+        self.numel = 0
+        self.compared = 0
+        self.changed = 0
+        self.max_abs = 0.0
+        self.abs_sum = 0.0
+        self.diff_sq = 0.0
+        self.before_sq = 0.0
+        self.all_finite = True
+
+    def add(self, rb: torch.Tensor, ra: torch.Tensor, before_sq: float | None = None) -> None:
+        """Add a pair of 1-D chunks of the same length (before, after).
+
+        ``before_sq``: the before chunk's sum of squares when the caller measured it (what
+        :meth:`Moments.add` returns), spared here when every position is finite.
+        """
+        rb, ra = _prepare(rb), _prepare(ra)
+        finite = True
+        self.numel += rb.numel()
+        same_f32 = rb.dtype == torch.float32 and ra.dtype == torch.float32
+        b = rb if same_f32 else rb.to(torch.float64)
+        a = ra if same_f32 else ra.to(torch.float64)
+        d = torch.sub(a, b)
+        dmn, dmx = _minmax(d)
+        if not (math.isfinite(dmn) and math.isfinite(dmx)):
+            # Some position is NaN/inf on either side (or float32 overflowed): measure the
+            # positions where both are finite in float64, count changes with NaN == NaN.
+            self.all_finite = finite = False
+            both = torch.isfinite(a) & torch.isfinite(b)
+            ne = (a != b) & ~(torch.isnan(a) & torch.isnan(b))
+            self.changed += int(ne.sum())
+            b = b[both].double()
+            d = a[both].double() - b
+            if d.numel() == 0:
+                return
+            dmn, dmx = _minmax(d)
+        else:
+            # finite: x - y == 0 exactly when x == y
+            self.changed += d.numel() - _zeros(d, dmn, dmx)
+        self.compared += d.numel()
+        amx = max(-dmn, dmx)
+        self.max_abs = max(self.max_abs, amx)
+        a_sum, d_sq = _sum_sumsq(d.abs_(), amx)
+        self.abs_sum += a_sum
+        self.diff_sq += d_sq
+        if before_sq is not None and finite:
+            self.before_sq += before_sq  # the chunk's own sum of squares, measured already
+        else:
+            bmn, bmx = _minmax(b)
+            self.before_sq += _sum_sumsq(b, max(abs(bmn), abs(bmx)))[1]
+
+    def finish(self) -> dict[str, Any]:
+        """The change statistics (see :func:`change_stats`)."""
+        numel = self.numel
+        if numel == 0:
+            out = _nan_change(0)
+            out.update(compared=0, changed_count=0)
+            return out
+        if self.compared == 0:
+            out = _nan_change(numel)
+            out.update(
+                compared=0, changed_count=self.changed, changed_fraction=self.changed / numel
+            )
+            return out
+        if self.before_sq > 0:
+            rel = math.sqrt(self.diff_sq) / math.sqrt(self.before_sq)
+        else:
+            rel = 0.0 if self.diff_sq == 0 else math.inf
+        return {
+            "numel": numel,
+            "compared": self.compared,
+            "max_abs_change": self.max_abs,
+            "mean_abs_change": self.abs_sum / self.compared,
+            "relative_l2_change": rel,
+            "changed_fraction": self.changed / numel,
+            "changed_count": self.changed,
+        }
 
 
 @torch.no_grad()
@@ -687,7 +521,6 @@ def change_stats(
     after: torch.Tensor,
     *,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
-    before_l2: float | None = None,
 ) -> dict[str, Any]:
     """How much ``after`` differs from ``before`` (same shape; dtypes may differ).
 
@@ -695,14 +528,12 @@ def change_stats(
 
     * ``numel``; ``compared``: positions where both values are finite (the ones measured below);
     * ``max_abs_change``, ``mean_abs_change``: of ``after - before`` over compared positions;
-    * ``relative_l2_change``: ``‖after − before‖ / ‖before‖`` (0.0 when both norms are 0, inf when
-      only ``before`` is all zeros);
+    * ``relative_l2_change``: ``‖after − before‖ / ‖before‖`` over compared positions (0.0 when
+      both norms are 0, inf when only ``before`` is all zeros);
     * ``changed_count`` / ``changed_fraction``: positions whose value differs (NaN→NaN and
       inf→inf count as unchanged), over all ``numel`` positions.
 
     Meta tensors give NaN values and ``None`` counts. Raises ``ValueError`` on a shape mismatch.
-    ``before_l2`` (``tensor_stats(before).l2``, when the caller has it) saves one pass: it is
-    used when every position of both tensors is finite, where it is exactly ``‖before‖``.
     """
     if not isinstance(before, torch.Tensor) or not isinstance(after, torch.Tensor):
         raise TypeError(
@@ -716,84 +547,15 @@ def change_stats(
             "the overlapping region first."
         )
     chunk = _check_chunk(chunk_elements)
-    numel = before.numel()
     if _is_meta(before) or _is_meta(after):
-        return _nan_change(numel)
-    if numel == 0:
-        out = _nan_change(0)
-        out.update(compared=0, changed_count=0)
-        return out
+        return _nan_change(before.numel())
     before, after = _prepare(before), _prepare(after)
     if after.device != before.device:
         after = after.to(before.device)
-    same_f32 = before.dtype == torch.float32 and after.dtype == torch.float32
-
-    compared = changed = 0
-    max_abs = 0.0
-    abs_sum = diff_sq = before_sq = 0.0
-    all_finite = True
-    pairs = zip(_logical_chunks(before, chunk), _logical_chunks(after, chunk), strict=True)
-    for rb, ra in pairs:
-        b = rb if same_f32 else rb.to(torch.float64)
-        a = ra if same_f32 else ra.to(torch.float64)
-        fast = _finite_change(a, b, measure_before=before_l2 is None)
-        if fast is not None:
-            n_changed, amx, d_sum, d_sq, b_sq = fast
-            changed += n_changed
-            compared += a.numel()
-            max_abs = max(max_abs, amx)
-            abs_sum += d_sum
-            diff_sq += d_sq
-            before_sq += b_sq
-            continue
-        all_finite = False
-        d = a - b
-        dmn, dmx = _minmax(d)
-        if not (math.isfinite(dmn) and math.isfinite(dmx)):
-            # Some position is NaN/inf on either side (or float32 overflowed): measure the
-            # positions where both are finite in float64, count changes with NaN == NaN.
-            both = torch.isfinite(a) & torch.isfinite(b)
-            ne = (a != b) & ~(torch.isnan(a) & torch.isnan(b))
-            changed += int(ne.sum())
-            b = b[both].double()
-            d = a[both].double() - b
-            if d.numel() == 0:
-                continue
-            dmn, dmx = _minmax(d)
-        else:
-            # finite: x - y == 0 exactly when x == y
-            changed += d.numel() - _count_zeros(d, dmn, dmx)
-        compared += d.numel()
-        max_abs = max(max_abs, -dmn, dmx)
-        a_sum, d_sq = _abs_sum_sumsq_(d, max(-dmn, dmx))  # d is ours: overwritten with |d|
-        bmn, bmx = _minmax(b)
-        _, b_sq = _sum_sumsq(b, max(abs(bmn), abs(bmx)))
-        abs_sum += a_sum
-        diff_sq += d_sq
-        before_sq += b_sq
-
-    if compared == 0:
-        out = _nan_change(numel)
-        out.update(compared=0, changed_count=changed, changed_fraction=changed / numel)
-        return out
-    if before_l2 is not None:
-        if all_finite:
-            before_sq = before_l2 * before_l2
-        else:  # some position was left out: measure |before| over the compared ones
-            return change_stats(before, after, chunk_elements=chunk)
-    if before_sq > 0:
-        rel = math.sqrt(diff_sq) / math.sqrt(before_sq)
-    else:
-        rel = 0.0 if diff_sq == 0 else math.inf
-    return {
-        "numel": numel,
-        "compared": compared,
-        "max_abs_change": max_abs,
-        "mean_abs_change": abs_sum / compared,
-        "relative_l2_change": rel,
-        "changed_fraction": changed / numel,
-        "changed_count": changed,
-    }
+    ch = Change()
+    for rb, ra in zip(_logical_chunks(before, chunk), _logical_chunks(after, chunk), strict=True):
+        ch.add(rb, ra)
+    return ch.finish()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1113,7 +875,7 @@ def change_frame(
         sb = tensor_stats(b, chunk_elements=chunk_elements)
         sa = tensor_stats(a, chunk_elements=chunk_elements)
         ch = (
-            change_stats(b, a, chunk_elements=chunk_elements, before_l2=sb.l2 if sb.numel else None)
+            change_stats(b, a, chunk_elements=chunk_elements)
             if b.shape == a.shape
             else _nan_change(a.numel())
         )

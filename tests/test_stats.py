@@ -17,15 +17,13 @@ from sd_widgets.stats import (
     bn_channel_stats,
     change_frame,
     change_stats,
-    change_stats_many,
     histogram,
     iter_progress,
-    scratch_space,
     shared_edges,
     stats_frame,
     tensor_stats,
-    tensor_stats_many,
 )
+from sd_widgets.transaction import measure
 
 NAN = float("nan")
 INF = float("inf")
@@ -409,7 +407,7 @@ def test_iter_progress():
     assert isinstance(forced, tqdm) and list(forced) == items
 
 
-# ------------------------------------------------------------------------------- many at once
+# ----------------------------------------------------- one path: what a load measures
 
 
 def _mixed_tensors() -> list[torch.Tensor]:
@@ -437,69 +435,53 @@ def _mixed_tensors() -> list[torch.Tensor]:
     return out
 
 
-def test_tensor_stats_many_matches_tensor_stats_one_by_one():
-    tensors = _mixed_tensors()
-    many = tensor_stats_many(tensors)
-    assert len(many) == len(tensors)
-    for t, st in zip(tensors, many, strict=True):
-        one = tensor_stats(t)
-        assert (st.numel, st.dtype, st.nan_count, st.inf_count) == (
-            one.numel,
-            one.dtype,
-            one.nan_count,
-            one.inf_count,
-        )
-        for name in ("mean", "std", "min", "max", "l2", "zero_fraction"):
-            a, b = getattr(st, name), getattr(one, name)
-            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-6), name
-        if not t.is_meta and t.numel():
-            assert_matches(st, reference(t))
-    assert many[-1].zero_fraction == 2 / 50  # +0.0 and -0.0 both count
-    assert many[7].std == 0.0  # constant: exactly 0, as tensor_stats says
-    # a tensor always takes the same path: the numbers do not depend on its neighbours
-    alone = [tensor_stats_many([t])[0] for t in tensors]
-    assert [s.as_dict(json_safe=True) for s in alone] == [s.as_dict(json_safe=True) for s in many]
-
-
-def test_change_stats_many_matches_change_stats():
+def test_what_a_load_measures_is_tensor_stats_and_change_stats():
+    """A load feeds the same accumulators chunk by chunk (``transaction.measure``): the numbers
+    are tensor_stats' and change_stats' to float64 rounding, and exact against float64."""
     g = torch.Generator().manual_seed(14)
-    before = [t for t in _mixed_tensors() if not t.is_meta]
-    after = []
-    for t in before:
-        a = t.clone()
+    tensors = [t for t in _mixed_tensors() if not t.is_meta]
+    for b in tensors:
+        a = b.clone()
         if a.numel() and a.is_floating_point():
             flat = a.view(-1) if a.is_contiguous() else a.t().view(-1)  # a is a's own copy
             flat[: max(1, a.numel() // 3)] += torch.rand(1, generator=g).item() + 0.5
-        after.append(a)
-    after[0] = before[0].clone()  # unchanged
-    bstats = tensor_stats_many(before)
-    many = change_stats_many(before, after, bstats)
-    for b, a, ch in zip(before, after, many, strict=True):
+        sb, sa, ch = measure(b, a)
+        for got, one in ((sb, tensor_stats(b)), (sa, tensor_stats(a))):
+            assert (got.numel, got.dtype, got.nan_count, got.inf_count) == (
+                one.numel,
+                one.dtype,
+                one.nan_count,
+                one.inf_count,
+            )
+            for name in ("mean", "std", "min", "max", "l2", "zero_fraction"):
+                x, y = getattr(got, name), getattr(one, name)
+                assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-9), name
+        if b.numel():
+            assert_matches(sb, reference(b))
+            assert_matches(sa, reference(a))
         one = change_stats(b, a)
         assert ch["numel"] == one["numel"] and ch["compared"] == one["compared"]
         assert ch["changed_count"] == one["changed_count"]
         for name in ("max_abs_change", "mean_abs_change", "relative_l2_change", "changed_fraction"):
             x, y = ch[name], one[name]
-            assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-6), name
-    assert many[0]["changed_count"] == 0 and many[0]["max_abs_change"] == 0
-    alone = change_stats_many(before, after)  # without before_stats: ‖before‖ measured again
-    for x, y in zip(alone, many, strict=True):
-        assert x == pytest.approx(y, rel=1e-6, nan_ok=True)
-    with pytest.raises(ValueError, match="as many"):
-        change_stats_many(before, after[:-1])
+            assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-9), name
+    t = _mixed_tensors()[-1]
+    assert tensor_stats(t).zero_fraction == 2 / 50  # +0.0 and -0.0 both count
+    assert tensor_stats(torch.full((100,), 0.1)).std == 0.0  # constant: exactly 0
 
 
-def test_change_stats_with_before_l2_and_scratch_space():
-    g = torch.Generator().manual_seed(15)
-    b = torch.randn(3000, generator=g)
-    a = b + 0.01 * torch.randn(3000, generator=g)
-    plain = change_stats(b, a)
-    with scratch_space():
-        fast = change_stats(b, a, before_l2=tensor_stats(b).l2)
-        again = change_stats(b, a, chunk_elements=1000)
-    assert fast == pytest.approx(plain, rel=1e-9)
-    assert again == pytest.approx(plain, rel=1e-6)
-    b[7] = NAN  # a left-out position: the given ‖before‖ no longer applies, and is not used
-    with_nan = change_stats(b, a, before_l2=123.0)
-    assert with_nan == pytest.approx(change_stats(b, a), rel=1e-12, nan_ok=True)
-    assert with_nan["compared"] == 2999
+def test_measure_of_a_large_tensor_in_chunks_is_exact():
+    """4 MB chunks of a 3M-element tensor whose mean dominates its spread: std and the change
+    agree with float64 references to 1e-9."""
+    g = torch.Generator().manual_seed(16)
+    b = torch.randn(3_000_000, generator=g) * 0.01 + 100.0
+    a = b.clone()
+    a[::7] += 0.001
+    sb, sa, ch = measure(b, a)
+    b64, a64 = b.double(), a.double()
+    assert sb.std == pytest.approx(float(b64.std()), rel=1e-6)  # float32 data
+    assert sa.mean == pytest.approx(float(a64.mean()), rel=1e-8)
+    d = a64 - b64
+    assert ch["relative_l2_change"] == pytest.approx(float(d.norm() / b64.norm()), rel=1e-9)
+    assert ch["mean_abs_change"] == pytest.approx(float(d.abs().mean()), rel=1e-9)
+    assert ch["changed_count"] == int((a != b).sum())
