@@ -5,6 +5,8 @@ of the contract (NaN, -0.0, all zeros, casts, renames, one-sided keys) and "did 
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from collections.abc import Mapping
 
@@ -344,3 +346,87 @@ def test_save_file_roundtrip_keeps_rows(tmp_path):
         f.truncate(1000)
     with pytest.raises(sdw.CheckpointError):
         vc.rows  # noqa: B018
+
+
+# ------------------------------------------------------------------------ sd-widgets diff --values
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    from sd_widgets.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def cnn_files(cnn_pair, tmp_path_factory):
+    base, tuned = cnn_pair
+    root = tmp_path_factory.mktemp("cli")
+    sd = dict(tuned.state_dict())
+    sd["evil\x1b[31m.key"] = torch.zeros(2)
+    return (
+        demo.save(base.state_dict(), root / "base.safetensors", format="safetensors"),
+        demo.save(sd, root / "tuned.pt"),
+    )
+
+
+def test_cli_values_table_top_and_exit_codes(capsys, cnn_files, cnn_pair):
+    base_path, tuned_path = cnn_files
+    code, out, _ = run_cli(capsys, "diff", tuned_path, "--against", base_path, "--values")
+    assert code == 1
+    assert "evil\\x1b[31m.key" in out and "\x1b" not in out
+    assert "39 keys: 18 identical, 20 changed (20 large), 1 not compared" in out
+    assert "note: backbone: all 18 parameters are identical" in out
+    assert "DIFFERENT: 20 tensors changed; key sets differ: 1 unexpected" in out
+    code, out, _ = run_cli(
+        capsys, "diff", tuned_path, "--against", base_path, "--top", "3", "--format", "jsonl"
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    base, tuned = cnn_pair
+    a, b = base.state_dict(), tuned.state_dict()
+    ranked = sorted(
+        (k for k in a if not torch.equal(a[k], b[k])),
+        key=lambda k: reference(a[k], b[k])["rel_l2_change"],
+        reverse=True,
+    )
+    want = [reference(a[k], b[k])["rel_l2_change"] for k in ranked[:3]]
+    assert [r["rel_l2_change"] for r in rows] == pytest.approx(want, rel=1e-9)
+    assert rows[0]["key"] == ranked[0] == "backbone.stem.bn.running_mean"
+    code, out, _ = run_cli(capsys, "diff", base_path, "--against", base_path, "--values")
+    assert code == 0 and "IDENTICAL: the same keys, every tensor bit-identical" in out
+
+
+def test_cli_values_json_and_csv_hold_the_numbers(capsys, cnn_files, cnn_pair):
+    base_path, tuned_path = cnn_files
+    code, out, _ = run_cli(
+        capsys, "diff", tuned_path, "--against", base_path, "--values", "--format", "json"
+    )
+    doc = json.loads(out)
+    assert code == 1 and doc["exit_code"] == 1 and doc["identical"] is False
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert rows["evil\x1b[31m.key"]["status"] == "unexpected"  # JSON keeps the key exactly
+    base, tuned = cnn_pair
+    a, b = base.state_dict(), tuned.state_dict()
+    for k in a:
+        want = reference(a[k], b[k])
+        assert rows[k]["equal"] == want["equal"]
+        assert rows[k]["rel_l2_change"] == pytest.approx(want["rel_l2_change"], rel=1e-9)
+    code, out, err = run_cli(
+        capsys, "diff", tuned_path, "--against", base_path, "--values", "--format", "csv"
+    )
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame.columns) == list(V.VALUE_FIELDS)
+    assert "\x1b" not in out and "DIFFERENT" in err
+
+
+def test_cli_values_errors_exit_2(capsys, cnn_files, tmp_path):
+    base_path, tuned_path = cnn_files
+    code, _, err = run_cli(
+        capsys, "diff", tuned_path, "--model", "sd_widgets.demo:SmallCNN", "--values"
+    )
+    assert code == 2 and "--values compares two checkpoints" in err
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 4)
+    code, _, err = run_cli(capsys, "diff", bad, "--against", base_path, "--values")
+    assert code == 2 and err.count("\n") == 1
