@@ -169,9 +169,10 @@ output
   files and the sd_widgets version (every row; "only problems" is a filter in the page).
 
 exit status
-  0  the checkpoint loads cleanly: every row is '{Status.MATCH}'. A {Status.DTYPE_MISMATCH} is a difference
+  0  the checkpoint loads cleanly: every row is '{Status.MATCH}' or '{Status.TIED}' (absent
+     from the file, the same tensor as a key it holds). A {Status.DTYPE_MISMATCH} is a difference
      (exit 1) although load_state_dict would cast it silently; pass --allow-dtype to count
-     it as clean (then exit 0 means: model.load_state_dict(checkpoint) succeeds, strict).
+     it as clean (then exit 0 means: model.load_state_dict(checkpoint) succeeds, strict, tied keys aside).
   1  at least one row is {_PROBLEMS_BUT_DTYPE} (or
      {Status.DTYPE_MISMATCH} without --allow-dtype).
   2  CHECKPOINT/OTHER is missing, unreadable, unsafe, changed while read or holds no
@@ -1186,10 +1187,12 @@ def _rename_arg(rule: Rename) -> str:
 def _clean_statuses(allow_dtype: bool) -> frozenset[str]:
     """Statuses a clean diff may contain.
 
-    ``match``, plus every loadable status (a dtype mismatch, which load_state_dict casts) with
+    Those that are no problem (``match``, and ``tied``: the key loads through the one it is
+    tied to), plus every loadable status (a dtype mismatch, which load_state_dict casts) with
     ``--allow-dtype``.
     """
-    return frozenset(LOADABLE_STATUSES if allow_dtype else (Status.MATCH.value,))
+    fine = {s for s in STATUS_INFO if s not in PROBLEM_STATUSES}
+    return frozenset(fine.union(LOADABLE_STATUSES) if allow_dtype else fine)
 
 
 def _shape_json(shape: Sequence[int] | None) -> str:
@@ -1250,6 +1253,12 @@ def _diff_footer(
             yield (
                 f"OK: loads cleanly ({counts[dtype]:,} {dtype} will be cast by "
                 "load_state_dict; --allow-dtype)"
+            )
+        elif counts.get(Status.TIED.value):
+            yield (
+                f"OK: loads cleanly, {counts[Status.MATCH.value]:,} keys match and "
+                f"{counts[Status.TIED.value]:,} are tied to one of them (a strict plain "
+                "load_state_dict lists those as missing)"
             )
         else:
             yield f"OK: loads cleanly, all {total:,} keys match"
