@@ -23,9 +23,9 @@ test("narrow: the columns fill exactly the width, none below its minimum, none a
   }
 });
 
-test("narrow: the side columns keep the proportion they want; status takes at most a quarter", () => {
+test("narrow: the side columns keep the proportion they want; status takes at most a fifth", () => {
   const w = fitColumns({ ckpt: 600, status: 300, model: 200 }, 800);
-  assert.equal(w.status, 200);
+  assert.equal(w.status, 160);
   assert.ok(w.ckpt > w.model, JSON.stringify(w));
   assert.equal(sum(w), 800);
 });
