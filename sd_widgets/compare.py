@@ -103,7 +103,7 @@ def _module_of(key: str) -> str:
 
 def model_entries(model: nn.Module) -> OrderedDict[str, ModelEntry]:
     """What ``model.load_state_dict`` expects: ``model.state_dict()``'s entries, in its order."""
-    return _model_side(model)[0]
+    return _model_side(model).entries
 
 
 # the status strings, from the one table (rows hold plain strings)
@@ -116,25 +116,54 @@ _UNEXPECTED = Status.UNEXPECTED.value
 _TIED = Status.TIED.value
 
 
-def _model_side(model: nn.Module) -> tuple[OrderedDict[str, ModelEntry], dict[str, str]]:
-    """(entries, module path → class name): ``model.state_dict(keep_vars=True)``, no copies.
+class _ModelSide(NamedTuple):
+    """What a comparison reads from the model once (shared by :meth:`Comparison.with_renames`)."""
+
+    entries: OrderedDict[str, ModelEntry]
+    #: module path → class name
+    types: dict[str, str]
+    #: the subtrees whose loading torch is asked about (:func:`_ask_torch`)
+    roots: list[str]
+    #: ``model.state_dict()._metadata`` (module versions), or None
+    metadata: Any
+
+
+def _model_side(model: nn.Module) -> _ModelSide:
+    """``model.state_dict(keep_vars=True)`` (no copies) and one walk over the modules.
 
     The entries are what torch's own ``state_dict()`` returns (so extra state, entries written
     by a module's ``_save_to_state_dict`` and quantized packed parameters are there); the walk
-    over the modules only names their kinds.
+    names their kinds and finds the subtrees with loading code of their own (see
+    :func:`_loads_its_own_way`): the smallest subtrees holding every such module. Every other
+    module is ``nn.Module``'s default loading, which takes exactly the keys named as its
+    parameters, buffers and extra state: torch's answer there is the key itself, and asking it
+    costs ``O(keys × children)`` per level (10 s on a 100,000-key Mixture of Experts).
     """
     kinds: dict[str, str] = {}
     types: dict[str, str] = {}
-    for name, m in model.named_modules(remove_duplicate=False):
-        types.setdefault(name, type(m).__name__)
+    roots: list[str] = []
+    inside = None  # the dry-run subtree the walk is in (pre-order), as a key prefix
+    base_extra = nn.Module.get_extra_state
+    stack: list[tuple[str, nn.Module]] = [("", model)]
+    pop, push = stack.pop, stack.extend
+    while stack:
+        name, m = pop()
+        cls = type(m)
+        types.setdefault(name, cls.__name__)
         pre = name + "." if name else ""
         for n, p in m._parameters.items():
             if p is not None:
                 kinds[pre + n] = "param"
         for n in m._buffers:
             kinds.setdefault(pre + n, "buffer")
-        if type(m).get_extra_state is not nn.Module.get_extra_state:
+        if cls.get_extra_state is not base_extra:
             kinds[pre + _EXTRA_STATE] = "extra_state"
+        if (inside is None or not pre.startswith(inside)) and _loads_its_own_way(m, not name):
+            roots.append(name)
+            inside = pre
+        children = m._modules
+        if children:
+            push((pre + n, c) for n, c in reversed(children.items()) if c is not None)
     sd = model.state_dict(keep_vars=True)
     by_identity: dict[int, list[str]] = {}
     for k, v in sd.items():
@@ -152,7 +181,7 @@ def _model_side(model: nn.Module) -> tuple[OrderedDict[str, ModelEntry], dict[st
         tied = tuple(o for o in group if o != k) if len(group) > 1 else ()
         shape = None if isinstance(v, lazy) else tuple(v.shape)
         out[k] = ModelEntry(k, shape, v.dtype, kind, module, v.device.type, tied)
-    return out, types
+    return _ModelSide(out, types, roots, getattr(sd, "_metadata", None))
 
 
 def _entries_from_checkpoint(ckpt: Checkpoint) -> OrderedDict[str, ModelEntry]:
@@ -183,27 +212,6 @@ def _loads_its_own_way(m: nn.Module, root: bool) -> bool:
         or m._load_state_dict_post_hooks
         or (root and cls.load_state_dict is not nn.Module.load_state_dict)
     )
-
-
-def _dry_run_roots(model: nn.Module) -> list[str]:
-    """The smallest subtrees holding every module with loading code of its own (pre-order).
-
-    Every other module is ``nn.Module``'s default loading: it takes exactly the keys named as
-    its parameters, buffers and extra state, so torch's answer there is the key itself (and
-    asking it costs ``O(keys × children)`` per level: 10 s on a 100,000-key Mixture of
-    Experts, where the answer is the name).
-    """
-    if _loads_its_own_way(model, True):
-        return [""]
-    roots: list[str] = []
-    inside = ""
-    for name, m in model.named_modules():
-        if not name or (inside and name.startswith(inside)):
-            continue
-        if _loads_its_own_way(m, False):
-            roots.append(name)
-            inside = name + "."
-    return roots
 
 
 class _Verdict:
@@ -276,7 +284,7 @@ def _record(seen: list[Any], _module: nn.Module, keys: Any) -> None:
 
 def _ask_torch(
     model: nn.Module,
-    entries: Mapping[str, ModelEntry],
+    side: _ModelSide,
     ckpt: Checkpoint,
     renamed: Mapping[str, str],
     renames: Sequence[Rename],
@@ -292,12 +300,11 @@ def _ask_torch(
     ``failed`` and matched by name.
     """
     verdict = _Verdict()
-    roots = _dry_run_roots(model)
-    verdict.roots = roots
+    roots = verdict.roots = side.roots
     if not roots:
         return verdict
-    model_meta = getattr(model.state_dict(keep_vars=True), "_metadata", None)
-    metadata = merged_metadata(model_meta, ckpt.metadata, renames)
+    entries = side.entries
+    metadata = merged_metadata(side.metadata, ckpt.metadata, renames)
     by_new = {new: old for old, new in renamed.items()}
     for root in roots:
         pre = root + "." if root else ""
@@ -587,21 +594,22 @@ class Comparison:
         *,
         entries: OrderedDict[str, ModelEntry] | None = None,
         module_types: dict[str, str] | None = None,
+        side: _ModelSide | None = None,
     ) -> None:
         self.model = model
         self.checkpoint = checkpoint
         self.renames: tuple[Rename, ...] = tuple(renames)
-        if entries is None:
-            if model is None:
+        if side is None:
+            if entries is not None:  # another checkpoint as the model side
+                side = _ModelSide(entries, module_types or {}, [], None)
+            elif model is None:
                 raise TypeError("a Comparison needs a model or model entries")
-            entries, module_types = _model_side(model)
-        self.entries = entries
-        if module_types is None:
-            module_types = (
-                {n: type(m).__name__ for n, m in model.named_modules()} if model is not None else {}
-            )
-        #: module path → class name; shared (not rebuilt) by with_renames
-        self._module_types: dict[str, str] = module_types
+            else:
+                side = _model_side(model)
+        #: the model side, read once; shared (not rebuilt) by with_renames
+        self._side = side
+        self.entries = side.entries
+        self._module_types: dict[str, str] = side.types
         with gc_paused():
             self.rows: list[Row] = self._build_rows()
         self._by_key = {r.key: r for r in self.rows}
@@ -632,7 +640,7 @@ class Comparison:
         }
         model = self.model
         verdict = (
-            _ask_torch(model, self.entries, self.checkpoint, renamed, self.renames)
+            _ask_torch(model, self._side, self.checkpoint, renamed, self.renames)
             if model is not None
             else _Verdict()
         )
@@ -899,8 +907,7 @@ class Comparison:
             self.model,
             self.checkpoint,
             rules if replace else self.renames + rules,
-            entries=self.entries,
-            module_types=self._module_types,
+            side=self._side,
         )
         if "rule_context" in self.__dict__:
             new.__dict__["rule_context"] = self.rule_context
@@ -997,7 +1004,6 @@ class Comparison:
             {k: info.shape for k, info in self.checkpoint.items()},
             {k: e.shape for k, e in self.entries.items() if e.shape is not None},
             self.checkpoint.source.path,
-            model_on_meta=any(e.device == "meta" for e in self.entries.values()),
         )
 
     # planning ----------------------------------------------------------------------------------

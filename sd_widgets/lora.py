@@ -217,8 +217,6 @@ def detect_lora(
     shapes: Mapping[str, tuple[int, ...]],
     model_shapes: Mapping[str, tuple[int, ...]],
     source_path: str | os.PathLike[str] | None,
-    *,
-    model_on_meta: bool = False,
 ) -> LoraAdapter | None:
     """The LoRA adapter that ``shapes`` (checkpoint key → shape) is, or None when it is not one.
 
@@ -231,8 +229,6 @@ def detect_lora(
     source_path : path or None
         The adapter file; ``adapter_config.json`` is looked for beside it (in it, for a
         directory).
-    model_on_meta : bool
-        The model's weights are on the meta device (nothing to merge into).
 
     Returns
     -------
@@ -293,9 +289,7 @@ def detect_lora(
         if "A" not in ab or "B" not in ab:
             other.extend(ab.values())
             continue
-        pairs.append(
-            _pair(path, ab["A"], ab["B"], shapes, model_shapes, config, rank, alpha, model_on_meta)
-        )
+        pairs.append(_pair(path, ab["A"], ab["B"], shapes, model_shapes, config, rank, alpha))
     targets = tuple(sorted(set(targets)))  # PEFT saves a set: its order is not stable
     if not targets:
         targets = tuple(
@@ -323,7 +317,6 @@ def _pair(
     config: Mapping[str, Any],
     rank: float | None,
     alpha: float | None,
-    model_on_meta: bool,
 ) -> LoraPair:
     """One factor pair, checked against the model weight it modifies."""
     base_key = f"{path}.weight"
@@ -366,8 +359,6 @@ def _pair(
                 + (" (transposed: fan_in_fan_out)" if fan_in_fan_out else "")
                 + f", the model's weight is {list(model_shape)}"
             )
-        elif model_on_meta:
-            problem = problem or "the model's weight is on the meta device: nothing to merge into"
     use_rslora = config.get("use_rslora") is True
     scale = 0.0
     if pair_alpha is not None and r >= 1:

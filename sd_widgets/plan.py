@@ -88,16 +88,20 @@ class _Index:
         self.row_keys = set(self.keys)
         self.by_ckpt = {r.ckpt_key: r.key for r in rows if r.ckpt_key is not None}
         self.order = {k: i for i, k in enumerate(self.keys)}
-        if cmp.model is not None:
-            self.bn_modules = frozenset(
+        # modules with running statistics; with a model, those that are BatchNorm-like modules
+        # tracking them (looked up for these few paths, not a walk over every module)
+        candidates = {
+            r.module for r in rows if r.key.rpartition(".")[2] == BN_STATISTICS[0] and r.module
+        }
+        model = cmp.model
+        if model is not None:
+            candidates = {
                 n
-                for n, m in cmp.model.named_modules()
-                if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
-            )
-        else:  # checkpoint-vs-checkpoint: modules that have running statistics
-            self.bn_modules = frozenset(
-                r.module for r in rows if r.key.endswith("." + BN_STATISTICS[0])
-            )
+                for n in candidates
+                if isinstance(m := _submodule(model, n), nn.modules.batchnorm._NormBase)
+                and m.track_running_stats
+            }
+        self.bn_modules = frozenset(candidates)
         self._cast_problems: dict[str, str | None] | None = None
         self._conflicted: frozenset[str] | None = None
         self._subtrees: dict[str, list[str]] | None = None
@@ -159,6 +163,13 @@ class _Index:
                 if r.ckpt_key
             }
         return self._cast_problems.get(key)
+
+
+def _submodule(model: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:  # a checkpoint-only module path
+        return None
 
 
 _INDEXES: weakref.WeakKeyDictionary[Comparison, _Index] = weakref.WeakKeyDictionary()
@@ -498,6 +509,9 @@ class LoadPlan:
                 skipped[key] = f"LoRA factors {pair.a_key!r}, {pair.b_key!r}: {pair.problem}"
                 continue
             row = cmp[key]
+            if row.model_on_meta:
+                skipped[key] = "on the meta device: a LoRA merge needs the weight's values"
+                continue
             entries[key] = PlanEntry(key, pair.a_key, row.status, None, None)
             pairs[key] = pair
         order = _index(cmp).order

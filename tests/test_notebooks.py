@@ -23,6 +23,7 @@ EXPECTED = [
     "04_renamed_and_prefixed_keys.ipynb",
     "05_dtypes_devices_and_safety.ipynb",
     "06_big_and_sharded_checkpoints.ipynb",
+    "08_vit_and_lora.ipynb",
 ]
 APP = "app.ipynb"
 #: lessons where the Explorer is part of the lesson
