@@ -239,3 +239,97 @@ def make_fifo(path: Path) -> Path:
         os.unlink(path)
     os.mkfifo(path)
     return path
+
+
+# ------------------------------------------------------------------ fail closed (issue 16)
+
+
+def payload_checkpoints(marker: Path) -> dict[str, tuple[Any, str]]:
+    """Payloads that create ``marker`` when unpickled without an allow-list, each with the
+    global the file needs that runs code: eval, exec, os.system, subprocess.Popen, a getattr
+    chain through ``__import__``, importlib, runpy, pty and pickle-in-pickle.
+
+    Each is an object to save next to a state dict, or (``bytes``) a whole raw pickle. Write
+    one with :func:`write_payload_checkpoint`; nothing runs until a loader without an
+    allow-list unpickles it.
+    """
+    import importlib
+    import pty
+    import runpy
+    import subprocess
+
+    m = str(marker)
+    touch = f"touch {m}"
+    inner = pickle.dumps(ReduceTo(os.system, touch), protocol=2)
+    # getattr(__import__("os"), "system")("touch ...") as raw protocol-2 opcodes
+    chain = (
+        b"\x80\x02cbuiltins\ngetattr\n(cbuiltins\n__import__\n("
+        + _unicode("os", 2)
+        + b"tR"
+        + _unicode("system", 2)
+        + b"tR("
+        + _unicode(touch, 2)
+        + b"tR."
+    )
+    return {
+        "eval": (ReduceTo(eval, f"open({m!r}, 'w')"), "builtins.eval"),
+        "exec": (ReduceTo(exec, f"open({m!r}, 'w')"), "builtins.exec"),
+        "os.system": (ReduceTo(os.system, touch), f"{os.system.__module__}.system"),
+        # protocol 2 writes subprocess.Popen under its Python 2 name, commands.Popen
+        "subprocess.Popen": (ReduceTo(subprocess.Popen, ["touch", m]), "commands.Popen"),
+        "getattr chain": (chain, "builtins.getattr"),
+        "importlib": (ReduceTo(importlib.import_module, "this"), "importlib.import_module"),
+        "runpy": (ReduceTo(runpy.run_path, m), "runpy.run_path"),
+        "pty": (ReduceTo(pty.spawn, ["touch", m]), "pty.spawn"),
+        "pickle in pickle": (ReduceTo(pickle.loads, inner), "pickle.loads"),
+    }
+
+
+def write_payload_checkpoint(path: Path, payload: Any) -> Path:
+    """A ``torch.save`` archive holding ``{"state_dict": ..., "cb": payload}`` (or, for raw
+    pickle bytes, a real archive whose ``data.pkl`` is that pickle)."""
+    sd = {"fc.weight": torch.ones(2, 2), "fc.bias": torch.zeros(2)}
+    if isinstance(payload, bytes):
+        members = [
+            (n, payload if n.endswith("data.pkl") else d, None) for n, d in torch_zip_members(sd)
+        ]
+        return write_zip(path, members)
+    torch.save({"state_dict": sd, "cb": payload}, path)
+    return path
+
+
+def build_on_global_pickle(module: str, name: str, attr: str, value_none: bool = True) -> bytes:
+    """A protocol-4 pickle that sets ``module.name.attr = None`` with BUILD (slot state) — the
+    class or function itself, not an instance of it — then returns the object."""
+    body = _unicode(module, 4) + _unicode(name, 4) + b"\x93"  # STACK_GLOBAL: the object
+    body += b"N}" + _unicode(attr, 4) + (b"N" if value_none else b"K\x01") + b"s"  # None, {attr}
+    body += b"\x86b."  # TUPLE2 (state, slotstate), BUILD, STOP
+    return b"\x80\x04" + body
+
+
+def set_dcp_chunks(directory: Path, fqn: str, chunks: list[tuple[list[int], list[int]]]) -> None:
+    """Rewrite the chunks of ``fqn`` in a real DCP directory's ``.metadata``: ``(offsets,
+    sizes)`` pairs (storage entries are left as they were)."""
+    from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
+
+    md = real_dcp_metadata(directory)
+    item = md.state_dict_metadata[fqn]
+    item.chunks = [
+        ChunkStorageMetadata(offsets=torch.Size(o), sizes=torch.Size(s)) for o, s in chunks
+    ]
+    dump_metadata(directory, md)
+
+
+def aliased_checkpoint(path: Path, n: int) -> Path:
+    """One small tensor saved under ``n`` names (``layer.<i>.weight``): a file of ~30 bytes a
+    name that made every key list every other (quadratic)."""
+    t = torch.zeros(4)
+    torch.save({f"layer.{i}.weight": t for i in range(n)}, path)
+    return path
+
+
+def deep_key_checkpoint(path: Path, levels: int) -> Path:
+    """A checkpoint with one key ``levels`` module names deep (``a.a.a...``) besides a normal
+    one."""
+    torch.save({".".join(["a"] * levels): torch.zeros(1), "fc.weight": torch.zeros(2)}, path)
+    return path

@@ -1101,3 +1101,463 @@ def test_mutated_dcp_metadata_objects_are_typed(data, tmp_path_factory, secret):
     result = opened_or_typed(directory)
     if isinstance(result, sdw.CheckpointError):
         assert SECRET.decode() not in str(result)
+
+
+# ============================================================ fail closed: trust (issue 16 §1)
+
+#: globals that run code with arguments a file chooses: never offered, never allowed one by one
+RUNS_CODE = [
+    "builtins.eval",
+    "builtins.exec",
+    "builtins.compile",
+    "builtins.getattr",
+    "builtins.setattr",
+    "builtins.__import__",
+    "builtins.open",
+    "os.system",
+    "posix.system",
+    "nt.system",
+    "subprocess.Popen",
+    "commands.Popen",
+    "importlib.import_module",
+    "runpy._run_code",
+    "pty.spawn",
+    "socket.create_connection",
+    "shutil.rmtree",
+    "ctypes.CDLL",
+    "sys.exit",
+    "pickle.loads",
+    "_pickle.loads",
+    "marshal.loads",
+    "functools.partial",
+    "operator.attrgetter",
+    "torch.load",
+    "torch.serialization.load",
+    "torch.hub.load",
+    "torch.jit.load",
+    "torch.storage._load_from_bytes",
+    "torch._inductor.codecache.compile_file",
+    "pathlib.Path.write_text",
+    "code.InteractiveInterpreter.runcode",
+    "evil\x1b[31m.Thing",
+    "not a name",
+]
+#: data-like globals: still offered as trust=[...] and then allowed
+DATA_LIKE = [
+    "argparse.Namespace",
+    "types.SimpleNamespace",
+    "collections.OrderedDict",
+    "numpy.dtype",
+    "numpy._core.multiarray._reconstruct",
+    "__main__.TrainConfig",
+    "builtins.set",
+]
+
+
+@pytest.mark.parametrize("name", RUNS_CODE)
+def test_globals_that_run_code_are_classified_as_code(name):
+    from sd_widgets.checkpoint import code_globals
+
+    assert code_globals([name]) == [name]
+
+
+@pytest.mark.parametrize("name", DATA_LIKE)
+def test_data_classes_are_not_classified_as_code(name):
+    from sd_widgets.checkpoint import code_globals
+
+    assert code_globals([name]) == []
+
+
+def test_the_classification_is_picklescans():
+    """Modules only picklescan's list names (not sd_widgets' own additions) run code too: the
+    knowledge is the maintained scanner's."""
+    from picklescan.scanner import SafetyLevel, scan_pickle_bytes
+
+    from sd_widgets.checkpoint import code_globals
+    from sd_widgets.checkpoint.trust import ALSO_RUNS_CODE
+
+    names = ["webbrowser.open", "bdb.Bdb", "pdb.run", "venv.create", "timeit.timeit"]
+    assert not any(n.split(".")[0] in ALSO_RUNS_CODE for n in names)
+    raw = b"".join(b"c" + n.replace(".", "\n", 1).encode() + b"\n" for n in names) + b"."
+    verdicts = {g.safety for g in scan_pickle_bytes(io.BytesIO(raw), "t").globals}
+    assert verdicts == {SafetyLevel.Dangerous}
+    assert code_globals(names) == names
+
+
+def _code_objects() -> list[Any]:
+    import ctypes
+    import importlib
+    import marshal
+    import pty
+    import runpy
+    import shutil
+
+    return [
+        eval,
+        exec,
+        compile,
+        getattr,
+        setattr,
+        __import__,
+        open,
+        os.system,
+        subprocess.Popen,
+        importlib.import_module,
+        runpy.run_path,
+        pty.spawn,
+        socket.socket,
+        shutil.rmtree,
+        ctypes.CDLL,
+        sys.exit,
+        pickle.loads,
+        marshal.loads,
+        torch.load,
+        torch.hub.load,
+        torch.jit.load,
+        os,
+        (os.system, "argparse.Namespace"),  # a harmless name cannot smuggle a callable in
+    ]
+
+
+@pytest.mark.parametrize("obj", _code_objects(), ids=lambda o: str(getattr(o, "__name__", o)))
+def test_trust_list_of_a_callable_that_runs_code_is_refused(obj, tmp_path):
+    """trust=[eval] used to run the payload: now refused before the file is read, naming the
+    callable; only trust=True opens such a file."""
+    from fuzz_files import payload_checkpoints, write_payload_checkpoint
+
+    marker = tmp_path / "PWNED"
+    payload, _ = payload_checkpoints(marker)["eval"]
+    path = write_payload_checkpoint(tmp_path / "evil.pt", payload)
+    with pytest.raises(sdw.UnsafeCheckpointError, match="can run code") as info:
+        sdw.open_checkpoint(path, trust=[obj])
+    assert info.value.runs_code and info.value.runs_code[0] in str(info.value)
+    assert "trust=True" in str(info.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("payload", ["eval", "exec", "os.system", "subprocess.Popen",
+                                     "getattr chain", "importlib", "runpy", "pty",
+                                     "pickle in pickle"])  # fmt: skip
+def test_a_file_that_would_run_code_says_so_and_offers_no_allow_list(payload, tmp_path):
+    from fuzz_files import payload_checkpoints, write_payload_checkpoint
+
+    marker = tmp_path / "PWNED"
+    obj, needed = payload_checkpoints(marker)[payload]
+    path = write_payload_checkpoint(tmp_path / "evil.pt", obj)
+    with pytest.raises(sdw.UnsafeCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    text = str(info.value)
+    assert needed in info.value.runs_code
+    assert "would run code when loaded" in text and repr(needed) in text
+    assert "trust=[" not in text.replace("No trust=[...]", "")  # nothing to allow one by one
+    assert "corrupt" not in text
+    with pytest.raises(sdw.UnsafeCheckpointError):  # and following no advice opens it
+        sdw.compare(torch.nn.Linear(2, 2), path)
+    assert not marker.exists()
+    # the CLI: no --allow advice, and --allow of the callable is refused without running it
+    from sd_widgets import cli
+
+    assert cli.main(["inspect", str(path)]) == 2
+    assert (
+        cli.main(["inspect", str(path), "--allow", needed.replace("commands.", "subprocess.")]) == 2
+    )
+    assert not marker.exists()
+    # control: the payload is live (trust=True runs it), so the test proves something
+    if payload not in ("importlib", "runpy"):  # import_module("this"), run_path(missing file)
+        with contextlib.suppress(Exception), contextlib.redirect_stdout(io.StringIO()):
+            sdw.open_checkpoint(path, trust=True)
+        deadline = time.monotonic() + 10  # Popen's child creates it asynchronously
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert marker.exists(), f"payload {payload} is not live"
+
+
+def test_cli_says_the_file_would_run_code_and_never_suggests_allow(tmp_path, capsys):
+    from fuzz_files import payload_checkpoints, write_payload_checkpoint
+
+    from sd_widgets import cli
+
+    marker = tmp_path / "PWNED"
+    path = write_payload_checkpoint(tmp_path / "e.pt", payload_checkpoints(marker)["eval"][0])
+    assert cli.main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "would run code when loaded" in err and "builtins.eval" in err
+    assert "--allow builtins.eval" not in err and "no --allow admits code" in err
+    assert cli.main(["inspect", str(path), "--allow", "builtins.eval"]) == 2
+    err = capsys.readouterr().err
+    assert "can run code" in err and "builtins.eval" in err
+    os_path = write_payload_checkpoint(
+        tmp_path / "os.pt", payload_checkpoints(marker)["os.system"][0]
+    )
+    assert cli.main(["inspect", str(os_path), "--allow", "posix.system"]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt" not in err and "posix.system" in err
+    assert not marker.exists()
+
+
+def test_data_class_is_still_offered_and_opens_as_an_allow_list_load(tmp_path, capsys):
+    import argparse
+
+    from sd_widgets import cli, demo
+
+    path = demo.write_unsafe_checkpoint(tmp_path / "args.pt", "namespace")
+    with pytest.raises(sdw.UnsafeCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    assert info.value.runs_code == []
+    assert "trust=[argparse.Namespace]" in str(info.value)
+    assert len(sdw.open_checkpoint(path, trust=[argparse.Namespace])) > 0
+    assert cli.main(["inspect", str(path)]) == 2
+    assert "--allow argparse.Namespace" in capsys.readouterr().err
+    assert cli.main(["inspect", str(path), "--allow", "argparse.Namespace"]) == 0
+    out = capsys.readouterr().out
+    assert "[allow-list: argparse.Namespace]" in out and "full unpickling" not in out
+    assert cli.main(["inspect", str(path), "--trust"]) == 0
+    assert "[trusted: full unpickling]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+@pytest.mark.parametrize("legacy", [False, True])
+def test_pickle_protocols_torch_cannot_parse_are_named_not_called_corrupt(
+    protocol, legacy, tmp_path
+):
+    path = tmp_path / "p.pt"
+    sd = {"w": torch.ones(2)}
+    torch.save(sd, path, pickle_protocol=protocol, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(sdw.UnreadableCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    text = str(info.value)
+    assert "pickle protocol 4" in text and "FRAME" in text  # protocol 5 frames too
+    assert "not necessarily corrupt" in text and "probably truncated" not in text
+    assert list(sdw.open_checkpoint(path, trust=True)) == ["w"]  # what the message offers
+    # a payload behind an unparseable protocol still says it runs code
+    marker = tmp_path / "PWNED"
+    from fuzz_files import ReduceTo
+
+    torch.save({"w": torch.ones(2), "cb": ReduceTo(os.system, f"touch {marker}")}, path,
+               pickle_protocol=protocol, _use_new_zipfile_serialization=not legacy)  # fmt: skip
+    with pytest.raises(sdw.UnsafeCheckpointError) as unsafe:
+        sdw.open_checkpoint(path)
+    assert unsafe.value.runs_code == [f"{os.system.__module__}.system"]
+    assert not marker.exists()
+
+
+def test_protocol_1_pickle_is_named_not_called_corrupt(tmp_path):
+    path = tmp_path / "p1.pt"
+    torch.save({"w": torch.ones(2), "cfg": {"a": 1}}, path, pickle_protocol=1)
+    with pytest.raises(sdw.UnreadableCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    assert "pickle protocol" in str(info.value) and "probably truncated" not in str(info.value)
+    assert list(sdw.open_checkpoint(path, trust=True)) == ["w"]
+
+
+def test_explorer_error_for_a_payload_offers_no_trust_list(tmp_path):
+    from fuzz_files import payload_checkpoints, write_payload_checkpoint
+
+    from sd_widgets.widgets.explorer import _error_state
+
+    marker = tmp_path / "PWNED"
+    path = write_payload_checkpoint(tmp_path / "e.pt", payload_checkpoints(marker)["eval"][0])
+    with pytest.raises(sdw.UnsafeCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    state = _error_state(info.value, str(path))
+    assert "run code" in state["title"] and "builtins.eval" in state["fix"]
+    assert "trust=[...] naming" not in state["fix"]
+
+
+# ============================================================ hostile files (issue 16 §4)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "attr"),
+    [
+        ("pathlib", "PosixPath", "__fspath__"),
+        ("torch.serialization", "_get_layout", "cache_clear"),
+        ("torch.distributed.checkpoint.metadata", "_MEM_FORMAT_ENCODING", "TORCH_CONTIGUOUS"),
+        ("torch", "Size", "numel"),
+        ("collections", "OrderedDict", "keys"),
+    ],
+)
+def test_dcp_metadata_cannot_set_state_on_classes_or_functions(module, name, attr, tmp_path):
+    """BUILD on an admitted class or function used to setattr it for the whole process (a
+    few bytes set pathlib.PosixPath.__fspath__ = None); now refused before the change."""
+    directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
+    from fuzz_files import build_on_global_pickle
+
+    target = dcp_metadata_globals()[(module, name)]
+    before = target.__dict__.get(attr, "<absent>") if hasattr(target, "__dict__") else None
+    (directory / ".metadata").write_bytes(build_on_global_pickle(module, name, attr))
+    with pytest.raises(sdw.UnreadableCheckpointError, match="sets state"):
+        sdw.open_checkpoint(directory)
+    after = target.__dict__.get(attr, "<absent>") if hasattr(target, "__dict__") else None
+    assert after is before
+    assert os.fspath(Path("/tmp/x")) == "/tmp/x"  # the kernel's pathlib is intact
+    if name == "PosixPath":  # control, in a fresh interpreter: a plain unpickler obeys
+        done = run_python(
+            f"""
+            import os, pathlib, pickle, sys
+            sys.path.insert(0, "tests")
+            from fuzz_files import build_on_global_pickle
+            pickle.loads(build_on_global_pickle({module!r}, {name!r}, {attr!r}))
+            try:
+                os.fspath(pathlib.Path("/tmp/x"))
+            except TypeError:
+                print("BROKEN")
+            """
+        )
+        assert done.stdout.strip() == "BROKEN", done.stderr
+
+
+def test_dcp_build_on_a_shared_enum_member_is_refused(tmp_path):
+    """State set on an object the pickle got by calling an admitted class (an enum member is
+    a process-wide singleton) is refused too: only instances it created with NEWOBJ."""
+    from torch.distributed.checkpoint.metadata import _MEM_FORMAT_ENCODING
+
+    directory = write_dcp(tmp_path / "dcp", {"w": torch.ones(2)})
+    from fuzz_files import _unicode
+
+    mod = "torch.distributed.checkpoint.metadata"
+    raw = b"\x80\x04" + _unicode(mod, 4) + _unicode("_MEM_FORMAT_ENCODING", 4) + b"\x93"
+    raw += b"K\x01\x85R"  # _MEM_FORMAT_ENCODING(1): the TORCH_CONTIGUOUS member
+    raw += b"N}" + _unicode("_value_", 4) + b"K\x07s\x86b."
+    (directory / ".metadata").write_bytes(raw)
+    with pytest.raises(sdw.UnreadableCheckpointError, match="sets state"):
+        sdw.open_checkpoint(directory)
+    assert _MEM_FORMAT_ENCODING(1)._value_ == 1
+
+
+def test_real_dcp_metadata_still_sets_state_on_its_own_instances(tmp_path):
+    directory = write_dcp(tmp_path / "dcp", _rich_dcp_state())
+    ck = sdw.open_checkpoint(directory)
+    assert "model.0.weight" in ck and ck["model.0.weight"].shape == (4, 3, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "fragment"),
+    [
+        ([], "cover 0 of its 256"),
+        ([([0, 0], [1, 64])], "cover 64 of its 256"),
+        ([([0, 0], [4, 64]), ([0, 0], [4, 64])], "cover 512"),
+        ([([0, 0], [3, 64]), ([3, 0], [2, 64])], "reaches outside"),
+        ([([0, 0], [2, 64]), ([1, 0], [2, 64]), ([3, 0], [0, 64])], "overlap"),
+        ([([0, 0], [2, 32]), ([2, 0], [2, 32]), ([0, 0], [4, 32])], "overlap"),
+        ([([0], [4])], "1 offsets"),
+    ],
+)
+def test_dcp_chunks_must_tile_each_tensor(chunks, fragment, tmp_path):
+    """A tensor whose chunks do not tile it used to compare as match and load uninitialised
+    memory; now the file is a CheckpointError naming the tensor."""
+    directory = write_dcp(tmp_path / "dcp", {"w": torch.arange(256.0).reshape(4, 64)})
+    from fuzz_files import set_dcp_chunks
+
+    set_dcp_chunks(directory, "w", chunks)
+    with pytest.raises(sdw.CheckpointError, match="do not tile") as info:
+        sdw.compare(torch.nn.Linear(64, 4, bias=False), directory)
+    assert fragment in str(info.value) and "'w'" in str(info.value)
+
+
+def test_dcp_chunks_that_tile_in_blocks_open(tmp_path):
+    directory = write_dcp(tmp_path / "dcp", {"w": torch.arange(256.0).reshape(4, 64)})
+    from fuzz_files import set_dcp_chunks
+
+    from sd_widgets.checkpoint.dcp import _tiling_problem
+
+    # a 2x2 block tiling is exact (checked without reading the data)
+    blocks = [([r, c], [2, 32]) for r in (0, 2) for c in (0, 32)]
+    assert _tiling_problem([4, 64], blocks) is None
+    assert _tiling_problem([], [([], [])]) is None
+    assert _tiling_problem([0, 5], []) is None
+    set_dcp_chunks(directory, "w", [([0, 0], [4, 64])])
+    assert torch.equal(
+        sdw.open_checkpoint(directory).tensor("w"), torch.arange(256.0).reshape(4, 64)
+    )
+
+
+def test_one_tensor_under_many_names_is_linear(tmp_path):
+    """341 KB of one tensor under 12,000 names took 19 s and +3 GB (each key listed every
+    other); the group is shared and rows show at most 16 names and a count."""
+    from fuzz_files import aliased_checkpoint
+
+    from sd_widgets.checkpoint import TIED_SHOWN
+
+    path = aliased_checkpoint(tmp_path / "alias.pt", 12_000)
+    assert path.stat().st_size < 400_000
+    code = f"""
+        import resource, time, torch, sd_widgets as sdw
+        from sd_widgets.widgets.explorer import Explorer
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        ck = sdw.open_checkpoint({str(path)!r})
+        cmp = sdw.compare(torch.nn.Linear(4, 1), ck)
+        frame = cmp.to_frame()
+        Explorer(torch.nn.Linear(4, 1), ck)
+        print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+        info = ck["layer.0.weight"]
+        assert len(info.tied) == 11_999 and "layer.11999.weight" in info.tied
+        assert "layer.0.weight" not in info.tied
+        shown = frame.loc[frame["key"] == "layer.0.weight", "tied"].item()
+        assert shown.endswith("(+11,983 more)") and len(shown.split(", ")) == 17, shown
+        assert len(cmp["layer.0.weight"].to_json()["tied"]) == {TIED_SHOWN + 1}
+    """
+    done = run_python(code, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seconds, kib = map(float, done.stdout.split()[-2:])
+    assert seconds < 10 and kib < 400 * 1024, (seconds, kib)
+
+
+def test_tied_keys_view_behaves_like_the_tuple_it_replaces():
+    sd = {"a": torch.zeros(2)}
+    sd["b"] = sd["a"]
+    sd["c"] = sd["a"]
+    ck = sdw.open_checkpoint(sd)
+    assert tuple(ck["a"].tied) == ("b", "c") and ck["a"].tied == ("b", "c")
+    assert ck["b"].tied == ("a", "c") and "a" in ck["b"].tied and "b" not in ck["b"].tied
+    assert ck.tied_groups() == [("a", "b", "c")]
+    assert pickle.loads(pickle.dumps(ck["c"])).tied == ("a", "b")
+
+
+@pytest.mark.parametrize("levels", [20_000, 50_000])
+def test_a_key_thousands_of_levels_deep_is_refused_cheaply(levels, tmp_path):
+    from fuzz_files import deep_key_checkpoint
+
+    path = deep_key_checkpoint(tmp_path / "deep.pt", levels)
+    t0 = time.perf_counter()
+    with pytest.raises(sdw.UnreadableCheckpointError, match=f"{levels:,} names deep"):
+        sdw.compare(torch.nn.Linear(2, 1), path)
+    assert time.perf_counter() - t0 < 5
+    from sd_widgets.widgets.explorer import Explorer
+
+    ex = Explorer(torch.nn.Linear(2, 1), path)  # the widget shows the error, no MemoryError
+    assert isinstance(ex.last_error, sdw.UnreadableCheckpointError)
+    # a deep but real key is fine
+    ok = {".".join(["m"] * 200) + ".weight": torch.zeros(1)}
+    assert len(sdw.open_checkpoint(ok)) == 1
+
+
+def test_regex_rule_cannot_hang_on_a_key_from_the_file():
+    """``(a|aa)+$`` against a 60-character key from the file: exponential under a backtracking
+    engine (more than 20 s at 40 characters); matched under a time bound, a typed error."""
+    from sd_widgets.errors import RenameTimeoutError
+    from sd_widgets.renames import MATCH_TIMEOUT, SLOW_MATCH_BUDGET
+
+    hostile = {"a" * 60 + "!": torch.zeros(1), "fc.weight": torch.zeros(2)}
+    for pattern in (r"(a|aa)+$", r"(a+)+$", r"(\w+\.?)+$"):
+        t0 = time.perf_counter()
+        try:
+            cmp = sdw.compare(torch.nn.Linear(1, 2, bias=False), hostile,
+                              renames={f"re:{pattern}": "x"})  # fmt: skip
+        except RenameTimeoutError as exc:
+            assert exc.rule == pattern and exc.key == "a" * 60 + "!"
+            assert "took too long" in str(exc) and repr(pattern) in str(exc)
+        else:
+            assert cmp.summary()  # matched in time: the rule just did not apply
+        assert time.perf_counter() - t0 < SLOW_MATCH_BUDGET + 2 * MATCH_TIMEOUT + 1
+    # many keys each just under the per-key bound add up to the rule's budget, not hours
+    rule = sdw.Rename.regex(r"(a|aa)+$", "")
+    keys = ["a" * 26 + str(i) + "!" for i in range(400)]
+    t0 = time.perf_counter()
+    with contextlib.suppress(RenameTimeoutError):
+        for k in keys:
+            rule(k)
+    assert time.perf_counter() - t0 < SLOW_MATCH_BUDGET + 2 * MATCH_TIMEOUT + 1
+    # ordinary rules behave as re.sub did
+    assert sdw.Rename.regex(r"^module\.(\w+)", r"\1.x")("module.fc.weight") == "fc.x.weight"

@@ -16,6 +16,7 @@ Safety: nothing from a file is executed unless the caller passes ``trust=True``;
 """
 
 from .core import (
+    TIED_SHOWN,
     Checkpoint,
     CheckpointSource,
     SourceLike,
@@ -36,6 +37,7 @@ from .unpickle import global_name, unsafe_globals
 __all__ = [
     "NOT_WEIGHTS",
     "PREFERRED_KEYS",
+    "TIED_SHOWN",
     "TORCH_SUFFIXES",
     "Checkpoint",
     "CheckpointSource",

@@ -170,7 +170,8 @@ def _refused(path: Path, exc: BaseException, allowed: list[Any]) -> CheckpointEr
     allowed_names = {global_name(g) for g in allowed}
     text = str(exc)
     named = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
-    first = [named.group(1)] if named else []
+    # torch names a builtin without its module ("GLOBAL eval")
+    first = [(n if "." in n else f"builtins.{n}") for n in ([named.group(1)] if named else [])]
     names = [n for n in dict.fromkeys([*first, *unsafe_globals(path)]) if n not in allowed_names]
     code = code_globals(names)
     if code:
@@ -185,16 +186,17 @@ def _refused(path: Path, exc: BaseException, allowed: list[Any]) -> CheckpointEr
             runs_code=code,
         )
     operand = re.search(r"Unsupported operand (\d+)", text)
-    if operand is not None and not names:
+    if operand is not None:  # allowing globals would not help: torch cannot parse the pickle
         op = _OPCODES.get(int(operand.group(1)))
         if op is not None:
             return UnreadableCheckpointError(
-                f"{path} holds a pickle that uses opcode {op.name} (pickle protocol "
-                f"{op.proto}), which torch's weights-only unpickler cannot parse: it was "
-                "written with pickle directly rather than by torch.save (which writes protocol "
-                "2), so it is not necessarily corrupt. Nothing from the file was executed. "
-                "Re-save it with torch.save(obj, path) where it was made, or open it with "
-                "trust=True only if you trust its source (that runs any code it holds)."
+                f"{path} holds a pickle written with a protocol torch's weights-only "
+                f"unpickler cannot parse (it uses opcode {op.name}, from pickle protocol "
+                f"{op.proto}; torch.save writes protocol 2 unless pickle_protocol= says "
+                "otherwise). The file is not necessarily corrupt. Nothing from the file was "
+                "executed. Re-save it with torch.save(obj, path) and the default protocol where "
+                "it was made, or open it with trust=True only if you trust its source (that "
+                "runs any code it holds)."
             )
     if not names:  # refused, but not for a global anyone could allow: corrupt
         return _unreadable(path, _weights_only_reason(exc))

@@ -396,7 +396,13 @@ def unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
             if pkl is not None and pkl.file_size > 1_000_000:
                 found = pickle_globals(zf.read(pkl))
                 return sorted({g for g in found if not _torch_safe(g)})
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+            try:
+                return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+            except Exception:  # e.g. a protocol torch's scanner does not parse
+                if pkl is None:
+                    raise
+                found = pickle_globals(zf.read(pkl))
+                return sorted({g for g in found if not _torch_safe(g)})
     except Exception:
         pass
     # legacy (non-zip) files: scan the opcodes of the pickles at the start of the file
