@@ -179,7 +179,8 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
     expect(rows).to_have_count(50, timeout=60_000)  # page 1 of 60
     expect(root.locator("[data-role=results-count]")).to_have_text("3,000 of 3,000 tensors")
     # default: most changed first
-    rel = [float(x or "nan") for x in rows.locator("td[data-col=rel_change]").all_text_contents()]
+    cells = rows.locator("td[data-col=rel_change]").all_text_contents()
+    rel = [float("inf") if x.startswith("∞") else float(x or "nan") for x in cells]  # ∞: from 0
     assert rel == sorted(rel, reverse=True), rel
     # the grid shows the most-changed parameters
     grid_keys = json.loads(py(lab, "__import__('json').dumps([h['key'] for h in w.histograms])"))
