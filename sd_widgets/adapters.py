@@ -137,9 +137,11 @@ def adapt_interpolate(
 
 #: a dotted part of a key naming an absolute position embedding (ViT/DeiT/DINOv2 ``pos_embed``,
 #: Hugging Face ``position_embeddings``/``position_embedding``, CLIP ``positional_embedding``,
-#: GPT-2 ``wpe``); relative position tables match too (``overlap`` never fits them either)
+#: GPT-2 ``wpe``, BART/OPT ``embed_positions``); relative position tables match too (``overlap``
+#: never fits them either)
 _POSITIONAL = re.compile(
-    r"(?:^|_)(?:pos(?:ition(?:al)?)?_?emb(?:ed(?:ding)?s?)?|wpe|rel(?:ative)?_pos(?:ition)?\w*)$",
+    r"(?:^|_)(?:pos(?:ition(?:al)?)?_?emb(?:ed(?:ding)?s?)?|wpe|rel(?:ative)?_pos(?:ition)?\w*)$"
+    r"|^embed_pos(?:itions?)?$",
     re.IGNORECASE,
 )
 _RELATIVE = re.compile(r"rel(?:ative)?_pos", re.IGNORECASE)

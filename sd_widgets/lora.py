@@ -34,6 +34,8 @@ from .errors import UnreadableCheckpointError
 __all__ = ["CONFIG_NAME", "LoraAdapter", "LoraPair", "detect_lora", "merge_lora", "read_config"]
 
 CONFIG_NAME = "adapter_config.json"
+#: how many target module names :meth:`LoraAdapter.describe` writes out
+TARGETS_SHOWN = 8
 #: an adapter_config.json is a few kB; anything far larger is not one
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -116,7 +118,11 @@ class LoraAdapter:
         """One paragraph for people: what the adapter is, what it modifies, what to do."""
         rank = f"rank {self.rank}" if self.rank is not None else "unknown rank"
         alpha = f", lora_alpha {self.alpha:g}" if self.alpha is not None else ""
-        targets = ", ".join(self.target_modules) or "unnamed modules"
+        shown = self.target_modules[:TARGETS_SHOWN]
+        more = len(self.target_modules) - len(shown)
+        targets = (
+            ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+        ) or "unnamed modules"
         text = (
             f"a LoRA adapter ({rank}{alpha}) for {targets}: {len(self.pairs)} factor pairs, "
             f"each paired with the model weight it modifies; it holds no base weights, so "

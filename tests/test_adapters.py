@@ -274,6 +274,7 @@ def test_clip_style_tables_and_non_grids():
     ) == ("interpolate",)
     # a text position table that is not a square grid: no adapter at all (overlap never)
     assert applicable((1024, 64), (2048, 64), key="transformer.wpe.weight") == ()
+    assert applicable((2050, 64), (4098, 64), key="model.decoder.embed_positions.weight") == ()
     assert "position embedding" in adapter_hint(
         (1024, 64), (2048, 64), key="transformer.wpe.weight"
     )

@@ -279,3 +279,22 @@ def test_an_adapter_for_another_model_says_which_weights_do_not_fit(gpt2_adapter
     assert len(plan) == 0
     why = plan.skipped["transformer.h.0.attn.c_attn.weight"]
     assert "B @ A is [96, 32] (transposed: fan_in_fan_out), the model's weight is [48, 144]" in why
+
+
+def test_the_cli_footer_names_the_adapter(gpt2_adapter, tmp_path, capsys, monkeypatch):
+    from sd_widgets import cli
+
+    _, _, path = gpt2_adapter
+    (tmp_path / "gpt2_for_cli.py").write_text(
+        "from transformers import GPT2Config, GPT2LMHeadModel\n\n\n"
+        "def build():\n"
+        "    return GPT2LMHeadModel(GPT2Config(vocab_size=64, n_positions=32, n_embd=32,\n"
+        "                                      n_layer=2, n_head=4))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = cli.main(["diff", str(path), "--model", "gpt2_for_cli:build", "--only-problems"])
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert code == 1, text
+    assert "lora: a LoRA adapter (rank 4, lora_alpha 8) for c_attn, c_proj: 6 factor pairs" in text
+    assert "merges 6 of them" in text  # the model is built on the meta device: pairing is shapes
