@@ -23,11 +23,13 @@ test("narrow: the columns fill exactly the width, none below its minimum, none a
   }
 });
 
-test("narrow: the side columns keep the proportion they want; status takes at most a fifth", () => {
+test("narrow: the status column keeps its width while the sides can keep their minimum", () => {
   const w = fitColumns({ ckpt: 600, status: 300, model: 200 }, 800);
-  assert.equal(w.status, 160);
+  assert.equal(w.status, 300);
   assert.ok(w.ckpt > w.model, JSON.stringify(w));
   assert.equal(sum(w), 800);
+  const tight = fitColumns({ ckpt: 600, status: 300, model: 400 }, 500, { minSide: 150, minStatus: 110 });
+  assert.deepEqual(tight, { ckpt: 150, status: 200, model: 150, fit: "narrow" });
 });
 
 test("a column that wants less than the minimum keeps what it wants", () => {

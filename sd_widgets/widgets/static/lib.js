@@ -818,11 +818,12 @@ export function columnWidths(data, measure, opts = {}) {
 
 /**
  * The column widths that fit `available` px (the tree's width less the check column): the
- * widths columnWidths() wants when they fit ("full"); else the status column takes at most a
- * fifth of the width (not below `minStatus`) and the two side columns share the rest in
- * proportion to what they want, not below `minSide` ("narrow": names, then shapes and dtypes,
- * are shortened with their full text on hover); when even the minimums do not fit, the
- * minimums ("scroll": the tree scrolls sideways, with its scrollbar shown).
+ * widths columnWidths() wants when they fit ("full"); else the status column keeps what it
+ * wants while the two side columns can keep `minSide` (else it gives way, not below
+ * `minStatus`), and the side columns share the rest in proportion to what they want, not below
+ * `minSide` ("narrow": names, then shapes and dtypes, are shortened with their full text on
+ * hover); when even the minimums do not fit, the minimums ("scroll": the tree scrolls
+ * sideways, with its scrollbar shown).
  * @param {{ckpt: number, status: number, model: number}} want
  * @param {number} available
  * @param {{minSide?: number, minStatus?: number}} [opts]
@@ -837,7 +838,7 @@ export function fitColumns(want, available, opts = {}) {
   if (2 * lowSide + lowStatus > available) {
     return { ckpt: Math.min(want.ckpt, minSide), status: lowStatus, model: Math.min(want.model, minSide), fit: "scroll" };
   }
-  const status = Math.max(lowStatus, Math.min(want.status, Math.floor(available / 5), available - 2 * lowSide));
+  const status = Math.max(lowStatus, Math.min(want.status, available - 2 * lowSide));
   const rest = available - status;
   let ckpt = Math.floor((rest * want.ckpt) / (want.ckpt + want.model));
   ckpt = Math.max(lowSide, Math.min(ckpt, rest - lowSide, want.ckpt));

@@ -204,7 +204,7 @@ function sideCell(data, i, side, ctx) {
       h("span", { className: "sdw-name sdw-module-name", dataset: { role: "name" } }, [h("span", { className: "sdw-name-text", text: c.name[i], attrs: { dir: "ltr" } })]),
     );
     if (c.module_type[i]) cell.append(h("span", { className: "sdw-meta sdw-type", text: c.module_type[i], title: c.module_type[i] }));
-    if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), dataset: { role: "size" } }));
+    if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), title: `${fmtBytes(c.nbytes[i] || 0)} in the checkpoint under ${c.path[i]}`, dataset: { role: "size" } }));
     return cell;
   }
   if (!present) {
