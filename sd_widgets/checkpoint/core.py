@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 import torch
@@ -113,6 +113,7 @@ class Checkpoint(Mapping[str, TensorInfo]):
         metadata: Mapping[str, Any] | None = None,
         stamps: Sequence[FileStamp] = (),
         row_reader: Callable[[str, int, int], torch.Tensor] | None = None,
+        values: Mapping[str, Any] | None = None,
     ) -> None:
         self._infos = _mark_tied(_check_depth(dict(infos), source))
         self._loader = loader
@@ -120,6 +121,9 @@ class Checkpoint(Mapping[str, TensorInfo]):
         #: those bytes (safetensors); None where a tensor costs nothing to read whole (memory,
         #: memory-mapped torch files)
         self._row_reader = row_reader
+        #: the state dict's entries that are not tensors (a module's extra state, quantized
+        #: packed parameters) → their values, as unpickled; named in ``source.non_tensor``
+        self._values: dict[str, Any] = dict(values or {})
         self.source = source
         #: the files read, as they were when opened; checked before every read of tensors
         self.stamps: tuple[FileStamp, ...] = tuple(stamps)
@@ -166,6 +170,20 @@ class Checkpoint(Mapping[str, TensorInfo]):
             if k not in self._infos:
                 raise KeyError(_unknown_key_message(k, self._infos))
         return self._read(keys) if keys else {}
+
+    def value(self, key: str) -> Any:
+        """An entry of the state dict that is not a tensor (``source.non_tensor`` names them).
+
+        A module's ``get_extra_state()`` value or a quantized module's packed parameters, as
+        they were unpickled (weights-only unless the checkpoint was opened with ``trust``);
+        ``load_state_dict`` hands it to the module's own loading (``set_extra_state``).
+        """
+        if key not in self._values:
+            raise KeyError(
+                f"{key!r} is not an entry of {self.source.describe()} that is not a tensor; "
+                f"those are: {sorted(self._values)[:20]}"
+            )
+        return self._values[key]
 
     def read_rows(self, key: str, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of the first dimension of one tensor (a 0-d tensor: all of it).
@@ -349,8 +367,11 @@ def _mark_tied(infos: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
     for keys in groups.values():
         if len(keys) > 1:
             group, members = tuple(keys), frozenset(keys)
-            for k in keys:
-                infos[k] = replace(infos[k], tied=TiedKeys(group, members, k))
+            for k in keys:  # the constructor: dataclasses.replace costs 20 µs a key
+                i = infos[k]
+                infos[k] = TensorInfo(
+                    i.shape, i.dtype, i.storage, TiedKeys(group, members, k), i.location
+                )
     return infos
 
 
