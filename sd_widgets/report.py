@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -214,12 +215,24 @@ class LoadReport:
         return before_after_histogram(before[key], after[key], bins=bins, key=key)
 
     def bn_modules(self) -> list[str]:
-        """BatchNorm modules whose running statistics this load changed (loaded or reset)."""
-        names: dict[str, None] = {}
+        """BatchNorm modules whose running statistics this load changed (loaded or reset).
+
+        Only modules whose running mean or variance now differs from before (a load of equal
+        values changes nothing), the most changed first (a change from zero first).
+        """
+        frame = self.to_frame()
+        rel = dict(zip(frame["key"], frame["rel_l2_change"], strict=True)) if len(frame) else {}
+        change: dict[str, float] = {}
         for s in self._snapshot.items:
-            if s.attr == "running_mean":
-                names[s.key.rpartition(".")[0]] = None
-        return list(names)
+            if s.attr not in ("running_mean", "running_var"):
+                continue
+            r = rel.get(s.key)
+            r = math.inf if r is None or r != r else float(r)  # unmeasured or NaN: changed
+            module = s.key.rpartition(".")[0]
+            if r != 0.0 or module in change:
+                change[module] = max(change.get(module, 0.0), r)
+        ranked = sorted(change, key=lambda m: -change[m])  # stable: model order on ties
+        return [m for m in ranked if change[m] != 0.0]
 
     def bn_stats(self) -> dict[str, dict[str, torch.Tensor]]:
         """Module → before/after running mean and variance."""
@@ -256,8 +269,8 @@ class LoadReport:
     def notes(self) -> dict[str, list[str]]:
         """Key → what only the load knows about it, as lines for its histogram panel.
 
-        A dtype cast (``"cast float16 → float32"``), the adapter used (``"adapter: overlap"``)
-        and a tie (``"tied to embed.weight"``: the key changed because the tensor it shares
+        A dtype cast (``"cast float16 → float32"``), the adapter used (``"adapter: overlap"``),
+        a LoRA merge (``"LoRA merge: + 2 · B @ A (rank 4)"``) and a tie (``"tied to embed.weight"``: the key changed because the tensor it shares
         storage with loaded). Keys with nothing to say are left out.
 
         Returns
@@ -270,6 +283,10 @@ class LoadReport:
             out.setdefault(key, []).append(f"cast {src} → {dst}")
         for key, adapter in self.adapted.items():
             out.setdefault(key, []).append(f"adapter: {adapter}")
+        for key, pair in self.plan.lora.items():
+            out.setdefault(key, []).append(
+                f"LoRA merge: + {pair.scale:g} · B @ A (rank {pair.rank})"
+            )
         for key, other in self.tied.items():
             out.setdefault(key, []).append(f"tied to {other}")
         return out
