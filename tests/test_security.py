@@ -1579,3 +1579,31 @@ def test_regex_rule_cannot_hang_on_a_key_from_the_file():
     assert time.perf_counter() - t0 < SLOW_MATCH_BUDGET + 2 * MATCH_TIMEOUT + 1
     # ordinary rules behave as re.sub did
     assert sdw.Rename.regex(r"^module\.(\w+)", r"\1.x")("module.fc.weight") == "fc.x.weight"
+
+
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
+@given(
+    size=st.lists(st.integers(0, 5), min_size=0, max_size=3),
+    boxes=st.lists(
+        st.tuples(st.lists(st.integers(0, 6), min_size=3, max_size=3),
+                  st.lists(st.integers(0, 6), min_size=3, max_size=3)),
+        max_size=6,
+    ),
+)  # fmt: skip
+def test_chunk_tiling_check_agrees_with_counting_every_element(size, boxes):
+    """The fuzz class for DCP chunks: the sweep accepts exactly the chunk lists that cover
+    every element once (counted element by element with numpy)."""
+    import numpy as np
+
+    from sd_widgets.checkpoint.dcp import _tiling_problem
+
+    chunks = [(o[: len(size)], n[: len(size)]) for o, n in boxes]
+    counts = np.zeros(size, dtype=np.int64)
+    inside = True
+    for offsets, sizes in chunks:
+        if any(o + n > d for o, n, d in zip(offsets, sizes, size, strict=True)):
+            inside = False
+            break
+        counts[tuple(slice(o, o + n) for o, n in zip(offsets, sizes, strict=True))] += 1
+    exact = inside and bool((counts == 1).all())
+    assert (_tiling_problem(size, chunks) is None) == exact, (size, chunks)
