@@ -718,7 +718,8 @@ class LoadPlan:
     def state_dict(self, model: nn.Module | None = None) -> OrderedDict[str, torch.Tensor]:
         """The filtered ``OrderedDict`` to pass to ``load_state_dict(strict=False)``.
 
-        Exactly the planned tensors, renamed and adapted, in model order, with ``_metadata``:
+        Exactly the planned tensors (and values that are not tensors, such as a module's extra
+        state), renamed and adapted, in model order, with ``_metadata``:
         the model's own module versions overridden by the (renamed) checkpoint's, so versioned
         modules such as BatchNorm behave as with the full checkpoint (PyTorch fact 6). A float
         tensor planned for an integer buffer (its values checked to be whole and in range) is
@@ -726,7 +727,10 @@ class LoadPlan:
         """
         model = model if model is not None else self.comparison.model
         ckpt = self.comparison.checkpoint
-        tensors = ckpt.tensors([e.ckpt_key for e in self.entries.values()])
+        values = ckpt.source.non_tensor  # extra state, packed parameters: taken as they are
+        tensors = ckpt.tensors(
+            [e.ckpt_key for e in self.entries.values() if e.ckpt_key not in values]
+        )
         current: Mapping[str, torch.Tensor] = {}
         if self.adapted or self.lora:
             if model is None:
@@ -735,6 +739,9 @@ class LoadPlan:
         factors = ckpt.tensors([p.b_key for p in self.lora.values()]) if self.lora else {}
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for k, e in self.entries.items():
+            if e.ckpt_key in values:
+                out[k] = ckpt.value(e.ckpt_key)  # set_extra_state (or the module) takes it
+                continue
             t = tensors[e.ckpt_key]
             if k in self.lora:  # W + scale · B @ A, from the model's current weight
                 pair = self.lora[k]

@@ -307,21 +307,29 @@ def test_extra_state_has_a_row_and_strictness_agrees(tensor):
     assert cmp.loads_cleanly is torch_says(make, without)["strict"] is False
 
 
-def test_tensor_extra_state_loads_through_set_extra_state(tmp_path: Path):
-    make = seeded(lambda: nn.Sequential(WithState(True)), 0)
+@pytest.mark.parametrize("tensor", [True, False], ids=["tensor", "value"])
+def test_extra_state_loads_through_set_extra_state(tmp_path: Path, tensor: bool):
+    make = seeded(lambda: nn.Sequential(WithState(tensor)), 0)
     saved = make()
-    saved[0].state = torch.arange(3.0)
+    saved[0].state = torch.arange(3.0) if tensor else {"step": 7}
     path = tmp_path / "state.pt"
     torch.save(saved.state_dict(), path)
+
+    def check(model: nn.Module) -> None:
+        assert model[0].calls == 1
+        if tensor:
+            assert torch.equal(model[0].state, torch.arange(3.0))
+        else:
+            assert model[0].state == {"step": 7}
+
     model = make()
     plan = sdw.compare(model, path).plan()
     assert "0._extra_state" in plan.entries  # compare's match is a plan entry, not a KeyError
-    sd = plan.state_dict(model)
-    model.load_state_dict(sd, strict=True)
-    assert model[0].calls == 1 and torch.equal(model[0].state, torch.arange(3.0))
+    model.load_state_dict(plan.state_dict(model), strict=True)
+    check(model)
     exported = make()
     run_exported(plan, exported)
-    assert exported[0].calls == 1 and torch.equal(exported[0].state, torch.arange(3.0))
+    check(exported)
 
 
 def test_custom_save_to_state_dict_keys_and_quantized_linear():

@@ -271,6 +271,7 @@ def from_object(
         return from_object(obj, base, list(auto), stamps)
     tensors: OrderedDict[str, torch.Tensor] = OrderedDict()
     non_tensor: dict[str, str] = {}
+    values: dict[str, Any] = {}
     for k, v in sd.items():
         if not isinstance(k, str):
             raise NotAStateDictError(
@@ -281,6 +282,7 @@ def from_object(
             tensors[k] = v
         else:
             non_tensor[k] = _type_summary(v)
+            values[k] = v
     source = replace(
         base,
         key=_as_text(chosen) if chosen is not None else None,
@@ -302,7 +304,7 @@ def from_object(
     def load(keys: Sequence[str]) -> dict[str, torch.Tensor]:
         return {k: tensors[k] for k in keys}
 
-    return Checkpoint(infos, load, source, metadata, stamps=stamps)
+    return Checkpoint(infos, load, source, metadata, stamps=stamps, values=values)
 
 
 def _valid_metadata(metadata: Any) -> bool:
