@@ -69,6 +69,20 @@ def hostile_case(tmp_path: Path) -> tuple[nn.Module, dict[str, torch.Tensor], Pa
     return model, ckpt, path
 
 
+class Shots:
+    """``shots.screenshot(name)``: ``<artifacts>/<name>.png`` of the page (as the harness names
+    them; tests/browser/ARTIFACTS.md lists them)."""
+
+    def __init__(self, page, artifacts: Path):
+        self.page, self.artifacts = page, artifacts
+
+    def screenshot(self, name: str) -> Path:
+        path = self.artifacts / f"{name}.png"
+        self.page.screenshot(path=str(path))
+        print(f"[sdw] screenshot: {path}")
+        return path
+
+
 @pytest.fixture
 def offline_page(browser, sdw_artifacts, request):
     """A page in an offline context that aborts every request but file:// ones.
@@ -127,6 +141,7 @@ def leaf(root, key: str):
 
 def test_api_report_offline_operates_and_is_read_only(offline_page, tmp_path, sdw_artifacts):
     page, fetched, dialogs, errors = offline_page
+    shots = Shots(page, sdw_artifacts)
     model = demo.target_model("dataparallel")
     w = sdw.Explorer(model, demo.variant("dataparallel"))
     n = w.tree["n_keys"]
@@ -157,7 +172,7 @@ def test_api_report_offline_operates_and_is_read_only(offline_page, tmp_path, sd
         "[data-role=tab]",
     ):
         expect(root.locator(sel).first).to_be_hidden()
-    page.screenshot(path=str(sdw_artifacts / "report-api.png"))
+    shots.screenshot("report-api")
 
     # search
     key = "backbone.stem.conv.weight"
@@ -167,7 +182,7 @@ def test_api_report_offline_operates_and_is_read_only(offline_page, tmp_path, sd
     expect(root).not_to_have_attribute("data-n-visible", str(n_all))
     assert int(root.get_attribute("data-n-visible")) < n_all
     expect(root.locator(".sdw-row[data-role=leaf][data-key='classifier.weight']")).to_have_count(0)
-    page.screenshot(path=str(sdw_artifacts / "report-api-search.png"))
+    shots.screenshot("report-api-search")
     root.locator("input[data-role=search]").fill("")
     expect(root).to_have_attribute("data-n-visible", str(n_all))
     # a legend filter: hide the missing buffers
@@ -192,7 +207,7 @@ def test_api_report_offline_operates_and_is_read_only(offline_page, tmp_path, sd
     expect(leaf(root, target)).to_be_focused()
     page.keyboard.press("Enter")
     expect(root.locator("[data-role=details]")).to_contain_text(target)
-    page.screenshot(path=str(sdw_artifacts / "report-api-details.png"))
+    shots.screenshot("report-api-details")
 
     # the banner's rule applied in the widget: the report shows the aligned tree; a click or
     # Space on a loadable row selects nothing (there is no kernel), nothing is checked
@@ -208,7 +223,7 @@ def test_api_report_offline_operates_and_is_read_only(offline_page, tmp_path, sd
     expect(row).to_have_attribute("data-selected", "false")
     assert root.locator(".sdw-row[data-selected=true]").count() == 0
     expect(root.locator("[data-role=banner]")).to_be_hidden()
-    page.screenshot(path=str(sdw_artifacts / "report-api-aligned.png"))
+    shots.screenshot("report-api-aligned")
 
     assert [u for u in fetched if not u.startswith("file://")] == []
     assert dialogs == [] and errors == [], (dialogs, errors)
@@ -216,6 +231,7 @@ def test_api_report_offline_operates_and_is_read_only(offline_page, tmp_path, sd
 
 def test_cli_report_keeps_hostile_names_literal(offline_page, tmp_path, sdw_artifacts):
     page, fetched, dialogs, errors = offline_page
+    shots = Shots(page, sdw_artifacts)
     model, ckpt, path = hostile_case(tmp_path)
     report = tmp_path / "report.html"
     env = isolated_env(tmp_path / "env")
@@ -270,7 +286,7 @@ def test_cli_report_keeps_hostile_names_literal(offline_page, tmp_path, sdw_arti
     expect(leaf(root, "</script><!--.weight")).to_be_visible()
     chip = root.locator("[data-action=goto-problem][data-key='</script><!--.weight']")
     assert chip.evaluate("e => e.textContent").endswith("</script><!--.weight")
-    page.screenshot(path=str(sdw_artifacts / "report-cli-hostile.png"))
+    shots.screenshot("report-cli-hostile")
 
     # nothing was injected, nothing ran, nothing was fetched
     assert page.locator("img").count() == 0
