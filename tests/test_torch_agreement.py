@@ -330,6 +330,9 @@ def test_extra_state_loads_through_set_extra_state(tmp_path: Path, tensor: bool)
     exported = make()
     run_exported(plan, exported)
     check(exported)
+    loaded = make()  # the transaction loads through the module's own loading, once
+    sdw.partial_load(loaded, sdw.compare(loaded, path).plan())
+    check(loaded)
 
 
 def test_custom_save_to_state_dict_keys_and_quantized_linear():
