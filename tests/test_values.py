@@ -430,3 +430,25 @@ def test_cli_values_errors_exit_2(capsys, cnn_files, tmp_path):
     bad.write_bytes(b"\x00" * 4)
     code, _, err = run_cli(capsys, "diff", bad, "--against", base_path, "--values")
     assert code == 2 and err.count("\n") == 1
+
+
+# --------------------------------------------------------------- the results views of a load
+
+
+def test_results_rank_changes_from_zero_first_and_bn_panel_plots_changed_modules():
+    from sd_widgets.widgets import payload as pl
+
+    model = demo.pretrained("cnn")
+    ckpt = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt["backbone.layer1.0.bn2.running_mean"] += 0.5  # the one BatchNorm that changes
+    with torch.no_grad():
+        model.classifier.bias.zero_()  # a fresh bias: its load is a change from zero
+    report = sdw.partial_load(model, sdw.compare(model, ckpt).plan())
+    assert report.bn_modules() == ["backbone.layer1.0.bn2"]
+    table = pl.results_payload(report.to_frame())
+    rel = dict(zip(table["data"]["key"], table["data"]["rel_change"], strict=True))
+    assert rel["classifier.bias"] == "inf"  # JSON has no infinity
+    json.dumps(table, allow_nan=False)
+    order = pl.most_changed(table)
+    assert order[:2] == ["classifier.bias", "backbone.layer1.0.bn2.running_mean"]
+    assert all(rel[k] == 0.0 for k in order[2:])

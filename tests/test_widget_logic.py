@@ -396,10 +396,11 @@ def test_load_changes_the_live_model_and_shows_histograms_then_undo_restores_exa
         assert torch.equal(model.state_dict()[k], ckpt[k])
     assert w.can_undo and not w.busy
     assert w.last_load["loaded"] == 4
-    assert [h["key"] for h in w.histograms] == [
-        "backbone.stem.conv.weight",
-        "backbone.stem.bn.weight",
-    ]
+    # the grid: every changed floating tensor, most changed first: the running mean changed
+    # from zero (rel. change "inf"), so it leads
+    grid = [h["key"] for h in w.histograms]
+    assert grid[0] == "backbone.stem.bn.running_mean" and set(grid) == set(w.selected_keys)
+    assert grid == w.histogram_keys
     for h in w.histograms:
         assert h["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(h["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -850,18 +851,20 @@ def test_results_table_covers_every_tensor_most_changed_first():
     assert len(d["key"]) == 3000 and set(d["key"]) == set(sd)
     # the picker offers every tensor (no 2,000 cap), most changed first
     assert len(w.histogram_keys) == 3000
-    rel = dict(zip(d["key"], d["rel_change"], strict=True))
+    # a change from zero (the fresh BatchNorm running means) is "inf" and ranks first
+    rel = {k: float(v) if v is not None else None for k, v in zip(d["key"], d["rel_change"])}
     ordered = [rel[k] for k in w.histogram_keys if rel[k] is not None]
-    assert ordered == sorted(ordered, reverse=True)
-    # the grid shows the most-changed parameters, not the first ones in model order
+    assert ordered == sorted(ordered, reverse=True) and ordered[0] == float("inf")
+    from_zero = [k for k in w.histogram_keys if rel[k] == float("inf")]
+    assert {k.rpartition(".")[2] for k in from_zero} == {
+        "bias",
+        "running_mean",
+        "num_batches_tracked",
+    }
+    assert len(from_zero) == 1500
+    # the grid shows the truly most-changed tensors (from zero first), never a counter
     grid = [h["key"] for h in w.histograms]
-    params = [
-        k
-        for k in w.histogram_keys
-        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
-    ]
-    assert grid == params[:4]
-    assert grid != [k for k in sd if k in set(params)][:4]
+    assert grid == [k for k in from_zero if not k.endswith("num_batches_tracked")][:4]
     # any tensor can be picked, also past the first 2,000
     far = list(sd)[2500]
     w.histogram_key = far

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import anywidget
+import torch
 import traitlets as t
 from torch import nn
 
@@ -1022,12 +1023,6 @@ class Explorer(anywidget.AnyWidget):
             return
         with self._guard("Computing the statistics"):
             frame = report.to_frame()
-            rows = self._cmp
-            params = {
-                k
-                for k in report.loaded
-                if rows is not None and k in rows and rows[k].kind == "param"
-            }
             table = pl.results_payload(frame, adapted=dict(report.adapted), tied=dict(report.tied))
             order = pl.most_changed(table)
             with self.hold_sync():
@@ -1035,7 +1030,7 @@ class Explorer(anywidget.AnyWidget):
                 self.histogram_keys = order
                 self.bn_modules = list(report.bn_modules())
                 self.busy_text = "Drawing plots…"
-            grid = [k for k in order if k in params] or order
+            grid = _histogram_grid(order, table, report.after()) or order
             self._later(self._stream_plots, report, generation, grid[: self.max_histograms])
 
     def _stream_plots(self, report: LoadReport, generation: int, keys: list[str]) -> None:
@@ -1491,3 +1486,20 @@ def _describe_source(source: Any) -> str:
     if isinstance(source, Mapping):
         return f"mapping of {len(source)} entries"
     return type(source).__name__
+
+
+def _histogram_grid(
+    order: list[str], table: Mapping[str, Any], after: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """The tensors the results grid plots: the truly most changed first.
+
+    ``order`` is most changed first (a change from zero ranks first); only floating tensors
+    of more than one value (a histogram of ``num_batches_tracked`` says nothing) that changed,
+    or, when nothing changed, the floating ones.
+    """
+    data = table.get("data") or {}
+    rel = dict(zip(data.get("key") or [], data.get("rel_change") or [], strict=False))
+    plottable = [
+        k for k in order if k in after and after[k].is_floating_point() and after[k].numel() > 1
+    ]
+    return [k for k in plottable if rel.get(k) not in (None, 0.0)] or plottable

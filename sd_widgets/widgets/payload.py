@@ -809,6 +809,19 @@ def _num(v: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _change_value(v: Any) -> float | str | None:
+    """A relative change for JSON: the number, ``"inf"`` for a change from zero, or None.
+
+    JSON has no infinity; the browser ranks ``"inf"`` largest and shows "∞ (from 0)". None:
+    not measured.
+    """
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return "inf" if f == math.inf else f if math.isfinite(f) else None
+
+
 def _int_or_none(v: Any) -> int | None:
     f = _num(v)
     return None if f is None else int(f)
@@ -832,7 +845,7 @@ def results_payload(
         cast = r.get("cast")
         data["key"].append(key)
         data["action"].append(None if r.get("action") is None else str(r.get("action")))
-        data["rel_change"].append(_num(rel))
+        data["rel_change"].append(_change_value(rel))
         data["max_abs_change"].append(_num(r.get("max_abs_change")))
         for col in ("before_mean", "after_mean", "before_std", "after_std"):
             data[col].append(_num(r.get(col)))
@@ -844,14 +857,18 @@ def results_payload(
 
 
 def most_changed(table: Mapping[str, Any]) -> list[str]:
-    """Keys of a results table, most changed first (relative change, then max |change|)."""
+    """Keys of a results table, most changed first (relative change, then max |change|).
+
+    A change from zero (relative change ``"inf"``) ranks first; unmeasured rows last.
+    """
     d = table.get("data") or {}
     keys = d.get("key") or []
     rel = d.get("rel_change") or [None] * len(keys)
     mx = d.get("max_abs_change") or [None] * len(keys)
 
     def score(i: int) -> tuple[float, float]:
-        return (rel[i] if rel[i] is not None else -1.0, mx[i] if mx[i] is not None else -1.0)
+        r = math.inf if rel[i] == "inf" else rel[i]  # from zero ranks first
+        return (r if r is not None else -1.0, mx[i] if mx[i] is not None else -1.0)
 
     return [keys[i] for i in sorted(range(len(keys)), key=score, reverse=True)]
 

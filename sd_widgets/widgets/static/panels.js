@@ -43,8 +43,9 @@ export function resultsOrder(table, query, sortBy, dir) {
   const col = d[sortBy];
   if (col) {
     idx.sort((a, b) => {
-      const x = col[a];
-      const y = col[b];
+      // a change from zero is sent as "inf" (JSON has no infinity): the largest change
+      const x = col[a] === "inf" ? Infinity : col[a];
+      const y = col[b] === "inf" ? Infinity : col[b];
       const xn = x === null || x === undefined;
       const yn = y === null || y === undefined;
       if (xn || yn) return xn && yn ? a - b : xn ? 1 : -1;
@@ -60,6 +61,7 @@ export function resultsOrder(table, query, sortBy, dir) {
 export function fmtCell(v, type) {
   if (v === null || v === undefined) return "";
   if (type === "num") {
+    if (v === "inf") return "∞ (from 0)";
     const a = Math.abs(v);
     if (a === 0) return "0";
     return a >= 1e4 || a < 1e-3 ? v.toExponential(2) : v.toPrecision(3);

@@ -232,7 +232,10 @@ function buildTabs(model) {
         ? [h("img", { attrs: { src: bn.src, alt: "BatchNorm running statistics before and after" }, dataset: { role: "bn-plot" } })]
         : [h("span", { className: "sdw-muted", text: bn.text || "No BatchNorm statistics changed by the last load." })]),
     );
-    tabs.results.textContent = hist.length ? `Results (${hist.length})` : "Results";
+    // the tab counts tensors (the results table's rows), not the histogram images
+    const res = model.get("results") || {};
+    const nTensors = res.state === "ready" || res.state === "stale" ? res.n || 0 : 0;
+    tabs.results.textContent = nTensors ? `Results (${nTensors.toLocaleString("en-US")} tensor${nTensors === 1 ? "" : "s"})` : "Results";
   }
 
   return {

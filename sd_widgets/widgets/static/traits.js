@@ -274,7 +274,7 @@ function mountTraits(v) {
   on("change:suggestions", drawRenames);
   on("change:rename_rules", drawRenames);
   on("change:code", drawCode);
-  for (const name of ["histograms", "histogram_keys", "histogram", "bn_plot", "last_load"]) on(`change:${name}`, drawResults);
+  for (const name of ["histograms", "histogram_keys", "histogram", "bn_plot", "last_load", "results"]) on(`change:${name}`, drawResults);
   on("change:tab", () => showTab(model.get("tab"), { fromModel: true }));
   on("change:error", drawBusy);
 
