@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import math
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
