@@ -871,30 +871,19 @@ class Comparison:
         return children
 
     def tree(self) -> dict[str, Any]:
-        """Nested module nodes with per-status counts; one leaf per row (see docs/internals.md)."""
-        with gc_paused():
-            return self._node_dict("", self.module_children())
+        """Nested module nodes with per-status counts; one leaf per row (see docs/internals.md).
 
-    def _node_dict(self, path: str, children: Mapping[str, list[str | Row]]) -> dict[str, Any]:
-        nodes = []
-        counts: dict[str, int] = {}
-        for child in children[path]:
-            if isinstance(child, Row):
-                d = _leaf_dict(child)
-                counts[child.status] = counts.get(child.status, 0) + 1
-            else:
-                d = self._node_dict(child, children)
-                for s, n in d["counts"].items():
-                    counts[s] = counts.get(s, 0) + n
-            nodes.append(d)
-        return {
-            "type": "module",
-            "name": path.rpartition(".")[2],
-            "path": path,
-            "module_type": self._module_types.get(path),
-            "counts": {s: counts[s] for s in STATUSES if s in counts},
-            "children": nodes,
-        }
+        The one serialiser's payload (:func:`sd_widgets.tree.serialise`, the widget's tree)
+        nested; each leaf is its row's :meth:`Row.to_json`.
+        """
+        from .tree import nested, serialise
+
+        with gc_paused():
+            return nested(
+                serialise(self.module_children(), self._module_types),
+                leaf=lambda key: _leaf_dict(self._by_key[key]),
+                module_type=self._module_types.get(""),
+            )
 
     # renames -------------------------------------------------------------------------------------
     def with_renames(self, renames: RenamesLike, *, replace: bool = False) -> Comparison:
@@ -1004,6 +993,7 @@ class Comparison:
             {k: info.shape for k, info in self.checkpoint.items()},
             {k: e.shape for k, e in self.entries.items() if e.shape is not None},
             self.checkpoint.source.path,
+            base_model_prefix=self.rule_context.base_model_prefix,
         )
 
     # planning ----------------------------------------------------------------------------------

@@ -223,6 +223,8 @@ def detect_lora(
     shapes: Mapping[str, tuple[int, ...]],
     model_shapes: Mapping[str, tuple[int, ...]],
     source_path: str | os.PathLike[str] | None,
+    *,
+    base_model_prefix: str = "",
 ) -> LoraAdapter | None:
     """The LoRA adapter that ``shapes`` (checkpoint key → shape) is, or None when it is not one.
 
@@ -235,6 +237,10 @@ def detect_lora(
     source_path : path or None
         The adapter file; ``adapter_config.json`` is looked for beside it (in it, for a
         directory).
+    base_model_prefix : str
+        The model's Hugging Face ``base_model_prefix`` (``"transformer"``, ``"model"``): an
+        adapter trained on the task model pairs with the base model's keys and the other way
+        round.
 
     Returns
     -------
@@ -295,7 +301,8 @@ def detect_lora(
         if "A" not in ab or "B" not in ab:
             other.extend(ab.values())
             continue
-        pairs.append(_pair(path, ab["A"], ab["B"], shapes, model_shapes, config, rank, alpha))
+        where = _model_path(path, model_shapes, base_model_prefix)
+        pairs.append(_pair(where, ab["A"], ab["B"], shapes, model_shapes, config, rank, alpha))
     targets = tuple(sorted(set(targets)))  # PEFT saves a set: its order is not stable
     if not targets:
         targets = tuple(
@@ -312,6 +319,19 @@ def detect_lora(
         config_path=config_path,
         problem=problem,
     )
+
+
+def _model_path(path: str, model_shapes: Mapping[str, Any], prefix: str) -> str:
+    """The model's module path for the adapter's ``path``.
+
+    As it is, or across the model's ``base_model_prefix`` (task model ↔ base model); ``path``
+    when neither is in the model.
+    """
+    candidates = [path]
+    if prefix:
+        head = prefix + "."
+        candidates.append(path[len(head) :] if path.startswith(head) else head + path)
+    return next((c for c in candidates if f"{c}.weight" in model_shapes), path)
 
 
 def _pair(

@@ -300,3 +300,16 @@ def test_the_cli_footer_names_the_adapter(gpt2_adapter, tmp_path, capsys, monkey
     assert code == 1, text
     assert "lora: a LoRA adapter (rank 4, lora_alpha 8) for c_attn, c_proj: 6 factor pairs" in text
     assert "merges 6 of them" in text  # the model is built on the meta device: pairing is shapes
+
+
+def test_an_adapter_of_the_task_model_merges_into_the_base_model(gpt2_adapter):
+    """PEFT trained on GPT2LMHeadModel (keys under 'transformer.'), merged into a GPT2Model:
+    the pairs cross the model's base_model_prefix."""
+    base, merged, path = gpt2_adapter
+    backbone = copy.deepcopy(base.transformer)
+    cmp = sdw.compare(backbone, path)
+    assert sorted(p.base_key for p in cmp.lora.mergeable) == sorted(
+        f"h.{i}.{m}.weight" for i in range(2) for m in ("attn.c_attn", "attn.c_proj", "mlp.c_proj")
+    )
+    sdw.partial_load(backbone, cmp.plan(lora="merge"))
+    assert same_state(backbone, merged.transformer) == []
