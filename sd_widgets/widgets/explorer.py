@@ -110,7 +110,8 @@ class Explorer(anywidget.AnyWidget):
     everything that can be loaded as is; ``"none"``), ``model_name`` the variable the Code tab
     loads into. ``undo_budget`` (bytes, default 1 GiB) is the RAM the undo snapshots of loads
     before the latest may keep: past it the oldest are released (``report.release()``) with a
-    message; the latest load's undo is always kept.
+    message; the latest load's undo is always kept. ``source_name`` is what the title calls the
+    checkpoint (default: its description, path included), e.g. an uploaded file's own name.
 
     The model is the caller's own object: "Load selected" changes it in place. A change made to
     it outside the widget (a plain ``load_state_dict``, an optimizer step) is detected through
@@ -235,6 +236,15 @@ class Explorer(anywidget.AnyWidget):
     """BatchNorm running mean/variance of ``bn_module`` before vs after: ``{"src", "module",
     "modules"}`` or ``{"text"}``."""
 
+    values = t.Dict().tag(sync=True)
+    """The value view (``{"action": "compare_values"}``): the model's values against the
+    checkpoint's, per key and module (``values_view.values_payload``); ``{"state": "none"}``
+    before, ``"stale"`` once a load, undo or refresh changed the model after it."""
+
+    value_plot = t.Dict().tag(sync=True)
+    """Before/after and difference histograms of one compared key
+    (``{"action": "value_plot", "key": ...}``): ``{"key", "src"}``."""
+
     def __init__(
         self,
         model: nn.Module | Comparison,
@@ -249,6 +259,7 @@ class Explorer(anywidget.AnyWidget):
         max_histograms: int = 9,
         model_name: str = "model",
         undo_budget: int = UNDO_BUDGET,
+        source_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         _check_arguments(model, source, key)
@@ -279,6 +290,9 @@ class Explorer(anywidget.AnyWidget):
         self._selectable_cache: tuple[Any, Comparison, frozenset[str]] | None = None
         self._sizes_cache: tuple[Comparison | None, pl.RowSizes] | None = None
         self._select_loadable = select == "loadable"
+        if source_name is not None and not isinstance(source_name, str):
+            raise TypeError(f"source_name={source_name!r}: give a string or None")
+        self._source_name = source_name
         self._open = {"source": source, "trust": trust, "map_location": map_location}
         self._watch: list[tuple[str, Any, str, bool, Any, int]] = []
         self._jobs = 0
@@ -299,7 +313,7 @@ class Explorer(anywidget.AnyWidget):
                     ckpt = open_checkpoint(source, key=key, trust=trust, map_location=map_location)
                     cmp = Comparison(model, ckpt, parse_renames(renames))
             except (errors.CheckpointError, OSError, ValueError) as exc:
-                source_label = _describe_source(source)
+                source_label = source_name or _describe_source(source)
                 self._report_error(exc, "Opening the checkpoint")
                 self.error = _error_state(exc, source)
         with self.hold_sync():
@@ -593,6 +607,7 @@ class Explorer(anywidget.AnyWidget):
         self._reports.append(report)
         released = self._keep_undo_budget()
         self._generation += 1
+        self._values_stale()
         n_skip = len(report.skipped)
         text = (
             f"Loaded {len(report.loaded):,} tensors into the model"
@@ -755,6 +770,45 @@ class Explorer(anywidget.AnyWidget):
         if module not in self.bn_modules:
             raise ValueError(f"{module!r} is not a BatchNorm module changed by the last load")
         self.bn_module = module
+
+    @_action("compare_values", "Comparing values", busy_text="Comparing values…")
+    def _act_compare_values(self, _c: Mapping[str, Any]) -> None:
+        from ..values import values_of
+        from .values_view import values_payload
+
+        if self._cmp is None:
+            raise ValueError("nothing to compare: the Explorer has no comparison yet")
+        vc = values_of(self._cmp)
+        payload = values_payload(
+            vc, a_label="model", b_label=self._cmp.checkpoint.source.describe()
+        )
+        self._values = vc
+        with self.hold_sync():
+            self.values = payload
+            self.value_plot = {}
+        s = payload["summary"]
+        self._set_message(
+            "info",
+            f"Values compared: {s['identical']:,} identical, {s['changed']:,} changed, "
+            f"{s['not_compared']:,} not compared."
+            + ("".join(" " + c for c in payload["callouts"])),
+        )
+
+    @_action("value_plot", "Plotting values")
+    def _act_value_plot(self, c: Mapping[str, Any]) -> None:
+        from .values_view import value_figure_src
+
+        vc = getattr(self, "_values", None)
+        if vc is None or (self.values or {}).get("state") != "ready":
+            raise ValueError("compare the values first (Values: Compare), then pick a tensor")
+        key = str(c.get("key", ""))
+        a, b = vc.tensors(key)
+        self.value_plot = {"key": key, "src": value_figure_src(key, a, b)}
+
+    def _values_stale(self) -> None:
+        """The model changed after the value comparison: say so (Compare again refreshes)."""
+        if (self.values or {}).get("state") == "ready":
+            self.values = {**self.values, "state": "stale"}
 
     @_action("dismiss_message", "Dismissing the message")
     def _act_dismiss_message(self, _c: Mapping[str, Any]) -> None:
@@ -949,7 +1003,9 @@ class Explorer(anywidget.AnyWidget):
         )
         old_selection = list(self.selected_keys)
         payload = pl.payload_from_comparison(
-            cmp, source=_describe_source(cmp.checkpoint), model=_model_label(cmp.model)
+            cmp,
+            source=self._source_name or _describe_source(cmp.checkpoint),
+            model=_model_label(cmp.model),
         )
         self._cmp = cmp
         self._index = pl.TreeIndex(payload)
@@ -1003,6 +1059,7 @@ class Explorer(anywidget.AnyWidget):
         self.code = self.plan().to_code(model_name=self.model_name)
 
     def _clear_results(self) -> None:
+        self._values_stale()
         self.results = pl.results_none()
         self.histograms = []
         self.histogram = {}

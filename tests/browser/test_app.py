@@ -91,7 +91,7 @@ def test_app_renders_without_errors_and_a_variant_shows_its_tree(voila_server, t
     root = page.locator(".sdw-explorer")
     expect(module(root, "fc")).to_have_count(1, timeout=30_000)  # the head saved as fc.*
     expect(leaves(root)).to_have_count(40)  # 36 match + fc.* unexpected + classifier.* missing
-    expect(page.locator(".widget-html")).to_contain_text("renamed_layer")
+    expect(page.locator(".sdw-app-about")).to_contain_text("renamed_layer")
 
     dropdown(page, "Model").select_option(label="MLP")
     expect(leaves(page.locator(".sdw-explorer"))).to_have_count(8, timeout=30_000)
@@ -108,7 +108,7 @@ def test_app_renders_without_errors_and_a_variant_shows_its_tree(voila_server, t
 def test_app_upload_is_opened_safely(voila_server, tmp_path):
     app, page, seen = open_app(voila_server, tmp_path)
     dropdown(page, "Checkpoint").select_option(label="upload a file…")
-    button = page.locator(".widget-upload")
+    button = page.locator(".widget-upload >> visible=true")
     expect(button).to_be_visible()
 
     def upload(path: Path) -> None:  # ipywidgets' FileUpload opens a file chooser on click
@@ -122,7 +122,7 @@ def test_app_upload_is_opened_safely(voila_server, tmp_path):
     upload(good)
     expect(page.locator(READY)).to_be_visible(timeout=60_000)
     expect(leaves(page.locator(".sdw-explorer"))).to_have_count(38, timeout=60_000)
-    expect(page.locator(".widget-html")).to_contain_text(good.name)
+    expect(page.locator(".sdw-app-about")).to_contain_text(good.name)
 
     marker = tmp_path / "PWNED"
     evil = write_malicious_checkpoint(tmp_path / "evil.pt", marker)
@@ -133,4 +133,101 @@ def test_app_upload_is_opened_safely(voila_server, tmp_path):
     assert not marker.exists()
     assert torch.serialization.get_unsafe_globals_in_checkpoint(evil) == ["io.open"]
     app.screenshot("app-voila-upload-refused")
+    assert real_errors(seen) == [], seen
+
+
+def _upload_to(page: Any, index: int, path: Path) -> None:
+    """Put ``path`` into the ``index``-th visible FileUpload (a file chooser opens on click)."""
+    with page.expect_file_chooser() as chooser:
+        page.locator(".widget-upload >> visible=true").nth(index).click()
+    chooser.value.set_files(str(path))
+
+
+def test_app_inspects_an_upload_without_a_model_under_its_own_name(voila_server, tmp_path):
+    app, page, seen = open_app(voila_server, tmp_path)
+    dropdown(page, "Model").select_option(label="none: inspect the file")
+    inspect = page.locator(".sdw-app-inspect")
+    expect(inspect).to_contain_text("38 tensors", timeout=30_000)  # the demo variant first
+    dropdown(page, "Checkpoint").select_option(label="upload a file…")
+    expect(inspect).to_have_count(0)
+    # a file name that is markup: shown as text, never as HTML
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    name = "my <img src=x onerror=alert(1)> net.pt"
+    good = demo.write_checkpoint(odd, "identical", "torch").rename(odd / name)
+    _upload_to(page, 0, good)
+    expect(inspect).to_contain_text(f"{name}: 38 tensors", timeout=60_000)
+    expect(inspect.locator("tbody tr")).to_have_count(38)
+    expect(inspect.locator("tbody tr").first).to_contain_text("backbone.stem.conv.weight")
+    expect(page.locator(".widget-html img")).to_have_count(0)  # no markup from the name
+    expect(page.locator(".sdw-explorer")).to_have_count(0)  # no model, no Explorer
+    app.screenshot("app-voila-inspect")
+
+    # the same upload against a model: the Explorer's title names the file, not the temp path
+    dropdown(page, "Model").select_option(label="SmallCNN (BatchNorm)")
+    title = page.locator(".sdw-explorer [data-role=title]")
+    expect(title).to_contain_text(name, timeout=60_000)
+    expect(title.locator("img")).to_have_count(0)
+    assert "sdw-app-" not in title.inner_text() and "upload.pt" not in title.inner_text()
+    assert real_errors(seen) == [], seen
+
+
+def test_app_trust_step_for_data_classes_and_a_model_from_config_json(voila_server, tmp_path):
+    import argparse
+
+    pytest.importorskip("transformers")
+    from transformers import BertConfig, BertModel
+
+    app, page, seen = open_app(voila_server, tmp_path)
+    dropdown(page, "Checkpoint").select_option(label="upload a file…")
+    # a Lightning checkpoint: weights plus its hyper-parameters as an argparse.Namespace
+    ckpt = tmp_path / "last.ckpt"
+    torch.save(
+        {
+            "state_dict": dict(demo.variant("identical")),
+            "hyper_parameters": argparse.Namespace(lr=0.1, arch="cnn"),
+            "epoch": 3,
+            "global_step": 90,
+            "pytorch-lightning_version": "2.4.0",
+        },
+        ckpt,
+    )
+    _upload_to(page, 0, ckpt)
+    step = page.locator(".widget-hbox").filter(has_text="Allow them for this file?")
+    expect(step).to_be_visible(timeout=60_000)
+    expect(step).to_contain_text("argparse.Namespace")
+    expect(page.locator(".sdw-explorer")).to_have_count(0)  # nothing opened before the answer
+    app.screenshot("app-voila-trust-step")
+    step.get_by_role("button", name="Allow and open").click()
+    root = page.locator(READY)
+    expect(root).to_be_visible(timeout=60_000)
+    expect(leaves(root)).to_have_count(38)
+    expect(step).to_be_hidden()
+    expect(root.locator("[data-role=title]")).to_contain_text("last.ckpt")
+
+    # bring your own model: a BERT from its config.json alone (built on the meta device)
+    torch.manual_seed(0)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=120,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=48,
+            max_position_embeddings=64,
+        )
+    )
+    bert.save_pretrained(tmp_path / "bert")
+    dropdown(page, "Model").select_option(label="my config.json (Hugging Face)")
+    expect(page.locator(".sdw-app-about")).to_contain_text("config.json", timeout=30_000)
+    # visible uploads now: the checkpoint's (still holding last.ckpt), then config.json's
+    _upload_to(page, 1, tmp_path / "bert" / "config.json")
+    expect(page.locator(".sdw-app-about")).to_contain_text("against BertModel", timeout=60_000)
+    _upload_to(page, 0, tmp_path / "bert" / "model.safetensors")
+    root = page.locator(READY)
+    expect(root.locator("[data-role=title]")).to_contain_text("model.safetensors", timeout=60_000)
+    expect(root.locator("[data-role=title]")).to_contain_text("BertModel")
+    expect(leaves(root)).to_have_count(len(bert.state_dict()))
+    expect(leaves(root).filter(has_text="✓ match")).to_have_count(len(bert.state_dict()))
+    app.screenshot("app-voila-config-json")
     assert real_errors(seen) == [], seen
