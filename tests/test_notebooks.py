@@ -121,7 +121,12 @@ def test_app_shows_only_the_app():
     source = "\n".join("".join(c["source"]) for c in code)
     for needed in ("demo.variants_for", "widgets.FileUpload", "sdw.Explorer(", "tempfile"):
         assert needed in source, needed
-    assert "trust=" not in source  # uploads are opened with the default, weights-only settings
+    # uploads are opened weights-only; the one widening is the trust step's list of data
+    # classes the user allowed (never trust=True, never weights_only=False)
+    assert [line.strip() for line in source.splitlines() if "trust=" in line] == [
+        "return sdw.open_checkpoint(path, trust=list(allowed) or False)"
+    ]
+    assert "trust=True" not in source and "weights_only" not in source
 
 
 def test_binder_and_voila_point_at_the_app():
