@@ -202,14 +202,18 @@ def _refused(path: Path, exc: BaseException, allowed: list[Any]) -> CheckpointEr
         return _unreadable(path, _weights_only_reason(exc))
     already = f" (beyond the {len(allowed_names)} allowed in trust=[...])" if allowed_names else ""
     shown = ", ".join(names)
+    one = len(names) == 1
     return UnsafeCheckpointError(
         f"{path} contains pickled Python objects that weights-only loading refuses"
-        f"{already}: {shown}. None of them is known to run code, but each is called with "
-        "arguments the file chooses. Nothing from the file was executed. If you trust where "
-        f"the file came from and {'it is a data class' if len(names) == 1 else 'they are data classes'}, "
-        f"allow just {'it' if len(names) == 1 else 'them'} with trust=[{shown}] (still "
-        "weights-only for everything else), or anything with trust=True; otherwise ask for a "
-        "weights-only export (torch.save(model.state_dict(), ...) or safetensors).",
+        f"{already}: {shown}. {'It is not' if one else 'None of them is'} known to run code, "
+        "but the file calls " + ("it" if one else "each") + " with arguments it chooses. "
+        "Nothing from the file was executed. If you trust where the file came from and "
+        + ("it is a data class" if one else "they are data classes")
+        + ", allow just "
+        + ("it" if one else "them")
+        + f" with trust=[{shown}] (still weights-only for everything else), or anything with "
+        "trust=True; otherwise ask for a weights-only export (torch.save(model.state_dict(), "
+        "...) or safetensors).",
         globals=names,
     )
 
