@@ -21,6 +21,8 @@ implementation.
   are, as timm's ``resample_abs_pos_embed`` does. ``"interpolate"`` keeps 1 prefix token;
   ``"interpolate:N"`` keeps N (``"interpolate:2"`` for DeiT's class + distillation tokens,
   ``"interpolate:0"`` for SigLIP-style grids without one).
+* ``resample_patch``: resample a ViT patch-embedding kernel to another patch size (16x16 to
+  8x8) as timm's ``resample_patch_embed`` does (FlexiViT's pseudo-inverse resize).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "adapt_input_conv",
     "adapt_interpolate",
     "adapt_overlap",
+    "adapt_resample_patch",
     "adapter_hint",
     "applicable",
     "get_adapter",
@@ -131,6 +134,25 @@ def adapt_interpolate(
     return out if batched else out[0]
 
 
+def adapt_resample_patch(src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A patch-embedding kernel ``src`` (D, C, p1, p1') resampled to ``target``'s patch size.
+
+    As timm's ``resample_patch_embed`` (FlexiViT): the pseudo-inverse of the bicubic, antialiased
+    resize of each kernel position, applied to every (out, in) kernel in float32, cast back; a
+    patch of the new size then gives about the response the old kernel gave the old patch.
+    """
+    old, new = tuple(src.shape[-2:]), tuple(target.shape[-2:])
+    basis = torch.eye(old[0] * old[1], dtype=torch.float32).reshape(-1, 1, old[0], old[1])
+    resized = torch.nn.functional.interpolate(
+        basis, size=new, mode="bicubic", antialias=True, align_corners=False
+    )
+    resize = resized.squeeze(1).permute(1, 2, 0).reshape(new[0] * new[1], old[0] * old[1])
+    pinv = torch.linalg.pinv(resize)
+    out_chans, in_chans = src.shape[0], src.shape[1]
+    kernels = src.detach().reshape(out_chans, in_chans, -1).to(torch.float32)
+    return (kernels @ pinv).reshape(out_chans, in_chans, new[0], new[1]).to(src.dtype)
+
+
 # ------------------------------------------------------------------------------------------------
 # what a key's name says about its tensor
 # ------------------------------------------------------------------------------------------------
@@ -151,6 +173,11 @@ _VOCABULARY = re.compile(
     r"lm_head|embed_in|embed_out|tok_emb|embeddings?)$",
     re.IGNORECASE,
 )
+
+
+#: a dotted part naming a ViT patch embedding (timm ``patch_embed``, Hugging Face
+#: ``patch_embeddings``, CLIP ``patch_embedding``)
+_PATCH = re.compile(r"^patch_embed(?:dings?)?$", re.IGNORECASE)
 
 
 def _parts(key: str | None) -> list[str]:
@@ -217,6 +244,11 @@ def _overlap_why_not(
         return (
             "a position embedding: copying tokens in row order would put each checkpoint "
             "position at another place of the model's grid"
+        )
+    if len(model) == 4 and tuple(ckpt[2:]) != tuple(model[2:]):
+        return (
+            "a convolution kernel of another size: its top-left corner is not the same filter "
+            "(its centre moves)"
         )
     if model_on_meta:
         return (
@@ -324,6 +356,26 @@ def _interpolate_describe(
     )
 
 
+def _resample_patch_why_not(
+    ckpt: Shape, model: Shape, _on_meta: bool, key: str | None, _options: dict[str, Any]
+) -> str | None:
+    parts = _parts(key)
+    if not any(_PATCH.match(p) for p in parts) or (parts and parts[-1] != "weight"):
+        return "not a patch-embedding kernel (patch_embed.proj.weight, ...)"
+    if len(ckpt) != 4 or len(model) != 4 or tuple(ckpt[:2]) != tuple(model[:2]):
+        return "only the patch size of a (dim, channels, p, p) kernel may differ"
+    return None
+
+
+def _resample_patch_describe(
+    ckpt: Shape, model: Shape, _key: str | None, _options: dict[str, Any]
+) -> str:
+    return (
+        f"resamples the {ckpt[2]}x{ckpt[3]} patch kernel to {model[2]}x{model[3]} (pseudo-inverse "
+        "of a bicubic resize), as timm's resample_patch_embed; the position grid changes with it"
+    )
+
+
 Check = Callable[[Shape, Shape, bool, "str | None", dict[str, Any]], "str | None"]
 Describe = Callable[[Shape, Shape, "str | None", dict[str, Any]], str]
 
@@ -420,6 +472,15 @@ ADAPTERS: MappingProxyType[str, Adapter] = MappingProxyType(
                 needs_model_values=False,
                 describe_row=_interpolate_describe,
                 options=(("num_prefix_tokens", 1),),
+            ),
+            Adapter(
+                "resample_patch",
+                "resamples a ViT patch-embedding kernel to another patch size (pseudo-inverse "
+                "of a bicubic resize), as timm's resample_patch_embed",
+                adapt_resample_patch,
+                _resample_patch_why_not,
+                needs_model_values=False,
+                describe_row=_resample_patch_describe,
             ),
         )
     }

@@ -395,6 +395,7 @@ _RESERVED = frozenset(
         "adapt_overlap",
         "adapt_input_conv",
         "adapt_interpolate",
+        "adapt_resample_patch",
         "functools",
         "merge_lora",
         "LORA",

@@ -81,6 +81,34 @@ def timm_adapt_input_conv(in_chans, conv_weight):
     return conv_weight.to(conv_type)
 
 
+def timm_resample_patch_embed(patch_embed, new_size, interpolation="bicubic", antialias=True):
+    """timm/layers/patch_embed.py ``resample_patch_embed`` with its helpers
+    ``_compute_resize_matrix`` and ``_apply_resampling`` (huggingface/pytorch-image-models),
+    transcribed: the pseudo-inverse of the resize of each basis kernel, in float32."""
+    old_size, new_size = tuple(patch_embed.shape[-2:]), tuple(new_size)
+    if old_size == new_size:
+        return patch_embed
+    orig_dtype = patch_embed.dtype
+    old_h, old_w = old_size
+    new_h, new_w = new_size
+    old_total, new_total = old_h * old_w, new_h * new_w
+    eye_matrix = torch.eye(old_total, dtype=torch.float32)
+    basis_vectors_batch = eye_matrix.reshape(old_total, 1, old_h, old_w)
+    resized = F.interpolate(
+        basis_vectors_batch,
+        size=new_size,
+        mode=interpolation,
+        antialias=antialias,
+        align_corners=False,
+    )
+    resize_matrix = resized.squeeze(1).permute(1, 2, 0).reshape(new_total, old_total)
+    pinv_matrix = torch.linalg.pinv(resize_matrix)
+    c_out, c_in, *_ = patch_embed.shape
+    patch_embed = patch_embed.reshape(c_out, c_in, -1).to(dtype=torch.float32)
+    resampled = patch_embed @ pinv_matrix.to(dtype=torch.float32)
+    return resampled.reshape(c_out, c_in, *new_size).to(dtype=orig_dtype)
+
+
 # ------------------------------------------------------------------------------ models in code
 
 
@@ -363,3 +391,39 @@ def test_state_dict_of_a_plan_with_interpolate_needs_no_model_values():
     plan = sdw.compare(dst, src.state_dict()).plan(adapt={"pos_embed": "interpolate"})
     sd = plan.state_dict(dst)
     assert isinstance(sd, OrderedDict) and sd["pos_embed"].shape == (1, 145, 32)
+
+
+def test_resample_patch_is_timms_resample_patch_embed_bit_for_bit():
+    g = torch.Generator().manual_seed(5)
+    for old, new, dtype in [(16, 8, torch.float32), (8, 16, torch.float32), (4, 6, torch.float16)]:
+        kernel = torch.randn(24, 3, old, old, generator=g).to(dtype)
+        got = ADAPTERS["resample_patch"](kernel, torch.empty(24, 3, new, new, device="meta"))
+        assert got.dtype == dtype and torch.equal(
+            got, timm_resample_patch_embed(kernel, (new, new))
+        )
+
+
+def test_a_vit_with_another_patch_size_takes_both_position_and_patch_adapters():
+    src, dst = TinyViT(32, patch=8), TinyViT(32, patch=4)  # 4x4 grid of 8-px patches -> 8x8 of 4
+    cmp = sdw.compare(dst, src.state_dict())
+    assert cmp["patch_embed.weight"].adapters == ("resample_patch",)  # never a cropped kernel
+    assert "resamples the 8x8 patch kernel to 4x4" in cmp["patch_embed.weight"].reason
+    assert cmp["pos_embed"].adapters == ("interpolate",)
+    plan = cmp.plan(adapt={"patch_embed.weight": "resample_patch", "pos_embed": "interpolate"})
+    sdw.partial_load(dst, plan)
+    expected = timm_resample_patch_embed(src.patch_embed.weight.detach(), (4, 4))
+    assert torch.equal(dst.patch_embed.weight.detach(), expected)
+    assert dst(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    code = plan.to_code()
+    assert "# adapter 'resample_patch': resamples a ViT patch-embedding kernel" in code
+    namespace = {"__name__": "exported"}
+    exec(compile(code, "<export>", "exec"), namespace)
+    fresh = TinyViT(32, patch=4)
+    namespace["load_partial"](fresh, src.state_dict())
+    assert all(torch.equal(v, dst.state_dict()[k]) for k, v in fresh.state_dict().items())
+    # a kernel of another size is no patch embedding elsewhere: nothing is offered
+    assert applicable((64, 3, 7, 7), (64, 3, 3, 3), key="conv1.weight") == ()
+    # the HF and timm spellings
+    for key in ("embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight"):
+        assert applicable((32, 3, 16, 16), (32, 3, 8, 8), key=key) == ("resample_patch",)
+    assert applicable((32, 3, 16, 16), (32, 3, 8, 8), key="patch_embed.proj.bias") == ()
