@@ -234,7 +234,8 @@ test("detailLines give original keys, shapes, dtypes and the reason", () => {
   const nh = open("new_head");
   const w = Object.fromEntries(detailLines(nh.data, idx(nh.data, "classifier.weight")));
   assert.match(w["Why not as is"], /checkpoint \(10, 32\) vs model \(3, 32\)/);
-  assert.match(w.Adapter, /overlap/);
+  assert.match(w.Adapter, /an adapter can load it/);
+  assert.match(w["Why not as is"], /adapt=\{'classifier\.weight': 'overlap'\} \(copies the checkpoint's rows 0\.\.2/);
   assert.equal(w.Selected, "no");
   const skipped = new Map([["backbone.stem.bn.running_mean", "bn='keep'"]]);
   nh.data.setSelection(["backbone.stem.bn.running_mean"], {});

@@ -511,7 +511,7 @@ export function detailLines(data, i, extra = {}) {
   if (hasModel) out.push(["Model", `${fmtShape(c.model_shape[i])} ${dtypeName(p, c.model_dtype[i])}${c.kind[i] ? ` · ${c.kind[i]}` : ""}`]);
   if (item.cast) out.push(["Cast", castText(data, i)]);
   if (c.reason[i]) out.push(["Why not as is", String(c.reason[i])]);
-  if (c.adaptable[i]) out.push(["Adapter", data.hasAdapter(i) ? `loads through '${data.adapters[key]}'` : "'overlap' can load the overlapping slice (Space or the adapt button)"]);
+  if (c.adaptable[i]) out.push(["Adapter", data.hasAdapter(i) ? `loads through '${data.adapters[key]}'` : "an adapter can load it; the reason says which and what it does (Space or the adapt button)"]);
   const tied = c.tied[i];
   if (tied && tied.length) out.push(["Tied with", tied.join(", ")]);
   const skip = extra.skipped && extra.skipped.get(key);
@@ -769,7 +769,7 @@ export function columnWidths(data, measure, opts = {}) {
     if (item.loadable) w += m("not loaded", "meta") + 8 + gap; // a selected row the plan skips
     return w;
   });
-  const adaptW = m("overlap ✓", "meta") + 12 + gap;
+  const adaptW = m("resample_patch ✓", "meta") + 12 + gap; // the longest adapter name
   for (let i = 0; i < data.n; i++) {
     const pad = 6 + c.depth[i] * indent + 4;
     const mpad = 6 + c.depth[i] * modelIndent + 4;
