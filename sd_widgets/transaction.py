@@ -464,6 +464,7 @@ class Snapshot:
         Idempotent, so an interrupted restore can simply run again.
         """
         bad: list[str] = []
+        check: list[Saved] = []  # restored some other way than a plain tensor's own copy_
         with torch.no_grad():
             for s in self.items:
                 container = s.module._parameters if s.is_param else s.module._buffers
@@ -471,26 +472,31 @@ class Snapshot:
                     container[s.attr] = s.obj  # type: ignore[assignment]  # undo assign=True
                 if s.data is None:
                     continue
+                plain = type(s.obj) in (torch.Tensor, nn.Parameter)
                 try:
                     if s.obj.shape == s.data.shape and s.obj.dtype == s.data.dtype:
-                        # the class's copy_, not an attribute patched onto this tensor
+                        # the class's copy_, not an attribute patched onto this tensor: exact
                         torch.Tensor.copy_(s.obj, s.data)
                     else:
                         s.obj.data = s.data.clone()
+                        plain = False
                 except Exception:
+                    plain = False
                     with contextlib.suppress(Exception):  # else reported below
                         s.obj.data = s.data.clone()
+                if not plain:
+                    check.append(s)
             for e in self.extras:
                 try:
                     e.module.set_extra_state(_copy_value(e.value))
                 except Exception:
                     bad.append(e.key)
-        return bad + self.matches_model()
+        return bad + self.matches_model(check)
 
-    def matches_model(self) -> list[str]:
+    def matches_model(self, items: Sequence[Saved] | None = None) -> list[str]:
         """Keys whose current value differs from the snapshot (empty after a clean restore)."""
         bad = []
-        for s in self.items:
+        for s in self.items if items is None else items:
             cur = s.current()
             if cur is not s.obj or (s.data is not None and not same(cur.detach(), s.data)):
                 bad.append(s.key)

@@ -959,3 +959,129 @@ def test_real_ctrl_c_at_any_line_leaves_the_model_as_it_was_or_returns_a_report(
             report.undo()
         assert_bit_identical(state(model), before)
     assert outcomes["interrupted"] >= len(points) - 5, outcomes
+
+
+# ------------------------------------------------- extra state, keys converted by modules
+
+
+class WithExtra(nn.Module):
+    """A module with extra state (a tensor, as Transformer Engine's FP8 scales, or any value)."""
+
+    def __init__(self, value) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.value = value
+        self.set_calls = 0
+
+    def get_extra_state(self):
+        return self.value
+
+    def set_extra_state(self, state) -> None:
+        self.set_calls += 1
+        if isinstance(state, dict) and state.get("fail"):
+            raise ValueError("refused this extra state")
+        self.value = state.clone() if isinstance(state, torch.Tensor) else dict(state)
+
+
+def test_tensor_extra_state_loads_through_set_extra_state_and_undoes():
+    src = WithExtra(torch.arange(4.0)).state_dict()
+    model = WithExtra(torch.zeros(4))
+    plan = full_plan(model, src)
+    assert "_extra_state" in plan.keys
+    report = sdw.partial_load(model, plan)
+    assert torch.equal(model.value, torch.arange(4.0)) and model.set_calls == 1
+    assert "_extra_state" in report.transformed
+    report.undo()
+    assert torch.equal(model.value, torch.zeros(4)) and model.set_calls == 2
+
+
+def test_any_extra_state_value_loads_and_rolls_back(monkeypatch):
+    """Non-tensor extra state reaches set_extra_state as it is; a failure after it restores the
+    previous value through set_extra_state too."""
+    model = WithExtra({"step": 0})
+    plan = sdw.compare(model, WithExtra({"step": 1}).lin.state_dict()).plan(renames={"": "lin."})
+    planned = plan.state_dict
+
+    def with_extra(value):
+        def state_dict(model=None):
+            out = planned(model)
+            out["_extra_state"] = value
+            return out
+
+        return state_dict
+
+    monkeypatch.setattr(plan, "state_dict", with_extra({"step": 7}))
+    report = sdw.partial_load(model, plan)
+    assert model.value == {"step": 7} and model.set_calls == 1
+    report.undo()
+    assert model.value == {"step": 0}
+    before = state(model.lin)
+    monkeypatch.setattr(plan, "state_dict", with_extra({"step": 9, "fail": True}))
+    with pytest.raises(sdw.LoadError, match="refused this extra state"):
+        sdw.partial_load(model, plan)
+    assert model.value == {"step": 0}
+    assert_bit_identical(state(model.lin), before)
+
+
+def test_old_weight_norm_checkpoint_loads_as_torch_loads_it():
+    """weight_g/weight_v into the parametrized weight_norm: the module's own pre-hook converts
+    them, once; the result is torch's, and undo restores the parametrization's originals."""
+    import warnings
+
+    from torch.nn.utils import weight_norm as old_weight_norm
+    from torch.nn.utils.parametrizations import weight_norm
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        src = nn.Sequential(old_weight_norm(nn.Conv1d(4, 4, 3))).state_dict()
+    assert {"0.weight_g", "0.weight_v"} <= set(src)
+    model = nn.Sequential(weight_norm(nn.Conv1d(4, 4, 3)))
+    control = nn.Sequential(weight_norm(nn.Conv1d(4, 4, 3)))
+    control.load_state_dict(src)
+    before = state(model)
+    report = sdw.partial_load(model, full_plan(model, src))
+    assert_bit_identical(state(model), state(control))
+    assert "0.parametrizations.weight.original0" in report.after()
+    assert all(k.startswith("0.") for k in report.transformed)
+    report.undo()
+    assert_bit_identical(state(model), before)
+
+
+# ------------------------------------------------------------------ memory comes back
+
+
+def test_memory_comes_back_after_undo_and_dropping_the_report():
+    """Four load/undo cycles of a ~200 MB model: RSS does not grow (no pool keeps snapshots)."""
+    psutil = pytest.importorskip("psutil")
+    proc = psutil.Process()
+    torch.manual_seed(0)
+    model = nn.Sequential(*[nn.Linear(2048, 2048) for _ in range(12)])  # 12 x 16 MB = 201 MB
+    src = nn.Sequential(*[nn.Linear(2048, 2048) for _ in range(12)]).state_dict()
+    plan = full_plan(model, src)
+    before = state(model)
+
+    def cycle() -> None:
+        report = sdw.partial_load(model, plan, stats=False)
+        assert report.snapshot_nbytes >= 190 * 2**20
+        report.undo()
+
+    cycle()
+    gc.collect()
+    start = proc.memory_info().rss
+    for _ in range(4):
+        cycle()
+        gc.collect()
+    growth = proc.memory_info().rss - start
+    assert growth < 40 * 2**20, f"RSS grew by {growth / 2**20:.0f} MB over 4 load/undo cycles"
+    # a report dropped without undo frees its snapshot as well
+    report = sdw.partial_load(model, plan, stats=False)
+    report.undo()
+    peak = proc.memory_info().rss
+    kept = sdw.partial_load(model, plan, stats=False)
+    assert proc.memory_info().rss > peak + 150 * 2**20  # the snapshot is resident
+    del kept
+    gc.collect()
+    assert proc.memory_info().rss < peak + 40 * 2**20
+    assert_bit_identical(state(model), src)  # dropping a report keeps its load
+    assert before.keys() == src.keys()
