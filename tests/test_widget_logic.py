@@ -688,6 +688,31 @@ def test_protocol_load_and_undo_requests():
     assert w.can_undo is False
 
 
+def test_protocol_undo_refused_then_the_offer_sent_back_as_it_came():
+    """The browser gets the refusal with its offer in ``message`` and sends ``offer.content``
+    back unchanged (traits.js); the BatchNorm radios and the name field are actions too."""
+    comm = RecordingComm()
+    model = demo.target_model("identical")
+    before = snapshot(model)
+    w = Explorer(model, demo.variant("identical"), comm=comm)
+    comm.from_frontend({"method": "custom", "content": {"action": "load"}})
+    with torch.no_grad():
+        model.classifier.bias.add_(1.0)  # a change after the load
+    edited = snapshot(model)
+    comm.sent.clear()
+    comm.from_frontend({"method": "custom", "content": {"action": "undo"}})
+    sent: dict = {}
+    for m in comm.updates():
+        sent.update(m["state"])
+    assert sent["message"]["level"] == "warning" and "classifier.bias" in sent["message"]["text"]
+    assert changed_keys(edited, model) == set() and "classifier.bias" in sent["stale"]["keys"]
+    comm.from_frontend({"method": "custom", "content": sent["message"]["offer"]["content"]})
+    assert changed_keys(before, model) == set() and not w.can_undo and w.stale == {}
+    comm.from_frontend({"method": "custom", "content": {"action": "set_bn", "policy": "reset"}})
+    comm.from_frontend({"method": "custom", "content": {"action": "set_model_name", "name": "m"}})
+    assert (w.bn_policy, w.model_name) == ("reset", "m")
+
+
 @pytest.mark.parametrize("n_layers", [150, 1500])
 def test_protocol_messages_per_click_do_not_grow_with_the_tree(n_layers):
     comm = RecordingComm()
