@@ -194,18 +194,23 @@ def _number(config: Mapping[str, Any], name: str, *, integer: bool) -> float | N
 def _pattern(patterns: Any, path: str, name: str) -> Any:
     """The value of ``rank_pattern``/``alpha_pattern`` for module ``path`` (None: no entry).
 
-    Entries are matched as module names or dotted suffixes only (PEFT also allows regular
-    expressions; an entry this cannot match leaves the pair to the factors' own shapes and
-    the global value).
+    Entries are matched as the module's path or a dotted suffix of it, the longest first (one
+    dict lookup per suffix: a config of any size costs the depth of the path). PEFT also allows
+    regular expressions; an entry this does not match leaves the pair to the global value, and
+    a rank that then disagrees with the factors' own is reported on the pair.
     """
     if not patterns:
         return None
     if not isinstance(patterns, dict):
         raise ValueError(f"{name} is a {type(patterns).__name__}, not an object")
-    for key, value in patterns.items():
-        if isinstance(key, str) and (path == key or path.endswith("." + key)):
-            return value
-    return None
+    suffix = path
+    while True:
+        if suffix in patterns:
+            return patterns[suffix]
+        dot = suffix.find(".")
+        if dot < 0:
+            return None
+        suffix = suffix[dot + 1 :]
 
 
 def _config_problem(config: Mapping[str, Any]) -> str | None:
