@@ -877,7 +877,10 @@ def test_results_table_covers_every_tensor_most_changed_first():
     # the picker offers every tensor (no 2,000 cap), most changed first
     assert len(w.histogram_keys) == 3000
     # a change from zero (the fresh BatchNorm running means) is "inf" and ranks first
-    rel = {k: float(v) if v is not None else None for k, v in zip(d["key"], d["rel_change"])}
+    rel = {
+        k: float(v) if v is not None else None
+        for k, v in zip(d["key"], d["rel_change"], strict=True)
+    }
     ordered = [rel[k] for k in w.histogram_keys if rel[k] is not None]
     assert ordered == sorted(ordered, reverse=True) and ordered[0] == float("inf")
     from_zero = [k for k in w.histogram_keys if rel[k] == float("inf")]
