@@ -230,4 +230,51 @@ def test_app_trust_step_for_data_classes_and_a_model_from_config_json(voila_serv
     expect(leaves(root)).to_have_count(len(bert.state_dict()))
     expect(leaves(root).filter(has_text="✓ match")).to_have_count(len(bert.state_dict()))
     app.screenshot("app-voila-config-json")
+
+    # weights of a model twice as wide: the summary strip says so in one sentence
+    wide = BertModel(
+        BertConfig(
+            vocab_size=120,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=96,
+            max_position_embeddings=64,
+        )
+    )
+    wide.save_pretrained(tmp_path / "wide")
+    _upload_to(page, 0, tmp_path / "wide" / "model.safetensors")
+    summary = page.locator(READY).locator("[data-role=summary]")
+    expect(summary).to_contain_text("built with a different config?", timeout=60_000)
+    expect(summary).to_contain_text("64 vs 32, 96 vs 48")
+    expect(summary).to_contain_text("hidden_size=32 (checkpoint: 64)")
+    app.screenshot("app-voila-config-mismatch")
+    assert real_errors(seen) == [], seen
+
+
+def test_app_offers_one_rule_for_wrapper_segments_inside_keys(voila_server, tmp_path):
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    # the demo CNN with its backbone stages under activation checkpointing, saved the way
+    # named_parameters() names them: '_checkpoint_wrapped_module.' inside every backbone key
+    model = demo.make_model("cnn")
+    for name, stage in list(model.backbone.named_children()):
+        setattr(model.backbone, name, checkpoint_wrapper(stage))
+    sd = {k: v.detach().clone() for k, v in [*model.named_parameters(), *model.named_buffers()]}
+    assert "backbone.stem._checkpoint_wrapped_module.conv.weight" in sd
+    path = tmp_path / "wrapped.pt"
+    torch.save(sd, path)
+
+    app, page, seen = open_app(voila_server, tmp_path)
+    dropdown(page, "Checkpoint").select_option(label="upload a file…")
+    _upload_to(page, 0, path)
+    root = page.locator(READY)
+    banner = root.locator("[data-role=banner]")
+    expect(banner).to_be_visible(timeout=60_000)
+    expect(banner).to_contain_text("_checkpoint_wrapped_module.")
+    expect(banner).to_contain_text("activation checkpointing")
+    app.screenshot("app-voila-wrapper-segments")
+    root.locator("[data-action=apply-banner]").click()
+    expect(leaves(root)).to_have_count(38, timeout=30_000)
+    expect(leaves(root).filter(has_text="✓ match")).to_have_count(38)
     assert real_errors(seen) == [], seen
