@@ -114,3 +114,13 @@ def test_the_widget_payload_carries_the_sentence(wide_bert_file):
     assert payload["diagnosis"] == cmp.config_mismatch().sentence
     clean = sdw.compare(_bert(hidden_size=64, intermediate_size=96), wide_bert_file)
     assert payload_from_comparison(clean)["diagnosis"] == ""
+
+
+def test_the_static_summaries_carry_the_sentence(wide_bert_file):
+    from sd_widgets.widgets.payload import payload_from_comparison, summary_html, summary_text
+
+    cmp = sdw.compare(_bert(), wide_bert_file)
+    payload = payload_from_comparison(cmp)
+    sentence = cmp.config_mismatch().sentence
+    assert summary_text(payload).splitlines()[2] == sentence
+    assert "built with a different config?" in summary_html(payload)

@@ -717,6 +717,8 @@ def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
         + (", ".join(count_phrases(payload)) or "none")
         + f"; {n_selected} selected",
     ]
+    if payload.get("diagnosis"):
+        lines.append(str(payload["diagnosis"]))
     cols = payload["columns"]
     problems = _problem_entries(payload)
     for i in problems[:max_rows]:
@@ -769,7 +771,8 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
         f"<p><b>sd_widgets Explorer</b>: {e(payload.get('model') or 'model')} ← "
         f"{e(payload.get('source') or 'checkpoint')}<br>{payload['n_keys']} keys: "
         f"{e(', '.join(count_phrases(payload)) or 'none')}; {n_selected} selected. "
-        "<i>(Static summary: run the notebook with a live kernel for the interactive "
+        + (f"{e(str(payload['diagnosis']))} " if payload.get("diagnosis") else "")
+        + "<i>(Static summary: run the notebook with a live kernel for the interactive "
         "explorer.)</i></p>"
     )
     rows = []
