@@ -42,8 +42,20 @@ MAX_CONFIG_BYTES = 1 << 20
 #: ``base_model.model.<path>.lora_A.weight`` (an adapter name segment tolerated before
 #: ``weight``); ``lora_embedding_A``, ``lora_magnitude_vector`` and biases are recognised as
 #: LoRA keys too, so they are named instead of ignored
-_FACTOR = re.compile(r"^base_model\.model\.(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
+_PEFT_PREFIX = "base_model.model."
 _OTHER_LORA = re.compile(r"\.(lora_[A-Za-z_]+)(?:\.|$)")
+
+
+def _factor_of(key: str) -> tuple[str, str] | None:
+    """(module path, "A" or "B") of ``base_model.model.<path>.lora_A[.<adapter>].weight``."""
+    if not key.startswith(_PEFT_PREFIX):
+        return None
+    head, _, tail = key.rpartition(".lora_")
+    parts = tail.split(".")
+    if parts[0] not in ("A", "B") or parts[-1] != "weight" or len(parts) not in (2, 3):
+        return None
+    path = head[len(_PEFT_PREFIX) :]
+    return (path, parts[0]) if path else None
 
 
 def merge_lora(
@@ -260,9 +272,11 @@ def detect_lora(
     factors: dict[str, dict[str, str]] = {}
     other: list[str] = []
     for key in shapes:
-        match = _FACTOR.match(key)
-        if match is not None:
-            factors.setdefault(match.group(1), {})[match.group(2)] = key
+        if ".lora_" not in key:  # one substring test per key for every other checkpoint
+            continue
+        factor = _factor_of(key)
+        if factor is not None:
+            factors.setdefault(factor[0], {})[factor[1]] = key
         elif _OTHER_LORA.search(key):
             other.append(key)
     if not factors:
