@@ -680,6 +680,9 @@ def _resolve(mod: Any, spec: _Spec) -> Any:
 def load_model(spec: str, *, meta: bool = True) -> tuple[nn.Module, str]:
     """Build the model named by ``spec`` (``MODULE:CALLABLE``); return it and where it lives.
 
+    ``hf:FOLDER_OR_CONFIG_JSON`` builds a transformers model from its config.json alone, on the
+    meta device (see :func:`_build_hf`).
+
     The callable runs under ``torch.device("meta")`` first (no memory for the weights) and,
     if that raises, again on the CPU. Raises :class:`CLIError` with a clear message for any
     bad spec: module not importable, attribute missing, call failing, result not a Module,
