@@ -84,7 +84,7 @@ _NAN = float("nan")
 #: a pair whose larger side is at most this many bytes is read and measured with others
 SMALL_BYTES = 1 << 20
 #: bytes of one batch of small pairs (per side)
-BATCH_BYTES = 64 << 20
+BATCH_BYTES = 16 << 20
 #: elements read at once of a large pair (per side): rows of the first dimension
 READ_ELEMENTS = 1 << 22
 #: elements measured at once (per side): float64 scratch that stays in the CPU's cache
@@ -444,6 +444,16 @@ class ValueComparison:
     @cached_property
     def _by_key(self) -> dict[str, ValueRow]:
         return {r.key: r for r in self.rows}
+
+    def tensors(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two tensors of one compared key, ``a``'s and ``b``'s, read now (for plots)."""
+        row = self[key]
+        if row.change == "not_compared" or row.a_key is None or row.b_key is None:
+            raise ValueError(
+                f"{key!r} was not compared (status {row.status}): there are no two tensors to show"
+            )
+        a = _Side(self._a).whole([row.a_key])[row.a_key]
+        return a, self._b.tensor(row.b_key)
 
     @property
     def keys_match(self) -> bool:

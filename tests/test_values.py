@@ -452,3 +452,39 @@ def test_results_rank_changes_from_zero_first_and_bn_panel_plots_changed_modules
     order = pl.most_changed(table)
     assert order[:2] == ["classifier.bias", "backbone.layer1.0.bn2.running_mean"]
     assert all(rel[k] == 0.0 for k in order[2:])
+
+
+# -------------------------------------------------------------------- the Explorer's value view
+
+
+def test_explorer_value_view_frozen_backbone(cnn_pair):
+    base, _ = cnn_pair
+    model = demo.fine_tune(demo.pretrained("cnn"), steps=5)
+    w = sdw.Explorer(model, base.state_dict())
+    assert (w.values or {}).get("state") in (None, "none")
+    w.handle_action({"action": "compare_values"})
+    v = w.values
+    assert v["state"] == "ready", w.message
+    json.dumps(v, allow_nan=False)  # "inf" for a change from zero, None for unmeasured
+    legend = [e["change"] for e in v["legend"]]
+    rows = v["rows"]
+    change = {k: legend[c] for k, c in zip(rows["key"], rows["change"], strict=True)}
+    vc = sdw.compare_values(model, base.state_dict())
+    assert change == {r.key: r.change for r in vc}
+    assert v["modules"]["backbone.stem.conv"][:2] == [1, 0]
+    assert v["modules"]["backbone"][3] == "backbone: 18 of 36 tensors changed"
+    assert v["callouts"] and v["callouts"][0].startswith("backbone: all 18 parameters")
+    assert "requires_grad=False does not freeze BatchNorm" in w.message["text"]
+    # rank 0 is the most changed tensor
+    top = rows["key"][rows["rank"].index(0)]
+    assert top == vc.most_changed(1)[0].key
+    w.handle_action({"action": "value_plot", "key": "backbone.stem.bn.running_var"})
+    assert w.value_plot["key"] == "backbone.stem.bn.running_var"
+    assert w.value_plot["src"].startswith("data:image/png;base64,")
+    w.handle_action({"action": "value_plot", "key": "no.such.key"})
+    assert w.message["level"] == "error"
+    # a load changes the model: the comparison is marked stale, not silently wrong
+    w.handle_action({"action": "load"})
+    assert w.values["state"] == "stale"
+    w.handle_action({"action": "compare_values"})
+    assert w.values["summary"]["changed"] == 0  # did it load? every tensor equals the file

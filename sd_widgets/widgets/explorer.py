@@ -52,6 +52,7 @@ _JS_FILES = (
     "lib.js",
     "dom.js",
     "actionbar.js",
+    "values.js",
     "rows.js",
     "tabs.js",
     "skeleton.js",
@@ -62,7 +63,7 @@ _JS_FILES = (
     "panels.js",
     "tree.js",
 )
-_CSS_FILES = ("tree.css", "panels.css")
+_CSS_FILES = ("tree.css", "panels.css", "values.css")
 TABS = ("preview", "renames", "code", "results")
 #: default RAM for the undo snapshots of loads before the latest one (1 GiB)
 UNDO_BUDGET = 2**30

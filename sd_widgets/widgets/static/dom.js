@@ -45,6 +45,7 @@ export function uniqueId(prefix) {
  * @property {Set<number>} statusOn      status indices shown
  * @property {string} sharedNote         the rename prefix every renamed checkpoint key shares
  * @property {number} fittedTo           the viewport width the columns were last fitted to
+ * @property {ValueIndex|null} [values]  the value comparison (values.js), null before one
  */
 
 /**

@@ -10,6 +10,7 @@
  * @property {number} focus            the entry holding the roving tab stop
  * @property {Map<string, string>} skipped  selected keys the plan skips, with the reason
  * @property {string} sharedNote       the rename prefix the column header says once
+ * @property {ValueIndex|null} [values] the value comparison (values.js), when there is one
  */
 
 /**
@@ -112,8 +113,9 @@ export function leafView(data, i, skipped) {
     adapt: c.adaptable[i]
       ? {
           on: onAdapter,
-          text: onAdapter ? "overlap ✓" : "adapt",
-          title: onAdapter ? "Stop adapting this tensor" : "Load the overlapping slice with the 'overlap' adapter (Space on the row)",
+          text: onAdapter ? `${data.adapters[c.path[i]]} ✓` : "adapt",
+          // the reason names the adapter that fits this tensor and what it would do to it
+          title: onAdapter ? "Stop adapting this tensor" : `Load it with the adapter that fits (Space on the row): ${c.reason[i] || ""}`,
         }
       : null,
   };
@@ -266,6 +268,8 @@ function moduleRow(data, i, pos, ctx) {
   const countsCell = h("span", { className: "sdw-cell sdw-cell-status sdw-counts", dataset: { role: "counts" }, title: counts.title }, counts.chips.map((chip) =>
     h("span", { className: `sdw-count sdw-status-${chip.status}${chip.problem ? " sdw-is-problem" : ""}`, text: chip.text, dataset: { status: chip.status, count: chip.n } }),
   ));
+  const valueEl = valueBadge(ctx.values, c.path[i], true);
+  if (valueEl) countsCell.appendChild(valueEl);
   return withCells(row, data, i, ctx, m.state, m.mark, countsCell);
 }
 
@@ -323,6 +327,8 @@ function leafRow(data, i, pos, ctx) {
       }),
     );
   }
+  const valueEl = valueBadge(ctx.values, c.path[i], false);
+  if (valueEl) statusCell.appendChild(valueEl);
   return withCells(row, data, i, ctx, l.check, l.mark, statusCell);
 }
 

@@ -164,6 +164,7 @@ function render({ model, el }) {
   mountFilters(v);
   mountActions(v);
   mountTraits(v);
+  mountValues(v);
   v.fn.note("");
   root.dataset.ready = "true";
 

@@ -15,7 +15,7 @@
  * @returns {RowContext}
  */
 function rowContext(s) {
-  return { expanded: expansion(s), focus: s.nav.focus, skipped: s.skipped, sharedNote: s.sharedNote };
+  return { expanded: expansion(s), focus: s.nav.focus, skipped: s.skipped, sharedNote: s.sharedNote, values: s.values };
 }
 
 /** @param {View} v */
