@@ -1607,3 +1607,23 @@ def test_chunk_tiling_check_agrees_with_counting_every_element(size, boxes):
         counts[tuple(slice(o, o + n) for o, n in zip(offsets, sizes, strict=True))] += 1
     exact = inside and bool((counts == 1).all())
     assert (_tiling_problem(size, chunks) is None) == exact, (size, chunks)
+
+
+def test_explorer_regex_rule_on_a_hostile_key_is_a_message_not_a_hang():
+    """The Explorer's rule box, with a key from the file built to make ``(a|aa)+$`` explode: a
+    readable error within the bound, the tree unchanged, the widget still usable."""
+    from sd_widgets import demo
+    from sd_widgets.renames import MATCH_TIMEOUT, SLOW_MATCH_BUDGET
+    from sd_widgets.widgets.explorer import Explorer
+
+    sd = dict(demo.variant("identical"))
+    sd["a" * 60 + "!"] = torch.zeros(1)
+    w = Explorer(demo.make_model("cnn"), sd)
+    tree = w.tree
+    t0 = time.perf_counter()
+    w.handle_action({"action": "add_rule", "kind": "regex", "old": r"(a|aa)+$", "new": "x"})
+    assert time.perf_counter() - t0 < SLOW_MATCH_BUDGET + 2 * MATCH_TIMEOUT + 5
+    assert w.message["level"] == "error" and "took too long" in w.message["text"]
+    assert w.tree is tree and w.rename_rules == []
+    w.handle_action({"action": "add_rule", "kind": "prefix", "old": "zzz.", "new": ""})
+    assert len(w.rename_rules) == 1  # still works
