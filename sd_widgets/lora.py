@@ -308,6 +308,12 @@ def detect_lora(
     use_rslora = config.get("use_rslora") is True
     if problem is None:
         problem = _config_problem(config)
+    if problem is None and source_path is None:
+        problem = (
+            "the adapter was given in memory, so its adapter_config.json (lora_alpha, the "
+            "merge's scale) is unknown; compare with the adapter_model.safetensors path, "
+            "adapter_config.json beside it"
+        )
     if problem is None and config_path is None:
         problem = (
             f"no {CONFIG_NAME} beside the adapter file, so lora_alpha (the merge's scale) is "

@@ -234,6 +234,12 @@ def test_without_its_config_it_is_recognised_but_not_merged(gpt2_adapter):
     assert "no adapter_config.json beside the adapter file" in cmp.lora.describe()
     with pytest.raises(ValueError, match=r"lora_alpha .*is unknown"):
         cmp.plan(lora="merge")
+    # in memory: recognised, and the message says to pass the file
+    from safetensors.torch import load_file
+
+    in_memory = sdw.compare(base, load_file(path))
+    assert len(in_memory.lora.pairs) == 6
+    assert "given in memory" in in_memory.lora.describe()
 
 
 @pytest.mark.parametrize(
