@@ -108,7 +108,13 @@ def size_container(page, root, width: int) -> None:
     )
 
 
+#: tall enough for the whole widget: a screenshot then never resizes the window (a resize can
+#: change the host's scrollbars, and with them the width the shot would show)
+TALL = 1600
+
+
 def test_narrow_jupyterlab(lab, sdw_artifacts):
+    lab.page.set_viewport_size({"width": 1400, "height": TALL})
     lab.open_notebook([SETUP, ALIGNED_DDP])
     lab.run_all_and_wait()
     root = explorer(lab, cell=1)
@@ -135,7 +141,7 @@ def marimo_full(browser, tmp_path, sdw_artifacts, request) -> Iterator[MarimoApp
 
 
 def test_narrow_marimo(marimo_full):
-    root = marimo_full.open(viewport={"width": 1400, "height": 900})
+    root = marimo_full.open(viewport={"width": 1400, "height": TALL})
     root.locator("[data-action=apply-banner]").click()
     expect(root.locator("[data-role=summary]")).to_contain_text("38 matches")
     for width in WIDTHS:
