@@ -1050,8 +1050,9 @@ def test_undo_budget_releases_the_oldest_undo_snapshots_first():
     assert w.reports == reports[1:]
     assert re.search(r"Released the undo of the oldest load \(4\.\d MB\)", w.message["text"])
     assert "Undo now goes back 2 loads" in w.message["text"]
-    with pytest.raises(sdw.UndoError):
-        reports[0].undo()  # released: its snapshot is gone
+    assert reports[0].released and reports[0].snapshot_nbytes == 0  # its memory is let go
+    with pytest.raises(sdw.UndoError, match="released"):
+        reports[0].undo()
     w.handle_action({"action": "undo"})
     w.handle_action({"action": "undo"})
     assert not w.can_undo and w.message["level"] == "success"
