@@ -5,7 +5,8 @@ One file, nothing to fetch: the Explorer's own front end (the same ``static/*.js
 snapshot of the widget's synced traits, among them the tree payload of
 :func:`.payload.payload_from_comparison` — the one serialiser. The page hands that snapshot to
 the front end's ``render`` through a model with no kernel behind it: search, filters, the
-legend, expand/collapse, the problems strip and the details work as in the notebook; nothing
+legend, expand/collapse, the problems strip and the details work as in the notebook, and the
+value comparison (its badges in the tree and its list) when the Explorer compared values; nothing
 selects or loads (``read_only`` hides the action bar, the tabs and every button that would ask
 Python for something).
 
@@ -60,6 +61,7 @@ _READ_ONLY_STATE: dict[str, Any] = {
     "bn_modules": [],
     "bn_module": "",
     "meta_leftovers": {},
+    "value_plot": {},
     "read_only": True,
 }
 
@@ -76,6 +78,9 @@ body { margin: 0; padding: 16px; font-family: system-ui, -apple-system, "Segoe U
   word-break: break-all; }
 .sdw-report-note { margin: 0; color: #616161; }
 """
+
+#: without a value comparison the Values panel is hidden (its Compare button needs a kernel)
+_NO_VALUES_CSS = ".sdw-explorer [data-role=values] { display: none; }\n"
 
 #: the page's script after the front end: a model with no kernel behind it, then ``render``
 _BOOT_JS = """
@@ -162,6 +167,9 @@ def report_html(
 
     state = report_state(widget)
     tree = state.get("tree") or {}
+    # the value comparison's badges and list when the Explorer compared values before
+    # (Compare needs a kernel: without a comparison the panel has nothing to show)
+    has_values = (state.get("values") or {}).get("state") in ("ready", "stale")
     esm = _bundle(_JS_FILES)
     if "</script" in esm.lower() or "<!--" in esm:
         raise ValueError("the front end's code contains '</script' or '<!--': it cannot be inlined")
@@ -200,7 +208,7 @@ def report_html(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="sd_widgets {html.escape(__version__)}">
 <title>{title}</title>
-<style>{_PAGE_CSS}</style>
+<style>{_PAGE_CSS}{"" if has_values else _NO_VALUES_CSS}</style>
 <style>{_bundle(_CSS_FILES)}</style>
 </head>
 <body>

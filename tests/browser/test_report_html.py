@@ -170,6 +170,7 @@ def test_api_report_offline_operates_and_is_read_only(offline_page, tmp_path, sd
         "[data-action=select-none]",
         "[data-action=apply-banner]",
         "[data-role=tab]",
+        "[data-role=values]",  # no values were compared: Compare would need a kernel
     ):
         expect(root.locator(sel).first).to_be_hidden()
     shots.screenshot("report-api")
@@ -213,8 +214,17 @@ def test_api_report_offline_operates_and_is_read_only(offline_page, tmp_path, sd
     # Space on a loadable row selects nothing (there is no kernel), nothing is checked
     w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
     assert w.selected_keys and not w.banner
+    # with the values compared (the model and the checkpoint were trained apart: all changed)
+    w.handle_action({"action": "compare_values"})
+    assert w.values["state"] == "ready", w.message
     root = open_report(page, w.to_html(tmp_path / "aligned.html"))
     expect(root.locator("[data-role=summary]")).to_contain_text(f"{n // 2} matches")
+    values = root.locator("[data-role=values]")
+    expect(values).to_be_visible()
+    expect(root.locator("[data-action=compare_values]")).to_be_hidden()
+    badges = root.locator("[data-role=canvas] .sdw-row[data-role=leaf] [data-role=value]")
+    expect(badges.first).to_be_visible()
+    assert badges.count() == root.locator("[data-role=canvas] .sdw-row[data-role=leaf]").count()
     row = leaf(root, "classifier.weight")
     expect(row).to_have_attribute("data-selectable", "true")
     row.click()
