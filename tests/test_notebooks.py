@@ -23,6 +23,7 @@ EXPECTED = [
     "04_renamed_and_prefixed_keys.ipynb",
     "05_dtypes_devices_and_safety.ipynb",
     "06_big_and_sharded_checkpoints.ipynb",
+    "07_what_changed.ipynb",
     "08_vit_and_lora.ipynb",
 ]
 APP = "app.ipynb"
@@ -31,6 +32,7 @@ WITH_EXPLORER = [
     "02_transfer_learning.ipynb",
     "03_batchnorm_statistics.ipynb",
     "04_renamed_and_prefixed_keys.ipynb",
+    "07_what_changed.ipynb",
 ]
 ALL = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 
