@@ -446,6 +446,18 @@ def _adapted_outcome(index: _Index, row: Row, adapter: str | None) -> PlanEntry 
     return cached
 
 
+def _positions_of_none(values: list[Any]) -> list[int]:
+    """Indexes of the ``None`` items of ``values``, found by C-level ``list.index`` scans."""
+    out: list[int] = []
+    i = -1
+    try:
+        while True:
+            i = values.index(None, i + 1)
+            out.append(i)
+    except ValueError:
+        return out
+
+
 class LoadPlan:
     """A selection of checkpoint tensors to load into a model, with renames and adapters.
 
@@ -609,14 +621,16 @@ class LoadPlan:
         A tied row is skipped when a selected partner later in model order loads (torch's last
         one wins); a shape mismatch loads when its adapter (if any) handles it.
         """
-        chosen = set(selected)
+        chosen: set[str] | None = None  # built for the first tied row only
         order = index.order
         table = outcomes.table
-        for i in [i for i, flag in enumerate(loads) if flag is None]:
+        for i in _positions_of_none(loads):
             key = selected[i]
             result, tied, _ = table[key]
             if tied and not isinstance(result, str):
                 # torch copies every key of one tensor in module order: the last one wins
+                if chosen is None:
+                    chosen = set(selected)
                 here = order[key]
                 later = [
                     t
