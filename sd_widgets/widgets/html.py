@@ -14,7 +14,8 @@ Everything from a file stays text: the snapshot travels as JSON inside a
 ``<script type="application/json">`` with ``<``, ``>``, ``&`` and the JavaScript line
 separators escaped (a key containing ``</script>`` cannot end the element), the front end
 inserts strings with ``textContent`` only, and the header's strings are HTML-escaped inside
-``<bdi>`` (a bidi override in a file name cannot reorder the header). A Content-Security-Policy
+``<bdi>`` with control characters and bidi overrides written as escapes (as the CLI writes
+them). A Content-Security-Policy
 allows only the page's own script (by its hash), so an injected handler could not run and
 nothing can be fetched.
 """
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anywidget
 
 from .. import __version__
+from ..cli import escape_text
 from . import payload as pl
 
 if TYPE_CHECKING:
@@ -187,7 +189,8 @@ def report_html(
     counts = ", ".join(pl.count_phrases(tree)) if n_keys else "no keys"
 
     def bdi(text: str) -> str:
-        return f"<bdi>{html.escape(text)}</bdi>"
+        # control characters and bidi overrides written as escapes, as the CLI prints them
+        return f"<bdi>{html.escape(escape_text(text))}</bdi>"
 
     rows = [("checkpoint", bdi(source))]
     files = _files(widget)
