@@ -337,11 +337,16 @@ def _ask_torch(
                 continue
             for line in sizes:
                 verdict.mismatched.add(pre + line[len(_SIZE_MISMATCH) :].partition(": ")[0])
+        try:
+            loaded = twin.state_dict(keep_vars=True)
+        except Exception as exc:  # a state_dict hook that needs values
+            verdict.failed[root] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            continue
         result = seen[-1]
         verdict.missing.update(pre + k for k in result.missing_keys)
         verdict.unexpected.update(pre + k for k in result.unexpected_keys)
         paired: set[str] = set()
-        for k, t in twin.state_dict(keep_vars=True).items():
+        for k, t in loaded.items():
             mk = pre + k
             if not isinstance(t, torch.Tensor) or mk in verdict.missing:
                 continue
