@@ -1627,3 +1627,41 @@ def test_explorer_regex_rule_on_a_hostile_key_is_a_message_not_a_hang():
     assert w.tree is tree and w.rename_rules == []
     w.handle_action({"action": "add_rule", "kind": "prefix", "old": "zzz.", "new": ""})
     assert len(w.rename_rules) == 1  # still works
+
+
+@pytest.mark.parametrize("form", ["zip", "legacy", "zip with a data.pkl over 1 MB"])
+def test_a_payload_behind_a_data_class_is_still_named_and_not_offered(form, tmp_path):
+    """torch names only the first global it refuses (here argparse.Namespace); the scan of the
+    rest must still find builtins.eval, so no trust=[argparse.Namespace] advice is given (a
+    pickle over 1 MB is scanned by sd_widgets, which used to leave every builtins.* out)."""
+    import argparse
+
+    from fuzz_files import ReduceTo
+
+    legacy = form == "legacy"
+    marker = tmp_path / "PWNED"
+    path = tmp_path / "mixed.pt"
+    n = 30_000 if "1 MB" in form else 1
+    t = torch.ones(2)
+    obj = {
+        "state_dict": {f"encoder.layer.{i}.attention.output.weight": t for i in range(n)},
+        "args": argparse.Namespace(lr=0.1),
+        "cb": ReduceTo(eval, f"open({str(marker)!r}, 'w')"),
+    }
+    torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
+    if n > 1:
+        import zipfile
+
+        with zipfile.ZipFile(path) as zf:
+            pkl = next(zi for zi in zf.infolist() if zi.filename.endswith("data.pkl"))
+            assert pkl.file_size > 1_000_000
+    with pytest.raises(sdw.UnsafeCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    assert "argparse.Namespace" in info.value.globals
+    # as the file names it: protocol 2 writes the builtin under its Python 2 module name (torch's
+    # own scan, used for small zips, says builtins)
+    assert info.value.runs_code == ["builtins.eval" if form == "zip" else "__builtin__.eval"]
+    assert "would run code" in str(info.value)
+    with pytest.raises(sdw.UnsafeCheckpointError, match="would run code"):
+        sdw.open_checkpoint(path, trust=[argparse.Namespace])
+    assert not marker.exists()

@@ -30,7 +30,7 @@ from typing import IO, Any, ClassVar
 import torch
 
 from ..errors import UnreadableCheckpointError, UnsafeCheckpointError
-from .trust import runs_code
+from .trust import code_globals, runs_code
 
 __all__ = [
     "AllowListUnpickler",
@@ -415,12 +415,11 @@ def unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
 
 
 def _torch_safe(name: str) -> bool:
-    """A global torch's weights-only unpickler admits by default (approximately: for lists)."""
-    try:
-        from torch._weights_only_unpickler import _get_allowed_globals
+    """A global torch's weights-only unpickler admits by default (approximately: for lists).
 
-        if name in _get_allowed_globals():
-            return True
-    except Exception:
-        pass
+    Only used to leave torch's own rebuild functions, storages and containers out of the names
+    a message lists; a name that can run code is always listed (it decides the advice).
+    """
+    if code_globals([name]):
+        return False
     return name.startswith(("torch.", "collections.OrderedDict", "builtins."))
