@@ -26,7 +26,7 @@ import sys
 import textwrap
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,7 +42,7 @@ from .checkpoint import (
     tied_preview,
 )
 from .compare import JSON_FIELDS, Comparison, Row, compare
-from .diagnosis import collapse_keys
+from .diagnosis import collapse_groups, collapse_keys
 from .errors import CheckpointError, UnsafeCheckpointError
 from .renames import Rename, parse_renames
 from .statuses import LOADABLE_STATUSES, PROBLEM_STATUSES, STATUS_INFO, Status
@@ -341,6 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-dtype",
         action="store_true",
         help=f"count {Status.DTYPE_MISMATCH} as clean (load_state_dict casts it)",
+    )
+    p_diff.add_argument(
+        "--collapse",
+        "-c",
+        action="store_true",
+        help="table: rows that differ only in a layer number are printed once, as "
+        "encoder.layer.{0..11}.attention.self.query.weight (json/jsonl/csv keep every row)",
     )
     p_diff.add_argument(
         "--values",
@@ -1430,9 +1437,21 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         by_name = {c.header: c for c in columns}
         columns = [by_name[h] for h in keep]
 
+    rows: Callable[[], Iterator[Row]] = shown
+    if args.collapse and args.format == "table":
+        # one line per repeated layer: the same cells in every layer, the key collapsed
+        others = [c for c in columns if c.header != "key"]
+
+        def rows() -> Iterator[Row]:
+            groups = collapse_groups(
+                shown(), lambda r: r.key, lambda r: tuple(c.text(r) for c in others)
+            )
+            for pattern, members in groups:
+                yield members[0] if len(members) == 1 else replace(members[0], key=pattern)
+
     report = _Report(
         items_name="rows",
-        items=shown,
+        items=rows,
         record=_diff_row_dict,
         columns=columns,
         head={

@@ -12,14 +12,16 @@ Works on rows (anything with ``key``, ``status``, ``module``, ``ckpt_shape``,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 from .statuses import Status
 
-__all__ = ["ConfigMismatch", "collapse_keys", "config_mismatch"]
+__all__ = ["ConfigMismatch", "collapse_groups", "collapse_keys", "config_mismatch"]
+
+T = TypeVar("T")
 
 #: a shape mismatch this narrow is one layer's own business (a classifier head), not a config
 MIN_MODULES = 3
@@ -151,27 +153,42 @@ def collapse_keys(keys: Iterable[str]) -> list[str]:
     """Keys with repeated layers written once, in first-seen order.
 
     ``encoder.layer.0.attention.self.query.weight`` … ``encoder.layer.11.…`` becomes
-    ``encoder.layer.{0..11}.attention.self.query.weight`` (gaps as ``{0,2,5}``). Keys are
-    grouped by their text with the numbers taken out; a group collapses when its numbers form
-    the full grid of the values at each position (every layer has the key), else its keys stay
-    as they are. Linear in the number of keys.
+    ``encoder.layer.{0..11}.attention.self.query.weight`` (gaps as ``{0,2,5}``). See
+    :func:`collapse_groups`.
     """
-    groups: dict[tuple[str, ...], list[tuple[str, tuple[int, ...]]]] = {}
-    for k in keys:
+    return [pattern for pattern, _ in collapse_groups(keys, str)]
+
+
+def collapse_groups(
+    items: Iterable[T],
+    key: Callable[[T], str],
+    same: Callable[[T], Hashable] = lambda _item: None,
+) -> list[tuple[str, list[T]]]:
+    """``items`` grouped under collapsed keys: ``(pattern, members)``, in first-seen order.
+
+    Items are grouped by ``key(item)`` with its numbers taken out, and by ``same(item)`` (what
+    else must be equal, e.g. a row's status and shapes). A group collapses when its numbers
+    form the full grid of the values at each position (every layer has the key), else each of
+    its items stands alone under its own key. Linear in the number of items.
+    """
+    groups: dict[tuple[tuple[str, ...], Hashable], list[tuple[T, str, tuple[int, ...]]]] = {}
+    for item in items:
+        k = key(item)
         skeleton, numbers = _parts(k)
-        groups.setdefault(skeleton, []).append((k, numbers))
-    out: list[str] = []
-    for skeleton, members in groups.items():
+        groups.setdefault((skeleton, same(item)), []).append((item, k, numbers))
+    out: list[tuple[str, list[T]]] = []
+    for (skeleton, _), members in groups.items():
         if len(members) == 1:
-            out.append(members[0][0])
+            out.append((members[0][1], [members[0][0]]))
             continue
-        columns = list(zip(*(n for _, n in members), strict=True))
+        columns = list(zip(*(n for _, _, n in members), strict=True))
         grid = 1
         for col in columns:
             grid *= len(set(col))
-        if grid != len({n for _, n in members}) or grid != len(members):
-            out.extend(k for k, _ in members)
+        if grid != len({n for _, _, n in members}) or grid != len(members):
+            out.extend((k, [item]) for item, k, _ in members)
             continue
         filled = iter(_span(col) if len(set(col)) > 1 else str(col[0]) for col in columns)
-        out.append(".".join(next(filled) if p == "{}" else p for p in skeleton))
+        pattern = ".".join(next(filled) if p == "{}" else p for p in skeleton)
+        out.append((pattern, [item for item, _, _ in members]))
     return out

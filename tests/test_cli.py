@@ -1157,3 +1157,22 @@ def test_hf_without_transformers_exits_2(hf_files):
     assert proc.returncode == cli.EXIT_ERROR, proc.stderr
     assert "needs the transformers package" in proc.stderr
     assert "pip install transformers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_collapse_prints_repeated_layers_once_in_the_table(capsys, hf_files):
+    ckpt = hf_files["wide"] / "model.safetensors"
+    model = f"hf:{hf_files['config_only']}"
+    _, full, _ = run(capsys, "diff", ckpt, "--model", model, "--only-problems")
+    code, out, _ = run(capsys, "diff", ckpt, "--model", model, "--only-problems", "--collapse")
+    assert code == cli.EXIT_DIFFERENT
+    rows = table_rows(out)
+    every = table_rows(full)
+    assert len(every) == 57 and len(rows) == 25  # 3 layers' keys once each
+    query = rows["bert.encoder.layer.{0..2}.attention.self.query.weight"]
+    assert query[1:] == every["bert.encoder.layer.0.attention.self.query.weight"][1:]
+    assert "bert.encoder.layer.1.attention.self.query.weight" not in rows
+    assert "bert.embeddings.word_embeddings.weight" in rows  # not repeated: as it is
+    assert "60 keys: 1 match, 57 shape_mismatch, 2 tied" in out  # the summary covers every row
+    # machine-readable formats keep every row
+    _, out, _ = run(capsys, "diff", ckpt, "--model", model, "-p", "--collapse", "--format", "json")
+    assert len(json.loads(out)["rows"]) == 57
