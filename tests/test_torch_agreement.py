@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 import sd_widgets as sdw
+from sd_widgets.statuses import PROBLEM_STATUSES
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:torch.nn.utils.weight_norm is deprecated"),
@@ -423,7 +424,7 @@ def test_a_tied_key_absent_from_the_file_is_tied_not_a_problem():
     row = cmp["head.weight"]
     assert row.status == "tied" and row.tied_to == "embed.weight"
     assert "still lists it as missing" in row.reason
-    assert not any(cmp.summary()[s] for s in sdw.compare.__globals__["PROBLEM_STATUSES"])
+    assert not any(cmp.summary()[s] for s in PROBLEM_STATUSES)
 
 
 def test_one_tensor_under_two_names_with_different_values_the_last_one_wins():
