@@ -1083,10 +1083,11 @@ def hf_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_hf_model_from_a_folder_or_its_config_json(capsys, hf_files):
     ckpt = hf_files["bert"] / "model.safetensors"
     for spec in (f"hf:{hf_files['config_only']}", f"hf:{hf_files['bert'] / 'config.json'}"):
-        _, out, err = run(capsys, "diff", ckpt, "--model", spec)
+        code, out, err = run(capsys, "diff", ckpt, "--model", spec)
         assert "-> BertForMaskedLM (built on the meta device)" in out, err
         # every key matches; the decoder follows the word embeddings it is tied to
         assert "keys: 58 match, 2 tied" in out
+        assert code == cli.EXIT_OK and "OK: loads cleanly" in out
 
 
 def test_hf_model_of_another_width_says_config_and_collapses_layers(capsys, hf_files):
