@@ -354,7 +354,7 @@ def test_custom_save_to_state_dict_keys_and_quantized_linear():
 # ---------------------------------------------------------------- modules that rewrite keys
 
 
-def test_old_weight_norm_checkpoint_into_the_parametrized_module():
+def test_old_weight_norm_checkpoint_into_the_parametrized_module(tmp_path: Path):
     torch.manual_seed(1)
     old = nn.utils.weight_norm(nn.Conv1d(2, 4, 3))  # weight_g, weight_v (wav2vec2's pos_conv)
     sd = nn.Sequential(old).state_dict()
@@ -374,6 +374,11 @@ def test_old_weight_norm_checkpoint_into_the_parametrized_module():
     truth = make()
     truth.load_state_dict(sd)
     assert_same_state(model, truth)
+    path = tmp_path / "old.pt"
+    torch.save(sd, path)
+    exported = make()
+    run_exported(sdw.compare(make(), path).plan(), exported)  # to_code() ends in the same state
+    assert_same_state(exported, truth)
 
 
 def test_version_less_spectral_norm_and_batchnorm_before_v2():
