@@ -1,98 +1,53 @@
 #!/usr/bin/env python
-"""``sdw.partial_load`` of a ResNet-50 state dict vs plain ``model.load_state_dict(sd)``.
+"""``sdw.partial_load`` vs plain ``model.load_state_dict(sd)``: ratios, PASS/FAIL per target.
 
-The model is a standard bottleneck ResNet-50 (25.6M parameters, 320 state-dict entries with the
-BatchNorm buffers) defined below, so torchvision is not needed. The checkpoint is the full state
-dict of another ResNet-50 (a different seed, so every value changes), and both ways read the SAME
-source:
+Ways, measured round-robin after one warm-up round (every model tensor is changed before each
+call, so each load really changes every value); medians of wall time:
 
-* ``memory``: an in-memory dict of tensors; the plain way gets the dict, sd_widgets gets the
-  dict through ``compare(model, sd).plan()``;
-* ``mmap file`` (skipped with ``--no-file``): the dict ``torch.save``-d once; the plain way loads
-  it with ``torch.load(path, mmap=True, weights_only=True)``, sd_widgets with
-  ``open_checkpoint(path)`` (which does the same ``torch.load``). Opening is done once, outside
-  the load timing, for both.
+* ``plain``: ``model.load_state_dict(sd)``;
+* ``stats=False``: ``sdw.partial_load(model, plan, stats=False)``: snapshot exactly what the
+  load touches, one ``load_state_dict(strict=False)``, verify bit for bit, fingerprint for
+  the undo guard;
+* ``stats=True``: the same, plus exact before/after/change statistics of every tensor, taken on
+  the chunks the snapshot and the verification read anyway;
+* ``undo()``: undo of a ``stats=False`` load (the change check, then the restore).
 
-Measured per round, round-robin (so load from other processes on the machine hits all ways
-alike), after one warm-up round; every tensor of the model is changed (``+1``) before each call,
-so each load really changes every value. Wall-time medians (and minimum, and process CPU time):
+Targets (issue 21): ``stats=True`` <= 1.5x ``stats=False``; ``undo()`` <= 2x plain; after
+``undo()`` and dropping the report, RSS is back within 64 MB of where it was before the load.
 
-* ``plain load_state_dict``: ``model.load_state_dict(sd)`` (strict);
-* ``floor: clone + load_state_dict``: a clone of every model tensor, then the plain load — the
-  least any load that can be rolled back or undone must do (for reference; no target);
-* ``partial_load stats=False``: ``sdw.partial_load(model, plan, stats=False)`` — validate,
-  snapshot every touched tensor, load through ``load_state_dict(strict=False)``, verify every
-  loaded tensor bit for bit;
-* ``partial_load stats=True``: the same plus before/after per-tensor statistics and change
-  statistics (what ``report.to_frame()`` shows);
-* ``report.undo()``: undo of the ``stats=False`` load (restore every tensor, then check it).
-
-Targets (ratio of wall-time medians to the plain load, issue 12): ``stats=False`` <= 2.5x,
-``stats=True`` <= 4x, ``report.undo()`` <= 2.2x. Any load that can be rolled back must copy what
-it overwrites first, so the floor row (about 1.8x) is the least possible; the targets sit just
-above it. After each call the model is checked to hold the checkpoint (every way really loaded).
-
-Large scale (``--large``; the default ``auto`` runs it only when the machine has the memory): a
-GPT-2-XL-sized layout (48 blocks of width 1600, 50,257-token embedding: 1.56B parameters, 6.2 GB
-float32) built in code, loaded from an mmap-ed ``torch.save`` file. The same ratios, plus peak
-extra memory of each ``partial_load`` <= touched bytes (the snapshot) + 10% + 256 MB, printed.
-``partial_load`` runs with its default ``snapshot="auto"`` (RAM up to half the available memory,
-the rest spilled to a temporary file); the table says where each snapshot went.
-
-``compare()`` + ``plan()`` (and opening the file) are NOT in the load timings; they are printed
-on their own (median of 3, plus the first call in the process). Peak extra RSS (Linux VmHWM
-above the RSS before the call, reset through /proc/self/clear_refs before each timed call, the
-call's result kept alive until it is read) is the largest over the rounds.
+Models: a ResNet-50 built in code (25.6M parameters, 320 entries, 102 MB) from an in-memory
+dict; with ``--large`` a GPT-2-XL-sized layout (1.56B parameters, 6.2 GB float32, 580 keys)
+built in code and loaded from a memory-mapped ``torch.save`` file (the plain way reads it with
+``torch.load(mmap=True)``, sd_widgets with ``open_checkpoint``). ``--large-layers N`` scales the
+large layout down (48 is GPT-2 XL). Peak memory: model + file pages + one snapshot.
 
 Usage::
 
-    python benchmarks/bench_load.py             # exit 1 when a target is missed
-    python benchmarks/bench_load.py --no-fail   # report only
-    python benchmarks/bench_load.py --repeats 9 --no-file --threads 1 --large no
+    python benchmarks/bench_load.py                       # ResNet-50, exit 1 on a miss
+    python benchmarks/bench_load.py --large --no-fail     # + GPT-2-XL size (needs ~20 GB)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import ctypes.util
 import gc
 import sys
 import tempfile
 import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-from _common import (
-    Target,
-    available_memory_bytes,
-    current_rss_bytes,
-    fmt_bytes,
-    fmt_ratio,
-    fmt_seconds,
-    machine_line,
-    median,
-    peak_rss_bytes,
-    report_targets,
-    text_table,
-)
+from _common import Target, current_rss_bytes, fmt_bytes, machine_line, median, report_targets
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sd_widgets as sdw
 
-#: targets: time / plain load_state_dict time (issue 12)
-TARGET_NO_STATS = 2.5
-TARGET_STATS = 4.0
-TARGET_UNDO = 2.2
-#: peak extra memory of a partial_load: touched bytes * (1 + this) + MEMORY_SLACK_BYTES
-MEMORY_SLACK_FRACTION = 0.10
-MEMORY_SLACK_BYTES = 256 * 2**20
+TARGET_STATS = 1.5  # stats=True / stats=False
+TARGET_UNDO = 2.0  # undo() / plain load_state_dict
+MEMORY_BACK_BYTES = 64 * 2**20
 
 # --------------------------------------------------------------------------------------------
 # ResNet-50 (torchvision's layout and key names: conv1, bn1, layer1.0.conv1, ..., fc)
@@ -221,371 +176,112 @@ def large_bytes(**kw: int) -> int:
 # --------------------------------------------------------------------------------------------
 # measuring
 
-_STATUS = Path("/proc/self/status")
-_CLEAR_REFS = Path("/proc/self/clear_refs")
 
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _malloc_trim() -> None:
-    """Give freed heap memory back to the OS (glibc), so the next peak is the call's own."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-
-
-def reset_peak() -> int | None:
-    """Make VmHWM the current RSS (Linux); returns that RSS in bytes, or None."""
-    try:
-        _CLEAR_REFS.write_text("5")  # VmHWM := VmRSS
-    except OSError:
-        return None
-    start = _status_kib("VmRSS")
-    return None if start is None else start * 1024
-
-
-def peak_since(start: int | None) -> int | None:
-    """Peak RSS above ``start`` (from :func:`reset_peak`) since then, in bytes."""
-    peak = _status_kib("VmHWM")
-    return None if start is None or peak is None else max(0, peak * 1024 - start)
-
-
-class Source:
-    """One checkpoint source, seen the plain way (a dict) and the sd_widgets way (a plan)."""
-
-    def __init__(
-        self,
-        name: str,
-        model: nn.Module,
-        sd_plain: OrderedDict,
-        open_sdw: Callable[[], object],
-        open_plain_seconds: float,
-        large: bool = False,
-    ) -> None:
-        self.name = name
-        self.large = large
-        self.model = model
-        self.sd = sd_plain
-        self.open_plain_seconds = open_plain_seconds
-        t0 = time.perf_counter()
-        src = open_sdw()
-        self.open_seconds = time.perf_counter() - t0
-        compares, plans = [], []
-        for _ in range(3):  # the first compare() in a process also pays one-off imports
-            t0 = time.perf_counter()
-            self.cmp = sdw.compare(model, src)
-            t1 = time.perf_counter()
-            self.plan = self.cmp.plan()
-            compares.append(t1 - t0)
-            plans.append(time.perf_counter() - t1)
-        self.compare_seconds, self.plan_seconds = median(compares), median(plans)
-        self.first_compare_seconds = compares[0]
-        if self.cmp.summary()["match"] != len(self.cmp) or len(self.plan) != len(sd_plain):
-            raise SystemExit(
-                f"{name}: the checkpoint does not match the model: {self.cmp.summary()}"
-            )
-
-    # the measured operations ------------------------------------------------------------------
-    def plain(self) -> None:
-        self.model.load_state_dict(self.sd)
-
-    def floor(self) -> list[torch.Tensor]:
-        """What any rollback-able in-place load must at least do: copy the old values once."""
-        keep = [v.detach().clone() for v in self.model.state_dict().values()]
-        self.model.load_state_dict(self.sd)
-        return keep
-
-    def sdw_load(self, stats: bool) -> sdw.LoadReport:
-        return sdw.partial_load(self.model, self.plan, stats=stats)
-
-
-def check_loaded(model: nn.Module, sd: OrderedDict) -> None:
-    """Every tensor of the model equals the checkpoint's (each way really loaded)."""
-    live = model.state_dict()
-    bad = [k for k, v in sd.items() if not torch.equal(live[k], v)]
-    if bad:
-        raise SystemExit(f"model does not hold the checkpoint after loading: {bad[:3]}")
-
-
-def scramble(model: nn.Module) -> None:
-    """Change every tensor, so that the next load really changes values (outside timings)."""
+def bump(model: nn.Module) -> None:
     with torch.no_grad():
-        for v in model.state_dict().values():
-            v.add_(1)
+        for t in model.state_dict(keep_vars=True).values():
+            if t.is_floating_point():
+                t.add_(1.0)
 
 
-PLAIN, FLOOR, NO_STATS, STATS, UNDO = (
-    "plain load_state_dict",
-    "floor: clone + load_state_dict",
-    "partial_load stats=False",
-    "partial_load stats=True",
-    "report.undo()",
-)
-WAYS = (PLAIN, FLOOR, NO_STATS, STATS, UNDO)
-
-
-@dataclass
-class Measured:
-    """Samples of one source: wall and CPU seconds per way, peak extra RSS, snapshot kinds."""
-
-    wall: dict[str, list[float]] = field(default_factory=lambda: {w: [] for w in WAYS})
-    cpu: dict[str, list[float]] = field(default_factory=lambda: {w: [] for w in WAYS})
-    peak: dict[str, int] = field(default_factory=dict)
-    snapshots: set[str] = field(default_factory=set)
-
-    def add(self, way: str, wall: float, cpu: float, peak: int | None) -> None:
-        self.wall[way].append(wall)
-        self.cpu[way].append(cpu)
-        if peak is not None:
-            self.peak[way] = max(self.peak.get(way, 0), peak)
-
-
-def timed_call(call: Callable[[], object]) -> tuple[object, float, float, int | None]:
-    """(result, wall seconds, CPU seconds, peak extra RSS) of one call; freed heap is trimmed
-    first so the peak is the call's own."""
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
     gc.collect()
-    _malloc_trim()
-    start = reset_peak()
-    c0, t0 = time.process_time(), time.perf_counter()
-    result = call()
-    t1, c1 = time.perf_counter(), time.process_time()
-    return result, t1 - t0, c1 - c0, peak_since(start)
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
 
 
-def measure(src: Source, repeats: int, warmup: int = 1) -> Measured:
-    """One sample per way per round, ways round-robin, after ``warmup`` rounds."""
-    out = Measured()
-    calls: dict[str, Callable[[], object]] = {
-        PLAIN: src.plain,
-        FLOOR: src.floor,
-        NO_STATS: lambda: src.sdw_load(False),
-        STATS: lambda: src.sdw_load(True),
-    }
-    for round_ in range(repeats + warmup):
-        for way, call in calls.items():
-            scramble(src.model)
-            result, wall, cpu, peak = timed_call(call)
-            check_loaded(src.model, src.sd)
-            if round_ >= warmup:
-                out.add(way, wall, cpu, peak)
-            if isinstance(result, sdw.LoadReport):
-                out.snapshots.add(result.snapshot)
-            if way == NO_STATS:
-                assert isinstance(result, sdw.LoadReport)
-                _, wall, cpu, peak = timed_call(result.undo)
-                if round_ >= warmup:
-                    out.add(UNDO, wall, cpu, peak)
-            del result
+def run(
+    name: str, model: nn.Module, plain_sd: Mapping, plan: sdw.LoadPlan, repeats: int
+) -> dict[str, float]:
+    """Median seconds of each way (after a warm-up round) and the memory check."""
+    times: dict[str, list[float]] = {"plain": [], "stats=False": [], "stats=True": [], "undo": []}
+    for rnd in range(repeats + 1):
+        bump(model)
+        t_plain, _ = timed(lambda: model.load_state_dict(plain_sd))
+        bump(model)
+        t_false, loaded = timed(lambda: sdw.partial_load(model, plan, stats=False))
+        t_undo, _ = timed(loaded.undo)  # type: ignore[attr-defined]
+        del loaded
+        bump(model)
+        t_true, report = timed(lambda: sdw.partial_load(model, plan, stats=True))
+        report.undo()  # type: ignore[attr-defined]
+        del report
+        if rnd:  # the first round warms up
+            for key, t in zip(times, (t_plain, t_false, t_true, t_undo), strict=True):
+                times[key].append(t)
+    out = {k: median(v) for k, v in times.items()}
+    gc.collect()
+    rss0 = current_rss_bytes()
+    report = sdw.partial_load(model, plan, stats=True)
+    out["snapshot"] = report.snapshot_nbytes
+    out["rss_loaded"] = current_rss_bytes() - rss0
+    report.undo()
+    del report
+    gc.collect()
+    out["rss_back"] = current_rss_bytes() - rss0
+    p = out["plain"]
+    print(
+        f"{name}: plain {p * 1e3:.0f} ms | stats=False {out['stats=False'] * 1e3:.0f} ms "
+        f"({out['stats=False'] / p:.2f}x plain) | stats=True {out['stats=True'] * 1e3:.0f} ms "
+        f"({out['stats=True'] / out['stats=False']:.2f}x stats=False) | undo "
+        f"{out['undo'] * 1e3:.0f} ms ({out['undo'] / p:.2f}x plain) | snapshot "
+        f"{fmt_bytes(out['snapshot'])}, RSS +{fmt_bytes(out['rss_loaded'])} while loaded, "
+        f"{fmt_bytes(out['rss_back'])} after undo and dropping the report",
+        flush=True,
+    )
     return out
 
 
-def touched_bytes(model: nn.Module) -> int:
-    seen: dict[int, int] = {}
-    for v in model.state_dict(keep_vars=True).values():
-        seen[id(v)] = v.numel() * v.element_size()
-    return sum(seen.values())
-
-
-def profile(src: Source) -> None:
-    import cProfile
-    import pstats
-
-    for stats in (False, True):
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(3):
-            src.sdw_load(stats)
-        prof.disable()
-        print(f"\n--- cProfile: 3 x partial_load(stats={stats}), by own time ---")
-        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
-
-
-def results_table(results: list[tuple[Source, Measured]], targets: list[Target]) -> str:
-    headers = [
-        "source",
-        "way",
-        "wall median",
-        "wall min",
-        "CPU median",
-        "vs plain (wall)",
-        "min vs min",
-        "target",
-        "peak extra RSS",
+def targets(name: str, m: dict[str, float]) -> list[Target]:
+    stats = m["stats=True"] / m["stats=False"]
+    undo = m["undo"] / m["plain"]
+    return [
+        Target(
+            f"{name}: stats=True <= {TARGET_STATS}x stats=False",
+            stats <= TARGET_STATS,
+            f"{stats:.2f}x",
+        ),
+        Target(f"{name}: undo() <= {TARGET_UNDO}x plain", undo <= TARGET_UNDO, f"{undo:.2f}x"),
+        Target(
+            f"{name}: memory back after undo and dropping the report",
+            m["rss_back"] <= MEMORY_BACK_BYTES,
+            f"RSS {fmt_bytes(m['rss_back'])} above the start (snapshot was "
+            f"{fmt_bytes(m['snapshot'])})",
+        ),
     ]
-    rows = []
-    for src, m in results:
-        base = median(m.wall[PLAIN])
-        limit = touched_bytes(src.model) * (1 + MEMORY_SLACK_FRACTION) + MEMORY_SLACK_BYTES
-        for way in WAYS:
-            t = median(m.wall[way])
-            target = {NO_STATS: TARGET_NO_STATS, STATS: TARGET_STATS, UNDO: TARGET_UNDO}.get(way)
-            peak = m.peak.get(way)
-            rows.append(
-                [
-                    src.name,
-                    way,
-                    fmt_seconds(t),
-                    fmt_seconds(min(m.wall[way])),
-                    fmt_seconds(median(m.cpu[way])),
-                    fmt_ratio(t / base),
-                    fmt_ratio(min(m.wall[way]) / min(m.wall[PLAIN])),
-                    f"<= {target}x" if target else "",
-                    fmt_bytes(peak),
-                ]
-            )
-            if target:
-                targets.append(
-                    Target(
-                        f"{src.name}: {way} <= {target}x plain load_state_dict",
-                        t / base <= target,
-                        f"{fmt_ratio(t / base)} ({fmt_seconds(t)} vs {fmt_seconds(base)}; CPU-time "
-                        f"ratio {fmt_ratio(median(m.cpu[way]) / median(m.cpu[PLAIN]))}; fastest "
-                        f"vs fastest {fmt_ratio(min(m.wall[way]) / min(m.wall[PLAIN]))})",
-                    )
-                )
-            if src.large and way in (NO_STATS, STATS):
-                targets.append(
-                    Target(
-                        f"{src.name}: {way} peak extra memory <= touched bytes + 10% + 256 MB",
-                        None if peak is None else peak <= limit,
-                        f"{fmt_bytes(peak)} vs {fmt_bytes(limit)} (touched "
-                        f"{fmt_bytes(touched_bytes(src.model))}; snapshot: "
-                        f"{', '.join(sorted(m.snapshots))})",
-                    )
-                )
-    return text_table(headers, rows)
-
-
-def file_source(
-    name: str, model: nn.Module, sd: OrderedDict, directory: str, large: bool = False
-) -> Source:
-    path = Path(directory) / f"{name.replace(' ', '-')}.pt"
-    torch.save(sd, path)
-    t0 = time.perf_counter()
-    mapped = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
-    opened = time.perf_counter() - t0
-    return Source(name, model, mapped, lambda: sdw.open_checkpoint(path), opened, large=large)
-
-
-def large_sources(args: argparse.Namespace, directory: str) -> list[Source]:
-    """The GPT-2-XL-sized model, when asked for or (auto) when the memory is there: the model,
-    its snapshot and the checkpoint's page cache need about 3 x 6.2 GB."""
-    size = large_bytes()
-    avail = available_memory_bytes()
-    need = 3 * size + 2 * 2**30
-    if args.large == "no" or (args.large == "auto" and (avail is None or avail < need)):
-        print(
-            f"large model: skipped (--large {args.large}; {fmt_bytes(avail)} available, "
-            f"{fmt_bytes(need)} wanted)"
-        )
-        return []
-    t0 = time.perf_counter()
-    model = build_large(seed=1)
-    sd = OrderedDict((k, v.detach().add(1)) for k, v in model.state_dict().items())
-    src = file_source("GPT-2-XL layout, mmap file", model, sd, directory, large=True)
-    del sd
-    gc.collect()
-    n = sum(p.numel() for p in model.parameters())
-    print(
-        f"large model: GPT-2-XL layout, {n / 1e9:.2f}B parameters, "
-        f"{len(model.state_dict())} keys, {fmt_bytes(size)} float32 (built and saved in "
-        f"{fmt_seconds(time.perf_counter() - t0)}; {fmt_bytes(avail)} available)"
-    )
-    return [src]
-
-
-# --------------------------------------------------------------------------------------------
-# main
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=7, help="measured rounds (median reported)")
-    ap.add_argument("--no-file", action="store_true", help="skip the mmap-ed .pt file source")
+    ap.add_argument("--repeats", type=int, default=5, help="measured rounds (median reported)")
+    ap.add_argument("--large", action="store_true", help="also the GPT-2-XL-sized layout")
+    ap.add_argument("--large-layers", type=int, default=48, help="blocks of the large layout")
+    ap.add_argument("--large-repeats", type=int, default=2)
     ap.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    ap.add_argument(
-        "--large",
-        choices=("auto", "yes", "no"),
-        default="auto",
-        help="the 6.2 GB GPT-2-XL-sized model (auto: when the memory is there)",
-    )
-    ap.add_argument("--large-repeats", type=int, default=3, help="measured rounds, large model")
-    ap.add_argument(
-        "--profile",
-        action="store_true",
-        help="also cProfile 3 x partial_load(stats=False/True) and print the top",
-    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    print(f"bench_load: {machine_line()}")
-
-    model = build(seed=1)
-    source_model = build(seed=0)
-    # the checkpoint: standalone copies, with _metadata, as model.state_dict() is usually saved
-    ckpt_sd = OrderedDict((k, v.detach().clone()) for k, v in source_model.state_dict().items())
-    ckpt_sd._metadata = source_model.state_dict()._metadata  # type: ignore[attr-defined]
-    del source_model
-    n_params = sum(p.numel() for p in model.parameters())
-    nbytes = sum(v.nbytes for v in ckpt_sd.values())
-    print(
-        f"model: ResNet-50, {n_params / 1e6:.1f}M parameters, {len(ckpt_sd)} state-dict "
-        f"entries, {fmt_bytes(nbytes)} float32; {args.repeats} rounds after 1 warm-up"
-    )
-
-    tmp = tempfile.TemporaryDirectory(prefix="sdw-bench-load-")
-    sources = [Source("memory", model, ckpt_sd, lambda: ckpt_sd, 0.0)]
-    if not args.no_file:
-        sources.append(file_source("mmap file", model, ckpt_sd, tmp.name))
-    if args.profile:
-        profile(sources[0])
-    results = [(src, measure(src, args.repeats)) for src in sources]
-    for src in large_sources(args, tmp.name):
-        results.append((src, measure(src, args.large_repeats)))
-        del src
-        gc.collect()
-
-    targets: list[Target] = []
-    print("\n" + results_table(results, targets))
-    print(
-        "\n(medians over the rounds; min vs min: fastest round vs fastest plain round, the ratio "
-        "least disturbed by other processes; CPU = process CPU time, all threads; floor = the copy of "
-        "the old values any rollback needs, plus load_state_dict; peak extra RSS: VmHWM above "
-        "the RSS before the call, result kept alive, freed heap trimmed first, largest over "
-        "the rounds)"
-    )
-    print("\nnot in the load timings (once per source):")
-    for src, m in results:
-        opening = (
-            f"torch.load(mmap=True) {fmt_seconds(src.open_plain_seconds)} (plain way) vs "
-            f"sdw.open_checkpoint {fmt_seconds(src.open_seconds)}; "
-            if src.name != "memory"
-            else ""
-        )
-        print(
-            f"  {src.name}: {opening}compare() {fmt_seconds(src.compare_seconds)} (first call "
-            f"in the process {fmt_seconds(src.first_compare_seconds)}), plan() "
-            f"{fmt_seconds(src.plan_seconds)}; snapshot: {', '.join(sorted(m.snapshots))}"
-        )
-    del sources, results
-    gc.collect()
-    tmp.cleanup()
-    print(
-        f"\npeak RSS of the process: {fmt_bytes(peak_rss_bytes())} (now "
-        f"{fmt_bytes(current_rss_bytes())}); benchmark took "
-        f"{fmt_seconds(time.perf_counter() - started)}"
-    )
-    print(machine_line())
-    return report_targets(targets, check=not args.no_fail)
+    print(machine_line(), flush=True)
+    found: list[Target] = []
+    model, sd = build(1), build(2).state_dict()
+    plan = sdw.compare(model, sd).plan()
+    found += targets("ResNet-50", run("ResNet-50 (memory)", model, sd, plan, args.repeats))
+    del model, sd, plan
+    if args.large:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "large.pt"
+            src = build_large(2, layers=args.large_layers)
+            torch.save(src.state_dict(), path)
+            del src
+            gc.collect()
+            model = build_large(1, layers=args.large_layers)
+            plain_sd = torch.load(path, mmap=True, weights_only=True)
+            plan = sdw.compare(model, sdw.open_checkpoint(path)).plan()
+            name = f"GPT-2-XL layout, {args.large_layers} blocks (mmap file)"
+            found += targets("large", run(name, model, plain_sd, plan, args.large_repeats))
+    return report_targets(found, check=not args.no_fail)
 
 
 if __name__ == "__main__":

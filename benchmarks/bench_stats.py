@@ -1,6 +1,12 @@
-"""Benchmark sd_widgets.stats on one large float32 tensor against a naive torch baseline.
+"""Benchmark sd_widgets.stats: 50,000 small tensors after a load, and one large tensor.
 
-    python benchmarks/bench_stats.py [--numel 100000000] [--repeats 3] [--threads N]
+    python benchmarks/bench_stats.py [--small 50000] [--numel 100000000] [--repeats 3]
+
+Small tensors (issue 21 target: <= 2 s): a model of 25,000 ``nn.Linear(8, 8)`` (50,000 tensors,
+as a large MoE or a deep model's norms and biases) loaded with ``partial_load(stats=False)``,
+then ``report.compute_stats()`` (before/after/change statistics of every tensor, what the
+Explorer computes after its success message); also ``stats=True`` minus ``stats=False``.
+PASS/FAIL printed; exit 1 on a miss unless ``--no-fail``.
 
 Times ``tensor_stats(t) + before_after_histogram(t, u)`` (``u`` = a slightly changed copy of
 ``t``, as after a load) against the naive one-liners
@@ -28,7 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import sd_widgets as sdw
 from sd_widgets.stats import before_after_histogram, tensor_stats
+
+TARGET_SMALL_SECONDS = 2.0
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -98,16 +107,60 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+def small_tensors(n: int, repeats: int) -> bool:
+    """Statistics of ``n`` small tensors after a load; True when within the target."""
+    torch.manual_seed(0)
+    model = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(n // 2))
+    src = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(n // 2)).state_dict()
+    plan = sdw.compare(model, src).plan()
+    later, together, without = [], [], []
+    for _ in range(repeats):
+        report = sdw.partial_load(model, plan, stats=False)
+        start = time.perf_counter()
+        report.compute_stats()
+        later.append(time.perf_counter() - start)
+        report.undo()
+        start = time.perf_counter()
+        sdw.partial_load(model, plan, stats=False).undo()
+        without.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        sdw.partial_load(model, plan, stats=True).undo()
+        together.append(time.perf_counter() - start)
+    best = min(later)
+    extra = min(together) - min(without)
+    ok = best <= TARGET_SMALL_SECONDS
+    print(
+        f"{n:,} small tensors: report.compute_stats() {best:.2f} s; partial_load stats=True "
+        f"{min(together):.2f} s vs stats=False {min(without):.2f} s (+{extra:.2f} s); best of "
+        f"{repeats}"
+    )
+    print(
+        f"{'PASS' if ok else 'FAIL'}: statistics of {n:,} small tensors <= "
+        f"{TARGET_SMALL_SECONDS:.0f} s — {best:.2f} s"
+    )
+    return ok
+
+
 @torch.no_grad()
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--numel", type=int, default=100_000_000)
+    parser.add_argument("--small", type=int, default=50_000, help="small tensors (0: skip)")
+    parser.add_argument("--numel", type=int, default=100_000_000, help="large tensor (0: skip)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--no-fail", action="store_true", help="exit 0 even on a missed target")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    ok = small_tensors(args.small, args.repeats) if args.small else True
+    if args.numel:
+        large_tensor(args)
+    return 0 if ok or args.no_fail else 1
+
+
+def large_tensor(args: argparse.Namespace) -> None:
+    """One large float32 tensor: ours vs naive one-liners."""
 
     torch.manual_seed(0)
     t = torch.randn(args.numel)
@@ -161,4 +214,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
