@@ -1665,3 +1665,17 @@ def test_a_payload_behind_a_data_class_is_still_named_and_not_offered(form, tmp_
     with pytest.raises(sdw.UnsafeCheckpointError, match="would run code"):
         sdw.open_checkpoint(path, trust=[argparse.Namespace])
     assert not marker.exists()
+
+
+def test_globals_torch_admits_by_default_are_never_listed_as_refused():
+    """The names an over-1 MB scan leaves out are torch's defaults, checked against torch's own
+    table here (the package itself reads no private torch module)."""
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    from sd_widgets.checkpoint.unpickle import _TORCH_DEFAULTS, _torch_safe
+
+    outside = {k for k in _get_allowed_globals() if not k.startswith("torch.")}
+    assert outside <= _TORCH_DEFAULTS
+    assert all(_torch_safe(k) for k in _get_allowed_globals())
+    assert not _torch_safe("builtins.eval") and not _torch_safe("torch.serialization.load")
+    assert not _torch_safe("argparse.Namespace")

@@ -24,7 +24,7 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["ALSO_RUNS_CODE", "code_globals", "runs_code"]
+__all__ = ["ALSO_RUNS_CODE", "code_globals", "listed_as_code", "runs_code"]
 
 #: module prefixes (``"importlib"`` covers ``importlib.util.x``) and exact names that run code
 #: and that picklescan's list does not name; checked after picklescan
@@ -71,7 +71,6 @@ ALSO_RUNS_CODE = frozenset(
         "torch.utils.cpp_extension",
         "torch.distributed.rpc",
         "torch.storage._load_from_bytes",
-        "torch.serialization",
         # classes whose constructors open files or connections
         "zipfile",
         "tarfile",
@@ -124,8 +123,13 @@ def _picklescan(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     return {(g.module, g.name): g.safety.value for g in result.globals}
 
 
-def _runs_code(name: Any, is_class: bool | None) -> bool:
-    """One global: True unless it is data-like (see :func:`code_globals`)."""
+def _runs_code(name: Any, is_class: bool | None, listed_only: bool = False) -> bool:
+    """One global: True unless it is data-like (see :func:`code_globals`).
+
+    ``listed_only``: only what the lists say (picklescan's dangerous globals,
+    :data:`ALSO_RUNS_CODE`, builtins, names that are not names), not that every unknown
+    function is code.
+    """
     if not isinstance(name, str) or not _DOTTED.fullmatch(name) or "unknown" in name:
         return True
     parts = name.split(".")
@@ -138,6 +142,8 @@ def _runs_code(name: Any, is_class: bool | None) -> bool:
     )
     if "dangerous" in verdicts.values():
         return True
+    if listed_only:
+        return False
     if verdicts.get((".".join(parts[:-1]), parts[-1])) == "innocuous":
         return False  # on picklescan's list of safe globals (numpy's array rebuild, ...)
     # anything else is data-like only if it is a class: calling a function is running code
@@ -164,6 +170,15 @@ def code_globals(names: Iterable[str]) -> list[str]:
         is imported to find out).
     """
     return [n for n in dict.fromkeys(names) if _runs_code(n, None)]
+
+
+def listed_as_code(name: str) -> bool:
+    """Whether ``name`` is on a list of globals that run code, or is no dotted name at all.
+
+    The lists: picklescan's dangerous globals, :data:`ALSO_RUNS_CODE`, builtins other than data
+    types. Narrower than :func:`code_globals`, which also counts every unknown function as code.
+    """
+    return _runs_code(name, None, listed_only=True)
 
 
 def runs_code(obj: Any) -> str | None:

@@ -30,7 +30,7 @@ from typing import IO, Any, ClassVar
 import torch
 
 from ..errors import UnreadableCheckpointError, UnsafeCheckpointError
-from .trust import code_globals, runs_code
+from .trust import listed_as_code, runs_code
 
 __all__ = [
     "AllowListUnpickler",
@@ -414,12 +414,25 @@ def unsafe_globals(path: str | os.PathLike[str]) -> list[str]:
     return sorted({g for g in found if not _torch_safe(g)})
 
 
+#: what torch's weights-only unpickler admits by default outside ``torch.*`` (checked on 2.13)
+_TORCH_DEFAULTS = frozenset(
+    {
+        "_codecs.encode",  # bytes in protocol 2
+        "collections.OrderedDict",
+        "collections.Counter",
+        "builtins.bytearray",
+        "builtins.complex",
+        "builtins.set",
+    }
+)
+
+
 def _torch_safe(name: str) -> bool:
     """A global torch's weights-only unpickler admits by default (approximately: for lists).
 
     Only used to leave torch's own rebuild functions, storages and containers out of the names
-    a message lists; a name that can run code is always listed (it decides the advice).
+    a message lists; any other name that can run code is always listed (it decides the advice).
     """
-    if code_globals([name]):
-        return False
-    return name.startswith(("torch.", "collections.OrderedDict", "builtins."))
+    if name in _TORCH_DEFAULTS:
+        return True
+    return name.startswith("torch.") and not listed_as_code(name)
