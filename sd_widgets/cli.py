@@ -807,6 +807,38 @@ def _read_hf_config(where: str) -> tuple[dict[str, Any], Path]:
     return config, path
 
 
+#: config fields that would make transformers fetch or run code (remote model code, Hub
+#: kernels named as an attention implementation, quantizer backends): never passed on
+_CODE_FIELDS = frozenset(
+    {
+        "auto_map",
+        "trust_remote_code",
+        "attn_implementation",
+        "experts_implementation",
+        "use_kernels",
+        "kernel_config",
+        "quantization_config",
+    }
+)
+
+
+def _config_data(value: Any) -> Any:
+    """A config.json's values without the fields that name code, at every depth.
+
+    :data:`_CODE_FIELDS` and every private ``_name`` (``_attn_implementation`` may name a Hub
+    kernel) are left out.
+    """
+    if isinstance(value, dict):
+        return {
+            k: _config_data(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and (k.startswith("_") or k in _CODE_FIELDS))
+        }
+    if isinstance(value, list):
+        return [_config_data(v) for v in value]
+    return value
+
+
 def _build_hf(where: str) -> nn.Module:
     """A transformers model from a config.json, built on the meta device (no weights read).
 
@@ -823,7 +855,8 @@ def _build_hf(where: str) -> nn.Module:
             "(pip install transformers), or give the model as MODULE:CALLABLE"
         ) from None
     model_type = config_dict["model_type"]
-    fields = {k: v for k, v in config_dict.items() if k not in ("model_type", "auto_map")}
+    fields = _config_data(config_dict)
+    fields.pop("model_type", None)
     with contextlib.redirect_stdout(sys.stderr):
         try:
             config = transformers.AutoConfig.for_model(model_type, **fields)

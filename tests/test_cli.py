@@ -1120,6 +1120,17 @@ def test_hf_config_never_runs_code_from_the_folder(capsys, hf_files, tmp_path):
     assert not marker.exists()
     assert "-> BertModel (built on the meta device)" in out, err
     assert code == cli.EXIT_DIFFERENT  # the base model lacks the MLM head: unexpected keys
+    # a Hub kernel named as the attention implementation (top level or in a sub-config) is
+    # never fetched: the fields that name code are dropped, the model builds with the defaults
+    config["_attn_implementation"] = "kernels-community/flash-attn"
+    config["attn_implementation"] = "kernels-community/flash-attn"
+    config["text_config"] = {"_attn_implementation": "kernels-community/flash-attn"}
+    (folder / "config.json").write_text(json.dumps(config))
+    code, out, err = run(
+        capsys, "diff", hf_files["bert"] / "model.safetensors", "--model", f"hf:{folder}"
+    )
+    assert "-> BertModel (built on the meta device)" in out, err
+    assert "kernel" not in err and not marker.exists()
     # a model_type transformers does not know is an error, not remote code
     config["model_type"] = "evil"
     (folder / "config.json").write_text(json.dumps(config))
