@@ -49,9 +49,12 @@ test("changeShade: log-scaled, identical 0, from zero and >= 1 full, tiny faint"
 
 test("valueCell and moduleValueCell say what changed", () => {
   const vi = B.valueIndex(payload);
-  assert.equal(B.valueCell(vi, "bn.running_mean").text, "0→ from zero ∞ (from 0)");
+  assert.equal(B.valueCell(vi, "bn.running_mean").text, "0→ from zero");
+  assert.match(B.valueCell(vi, "bn.running_mean").title, /relative L2 change ∞ \(from 0\)/);
   assert.equal(B.valueCell(vi, "a.w").text, "= identical");
-  assert.equal(B.valueCell(vi, "a.b").text, "≈ tiny change 2.0e-4");
+  assert.equal(B.valueCell(vi, "a.b").text, "≈ 2.0e-4");
+  assert.equal(B.valueCell(vi, "head.w").text, "Δ 0.50");
+  assert.match(B.valueCell(vi, "head.w").title, /values: changed/);
   assert.equal(B.valueCell(vi, "head.w").tone, "warn");
   assert.equal(B.valueCell(vi, "no.such"), null);
   assert.equal(B.valueCell(null, "a.w"), null);

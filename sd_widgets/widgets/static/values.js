@@ -91,7 +91,9 @@ export function valueCell(vi, key) {
   const item = vi.legend[vi.rows.change[i]] || { change: "", label: "?", icon: "?", tone: "none" };
   const rel = vi.rows.rel[i];
   const extra = relText(rel);
-  const text = `${item.icon} ${item.label}${extra && item.change !== "identical" ? ` ${extra}` : ""}`;
+  // short, to fit the status column: the number for a change, the label otherwise (both on hover)
+  const measured = extra && extra !== "0" && !extra.startsWith("∞");
+  const text = `${item.icon} ${measured && item.tone !== "error" ? extra : item.label}`;
   const mx = vi.rows.max_abs[i];
   const title = [`values: ${item.label}`, extra ? `relative L2 change ${extra}` : "", typeof mx === "number" && mx > 0 ? `max |Δ| ${mx.toPrecision(3)}` : ""].filter(Boolean).join("\n");
   return { text, tone: item.tone, change: item.change, shade: changeShade(rel, vi.tiny), title, stale: vi.state === "stale" };
