@@ -610,3 +610,21 @@ def test_segment_named_module_that_is_not_a_wrapper_is_not_stripped():
     cmp = sdw.compare(Outer(), sd)
     # stripping '.module.' would unpair enc.module.* (pair now) and pair nothing
     assert not any(s.convention == "dp_submodule" for s in cmp.prefix_suggestions())
+
+
+def test_segment_rule_loads_and_exports(tmp_path):
+    torch.manual_seed(3)
+    wrapped = _checkpoint_wrapped(WNet())
+    path = tmp_path / "wrapped.pt"
+    torch.save(_named_state(wrapped), path)
+    reference = wrapped.state_dict()  # torch's own wrapper writes the plain keys
+    cmp = sdw.compare(WNet(), path)
+    rule = cmp.prefix_suggestions()[0].rule
+    # partial_load with the rule, and the exported plain-torch code, give the same weights
+    model = WNet()
+    report = sdw.partial_load(model, cmp.plan(renames=rule))
+    assert len(report.loaded) == len(reference)
+    assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())
+    exported = WNet()
+    exec(cmp.plan(renames=rule).to_code(), {"model": exported, "__name__": "__main__"})
+    assert all(torch.equal(v, reference[k]) for k, v in exported.state_dict().items())
