@@ -206,8 +206,9 @@ def _measure(a: torch.Tensor, b: torch.Tensor, same: bool, sums: _Sums, scratch:
 
 def _measure_many(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], same: bool) -> list[_Sums]:
     """:func:`_measure` of many small pairs of one dtype pair, with a handful of torch calls."""
-    flat_a = [p[0].reshape(-1) for p in pairs]
-    flat_b = [p[1].reshape(-1) for p in pairs]
+    # (a Python test is cheaper than a reshape call per tensor; most small tensors are 1-D)
+    flat_a = [t if t.dim() == 1 else t.reshape(-1) for t, _ in pairs]
+    flat_b = [t if t.dim() == 1 else t.reshape(-1) for _, t in pairs]
     n = len(pairs)
     lengths = torch.tensor([t.numel() for t in flat_a], dtype=torch.int64)
     a = torch.cat(flat_a) if n > 1 else flat_a[0]
