@@ -110,8 +110,20 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 def small_tensors(n: int, repeats: int) -> bool:
     """Statistics of ``n`` small tensors after a load; True when within the target."""
     torch.manual_seed(0)
-    model = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(n // 2))
-    src = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(n // 2)).state_dict()
+
+    def build() -> torch.nn.Module:
+        # 20 x 25 x n/1000 Linear layers: torch's loader filters each child's keys out of its
+        # parent's dict, quadratic in the width of a flat ModuleList (plain torch pays it too)
+        def group(k: int) -> torch.nn.ModuleList:
+            return torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(k))
+
+        inner = max(1, n // 1000)
+        return torch.nn.ModuleList(
+            torch.nn.ModuleList(group(inner) for _ in range(25)) for _ in range(20)
+        )
+
+    model, src = build(), build().state_dict()
+    n = len(src)
     plan = sdw.compare(model, src).plan()
     later, together, without = [], [], []
     for _ in range(repeats):

@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 
 __all__ = ["STILL_ON_META", "LoadReport"]
 
+_NO_CHANGE = {
+    "max_abs_change": float("nan"),
+    "mean_abs_change": float("nan"),
+    "relative_l2_change": float("nan"),
+    "changed_fraction": float("nan"),
+}
+
 STILL_ON_META = "the model cannot run until these are initialised"
 """What :attr:`LoadReport.still_on_meta` means for the user (the widget shows it with the keys)."""
 
@@ -190,8 +197,8 @@ class LoadReport:
             for name, value in st.as_dict().items():
                 if name not in ("numel", "dtype"):
                     row[f"{prefix}_{name}"] = value
-        if ch is not None:
-            row.update(change_columns(ch))
+        # no change to measure (a meta tensor before an assign): the columns are there, NaN
+        row.update(change_columns(ch if ch is not None else _NO_CHANGE))
         return row
 
     def to_frame(self) -> pd.DataFrame:
