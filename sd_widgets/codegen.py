@@ -323,6 +323,25 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
     raise ValueError(f"no code export for checkpoint kind {kind!r}")
 
 
+def _sharded_loader(renamed_keys: bool) -> str:
+    """``load_sharded``: the same load on every rank of a job, into DTensor (FSDP2) shards."""
+    pairs = "KEYS" if renamed_keys else "((key, key) for key in KEYS)"
+    return (
+        "def load_sharded(model, path=CHECKPOINT):\n"
+        '    """The same load on every rank of a torch.distributed job (torchrun), for a model\n'
+        "    sharded with FSDP2 / DTensor: dcp.load reads each rank's own chunks straight into\n"
+        "    the model's local shards (the model's tensors, in place). Call it on every rank.\n"
+        '    Keys not listed are untouched. No rollback: sd_widgets.partial_load has one."""\n'
+        "    with open(os.path.join(path, '.metadata'), 'rb') as f:\n"
+        "        if hashlib.sha256(f.read()).hexdigest() != METADATA_SHA256:\n"
+        "            raise ValueError(f'{path!r}: .metadata changed since the export')\n"
+        "    current = model.state_dict()\n"
+        f"    state = {{PREFIX + name: current[key] for key, name in {pairs}}}\n"
+        "    dcp.load(state, checkpoint_id=path)\n"
+        "    return list(state)\n"
+    )
+
+
 _RENAME_BRANCHES = {
     "prefix": (
         "        if kind == 'prefix' and key.startswith(old):\n"
@@ -388,6 +407,7 @@ _RESERVED = frozenset(
         "safe_open",
         "OrderedDict",
         "read_checkpoint",
+        "load_sharded",
         "torch_load",
         "rename",
         "rename_prefix",
@@ -623,7 +643,10 @@ def to_code(
         parts.append(reader.replace("{NEEDED}", needed))
     if rename:
         parts.append(rename)
-    parts += [versions, body_load, tail]
+    parts += [versions, body_load]
+    if spec.kind == "dcp" and not (adapters or spec.lora or spec.bn_reset):
+        parts.append(_sharded_loader(renamed_keys))
+    parts.append(tail)
     code = "\n\n".join(p.rstrip("\n") + "\n" for p in parts)
     code.encode("ascii")  # every literal went through ascii(): this cannot fail
     return code

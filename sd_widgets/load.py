@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
+from .distributed import is_sharded, partial_load_sharded
 from .errors import LoadError
 from .plan import LoadPlan
 from .report import STILL_ON_META, LoadReport
@@ -80,6 +81,10 @@ def partial_load(
     LoadReport
         What was loaded, skipped, cast, adapted, reset, tied; statistics; ``undo()``.
 
+    A model holding DTensors (FSDP2, tensor parallel) is loaded on every rank of its job by
+    :func:`sd_widgets.distributed.partial_load_sharded` (call this on every rank; the result
+    is a :class:`~sd_widgets.distributed.ShardedLoadReport`).
+
     Raises
     ------
     LoadError
@@ -92,6 +97,9 @@ def partial_load(
     """
     start = time.perf_counter()
     _check_arguments(plan, snapshot)
+    if is_sharded(model):  # DTensor parameters (FSDP2, tensor parallel): on every rank
+        # a ShardedLoadReport: loaded, skipped, untouched, undo(force=), release() as here
+        return partial_load_sharded(model, plan)  # type: ignore[return-value]
     live = model.state_dict(keep_vars=True)
     sd = _fitting_state_dict(model, plan, live)
     job = Job.build(model, sd, live, plan.bn_reset_modules)

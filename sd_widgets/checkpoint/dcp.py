@@ -27,7 +27,7 @@ from .paths import FileStamp, check_inside, check_path, read_regular
 from .torchfile import check_zip
 from .unpickle import dcp_metadata_globals, restricted_load
 
-__all__ = ["MAX_METADATA_BYTES", "open_dcp", "read_dcp_metadata"]
+__all__ = ["MAX_METADATA_BYTES", "open_dcp", "read_dcp_metadata", "safe_reader"]
 
 #: ``.metadata`` files larger than this are refused (100k tensors take ~30 MB)
 MAX_METADATA_BYTES = 256 * 1024 * 1024
@@ -250,7 +250,6 @@ def read_dcp_metadata(directory: Path) -> Any:
 
 def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
     """Open a DCP directory lazily: keys, shapes and dtypes come from ``.metadata``."""
-    from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.metadata import BytesStorageMetadata, TensorStorageMetadata
 
     stamps = [FileStamp.of(directory / ".metadata")]
@@ -323,6 +322,31 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
             check_path(directory / rel)
             stamps.append(FileStamp.of(directory / rel))
 
+    def load(keys: Sequence[str]) -> dict[str, torch.Tensor]:
+        import torch.distributed.checkpoint as dcp
+
+        for rel in data_files:  # regular files only, even if swapped since opening
+            if os.path.lexists(directory / rel):
+                check_path(directory / rel)
+        target = {prefix + k: torch.empty(infos[k].shape, dtype=infos[k].dtype) for k in keys}
+        with warnings.catch_warnings():  # "torch.distributed is disabled": expected here
+            warnings.simplefilter("ignore", UserWarning)
+            dcp.load(target, storage_reader=safe_reader(directory), no_dist=True)
+        return {k: target[prefix + k] for k in keys}
+
+    return Checkpoint(infos, load, source, stamps=stamps)
+
+
+def safe_reader(directory: Path) -> Any:
+    """A ``FileSystemReader`` of ``directory`` reading only what passed :func:`read_dcp_metadata`.
+
+    Each tensor's archive is checked for zip bombs before DCP inflates it.
+
+    Both ``open_dcp`` (one process) and :mod:`sd_widgets.distributed` (every rank of a job,
+    ``dcp.load`` with its collectives) read through it.
+    """
+    from torch.distributed.checkpoint import FileSystemReader
+
     class _SafeReader(FileSystemReader):
         def _slice_file(self, file: Any, sinfo: Any) -> Any:
             # each tensor is a torch.save archive inside the data file: check it for zip bombs
@@ -346,16 +370,4 @@ def open_dcp(directory: Path, *, key: Any) -> Checkpoint:
             md.storage_meta.load_id = self.load_id
             return md
 
-    def load(keys: Sequence[str]) -> dict[str, torch.Tensor]:
-        import torch.distributed.checkpoint as dcp
-
-        for rel in data_files:  # regular files only, even if swapped since opening
-            if os.path.lexists(directory / rel):
-                check_path(directory / rel)
-        target = {prefix + k: torch.empty(infos[k].shape, dtype=infos[k].dtype) for k in keys}
-        with warnings.catch_warnings():  # "torch.distributed is disabled": expected here
-            warnings.simplefilter("ignore", UserWarning)
-            dcp.load(target, storage_reader=_SafeReader(str(directory)), no_dist=True)
-        return {k: target[prefix + k] for k in keys}
-
-    return Checkpoint(infos, load, source, stamps=stamps)
+    return _SafeReader(str(directory))

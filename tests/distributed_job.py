@@ -1,0 +1,211 @@
+"""One rank of a real torch.distributed job (run by tests/test_distributed.py under torchrun).
+
+CPU, gloo. A transformer-like stack sharded with FSDP2 (``fully_shard``) is compared with, and
+partially loaded from, a DCP checkpoint saved by the same job from another configuration (a head
+of another size and an extra module). Every check raises AssertionError on the rank that sees
+it; the process group's timeout makes a hang fail.
+
+Usage: torchrun --nproc_per_node N tests/distributed_job.py WORKDIR [--quick]
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+
+import sd_widgets as sdw
+from sd_widgets import distributed as sdd
+from sd_widgets.stats import tensor_stats
+
+
+class Block(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.attn = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+
+class Stack(nn.Module):
+    def __init__(self, d: int = 32, layers: int = 3, head: int = 10, extra: bool = False) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(101, d)
+        self.blocks = nn.ModuleList(Block(d) for _ in range(layers))
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, head)
+        if extra:
+            self.pooler = nn.Linear(d, d)
+
+
+def build(seed: int, sharded: bool, **kw) -> Stack:
+    torch.manual_seed(seed)
+    model = Stack(**kw)
+    with torch.no_grad():  # LayerNorm starts at 1/0: give every tensor distinct values
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    if sharded:
+        mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+        for block in model.blocks:
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    return model
+
+
+def local(model: nn.Module) -> dict[str, torch.Tensor]:
+    """This rank's shards, copied."""
+    return {k: sdd._local(v).clone() for k, v in model.state_dict().items()}
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys) -> None:
+    for k in keys:
+        assert torch.equal(a[k], b[k]), f"rank {dist.get_rank()}: {k} differs"
+
+
+def main() -> None:
+    workdir = sys.argv[1]
+    quick = "--quick" in sys.argv
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    rank, world = dist.get_rank(), dist.get_world_size()
+    ckpt = os.path.join(workdir, f"dcp{world}")
+    # the checkpoint: another configuration, saved by this job with FSDP2 (one file per rank)
+    other = build(1, True, head=7, extra=True)
+    dcp.save(other.state_dict(), checkpoint_id=ckpt)
+    del other
+
+    # 1. compare on every rank: global shapes, the statuses of an unsharded copy
+    model = build(0, True)
+    assert sdd.is_sharded(model)
+    cmp = sdw.compare(model, ckpt)
+    plain = sdw.compare(build(0, False), ckpt)
+    with torch.device("meta"):
+        on_meta = Stack()
+    meta_cmp = sdw.compare(on_meta, ckpt)
+    for r in plain:
+        for other_cmp in (cmp, meta_cmp):
+            o = other_cmp[r.key]
+            assert (o.status, o.model_shape, o.ckpt_shape) == (
+                r.status,
+                r.model_shape,
+                r.ckpt_shape,
+            ), f"rank {rank}: {r.key}: {o} vs {r}"
+    assert cmp.summary() == plain.summary()
+    assert cmp["head.weight"].status == "shape_mismatch"
+    assert cmp["head.weight"].model_shape == (10, 32)  # global, not this rank's (10/world, 32)
+    assert cmp["pooler.weight"].status == "unexpected"
+
+    plan = cmp.plan(include=["embed", "blocks", "norm"])
+    backbone = list(plan.entries)
+    assert backbone and not any(k.startswith("head") for k in backbone)
+    before = local(model)
+
+    # what plain DCP loading of those keys gives, into an identical sharded model
+    reference = build(0, True)
+    ref_sd = reference.state_dict()
+    dcp.load({k: ref_sd[k] for k in backbone}, checkpoint_id=ckpt)
+    expected = local(reference)
+
+    # 2. a failure on one rank only: every rank rolls back and names it
+    if not quick:
+        real_copy = sdd._copy_into
+
+        def copy_then_fail(targets, read):
+            real_copy(targets, read)  # the model's shards are written, then this rank fails
+            if dist.get_rank() == world - 1:
+                raise OSError("disk on fire (injected)")
+
+        sdd._copy_into = copy_then_fail
+        try:
+            sdw.partial_load(model, plan)
+        except sdw.LoadError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError(f"rank {rank}: no LoadError")
+        finally:
+            sdd._copy_into = real_copy
+        assert f"rank {world - 1} failed" in message and "disk on fire" in message, message
+        assert "rolled back" in message, message
+        same(local(model), before, before)
+
+    # 3. the load: exactly the plan's keys, bit for bit what dcp.load gives; the rest untouched
+    report = sdw.partial_load(model, plan)
+    assert isinstance(report, sdd.ShardedLoadReport)
+    assert report.loaded == backbone
+    now = local(model)
+    same(now, expected, backbone)
+    same(now, before, [k for k in now if k not in backbone])
+    assert any(not torch.equal(now[k], before[k]) for k in backbone)
+
+    # 5. sharded statistics: all-reduced partial sums == statistics of the whole tensor
+    for key in ("embed.weight", "blocks.0.attn.weight", "norm.bias"):
+        dt = model.state_dict()[key]
+        got, want = sdd.sharded_stats(dt), tensor_stats(dt.full_tensor())
+        assert got.numel == want.numel and got.nan_count == want.nan_count == 0, (got, want)
+        for f in ("min", "max", "zero_fraction"):  # exact
+            assert getattr(got, f) == getattr(want, f), (f, got, want)
+        for f in ("mean", "std", "l2"):  # sums: equal up to the order of float additions
+            g, w = getattr(got, f), getattr(want, f)
+            assert abs(g - w) <= 1e-6 * max(1e-3, abs(w)), f"{key}.{f}: {g} vs {w}"
+    frame = report.to_frame()
+    assert list(frame.index) == backbone and (frame["numel"] > 0).all()
+
+    # 4. undo on every rank; refused everywhere when one rank changed a tensor since
+    if not quick:
+        with torch.no_grad():
+            if rank == 0:
+                sdd._local(model.state_dict()["blocks.1.proj.weight"]).add_(1.0)
+        try:
+            report.undo()
+        except sdw.UndoError as exc:
+            assert "rank 0" in str(exc) and "undo(force=True)" in str(exc), str(exc)
+        else:
+            raise AssertionError(f"rank {rank}: undo over a changed tensor was not refused")
+        report.undo(force=True)
+    else:
+        report.undo()
+    same(local(model), before, before)
+    try:
+        report.undo()
+    except sdw.UndoError:
+        pass
+    else:
+        raise AssertionError("a second undo was not refused")
+
+    # 6. the exported code, run on every rank: the same state as partial_load
+    if not quick:
+        code = plan.to_code()
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(ast.parse(code))
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in (node.names if isinstance(node, ast.Import) else [node])
+            if isinstance(alias, ast.alias)
+        } | {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(ast.parse(code))
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert "sd_widgets" not in imported and "torch" in imported, imported
+        namespace: dict = {"__name__": "exported"}
+        exec(compile(code, "exported.py", "exec"), namespace)
+        fresh = build(0, True)
+        namespace["load_sharded"](fresh)
+        same(local(fresh), expected, backbone)
+        same(local(fresh), before, [k for k in before if k not in backbone])
+
+    dist.barrier()
+    print(f"rank {rank} of {world}: OK", flush=True)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
