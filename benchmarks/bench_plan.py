@@ -259,7 +259,7 @@ def moe(n_keys: int, repeats: int) -> dict[str, float]:
         t0 = time.perf_counter()
         w = sdw.Explorer(model, index)
         opened = time.perf_counter() - t0
-        n = len(w.comparison)
+        n = len(w.comparison.checkpoint)  # keys (the rows before the rule are twice that)
         rule = next(s for s in w.suggestions if "module." in str(s))
         t0 = time.perf_counter()
         w.handle_action({"action": "accept_suggestion", "id": rule["id"]})
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets.append(
                     Target(
                         f"MoE {r['keys']:,} keys: applying the suggested prefix rule <= 1 s",
-                        r["rule"] <= 1.0 and r["matched"] == r["keys"] // 2,
+                        r["rule"] <= 1.0 and r["matched"] == r["keys"],
                         f"{r['rule']:.2f} s, {r['matched']:,} keys matched after",
                     )
                 )

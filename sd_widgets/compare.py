@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModelEntry:
     """One entry of the model's state dict (what ``model.state_dict()`` holds under ``key``)."""
 
