@@ -742,6 +742,11 @@ class Measure:
         return sb, sa, self.change.finish() if comparable else None
 
 
+def _exotic(t: torch.Tensor) -> bool:
+    """Not a dense strided CPU tensor (quantized, sparse, nested ...): measured whole."""
+    return not t.is_meta and (t.layout != torch.strided or t.is_quantized or t.is_nested)
+
+
 def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.detach().reshape(-1)
 
@@ -750,9 +755,7 @@ def measure(
     before: torch.Tensor, after: torch.Tensor
 ) -> tuple[TensorStats, TensorStats, dict[str, Any] | None]:
     """Before, after and change statistics of one tensor (see :class:`Measure`)."""
-    if (not before.is_meta and _words(before) is None) or (
-        not after.is_meta and _words(after) is None
-    ):
+    if _exotic(before) or _exotic(after):
         return measure_whole(before, after)
     m = Measure()
     if not before.is_meta:
