@@ -879,7 +879,7 @@ class Transaction:
             plain = s.key in planned and s.key not in job.own and s.key not in reset
             expected = job.expected(s.key, cur) if plain and self.verify else None
             incidental = s.key not in planned and s.key not in job.tied and s.key not in reset
-            if incidental and s.data is not None and same(cur.detach(), s.data):
+            if incidental and cur is s.obj and (s.data is None or same(cur.detach(), s.data)):
                 unchanged.add(s.key)  # the load left it alone: nothing to undo
                 continue
             if incidental:
