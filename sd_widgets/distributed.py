@@ -25,11 +25,13 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
+from .checkpoint.paths import verify_stamps
 from .errors import LoadError, UndoError
 
 if TYPE_CHECKING:
@@ -100,40 +102,32 @@ def _describe(exc: BaseException) -> str:
 # the transactional load
 
 
-def _source_of(plan: LoadPlan) -> tuple[str, str]:
-    """(DCP directory, key prefix) of the plan's checkpoint; LoadError when it is not DCP."""
+def _by_shards(plan: LoadPlan) -> bool:
+    """Whether each rank can read its own chunks: a DCP source, tensors loaded as they are.
+
+    Otherwise (another format, adapters, LoRA merges) rank 0 builds the full tensors and
+    ``set_model_state_dict(..., broadcast_from_rank0=True)`` distributes them.
+    """
     src = plan.comparison.checkpoint.source
-    problem = None
-    if src.kind != "dcp" or src.path is None:
-        problem = (
-            f"its checkpoint is a {src.kind} source, not a torch.distributed.checkpoint "
-            "directory: save it with dcp.save (or load it before sharding the model)"
-        )
-    elif plan.adapted or plan.lora:
-        problem = (
-            "it adapts or merges tensors "
-            f"({', '.join(repr(k) for k in [*plan.adapted, *plan.lora][:3])}): only tensors "
-            "loaded as they are can be read shard by shard; plan without adapt=/lora="
-        )
-    elif plan.bn_reset_modules:
-        problem = "it resets BatchNorm statistics (bn='reset'): plan with bn='load' or 'skip'"
-    if problem is not None:
-        raise LoadError(
-            f"cannot load this plan into a sharded model: {problem}. Nothing was changed."
-        )
-    return str(src.path), (src.key + "." if src.key else "")
+    return src.kind == "dcp" and src.path is not None and not (plan.adapted or plan.lora)
 
 
 def _fit_problem(plan: LoadPlan, live: Mapping[str, Any]) -> str | None:
     """Why the plan does not fit the model (global shapes), or None."""
+    if plan.bn_reset_modules:
+        return (
+            "it resets BatchNorm statistics (bn='reset'), which sharded loading does not do: "
+            "plan with bn='load' or bn='skip'"
+        )
     for key, entry in plan.entries.items():
         target = live.get(key)
         if not isinstance(target, torch.Tensor):
             return f"the model has no tensor {key!r}: the plan was made for a different model"
         row = plan.comparison[key]
-        if row.ckpt_shape is not None and tuple(row.ckpt_shape) != tuple(target.shape):
+        shape = row.ckpt_shape
+        if entry.adapter is None and shape is not None and tuple(shape) != tuple(target.shape):
             return (
-                f"{key!r}: checkpoint {tuple(row.ckpt_shape)} vs model {tuple(target.shape)} "
+                f"{key!r}: checkpoint {tuple(shape)} vs model {tuple(target.shape)} "
                 f"(checkpoint key {entry.ckpt_key!r})"
             )
     return None
@@ -171,40 +165,38 @@ def partial_load_sharded(model: nn.Module, plan: LoadPlan) -> ShardedLoadReport:
     """Load ``plan`` into a sharded model on every rank, all or nothing across ranks.
 
     Called by :func:`sd_widgets.partial_load` when the model holds DTensors; call it on every
-    rank. Steps, each followed by an agreement of all ranks (``all_gather_object``):
+    rank. Each step is followed by an agreement of all ranks (``all_gather_object``):
 
     1. check the plan fits (global shapes) and copy this rank's local shards of the planned
        tensors (the snapshot for rollback and undo);
-    2. ``dcp.load`` of fresh DTensors laid out as the model's, keyed by the checkpoint's names
-       (renamed keys as aliases): each rank reads only the chunks of its own shards;
-    3. copy them into the model's local shards and check each bit for bit.
+    2. read. From a DCP directory, tensors loaded as they are: one ``dcp.load`` of fresh
+       DTensors laid out as the model's, keyed by the checkpoint's names (renamed keys as
+       aliases), so each rank reads only the chunks of its own shards. Otherwise (another
+       format, adapters, LoRA merges): rank 0 builds the planned tensors whole
+       (:meth:`LoadPlan.state_dict`; the model tensors an adapter or merge starts from are
+       gathered first) and ``set_model_state_dict(..., StateDictOptions(full_state_dict=True,
+       broadcast_from_rank0=True, strict=False))`` distributes them;
+    3. write and verify: each local shard is checked bit for bit against what was read (DCP)
+       or against rank 0's tensor scattered again with ``distribute_tensor`` (broadcast).
 
     When any rank fails a step, every rank restores its snapshot and raises
     :class:`~sd_widgets.LoadError` naming the failing rank(s) and what happened there.
     """
-    import torch.distributed.checkpoint as dcp
-
-    from .checkpoint.dcp import safe_reader
-    from .checkpoint.paths import verify_stamps
-
     start = time.perf_counter()
     rank, world = _require_job()
-    directory, prefix = _source_of(plan)
     live = model.state_dict(keep_vars=True)
     targets: dict[str, torch.Tensor] = {}
     saved: dict[str, torch.Tensor] = {}
-    fresh: dict[str, torch.Tensor] = {}
     error: str | None = None
     try:
         problem = _fit_problem(plan, live)
         if problem is not None:
             raise ValueError(problem)
-        for key, entry in plan.entries.items():
-            t = live[key].detach()
-            targets[key] = _local(t)
+        for key in plan.entries:
+            targets[key] = _local(live[key])
             saved[key] = targets[key].clone()
-            fresh[prefix + entry.ckpt_key] = torch.empty_like(t)
-        verify_stamps(plan.comparison.checkpoint.stamps, f"loading from {directory!r}")
+        ckpt = plan.comparison.checkpoint
+        verify_stamps(ckpt.stamps, f"loading from {ckpt.source.describe()}")
     except Exception as exc:
         error = _describe(exc)
     failures = _agree(error)
@@ -212,35 +204,10 @@ def partial_load_sharded(model: nn.Module, plan: LoadPlan) -> ShardedLoadReport:
         raise LoadError(
             f"partial load refused: {_failed_ranks(failures)}. Nothing was changed on any rank."
         )
-    error = None
-    try:
-        dcp.load(fresh, storage_reader=safe_reader(_path(directory)))
-    except Exception as exc:
-        error = _describe(exc)
-    failures = _agree(error)
-    if failures:
-        raise LoadError(
-            f"partial load failed reading {directory!r}: {_failed_ranks(failures)}. Nothing "
-            "was changed on any rank."
-        )
-    read = {key: _local(fresh[prefix + e.ckpt_key]) for key, e in plan.entries.items()}
-    error = None
-    try:
-        _copy_into(targets, read)
-    except Exception as exc:
-        error = _describe(exc)
-    del read, fresh
-    failures = _agree(error)
-    if failures:
-        unrestored = _restore(targets, saved)
-        restored = _agree(f"{len(unrestored)} tensors not restored" if unrestored else None)
-        outcome = (
-            "Every rank was rolled back: its local shards are exactly as before."
-            if not restored
-            else f"Rolling back FAILED on {_failed_ranks(restored)}: rebuild the model or "
-            "reload its weights."
-        )
-        raise LoadError(f"partial load failed: {_failed_ranks(failures)}. {outcome}")
+    if _by_shards(plan):
+        _load_by_shards(plan, live, targets, saved)
+    else:
+        _load_broadcast(model, plan, live, targets, saved)
     return ShardedLoadReport(
         model=model,
         plan=plan,
@@ -253,10 +220,137 @@ def partial_load_sharded(model: nn.Module, plan: LoadPlan) -> ShardedLoadReport:
     )
 
 
-def _path(directory: str) -> Any:
-    from pathlib import Path
+def _roll_back_if_failed(
+    error: str | None, targets: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]
+) -> None:
+    """Agree on ``error``; when any rank failed, restore every rank and raise LoadError."""
+    failures = _agree(error)
+    if not failures:
+        return
+    unrestored = _restore(targets, saved)
+    restored = _agree(f"{len(unrestored)} tensors not restored" if unrestored else None)
+    outcome = (
+        "Every rank was rolled back: its local shards are exactly as before."
+        if not restored
+        else f"Rolling back FAILED on {_failed_ranks(restored)}: rebuild the model or "
+        "reload its weights."
+    )
+    raise LoadError(f"partial load failed: {_failed_ranks(failures)}. {outcome}")
 
-    return Path(directory)
+
+def _load_by_shards(
+    plan: LoadPlan,
+    live: Mapping[str, Any],
+    targets: Mapping[str, torch.Tensor],
+    saved: Mapping[str, torch.Tensor],
+) -> None:
+    import torch.distributed.checkpoint as dcp
+
+    from .checkpoint.dcp import safe_reader
+
+    src = plan.comparison.checkpoint.source
+    directory, prefix = Path(str(src.path)), (src.key + "." if src.key else "")
+    fresh = {
+        prefix + e.ckpt_key: torch.empty_like(live[k].detach()) for k, e in plan.entries.items()
+    }
+    error = None
+    try:
+        dcp.load(fresh, storage_reader=safe_reader(directory))
+    except Exception as exc:
+        error = _describe(exc)
+    failures = _agree(error)
+    if failures:
+        raise LoadError(
+            f"partial load failed reading {str(directory)!r}: {_failed_ranks(failures)}. "
+            "Nothing was changed on any rank."
+        )
+    read = {key: _local(fresh[prefix + e.ckpt_key]) for key, e in plan.entries.items()}
+    error = None
+    try:
+        _copy_into(targets, read)
+    except Exception as exc:
+        error = _describe(exc)
+    del read, fresh
+    _roll_back_if_failed(error, targets, saved)
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor on every rank (collective for a DTensor)."""
+    dtensor = _dtensor_type()
+    return cast(Any, t).full_tensor() if dtensor is not None and isinstance(t, dtensor) else t
+
+
+def _scattered(t: torch.Tensor, whole: torch.Tensor | None) -> torch.Tensor:
+    """The part on this rank of rank 0's ``whole``, laid out as ``t`` (collective)."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import distribute_tensor
+
+    dtensor = _dtensor_type()
+    buf = whole if whole is not None else torch.empty(t.shape, dtype=t.dtype)
+    if dtensor is not None and isinstance(t, dtensor):
+        d: Any = t
+        out: Any = distribute_tensor(buf, d.device_mesh, d.placements, src_data_rank=0)
+        return out.to_local()
+    dist.broadcast(buf, src=0)
+    return buf
+
+
+def _load_broadcast(
+    model: nn.Module,
+    plan: LoadPlan,
+    live: Mapping[str, Any],
+    targets: dict[str, torch.Tensor],
+    saved: Mapping[str, torch.Tensor],
+) -> None:
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    rank = dist.get_rank()
+    # the model tensors adapters and merges start from, whole (gathered on every rank)
+    current = {k: _full(live[k].detach()) for k in [*plan.adapted, *plan.lora]}
+    sd: dict[str, torch.Tensor] = {}
+    error = None
+    try:
+        if rank == 0:
+            sd = dict(plan.state_dict(model, current=current))
+            for key, t in sd.items():
+                if not isinstance(t, torch.Tensor):
+                    raise ValueError(f"{key!r} is not a tensor: sharded loading takes tensors only")
+                if tuple(t.shape) != tuple(live[key].shape):
+                    raise ValueError(
+                        f"{key!r}: {tuple(t.shape)} built vs model {tuple(live[key].shape)}"
+                    )
+                sd[key] = t.to(live[key].dtype)  # as load_state_dict would cast
+    except Exception as exc:
+        error = _describe(exc)
+    del current
+    failures = _agree(error)
+    if failures:
+        raise LoadError(
+            f"partial load failed building the tensors on rank 0: {_failed_ranks(failures)}. "
+            "Nothing was changed on any rank."
+        )
+    error = None
+    try:
+        options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=False)
+        result = set_model_state_dict(model, dict(sd), options=options)
+        unexpected = [k for k in result.unexpected_keys if k in plan.entries]
+        if unexpected:
+            raise RuntimeError(f"set_model_state_dict did not take {unexpected[:3]}")
+    except Exception as exc:
+        error = _describe(exc)
+    # the model may hold new tensors now: verify and undo against what it holds
+    now = model.state_dict(keep_vars=True)
+    targets.update({k: _local(now[k]) for k in targets})
+    checked: str | None = None
+    for key in plan.entries:  # every rank, same order: rank 0's tensor scattered again
+        expected = _scattered(now[key], sd.get(key))
+        if checked is None and error is None:
+            from .transaction import same
+
+            if not same(targets[key], expected):
+                checked = f"{key!r} differs from rank 0's tensor after set_model_state_dict"
+    _roll_back_if_failed(error or checked, targets, saved)
 
 
 class ShardedLoadReport:

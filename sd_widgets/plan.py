@@ -729,7 +729,12 @@ class LoadPlan:
         return pd.DataFrame(rows, columns=["key", "action", "ckpt_key", "status", "cast", "reason"])
 
     # materialising -----------------------------------------------------------------------------
-    def state_dict(self, model: nn.Module | None = None) -> OrderedDict[str, torch.Tensor]:
+    def state_dict(
+        self,
+        model: nn.Module | None = None,
+        *,
+        current: Mapping[str, torch.Tensor] | None = None,
+    ) -> OrderedDict[str, torch.Tensor]:
         """The filtered ``OrderedDict`` to pass to ``load_state_dict(strict=False)``.
 
         Exactly the planned tensors (and values that are not tensors, such as a module's extra
@@ -738,6 +743,9 @@ class LoadPlan:
         modules such as BatchNorm behave as with the full checkpoint (PyTorch fact 6). A float
         tensor planned for an integer buffer (its values checked to be whole and in range) is
         cast here, exactly.
+
+        ``current``: the model tensors adapters and LoRA merges start from, when they are not
+        ``model.state_dict()`` (a sharded model's gathered tensors, :mod:`sd_widgets.distributed`).
         """
         model = model if model is not None else self.comparison.model
         ckpt = self.comparison.checkpoint
@@ -745,11 +753,14 @@ class LoadPlan:
         tensors = ckpt.tensors(
             [e.ckpt_key for e in self.entries.values() if e.ckpt_key not in values]
         )
-        current: Mapping[str, torch.Tensor] = {}
-        if self.adapted or self.lora:
-            if model is None:
-                raise ValueError("adapters and LoRA merges need the model's tensors: pass model=")
-            current = model.state_dict()
+        if current is None:
+            current = {}
+            if self.adapted or self.lora:
+                if model is None:
+                    raise ValueError(
+                        "adapters and LoRA merges need the model's tensors: pass model="
+                    )
+                current = model.state_dict()
         factors = ckpt.tensors([p.b_key for p in self.lora.values()]) if self.lora else {}
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for k, e in self.entries.items():

@@ -35,6 +35,12 @@ class Block(nn.Module):
         self.proj = nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
 
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.attn(self.norm(h)).chunk(3, dim=-1)
+        weights = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)
+        h = h + self.proj(weights @ v)
+        return h + self.mlp(h)
+
 
 class Stack(nn.Module):
     def __init__(self, d: int = 32, layers: int = 3, head: int = 10, extra: bool = False) -> None:
@@ -45,6 +51,12 @@ class Stack(nn.Module):
         self.head = nn.Linear(d, head)
         if extra:
             self.pooler = nn.Linear(d, d)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm(h))
 
 
 def build(seed: int, sharded: bool, **kw) -> Stack:
@@ -80,7 +92,11 @@ def main() -> None:
     # the checkpoint: another configuration, saved by this job with FSDP2 (one file per rank)
     other = build(1, True, head=7, extra=True)
     dcp.save(other.state_dict(), checkpoint_id=ckpt)
-    del other
+    # the same tensors under other names: blocks.N. -> layers.N.
+    renamed_ckpt = os.path.join(workdir, f"renamed{world}")
+    renamed = {k.replace("blocks.", "layers.", 1): v for k, v in other.state_dict().items()}
+    dcp.save(renamed, checkpoint_id=renamed_ckpt)
+    del other, renamed
 
     # 1. compare on every rank: global shapes, the statuses of an unsharded copy
     model = build(0, True)
@@ -144,6 +160,12 @@ def main() -> None:
     same(now, expected, backbone)
     same(now, before, [k for k in now if k not in backbone])
     assert any(not torch.equal(now[k], before[k]) for k in backbone)
+    # and FSDP2 computes with what was written: the forward of an unsharded copy loaded alike
+    unsharded = build(0, False)
+    sdw.partial_load(unsharded, sdw.compare(unsharded, ckpt).plan(include=backbone))
+    tokens = torch.randint(0, 101, (2, 6), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(model(tokens), unsharded(tokens), rtol=1e-5, atol=1e-6)
 
     # 5. sharded statistics: all-reduced partial sums == statistics of the whole tensor
     for key in ("embed.weight", "blocks.0.attn.weight", "norm.bias"):
@@ -201,6 +223,51 @@ def main() -> None:
         namespace["load_sharded"](fresh)
         same(local(fresh), expected, backbone)
         same(local(fresh), before, [k for k in before if k not in backbone])
+
+    # renamed keys: read under the checkpoint's names (aliases), in the plan and in the export
+    if not quick:
+        target = build(0, True)
+        rules = [sdw.Rename.prefix("layers.", "blocks.")]
+        renamed_plan = sdw.compare(target, renamed_ckpt, renames=rules).plan(include=backbone)
+        assert list(renamed_plan.entries) == backbone
+        assert renamed_plan.entries["blocks.0.attn.weight"].ckpt_key == "layers.0.attn.weight"
+        report = sdw.partial_load(target, renamed_plan)
+        same(local(target), expected, backbone)
+        report.undo()
+        same(local(target), before, before)
+        namespace = {"__name__": "exported"}
+        exec(compile(renamed_plan.to_code(), "exported_renamed.py", "exec"), namespace)
+        namespace["load_sharded"](target)
+        same(local(target), expected, backbone)
+
+    # compare reads no other rank: one rank alone gets its answer (no collective to hang in)
+    if rank == 0:
+        assert sdw.compare(model, ckpt).summary() == plain.summary()
+    dist.barrier()
+
+    # 7. a full-tensor file and adapters: rank 0 builds the tensors, set_model_state_dict
+    # broadcasts them; the sharded model then computes what the unsharded one loaded alike does
+    if not quick:
+        pt = os.path.join(workdir, f"other{world}.pt")
+        if rank == 0:
+            torch.save(build(1, False, head=7, extra=True).state_dict(), pt)
+        dist.barrier()
+        adapt = {"head.*": "overlap"}
+        include = ["embed", "blocks", "head"]
+        unsharded = build(0, False)
+        sdw.partial_load(unsharded, sdw.compare(unsharded, pt).plan(include=include, adapt=adapt))
+        sharded = build(0, True)
+        before = local(sharded)
+        full_plan = sdw.compare(sharded, pt).plan(include=include, adapt=adapt)
+        assert full_plan.adapted == {"head.weight": "overlap", "head.bias": "overlap"}
+        report = sdw.partial_load(sharded, full_plan)
+        for key, value in unsharded.state_dict().items():
+            assert torch.equal(sharded.state_dict()[key].full_tensor(), value), key
+        tokens = torch.randint(0, 101, (2, 6), generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            assert torch.allclose(sharded(tokens), unsharded(tokens), rtol=1e-5, atol=1e-6)
+        report.undo()
+        same(local(sharded), before, before)
 
     dist.barrier()
     print(f"rank {rank} of {world}: OK", flush=True)
