@@ -179,6 +179,7 @@ PIPELINE = [
     "sd_widgets.compare",
     "sd_widgets.values",
     "sd_widgets.plan",
+    "sd_widgets.distributed",
     "sd_widgets.load",
 ]
 #: lazy imports of a later stage that are one-line conveniences, on purpose
