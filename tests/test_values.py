@@ -488,3 +488,12 @@ def test_explorer_value_view_frozen_backbone(cnn_pair):
     assert w.values["state"] == "stale"
     w.handle_action({"action": "compare_values"})
     assert w.values["summary"]["changed"] == 0  # did it load? every tensor equals the file
+
+
+def test_value_plot_of_a_hostile_key_is_text(recwarn):
+    from sd_widgets.widgets.values_view import value_figure_src
+
+    for key in ("$\\nosuchcmd$ \x1b[31m\n", "k"):
+        src = value_figure_src(key, torch.tensor([0.0, float("nan")]), torch.tensor([1.0, 2.0]))
+        assert src.startswith("data:image/png;base64,")
+    assert not [w for w in recwarn if "Glyph" in str(w.message)]

@@ -118,5 +118,7 @@ def value_figure_src(key: str, a: torch.Tensor, b: torch.Tensor, *, bins: int = 
         right.set_title("difference b − a: none", fontsize=9)
     for ax in (left, right):
         ax.tick_params(labelsize=7)
-    fig.suptitle(key[:120], fontsize=9, parse_math=False)
+    # a key from a file: drawn as text (no mathtext), control characters escaped
+    title = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in key[:120])
+    fig.suptitle(title, fontsize=9, parse_math=False)
     return png_data_url(figure_to_png(fig, dpi=80))
