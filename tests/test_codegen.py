@@ -779,7 +779,11 @@ def test_adapter_registry_answers_for_rows():
     can end with the same clause."""
     from sd_widgets.adapters import ADAPTERS, adapter_hint, applicable
 
-    assert list(ADAPTERS) == ["overlap", "input_conv", "interpolate", "resample_patch"] == list(sdw.plan.ADAPTERS)
+    assert (
+        list(ADAPTERS)
+        == ["overlap", "input_conv", "interpolate", "resample_patch"]
+        == list(sdw.plan.ADAPTERS)
+    )
     assert all(a.description and callable(a.fn) for a in ADAPTERS.values())
     assert applicable((64, 3, 7, 7), (64, 1, 7, 7)) == ("overlap", "input_conv")
     assert applicable((64, 3, 7, 7), (64, 1, 7, 7), model_on_meta=True) == ("input_conv",)
