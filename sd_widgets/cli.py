@@ -425,7 +425,9 @@ def _fail(exc: Exception, debug: bool) -> int:
     """One line on stderr for ``exc`` (the traceback before it with ``--debug``); exit 2."""
     if debug:
         _traceback(exc)
-    if isinstance(exc, UnsafeCheckpointError) and exc.runs_code:
+    if isinstance(exc, UnsafeCheckpointError) and not exc.opt_in:
+        message = f"{exc} No --allow or --trust applies to it."
+    elif isinstance(exc, UnsafeCheckpointError) and exc.runs_code:
         message = (
             f"{exc} On the command line: no --allow admits code; --trust would load the file "
             "and run it."

@@ -44,7 +44,9 @@ class UnsafeCheckpointError(CheckpointError):
     ``globals`` names them. ``runs_code`` names those among them (or among the ``trust=[...]``
     entries refused) that can run code when called: eval, os.system, getattr, subprocess ...
     When it is not empty, no ``trust=[...]`` allows the file; only ``trust=True`` loads it,
-    which runs that code. Nothing from the file was executed. Pass ``trust=True`` to
+    which runs that code. ``opt_in`` is False where no ``trust`` opens the file at all (a DCP
+    ``.metadata`` is read against its exact allow-list whatever ``trust`` says), so nothing
+    offers one. Nothing from the file was executed. Pass ``trust=True`` to
     :func:`sd_widgets.open_checkpoint` only for files from a source you trust.
     """
 
@@ -53,10 +55,13 @@ class UnsafeCheckpointError(CheckpointError):
         message: str,
         globals: list[str] | None = None,
         runs_code: list[str] | None = None,
+        *,
+        opt_in: bool = True,
     ) -> None:
         super().__init__(message)
         self.globals: list[str] = list(globals or [])
         self.runs_code: list[str] = list(runs_code or [])
+        self.opt_in = opt_in
 
 
 class NotAStateDictError(CheckpointError):

@@ -237,6 +237,31 @@ def test_payload_inside_real_metadata_never_runs(field, protocol, tmp_path):
     assert not marker.exists()
 
 
+def test_dcp_metadata_refusal_offers_no_opt_in_that_does_nothing(tmp_path, capsys):
+    """No trust option opens DCP metadata, so neither the CLI nor the Explorer offers one."""
+    from sd_widgets import cli
+    from sd_widgets.widgets.explorer import _error_state
+
+    marker = tmp_path / "PWNED"
+    directory = write_dcp(tmp_path / "dcp", {"model": {"w": torch.ones(2)}})
+    md = real_dcp_metadata(directory)
+    md.planner_data = ReduceTo(os.system, f"touch {marker}")
+    dump_metadata(directory, md, 2)
+    with pytest.raises(sdw.UnsafeCheckpointError) as info:
+        sdw.open_checkpoint(directory, trust=True)
+    assert info.value.opt_in is False
+    name = f"{os.system.__module__}.system"
+    assert cli.main(["inspect", str(directory)]) == 2
+    err = capsys.readouterr().err
+    assert name in err and f"--allow {name}" not in err
+    assert "No --allow or --trust applies" in err
+    # following what an --allow would have been changes nothing: still refused, nothing ran
+    assert cli.main(["inspect", str(directory), "--allow", "argparse.Namespace"]) == 2
+    state = _error_state(info.value, directory)
+    assert "trust=" not in state["fix"]
+    assert not marker.exists()
+
+
 def _mutate_storage(directory: Path, **changes: Any) -> None:
     md = real_dcp_metadata(directory)
     for info in md.storage_data.values():

@@ -310,8 +310,9 @@ def restricted_load(data: bytes, allowed: Mapping[tuple[str, str], Any], what: s
             f"{what} contains objects that are not checkpoint metadata: it names "
             f"{', '.join(repr(n) for n in names)}, not one of the {len(allowed)} exact metadata "
             "classes and functions allowed. Nothing was executed. This is not a plain "
-            "torch.distributed.checkpoint directory; do not load it unless you trust its source.",
+            "torch.distributed.checkpoint directory, and no trust option opens it.",
             globals=names,
+            opt_in=False,
         ) from None
     except _StateRefused as exc:
         raise UnreadableCheckpointError(

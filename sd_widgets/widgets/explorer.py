@@ -1323,6 +1323,14 @@ def _error_state(exc: BaseException, source: Any) -> dict[str, str]:
             f"Check the path {str(source)!r} (relative paths start from "
             f"{os.getcwd()!r}), then run the cell again."
         )
+    elif isinstance(exc, errors.UnsafeCheckpointError) and not exc.opt_in:
+        kind = "unsafe"
+        title = "This checkpoint's metadata is not plain checkpoint metadata"
+        fix = (
+            "Nothing from the file was run, and no trust option opens it: it names objects a "
+            "torch.distributed.checkpoint directory never holds. Ask for the checkpoint again, "
+            "or a safetensors export of it."
+        )
     elif isinstance(exc, errors.UnsafeCheckpointError) and exc.runs_code:
         kind = "unsafe"
         title = "Loading this checkpoint would run code from the file"
