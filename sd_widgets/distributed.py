@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,10 +88,10 @@ def _agree(error: str | None) -> list[tuple[int, str]]:
     return [(rank, e) for rank, e in enumerate(found) if e is not None]
 
 
-def _failed_ranks(failures: list[tuple[int, str]]) -> str:
+def _failed_ranks(failures: list[tuple[int, str]], verb: str = "failed") -> str:
     ranks = ", ".join(str(r) for r, _ in failures)
     first_rank, first = failures[0]
-    return f"rank{'s' if len(failures) > 1 else ''} {ranks} failed (rank {first_rank}: {first})"
+    return f"rank{'s' if len(failures) > 1 else ''} {ranks} {verb} (rank {first_rank}: {first})"
 
 
 def _describe(exc: BaseException) -> str:
@@ -386,7 +387,7 @@ class ShardedLoadReport:
         self.seconds = seconds
         self.undone = False
         self.released = False
-        self._model = model
+        self._model = weakref.ref(model)
         self._targets = targets
         self._saved = saved
         self._after = {k: fingerprint(t) for k, t in targets.items()}
@@ -418,20 +419,41 @@ class ShardedLoadReport:
     def undo(self, *, force: bool = False) -> None:
         """Restore every rank's local shards as they were before the load (collective).
 
-        Refuses on every rank (:class:`~sd_widgets.UndoError`) when a tensor changed since the
-        load on any rank (a training step), unless ``force=True``.
+        Refuses on every rank (:class:`~sd_widgets.UndoError`) when any rank cannot undo:
+        already undone or released there, the model gone or its tensors replaced, or (unless
+        ``force=True``) a tensor changed since the load (a training step).
         """
-        self._require_applied("undo")
-        changed = [] if force else self.changed_since_load()
-        problems = _agree(
-            f"{len(changed)} tensors changed since the load (first: {changed[0]!r})"
-            if changed
-            else None
-        )
+        changed: list[str] = []
+        problem = None
+        model = self._model()
+        if self.undone or self.released:
+            problem = "this load was " + ("undone already" if self.undone else "released")
+        elif model is None:
+            problem = "the model this report belongs to no longer exists"
+        else:
+            live = model.state_dict(keep_vars=True)
+            replaced = [
+                k
+                for k, t in self._targets.items()
+                if not isinstance(live.get(k), torch.Tensor)
+                or _local(live[k]).data_ptr() != t.data_ptr()
+                or _local(live[k]).shape != t.shape
+            ]
+            changed = [] if force else self.changed_since_load()
+            if replaced:
+                problem = (
+                    f"{len(replaced)} tensors were replaced since the load (first: "
+                    f"{replaced[0]!r}): there is nothing to restore them into"
+                )
+            elif changed:
+                problem = (
+                    f"{len(changed)} tensors changed since the load (first: {changed[0]!r}); "
+                    "undo(force=True) restores over such changes"
+                )
+        problems = _agree(problem)
         if problems:
             raise UndoError(
-                f"undo refused on every rank: {_failed_ranks(problems)}; undo(force=True) "
-                "restores anyway.",
+                f"undo refused on every rank: {_failed_ranks(problems, 'refused')}",
                 changed=changed,
             )
         unrestored = _restore(self._targets, self._saved)
@@ -451,12 +473,18 @@ class ShardedLoadReport:
         self._saved = {}
         self.released = True
 
+    @property
+    def model(self) -> nn.Module:
+        """The model this report belongs to (held weakly); UndoError once it is gone."""
+        m = self._model()
+        if m is None:
+            raise UndoError("the model this report belongs to no longer exists")
+        return m
+
     def stats(self) -> dict[str, TensorStats]:
         """Statistics of each loaded tensor as a whole, after the load (collective)."""
-        return {k: sharded_stats(self._live(k)) for k in self.loaded}
-
-    def _live(self, key: str) -> torch.Tensor:
-        return self._model.state_dict(keep_vars=True)[key].detach()
+        live = self.model.state_dict(keep_vars=True)
+        return {k: sharded_stats(live[k].detach()) for k in self.loaded}
 
     def to_frame(self) -> pd.DataFrame:
         """One row per loaded tensor: global statistics after the load (collective)."""

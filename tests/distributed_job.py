@@ -235,6 +235,19 @@ def main() -> None:
         same(local(target), expected, backbone)
         report.undo()
         same(local(target), before, before)
+        # one rank released its snapshot: undo is refused on every rank, naming it
+        report = sdw.partial_load(target, renamed_plan)
+        if rank == world - 1:
+            report.release()
+        try:
+            report.undo()
+        except sdw.UndoError as exc:
+            assert f"rank {world - 1} refused" in str(exc) and "released" in str(exc), str(exc)
+        else:
+            raise AssertionError(f"rank {rank}: undo went ahead without rank {world - 1}")
+        same(local(target), expected, backbone)
+        sdw.partial_load(target, renamed_plan).undo()  # nothing to undo: back to expected
+        same(local(target), expected, backbone)
         namespace = {"__name__": "exported"}
         exec(compile(renamed_plan.to_code(), "exported_renamed.py", "exec"), namespace)
         namespace["load_sharded"](target)

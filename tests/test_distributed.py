@@ -2,11 +2,14 @@
 
 Each job (tests/distributed_job.py) shards a transformer-like stack with FSDP2, saves a DCP
 checkpoint of another configuration (another head size, an extra module) and checks, on every
-rank: compare == an unsharded copy's statuses with global shapes; a partial load of the backbone
-bit for bit what plain ``dcp.load`` of those keys gives and nothing else touched; a failure
-injected on the last rank only rolls every rank back with a LoadError naming it; undo on every
-rank (refused everywhere when one rank changed a tensor); sharded statistics equal the whole
-tensor's; the exported code (no sd_widgets import) gives the same state.
+rank: compare == an unsharded copy's statuses with global shapes (also on one rank alone, and
+for a meta-device model); a partial load of the backbone bit for bit what plain ``dcp.load`` of
+those keys gives, nothing else touched, and FSDP2's forward equal to an unsharded copy's; a
+failure injected on the last rank only rolls every rank back with a LoadError naming it; undo on
+every rank (refused everywhere when one rank changed a tensor or released its snapshot);
+sharded statistics equal the whole tensor's; the exported code (no sd_widgets import) gives the
+same state; renamed keys read as aliases; a ``.pt`` of another configuration with an adapter
+through ``set_model_state_dict(broadcast_from_rank0=True)`` equals the unsharded load.
 
 Bounded twice: the process group's timeout (60 s per collective) and this file's subprocess
 timeout, which kills the whole process group of the job.
@@ -19,8 +22,14 @@ import pathlib
 import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
+import torch
+import torch.distributed.checkpoint as dcp
+from distributed_job import Stack
+
+import sd_widgets as sdw
 
 JOB = pathlib.Path(__file__).with_name("distributed_job.py")
 TIMEOUT = 240
@@ -63,3 +72,27 @@ def test_fsdp2_compare_partial_load_rollback_undo_export(nproc, tmp_path):
         assert f"rank {rank} of {nproc}: OK" in out, out[-4000:]
     # the checkpoint was written by every rank of the job: one data file each
     assert len(list((tmp_path / f"dcp{nproc}").glob("*.distcp"))) == nproc
+
+
+def _exported_names(code: str) -> set[str]:
+    namespace: dict = {"__name__": "exported"}
+    exec(compile(code, "exported.py", "exec"), namespace)
+    return set(namespace)
+
+
+def test_dcp_export_has_a_sharded_loader_only_where_it_reads_shards(tmp_path):
+    """``load_sharded`` is exported for a DCP source loaded as it is; an adapter needs the whole
+    tensor (no per-rank loader), and other formats have none (run under torchrun above)."""
+    torch.manual_seed(0)
+    other = Stack(head=7, extra=True).state_dict()
+    with warnings.catch_warnings():  # "torch.distributed is disabled": one process, on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save(other, checkpoint_id=tmp_path / "dcp", no_dist=True)
+    torch.save(other, tmp_path / "other.pt")
+    model = Stack()
+    as_is = sdw.compare(model, tmp_path / "dcp").plan(include=["embed", "blocks"])
+    assert "load_sharded" in _exported_names(as_is.to_code())
+    adapted = sdw.compare(model, tmp_path / "dcp").plan(adapt={"head.*": "overlap"})
+    assert adapted.adapted and "load_sharded" not in _exported_names(adapted.to_code())
+    from_pt = sdw.compare(model, tmp_path / "other.pt").plan(include=["embed"])
+    assert "load_sharded" not in _exported_names(from_pt.to_code())
