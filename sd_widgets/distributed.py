@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import nn
 
+from .checkpoint.dcp import safe_reader
 from .checkpoint.paths import verify_stamps
 from .errors import LoadError, UndoError
 
@@ -247,8 +248,6 @@ def _load_by_shards(
 ) -> None:
     import torch.distributed.checkpoint as dcp
 
-    from .checkpoint.dcp import safe_reader
-
     src = plan.comparison.checkpoint.source
     directory, prefix = Path(str(src.path)), (src.key + "." if src.key else "")
     fresh = {
@@ -257,6 +256,9 @@ def _load_by_shards(
     error = None
     try:
         dcp.load(fresh, storage_reader=safe_reader(directory))
+    except dcp.CheckpointException as exc:  # a BaseException: every rank gets every failure
+        mine = exc.failures.get(torch.distributed.get_rank())
+        error = _describe(mine[0]) if mine is not None else None if exc.failures else str(exc)
     except Exception as exc:
         error = _describe(exc)
     failures = _agree(error)

@@ -152,6 +152,33 @@ def main() -> None:
         assert "rolled back" in message, message
         same(local(model), before, before)
 
+    # a read that fails on one rank only (its reader raises inside dcp.load's collectives)
+    if not quick:
+        real_reader = sdd.safe_reader
+
+        def failing_reader(directory):
+            reader = real_reader(directory)
+            if dist.get_rank() == world - 1:
+
+                def read_data(plan, planner):
+                    raise OSError("data file unreadable (injected)")
+
+                reader.read_data = read_data
+            return reader
+
+        sdd.safe_reader = failing_reader
+        try:
+            sdw.partial_load(model, plan)
+        except sdw.LoadError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError(f"rank {rank}: no LoadError")
+        finally:
+            sdd.safe_reader = real_reader
+        assert f"rank {world - 1} failed" in message and "injected" in message, message
+        assert "rank 0 failed" not in message, message
+        same(local(model), before, before)
+
     # 3. the load: exactly the plan's keys, bit for bit what dcp.load gives; the rest untouched
     report = sdw.partial_load(model, plan)
     assert isinstance(report, sdd.ShardedLoadReport)
