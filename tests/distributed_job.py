@@ -280,6 +280,48 @@ def main() -> None:
         namespace["load_sharded"](target)
         same(local(target), expected, backbone)
 
+    # tensor parallelism: DTensors sharded by rows (Shard(0)), by columns (Shard(1)) and
+    # replicated biases (Replicate), loaded the same way; statistics count a replica once
+    if not quick:
+        from torch.distributed.tensor.parallel import (
+            ColwiseParallel,
+            RowwiseParallel,
+            parallelize_module,
+        )
+
+        def tensor_parallel(seed: int) -> Stack:
+            m = build(seed, False)
+            mesh = init_device_mesh("cpu", (world,))
+            for block in m.blocks:
+                parallelize_module(
+                    block, mesh, {"attn": ColwiseParallel(), "proj": RowwiseParallel()}
+                )
+            return m
+
+        tp = tensor_parallel(0)
+        assert sdd.is_sharded(tp)
+        placements = {
+            str(tp.state_dict()[k].placements)
+            for k in ("blocks.0.attn.weight", "blocks.0.proj.weight", "blocks.0.proj.bias")
+        }
+        assert placements == {"(Shard(dim=0),)", "(Shard(dim=1),)", "(Replicate(),)"}, placements
+        tp_before = local(tp)
+        tp_plan = sdw.compare(tp, ckpt).plan(include=["embed", "blocks", "norm"])
+        assert tp_plan.summary() == plan.summary()
+        tp_ref = tensor_parallel(0)
+        ref_sd = tp_ref.state_dict()
+        dcp.load({k: ref_sd[k] for k in backbone}, checkpoint_id=ckpt)
+        report = sdw.partial_load(tp, tp_plan)
+        same(local(tp), local(tp_ref), backbone)
+        same(local(tp), tp_before, [k for k in tp_before if k not in backbone])
+        for key in ("blocks.0.proj.bias", "blocks.0.proj.weight", "blocks.0.attn.weight"):
+            dt = tp.state_dict()[key]
+            got, want = sdd.sharded_stats(dt), tensor_stats(dt.full_tensor())
+            assert (got.numel, got.min, got.max) == (want.numel, want.min, want.max), (got, want)
+            assert abs(got.mean - want.mean) <= 1e-6 * max(1e-3, abs(want.mean)), (got, want)
+        report.undo()
+        same(local(tp), tp_before, tp_before)
+
     # compare reads no other rank: one rank alone gets its answer (no collective to hang in)
     if rank == 0:
         assert sdw.compare(model, ckpt).summary() == plain.summary()

@@ -9,7 +9,8 @@ failure injected on the last rank only rolls every rank back with a LoadError na
 every rank (refused everywhere when one rank changed a tensor or released its snapshot);
 sharded statistics equal the whole tensor's; the exported code (no sd_widgets import) gives the
 same state; renamed keys read as aliases; a ``.pt`` of another configuration with an adapter
-through ``set_model_state_dict(broadcast_from_rank0=True)`` equals the unsharded load.
+through ``set_model_state_dict(broadcast_from_rank0=True)`` equals the unsharded load; a
+tensor-parallel model (Shard(0), Shard(1), Replicate) loads as plain ``dcp.load`` does.
 
 Bounded twice: the process group's timeout (60 s per collective) and this file's subprocess
 timeout, which kills the whole process group of the job.
