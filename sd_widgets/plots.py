@@ -71,7 +71,7 @@ STATUS_COLORS: dict[str, str] = {
     "loaded": _LOADED,
     "adapt": _ADAPTED,
     "adapted": _ADAPTED,
-    "tied": "#555555",  # follows the key it is tied to (shares its storage)
+    "tied": STATUS_COLOURS[Status.TIED.value],  # follows the key it is tied to
     "bn_reset": "#000000",  # Okabe–Ito black: running statistics reset, not loaded
     "skipped": _NOT_LOADED,
     "failed": STATUS_COLOURS[Status.SHAPE_MISMATCH.value],

@@ -177,7 +177,9 @@ STATUS_INFO: dict[str, StatusInfo] = {
             "⇔",
             "tied",
             "tied",
-            TONES["ok"],
+            # its own colour (a dark grey: it follows another key), as a tied load outcome is
+            # drawn in the plots; its tone is ok: nothing is wrong
+            "#555555",
             False,
             False,
             True,
