@@ -262,6 +262,19 @@ def test_dcp_metadata_refusal_offers_no_opt_in_that_does_nothing(tmp_path, capsy
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("field", ["offset", "length"])
+def test_dcp_storage_entry_without_offset_or_length_is_typed(field, tmp_path):
+    """_StorageInfo pickles without its None fields: a missing offset/length is a typed error
+    (found by the mutation fuzz below: it was an AttributeError)."""
+    directory = write_dcp(tmp_path / "dcp", {"model": {"w": torch.ones(2)}})
+    md = real_dcp_metadata(directory)
+    for info in md.storage_data.values():
+        setattr(info, field, None)
+    dump_metadata(directory, md, 2)
+    with pytest.raises(sdw.UnreadableCheckpointError, match="offset"):
+        sdw.open_checkpoint(directory)
+
+
 def _mutate_storage(directory: Path, **changes: Any) -> None:
     md = real_dcp_metadata(directory)
     for info in md.storage_data.values():

@@ -195,11 +195,8 @@ def _validate(md: Any, directory: Path, mpath: Path) -> Any:
                     f"the entry {fqn!r} names the data file {rel!r}, which resolves "
                     "outside the checkpoint directory (not opened)",
                 ) from None
-            if (
-                type(info.offset) is not int
-                or type(info.length) is not int
-                or (info.offset < 0 or info.length < 0)
-            ):
+            offset, length = getattr(info, "offset", None), getattr(info, "length", None)
+            if type(offset) is not int or type(length) is not int or offset < 0 or length < 0:
                 raise _bad(mpath, f"the entry {fqn!r} has a negative or non-integer offset")
             if getattr(info, "transform_descriptors", None):
                 raise _bad(
