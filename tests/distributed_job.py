@@ -24,6 +24,7 @@ from torch.distributed.fsdp import fully_shard
 
 import sd_widgets as sdw
 from sd_widgets import distributed as sdd
+from sd_widgets.compare import _model_side
 from sd_widgets.stats import tensor_stats
 
 
@@ -115,6 +116,8 @@ def main() -> None:
                 r.ckpt_shape,
             ), f"rank {rank}: {r.key}: {o} vs {r}"
     assert cmp.summary() == plain.summary()
+    # FSDP2's reshard hooks on every sharded module are no reason for a meta-twin dry run
+    assert _model_side(model).roots == _model_side(build(0, False)).roots == []
     assert cmp["head.weight"].status == "shape_mismatch"
     assert cmp["head.weight"].model_shape == (10, 32)  # global, not this rank's (10/world, 32)
     assert cmp["pooler.weight"].status == "unexpected"
