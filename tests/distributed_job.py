@@ -182,6 +182,20 @@ def main() -> None:
         assert "rank 0 failed" not in message, message
         same(local(model), before, before)
 
+    # a plan made for another model is refused on every rank before anything changes
+    if not quick:
+        narrow = build(0, True, d=16)
+        narrow_before = local(narrow)
+        try:
+            sdw.partial_load(narrow, plan)
+        except sdw.LoadError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError(f"rank {rank}: a plan for another model was loaded")
+        assert "refused" in message and "(101, 32)" in message and "(101, 16)" in message, message
+        assert "Nothing was changed on any rank" in message, message
+        same(local(narrow), narrow_before, narrow_before)
+
     # 3. the load: exactly the plan's keys, bit for bit what dcp.load gives; the rest untouched
     report = sdw.partial_load(model, plan)
     assert isinstance(report, sdd.ShardedLoadReport)
