@@ -769,7 +769,10 @@ export function columnWidths(data, measure, opts = {}) {
     if (item.loadable) w += m("not loaded", "meta") + 8 + gap; // a selected row the plan skips
     return w;
   });
-  const adaptW = m("resample_patch ✓", "meta") + 12 + gap; // the longest adapter name
+  // the adapter button says "adapt", or the adapter chosen for the row ("interpolate ✓"): measure
+  // what it says (sized again when the adapters change), not the longest name there is
+  /** @param {number} i */
+  const adaptW = (i) => m(data.hasAdapter(i) ? `${data.adapters[c.path[i]]} ✓` : "adapt", "meta") + 12 + gap;
   for (let i = 0; i < data.n; i++) {
     const pad = 6 + c.depth[i] * indent + 4;
     const mpad = 6 + c.depth[i] * modelIndent + 4;
@@ -794,7 +797,7 @@ export function columnWidths(data, measure, opts = {}) {
       status = Math.max(status, w);
       continue;
     }
-    const sw = statusW[/** @type {number} */ (c.status[i])] + (c.adaptable[i] ? adaptW : 0);
+    const sw = statusW[/** @type {number} */ (c.status[i])] + (c.adaptable[i] ? adaptW(i) : 0);
     if (sw > status) status = sw;
     const sides = c.sides[i];
     if (sides & 1) {

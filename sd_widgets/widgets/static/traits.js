@@ -265,7 +265,10 @@ function mountTraits(v) {
   const on = v.on;
   on("change:tree", onTree);
   on("change:selected_keys", drawSelection);
-  on("change:adapters", drawSelection);
+  on("change:adapters", () => {
+    drawSelection();
+    v.fn.sizeColumns(); // the adapter buttons now say which adapter
+  });
   on("change:preview", drawPreview);
   on("change:message", drawMessage);
   on("change:busy", drawBusy);

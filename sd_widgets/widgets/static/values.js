@@ -179,7 +179,9 @@ function mountValues(v) {
     callouts,
     body,
   ]);
-  v.els.topSlot.append(box);
+  // below the tree and its action bar: the second question, asked once keys line up (above the
+  // tree it pushed the problems strip off the first screen at 1280x720)
+  v.els.actionsEnd.after(box);
   compareBtn.addEventListener("click", () => send({ action: "compare_values" }));
 
   function drawList() {
