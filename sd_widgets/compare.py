@@ -440,7 +440,7 @@ def row_fields(*, without: Iterable[str] = ()) -> tuple[str, ...]:
 #: ``key`` first, so that ``to_json(key_field)`` can name it
 JSON_FIELDS = row_fields(without=("module",))
 assert JSON_FIELDS[0] == "key"
-#: :meth:`Comparison.to_frame` columns (the first ten are the contract of ``DESIGN.md``)
+#: :meth:`Comparison.to_frame` columns (the first ten are the contract of ``docs/design.md``)
 FRAME_FIELDS = row_fields(without=("adaptable", "model_on_meta"))
 _json_values = attrgetter(*JSON_FIELDS)
 _frame_values = attrgetter(*FRAME_FIELDS)

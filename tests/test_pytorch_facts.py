@@ -1,4 +1,4 @@
-"""The twelve facts of ``PYTORCH_FACTS.md``, each as a paired experiment.
+"""The numbered facts of ``docs/pytorch-facts.md``, each as a paired experiment.
 
 Every test first runs the *control*: what plain PyTorch does, asserted, so that a future torch
 that changes behaviour fails here and the facts (and the notebooks that teach them) get revisited.
