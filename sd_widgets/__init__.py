@@ -29,7 +29,7 @@ from .renames import Rename
 from .values import ValueComparison, compare_values
 
 if TYPE_CHECKING:
-    from .widgets import Explorer
+    from .widget import Explorer
 
 __all__ = [
     "STATUSES",
@@ -62,7 +62,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # the widget layer is imported on first use, so the core never imports ipywidgets
     if name == "Explorer":
-        from .widgets import Explorer
+        from .widget import Explorer
 
         return Explorer
     raise AttributeError(f"module 'sd_widgets' has no attribute {name!r}")

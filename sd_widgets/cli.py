@@ -1380,8 +1380,8 @@ def _write_html(cmp: Comparison, model_label: str) -> None:
     The one place the command line reaches the widget layer (lazily): the report is the
     Explorer's own front end over the Explorer's payload, never a second renderer.
     """
-    from .widgets import Explorer
-    from .widgets.html import write_report
+    from .widget import Explorer
+    from .widget.html import write_report
 
     write_report(Explorer(cmp, select="none"), sys.stdout, model_label=model_label)
 

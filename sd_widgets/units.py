@@ -41,7 +41,7 @@ def human_bytes(n: float) -> str:
     str
         Whole bytes below 1 KB, one decimal above, up to TB; a value that rounds to 1000 moves
         to the next unit (``999_999`` is ``"1.0 MB"``, not ``"1000.0 KB"``). The browser's
-        ``fmtBytes`` (``widgets/static/lib.js``) is checked against this function.
+        ``fmtBytes`` (``widget/static/lib.js``) is checked against this function.
     """
     for unit in ("B", "KB", "MB", "GB", "TB"):
         text = f"{n:.0f}" if unit == "B" else f"{n:.1f}"

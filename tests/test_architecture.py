@@ -214,7 +214,7 @@ def test_pipeline_stages_import_only_to_their_left(later):
 def test_helpers_below_the_plan_never_import_it(module):
     """codegen takes a frozen LoadSpec, never a plan; the helpers plan, load and codegen share
     sit to their left."""
-    later = {"sd_widgets.plan", "sd_widgets.load", "sd_widgets.compare", "sd_widgets.widgets"}
+    later = {"sd_widgets.plan", "sd_widgets.load", "sd_widgets.compare", "sd_widgets.widget"}
     for imp in IMPORTS[module]:
         target = internal(imp.target)
         assert target is None or not any(
@@ -249,11 +249,11 @@ WIDGET_LIBRARIES = ("ipywidgets", "anywidget", "traitlets")
 
 def test_the_core_never_imports_the_widget_layer():
     for name, imports in IMPORTS.items():
-        if name.startswith("sd_widgets.widgets"):
+        if name.startswith("sd_widgets.widget"):
             continue
         for imp in imports:
             top = imp.target.split(".")[0]
-            bad = top in WIDGET_LIBRARIES or imp.target.startswith("sd_widgets.widgets")
+            bad = top in WIDGET_LIBRARIES or imp.target.startswith("sd_widgets.widget")
             # the package's lazy ``__getattr__("Explorer")`` is the one way in, on first use
             way_in = name == "sd_widgets" and imp.scope in ("__getattr__", "type-checking")
             # ``diff --format html`` writes the Explorer's own report (lazily, in one function)

@@ -107,7 +107,7 @@ def test_collapse_repeated_layers():
 
 
 def test_the_widget_payload_carries_the_sentence(wide_bert_file):
-    from sd_widgets.widgets.payload import payload_from_comparison
+    from sd_widgets.widget.payload import payload_from_comparison
 
     cmp = sdw.compare(_bert(), wide_bert_file)
     payload = payload_from_comparison(cmp)
@@ -117,7 +117,7 @@ def test_the_widget_payload_carries_the_sentence(wide_bert_file):
 
 
 def test_the_static_summaries_carry_the_sentence(wide_bert_file):
-    from sd_widgets.widgets.payload import payload_from_comparison, summary_html, summary_text
+    from sd_widgets.widget.payload import payload_from_comparison, summary_html, summary_text
 
     cmp = sdw.compare(_bert(), wide_bert_file)
     payload = payload_from_comparison(cmp)

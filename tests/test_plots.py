@@ -425,7 +425,7 @@ def test_explorer_histogram_panels_have_no_overlapping_or_cut_annotations(monkey
     """The panels exactly as the Explorer draws them (its own function: a small figure with
     enlarged text): the title, the notes (all zeros, NaN, unchanged, shape, meta, empty, cast)
     and the legend neither overlap one another nor leave the picture."""
-    from sd_widgets.widgets import explorer
+    from sd_widgets.widget import explorer
 
     drawn: list[Figure] = []
     real = plots_module.figure_to_png

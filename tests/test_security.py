@@ -240,7 +240,7 @@ def test_payload_inside_real_metadata_never_runs(field, protocol, tmp_path):
 def test_dcp_metadata_refusal_offers_no_opt_in_that_does_nothing(tmp_path, capsys):
     """No trust option opens DCP metadata, so neither the CLI nor the Explorer offers one."""
     from sd_widgets import cli
-    from sd_widgets.widgets.explorer import _error_state
+    from sd_widgets.widget.explorer import _error_state
 
     marker = tmp_path / "PWNED"
     directory = write_dcp(tmp_path / "dcp", {"model": {"w": torch.ones(2)}})
@@ -1409,7 +1409,7 @@ def test_protocol_1_pickle_is_named_not_called_corrupt(tmp_path):
 def test_explorer_error_for_a_payload_offers_no_trust_list(tmp_path):
     from fuzz_files import payload_checkpoints, write_payload_checkpoint
 
-    from sd_widgets.widgets.explorer import _error_state
+    from sd_widgets.widget.explorer import _error_state
 
     marker = tmp_path / "PWNED"
     path = write_payload_checkpoint(tmp_path / "e.pt", payload_checkpoints(marker)["eval"][0])
@@ -1539,7 +1539,7 @@ def test_one_tensor_under_many_names_is_linear(tmp_path):
     assert path.stat().st_size < 400_000
     code = f"""
         import resource, time, torch, sd_widgets as sdw
-        from sd_widgets.widgets.explorer import Explorer
+        from sd_widgets.widget.explorer import Explorer
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
         ck = sdw.open_checkpoint({str(path)!r})
@@ -1580,7 +1580,7 @@ def test_a_key_thousands_of_levels_deep_is_refused_cheaply(levels, tmp_path):
     with pytest.raises(sdw.UnreadableCheckpointError, match=f"{levels:,} names deep"):
         sdw.compare(torch.nn.Linear(2, 1), path)
     assert time.perf_counter() - t0 < 5
-    from sd_widgets.widgets.explorer import Explorer
+    from sd_widgets.widget.explorer import Explorer
 
     ex = Explorer(torch.nn.Linear(2, 1), path)  # the widget shows the error, no MemoryError
     assert isinstance(ex.last_error, sdw.UnreadableCheckpointError)
@@ -1652,7 +1652,7 @@ def test_explorer_regex_rule_on_a_hostile_key_is_a_message_not_a_hang():
     readable error within the bound, the tree unchanged, the widget still usable."""
     from sd_widgets import demo
     from sd_widgets.renames import MATCH_TIMEOUT, SLOW_MATCH_BUDGET
-    from sd_widgets.widgets.explorer import Explorer
+    from sd_widgets.widget.explorer import Explorer
 
     sd = dict(demo.variant("identical"))
     sd["a" * 60 + "!"] = torch.zeros(1)

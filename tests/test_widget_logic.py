@@ -21,10 +21,10 @@ from traitlets import TraitError
 
 import sd_widgets as sdw
 from sd_widgets import demo
-from sd_widgets.widgets import payload as pl
-from sd_widgets.widgets.explorer import Explorer
+from sd_widgets.widget import payload as pl
+from sd_widgets.widget.explorer import Explorer
 
-STATIC = Path(sdw.__file__).parent / "widgets" / "static"
+STATIC = Path(sdw.__file__).parent / "widget" / "static"
 
 HOSTILE_KEYS = [
     "<img src=x onerror=alert(1)>.weight",
@@ -297,7 +297,7 @@ def test_explorer_accepts_a_comparison():
 
 
 def test_esm_and_css_ship_inside_the_package_and_never_use_innerhtml():
-    from sd_widgets.widgets.explorer import _JS_FILES
+    from sd_widgets.widget.explorer import _JS_FILES
 
     js = "\n".join((STATIC / name).read_text() for name in _JS_FILES)
     assert "export default" in (STATIC / _JS_FILES[-1]).read_text()
@@ -1191,7 +1191,7 @@ def test_meta_device_leftovers_are_named_after_a_load():
 
 
 def test_every_action_the_front_end_sends_is_registered_once():
-    from sd_widgets.widgets.explorer import _JS_FILES, ACTIONS
+    from sd_widgets.widget.explorer import _JS_FILES, ACTIONS
 
     sent = set()
     for name in _JS_FILES:

@@ -1239,7 +1239,7 @@ class VoilaLauncher:
 #
 # Notebook cells and locators shared by the Explorer's browser tests (test_explorer,
 # test_keyboard, test_panels, ...).  The DOM contract they rely on is documented at the top of
-# ``sd_widgets/widgets/static/tree.js`` and in ``docs/widget-protocol.md``.
+# ``sd_widgets/widget/static/tree.js`` and in ``docs/widget-protocol.md``.
 
 #: First cell of an Explorer notebook: the imports every Explorer test's cells use.
 SETUP = """\

@@ -3,7 +3,7 @@
 Each test opens a notebook, runs it, drives the widget like a person would, and checks the
 result both in the DOM and in the kernel (``lab.execute``). Screenshots of every state land in
 ``tests/artifacts/explorer-*.png``. The DOM contract used here is documented at the top of
-``sd_widgets/widgets/static/tree.js``.
+``sd_widgets/widget/static/tree.js``.
 """
 
 from __future__ import annotations

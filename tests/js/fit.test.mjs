@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { fitColumns } from "../../sd_widgets/widgets/static/lib.js";
+import { fitColumns } from "../../sd_widgets/widget/static/lib.js";
 
 const want = { ckpt: 400, status: 190, model: 380 };
 const sum = (w) => w.ckpt + w.status + w.model;

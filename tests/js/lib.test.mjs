@@ -1,4 +1,4 @@
-// Unit tests of the Explorer's pure front-end functions (sd_widgets/widgets/static/lib.js).
+// Unit tests of the Explorer's pure front-end functions (sd_widgets/widget/static/lib.js).
 // Run: node --test tests/js/   (Node 20, no dependencies). The fixtures are real payloads from
 // Python (tests/js/fixtures/make_fixtures.py).
 import { test } from "node:test";
@@ -26,7 +26,7 @@ import {
   relativeName,
   settleFocus,
   skippedKeys,
-} from "../../sd_widgets/widgets/static/lib.js";
+} from "../../sd_widgets/widget/static/lib.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixture = (name) => JSON.parse(readFileSync(join(here, "fixtures", `${name}.json`), "utf8"));

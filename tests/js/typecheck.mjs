@@ -36,7 +36,7 @@ const out = (run.stdout || "") + (run.stderr || "");
 const mapped = out.replace(/^.*explorer\.js\((\d+),(\d+)\)/gm, (_, l, c) => {
   const at = Number(l);
   const s = starts.filter((x) => x.line <= at).pop();
-  return s ? `sd_widgets/widgets/static/${s.name}(${at - s.line + 1},${c})` : `bundle(${l},${c})`;
+  return s ? `sd_widgets/widget/static/${s.name}(${at - s.line + 1},${c})` : `bundle(${l},${c})`;
 });
 if (run.status !== 0) {
   console.error(mapped.trim() || `tsc exited with ${run.status}`);

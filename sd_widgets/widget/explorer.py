@@ -127,7 +127,7 @@ class Explorer(anywidget.AnyWidget):
     _sending_state: bool = False
 
     tree = t.Dict().tag(sync=True, to_json=lambda value, widget: widget._tree_json(value))
-    """The comparison as one compact columnar payload (see :mod:`sd_widgets.widgets.payload`).
+    """The comparison as one compact columnar payload (see :mod:`sd_widgets.widget.payload`).
     Python → browser; replaced when rename rules re-align the tree or Refresh re-compares.
     Sent as one binary buffer of UTF-8 JSON (``lib.js`` ``decodeTree`` parses it), so
     ipywidgets does not walk tens of thousands of list items looking for buffers."""
@@ -371,7 +371,7 @@ class Explorer(anywidget.AnyWidget):
         nothing fetched): the side-by-side tree, legend, search, filters and problems strip,
         read-only (no kernel; nothing selects or loads), naming the checkpoint, the model and
         the sd_widgets version that wrote it. ``path`` may also be a text stream. Returns the
-        path written (None for a stream). See :mod:`sd_widgets.widgets.html`.
+        path written (None for a stream). See :mod:`sd_widgets.widget.html`.
         """
         from .html import write_report
 
