@@ -55,7 +55,7 @@ from _common import (  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sd_widgets as sdw  # noqa: E402
-from sd_widgets.plan import LoadPlan  # noqa: E402
+from sd_widgets.plan._plan import LoadPlan  # noqa: E402
 
 
 def linear_model(n_keys: int) -> nn.Module:

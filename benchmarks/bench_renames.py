@@ -47,7 +47,7 @@ from _common import text_table as table
 from torch import nn
 
 import sd_widgets as sdw
-from sd_widgets.renames import Rename
+from sd_widgets.compare._renames import Rename
 
 KEYS_PER_LAYER = 16
 

@@ -1,4 +1,4 @@
-"""Benchmark sd_widgets.stats: 50,000 small tensors after a load, and one large tensor.
+"""Benchmark sd_widgets.load._stats: 50,000 small tensors after a load, and one large tensor.
 
     python benchmarks/bench_stats.py [--small 50000] [--numel 100000000] [--repeats 3]
 
@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sd_widgets as sdw
-from sd_widgets.stats import before_after_histogram, tensor_stats
+from sd_widgets.load._stats import before_after_histogram, tensor_stats
 
 TARGET_SMALL_SECONDS = 2.0
 

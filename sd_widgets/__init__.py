@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from .checkpoint import Checkpoint, CheckpointSource, TensorInfo, open_checkpoint
-from .compare import STATUSES, Comparison, Row, Suggestion, compare
+from .compare import (
+    STATUSES,
+    Comparison,
+    Rename,
+    Row,
+    Suggestion,
+    ValueComparison,
+    compare,
+    compare_values,
+)
 from .errors import (
     CheckpointChangedError,
     CheckpointError,
@@ -25,8 +34,6 @@ from .errors import (
 )
 from .load import LoadReport, partial_load
 from .plan import LoadPlan
-from .renames import Rename
-from .values import ValueComparison, compare_values
 
 if TYPE_CHECKING:
     from .widget import Explorer

@@ -24,8 +24,8 @@ from torch.distributed.fsdp import fully_shard
 
 import sd_widgets as sdw
 from sd_widgets import distributed as sdd
-from sd_widgets.compare import _model_side
-from sd_widgets.stats import tensor_stats
+from sd_widgets.compare._compare import _model_side
+from sd_widgets.load._stats import tensor_stats
 
 
 class Block(nn.Module):

@@ -209,7 +209,7 @@ def write_dcp(directory: Path, state: dict[str, Any]) -> Path:
 
 def real_dcp_metadata(directory: Path) -> Any:
     """The metadata object of a real DCP directory, read with the allow-list (for mutation)."""
-    from sd_widgets.checkpoint import read_dcp_metadata
+    from sd_widgets.checkpoint._dcp import read_dcp_metadata
 
     return read_dcp_metadata(directory)
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sd_widgets as sdw
-from sd_widgets.adapters import ADAPTERS, adapter_hint, applicable, get_adapter
+from sd_widgets.compare._adapters import ADAPTERS, adapter_hint, applicable, get_adapter
 
 transformers = pytest.importorskip("transformers")
 

@@ -18,7 +18,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "sd_widgets"
 
 @dataclass(frozen=True)
 class Import:
-    target: str  # absolute module name ("sd_widgets.plan", "torch", "ipywidgets")
+    target: str  # absolute module name ("sd_widgets.plan._plan", "torch", "ipywidgets")
     scope: str  # "module", "type-checking" or the enclosing function ("Comparison.plan")
 
 
@@ -91,7 +91,7 @@ IMPORTS = {name: imports_of(path) for name, path in MODULES.items()}
 
 def internal(target: str) -> str | None:
     """The sd_widgets module an import refers to (``from .checkpoint import X`` -> the package;
-    ``from .checkpoint.core import Y`` -> that module), or None for third-party imports."""
+    ``from .checkpoint._core import Y`` -> that module), or None for third-party imports."""
     if not (target == "sd_widgets" or target.startswith("sd_widgets.")):
         return None
     while target not in MODULES and "." in target:
@@ -123,21 +123,21 @@ def importers(module: str) -> dict[str, list[str]]:
 def test_the_parser_sees_the_package():
     for expected in (
         "sd_widgets",
-        "sd_widgets.compare",
-        "sd_widgets.plan",
-        "sd_widgets.codegen",
-        "sd_widgets.load",
-        "sd_widgets.metadata",
-        "sd_widgets.adapters",
+        "sd_widgets.compare._compare",
+        "sd_widgets.plan._plan",
+        "sd_widgets.plan._codegen",
+        "sd_widgets.load._load",
+        "sd_widgets.compare._metadata",
+        "sd_widgets.compare._adapters",
         "sd_widgets.checkpoint",
     ):
         assert expected in MODULES
     edges = graph()
-    assert "sd_widgets.compare" in edges["sd_widgets.plan"]
-    assert "sd_widgets.plan" in edges["sd_widgets.load"]
-    assert "sd_widgets.metadata" in edges["sd_widgets.plan"]
+    assert "sd_widgets.compare._compare" in edges["sd_widgets.plan._plan"]
+    assert "sd_widgets.plan._plan" in edges["sd_widgets.load._load"]
+    assert "sd_widgets.compare._metadata" in edges["sd_widgets.plan._plan"]
     # lazy imports are seen too, with the function they are in
-    assert "Comparison.plan" in importers("sd_widgets.plan")["sd_widgets.compare"]
+    assert "Comparison.plan" in importers("sd_widgets.plan._plan")["sd_widgets.compare._compare"]
 
 
 def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -173,27 +173,40 @@ def test_no_import_cycles():
     assert _cycle(edges) is None, " -> ".join(_cycle(edges) or [])
 
 
-# the pipeline, left to right: a stage never imports a stage to its right
+# the pipeline, left to right, one package per stage: a stage never imports a stage to its right
 PIPELINE = [
     "sd_widgets.checkpoint",
     "sd_widgets.compare",
-    "sd_widgets.values",
     "sd_widgets.plan",
-    "sd_widgets.distributed",
     "sd_widgets.load",
 ]
 #: lazy imports of a later stage that are one-line conveniences, on purpose
-CONVENIENCES = {("sd_widgets.compare", "sd_widgets.plan"): {"Comparison.plan", "Comparison.select"}}
+CONVENIENCES = {
+    ("sd_widgets.compare", "sd_widgets.plan"): {
+        "Comparison.plan",
+        "Comparison.select",
+    }
+}
 
 
 def _stage(module: str) -> str | None:
     return next((s for s in PIPELINE if module == s or module.startswith(s + ".")), None)
 
 
+def _importers_of_stage(stage: str) -> dict[str, list[str]]:
+    """module -> scopes where it imports any module of ``stage`` (the package or its modules)."""
+    out: dict[str, list[str]] = {}
+    for module in MODULES:
+        if module == stage or module.startswith(stage + "."):
+            for name, scopes in importers(module).items():
+                out.setdefault(name, []).extend(scopes)
+    return out
+
+
 @pytest.mark.parametrize("later", PIPELINE[1:])
 def test_pipeline_stages_import_only_to_their_left(later):
     rank = PIPELINE.index(later)
-    for name, scopes in importers(later).items():
+    for name, scopes in _importers_of_stage(later).items():
         stage = _stage(name)
         if stage is None or PIPELINE.index(stage) >= rank:
             continue
@@ -201,20 +214,58 @@ def test_pipeline_stages_import_only_to_their_left(later):
         assert set(scopes) <= allowed, f"{name} imports {later} in {scopes}"
 
 
+STAGES = (*PIPELINE, "sd_widgets.widget", "sd_widgets.cli")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_stage_is_a_package_with_a_small_public_face(stage):
+    """One package per stage: its ``__init__`` names what users may use (a handful of names),
+    and every module behind it is private (underscore), so nothing else looks public."""
+    init = MODULES[stage]
+    assert init.name == "__init__.py"
+    modules = [m for m in MODULES if m.startswith(stage + ".")]
+    assert modules, stage
+    assert all(m.rpartition(".")[2].startswith("_") for m in modules), modules
+    tree = ast.parse(init.read_text(encoding="utf-8"))
+    exported = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", "") == "__all__" for t in node.targets)
+    )
+    assert isinstance(exported, ast.List) and 1 <= len(exported.elts) <= 8, stage
+
+
+def test_only_public_packages_declare_all():
+    """``__all__`` belongs to the faces users import from; a private module has none to show."""
+    declared = [
+        name
+        for name, path in MODULES.items()
+        if "__all__" in path.read_text(encoding="utf-8")
+        and any(part.startswith("_") and part != "__init__" for part in name.split("."))
+    ]
+    assert declared == []
+
+
 @pytest.mark.parametrize(
     "module",
     [
-        "sd_widgets.codegen",
-        "sd_widgets.metadata",
-        "sd_widgets.adapters",
-        "sd_widgets.lora",
+        "sd_widgets.plan._codegen",
+        "sd_widgets.compare._metadata",
+        "sd_widgets.compare._adapters",
+        "sd_widgets.compare._lora",
         "sd_widgets.units",
     ],
 )
 def test_helpers_below_the_plan_never_import_it(module):
     """codegen takes a frozen LoadSpec, never a plan; the helpers plan, load and codegen share
     sit to their left."""
-    later = {"sd_widgets.plan", "sd_widgets.load", "sd_widgets.compare", "sd_widgets.widget"}
+    later = {
+        "sd_widgets.plan._plan",
+        "sd_widgets.load",
+        "sd_widgets.compare._compare",
+        "sd_widgets.widget",
+    }
     for imp in IMPORTS[module]:
         target = internal(imp.target)
         assert target is None or not any(
@@ -223,7 +274,7 @@ def test_helpers_below_the_plan_never_import_it(module):
 
 
 def test_plan_reads_no_private_attribute_of_the_comparison():
-    tree = ast.parse(MODULES["sd_widgets.plan"].read_text(encoding="utf-8"))
+    tree = ast.parse(MODULES["sd_widgets.plan._plan"].read_text(encoding="utf-8"))
     private = [
         node.attr
         for node in ast.walk(tree)
@@ -257,6 +308,6 @@ def test_the_core_never_imports_the_widget_layer():
             # the package's lazy ``__getattr__("Explorer")`` is the one way in, on first use
             way_in = name == "sd_widgets" and imp.scope in ("__getattr__", "type-checking")
             # ``diff --format html`` writes the Explorer's own report (lazily, in one function)
-            way_in = way_in or (name == "sd_widgets.cli" and imp.scope == "_write_html")
+            way_in = way_in or (name == "sd_widgets.cli._main" and imp.scope == "_write_html")
             if bad and not way_in:
                 pytest.fail(f"{name} imports {imp.target} ({imp.scope})")

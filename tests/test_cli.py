@@ -1,7 +1,7 @@
 """The ``sd-widgets`` command: inspect / diff, every format, output formats, exit codes,
 bad input, unsafe pickles, --model specs, streaming and closed pipes.
 
-Most tests call ``sd_widgets.cli.main`` in-process; a few run the installed console script
+Most tests call ``sd_widgets.cli._main.main`` in-process; a few run the installed console script
 and ``python -m sd_widgets`` in a subprocess (exit codes, closed pipe, module entry point).
 Checkpoint files are real, written by ``sd_widgets.demo``.
 """
@@ -24,7 +24,8 @@ from hostile import write_hostile_global, write_hostile_keys, write_malicious_ch
 from safetensors.torch import save_file
 
 import sd_widgets as sdw
-from sd_widgets import cli, demo
+from sd_widgets import demo
+from sd_widgets.cli import _main as cli
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
@@ -453,7 +454,7 @@ def test_diff_json_parses_with_statuses_and_summary(capsys, files):
 
 
 def test_diff_json_and_csv_fields_stand_in_the_one_row_field_order(capsys, files):
-    from sd_widgets.compare import ROW_FIELDS
+    from sd_widgets.compare._compare import ROW_FIELDS
 
     order = list(ROW_FIELDS)
     _, out, _ = run(capsys, "diff", files["renamed_layer"], "--model", SMALL_CNN, "-f", "json")
@@ -875,7 +876,7 @@ def test_python_dash_m_sd_widgets(files):
 
 def test_cli_imports_no_widget_libraries():
     code = (
-        "import sys, sd_widgets.cli; "
+        "import sys, sd_widgets.cli._main; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'anywidget')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

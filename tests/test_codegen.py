@@ -40,7 +40,7 @@ from torch import nn
 
 import sd_widgets as sdw
 from sd_widgets import demo
-from sd_widgets.codegen import LoadSpec, to_code
+from sd_widgets.plan._codegen import LoadSpec, to_code
 
 HERE = pathlib.Path(__file__).parent
 
@@ -537,7 +537,7 @@ def timm_adapt_input_conv(in_chans: int, weight: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_input_conv_matches_timm(in_chans, dtype):
     weight = torch.randn(64, 3, 7, 7, generator=torch.Generator().manual_seed(in_chans)).to(dtype)
-    from sd_widgets.adapters import ADAPTERS
+    from sd_widgets.compare._adapters import ADAPTERS
 
     target = torch.empty(64, in_chans, 7, 7, device="meta")  # the model's values are not needed
     got = ADAPTERS["input_conv"](weight, target)
@@ -766,7 +766,7 @@ def test_hostile_names_compile_and_run_inertly(tmp_path):
 
 def test_name_problem_is_what_to_code_checks():
     """The Explorer's model_name field can ask the same question to_code() asks."""
-    from sd_widgets.codegen import name_problem
+    from sd_widgets.plan._codegen import name_problem
 
     assert name_problem("model") is None and name_problem("resnet50") is None
     for bad in ("class", "2x", "", "KEYS", "read_checkpoint", "print", None, "load_partial"):
@@ -777,7 +777,7 @@ def test_name_problem_is_what_to_code_checks():
 def test_adapter_registry_answers_for_rows():
     """One table says which adapters apply and why not: the plan's reasons and a row's text
     can end with the same clause."""
-    from sd_widgets.adapters import ADAPTERS, adapter_hint, applicable
+    from sd_widgets.compare._adapters import ADAPTERS, adapter_hint, applicable
 
     assert (
         list(ADAPTERS)
@@ -807,8 +807,8 @@ def test_every_kind_of_rename_rule_can_be_exported():
     """A new kind of rule in renames.py must come with its code here (else to_code raises)."""
     import typing
 
-    from sd_widgets.codegen import _RENAME_BRANCHES
-    from sd_widgets.renames import RuleKind
+    from sd_widgets.compare._renames import RuleKind
+    from sd_widgets.plan._codegen import _RENAME_BRANCHES
 
     assert set(typing.get_args(RuleKind)) == set(_RENAME_BRANCHES)
 
@@ -830,7 +830,7 @@ def test_exported_rename_is_the_library_rename(rules, keys):
     """The exported ``rename`` applies the rules exactly as ``apply_renames`` does."""
     import re
 
-    from sd_widgets.renames import Rename, apply_renames
+    from sd_widgets.compare._renames import Rename, apply_renames
 
     parsed = []
     for kind, old, new in rules:

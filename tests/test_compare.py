@@ -21,8 +21,8 @@ from torch import nn
 import sd_widgets as sdw
 from sd_widgets import demo
 from sd_widgets.checkpoint import Checkpoint
-from sd_widgets.compare import STATUSES, Comparison
-from sd_widgets.renames import Rename
+from sd_widgets.compare._compare import STATUSES, Comparison
+from sd_widgets.compare._renames import Rename
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
@@ -640,7 +640,7 @@ def test_row_to_json_is_the_one_row_serialisation():
 
 def test_the_row_field_table_is_what_each_output_reads():
     """compare.ROW_FIELDS names every field once; to_json and to_frame follow its order."""
-    from sd_widgets.compare import FRAME_FIELDS, JSON_FIELDS, ROW_FIELDS, Row, row_fields
+    from sd_widgets.compare._compare import FRAME_FIELDS, JSON_FIELDS, ROW_FIELDS, Row, row_fields
 
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
     r = cmp["classifier.weight"]

@@ -15,7 +15,7 @@ from torch import nn
 
 import sd_widgets as sdw
 from sd_widgets import demo, transaction
-from sd_widgets.plan import PlanEntry
+from sd_widgets.plan._plan import PlanEntry
 
 # Importing torch.optim pulls in TorchDynamo, which warns about this from torch.
 pytestmark = pytest.mark.filterwarnings(
@@ -772,7 +772,9 @@ def test_keys_left_on_meta_are_reported_by_key():
     assert meta_model.backbone.layer2[0].conv1.weight.is_meta
     reason = report.skipped["backbone.layer2.0.conv1.weight"]
     assert "initial)" not in reason and "current" not in reason and "meta device" in reason
-    assert sdw.load.STILL_ON_META == "the model cannot run until these are initialised"
+    from sd_widgets.load._report import STILL_ON_META
+
+    assert STILL_ON_META == "the model cannot run until these are initialised"
     assert "1 still on meta" in repr(report)
     with torch.device("meta"):
         fresh = demo.SmallCNN(num_classes=10)

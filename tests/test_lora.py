@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import sd_widgets as sdw
-from sd_widgets.lora import merge_lora
+from sd_widgets.compare._lora import merge_lora
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -290,7 +290,7 @@ def test_an_adapter_for_another_model_says_which_weights_do_not_fit(gpt2_adapter
 
 
 def test_the_cli_footer_names_the_adapter(gpt2_adapter, tmp_path, capsys, monkeypatch):
-    from sd_widgets import cli
+    from sd_widgets.cli import _main as cli
 
     _, _, path = gpt2_adapter
     (tmp_path / "gpt2_for_cli.py").write_text(

@@ -1,4 +1,4 @@
-"""Tests for sd_widgets.plots: figure structure, PNG rendering, no pyplot.
+"""Tests for sd_widgets.load._plots: figure structure, PNG rendering, no pyplot.
 
 Each plot is also written to /tmp/sdw_plots/ so it can be looked at.
 """
@@ -22,7 +22,7 @@ from matplotlib.transforms import Bbox
 
 from sd_widgets import plots as plots_module
 from sd_widgets import stats as stats_module
-from sd_widgets.plots import (
+from sd_widgets.load._plots import (
     AFTER_COLOR,
     BEFORE_COLOR,
     PNG_SIGNATURE,
@@ -33,7 +33,7 @@ from sd_widgets.plots import (
     load_summary,
     shorten,
 )
-from sd_widgets.stats import change_frame
+from sd_widgets.load._stats import change_frame
 from sd_widgets.statuses import STATUS_INFO, STATUSES
 
 OUT = Path("/tmp/sdw_plots")
@@ -302,7 +302,7 @@ def test_change_of_an_all_zero_tensor_is_labelled_without_inf():
     panel says what happened instead of printing 'inf'."""
     import torch
 
-    from sd_widgets.plots import histogram_overlay
+    from sd_widgets.load._plots import histogram_overlay
 
     after = torch.tensor([0.5, -0.25, 0.0, 1.0])
     fig = histogram_overlay({"bias": torch.zeros(4)}, {"bias": after})
@@ -425,7 +425,7 @@ def test_explorer_histogram_panels_have_no_overlapping_or_cut_annotations(monkey
     """The panels exactly as the Explorer draws them (its own function: a small figure with
     enlarged text): the title, the notes (all zeros, NaN, unchanged, shape, meta, empty, cast)
     and the legend neither overlap one another nor leave the picture."""
-    from sd_widgets.widget import explorer
+    from sd_widgets.widget import _explorer as explorer
 
     drawn: list[Figure] = []
     real = plots_module.figure_to_png

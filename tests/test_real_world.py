@@ -35,7 +35,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import sd_widgets as sdw
-from sd_widgets.renames import Rename
+from sd_widgets.compare._renames import Rename
 from sd_widgets.statuses import PROBLEM_STATUSES
 
 transformers = pytest.importorskip("transformers")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import sd_widgets as sdw
-from sd_widgets.renames import (
+from sd_widgets.compare._renames import (
     KeySets,
     Rename,
     RuleContext,

@@ -48,8 +48,8 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 import sd_widgets as sdw
-from sd_widgets.checkpoint.safetensors import SAFETENSORS_DTYPES
-from sd_widgets.checkpoint.unpickle import dcp_metadata_globals
+from sd_widgets.checkpoint._safetensors import SAFETENSORS_DTYPES
+from sd_widgets.checkpoint._unpickle import dcp_metadata_globals
 from sd_widgets.errors import CheckpointChangedError
 
 pytestmark = [
@@ -239,8 +239,8 @@ def test_payload_inside_real_metadata_never_runs(field, protocol, tmp_path):
 
 def test_dcp_metadata_refusal_offers_no_opt_in_that_does_nothing(tmp_path, capsys):
     """No trust option opens DCP metadata, so neither the CLI nor the Explorer offers one."""
-    from sd_widgets import cli
-    from sd_widgets.widget.explorer import _error_state
+    from sd_widgets.cli import _main as cli
+    from sd_widgets.widget._texts import error_state as _error_state
 
     marker = tmp_path / "PWNED"
     directory = write_dcp(tmp_path / "dcp", {"model": {"w": torch.ones(2)}})
@@ -1212,14 +1212,14 @@ DATA_LIKE = [
 
 @pytest.mark.parametrize("name", RUNS_CODE)
 def test_globals_that_run_code_are_classified_as_code(name):
-    from sd_widgets.checkpoint import code_globals
+    from sd_widgets.checkpoint._trust import code_globals
 
     assert code_globals([name]) == [name]
 
 
 @pytest.mark.parametrize("name", DATA_LIKE)
 def test_data_classes_are_not_classified_as_code(name):
-    from sd_widgets.checkpoint import code_globals
+    from sd_widgets.checkpoint._trust import code_globals
 
     assert code_globals([name]) == []
 
@@ -1229,8 +1229,7 @@ def test_the_classification_is_picklescans():
     knowledge is the maintained scanner's."""
     from picklescan.scanner import SafetyLevel, scan_pickle_bytes
 
-    from sd_widgets.checkpoint import code_globals
-    from sd_widgets.checkpoint.trust import ALSO_RUNS_CODE
+    from sd_widgets.checkpoint._trust import ALSO_RUNS_CODE, code_globals
 
     names = ["webbrowser.open", "bdb.Bdb", "pdb.run", "venv.create", "timeit.timeit"]
     assert not any(n.split(".")[0] in ALSO_RUNS_CODE for n in names)
@@ -1311,7 +1310,7 @@ def test_a_file_that_would_run_code_says_so_and_offers_no_allow_list(payload, tm
         sdw.compare(torch.nn.Linear(2, 2), path)
     assert not marker.exists()
     # the CLI: no --allow advice, and --allow of the callable is refused without running it
-    from sd_widgets import cli
+    from sd_widgets.cli import _main as cli
 
     assert cli.main(["inspect", str(path)]) == 2
     assert (
@@ -1331,7 +1330,7 @@ def test_a_file_that_would_run_code_says_so_and_offers_no_allow_list(payload, tm
 def test_cli_says_the_file_would_run_code_and_never_suggests_allow(tmp_path, capsys):
     from fuzz_files import payload_checkpoints, write_payload_checkpoint
 
-    from sd_widgets import cli
+    from sd_widgets.cli import _main as cli
 
     marker = tmp_path / "PWNED"
     path = write_payload_checkpoint(tmp_path / "e.pt", payload_checkpoints(marker)["eval"][0])
@@ -1354,7 +1353,8 @@ def test_cli_says_the_file_would_run_code_and_never_suggests_allow(tmp_path, cap
 def test_data_class_is_still_offered_and_opens_as_an_allow_list_load(tmp_path, capsys):
     import argparse
 
-    from sd_widgets import cli, demo
+    from sd_widgets import demo
+    from sd_widgets.cli import _main as cli
 
     path = demo.write_unsafe_checkpoint(tmp_path / "args.pt", "namespace")
     with pytest.raises(sdw.UnsafeCheckpointError) as info:
@@ -1409,7 +1409,7 @@ def test_protocol_1_pickle_is_named_not_called_corrupt(tmp_path):
 def test_explorer_error_for_a_payload_offers_no_trust_list(tmp_path):
     from fuzz_files import payload_checkpoints, write_payload_checkpoint
 
-    from sd_widgets.widget.explorer import _error_state
+    from sd_widgets.widget._texts import error_state as _error_state
 
     marker = tmp_path / "PWNED"
     path = write_payload_checkpoint(tmp_path / "e.pt", payload_checkpoints(marker)["eval"][0])
@@ -1515,7 +1515,7 @@ def test_dcp_chunks_that_tile_in_blocks_open(tmp_path):
     directory = write_dcp(tmp_path / "dcp", {"w": torch.arange(256.0).reshape(4, 64)})
     from fuzz_files import set_dcp_chunks
 
-    from sd_widgets.checkpoint.dcp import _tiling_problem
+    from sd_widgets.checkpoint._dcp import _tiling_problem
 
     # a 2x2 block tiling is exact (checked without reading the data)
     blocks = [([r, c], [2, 32]) for r in (0, 2) for c in (0, 32)]
@@ -1533,13 +1533,13 @@ def test_one_tensor_under_many_names_is_linear(tmp_path):
     other); the group is shared and rows show at most 16 names and a count."""
     from fuzz_files import aliased_checkpoint
 
-    from sd_widgets.checkpoint import TIED_SHOWN
+    from sd_widgets.checkpoint._core import TIED_SHOWN
 
     path = aliased_checkpoint(tmp_path / "alias.pt", 12_000)
     assert path.stat().st_size < 400_000
     code = f"""
         import resource, time, torch, sd_widgets as sdw
-        from sd_widgets.widget.explorer import Explorer
+        from sd_widgets.widget._explorer import Explorer
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
         ck = sdw.open_checkpoint({str(path)!r})
@@ -1580,7 +1580,7 @@ def test_a_key_thousands_of_levels_deep_is_refused_cheaply(levels, tmp_path):
     with pytest.raises(sdw.UnreadableCheckpointError, match=f"{levels:,} names deep"):
         sdw.compare(torch.nn.Linear(2, 1), path)
     assert time.perf_counter() - t0 < 5
-    from sd_widgets.widget.explorer import Explorer
+    from sd_widgets.widget._explorer import Explorer
 
     ex = Explorer(torch.nn.Linear(2, 1), path)  # the widget shows the error, no MemoryError
     assert isinstance(ex.last_error, sdw.UnreadableCheckpointError)
@@ -1592,8 +1592,8 @@ def test_a_key_thousands_of_levels_deep_is_refused_cheaply(levels, tmp_path):
 def test_regex_rule_cannot_hang_on_a_key_from_the_file():
     """``(a|aa)+$`` against a 60-character key from the file: exponential under a backtracking
     engine (more than 20 s at 40 characters); matched under a time bound, a typed error."""
+    from sd_widgets.compare._renames import MATCH_TIMEOUT, SLOW_MATCH_BUDGET
     from sd_widgets.errors import RenameTimeoutError
-    from sd_widgets.renames import MATCH_TIMEOUT, SLOW_MATCH_BUDGET
 
     hostile = {"a" * 60 + "!": torch.zeros(1), "fc.weight": torch.zeros(2)}
     for pattern in (r"(a|aa)+$", r"(a+)+$", r"(\w+\.?)+$"):
@@ -1633,7 +1633,7 @@ def test_chunk_tiling_check_agrees_with_counting_every_element(size, boxes):
     every element once (counted element by element with numpy)."""
     import numpy as np
 
-    from sd_widgets.checkpoint.dcp import _tiling_problem
+    from sd_widgets.checkpoint._dcp import _tiling_problem
 
     chunks = [(o[: len(size)], n[: len(size)]) for o, n in boxes]
     counts = np.zeros(size, dtype=np.int64)
@@ -1651,8 +1651,8 @@ def test_explorer_regex_rule_on_a_hostile_key_is_a_message_not_a_hang():
     """The Explorer's rule box, with a key from the file built to make ``(a|aa)+$`` explode: a
     readable error within the bound, the tree unchanged, the widget still usable."""
     from sd_widgets import demo
-    from sd_widgets.renames import MATCH_TIMEOUT, SLOW_MATCH_BUDGET
-    from sd_widgets.widget.explorer import Explorer
+    from sd_widgets.compare._renames import MATCH_TIMEOUT, SLOW_MATCH_BUDGET
+    from sd_widgets.widget._explorer import Explorer
 
     sd = dict(demo.variant("identical"))
     sd["a" * 60 + "!"] = torch.zeros(1)
@@ -1710,7 +1710,7 @@ def test_globals_torch_admits_by_default_are_never_listed_as_refused():
     table here (the package itself reads no private torch module)."""
     from torch._weights_only_unpickler import _get_allowed_globals
 
-    from sd_widgets.checkpoint.unpickle import _TORCH_DEFAULTS, _torch_safe
+    from sd_widgets.checkpoint._unpickle import _TORCH_DEFAULTS, _torch_safe
 
     outside = {k for k in _get_allowed_globals() if not k.startswith("torch.")}
     assert outside <= _TORCH_DEFAULTS

@@ -1,4 +1,4 @@
-"""Tests for sd_widgets.stats: numbers checked against float64 torch/numpy references."""
+"""Tests for sd_widgets.load._stats: numbers checked against float64 torch/numpy references."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from sd_widgets.stats import (
+from sd_widgets.load._stats import (
     Histogram,
     TensorStats,
     _logical_chunks,
@@ -23,7 +23,7 @@ from sd_widgets.stats import (
     stats_frame,
     tensor_stats,
 )
-from sd_widgets.transaction import measure
+from sd_widgets.load._transaction import measure
 
 NAN = float("nan")
 INF = float("inf")

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import sd_widgets as sdw
-import sd_widgets.values as V
+import sd_widgets.compare._values as V
 from sd_widgets import demo
 from sd_widgets.checkpoint import Checkpoint
 
@@ -352,7 +352,7 @@ def test_save_file_roundtrip_keeps_rows(tmp_path):
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    from sd_widgets.cli import main
+    from sd_widgets.cli._main import main
 
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -436,7 +436,7 @@ def test_cli_values_errors_exit_2(capsys, cnn_files, tmp_path):
 
 
 def test_results_rank_changes_from_zero_first_and_bn_panel_plots_changed_modules():
-    from sd_widgets.widget import payload as pl
+    from sd_widgets.widget import _payload as pl
 
     model = demo.pretrained("cnn")
     ckpt = {k: v.clone() for k, v in model.state_dict().items()}
@@ -491,7 +491,7 @@ def test_explorer_value_view_frozen_backbone(cnn_pair):
 
 
 def test_value_plot_of_a_hostile_key_is_text(recwarn):
-    from sd_widgets.widget.values_view import value_figure_src
+    from sd_widgets.widget._values_view import value_figure_src
 
     for key in ("$\\nosuchcmd$ \x1b[31m\n", "k"):
         src = value_figure_src(key, torch.tensor([0.0, float("nan")]), torch.tensor([1.0, 2.0]))

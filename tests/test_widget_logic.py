@@ -21,8 +21,8 @@ from traitlets import TraitError
 
 import sd_widgets as sdw
 from sd_widgets import demo
-from sd_widgets.widget import payload as pl
-from sd_widgets.widget.explorer import Explorer
+from sd_widgets.widget import _payload as pl
+from sd_widgets.widget._explorer import Explorer
 
 STATIC = Path(sdw.__file__).parent / "widget" / "static"
 
@@ -297,7 +297,7 @@ def test_explorer_accepts_a_comparison():
 
 
 def test_esm_and_css_ship_inside_the_package_and_never_use_innerhtml():
-    from sd_widgets.widget.explorer import _JS_FILES
+    from sd_widgets.widget._explorer import _JS_FILES
 
     js = "\n".join((STATIC / name).read_text() for name in _JS_FILES)
     assert "export default" in (STATIC / _JS_FILES[-1]).read_text()
@@ -1191,7 +1191,8 @@ def test_meta_device_leftovers_are_named_after_a_load():
 
 
 def test_every_action_the_front_end_sends_is_registered_once():
-    from sd_widgets.widget.explorer import _JS_FILES, ACTIONS
+    from sd_widgets.widget._actions import ACTIONS
+    from sd_widgets.widget._explorer import _JS_FILES
 
     sent = set()
     for name in _JS_FILES:
@@ -1247,7 +1248,7 @@ def test_the_payload_says_what_the_comparison_rows_say(variant):
     """Checked against the rows and the model themselves, not against another serialiser."""
     from collections import Counter
 
-    from sd_widgets.compare import ROW_FIELDS
+    from sd_widgets.compare._compare import ROW_FIELDS
 
     if variant == "tied":
         model: nn.Module = tied_lm()
@@ -1447,7 +1448,7 @@ def _figure_words(fig) -> str:
 @pytest.fixture
 def drawn_figures(monkeypatch) -> list[str]:
     """The texts of every figure the Explorer turns into a PNG, in drawing order."""
-    import sd_widgets.plots as plots
+    import sd_widgets.load._plots as plots
 
     seen: list[str] = []
     real = plots.figure_to_png

@@ -307,7 +307,7 @@ def test_cli_report_keeps_hostile_names_literal(offline_page, tmp_path, sdw_arti
 
 
 def test_report_json_cannot_leave_its_script_element():
-    from sd_widgets.widget.html import script_json
+    from sd_widgets.widget._html import script_json
 
     value = {"k": ["</script><script>x</script>", "<!--", "a\u2028b", "&amp;"]}
     text = script_json(value)

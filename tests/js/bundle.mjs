@@ -1,5 +1,5 @@
 // The Explorer's front end as the widget ships it: the files of `_JS_FILES` in
-// sd_widgets/widget/explorer.py, concatenated in that order into one ES module (so each file's
+// sd_widgets/widget/_explorer.py, concatenated in that order into one ES module (so each file's
 // functions are in scope in the others, as in the browser) and imported from a data: URL.
 // Tests of the modules that use lib.js's helpers import their functions from here.
 import { readFileSync } from "node:fs";

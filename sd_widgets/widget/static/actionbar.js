@@ -17,6 +17,9 @@
 // view the bar then covers no row. When the bar is stuck over the tree (`data-stuck="true"`,
 // found by an IntersectionObserver on a sentinel just below the bar) it has a shadow.
 
+import { ROW_H, VIEWPORT_FALLBACK_H } from "./dom.js";
+/** @import { View } from "./dom.js" */
+
 /**
  * @typedef {object} HostBox  one ancestor of the widget, innermost first
  * @property {string} className
@@ -172,7 +175,7 @@ export function watchStuck(bar, sentinel) {
  * v.fn.queueStick.
  * @param {View} v
  */
-function mountActionBar(v) {
+export function mountActionBar(v) {
   const { root, viewport, treeHead, actions, actionsEnd } = v.els;
   let fitQueued = false;
   /** @type {(() => void)|null} */

@@ -5,15 +5,18 @@
 // actionbar.js and traits.js each mount one part of it. Text only ever goes in through
 // textContent / title / value, never as HTML.
 
-const ROW_H = 24;
-const INDENT = 12; // px per tree level (lib.js columnWidths uses the same)
-const MODEL_INDENT = 6; // the model column repeats the structure: a lighter indent saves width
-const CHECK_W = 26; // the check-mark column (tree.css .sdw-row grid)
-const ROW_BORDER_W = 3; // a row's left border (tree.css .sdw-canvas > .sdw-row)
-const FULL_RENDER_MAX = 600; // draw every visible row up to this many; window above it
-const OVERSCAN = 30;
-const VIEWPORT_FALLBACK_H = 440;
-const MAX_PROBLEM_CHIPS = 6;
+/** @import { NavState, TreeData } from "./lib.js" */
+/** @import { ValueIndex } from "./values.js" */
+
+export const ROW_H = 24;
+export const INDENT = 12; // px per tree level (lib.js columnWidths uses the same)
+export const MODEL_INDENT = 6; // the model column repeats the structure: a lighter indent saves width
+export const CHECK_W = 26; // the check-mark column (tree.css .sdw-row grid)
+export const ROW_BORDER_W = 3; // a row's left border (tree.css .sdw-canvas > .sdw-row)
+export const FULL_RENDER_MAX = 600; // draw every visible row up to this many; window above it
+export const OVERSCAN = 30;
+export const VIEWPORT_FALLBACK_H = 440;
+export const MAX_PROBLEM_CHIPS = 6;
 
 /**
  * An id for one view's element ids and radio-group names that no other view on the page has.
@@ -46,6 +49,8 @@ export function uniqueId(prefix) {
  * @property {string} sharedNote         the rename prefix every renamed checkpoint key shares
  * @property {number} fittedTo           the viewport width the columns were last fitted to
  * @property {ValueIndex|null} [values]  the value comparison (values.js), null before one
+ * @property {Set<string>} [changeOn]    values.js: changes the tree shows (empty: every row)
+ * @property {boolean} [sortByChange]    values.js: each module's rows most changed first
  */
 
 /**
@@ -68,6 +73,7 @@ export function uniqueId(prefix) {
  * @property {() => void} drawProblems           filters
  * @property {() => void} queueStick             actionbar: refit the tree's height next frame
  * @property {() => void} drawStatusStyle        tree.js: status colour rules and tone colours
+ * @property {() => void} drawChangeControls     values.js: the tree's change filter and sort
  */
 
 /**
@@ -94,7 +100,7 @@ export function uniqueId(prefix) {
  * @param {(Node|string|null|undefined|false)[]} [children]
  * @returns {any}
  */
-function h(tag, props = {}, children = []) {
+export function h(tag, props = {}, children = []) {
   const el = document.createElement(tag);
   if (props.className) el.className = props.className;
   if (props.text !== undefined && props.text !== null) el.textContent = String(props.text);
@@ -123,13 +129,13 @@ function h(tag, props = {}, children = []) {
  * @param {Node} el
  * @returns {Element|null}
  */
-function focusedIn(el) {
+export function focusedIn(el) {
   const root = /** @type {Document|ShadowRoot} */ (el.getRootNode());
   return "activeElement" in root ? root.activeElement : document.activeElement;
 }
 
 /** A text-width function for columnWidths(): canvas measureText with the widget's fonts. */
-function textMeasurer(root) {
+export function textMeasurer(root) {
   const fallback = { name: 7.3, meta: 6.7, ui: 7.0 };
   const fonts = {};
   if (root.isConnected) {
@@ -156,6 +162,6 @@ function textMeasurer(root) {
 // ============================================================================ buttons
 
 /** A toolbar button sending `data-action` (handled by render()'s click handler). */
-function button(text, action, titleText, extra = {}) {
+export function button(text, action, titleText, extra = {}) {
   return h("button", { className: `sdw-btn ${extra.className || ""}`.trim(), text, title: titleText, dataset: { action }, attrs: { type: "button" } });
 }

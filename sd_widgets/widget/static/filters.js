@@ -4,6 +4,12 @@
 // from the legend); the DOM part draws the legend and the strip and reacts to their gestures.
 // Sets v.fn.applyFilter / setOnlyProblems / reveal / drawLegend / drawProblems.
 
+import { expandTo, fmtInt, problemPhrase } from "./lib.js";
+import { MAX_PROBLEM_CHIPS, button, h } from "./dom.js";
+import { valueMatches } from "./values.js";
+/** @import { TreeData } from "./lib.js" */
+/** @import { View, ViewState } from "./dom.js" */
+
 /** @typedef {Set<number>} StatusSet  status indices (into the payload's `statuses`) */
 
 // ============================================================================ pure
@@ -67,13 +73,14 @@ export function emptyText(data, nVisible) {
 // ============================================================================ DOM
 
 /** @param {View} v */
-function mountFilters(v) {
+export function mountFilters(v) {
   const s = v.s;
   const { search, onlyProblems, legend, problems } = v.els;
 
   function applyFilter() {
     const data = s.data;
-    s.matches = data.computeMatches(s.query, s.statusOn);
+    // values.js: the change filter narrows the search and status filter's rows further
+    s.matches = valueMatches(data, s.values, s.changeOn, data.computeMatches(s.query, s.statusOn));
     if (s.matches) s.filterExpanded = filterExpansion(data);
     for (const btnEl of legend.querySelectorAll("[data-role=legend-item]")) {
       btnEl.setAttribute("aria-pressed", String(s.statusOn.has(data.statuses.indexOf(btnEl.dataset.status))));
@@ -166,7 +173,9 @@ function mountFilters(v) {
       s.query = "";
       search.value = "";
       s.statusOn = allStatuses(s.data);
+      s.changeOn = new Set();
       s.matches = null;
+      v.fn.drawChangeControls();
       applyFilter();
     }
     expandTo(s.data, expansion(s), i);

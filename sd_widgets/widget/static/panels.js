@@ -5,6 +5,9 @@
 // Every decision is Python's (docs/widget-protocol.md); this file draws traits and sends the
 // actions named there. Strings from checkpoints only ever go in through textContent/title/value.
 
+import { decodeTree } from "./lib.js";
+import { button, focusedIn, h, uniqueId } from "./dom.js";
+
 /**
  * @typedef {object} PanelContext
  * @property {any} model   the anywidget model (get/set/save_changes/send)
@@ -21,6 +24,29 @@
  * @property {{name: string, label: string, type: string}[]} columns
  * @property {Object<string, any[]>} data
  * @property {number} n
+ */
+
+/**
+ * @typedef {object} LoraPair   one factor pair of the `lora` trait
+ * @property {string} base      model key of the weight it modifies
+ * @property {string} a_key
+ * @property {string} b_key
+ * @property {string} factors   "lora_A [4, 32] · lora_B [96, 4], × 2"
+ * @property {string} problem   why it is not merged ("" when it is)
+ */
+
+/**
+ * @typedef {object} LoraPayload   the `lora` trait (payload.lora_payload); {} for other checkpoints
+ * @property {string} text          "LoRA adapter, rank 4, alpha 8, targets ...; holds no base weights"
+ * @property {string} describe      LoraAdapter.describe()
+ * @property {boolean} can_merge
+ * @property {string} why_not       why no merge is offered ("" when it is)
+ * @property {string} merge_label
+ * @property {string} merge_title
+ * @property {boolean} merged       the last load merged it (and is not undone)
+ * @property {LoraPair[]} pairs     the first ones
+ * @property {number} n_pairs
+ * @property {string} pairs_label
  */
 
 const RESULTS_PAGE = 50;
@@ -142,6 +168,52 @@ export function mountPanels(ctx) {
     bannerPanel.title = b.label ? `rule: ${b.label}` : "";
   }
 
+  // ------------------------------------------------------------------ a LoRA adapter
+  // The checkpoint is a PEFT LoRA adapter (the `lora` trait, payload.lora_payload): what it is,
+  // each factor pair beside the model weight it modifies (a button shows that row in the tree),
+  // and one button that merges the pairs into the model's weights (the `merge_lora` action:
+  // plan(lora="merge") + the transactional load; Undo restores W).
+  const loraText = h("span", { className: "sdw-lora-text", dataset: { role: "lora-text" } });
+  const loraWhy = h("span", { className: "sdw-lora-why", dataset: { role: "lora-why" } });
+  const loraMerge = button("Merge into the model's weights", "merge-lora", "", "sdw-btn-primary");
+  const loraList = h("ul", { className: "sdw-lora-list", dataset: { role: "lora-list" } });
+  const loraCount = h("summary", { dataset: { role: "lora-count" } });
+  const loraPairs = h("details", { className: "sdw-lora-pairs", dataset: { role: "lora-pairs" } }, [loraCount, loraList]);
+  const loraPanel = h("div", { className: "sdw-lora", dataset: { role: "lora" }, attrs: { role: "region", "aria-label": "LoRA adapter" } }, [
+    h("div", { className: "sdw-lora-head" }, [
+      h("span", { className: "sdw-banner-icon", text: "LoRA", attrs: { "aria-hidden": "true" } }),
+      h("span", { className: "sdw-lora-body" }, [loraText, loraWhy]),
+      loraMerge,
+    ]),
+    loraPairs,
+  ]);
+  function drawLora() {
+    /** @type {LoraPayload} */
+    const l = model.get("lora") || {};
+    loraPanel.hidden = !(l && l.text);
+    if (loraPanel.hidden) return;
+    loraText.textContent = l.text;
+    loraPanel.title = l.describe || "";
+    loraWhy.textContent = l.why_not ? ` ${l.why_not}` : "";
+    const b = /** @type {HTMLButtonElement} */ (loraMerge);
+    b.hidden = !l.can_merge;
+    b.disabled = !!l.merged;
+    b.textContent = l.merged ? "Merged ✓ (Undo restores the weights)" : l.merge_label || "Merge into the model's weights";
+    b.title = l.merge_title || "";
+    const pairs = l.pairs || [];
+    loraCount.textContent = l.pairs_label || `${pairs.length} factor pairs`;
+    loraList.replaceChildren(
+      ...pairs.map((p) =>
+        h("li", { className: `sdw-lora-pair${p.problem ? " sdw-lora-blocked" : ""}`, dataset: { role: "lora-pair", key: p.base } }, [
+          h("button", { className: "sdw-btn sdw-lora-base", text: p.base, title: `Show ${p.base} in the tree`, dataset: { action: "goto-problem", key: p.base }, attrs: { type: "button" } }),
+          h("span", { className: "sdw-lora-factors", text: ` ← ${p.factors}`, title: `${p.a_key}\n${p.b_key}` }),
+          ...(p.problem ? [h("span", { className: "sdw-lora-problem", text: ` not merged: ${p.problem}` })] : []),
+        ]),
+      ),
+      ...(l.n_pairs > pairs.length ? [h("li", { className: "sdw-muted", text: `… and ${(l.n_pairs - pairs.length).toLocaleString("en-US")} more` })] : []),
+    );
+  }
+
   // ------------------------------------------------------------------ weight sets
   const weightSelect = h("select", { dataset: { role: "weight-set" }, attrs: { "aria-label": "Weight set of the checkpoint" } });
   const weightPanel = h("div", { className: "sdw-weight-sets", dataset: { role: "weight-sets" } }, [
@@ -179,7 +251,7 @@ export function mountPanels(ctx) {
     );
   }
 
-  slots.top.append(errorPanel, stalePanel, bannerPanel, weightPanel, metaPanel, busyPanel);
+  slots.top.append(errorPanel, stalePanel, bannerPanel, loraPanel, weightPanel, metaPanel, busyPanel);
 
   // ------------------------------------------------------------------ Code tab: model name
   const nameInput = h("input", {
@@ -444,6 +516,9 @@ export function mountPanels(ctx) {
       const b = model.get("banner") || {};
       if (b.id) send({ action: "accept_suggestion", id: b.id });
     } else if (action === "dismiss-banner") send({ action: "dismiss_banner" });
+    else if (action === "merge-lora") {
+      if (!(/** @type {HTMLButtonElement} */ (el).disabled)) send({ action: "merge_lora" });
+    }
     else if (action === "refresh") send({ action: "refresh" });
     else if (action === "page-prev" || action === "page-next") {
       page += action === "page-next" ? 1 : -1;
@@ -457,6 +532,7 @@ export function mountPanels(ctx) {
   on("change:error", drawError);
   on("change:stale", drawStale);
   on("change:banner", drawBanner);
+  on("change:lora", drawLora);
   on("change:weight_sets", drawWeights);
   on("change:meta_leftovers", drawMeta);
   on("change:model_name", drawName);
@@ -474,6 +550,7 @@ export function mountPanels(ctx) {
   drawError();
   drawStale();
   drawBanner();
+  drawLora();
   drawWeights();
   drawMeta();
   drawName();

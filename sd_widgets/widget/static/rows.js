@@ -4,6 +4,12 @@
 // in the window); the DOM part (makeRow) turns that into one `.sdw-row` element of the DOM
 // contract in tree.js. Everything about statuses comes from the legend (TreeData.item).
 
+import { castText, countChipText, dtypeName, fmtBytes, fmtShape, relativeName } from "./lib.js";
+import { INDENT, MODEL_INDENT, ROW_H, h } from "./dom.js";
+import { valueBadge } from "./values.js";
+/** @import { TreeData } from "./lib.js" */
+/** @import { ValueIndex } from "./values.js" */
+
 /**
  * @typedef {object} RowContext  what a row's look depends on besides the payload
  * @property {Uint8Array} expanded     the expansion in force
@@ -341,7 +347,7 @@ function leafRow(data, i, pos, ctx) {
  * @param {RowContext} ctx
  * @returns {HTMLElement & {_sdwSig?: string, _sdwPos?: number}}
  */
-function makeRow(data, i, pos, ctx) {
+export function makeRow(data, i, pos, ctx) {
   const row = data.c.t[i] === 0 ? moduleRow(data, i, pos, ctx) : leafRow(data, i, pos, ctx);
   row._sdwSig = rowSig(data, i, ctx.skipped);
   row._sdwPos = pos;

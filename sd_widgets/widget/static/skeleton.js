@@ -2,6 +2,11 @@
 // sd_widgets Explorer: the skeleton of one view — every element of the DOM contract (tree.js)
 // created once, empty; the other modules fill and update them. Returns them by name (v.els).
 
+import { button, h } from "./dom.js";
+import { buildTabs } from "./tabs.js";
+/** @import { View } from "./dom.js" */
+/** @import { TabsUi } from "./tabs.js" */
+
 /**
  * The view's elements by name: the tabs' (TabsUi) and, among others, root, title, summary,
  * messageBar, messageOffer, problems, search, onlyProblems, legend, colHeader, crumb, treeHead, canvas,
@@ -15,7 +20,7 @@
  * @param {View} v
  * @returns {Elements}
  */
-function buildSkeleton(v) {
+export function buildSkeleton(v) {
   const root = h("div", { className: "sdw-explorer", dataset: { role: "explorer", ready: "false" } });
   const title = h("div", { className: "sdw-title", dataset: { role: "title" } });
   const summary = h("div", { className: "sdw-summary", dataset: { role: "summary" } });
@@ -58,7 +63,7 @@ function buildSkeleton(v) {
     h("span", { className: "sdw-cell sdw-cell-check" }),
     h("span", { className: "sdw-cell sdw-cell-side sdw-head-cell", dataset: { role: "ckpt-head" } }, ["Checkpoint", resizer("ckpt", "checkpoint")]),
     h("span", { className: "sdw-cell sdw-cell-status sdw-head-cell", text: "Status" }, [resizer("status", "status")]),
-    h("span", { className: "sdw-cell sdw-cell-side", text: "Model" }),
+    h("span", { className: "sdw-cell sdw-cell-side", text: "Model", dataset: { role: "model-head" } }),
   ]);
   const crumb = h("div", { className: "sdw-breadcrumb", dataset: { role: "breadcrumb" }, attrs: { "aria-hidden": "true" } });
   const treeHead = h("div", { className: "sdw-tree-head", dataset: { role: "tree-head" } }, [colHeader, crumb]);

@@ -4,6 +4,8 @@
 // carry `data-action`, handled by traits.js's click handler; the Selection panel's contents are
 // drawn by traits.js (it marks tree rows too).
 
+import { button, h } from "./dom.js";
+
 /**
  * What buildTabs returns (spread into the view's elements, v.els).
  * @typedef {object} TabsUi
@@ -25,7 +27,7 @@
  * @param {any} model  the anywidget model
  * @returns {TabsUi & Record<string, any>}
  */
-function buildTabs(model) {
+export function buildTabs(model) {
   const btn = button;
   let activeTab = "preview";
   let histogramMode = "grid";

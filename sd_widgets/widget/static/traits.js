@@ -4,6 +4,11 @@
 // pure part builds texts and messages and carries the view's state across a new payload; the
 // DOM part draws and wires `model.on("change:...")`.
 
+import { TreeData, decodeTree, fmtBytes, fmtInt, initialExpansion, skippedKeys } from "./lib.js";
+import { focusedIn, h } from "./dom.js";
+import { allStatuses, expansion, problemStatuses } from "./filters.js";
+/** @import { View } from "./dom.js" */
+
 /**
  * @typedef {object} Preview  the `preview` trait (explorer.py)
  * @property {number} [n_tensors]
@@ -110,7 +115,7 @@ export function carryOver(oldData, oldExpanded, oldFocus, data) {
 // ============================================================================ DOM
 
 /** The toolbar, action-bar and tab buttons (outside the tree). @param {View} v */
-function mountActions(v) {
+export function mountActions(v) {
   const s = v.s;
   const { root, canvas, bnGroup, ruleKind, ruleOld, ruleNew, copyCode } = v.els;
   root.addEventListener("click", (ev) => {
@@ -147,7 +152,7 @@ function mountActions(v) {
 }
 
 /** Draw every trait and follow its changes. @param {View} v */
-function mountTraits(v) {
+export function mountTraits(v) {
   const s = v.s;
   const model = v.model;
   const e = v.els;

@@ -82,6 +82,19 @@
 // .sdw-explorer[data-readonly=true]            the standalone report (widgets/html.py)
 // .sdw-explorer[data-fit=full|narrow|scroll]   how the columns fit the container (fitColumns)
 
+import { TreeData, decodeTree } from "./lib.js";
+import { FULL_RENDER_MAX, h, uniqueId } from "./dom.js";
+import { mountActionBar } from "./actionbar.js";
+import { mountValues } from "./values.js";
+import { buildSkeleton } from "./skeleton.js";
+import { mountTree } from "./treeview.js";
+import { mountNav } from "./treenav.js";
+import { mountFilters } from "./filters.js";
+import { mountActions, mountTraits } from "./traits.js";
+import { mountPanels } from "./panels.js";
+/** @import { LegendItem } from "./lib.js" */
+/** @import { View, ViewFns } from "./dom.js" */
+
 /**
  * The `<style>` rules colouring each status (`.sdw-status-<status> { --sdw-c }`, overridable by
  * `--sdw-c-<status>`) from the payload's legend; names and colours are checked, not trusted.
@@ -115,7 +128,7 @@ export function toneColours(legend) {
 }
 
 /** @param {{model: any, el: HTMLElement}} args */
-function render({ model, el }) {
+export function render({ model, el }) {
   /** @type {(() => void)[]} */
   const cleanups = [];
   /** @type {View} */
@@ -190,5 +203,3 @@ function render({ model, el }) {
     if (ro) ro.disconnect();
   };
 }
-
-export default { render };

@@ -6,6 +6,13 @@
 // and in the notebook (out from under the sticky action bar). Sets v.fn.moveFocus /
 // focusRowElement / note.
 
+import { navigate, rangeGesture } from "./lib.js";
+import { ROW_H, VIEWPORT_FALLBACK_H } from "./dom.js";
+import { scrollIntoNotebook, scrollerOf } from "./actionbar.js";
+import { expansion } from "./filters.js";
+/** @import { KeyInput, NavEffect, TreeData } from "./lib.js" */
+/** @import { View } from "./dom.js" */
+
 /**
  * @typedef {object} KeyOutcome  what the view does after a handled key
  * @property {object[]} messages   gestures for Python, in order
@@ -110,7 +117,7 @@ export function anchorRange(data, visible, expanded, matches, anchor, i) {
 // ============================================================================ DOM
 
 /** @param {View} v */
-function mountNav(v) {
+export function mountNav(v) {
   const s = v.s;
   const { root, canvas, viewport, treeHead, actions, treeNote, details, search } = v.els;
 

@@ -4,6 +4,14 @@
 // header (shared rename prefix, column widths, resizing) and the details panel. Sets
 // v.fn.refreshTree / drawRows / patchRows / drawCrumb / drawCkptHead / sizeColumns / drawDetails.
 
+import { breadcrumb, columnWidths, detailLines, fitColumns, settleFocus } from "./lib.js";
+import { CHECK_W, FULL_RENDER_MAX, INDENT, MODEL_INDENT, OVERSCAN, ROW_BORDER_W, ROW_H, VIEWPORT_FALLBACK_H, focusedIn, h, textMeasurer } from "./dom.js";
+import { makeRow, rowSig, rowWindow, sharedNoteLabel, sharedRenameNote } from "./rows.js";
+import { emptyText, expansion } from "./filters.js";
+import { visibleRows } from "./values.js";
+/** @import { View, ViewState } from "./dom.js" */
+/** @import { RowContext } from "./rows.js" */
+
 /**
  * A drawn row: its element remembers what it shows (rows.js rowSig) and where it is.
  * @typedef {HTMLElement & {_sdwSig?: string, _sdwPos?: number}} RowElement
@@ -19,12 +27,12 @@ function rowContext(s) {
 }
 
 /** @param {View} v */
-function mountTree(v) {
+export function mountTree(v) {
   const s = v.s;
   const { root, canvas, viewport, colHeader, crumb, emptyNote, details, detailsBody } = v.els;
 
   function refreshVisible() {
-    s.visible = computeVisible(s.data, expansion(s), s.matches);
+    s.visible = visibleRows(s, expansion(s)); // tree order, or by change (values.js)
     canvas.style.height = `${s.visible.length * ROW_H}px`;
     root.dataset.nVisible = String(s.visible.length);
     s.nav.focus = settleFocus(s.data, s.visible, s.nav.focus);

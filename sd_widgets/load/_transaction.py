@@ -1,0 +1,947 @@
+"""The transaction behind :func:`sd_widgets.partial_load`: snapshot, load once, verify, restore.
+
+Built from public torch only:
+
+1. **Snapshot** exactly the state the load can touch: every parameter and buffer of the modules
+   the plan's keys reach (the whole subtree of a module whose own loading code, a
+   ``_load_from_state_dict`` override or load hooks, may write more than its keys, e.g. the
+   ``parametrizations`` of ``weight_norm``), and the extra state (``get_extra_state()``) of
+   modules whose ``_extra_state`` is loaded. Tied tensors are copied once.
+2. **Load** through the model's own ``load_state_dict(sd, strict=False)``, once, with a private
+   copy of ``_metadata`` (``assign`` only for the modules whose tensors are on the meta device,
+   and the flag never left in a dict someone else holds). Hooks and overrides run exactly as
+   often as in a plain torch load. A planned key torch reports unexpected or missing is an error.
+3. **Verify** every loaded tensor bit for bit against its source where torch's plain loading
+   did the work (no loading code of a module's own on the key's path). Where a module's own
+   code loaded a key, what it produced *is* the result: verification is torch's own (no second
+   run of user code), and :attr:`~sd_widgets.LoadReport.transformed` says so per key.
+4. **Restore** the snapshot on any failure, ``KeyboardInterrupt`` included.
+
+The snapshot and verification walk each tensor in chunks of :data:`CHUNK_BYTES`, and the load's
+statistics are taken on the same chunks while they are in the CPU cache (the copy the snapshot
+makes anyway, then the loaded tensor while it is verified). The undo guard is a 64-bit
+fingerprint per tensor taken in the verification pass, so ``undo()`` can tell that a tensor
+changed since the load without keeping a second copy.
+
+What earns its place (measured in ``benchmarks/bench_load.py``): the chunked walk keeps the
+statistics within 1.5x of a load without them on a GPT-2-XL-sized model; the disk spill
+(``snapshot="auto"``/``"disk"``) keeps a rollback for a model close to the machine's memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import mmap
+import signal
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+from ..compare._metadata import ASSIGN_FLAG, copy_metadata
+from ._stats import Change, Moments, TensorStats, dtype_name
+
+SnapshotKind = Literal["memory", "disk", "auto"]
+SNAPSHOT_KINDS: tuple[str, ...] = ("memory", "disk", "auto")
+
+CHUNK_BYTES = 4 * 2**20
+"""Bytes of one tensor handled at a time: the copy, the source, the loaded tensor and the
+statistics of a chunk stay in the CPU cache."""
+
+AUTO_MEMORY_FRACTION = 0.5
+"""``snapshot="auto"`` keeps the snapshot in memory up to this share of the available memory
+and spills the rest to one temporary file."""
+
+EXTRA_STATE = "_extra_state"
+_ALIGN = 64
+
+#: torch's own ``_load_from_state_dict`` implementations that only copy (and handle versions)
+_PLAIN_LOADERS = frozenset(
+    {
+        nn.Module._load_from_state_dict,
+        _NormBase._load_from_state_dict,
+        _InstanceNorm._load_from_state_dict,
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------
+# bits: equality and fingerprints
+
+
+def _words(t: torch.Tensor) -> torch.Tensor | None:
+    """The bytes of a dense contiguous CPU tensor as a flat integer tensor (no copy), or None."""
+    if (
+        t.device.type != "cpu"
+        or t.layout != torch.strided
+        or t.is_quantized
+        or t.is_conj()
+        or t.is_neg()
+        or not t.is_contiguous()
+        or type(t) not in (torch.Tensor, nn.Parameter)
+    ):
+        return None
+    flat = t.detach().reshape(-1)
+    size = flat.element_size()
+    nbytes = flat.numel() * size
+    offset = flat.storage_offset() * size
+    try:
+        u8 = flat.view(torch.uint8)
+        for dtype, width in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)):
+            if nbytes % width == 0 and offset % width == 0 and width >= size:
+                return u8.view(dtype)
+        return u8
+    except RuntimeError:  # a dtype torch cannot view as bytes
+        return None
+
+
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-for-bit equality (NaN payloads included) of two tensors of one dtype and shape."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_meta or b.is_meta:  # no values: same when both are meta (a meta one left = not loaded)
+        return a.is_meta and b.is_meta
+    wa, wb = _words(a), _words(b)
+    if wa is not None and wb is not None and wa.dtype == wb.dtype:
+        return torch.equal(wa, wb)  # integers: exact, and about 3x faster than float equal
+    a, b = a.detach(), b.detach()
+    if torch.equal(a, b):
+        return True
+    if a.is_floating_point() or a.is_complex():
+        return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+    return False
+
+
+_ROW = 512  # int64 words per fingerprint row
+_COLUMN_WEIGHTS = torch.randint(
+    -(2**62), 2**62, (_ROW,), dtype=torch.int64, generator=torch.Generator().manual_seed(2026)
+)
+_ROW_MULTIPLIER = 0x5851F42D4C957F2D
+
+
+class Fingerprint:
+    """A 64-bit fingerprint of a tensor's bytes, fed chunk by chunk (chunks of whole rows).
+
+    Every word is weighted by a pseudo-random odd-ish number depending on its position, so any
+    change of value (or a permutation) changes the sum unless the changes cancel exactly modulo
+    2**64: a training step or an edit cannot go unnoticed by accident. One pass at about the
+    speed of a copy, no memory kept: what lets ``undo()`` refuse to overwrite later work.
+    """
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.words = 0
+
+    def add(self, words: torch.Tensor) -> None:
+        """Add the next chunk (an integer tensor; a multiple of 512 words unless the last)."""
+        w = words if words.dtype == torch.int64 else words.to(torch.int64)
+        n = w.numel()
+        row0 = self.words // _ROW
+        full = n - n % _ROW
+        total = 0
+        if full:
+            rows = w[:full].view(-1, _ROW) @ _COLUMN_WEIGHTS
+            weights = torch.arange(row0 + 1, row0 + 1 + rows.numel(), dtype=torch.int64)
+            total += int((rows * (weights * _ROW_MULTIPLIER)).sum())
+        if full < n:
+            tail = w[full:] * _COLUMN_WEIGHTS[: n - full]
+            total += int(tail.sum()) * ((row0 + full // _ROW + 1) * _ROW_MULTIPLIER % 2**64)
+        self.value = (self.value + total) % 2**64
+        self.words += n
+
+
+def fingerprint(t: torch.Tensor) -> int | None:
+    """:class:`Fingerprint` of ``t`` in one pass (None for meta tensors)."""
+    if t.is_meta:
+        return None
+    fp = Fingerprint()
+    for chunk in chunks_of(_as_words(t)):
+        fp.add(chunk)
+    return fp.value
+
+
+def _as_words(t: torch.Tensor) -> torch.Tensor:
+    w = _words(t)
+    if w is not None:
+        return w
+    dense = t.detach()
+    if dense.is_quantized:
+        dense = dense.dequantize()
+    if dense.layout != torch.strided:
+        dense = dense.to_dense()
+    w = _words(dense.resolve_conj().resolve_neg().contiguous().clone())
+    assert w is not None
+    return w
+
+
+def chunks_of(flat: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> Iterator[torch.Tensor]:
+    """Consecutive slices of a flat tensor, each a multiple of 512 elements (the last aside)."""
+    step = max(_ROW, chunk_bytes // max(flat.element_size(), 1) // _ROW * _ROW)
+    n = flat.numel()
+    if n == 0:
+        return
+    if n <= step:
+        yield flat
+        return
+    for i in range(0, n, step):
+        yield flat[i : i + step]
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C
+
+
+class Interrupts:
+    """Within this context Ctrl-C is noted instead of raised mid-line; :meth:`check` raises it.
+
+    Only when SIGINT has Python's default handler and this is the main thread; otherwise
+    ``KeyboardInterrupt`` may still arrive anywhere, and the transaction's ``except`` restores.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    signal.signal(signal.SIGINT, self._note)
+                    self._previous = signal.default_int_handler
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def check(self) -> None:
+        """Raise the ``KeyboardInterrupt`` noted since the last check, if any."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        previous, self._previous = self._previous, None
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if self.pending and exc_type is None:  # noted after the last check: act on it now
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+def keep_trying(fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` to the end even if ``KeyboardInterrupt`` cuts it short (``fn`` idempotent)."""
+    while True:
+        try:
+            return fn()
+        except KeyboardInterrupt:
+            continue
+
+
+# --------------------------------------------------------------------------------------------
+# snapshot storage
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _file_backed(nbytes: int, directory: str | None) -> torch.Tensor:
+    """A uint8 buffer over an unlinked temporary file (gone with the last view of it)."""
+    with tempfile.TemporaryFile(prefix="sdw-snapshot-", dir=directory) as f:
+        f.truncate(nbytes)
+        mm = mmap.mmap(f.fileno(), nbytes)
+    return torch.frombuffer(mm, dtype=torch.uint8)
+
+
+@dataclass
+class Saved:
+    """One touched tensor slot, the copy of its value before the load and its fingerprint after."""
+
+    key: str
+    module: nn.Module
+    attr: str
+    is_param: bool
+    obj: torch.Tensor
+    data: torch.Tensor | None  # None for meta tensors (nothing to copy back)
+    after: int | None = None  # fingerprint of what the load left (None: not taken)
+    left: torch.Tensor | None = None  # the tensor object the load left in the slot
+
+    def current(self) -> torch.Tensor | None:
+        """The tensor in the slot now."""
+        return (self.module._parameters if self.is_param else self.module._buffers).get(self.attr)
+
+
+@dataclass
+class SavedExtra:
+    """A module's extra state before the load (``get_extra_state()``, copied)."""
+
+    key: str
+    module: nn.Module
+    value: Any
+
+
+def _copy_value(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # not copyable: keep the object itself (restored as it is)
+        return value
+
+
+class Snapshot:
+    """Copies of exactly the state a load touches; :meth:`restore` puts all of it back.
+
+    ``kind``: ``"memory"`` keeps the copies in RAM; ``"disk"`` in one temporary file mapped into
+    memory; ``"auto"`` in RAM up to ``budget`` bytes (default: half the available memory) and
+    the rest in the file. One file for all spilled copies, planned from ``sizes``, because
+    Linux caps a process at 65,530 mappings and a model may have 100,000 tensors.
+    :attr:`used` says where the copies went, :attr:`nbytes` how much they hold.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int] = (),
+        kind: str = "auto",
+        *,
+        budget: int | None = None,
+        directory: str | None = None,
+    ) -> None:
+        if kind not in SNAPSHOT_KINDS:
+            raise ValueError(
+                f"snapshot={kind!r} is not a snapshot kind; use one of {SNAPSHOT_KINDS}"
+            )
+        self.items: list[Saved] = []
+        self.extras: list[SavedExtra] = []
+        self._copies: dict[int, torch.Tensor | None] = {}
+        if kind == "memory":
+            budget = None
+        elif kind == "disk":
+            budget = 0
+        elif budget is None:
+            avail = available_memory()
+            budget = None if avail is None else int(avail * AUTO_MEMORY_FRACTION)
+        self._memory_left: float = math.inf if budget is None else budget
+        left, disk = self._memory_left, 0
+        for n in sizes:
+            if n <= left:
+                left -= n
+            else:
+                disk += -(-n // _ALIGN) * _ALIGN
+        self._directory = directory
+        self._file_size = disk
+        self._file: torch.Tensor | None = None
+        self._file_used = 0
+        self.memory_bytes = 0
+        self.disk_bytes = 0
+
+    @property
+    def used(self) -> str:
+        """Where the copies are: ``"memory"``, ``"disk"``, or ``"memory+disk"``."""
+        if self.disk_bytes and self.memory_bytes:
+            return "memory+disk"
+        return "disk" if self.disk_bytes else "memory"
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the copies hold (memory and disk)."""
+        return self.memory_bytes + self.disk_bytes
+
+    def _empty(self, src: torch.Tensor) -> torch.Tensor:
+        """Uninitialised contiguous room for a copy of ``src``: RAM, or the spill file."""
+        n = src.numel() * src.element_size()
+        if n <= self._memory_left:
+            self._memory_left -= n
+            self.memory_bytes += n
+            return torch.empty(src.shape, dtype=src.dtype, device=src.device)
+        start = -(-self._file_used // _ALIGN) * _ALIGN
+        if start + n > self._file_size:  # more than planned: a file of its own
+            buf = _file_backed(max(n, 1), self._directory)[:n]
+        else:
+            if self._file is None:
+                self._file = _file_backed(self._file_size, self._directory)
+            buf = self._file[start : start + n]
+            self._file_used = start + n
+        self.disk_bytes += n
+        return buf.view(src.dtype).view(src.shape)
+
+    def save(
+        self,
+        key: str,
+        module: nn.Module,
+        attr: str,
+        is_param: bool,
+        obj: torch.Tensor,
+        on_chunk: Callable[[torch.Tensor], None] | None = None,
+    ) -> Saved:
+        """Copy one slot's tensor (once per tensor object), chunk by chunk.
+
+        ``on_chunk`` sees each chunk of the copy while it is in cache (flat, in order).
+        """
+        if id(obj) not in self._copies:
+            self._copies[id(obj)] = None if obj.is_meta else self._copy(obj, on_chunk)
+        saved = Saved(key, module, attr, is_param, obj, self._copies[id(obj)])
+        self.items.append(saved)
+        return saved
+
+    def _copy(
+        self, obj: torch.Tensor, on_chunk: Callable[[torch.Tensor], None] | None
+    ) -> torch.Tensor:
+        src = obj.detach()
+        if _words(src) is None:  # exotic tensors: torch's own clone
+            out = src.clone()
+            if on_chunk is not None:
+                on_chunk(out.reshape(-1))
+            return out
+        out = self._empty(src)
+        for s, d in zip(chunks_of(src.reshape(-1)), chunks_of(out.reshape(-1)), strict=True):
+            d.copy_(s)
+            if on_chunk is not None:
+                on_chunk(d)
+        return out
+
+    def save_extra(self, key: str, module: nn.Module, value: Any) -> None:
+        """Keep a copy of a module's extra state (the value ``get_extra_state()`` returned)."""
+        self.extras.append(SavedExtra(key, module, _copy_value(value)))
+
+    def holds(self, obj: torch.Tensor) -> bool:
+        """Whether this tensor object was saved already."""
+        return id(obj) in self._copies
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Key → the saved copy (the live tensor itself where no copy was needed)."""
+        return {s.key: (s.data if s.data is not None else s.obj.detach()) for s in self.items}
+
+    def forget(self, keys: set[str]) -> None:
+        """Drop the copies of ``keys`` (slots the load left exactly as they were)."""
+        self.items = [s for s in self.items if s.key not in keys]
+        live = {id(s.obj) for s in self.items}
+        for k in [k for k in self._copies if k not in live]:
+            self._copies.pop(k)
+
+    def changed_since(self) -> list[str]:
+        """Keys whose tensor is not what the load left (another object, or another value)."""
+        out = []
+        for s in self.items:
+            cur = s.current()
+            if s.left is None:
+                continue  # not taken (the load failed before)
+            if cur is not s.left or (s.after is not None and fingerprint(cur) != s.after):
+                out.append(s.key)
+        return out
+
+    def restore(self) -> list[str]:
+        """Put every saved tensor and extra state back; the keys that could not be restored.
+
+        Never stops at the first failure: a tensor whose ``copy_`` is broken (patched, or a
+        subclass) gets its saved copy through ``.data`` instead, and the others are restored.
+        Idempotent, so an interrupted restore can simply run again.
+        """
+        bad: list[str] = []
+        check: list[Saved] = []  # restored some other way than a plain tensor's own copy_
+        with torch.no_grad():
+            for s in self.items:
+                container = s.module._parameters if s.is_param else s.module._buffers
+                if container.get(s.attr) is not s.obj:
+                    container[s.attr] = s.obj  # type: ignore[assignment]  # undo assign=True
+                if s.data is None:
+                    continue
+                plain = type(s.obj) in (torch.Tensor, nn.Parameter)
+                try:
+                    if s.obj.shape == s.data.shape and s.obj.dtype == s.data.dtype:
+                        # the class's copy_, not an attribute patched onto this tensor: exact
+                        torch.Tensor.copy_(s.obj, s.data)
+                    else:
+                        s.obj.data = s.data.clone()
+                        plain = False
+                except Exception:
+                    plain = False
+                    with contextlib.suppress(Exception):  # else reported below
+                        s.obj.data = s.data.clone()
+                if not plain:
+                    check.append(s)
+            for e in self.extras:
+                try:
+                    e.module.set_extra_state(_copy_value(e.value))
+                except Exception:
+                    bad.append(e.key)
+        return bad + self.matches_model(check)
+
+    def matches_model(self, items: Sequence[Saved] | None = None) -> list[str]:
+        """Keys whose current value differs from the snapshot (empty after a clean restore)."""
+        bad = []
+        for s in self.items if items is None else items:
+            cur = s.current()
+            if cur is not s.obj or (s.data is not None and not same(cur.detach(), s.data)):
+                bad.append(s.key)
+        return bad
+
+    def release(self) -> None:
+        """Drop the copies (their memory goes back at once: nothing else refers to them)."""
+        self.items = []
+        self.extras = []
+        self._copies = {}
+        self._file = None
+
+
+# --------------------------------------------------------------------------------------------
+# what a load touches
+
+
+def own_loading(module: nn.Module) -> bool:
+    """Whether the module has loading code of its own.
+
+    An override of ``_load_from_state_dict`` (other than torch's BatchNorm/InstanceNorm version
+    handling), load pre-/post-hooks, or extra state.
+    """
+    return (
+        type(module)._load_from_state_dict not in _PLAIN_LOADERS
+        or bool(module._load_state_dict_pre_hooks)
+        or bool(module._load_state_dict_post_hooks)
+        or type(module).set_extra_state is not nn.Module.set_extra_state
+    )
+
+
+def _owner(modules: Mapping[str, nn.Module], key: str) -> str:
+    """The name of the deepest module whose prefix ``key`` has ("" for the root)."""
+    name = key.rpartition(".")[0]
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _path(name: str) -> list[str]:
+    """``"a.b.c"`` → ``["", "a", "a.b", "a.b.c"]``."""
+    parts = name.split(".") if name else []
+    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@dataclass
+class Slot:
+    """Where one model tensor lives: the module, the attribute, and whether it is a parameter."""
+
+    key: str
+    module: nn.Module
+    attr: str
+    is_param: bool
+
+    def get(self) -> torch.Tensor | None:
+        return (self.module._parameters if self.is_param else self.module._buffers).get(self.attr)
+
+
+def tensor_slots(
+    modules: Mapping[str, nn.Module], names: Sequence[str], *, recurse: bool
+) -> dict[str, Slot]:
+    """Every parameter and buffer of the named modules (and their subtrees), by key."""
+    out: dict[str, Slot] = {}
+    for name in names:
+        subs = (
+            modules[name].named_modules(prefix=name, remove_duplicate=False)
+            if recurse
+            else [(name, modules[name])]
+        )
+        for sub_name, sub in subs:
+            prefix = f"{sub_name}." if sub_name else ""
+            for attr, p in sub._parameters.items():
+                if p is not None:
+                    out.setdefault(prefix + attr, Slot(prefix + attr, sub, attr, True))
+            for attr, b in sub._buffers.items():
+                if b is not None:
+                    out.setdefault(prefix + attr, Slot(prefix + attr, sub, attr, False))
+    return out
+
+
+@dataclass
+class Job:
+    """Everything one partial load touches, worked out before anything is changed."""
+
+    model: nn.Module
+    sd: OrderedDict[str, Any]  # what to load, in model order (tensors, or extra state values)
+    live: Mapping[str, Any]  # model.state_dict(keep_vars=True) before the load
+    modules: dict[str, nn.Module]
+    bn_reset: list[str]
+    slots: dict[str, Slot]  # every slot to snapshot: planned keys first, then the rest
+    planned: list[str]  # planned keys that are model tensors (loaded in place or assigned)
+    own: dict[str, str]  # planned key -> the module whose own loading code handles it
+    extra: list[str]  # planned _extra_state keys
+    tied: dict[str, str]  # model key not planned -> the planned key sharing its tensor
+    meta_modules: set[str]  # modules that get assign=True (their planned tensors are on meta)
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        sd: OrderedDict[str, Any],
+        live: Mapping[str, Any],
+        bn_reset: Sequence[str],
+    ) -> Job:
+        modules = dict(model.named_modules(remove_duplicate=False))
+        hooked_model = type(model).load_state_dict is not nn.Module.load_state_dict
+        own_code = {name for name, m in modules.items() if own_loading(m)}
+        owners: dict[str, str] = {}
+        own: dict[str, str] = {}
+        for key in sd:
+            owner = _owner(modules, key)
+            owners[key] = owner
+            hooked = [p for p in _path(owner) if p in own_code]
+            if hooked or hooked_model:
+                own[key] = hooked[0] if hooked else ""
+        # what to snapshot: the planned tensors' modules, whole subtrees under own loading code
+        reach = sorted({owners[k] for k in sd} | set(bn_reset), key=len)
+        trees = sorted({own[k] for k in own}, key=len)
+        tops: list[str] = []
+        for t in trees:
+            if not any(t == u or t.startswith(u + ".") or u == "" for u in tops):
+                tops.append(t)
+        slots: dict[str, Slot] = {}
+        for key in sd:  # planned model tensors first (report order)
+            if key in live and isinstance(live[key], torch.Tensor):
+                mod_name, _, attr = key.rpartition(".")
+                module = modules[mod_name]
+                if module._parameters.get(attr) is live[key]:
+                    slots[key] = Slot(key, module, attr, True)
+                elif module._buffers.get(attr) is live[key]:
+                    slots[key] = Slot(key, module, attr, False)
+        for key, slot in tensor_slots(modules, reach, recurse=False).items():
+            slots.setdefault(key, slot)
+        for key, slot in tensor_slots(modules, tops, recurse=True).items():
+            slots.setdefault(key, slot)
+        planned = [k for k in sd if k in slots]
+        loaded_ids = {id(live[k]): k for k in planned}
+        tied = {}
+        for k, v in live.items():
+            if k not in sd and isinstance(v, torch.Tensor) and id(v) in loaded_ids:
+                tied[k] = loaded_ids[id(v)]
+                if k not in slots:
+                    owned_by = [_owner(modules, k)]
+                    slots.update(tensor_slots(modules, owned_by, recurse=False))
+        extra = [k for k in sd if k.rpartition(".")[2] == EXTRA_STATE and k not in slots]
+        meta_modules = {owners[k] for k in planned if live[k].is_meta}
+        return cls(
+            model, sd, live, modules, list(bn_reset), slots, planned, own, extra, tied, meta_modules
+        )
+
+    def sizes(self) -> list[int]:
+        """Bytes of each tensor the snapshot will copy, in the order it copies them."""
+        seen: set[int] = set()
+        out = []
+        for slot in self.slots.values():
+            t = slot.get()
+            if t is not None and id(t) not in seen:
+                seen.add(id(t))
+                out.append(0 if t.is_meta else t.numel() * t.element_size())
+        return out
+
+    def expected(self, key: str, current: torch.Tensor) -> torch.Tensor:
+        """What a plain torch load leaves in ``key``: the source in the model's dtype."""
+        src = self.sd[key]
+        return src.to(current.dtype) if src.dtype != current.dtype else src
+
+    def load_dict(self) -> OrderedDict[str, Any]:
+        """The dict handed to torch: meta keys cast to the model's dtype, private ``_metadata``.
+
+        ``assign`` is set in the metadata of exactly the modules whose planned tensors are on
+        the meta device (torch reads it per module); the copy is ours, so no flag survives.
+        """
+        out: OrderedDict[str, Any] = OrderedDict()
+        for k, v in self.sd.items():
+            cur = self.live.get(k)
+            if (
+                isinstance(cur, torch.Tensor)
+                and cur.is_meta
+                and isinstance(v, torch.Tensor)
+                and v.dtype != cur.dtype
+            ):
+                v = v.to(cur.dtype)
+            out[k] = v
+        metadata = copy_metadata(getattr(self.sd, "_metadata", None))
+        for name in self.meta_modules:
+            metadata.setdefault(name, {})[ASSIGN_FLAG] = True
+        out._metadata = metadata  # type: ignore[attr-defined]
+        return out
+
+
+def retie(job: Job) -> None:
+    """Point every tied key at the (possibly new) object of the key it was loaded through."""
+    for key, through in job.tied.items():
+        src = job.slots[through].get()
+        slot = job.slots[key]
+        container = slot.module._parameters if slot.is_param else slot.module._buffers
+        if src is not None and container.get(slot.attr) is not src:
+            container[slot.attr] = src  # type: ignore[assignment]
+
+
+# --------------------------------------------------------------------------------------------
+# statistics of a touched tensor
+
+
+class Measure:
+    """Before, after and change statistics of one touched tensor, fed matching chunks.
+
+    The transaction feeds the before chunks as it copies them and the after chunks as it
+    verifies them; :func:`measure` feeds both later (``stats=False``). Same chunks, same
+    accumulators: the same numbers either way.
+    """
+
+    def __init__(self) -> None:
+        self.before = Moments()
+        self.after = Moments()
+        self.change = Change()
+        self._before_sq: list[float | None] = []
+
+    def add_before(self, chunk: torch.Tensor) -> None:
+        """The next chunk of the tensor before the load."""
+        self._before_sq.append(self.before.add(chunk))
+
+    def add_after(self, i: int, before: torch.Tensor, after: torch.Tensor) -> None:
+        """Chunk ``i`` after the load, with the same chunk before it."""
+        self.after.add(after)
+        self.change.add(before, after, self._before_sq[i])
+
+    def finish(
+        self, before: torch.Tensor, after: torch.Tensor
+    ) -> tuple[TensorStats, TensorStats, dict[str, Any] | None]:
+        """(before, after, change) statistics; ``before``/``after`` are the whole tensors."""
+        sb = (
+            TensorStats.unavailable(before.numel(), dtype_name(before.dtype))
+            if before.is_meta
+            else self.before.finish(before, dtype_name(before.dtype))
+        )
+        sa = (
+            TensorStats.unavailable(after.numel(), dtype_name(after.dtype))
+            if after.is_meta
+            else self.after.finish(after, dtype_name(after.dtype))
+        )
+        comparable = not before.is_meta and not after.is_meta and before.shape == after.shape
+        return sb, sa, self.change.finish() if comparable else None
+
+
+def _exotic(t: torch.Tensor) -> bool:
+    """Not a dense strided CPU tensor (quantized, sparse, nested ...): measured whole."""
+    return not t.is_meta and (t.layout != torch.strided or t.is_quantized or t.is_nested)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().reshape(-1)
+
+
+def measure(
+    before: torch.Tensor, after: torch.Tensor
+) -> tuple[TensorStats, TensorStats, dict[str, Any] | None]:
+    """Before, after and change statistics of one tensor (see :class:`Measure`)."""
+    if _exotic(before) or _exotic(after):
+        return measure_whole(before, after)
+    m = Measure()
+    if not before.is_meta:
+        for c in chunks_of(_flat(before)):
+            m.add_before(c)
+    if not after.is_meta:
+        pairs = (
+            zip(chunks_of(_flat(before)), chunks_of(_flat(after)), strict=True)
+            if not before.is_meta and before.shape == after.shape
+            else ((None, c) for c in chunks_of(_flat(after)))
+        )
+        for i, (b, a) in enumerate(pairs):
+            if b is None:
+                m.after.add(a)
+            else:
+                m.add_after(i, b, a)
+    return m.finish(before, after)
+
+
+Measured = dict[str, tuple[TensorStats, TensorStats, "dict[str, Any] | None"]]
+
+
+# --------------------------------------------------------------------------------------------
+# the transaction
+
+
+class Transaction:
+    """Runs a :class:`Job` against a :class:`Snapshot`; on any exception call :meth:`rollback`."""
+
+    def __init__(
+        self, job: Job, snapshot: Snapshot, interrupts: Interrupts, *, verify: bool, stats: bool
+    ) -> None:
+        self.job = job
+        self.snapshot = snapshot
+        self.interrupts = interrupts
+        self.verify = verify
+        self.stats = stats
+        self.result: Any = None
+        #: keys the load changed beyond the plan, ties and resets (a module's own loading code)
+        self.converted: list[str] = []
+        #: key -> how it was verified, for keys a module's own loading code handled
+        self.transformed: dict[str, str] = {}
+        self.measured: Measured = {}
+        self._measures: dict[str, Measure] = {}
+
+    def rollback(self) -> list[str]:
+        """Restore every saved tensor (to the end, even through Ctrl-C); unrestored keys."""
+        return keep_trying(self.snapshot.restore)
+
+    def run(self) -> None:
+        job = self.job
+        self._take_snapshot()
+        self.interrupts.check()
+        with torch.no_grad():
+            self.result = job.model.load_state_dict(job.load_dict(), strict=False)
+        self.interrupts.check()
+        self._check_result()
+        retie(job)
+        for name in job.bn_reset:
+            job.model.get_submodule(name).reset_running_stats()  # type: ignore[operator]
+        self.interrupts.check()
+        self._after_pass()
+        self.interrupts.check()
+
+    def _take_snapshot(self) -> None:
+        job = self.job
+        for slot in job.slots.values():
+            t = slot.get()
+            if t is None:
+                continue
+            on_chunk = None
+            if self.stats and not t.is_meta:
+                m = self._measures.setdefault(slot.key, Measure())
+                on_chunk = m.add_before
+            copied = self.snapshot.holds(t)
+            saved = self.snapshot.save(slot.key, slot.module, slot.attr, slot.is_param, t, on_chunk)
+            if on_chunk is not None and copied and saved.data is not None:  # a tie: copied once
+                for c in chunks_of(_flat(saved.data)):
+                    on_chunk(c)
+            self.interrupts.check()
+        for key in job.extra:
+            owner = job.modules[_owner(job.modules, key)]
+            self.snapshot.save_extra(key, owner, job.live.get(key))
+
+    def _check_result(self) -> None:
+        job = self.job
+        unexpected = [k for k in self.result.unexpected_keys if k in job.sd]
+        if unexpected:
+            raise RuntimeError(
+                f"load_state_dict reported planned keys as unexpected: {unexpected[:5]} (the "
+                "model's own loading did not take them)"
+            )
+        missing = set(self.result.missing_keys)
+        not_loaded = [k for k in job.planned if k in missing]
+        if not_loaded:
+            raise RuntimeError(
+                f"load_state_dict reported planned keys as missing: {not_loaded[:5]} (a load "
+                "hook removed them?)"
+            )
+
+    def _after_pass(self) -> None:
+        """Verify, fingerprint and measure every touched tensor while each chunk is in cache."""
+        job = self.job
+        planned = set(job.planned)
+        reset = {
+            f"{m}.{a}"
+            for m in job.bn_reset
+            for a in ("running_mean", "running_var", "num_batches_tracked")
+        }
+        for key in job.own:
+            self.transformed[key] = (
+                f"loaded by the own loading code of {job.own[key] or 'the model'!r} (its "
+                "_load_from_state_dict, load hooks or set_extra_state), run once as in a plain "
+                "torch load: its result is the value"
+            )
+        unchanged: set[str] = set()
+        for s in self.snapshot.items:
+            cur = s.current()
+            if cur is None:
+                continue
+            plain = s.key in planned and s.key not in job.own and s.key not in reset
+            expected = job.expected(s.key, cur) if plain and self.verify else None
+            incidental = s.key not in planned and s.key not in job.tied and s.key not in reset
+            if incidental and cur is s.obj and (s.data is None or same(cur.detach(), s.data)):
+                unchanged.add(s.key)  # the load left it alone: nothing to undo
+                continue
+            if incidental:
+                self.converted.append(s.key)
+            self._walk(s, cur, expected)
+            self.interrupts.check()
+        self.snapshot.forget(unchanged)
+
+    def _walk(self, s: Saved, cur: torch.Tensor, expected: torch.Tensor | None) -> None:
+        """One chunked pass over a touched tensor: verify, fingerprint, measure."""
+        s.left = cur
+        measure = self._measures.get(s.key) if self.stats else None
+        if cur.is_meta:
+            if expected is not None and not expected.is_meta:
+                raise RuntimeError(f"{s.key!r} is still on the meta device after loading")
+            if measure is not None and s.data is not None:
+                self.measured[s.key] = measure.finish(s.data, cur)
+            return
+        words = _words(cur)
+        if words is None or (expected is not None and _words(expected) is None):
+            # exotic tensors: whole-tensor checks
+            if expected is not None and not same(cur.detach(), expected):
+                raise RuntimeError(self._differs(s.key))
+            s.after = fingerprint(cur)
+            if self.stats:
+                self.measured[s.key] = measure_whole(s.data if s.data is not None else cur, cur)
+            return
+        fp = Fingerprint()
+        flat = _flat(cur)
+        exp = _flat(expected) if expected is not None else None
+        before = _flat(s.data) if s.data is not None and s.data.shape == cur.shape else None
+        exp_chunks = chunks_of(exp) if exp is not None else None
+        before_chunks = chunks_of(before) if before is not None else None
+        for i, c in enumerate(chunks_of(flat)):
+            w = _words(c)
+            if exp_chunks is not None:
+                e = next(exp_chunks)
+                we = _words(e)
+                if w is None or we is None or w.dtype != we.dtype:
+                    ok = same(c, e)
+                else:
+                    ok = torch.equal(w, we)
+                if not ok:
+                    raise RuntimeError(self._differs(s.key))
+            fp.add(w if w is not None else _as_words(c))
+            if measure is not None:
+                b = next(before_chunks) if before_chunks is not None else None
+                if b is not None:
+                    measure.add_after(i, b, c)
+                else:
+                    measure.after.add(c)
+        s.after = fp.value
+        if measure is not None:
+            self.measured[s.key] = measure.finish(
+                s.data if s.data is not None else cur.new_empty(cur.shape, device="meta"), cur
+            )
+
+    @staticmethod
+    def _differs(key: str) -> str:
+        return (
+            f"{key!r} differs from its checkpoint tensor after loading (torch's plain loading "
+            "should have copied it exactly: a load hook on another module changed it?)"
+        )
+
+
+def measure_whole(
+    before: torch.Tensor, after: torch.Tensor
+) -> tuple[TensorStats, TensorStats, dict[str, Any] | None]:
+    """:func:`measure` for tensors that cannot be walked in chunks (quantized, sparse ...)."""
+    from ._stats import change_stats, tensor_stats
+
+    sb, sa = tensor_stats(before), tensor_stats(after)
+    comparable = not before.is_meta and not after.is_meta and before.shape == after.shape
+    return sb, sa, change_stats(before, after) if comparable else None

@@ -1,0 +1,1030 @@
+"""``Explorer``: the checkpoint and the model side by side, choose what to load, load, undo.
+
+A thin view over the core objects: the :class:`~sd_widgets.Comparison` is serialised once per
+change into ONE compact tree payload (:func:`.payload.payload_from_comparison`); every question
+("can this key be selected?", "does an adapter apply?") is asked of the comparison's rows, not
+of that serialised copy. Synced traits carry the state (``docs/widget-protocol.md`` lists each
+trait and action); traits the browser may set are cleaned by ``@traitlets.validate``. User
+gestures arrive as custom messages ``{"action": ...}`` handled by :meth:`Explorer.handle_action`,
+which a test (or a script) can call directly; every action is registered once, with its label.
+
+Errors never escape into the kernel log: every handler catches its exception and puts a
+readable message into :attr:`Explorer.message` (traceback in ``message["detail"]`` and
+:attr:`Explorer.last_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pathlib
+import threading
+import traceback
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from typing import Any
+
+import anywidget
+import torch
+import traitlets as t
+from torch import nn
+
+from .. import errors
+from ..checkpoint import open_checkpoint
+from ..compare._compare import Comparison
+from ..compare._renames import parse_renames
+from ..load._load import LoadReport
+from ..plan._codegen import name_problem
+from ..plan._plan import BN_POLICIES, LoadPlan
+from ..units import gc_paused, human_bytes
+from . import _payload as pl
+from . import (
+    _selection,  # noqa: F401  (registers the selection actions)
+    _texts,
+)
+from ._actions import ACTIONS
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+#: The front end is plain scripts with no bundler, concatenated in this order into the one ESM
+#: anywidget loads: pure, unit-tested functions (``lib.js``), the view modules (``dom.js`` helpers
+#: and typedefs, then one file per part of the view, each with its pure functions exported for
+#: ``node --test``), the panels around the tree (``panels.js``) and ``tree.js``, whose ``render``
+#: composes them. Only ``tree.js`` has an ``export default``; files never ``import`` each other.
+_JS_FILES = (
+    "lib.js",
+    "dom.js",
+    "actionbar.js",
+    "values.js",
+    "rows.js",
+    "tabs.js",
+    "skeleton.js",
+    "treeview.js",
+    "treenav.js",
+    "filters.js",
+    "traits.js",
+    "panels.js",
+    "tree.js",
+)
+_CSS_FILES = ("tree.css", "panels.css", "values.css")
+TABS = ("preview", "renames", "code", "results")
+#: default RAM for the undo snapshots of loads before the latest one (1 GiB)
+UNDO_BUDGET = 2**30
+
+
+def _bundle(names: tuple[str, ...]) -> str:
+    # /* */ separators: valid in both JS and CSS (a `//` line would break the next CSS rule)
+    return "\n".join(f"/* ---- {n} */\n" + (_STATIC / n).read_text(encoding="utf-8") for n in names)
+
+
+class Explorer(anywidget.AnyWidget):
+    """Explore a checkpoint against a live model; select, load, inspect and undo.
+
+    ``Explorer(model, source)`` opens ``source`` (anything :func:`sd_widgets.open_checkpoint`
+    accepts) and compares it with ``model``; ``Explorer(comparison)`` reuses a
+    :class:`~sd_widgets.Comparison`. ``renames`` are initial rename rules (shown, removable),
+    ``bn`` the initial BatchNorm policy, ``select`` the initial selection (``"loadable"``:
+    everything that can be loaded as is; ``"none"``), ``model_name`` the variable the Code tab
+    loads into. ``undo_budget`` (bytes, default 1 GiB) is the RAM the undo snapshots of loads
+    before the latest may keep: past it the oldest are released (``report.release()``) with a
+    message; the latest load's undo is always kept. ``source_name`` is what the title calls the
+    checkpoint (default: its description, path included), e.g. an uploaded file's own name.
+
+    The model is the caller's own object: "Load selected" changes it in place. A change made to
+    it outside the widget (a plain ``load_state_dict``, an optimizer step) is detected through
+    torch's per-tensor version counters and shown as a stale view with a Refresh action.
+    """
+
+    _esm = _bundle(_JS_FILES)
+    _css = _bundle(_CSS_FILES)
+    #: a selection gesture's result while it is assigned (the validator need not clean it)
+    _clean_selection: list[str] | None = None
+    #: True inside :meth:`send_state` (``selected_keys`` may then go out as a ``_JSONList``)
+    _sending_state: bool = False
+
+    tree = t.Dict().tag(sync=True, to_json=lambda value, widget: widget._tree_json(value))
+    """The comparison as one compact columnar payload (see :mod:`sd_widgets.widget._payload`).
+    Python → browser; replaced when rename rules re-align the tree or Refresh re-compares.
+    Sent as one binary buffer of UTF-8 JSON (``lib.js`` ``decodeTree`` parses it), so
+    ipywidgets does not walk tens of thousands of list items looking for buffers."""
+
+    selected_keys = t.List[str]().tag(
+        sync=True, to_json=lambda value, widget: widget._selection_json(value)
+    )
+    """Row keys chosen for loading, in tree order (two-way). Keys that cannot be loaded (and
+    anything that is not a key of the tree) are dropped by the validator whoever sets them.
+    On the wire a plain JSON list of strings; in an update message it skips ipywidgets' walk
+    for binary buffers (``_selection_json``), which cost a 30,000-key click ~5-18 ms."""
+
+    preview = t.Dict().tag(sync=True)
+    """What the selection's OrderedDict holds: ``n_tensors``, ``n_params``, ``nbytes``, the first
+    500 ``keys`` (``n_keys_total``), ``skipped`` [key, reason] pairs and the BN policy."""
+
+    suggestions = t.List(t.Dict()).tag(sync=True)
+    """Rename suggestions (prefix rules first, then key pairs), each with the rule accepting it
+    adds; accepted with ``{"action": "accept_suggestion", "id": ...}``."""
+
+    banner = t.Dict().tag(sync=True)
+    """The one rename rule that explains most problems (``{id, label, what, fixes, text,
+    n_missing, n_unexpected}``), shown above the tree with an Apply button; ``{}`` when none."""
+
+    rename_rules = t.List(t.Dict()).tag(sync=True)
+    """Rename rules in force, ``{"kind", "old", "new", "label"}`` each, applied in order to
+    checkpoint keys (two-way). Setting it re-aligns the tree; invalid rules are refused."""
+
+    bn_policy = t.Unicode("load").tag(sync=True)
+    """BatchNorm running statistics: ``"load"`` from the checkpoint, ``"keep"`` the model's, or
+    ``"reset"`` them after loading (two-way; always one of the three)."""
+
+    adapters = t.Dict().tag(sync=True)
+    """Row key → adapter (``"overlap"``) for shape mismatches to load anyway (two-way)."""
+
+    tab = t.Unicode("preview").tag(sync=True)
+    """The visible tab: ``preview``, ``renames``, ``code`` or ``results`` (two-way; the code
+    listing is built only while it is ``code``)."""
+
+    model_name = t.Unicode("model").tag(sync=True)
+    """The variable name the exported code loads into: a Python identifier (setting anything
+    else raises ``TraitError``; the browser sends ``set_model_name``, refused names land in
+    ``code_error``)."""
+
+    code_error = t.Unicode("").tag(sync=True)
+    """Why the last ``model_name`` was refused ("" when it was fine)."""
+
+    code = t.Unicode("").tag(sync=True)
+    """``plan.to_code(model_name=...)`` for the current selection: the same partial load in
+    plain torch. Kept up to date while the Code tab is shown (a 30,000-key listing is
+    megabytes)."""
+
+    message = t.Dict().tag(sync=True)
+    """The last notice: ``{"level": "info"|"success"|"warning"|"error", "text", "detail"}``;
+    empty when dismissed."""
+
+    error = t.Dict().tag(sync=True)
+    """The error state when no comparison could be made: ``{title, text, fix, kind}``."""
+
+    busy = t.Bool(False).tag(sync=True)
+    """True while anything long runs (rule change, load, statistics, plots, undo, refresh)."""
+
+    busy_text = t.Unicode("").tag(sync=True)
+    """What is running ("Re-aligning the tree…", "Computing statistics…")."""
+
+    stale = t.Dict().tag(sync=True)
+    """``{text, n_changed, keys}`` when the model changed outside the widget since it compared
+    or loaded; ``{}`` otherwise. The ``refresh`` action re-compares."""
+
+    can_undo = t.Bool(False).tag(sync=True)
+    """True when a load can be undone."""
+
+    last_load = t.Dict().tag(sync=True)
+    """Summary of the last load or undo: ``{"text", "loaded", "skipped", "undone"}``."""
+
+    results = t.Dict().tag(sync=True)
+    """Per-tensor results of the last load (see :func:`.payload.results_payload`):
+    ``{state, columns, data, n}``; ``state`` is ``none``, ``computing``, ``ready`` or
+    ``stale``."""
+
+    meta_leftovers = t.Dict().tag(sync=True)
+    """After a load into a meta-device model: ``{n, keys, text}`` of tensors still on meta."""
+
+    weight_sets = t.List(t.Dict()).tag(sync=True)
+    """Weight sets of a training checkpoint, ``{key, n_tensors, current}`` each (two or more),
+    switched with ``{"action": "switch_weights", "key": ...}``."""
+
+    histogram_keys = t.List(t.Unicode()).tag(sync=True)
+    """Every tensor of the last load that can be plotted, most changed first."""
+
+    histograms = t.List(t.Dict()).tag(sync=True)
+    """Before/after histogram grid of the most-changed tensors: ``{"key", "src"}`` (PNG)."""
+
+    histogram_key = t.Unicode("").tag(sync=True)
+    """The tensor picked in the browser (two-way); its histogram lands in ``histogram``."""
+
+    histogram = t.Dict().tag(sync=True)
+    """Histogram of ``histogram_key``: ``{"key", "src"}``."""
+
+    bn_modules = t.List(t.Unicode()).tag(sync=True)
+    """Every BatchNorm module whose running statistics the last load changed."""
+
+    bn_module = t.Unicode("").tag(sync=True)
+    """The BatchNorm module plotted in ``bn_plot`` (two-way; one of ``bn_modules``)."""
+
+    bn_plot = t.Dict().tag(sync=True)
+    """BatchNorm running mean/variance of ``bn_module`` before vs after: ``{"src", "module",
+    "modules"}`` or ``{"text"}``."""
+
+    values = t.Dict().tag(sync=True)
+    """The value view (``{"action": "compare_values"}``): the model's values against the
+    checkpoint's, per key and module (``values_view.values_payload``); ``{"state": "none"}``
+    before, ``"stale"`` once a load, undo or refresh changed the model after it."""
+
+    value_plot = t.Dict().tag(sync=True)
+    """Before/after and difference histograms of one compared key
+    (``{"action": "value_plot", "key": ...}``): ``{"key", "src"}``."""
+
+    def __init__(
+        self,
+        model: nn.Module | Comparison,
+        source: Any = None,
+        *,
+        renames: Any = None,
+        key: str | None = None,
+        trust: bool | Iterable[Any] = False,
+        bn: str = "load",
+        select: str = "loadable",
+        map_location: Any = "cpu",
+        max_histograms: int = 9,
+        model_name: str = "model",
+        undo_budget: int = UNDO_BUDGET,
+        source_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        _texts.check_arguments(model, source, key)
+        if not isinstance(undo_budget, int) or isinstance(undo_budget, bool) or undo_budget < 0:
+            raise ValueError(
+                f"undo_budget={undo_budget!r}: give the bytes of RAM older loads' undo "
+                "snapshots may keep, e.g. 2**30 (1 GiB; 0 keeps only the latest load's undo)"
+            )
+        if select not in ("loadable", "none"):
+            raise ValueError(f"select={select!r}: use 'loadable' or 'none'")
+        if bn not in BN_POLICIES:
+            raise ValueError(f"bn={bn!r} is not a BatchNorm policy; use one of {BN_POLICIES}")
+        problem = name_problem(model_name)
+        if problem:
+            raise ValueError(f"model_name={model_name!r}: {problem}")
+        # plain attributes first: the validators read them
+        self.max_histograms = int(max_histograms)
+        #: bytes of undo snapshots kept for loads before the latest (see :meth:`_keep_undo_budget`)
+        self.undo_budget = undo_budget
+        #: one action at a time, whatever thread sends it (two undos must not undo one load twice)
+        self._lock = threading.RLock()
+        #: the exception behind the last error message, and its formatted traceback
+        self.last_error: BaseException | None = None
+        self.last_traceback: str = ""
+        self._reports: list[LoadReport] = []
+        self._cmp: Comparison | None = None
+        self._index = pl.TreeIndex(pl.empty_payload())
+        self._selectable_cache: tuple[Any, Comparison, frozenset[str]] | None = None
+        self._sizes_cache: tuple[Comparison | None, pl.RowSizes] | None = None
+        self._select_loadable = select == "loadable"
+        if source_name is not None and not isinstance(source_name, str):
+            raise TypeError(f"source_name={source_name!r}: give a string or None")
+        self._source_name = source_name
+        self._open = {"source": source, "trust": trust, "map_location": map_location}
+        self._watch: list[tuple[str, Any, str, bool, Any, int]] = []
+        self._jobs = 0
+        self._generation = 0
+        self._cell_hook = False
+        super().__init__(**kwargs)
+        cmp: Comparison | None = None
+        source_label = ""
+        if isinstance(model, Comparison):
+            cmp = model
+            self._model = model.model
+            if renames is not None:
+                cmp = model.with_renames(renames)
+        else:
+            self._model = model
+            try:
+                with gc_paused():
+                    ckpt = open_checkpoint(source, key=key, trust=trust, map_location=map_location)
+                    cmp = Comparison(model, ckpt, parse_renames(renames))
+            except (errors.CheckpointError, OSError, ValueError) as exc:
+                source_label = source_name or _texts.describe_source(source)
+                self._report_error(exc, "Opening the checkpoint")
+                self.error = _texts.error_state(exc, source)
+        with self.hold_sync():
+            self.bn_policy = bn
+            self.model_name = model_name
+            if cmp is not None:
+                self._set_comparison(cmp, initial_select=select)
+            else:
+                self.tree = pl.empty_payload(
+                    source=source_label, model=_texts.model_label(self._model)
+                )
+                self.preview = pl.empty_preview()
+            self.results = pl.results_none()
+        self._rebaseline()
+        self.observe(self._on_selection_inputs, names=["selected_keys"])
+        self.observe(self._on_adapters, names=["adapters"])
+        self.observe(self._on_plan_inputs, names=["bn_policy", "model_name"])
+        self.observe(self._on_tab, names=["tab"])
+        self.observe(self._on_rename_rules, names=["rename_rules"])
+        self.observe(self._on_histogram_key, names=["histogram_key"])
+        self.observe(self._on_bn_module, names=["bn_module"])
+        self.on_msg(self._on_custom_msg)
+        #: True when IPython checks for staleness after every cell
+        self._cell_hook = _watch_cells(self)
+
+    # ----------------------------------------------------------------------------------------
+    # public read-only views
+    # ----------------------------------------------------------------------------------------
+    @property
+    def model(self) -> nn.Module | None:
+        """The live model (the caller's object)."""
+        return self._model
+
+    @property
+    def comparison(self) -> Comparison | None:
+        """The comparison the tree currently shows (after rename rules)."""
+        return self._cmp
+
+    @property
+    def reports(self) -> list[LoadReport]:
+        """Load reports of the loads that can still be undone, oldest first."""
+        return list(self._reports)
+
+    def plan(self) -> LoadPlan:
+        """The :class:`~sd_widgets.LoadPlan` the current selection, BN policy and adapters make."""
+        if self._cmp is None:
+            raise ValueError("no checkpoint is open: " + (self.message.get("text") or ""))
+        return self._cmp.plan(
+            include=list(self.selected_keys), bn=self.bn_policy, adapt=dict(self.adapters) or None
+        )
+
+    def to_html(self, path: str | os.PathLike[str] | Any) -> pathlib.Path | None:
+        """Write a standalone, offline HTML report of this comparison to ``path``.
+
+        One self-contained file (the widget's own front end and the tree payload inlined,
+        nothing fetched): the side-by-side tree, legend, search, filters and problems strip,
+        read-only (no kernel; nothing selects or loads), naming the checkpoint, the model and
+        the sd_widgets version that wrote it. ``path`` may also be a text stream. Returns the
+        path written (None for a stream). See :mod:`sd_widgets.widget._html`.
+        """
+        from ._html import write_report
+
+        return write_report(self, path)
+
+    def check_stale(self) -> bool:
+        """Compare the model's tensors with what the widget last saw.
+
+        Version counters, data pointers and identity are compared.
+        Set :attr:`stale` and return True when something changed.
+        """
+        if self._model is None or not self._watch:
+            return False
+        changed = _changed_tensors(self._watch)
+        if not changed:
+            return bool(self.stale)
+        n = len(changed)
+        text = (
+            f"The model changed outside this explorer after it compared/loaded: {n} "
+            f"tensor{'s' if n != 1 else ''} ({', '.join(changed[:3])}"
+            f"{', …' if n > 3 else ''}) were modified (load_state_dict, an optimizer step, "
+            "…). The statistics and plots below describe the old values. Refresh to "
+            "compare the model as it is now."
+        )
+        with self.hold_sync():
+            self.stale = {"text": text, "n_changed": n, "keys": changed[:10]}
+            if self.results.get("state") in ("ready", "computing"):
+                self.results = {**self.results, "state": "stale"}
+        return True
+
+    def __repr__(self) -> str:
+        p = self.tree or pl.empty_payload()
+        counts = ", ".join(pl.count_phrases(p)) or "no keys"
+        return (
+            f"Explorer({p.get('model') or 'model'} ← {p.get('source') or 'checkpoint'}: "
+            f"{p.get('n_keys', 0)} keys, {counts}; {len(self.selected_keys)} selected)"
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None:
+            return None
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        p = self.tree or pl.empty_payload()
+        n = len(self.selected_keys)
+        data["text/plain"] = pl.summary_text(p, n_selected=n)
+        data["text/html"] = pl.summary_html(p, n_selected=n)
+        return data, metadata
+
+    # ----------------------------------------------------------------------------------------
+    # the one entry point for gestures
+    # ----------------------------------------------------------------------------------------
+    def handle_action(self, content: Mapping[str, Any]) -> None:
+        """Handle one gesture from the front end, e.g. ``{"action": "load"}``.
+
+        The actions and their fields are listed in :data:`ACTIONS` and
+        ``docs/widget-protocol.md``. Never raises: failures become :attr:`message`.
+        """
+        name = content.get("action") if isinstance(content, Mapping) else None
+        action = ACTIONS.get(name) if isinstance(name, str) else None
+        if action is None:
+            self._set_message("error", f"Unknown widget action {name!r}; nothing was done.")
+            return
+        # one action at a time: two threads (or a thread and the kernel) sending "undo" at once
+        # must see each other's result, not both undo the same load
+        with self._lock, self._guard(action.label):
+            # outside changes happen in notebook cells, which are checked after each run: a
+            # click then costs nothing extra; long actions (and scripts) check first
+            if action.busy_text is not None or not self._cell_hook:
+                self.check_stale()
+            if action.busy_text is None:  # quick: one update message back
+                with self.hold_sync():
+                    action.handler(self, content)
+                return
+            with self._busy(action.busy_text):
+                action.handler(self, content)
+
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        self.handle_action(content if isinstance(content, Mapping) else {})
+
+    def _values_stale(self) -> None:
+        """The model changed after the value comparison: say so (Compare again refreshes)."""
+        if (self.values or {}).get("state") == "ready":
+            self.values = {**self.values, "state": "stale"}
+
+    # ----------------------------------------------------------------------------------------
+    # validators (whoever sets the trait: browser or Python)
+    # ----------------------------------------------------------------------------------------
+    @t.validate("selected_keys")
+    def _valid_selection(self, proposal: Any) -> list[str]:
+        value = proposal["value"]
+        clean = self._clean_selection
+        if clean is not None and value is clean:
+            return clean  # a gesture's result, cleaned against the same selectable set
+        return pl.clean_selection(self._index, value or (), selectable=self._selectable_set())
+
+    @t.validate("adapters")
+    def _valid_adapters(self, proposal: Any) -> dict[str, str]:
+        cmp = self._cmp
+        return {
+            k: v
+            for k, v in dict(proposal["value"] or {}).items()
+            if cmp is not None and k in cmp and v in cmp[k].adapters
+        }
+
+    @t.validate("bn_policy")
+    def _valid_bn(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value not in BN_POLICIES:
+            raise t.TraitError(f"bn_policy={value!r}: use one of {BN_POLICIES}")
+        return value
+
+    def send_state(self, key: Any = None) -> None:
+        """Send state as ipywidgets does; :attr:`selected_keys` goes out as a :class:`_JSONList`."""
+        self._sending_state = True
+        try:
+            super().send_state(key=key)
+        finally:
+            self._sending_state = False
+
+    def _selection_json(self, value: list[str]) -> list[str] | _JSONList:
+        """Encode :attr:`selected_keys` (its ``to_json``): the same JSON list of strings.
+
+        In an update message (:meth:`send_state`) it is wrapped in a :class:`_JSONList`, which
+        ipywidgets' buffer walk passes over (it descends into lists and tuples only) and the
+        kernel's JSON encoder writes as the list it holds. Elsewhere — the comm's open, the
+        comparison with what the browser just sent (the property lock), embedding — it is the
+        plain list those code paths compare or encode with the standard ``json`` module.
+        """
+        if (
+            self._sending_state
+            and "selected_keys" not in self._property_lock
+            and _encodes_iterables(self.comm)
+        ):
+            return _JSONList(value)
+        return list(value)
+
+    def _tree_json(self, value: dict) -> memoryview:
+        """Encode :attr:`tree` for the browser (its ``to_json``), once per payload.
+
+        The comm's open and a later update send the same payload; it is encoded once.
+        """
+        cached = self.__dict__.get("_tree_json_cache")
+        if cached is None or cached[0] is not value:
+            cached = self._tree_json_cache = (value, pl.tree_to_json(value))
+        return cached[1]
+
+    @t.validate("tab")
+    def _valid_tab(self, proposal: Any) -> str:
+        return proposal["value"] if proposal["value"] in TABS else self.tab
+
+    @t.validate("model_name")
+    def _valid_model_name(self, proposal: Any) -> str:
+        value = str(proposal["value"]).strip()
+        problem = name_problem(value)
+        if problem is not None:
+            raise t.TraitError(f"model_name={value!r}: {problem}")
+        return value
+
+    @t.validate("histogram_key")
+    def _valid_histogram_key(self, proposal: Any) -> str:
+        value = str(proposal["value"] or "")
+        return value if value == "" or value in self.histogram_keys else self.histogram_key
+
+    @t.validate("bn_module")
+    def _valid_bn_module(self, proposal: Any) -> str:
+        value = str(proposal["value"] or "")
+        if value in self.bn_modules:
+            return value
+        return self.bn_modules[0] if self.bn_modules else ""
+
+    # ----------------------------------------------------------------------------------------
+    # observers
+    # ----------------------------------------------------------------------------------------
+    def _on_selection_inputs(self, _change: dict) -> None:
+        with self._guard("Updating the selection"):
+            self._update_preview()
+
+    def _on_adapters(self, _change: dict) -> None:
+        with self._guard("Setting adapters"), self.hold_sync():
+            self.selected_keys = list(self.selected_keys)  # re-validated with the new adapters
+            self._update_preview()
+
+    def _on_plan_inputs(self, _change: dict) -> None:
+        with self._guard("Updating the plan"):
+            self._update_preview()
+
+    def _on_tab(self, change: dict) -> None:
+        with self._guard("Writing the code"):
+            if change["new"] == "code":
+                self._update_code()
+            else:
+                self.code = ""
+
+    def _on_rename_rules(self, change: dict) -> None:
+        """Rules set from Python: re-align the tree; rules that fail are put back as they were."""
+        current = pl.rules_payload(self._cmp.renames) if self._cmp is not None else []
+        if change["new"] == current:
+            return  # what the comparison shows (set by _show_comparison, or put back below)
+        try:
+            with self._busy("Re-aligning the tree…"):
+                self._apply_rules(list(change["new"] or ()), done="Rename rules changed")
+        except Exception as exc:
+            self._report_error(exc, "Applying rename rules")
+            self.rename_rules = current
+
+    def _on_histogram_key(self, change: dict) -> None:
+        key = change["new"]
+        if not key:
+            self.histogram = {}
+            return
+        with self._guard(f"Plotting {key}"), self._busy("Drawing the histogram…"):
+            report = self._current_report()
+            before, after = report.before(), report.after()
+            if key not in before:
+                raise KeyError(f"{key!r} was not changed by the last load")
+            src = _histogram_src(key, before[key], after[key], report.notes().get(key))
+            self.histogram = {"key": key, "src": src}
+
+    def _on_bn_module(self, change: dict) -> None:
+        if not change["new"]:
+            return
+        with self._guard(f"Plotting {change['new']}"), self._busy("Drawing BatchNorm plot…"):
+            self._draw_bn(self._current_report())
+
+    # ----------------------------------------------------------------------------------------
+    # internals
+    # ----------------------------------------------------------------------------------------
+    def _selectable_set(self) -> frozenset[str]:
+        """Keys that can be selected now.
+
+        Asked of the comparison's rows (cached per comparison and adapters: every click validates
+        the selection against it).
+        """
+        if self._cmp is None:
+            return frozenset()
+        adapters = dict(self.adapters)
+        token = (id(self._cmp), tuple(sorted(adapters.items())))
+        cached = self._selectable_cache
+        if cached is not None and cached[0] == token and cached[1] is self._cmp:
+            return cached[2]
+        keys = pl.selectable_keys(self._cmp, adapters)
+        self._selectable_cache = (token, self._cmp, keys)
+        return keys
+
+    def _row_sizes(self) -> pl.RowSizes:
+        """Elements and bytes per row of the current comparison.
+
+        Computed once per comparison; the preview of every click sums them.
+        """
+        cached = self._sizes_cache
+        if cached is None or cached[0] is not self._cmp:
+            cached = self._sizes_cache = (self._cmp, pl.row_sizes(self._cmp))
+        return cached[1]
+
+    def _selectable_keys(self) -> list[str]:
+        return list(self._index.ordered(self._selectable_set()))
+
+    def _set_comparison(
+        self, cmp: Comparison, *, initial_select: str | None = None, keep_selection: bool = False
+    ) -> None:
+        """Show ``cmp``: new payload, suggestions, rules; selection carried over or initial."""
+        with gc_paused():
+            self._show_comparison(cmp, initial_select=initial_select, keep_selection=keep_selection)
+
+    def _show_comparison(
+        self, cmp: Comparison, *, initial_select: str | None, keep_selection: bool
+    ) -> None:
+        # "everything loadable" stays everything loadable when a rename makes more keys match
+        previous_all = set(self.selected_keys) == set(self._selectable_keys()) and (
+            bool(self.selected_keys) or self._select_loadable
+        )
+        old_selection = list(self.selected_keys)
+        payload = pl.payload_from_comparison(
+            cmp,
+            source=self._source_name or _texts.describe_source(cmp.checkpoint),
+            model=_texts.model_label(cmp.model),
+        )
+        self._cmp = cmp
+        self._index = pl.TreeIndex(payload)
+        with self.hold_sync():
+            self.tree = payload
+            self.error = {}
+            self.adapters = dict(self.adapters)  # re-validated against the new rows
+            self.rename_rules = pl.rules_payload(cmp.renames)
+            prefix_rules = cmp.prefix_suggestions()
+            self.suggestions = pl.suggestions_payload(cmp.suggest_renames(), prefix_rules)
+            self.banner = pl.banner_payload(cmp, self.suggestions)
+            self.weight_sets = pl.weight_sets_payload(cmp.checkpoint.source)
+            if initial_select == "loadable" or (previous_all and not keep_selection):
+                self.selected_keys = self._selectable_keys()
+            elif initial_select == "none":
+                self.selected_keys = []
+            else:
+                self.selected_keys = old_selection
+            self._update_preview()
+
+    def _apply_rules(self, specs: list, *, done: str = "") -> None:
+        """Re-align the tree with rename rules ``specs``; on failure nothing changes."""
+        if self._cmp is None:
+            raise ValueError("no checkpoint is open, so there is nothing to rename")
+        rules = tuple(pl.rule_from_spec(s) for s in specs)
+        before = self._cmp
+        with gc_paused():
+            cmp = before.with_renames(rules, replace=True)
+        self._set_comparison(cmp)
+        if done:
+            self._set_message("info", f"{done}. {pl.pairing_change(before, cmp)}")
+
+    def _update_preview(self) -> None:
+        if self._cmp is None:
+            self.preview = pl.empty_preview()
+            self.code = ""
+            return
+        if not self.selected_keys:
+            self.preview = {**pl.empty_preview(), "bn": self.bn_policy}
+            self.code = "# Nothing selected: select keys in the explorer to export their load.\n"
+            return
+        plan = self.plan()
+        self.preview = {**pl.preview_from_plan(plan, sizes=self._row_sizes()), "bn": self.bn_policy}
+        if self.tab == "code":
+            self.code = plan.to_code(model_name=self.model_name)
+
+    def _update_code(self) -> None:
+        if self._cmp is None or not self.selected_keys:
+            self._update_preview()
+            return
+        self.code = self.plan().to_code(model_name=self.model_name)
+
+    def _clear_results(self) -> None:
+        self._values_stale()
+        self.results = pl.results_none()
+        self.histograms = []
+        self.histogram = {}
+        self.histogram_key = ""
+        self.histogram_keys = []
+        self.bn_modules = []
+        self.bn_plot = {}
+        self.meta_leftovers = {}
+
+    def _current_report(self) -> LoadReport:
+        if not self._reports:
+            raise ValueError("no load to plot: load something first")
+        return self._reports[-1]
+
+    def _stream_results(self, report: LoadReport, generation: int) -> None:
+        """After the load message: statistics → results table, then the plots."""
+        if generation != self._generation or report.undone:
+            return
+        with self._guard("Computing the statistics"):
+            frame = report.to_frame()
+            table = pl.results_payload(frame, adapted=dict(report.adapted), tied=dict(report.tied))
+            order = pl.most_changed(table)
+            with self.hold_sync():
+                self.results = table
+                self.histogram_keys = order
+                self.bn_modules = list(report.bn_modules())
+                self.busy_text = "Drawing plots…"
+            grid = _histogram_grid(order, table, report.after()) or order
+            self._later(self._stream_plots, report, generation, grid[: self.max_histograms])
+
+    def _stream_plots(self, report: LoadReport, generation: int, keys: list[str]) -> None:
+        if generation != self._generation or report.undone:
+            return
+        with self._guard("Drawing the before/after plots"):
+            before, after = report.before(), report.after()
+            notes = report.notes()
+            self.histograms = [
+                {"key": k, "src": _histogram_src(k, before[k], after[k], notes.get(k))}
+                for k in keys
+            ]
+            if self.bn_modules:
+                target = self.bn_module if self.bn_module in self.bn_modules else self.bn_modules[0]
+                if target != self.bn_module:
+                    self.bn_module = target  # its observer draws the plot
+                else:
+                    self._draw_bn(report)
+            else:
+                self.bn_plot = {
+                    "text": "This load did not change any BatchNorm running "
+                    "statistics (bn='keep', or no BatchNorm selected)."
+                }
+
+    def _draw_bn(self, report: LoadReport) -> None:
+        from ..load._plots import bn_running_stats, figure_to_png
+
+        stats = report.bn_stats()
+        module = self.bn_module if self.bn_module in stats else next(iter(stats), "")
+        if not module:
+            self.bn_plot = {"text": "No BatchNorm statistics changed by the last load."}
+            return
+        fig = bn_running_stats({module: stats[module]}, max_modules=1)
+        self.bn_plot = {
+            "src": pl.png_data_url(figure_to_png(fig, dpi=80)),
+            "module": module,
+            "modules": list(stats),
+        }
+
+    def _later(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn`` once the kernel has sent what is pending (next event-loop turn).
+
+        So the load message reaches the browser first and clicks are served in between.
+        Without a running event loop (scripts, tests) it runs now. ``busy`` stays up until the last
+        job.
+        """
+        self._jobs += 1
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    fn(*args)
+            finally:
+                self._job_done()
+
+        loop = _kernel_loop()
+        if loop is None or os.environ.get("SDW_WIDGET_SYNC"):
+            run()
+        else:
+            loop.call_soon(run)
+
+    @contextlib.contextmanager
+    def _busy(self, text: str) -> Iterator[None]:
+        self.busy, self.busy_text = True, text
+        self._jobs += 1
+        try:
+            yield
+        finally:
+            self._job_done()
+
+    def _job_done(self) -> None:
+        """One busy job (a long action or deferred work) ended; the busy sign goes with the last."""
+        self._jobs -= 1
+        if self._jobs == 0:
+            with self.hold_sync():
+                self.busy = False
+                self.busy_text = ""
+
+    def _rebaseline(self, keys: Collection[str] | None = None) -> None:
+        """Take the model's tensors as they are now as the baseline of :meth:`check_stale`.
+
+        ``keys``: only those (and any tensor object they share, a tied weight); every other
+        tensor keeps its baseline, so a change made outside the widget stays a change.
+        """
+        if self._model is None:
+            self._watch = []
+            return
+        now = _watch_list(self._model)
+        if keys is None:
+            self._watch = now
+            return
+        shared = {id(entry[4]) for entry in now if entry[0] in keys}
+        old = {entry[0]: entry for entry in self._watch}
+        self._watch = [
+            entry
+            if entry[0] in keys or id(entry[4]) in shared or entry[0] not in old
+            else old[entry[0]]
+            for entry in now
+        ]
+
+    def _keep_undo_budget(self) -> str:
+        """Release the oldest loads' undo snapshots past :attr:`undo_budget`; say what went.
+
+        The latest load's undo is always kept; the budget counts every kept snapshot's bytes.
+        """
+        sizes = [int(r.snapshot_nbytes) for r in self._reports]
+        total = sum(sizes)
+        released: list[LoadReport] = []
+        freed = 0
+        while len(self._reports) > 1 and total > self.undo_budget:
+            report = self._reports.pop(0)
+            size = sizes.pop(0)
+            report.release()
+            released.append(report)
+            total -= size
+            freed += size
+        if not released:
+            return ""
+        n = len(released)
+        kept = len(self._reports)
+        return (
+            f" Released the undo of the {'oldest load' if n == 1 else f'{n} oldest loads'} "
+            f"({human_bytes(freed)}) to keep undo snapshots within undo_budget="
+            f"{human_bytes(self.undo_budget)}; Undo now goes back "
+            f"{'1 load' if kept == 1 else f'{kept} loads'}."
+        )
+
+    @contextlib.contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        """Turn any exception into a readable error message (and keep the traceback)."""
+        try:
+            yield
+        except Exception as exc:
+            self._report_error(exc, what)
+
+    def _report_error(self, exc: BaseException, what: str) -> None:
+        self.last_error = exc
+        self.last_traceback = "".join(traceback.format_exception(exc))
+        if isinstance(exc, (errors.CheckpointError, errors.LoadError, errors.UndoError)):
+            text = f"{what} failed: {exc}"
+        elif isinstance(exc, (ValueError, KeyError, TypeError)):
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            text = f"{what} failed: {msg}"
+        else:
+            text = f"{what} failed with {type(exc).__name__}: {exc}"
+        self._set_message("error", text, detail=self.last_traceback)
+
+    def _set_message(
+        self, level: str, text: str, detail: str = "", offer: Mapping[str, Any] | None = None
+    ) -> None:
+        """Show a notice in :attr:`message`.
+
+        ``offer``: one button beside it, ``{label, title, content}``, that sends ``content``
+        (an action message) when pressed ("Undo anyway").
+        """
+        message: dict[str, Any] = {"level": level, "text": text, "detail": detail}
+        if offer:
+            message["offer"] = dict(offer)
+        self.message = message
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _kernel_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop of an IPython kernel, or None outside one.
+
+    Only a kernel sends comm messages between event-loop turns, so only there is deferring
+    work worth it. Another library's loop running in this thread (Playwright's sync API keeps
+    one "running" in the main thread) must not swallow the work: it may never turn again.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipywidgets depends on IPython
+        return None
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _watch_list(model: nn.Module) -> list[tuple[str, Any, str, bool, Any, int]]:
+    """(key, module, attr, is_param, tensor, version) of every tensor of ``model``."""
+    out = []
+    for mname, mod in model.named_modules():
+        prefix = f"{mname}." if mname else ""
+        for attr, p in mod._parameters.items():
+            if p is not None:
+                out.append((prefix + attr, mod, attr, True, p, p._version))
+        for attr, b in mod._buffers.items():
+            if b is not None:
+                out.append((prefix + attr, mod, attr, False, b, b._version))
+    return out
+
+
+def _changed_tensors(watch: list[tuple[str, Any, str, bool, Any, int]]) -> list[str]:
+    changed = []
+    for key, mod, attr, is_param, tensor, version in watch:
+        now = (mod._parameters if is_param else mod._buffers).get(attr)
+        if now is not tensor or now._version != version:
+            changed.append(key)
+    return changed
+
+
+def _watch_cells(widget: Explorer) -> bool:
+    """Check for staleness after every notebook cell (about 2 µs per tensor).
+
+    True when the check is registered (inside IPython).
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    ip = get_ipython()
+    if ip is None or not hasattr(ip, "events"):
+        return False
+    ref = weakref.ref(widget)
+
+    def after_cell(*_args: Any) -> None:
+        w = ref()
+        if w is None:
+            with contextlib.suppress(ValueError):
+                ip.events.unregister("post_run_cell", after_cell)
+            return
+        with w._guard("Checking the model"):
+            w.check_stale()
+
+    ip.events.register("post_run_cell", after_cell)
+    return True
+
+
+def _histogram_src(key: str, before: Any, after: Any, notes: Iterable[str] | None = None) -> str:
+    """One before/after panel sized for the widget grid (about 300 px wide).
+
+    Its text is scaled up so the annotations stay readable at that size. ``notes``: what only
+    the load knows (cast, adapter, tie: :meth:`LoadReport.notes`), under the panel.
+    """
+    from matplotlib.text import Text
+
+    from ..load._plots import figure_to_png, histogram_overlay
+
+    fig = histogram_overlay(
+        before, after, keys=[key], title="", notes={key: list(notes)} if notes else None
+    )
+    fig.set_size_inches(3.6, 2.7)
+    for ax in fig.axes:
+        ax.tick_params(labelsize=8)
+    for text in fig.findobj(Text):
+        text.set_fontsize(max(float(text.get_fontsize()) * 1.3, 8.0))
+    return pl.png_data_url(figure_to_png(fig, dpi=90))
+
+
+def _encodes_iterables(comm: Any) -> bool:
+    """Whether ``comm``'s messages are encoded with ``jupyter_client``'s ``json_default``.
+
+    ipykernel's comms are (every packer of ``jupyter_client.session`` — json, orjson, msgpack —
+    writes an unknown iterable as a JSON array through it); so is any comm that says so with a
+    true ``encodes_iterables`` attribute. Other comms get plain lists.
+    """
+    if comm is None:
+        return False
+    if getattr(comm, "encodes_iterables", False) is True:
+        return True
+    return type(comm).__module__.startswith("ipykernel.")
+
+
+class _JSONList:
+    """A list of JSON values that ipywidgets' search for binary buffers does not walk.
+
+    ipywidgets checks every item of every list and tuple of a state update for binary buffers
+    before sending it (two ``isinstance`` tests per item: 30,000 selected keys cost a click
+    5 ms, 18 ms under load). This wrapper is neither: ipywidgets passes it by, and the kernel's
+    message encoder (``jupyter_client.session.json_packer``, whose ``json_default`` writes any
+    iterable as a JSON array) writes exactly the JSON of the list. Only :meth:`Explorer.send_state`
+    hands it out, and only for a list of strings.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _JSONList):
+            other = other.items
+        return self.items == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"_JSONList({len(self.items)} items)"
+
+
+def _histogram_grid(
+    order: list[str], table: Mapping[str, Any], after: Mapping[str, torch.Tensor]
+) -> list[str]:
+    """The tensors the results grid plots: the truly most changed first.
+
+    ``order`` is most changed first (a change from zero ranks first); only floating tensors
+    of more than one value (a histogram of ``num_batches_tracked`` says nothing) that changed,
+    or, when nothing changed, the floating ones.
+    """
+    data = table.get("data") or {}
+    rel = dict(zip(data.get("key") or [], data.get("rel_change") or [], strict=False))
+    plottable = [
+        k for k in order if k in after and after[k].is_floating_point() and after[k].numel() > 1
+    ]
+    return [k for k in plottable if rel.get(k) not in (None, 0.0)] or plottable

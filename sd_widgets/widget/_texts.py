@@ -1,0 +1,152 @@
+"""What the Explorer says: argument checks, error states and labels, as plain functions."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from .. import errors
+from ..checkpoint import Checkpoint
+from ..compare._compare import Comparison
+
+
+def check_arguments(model: Any, source: Any, key: Any) -> None:
+    """Explorer(model, source): say which argument is which when they are wrong."""
+    if isinstance(model, Comparison):
+        if source is not None or key is not None:
+            raise TypeError("Explorer(comparison) takes no source/key: the comparison has one")
+        return
+    if isinstance(model, nn.Module):
+        if source is None:
+            raise TypeError(
+                "Explorer(model, source): give the checkpoint to explore as the "
+                "second argument (a path, a state dict or a module)"
+            )
+        return
+    swapped = isinstance(source, nn.Module)
+    what = describe_argument(model)
+    if swapped:
+        raise TypeError(
+            f"Explorer(model, source): the arguments are swapped — the first is "
+            f"{what} and the second is the model {type(source).__name__}. "
+            "Call sdw.Explorer(model, checkpoint)."
+        )
+    if isinstance(model, (str, os.PathLike)):
+        hint = (
+            f"it looks like a checkpoint path; pass the model first: "
+            f"sdw.Explorer(model, {str(model)!r})"
+            if pathlib.Path(model).exists()
+            else "Explorer needs the model object, not its name: build it first (e.g. "
+            "torchvision.models.resnet50()) and call sdw.Explorer(model, checkpoint)"
+        )
+        raise TypeError(
+            f"Explorer(model, source): the first argument must be the nn.Module to "
+            f"load into (or a Comparison), got {what}; {hint}."
+        )
+    if isinstance(model, Mapping):
+        raise TypeError(
+            f"Explorer(model, source): the first argument must be the nn.Module to "
+            f"load into (or a Comparison), got {what}. A state dict is the "
+            "checkpoint side: call sdw.Explorer(model, state_dict) with the module "
+            "whose weights it holds."
+        )
+    raise TypeError(
+        f"Explorer(model, source): the first argument must be an nn.Module (or a "
+        f"Comparison), got {what}."
+    )
+
+
+def describe_argument(value: Any) -> str:
+    if isinstance(value, Checkpoint):
+        return f"a Checkpoint ({len(value)} tensors)"
+    if isinstance(value, Mapping):
+        return f"a state dict ({type(value).__name__} of {len(value)} entries)"
+    if isinstance(value, (str, os.PathLike)):
+        return f"the string {str(value)!r}"
+    return f"a {type(value).__name__}"
+
+
+def error_state(exc: BaseException, source: Any) -> dict[str, str]:
+    """What went wrong opening the checkpoint, and what to do about it."""
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError) or (
+        isinstance(source, (str, os.PathLike)) and not pathlib.Path(source).exists()
+    ):
+        kind = "not_found"
+        title = "The checkpoint file does not exist"
+        fix = (
+            f"Check the path {str(source)!r} (relative paths start from "
+            f"{os.getcwd()!r}), then run the cell again."
+        )
+    elif isinstance(exc, errors.UnsafeCheckpointError) and not exc.opt_in:
+        kind = "unsafe"
+        title = "This checkpoint's metadata is not plain checkpoint metadata"
+        fix = (
+            "Nothing from the file was run, and no trust option opens it: it names objects a "
+            "torch.distributed.checkpoint directory never holds. Ask for the checkpoint again, "
+            "or a safetensors export of it."
+        )
+    elif isinstance(exc, errors.UnsafeCheckpointError) and exc.runs_code:
+        kind = "unsafe"
+        title = "Loading this checkpoint would run code from the file"
+        fix = (
+            f"Nothing from the file was run. It calls {', '.join(map(repr, exc.runs_code))}, "
+            "which can run code (commands, Python, file writes); no trust=[...] admits that. "
+            "Ask for a weights-only "
+            "export (safetensors, or torch.save(model.state_dict(), ...)); trust=True would run "
+            "the code."
+        )
+    elif isinstance(exc, errors.UnsafeCheckpointError):
+        kind = "unsafe"
+        title = "The checkpoint needs code that weights-only loading refuses to run"
+        names = ", ".join(exc.globals) or "the globals named above"
+        fix = (
+            "Nothing from the file was run. If you trust where the file comes from, open it "
+            f"with trust=[...] naming just {names} (or trust=True), e.g. "
+            "sdw.Explorer(model, path, trust=[...])."
+        )
+    elif isinstance(exc, errors.NotAStateDictError):
+        kind = "not_a_state_dict"
+        title = "The file was read, but holds no state dict"
+        fix = (
+            "Pick the entry holding the weights with key=..., e.g. "
+            "sdw.Explorer(model, path, key='state_dict'); the message lists what it holds."
+        )
+    elif isinstance(exc, errors.UnreadableCheckpointError):
+        kind = "unreadable"
+        title = "The checkpoint could not be read"
+        fix = (
+            "The file is truncated, corrupt or not a format sd_widgets reads (.pt/.pth/.bin/"
+            ".ckpt from torch.save, .safetensors, *.index.json, a DCP directory). Save it "
+            "again with torch.save(model.state_dict(), path) or safetensors.torch.save_file."
+        )
+    else:
+        kind = "error"
+        title = "The checkpoint could not be opened"
+        fix = "Read the message, fix the source, then run the cell again."
+    return {"kind": kind, "title": title, "text": text, "fix": fix}
+
+
+def first(keys: list[str], n: int = 3) -> str:
+    """The first ``n`` keys, comma-separated, with "…" when there are more."""
+    return ", ".join(keys[:n]) + (", …" if len(keys) > n else "")
+
+
+def model_label(model: nn.Module | None) -> str:
+    return type(model).__name__ if model is not None else "checkpoint"
+
+
+def describe_source(source: Any) -> str:
+    if isinstance(source, Checkpoint):
+        return source.source.describe()
+    if isinstance(source, (str, pathlib.Path)):
+        return str(source)
+    if isinstance(source, nn.Module):
+        return f"module {type(source).__name__}"
+    if isinstance(source, Mapping):
+        return f"mapping of {len(source)} entries"
+    return type(source).__name__
