@@ -23,8 +23,8 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 import sd_widgets as sdw
-from sd_widgets import distributed as sdd
 from sd_widgets.compare._compare import _model_side
+from sd_widgets.load import _distributed as sdd
 from sd_widgets.load._stats import tensor_stats
 
 

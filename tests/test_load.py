@@ -845,8 +845,8 @@ def test_stats_false_then_compute_stats_gives_the_same_numbers(ckpt):
 
 
 def _interrupt_targets():
-    from sd_widgets import report as report_module
-    from sd_widgets import stats as stats_module
+    from sd_widgets.load import _report as report_module
+    from sd_widgets.load import _stats as stats_module
 
     return [
         (transaction, "same"),

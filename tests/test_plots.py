@@ -20,8 +20,8 @@ from matplotlib.legend import Legend
 from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
-from sd_widgets import plots as plots_module
-from sd_widgets import stats as stats_module
+from sd_widgets.load import _plots as plots_module
+from sd_widgets.load import _stats as stats_module
 from sd_widgets.load._plots import (
     AFTER_COLOR,
     BEFORE_COLOR,

@@ -3,7 +3,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { bundle as B } from "./bundle.mjs";
+import * as values from "../../sd_widgets/widget/static/values.js";
+import * as panels from "../../sd_widgets/widget/static/panels.js";
+
+const B = { ...values, ...panels };
 
 const legend = [
   { change: "nan_appeared", label: "NaN appeared", icon: "!", tone: "error" },
