@@ -14,7 +14,8 @@ from bitwise import assert_bit_identical, bits, changed, state
 from torch import nn
 
 import sd_widgets as sdw
-from sd_widgets import demo, transaction
+from sd_widgets import demo
+from sd_widgets.load import _transaction as transaction
 from sd_widgets.plan._plan import PlanEntry
 
 # Importing torch.optim pulls in TorchDynamo, which warns about this from torch.

@@ -18,9 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import sd_widgets as sdw
-import sd_widgets.compare._values as V
 from sd_widgets import demo
 from sd_widgets.checkpoint import Checkpoint
+from sd_widgets.compare import _values as V
 
 
 def reference(a: torch.Tensor, b: torch.Tensor) -> dict[str, float | bool]:
