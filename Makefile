@@ -49,8 +49,10 @@ js-deps:
 	  else echo "node/npm are missing: run 'sudo apt-get install -y nodejs npm'" >&2; exit 1; fi; \
 	fi
 
-# the front end's type checker, pinned in package.json / package-lock.json (dev only, not shipped)
-node_modules/.bin/tsc: package.json package-lock.json | js-deps
+# the front end's build tools, pinned in package.json / package-lock.json (dev only, not shipped):
+# esbuild bundles static/*.js into the one file the widget ships (`npm run build`), tsc type-checks
+JS_STAMP := node_modules/.sdw-installed
+$(JS_STAMP): package.json package-lock.json | js-deps
 	npm ci --no-audit --no-fund
 	touch $@
 
@@ -59,7 +61,7 @@ demo: $(DEMO_STAMP)
 
 # formatting, lint (docstring and annotation rules for the package) and types (the package
 # ships py.typed); configuration in pyproject.toml
-lint: setup node_modules/.bin/tsc
+lint: setup $(JS_STAMP)
 	$(PY) -m ruff format --check sd_widgets tests benchmarks
 	$(PY) -m ruff check sd_widgets tests benchmarks
 	$(PY) -m mypy sd_widgets
@@ -71,8 +73,9 @@ test-unit: setup
 test-notebooks: setup
 	$(PY) -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:randomly
 
-# The Explorer's pure front-end functions (static/*.js), with Node's own test runner
-test-js: js-deps
+# The Explorer's pure front-end functions (static/*.js), with Node's own test runner; also checks
+# that the committed bundle (static/bundle/) is what `npm run build` makes of the sources
+test-js: $(JS_STAMP)
 	node --test tests/js/
 
 test-browser: setup browser-deps

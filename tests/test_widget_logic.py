@@ -297,18 +297,23 @@ def test_explorer_accepts_a_comparison():
 
 
 def test_esm_and_css_ship_inside_the_package_and_never_use_innerhtml():
-    from sd_widgets.widget._explorer import _JS_FILES
+    from sd_widgets.widget._explorer import BUNDLE
 
-    js = "\n".join((STATIC / name).read_text() for name in _JS_FILES)
-    assert "export default" in (STATIC / _JS_FILES[-1]).read_text()
-    for name in _JS_FILES:
-        text = (STATIC / name).read_text()
-        assert "innerHTML" not in text and "outerHTML" not in text, name
-        assert "insertAdjacentHTML" not in text, name
+    modules = sorted(STATIC.glob("*.js"))
+    js = "\n".join(path.read_text() for path in modules)
+    assert "export default { render }" in (STATIC / "explorer.js").read_text()
+    for path in [*modules, BUNDLE / "explorer.js"]:
+        text = path.read_text()
+        assert "innerHTML" not in text and "outerHTML" not in text, path.name
+        assert "insertAdjacentHTML" not in text, path.name
     # status colours: one CSS rule per legend entry, written by the front end from the payload
     assert ".sdw-status-${item.status}" in js and "--sdw-c-${item.status}" in js
     w, _ = explorer("identical")
-    assert "export default" in w._esm and ".sdw-explorer" in w._css
+    # the one bundled module (esbuild writes its default export as `export { x as default }`)
+    assert w._esm == (BUNDLE / "explorer.js").read_text(encoding="utf-8")
+    assert re.search(r"^export \{\s*\w+ as default\s*\};\s*$", w._esm, re.M)
+    assert not re.search(r"^\s*import\b", w._esm, re.M)  # nothing left to fetch
+    assert ".sdw-explorer" in w._css and "@import" not in w._css
 
 
 # --------------------------------------------------------------------------------------------
@@ -1192,12 +1197,11 @@ def test_meta_device_leftovers_are_named_after_a_load():
 
 def test_every_action_the_front_end_sends_is_registered_once():
     from sd_widgets.widget._actions import ACTIONS
-    from sd_widgets.widget._explorer import _JS_FILES
 
     sent = set()
-    for name in _JS_FILES:
+    for path in STATIC.glob("*.js"):
         # every message object the view builds ({action: ...}), not DOM data-action attributes
-        text = (STATIC / name).read_text()
+        text = path.read_text()
         sent |= set(re.findall(r'(?<!dataset: \{ )\baction: "([a-z_]+)"', text))
     assert len(sent) >= 12, sorted(sent)
     assert sent <= set(ACTIONS), sent - set(ACTIONS)

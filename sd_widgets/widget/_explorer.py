@@ -31,9 +31,10 @@ import traitlets as t
 from torch import nn
 
 from .. import errors
-from ..checkpoint import open_checkpoint
+from ..checkpoint import Checkpoint, open_checkpoint
 from ..compare._compare import Comparison
 from ..compare._renames import parse_renames
+from ..compare._values import ValueComparison
 from ..load._load import LoadReport
 from ..plan._codegen import name_problem
 from ..plan._plan import BN_POLICIES, LoadPlan
@@ -45,36 +46,16 @@ from . import (
 )
 from ._actions import ACTIONS
 
-_STATIC = pathlib.Path(__file__).parent / "static"
-#: The front end is plain scripts with no bundler, concatenated in this order into the one ESM
-#: anywidget loads: pure, unit-tested functions (``lib.js``), the view modules (``dom.js`` helpers
-#: and typedefs, then one file per part of the view, each with its pure functions exported for
-#: ``node --test``), the panels around the tree (``panels.js``) and ``tree.js``, whose ``render``
-#: composes them. Only ``tree.js`` has an ``export default``; files never ``import`` each other.
-_JS_FILES = (
-    "lib.js",
-    "dom.js",
-    "actionbar.js",
-    "values.js",
-    "rows.js",
-    "tabs.js",
-    "skeleton.js",
-    "treeview.js",
-    "treenav.js",
-    "filters.js",
-    "traits.js",
-    "panels.js",
-    "tree.js",
-)
-_CSS_FILES = ("tree.css", "panels.css", "values.css")
+#: The front end as it ships: ``static/*.js`` are ES modules that import what they use, bundled
+#: from the entry ``static/explorer.js`` (its default export is anywidget's ``render``) into one
+#: ES module, and ``static/explorer.css`` with the stylesheets it imports into one stylesheet, by
+#: ``npm run build`` (build.mjs, a pinned esbuild). The offline report inlines the same two files.
+BUNDLE = pathlib.Path(__file__).parent / "static" / "bundle"
+ESM = (BUNDLE / "explorer.js").read_text(encoding="utf-8")
+CSS = (BUNDLE / "explorer.css").read_text(encoding="utf-8")
 TABS = ("preview", "renames", "code", "results")
 #: default RAM for the undo snapshots of loads before the latest one (1 GiB)
 UNDO_BUDGET = 2**30
-
-
-def _bundle(names: tuple[str, ...]) -> str:
-    # /* */ separators: valid in both JS and CSS (a `//` line would break the next CSS rule)
-    return "\n".join(f"/* ---- {n} */\n" + (_STATIC / n).read_text(encoding="utf-8") for n in names)
 
 
 class Explorer(anywidget.AnyWidget):
@@ -82,7 +63,10 @@ class Explorer(anywidget.AnyWidget):
 
     ``Explorer(model, source)`` opens ``source`` (anything :func:`sd_widgets.open_checkpoint`
     accepts) and compares it with ``model``; ``Explorer(comparison)`` reuses a
-    :class:`~sd_widgets.Comparison`. ``renames`` are initial rename rules (shown, removable),
+    :class:`~sd_widgets.Comparison`. ``Explorer(sdw.compare_values(before, after))`` shows a
+    value comparison at once: every row and module with its change, and with two checkpoints
+    (no model) only what there is to see (nothing is offered for selecting or loading).
+    ``renames`` are initial rename rules (shown, removable),
     ``bn`` the initial BatchNorm policy, ``select`` the initial selection (``"loadable"``:
     everything that can be loaded as is; ``"none"``), ``model_name`` the variable the Code tab
     loads into. ``undo_budget`` (bytes, default 1 GiB) is the RAM the undo snapshots of loads
@@ -95,8 +79,8 @@ class Explorer(anywidget.AnyWidget):
     torch's per-tensor version counters and shown as a stale view with a Refresh action.
     """
 
-    _esm = _bundle(_JS_FILES)
-    _css = _bundle(_CSS_FILES)
+    _esm = ESM
+    _css = CSS
     #: a selection gesture's result while it is assigned (the validator need not clean it)
     _clean_selection: list[str] | None = None
     #: True inside :meth:`send_state` (``selected_keys`` may then go out as a ``_JSONList``)
@@ -224,7 +208,7 @@ class Explorer(anywidget.AnyWidget):
 
     def __init__(
         self,
-        model: nn.Module | Comparison,
+        model: nn.Module | Comparison | ValueComparison,
         source: Any = None,
         *,
         renames: Any = None,
@@ -263,6 +247,12 @@ class Explorer(anywidget.AnyWidget):
         self.last_traceback: str = ""
         self._reports: list[LoadReport] = []
         self._cmp: Comparison | None = None
+        #: the last value comparison shown in ``values`` (None before one)
+        self._values: ValueComparison | None = None
+        #: what values are read from on the model's side: the model, or a value comparison's
+        #: reference checkpoint (None: a comparison of two checkpoints' keys only)
+        self._value_a: nn.Module | Checkpoint | None = None
+        self._given_values: ValueComparison | None = None
         self._index = pl.TreeIndex(pl.empty_payload())
         self._selectable_cache: tuple[Any, Comparison, frozenset[str]] | None = None
         self._sizes_cache: tuple[Comparison | None, pl.RowSizes] | None = None
@@ -278,13 +268,22 @@ class Explorer(anywidget.AnyWidget):
         super().__init__(**kwargs)
         cmp: Comparison | None = None
         source_label = ""
+        given_values = model if isinstance(model, ValueComparison) else None
+        if given_values is not None:
+            model = given_values.comparison
+            self._value_a = given_values.a
+            #: shown by the first compare_values (its rows may be read already)
+            self._given_values = given_values
         if isinstance(model, Comparison):
             cmp = model
             self._model = model.model
+            if self._model is not None:
+                self._value_a = self._model
             if renames is not None:
                 cmp = model.with_renames(renames)
         else:
-            self._model = model
+            assert isinstance(model, nn.Module)  # check_arguments said so
+            self._model = self._value_a = model
             try:
                 with gc_paused():
                     ckpt = open_checkpoint(source, key=key, trust=trust, map_location=map_location)
@@ -297,13 +296,17 @@ class Explorer(anywidget.AnyWidget):
             self.bn_policy = bn
             self.model_name = model_name
             if cmp is not None:
-                self._set_comparison(cmp, initial_select=select)
+                # two checkpoints: nothing to load into, so nothing is selected
+                initial = select if cmp.model is not None else "none"
+                self._set_comparison(cmp, initial_select=initial)
             else:
                 self.tree = pl.empty_payload(
                     source=source_label, model=_texts.model_label(self._model)
                 )
                 self.preview = pl.empty_preview()
             self.results = pl.results_none()
+            if given_values is not None:
+                self.handle_action({"action": "compare_values"})
         self._rebaseline()
         self.observe(self._on_selection_inputs, names=["selected_keys"])
         self.observe(self._on_adapters, names=["adapters"])
@@ -431,7 +434,10 @@ class Explorer(anywidget.AnyWidget):
         self.handle_action(content if isinstance(content, Mapping) else {})
 
     def _values_stale(self) -> None:
-        """The model changed after the value comparison: say so (Compare again refreshes)."""
+        """The model or the rows changed after the value comparison: say so.
+
+        Compare again refreshes.
+        """
         if (self.values or {}).get("state") == "ready":
             self.values = {**self.values, "state": "stale"}
 
@@ -626,10 +632,12 @@ class Explorer(anywidget.AnyWidget):
         payload = pl.payload_from_comparison(
             cmp,
             source=self._source_name or _texts.describe_source(cmp.checkpoint),
-            model=_texts.model_label(cmp.model),
+            model=_texts.model_label(cmp.model, self._value_a),
         )
         self._cmp = cmp
         self._index = pl.TreeIndex(payload)
+        if self._values is not None and self._values.comparison is not cmp:
+            self._values_stale()  # the rows were re-aligned: compare again
         with self.hold_sync():
             self.tree = payload
             self.error = {}

@@ -1,10 +1,11 @@
 """A standalone, offline HTML report of what an :class:`~sd_widgets.Explorer` shows.
 
-One file, nothing to fetch: the Explorer's own front end (the same ``static/*.js`` and
-``static/*.css`` the widget ships, concatenated by :func:`.explorer._bundle`) is inlined with a
-snapshot of the widget's synced traits, among them the tree payload of
-:func:`.payload.payload_from_comparison` — the one serialiser. The page hands that snapshot to
-the front end's ``render`` through a model with no kernel behind it: search, filters, the
+One file, nothing to fetch: the Explorer's own front end (the same bundle the widget ships,
+``static/bundle/explorer.js`` and ``explorer.css``) is inlined with a snapshot of the widget's
+synced traits, among them the tree payload of :func:`._payload.payload_from_comparison` — the one
+serialiser. On this page the bundle's ``static/report.js`` hands that snapshot (the element
+``#sdw-state``) to the front end's ``render`` through a model with no kernel behind it (it does
+nothing on any other page): search, filters, the
 legend, expand/collapse, the problems strip and the details work as in the notebook, and the
 value comparison (its badges in the tree and its list) when the Explorer compared values; nothing
 selects or loads (``read_only`` hides the action bar, the tabs and every button that would ask
@@ -83,32 +84,6 @@ body { margin: 0; padding: 16px; font-family: system-ui, -apple-system, "Segoe U
 #: without a value comparison the Values panel is hidden (its Compare button needs a kernel)
 _NO_VALUES_CSS = ".sdw-explorer [data-role=values] { display: none; }\n"
 
-#: the page's script after the front end: a model with no kernel behind it, then ``render``
-_BOOT_JS = """
-const sdwState = JSON.parse(document.getElementById("sdw-state").textContent);
-/** @type {Map<string, Function[]>} */
-const sdwListeners = new Map();
-const sdwModel = {
-  get: (name) => sdwState[name],
-  set(name, value) {
-    sdwState[name] = value;
-    for (const fn of [...(sdwListeners.get(`change:${name}`) || [])]) fn();
-  },
-  save_changes() {},
-  send() {},
-  on(name, fn) {
-    if (!sdwListeners.has(name)) sdwListeners.set(name, []);
-    sdwListeners.get(name).push(fn);
-  },
-  off(name, fn) {
-    const list = sdwListeners.get(name) || [];
-    const at = list.indexOf(fn);
-    if (at >= 0) list.splice(at, 1);
-  },
-};
-render({ model: sdwModel, el: document.getElementById("sdw-report") });
-"""
-
 _JSON_ESCAPES = {
     ord("<"): "\\u003c",
     ord(">"): "\\u003e",
@@ -164,17 +139,16 @@ def report_html(
     ``model_label`` replaces the model's class name in the header (the CLI passes its
     ``--model`` spec); ``now`` is the time the header says it was written (UTC by default).
     """
-    from ._explorer import _CSS_FILES, _JS_FILES, _bundle
+    from ._explorer import CSS, ESM
 
     state = report_state(widget)
     tree = state.get("tree") or {}
     # the value comparison's badges and list when the Explorer compared values before
     # (Compare needs a kernel: without a comparison the panel has nothing to show)
     has_values = (state.get("values") or {}).get("state") in ("ready", "stale")
-    esm = _bundle(_JS_FILES)
-    if "</script" in esm.lower() or "<!--" in esm:
+    script = ESM
+    if "</script" in script.lower() or "<!--" in script:
         raise ValueError("the front end's code contains '</script' or '<!--': it cannot be inlined")
-    script = esm + "\n/* ---- report */\n" + _BOOT_JS
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     csp = (
         "default-src 'none'; "
@@ -211,7 +185,7 @@ def report_html(
 <meta name="generator" content="sd_widgets {html.escape(__version__)}">
 <title>{title}</title>
 <style>{_PAGE_CSS}{"" if has_values else _NO_VALUES_CSS}</style>
-<style>{_bundle(_CSS_FILES)}</style>
+<style>{CSS}</style>
 </head>
 <body>
 <header class="sdw-report-head" data-role="report-head">
