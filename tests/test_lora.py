@@ -215,12 +215,106 @@ def test_bert_linear_with_rslora_and_patterns(tmp_path):
     assert same_state(base, merged) == []
 
 
-def test_merge_lora_in_half_precision_matches_peft_formula():
+class ConvEmbedNet(torch.nn.Module):
+    """Every layer kind PEFT merges LoRA into besides Linear: an Embedding, a k x k and a 1 x 1
+    Conv2d, a Conv1d and a Conv3d, and a Linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(50, 16)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.pointwise = torch.nn.Conv2d(8, 8, 1)
+        self.temporal = torch.nn.Conv1d(16, 12, 5)
+        self.volume = torch.nn.Conv3d(2, 4, (3, 3, 2))
+        self.head = torch.nn.Linear(12, 5)
+
+
+def conv_embed_net(dtype=torch.float32):
+    torch.manual_seed(4)
+    return ConvEmbedNet().to(dtype)
+
+
+TARGETS = ["embed", "conv", "pointwise", "temporal", "volume", "head"]
+
+
+def test_embedding_and_convolutions_merge_as_peft_does(tmp_path):
+    base = conv_embed_net()
+    merged = write_adapter(base, tmp_path, r=3, lora_alpha=6, target_modules=TARGETS)
+    cmp = sdw.compare(base, tmp_path / "adapter_model.safetensors")
+    pairs = {p.base_key: p for p in cmp.lora.pairs}
+    assert {k: p.layer for k, p in pairs.items()} == {
+        "embed.weight": "Embedding",
+        "conv.weight": "Conv2d",
+        "pointwise.weight": "Conv2d",
+        "temporal.weight": "Conv1d",
+        "volume.weight": "Conv3d",
+        "head.weight": "Linear",
+    }
+    assert pairs["embed.weight"].a_key == "base_model.model.embed.lora_embedding_A"
+    assert all(p.problem is None and p.scale == 2.0 for p in pairs.values())
+    plan = cmp.plan(lora="merge")
+    assert len(plan) == 6
+    before = copy.deepcopy(base)
+    report = sdw.partial_load(base, plan)
+    assert same_state(base, merged) == []  # bit for bit PEFT's merge_and_unload
+    report.undo()
+    assert same_state(base, before) == []
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_merges_as_peft_does(tmp_path, dtype):
+    """PEFT keeps the factors in float32 and adds the delta in place (Linear, convolutions:
+    float32 arithmetic, then rounded) or cast first (Embedding): each is matched bit for bit."""
+    base = conv_embed_net(dtype)
+    merged = write_adapter(base, tmp_path, r=2, lora_alpha=3, target_modules=TARGETS)
+    sdw.partial_load(
+        base, sdw.compare(base, tmp_path / "adapter_model.safetensors").plan(lora="merge")
+    )
+    assert same_state(base, merged) == []
+
+
+def test_merge_lora_formula_of_each_layer():
+    """The formulas, independently of PEFT: B @ A (Linear), its transpose (Conv1D, Embedding),
+    and for a convolution the kernel of A followed by B's 1 x 1 mixing, as an einsum."""
     g = torch.Generator().manual_seed(3)
-    w = torch.randn(8, 6, generator=g).half()
-    a, b = torch.randn(2, 6, generator=g), torch.randn(8, 2, generator=g)
-    expected = w + ((b @ a) * 1.5).half()  # PEFT on the CPU: float32 factors, delta cast back
-    assert torch.equal(merge_lora(w, a, b, 1.5, False), expected)
+    w, a, b = (
+        torch.randn(8, 6, generator=g),
+        torch.randn(2, 6, generator=g),
+        torch.randn(8, 2, generator=g),
+    )
+    assert torch.allclose(merge_lora(w, a, b, 1.5, "Linear"), w + 1.5 * b @ a)
+    assert torch.allclose(merge_lora(w.T, a, b, 1.5, "Conv1D"), w.T + 1.5 * (b @ a).T)
+    emb, ea, eb = (
+        torch.randn(10, 4, generator=g),
+        torch.randn(2, 10, generator=g),
+        torch.randn(4, 2, generator=g),
+    )
+    assert torch.allclose(merge_lora(emb, ea, eb, 0.5, "Embedding"), emb + 0.5 * (eb @ ea).T)
+    k, ka, kb = (
+        torch.randn(5, 3, 3, 3, generator=g),
+        torch.randn(2, 3, 3, 3, generator=g),
+        torch.randn(5, 2, 1, 1, generator=g),
+    )
+    expected = k + 2.0 * torch.einsum("or,rihw->oihw", kb[:, :, 0, 0], ka)
+    assert torch.allclose(merge_lora(k, ka, kb, 2.0, "Conv2d"), expected, atol=1e-6)
+
+
+def test_gpt2_adapter_whose_config_says_no_fan_in_fan_out_still_merges_transposed(tmp_path):
+    """PEFT sets fan_in_fan_out by the layer (True for Conv1D, with a warning; it even saves
+    True then) whatever the config says: c_proj is square (32 x 32), so trusting a config that
+    says False (hand-written, another tool's) would merge B @ A untransposed into it without
+    any shape error."""
+    base = gpt2()
+    with pytest.warns(UserWarning, match="fan_in_fan_out is set to False"):
+        merged = write_adapter(base, tmp_path, r=4, lora_alpha=8, target_modules=["c_proj"])
+    config_path = tmp_path / "adapter_config.json"
+    config_path.write_text(
+        json.dumps({**json.loads(config_path.read_text()), "fan_in_fan_out": False})
+    )
+    cmp = sdw.compare(base, tmp_path / "adapter_model.safetensors")
+    assert {p.layer for p in cmp.lora.pairs} == {"Conv1D"}
+    sdw.partial_load(base, cmp.plan(lora="merge"))
+    assert same_state(base, merged) == []
 
 
 # ----------------------------------------------------------------------------- what it refuses

@@ -106,6 +106,14 @@ class _ModelSide(NamedTuple):
     metadata: Any
 
 
+def _submodule(model: nn.Module, path: str) -> nn.Module | None:
+    """The module of ``model`` at ``path`` ("" the model itself), or None when there is none."""
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
+
+
 def _model_side(model: nn.Module) -> _ModelSide:
     """``model.state_dict(keep_vars=True)`` (no copies) and one walk over the modules.
 
@@ -987,6 +995,7 @@ class Comparison:
             {k: info.shape for k, info in self.checkpoint.items()},
             {k: e.shape for k, e in self.entries.items() if e.shape is not None},
             self.checkpoint.source.path,
+            module_of=partial(_submodule, self.model),
             base_model_prefix=self.rule_context.base_model_prefix,
         )
 

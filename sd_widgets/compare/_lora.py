@@ -1,20 +1,24 @@
 """PEFT LoRA adapters: recognise one, pair its factors with the weights they modify, merge.
 
 An ``adapter_model.safetensors`` written by PEFT's ``save_pretrained`` holds, for every target
-module, ``base_model.model.<path>.lora_A.weight`` (r × in) and ``...lora_B.weight`` (out × r),
-and no base weights; ``adapter_config.json`` beside it holds ``r``, ``lora_alpha``,
-``target_modules``, ``fan_in_fan_out`` (GPT-2's ``Conv1D`` stores its weight as in × out),
-``use_rslora``, ``rank_pattern`` / ``alpha_pattern`` and ``use_dora``. :func:`detect_lora` reads the
-checkpoint's key names and shapes and that file (never a tensor) and pairs every factor pair
-with the model key it modifies; :func:`merge_lora` is the merge PEFT's ``merge_and_unload``
-performs for a ``Linear``/``Conv1D`` layer:
+module, ``base_model.model.<path>.lora_A.weight`` (r × in) and ``...lora_B.weight`` (out × r)
+(an ``Embedding``: ``lora_embedding_A`` r × num_embeddings and ``lora_embedding_B`` dim × r; a
+convolution: ``lora_A.weight`` r × in × kernel and ``lora_B.weight`` out × r × 1…), and no base
+weights; ``adapter_config.json`` beside it holds ``r``, ``lora_alpha``, ``target_modules``,
+``use_rslora``, ``rank_pattern`` / ``alpha_pattern``, ``use_dora`` and ``lora_bias``.
+:func:`detect_lora` reads the checkpoint's key names and shapes, that file and the type of each
+target layer in the model (never a tensor) and pairs every factor pair with the model key it
+modifies; :func:`merge_lora` is the merge PEFT's ``merge_and_unload`` performs for that layer:
 
-    W + scale · (B @ A)  (transposed when fan_in_fan_out), scale = lora_alpha / r
-    (lora_alpha / √r with use_rslora).
+    W + scale · ΔW, scale = lora_alpha / r (lora_alpha / √r with use_rslora), where ΔW is
+    B @ A for a ``Linear``, (B @ A)ᵀ for GPT-2's ``Conv1D`` (fan_in_fan_out) and an
+    ``Embedding``, and A's kernel composed with B's 1×1 kernel for ``Conv1d/2d/3d``.
 
-Everything read from the adapter (key names, the config's values) is untrusted: the config is
-size-capped, type-checked, and a problem becomes a reason on the pair or a
-:class:`~sd_widgets.errors.UnreadableCheckpointError` that says what was found.
+As in PEFT, the layer's type decides the transpose (PEFT overrides the config's
+``fan_in_fan_out`` to fit a ``Linear`` or a ``Conv1D``). Everything read from the adapter (key
+names, the config's values) is untrusted: the config is size-capped, type-checked, and a problem
+becomes a reason on the pair or a :class:`~sd_widgets.errors.UnreadableCheckpointError` that says
+what was found.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import UnreadableCheckpointError
 
@@ -37,23 +42,55 @@ TARGETS_SHOWN = 8
 #: an adapter_config.json is a few kB; anything far larger is not one
 MAX_CONFIG_BYTES = 1 << 20
 
-#: ``base_model.model.<path>.lora_A.weight`` (an adapter name segment tolerated before
-#: ``weight``); ``lora_embedding_A``, ``lora_magnitude_vector`` and biases are recognised as
-#: LoRA keys too, so they are named instead of ignored
+#: ``base_model.model.<path>.lora_A.weight`` / ``lora_embedding_A`` (an adapter name segment
+#: tolerated before ``weight`` / after ``lora_embedding_A``); ``lora_magnitude_vector`` and
+#: ``lora_B.bias`` are recognised as LoRA keys too, so they are named instead of ignored
 _PEFT_PREFIX = "base_model.model."
 _OTHER_LORA = re.compile(r"\.(lora_[A-Za-z_]+)(?:\.|$)")
+#: the layers PEFT merges LoRA into, by the name :func:`layer_kind` gives them
+LAYERS = ("Linear", "Conv1D", "Embedding", "Conv1d", "Conv2d", "Conv3d")
 
 
 def _factor_of(key: str) -> tuple[str, str] | None:
-    """(module path, "A" or "B") of ``base_model.model.<path>.lora_A[.<adapter>].weight``."""
+    """(module path, "A" or "B") of a factor key, or None.
+
+    ``base_model.model.<path>.lora_A[.<adapter>].weight`` (Linear, Conv1D, convolutions) or
+    ``base_model.model.<path>.lora_embedding_A[.<adapter>]`` (Embedding).
+    """
     if not key.startswith(_PEFT_PREFIX):
         return None
     head, _, tail = key.rpartition(".lora_")
     parts = tail.split(".")
-    if parts[0] not in ("A", "B") or parts[-1] != "weight" or len(parts) not in (2, 3):
+    if parts[0] in ("embedding_A", "embedding_B") and len(parts) in (1, 2):
+        ab = parts[0][-1]
+    elif parts[0] in ("A", "B") and parts[-1] == "weight" and len(parts) in (2, 3):
+        ab = parts[0]
+    else:
         return None
     path = head[len(_PEFT_PREFIX) :]
-    return (path, parts[0]) if path else None
+    return (path, ab) if path else None
+
+
+def layer_kind(module: nn.Module) -> str:
+    """What PEFT's LoRA dispatch makes of ``module``: a name of :data:`LAYERS`, or its type name.
+
+    In PEFT's order (``peft.tuners.lora.layer.dispatch_default``): ``Embedding``, ``Conv2d``,
+    ``Conv3d``, ``Conv1d``, ``MultiheadAttention`` (not merged here), ``Linear``, then
+    transformers' ``Conv1D`` (recognised by its class name: transformers is not imported).
+    """
+    for kind, cls in (
+        ("Embedding", nn.Embedding),
+        ("Conv2d", nn.Conv2d),
+        ("Conv3d", nn.Conv3d),
+        ("Conv1d", nn.Conv1d),
+        ("MultiheadAttention", nn.MultiheadAttention),
+        ("Linear", nn.Linear),
+    ):
+        if isinstance(module, cls):
+            return kind
+    if any(c.__name__ == "Conv1D" for c in type(module).__mro__):
+        return "Conv1D"
+    return type(module).__name__
 
 
 def merge_lora(
@@ -61,25 +98,34 @@ def merge_lora(
     lora_a: torch.Tensor,
     lora_b: torch.Tensor,
     scale: float,
-    fan_in_fan_out: bool,
+    layer: str,
 ) -> torch.Tensor:
-    """``weight + scale · (B @ A)`` (``(B @ A).T`` when fan_in_fan_out), a new tensor.
+    """``weight + scale · ΔW`` for a LoRA factor pair of a ``layer`` (a new tensor).
 
-    As PEFT's LoRA ``Linear.get_delta_weight`` and ``merge``: the factors in the weight's dtype
-    (in float32 for a float16/bfloat16 weight, as PEFT keeps the adapter in float32 and computes
-    there on the CPU; the delta cast back), transposed, times scale, added.
+    As PEFT's ``get_delta_weight`` and ``merge`` for that layer: the factors in the weight's
+    dtype (in float32 for a float16/bfloat16 weight, as PEFT keeps the adapter in float32 and
+    computes there on the CPU); ΔW = B @ A, transposed for ``Conv1D`` (fan_in_fan_out) and
+    ``Embedding``; for a convolution, B @ A of the squeezed factors for a 1×1 kernel, else A's
+    kernel convolved with B's 1×1 kernel. ``Embedding`` adds ΔW cast to the weight's dtype;
+    the others add it as PEFT's in-place ``+=`` does (in the factors' dtype, then cast).
     """
     dtype = weight.dtype
-    low = dtype in (torch.float16, torch.bfloat16)
-    compute = torch.float32 if low else dtype
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     a, b = lora_a.detach().to(compute), lora_b.detach().to(compute)
-    delta = b @ a
-    if fan_in_fan_out:
-        delta = delta.T
-    delta = delta * scale
-    if low:
-        delta = delta.to(dtype)
-    return weight.detach() + delta
+    if a.dim() == 2:  # Linear, Conv1D, Embedding
+        delta = b @ a
+        if layer in ("Conv1D", "Embedding"):
+            delta = delta.T
+        delta = delta * scale
+    elif a.dim() == 4 and tuple(weight.shape[2:]) == (1, 1):  # a 1x1 convolution
+        delta = (b.squeeze(3).squeeze(2) @ a.squeeze(3).squeeze(2)).unsqueeze(2).unsqueeze(3)
+        delta = delta * scale
+    else:  # a k x k convolution: A's kernel composed with B's 1 x 1 kernel
+        conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)
+        delta = conv[a.dim() - 3](a.transpose(0, 1), b).transpose(0, 1) * scale
+    if layer == "Embedding":
+        return weight.detach() + delta.to(dtype)
+    return (weight.detach().to(delta.dtype) + delta).to(dtype)
 
 
 @dataclass(frozen=True)
@@ -95,9 +141,16 @@ class LoraPair:
     alpha: float
     #: lora_alpha / r (lora_alpha / sqrt(r) with use_rslora)
     scale: float
-    fan_in_fan_out: bool
+    #: the model layer's kind as PEFT dispatches it (:func:`layer_kind`): ``"Linear"``,
+    #: ``"Conv1D"``, ``"Embedding"``, ``"Conv2d"``, ...; it decides ΔW's form
+    layer: str
     #: why this pair cannot be merged into the model; None when it can
     problem: str | None = None
+
+    @property
+    def fan_in_fan_out(self) -> bool:
+        """ΔW is transposed because the layer stores its weight as in × out (``Conv1D``)."""
+        return self.layer == "Conv1D"
 
 
 @dataclass(frozen=True)
@@ -226,11 +279,24 @@ def _pattern(patterns: Any, path: str, name: str) -> Any:
 def _config_problem(config: Mapping[str, Any]) -> str | None:
     peft_type = config.get("peft_type", "LORA")
     if peft_type != "LORA":
-        return f"peft_type is {peft_type!r}, not 'LORA'"
+        return (
+            f"peft_type is {peft_type!r}, not 'LORA': merge it with PEFT "
+            "(PeftModel.from_pretrained(model, folder).merge_and_unload()) and compare the merged "
+            "model's state_dict"
+        )
     if config.get("use_dora"):
-        return "use_dora is set: DoRA rescales each merged column by a magnitude vector"
+        return (
+            "use_dora is set: a DoRA adapter also rescales every merged row by its "
+            "lora_magnitude_vector, which this merge does not do; merge it with PEFT "
+            "(PeftModel.from_pretrained(model, folder).merge_and_unload()) and compare the merged "
+            "model's state_dict"
+        )
     if config.get("lora_bias"):
-        return "lora_bias is set: the adapter also changes the layers' biases"
+        return (
+            "lora_bias is set: the adapter also changes the layers' biases (lora_B.bias), which "
+            "this merge does not do; merge it with PEFT "
+            "(PeftModel.from_pretrained(model, folder).merge_and_unload())"
+        )
     return None
 
 
@@ -239,6 +305,7 @@ def detect_lora(
     model_shapes: Mapping[str, tuple[int, ...]],
     source_path: str | os.PathLike[str] | None,
     *,
+    module_of: Callable[[str], nn.Module | None],
     base_model_prefix: str = "",
 ) -> LoraAdapter | None:
     """The LoRA adapter that ``shapes`` (checkpoint key → shape) is, or None when it is not one.
@@ -252,6 +319,9 @@ def detect_lora(
     source_path : path or None
         The adapter file; ``adapter_config.json`` is looked for beside it (in it, for a
         directory).
+    module_of : callable
+        The model's module at a module path (None when there is none): its type decides the
+        form of the merge, as in PEFT.
     base_model_prefix : str
         The model's Hugging Face ``base_model_prefix`` (``"transformer"``, ``"model"``): an
         adapter trained on the task model pairs with the base model's keys and the other way
@@ -325,7 +395,11 @@ def detect_lora(
             other.extend(ab.values())
             continue
         where = _model_path(path, model_shapes, base_model_prefix)
-        pairs.append(_pair(where, ab["A"], ab["B"], shapes, model_shapes, config, rank, alpha))
+        pairs.append(
+            _pair(
+                where, ab["A"], ab["B"], shapes, model_shapes, module_of(where), config, rank, alpha
+            )
+        )
     targets = tuple(sorted(set(targets)))  # PEFT saves a set: its order is not stable
     if not targets:
         targets = tuple(
@@ -357,20 +431,48 @@ def _model_path(path: str, model_shapes: Mapping[str, Any], prefix: str) -> str:
     return next((c for c in candidates if f"{c}.weight" in model_shapes), path)
 
 
+def _expected_shape(layer: str, a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ΔW for factors ``a`` and ``b`` of a ``layer`` (what the weight must be)."""
+    if layer in ("Conv1D", "Embedding"):
+        return (a[1], b[0])
+    return (b[0], a[1], *a[2:])
+
+
+def _factor_problem(
+    layer: str, module: nn.Module, a: tuple[int, ...], b: tuple[int, ...]
+) -> str | None:
+    """Why factors of these shapes are no LoRA pair of this layer; None when they are."""
+    conv = layer.startswith("Conv") and layer != "Conv1D"
+    dims = 2 + int(layer[-2]) if conv else 2
+    if len(a) != dims or len(b) != dims:
+        return f"factors {list(a)} and {list(b)} are not {dims}-D, as a {layer}'s LoRA factors are"
+    if conv and any(k != 1 for k in b[2:]):
+        return f"lora_B {list(b)} has a kernel larger than 1, as PEFT never writes one"
+    if conv and getattr(module, "groups", 1) != 1:
+        return (
+            f"the {layer} has groups={getattr(module, 'groups', 1)}: PEFT does not merge LoRA "
+            "into a grouped convolution either"
+        )
+    if layer == "Conv3d" and tuple(a[2:4]) == (1, 1):
+        return "PEFT's own merge cannot merge into a Conv3d whose kernel starts 1 x 1"
+    return None
+
+
 def _pair(
     path: str,
     a_key: str,
     b_key: str,
     shapes: Mapping[str, tuple[int, ...]],
     model_shapes: Mapping[str, tuple[int, ...]],
+    module: nn.Module | None,
     config: Mapping[str, Any],
     rank: float | None,
     alpha: float | None,
 ) -> LoraPair:
-    """One factor pair, checked against the model weight it modifies."""
+    """One factor pair, checked against the model weight (and layer) it modifies."""
     base_key = f"{path}.weight"
     a_shape, b_shape = tuple(shapes[a_key]), tuple(shapes[b_key])
-    fan_in_fan_out = config.get("fan_in_fan_out") is True
+    layer = layer_kind(module) if module is not None else ""
     r = a_shape[0] if a_shape else 0
     problem: str | None = None
     try:
@@ -386,27 +488,32 @@ def _pair(
         expected_r, pair_alpha = rank, alpha
         problem = f"{CONFIG_NAME}: {exc}"
     model_shape = model_shapes.get(base_key)
-    if len(a_shape) != 2 or len(b_shape) != 2:
+    if module is None or model_shape is None:
+        problem = problem or f"the model has no {base_key!r} for it to modify"
+    elif layer not in LAYERS:
         problem = problem or (
-            f"factors {list(a_shape)} and {list(b_shape)} are not 2-D: only Linear and Conv1D "
-            "LoRA layers are merged"
+            f"{path!r} is a {layer}: PEFT merges LoRA into Linear, Conv1D, Embedding and "
+            "Conv1d/2d/3d layers, and so does this"
         )
+    elif (why := _factor_problem(layer, module, a_shape, b_shape)) is not None:
+        problem = problem or why
     elif b_shape[1] != r or r < 1:
         problem = (
             problem or f"lora_A {list(a_shape)} and lora_B {list(b_shape)} disagree on the rank"
         )
     elif expected_r is not None and r != expected_r:
         problem = problem or f"the factors have rank {r}, the config says r={expected_r:g}"
-    elif model_shape is None:
-        problem = problem or f"the model has no {base_key!r} for it to modify"
     else:
-        product = (b_shape[0], a_shape[1])
-        wanted = product[::-1] if fan_in_fan_out else product
+        wanted = _expected_shape(layer, a_shape, b_shape)
         if tuple(model_shape) != wanted:
+            how = {"Conv1D": " (transposed: fan_in_fan_out)", "Embedding": " (transposed)"}
+            product = (b_shape[0], a_shape[1])
             problem = problem or (
-                f"B @ A is {list(product)}"
-                + (" (transposed: fan_in_fan_out)" if fan_in_fan_out else "")
-                + f", the model's weight is {list(model_shape)}"
+                f"B @ A is {list(product)}{how.get(layer, '')}, the model's weight is "
+                f"{list(model_shape)}"
+                if len(wanted) == 2
+                else f"the merged kernel is {list(wanted)}, the model's weight is "
+                f"{list(model_shape)}"
             )
     use_rslora = config.get("use_rslora") is True
     scale = 0.0
@@ -419,6 +526,6 @@ def _pair(
         rank=r,
         alpha=float(pair_alpha) if pair_alpha is not None else math.nan,
         scale=scale,
-        fan_in_fan_out=fan_in_fan_out,
+        layer=layer,
         problem=problem,
     )

@@ -60,8 +60,8 @@ class LoadSpec:
     adapters: tuple[tuple[str, str], ...] = ()
     #: (model key, what its adapter does to it): our own words and numbers, never file text
     adapter_notes: tuple[tuple[str, str], ...] = ()
-    #: LoRA merges: (model key, lora_A key, lora_B key, scale, fan_in_fan_out), model order
-    lora: tuple[tuple[str, str, str, float, bool], ...] = ()
+    #: LoRA merges: (model key, lora_A key, lora_B key, scale, layer kind), model order
+    lora: tuple[tuple[str, str, str, float, str], ...] = ()
     #: BatchNorm modules whose running statistics are reset after loading
     bn_reset: tuple[str, ...] = ()
     #: (key, reason) of every selected key that is not loaded
@@ -507,13 +507,14 @@ def to_code(
     if spec.lora:
         functions.append(
             "# LoRA merge, as PEFT's merge_and_unload: W + scale * (B @ A), transposed for\n"
-            "# fan_in_fan_out (GPT-2's Conv1D), scale = lora_alpha / r (lora_alpha / sqrt(r) with\n"
+            "# GPT-2's Conv1D (fan_in_fan_out) and an Embedding, A's kernel composed with B's 1x1\n"
+            "# kernel for a convolution; scale = lora_alpha / r (lora_alpha / sqrt(r) with\n"
             "# use_rslora); the model's current weight is the W\n"
             + _source_without_docstring(merge_lora)
         )
         consts.append(
             "# LoRA factor pairs merged into the model: (model key, lora_A key, lora_B key, scale,\n"
-            "# fan_in_fan_out)\n"
+            "# the layer's kind)\n"
         )
         consts.append(_block("LORA", [_lit(row) for row in spec.lora]))
     if spec.bn_reset:
@@ -584,8 +585,8 @@ def to_code(
             "        filtered[key] = ADAPT[key](tensor, current[key]) if key in ADAPT else tensor\n"
         )
         + (
-            "    for key, a, b, scale, fan_in_fan_out in LORA:\n"
-            "        filtered[key] = merge_lora(current[key], state[a], state[b], scale, fan_in_fan_out)\n"
+            "    for key, a, b, scale, layer in LORA:\n"
+            "        filtered[key] = merge_lora(current[key], state[a], state[b], scale, layer)\n"
             if spec.lora
             else ""
         )

@@ -757,7 +757,7 @@ class LoadPlan:
             t = tensors[e.ckpt_key]
             if k in self.lora:  # W + scale · B @ A, from the model's current weight
                 pair = self.lora[k]
-                t = merge_lora(current[k], t, factors[pair.b_key], pair.scale, pair.fan_in_fan_out)
+                t = merge_lora(current[k], t, factors[pair.b_key], pair.scale, pair.layer)
             elif e.adapter is not None:
                 t = get_adapter(e.adapter)(t, current[k])
             elif e.cast is not None and t.is_floating_point():
@@ -808,9 +808,7 @@ class LoadPlan:
             trust=trust,
             renames=tuple(_rule_spec(r) for r in self.comparison.renames),
             keys=tuple((k, e.ckpt_key) for k, e in self.entries.items() if k not in self.lora),
-            lora=tuple(
-                (k, p.a_key, p.b_key, p.scale, p.fan_in_fan_out) for k, p in self.lora.items()
-            ),
+            lora=tuple((k, p.a_key, p.b_key, p.scale, p.layer) for k, p in self.lora.items()),
             adapters=tuple((k, e.adapter) for k, e in self.entries.items() if e.adapter),
             adapter_notes=tuple(
                 (k, get_adapter(e.adapter).describe(row.ckpt_shape, row.model_shape, k))
