@@ -335,6 +335,16 @@ class ValueComparison:
         self._a = a
         self._b = b
 
+    @property
+    def a(self) -> nn.Module | Checkpoint:
+        """The reference side: a live module (its current state) or a checkpoint."""
+        return self._a
+
+    @property
+    def b(self) -> Checkpoint:
+        """The side compared against ``a`` (its keys after renames are the rows' keys)."""
+        return self._b
+
     def __repr__(self) -> str:
         if "rows" not in self.__dict__:
             return f"<ValueComparison of {len(self.comparison)} keys (not read yet)>"

@@ -134,9 +134,9 @@ def dismiss_banner(w: Explorer, _c: Mapping[str, Any]) -> None:
 
 
 # load / undo --------------------------------------------------------------------------------
-@action("load", "Load", busy_text="Loading…")
-def load(w: Explorer, _c: Mapping[str, Any]) -> None:
-    if w._cmp is None:  # a usage error: nothing was read, nothing was tried
+def _loadable(w: Explorer) -> Comparison:
+    """The comparison to load from; a usage error (nothing read, nothing tried) without one."""
+    if w._cmp is None:
         raise ValueError(
             "there is no checkpoint to load from: "
             + (w.error.get("text") or w.message.get("text") or "it could not be opened")
@@ -146,6 +146,12 @@ def load(w: Explorer, _c: Mapping[str, Any]) -> None:
             "this comparison has no model (two checkpoints were compared): "
             "there is nothing to load into"
         )
+    return w._cmp
+
+
+@action("load", "Load", busy_text="Loading…")
+def load(w: Explorer, _c: Mapping[str, Any]) -> None:
+    _loadable(w)
     if not w.selected_keys:
         w._set_message(
             "warning",
@@ -161,6 +167,33 @@ def load(w: Explorer, _c: Mapping[str, Any]) -> None:
             "skipped; see the Selection tab for why).",
         )
         return
+    _run_load(w, plan, "Loaded {n} tensors into the model")
+
+
+@action("merge_lora", "Merging the LoRA adapter", busy_text="Merging…")
+def merge_lora(w: Explorer, _c: Mapping[str, Any]) -> None:
+    """Merge the LoRA adapter the checkpoint is into the model's weights.
+
+    ``comparison.plan(lora="merge")`` (W + lora_alpha/r · B @ A per pair, as PEFT's
+    ``merge_and_unload``) through the same transactional load as Load selected: all or
+    nothing, Undo restores W. The plan stays the merge (the Code tab exports it) until the
+    selection or the comparison changes.
+    """
+    cmp = _loadable(w)
+    plan = cmp.plan(lora="merge")  # a ValueError says why the adapter cannot be merged
+    if not plan.lora:
+        first = next(iter(plan.skipped.items()), None)
+        raise ValueError(
+            "no LoRA factor pair of this adapter can be merged into the model"
+            + (f" ({first[0]}: {first[1]})" if first else "")
+        )
+    w._lora_merge = True
+    _run_load(w, plan, "Merged {n} LoRA factor pairs into the model's weights (W + scale · B @ A)")
+    w._update_preview()  # the plan is the merge now: the preview and the Code tab say so
+
+
+def _run_load(w: Explorer, plan: Any, head: str) -> None:
+    """Load ``plan`` into the model: the message (``head`` with ``{n}`` tensors), undo, results."""
     report = partial_load(w._model, plan, stats=False)  # statistics stream in after
     w._reports.append(report)
     released = w._keep_undo_budget()
@@ -168,7 +201,7 @@ def load(w: Explorer, _c: Mapping[str, Any]) -> None:
     w._values_stale()
     n_skip = len(report.skipped)
     text = (
-        f"Loaded {len(report.loaded):,} tensors into the model"
+        head.format(n=f"{len(report.loaded):,}")
         + (f"; skipped {n_skip:,} selected keys (see the Selection tab)" if n_skip else "")
         + (
             f"; reset BatchNorm statistics of {len(report.bn_reset):,} modules"
@@ -197,6 +230,7 @@ def load(w: Explorer, _c: Mapping[str, Any]) -> None:
         w.stale = {}
         w.busy_text = "Computing statistics…"
         w._set_message("success", text + (f" {leftovers['text']}" if leftovers else "") + released)
+        w._draw_lora()
         w.tab = "results"
     if report.assigned:  # meta tensors were replaced: entries changed, compare again
         w._set_comparison(
@@ -260,6 +294,7 @@ def undo(w: Explorer, c: Mapping[str, Any]) -> None:
         w._rebaseline(restored)
         w.stale = {}
         w.check_stale()
+        w._draw_lora()
 
 
 @action("refresh", "Refreshing", busy_text="Comparing the model as it is now…")
@@ -335,13 +370,30 @@ def bn_module(w: Explorer, c: Mapping[str, Any]) -> None:
 
 @action("compare_values", "Comparing values", busy_text="Comparing values…")
 def compare_values(w: Explorer, _c: Mapping[str, Any]) -> None:
-    from ..compare._values import values_of
+    from ..compare._values import ValueComparison
     from ._values_view import values_payload
 
-    if w._cmp is None:
+    cmp, a = w._cmp, w._value_a
+    if cmp is None:
         raise ValueError("nothing to compare: the Explorer has no comparison yet")
-    vc = values_of(w._cmp)
-    payload = values_payload(vc, a_label="model", b_label=w._cmp.checkpoint.source.describe())
+    if a is None:
+        raise ValueError(
+            "this Explorer compares the keys of two checkpoints, not their values. "
+            + _texts.TWO_CHECKPOINTS
+        )
+    given, w._given_values = w._given_values, None
+    vc = (
+        given
+        if given is not None and given.comparison is cmp
+        else ValueComparison(cmp, a, cmp.checkpoint)
+    )
+    is_model = w._model is not None
+    payload = values_payload(
+        vc,
+        a_label="model" if is_model else _texts.describe_source(a),
+        b_label=w._source_name or cmp.checkpoint.source.describe(),
+        a_is_model=is_model,
+    )
     w._values = vc
     with w.hold_sync():
         w.values = payload
@@ -358,7 +410,7 @@ def compare_values(w: Explorer, _c: Mapping[str, Any]) -> None:
 def value_plot(w: Explorer, c: Mapping[str, Any]) -> None:
     from ._values_view import value_figure_src
 
-    vc = getattr(w, "_values", None)
+    vc = w._values
     if vc is None or (w.values or {}).get("state") != "ready":
         raise ValueError("compare the values first (Values: Compare), then pick a tensor")
     key = str(c.get("key", ""))

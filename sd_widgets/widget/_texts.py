@@ -12,13 +12,21 @@ from torch import nn
 from .. import errors
 from ..checkpoint import Checkpoint
 from ..compare._compare import Comparison
+from ..compare._values import ValueComparison
+
+#: what to call when both arguments are checkpoints
+TWO_CHECKPOINTS = (
+    "To see what changed between two checkpoints, give the Explorer their value comparison: "
+    "sdw.Explorer(sdw.compare_values(before, after))."
+)
 
 
 def check_arguments(model: Any, source: Any, key: Any) -> None:
     """Explorer(model, source): say which argument is which when they are wrong."""
-    if isinstance(model, Comparison):
+    if isinstance(model, (Comparison, ValueComparison)):
         if source is not None or key is not None:
-            raise TypeError("Explorer(comparison) takes no source/key: the comparison has one")
+            what = type(model).__name__.lower().replace("valuecomparison", "value comparison")
+            raise TypeError(f"Explorer({what}) takes no source/key: the comparison has them")
         return
     if isinstance(model, nn.Module):
         if source is None:
@@ -29,6 +37,8 @@ def check_arguments(model: Any, source: Any, key: Any) -> None:
         return
     swapped = isinstance(source, nn.Module)
     what = describe_argument(model)
+    # both look like checkpoints: the user may want to compare them
+    two = f" {TWO_CHECKPOINTS}" if source is not None and not swapped else ""
     if swapped:
         raise TypeError(
             f"Explorer(model, source): the arguments are swapped — the first is "
@@ -45,18 +55,18 @@ def check_arguments(model: Any, source: Any, key: Any) -> None:
         )
         raise TypeError(
             f"Explorer(model, source): the first argument must be the nn.Module to "
-            f"load into (or a Comparison), got {what}; {hint}."
+            f"load into (or a Comparison), got {what}; {hint}.{two}"
         )
     if isinstance(model, Mapping):
         raise TypeError(
             f"Explorer(model, source): the first argument must be the nn.Module to "
             f"load into (or a Comparison), got {what}. A state dict is the "
             "checkpoint side: call sdw.Explorer(model, state_dict) with the module "
-            "whose weights it holds."
+            f"whose weights it holds.{two}"
         )
     raise TypeError(
         f"Explorer(model, source): the first argument must be an nn.Module (or a "
-        f"Comparison), got {what}."
+        f"Comparison), got {what}.{two}"
     )
 
 
@@ -136,8 +146,15 @@ def first(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (", …" if len(keys) > n else "")
 
 
-def model_label(model: nn.Module | None) -> str:
-    return type(model).__name__ if model is not None else "checkpoint"
+def model_label(model: nn.Module | None, reference: Any = None) -> str:
+    """The model side's name in the title.
+
+    The model's class, or the reference checkpoint's description when two checkpoints are
+    compared (``reference``: a value comparison's ``a``).
+    """
+    if model is not None:
+        return type(model).__name__
+    return reference.source.describe() if isinstance(reference, Checkpoint) else "checkpoint"
 
 
 def describe_source(source: Any) -> str:

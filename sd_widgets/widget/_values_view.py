@@ -18,16 +18,29 @@ import torch
 
 from ..compare._values import CHANGES, TINY, ValueComparison, change_rank, module_text
 
-#: the change column's legend: label and tone per change (no change string is spelled in JS)
-CHANGE_LEGEND: list[dict[str, str]] = [
-    {"change": "nan_appeared", "label": "NaN appeared", "icon": "!", "tone": "error"},
-    {"change": "from_zero", "label": "from zero", "icon": "0→", "tone": "warn"},
-    {"change": "large", "label": "changed", "icon": "Δ", "tone": "warn"},
-    {"change": "tiny", "label": "tiny change", "icon": "≈", "tone": "info"},
-    {"change": "identical", "label": "identical", "icon": "=", "tone": "ok"},
-    {"change": "not_compared", "label": "not compared", "icon": "–", "tone": "none"},
+_LOOKS: dict[str, tuple[str, str, str]] = {  # change -> label, icon, tone
+    "nan_appeared": ("NaN appeared", "!", "error"),
+    "from_zero": ("from zero", "0→", "warn"),
+    "large": ("changed", "Δ", "warn"),
+    "tiny": ("tiny change", "≈", "info"),
+    "identical": ("identical", "=", "ok"),
+    "not_compared": ("not compared", "–", "none"),
+}
+#: the change column's legend, in :data:`CHANGES` order: label, icon and tone per change, and
+#: the flags the browser decides by (no change string is spelled in JS): ``changed`` (compared
+#: and not equal: what "changed (any kind)" filters) and ``compared`` (both tensors were read,
+#: so there is something to plot)
+CHANGE_LEGEND: list[dict[str, Any]] = [
+    {
+        "change": change,
+        "label": _LOOKS[change][0],
+        "icon": _LOOKS[change][1],
+        "tone": _LOOKS[change][2],
+        "changed": change not in ("identical", "not_compared"),
+        "compared": change != "not_compared",
+    }
+    for change in CHANGES
 ]
-assert [e["change"] for e in CHANGE_LEGEND] == list(CHANGES)
 
 
 def values_none() -> dict[str, Any]:
@@ -42,13 +55,17 @@ def _rel_json(x: float) -> float | str | None:
     return x if math.isfinite(x) else None
 
 
-def values_payload(vc: ValueComparison, *, a_label: str, b_label: str) -> dict[str, Any]:
+def values_payload(
+    vc: ValueComparison, *, a_label: str, b_label: str, a_is_model: bool = True
+) -> dict[str, Any]:
     """The value comparison as the browser's columnar payload.
 
     ``rows``: ``key``, ``change`` (index into ``legend``), ``rel`` (relative L2 change, "inf"
     from zero), ``max_abs``, ``cosine``, ``rank`` (0 = most changed); ``modules``: path →
     ``[tensors, changed, max_rel, text]`` for every module of the tree; ``callouts``: the
-    frozen-looking modules whose BatchNorm statistics changed.
+    frozen-looking modules whose BatchNorm statistics changed, and ``frozen_bn`` the same
+    sentences by module path (the tree flags those module rows); ``a``/``b`` name the two
+    sides, ``a_is_model`` says whether ``a`` is a live model (False: two checkpoints).
     """
     codes = {c: i for i, c in enumerate(CHANGES)}
     rows = vc.rows
@@ -63,10 +80,12 @@ def values_payload(vc: ValueComparison, *, a_label: str, b_label: str) -> dict[s
         ].itertuples(index=False)
     }
     changed = sum(1 for r in rows if r.changed)
+    frozen = vc.frozen_bn_changes()
     return {
         "state": "ready",
         "a": a_label,
         "b": b_label,
+        "a_is_model": a_is_model,
         "tiny": TINY,
         "legend": CHANGE_LEGEND,
         "rows": {
@@ -78,9 +97,11 @@ def values_payload(vc: ValueComparison, *, a_label: str, b_label: str) -> dict[s
             "rank": rank,
         },
         "modules": modules,
-        "root": module_text("", changed, len(rows)),
+        # the root of a model is "(model)"; of two checkpoints, every key
+        "root": module_text("" if a_is_model else "(all keys)", changed, len(rows)),
         "summary": vc.summary(),
-        "callouts": list(vc.frozen_bn_changes().values()),
+        "callouts": list(frozen.values()),
+        "frozen_bn": frozen,
     }
 
 

@@ -294,7 +294,7 @@ export function valueBadge(vi, path, isModule) {
   const el = h("span", {
     className: `sdw-value sdw-tone-${cell.tone}${cell.stale ? " sdw-value-stale" : ""}`,
     text: cell.text,
-    title: (cell.stale ? `${cell.title}\n(compared before the last load: compare again)` : cell.title) + hint,
+    title: (cell.stale ? `${cell.title}\n(compared before the model or the rows changed: compare again)` : cell.title) + hint,
     dataset: { role: "value", shade: String(cell.shade) },
   });
   el.style.setProperty("--sdw-shade", String(cell.shade));
@@ -412,7 +412,7 @@ export function mountValues(v) {
     s.values = valueIndex(payload);
     const vi = s.values;
     box.dataset.state = payload.state || "none";
-    summary.textContent = !vi ? "" : `${payload.root || ""}${vi.state === "stale" ? " (before the last load: compare again)" : ""}`;
+    summary.textContent = !vi ? "" : `${payload.root || ""}${vi.state === "stale" ? " (out of date since a load or a rename: compare again)" : ""}`;
     callouts.replaceChildren(...(vi ? payload.callouts || [] : []).map((/** @type {string} */ t) => h("p", { className: "sdw-tone-warn", text: t, dataset: { role: "values-callout" } })));
     // two checkpoints: the values are what the view is for; else open it for a call-out
     if (vi && ((payload.callouts && payload.callouts.length) || vi.checkpoints)) /** @type {HTMLDetailsElement} */ (box).open = true;
@@ -460,6 +460,7 @@ export function mountValues(v) {
     let figure;
     if (!item || !item.compared) figure = h("span", { className: "sdw-muted", text: "not compared: no two tensors to plot" });
     else if (p.src && p.key === key) figure = h("img", { attrs: { src: p.src, alt: `values of ${key}: before/after and difference histograms` }, dataset: { role: "value-detail-img", key } });
+    else if (model.get("read_only")) figure = h("span", { className: "sdw-muted", text: "histograms are drawn by the kernel (open the Explorer in a notebook)" });
     else if (vi.state !== "ready") figure = h("span", { className: "sdw-muted", text: "the values changed since they were compared: compare again to plot" });
     else {
       figure = h("span", { className: "sdw-muted", text: "plotting…", dataset: { role: "value-detail-wait" } });
