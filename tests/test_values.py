@@ -5,7 +5,9 @@ of the contract (NaN, -0.0, all zeros, casts, renames, one-sided keys) and "did 
 
 from __future__ import annotations
 
+import base64
 import io
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -497,3 +499,132 @@ def test_value_plot_of_a_hostile_key_is_text(recwarn):
         src = value_figure_src(key, torch.tensor([0.0, float("nan")]), torch.tensor([1.0, 2.0]))
         assert src.startswith("data:image/png;base64,")
     assert not [w for w in recwarn if "Glyph" in str(w.message)]
+
+
+# ------------------------------------------------------- the Explorer over two checkpoints (no model)
+
+
+@pytest.fixture(scope="module")
+def two_files(tmp_path_factory, cnn_pair) -> tuple[str, str]:
+    """The pretrained CNN as torch.save, its "frozen"-backbone fine-tune as safetensors."""
+    base, tuned = cnn_pair
+    d = tmp_path_factory.mktemp("two")
+    torch.save(base.state_dict(), d / "base.pt")
+    save_file({k: v.contiguous() for k, v in tuned.state_dict().items()}, d / "tuned.safetensors")
+    return str(d / "base.pt"), str(d / "tuned.safetensors")
+
+
+def test_explorer_of_two_checkpoints_against_float64(cnn_pair, two_files):
+    base, tuned = cnn_pair
+    a_sd, b_sd = base.state_dict(), tuned.state_dict()
+    w = sdw.Explorer(sdw.compare_values(*two_files))
+    v = w.values
+    # shown at once, nothing to load into: nothing selected, the sides named by their files
+    assert v["state"] == "ready", w.message
+    assert w.model is None and w.selected_keys == []
+    assert v["a_is_model"] is False and v["a"].endswith("base.pt")
+    assert v["b"].endswith("tuned.safetensors")
+    assert w.tree["model"].endswith("base.pt") and w.tree["source"].endswith("tuned.safetensors")
+    json.dumps(v, allow_nan=False)
+    # every row against numpy in float64
+    legend = [e["change"] for e in v["legend"]]
+    rows = v["rows"]
+    assert sorted(rows["key"]) == sorted(a_sd)
+    for i, k in enumerate(rows["key"]):
+        want = reference(a_sd[k], b_sd[k])
+        rel = rows["rel"][i]
+        if want["rel_l2_change"] == math.inf:
+            assert rel == "inf" and legend[rows["change"][i]] == "from_zero", k
+        else:
+            assert rel == pytest.approx(want["rel_l2_change"], rel=1e-9, abs=1e-12), k
+            assert rows["max_abs"][i] == pytest.approx(want["max_abs_diff"], rel=1e-9, abs=1e-12)
+        expect = (
+            "identical" if want["equal"] else "tiny" if want["rel_l2_change"] <= V.TINY else None
+        )
+        if expect:
+            assert legend[rows["change"][i]] == expect, k
+    # rank: most changed first = from zero, then by relative change (numpy's), identical last
+    by_rank = [
+        rows["key"][i] for i in sorted(range(len(rows["key"])), key=rows["rank"].__getitem__)
+    ]
+    measured = {k: reference(a_sd[k], b_sd[k])["rel_l2_change"] for k in a_sd}
+    assert all(measured[p] >= measured[q] for p, q in itertools.pairwise(by_rank))
+    assert measured[by_rank[0]] == max(measured.values()) and measured[by_rank[-1]] == 0.0
+    # module roll-ups: counted independently from the two state dicts
+    for module in ("backbone", "backbone.stem", "classifier"):
+        keys = [k for k in a_sd if k.startswith(module + ".")]
+        changed = sum(not reference(a_sd[k], b_sd[k])["equal"] for k in keys)
+        tensors, n_changed, _, text = v["modules"][module]
+        assert (tensors, n_changed) == (len(keys), changed)
+        assert text == f"{module}: {changed} of {len(keys)} tensors changed"
+    assert v["root"] == "(all keys): 20 of 38 tensors changed"
+    # the frozen-looking backbone whose BatchNorm statistics moved: flagged on its module row
+    assert list(v["frozen_bn"]) == ["backbone"]
+    assert "requires_grad=False does not freeze BatchNorm" in v["frozen_bn"]["backbone"]
+    # a clicked row: the two files' tensors, plotted
+    a, b = w._values.tensors("backbone.stem.bn.running_mean")
+    assert torch.equal(a, a_sd["backbone.stem.bn.running_mean"])
+    assert torch.equal(b, b_sd["backbone.stem.bn.running_mean"])
+    w.handle_action({"action": "value_plot", "key": "backbone.stem.bn.running_mean"})
+    assert w.value_plot["key"] == "backbone.stem.bn.running_mean"
+    png = base64.b64decode(w.value_plot["src"].removeprefix("data:image/png;base64,"))
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    # nothing to load into: refused with a reason
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "error" and "no model" in w.message["text"]
+
+
+def test_explorer_of_two_checkpoints_legend_flags_and_renames(cnn_pair, tmp_path):
+    base, tuned = cnn_pair
+    # b saved from a DDP-wrapped model: every key under module.
+    ddp = {"module." + k: v for k, v in tuned.state_dict().items()}
+    torch.save(ddp, tmp_path / "ddp.pt")
+    w = sdw.Explorer(sdw.compare_values(base.state_dict(), tmp_path / "ddp.pt"))
+    legend = {e["change"]: e for e in w.values["legend"]}
+    assert list(legend) == list(V.CHANGES)
+    assert {c for c, e in legend.items() if e["changed"]} == {
+        "nan_appeared",
+        "from_zero",
+        "large",
+        "tiny",
+    }
+    assert {c for c, e in legend.items() if not e["compared"]} == {"not_compared"}
+    # keys do not line up: nothing compared yet
+    assert w.values["summary"]["not_compared"] == 2 * len(ddp)
+    # the banner's rule re-aligns the rows: the values are out of date until compared again
+    w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
+    assert w.values["state"] == "stale"
+    w.handle_action({"action": "value_plot", "key": "classifier.weight"})
+    assert w.message["level"] == "error" and "compare the values first" in w.message["text"]
+    w.handle_action({"action": "compare_values"})
+    assert w.values["state"] == "ready", w.message
+    b_sd = tuned.state_dict()
+    equal = [reference(v, b_sd[k])["equal"] for k, v in base.state_dict().items()]
+    s = w.values["summary"]
+    assert (s["identical"], s["changed"], s["not_compared"]) == (sum(equal), 38 - sum(equal), 0)
+    assert w._values.comparison is w.comparison
+
+
+def test_explorer_of_a_model_value_comparison_can_load(cnn_pair):
+    base, _ = cnn_pair
+    model = demo.fine_tune(demo.pretrained("cnn"), steps=3)
+    w = sdw.Explorer(sdw.compare_values(model, base.state_dict()))
+    assert w.model is model and w.values["a_is_model"] is True and w.values["a"] == "model"
+    assert w.values["root"].startswith("(model): ")
+    assert w.selected_keys  # a model: the loadable keys are selected as usual
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success", w.message
+    assert w.values["state"] == "stale"
+    w.handle_action({"action": "compare_values"})
+    assert w.values["summary"]["changed"] == 0
+
+
+def test_two_checkpoints_given_as_arguments_say_how_to_compare_them(two_files):
+    with pytest.raises(TypeError, match=r"sdw\.Explorer\(sdw\.compare_values\(before, after\)\)"):
+        sdw.Explorer(*two_files)
+    with pytest.raises(TypeError, match="takes no source/key"):
+        sdw.Explorer(sdw.compare_values(*two_files), two_files[0])
+    # a comparison of two checkpoints' keys only has no values to read: it says what to do
+    w = sdw.Explorer(sdw.compare(*two_files))
+    w.handle_action({"action": "compare_values"})
+    assert w.message["level"] == "error" and "compare_values(before, after)" in w.message["text"]

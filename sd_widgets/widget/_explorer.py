@@ -296,9 +296,9 @@ class Explorer(anywidget.AnyWidget):
             self.bn_policy = bn
             self.model_name = model_name
             if cmp is not None:
-                # two checkpoints: nothing to load into, so nothing is selected
-                initial = select if cmp.model is not None else "none"
-                self._set_comparison(cmp, initial_select=initial)
+                if cmp.model is None:  # two checkpoints: nothing to load into, nothing selected
+                    select, self._select_loadable = "none", False
+                self._set_comparison(cmp, initial_select=select)
             else:
                 self.tree = pl.empty_payload(
                     source=source_label, model=_texts.model_label(self._model)

@@ -83,3 +83,99 @@ test("results table: a change from zero sorts as the largest and reads as such",
   assert.equal(B.fmtCell("inf", "num"), "∞ (from 0)");
   assert.equal(B.fmtCell(0.5, "num"), "0.500");
 });
+
+// ------------------------------------------------------------ the tree filtered and sorted by change
+
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+import * as lib from "../../sd_widgets/widget/static/lib.js";
+
+const fixtureTree = () => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return new lib.TreeData(JSON.parse(readFileSync(join(here, "fixtures", "new_head.json"), "utf8")));
+};
+const legendFlags = legend.map((item) => ({ ...item, changed: !["identical", "not_compared"].includes(item.change), compared: item.change !== "not_compared" }));
+
+/** A value payload over every key of `data`: the head changed (weight most), one BN buffer from zero, the rest identical. */
+function treeValues(data) {
+  const keys = [...data.keyIndex.keys()];
+  const change = keys.map((k) => (k === "classifier.weight" ? 2 : k === "classifier.bias" ? 3 : k === "backbone.stem.bn.running_mean" ? 1 : 4));
+  const rel = keys.map((k, i) => [null, "inf", 0.5, 2e-4, 0][change[i]]);
+  const order = keys.map((_, i) => i).sort((p, q) => change[p] - change[q] || p - q);
+  const rank = new Array(keys.length);
+  order.forEach((i, r) => (rank[i] = r));
+  return B.valueIndex({ state: "ready", tiny: 1e-3, legend: legendFlags, rows: { key: keys, change, rel, max_abs: rel.map(() => 0), cosine: rel.map(() => 1), rank }, modules: {} });
+}
+
+test("valueMatches: the change filter narrows the search/status filter, modules follow their rows", () => {
+  const data = fixtureTree();
+  const vi = treeValues(data);
+  assert.equal(B.valueMatches(data, vi, new Set(), null), null); // no change chosen: unfiltered
+  assert.equal(B.valueMatches(data, null, new Set(["large"]), null), null); // no comparison yet
+  const m = B.valueMatches(data, vi, new Set(["large", "tiny"]), null);
+  const shown = [...data.keyIndex].filter(([, i]) => m[i]).map(([k]) => k);
+  assert.deepEqual(shown, ["classifier.weight", "classifier.bias"]);
+  assert.equal(m[data.moduleIndex.get("classifier")], 1);
+  assert.equal(m[data.moduleIndex.get("backbone")], 0);
+  // on top of a search: only rows both keep
+  const search = data.computeMatches("bias", new Set(data.statuses.map((_, s) => s)));
+  const both = B.valueMatches(data, vi, new Set(["large", "tiny"]), search);
+  assert.deepEqual([...data.keyIndex].filter(([, i]) => both[i]).map(([k]) => k), ["classifier.bias"]);
+  const zero = B.valueMatches(data, vi, new Set(["from_zero"]), null);
+  assert.equal(zero[data.moduleIndex.get("backbone.stem")], 1);
+  assert.equal(zero[data.moduleIndex.get("backbone.layer1")] ?? 0, 0);
+});
+
+test("sortedVisible: each module's rows most changed first, modules by their most changed row", () => {
+  const data = fixtureTree();
+  const vi = treeValues(data);
+  const expanded = new Uint8Array(data.n).fill(1);
+  const ranks = B.changeRanks(data, vi);
+  const tree = lib.computeVisible(data, expanded, null);
+  const sorted = B.sortedVisible(data, expanded, null, ranks);
+  assert.equal(sorted.length, tree.length);
+  assert.deepEqual([...sorted].sort((p, q) => p - q), [...tree]); // the same rows, reordered
+  const top = [...sorted].filter((i) => data.c.parent[i] === -1).map((i) => data.c.path[i]);
+  assert.deepEqual(top.slice(0, 2), ["backbone", "classifier"]); // from zero (a BN buffer) first
+  const cls = [...sorted].filter((i) => data.c.parent[i] === data.moduleIndex.get("classifier")).map((i) => data.c.path[i]);
+  assert.deepEqual(cls, ["classifier.weight", "classifier.bias"]);
+  const stemBn = data.moduleIndex.get("backbone.stem.bn");
+  const bn = [...sorted].filter((i) => data.c.parent[i] === stemBn).map((i) => data.c.path[i]);
+  assert.equal(bn[0], "backbone.stem.bn.running_mean");
+  // a child always follows its parent (the tree shape is kept), collapsed subtrees stay hidden
+  const pos = new Map([...sorted].map((i, p) => [i, p]));
+  for (const i of sorted) if (data.c.parent[i] >= 0) assert.ok(pos.get(data.c.parent[i]) < pos.get(i));
+  const collapsed = new Uint8Array(data.n);
+  assert.deepEqual([...B.sortedVisible(data, collapsed, null, ranks)].map((i) => data.c.path[i]), top);
+  // ties keep tree order; filtered rows are left out
+  const m = B.valueMatches(data, vi, new Set(["identical"]), null);
+  const kept = B.sortedVisible(data, expanded, m, ranks);
+  assert.deepEqual([...kept].sort((p, q) => p - q), [...lib.computeVisible(data, expanded, m)]);
+  const none = new Float64Array(data.n).fill(Infinity); // every rank tied: tree order
+  assert.deepEqual([...B.sortedVisible(data, expanded, m, none)], [...lib.computeVisible(data, expanded, m)]);
+});
+
+test("visibleRows: tree order unless sorting is on and values exist", () => {
+  const data = fixtureTree();
+  const vi = treeValues(data);
+  const expanded = new Uint8Array(data.n).fill(1);
+  const s = { data, matches: null, values: vi, sortByChange: false };
+  assert.deepEqual([...B.visibleRows(s, expanded)], [...lib.computeVisible(data, expanded, null)]);
+  s.sortByChange = true;
+  assert.deepEqual([...B.visibleRows(s, expanded)], [...B.sortedVisible(data, expanded, null, B.changeRanks(data, vi))]);
+  s.values = null;
+  assert.deepEqual([...B.visibleRows(s, expanded)], [...lib.computeVisible(data, expanded, null)]);
+});
+
+test("changeFilterOptions and valueDetailLines read the legend's flags and the row", () => {
+  const opts = B.changeFilterOptions(legendFlags);
+  assert.deepEqual(opts.slice(0, 2), [{ value: "", text: "any" }, { value: "nan_appeared,from_zero,large,tiny", text: "changed (any kind)" }]);
+  assert.deepEqual(opts.slice(2).map((o) => o.value), legendFlags.map((l) => l.change));
+  const vi = B.valueIndex({ ...payload, legend: legendFlags, frozen_bn: { bn: "bn: all 0 parameters ..." }, a_is_model: false });
+  assert.equal(vi.checkpoints, true);
+  assert.equal(vi.frozenBn.bn, "bn: all 0 parameters ...");
+  assert.deepEqual(B.valueDetailLines(vi, "head.w"), [["values", "Δ changed"], ["relative L2 change", "0.50"], ["max |Δ|", "0.2000"], ["cosine", "0.9000"]]);
+  assert.deepEqual(B.valueDetailLines(vi, "gone")[0], ["values", "– not compared"]);
+  assert.deepEqual(B.valueDetailLines(vi, "no.such"), []);
+});
