@@ -413,3 +413,51 @@ def test_an_adapter_of_the_task_model_merges_into_the_base_model(gpt2_adapter):
     )
     sdw.partial_load(backbone, cmp.plan(lora="merge"))
     assert same_state(backbone, merged.transformer) == []
+
+
+# --------------------------------------------------------------------------------- the Explorer
+
+
+def test_the_explorer_says_what_the_adapter_is_merges_it_and_undo_restores(gpt2_adapter):
+    """The widget's side of the LoRA view (tests/browser/test_lora_browser.py drives it in
+    JupyterLab): the ``lora`` trait, the ``merge_lora`` action, the Code tab, Undo."""
+    from sd_widgets.widget import Explorer
+
+    base, merged, path = gpt2_adapter
+    before = copy.deepcopy(base)
+    w = Explorer(base, path)
+    lora = w.lora
+    assert lora["text"] == (
+        "LoRA adapter, rank 4, alpha 8, targets c_attn, c_proj; holds no base weights"
+    )
+    assert lora["can_merge"] and not lora["merged"] and lora["why_not"] == ""
+    assert lora["merge_label"] == "Merge 6 factor pairs into the model's weights"
+    pair = next(p for p in lora["pairs"] if p["base"] == "transformer.h.0.attn.c_attn.weight")
+    assert pair["a_key"] == "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"
+    assert pair["factors"] == "A (4, 32) · B (96, 4), × 2, transposed (Conv1D)"
+    w.handle_action({"action": "merge_lora"})
+    assert w.message["level"] == "success", w.message
+    assert w.message["text"].startswith("Merged 6 LoRA factor pairs into the model's weights")
+    assert same_state(base, merged) == []  # PEFT's merge_and_unload, bit for bit
+    assert w.lora["merged"] and w.can_undo
+    w.tab = "code"
+    assert "def merge_lora(" in w.code and "LORA = [" in w.code
+    w.handle_action({"action": "undo"})
+    assert w.message["level"] == "success", w.message
+    assert same_state(base, before) == []  # W exactly
+    assert not w.lora["merged"]
+    assert sdw.Explorer(base, base.state_dict()).lora == {}  # a plain checkpoint: no LoRA view
+
+
+def test_the_explorer_says_why_an_adapter_without_its_config_cannot_merge(gpt2_adapter):
+    from sd_widgets.widget import Explorer
+
+    base, _, path = gpt2_adapter
+    (path.parent / "adapter_config.json").unlink()
+    w = Explorer(base, path)
+    assert w.lora["text"].startswith("LoRA adapter, rank unknown, alpha unknown")
+    assert not w.lora["can_merge"]
+    assert "no adapter_config.json beside the adapter file" in w.lora["why_not"]
+    w.handle_action({"action": "merge_lora"})
+    assert w.message["level"] == "error"
+    assert "no adapter_config.json" in w.message["text"]

@@ -112,6 +112,12 @@ class Explorer(anywidget.AnyWidget):
     """The one rename rule that explains most problems (``{id, label, what, fixes, text,
     n_missing, n_unexpected}``), shown above the tree with an Apply button; ``{}`` when none."""
 
+    lora = t.Dict().tag(sync=True)
+    """The PEFT LoRA adapter the checkpoint is (``payload.lora_payload``: ``{text, describe,
+    can_merge, why_not, merge_label, merge_title, merged, pairs, n_pairs, pairs_label}``), shown
+    above the tree with a "Merge into the model's weights" button (``merge_lora``); ``{}`` for
+    any other checkpoint."""
+
     rename_rules = t.List(t.Dict()).tag(sync=True)
     """Rename rules in force, ``{"kind", "old", "new", "label"}`` each, applied in order to
     checkpoint keys (two-way). Setting it re-aligns the tree; invalid rules are refused."""
@@ -247,6 +253,9 @@ class Explorer(anywidget.AnyWidget):
         self.last_traceback: str = ""
         self._reports: list[LoadReport] = []
         self._cmp: Comparison | None = None
+        #: the plan is the LoRA adapter's merge (the ``merge_lora`` action chose it) until the
+        #: selection or the comparison changes
+        self._lora_merge = False
         #: the last value comparison shown in ``values`` (None before one)
         self._values: ValueComparison | None = None
         #: what values are read from on the model's side: the model, or a value comparison's
@@ -338,9 +347,15 @@ class Explorer(anywidget.AnyWidget):
         return list(self._reports)
 
     def plan(self) -> LoadPlan:
-        """The :class:`~sd_widgets.LoadPlan` the current selection, BN policy and adapters make."""
+        """The :class:`~sd_widgets.LoadPlan` the current selection, BN policy and adapters make.
+
+        After "Merge into the model's weights" (a LoRA adapter), the adapter's merge,
+        ``comparison.plan(lora="merge")``, until the selection or the comparison changes.
+        """
         if self._cmp is None:
             raise ValueError("no checkpoint is open: " + (self.message.get("text") or ""))
+        if self._lora_merge:
+            return self._cmp.plan(lora="merge")
         return self._cmp.plan(
             include=list(self.selected_keys), bn=self.bn_policy, adapt=dict(self.adapters) or None
         )
@@ -530,8 +545,10 @@ class Explorer(anywidget.AnyWidget):
     # ----------------------------------------------------------------------------------------
     # observers
     # ----------------------------------------------------------------------------------------
-    def _on_selection_inputs(self, _change: dict) -> None:
+    def _on_selection_inputs(self, change: dict) -> None:
         with self._guard("Updating the selection"):
+            if list(change["new"]) != list(change["old"]):
+                self._lora_merge = False  # a chosen selection is the plan again
             self._update_preview()
 
     def _on_adapters(self, _change: dict) -> None:
@@ -646,6 +663,8 @@ class Explorer(anywidget.AnyWidget):
             prefix_rules = cmp.prefix_suggestions()
             self.suggestions = pl.suggestions_payload(cmp.suggest_renames(), prefix_rules)
             self.banner = pl.banner_payload(cmp, self.suggestions)
+            self._lora_merge = False
+            self._draw_lora()
             self.weight_sets = pl.weight_sets_payload(cmp.checkpoint.source)
             if initial_select == "loadable" or (previous_all and not keep_selection):
                 self.selected_keys = self._selectable_keys()
@@ -672,7 +691,7 @@ class Explorer(anywidget.AnyWidget):
             self.preview = pl.empty_preview()
             self.code = ""
             return
-        if not self.selected_keys:
+        if not self.selected_keys and not self._lora_merge:
             self.preview = {**pl.empty_preview(), "bn": self.bn_policy}
             self.code = "# Nothing selected: select keys in the explorer to export their load.\n"
             return
@@ -682,10 +701,15 @@ class Explorer(anywidget.AnyWidget):
             self.code = plan.to_code(model_name=self.model_name)
 
     def _update_code(self) -> None:
-        if self._cmp is None or not self.selected_keys:
+        if self._cmp is None or not (self.selected_keys or self._lora_merge):
             self._update_preview()
             return
         self.code = self.plan().to_code(model_name=self.model_name)
+
+    def _draw_lora(self) -> None:
+        """Set ``lora`` from the comparison; ``merged`` when the latest load is its merge."""
+        merged = bool(self._reports) and bool(self._reports[-1].plan.lora)
+        self.lora = pl.lora_payload(self._cmp, merged=merged) if self._cmp is not None else {}
 
     def _clear_results(self) -> None:
         self._values_stale()

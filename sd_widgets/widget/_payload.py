@@ -523,6 +523,75 @@ def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[s
     }
 
 
+#: how many LoRA factor pairs the ``lora`` trait lists (the count says how many more)
+LORA_PAIRS_SHOWN = 500
+
+
+def lora_payload(cmp: Comparison, *, merged: bool = False) -> dict[str, Any]:
+    """The ``lora`` trait: the PEFT LoRA adapter the checkpoint is; ``{}`` when it is none.
+
+    ``text`` says what it is in one line ("LoRA adapter, rank 4, alpha 8, targets c_attn,
+    c_proj; holds no base weights"), ``describe`` is :meth:`LoraAdapter.describe`. The merge is
+    offered (``can_merge``) when ``cmp.plan(lora="merge")`` merges at least one pair (the plan
+    decides, as the action will); ``why_not`` says why not otherwise. ``pairs`` lists the first
+    :data:`LORA_PAIRS_SHOWN` factor pairs, each with the model weight it modifies (``base``),
+    its factors' shapes and scale, and why it is not merged (``problem``, "" when it is).
+    ``merged``: the latest load of the widget is this merge (not undone).
+    """
+    adapter = cmp.lora
+    if adapter is None:
+        return {}
+    shown = adapter.target_modules[:8]
+    more = len(adapter.target_modules) - len(shown)
+    targets = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+    rank = f"rank {adapter.rank}" if adapter.rank is not None else "rank unknown"
+    alpha = f"alpha {adapter.alpha:g}" if adapter.alpha is not None else "alpha unknown"
+    why_not = ""
+    n_merge = 0
+    try:
+        plan = cmp.plan(lora="merge")
+    except ValueError as exc:
+        why_not = f"It cannot be merged: {exc}".replace("lora='merge': ", "")
+    else:
+        n_merge = len(plan.lora)
+        if not n_merge:
+            first = next(iter(plan.skipped.values()), "no factor pair fits the model")
+            why_not = f"No factor pair can be merged into this model ({first})."
+        elif plan.skipped:
+            why_not = f"{len(plan.skipped):,} of {len(adapter.pairs):,} pairs cannot be merged."
+    ckpt = cmp.checkpoint
+    pairs = []
+    for p in adapter.pairs[:LORA_PAIRS_SHOWN]:
+        a, b = shape_text(ckpt[p.a_key].shape), shape_text(ckpt[p.b_key].shape)
+        how = {"Conv1D": ", transposed (Conv1D)", "Embedding": ", transposed (Embedding)"}
+        pairs.append(
+            {
+                "base": p.base_key,
+                "a_key": p.a_key,
+                "b_key": p.b_key,
+                "factors": f"A {a} · B {b}, × {p.scale:g}{how.get(p.layer, '')}",
+                "problem": p.problem or "",
+            }
+        )
+    scale = "√r" if adapter.use_rslora else "r"
+    return {
+        "text": f"LoRA adapter, {rank}, {alpha}, targets {targets or 'unnamed'}; "
+        "holds no base weights",
+        "describe": adapter.describe(),
+        "can_merge": n_merge > 0,
+        "why_not": why_not,
+        "merge_label": f"Merge {n_merge:,} factor pair{'s' if n_merge != 1 else ''} into the "
+        "model's weights",
+        "merge_title": f"W + lora_alpha/{scale} · B @ A into each weight, as PEFT's "
+        "merge_and_unload; all or nothing, and Undo restores the weights",
+        "merged": bool(merged),
+        "pairs": pairs,
+        "n_pairs": len(adapter.pairs),
+        "pairs_label": f"{len(adapter.pairs):,} factor pair{'s' if len(adapter.pairs) != 1 else ''}, "
+        "each beside the model weight it modifies",
+    }
+
+
 def weight_sets_payload(source: Any) -> list[dict[str, Any]]:
     """The weight sets of a training checkpoint (``state_dict`` / ``ema`` ...), when several.
 
