@@ -25,7 +25,6 @@ from safetensors.torch import save_file
 from torch import nn
 
 import sd_widgets as sdw
-from sd_widgets import checkpoint as ckpt_mod
 from sd_widgets import demo
 
 pytestmark = pytest.mark.filterwarnings(
@@ -469,7 +468,9 @@ def test_dcp_metadata_payload_is_refused(files, tmp_path):
     marker = tmp_path / "PWNED"
     directory = tmp_path / "evil_dcp"
     shutil.copytree(files["dcp"], directory)
-    meta = ckpt_mod.read_dcp_metadata(directory)
+    from sd_widgets.checkpoint._dcp import read_dcp_metadata
+
+    meta = read_dcp_metadata(directory)
     meta.planner_data = CreateMarker(marker)
     with open(directory / ".metadata", "wb") as f:
         pickle.dump(meta, f)

@@ -778,11 +778,12 @@ def test_adapter_registry_answers_for_rows():
     """One table says which adapters apply and why not: the plan's reasons and a row's text
     can end with the same clause."""
     from sd_widgets.compare._adapters import ADAPTERS, adapter_hint, applicable
+    from sd_widgets.plan._plan import ADAPTERS as plan_adapters
 
     assert (
         list(ADAPTERS)
         == ["overlap", "input_conv", "interpolate", "resample_patch"]
-        == list(sdw.plan.ADAPTERS)
+        == list(plan_adapters)
     )
     assert all(a.description and callable(a.fn) for a in ADAPTERS.values())
     assert applicable((64, 3, 7, 7), (64, 1, 7, 7)) == ("overlap", "input_conv")

@@ -852,7 +852,7 @@ def test_tied_detection_agrees_with_safetensors_shared_tensors(tmp_path):
     for src in (model, sd, path):
         groups = [sorted(g) for g in sdw.open_checkpoint(src).tied_groups()]
         assert groups == shared, src
-    source = (REPO / "sd_widgets" / "checkpoint" / "memory.py").read_text()
+    source = (REPO / "sd_widgets" / "checkpoint" / "_memory.py").read_text()
     assert "_cdata" not in source
 
 
