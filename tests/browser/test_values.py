@@ -70,3 +70,92 @@ def test_value_view_shows_what_changed_in_the_tree(lab):
     root.locator("[data-action=load]").click()
     expect(values).to_have_attribute("data-state", "stale", timeout=60_000)
     expect(root.locator("[data-role=values-summary]")).to_contain_text("compare again")
+
+
+TWO_CHECKPOINTS = """\
+import pathlib, tempfile
+from safetensors.torch import save_file
+d = pathlib.Path(tempfile.mkdtemp())
+base = demo.pretrained("cnn")
+tuned = demo.fine_tune(demo.pretrained("cnn"), freeze="backbone", steps=5)
+torch.save(base.state_dict(), d / "base.pt")
+save_file({k: v.contiguous() for k, v in tuned.state_dict().items()}, str(d / "tuned.safetensors"))
+w = sdw.Explorer(sdw.compare_values(d / "base.pt", d / "tuned.safetensors"))
+w
+"""
+
+
+def test_two_checkpoints_filtered_and_sorted_by_change_from_the_keyboard(lab):
+    root = run_explorer(lab, [harness.SETUP, TWO_CHECKPOINTS], timeout=120)
+    # the values arrive with the tree: no model, so nothing is offered to select or load
+    values = root.locator("[data-role=values]")
+    expect(values).to_have_attribute("data-state", "ready")
+    expect(root).to_have_attribute("data-values-of", "checkpoints")
+    expect(root.locator("[data-action=load]")).to_be_hidden()
+    expect(root.locator("[data-action=select-loadable]")).to_be_hidden()
+    expect(root.locator("[data-role=ckpt-head]")).to_contain_text("b (after)")
+    expect(root.locator("[data-role=model-head]")).to_have_text("a (before)")
+    expect(root.locator("[data-role=values-summary]")).to_have_text(
+        "(all keys): 20 of 38 tensors changed"
+    )
+    # module rows roll their subtree up; the frozen-looking backbone is flagged in its row
+    expect(module(root, "backbone").locator("[data-role=value]")).to_have_text("18 of 36 changed")
+    expect(module(root, "classifier").locator("[data-role=value]")).to_have_text("2 of 2 changed")
+    flag = module(root, "backbone").locator("[data-role=frozen-bn]")
+    expect(flag).to_be_visible()
+    assert "requires_grad=False does not freeze BatchNorm" in flag.get_attribute("title")
+    assert module(root, "classifier").locator("[data-role=frozen-bn]").count() == 0
+    # the tree's own filter bar, by keyboard: "changed (any kind)", then most changed first
+    change = root.locator("select[data-role=change-filter]")
+    expect(change).to_be_visible()
+    change.focus()
+    lab.page.keyboard.press("ArrowDown")
+    expect(change).to_have_value("nan_appeared,from_zero,large,tiny")
+    leaves = root.locator(".sdw-row[data-role=leaf]")
+    expect(leaves).to_have_count(20)
+    changed = json.loads(py(lab, "json.dumps(sorted(r.key for r in w._values if r.changed))"))
+    assert sorted(leaves.evaluate_all("rs => rs.map(r => r.dataset.key)")) == changed
+    lab.page.keyboard.press("Tab")
+    sort = root.locator("[data-role=sort-change]")
+    expect(sort).to_be_focused()
+    lab.page.keyboard.press("Space")
+    expect(sort).to_have_attribute("aria-pressed", "true")
+    ranked = json.loads(py(lab, "json.dumps([r.key for r in w._values.most_changed()])"))
+    shown = leaves.evaluate_all("rs => rs.map(r => r.dataset.key)")
+    # depth first, every module's rows most changed first: the most changed key comes first,
+    # and within each module the rows follow the ranking
+    assert shown[0] == ranked[0], (shown[:3], ranked[:3])
+    by_module: dict[str, list[str]] = {}
+    for k in shown:
+        by_module.setdefault(k.rpartition(".")[0], []).append(k)
+    for keys in by_module.values():
+        assert keys == sorted(keys, key=ranked.index), keys
+    # the values view's details: Enter on a row shows its numbers and histograms
+    top = leaf(root, ranked[0])
+    top.focus()
+    lab.page.keyboard.press("Enter")
+    details = root.locator("[data-role=details]")
+    expect(details).to_have_attribute("data-key", ranked[0])
+    expect(details.locator("[data-role=value-detail]")).to_contain_text("relative L2 change")
+    img = details.locator("img[data-role=value-detail-img]")
+    expect(img).to_have_attribute("data-key", ranked[0], timeout=30_000)
+    assert py(lab, "w.value_plot['key']") == ranked[0]
+    assert img.evaluate("i => i.naturalWidth") > 200
+    lab.screenshot("values-two-checkpoints", root)
+    # a click on another row's change badge opens that row's details instead of selecting it
+    other = ranked[1]
+    leaf(root, other).locator("[data-role=value]").click()
+    expect(details).to_have_attribute("data-key", other)
+    expect(img).to_have_attribute("data-key", other, timeout=30_000)
+    assert py(lab, "w.selected_keys") == "[]"
+    # sorting off again: tree order; the filter back to every row
+    sort.focus()
+    lab.page.keyboard.press("Space")
+    expect(sort).to_have_attribute("aria-pressed", "false")
+    change.focus()
+    lab.page.keyboard.press("ArrowUp")
+    expect(change).to_have_value("")
+    leaves_all = root.locator(".sdw-row[data-role=leaf]")
+    expect(leaves_all).to_have_count(38)
+    want_tree = json.loads(py(lab, "json.dumps([r.key for r in w.comparison])"))
+    assert leaves_all.evaluate_all("rs => rs.map(r => r.dataset.key)") == want_tree

@@ -6,7 +6,7 @@
 
 import { castText, countChipText, dtypeName, fmtBytes, fmtShape, relativeName } from "./lib.js";
 import { INDENT, MODEL_INDENT, ROW_H, h } from "./dom.js";
-import { valueBadge } from "./values.js";
+import { frozenBnFlag, valueBadge } from "./values.js";
 /** @import { TreeData } from "./lib.js" */
 /** @import { ValueIndex } from "./values.js" */
 
@@ -276,7 +276,10 @@ function moduleRow(data, i, pos, ctx) {
   ));
   const valueEl = valueBadge(ctx.values, c.path[i], true);
   if (valueEl) countsCell.appendChild(valueEl);
-  return withCells(row, data, i, ctx, m.state, m.mark, countsCell);
+  withCells(row, data, i, ctx, m.state, m.mark, countsCell);
+  const frozen = frozenBnFlag(ctx.values, c.path[i]); // values.js: a frozen-looking module
+  if (frozen) /** @type {HTMLElement} */ (row.lastElementChild).appendChild(frozen);
+  return row;
 }
 
 /**

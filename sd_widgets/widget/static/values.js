@@ -280,12 +280,11 @@ export function valueDetailLines(vi, key) {
 // ============================================================================ DOM
 
 /**
- * The badge of a tree row (a tensor's change, or a module's roll-up with, when the module looks
- * frozen yet its BatchNorm statistics changed, a flag saying so), or null.
+ * The badge of a tree row (a tensor's change, or a module's roll-up), or null.
  * @param {ValueIndex|null|undefined} vi
  * @param {string} path
  * @param {boolean} isModule
- * @returns {Node|null}
+ * @returns {HTMLElement|null}
  */
 export function valueBadge(vi, path, isModule) {
   const cell = vi ? (isModule ? moduleValueCell(vi, path) : valueCell(vi, path)) : null;
@@ -298,12 +297,21 @@ export function valueBadge(vi, path, isModule) {
     dataset: { role: "value", shade: String(cell.shade) },
   });
   el.style.setProperty("--sdw-shade", String(cell.shade));
-  const frozen = isModule ? vi.frozenBn[path] : undefined;
-  if (!frozen) return el;
-  const flag = h("span", { className: "sdw-value sdw-value-frozen sdw-tone-warn", text: "⚠ BN stats changed", title: frozen, dataset: { role: "frozen-bn" } });
-  const both = document.createDocumentFragment();
-  both.append(el, flag);
-  return both;
+  return el;
+}
+
+/**
+ * The flag of a module row that looks frozen (every parameter identical) yet whose BatchNorm
+ * running statistics changed, with the sentence saying so on hover; null for any other row.
+ * Drawn in the module's model-side cell (rows.js), where there is room for it.
+ * @param {ValueIndex|null|undefined} vi
+ * @param {string} path
+ * @returns {HTMLElement|null}
+ */
+export function frozenBnFlag(vi, path) {
+  const why = vi ? vi.frozenBn[path] : undefined;
+  if (!why) return null;
+  return h("span", { className: `sdw-value sdw-value-frozen sdw-tone-warn${vi && vi.state === "stale" ? " sdw-value-stale" : ""}`, text: "⚠ frozen? BN stats changed", title: why, dataset: { role: "frozen-bn" } });
 }
 
 const VALUE_LIST_MAX = 50;
@@ -460,7 +468,7 @@ export function mountValues(v) {
     let figure;
     if (!item || !item.compared) figure = h("span", { className: "sdw-muted", text: "not compared: no two tensors to plot" });
     else if (p.src && p.key === key) figure = h("img", { attrs: { src: p.src, alt: `values of ${key}: before/after and difference histograms` }, dataset: { role: "value-detail-img", key } });
-    else if (model.get("read_only")) figure = h("span", { className: "sdw-muted", text: "histograms are drawn by the kernel (open the Explorer in a notebook)" });
+    else if (v.s.readOnly) figure = h("span", { className: "sdw-muted", text: "histograms are drawn by the kernel (open the Explorer in a notebook)" });
     else if (vi.state !== "ready") figure = h("span", { className: "sdw-muted", text: "the values changed since they were compared: compare again to plot" });
     else {
       figure = h("span", { className: "sdw-muted", text: "plotting…", dataset: { role: "value-detail-wait" } });

@@ -890,12 +890,12 @@ function valueBadge(vi, path, isModule) {
     dataset: { role: "value", shade: String(cell.shade) }
   });
   el.style.setProperty("--sdw-shade", String(cell.shade));
-  const frozen = isModule ? vi.frozenBn[path] : void 0;
-  if (!frozen) return el;
-  const flag = h("span", { className: "sdw-value sdw-value-frozen sdw-tone-warn", text: "\u26A0 BN stats changed", title: frozen, dataset: { role: "frozen-bn" } });
-  const both = document.createDocumentFragment();
-  both.append(el, flag);
-  return both;
+  return el;
+}
+function frozenBnFlag(vi, path) {
+  const why = vi ? vi.frozenBn[path] : void 0;
+  if (!why) return null;
+  return h("span", { className: `sdw-value sdw-value-frozen sdw-tone-warn${vi && vi.state === "stale" ? " sdw-value-stale" : ""}`, text: "\u26A0 frozen? BN stats changed", title: why, dataset: { role: "frozen-bn" } });
 }
 var VALUE_LIST_MAX = 50;
 function mountValues(v) {
@@ -1050,7 +1050,7 @@ function mountValues(v) {
     let figure;
     if (!item || !item.compared) figure = h("span", { className: "sdw-muted", text: "not compared: no two tensors to plot" });
     else if (p.src && p.key === key) figure = h("img", { attrs: { src: p.src, alt: `values of ${key}: before/after and difference histograms` }, dataset: { role: "value-detail-img", key } });
-    else if (model.get("read_only")) figure = h("span", { className: "sdw-muted", text: "histograms are drawn by the kernel (open the Explorer in a notebook)" });
+    else if (v.s.readOnly) figure = h("span", { className: "sdw-muted", text: "histograms are drawn by the kernel (open the Explorer in a notebook)" });
     else if (vi.state !== "ready") figure = h("span", { className: "sdw-muted", text: "the values changed since they were compared: compare again to plot" });
     else {
       figure = h("span", { className: "sdw-muted", text: "plotting\u2026", dataset: { role: "value-detail-wait" } });
@@ -1611,7 +1611,10 @@ function moduleRow(data, i, pos, ctx) {
   ));
   const valueEl = valueBadge(ctx.values, c.path[i], true);
   if (valueEl) countsCell.appendChild(valueEl);
-  return withCells(row, data, i, ctx, m.state, m.mark, countsCell);
+  withCells(row, data, i, ctx, m.state, m.mark, countsCell);
+  const frozen = frozenBnFlag(ctx.values, c.path[i]);
+  if (frozen) row.lastElementChild.appendChild(frozen);
+  return row;
 }
 function withCells(row, data, i, ctx, check, mark, middle) {
   row.append(
