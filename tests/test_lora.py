@@ -126,6 +126,7 @@ def test_merge_equals_peft_merge_and_unload_and_undo_restores(gpt2_adapter):
     assert same_state(base, merged) == []  # bit for bit PEFT's merge
     notes = report.notes()
     assert notes["transformer.h.0.attn.c_attn.weight"] == ["LoRA merge: + 2 · B @ A (rank 4)"]
+    assert set(report.to_frame()["action"]) == {"merge"}
     report.undo()
     assert same_state(base, before) == []  # W exactly as before
 

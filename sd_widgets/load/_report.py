@@ -182,7 +182,7 @@ class LoadReport:
         loaded = entry is not None and key in self.loaded
         row: dict[str, Any] = {
             "key": key,
-            "action": ("adapt" if entry.adapter else "load")
+            "action": ("merge" if key in self.plan.lora else "adapt" if entry.adapter else "load")
             if loaded and entry
             else (
                 "tied" if key in self.tied else "converted" if key in self.converted else "bn_reset"
