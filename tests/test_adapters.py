@@ -303,13 +303,55 @@ def test_clip_style_tables_and_non_grids():
     # a text position table that is not a square grid: no adapter at all (overlap never)
     assert applicable((1024, 64), (2048, 64), key="transformer.wpe.weight") == ()
     assert applicable((2050, 64), (4098, 64), key="model.decoder.embed_positions.weight") == ()
-    assert "position embedding" in adapter_hint(
-        (1024, 64), (2048, 64), key="transformer.wpe.weight"
-    )
+    hint = adapter_hint((1024, 64), (2048, 64), key="transformer.wpe.weight")
+    assert "a learned position table of another length: no adapter is offered" in hint
+    assert "linear along positions" in hint and "another place of the model's grid" not in hint
     # relative position tables are position embeddings too: neither adapter
     assert applicable((169, 4), (529, 4), key="blocks.0.attn.relative_position_bias_table") == ()
     # a square-grid shape under a name that is no position embedding: never interpolated
     assert applicable((1, 50, 64), (1, 197, 64), key="encoder.tokens") == ("overlap",)
+
+
+def test_text_position_tables_get_no_adapter_and_say_why():
+    """Issue 19: 1-D interpolation of a text position table is deliberately not offered (it
+    would change every learned position's vector; RoBERTa's table reserves its first rows);
+    the reason says so instead of talking about a grid. Real BERT and GPT-2 models."""
+    transformers = pytest.importorskip("transformers")
+
+    def bert(n):
+        config = transformers.BertConfig(
+            vocab_size=64,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=48,
+            max_position_embeddings=n,
+        )
+        return transformers.BertModel(config, add_pooling_layer=False)
+
+    def gpt2(n):
+        config = transformers.GPT2Config(
+            vocab_size=64,
+            n_positions=n,
+            n_embd=32,
+            n_layer=1,
+            n_head=4,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+        return transformers.GPT2Model(config)
+
+    for small, big, key in (
+        (bert(32), bert(64), "embeddings.position_embeddings.weight"),
+        (gpt2(32), gpt2(64), "wpe.weight"),
+    ):
+        for ckpt, model in ((small, big), (big, small)):  # longer and shorter
+            row = sdw.compare(model, ckpt.state_dict())[key]
+            assert row.status == "shape_mismatch" and row.adapters == ()
+            assert "a learned position table of another length" in row.reason, row.reason
+            assert "another place of the model's grid" not in row.reason
+            plan = sdw.compare(model, ckpt.state_dict()).plan(adapt={key: "overlap"})
+            assert key in plan.skipped and key not in plan.entries
 
 
 def test_input_conv_is_offered_only_where_timm_produces_the_model_shape():

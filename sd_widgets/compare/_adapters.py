@@ -227,9 +227,16 @@ def _overlap_why_not(
     if len(ckpt) != len(model) or not model:
         return "different number of dimensions"
     if is_position_embedding(key):
+        if any(_grids(ckpt, model, prefix) for prefix in (0, 1, 2)):
+            return (
+                "a position embedding: copying tokens in row order would put each checkpoint "
+                "position at another place of the model's grid"
+            )
         return (
-            "a position embedding: copying tokens in row order would put each checkpoint "
-            "position at another place of the model's grid"
+            "a learned position table of another length: no adapter is offered, since "
+            "resampling it (linear along positions) would change every position's learned "
+            "vector, and some tables (RoBERTa's) reserve their first rows; copy the positions "
+            "you want yourself (model_table[:n] = checkpoint_table[:n]) or keep the model's"
         )
     if len(model) == 4 and tuple(ckpt[2:]) != tuple(model[2:]):
         return (
