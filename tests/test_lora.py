@@ -362,6 +362,39 @@ def test_a_bad_config_says_what_it_found(gpt2_adapter, config, error):
         assert len(plan) == 0 and all(error in why for why in plan.skipped.values())
 
 
+@pytest.mark.parametrize(
+    "option, extra, said",
+    [
+        ("use_dora", "lora_magnitude_vector", "DoRA"),
+        ("lora_bias", "lora_B.bias", "lora_bias is set"),
+    ],
+)
+def test_dora_and_lora_bias_are_refused_even_when_the_config_hides_them(
+    tmp_path, option, extra, said
+):
+    """PEFT's own DoRA / lora_bias adapters: refused with what to do. With the option removed
+    from adapter_config.json (hand-edited, another tool), the extra tensors still block each
+    pair: merging A and B alone would silently drop part of the adapter."""
+    base = bert()
+    write_adapter(base, tmp_path, r=2, lora_alpha=4, target_modules=["query"], **{option: True})
+    path = tmp_path / "adapter_model.safetensors"
+    cmp = sdw.compare(base, path)
+    assert said in cmp.lora.describe() and "merge_and_unload()" in cmp.lora.describe()
+    with pytest.raises(ValueError, match=said):
+        cmp.plan(lora="merge")
+    config_path = tmp_path / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, option: False}))
+    cmp = sdw.compare(base, path)
+    assert cmp.lora.problem is None and len(cmp.lora.pairs) == 2
+    for pair in cmp.lora.pairs:
+        assert f"also holds 'base_model.model.{pair.base_key[: -len('.weight')]}.{extra}" in (
+            pair.problem or ""
+        )
+    plan = cmp.plan(lora="merge")
+    assert len(plan) == 0 and len(plan.skipped) == 2
+
+
 def test_a_huge_config_is_refused(gpt2_adapter):
     base, _, path = gpt2_adapter
     (path.parent / "adapter_config.json").write_text(json.dumps({"r": 4, "pad": "x" * (2 << 20)}))

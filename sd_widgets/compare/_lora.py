@@ -28,7 +28,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -389,17 +389,29 @@ def detect_lora(
         )
     if problem is None and alpha is None:
         problem = f"{CONFIG_NAME} has no lora_alpha"
+    # the other LoRA entries of each layer (lora_magnitude_vector, lora_B.bias), by module path
+    extras: dict[str, str] = {}
+    for key in other:
+        if key.startswith(_PEFT_PREFIX):
+            extras.setdefault(key[len(_PEFT_PREFIX) :].partition(".lora_")[0], key)
     pairs = []
     for path, ab in factors.items():
         if "A" not in ab or "B" not in ab:
             other.extend(ab.values())
             continue
         where = _model_path(path, model_shapes, base_model_prefix)
-        pairs.append(
-            _pair(
-                where, ab["A"], ab["B"], shapes, model_shapes, module_of(where), config, rank, alpha
-            )
+        pair = _pair(
+            where, ab["A"], ab["B"], shapes, model_shapes, module_of(where), config, rank, alpha
         )
+        extra = extras.get(path)
+        if extra and pair.problem is None:  # merging A and B alone would drop part of it
+            pair = replace(
+                pair,
+                problem=f"the adapter also holds {extra!r} for this layer (a DoRA magnitude or "
+                "a LoRA bias), which this merge does not apply; merge it with PEFT "
+                "(PeftModel.from_pretrained(model, folder).merge_and_unload())",
+            )
+        pairs.append(pair)
     targets = tuple(sorted(set(targets)))  # PEFT saves a set: its order is not stable
     if not targets:
         targets = tuple(
