@@ -1215,7 +1215,7 @@ def test_the_legend_and_colours_come_from_the_one_vocabulary():
     w, _ = explorer("new_head")
     assert w.tree["legend"] == legend()
     assert all(item["colour"].startswith("#") for item in w.tree["legend"])
-    assert "--sdw-c-${item.status}" in (STATIC / "panels.js").read_text()
+    assert "--sdw-c-${item.status}" in (STATIC / "tree.js").read_text()  # statusColours
 
 
 def tied_lm() -> nn.Module:

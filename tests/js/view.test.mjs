@@ -299,3 +299,12 @@ test("status style rules and tone colours come from the legend, checked", () => 
   assert.equal(bad, ".sdw-explorer .sdw-status-ok_one { --sdw-c: var(--sdw-c-ok_one, #888888); }");
   assert.deepEqual(B.toneColours([{ tone: "err;", tone_colour: "#fff" }, { tone: "ok", tone_colour: "url(x)" }]), []);
 });
+
+test("statusColours: one --sdw-c-<status> per legend entry, from the legend, hostile names and colours set nothing", () => {
+  const legend = fixture("new_head").legend;
+  const colours = new Map(B.statusColours(legend));
+  assert.equal(colours.size, legend.length);
+  for (const item of legend) assert.equal(colours.get(`--sdw-c-${item.status}`), item.colour);
+  const bad = [{ status: "x} body{display:none", colour: "#fff" }, { status: "ok_one", colour: "red;}" }, { status: "fine", colour: "#123456" }];
+  assert.deepEqual(B.statusColours(bad), [["--sdw-c-fine", "#123456"]]);
+});

@@ -48,6 +48,7 @@ export function uniqueId(prefix) {
  * @property {Set<number>} statusOn      status indices shown
  * @property {string} sharedNote         the rename prefix every renamed checkpoint key shares
  * @property {number} fittedTo           the viewport width the columns were last fitted to
+ * @property {boolean} readOnly          the standalone report (its model's `read_only`): no kernel
  * @property {ValueIndex|null} [values]  the value comparison (values.js), null before one
  * @property {Set<string>} [changeOn]    values.js: changes the tree shows (empty: every row)
  * @property {boolean} [sortByChange]    values.js: each module's rows most changed first
@@ -73,6 +74,8 @@ export function uniqueId(prefix) {
  * @property {() => void} drawProblems           filters
  * @property {() => void} queueStick             actionbar: refit the tree's height next frame
  * @property {() => void} drawStatusStyle        tree.js: status colour rules and tone colours
+ * @property {(busy: boolean, text: string) => void} drawBusyPanel  panels.js: the busy sign
+ * @property {(error: {title?: string, text?: string, fix?: string}) => void} drawErrorState  panels.js
  * @property {() => void} drawChangeControls     values.js: the tree's change filter and sort
  */
 

@@ -5,7 +5,6 @@
 // Every decision is Python's (docs/widget-protocol.md); this file draws traits and sends the
 // actions named there. Strings from checkpoints only ever go in through textContent/title/value.
 
-import { decodeTree } from "./lib.js";
 import { button, focusedIn, h, uniqueId } from "./dom.js";
 
 /**
@@ -16,6 +15,8 @@ import { button, focusedIn, h, uniqueId } from "./dom.js";
  * @property {Function} h   element factory of tree.js (text only via textContent)
  * @property {HTMLElement} root
  * @property {{top: HTMLElement, results: HTMLElement, code?: HTMLElement}} slots
+ * @property {{setResults: (results: any) => void, setHistogram: (one: any) => void}} tabs
+ *   tabs.js, which shows the `results` count and the `histogram` in the Results tab
  */
 
 /**
@@ -96,7 +97,13 @@ export function fmtCell(v, type) {
   return String(v);
 }
 
-/** @param {PanelContext} ctx */
+/**
+ * Mount the panels. They own the traits they draw (docs/widget-protocol.md); `busy`,
+ * `busy_text` and `error` are traits.js's, which draws the busy sign and the error state here
+ * through the functions returned.
+ * @param {PanelContext} ctx
+ * @returns {{drawBusy: (busy: boolean, text: string) => void, drawError: (error: {title?: string, text?: string, fix?: string}) => void}}
+ */
 export function mountPanels(ctx) {
   const { model, send, on, h, root, slots } = ctx;
   const button = (text, action, title, extra = "") =>
@@ -108,10 +115,10 @@ export function mountPanels(ctx) {
     h("span", { className: "sdw-spinner", attrs: { "aria-hidden": "true" } }),
     busyText,
   ]);
-  function drawBusy() {
-    const busy = !!model.get("busy");
+  /** @param {boolean} busy @param {string} text */
+  function drawBusy(busy, text) {
     busyPanel.dataset.busy = String(busy);
-    busyText.textContent = busy ? model.get("busy_text") || "working…" : "";
+    busyText.textContent = busy ? text || "working…" : "";
   }
 
   // ------------------------------------------------------------------ error state
@@ -124,17 +131,14 @@ export function mountPanels(ctx) {
     h("div", { className: "sdw-error-fix-head", text: "How to fix it" }),
     errorFix,
   ]);
-  function drawError() {
-    const e = model.get("error") || {};
+  /** The error state; Load is disabled by traits.js. @param {{title?: string, text?: string, fix?: string}} e */
+  function drawError(e) {
     const isError = !!(e && e.text);
     root.dataset.state = isError ? "error" : "ok";
     errorPanel.hidden = !isError;
     errorTitle.textContent = e.title || "";
     errorText.textContent = e.text || "";
     errorFix.textContent = e.fix || "";
-    for (const b of /** @type {NodeListOf<HTMLButtonElement>} */ (root.querySelectorAll("[data-action=load]"))) {
-      if (isError) b.disabled = true;
-    }
   }
 
   // ------------------------------------------------------------------ stale view
@@ -405,6 +409,7 @@ export function mountPanels(ctx) {
   function onResults() {
     recomputeOrder();
     drawTable();
+    ctx.tabs.setResults(results());
   }
 
   thead.addEventListener("click", (ev) => {
@@ -474,6 +479,7 @@ export function mountPanels(ctx) {
     for (const tr of tbody.querySelectorAll("tr[data-role=result-row]")) {
       tr.classList.toggle("sdw-result-picked", /** @type {HTMLElement} */ (tr).dataset.key === one.key);
     }
+    ctx.tabs.setHistogram(one);
   }
 
   function drawBnPicker() {
@@ -499,14 +505,6 @@ export function mountPanels(ctx) {
     if (/** @type {KeyboardEvent} */ (ev).key === "Enter") commitBn();
   });
 
-  // ------------------------------------------------------------------ colours from the legend
-  function drawColours() {
-    const p = decodeTree(model.get("tree"));
-    for (const item of p.legend || []) {
-      if (item && item.status && item.colour) root.style.setProperty(`--sdw-c-${item.status}`, String(item.colour));
-    }
-  }
-
   // ------------------------------------------------------------------ actions of the panels
   root.addEventListener("click", (ev) => {
     const el = /** @type {HTMLElement | null} */ (/** @type {HTMLElement} */ (ev.target).closest("[data-action]"));
@@ -527,9 +525,6 @@ export function mountPanels(ctx) {
     }
   });
 
-  on("change:busy", drawBusy);
-  on("change:busy_text", drawBusy);
-  on("change:error", drawError);
   on("change:stale", drawStale);
   on("change:banner", drawBanner);
   on("change:lora", drawLora);
@@ -541,13 +536,7 @@ export function mountPanels(ctx) {
   on("change:histogram", drawPicked);
   on("change:bn_modules", drawBnPicker);
   on("change:bn_module", drawBnPicker);
-  on("change:tree", drawColours);
-  // tree.js redraws its own buttons when busy changes: keep Load disabled in the error state
-  on("change:busy", () => queueMicrotask(drawError));
 
-  drawColours();
-  drawBusy();
-  drawError();
   drawStale();
   drawBanner();
   drawLora();
@@ -557,4 +546,5 @@ export function mountPanels(ctx) {
   onResults();
   drawPicked();
   drawBnPicker();
+  return { drawBusy, drawError };
 }

@@ -108,7 +108,7 @@ export function buildSkeleton(v) {
   const actionsEnd = h("div", { className: "sdw-actions-end", dataset: { role: "actions-end" }, attrs: { "aria-hidden": "true" } });
 
   // tabs under the tree
-  const tabsUi = buildTabs(v.model);
+  const tabsUi = buildTabs(v.model, v.on);
   const { panels, tabBar, codeSlot } = tabsUi;
 
   const topSlot = h("div", { className: "sdw-top-slot", dataset: { role: "top-slot" } });

@@ -2,7 +2,10 @@
 // sd_widgets Explorer: the tabs under the tree (Selection, Renames, Code, Results) — their
 // elements, the functions that draw them from the model's traits, and showTab. Buttons inside
 // carry `data-action`, handled by traits.js's click handler; the Selection panel's contents are
-// drawn by traits.js (it marks tree rows too).
+// drawn by traits.js (it marks tree rows too). The one owner of the traits `tab` (its one writer
+// in the browser), `suggestions`, `rename_rules`, `code`, `histograms`, `histogram_keys`,
+// `last_load` and `bn_plot` (docs/widget-protocol.md); `results` and `histogram` come from
+// panels.js, their owner, through setResults / setHistogram.
 
 import { button, h } from "./dom.js";
 
@@ -15,9 +18,8 @@ import { button, h } from "./dom.js";
  * @property {HTMLElement} preview  the Selection panel's summary box (data-n-tensors, ...)
  * @property {(name: string, opts?: {fromModel?: boolean}) => void} showTab
  * @property {() => void} copyCode
- * @property {() => void} drawRenames
- * @property {() => void} drawCode
- * @property {() => void} drawResults
+ * @property {(results: {state?: string, n?: number}) => void} setResults  panels.js: the `results` trait
+ * @property {(one: {key?: string, src?: string}) => void} setHistogram      panels.js: the `histogram` trait
  */
 
 /**
@@ -25,12 +27,17 @@ import { button, h } from "./dom.js";
  * draw them from the model's traits, and showTab. Buttons inside carry `data-action`, handled by
  * traits.js's click handler; the Selection panel is drawn by traits.js (it marks tree rows too).
  * @param {any} model  the anywidget model
+ * @param {(name: string, fn: Function) => void} on  model.on, undone when the view goes
  * @returns {TabsUi & Record<string, any>}
  */
-export function buildTabs(model) {
+export function buildTabs(model, on) {
   const btn = button;
   let activeTab = "preview";
   let histogramMode = "grid";
+  /** @type {{state?: string, n?: number}} the `results` trait, from panels.js */
+  let results = {};
+  /** @type {{key?: string, src?: string}} the `histogram` trait, from panels.js */
+  let picked = {};
 
   // tabs
   /** @type {Record<string, HTMLElement>} */
@@ -222,7 +229,7 @@ export function buildTabs(model) {
           )
         : []),
     );
-    const one = model.get("histogram") || {};
+    const one = picked;
     single.replaceChildren(
       ...(histogramMode === "single" && one.src
         ? [h("img", { attrs: { src: one.src, alt: `before/after histogram of ${one.key}` }, dataset: { role: "histogram-single", key: one.key } })]
@@ -235,14 +242,32 @@ export function buildTabs(model) {
         : [h("span", { className: "sdw-muted", text: bn.text || "No BatchNorm statistics changed by the last load." })]),
     );
     // the tab counts tensors (the results table's rows), not the histogram images
-    const res = model.get("results") || {};
+    const res = results;
     const nTensors = res.state === "ready" || res.state === "stale" ? res.n || 0 : 0;
     tabs.results.textContent = nTensors ? `Results (${nTensors.toLocaleString("en-US")} tensor${nTensors === 1 ? "" : "s"})` : "Results";
   }
 
+  on("change:suggestions", drawRenames);
+  on("change:rename_rules", drawRenames);
+  on("change:code", drawCode);
+  for (const name of ["histograms", "histogram_keys", "bn_plot", "last_load"]) on(`change:${name}`, drawResults);
+  on("change:tab", () => showTab(model.get("tab"), { fromModel: true }));
+  drawRenames();
+  drawCode();
+  drawResults();
+  showTab(tabs[model.get("tab")] ? model.get("tab") : "preview", { fromModel: true });
+
   return {
     tabs, panels, tabBar, preview, previewStats, previewKeys, previewMore, skippedList,
     ruleKind, ruleOld, ruleNew, codePre, copyBtn, picker, codeSlot,
-    showTab, copyCode, drawRenames, drawCode, drawResults,
+    showTab, copyCode,
+    setResults(/** @type {{state?: string, n?: number}} */ value) {
+      results = value || {};
+      drawResults();
+    },
+    setHistogram(/** @type {{key?: string, src?: string}} */ value) {
+      picked = value || {};
+      drawResults();
+    },
   };
 }

@@ -2,7 +2,10 @@
 // sd_widgets Explorer: traits → DOM (header, selection, preview, message, busy state, BatchNorm
 // policy, a new tree payload) and the buttons outside the tree (toolbar, action bar, tabs). The
 // pure part builds texts and messages and carries the view's state across a new payload; the
-// DOM part draws and wires `model.on("change:...")`.
+// DOM part draws and wires `model.on("change:...")`. The one owner of the traits `tree`,
+// `selected_keys`, `adapters`, `preview`, `message`, `busy`, `busy_text`, `can_undo`, `error`
+// and `bn_policy` (docs/widget-protocol.md): other modules get them from the view (v.s.data)
+// or through the v.fn functions these call.
 
 import { TreeData, decodeTree, fmtBytes, fmtInt, initialExpansion, skippedKeys } from "./lib.js";
 import { focusedIn, h } from "./dom.js";
@@ -219,9 +222,12 @@ export function mountTraits(v) {
     e.messageDetail.style.display = detail ? "" : "none";
   }
 
+  /** The action bar, the busy sign and the error state (panels.js draws those two). */
   function drawBusy() {
     const { loadBtn, undoBtn } = e;
     const busy = !!model.get("busy");
+    v.fn.drawBusyPanel(busy, model.get("busy_text") || "");
+    v.fn.drawErrorState(model.get("error") || {});
     e.root.dataset.busy = String(busy);
     e.busyNote.style.visibility = busy ? "visible" : "hidden";
     // while busy the buttons say so with aria-disabled instead of `disabled`: a disabled button
@@ -266,7 +272,6 @@ export function mountTraits(v) {
     v.fn.drawDetails();
   }
 
-  const { tabs, showTab, drawRenames, drawCode, drawResults } = e;
   const on = v.on;
   on("change:tree", onTree);
   on("change:selected_keys", drawSelection);
@@ -277,13 +282,9 @@ export function mountTraits(v) {
   on("change:preview", drawPreview);
   on("change:message", drawMessage);
   on("change:busy", drawBusy);
+  on("change:busy_text", drawBusy);
   on("change:can_undo", drawBusy);
   on("change:bn_policy", drawBn);
-  on("change:suggestions", drawRenames);
-  on("change:rename_rules", drawRenames);
-  on("change:code", drawCode);
-  for (const name of ["histograms", "histogram_keys", "histogram", "bn_plot", "last_load", "results"]) on(`change:${name}`, drawResults);
-  on("change:tab", () => showTab(model.get("tab"), { fromModel: true }));
   on("change:error", drawBusy);
 
   onTree();
@@ -291,8 +292,4 @@ export function mountTraits(v) {
   drawMessage();
   drawBusy();
   drawBn();
-  drawRenames();
-  drawCode();
-  drawResults();
-  showTab(tabs[model.get("tab")] ? model.get("tab") : "preview", { fromModel: true });
 }

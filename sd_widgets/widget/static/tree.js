@@ -1,8 +1,8 @@
+// @ts-check
 // sd_widgets Explorer front end: one anywidget view drawing the whole side-by-side tree.
 //
-// This file is `render`: a short composition of the view's parts, each in its own file,
-// concatenated before this one (explorer.py `_JS_FILES`, in dependency order) into the one ESM
-// anywidget loads, so their functions are in scope here:
+// This file is `render`: a short composition of the view's parts, each an ES module it imports
+// (explorer.js, the entry anywidget loads, exports it; `npm run build` bundles them all):
 //   lib.js       pure: payload access (TreeData), filtering, visible rows, range selection, the
 //                keyboard reducer, names, details, column widths, formatting
 //   actionbar.js the sticky action bar (host boxes unclipped, the tree's height cap)
@@ -15,10 +15,13 @@
 //   filters.js   search, "only problems", legend toggles, the problems strip
 //   traits.js    traits → DOM and the buttons outside the tree
 //   panels.js    the panels around the tree (banner, error/stale states, results table, ...)
-// The pure functions are unit-tested with `node --test tests/js` (tests/js/bundle.mjs loads the
-// same concatenation). Every decision about what a gesture selects, what loads, undo and
-// renames is made in Python (sd_widgets/widgets/explorer.py + payload.py); the view shows trait
-// values and sends gestures as custom messages `{action: ...}`. Statuses: the view decides by
+//   values.js    the value comparison: change badges in the rows, the Values panel
+// The pure functions are unit-tested with `node --test tests/js`, which imports these modules.
+// Every trait is read and observed by one module, its owner (docs/widget-protocol.md lists
+// them): the others get it from the view (v.s) or through the v.fn functions the owner calls.
+// Every decision about what a gesture selects, what loads, undo and renames is made in Python
+// (sd_widgets/widget/_explorer.py, _actions.py, _payload.py); the view shows trait values and
+// sends gestures as custom messages `{action: ...}`. Statuses: the view decides by
 // the legend's flags (statuses.py legend()), never by a status name. Strings from checkpoints
 // and models are only ever inserted with textContent / title / value, never as HTML.
 //
@@ -79,10 +82,10 @@
 // [data-role=results]: select[data-role=histogram-picker], img[data-role=histogram][data-key],
 //   img[data-role=histogram-single], img[data-role=bn-plot]
 // [data-role=top-slot], [data-role=results-slot]   where panels.js mounts its panels
-// .sdw-explorer[data-readonly=true]            the standalone report (widgets/html.py)
+// .sdw-explorer[data-readonly=true]            the standalone report (widget/_html.py)
 // .sdw-explorer[data-fit=full|narrow|scroll]   how the columns fit the container (fitColumns)
 
-import { TreeData, decodeTree } from "./lib.js";
+import { TreeData } from "./lib.js";
 import { FULL_RENDER_MAX, h, uniqueId } from "./dom.js";
 import { mountActionBar } from "./actionbar.js";
 import { mountValues } from "./values.js";
@@ -108,6 +111,21 @@ export function statusStyleRules(legend) {
     rules.push(`.sdw-explorer .sdw-status-${item.status} { --sdw-c: var(--sdw-c-${item.status}, ${colour}); }`);
   }
   return rules.join("\n");
+}
+
+/**
+ * The status colours set on the root (`--sdw-c-<status>`) from the legend, checked as in
+ * statusStyleRules (an entry with an unexpected name or colour sets nothing): [variable, colour].
+ * @param {LegendItem[]} legend
+ * @returns {[string, string][]}
+ */
+export function statusColours(legend) {
+  /** @type {[string, string][]} */
+  const out = [];
+  for (const item of legend || []) {
+    if (/^[a-z_]+$/.test(item.status) && /^#[0-9a-fA-F]{3,8}$/.test(item.colour || "")) out.push([`--sdw-c-${item.status}`, item.colour]);
+  }
+  return out;
 }
 
 /**
@@ -143,7 +161,8 @@ export function render({ model, el }) {
       cleanups.push(() => model.off(name, fn));
     },
     s: {
-      data: new TreeData(decodeTree(model.get("tree"))),
+      data: new TreeData(null), // traits.js, the owner of `tree`, decodes it when it mounts
+      readOnly: !!model.get("read_only"),
       expanded: new Uint8Array(0),
       filterExpanded: new Uint8Array(0),
       matches: null,
@@ -163,13 +182,17 @@ export function render({ model, el }) {
   };
   v.els = buildSkeleton(v);
   const { root, viewport, crumb, topSlot, resultsSlot, codeSlot, statusStyle } = v.els;
-  // the standalone report (widgets/html.py): no kernel behind the model; tree.css hides what
+  // the standalone report (widget/_html.py): no kernel behind the model; tree.css hides what
   // would ask Python for something (load, undo, selection, renames, tabs)
-  if (model.get("read_only")) root.dataset.readonly = "true";
-  mountPanels({ model, send: v.send, on: v.on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot } });
+  if (v.s.readOnly) root.dataset.readonly = "true";
+  const tabs = { setResults: v.els.setResults, setHistogram: v.els.setHistogram };
+  const panels = mountPanels({ model, send: v.send, on: v.on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs });
+  v.fn.drawBusyPanel = panels.drawBusy;
+  v.fn.drawErrorState = panels.drawError;
   v.fn.drawStatusStyle = () => {
-    statusStyle.textContent = statusStyleRules(v.s.data.p.legend);
-    for (const [name, colour] of toneColours(v.s.data.p.legend)) root.style.setProperty(name, colour);
+    const legend = v.s.data.p.legend;
+    statusStyle.textContent = statusStyleRules(legend);
+    for (const [name, colour] of [...statusColours(legend), ...toneColours(legend)]) root.style.setProperty(name, colour);
   };
   mountActionBar(v);
   mountTree(v);

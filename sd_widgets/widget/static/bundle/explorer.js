@@ -1117,10 +1117,12 @@ function mountValues(v) {
 }
 
 // sd_widgets/widget/static/tabs.js
-function buildTabs(model) {
+function buildTabs(model, on) {
   const btn = button;
   let activeTab = "preview";
   let histogramMode = "grid";
+  let results = {};
+  let picked = {};
   const tabs = {};
   const panels = {};
   const tabBar = h("div", { className: "sdw-tabs", attrs: { role: "tablist" } });
@@ -1281,7 +1283,7 @@ function buildTabs(model) {
         ])
       ) : []
     );
-    const one = model.get("histogram") || {};
+    const one = picked;
     single.replaceChildren(
       ...histogramMode === "single" && one.src ? [h("img", { attrs: { src: one.src, alt: `before/after histogram of ${one.key}` }, dataset: { role: "histogram-single", key: one.key } })] : []
     );
@@ -1289,10 +1291,19 @@ function buildTabs(model) {
     bnBox.replaceChildren(
       ...bn.src ? [h("img", { attrs: { src: bn.src, alt: "BatchNorm running statistics before and after" }, dataset: { role: "bn-plot" } })] : [h("span", { className: "sdw-muted", text: bn.text || "No BatchNorm statistics changed by the last load." })]
     );
-    const res = model.get("results") || {};
+    const res = results;
     const nTensors = res.state === "ready" || res.state === "stale" ? res.n || 0 : 0;
     tabs.results.textContent = nTensors ? `Results (${nTensors.toLocaleString("en-US")} tensor${nTensors === 1 ? "" : "s"})` : "Results";
   }
+  on("change:suggestions", drawRenames);
+  on("change:rename_rules", drawRenames);
+  on("change:code", drawCode);
+  for (const name of ["histograms", "histogram_keys", "bn_plot", "last_load"]) on(`change:${name}`, drawResults);
+  on("change:tab", () => showTab(model.get("tab"), { fromModel: true }));
+  drawRenames();
+  drawCode();
+  drawResults();
+  showTab(tabs[model.get("tab")] ? model.get("tab") : "preview", { fromModel: true });
   return {
     tabs,
     panels,
@@ -1311,9 +1322,14 @@ function buildTabs(model) {
     codeSlot,
     showTab,
     copyCode,
-    drawRenames,
-    drawCode,
-    drawResults
+    setResults(value) {
+      results = value || {};
+      drawResults();
+    },
+    setHistogram(value) {
+      picked = value || {};
+      drawResults();
+    }
   };
 }
 
@@ -1399,7 +1415,7 @@ function buildSkeleton(v) {
   const busyNote = h("span", { className: "sdw-busy", text: "working\u2026", dataset: { role: "busy" } });
   const actions = h("div", { className: "sdw-actions", dataset: { role: "actions" } }, [loadBtn, undoBtn, bnGroup, h("span", { className: "sdw-spacer" }), busyNote, previewLine]);
   const actionsEnd = h("div", { className: "sdw-actions-end", dataset: { role: "actions-end" }, attrs: { "aria-hidden": "true" } });
-  const tabsUi = buildTabs(v.model);
+  const tabsUi = buildTabs(v.model, v.on);
   const { panels, tabBar, codeSlot } = tabsUi;
   const topSlot = h("div", { className: "sdw-top-slot", dataset: { role: "top-slot" } });
   const resultsSlot = h("div", { className: "sdw-results-slot", dataset: { role: "results-slot" } });
@@ -2242,6 +2258,8 @@ function mountTraits(v) {
   function drawBusy() {
     const { loadBtn, undoBtn } = e;
     const busy = !!model.get("busy");
+    v.fn.drawBusyPanel(busy, model.get("busy_text") || "");
+    v.fn.drawErrorState(model.get("error") || {});
     e.root.dataset.busy = String(busy);
     e.busyNote.style.visibility = busy ? "visible" : "hidden";
     const canUndo = !!model.get("can_undo");
@@ -2281,7 +2299,6 @@ function mountTraits(v) {
     v.fn.applyFilter();
     v.fn.drawDetails();
   }
-  const { tabs, showTab, drawRenames, drawCode, drawResults } = e;
   const on = v.on;
   on("change:tree", onTree);
   on("change:selected_keys", drawSelection);
@@ -2292,23 +2309,15 @@ function mountTraits(v) {
   on("change:preview", drawPreview);
   on("change:message", drawMessage);
   on("change:busy", drawBusy);
+  on("change:busy_text", drawBusy);
   on("change:can_undo", drawBusy);
   on("change:bn_policy", drawBn);
-  on("change:suggestions", drawRenames);
-  on("change:rename_rules", drawRenames);
-  on("change:code", drawCode);
-  for (const name of ["histograms", "histogram_keys", "histogram", "bn_plot", "last_load", "results"]) on(`change:${name}`, drawResults);
-  on("change:tab", () => showTab(model.get("tab"), { fromModel: true }));
   on("change:error", drawBusy);
   onTree();
   drawPreview();
   drawMessage();
   drawBusy();
   drawBn();
-  drawRenames();
-  drawCode();
-  drawResults();
-  showTab(tabs[model.get("tab")] ? model.get("tab") : "preview", { fromModel: true });
 }
 
 // sd_widgets/widget/static/panels.js
@@ -2353,10 +2362,9 @@ function mountPanels(ctx) {
     h2("span", { className: "sdw-spinner", attrs: { "aria-hidden": "true" } }),
     busyText
   ]);
-  function drawBusy() {
-    const busy = !!model.get("busy");
+  function drawBusy(busy, text) {
     busyPanel.dataset.busy = String(busy);
-    busyText.textContent = busy ? model.get("busy_text") || "working\u2026" : "";
+    busyText.textContent = busy ? text || "working\u2026" : "";
   }
   const errorTitle = h2("div", { className: "sdw-error-title", dataset: { role: "error-title" } });
   const errorText = h2("pre", { className: "sdw-error-text", dataset: { role: "error-text" } });
@@ -2367,21 +2375,13 @@ function mountPanels(ctx) {
     h2("div", { className: "sdw-error-fix-head", text: "How to fix it" }),
     errorFix
   ]);
-  function drawError() {
-    const e = model.get("error") || {};
+  function drawError(e) {
     const isError = !!(e && e.text);
     root.dataset.state = isError ? "error" : "ok";
     errorPanel.hidden = !isError;
     errorTitle.textContent = e.title || "";
     errorText.textContent = e.text || "";
     errorFix.textContent = e.fix || "";
-    for (
-      const b of
-      /** @type {NodeListOf<HTMLButtonElement>} */
-      root.querySelectorAll("[data-action=load]")
-    ) {
-      if (isError) b.disabled = true;
-    }
   }
   const staleText = h2("span", { className: "sdw-stale-text", dataset: { role: "stale-text" } });
   const stalePanel = h2("div", { className: "sdw-stale", dataset: { role: "stale" }, attrs: { role: "alert" } }, [
@@ -2632,6 +2632,7 @@ ${p.b_key}` }),
   function onResults() {
     recomputeOrder();
     drawTable();
+    ctx.tabs.setResults(results());
   }
   thead.addEventListener("click", (ev) => {
     const th = (
@@ -2721,6 +2722,7 @@ ${p.b_key}` }),
         tr.dataset.key === one.key
       );
     }
+    ctx.tabs.setHistogram(one);
   }
   function drawBnPicker() {
     const mods = model.get("bn_modules") || [];
@@ -2756,12 +2758,6 @@ ${p.b_key}` }),
       ev.key === "Enter"
     ) commitBn();
   });
-  function drawColours() {
-    const p = decodeTree(model.get("tree"));
-    for (const item of p.legend || []) {
-      if (item && item.status && item.colour) root.style.setProperty(`--sdw-c-${item.status}`, String(item.colour));
-    }
-  }
   root.addEventListener("click", (ev) => {
     const el = (
       /** @type {HTMLElement | null} */
@@ -2784,9 +2780,6 @@ ${p.b_key}` }),
       drawTable();
     }
   });
-  on("change:busy", drawBusy);
-  on("change:busy_text", drawBusy);
-  on("change:error", drawError);
   on("change:stale", drawStale);
   on("change:banner", drawBanner);
   on("change:lora", drawLora);
@@ -2798,11 +2791,6 @@ ${p.b_key}` }),
   on("change:histogram", drawPicked);
   on("change:bn_modules", drawBnPicker);
   on("change:bn_module", drawBnPicker);
-  on("change:tree", drawColours);
-  on("change:busy", () => queueMicrotask(drawError));
-  drawColours();
-  drawBusy();
-  drawError();
   drawStale();
   drawBanner();
   drawLora();
@@ -2812,6 +2800,7 @@ ${p.b_key}` }),
   onResults();
   drawPicked();
   drawBnPicker();
+  return { drawBusy, drawError };
 }
 
 // sd_widgets/widget/static/tree.js
@@ -2823,6 +2812,13 @@ function statusStyleRules(legend) {
     rules.push(`.sdw-explorer .sdw-status-${item.status} { --sdw-c: var(--sdw-c-${item.status}, ${colour}); }`);
   }
   return rules.join("\n");
+}
+function statusColours(legend) {
+  const out = [];
+  for (const item of legend || []) {
+    if (/^[a-z_]+$/.test(item.status) && /^#[0-9a-fA-F]{3,8}$/.test(item.colour || "")) out.push([`--sdw-c-${item.status}`, item.colour]);
+  }
+  return out;
 }
 function toneColours(legend) {
   const out = /* @__PURE__ */ new Map();
@@ -2846,7 +2842,9 @@ function render({ model, el }) {
       cleanups.push(() => model.off(name, fn));
     },
     s: {
-      data: new TreeData(decodeTree(model.get("tree"))),
+      data: new TreeData(null),
+      // traits.js, the owner of `tree`, decodes it when it mounts
+      readOnly: !!model.get("read_only"),
       expanded: new Uint8Array(0),
       filterExpanded: new Uint8Array(0),
       matches: null,
@@ -2869,11 +2867,15 @@ function render({ model, el }) {
   };
   v.els = buildSkeleton(v);
   const { root, viewport, crumb, topSlot, resultsSlot, codeSlot, statusStyle } = v.els;
-  if (model.get("read_only")) root.dataset.readonly = "true";
-  mountPanels({ model, send: v.send, on: v.on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot } });
+  if (v.s.readOnly) root.dataset.readonly = "true";
+  const tabs = { setResults: v.els.setResults, setHistogram: v.els.setHistogram };
+  const panels = mountPanels({ model, send: v.send, on: v.on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs });
+  v.fn.drawBusyPanel = panels.drawBusy;
+  v.fn.drawErrorState = panels.drawError;
   v.fn.drawStatusStyle = () => {
-    statusStyle.textContent = statusStyleRules(v.s.data.p.legend);
-    for (const [name, colour] of toneColours(v.s.data.p.legend)) root.style.setProperty(name, colour);
+    const legend = v.s.data.p.legend;
+    statusStyle.textContent = statusStyleRules(legend);
+    for (const [name, colour] of [...statusColours(legend), ...toneColours(legend)]) root.style.setProperty(name, colour);
   };
   mountActionBar(v);
   mountTree(v);
