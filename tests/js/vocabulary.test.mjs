@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { basename, dirname, join } from "node:path";
 
 import { STATIC, bundle } from "../../build.mjs";
+import { stripComments } from "./strip.mjs";
 import { TreeData, detailLines, columnWidths, initialExpansion, computeVisible } from "../../sd_widgets/widget/static/lib.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -19,58 +20,6 @@ const fixture = (name) => JSON.parse(readFileSync(join(here, "fixtures", `${name
 // a status that is also the name of a payload column (`tied`: the keys sharing a row's storage)
 // is that column's name in the code; the column is not a decision by status
 const STATUSES = fixture("new_head").statuses.filter((s) => !(s in fixture("new_head").columns));
-
-/**
- * Source without comments: JS `//` and `/* *\/` comments outside string, template and regex
- * literals; CSS `/* *\/` comments.
- */
-export function stripComments(src, kind) {
-  let out = "";
-  let i = 0;
-  const n = src.length;
-  let prev = ""; // last significant character outside literals (regex vs division)
-  while (i < n) {
-    const ch = src[i];
-    const next = src[i + 1];
-    if (ch === "/" && next === "*") {
-      const end = src.indexOf("*/", i + 2);
-      i = end < 0 ? n : end + 2;
-      out += " ";
-      continue;
-    }
-    if (kind === "js" && ch === "/" && next === "/") {
-      while (i < n && src[i] !== "\n") i++;
-      continue;
-    }
-    if (kind === "js" && (ch === '"' || ch === "'" || ch === "`")) {
-      let j = i + 1;
-      while (j < n && src[j] !== ch) j += src[j] === "\\" ? 2 : 1;
-      out += src.slice(i, j + 1);
-      i = j + 1;
-      prev = ch;
-      continue;
-    }
-    if (kind === "js" && ch === "/" && /[(,=:[!&|?{};+\-*%<>~^]|^$/.test(prev)) {
-      // a regex literal: copy it through its closing slash (classes may hold a slash)
-      let j = i + 1;
-      let cls = false;
-      while (j < n && (src[j] !== "/" || cls) && src[j] !== "\n") {
-        if (src[j] === "\\") j++;
-        else if (src[j] === "[") cls = true;
-        else if (src[j] === "]") cls = false;
-        j++;
-      }
-      out += src.slice(i, j + 1);
-      i = j + 1;
-      prev = "/";
-      continue;
-    }
-    out += ch;
-    if (!/\s/.test(ch)) prev = ch;
-    i++;
-  }
-  return out;
-}
 
 /** Every place a status string appears as a whole word (CSS: a `-` also separates). */
 function statusHits(code) {

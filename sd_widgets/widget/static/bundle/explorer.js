@@ -1298,7 +1298,10 @@ function buildTabs(model, on) {
   on("change:suggestions", drawRenames);
   on("change:rename_rules", drawRenames);
   on("change:code", drawCode);
-  for (const name of ["histograms", "histogram_keys", "bn_plot", "last_load"]) on(`change:${name}`, drawResults);
+  on("change:histograms", drawResults);
+  on("change:histogram_keys", drawResults);
+  on("change:bn_plot", drawResults);
+  on("change:last_load", drawResults);
   on("change:tab", () => showTab(model.get("tab"), { fromModel: true }));
   drawRenames();
   drawCode();
