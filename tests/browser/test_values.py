@@ -42,6 +42,10 @@ def test_value_view_shows_what_changed_in_the_tree(lab):
     # module rows roll their subtree up; tensor rows carry their change, colour-scaled
     expect(module(root, "backbone").locator("[data-role=value]")).to_have_text("18 of 36 changed")
     expect(module(root, "classifier").locator("[data-role=value]")).to_have_text("2 of 2 changed")
+    # the frozen-looking backbone is flagged in its own row too (the sentence on hover)
+    flag = module(root, "backbone").locator("[data-role=frozen-bn]")
+    expect(flag).to_be_visible()
+    assert "requires_grad=False" in flag.get_attribute("title")
     head = leaf(root, "classifier.weight").locator("[data-role=value]")
     expect(head).to_contain_text("Δ")
     assert float(head.get_attribute("data-shade")) > 0
