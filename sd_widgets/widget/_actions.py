@@ -19,7 +19,10 @@ from . import _payload as pl
 from . import _texts
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from ..load._load import LoadReport
+    from ..plan._plan import LoadPlan
     from ._explorer import Explorer
 
 
@@ -134,8 +137,8 @@ def dismiss_banner(w: Explorer, _c: Mapping[str, Any]) -> None:
 
 
 # load / undo --------------------------------------------------------------------------------
-def _loadable(w: Explorer) -> Comparison:
-    """The comparison to load from; a usage error (nothing read, nothing tried) without one."""
+def _loadable(w: Explorer) -> tuple[Comparison, nn.Module]:
+    """The comparison and the model to load into; a usage error without them (nothing tried)."""
     if w._cmp is None:
         raise ValueError(
             "there is no checkpoint to load from: "
@@ -146,12 +149,12 @@ def _loadable(w: Explorer) -> Comparison:
             "this comparison has no model (two checkpoints were compared): "
             "there is nothing to load into"
         )
-    return w._cmp
+    return w._cmp, w._model
 
 
 @action("load", "Load", busy_text="Loading…")
 def load(w: Explorer, _c: Mapping[str, Any]) -> None:
-    _loadable(w)
+    cmp, model = _loadable(w)
     if not w.selected_keys:
         w._set_message(
             "warning",
@@ -167,7 +170,7 @@ def load(w: Explorer, _c: Mapping[str, Any]) -> None:
             "skipped; see the Selection tab for why).",
         )
         return
-    _run_load(w, plan, "Loaded {n} tensors into the model")
+    _run_load(w, cmp, model, plan, "Loaded {n} tensors into the model")
 
 
 @action("merge_lora", "Merging the LoRA adapter", busy_text="Merging…")
@@ -179,7 +182,7 @@ def merge_lora(w: Explorer, _c: Mapping[str, Any]) -> None:
     nothing, Undo restores W. The plan stays the merge (the Code tab exports it) until the
     selection or the comparison changes.
     """
-    cmp = _loadable(w)
+    cmp, model = _loadable(w)
     plan = cmp.plan(lora="merge")  # a ValueError says why the adapter cannot be merged
     if not plan.lora:
         first = next(iter(plan.skipped.items()), None)
@@ -188,13 +191,19 @@ def merge_lora(w: Explorer, _c: Mapping[str, Any]) -> None:
             + (f" ({first[0]}: {first[1]})" if first else "")
         )
     w._lora_merge = True
-    _run_load(w, plan, "Merged {n} LoRA factor pairs into the model's weights (W + scale · B @ A)")
+    _run_load(
+        w,
+        cmp,
+        model,
+        plan,
+        "Merged {n} LoRA factor pairs into the model's weights (W + scale · B @ A)",
+    )
     w._update_preview()  # the plan is the merge now: the preview and the Code tab say so
 
 
-def _run_load(w: Explorer, plan: Any, head: str) -> None:
-    """Load ``plan`` into the model: the message (``head`` with ``{n}`` tensors), undo, results."""
-    report = partial_load(w._model, plan, stats=False)  # statistics stream in after
+def _run_load(w: Explorer, cmp: Comparison, model: nn.Module, plan: LoadPlan, head: str) -> None:
+    """Load ``plan`` into ``model``: the message (``head`` with ``{n}`` tensors), undo, results."""
+    report = partial_load(model, plan, stats=False)  # statistics stream in after
     w._reports.append(report)
     released = w._keep_undo_budget()
     w._generation += 1
@@ -234,7 +243,7 @@ def _run_load(w: Explorer, plan: Any, head: str) -> None:
         w.tab = "results"
     if report.assigned:  # meta tensors were replaced: entries changed, compare again
         w._set_comparison(
-            Comparison(w._model, w._cmp.checkpoint, w._cmp.renames),
+            Comparison(model, cmp.checkpoint, cmp.renames),
             keep_selection=True,
         )
     w._rebaseline()
