@@ -204,9 +204,10 @@ class Explorer(anywidget.AnyWidget):
     "modules"}`` or ``{"text"}``."""
 
     values = t.Dict().tag(sync=True)
-    """The value view (``{"action": "compare_values"}``): the model's values against the
-    checkpoint's, per key and module (``values_view.values_payload``); ``{"state": "none"}``
-    before, ``"stale"`` once a load, undo or refresh changed the model after it."""
+    """The value view (``{"action": "compare_values"}``, or at once for
+    ``Explorer(sdw.compare_values(a, b))``): the model's (or checkpoint ``a``'s) values against
+    the checkpoint's, per key and module (``_values_view.values_payload``); ``{"state": "none"}``
+    before, ``"stale"`` once a load, undo, refresh or rename changed the model or the rows."""
 
     value_plot = t.Dict().tag(sync=True)
     """Before/after and difference histograms of one compared key
