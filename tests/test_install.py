@@ -121,3 +121,25 @@ def test_pip_applies_the_cpu_index_from_the_pin_file():
         )
         assert out.returncode == 0, out.stderr[-2000:]
         assert re.search(r"Would install .*\btorch-\d", out.stdout), out.stdout[-1500:]
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_front_end_bundle_and_not_its_sources(tmp_path):
+    """The widget loads `static/bundle/explorer.js` and `.css`: the wheel must hold them as
+    committed (a build tool that drops an ignored or unlisted file would ship a widget that
+    cannot render), and not the modules they are built from."""
+    import zipfile
+
+    env = dict(os.environ, PIP_RETRIES="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("sd_widgets-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        static = "sd_widgets/widget/static/"
+        for name in ("bundle/explorer.js", "bundle/explorer.css"):
+            assert z.read(static + name) == (ROOT / static / name).read_bytes(), name
+    sources = {n for n in names if n.startswith(static) and not n.startswith(static + "bundle/")}
+    assert sources == set(), sorted(sources)
+    assert "sd_widgets/widget/_explorer.py" in names
