@@ -8,6 +8,7 @@ built from configs, and every merge is checked bit for bit against PEFT's own
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import subprocess
 import sys
@@ -260,6 +261,38 @@ def test_embedding_and_convolutions_merge_as_peft_does(tmp_path):
     assert same_state(base, merged) == []  # bit for bit PEFT's merge_and_unload
     report.undo()
     assert same_state(base, before) == []
+
+
+def test_exported_embedding_and_convolution_merges_run_without_sd_widgets(tmp_path):
+    base = conv_embed_net()
+    merged = write_adapter(base, tmp_path, r=3, lora_alpha=6, target_modules=TARGETS)
+    code = sdw.compare(base, tmp_path / "adapter_model.safetensors").plan(lora="merge").to_code()
+    assert "'Embedding')" in code and "'Conv2d')" in code and "'Conv3d')" in code
+    torch.save(base.state_dict(), tmp_path / "base.pt")
+    (tmp_path / "export.py").write_text(code, encoding="ascii")
+    (tmp_path / "nets.py").write_text(
+        "import torch\n\n\n" + textwrap.dedent(inspect.getsource(ConvEmbedNet))
+    )
+    script = textwrap.dedent(
+        f"""
+        import runpy, sys, torch
+        sys.modules["sd_widgets"] = None  # any import of sd_widgets fails
+        sys.path.insert(0, {str(tmp_path)!r})
+        from nets import ConvEmbedNet
+        model = ConvEmbedNet()
+        model.load_state_dict(torch.load({str(tmp_path / "base.pt")!r}))
+        ns = runpy.run_path({str(tmp_path / "export.py")!r})
+        ns["load_partial"](model, ns["read_checkpoint"]())
+        torch.save(model.state_dict(), {str(tmp_path / "out.pt")!r})
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = torch.load(tmp_path / "out.pt")
+    for k, v in merged.state_dict().items():
+        assert torch.equal(out[k], v), k
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
