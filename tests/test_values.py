@@ -569,7 +569,10 @@ def test_explorer_of_two_checkpoints_against_float64(cnn_pair, two_files):
     assert w.value_plot["key"] == "backbone.stem.bn.running_mean"
     png = base64.b64decode(w.value_plot["src"].removeprefix("data:image/png;base64,"))
     assert png.startswith(b"\x89PNG") and len(png) > 5000
-    # nothing to load into: refused with a reason
+    # nothing to load into: nothing can be selected, a load is refused with a reason
+    w.handle_action({"action": "toggle", "keys": ["classifier.weight"], "modules": ["backbone"]})
+    w.handle_action({"action": "select_all_loadable"})
+    assert w.selected_keys == []
     w.handle_action({"action": "load"})
     assert w.message["level"] == "error" and "no model" in w.message["text"]
 

@@ -306,8 +306,6 @@ class Explorer(anywidget.AnyWidget):
             self.bn_policy = bn
             self.model_name = model_name
             if cmp is not None:
-                if cmp.model is None:  # two checkpoints: nothing to load into, nothing selected
-                    select, self._select_loadable = "none", False
                 self._set_comparison(cmp, initial_select=select)
             else:
                 self.tree = pl.empty_payload(
@@ -608,8 +606,8 @@ class Explorer(anywidget.AnyWidget):
         Asked of the comparison's rows (cached per comparison and adapters: every click validates
         the selection against it).
         """
-        if self._cmp is None:
-            return frozenset()
+        if self._cmp is None or self._cmp.model is None:
+            return frozenset()  # no model (two checkpoints): nothing to load into
         adapters = dict(self.adapters)
         token = (id(self._cmp), tuple(sorted(adapters.items())))
         cached = self._selectable_cache
