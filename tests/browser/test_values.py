@@ -152,6 +152,11 @@ def test_two_checkpoints_filtered_and_sorted_by_change_from_the_keyboard(lab):
     expect(details).to_have_attribute("data-key", other)
     expect(img).to_have_attribute("data-key", other, timeout=30_000)
     assert py(lab, "w.selected_keys") == "[]"
+    # two checkpoints, nothing to select: a click anywhere on a row opens its details too
+    third = ranked[2]
+    leaf(root, third).locator("[data-role=ckpt] [data-role=name]").click()
+    expect(details).to_have_attribute("data-key", third)
+    expect(img).to_have_attribute("data-key", third, timeout=30_000)
     # sorting off again: tree order; the filter back to every row
     sort.focus()
     lab.page.keyboard.press("Space")

@@ -488,12 +488,15 @@ export function mountValues(v) {
   }
 
   // a click on a tensor row's change badge opens that row's details (with its histograms)
-  // instead of toggling its selection; captured before the row's own click handler
+  // instead of toggling its selection; with two checkpoints (nothing to select) a click anywhere
+  // on the row does. Captured before the row's own click handler.
   canvas.addEventListener(
     "click",
     (/** @type {MouseEvent} */ ev) => {
-      const badge = /** @type {HTMLElement} */ (ev.target).closest("[data-role=value]");
-      const row = badge && /** @type {HTMLElement|null} */ (badge.closest("[data-role=leaf]"));
+      const target = /** @type {HTMLElement} */ (ev.target);
+      const onRow = !!(s.values && s.values.checkpoints) && !ev.shiftKey;
+      const hit = onRow ? target : target.closest("[data-role=value]");
+      const row = hit && /** @type {HTMLElement|null} */ (hit.closest("[data-role=leaf]"));
       if (!row || !row.dataset.key) return;
       const i = s.data.keyIndex.get(row.dataset.key);
       if (i === undefined) return;

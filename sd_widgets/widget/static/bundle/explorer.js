@@ -1071,12 +1071,14 @@ function mountValues(v) {
   canvas.addEventListener(
     "click",
     (ev) => {
-      const badge = (
+      const target = (
         /** @type {HTMLElement} */
-        ev.target.closest("[data-role=value]")
+        ev.target
       );
-      const row = badge && /** @type {HTMLElement|null} */
-      badge.closest("[data-role=leaf]");
+      const onRow = !!(s.values && s.values.checkpoints) && !ev.shiftKey;
+      const hit = onRow ? target : target.closest("[data-role=value]");
+      const row = hit && /** @type {HTMLElement|null} */
+      hit.closest("[data-role=leaf]");
       if (!row || !row.dataset.key) return;
       const i = s.data.keyIndex.get(row.dataset.key);
       if (i === void 0) return;
