@@ -5,14 +5,13 @@
 // Every decision is Python's (docs/widget-protocol.md); this file draws traits and sends the
 // actions named there. Strings from checkpoints only ever go in through textContent/title/value.
 
-import { button, focusedIn, h, uniqueId } from "./dom.js";
+import { focusedIn, h, uniqueId } from "./dom.js";
 
 /**
  * @typedef {object} PanelContext
  * @property {any} model   the anywidget model (get/set/save_changes/send)
  * @property {(content: object) => void} send
  * @property {(name: string, fn: Function) => void} on   model.on with automatic cleanup
- * @property {Function} h   element factory of tree.js (text only via textContent)
  * @property {HTMLElement} root
  * @property {{top: HTMLElement, results: HTMLElement, code?: HTMLElement}} slots
  * @property {{setResults: (results: any) => void, setHistogram: (one: any) => void}} tabs
@@ -105,7 +104,7 @@ export function fmtCell(v, type) {
  * @returns {{drawBusy: (busy: boolean, text: string) => void, drawError: (error: {title?: string, text?: string, fix?: string}) => void}}
  */
 export function mountPanels(ctx) {
-  const { model, send, on, h, root, slots } = ctx;
+  const { model, send, on, root, slots } = ctx;
   const button = (text, action, title, extra = "") =>
     h("button", { className: `sdw-btn ${extra}`.trim(), text, title, dataset: { action }, attrs: { type: "button" } });
 

@@ -5,7 +5,6 @@
 import { button, h } from "./dom.js";
 import { buildTabs } from "./tabs.js";
 /** @import { View } from "./dom.js" */
-/** @import { TabsUi } from "./tabs.js" */
 
 /**
  * The view's elements by name: the tabs' (TabsUi) and, among others, root, title, summary,
@@ -109,7 +108,7 @@ export function buildSkeleton(v) {
 
   // tabs under the tree
   const tabsUi = buildTabs(v.model, v.on);
-  const { panels, tabBar, codeSlot } = tabsUi;
+  const { panels, tabBar } = tabsUi;
 
   const topSlot = h("div", { className: "sdw-top-slot", dataset: { role: "top-slot" } });
   const resultsSlot = h("div", { className: "sdw-results-slot", dataset: { role: "results-slot" } });

@@ -86,7 +86,7 @@
 // .sdw-explorer[data-fit=full|narrow|scroll]   how the columns fit the container (fitColumns)
 
 import { TreeData } from "./lib.js";
-import { FULL_RENDER_MAX, h, uniqueId } from "./dom.js";
+import { FULL_RENDER_MAX, uniqueId } from "./dom.js";
 import { mountActionBar } from "./actionbar.js";
 import { mountValues } from "./values.js";
 import { buildSkeleton } from "./skeleton.js";
@@ -186,7 +186,7 @@ export function render({ model, el }) {
   // would ask Python for something (load, undo, selection, renames, tabs)
   if (v.s.readOnly) root.dataset.readonly = "true";
   const tabs = { setResults: v.els.setResults, setHistogram: v.els.setHistogram };
-  const panels = mountPanels({ model, send: v.send, on: v.on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs });
+  const panels = mountPanels({ model, send: v.send, on: v.on, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs });
   v.fn.drawBusyPanel = panels.drawBusy;
   v.fn.drawErrorState = panels.drawError;
   v.fn.drawStatusStyle = () => {

@@ -1421,7 +1421,7 @@ function buildSkeleton(v) {
   const actions = h("div", { className: "sdw-actions", dataset: { role: "actions" } }, [loadBtn, undoBtn, bnGroup, h("span", { className: "sdw-spacer" }), busyNote, previewLine]);
   const actionsEnd = h("div", { className: "sdw-actions-end", dataset: { role: "actions-end" }, attrs: { "aria-hidden": "true" } });
   const tabsUi = buildTabs(v.model, v.on);
-  const { panels, tabBar, codeSlot } = tabsUi;
+  const { panels, tabBar } = tabsUi;
   const topSlot = h("div", { className: "sdw-top-slot", dataset: { role: "top-slot" } });
   const resultsSlot = h("div", { className: "sdw-results-slot", dataset: { role: "results-slot" } });
   panels.results.prepend(resultsSlot);
@@ -2360,24 +2360,24 @@ function fmtCell(v, type) {
   return String(v);
 }
 function mountPanels(ctx) {
-  const { model, send, on, h: h2, root, slots } = ctx;
-  const button2 = (text, action, title, extra = "") => h2("button", { className: `sdw-btn ${extra}`.trim(), text, title, dataset: { action }, attrs: { type: "button" } });
-  const busyText = h2("span", { className: "sdw-busy-text", dataset: { role: "busy-text" } });
-  const busyPanel = h2("div", { className: "sdw-busy-panel", dataset: { role: "busy-panel", busy: "false" }, attrs: { role: "status", "aria-live": "polite" } }, [
-    h2("span", { className: "sdw-spinner", attrs: { "aria-hidden": "true" } }),
+  const { model, send, on, root, slots } = ctx;
+  const button2 = (text, action, title, extra = "") => h("button", { className: `sdw-btn ${extra}`.trim(), text, title, dataset: { action }, attrs: { type: "button" } });
+  const busyText = h("span", { className: "sdw-busy-text", dataset: { role: "busy-text" } });
+  const busyPanel = h("div", { className: "sdw-busy-panel", dataset: { role: "busy-panel", busy: "false" }, attrs: { role: "status", "aria-live": "polite" } }, [
+    h("span", { className: "sdw-spinner", attrs: { "aria-hidden": "true" } }),
     busyText
   ]);
   function drawBusy(busy, text) {
     busyPanel.dataset.busy = String(busy);
     busyText.textContent = busy ? text || "working\u2026" : "";
   }
-  const errorTitle = h2("div", { className: "sdw-error-title", dataset: { role: "error-title" } });
-  const errorText = h2("pre", { className: "sdw-error-text", dataset: { role: "error-text" } });
-  const errorFix = h2("div", { className: "sdw-error-fix", dataset: { role: "error-fix" } });
-  const errorPanel = h2("div", { className: "sdw-error-state", dataset: { role: "error-state" }, attrs: { role: "alert" } }, [
+  const errorTitle = h("div", { className: "sdw-error-title", dataset: { role: "error-title" } });
+  const errorText = h("pre", { className: "sdw-error-text", dataset: { role: "error-text" } });
+  const errorFix = h("div", { className: "sdw-error-fix", dataset: { role: "error-fix" } });
+  const errorPanel = h("div", { className: "sdw-error-state", dataset: { role: "error-state" }, attrs: { role: "alert" } }, [
     errorTitle,
     errorText,
-    h2("div", { className: "sdw-error-fix-head", text: "How to fix it" }),
+    h("div", { className: "sdw-error-fix-head", text: "How to fix it" }),
     errorFix
   ]);
   function drawError(e) {
@@ -2388,9 +2388,9 @@ function mountPanels(ctx) {
     errorText.textContent = e.text || "";
     errorFix.textContent = e.fix || "";
   }
-  const staleText = h2("span", { className: "sdw-stale-text", dataset: { role: "stale-text" } });
-  const stalePanel = h2("div", { className: "sdw-stale", dataset: { role: "stale" }, attrs: { role: "alert" } }, [
-    h2("span", { className: "sdw-stale-icon", text: "\u27F3", attrs: { "aria-hidden": "true" } }),
+  const staleText = h("span", { className: "sdw-stale-text", dataset: { role: "stale-text" } });
+  const stalePanel = h("div", { className: "sdw-stale", dataset: { role: "stale" }, attrs: { role: "alert" } }, [
+    h("span", { className: "sdw-stale-icon", text: "\u27F3", attrs: { "aria-hidden": "true" } }),
     staleText,
     button2("Refresh", "refresh", "Compare the model as it is now and clear the old statistics", "sdw-btn-primary")
   ]);
@@ -2401,10 +2401,10 @@ function mountPanels(ctx) {
     stalePanel.hidden = !isStale;
     staleText.textContent = s.text || "";
   }
-  const bannerText = h2("span", { className: "sdw-banner-text", dataset: { role: "banner-text" } });
-  const bannerPanel = h2("div", { className: "sdw-banner", dataset: { role: "banner" } }, [
-    h2("span", { className: "sdw-banner-icon", text: "Fix", attrs: { "aria-hidden": "true" } }),
-    h2("span", { className: "sdw-banner-body" }, [h2("span", { className: "sdw-banner-head", text: "One rule fixes most problems: " }), bannerText]),
+  const bannerText = h("span", { className: "sdw-banner-text", dataset: { role: "banner-text" } });
+  const bannerPanel = h("div", { className: "sdw-banner", dataset: { role: "banner" } }, [
+    h("span", { className: "sdw-banner-icon", text: "Fix", attrs: { "aria-hidden": "true" } }),
+    h("span", { className: "sdw-banner-body" }, [h("span", { className: "sdw-banner-head", text: "One rule fixes most problems: " }), bannerText]),
     button2("Apply", "apply-banner", "Add this rename rule and re-align the tree", "sdw-btn-primary"),
     button2("\xD7", "dismiss-banner", "Hide this suggestion", "sdw-btn-icon")
   ]);
@@ -2415,16 +2415,16 @@ function mountPanels(ctx) {
     bannerText.textContent = b.text || "";
     bannerPanel.title = b.label ? `rule: ${b.label}` : "";
   }
-  const loraText = h2("span", { className: "sdw-lora-text", dataset: { role: "lora-text" } });
-  const loraWhy = h2("span", { className: "sdw-lora-why", dataset: { role: "lora-why" } });
+  const loraText = h("span", { className: "sdw-lora-text", dataset: { role: "lora-text" } });
+  const loraWhy = h("span", { className: "sdw-lora-why", dataset: { role: "lora-why" } });
   const loraMerge = button2("Merge into the model's weights", "merge-lora", "", "sdw-btn-primary");
-  const loraList = h2("ul", { className: "sdw-lora-list", dataset: { role: "lora-list" } });
-  const loraCount = h2("summary", { dataset: { role: "lora-count" } });
-  const loraPairs = h2("details", { className: "sdw-lora-pairs", dataset: { role: "lora-pairs" } }, [loraCount, loraList]);
-  const loraPanel = h2("div", { className: "sdw-lora", dataset: { role: "lora" }, attrs: { role: "region", "aria-label": "LoRA adapter" } }, [
-    h2("div", { className: "sdw-lora-head" }, [
-      h2("span", { className: "sdw-banner-icon", text: "LoRA", attrs: { "aria-hidden": "true" } }),
-      h2("span", { className: "sdw-lora-body" }, [loraText, loraWhy]),
+  const loraList = h("ul", { className: "sdw-lora-list", dataset: { role: "lora-list" } });
+  const loraCount = h("summary", { dataset: { role: "lora-count" } });
+  const loraPairs = h("details", { className: "sdw-lora-pairs", dataset: { role: "lora-pairs" } }, [loraCount, loraList]);
+  const loraPanel = h("div", { className: "sdw-lora", dataset: { role: "lora" }, attrs: { role: "region", "aria-label": "LoRA adapter" } }, [
+    h("div", { className: "sdw-lora-head" }, [
+      h("span", { className: "sdw-banner-icon", text: "LoRA", attrs: { "aria-hidden": "true" } }),
+      h("span", { className: "sdw-lora-body" }, [loraText, loraWhy]),
       loraMerge
     ]),
     loraPairs
@@ -2448,19 +2448,19 @@ function mountPanels(ctx) {
     loraCount.textContent = l.pairs_label || `${pairs.length} factor pairs`;
     loraList.replaceChildren(
       ...pairs.map(
-        (p) => h2("li", { className: `sdw-lora-pair${p.problem ? " sdw-lora-blocked" : ""}`, dataset: { role: "lora-pair", key: p.base } }, [
-          h2("button", { className: "sdw-btn sdw-lora-base", text: p.base, title: `Show ${p.base} in the tree`, dataset: { action: "goto-problem", key: p.base }, attrs: { type: "button" } }),
-          h2("span", { className: "sdw-lora-factors", text: ` \u2190 ${p.factors}`, title: `${p.a_key}
+        (p) => h("li", { className: `sdw-lora-pair${p.problem ? " sdw-lora-blocked" : ""}`, dataset: { role: "lora-pair", key: p.base } }, [
+          h("button", { className: "sdw-btn sdw-lora-base", text: p.base, title: `Show ${p.base} in the tree`, dataset: { action: "goto-problem", key: p.base }, attrs: { type: "button" } }),
+          h("span", { className: "sdw-lora-factors", text: ` \u2190 ${p.factors}`, title: `${p.a_key}
 ${p.b_key}` }),
-          ...p.problem ? [h2("span", { className: "sdw-lora-problem", text: ` not merged: ${p.problem}` })] : []
+          ...p.problem ? [h("span", { className: "sdw-lora-problem", text: ` not merged: ${p.problem}` })] : []
         ])
       ),
-      ...l.n_pairs > pairs.length ? [h2("li", { className: "sdw-muted", text: `\u2026 and ${(l.n_pairs - pairs.length).toLocaleString("en-US")} more` })] : []
+      ...l.n_pairs > pairs.length ? [h("li", { className: "sdw-muted", text: `\u2026 and ${(l.n_pairs - pairs.length).toLocaleString("en-US")} more` })] : []
     );
   }
-  const weightSelect = h2("select", { dataset: { role: "weight-set" }, attrs: { "aria-label": "Weight set of the checkpoint" } });
-  const weightPanel = h2("div", { className: "sdw-weight-sets", dataset: { role: "weight-sets" } }, [
-    h2("span", { className: "sdw-muted", text: "This checkpoint holds several weight sets; showing: " }),
+  const weightSelect = h("select", { dataset: { role: "weight-set" }, attrs: { "aria-label": "Weight set of the checkpoint" } });
+  const weightPanel = h("div", { className: "sdw-weight-sets", dataset: { role: "weight-sets" } }, [
+    h("span", { className: "sdw-muted", text: "This checkpoint holds several weight sets; showing: " }),
     weightSelect
   ]);
   function drawWeights() {
@@ -2468,7 +2468,7 @@ ${p.b_key}` }),
     weightPanel.hidden = sets.length < 2;
     weightSelect.replaceChildren(
       ...sets.map(
-        (w) => h2("option", { text: `${w.key}${w.n_tensors !== null && w.n_tensors !== void 0 ? ` (${w.n_tensors} tensors)` : ""}`, attrs: { value: w.key, selected: !!w.current } })
+        (w) => h("option", { text: `${w.key}${w.n_tensors !== null && w.n_tensors !== void 0 ? ` (${w.n_tensors} tensors)` : ""}`, attrs: { value: w.key, selected: !!w.current } })
       )
     );
     const cur = sets.find((w) => w.current);
@@ -2478,29 +2478,29 @@ ${p.b_key}` }),
     /** @type {HTMLSelectElement} */
     weightSelect.value
   ) }));
-  const metaPanel = h2("div", { className: "sdw-meta-leftovers", dataset: { role: "meta-leftovers" }, attrs: { role: "alert" } });
+  const metaPanel = h("div", { className: "sdw-meta-leftovers", dataset: { role: "meta-leftovers" }, attrs: { role: "alert" } });
   function drawMeta() {
     const m = model.get("meta_leftovers") || {};
     metaPanel.hidden = !(m && m.n);
     metaPanel.replaceChildren(
       ...m && m.n ? [
-        h2("div", { text: m.text || "" }),
-        h2("details", {}, [
-          h2("summary", { text: `the ${m.n} keys` }),
-          h2("ul", { className: "sdw-keylist" }, (m.keys || []).map((k) => h2("li", { text: k })))
+        h("div", { text: m.text || "" }),
+        h("details", {}, [
+          h("summary", { text: `the ${m.n} keys` }),
+          h("ul", { className: "sdw-keylist" }, (m.keys || []).map((k) => h("li", { text: k })))
         ])
       ] : []
     );
   }
   slots.top.append(errorPanel, stalePanel, bannerPanel, loraPanel, weightPanel, metaPanel, busyPanel);
-  const nameInput = h2("input", {
+  const nameInput = h("input", {
     className: "sdw-model-name",
     attrs: { type: "text", spellcheck: "false", "aria-label": "Model variable name used by the code", size: "14" },
     dataset: { role: "model-name" }
   });
-  const nameError = h2("span", { className: "sdw-code-error", dataset: { role: "code-error" } });
-  const nameBar = h2("div", { className: "sdw-model-name-bar", dataset: { role: "model-name-bar" } }, [
-    h2("label", { className: "sdw-muted" }, ["Model variable: ", nameInput]),
+  const nameError = h("span", { className: "sdw-code-error", dataset: { role: "code-error" } });
+  const nameBar = h("div", { className: "sdw-model-name-bar", dataset: { role: "model-name-bar" } }, [
+    h("label", { className: "sdw-muted" }, ["Model variable: ", nameInput]),
     nameError
   ]);
   const codeSlot = slots.code || null;
@@ -2546,40 +2546,40 @@ ${p.b_key}` }),
   let query = "";
   let page = 0;
   let order = [];
-  const resState = h2("div", { className: "sdw-results-state", dataset: { role: "results-state" } });
-  const resSearch = h2("input", {
+  const resState = h("div", { className: "sdw-results-state", dataset: { role: "results-state" } });
+  const resSearch = h("input", {
     className: "sdw-search",
     attrs: { type: "search", placeholder: "Search loaded tensors\u2026", "aria-label": "Search loaded tensors", spellcheck: "false" },
     dataset: { role: "results-search" }
   });
-  const resCount = h2("span", { className: "sdw-muted", dataset: { role: "results-count" } });
+  const resCount = h("span", { className: "sdw-muted", dataset: { role: "results-count" } });
   const prevBtn = button2("\u2039 Prev", "page-prev", "Previous page");
   const nextBtn = button2("Next \u203A", "page-next", "Next page");
-  const pageText = h2("span", { className: "sdw-muted", dataset: { role: "results-page" } });
-  const thead = h2("thead");
-  const tbody = h2("tbody");
-  const table = h2("table", { className: "sdw-results-table", dataset: { role: "results-table" } }, [thead, tbody]);
-  const picked = h2("div", { className: "sdw-picked", dataset: { role: "picked" } });
-  const bnInput = h2("input", {
+  const pageText = h("span", { className: "sdw-muted", dataset: { role: "results-page" } });
+  const thead = h("thead");
+  const tbody = h("tbody");
+  const table = h("table", { className: "sdw-results-table", dataset: { role: "results-table" } }, [thead, tbody]);
+  const picked = h("div", { className: "sdw-picked", dataset: { role: "picked" } });
+  const bnInput = h("input", {
     attrs: { type: "search", list: "", placeholder: "BatchNorm module\u2026", "aria-label": "BatchNorm module to plot", spellcheck: "false" },
     dataset: { role: "bn-picker" }
   });
-  const bnList = h2("datalist", {});
+  const bnList = h("datalist", {});
   const bnListId = uniqueId("sdw-bn-list");
   bnList.id = bnListId;
   bnInput.setAttribute("list", bnListId);
-  const bnCount = h2("span", { className: "sdw-muted", dataset: { role: "bn-count" } });
-  const bnBar = h2("div", { className: "sdw-bn-picker-bar", dataset: { role: "bn-picker-bar" } }, [
-    h2("span", { className: "sdw-muted", text: "BatchNorm module: " }),
+  const bnCount = h("span", { className: "sdw-muted", dataset: { role: "bn-count" } });
+  const bnBar = h("div", { className: "sdw-bn-picker-bar", dataset: { role: "bn-picker-bar" } }, [
+    h("span", { className: "sdw-muted", text: "BatchNorm module: " }),
     bnInput,
     bnList,
     bnCount
   ]);
-  const resBar = h2("div", { className: "sdw-results-bar" }, [resSearch, resCount, h2("span", { className: "sdw-spacer" }), prevBtn, pageText, nextBtn]);
-  const resultsBox = h2("div", { className: "sdw-results-box", dataset: { role: "results-box" } }, [
+  const resBar = h("div", { className: "sdw-results-bar" }, [resSearch, resCount, h("span", { className: "sdw-spacer" }), prevBtn, pageText, nextBtn]);
+  const resultsBox = h("div", { className: "sdw-results-box", dataset: { role: "results-box" } }, [
     resState,
     resBar,
-    h2("div", { className: "sdw-results-scroll" }, [table]),
+    h("div", { className: "sdw-results-scroll" }, [table]),
     picked,
     bnBar
   ]);
@@ -2601,8 +2601,8 @@ ${p.b_key}` }),
     table.hidden = !hasRows;
     resBar.hidden = !hasRows;
     thead.replaceChildren(
-      h2("tr", {}, cols.map(
-        (c) => h2("th", {
+      h("tr", {}, cols.map(
+        (c) => h("th", {
           text: c.label + (c.name === sortBy ? sortDir > 0 ? " \u25B2" : " \u25BC" : ""),
           title: `Sort by ${c.label}`,
           dataset: { sort: c.name, type: c.type },
@@ -2616,7 +2616,7 @@ ${p.b_key}` }),
     const current = model.get("histogram_key") || "";
     tbody.replaceChildren(
       ...shown.map(
-        (i) => h2("tr", {
+        (i) => h("tr", {
           className: `sdw-result-row${d.key[i] === current ? " sdw-result-picked" : ""}`,
           dataset: { role: "result-row", key: d.key[i] },
           title: "Click to plot this tensor before/after",
@@ -2624,7 +2624,7 @@ ${p.b_key}` }),
         }, cols.map((c) => {
           const v = (d[c.name] || [])[i];
           const cls = c.name === "nonfinite" && v ? "sdw-cell-bad" : c.type === "str" ? "" : "sdw-num";
-          return h2("td", { className: cls, text: fmtCell(v, c.type), dataset: { col: c.name } });
+          return h("td", { className: cls, text: fmtCell(v, c.type), dataset: { col: c.name } });
         }))
       )
     );
@@ -2716,8 +2716,8 @@ ${p.b_key}` }),
     const one = model.get("histogram") || {};
     picked.replaceChildren(
       ...one && one.src ? [
-        h2("div", { className: "sdw-subhead", text: `Before/after: ${one.key}` }),
-        h2("img", { attrs: { src: one.src, alt: `before/after histogram of ${one.key}` }, dataset: { role: "picked-histogram", key: one.key } })
+        h("div", { className: "sdw-subhead", text: `Before/after: ${one.key}` }),
+        h("img", { attrs: { src: one.src, alt: `before/after histogram of ${one.key}` }, dataset: { role: "picked-histogram", key: one.key } })
       ] : []
     );
     for (const tr of tbody.querySelectorAll("tr[data-role=result-row]")) {
@@ -2732,7 +2732,7 @@ ${p.b_key}` }),
   function drawBnPicker() {
     const mods = model.get("bn_modules") || [];
     bnBar.hidden = mods.length === 0;
-    bnList.replaceChildren(...mods.map((m) => h2("option", { attrs: { value: m } })));
+    bnList.replaceChildren(...mods.map((m) => h("option", { attrs: { value: m } })));
     bnCount.textContent = mods.length ? ` ${mods.length.toLocaleString("en-US")} modules changed; plotted: ${model.get("bn_module") || "\u2014"}` : "";
     const el = (
       /** @type {HTMLInputElement} */
@@ -2874,7 +2874,7 @@ function render({ model, el }) {
   const { root, viewport, crumb, topSlot, resultsSlot, codeSlot, statusStyle } = v.els;
   if (v.s.readOnly) root.dataset.readonly = "true";
   const tabs = { setResults: v.els.setResults, setHistogram: v.els.setHistogram };
-  const panels = mountPanels({ model, send: v.send, on: v.on, h, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs });
+  const panels = mountPanels({ model, send: v.send, on: v.on, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs });
   v.fn.drawBusyPanel = panels.drawBusy;
   v.fn.drawErrorState = panels.drawError;
   v.fn.drawStatusStyle = () => {
