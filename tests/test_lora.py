@@ -267,7 +267,7 @@ def test_exported_embedding_and_convolution_merges_run_without_sd_widgets(tmp_pa
     base = conv_embed_net()
     merged = write_adapter(base, tmp_path, r=3, lora_alpha=6, target_modules=TARGETS)
     code = sdw.compare(base, tmp_path / "adapter_model.safetensors").plan(lora="merge").to_code()
-    assert "'Embedding')" in code and "'Conv2d')" in code and "'Conv3d')" in code
+    assert "'Embedding', None)" in code and "'Conv2d', None)" in code and "'Conv3d', None)" in code
     torch.save(base.state_dict(), tmp_path / "base.pt")
     (tmp_path / "export.py").write_text(code, encoding="ascii")
     (tmp_path / "nets.py").write_text(
@@ -377,7 +377,7 @@ def test_without_its_config_it_is_recognised_but_not_merged(gpt2_adapter):
         ("{not json", "not readable JSON"),
         ('{"r": "four", "lora_alpha": 8}', "r is 'four', not a number"),
         ('{"r": 4, "lora_alpha": -1}', "lora_alpha is -1, not a positive number"),
-        ('{"r": 4, "lora_alpha": 8, "use_dora": true}', "DoRA"),
+        ('{"r": 4, "lora_alpha": 8, "use_dora": true}', "use_dora is set, but the adapter has no"),
         ('{"r": 8, "lora_alpha": 8}', "the factors have rank 4, the config says r=8"),
     ],
 )
@@ -395,35 +395,78 @@ def test_a_bad_config_says_what_it_found(gpt2_adapter, config, error):
         assert len(plan) == 0 and all(error in why for why in plan.skipped.values())
 
 
-@pytest.mark.parametrize(
-    "option, extra, said",
-    [
-        ("use_dora", "lora_magnitude_vector", "DoRA"),
-        ("lora_bias", "lora_B.bias", "lora_bias is set"),
-    ],
-)
-def test_dora_and_lora_bias_are_refused_even_when_the_config_hides_them(
-    tmp_path, option, extra, said
-):
-    """PEFT's own DoRA / lora_bias adapters: refused with what to do. With the option removed
-    from adapter_config.json (hand-edited, another tool), the extra tensors still block each
-    pair: merging A and B alone would silently drop part of the adapter."""
+def test_dora_merges_as_peft_does_and_undo_restores(tmp_path):
+    """PEFT's own DoRA adapter (use_dora: a lora_magnitude_vector per layer) on every layer kind:
+    W + scale · ΔW rescaled row by row to the magnitude, bit for bit PEFT's merge_and_unload."""
+    for name, base, targets in (
+        ("convs", conv_embed_net(), TARGETS),
+        ("gpt2", gpt2(), ["c_attn", "c_proj"]),
+        ("half", conv_embed_net(torch.float16), ["embed", "conv", "pointwise", "head"]),
+    ):
+        folder = tmp_path / name
+        merged = write_adapter(
+            base, folder, r=3, lora_alpha=6, target_modules=targets, use_dora=True
+        )
+        cmp = sdw.compare(base, folder / "adapter_model.safetensors")
+        assert cmp.lora.use_dora and "rescaled to its DoRA magnitude" in cmp.lora.describe()
+        assert all(p.magnitude_key and p.problem is None for p in cmp.lora.pairs)
+        before = copy.deepcopy(base)
+        report = sdw.partial_load(base, cmp.plan(lora="merge"))
+        assert same_state(base, merged) == [], name
+        report.undo()
+        assert same_state(base, before) == [], name
+
+
+def test_exported_dora_merge_runs_without_sd_widgets(tmp_path):
     base = bert()
-    write_adapter(base, tmp_path, r=2, lora_alpha=4, target_modules=["query"], **{option: True})
+    merged = write_adapter(
+        base, tmp_path, r=2, lora_alpha=4, target_modules=["query", "value"], use_dora=True
+    )
+    code = sdw.compare(base, tmp_path / "adapter_model.safetensors").plan(lora="merge").to_code()
+    assert ".lora_magnitude_vector')" in code
+    namespace = {"__name__": "exported", "__builtins__": __builtins__}
+    exec(compile(code, "export.py", "exec"), namespace)  # the module itself imports no sd_widgets
+    assert "import sd_widgets" not in code and "from sd_widgets" not in code
+    namespace["load_partial"](base, namespace["read_checkpoint"]())
+    assert same_state(base, merged) == []
+
+
+def test_a_dora_magnitude_without_use_dora_is_refused(tmp_path):
+    """With use_dora removed from adapter_config.json (hand-edited, another tool), PEFT would
+    ignore the magnitudes; merging A and B alone would be wrong for a DoRA-trained layer."""
+    base = bert()
+    write_adapter(base, tmp_path, r=2, lora_alpha=4, target_modules=["query"], use_dora=True)
+    config_path = tmp_path / "adapter_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "use_dora": False}))
+    cmp = sdw.compare(base, tmp_path / "adapter_model.safetensors")
+    assert cmp.lora.problem is None and len(cmp.lora.pairs) == 2
+    for pair in cmp.lora.pairs:
+        held = f"base_model.model.{pair.base_key[: -len('.weight')]}.lora_magnitude_vector"
+        assert f"also holds {held!r} for this layer (a DoRA magnitude)" in (pair.problem or "")
+        assert "does not set use_dora" in pair.problem
+    plan = cmp.plan(lora="merge")
+    assert len(plan) == 0 and len(plan.skipped) == 2
+
+
+def test_lora_bias_is_refused_even_when_the_config_hides_it(tmp_path):
+    """PEFT's own lora_bias adapter: refused with what to do. With lora_bias removed from
+    adapter_config.json, the lora_B.bias tensors still block each pair: merging A and B alone
+    would silently drop part of the adapter."""
+    base = bert()
+    write_adapter(base, tmp_path, r=2, lora_alpha=4, target_modules=["query"], lora_bias=True)
     path = tmp_path / "adapter_model.safetensors"
     cmp = sdw.compare(base, path)
-    assert said in cmp.lora.describe() and "merge_and_unload()" in cmp.lora.describe()
-    with pytest.raises(ValueError, match=said):
+    assert "lora_bias is set" in cmp.lora.describe()
+    assert "merge_and_unload()" in cmp.lora.describe()
+    with pytest.raises(ValueError, match="lora_bias is set"):
         cmp.plan(lora="merge")
     config_path = tmp_path / "adapter_config.json"
-    config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps({**config, option: False}))
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "lora_bias": False}))
     cmp = sdw.compare(base, path)
     assert cmp.lora.problem is None and len(cmp.lora.pairs) == 2
     for pair in cmp.lora.pairs:
-        assert f"also holds 'base_model.model.{pair.base_key[: -len('.weight')]}.{extra}" in (
-            pair.problem or ""
-        )
+        held = f"base_model.model.{pair.base_key[: -len('.weight')]}.lora_B.bias"
+        assert f"also holds {held!r} for this layer (a LoRA bias)" in (pair.problem or "")
     plan = cmp.plan(lora="merge")
     assert len(plan) == 0 and len(plan.skipped) == 2
 

@@ -5,14 +5,16 @@ module, ``base_model.model.<path>.lora_A.weight`` (r × in) and ``...lora_B.weig
 (an ``Embedding``: ``lora_embedding_A`` r × num_embeddings and ``lora_embedding_B`` dim × r; a
 convolution: ``lora_A.weight`` r × in × kernel and ``lora_B.weight`` out × r × 1…), and no base
 weights; ``adapter_config.json`` beside it holds ``r``, ``lora_alpha``, ``target_modules``,
-``use_rslora``, ``rank_pattern`` / ``alpha_pattern``, ``use_dora`` and ``lora_bias``.
+``use_rslora``, ``rank_pattern`` / ``alpha_pattern``, ``use_dora`` (then each layer also has a
+``lora_magnitude_vector``) and ``lora_bias``.
 :func:`detect_lora` reads the checkpoint's key names and shapes, that file and the type of each
 target layer in the model (never a tensor) and pairs every factor pair with the model key it
 modifies; :func:`merge_lora` is the merge PEFT's ``merge_and_unload`` performs for that layer:
 
     W + scale · ΔW, scale = lora_alpha / r (lora_alpha / √r with use_rslora), where ΔW is
     B @ A for a ``Linear``, (B @ A)ᵀ for GPT-2's ``Conv1D`` (fan_in_fan_out) and an
-    ``Embedding``, and A's kernel composed with B's 1×1 kernel for ``Conv1d/2d/3d``.
+    ``Embedding``, and A's kernel composed with B's 1×1 kernel for ``Conv1d/2d/3d``; with DoRA,
+    W + scale · ΔW rescaled row by row to the magnitude vector, m / ‖W + scale · ΔW‖.
 
 As in PEFT, the layer's type decides the transpose (PEFT overrides the config's
 ``fan_in_fan_out`` to fit a ``Linear`` or a ``Conv1D``). Everything read from the adapter (key
@@ -42,9 +44,10 @@ TARGETS_SHOWN = 8
 #: an adapter_config.json is a few kB; anything far larger is not one
 MAX_CONFIG_BYTES = 1 << 20
 
-#: ``base_model.model.<path>.lora_A.weight`` / ``lora_embedding_A`` (an adapter name segment
-#: tolerated before ``weight`` / after ``lora_embedding_A``); ``lora_magnitude_vector`` and
-#: ``lora_B.bias`` are recognised as LoRA keys too, so they are named instead of ignored
+#: ``base_model.model.<path>.lora_A.weight`` / ``lora_embedding_A`` / DoRA's
+#: ``lora_magnitude_vector`` (an adapter name segment tolerated before ``weight`` / after the
+#: name); ``lora_B.bias`` and other ``lora_*`` entries are recognised as LoRA keys too, so they
+#: are named instead of ignored
 _PEFT_PREFIX = "base_model.model."
 _OTHER_LORA = re.compile(r"\.(lora_[A-Za-z_]+)(?:\.|$)")
 #: the layers PEFT merges LoRA into, by the name :func:`layer_kind` gives them
@@ -52,10 +55,11 @@ LAYERS = ("Linear", "Conv1D", "Embedding", "Conv1d", "Conv2d", "Conv3d")
 
 
 def _factor_of(key: str) -> tuple[str, str] | None:
-    """(module path, "A" or "B") of a factor key, or None.
+    """(module path, "A", "B" or "M") of a factor key, or None.
 
-    ``base_model.model.<path>.lora_A[.<adapter>].weight`` (Linear, Conv1D, convolutions) or
-    ``base_model.model.<path>.lora_embedding_A[.<adapter>]`` (Embedding).
+    ``base_model.model.<path>.lora_A[.<adapter>].weight`` (Linear, Conv1D, convolutions),
+    ``base_model.model.<path>.lora_embedding_A[.<adapter>]`` (Embedding), and DoRA's
+    ``base_model.model.<path>.lora_magnitude_vector`` ("M").
     """
     if not key.startswith(_PEFT_PREFIX):
         return None
@@ -63,6 +67,8 @@ def _factor_of(key: str) -> tuple[str, str] | None:
     parts = tail.split(".")
     if parts[0] in ("embedding_A", "embedding_B") and len(parts) in (1, 2):
         ab = parts[0][-1]
+    elif parts[0] == "magnitude_vector" and len(parts) in (1, 2, 3):  # DoRA
+        ab = "M"
     elif parts[0] in ("A", "B") and parts[-1] == "weight" and len(parts) in (2, 3):
         ab = parts[0]
     else:
@@ -99,6 +105,7 @@ def merge_lora(
     lora_b: torch.Tensor,
     scale: float,
     layer: str,
+    magnitude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``weight + scale · ΔW`` for a LoRA factor pair of a ``layer`` (a new tensor).
 
@@ -108,6 +115,10 @@ def merge_lora(
     ``Embedding``; for a convolution, B @ A of the squeezed factors for a 1×1 kernel, else A's
     kernel convolved with B's 1×1 kernel. ``Embedding`` adds ΔW cast to the weight's dtype;
     the others add it as PEFT's in-place ``+=`` does (in the factors' dtype, then cast).
+
+    DoRA (``magnitude``, the adapter's ``lora_magnitude_vector``): ``m / ‖W + ΔW‖ · (W + ΔW)``,
+    the norm taken per output row (per embedding dimension for an ``Embedding``, per output
+    channel over the whole kernel for a convolution), as PEFT's DoRA ``merge``.
     """
     dtype = weight.dtype
     compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
@@ -123,6 +134,17 @@ def merge_lora(
     else:  # a k x k convolution: A's kernel composed with B's 1 x 1 kernel
         conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)
         delta = conv[a.dim() - 3](a.transpose(0, 1), b).transpose(0, 1) * scale
+    if magnitude is not None:  # DoRA: rescale each row of W + ΔW to the learned magnitude
+        m, w = magnitude.detach().to(compute), weight.detach()
+        if a.dim() == 2:
+            rows = w + delta if layer == "Linear" else w.T + delta.T
+            factor = (m / torch.linalg.norm(rows, dim=1).to(rows.dtype)).view(-1, 1)
+            factor = factor if layer == "Linear" else factor.T
+        else:
+            full = w + delta
+            norm = full.norm(p=2, dim=tuple(range(1, full.dim())), keepdim=True).transpose(1, 0)
+            factor = (m / norm).view(-1, *([1] * (full.dim() - 1)))
+        return (factor * (w + delta)).to(dtype)
     if layer == "Embedding":
         return weight.detach() + delta.to(dtype)
     return (weight.detach().to(delta.dtype) + delta).to(dtype)
@@ -144,6 +166,8 @@ class LoraPair:
     #: the model layer's kind as PEFT dispatches it (:func:`layer_kind`): ``"Linear"``,
     #: ``"Conv1D"``, ``"Embedding"``, ``"Conv2d"``, ...; it decides ΔW's form
     layer: str
+    #: checkpoint key of DoRA's ``lora_magnitude_vector`` for this layer (None: plain LoRA)
+    magnitude_key: str | None = None
     #: why this pair cannot be merged into the model; None when it can
     problem: str | None = None
 
@@ -169,8 +193,10 @@ class LoraAdapter:
     other_keys: tuple[str, ...]
     #: where adapter_config.json was read from (None: not found)
     config_path: str | None
-    #: why nothing can be merged (no config, DoRA, ...); None when pairs can
+    #: why nothing can be merged (no config, another PEFT method, ...); None when pairs can
     problem: str | None = None
+    #: DoRA (``use_dora``): each merged row is rescaled to its ``lora_magnitude_vector``
+    use_dora: bool = False
 
     @property
     def mergeable(self) -> tuple[LoraPair, ...]:
@@ -196,7 +222,9 @@ class LoraAdapter:
         blocked = len(self.pairs) - len(self.mergeable)
         text += (
             f" plan(lora='merge') merges {len(self.mergeable)} of them into the model's current "
-            f"weights (W + lora_alpha/{'√r' if self.use_rslora else 'r'} · B @ A)"
+            f"weights (W + lora_alpha/{'√r' if self.use_rslora else 'r'} · B @ A"
+            + (", each row then rescaled to its DoRA magnitude" if self.use_dora else "")
+            + ")"
         )
         if blocked:
             first = next(p for p in self.pairs if p.problem)
@@ -284,13 +312,6 @@ def _config_problem(config: Mapping[str, Any]) -> str | None:
             "(PeftModel.from_pretrained(model, folder).merge_and_unload()) and compare the merged "
             "model's state_dict"
         )
-    if config.get("use_dora"):
-        return (
-            "use_dora is set: a DoRA adapter also rescales every merged row by its "
-            "lora_magnitude_vector, which this merge does not do; merge it with PEFT "
-            "(PeftModel.from_pretrained(model, folder).merge_and_unload()) and compare the merged "
-            "model's state_dict"
-        )
     if config.get("lora_bias"):
         return (
             "lora_bias is set: the adapter also changes the layers' biases (lora_B.bias), which "
@@ -374,6 +395,7 @@ def detect_lora(
     )
     fan_in_fan_out = config.get("fan_in_fan_out") is True
     use_rslora = config.get("use_rslora") is True
+    use_dora = config.get("use_dora") is True
     if problem is None:
         problem = _config_problem(config)
     if problem is None and source_path is None:
@@ -403,12 +425,14 @@ def detect_lora(
         pair = _pair(
             where, ab["A"], ab["B"], shapes, model_shapes, module_of(where), config, rank, alpha
         )
+        if pair.problem is None:
+            pair = _with_magnitude(pair, ab.get("M"), shapes, model_shapes, use_dora)
         extra = extras.get(path)
         if extra and pair.problem is None:  # merging A and B alone would drop part of it
             pair = replace(
                 pair,
-                problem=f"the adapter also holds {extra!r} for this layer (a DoRA magnitude or "
-                "a LoRA bias), which this merge does not apply; merge it with PEFT "
+                problem=f"the adapter also holds {extra!r} for this layer (a LoRA bias), which "
+                "this merge does not apply; merge it with PEFT "
                 "(PeftModel.from_pretrained(model, folder).merge_and_unload())",
             )
         pairs.append(pair)
@@ -427,7 +451,45 @@ def detect_lora(
         other_keys=tuple(other),
         config_path=config_path,
         problem=problem,
+        use_dora=use_dora,
     )
+
+
+def _with_magnitude(
+    pair: LoraPair,
+    magnitude: str | None,
+    shapes: Mapping[str, tuple[int, ...]],
+    model_shapes: Mapping[str, tuple[int, ...]],
+    use_dora: bool,
+) -> LoraPair:
+    """``pair`` with its DoRA magnitude (``use_dora``), or with the problem that blocks it."""
+    if magnitude is None:
+        if not use_dora:
+            return pair
+        return replace(
+            pair, problem="use_dora is set, but the adapter has no lora_magnitude_vector for it"
+        )
+    if not use_dora:  # PEFT would ignore it, a DoRA-trained layer merged without it is wrong
+        return replace(
+            pair,
+            problem=f"the adapter also holds {magnitude!r} for this layer (a DoRA magnitude), but "
+            f"{CONFIG_NAME} does not set use_dora; set it if the adapter was trained with DoRA, "
+            "or merge it with PEFT (PeftModel.from_pretrained(model, folder).merge_and_unload())",
+        )
+    weight = tuple(model_shapes[pair.base_key])
+    if pair.layer in ("Linear", "Conv1D", "Embedding"):
+        rows = weight[0] if pair.layer == "Linear" else weight[1]
+        wanted: tuple[int, ...] = (rows,)
+    else:
+        wanted = (1, weight[0], *([1] * (len(weight) - 2)))
+    got = tuple(shapes[magnitude])
+    if got != wanted:
+        return replace(
+            pair,
+            problem=f"its DoRA magnitude {magnitude!r} is {list(got)}, the {pair.layer}'s weight "
+            f"{list(weight)} needs {list(wanted)}",
+        )
+    return replace(pair, magnitude_key=magnitude)
 
 
 def _model_path(path: str, model_shapes: Mapping[str, Any], prefix: str) -> str:

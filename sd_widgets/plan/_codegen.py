@@ -60,8 +60,9 @@ class LoadSpec:
     adapters: tuple[tuple[str, str], ...] = ()
     #: (model key, what its adapter does to it): our own words and numbers, never file text
     adapter_notes: tuple[tuple[str, str], ...] = ()
-    #: LoRA merges: (model key, lora_A key, lora_B key, scale, layer kind), model order
-    lora: tuple[tuple[str, str, str, float, str], ...] = ()
+    #: LoRA merges: (model key, lora_A key, lora_B key, scale, layer kind, DoRA magnitude key
+    #: or None), model order
+    lora: tuple[tuple[str, str, str, float, str, str | None], ...] = ()
     #: BatchNorm modules whose running statistics are reset after loading
     bn_reset: tuple[str, ...] = ()
     #: (key, reason) of every selected key that is not loaded
@@ -509,12 +510,12 @@ def to_code(
             "# LoRA merge, as PEFT's merge_and_unload: W + scale * (B @ A), transposed for\n"
             "# GPT-2's Conv1D (fan_in_fan_out) and an Embedding, A's kernel composed with B's 1x1\n"
             "# kernel for a convolution; scale = lora_alpha / r (lora_alpha / sqrt(r) with\n"
-            "# use_rslora); the model's current weight is the W\n"
-            + _source_without_docstring(merge_lora)
+            "# use_rslora); DoRA rescales each row to its magnitude; the model's current weight\n"
+            "# is the W\n" + _source_without_docstring(merge_lora)
         )
         consts.append(
             "# LoRA factor pairs merged into the model: (model key, lora_A key, lora_B key, scale,\n"
-            "# the layer's kind)\n"
+            "# the layer's kind, DoRA magnitude key or None)\n"
         )
         consts.append(_block("LORA", [_lit(row) for row in spec.lora]))
     if spec.bn_reset:
@@ -585,8 +586,9 @@ def to_code(
             "        filtered[key] = ADAPT[key](tensor, current[key]) if key in ADAPT else tensor\n"
         )
         + (
-            "    for key, a, b, scale, layer in LORA:\n"
-            "        filtered[key] = merge_lora(current[key], state[a], state[b], scale, layer)\n"
+            "    for key, a, b, scale, layer, m in LORA:\n"
+            "        magnitude = state[m] if m is not None else None\n"
+            "        filtered[key] = merge_lora(current[key], state[a], state[b], scale, layer, magnitude)\n"
             if spec.lora
             else ""
         )
@@ -638,7 +640,7 @@ def to_code(
     if reader:  # our template only (no literal in it): how the reader lists the keys to read
         needed = "dict(KEYS).values()" if renamed_keys else "KEYS"
         if spec.lora:
-            needed = f"[*{needed}, *(name for row in LORA for name in row[1:3])]"
+            needed = f"[*{needed}, *(name for row in LORA for name in row[1:3] + row[5:] if name)]"
         parts.append(reader.replace("{NEEDED}", needed))
     if rename:
         parts.append(rename)

@@ -748,7 +748,9 @@ class LoadPlan:
                         "adapters and LoRA merges need the model's tensors: pass model="
                     )
                 current = model.state_dict()
-        factors = ckpt.tensors([p.b_key for p in self.lora.values()]) if self.lora else {}
+        factors = ckpt.tensors(
+            [k for p in self.lora.values() for k in (p.b_key, p.magnitude_key) if k is not None]
+        )
         out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for k, e in self.entries.items():
             if e.ckpt_key in values:
@@ -757,7 +759,10 @@ class LoadPlan:
             t = tensors[e.ckpt_key]
             if k in self.lora:  # W + scale · B @ A, from the model's current weight
                 pair = self.lora[k]
-                t = merge_lora(current[k], t, factors[pair.b_key], pair.scale, pair.layer)
+                magnitude = factors[pair.magnitude_key] if pair.magnitude_key else None
+                t = merge_lora(
+                    current[k], t, factors[pair.b_key], pair.scale, pair.layer, magnitude
+                )
             elif e.adapter is not None:
                 t = get_adapter(e.adapter)(t, current[k])
             elif e.cast is not None and t.is_floating_point():
@@ -808,7 +813,10 @@ class LoadPlan:
             trust=trust,
             renames=tuple(_rule_spec(r) for r in self.comparison.renames),
             keys=tuple((k, e.ckpt_key) for k, e in self.entries.items() if k not in self.lora),
-            lora=tuple((k, p.a_key, p.b_key, p.scale, p.layer) for k, p in self.lora.items()),
+            lora=tuple(
+                (k, p.a_key, p.b_key, p.scale, p.layer, p.magnitude_key)
+                for k, p in self.lora.items()
+            ),
             adapters=tuple((k, e.adapter) for k, e in self.entries.items() if e.adapter),
             adapter_notes=tuple(
                 (k, get_adapter(e.adapter).describe(row.ckpt_shape, row.model_shape, k))

@@ -569,7 +569,8 @@ def lora_payload(cmp: Comparison, *, merged: bool = False) -> dict[str, Any]:
                 "base": p.base_key,
                 "a_key": p.a_key,
                 "b_key": p.b_key,
-                "factors": f"A {a} · B {b}, × {p.scale:g}{how.get(p.layer, '')}",
+                "factors": f"A {a} · B {b}, × {p.scale:g}{how.get(p.layer, '')}"
+                + (", DoRA magnitude" if p.magnitude_key else ""),
                 "problem": p.problem or "",
             }
         )
