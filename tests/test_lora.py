@@ -413,6 +413,8 @@ def test_dora_merges_as_peft_does_and_undo_restores(tmp_path):
         before = copy.deepcopy(base)
         report = sdw.partial_load(base, cmp.plan(lora="merge"))
         assert same_state(base, merged) == [], name
+        note = "LoRA merge: + 2 · B @ A (rank 3), rows rescaled to the DoRA magnitude"
+        assert all(n == [note] for n in report.notes().values())
         report.undo()
         assert same_state(base, before) == [], name
 

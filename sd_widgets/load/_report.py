@@ -292,6 +292,7 @@ class LoadReport:
         for key, pair in self.plan.lora.items():
             out.setdefault(key, []).append(
                 f"LoRA merge: + {pair.scale:g} · B @ A (rank {pair.rank})"
+                + (", rows rescaled to the DoRA magnitude" if pair.magnitude_key else "")
             )
         for key, other in self.tied.items():
             out.setdefault(key, []).append(f"tied to {other}")
