@@ -631,3 +631,35 @@ def test_two_checkpoints_given_as_arguments_say_how_to_compare_them(two_files):
     w = sdw.Explorer(sdw.compare(*two_files))
     w.handle_action({"action": "compare_values"})
     assert w.message["level"] == "error" and "compare_values(before, after)" in w.message["text"]
+
+
+def test_explorer_of_two_bert_files_renamed_by_its_banner_against_numpy(bert_files):
+    a_path, b_path = bert_files
+    a, b = load_file(a_path), load_file(b_path)
+    w = sdw.Explorer(sdw.compare_values(a_path, b_path))
+    # the task model's keys sit under "bert.": nothing pairs up, so nothing was compared yet
+    assert w.values["summary"]["identical"] == w.values["summary"]["changed"] == 0
+    assert "bert." in w.banner["text"]
+    w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
+    assert w.values["state"] == "stale"
+    w.handle_action({"action": "compare_values"})
+    v = w.values
+    assert v["state"] == "ready", w.message
+    legend = [e["change"] for e in v["legend"]]
+    rows = dict(zip(v["rows"]["key"], range(len(v["rows"]["key"])), strict=True))
+    for k in a:  # every base tensor against its fine-tuned counterpart, in numpy float64
+        want = reference(a[k], b["bert." + k])
+        i = rows[k]
+        assert (legend[v["rows"]["change"][i]] == "identical") == want["equal"], k
+        rel = v["rows"]["rel"][i]
+        rel = math.inf if rel == "inf" else rel  # JSON has no infinity: a change from zero
+        assert rel == pytest.approx(want["rel_l2_change"], rel=1e-9, abs=1e-12), k
+    # the head the base model lacks: on one side only, not compared
+    head = [k for k in v["rows"]["key"] if k.startswith("classifier.")]
+    assert head and all(legend[v["rows"]["change"][rows[k]]] == "not_compared" for k in head)
+    # the frozen first layer rolls up to "0 changed"; the next one counted from the files
+    for layer in ("encoder.layer.0", "encoder.layer.1"):
+        keys = [k for k in a if k.startswith(layer + ".")]
+        changed = sum(not reference(a[k], b["bert." + k])["equal"] for k in keys)
+        assert v["modules"][layer][:2] == [len(keys), changed], layer
+    assert v["modules"]["encoder.layer.0"][1] == 0 and v["modules"]["encoder.layer.1"][1] > 0
