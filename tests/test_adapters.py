@@ -237,6 +237,34 @@ def test_hugging_face_vit_at_two_image_sizes():
     assert report.notes()["embeddings.position_embeddings"] == ["adapter: interpolate"]
 
 
+def test_vit_save_pretrained_legacy_names_and_the_rule_offered_for_them(tmp_path):
+    """Issue 19: transformers' ViTModel.save_pretrained still writes the legacy layer names
+    (encoder.layer.N.attention.attention.query, ...) while its modules are layers.N.attention
+    .q_proj, ...: 32 missing + 32 unexpected at 2 layers (transformers renames them on its own
+    load). The prefix rule offered for them pairs only the layer norms, and accepting it loads
+    exactly those tensors, each into its own place."""
+    pytest.importorskip("transformers")
+    saved, fresh = hf_vit(32), hf_vit(32)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.add_(1.0)  # every tensor differs from the saved model's
+    saved.save_pretrained(tmp_path)
+    cmp = sdw.compare(fresh, tmp_path / "model.safetensors")
+    summary = cmp.summary()
+    assert (summary["missing"], summary["unexpected"]) == (32, 32)
+    assert "encoder.layer.0.attention.attention.query.weight" in cmp.checkpoint
+    assert "layers.0.attention.q_proj.weight" in fresh.state_dict()
+    rule = cmp.prefix_suggestions()[0].rule
+    assert (rule.kind, rule.old, rule.new) == ("prefix", "encoder.layer.", "layers.")
+    renamed = cmp.with_renames([rule])
+    plan = renamed.plan(include=[r.key for r in renamed if r.loadable])
+    report = sdw.partial_load(fresh, plan)
+    assert len(report.loaded) == 14  # 6 embedding/final-norm keys + 8 layer-norm keys
+    mine, theirs = fresh.state_dict(), saved.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in report.loaded)
+    assert any(k.startswith("layers.0.layernorm_before") for k in report.loaded)
+
+
 def test_exported_interpolation_runs_without_sd_widgets(tmp_path):
     src, dst = TinyViT(28), TinyViT(48)
     path = tmp_path / "vit-28.pt"
