@@ -9,6 +9,11 @@ W + (lora_alpha / r) · (B @ A)ᵀ (GPT-2's Conv1D stores in × out), computed i
 the file, and PEFT's own ``merge_and_unload`` gives the same tensors; the Code tab exports the
 merge; Undo restores W exactly. Screenshots: ``tests/artifacts/lora-view.png`` (the adapter
 and its pairs) and ``tests/artifacts/lora-merged.png`` (after the merge).
+
+The other families of issue 19 in the same JupyterLab: a wrapper segment inside keys (a
+compiled submodule's ``_orig_mod.``) named by the banner and applied by keyboard, and a model
+built with another config told in one sentence in the summary strip
+(``tests/artifacts/families-config-mismatch.png``).
 """
 
 from __future__ import annotations
@@ -111,3 +116,52 @@ def test_lora_adapter_is_named_paired_merged_and_undone_by_keyboard(lab):
     expect(message).to_contain_text("Undone", timeout=60_000)
     expect(merge).to_be_enabled()
     assert py(lab, f"all(torch.equal(v, W0[k]) for k, v in {state}.items())") == "True"
+
+
+# ------------------------------------------------- the other families of issue 19, in JupyterLab
+# (the ViT position embedding is tests/browser/test_adapters_browser.py; the Voilà app shows an
+# activation-checkpointing segment and a config mismatch too, tests/browser/test_app.py)
+
+FAMILIES = """\
+from transformers import BertConfig, BertModel
+
+torch.manual_seed(0)
+model = demo.make_model("cnn")
+compiled = demo.make_model("cnn")
+compiled.backbone = torch.compile(compiled.backbone)  # keys: backbone._orig_mod.stem.conv.weight
+w = sdw.Explorer(model, compiled.state_dict(), select="none")
+w
+"""
+
+CONFIG = """\
+def bert(hidden, intermediate):
+    return BertModel(BertConfig(vocab_size=120, hidden_size=hidden, num_hidden_layers=2,
+                                num_attention_heads=4, intermediate_size=intermediate,
+                                max_position_embeddings=64))
+
+narrow = sdw.Explorer(bert(32, 48), bert(64, 96).state_dict())
+narrow
+"""
+
+
+def test_wrapper_segment_rule_and_config_sentence_in_jupyterlab(lab):
+    root = run_explorer(lab, [SETUP, FAMILIES, CONFIG], timeout=120)
+    banner = root.locator("[data-role=banner]")
+    expect(banner.locator("[data-role=banner-text]")).to_have_text(
+        "remove wrapper segment(s) '_orig_mod.' inside keys (torch.compile on a submodule): "
+        "36 missing + 36 unexpected keys pair up"
+    )
+    press(banner.locator("[data-action=apply-banner]"))
+    expect(root.locator("[data-role=summary]")).to_have_text("38 keys: 38 matches", timeout=60_000)
+    assert py(lab, "[r['old'] for r in w.rename_rules]") == r"['(?<![^.])(?:_orig_mod)\\.']"
+    expect(leaf(root, "backbone.stem.conv.weight")).to_have_attribute("data-status", "match")
+
+    wide = lab.output_area(2).locator(".sdw-explorer")
+    expect(wide).to_have_attribute("data-ready", "true")
+    summary = wide.locator("[data-role=summary]")
+    expect(summary).to_contain_text(
+        "All 39 shape mismatches differ by one factor (checkpoint = 2 × model: 64 vs 32, 96 vs 48): "
+        "built with a different config? The model's config has hidden_size=32 (checkpoint: 64), "
+        "intermediate_size=48 (checkpoint: 96)."
+    )
+    lab.screenshot("families-config-mismatch", wide)
