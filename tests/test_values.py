@@ -434,6 +434,44 @@ def test_cli_values_errors_exit_2(capsys, cnn_files, tmp_path):
     assert code == 2 and err.count("\n") == 1
 
 
+def test_cli_values_html_report_holds_every_rows_change(capsys, cnn_files, cnn_pair):
+    import re
+
+    base_path, tuned_path = cnn_files
+    code, out, err = run_cli(
+        capsys, "diff", tuned_path, "--against", base_path, "--values", "--format", "html"
+    )
+    assert code == 1, err
+    state = json.loads(
+        re.search(
+            r'<script type="application/json" id="sdw-state">(.*?)</script>', out, re.S
+        ).group(1)
+    )
+    v = state["values"]
+    assert v["state"] == "ready" and v["a_is_model"] is False
+    assert list(v["frozen_bn"]) == ["backbone"]
+    vc = sdw.compare_values(base_path, tuned_path)
+    legend = [e["change"] for e in v["legend"]]
+    assert dict(zip(v["rows"]["key"], (legend[c] for c in v["rows"]["change"]), strict=True)) == {
+        r.key: r.change for r in vc
+    }
+    assert "\x1b" not in out and "\x1b" not in out.replace("\\u001b", "")  # escaped key
+    assert "\x1b" not in out
+    code, _, err = run_cli(
+        capsys,
+        "diff",
+        tuned_path,
+        "--against",
+        base_path,
+        "--values",
+        "--top",
+        "3",
+        "--format",
+        "html",
+    )
+    assert code == 2 and "--top N lists the most changed rows" in err
+
+
 # --------------------------------------------------------------- the results views of a load
 
 

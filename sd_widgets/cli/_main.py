@@ -149,7 +149,8 @@ output
   keep the exact key.
   html: one self-contained, offline HTML page on stdout (> report.html): the Explorer's
   side-by-side tree, legend, search, filters and problems strip, read-only, naming the
-  files and the sd_widgets version (every row; "only problems" is a filter in the page).
+  files and the sd_widgets version (every row; "only problems" is a filter in the page);
+  with --values, every row's change of values too (the tree filters and sorts by it).
 
 exit status
   0  the checkpoint loads cleanly: every row is '{Status.MATCH}' or '{Status.TIED}' (absent
@@ -785,8 +786,10 @@ def _compare(
         raise CLIError(f"--rename: {exc}") from None
 
 
-def _write_html(cmp: Comparison, model_label: str) -> None:
+def _write_html(cmp: Comparison | ValueComparison, model_label: str) -> None:
     """``diff --format html``: the Explorer's standalone, offline report of ``cmp`` on stdout.
+
+    With ``--values`` (a :class:`ValueComparison`), the report shows every row's change.
 
     The one place the command line reaches the widget layer (lazily): the report is the
     Explorer's own front end over the Explorer's payload, never a second renderer.
@@ -812,8 +815,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             "--model holds no trained values; in Python, sdw.compare_values(model, "
             "checkpoint) compares a live model with a checkpoint.)"
         )
-    if values and args.format == "html":
-        raise CLIError("--values writes table, json, jsonl or csv, not html")
+    if args.top is not None and args.format == "html":
+        raise CLIError(
+            "--top N lists the most changed rows; the html report holds every row (its toolbar "
+            "sorts the tree by change): drop --top, or use --format table, json, jsonl or csv"
+        )
     ckpt = _open(args.checkpoint, args.key, args.trust, args.allow)
     model_info: dict[str, Any]
     if args.model is not None:
@@ -832,6 +838,9 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     if values:
         assert isinstance(target, Checkpoint)
         vc = ValueComparison(cmp, target, ckpt)
+        if args.format == "html":
+            _write_html(vc, model_label)
+            return EXIT_OK if vc.identical else EXIT_DIFFERENT
         return _diff_values(args, vc, ckpt, model_label, model_info)
 
     counts = cmp.summary()

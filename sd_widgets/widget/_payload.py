@@ -804,8 +804,16 @@ def _detail_text(payload: Mapping[str, Any], i: int) -> str:
 
 
 def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: int = 50) -> str:
-    """The readable static fallback: a small HTML table, every string escaped."""
-    e = html.escape
+    r"""The readable static fallback: a small HTML table, every string escaped.
+
+    Control characters in names from a file are written as Python escapes (``\x1b``) before
+    HTML escaping: the report may be printed to a terminal (``diff --format html``).
+    """
+    from ..cli._output import escape_text
+
+    def e(text: str) -> str:
+        return html.escape(escape_text(text))
+
     cols = payload["columns"]
     head = (
         f"<p><b>sd_widgets Explorer</b>: {e(payload.get('model') or 'model')} ← "
