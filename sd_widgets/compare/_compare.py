@@ -65,6 +65,24 @@ class ModelEntry:
     tied: tuple[str, ...] = ()
 
 
+def _setter(cls: type, *, name: str = "_new") -> Any:
+    """``cls(*values)`` (all fields, in order) for a frozen slots dataclass, faster.
+
+    One call of each slot's setter instead of ``object.__setattr__`` per field. A comparison
+    builds one :class:`ModelEntry` per model key and one :class:`Row` per key (twice as many
+    for a prefixed checkpoint), so this is what ``compare()`` costs beyond reading the sides.
+    """
+    names = [f.name for f in fields(cls)]
+    setters = {f"_set_{n}": getattr(cls, n).__set__ for n in names}
+    body = "".join(f"    _set_{n}(obj, {n})\n" for n in names)
+    code = f"def {name}({', '.join(names)}):\n    obj = _object_new(_cls)\n{body}    return obj\n"
+    scope: dict[str, Any] = {"_object_new": object.__new__, "_cls": cls, **setters}
+    exec(code, scope)  # as dataclasses builds __init__: our own field names only
+    return scope[name]
+
+
+_entry = _setter(ModelEntry, name="_entry")
+
 #: what torch's ``state_dict()`` holds under a key: a parameter, a persistent buffer, a module's
 #: ``get_extra_state()`` (a tensor or any value), or an entry a module's own
 #: ``_save_to_state_dict`` writes (quantized modules' ``scale``, ``zero_point``,
@@ -135,13 +153,18 @@ def _model_side(model: nn.Module) -> _ModelSide:
     while stack:
         name, m = pop()
         cls = type(m)
-        types.setdefault(name, cls.__name__)
+        if name not in types:
+            types[name] = cls.__name__
         pre = name + "." if name else ""
-        for n, p in m._parameters.items():
-            if p is not None:
-                kinds[pre + n] = "param"
-        for n in m._buffers:
-            kinds.setdefault(pre + n, "buffer")
+        params = m._parameters
+        if params:
+            for n, p in params.items():
+                if p is not None:
+                    kinds[pre + n] = "param"
+        buffers = m._buffers
+        if buffers:
+            for n in buffers:
+                kinds.setdefault(pre + n, "buffer")
         if cls.get_extra_state is not base_extra:
             kinds[pre + _EXTRA_STATE] = "extra_state"
         if (inside is None or not pre.startswith(inside)) and _loads_its_own_way(m, not name):
@@ -151,22 +174,25 @@ def _model_side(model: nn.Module) -> _ModelSide:
         if children:
             push((pre + n, c) for n, c in reversed(children.items()) if c is not None)
     sd = model.state_dict(keep_vars=True)
+    tensor = torch.Tensor
     by_identity: dict[int, list[str]] = {}
     for k, v in sd.items():
-        if isinstance(v, torch.Tensor):
+        if isinstance(v, tensor):
             by_identity.setdefault(id(v), []).append(k)
     out: OrderedDict[str, ModelEntry] = OrderedDict()
     lazy = _LAZY
     for k, v in sd.items():
         kind = kinds.get(k, "custom")
         module = k.rpartition(".")[0]
-        if not isinstance(v, torch.Tensor):
-            out[k] = ModelEntry(k, None, None, kind, module, "", ())
+        if not isinstance(v, tensor):
+            out[k] = _entry(k, None, None, kind, module, "", ())
             continue
         group = by_identity[id(v)]
         tied = tuple(o for o in group if o != k) if len(group) > 1 else ()
-        shape = None if isinstance(v, lazy) else tuple(v.shape)
-        out[k] = ModelEntry(k, shape, v.dtype, kind, module, v.device.type, tied)
+        # issubclass: isinstance would run Parameter's metaclass check in Python, once per key
+        shape = None if issubclass(type(v), lazy) else tuple(v.shape)
+        device = "meta" if v.is_meta else v.device.type
+        out[k] = _entry(k, shape, v.dtype, kind, module, device, tied)
     return _ModelSide(out, types, roots, getattr(sd, "_metadata", None))
 
 
@@ -192,12 +218,12 @@ def _loads_its_own_way(m: nn.Module, root: bool) -> bool:
     its own ``load_state_dict``.
     """
     cls = type(m)
-    return bool(
-        cls._load_from_state_dict is not nn.Module._load_from_state_dict
-        or any(not _fsdp_bookkeeping(h) for h in m._load_state_dict_pre_hooks.values())
-        or any(not _fsdp_bookkeeping(h) for h in m._load_state_dict_post_hooks.values())
-        or (root and cls.load_state_dict is not nn.Module.load_state_dict)
-    )
+    if cls._load_from_state_dict is not nn.Module._load_from_state_dict:
+        return True
+    for hooks in (m._load_state_dict_pre_hooks, m._load_state_dict_post_hooks):
+        if hooks and any(not _fsdp_bookkeeping(h) for h in hooks.values()):
+            return True
+    return root and cls.load_state_dict is not nn.Module.load_state_dict
 
 
 def _fsdp_bookkeeping(hook: Any) -> bool:
@@ -550,19 +576,8 @@ def shape_mismatch_text(ckpt_shape: Sequence[int] | None, model_shape: Sequence[
     return f"shape mismatch: checkpoint {shape_text(ckpt_shape)} vs model {shape_text(model_shape)}"
 
 
-_ROW_SETTERS = tuple(getattr(Row, f.name).__set__ for f in fields(Row))
-
-
-def _row(*values: Any) -> Row:
-    """``Row(*values)`` (all fields, in order) without the frozen dataclass's per-field setattr.
-
-    A comparison builds one per key, twice as many for a prefixed checkpoint, so skipping
-    ``object.__setattr__`` is what compare() costs beyond reading the two sides.
-    """
-    row = object.__new__(Row)
-    for set_field, value in zip(_ROW_SETTERS, values, strict=True):
-        set_field(row, value)
-    return row
+#: ``Row(*values)`` (all fields, in order), one per key (see :func:`_setter`)
+_row = _setter(Row, name="_row")
 
 
 class Suggestion(NamedTuple):

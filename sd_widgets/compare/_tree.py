@@ -46,7 +46,9 @@ with ``textContent`` only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import accumulate, chain, compress
+from operator import attrgetter, mul
 from typing import Any
 
 from ..checkpoint._core import tied_preview
@@ -68,10 +70,46 @@ COLUMNS = (
     "numel",
     *_ROW_COLUMNS[_AFTER_NBYTES:],
 )
-#: the columns a module entry leaves None (its ``nbytes`` and ``numel`` are subtree sums)
-_TENSOR_ONLY = tuple(c for c in _ROW_COLUMNS if c != "nbytes")
 _CKPT_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_checkpoint_side)
 _MODEL_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_model_side)
+
+
+def _preorder(
+    children: Mapping[str, Sequence[Any]],
+) -> tuple[list[Any], list[int], list[int], list[int]]:
+    """The entries in pre-order (module paths and rows); per entry its parent, depth, end.
+
+    ``end`` is the index one past the entry's subtree (``i + 1`` for a row). Iterative, so a
+    key thousands of levels deep needs no deep Python stack.
+    """
+    items: list[Any] = []
+    parents: list[int] = []
+    depths: list[int] = []
+    ends: list[int] = []
+    add_item, add_parent, add_depth, add_end = (
+        items.append,
+        parents.append,
+        depths.append,
+        ends.append,
+    )
+    stack: list[tuple[Any, int, int]] = []
+    it, parent, depth = iter(children[""]), -1, 0
+    while True:
+        for item in it:
+            i = len(items)
+            add_item(item)
+            add_parent(parent)
+            add_depth(depth)
+            add_end(i + 1)
+            if type(item) is str:  # a module: its children next
+                stack.append((it, parent, depth))
+                it, parent, depth = iter(children[item]), i, depth + 1
+                break
+        else:  # `it` is done: the module `parent` ends here
+            if not stack:
+                return items, parents, depths, ends
+            ends[parent] = len(items)
+            it, parent, depth = stack.pop()
 
 
 def serialise(
@@ -84,130 +122,134 @@ def serialise(
     """The one serialiser: module path → children (module paths, rows) → the payload.
 
     ``children`` is :meth:`Comparison.module_children`: ``children[""]`` holds the root's
-    children; a row is a :class:`~sd_widgets.compare._compare.Row`. An iterative
-    pre-order walk: a module's ``end``, ``counts`` and ``sides`` are filled on exit, and
-    ``nbytes``/``numel``/``counts`` are summed into the parent as each entry is finished (one
-    pass, not one per module).
+    children; a row is a :class:`~sd_widgets.compare._compare.Row`. One pre-order walk gives
+    the entries; every column is then built whole: a row field is read once per row and
+    spread over the entries by index (C-level ``map``), and a module's ``counts``, ``nbytes``
+    and ``numel`` are differences of running sums, since its subtree is the contiguous range
+    ``[i + 1, end[i])``. No Python work per entry and column (a 100,000-key tree has about
+    450,000 entries and 25 columns).
     """
     statuses = list(STATUSES)
     status_index = {s: i for i, s in enumerate(statuses)}
-    n_status = len(statuses)
-    ckpt_side = [j for j, s in enumerate(statuses) if s in _CKPT_SIDE]
-    model_side = [j for j, s in enumerate(statuses) if s in _MODEL_SIDE]
-    dtypes: list[str] = []
-    dtype_index: dict[str, int] = {}
+    items, parents, depths, ends = _preorder(children)
+    n = len(items)
+    is_row = [0 if type(x) is str else 1 for x in items]  # the ``t`` column
+    is_module = [1 - x for x in is_row]
+    rows = list(compress(items, is_row))
+    modules = list(compress(items, is_module))
+    # per entry: 1 + its number among the rows (0 for a module), and among the modules
+    row_number = list(map(mul, is_row, accumulate(is_row)))
+    module_number = list(map(mul, is_module, accumulate(is_module)))
 
-    def dt(name: str | None) -> int | None:
-        if name is None:
-            return None
-        i = dtype_index.get(name)
-        if i is None:
-            i = dtype_index[name] = len(dtypes)
-            dtypes.append(name)
-        return i
+    def on_rows(values: Sequence[Any], default: Any = None) -> list[Any]:
+        """One value per row → one per entry (``default`` for the modules)."""
+        return list(map([default, *values].__getitem__, row_number))
 
-    cols: dict[str, list] = {c: [] for c in COLUMNS}
-    c = cols
-    t_, depth_, end_, parent_ = c["t"], c["depth"], c["end"], c["parent"]
-    name_, path_, mtype_ = c["name"], c["path"], c["module_type"]
-    counts_, sides_, nbytes_, numel_ = c["counts"], c["sides"], c["nbytes"], c["numel"]
-    status_, kind_, ckey_, mkey_ = c["status"], c["kind"], c["ckpt_key"], c["model_key"]
-    cshape_, mshape_ = c["ckpt_shape"], c["model_shape"]
-    cdt_, mdt_ = c["ckpt_dtype"], c["model_dtype"]
-    loadable_, adaptable_, reason_ = c["loadable"], c["adaptable"], c["reason"]
-    tied_, tied_to_ = c["tied"], c["tied_to"]
-    tensor_only = [c[name] for name in _TENSOR_ONLY]
-    root_counts = [0] * n_status
-    n_keys = 0
-    stack: list[tuple[Any, int, int, bool]] = [(ch, 0, -1, False) for ch in reversed(children[""])]
-    while stack:
-        item, depth, parent, exiting = stack.pop()
-        if exiting:
-            i = parent  # on exit `parent` carries the module's own index
-            end_[i] = len(t_)
-            counts = counts_[i]
-            sides_[i] = (1 if any(counts[j] for j in ckpt_side) else 0) | (
-                2 if any(counts[j] for j in model_side) else 0
-            )
-            up = parent_[i]
-            target = counts_[up] if up >= 0 else root_counts
-            for j in range(n_status):
-                target[j] += counts[j]
-            if up >= 0:
-                nbytes_[up] += nbytes_[i]
-                numel_[up] += numel_[i]
-            continue
-        i = len(t_)
-        depth_.append(depth)
-        end_.append(i + 1)
-        parent_.append(parent)
-        if isinstance(item, str):  # a module node
-            t_.append(0)
-            name_.append(item.rpartition(".")[2])
-            path_.append(item)
-            mtype_.append(module_types.get(item))
-            counts_.append([0] * n_status)
-            sides_.append(0)
-            for col in tensor_only:
-                col.append(None)
-            nbytes_.append(0)
-            numel_.append(0)
-            stack.append((item, depth, i, True))
-            stack.extend((ch, depth + 1, i, False) for ch in reversed(children[item]))
-            continue
-        r = item
-        n_keys += 1
-        key = r.key
+    def on_modules(values: Sequence[Any]) -> list[Any]:
+        """One value per module → one per entry (None for the rows)."""
+        return list(map([None, *values].__getitem__, module_number))
+
+    def on_both(module_values: Sequence[Any], row_values: Sequence[Any]) -> list[Any]:
+        by_row, by_module = on_rows(row_values), on_modules(module_values)
+        return [r if t else m for t, r, m in zip(is_row, by_row, by_module, strict=True)]
+
+    def field(name: str) -> list[Any]:
+        return list(map(attrgetter(name), rows))
+
+    keys, ckpt_keys, model_keys = field("key"), field("ckpt_key"), field("model_key")
+    ckpt_shapes, model_shapes = field("ckpt_shape"), field("model_shape")
+    ckpt_dtypes, model_dtypes = field("ckpt_dtype"), field("model_dtype")
+    status = []
+    for r in rows:
         s = status_index.get(r.status)
         if s is None:
             raise ValueError(
-                f"row {key!r} has unknown status {r.status!r}; expected one of {statuses}"
+                f"row {r.key!r} has unknown status {r.status!r}; expected one of {statuses}"
             )
-        ckpt_key, model_key = r.ckpt_key, r.model_key
-        ckpt_shape, model_shape = r.ckpt_shape, r.model_shape
-        shape = ckpt_shape if ckpt_shape is not None else model_shape
-        numel = _numel(shape) if shape is not None else 0
-        nbytes = int(r.nbytes or 0)
-        t_.append(1)
-        name_.append(key.rpartition(".")[2])
-        path_.append(key)
-        mtype_.append(None)
-        counts_.append(None)
-        sides_.append((1 if ckpt_key is not None else 0) | (2 if model_key is not None else 0))
-        status_.append(s)
-        kind_.append(r.kind)
-        ckey_.append(ckpt_key if ckpt_key is not None and ckpt_key != key else None)
-        mkey_.append(model_key if model_key is not None and model_key != key else None)
-        cshape_.append(list(ckpt_shape) if ckpt_shape is not None else None)
-        mshape_.append(list(model_shape) if model_shape is not None else None)
-        cdt_.append(dt(r.ckpt_dtype))
-        mdt_.append(dt(r.model_dtype))
-        nbytes_.append(nbytes)
-        numel_.append(numel)
-        loadable_.append(1 if r.loadable else 0)
-        adaptable_.append(1 if r.adaptable else 0)
-        reason_.append(r.reason or None)
-        tied_.append(tied_preview(r.tied) or None)
-        tied_to_.append(r.tied_to or None)
-        if parent >= 0:
-            counts_[parent][s] += 1
-            nbytes_[parent] += nbytes
-            numel_[parent] += numel
-        else:
-            root_counts[s] += 1
+        status.append(s)
+    # dtype names in order of first appearance (checkpoint side first), as indices
+    both = chain.from_iterable(zip(ckpt_dtypes, model_dtypes, strict=True))
+    dtypes = [d for d in dict.fromkeys(both) if d is not None]
+    dtype_index = {d: i for i, d in enumerate(dtypes)}
+    row_nbytes = [int(b or 0) for b in field("nbytes")]
+    row_numel = [
+        _numel(c) if c is not None else 0 if m is None else _numel(m)
+        for c, m in zip(ckpt_shapes, model_shapes, strict=True)
+    ]
+    row_sides = [
+        (0 if c is None else 1) | (0 if m is None else 2)
+        for c, m in zip(ckpt_keys, model_keys, strict=True)
+    ]
+    # a module's subtree is [i + 1, end): its totals are differences of running sums
+    module_at = list(compress(range(n), is_module))
+    starts = [i + 1 for i in module_at]
+    stops = [ends[i] for i in module_at]
+
+    def subtree_sums(per_entry: Iterable[int]) -> list[int]:
+        run = [0, *accumulate(per_entry)]
+        return [run[b] - run[a] for a, b in zip(starts, stops, strict=True)]
+
+    entry_status = on_rows(status, -1)
+    present = set(status)
+    per_status = [
+        subtree_sums(map(j.__eq__, entry_status)) if j in present else [0] * len(modules)
+        for j in range(len(statuses))
+    ]
+    on_ckpt = frozenset(j for j, s in enumerate(statuses) if s in _CKPT_SIDE)
+    on_model = frozenset(j for j, s in enumerate(statuses) if s in _MODEL_SIDE)
+    module_sides = [
+        (1 if c else 0) | (2 if m else 0)
+        for c, m in zip(
+            subtree_sums(map(on_ckpt.__contains__, entry_status)),
+            subtree_sums(map(on_model.__contains__, entry_status)),
+            strict=True,
+        )
+    ]
+    paths = [x if type(x) is str else x.key for x in items]
+    cols: dict[str, list[Any]] = {
+        "t": is_row,
+        "depth": depths,
+        "end": ends,
+        "parent": parents,
+        "name": [p.rpartition(".")[2] for p in paths],
+        "path": paths,
+        "module_type": on_modules(list(map(module_types.get, modules))),
+        "counts": on_modules(list(map(list, zip(*per_status, strict=True)))),
+        "sides": on_both(module_sides, row_sides),
+        "status": on_rows(status),
+        "kind": on_rows(field("kind")),
+        "ckpt_key": on_rows([None if c == k else c for c, k in zip(ckpt_keys, keys, strict=True)]),
+        "model_key": on_rows(
+            [None if m == k else m for m, k in zip(model_keys, keys, strict=True)]
+        ),
+        "ckpt_shape": on_rows([None if s is None else list(s) for s in ckpt_shapes]),
+        "model_shape": on_rows([None if s is None else list(s) for s in model_shapes]),
+        "ckpt_dtype": on_rows(list(map(dtype_index.get, ckpt_dtypes))),
+        "model_dtype": on_rows(list(map(dtype_index.get, model_dtypes))),
+        "nbytes": on_both(subtree_sums(on_rows(row_nbytes, 0)), row_nbytes),
+        "numel": on_both(subtree_sums(on_rows(row_numel, 0)), row_numel),
+        "loadable": on_rows([1 if r.loadable else 0 for r in rows]),
+        "adaptable": on_rows([1 if r.adaptable else 0 for r in rows]),
+        "reason": on_rows([r.reason or None for r in rows]),
+        "tied": on_rows([tied_preview(t) or None for t in field("tied")]),
+        "tied_to": on_rows([t or None for t in field("tied_to")]),
+    }
+    root_counts = [0] * len(statuses)
+    for s in status:
+        root_counts[s] += 1
     return {
         "version": PAYLOAD_VERSION,
         "statuses": statuses,
         "legend": [_LEGEND[s] for s in statuses if s in _LEGEND],
         "dtypes": dtypes,
         "counts": root_counts,
-        "n_keys": n_keys,
-        "n_entries": len(t_),
+        "n_keys": len(rows),
+        "n_entries": n,
         "source": source,
         "model": model,
         # one sentence about every problem at once (a config size ratio), or ""
         "diagnosis": "",
-        "columns": cols,
+        "columns": {c: cols[c] for c in COLUMNS},
     }
 
 

@@ -85,6 +85,9 @@ class Explorer(anywidget.AnyWidget):
     _clean_selection: list[str] | None = None
     #: True inside :meth:`send_state` (``selected_keys`` may then go out as a ``_JSONList``)
     _sending_state: bool = False
+    #: how many times the preview was computed (a rule change sets the selection, whose observer
+    #: computes the preview; the comparison computes it only when that did not happen)
+    _n_previews: int = 0
 
     tree = t.Dict().tag(sync=True, to_json=lambda value, widget: widget._tree_json(value))
     """The comparison as one compact columnar payload (see :mod:`sd_widgets.widget._payload`).
@@ -665,13 +668,15 @@ class Explorer(anywidget.AnyWidget):
             self._lora_merge = False
             self._draw_lora()
             self.weight_sets = pl.weight_sets_payload(cmp.checkpoint.source)
+            previews = self._n_previews
             if initial_select == "loadable" or (previous_all and not keep_selection):
                 self.selected_keys = self._selectable_keys()
             elif initial_select == "none":
                 self.selected_keys = []
             else:
                 self.selected_keys = old_selection
-            self._update_preview()
+            if self._n_previews == previews:  # the selection's observer did not plan it
+                self._update_preview()
 
     def _apply_rules(self, specs: list, *, done: str = "") -> None:
         """Re-align the tree with rename rules ``specs``; on failure nothing changes."""
@@ -686,6 +691,7 @@ class Explorer(anywidget.AnyWidget):
             self._set_message("info", f"{done}. {pl.pairing_change(before, cmp)}")
 
     def _update_preview(self) -> None:
+        self._n_previews += 1
         if self._cmp is None:
             self.preview = pl.empty_preview()
             self.code = ""
@@ -827,7 +833,8 @@ class Explorer(anywidget.AnyWidget):
         if self._model is None:
             self._watch = []
             return
-        now = _watch_list(self._model)
+        with gc_paused():  # one tuple per tensor: the cyclic GC would walk the whole heap
+            now = _watch_list(self._model)
         if keys is None:
             self._watch = now
             return
