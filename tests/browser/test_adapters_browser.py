@@ -54,6 +54,7 @@ def test_position_embedding_offers_interpolate_and_loads_it(lab, sdw_artifacts):
 
     root.locator("[data-action=load]").click()
     expect(root.locator("[data-role=message]")).to_have_attribute("data-level", "success")
-    expected = "sdw.adapters.adapt_interpolate(sd['pos_embed'], model.pos_embed)"
+    lab.execute("from sd_widgets.compare._adapters import adapt_interpolate")
+    expected = "adapt_interpolate(sd['pos_embed'], model.pos_embed)"
     assert py(lab, f"torch.equal(model.pos_embed.detach(), {expected})") == "True"
     assert py(lab, "torch.equal(model.cls_token, src.cls_token)") == "False"  # not selected
