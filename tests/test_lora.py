@@ -450,27 +450,65 @@ def test_a_dora_magnitude_without_use_dora_is_refused(tmp_path):
     assert len(plan) == 0 and len(plan.skipped) == 2
 
 
-def test_lora_bias_is_refused_even_when_the_config_hides_it(tmp_path):
-    """PEFT's own lora_bias adapter: refused with what to do. With lora_bias removed from
-    adapter_config.json, the lora_B.bias tensors still block each pair: merging A and B alone
-    would silently drop part of the adapter."""
+def test_lora_bias_merges_as_peft_does_and_exports(tmp_path):
+    """PEFT's own lora_bias adapter (a lora_B.bias per layer): the weight as for plain LoRA and
+    the layer's bias + scale · lora_B.bias, bit for bit PEFT's merge_and_unload (Linear,
+    Conv1D, convolutions, float16); undo restores both; the exported code does the same."""
+    for name, base, targets in (
+        ("convs", conv_embed_net(), ["conv", "pointwise", "temporal", "volume", "head"]),
+        ("gpt2", gpt2(), ["c_attn", "c_proj"]),
+        ("half", conv_embed_net(torch.float16), ["conv", "head"]),
+    ):
+        folder = tmp_path / name
+        merged = write_adapter(
+            base, folder, r=3, lora_alpha=6, target_modules=targets, lora_bias=True
+        )
+        cmp = sdw.compare(base, folder / "adapter_model.safetensors")
+        assert all(p.bias_key and p.problem is None for p in cmp.lora.pairs)
+        plan = cmp.plan(lora="merge")
+        assert len(plan) == 2 * len(cmp.lora.pairs)  # every weight and its bias
+        before = copy.deepcopy(base)
+        report = sdw.partial_load(base, plan)
+        assert same_state(base, merged) == [], name
+        bias = cmp.lora.pairs[0].bias_target
+        assert report.notes()[bias] == ["LoRA bias: + 2 · lora_B.bias"]
+        report.undo()
+        assert same_state(base, before) == [], name
+    code = plan.to_code()
+    assert "def merge_lora_bias(" in code and "LORA_BIAS = [" in code
+    namespace = {"__name__": "exported"}
+    exec(compile(code, "export.py", "exec"), namespace)
+    namespace["load_partial"](base, namespace["read_checkpoint"]())
+    assert same_state(base, merged) == []
+
+
+def test_lora_bias_needs_its_config_and_the_layers_bias(tmp_path):
+    """With lora_bias removed from adapter_config.json (hand-edited, another tool), PEFT would
+    ignore the lora_B.bias tensors: merging A and B alone would silently drop part of the
+    adapter, so each pair is refused; a model whose layer has no bias cannot take one."""
     base = bert()
     write_adapter(base, tmp_path, r=2, lora_alpha=4, target_modules=["query"], lora_bias=True)
     path = tmp_path / "adapter_model.safetensors"
-    cmp = sdw.compare(base, path)
-    assert "lora_bias is set" in cmp.lora.describe()
-    assert "merge_and_unload()" in cmp.lora.describe()
-    with pytest.raises(ValueError, match="lora_bias is set"):
-        cmp.plan(lora="merge")
     config_path = tmp_path / "adapter_config.json"
-    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "lora_bias": False}))
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "lora_bias": False}))
     cmp = sdw.compare(base, path)
     assert cmp.lora.problem is None and len(cmp.lora.pairs) == 2
     for pair in cmp.lora.pairs:
         held = f"base_model.model.{pair.base_key[: -len('.weight')]}.lora_B.bias"
         assert f"also holds {held!r} for this layer (a LoRA bias)" in (pair.problem or "")
+        assert "does not set lora_bias" in pair.problem
     plan = cmp.plan(lora="merge")
     assert len(plan) == 0 and len(plan.skipped) == 2
+    config_path.write_text(json.dumps(config))
+    without_bias = bert()
+    for layer in without_bias.encoder.layer:
+        layer.attention.self.query.bias = None
+    cmp = sdw.compare(without_bias, path)
+    assert all(
+        "the model has no" in (p.problem or "") and ".query.bias'" in p.problem
+        for p in cmp.lora.pairs
+    )
 
 
 def test_a_huge_config_is_refused(gpt2_adapter):

@@ -55,11 +55,12 @@ LAYERS = ("Linear", "Conv1D", "Embedding", "Conv1d", "Conv2d", "Conv3d")
 
 
 def _factor_of(key: str) -> tuple[str, str] | None:
-    """(module path, "A", "B" or "M") of a factor key, or None.
+    """(module path, "A", "B", "M" or "bias") of a factor key, or None.
 
     ``base_model.model.<path>.lora_A[.<adapter>].weight`` (Linear, Conv1D, convolutions),
-    ``base_model.model.<path>.lora_embedding_A[.<adapter>]`` (Embedding), and DoRA's
-    ``base_model.model.<path>.lora_magnitude_vector`` ("M").
+    ``base_model.model.<path>.lora_embedding_A[.<adapter>]`` (Embedding), DoRA's
+    ``base_model.model.<path>.lora_magnitude_vector`` ("M") and ``lora_bias``'s
+    ``base_model.model.<path>.lora_B[.<adapter>].bias`` ("bias").
     """
     if not key.startswith(_PEFT_PREFIX):
         return None
@@ -71,6 +72,8 @@ def _factor_of(key: str) -> tuple[str, str] | None:
         ab = "M"
     elif parts[0] in ("A", "B") and parts[-1] == "weight" and len(parts) in (2, 3):
         ab = parts[0]
+    elif parts[0] == "B" and parts[-1] == "bias" and len(parts) in (2, 3):
+        ab = "bias"
     else:
         return None
     path = head[len(_PEFT_PREFIX) :]
@@ -150,6 +153,17 @@ def merge_lora(
     return (weight.detach().to(delta.dtype) + delta).to(dtype)
 
 
+def merge_lora_bias(bias: torch.Tensor, lora_bias: torch.Tensor, scale: float) -> torch.Tensor:
+    """``bias + scale · lora_B.bias`` (a new tensor), as PEFT's merge with ``lora_bias``.
+
+    In the factors' dtype (float32 for a float16/bfloat16 bias, as PEFT keeps the adapter in
+    float32), then cast, as PEFT's in-place ``+=`` does.
+    """
+    dtype = bias.dtype
+    compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+    return (bias.detach().to(compute) + lora_bias.detach().to(compute) * scale).to(dtype)
+
+
 @dataclass(frozen=True)
 class LoraPair:
     """One factor pair of the adapter and the model weight it modifies."""
@@ -168,8 +182,15 @@ class LoraPair:
     layer: str
     #: checkpoint key of DoRA's ``lora_magnitude_vector`` for this layer (None: plain LoRA)
     magnitude_key: str | None = None
+    #: checkpoint key of ``lora_B.bias`` (``lora_bias``), added to the layer's bias (None: none)
+    bias_key: str | None = None
     #: why this pair cannot be merged into the model; None when it can
     problem: str | None = None
+
+    @property
+    def bias_target(self) -> str | None:
+        """Model key of the bias ``lora_B.bias`` is merged into; None without one."""
+        return self.base_key[: -len("weight")] + "bias" if self.bias_key else None
 
     @property
     def fan_in_fan_out(self) -> bool:
@@ -312,12 +333,6 @@ def _config_problem(config: Mapping[str, Any]) -> str | None:
             "(PeftModel.from_pretrained(model, folder).merge_and_unload()) and compare the merged "
             "model's state_dict"
         )
-    if config.get("lora_bias"):
-        return (
-            "lora_bias is set: the adapter also changes the layers' biases (lora_B.bias), which "
-            "this merge does not do; merge it with PEFT "
-            "(PeftModel.from_pretrained(model, folder).merge_and_unload())"
-        )
     return None
 
 
@@ -396,6 +411,7 @@ def detect_lora(
     fan_in_fan_out = config.get("fan_in_fan_out") is True
     use_rslora = config.get("use_rslora") is True
     use_dora = config.get("use_dora") is True
+    use_bias = config.get("lora_bias") is True
     if problem is None:
         problem = _config_problem(config)
     if problem is None and source_path is None:
@@ -411,7 +427,7 @@ def detect_lora(
         )
     if problem is None and alpha is None:
         problem = f"{CONFIG_NAME} has no lora_alpha"
-    # the other LoRA entries of each layer (lora_magnitude_vector, lora_B.bias), by module path
+    # the other LoRA entries of each layer (none PEFT writes for LoRA), by module path
     extras: dict[str, str] = {}
     for key in other:
         if key.startswith(_PEFT_PREFIX):
@@ -427,12 +443,14 @@ def detect_lora(
         )
         if pair.problem is None:
             pair = _with_magnitude(pair, ab.get("M"), shapes, model_shapes, use_dora)
+        if pair.problem is None:
+            pair = _with_bias(pair, ab.get("bias"), shapes, model_shapes, use_bias)
         extra = extras.get(path)
         if extra and pair.problem is None:  # merging A and B alone would drop part of it
             pair = replace(
                 pair,
-                problem=f"the adapter also holds {extra!r} for this layer (a LoRA bias), which "
-                "this merge does not apply; merge it with PEFT "
+                problem=f"the adapter also holds {extra!r} for this layer, which this merge "
+                "does not apply; merge it with PEFT "
                 "(PeftModel.from_pretrained(model, folder).merge_and_unload())",
             )
         pairs.append(pair)
@@ -453,6 +471,41 @@ def detect_lora(
         problem=problem,
         use_dora=use_dora,
     )
+
+
+def _with_bias(
+    pair: LoraPair,
+    bias: str | None,
+    shapes: Mapping[str, tuple[int, ...]],
+    model_shapes: Mapping[str, tuple[int, ...]],
+    use_bias: bool,
+) -> LoraPair:
+    """``pair`` with its ``lora_B.bias`` (``lora_bias``), or with the problem that blocks it."""
+    if bias is None:
+        if not use_bias:
+            return pair
+        return replace(pair, problem="lora_bias is set, but the adapter has no lora_B.bias for it")
+    if not use_bias:  # PEFT would ignore it; merging the layer without it drops part of it
+        return replace(
+            pair,
+            problem=f"the adapter also holds {bias!r} for this layer (a LoRA bias), but "
+            f"{CONFIG_NAME} does not set lora_bias; set it if the adapter was trained with it, "
+            "or merge it with PEFT (PeftModel.from_pretrained(model, folder).merge_and_unload())",
+        )
+    target = pair.base_key[: -len("weight")] + "bias"
+    if pair.layer == "Embedding" or target not in model_shapes:
+        return replace(
+            pair,
+            problem=f"the adapter holds a lora_B.bias, but the model has no {target!r} to add it "
+            "to (PEFT cannot merge it either)",
+        )
+    if tuple(shapes[bias]) != tuple(model_shapes[target]):
+        return replace(
+            pair,
+            problem=f"its lora_B.bias is {list(shapes[bias])}, the model's {target!r} is "
+            f"{list(model_shapes[target])}",
+        )
+    return replace(pair, bias_key=bias)
 
 
 def _with_magnitude(

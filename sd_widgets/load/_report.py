@@ -293,6 +293,8 @@ class LoadReport:
             out.setdefault(key, []).append(
                 f"LoRA merge: + {pair.scale:g} · B @ A (rank {pair.rank})"
                 + (", rows rescaled to the DoRA magnitude" if pair.magnitude_key else "")
+                if key == pair.base_key
+                else f"LoRA bias: + {pair.scale:g} · lora_B.bias"
             )
         for key, other in self.tied.items():
             out.setdefault(key, []).append(f"tied to {other}")

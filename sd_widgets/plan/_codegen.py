@@ -29,7 +29,7 @@ from typing import Any
 
 from ..checkpoint._memory import split_entry
 from ..compare._adapters import ADAPTERS, get_adapter
-from ..compare._lora import merge_lora
+from ..compare._lora import merge_lora, merge_lora_bias
 from ..compare._metadata import ASSIGN_FLAG
 from ..statuses import SourceKind
 
@@ -63,6 +63,8 @@ class LoadSpec:
     #: LoRA merges: (model key, lora_A key, lora_B key, scale, layer kind, DoRA magnitude key
     #: or None), model order
     lora: tuple[tuple[str, str, str, float, str, str | None], ...] = ()
+    #: lora_bias: (model key of a layer's bias, lora_B.bias key, scale), model order
+    lora_bias: tuple[tuple[str, str, float], ...] = ()
     #: BatchNorm modules whose running statistics are reset after loading
     bn_reset: tuple[str, ...] = ()
     #: (key, reason) of every selected key that is not loaded
@@ -418,6 +420,8 @@ _RESERVED = frozenset(
         "functools",
         "merge_lora",
         "LORA",
+        "merge_lora_bias",
+        "LORA_BIAS",
         "result",
     }
 )
@@ -518,6 +522,13 @@ def to_code(
             "# the layer's kind, DoRA magnitude key or None)\n"
         )
         consts.append(_block("LORA", [_lit(row) for row in spec.lora]))
+    if spec.lora_bias:
+        functions.append(
+            "# lora_bias, as PEFT's merge: the layer's bias + scale * lora_B.bias\n"
+            + _source_without_docstring(merge_lora_bias)
+        )
+        consts.append("# layers' biases merged with their lora_B.bias: (model key, key, scale)\n")
+        consts.append(_block("LORA_BIAS", [_lit(row) for row in spec.lora_bias]))
     if spec.bn_reset:
         consts.append("# BatchNorm modules whose running statistics are reset after loading\n")
         consts.append(_block("BN_RESET", [_lit(m) for m in spec.bn_reset]))
@@ -543,7 +554,7 @@ def to_code(
             f'if __name__ == "__main__":\n'
             f'    if "{model_name}" in globals():  # a notebook cell where the model exists\n'
             f"        result = {call}\n"
-            f"        print(f'loaded {{len(KEYS){' + len(LORA)' if spec.lora else ''}}} tensors into {model_name}')\n"
+            f"        print(f'loaded {{len(KEYS){' + len(LORA)' if spec.lora else ''}{' + len(LORA_BIAS)' if spec.lora_bias else ''}}} tensors into {model_name}')\n"
             f"    else:  # a script: nothing to load into yet\n"
             f"        print({_lit(f'Build your model, then call {call}.')})\n"
         )
@@ -592,6 +603,12 @@ def to_code(
             if spec.lora
             else ""
         )
+        + (
+            "    for key, b, scale in LORA_BIAS:\n"
+            "        filtered[key] = merge_lora_bias(current[key], state[b], scale)\n"
+            if spec.lora_bias
+            else ""
+        )
         + meta
         + (
             "    for name in BN_RESET:\n        model.get_submodule(name).reset_running_stats()\n"
@@ -622,6 +639,7 @@ def to_code(
     doc = (
         f'"""Partial load exported by sd_widgets {__version__}: {len(spec.keys)} tensors loaded, '
         + (f"{len(spec.lora)} LoRA merges, " if spec.lora else "")
+        + (f"{len(spec.lora_bias)} LoRA biases, " if spec.lora_bias else "")
         + f"{len(spec.skipped)} skipped,\nBatchNorm policy {_lit(spec.bn)}. "
         "Same result as sd_widgets.partial_load (without its rollback).\n" + usage + '"""\n'
     )
@@ -641,6 +659,8 @@ def to_code(
         needed = "dict(KEYS).values()" if renamed_keys else "KEYS"
         if spec.lora:
             needed = f"[*{needed}, *(name for row in LORA for name in row[1:3] + row[5:] if name)]"
+        if spec.lora_bias:
+            needed = f"[*{needed}, *(row[1] for row in LORA_BIAS)]"
         parts.append(reader.replace("{NEEDED}", needed))
     if rename:
         parts.append(rename)

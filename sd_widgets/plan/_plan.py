@@ -29,7 +29,7 @@ from ..checkpoint._dcp import read_dcp_metadata
 from ..compare._adapters import ADAPTERS as ADAPTER_REGISTRY
 from ..compare._adapters import get_adapter
 from ..compare._compare import Comparison, Row, shape_mismatch_text
-from ..compare._lora import LoraPair, merge_lora
+from ..compare._lora import LoraPair, merge_lora, merge_lora_bias
 from ..compare._metadata import merged_metadata
 from ..errors import CheckpointChangedError
 from ..statuses import BN_BUFFERS, BN_COUNTER, BN_STATISTICS, Status
@@ -465,7 +465,8 @@ class LoadPlan:
         self.skipped = skipped
         self.bn = bn
         self.bn_reset_modules = bn_reset_modules
-        #: model key → the LoRA factor pair merged into it (``plan(lora="merge")``)
+        #: model key → the LoRA factor pair merged into it (``plan(lora="merge")``; a layer's
+        #: bias too when the pair has a ``lora_B.bias``)
         self.lora: dict[str, LoraPair] = {}
 
     # building ------------------------------------------------------------------------------------
@@ -481,9 +482,10 @@ class LoadPlan:
         """The plan that merges the LoRA adapter ``cmp.lora`` into the model (``how="merge"``).
 
         Each mergeable factor pair becomes an entry for the model weight it modifies (read
-        from the model when the plan is materialised: its current value); ``include`` and
-        ``exclude`` choose among those weights (keys, module paths, globs). Pairs that cannot
-        be merged are skipped with their reason.
+        from the model when the plan is materialised: its current value), and one for the
+        layer's bias when the adapter has a ``lora_B.bias`` for it (``lora_bias``: it follows
+        its weight); ``include`` and ``exclude`` choose among those weights (keys, module
+        paths, globs). Pairs that cannot be merged are skipped with their reason.
         """
         if how != "merge":
             raise ValueError(f"lora={how!r}: the one LoRA action is 'merge'")
@@ -513,6 +515,10 @@ class LoadPlan:
                 continue
             entries[key] = PlanEntry(key, pair.a_key, row.status, None, None)
             pairs[key] = pair
+            if pair.bias_key is not None and pair.bias_target is not None:
+                bias = pair.bias_target
+                entries[bias] = PlanEntry(bias, pair.bias_key, cmp[bias].status, None, None)
+                pairs[bias] = pair
         order = _index(cmp).order
         entries = OrderedDict(sorted(entries.items(), key=lambda kv: order[kv[0]]))
         plan = cls(cmp, entries, skipped, "load", [])
@@ -757,7 +763,9 @@ class LoadPlan:
                 out[k] = ckpt.value(e.ckpt_key)  # set_extra_state (or the module) takes it
                 continue
             t = tensors[e.ckpt_key]
-            if k in self.lora:  # W + scale · B @ A, from the model's current weight
+            if k in self.lora and k != self.lora[k].base_key:  # its bias + scale · lora_B.bias
+                t = merge_lora_bias(current[k], t, self.lora[k].scale)
+            elif k in self.lora:  # W + scale · B @ A, from the model's current weight
                 pair = self.lora[k]
                 magnitude = factors[pair.magnitude_key] if pair.magnitude_key else None
                 t = merge_lora(
@@ -816,6 +824,12 @@ class LoadPlan:
             lora=tuple(
                 (k, p.a_key, p.b_key, p.scale, p.layer, p.magnitude_key)
                 for k, p in self.lora.items()
+                if k == p.base_key
+            ),
+            lora_bias=tuple(
+                (k, p.bias_key, p.scale)
+                for k, p in self.lora.items()
+                if k != p.base_key and p.bias_key is not None
             ),
             adapters=tuple((k, e.adapter) for k, e in self.entries.items() if e.adapter),
             adapter_notes=tuple(

@@ -191,13 +191,11 @@ def merge_lora(w: Explorer, _c: Mapping[str, Any]) -> None:
             + (f" ({first[0]}: {first[1]})" if first else "")
         )
     w._lora_merge = True
-    _run_load(
-        w,
-        cmp,
-        model,
-        plan,
-        "Merged {n} LoRA factor pairs into the model's weights (W + scale · B @ A)",
-    )
+    n_pairs = sum(1 for k, p in plan.lora.items() if k == p.base_key)
+    head = f"Merged {n_pairs:,} LoRA factor pairs into the model's weights (W + scale · B @ A)"
+    if n_pairs < len(plan.lora):  # lora_bias: the layers' biases too
+        head += " and their biases ({n} tensors)"
+    _run_load(w, cmp, model, plan, head)
     w._update_preview()  # the plan is the merge now: the preview and the Code tab say so
 
 

@@ -553,7 +553,7 @@ def lora_payload(cmp: Comparison, *, merged: bool = False) -> dict[str, Any]:
     except ValueError as exc:
         why_not = f"It cannot be merged: {exc}".replace("lora='merge': ", "")
     else:
-        n_merge = len(plan.lora)
+        n_merge = sum(1 for k, p in plan.lora.items() if k == p.base_key)
         if not n_merge:
             first = next(iter(plan.skipped.values()), "no factor pair fits the model")
             why_not = f"No factor pair can be merged into this model ({first})."
@@ -570,7 +570,8 @@ def lora_payload(cmp: Comparison, *, merged: bool = False) -> dict[str, Any]:
                 "a_key": p.a_key,
                 "b_key": p.b_key,
                 "factors": f"A {a} · B {b}, × {p.scale:g}{how.get(p.layer, '')}"
-                + (", DoRA magnitude" if p.magnitude_key else ""),
+                + (", DoRA magnitude" if p.magnitude_key else "")
+                + (", + lora_B.bias" if p.bias_key else ""),
                 "problem": p.problem or "",
             }
         )
