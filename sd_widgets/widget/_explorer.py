@@ -650,7 +650,12 @@ class Explorer(anywidget.AnyWidget):
         old_selection = list(self.selected_keys)
         payload = pl.payload_from_comparison(
             cmp,
-            source=self._source_name or _texts.describe_source(cmp.checkpoint),
+            source=self._source_name
+            or (
+                _texts.describe_source(cmp.checkpoint)
+                if cmp.model is not None
+                else _texts.side_label(cmp.checkpoint)
+            ),
             model=_texts.model_label(cmp.model, self._value_a),
         )
         self._cmp = cmp

@@ -128,6 +128,21 @@ def _files(widget: Explorer) -> list[str]:
     return [str(f) for f in (cmp.checkpoint.source.files or ())]
 
 
+def _note(two: bool) -> str:
+    """The line under the header: what the page is, and the notebook call that shows it live."""
+    if two:
+        return (
+            "A read-only report of two checkpoints: search, filter and expand the tree; "
+            "nothing here loads. In a notebook the same view is "
+            "<code>sdw.Explorer(sdw.compare_values(a, b))</code>."
+        )
+    return (
+        "A read-only report: search, filter and expand the tree; nothing here loads. To "
+        "select and load, open the same comparison with "
+        "<code>sdw.Explorer(model, checkpoint)</code> in a notebook."
+    )
+
+
 def report_html(
     widget: Explorer,
     *,
@@ -165,17 +180,24 @@ def report_html(
         # control characters and bidi overrides written as escapes, as the CLI prints them
         return f"<bdi>{html.escape(escape_text(text))}</bdi>"
 
-    rows = [("checkpoint", bdi(source))]
+    # two checkpoints (no model): the sides are named as the tree's columns name them
+    two = widget.comparison is not None and widget.comparison.model is None
+    b_name, a_name = ("b (after)", "a (before)") if has_values else ("checkpoint", "against")
+    rows = [(b_name if two else "checkpoint", bdi(source))]
     files = _files(widget)
     if files and (len(files) > 1 or files[0] not in source):
         rows.append(("files", "<br>".join(bdi(f) for f in files)))
     rows += [
-        ("model", bdi(model)),
+        (a_name if two else "model", bdi(model)),
         ("keys", html.escape(f"{n_keys:,}: {counts}")),
         ("written by", html.escape(f"sd_widgets {__version__} on {written}")),
     ]
     head = "".join(f"<dt>{html.escape(k)}</dt><dd>{v}</dd>" for k, v in rows)
-    title = html.escape(f"sd_widgets report: {model} ← {source}")
+    title = html.escape(
+        f"sd_widgets report: a: {model} → b: {source}"
+        if two
+        else f"sd_widgets report: {model} ← {source}"
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -191,9 +213,7 @@ def report_html(
 <header class="sdw-report-head" data-role="report-head">
 <h1>State dict comparison</h1>
 <dl>{head}</dl>
-<p class="sdw-report-note" data-role="report-note">A read-only report: search, filter and expand
-the tree; nothing here loads. To select and load, open the same comparison with
-<code>sdw.Explorer(model, checkpoint)</code> in a notebook.</p>
+<p class="sdw-report-note" data-role="report-note">{_note(two)}</p>
 </header>
 <main id="sdw-report" data-role="report"></main>
 <noscript>{pl.summary_html(tree) if tree else ""}</noscript>

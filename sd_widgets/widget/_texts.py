@@ -154,7 +154,22 @@ def model_label(model: nn.Module | None, reference: Any = None) -> str:
     """
     if model is not None:
         return type(model).__name__
-    return reference.source.describe() if isinstance(reference, Checkpoint) else "checkpoint"
+    return side_label(reference) if isinstance(reference, Checkpoint) else "checkpoint"
+
+
+def side_label(ckpt: Checkpoint) -> str:
+    """One side of two checkpoints, for people: its source, or what an in-memory one holds.
+
+    A file is named by its description (kind and path); a state dict given in memory has no
+    path, and two of them would both read "mapping", so it says what it is and how many
+    tensors it holds.
+    """
+    source = ckpt.source
+    text = source.describe()
+    if source.path is not None:
+        return text
+    noun = "a module's state dict" if source.kind == "module" else "state dict"
+    return f"in-memory {noun} ({len(ckpt):,} tensors)" + text[len(source.kind) :]
 
 
 def describe_source(source: Any) -> str:

@@ -1,0 +1,64 @@
+"""A user's acceptance pass: what the product says and exports, checked as a user reads it."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+import torch
+
+import sd_widgets as sdw
+from sd_widgets import demo
+
+
+def _header(html_text: str) -> dict[str, str]:
+    """The report header's rows: label -> text (tags dropped)."""
+    rows = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", html_text)
+    return {k: re.sub(r"<[^>]+>", "", v) for k, v in rows}
+
+
+def _report(widget: sdw.Explorer) -> str:
+    out = io.StringIO()
+    widget.to_html(out)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def base_and_tuned() -> tuple[torch.nn.Module, torch.nn.Module]:
+    base = demo.pretrained("cnn")
+    tuned = demo.pretrained("cnn")
+    demo.fine_tune(tuned, freeze="backbone", steps=2)
+    return base, tuned
+
+
+def test_report_of_two_in_memory_state_dicts_names_both_sides(base_and_tuned):
+    base, tuned = base_and_tuned
+    w = sdw.Explorer(sdw.compare_values(base.state_dict(), tuned.state_dict()))
+    head = _header(_report(w))
+    # the sides are called as the tree's columns call them, never "model" (there is none)
+    assert list(head)[:2] == ["b (after)", "a (before)"]
+    assert head["b (after)"] == head["a (before)"] == "in-memory state dict (38 tensors)"
+    assert "model" not in head
+    assert "mapping" not in repr(w)
+    assert w.values["a"] == w.values["b"] == "in-memory state dict (38 tensors)"
+
+
+def test_report_of_two_files_names_each_file(base_and_tuned, tmp_path):
+    base, tuned = base_and_tuned
+    a = demo.save(base.state_dict(), tmp_path / "base.safetensors", format="safetensors")
+    b = demo.save(tuned.state_dict(), tmp_path / "tuned.safetensors", format="safetensors")
+    text = _report(sdw.Explorer(sdw.compare_values(a, b)))
+    head = _header(text)
+    assert head["b (after)"].endswith("tuned.safetensors")
+    assert head["a (before)"].endswith("base.safetensors")
+    title = re.search(r"<title>(.*)</title>", text)[1]
+    assert title.index("base.safetensors") < title.index("tuned.safetensors")
+    assert "compare_values" in text  # the note says how to see it live, not Explorer(model, ...)
+
+
+def test_report_of_model_and_checkpoint_keeps_its_header():
+    w = sdw.Explorer(demo.target_model("new_head"), demo.variant("new_head"))
+    head = _header(_report(w))
+    assert list(head)[:2] == ["checkpoint", "model"]
+    assert head["model"] == "SmallCNN"
