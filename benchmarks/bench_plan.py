@@ -1,7 +1,7 @@
-"""``LoadPlan.build`` (ONE planning path) for the Explorer's click, and a Mixture of Experts.
+"""``LoadPlan.build`` (ONE planning path) for the Explorer's click.
 
     python benchmarks/bench_plan.py [--sizes 3000,10000,30000] [--repeats 15] [--explorer]
-                                    [--moe 98304] [--check]
+                                    [--check]
 
 Every click in the Explorer re-plans its selection (``Comparison.plan(include=selected_keys)``).
 There is one planning path: the selection (a list of row keys is checked in a few C-level
@@ -23,13 +23,8 @@ through ``handle_action``) including the state update it sends, serialised as ip
 (ipywidgets' buffer split, then jupyter_client's ``json_packer``). Target: <= 40 ms at 30,000
 keys (the click round trip budget is 150 ms, ``bench_widget.py``).
 
-``--moe N`` (default 98,304; 0 skips it) builds a Mixture-of-Experts layout as the largest MoE
-models ship it — 64 layers x 512 experts x 3 weights at 98,304 keys — as a meta-device model and a
-checkpoint in sharded safetensors with an index, saved from a DDP wrapper (every key under
-``module.``). Timed: ``Explorer()`` from the files to its tree payload (at N keys and at 10,000),
-applying the suggested prefix rule (``accept_suggestion``), and a module click (``toggle`` of one
-layer) after it. Targets (issue 21): Explorer() <= 2 s at ~100,000 keys and <= 0.4 s at 10,000,
-a click <= 150 ms kernel-side, the prefix rule <= 1 s.
+The Mixture-of-Experts case (Explorer(), the prefix rule and a click at ~100,000 keys) is in
+``bench_widget.py --kernel-only``.
 """
 
 from __future__ import annotations
@@ -201,94 +196,12 @@ def explorer_toggle(n_keys: int, repeats: int) -> dict[str, float]:
     }
 
 
-class Expert(nn.Module):
-    """One expert as MoE checkpoints ship it: three projections, no biases."""
-
-    def __init__(self, width: int = 4) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(width, width, bias=False)
-        self.up_proj = nn.Linear(width, width, bias=False)
-        self.down_proj = nn.Linear(width, width, bias=False)
-
-
-class MoELayer(nn.Module):
-    def __init__(self, experts: int) -> None:
-        super().__init__()
-        self.experts = nn.ModuleList(Expert() for _ in range(experts))
-
-
-class MoE(nn.Module):
-    def __init__(self, layers: int, experts: int) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(MoELayer(experts) for _ in range(layers))
-
-
-def moe_files(n_keys: int, directory: Path) -> tuple[nn.Module, Path]:
-    """A meta-device MoE of about ``n_keys`` keys (64 layers) and its checkpoint, saved from a
-    DDP wrapper (``module.`` on every key) as sharded safetensors with an index."""
-    import json
-
-    from safetensors.torch import save_file
-
-    experts = max(1, n_keys // (64 * 3))
-    with torch.device("meta"):
-        model = MoE(64, experts)
-    keys = list(model.state_dict())
-    shards = 8
-    per = -(-len(keys) // shards)
-    weight_map = {}
-    zero = torch.zeros(4, 4)
-    for i in range(shards):
-        name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-        part = {"module." + k: zero.clone() for k in keys[i * per : (i + 1) * per]}
-        save_file(part, directory / name)
-        weight_map.update(dict.fromkeys(part, name))
-    index = directory / "model.safetensors.index.json"
-    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    return model, index
-
-
-def moe(n_keys: int, repeats: int) -> dict[str, float]:
-    """Explorer() on the MoE files, the suggested prefix rule, and a layer click after it."""
-    import os
-    import tempfile
-
-    os.environ["SDW_WIDGET_SYNC"] = "1"
-    with tempfile.TemporaryDirectory() as tmp:
-        model, index = moe_files(n_keys, Path(tmp))
-        t0 = time.perf_counter()
-        w = sdw.Explorer(model, index)
-        opened = time.perf_counter() - t0
-        n = len(w.comparison.checkpoint)  # keys (the rows before the rule are twice that)
-        rule = next(s for s in w.suggestions if "module." in str(s))
-        t0 = time.perf_counter()
-        w.handle_action({"action": "accept_suggestion", "id": rule["id"]})
-        renamed = time.perf_counter() - t0
-        matched = w.comparison.summary()["match"]
-        w._cell_hook = True  # in a kernel the staleness check runs after cells, not per click
-
-        def click() -> None:
-            w.handle_action({"action": "toggle", "modules": ["layers.1"]})
-
-        times = interleaved({"click": click}, repeats, warmup=1)
-    return {
-        "keys": n,
-        "explorer": opened,
-        "rule": renamed,
-        "matched": matched,
-        "click": median(times["click"]),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="3000,10000,30000")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--explorer", action="store_true", help="also time an Explorer click (kernel)")
-    ap.add_argument(
-        "--moe", type=int, default=98_304, help="MoE keys (0: skip; 10,000 is timed too)"
-    )
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(machine_line())
@@ -344,49 +257,6 @@ def main(argv: list[str] | None = None) -> int:
                         f"Explorer click, {r['keys']:,} keys: whole kernel handler <= 40 ms",
                         r["toggle"] <= 0.040,
                         f"{r['toggle'] * 1e3:.1f} ms",
-                    )
-                )
-    if args.moe:
-        runs = [moe(n, max(3, args.repeats // 3)) for n in sorted({10_000, args.moe})]
-        print("\nMixture of Experts (64 layers, meta model, sharded safetensors under 'module.'):")
-        print(
-            text_table(
-                ["keys", "Explorer()", "prefix rule", "matched after", "click"],
-                [
-                    [
-                        f"{r['keys']:,}",
-                        f"{r['explorer']:.2f} s",
-                        f"{r['rule']:.2f} s",
-                        f"{r['matched']:,}",
-                        f"{r['click'] * 1e3:.0f} ms",
-                    ]
-                    for r in runs
-                ],
-            )
-        )
-        for r in runs:
-            big = r["keys"] >= 50_000
-            limit = 2.0 if big else 0.4
-            targets.append(
-                Target(
-                    f"MoE {r['keys']:,} keys: Explorer() <= {limit:g} s",
-                    r["explorer"] <= limit,
-                    f"{r['explorer']:.2f} s",
-                )
-            )
-            if big:
-                targets.append(
-                    Target(
-                        f"MoE {r['keys']:,} keys: a module click <= 150 ms kernel-side",
-                        r["click"] <= 0.150,
-                        f"{r['click'] * 1e3:.0f} ms",
-                    )
-                )
-                targets.append(
-                    Target(
-                        f"MoE {r['keys']:,} keys: applying the suggested prefix rule <= 1 s",
-                        r["rule"] <= 1.0 and r["matched"] == r["keys"],
-                        f"{r['rule']:.2f} s, {r['matched']:,} keys matched after",
                     )
                 )
     return report_targets(targets, args.check)

@@ -23,6 +23,7 @@ import json
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import TYPE_CHECKING, Any, NamedTuple, cast, get_args
 
 from ..compare._tree import COLUMNS as _COLUMNS
@@ -96,11 +97,21 @@ class TreeIndex:
 
     def __post_init__(self) -> None:
         cols = self.payload["columns"]
-        self._entry_of_key = {}
-        self._entry_of_module = {}
-        for i, (t, path) in enumerate(zip(cols["t"], cols["path"], strict=True)):
-            (self._entry_of_key if t == 1 else self._entry_of_module).setdefault(path, i)
-        self._keys = [p for t, p in zip(cols["t"], cols["path"], strict=True) if t == 1]
+        is_row, paths = cols["t"], cols["path"]
+        if len(is_row) != len(paths):
+            raise ValueError(f"a tree payload of {len(is_row)} entries has {len(paths)} paths")
+        is_module = [1 - t for t in is_row]
+        entries = range(len(paths))
+        self._keys = list(compress(paths, is_row))
+
+        def first_entry(names: list[str], at: list[int]) -> dict[str, int]:
+            """Name → its first entry (built in C: reversed, so the first one stays)."""
+            return dict(zip(reversed(names), reversed(at), strict=True))
+
+        self._entry_of_key = first_entry(self._keys, list(compress(entries, is_row)))
+        self._entry_of_module = first_entry(
+            list(compress(paths, is_module)), list(compress(entries, is_module))
+        )
 
     @property
     def columns(self) -> Mapping[str, list]:
