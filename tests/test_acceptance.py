@@ -62,3 +62,37 @@ def test_report_of_model_and_checkpoint_keeps_its_header():
     head = _header(_report(w))
     assert list(head)[:2] == ["checkpoint", "model"]
     assert head["model"] == "SmallCNN"
+
+
+def _files(tmp_path, base_and_tuned):
+    base, tuned = base_and_tuned
+    a = demo.save(base.state_dict(), tmp_path / "base.safetensors", format="safetensors")
+    b = demo.save(tuned.state_dict(), tmp_path / "tuned.safetensors", format="safetensors")
+    return a, b
+
+
+def test_cli_diff_against_a_checkpoint_does_not_call_it_a_model(base_and_tuned, tmp_path, capsys):
+    from sd_widgets.cli import _main as cli
+
+    a, b = _files(tmp_path, base_and_tuned)
+    assert cli.main(["diff", str(b), "--against", str(a)]) == cli.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert f"against: safetensors {a}" in lines
+    assert not any(line.startswith("model:") for line in lines)
+
+    assert cli.main(["diff", str(b), "--against", str(a), "--values"]) == cli.EXIT_DIFFERENT
+    lines = capsys.readouterr().out.splitlines()
+    assert f"a (--against): safetensors {a}" in lines  # not "checkpoint safetensors ..."
+    assert f"b (CHECKPOINT): safetensors {b}" in lines
+
+
+def test_cli_values_footer_counts_one_tensor_in_the_singular(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from sd_widgets.cli import _main as cli
+
+    save_file({"w": torch.zeros(2), "v": torch.ones(2)}, tmp_path / "a.safetensors")
+    save_file({"w": torch.ones(2), "v": torch.ones(2)}, tmp_path / "b.safetensors")
+    argv = ["diff", str(tmp_path / "b.safetensors"), "--against", str(tmp_path / "a.safetensors")]
+    assert cli.main([*argv, "--values"]) == cli.EXIT_DIFFERENT
+    assert "DIFFERENT: 1 tensor changed" in capsys.readouterr().out.splitlines()

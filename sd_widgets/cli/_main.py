@@ -696,7 +696,8 @@ def _diff_footer(
     dtype = Status.DTYPE_MISMATCH.value
     yield f"{total:,} keys: {_counts_text(counts)}"
     yield f"checkpoint: {cmp.checkpoint.source.describe()}"
-    yield f"model: {model_label}"
+    # --against: the other side is a checkpoint, not a model
+    yield f"{'model' if cmp.model is not None else 'against'}: {model_label}"
     if cmp.renames:
         yield "renames: " + "; ".join(r.describe() for r in cmp.renames)
     tied = [r for r in cmp.rows if getattr(r, "tied_to", None)]
@@ -831,7 +832,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         target: nn.Module | Checkpoint = model
     else:
         other = _open(args.against, args.against_key, args.trust, args.allow)
-        model_label = f"checkpoint {other.source.describe()}"
+        model_label = other.source.describe()
         model_info = {"against": _source_dict(other.source)}
         target = other
     cmp = _compare(target, ckpt, renames)
@@ -969,7 +970,11 @@ def _values_footer(
             f"{n:,} {s}" for s, n in vc.comparison.summary().items() if n and s != Status.MATCH
         ]
         yield "DIFFERENT: " + "; ".join(
-            ([f"{summary['changed']:,} tensors changed"] if summary["changed"] else [])
+            (
+                [f"{summary['changed']:,} tensor{'' if summary['changed'] == 1 else 's'} changed"]
+                if summary["changed"]
+                else []
+            )
             + (["key sets differ: " + ", ".join(problems)] if problems else [])
         )
 
