@@ -165,3 +165,45 @@ def test_wrapper_segment_rule_and_config_sentence_in_jupyterlab(lab):
         "intermediate_size=48 (checkpoint: 96)."
     )
     lab.screenshot("families-config-mismatch", wide)
+
+
+def test_offline_report_of_an_adapter_shows_the_strip_without_merge(browser, tmp_path):
+    """``Explorer.to_html`` of the same kind of adapter: the LoRA strip and its pairs are in the
+    read-only report; the Merge button (it would ask a kernel) is not."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import sd_widgets as sdw
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=64,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    adapter = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True)
+    get_peft_model(copy.deepcopy(model), adapter).save_pretrained(tmp_path)
+    page_path = tmp_path / "lora-report.html"
+    sdw.Explorer(model, tmp_path / "adapter_model.safetensors").to_html(page_path)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
+    try:
+        page = context.new_page()
+        page.goto(page_path.resolve().as_uri())
+        root = page.locator(".sdw-explorer")
+        expect(root).to_have_attribute("data-readonly", "true")
+        panel = root.locator("[data-role=lora]")
+        expect(panel.locator("[data-role=lora-text]")).to_have_text(
+            "LoRA adapter, rank 4, alpha 8, targets c_attn; holds no base weights"
+        )
+        expect(panel.locator("[data-role=lora-pair]")).to_have_count(2)
+        expect(panel.locator("[data-action=merge-lora]")).to_be_hidden()
+    finally:
+        context.close()
