@@ -96,3 +96,17 @@ def test_cli_values_footer_counts_one_tensor_in_the_singular(tmp_path, capsys):
     argv = ["diff", str(tmp_path / "b.safetensors"), "--against", str(tmp_path / "a.safetensors")]
     assert cli.main([*argv, "--values"]) == cli.EXIT_DIFFERENT
     assert "DIFFERENT: 1 tensor changed" in capsys.readouterr().out.splitlines()
+
+
+def test_a_data_class_checkpoint_is_not_said_to_need_code(tmp_path):
+    """A Lightning-style file with argparse.Namespace: the title must not say it runs code,
+    the text says it is not known to, and the fix names just that class."""
+    import argparse
+
+    ckpt = {"state_dict": demo.variant("identical"), "hparams": argparse.Namespace(lr=0.1)}
+    torch.save(ckpt, tmp_path / "light.ckpt")
+    w = sdw.Explorer(demo.target_model("identical"), tmp_path / "light.ckpt")
+    assert w.error["kind"] == "unsafe"
+    assert "code" not in w.error["title"]
+    assert "not known to run code" in w.error["text"]
+    assert "argparse.Namespace" in w.error["fix"]

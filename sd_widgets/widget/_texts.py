@@ -112,7 +112,8 @@ def error_state(exc: BaseException, source: Any) -> dict[str, str]:
         )
     elif isinstance(exc, errors.UnsafeCheckpointError):
         kind = "unsafe"
-        title = "The checkpoint needs code that weights-only loading refuses to run"
+        # data classes (argparse.Namespace): not known to run code, so the title says no more
+        title = "The checkpoint pickles objects that weights-only loading refuses"
         names = ", ".join(exc.globals) or "the globals named above"
         fix = (
             "Nothing from the file was run. If you trust where the file comes from, open it "
