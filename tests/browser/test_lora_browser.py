@@ -18,6 +18,8 @@ built with another config told in one sentence in the summary strip
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -86,6 +88,15 @@ def test_lora_adapter_is_named_paired_merged_and_undone_by_keyboard(lab):
     press(pair.locator("[data-action=goto-problem]"))
     expect(leaf(root, key)).to_be_focused()
     expect(leaf(root, key)).to_have_attribute("data-status", "missing")
+    # in the tree, the weight's row and its factors' rows say what they pair with
+    a_key = "base_model.model.transformer.h.1.attn.c_attn.lora_A.weight"
+    note = leaf(root, key).locator("[data-role=lora-note]")
+    expect(note).to_have_text("LoRA")
+    expect(note).to_have_attribute("title", re.compile(re.escape(f"factors: {a_key}, ")))
+    press(root.locator("[data-action=expand-all]"))
+    expect(leaf(root, a_key).locator("[data-role=lora-note]")).to_have_attribute(
+        "title", f"LoRA factor A of {key}"
+    )
     lab.screenshot("lora-view", root)
 
     merge = panel.locator("[data-action=merge-lora]")

@@ -308,3 +308,18 @@ test("statusColours: one --sdw-c-<status> per legend entry, from the legend, hos
   const bad = [{ status: "x} body{display:none", colour: "#fff" }, { status: "ok_one", colour: "red;}" }, { status: "fine", colour: "#123456" }];
   assert.deepEqual(B.statusColours(bad), [["--sdw-c-fine", "#123456"]]);
 });
+
+test("loraNotes: the weight a LoRA pair modifies and each factor say what they pair with", () => {
+  const notes = rows.loraNotes({
+    pairs: [
+      { base: "h.0.attn.c_attn.weight", a_key: "base_model.model.h.0.attn.c_attn.lora_A.weight", b_key: "base_model.model.h.0.attn.c_attn.lora_B.weight", factors: "A (4, 32) · B (96, 4), × 2", problem: "" },
+      { base: "h.1.attn.c_attn.weight", a_key: "a1", b_key: "b1", factors: "A (4, 32) · B (96, 4), × 2", problem: "the model's weight is [48, 144]" },
+    ],
+  });
+  assert.equal(notes.get("h.0.attn.c_attn.weight"), "LoRA: + A (4, 32) · B (96, 4), × 2\nfactors: base_model.model.h.0.attn.c_attn.lora_A.weight, base_model.model.h.0.attn.c_attn.lora_B.weight");
+  assert.equal(notes.get("base_model.model.h.0.attn.c_attn.lora_B.weight"), "LoRA factor B of h.0.attn.c_attn.weight");
+  assert.equal(notes.get("h.1.attn.c_attn.weight"), "LoRA: not merged: the model's weight is [48, 144]\nfactors: a1, b1");
+  assert.equal(notes.size, 6);
+  assert.equal(rows.loraNotes({}).size, 0);
+  assert.equal(rows.loraNotes(undefined).size, 0);
+});

@@ -50,6 +50,7 @@ export function uniqueId(prefix) {
  * @property {number} fittedTo           the viewport width the columns were last fitted to
  * @property {boolean} readOnly          the standalone report (its model's `read_only`): no kernel
  * @property {ValueIndex|null} [values]  the value comparison (values.js), null before one
+ * @property {Map<string, string>} [loraNotes]  a LoRA adapter's pairing by row key (rows.js)
  * @property {Set<string>} [changeOn]    values.js: changes the tree shows (empty: every row)
  * @property {boolean} [sortByChange]    values.js: each module's rows most changed first
  */

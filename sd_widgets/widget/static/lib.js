@@ -720,12 +720,13 @@ export function settleFocus(data, visible, focus) {
  * 12px), "meta" (monospace 11px) or "ui" (12px UI font); monospace kinds are measured once.
  * @param {TreeData} data
  * @param {(text: string, kind: "name"|"meta"|"ui") => number} measure
- * @param {{indent?: number, gap?: number, minName?: number, maxName?: number, minSide?: number, minStatus?: number, maxType?: number, noteW?: number, sharedNote?: string, modelIndent?: number}} [opts]  sharedNote: a rename
- *   note the column header shows once instead of on every row
+ * @param {{indent?: number, gap?: number, minName?: number, maxName?: number, minSide?: number, minStatus?: number, maxType?: number, noteW?: number, sharedNote?: string, modelIndent?: number, lora?: Map<string, string>}} [opts]  sharedNote: a rename
+ *   note the column header shows once instead of on every row; lora: the rows that carry a
+ *   "LoRA" tag in their status cell (rows.js loraNotes)
  * @returns {{ckpt: number, status: number, model: number}}
  */
 export function columnWidths(data, measure, opts = {}) {
-  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "" } = opts;
+  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "", lora = null } = opts;
   const c = data.c;
   const p = data.p;
   let ckpt = minSide;
@@ -797,7 +798,7 @@ export function columnWidths(data, measure, opts = {}) {
       status = Math.max(status, w);
       continue;
     }
-    const sw = statusW[/** @type {number} */ (c.status[i])] + (c.adaptable[i] ? adaptW(i) : 0);
+    const sw = statusW[/** @type {number} */ (c.status[i])] + (c.adaptable[i] ? adaptW(i) : 0) + (lora && lora.has(c.path[i]) ? m("LoRA", "meta") + 8 + gap : 0);
     if (sw > status) status = sw;
     const sides = c.sides[i];
     if (sides & 1) {

@@ -16,6 +16,8 @@ import { focusedIn, h, uniqueId } from "./dom.js";
  * @property {{top: HTMLElement, results: HTMLElement, code?: HTMLElement}} slots
  * @property {{setResults: (results: any) => void, setHistogram: (one: any) => void}} tabs
  *   tabs.js, which shows the `results` count and the `histogram` in the Results tab
+ * @property {(lora: LoraPayload) => void} [onLora]   the tree, which marks the rows a LoRA
+ *   adapter's pairs touch (rows.js loraNotes)
  */
 
 /**
@@ -193,6 +195,7 @@ export function mountPanels(ctx) {
   function drawLora() {
     /** @type {LoraPayload} */
     const l = model.get("lora") || {};
+    if (ctx.onLora) ctx.onLora(l);
     loraPanel.hidden = !(l && l.text);
     if (loraPanel.hidden) return;
     loraText.textContent = l.text;

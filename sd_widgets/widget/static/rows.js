@@ -17,6 +17,7 @@ import { frozenBnFlag, valueBadge } from "./values.js";
  * @property {Map<string, string>} skipped  selected keys the plan skips, with the reason
  * @property {string} sharedNote       the rename prefix the column header says once
  * @property {ValueIndex|null} [values] the value comparison (values.js), when there is one
+ * @property {Map<string, string>} [lora] a LoRA adapter's pairing by row key (loraNotes)
  */
 
 /**
@@ -41,6 +42,25 @@ export function rowSig(data, i, skipped) {
   const key = data.c.path[i];
   const selected = data.selected[i] === 1;
   return `${selected ? 1 : 0}${data.selectable(i) ? 1 : 0}|${data.hasAdapter(i) ? data.adapters[key] : ""}|${selected ? skipped.get(key) || "" : ""}`;
+}
+
+/**
+ * What the rows of a LoRA adapter say about their pairing, by row key: the model weight a factor
+ * pair modifies ("LoRA: + A (4, 32) · B (96, 4), × 2 ...", with both factor keys) and each
+ * factor ("LoRA factor A of <weight>"). Empty without an adapter (`lora` trait `{}`).
+ * @param {{pairs?: {base: string, a_key: string, b_key: string, factors: string, problem: string}[]}|null|undefined} lora
+ * @returns {Map<string, string>}
+ */
+export function loraNotes(lora) {
+  /** @type {Map<string, string>} */
+  const out = new Map();
+  for (const p of (lora && lora.pairs) || []) {
+    const how = p.problem ? `not merged: ${p.problem}` : `+ ${p.factors}`;
+    out.set(p.base, `LoRA: ${how}\nfactors: ${p.a_key}, ${p.b_key}`);
+    out.set(p.a_key, `LoRA factor A of ${p.base}`);
+    out.set(p.b_key, `LoRA factor B of ${p.base}`);
+  }
+  return out;
 }
 
 /**
@@ -338,6 +358,11 @@ function leafRow(data, i, pos, ctx) {
   }
   const valueEl = valueBadge(ctx.values, c.path[i], false);
   if (valueEl) statusCell.appendChild(valueEl);
+  const lora = ctx.lora && ctx.lora.get(c.path[i]); // a LoRA adapter: what this row pairs with
+  if (lora) {
+    row.title += `\n${lora}`;
+    statusCell.appendChild(h("span", { className: "sdw-lora-note", text: "LoRA", title: lora, dataset: { role: "lora-note" } }));
+  }
   return withCells(row, data, i, ctx, l.check, l.mark, statusCell);
 }
 

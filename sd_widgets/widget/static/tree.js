@@ -95,6 +95,7 @@ import { mountNav } from "./treenav.js";
 import { mountFilters } from "./filters.js";
 import { mountActions, mountTraits } from "./traits.js";
 import { mountPanels } from "./panels.js";
+import { loraNotes } from "./rows.js";
 /** @import { LegendItem } from "./lib.js" */
 /** @import { View, ViewFns } from "./dom.js" */
 
@@ -176,6 +177,7 @@ export function render({ model, el }) {
       statusOn: new Set(),
       sharedNote: "",
       fittedTo: -1,
+      loraNotes: new Map(),
     },
     els: {},
     fn: /** @type {ViewFns} */ ({}),
@@ -186,7 +188,13 @@ export function render({ model, el }) {
   // would ask Python for something (load, undo, selection, renames, tabs)
   if (v.s.readOnly) root.dataset.readonly = "true";
   const tabs = { setResults: v.els.setResults, setHistogram: v.els.setHistogram };
-  const panels = mountPanels({ model, send: v.send, on: v.on, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs });
+  // a LoRA adapter (panels.js owns the `lora` trait): its pairing in the rows' hover
+  const onLora = (/** @type {any} */ lora) => {
+    v.s.loraNotes = loraNotes(lora);
+    if (v.fn.sizeColumns) v.fn.sizeColumns(); // the status column holds the "LoRA" tags too
+    if (v.fn.drawRows) v.fn.drawRows(true);
+  };
+  const panels = mountPanels({ model, send: v.send, on: v.on, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs, onLora });
   v.fn.drawBusyPanel = panels.drawBusy;
   v.fn.drawErrorState = panels.drawError;
   v.fn.drawStatusStyle = () => {

@@ -23,7 +23,7 @@ import { visibleRows } from "./values.js";
  * @returns {RowContext}
  */
 function rowContext(s) {
-  return { expanded: expansion(s), focus: s.nav.focus, skipped: s.skipped, sharedNote: s.sharedNote, values: s.values };
+  return { expanded: expansion(s), focus: s.nav.focus, skipped: s.skipped, sharedNote: s.sharedNote, values: s.values, lora: s.loraNotes };
 }
 
 /** @param {View} v */
@@ -59,7 +59,7 @@ export function mountTree(v) {
    * Widths the user dragged are kept as they are.
    */
   function sizeColumns() {
-    const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT });
+    const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT, lora: s.loraNotes });
     const dragged = Object.keys(s.userWidths).length > 0;
     const fitted = dragged ? { ...w, fit: "full" } : fitColumns(w, root.isConnected ? columnsWidth() : 0);
     root.dataset.fit = fitted.fit;

@@ -432,7 +432,7 @@ function settleFocus(data, visible, focus) {
   return visible[0];
 }
 function columnWidths(data, measure, opts = {}) {
-  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "" } = opts;
+  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "", lora = null } = opts;
   const c = data.c;
   const p = data.p;
   let ckpt = minSide;
@@ -494,7 +494,7 @@ function columnWidths(data, measure, opts = {}) {
     const sw = statusW[
       /** @type {number} */
       c.status[i]
-    ] + (c.adaptable[i] ? adaptW(i) : 0);
+    ] + (c.adaptable[i] ? adaptW(i) : 0) + (lora && lora.has(c.path[i]) ? m("LoRA", "meta") + 8 + gap : 0);
     if (sw > status) status = sw;
     const sides = c.sides[i];
     if (sides & 1) {
@@ -1473,6 +1473,17 @@ function rowSig(data, i, skipped) {
   const selected = data.selected[i] === 1;
   return `${selected ? 1 : 0}${data.selectable(i) ? 1 : 0}|${data.hasAdapter(i) ? data.adapters[key] : ""}|${selected ? skipped.get(key) || "" : ""}`;
 }
+function loraNotes(lora) {
+  const out = /* @__PURE__ */ new Map();
+  for (const p of lora && lora.pairs || []) {
+    const how = p.problem ? `not merged: ${p.problem}` : `+ ${p.factors}`;
+    out.set(p.base, `LoRA: ${how}
+factors: ${p.a_key}, ${p.b_key}`);
+    out.set(p.a_key, `LoRA factor A of ${p.base}`);
+    out.set(p.b_key, `LoRA factor B of ${p.base}`);
+  }
+  return out;
+}
 function countChips(data, i) {
   const counts = data.c.counts[i] || [];
   const problemKinds = counts.filter((n, s) => n && data.problem[s]).length;
@@ -1683,6 +1694,12 @@ ${l.title}` })
   }
   const valueEl = valueBadge(ctx.values, c.path[i], false);
   if (valueEl) statusCell.appendChild(valueEl);
+  const lora = ctx.lora && ctx.lora.get(c.path[i]);
+  if (lora) {
+    row.title += `
+${lora}`;
+    statusCell.appendChild(h("span", { className: "sdw-lora-note", text: "LoRA", title: lora, dataset: { role: "lora-note" } }));
+  }
   return withCells(row, data, i, ctx, l.check, l.mark, statusCell);
 }
 function makeRow(data, i, pos, ctx) {
@@ -1823,7 +1840,7 @@ function mountFilters(v) {
 
 // sd_widgets/widget/static/treeview.js
 function rowContext(s) {
-  return { expanded: expansion(s), focus: s.nav.focus, skipped: s.skipped, sharedNote: s.sharedNote, values: s.values };
+  return { expanded: expansion(s), focus: s.nav.focus, skipped: s.skipped, sharedNote: s.sharedNote, values: s.values, lora: s.loraNotes };
 }
 function mountTree(v) {
   const s = v.s;
@@ -1846,7 +1863,7 @@ function mountTree(v) {
   }
   const columnsWidth = () => viewport.clientWidth - CHECK_W - ROW_BORDER_W;
   function sizeColumns() {
-    const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT });
+    const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT, lora: s.loraNotes });
     const dragged = Object.keys(s.userWidths).length > 0;
     const fitted = dragged ? { ...w, fit: "full" } : fitColumns(w, root.isConnected ? columnsWidth() : 0);
     root.dataset.fit = fitted.fit;
@@ -2431,6 +2448,7 @@ function mountPanels(ctx) {
   ]);
   function drawLora() {
     const l = model.get("lora") || {};
+    if (ctx.onLora) ctx.onLora(l);
     loraPanel.hidden = !(l && l.text);
     if (loraPanel.hidden) return;
     loraText.textContent = l.text;
@@ -2862,7 +2880,8 @@ function render({ model, el }) {
       query: "",
       statusOn: /* @__PURE__ */ new Set(),
       sharedNote: "",
-      fittedTo: -1
+      fittedTo: -1,
+      loraNotes: /* @__PURE__ */ new Map()
     },
     els: {},
     fn: (
@@ -2874,7 +2893,12 @@ function render({ model, el }) {
   const { root, viewport, crumb, topSlot, resultsSlot, codeSlot, statusStyle } = v.els;
   if (v.s.readOnly) root.dataset.readonly = "true";
   const tabs = { setResults: v.els.setResults, setHistogram: v.els.setHistogram };
-  const panels = mountPanels({ model, send: v.send, on: v.on, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs });
+  const onLora = (lora) => {
+    v.s.loraNotes = loraNotes(lora);
+    if (v.fn.sizeColumns) v.fn.sizeColumns();
+    if (v.fn.drawRows) v.fn.drawRows(true);
+  };
+  const panels = mountPanels({ model, send: v.send, on: v.on, root, slots: { top: topSlot, results: resultsSlot, code: codeSlot }, tabs, onLora });
   v.fn.drawBusyPanel = panels.drawBusy;
   v.fn.drawErrorState = panels.drawError;
   v.fn.drawStatusStyle = () => {
