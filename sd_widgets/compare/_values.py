@@ -27,6 +27,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint, SourceLike, open_checkpoint
 from ..statuses import BN_BUFFERS, Status
+from ..units import gc_paused
 from ._compare import Comparison, compare
 from ._renames import RenamesLike
 
@@ -79,9 +80,9 @@ SMALL_BYTES = 1 << 20
 BATCH_BYTES = 16 << 20
 #: elements read at once of a large pair (per side): rows of the first dimension
 READ_ELEMENTS = 1 << 22
-#: elements measured at once (per side): float64 scratch that stays in the CPU's cache, and
-#: below torch's parallel grain size (32,768), so no op waits on a thread pool
-CHUNK_ELEMENTS = 1 << 14
+#: elements of a large pair measured at once (per side, in float64 scratch): enough that the
+#: per-call cost of a dozen torch reductions is spread over a million values
+CHUNK_ELEMENTS = 1 << 20
 
 _COMPARABLE = (Status.MATCH.value, Status.DTYPE_MISMATCH.value)
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -152,124 +153,104 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 
 class _Scratch:
-    """Float64 buffers for one chunk of each side, reused chunk after chunk (freed with it).
-
-    Sums of squares are torch reductions, never ``torch.dot``: that goes through the BLAS
-    library's own thread pool, which on a busy machine waits milliseconds per call (measured:
-    17 ms for 16k elements with two threads on two shared cores, 3 µs with one).
-    """
+    """Float64 room for one chunk of each side, reused chunk after chunk (freed with it)."""
 
     def __init__(self, n: int) -> None:
         self.a = torch.empty(n, dtype=torch.float64)
         self.b = torch.empty(n, dtype=torch.float64)
 
+    def f64(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``a`` and ``b`` in float64, in the scratch when they fit, else in new tensors."""
+        n, m = a.numel(), b.numel()
+        if max(n, m) > self.a.numel():
+            return a.to(torch.float64), b.to(torch.float64)
+        return self.a[:n].copy_(a), self.b[:m].copy_(b)
 
-_NORM_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
+def _measure(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    same: bool,
+    sums: Sequence[_Sums],
+    scratch: _Scratch,
+) -> None:
+    """Add pairs of 1-D chunks (a, b; one dtype pair, each pair one length) to their ``sums``.
 
-def _sq(x: torch.Tensor, buf: torch.Tensor) -> float:
-    """‖x‖² in float64, in one pass.
-
-    No float64 copy for the float dtypes (torch's own reduction, not BLAS); other dtypes go
-    through ``buf``.
+    The one way values are measured, with a handful of torch calls whatever the number of
+    pairs: one pair (a chunk of a large tensor) is reduced whole; several (small tensors) are
+    packed into one buffer per side and reduced per segment (``index_add_``). In float64:
+    ‖a‖², ‖b‖², ‖b − a‖² and max |b − a|; a·b is (‖a‖² + ‖b‖² − ‖b − a‖²) / 2. Sums of squares
+    are torch reductions, never ``torch.dot`` (BLAS's own thread pool waits milliseconds per
+    call on a busy machine). A pair of identical chunks costs the byte comparison and ‖a‖².
     """
-    if x.dtype in _NORM_DTYPES:
-        return float(torch.linalg.vector_norm(x, dtype=torch.float64)) ** 2
-    return float(torch.linalg.vector_norm(buf[: x.numel()].copy_(x))) ** 2
+    k = len(pairs)
+    ra = [_real(a) for a, _ in pairs]
+    rb = [_real(b) for _, b in pairs]
+    for s, (x, _) in zip(sums, pairs, strict=True):
+        s.numel += x.numel()
+    if k == 1:
+        a, b, ids = ra[0], rb[0], None
+    else:
+        a, b = torch.cat(ra), torch.cat(rb)
+        lengths = torch.tensor([t.numel() for t in ra])
+        ids = torch.repeat_interleave(torch.arange(k), lengths, output_size=a.numel())
 
+    def total(v: torch.Tensor) -> list[float]:
+        if ids is None:
+            return [float(v.sum(dtype=torch.float64))]
+        return torch.zeros(k, dtype=torch.float64).index_add_(0, ids, v.double()).tolist()
 
-def _measure(a: torch.Tensor, b: torch.Tensor, same: bool, sums: _Sums, scratch: _Scratch) -> None:
-    """Add one pair of 1-D chunks (same length, at most the scratch's) to ``sums``.
+    def squares(v: torch.Tensor) -> list[float]:
+        if ids is None:
+            return [float(torch.linalg.vector_norm(v)) ** 2 if v.numel() else 0.0]
+        return total(v * v)
 
-    Seven passes over a changed chunk: ‖a‖², ‖b‖², the two float64 copies, b − a, ‖b − a‖²
-    and its extremes; a·b is (‖a‖² + ‖b‖² − ‖b − a‖²) / 2. An identical chunk costs the
-    byte comparison and ‖a‖².
-    """
-    identical = same and torch.equal(_bits(a), _bits(b))
-    ra, rb = _real(a), _real(b)
-    n = ra.numel()
-    a_sq = _sq(ra, scratch.a)
-    sums.numel += a.numel()
-    if identical:  # this chunk's difference is exactly zero; no need to read b again
-        sums.a_sq += a_sq
-        sums.b_sq += a_sq
-        sums.ab += a_sq
-        if not math.isfinite(a_sq):
-            nan = int(torch.isnan(ra).sum())
-            sums.a_nan += nan
-            sums.b_nan += nan
+    def nans(v: torch.Tensor) -> list[float]:
+        return total(torch.isnan(v)) if v.is_floating_point() else [0.0] * k
+
+    if same and ids is None and torch.equal(_bits(a), _bits(b)):
+        # identical: the difference is exactly zero; no need to read b again
+        sq = squares(scratch.f64(a, a[:0])[0])[0]
+        s = sums[0]
+        s.a_sq += sq
+        s.b_sq += sq
+        s.ab += sq
+        if not math.isfinite(sq):
+            nan = int(nans(a)[0])
+            s.a_nan += nan
+            s.b_nan += nan
         return
     if same:
-        sums.equal = False
-    b_sq = _sq(rb, scratch.b)
-    if not (math.isfinite(a_sq) and math.isfinite(b_sq)):
-        sums.a_nan += int(torch.isnan(ra).sum()) if ra.is_floating_point() else 0
-        sums.b_nan += int(torch.isnan(rb).sum()) if rb.is_floating_point() else 0
-    a64 = scratch.a[:n].copy_(ra)
-    d = scratch.b[:n].copy_(rb)
-    if not same and sums.equal:
-        # across dtypes, equal means the same float64 values (NaN where the other has NaN)
-        sums.equal = bool(((a64 == d) | (torch.isnan(a64) & torch.isnan(d))).all())
-    d.sub_(a64)
-    d_sq = float(torch.linalg.vector_norm(d)) ** 2 if n else 0.0
-    sums.a_sq += a_sq
-    sums.b_sq += b_sq
-    sums.ab += (a_sq + b_sq - d_sq) / 2
-    sums.d_sq += d_sq
-    if n:
-        lo, hi = (float(x) for x in torch.aminmax(d))
-        mx = _NAN if lo != lo or hi != hi else max(-lo, hi)
-        sums.max_abs = mx if mx != mx or sums.max_abs != sums.max_abs else max(sums.max_abs, mx)
-
-
-def _measure_many(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], same: bool) -> list[_Sums]:
-    """:func:`_measure` of many small pairs of one dtype pair, with a handful of torch calls."""
-    # (a Python test is cheaper than a reshape call per tensor; most small tensors are 1-D)
-    flat_a = [t if t.dim() == 1 else t.reshape(-1) for t, _ in pairs]
-    flat_b = [t if t.dim() == 1 else t.reshape(-1) for _, t in pairs]
-    n = len(pairs)
-    lengths = torch.tensor([t.numel() for t in flat_a], dtype=torch.int64)
-    a = torch.cat(flat_a) if n > 1 else flat_a[0]
-    b = torch.cat(flat_b) if n > 1 else flat_b[0]
-    complex_ = a.is_complex() or b.is_complex()
-    if complex_:  # two reals per element: each segment twice as long
-        lengths = lengths * 2
-    seg = torch.repeat_interleave(torch.arange(n), lengths)
-    a64, b64 = _real(a).to(torch.float64), _real(b).to(torch.float64)
-
-    def per_seg(x: torch.Tensor) -> list[float]:
-        return torch.zeros(n, dtype=torch.float64).index_add_(0, seg, x).tolist()
-
-    if same:
-        diff_bits = (_bits(a) != _bits(b)).reshape(-1)
-        if complex_:
-            diff_bits = diff_bits.repeat_interleave(2)
-        neq = per_seg(diff_bits.to(torch.float64))
+        differs = [1.0] if ids is None else total(_bits(a) != _bits(b))
+    a64, b64 = scratch.f64(a, b)
+    if not same:  # across dtypes, equal means the same float64 values (NaN where the other has NaN)
+        differs = total(~((a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))))
+    a_sq, b_sq = squares(a64), squares(b64)
+    a_nan = b_nan = [0.0] * k
+    if not all(math.isfinite(x) for x in (*a_sq, *b_sq)):
+        a_nan, b_nan = nans(a), nans(b)
+    d = b64.sub_(a64)
+    d_sq = squares(d)
+    if ids is None:
+        lo, hi = (float(x) for x in torch.aminmax(d)) if d.numel() else (0.0, 0.0)
+        peak = [_NAN if lo != lo or hi != hi else max(-lo, hi)]
     else:
-        same_value = (a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))
-        neq = per_seg((~same_value).to(torch.float64))
-    a_sq, b_sq, ab = per_seg(a64 * a64), per_seg(b64 * b64), per_seg(a64 * b64)
-    d = b64 - a64
-    d_sq = per_seg(d * d)
-    mx = (
-        torch.zeros(n, dtype=torch.float64)
-        .scatter_reduce_(0, seg, d.abs(), "amax", include_self=True)
-        .tolist()
-    )
-    nonfinite = [i for i in range(n) if not (math.isfinite(a_sq[i]) and math.isfinite(b_sq[i]))]
-    a_nan = b_nan = [0.0] * n
-    if nonfinite:
-        a_nan, b_nan = per_seg(torch.isnan(a64).double()), per_seg(torch.isnan(b64).double())
-    out = []
-    for i in range(n):
-        s = _Sums()
-        s.equal = neq[i] == 0
-        s.a_sq, s.b_sq, s.ab, s.d_sq = a_sq[i], b_sq[i], ab[i], d_sq[i]
-        s.max_abs = _NAN if d_sq[i] != d_sq[i] else mx[i]
-        s.a_nan, s.b_nan = int(a_nan[i]), int(b_nan[i])
-        s.numel = int(flat_a[i].numel())
-        out.append(s)
-    return out
+        zeros = torch.zeros(k, dtype=torch.float64)
+        peak = zeros.scatter_reduce_(0, ids, d.abs_(), "amax", include_self=True).tolist()
+    for i, s in enumerate(sums):
+        s.equal = s.equal and differs[i] == 0
+        s.a_sq += a_sq[i]
+        s.b_sq += b_sq[i]
+        s.ab += (a_sq[i] + b_sq[i] - d_sq[i]) / 2
+        s.d_sq += d_sq[i]
+        s.a_nan += int(a_nan[i])
+        s.b_nan += int(b_nan[i])
+        mx = _NAN if d_sq[i] != d_sq[i] else peak[i]
+        s.max_abs = mx if mx != mx or s.max_abs != s.max_abs else max(s.max_abs, mx)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    # (a Python test is cheaper than a reshape call per tensor; most small tensors are 1-D)
+    return t if t.dim() == 1 else t.reshape(-1)
 
 
 def _change(equal: bool, rel: float, a_nan: int, b_nan: int) -> str:
@@ -358,6 +339,10 @@ class ValueComparison:
     @cached_property
     def rows(self) -> list[ValueRow]:
         """One row per key, in the comparison's order (reads every comparable pair once)."""
+        with gc_paused():  # many small acyclic objects: the collector would scan the model
+            return self._read()
+
+    def _read(self) -> list[ValueRow]:
         a, b = _Side(self._a), _Side(self._b)
         sums: dict[str, _Sums] = {}
         small: list[Any] = []
@@ -380,9 +365,10 @@ class ValueComparison:
             for r in batch:
                 groups.setdefault((a_t[r.model_key].dtype, b_t[r.ckpt_key].dtype), []).append(r)
             for (da, db), rows in groups.items():
-                pairs = [(a_t[r.model_key], b_t[r.ckpt_key]) for r in rows]
-                for r, s in zip(rows, _measure_many(pairs, da == db), strict=True):
-                    sums[r.key] = s
+                pairs = [(_flat(a_t[r.model_key]), _flat(b_t[r.ckpt_key])) for r in rows]
+                new = [_Sums() for _ in rows]
+                _measure(pairs, da == db, new, scratch)
+                sums.update(zip((r.key for r in rows), new, strict=True))
             del a_t, b_t
         return [self._row(r, sums.get(r.key)) for r in self.comparison]
 
@@ -405,7 +391,8 @@ class ValueComparison:
         for block_a, block_b in blocks:
             fa, fb = block_a.reshape(-1), block_b.reshape(-1)
             for i in range(0, fa.numel(), CHUNK_ELEMENTS):
-                _measure(fa[i : i + CHUNK_ELEMENTS], fb[i : i + CHUNK_ELEMENTS], same, s, scratch)
+                pair = (fa[i : i + CHUNK_ELEMENTS], fb[i : i + CHUNK_ELEMENTS])
+                _measure([pair], same, [s], scratch)
             del block_a, block_b, fa, fb
         return s
 

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from ..errors import UndoError
+from ..units import gc_paused
 from ._stats import change_columns
-from ._transaction import Interrupts, Measured, Snapshot, keep_trying, measure
+from ._transaction import Interrupts, Measured, Snapshot, keep_trying, measure_many
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -162,31 +163,40 @@ class LoadReport:
         ``partial_load(..., stats=False)`` leaves this for later: call it (or :meth:`to_frame`)
         when the numbers are wanted. ``measured``: statistics the load already took while the
         tensors were in cache (key → (before, after, change)); the others are computed here the
-        same way (:func:`sd_widgets.load._transaction.measure`: same chunks, same numbers).
+        same way (:func:`sd_widgets.load._transaction.measure_many`: same chunks, same numbers).
         """
         if self._stats is not None:
             return
         self._require_applied("statistics")
-        self._stats = self._rows(measured or {})
+        with gc_paused():  # many small acyclic objects: the collector would scan the model
+            self._stats = self._rows(measured or {})
 
     def _rows(self, measured: Measured) -> list[dict[str, Any]]:
         before, after = self.before(), self.after()
-        rows = []
-        for key in before:
-            sb, sa, ch = measured[key] if key in measured else measure(before[key], after[key])
-            rows.append(self._row(key, sb, sa, ch))
-        return rows
+        todo = [key for key in before if key not in measured]
+        measured = {
+            **measured,
+            **dict(zip(todo, measure_many([(before[k], after[k]) for k in todo]), strict=True)),
+        }
+        loaded, converted = set(self.loaded), set(self.converted)
+        return [self._row(key, *measured[key], loaded, converted) for key in before]
 
-    def _row(self, key: str, sb: Any, sa: Any, ch: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _row(
+        self,
+        key: str,
+        sb: Any,
+        sa: Any,
+        ch: Mapping[str, Any] | None,
+        loaded_keys: set[str],
+        converted: set[str],
+    ) -> dict[str, Any]:
         entry = self.plan.entries.get(key)
-        loaded = entry is not None and key in self.loaded
+        loaded = entry is not None and key in loaded_keys
         row: dict[str, Any] = {
             "key": key,
             "action": ("merge" if key in self.plan.lora else "adapt" if entry.adapter else "load")
             if loaded and entry
-            else (
-                "tied" if key in self.tied else "converted" if key in self.converted else "bn_reset"
-            ),
+            else ("tied" if key in self.tied else "converted" if key in converted else "bn_reset"),
             "ckpt_key": entry.ckpt_key if entry is not None else None,
             "cast": " → ".join(entry.cast) if entry is not None and entry.cast else None,
             "numel": sb.numel,

@@ -5,6 +5,12 @@ tqdm only inside :func:`iter_progress`). Tensors are walked in flat chunks of at
 ``chunk_elements`` elements, so the extra memory is a few chunks whatever the tensor size, and a
 100M-element float32 tensor takes a few tens of milliseconds (see ``benchmarks/bench_stats.py``).
 
+One path measures every tensor (:class:`Moments`, :class:`Change`): a chunk of at least
+:data:`PACK_ELEMENTS` elements is reduced alone while it is in the CPU cache; smaller chunks
+(small tensors) wait until :data:`BATCH_ELEMENTS` elements are queued, are packed into one buffer
+per compute dtype and reduced per segment (``index_add_``, ``scatter_reduce_``), so 50,000 small
+tensors cost a few dozen torch calls instead of a million.
+
 Conventions
 -----------
 * ``mean``, ``std``, ``min``, ``max`` and ``l2`` are computed on the *finite* values only;
@@ -12,10 +18,12 @@ Conventions
   number of exact zeros divided by ``numel`` (all elements).
 * ``std`` is the sample standard deviation (``correction=1``, like ``torch.std``); it is NaN when
   fewer than two finite values exist.
-* Accumulation is in float64: float32 data is summed in blocks of 1,024 values (torch's own
-  vectorised float32 reduction) and the block sums are added in float64; float64, integer and bool
-  data are converted to float64 chunk by chunk; float16/bfloat16 go through float32. When the mean
-  dominates the spread (``|mean| >> std``) a second, shifted pass keeps the variance accurate.
+* Accumulation is in float64: a large float32 chunk is summed in blocks of 1,024 values (torch's
+  own vectorised float32 reduction) and the block sums are added in float64 (in float64 from the
+  start when float32 overflowed or its squares may have underflowed); packed small tensors,
+  float64, integer and bool data are converted to float64; float16/bfloat16 go through float32.
+  When the mean dominates the spread (``|mean| >> std``) a second, shifted pass keeps the
+  variance accurate.
 * Meta tensors are never materialised: their stats carry ``numel`` and ``dtype`` with NaN values
   and ``None`` counts. Empty tensors give NaN values and zero counts.
 * Complex tensors are summarised by their magnitude ``|z|``.
@@ -24,8 +32,8 @@ Conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
@@ -42,9 +50,15 @@ DEFAULT_CHUNK_ELEMENTS = 2**24
 PROGRESS_THRESHOLD = 20
 """``progress=None`` shows a progress bar only for this many tensors or more."""
 
+PACK_ELEMENTS = 2**16
+"""A chunk of fewer elements waits to be reduced together with others (one buffer, reduced per
+segment); a larger one is reduced at once, alone, while it is in the CPU cache."""
+
+BATCH_ELEMENTS = 2**20
+"""Elements of small chunks queued before they are reduced together."""
+
 _ROW = 1024  # float32 values summed in float32 before the float64 accumulation
-_F32_SAFE_MAX = 1e17  # |x| above this: squares could overflow float32 -> use float64
-_F32_SAFE_MIN = 1e-17  # all |x| below this: squares underflow float32 -> use float64
+_F32_SQ_MIN = 1e-20  # a float32 sum of squares below this may have underflowed: use float64
 _SHIFT_RATIO = 16.0  # second, shifted pass when sum(x^2) / sum((x - mean)^2) exceeds this
 _HISTC_MAX_CHUNK = 2**24  # histc counts are float32 for float32 input: exact up to 2**24
 
@@ -100,6 +114,16 @@ def _prepare(t: torch.Tensor) -> torch.Tensor:
     if t.is_complex():
         t = t.abs()
     return t
+
+
+def _values(raw: torch.Tensor) -> torch.Tensor:
+    """The chunk in the dtype its statistics are computed in (no call for the usual case)."""
+    if raw.dtype in _COMPUTE and raw.layout == torch.strided:
+        return raw
+    return _compute_dtype(_prepare(raw))
+
+
+_COMPUTE = (torch.float32, torch.float64)
 
 
 def _compute_dtype(c: torch.Tensor) -> torch.Tensor:
@@ -162,75 +186,167 @@ def _check_chunk(chunk_elements: int) -> int:
     return chunk
 
 
-def _minmax(c: torch.Tensor) -> tuple[float, float]:
-    """(min, max) in one ``aminmax`` pass; NaN when there is one."""
-    mn, mx = torch.aminmax(c)
-    return float(mn), float(mx)
+# --------------------------------------------------------------------------------------------
+# segments: many tensors (or chunks of one) reduced at once
 
 
-def _split_finite(c: torch.Tensor) -> tuple[torch.Tensor, int, int, float, float]:
-    """(finite values, nan count, inf count, finite min, finite max) of a compute-dtype chunk.
+class _Segments:
+    """Chunks of one compute dtype packed into one flat buffer, reduced per chunk (segment).
 
-    Fast path: ``aminmax`` propagates NaN and shows ±inf, so finite min and max prove every value
-    is finite and no mask is built.
+    One chunk (a large tensor's) is the buffer itself, and each per-segment reduction is a
+    plain reduction of it; several (small tensors') are concatenated, and the reductions go
+    through the segment index of every element (``index_add_``, ``scatter_reduce_``). Either
+    way every result is a float64 or int64 tensor with one value per chunk.
     """
-    mn, mx = _minmax(c)
-    if math.isfinite(mn) and math.isfinite(mx):
-        return c, 0, 0, mn, mx
-    finite = torch.isfinite(c)
-    nan = int(torch.isnan(c).sum())
-    inf = c.numel() - int(finite.sum()) - nan
-    c = c[finite]
-    if c.numel() == 0:
-        return c, nan, inf, _NAN, _NAN
-    mn, mx = _minmax(c)
-    return c, nan, inf, mn, mx
+
+    def __init__(self, chunks: list[torch.Tensor]) -> None:
+        self.k = len(chunks)
+        self.lengths = torch.tensor([c.numel() for c in chunks], dtype=torch.int64)
+        self.x = chunks[0] if self.k == 1 else torch.cat(chunks)
+        self.ids = (
+            None
+            if self.k == 1
+            else torch.repeat_interleave(
+                torch.arange(self.k), self.lengths, output_size=len(self.x)
+            )
+        )
+
+    def join(self, chunks: list[torch.Tensor]) -> torch.Tensor:
+        """Another side's chunks, of the same lengths, as one buffer like :attr:`x`."""
+        return chunks[0] if self.k == 1 else torch.cat(chunks)
+
+    def count(self, mask: torch.Tensor) -> torch.Tensor:
+        """True values per segment (int64)."""
+        if self.ids is None:
+            return mask.sum().reshape(1)
+        return torch.zeros(self.k, dtype=torch.int64).index_add_(0, self.ids, mask.to(torch.int64))
+
+    def nonzero(self, v: torch.Tensor) -> torch.Tensor:
+        """Non-zero values per segment (int64; NaN and ±inf are non-zero, -0.0 is zero)."""
+        if self.ids is None:
+            return torch.count_nonzero(v).reshape(1)
+        return self.count(v != 0)
+
+    def extreme(self, v: torch.Tensor, how: str) -> torch.Tensor:
+        """``"amin"`` or ``"amax"`` per segment, as float64."""
+        if self.ids is None:
+            return (v.amin() if how == "amin" else v.amax()).reshape(1).double()
+        start = math.inf if how == "amin" else -math.inf
+        out = torch.full((self.k,), start, dtype=v.dtype)
+        return out.scatter_reduce_(0, self.ids, v, how).double()
+
+    def sums(
+        self, v: torch.Tensor, squares_only: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum, sum of squares) per segment, accumulated in float64 (``v`` all finite).
+
+        One float32 segment: float32 within rows of 1,024 values (torch's own vectorised
+        reduction), float64 across them; again in float64 when float32 overflowed or the
+        squares are so small that they may have underflowed. Otherwise in float64.
+        ``squares_only``: the sums are not computed (zeros).
+        """
+        if self.ids is None and v.dtype == torch.float32:
+            n = v.numel()
+            m = n - n % _ROW
+            s = torch.zeros(1, dtype=torch.float64)
+            q = torch.zeros(1, dtype=torch.float64)
+            if m:
+                body = (v if m == n else v[:m]).view(-1, _ROW)
+                if not squares_only:
+                    s += body.sum(dim=1).sum(dtype=torch.float64)
+                q += torch.linalg.vector_norm(torch.linalg.vector_norm(body, dim=1).double()) ** 2
+            if m < n:
+                tail = v[m:].double()
+                s += tail.sum()
+                q += (tail * tail).sum()
+            sf, qf = float(s), float(q)
+            if math.isfinite(sf) and _F32_SQ_MIN <= qf < math.inf:
+                return s, q
+        d = v if v.dtype == torch.float64 else v.double()
+        if self.ids is None:
+            return d.sum().reshape(1), (d * d).sum().reshape(1)
+        zeros = torch.zeros(self.k, dtype=torch.float64)
+        s = zeros if squares_only else zeros.index_add(0, self.ids, d)
+        return s, zeros.index_add(0, self.ids, d * d)
 
 
-def _rows_ok(c: torch.Tensor, maxabs: float) -> bool:
-    return c.dtype == torch.float32 and (maxabs == 0.0 or _F32_SAFE_MIN <= maxabs <= _F32_SAFE_MAX)
+def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Per-chunk moments of chunks of one compute dtype (none empty).
 
-
-def _sum_sumsq(c: torch.Tensor, maxabs: float) -> tuple[float, float]:
-    """(sum, sum of squares) of a finite 1-D compute-dtype chunk, accumulated in float64."""
-    if _rows_ok(c, maxabs):
-        s = q = 0.0
-        n = c.numel()
-        m = n - n % _ROW
-        if m:
-            body = (c if m == n else c[:m]).view(-1, _ROW)
-            # float32 within rows of 1,024, float64 across them; the norm of the row norms
-            s += float(body.sum(dim=1).sum(dtype=torch.float64))
-            rows = torch.linalg.vector_norm(body, dim=1)
-            q += float(torch.linalg.vector_norm(rows, dtype=torch.float64)) ** 2
-        if m < n:
-            tail = c[m:].double()
-            s += float(tail.sum())
-            q += float(torch.dot(tail, tail))
-        return s, q
-    d = c if c.dtype == torch.float64 else c.double()
-    return float(d.sum()), float(torch.dot(d, d))
-
-
-#: float dtype -> (same-size integer dtype, the bits of -0.0 read as that integer: its minimum)
-_BITS = {torch.float32: (torch.int32, -(2**31)), torch.float64: (torch.int64, -(2**63))}
-
-
-def _zeros(c: torch.Tensor, mn: float, mx: float) -> int:
-    """Exact number of zeros (+0.0 and -0.0) of a finite chunk whose range is [mn, mx].
-
-    No pass when the range excludes 0. Else the bits are counted as integers (2.5x faster
-    than counting floats): +0.0 is the only all-zero pattern; -0.0 is the integer minimum,
-    so one ``amin`` tells whether any exists (then the floats are counted).
+    nan, inf, finite count, zeros (int64), sum, sum of squares, finite min and max (float64;
+    ±inf when no value is finite).
     """
-    if mn > 0 or mx < 0:
-        return 0
-    bits = _BITS.get(c.dtype)
-    if bits is not None and c.numel() > 65536 and c.is_contiguous():  # two cheap passes pay
-        as_int = c.view(bits[0])
-        if int(as_int.amin()) != bits[1]:  # no -0.0: every zero is all-zero bits
-            return c.numel() - int(torch.count_nonzero(as_int))
-    return c.numel() - int(torch.count_nonzero(c))
+    seg = _Segments(chunks)
+    x = seg.x
+    mn, mx = (float(v) for v in torch.aminmax(x))
+    if math.isfinite(mn) and math.isfinite(mx):  # NaN propagates: every value is finite
+        none = torch.zeros(seg.k, dtype=torch.int64)
+        nan, inf, n = none, none, seg.lengths
+        lo = (
+            seg.extreme(x, "amin")
+            if seg.ids is not None
+            else torch.tensor([mn], dtype=torch.float64)
+        )
+        hi = (
+            seg.extreme(x, "amax")
+            if seg.ids is not None
+            else torch.tensor([mx], dtype=torch.float64)
+        )
+        finite = x
+    else:
+        is_nan = torch.isnan(x)
+        bad = is_nan | torch.isinf(x)
+        nan = seg.count(is_nan)
+        inf = seg.count(bad) - nan
+        n = seg.lengths - nan - inf
+        lo = seg.extreme(x.masked_fill(bad, math.inf), "amin")
+        hi = seg.extreme(x.masked_fill(bad, -math.inf), "amax")
+        finite = x.masked_fill(bad, 0.0)
+        mn = float(lo.amin())
+        mx = float(hi.amax())
+    if mn > 0 or mx < 0:  # the range excludes 0: no zeros, no pass
+        zeros = torch.zeros(seg.k, dtype=torch.int64)
+    else:
+        zeros = seg.lengths - seg.nonzero(x)
+    s, q = seg.sums(finite)
+    return nan, inf, n, zeros, s, q, lo, hi
+
+
+class _Queue:
+    """Chunks waiting to be reduced together, per compute dtype (or pair of them).
+
+    A chunk of at least :data:`PACK_ELEMENTS` elements is reduced at once, alone (while it is
+    in the CPU cache); smaller ones wait until :data:`BATCH_ELEMENTS` are queued.
+    """
+
+    def __init__(self, reduce: Callable[[list[int], list[tuple[torch.Tensor, ...]]], None]) -> None:
+        self._reduce = reduce
+        self._items: dict[Any, tuple[list[int], list[tuple[torch.Tensor, ...]]]] = {}
+        self._queued: dict[Any, int] = {}
+
+    def put(self, group: Any, index: int, chunks: tuple[torch.Tensor, ...]) -> None:
+        numel = chunks[0].numel()
+        if numel >= PACK_ELEMENTS:
+            self._reduce([index], [chunks])
+            return
+        queued = self._items.get(group)
+        if queued is None:
+            queued = self._items[group] = ([], [])
+            self._queued[group] = 0
+        queued[0].append(index)
+        queued[1].append(chunks)
+        total = self._queued[group] = self._queued[group] + numel
+        if total >= BATCH_ELEMENTS:
+            self._flush(group)
+
+    def _flush(self, group: Any) -> None:
+        ids, items = self._items.pop(group)
+        self._queued.pop(group)
+        self._reduce(ids, items)
+
+    def flush(self) -> None:
+        for group in list(self._items):
+            self._flush(group)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,7 +380,7 @@ class TensorStats:
 
     def as_dict(self, *, json_safe: bool = False) -> dict[str, Any]:
         """Plain ``{field: value}``; ``json_safe=True`` turns NaN/±inf into ``None``."""
-        d = {f.name: getattr(self, f.name) for f in fields(self)}  # scalars: no deep copy
+        d = dict(self.__dict__)  # the fields in order, scalars: no deep copy
         if json_safe:
             d = {k: _json_float(v) for k, v in d.items()}
         return d
@@ -282,99 +398,164 @@ def _json_float(v: Any) -> Any:
 
 
 class Moments:
-    """The statistics of one tensor, fed chunk by chunk (:meth:`add`), then :meth:`finish`.
+    """The statistics of ``size`` tensors, fed chunk by chunk (:meth:`add`), then :meth:`finish`.
 
-    The one way sd_widgets measures a tensor: :func:`tensor_stats` feeds it the chunks of a
-    tensor, and a load feeds it each chunk of its snapshot copy and of the loaded tensor while
-    that chunk is in the CPU cache.
+    The one way sd_widgets measures tensors: :func:`tensor_stats` feeds it the chunks of one
+    tensor; a load feeds it each chunk of its snapshot copy and of the loaded tensor while that
+    chunk is in the CPU cache; the statistics of thousands of small tensors are reduced
+    together, a few torch calls per batch of :data:`BATCH_ELEMENTS` elements.
     """
 
-    def __init__(self) -> None:
-        self.n = 0  # finite values
-        self.seen = 0
-        self.nan = 0
-        self.inf = 0
-        self.zeros = 0
-        self.s = 0.0
-        self.q = 0.0
-        self.mn = math.inf
-        self.mx = -math.inf
+    def __init__(self, size: int = 1) -> None:
+        self.size = size
+        i64 = torch.int64
+        self._seen = [0] * size
+        self._nan = torch.zeros(size, dtype=i64)
+        self._inf = torch.zeros(size, dtype=i64)
+        self._n = torch.zeros(size, dtype=i64)
+        self._zeros = torch.zeros(size, dtype=i64)
+        self._s = torch.zeros(size, dtype=torch.float64)
+        self._q = torch.zeros(size, dtype=torch.float64)
+        self._mn = torch.full((size,), math.inf, dtype=torch.float64)
+        self._mx = torch.full((size,), -math.inf, dtype=torch.float64)
+        self._queue = _Queue(self._reduce)
 
-    def add(self, raw: torch.Tensor) -> float | None:
-        """Add a 1-D chunk (any real dtype, complex as ``|z|``).
+    def add(self, raw: torch.Tensor, index: int = 0) -> None:
+        """Add a 1-D chunk of tensor ``index`` (any real dtype, complex as ``|z|``)."""
+        c = _values(raw)
+        n = c.numel()
+        self._seen[index] += n
+        if n:
+            self._queue.put(c.dtype, index, (c,))
 
-        Returns the chunk's sum of squares when all its values are finite, else None.
-        """
-        c, nan, inf, mn, mx = _split_finite(_compute_dtype(_prepare(raw)))
-        self.seen += raw.numel()
-        self.nan += nan
-        self.inf += inf
-        if c.numel() == 0:
-            return None
-        self.n += c.numel()
-        self.mn = min(self.mn, mn)
-        self.mx = max(self.mx, mx)
-        self.zeros += _zeros(c, mn, mx)
-        s, q = _sum_sumsq(c, max(abs(mn), abs(mx)))
-        self.s += s
-        self.q += q
-        return q if nan == inf == 0 else None
+    @torch.no_grad()
+    def _reduce(self, ids: list[int], items: list[tuple[torch.Tensor, ...]]) -> None:
+        nan, inf, n, zeros, s, q, lo, hi = _moment_parts([c for (c,) in items])
+        idx = torch.tensor(ids, dtype=torch.int64)
+        self._nan.index_add_(0, idx, nan)
+        self._inf.index_add_(0, idx, inf)
+        self._n.index_add_(0, idx, n)
+        self._zeros.index_add_(0, idx, zeros)
+        self._s.index_add_(0, idx, s)
+        self._q.index_add_(0, idx, q)
+        self._mn.scatter_reduce_(0, idx, lo, "amin")
+        self._mx.scatter_reduce_(0, idx, hi, "amax")
+
+    def flush(self) -> None:
+        """Reduce the chunks still waiting (:meth:`finish` does it)."""
+        self._queue.flush()
+
+    # one tensor's running totals (sd_widgets.distributed all-reduces them across ranks)
+    seen = property(lambda self: self.totals()["seen"], doc="Elements seen (tensor 0).")
+    nan = property(lambda self: self.totals()["nan"], doc="NaN values (tensor 0).")
+    inf = property(lambda self: self.totals()["inf"], doc="±inf values (tensor 0).")
+    n = property(lambda self: self.totals()["n"], doc="Finite values (tensor 0).")
+    zeros = property(lambda self: self.totals()["zeros"], doc="Zeros (tensor 0).")
+    s = property(lambda self: self.totals()["s"], doc="Sum of finite values (tensor 0).")
+    q = property(lambda self: self.totals()["q"], doc="Sum of their squares (tensor 0).")
+    mn = property(lambda self: self.totals()["mn"], doc="Finite minimum (tensor 0; inf: none).")
+    mx = property(lambda self: self.totals()["mx"], doc="Finite maximum (tensor 0; -inf: none).")
+
+    def totals(self, index: int = 0) -> dict[str, Any]:
+        """``seen, nan, inf, n, zeros, s, q, mn, mx`` of tensor ``index`` so far."""
+        self.flush()
+        return {
+            "seen": self._seen[index],
+            "nan": int(self._nan[index]),
+            "inf": int(self._inf[index]),
+            "n": int(self._n[index]),
+            "zeros": int(self._zeros[index]),
+            "s": float(self._s[index]),
+            "q": float(self._q[index]),
+            "mn": float(self._mn[index]),
+            "mx": float(self._mx[index]),
+        }
 
     def finish(
-        self, whole: torch.Tensor, dtype: str, chunk: int = DEFAULT_CHUNK_ELEMENTS
-    ) -> TensorStats:
-        """The :class:`TensorStats`; ``whole`` is the tensor the chunks came from.
+        self,
+        wholes: Sequence[torch.Tensor | None],
+        dtypes: Sequence[str],
+        chunk: int = DEFAULT_CHUNK_ELEMENTS,
+    ) -> list[TensorStats]:
+        """The :class:`TensorStats` of every tensor.
 
-        It is read again only when ``|mean| >> std`` (a second, shifted pass keeps the
-        variance exact).
+        ``wholes[i]`` is the tensor ``i``'s chunks came from (None: not measured, its stats are
+        unavailable).
+        A tensor is read again only when ``|mean| >> std`` (a second pass over ``x - mean``
+        keeps the variance exact); those are reduced together too.
         """
-        numel = self.seen
-        if numel == 0:
-            return TensorStats(0, dtype, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0, 0)
-        zero_fraction = self.zeros / numel
-        if self.n == 0:
-            return TensorStats(
-                numel, dtype, _NAN, _NAN, _NAN, _NAN, _NAN, zero_fraction, self.nan, self.inf
+        self.flush()
+        nan, inf, n, zeros = (t.tolist() for t in (self._nan, self._inf, self._n, self._zeros))
+        s, q, mn, mx = (t.tolist() for t in (self._s, self._q, self._mn, self._mx))
+        out: list[TensorStats] = []
+        shift: dict[int, float] = {}
+        for i in range(self.size):
+            numel = self._seen[i]
+            whole = wholes[i]
+            if whole is None:
+                out.append(TensorStats.unavailable(numel, dtypes[i]))
+                continue
+            if numel == 0:
+                out.append(TensorStats(0, dtypes[i], _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, 0, 0))
+                continue
+            zero_fraction = zeros[i] / numel
+            if n[i] == 0:
+                out.append(
+                    TensorStats(
+                        numel,
+                        dtypes[i],
+                        _NAN,
+                        _NAN,
+                        _NAN,
+                        _NAN,
+                        _NAN,
+                        zero_fraction,
+                        nan[i],
+                        inf[i],
+                    )
+                )
+                continue
+            mean = s[i] / n[i]
+            std = _NAN
+            if n[i] > 1:
+                m2 = q[i] - s[i] * mean
+                if mn[i] == mx[i]:
+                    m2 = 0.0
+                elif m2 <= 0.0 or q[i] > _SHIFT_RATIO * m2:
+                    shift[i] = mean  # |mean| >> spread: sum(x^2) - n*mean^2 cancels
+                std = math.sqrt(max(m2, 0.0) / (n[i] - 1))
+            out.append(
+                TensorStats(
+                    numel,
+                    dtypes[i],
+                    mean,
+                    std,
+                    mn[i],
+                    mx[i],
+                    math.sqrt(q[i]),
+                    zero_fraction,
+                    nan[i],
+                    inf[i],
+                )
             )
-        mean = self.s / self.n
-        std = _NAN
-        if self.n > 1:
-            m2 = self.q - self.s * mean
-            if self.mn == self.mx:
-                m2 = 0.0
-            elif m2 <= 0.0 or self.q > _SHIFT_RATIO * m2:
-                # |mean| >> spread: sum(x^2) - n*mean^2 cancels; redo the sum around the mean.
-                m2 = _shifted_m2(_prepare(whole), chunk, mean)
-            std = math.sqrt(max(m2, 0.0) / (self.n - 1))
-        return TensorStats(
-            numel,
-            dtype,
-            mean,
-            std,
-            self.mn,
-            self.mx,
-            math.sqrt(self.q),
-            zero_fraction,
-            self.nan,
-            self.inf,
-        )
+        if shift:
+            m2s = _shifted_m2([wholes[i] for i in shift], list(shift.values()), chunk)  # type: ignore[misc]
+            for i, m2 in zip(shift, m2s, strict=True):
+                out[i] = replace(out[i], std=math.sqrt(max(m2, 0.0) / (n[i] - 1)))
+        return out
 
 
-def _shifted_m2(t: torch.Tensor, chunk: int, shift: float) -> float:
-    """Sum of squared deviations from the mean via a pass over ``x - shift``."""
-    n = 0
-    s = q = 0.0
-    for raw in _chunks(t, chunk):
-        c, _, _, _, _ = _split_finite(_compute_dtype(raw))
-        if c.numel() == 0:
-            continue
-        d = c - shift
-        dmn, dmx = _minmax(d)
-        ds, dq = _sum_sumsq(d, max(abs(dmn), abs(dmx)))
-        n += c.numel()
-        s += ds
-        q += dq
-    return max(q - s * s / n, 0.0)
+def _shifted_m2(
+    tensors: Sequence[torch.Tensor], shifts: Sequence[float], chunk: int
+) -> list[float]:
+    """Sums of squared deviations from the means, by one pass over ``x - mean`` of each."""
+    m = Moments(len(tensors))
+    for i, (t, shift) in enumerate(zip(tensors, shifts, strict=True)):
+        for raw in _chunks(_prepare(t), chunk):
+            m.add(_compute_dtype(raw) - shift, i)
+    m.flush()
+    n, s, q = m._n.tolist(), m._s.tolist(), m._q.tolist()
+    return [max(qi - si * si / ni, 0.0) if ni else 0.0 for ni, si, qi in zip(n, s, q, strict=True)]
 
 
 @torch.no_grad()
@@ -393,7 +574,7 @@ def tensor_stats(t: torch.Tensor, *, chunk_elements: int = DEFAULT_CHUNK_ELEMENT
     m = Moments()
     for c in _chunks(_prepare(t), chunk):
         m.add(c)
-    return m.finish(t, dtype, chunk)
+    return m.finish([t], [dtype], chunk)[0]
 
 
 def change_columns(ch: Mapping[str, Any]) -> dict[str, Any]:
@@ -425,89 +606,126 @@ def _nan_change(numel: int) -> dict[str, Any]:
     }
 
 
+def _change_parts(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+    """Per-pair change of pairs of chunks (before, after; one dtype pair, none empty).
+
+    compared, changed (int64), max |after - before|, sum |after - before|, sum
+    (after - before)^2 and the sum of squares of before, over the compared positions (float64).
+    """
+    seg = _Segments([b for b, _ in pairs])
+    b, a = seg.x, seg.join([a for _, a in pairs])
+    d = torch.sub(a, b)
+    dmn, dmx = (float(v) for v in torch.aminmax(d))
+    if math.isfinite(dmn) and math.isfinite(dmx):  # every position finite on both sides
+        compared = seg.lengths
+        changed = seg.nonzero(d)  # |x - y| == 0 exactly when x == y (-0.0 == 0.0)
+        d.abs_()
+        top = max(-dmn, dmx)
+        peak = (
+            seg.extreme(d, "amax")
+            if seg.ids is not None
+            else torch.tensor([top], dtype=torch.float64)
+        )
+    else:
+        # Some position is NaN/inf on either side (or float32 overflowed): measure the
+        # positions where both are finite in float64, count changes with NaN == NaN.
+        b, a = b.double(), a.double()
+        both = torch.isfinite(a) & torch.isfinite(b)
+        compared = seg.count(both)
+        changed = seg.count((a != b) & ~(torch.isnan(a) & torch.isnan(b)))
+        b = b.masked_fill(~both, 0.0)
+        d = (a.masked_fill(~both, 0.0) - b).abs_()
+        peak = seg.extreme(d, "amax")
+    abs_sum, diff_sq = seg.sums(d)
+    before_sq = seg.sums(b, squares_only=True)[1]
+    return compared, changed, peak, abs_sum, diff_sq, before_sq
+
+
+def _pair_dtype(b: torch.Tensor, a: torch.Tensor) -> torch.dtype:
+    """The dtype a pair of chunks is compared in: float32 when both are, else float64."""
+    return torch.float32 if b.dtype == a.dtype == torch.float32 else torch.float64
+
+
 class Change:
-    """How much ``after`` differs from ``before``, fed pairs of matching chunks (:meth:`add`).
+    """How much ``after`` differs from ``before``, for ``size`` tensors.
+
+    Fed pairs of matching chunks (:meth:`add`), reduced together like :class:`Moments`.
 
     The one way sd_widgets measures a change (see :func:`change_stats` for the fields).
     """
 
-    def __init__(self) -> None:
-        self.numel = 0
-        self.compared = 0
-        self.changed = 0
-        self.max_abs = 0.0
-        self.abs_sum = 0.0
-        self.diff_sq = 0.0
-        self.before_sq = 0.0
-        self.all_finite = True
+    def __init__(self, size: int = 1) -> None:
+        self.size = size
+        i64, f64 = torch.int64, torch.float64
+        self._numel = [0] * size
+        self._compared = torch.zeros(size, dtype=i64)
+        self._changed = torch.zeros(size, dtype=i64)
+        self._max_abs = torch.zeros(size, dtype=f64)
+        self._abs_sum = torch.zeros(size, dtype=f64)
+        self._diff_sq = torch.zeros(size, dtype=f64)
+        self._before_sq = torch.zeros(size, dtype=f64)
+        self._queue = _Queue(self._reduce)
 
-    def add(self, rb: torch.Tensor, ra: torch.Tensor, before_sq: float | None = None) -> None:
-        """Add a pair of 1-D chunks of the same length (before, after).
+    def add(self, rb: torch.Tensor, ra: torch.Tensor, index: int = 0) -> None:
+        """Add a pair of 1-D chunks of the same length (before, after) of tensor ``index``."""
+        f32 = torch.float32
+        if not (rb.dtype == ra.dtype == f32 and rb.layout == ra.layout == torch.strided):
+            rb, ra = _prepare(rb), _prepare(ra)
+            f32 = _pair_dtype(rb, ra)
+            rb, ra = rb.to(f32), ra.to(f32)
+        n = rb.numel()
+        self._numel[index] += n
+        if n:
+            self._queue.put(f32, index, (rb, ra))
 
-        ``before_sq``: the before chunk's sum of squares when the caller measured it (what
-        :meth:`Moments.add` returns), spared here when every position is finite.
-        """
-        rb, ra = _prepare(rb), _prepare(ra)
-        finite = True
-        self.numel += rb.numel()
-        same_f32 = rb.dtype == torch.float32 and ra.dtype == torch.float32
-        b = rb if same_f32 else rb.to(torch.float64)
-        a = ra if same_f32 else ra.to(torch.float64)
-        d = torch.sub(a, b).abs_()
-        dmn, dmx = _minmax(d)  # of |a - b|: NaN propagates, so finite proves all finite
-        if not (math.isfinite(dmn) and math.isfinite(dmx)):
-            # Some position is NaN/inf on either side (or float32 overflowed): measure the
-            # positions where both are finite in float64, count changes with NaN == NaN.
-            self.all_finite = finite = False
-            both = torch.isfinite(a) & torch.isfinite(b)
-            ne = (a != b) & ~(torch.isnan(a) & torch.isnan(b))
-            self.changed += int(ne.sum())
-            b = b[both].double()
-            d = (a[both].double() - b).abs_()
-            if d.numel() == 0:
-                return
-            dmn, dmx = _minmax(d)
-        else:
-            # finite: |x - y| == 0 exactly when x == y; none at all when the minimum is > 0
-            self.changed += d.numel() - _zeros(d, dmn, dmx)
-        self.compared += d.numel()
-        amx = dmx
-        self.max_abs = max(self.max_abs, amx)
-        a_sum, d_sq = _sum_sumsq(d, amx)
-        self.abs_sum += a_sum
-        self.diff_sq += d_sq
-        if before_sq is not None and finite:
-            self.before_sq += before_sq  # the chunk's own sum of squares, measured already
-        else:
-            bmn, bmx = _minmax(b)
-            self.before_sq += _sum_sumsq(b, max(abs(bmn), abs(bmx)))[1]
+    @torch.no_grad()
+    def _reduce(self, ids: list[int], items: list[tuple[torch.Tensor, ...]]) -> None:
+        compared, changed, peak, abs_sum, diff_sq, before_sq = _change_parts(items)  # type: ignore[arg-type]
+        idx = torch.tensor(ids, dtype=torch.int64)
+        self._compared.index_add_(0, idx, compared)
+        self._changed.index_add_(0, idx, changed)
+        self._max_abs.scatter_reduce_(0, idx, peak, "amax")
+        self._abs_sum.index_add_(0, idx, abs_sum)
+        self._diff_sq.index_add_(0, idx, diff_sq)
+        self._before_sq.index_add_(0, idx, before_sq)
 
-    def finish(self) -> dict[str, Any]:
-        """The change statistics (see :func:`change_stats`)."""
-        numel = self.numel
-        if numel == 0:
-            out = _nan_change(0)
-            out.update(compared=0, changed_count=0)
-            return out
-        if self.compared == 0:
-            out = _nan_change(numel)
-            out.update(
-                compared=0, changed_count=self.changed, changed_fraction=self.changed / numel
+    def finish(self) -> list[dict[str, Any]]:
+        """The change statistics of every tensor (see :func:`change_stats`)."""
+        self._queue.flush()
+        compared, changed = self._compared.tolist(), self._changed.tolist()
+        max_abs, abs_sum = self._max_abs.tolist(), self._abs_sum.tolist()
+        diff_sq, before_sq = self._diff_sq.tolist(), self._before_sq.tolist()
+        out = []
+        for i in range(self.size):
+            numel = self._numel[i]
+            if numel == 0:
+                row = _nan_change(0)
+                row.update(compared=0, changed_count=0)
+                out.append(row)
+                continue
+            if compared[i] == 0:
+                row = _nan_change(numel)
+                row.update(
+                    compared=0, changed_count=changed[i], changed_fraction=changed[i] / numel
+                )
+                out.append(row)
+                continue
+            if before_sq[i] > 0:
+                rel = math.sqrt(diff_sq[i]) / math.sqrt(before_sq[i])
+            else:
+                rel = 0.0 if diff_sq[i] == 0 else math.inf
+            out.append(
+                {
+                    "numel": numel,
+                    "compared": compared[i],
+                    "max_abs_change": max_abs[i],
+                    "mean_abs_change": abs_sum[i] / compared[i],
+                    "relative_l2_change": rel,
+                    "changed_fraction": changed[i] / numel,
+                    "changed_count": changed[i],
+                }
             )
-            return out
-        if self.before_sq > 0:
-            rel = math.sqrt(self.diff_sq) / math.sqrt(self.before_sq)
-        else:
-            rel = 0.0 if self.diff_sq == 0 else math.inf
-        return {
-            "numel": numel,
-            "compared": self.compared,
-            "max_abs_change": self.max_abs,
-            "mean_abs_change": self.abs_sum / self.compared,
-            "relative_l2_change": rel,
-            "changed_fraction": self.changed / numel,
-            "changed_count": self.changed,
-        }
+        return out
 
 
 @torch.no_grad()
@@ -550,7 +768,7 @@ def change_stats(
     ch = Change()
     for rb, ra in zip(_logical_chunks(before, chunk), _logical_chunks(after, chunk), strict=True):
         ch.add(rb, ra)
-    return ch.finish()
+    return ch.finish()[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,11 +778,10 @@ def change_stats(
 def _finite_range(t: torch.Tensor, chunk: int) -> tuple[float, float] | None:
     if _is_meta(t) or t.numel() == 0:
         return None
-    lo, hi = math.inf, -math.inf
+    m = Moments()
     for raw in _chunks(_prepare(t), chunk):
-        c, _, _, mn, mx = _split_finite(_compute_dtype(raw))
-        if c.numel():
-            lo, hi = min(lo, mn), max(hi, mx)
+        m.add(raw)
+    lo, hi = m.totals()["mn"], m.totals()["mx"]
     return (lo, hi) if lo <= hi else None
 
 

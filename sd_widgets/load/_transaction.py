@@ -40,6 +40,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -48,6 +49,7 @@ from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ..compare._metadata import ASSIGN_FLAG, copy_metadata
+from ..statuses import BN_BUFFERS
 from ._stats import Change, Moments, TensorStats, dtype_name
 
 SnapshotKind = Literal["memory", "disk", "auto"]
@@ -692,45 +694,54 @@ def retie(job: Job) -> None:
 # statistics of a touched tensor
 
 
-class Measure:
-    """Before, after and change statistics of one touched tensor, fed matching chunks.
+class Measures:
+    """Before, after and change statistics of ``size`` touched tensors, fed matching chunks.
 
     The transaction feeds the before chunks as it copies them and the after chunks as it
-    verifies them; :func:`measure` feeds both later (``stats=False``). Same chunks, same
-    accumulators: the same numbers either way.
+    verifies them; :func:`measure_many` feeds both later (``stats=False``). Same chunks, same
+    accumulators (:class:`~sd_widgets.stats.Moments`, :class:`~sd_widgets.stats.Change`,
+    which reduce small tensors together): the same numbers either way.
     """
 
-    def __init__(self) -> None:
-        self.before = Moments()
-        self.after = Moments()
-        self.change = Change()
-        self._before_sq: list[float | None] = []
+    def __init__(self, size: int) -> None:
+        self.before = Moments(size)
+        self.after = Moments(size)
+        self.change = Change(size)
+        self._wholes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def add_before(self, chunk: torch.Tensor) -> None:
-        """The next chunk of the tensor before the load."""
-        self._before_sq.append(self.before.add(chunk))
+    def add_before(self, i: int, chunk: torch.Tensor) -> None:
+        """The next chunk of tensor ``i`` before the load."""
+        self.before.add(chunk, i)
 
-    def add_after(self, i: int, before: torch.Tensor, after: torch.Tensor) -> None:
-        """Chunk ``i`` after the load, with the same chunk before it."""
-        self.after.add(after)
-        self.change.add(before, after, self._before_sq[i])
+    def add_after(self, i: int, before: torch.Tensor | None, after: torch.Tensor) -> None:
+        """The next chunk of tensor ``i`` after the load.
 
-    def finish(
-        self, before: torch.Tensor, after: torch.Tensor
-    ) -> tuple[TensorStats, TensorStats, dict[str, Any] | None]:
-        """(before, after, change) statistics; ``before``/``after`` are the whole tensors."""
-        sb = (
-            TensorStats.unavailable(before.numel(), dtype_name(before.dtype))
-            if before.is_meta
-            else self.before.finish(before, dtype_name(before.dtype))
-        )
-        sa = (
-            TensorStats.unavailable(after.numel(), dtype_name(after.dtype))
-            if after.is_meta
-            else self.after.finish(after, dtype_name(after.dtype))
-        )
-        comparable = not before.is_meta and not after.is_meta and before.shape == after.shape
-        return sb, sa, self.change.finish() if comparable else None
+        ``before``: the same chunk before it (None: not comparable).
+        """
+        self.after.add(after, i)
+        if before is not None:
+            self.change.add(before, after, i)
+
+    def done(self, i: int, before: torch.Tensor, after: torch.Tensor) -> None:
+        """Tensor ``i`` was fed whole; ``before``/``after`` are the whole tensors."""
+        self._wholes[i] = (before, after)
+
+    def finish(self) -> dict[int, tuple[TensorStats, TensorStats, dict[str, Any] | None]]:
+        """(before, after, change) statistics of every tensor marked :meth:`done`."""
+        size = self.before.size
+        wb: list[torch.Tensor | None] = [None] * size
+        wa: list[torch.Tensor | None] = [None] * size
+        db, da = [""] * size, [""] * size
+        for i, (b, a) in self._wholes.items():
+            wb[i] = None if b.is_meta else b
+            wa[i] = None if a.is_meta else a
+            db[i], da[i] = dtype_name(b.dtype), dtype_name(a.dtype)
+        sb, sa, ch = self.before.finish(wb, db), self.after.finish(wa, da), self.change.finish()
+        out = {}
+        for i, (b, a) in self._wholes.items():
+            comparable = not b.is_meta and not a.is_meta and b.shape == a.shape
+            out[i] = (sb[i], sa[i], ch[i] if comparable else None)
+        return out
 
 
 def _exotic(t: torch.Tensor) -> bool:
@@ -742,28 +753,45 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.detach().reshape(-1)
 
 
+def _pieces(flat: torch.Tensor) -> Sequence[torch.Tensor]:
+    """:func:`chunks_of` as a sequence (a small tensor is its own one chunk, without a generator)."""
+    if flat.numel() * flat.element_size() <= CHUNK_BYTES:
+        return (flat,) if flat.numel() else ()
+    return list(chunks_of(flat))
+
+
+@torch.no_grad()
+def measure_many(
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+) -> list[tuple[TensorStats, TensorStats, dict[str, Any] | None]]:
+    """Before, after and change statistics of many tensors (see :class:`Measures`)."""
+    m = Measures(len(pairs))
+    whole: dict[int, tuple[TensorStats, TensorStats, dict[str, Any] | None]] = {}
+    for i, (before, after) in enumerate(pairs):
+        if _exotic(before) or _exotic(after):
+            whole[i] = measure_whole(before, after)
+            continue
+        b_meta, a_meta = before.is_meta, after.is_meta
+        bs = () if b_meta else _pieces(_flat(before))
+        for c in bs:
+            m.add_before(i, c)
+        if not a_meta:
+            if not b_meta and before.shape == after.shape:
+                for b, a in zip(bs, _pieces(_flat(after)), strict=True):
+                    m.add_after(i, b, a)
+            else:
+                for a in _pieces(_flat(after)):
+                    m.add_after(i, None, a)
+        m.done(i, before, after)
+    measured = m.finish()
+    return [whole[i] if i in whole else measured[i] for i in range(len(pairs))]
+
+
 def measure(
     before: torch.Tensor, after: torch.Tensor
 ) -> tuple[TensorStats, TensorStats, dict[str, Any] | None]:
-    """Before, after and change statistics of one tensor (see :class:`Measure`)."""
-    if _exotic(before) or _exotic(after):
-        return measure_whole(before, after)
-    m = Measure()
-    if not before.is_meta:
-        for c in chunks_of(_flat(before)):
-            m.add_before(c)
-    if not after.is_meta:
-        pairs = (
-            zip(chunks_of(_flat(before)), chunks_of(_flat(after)), strict=True)
-            if not before.is_meta and before.shape == after.shape
-            else ((None, c) for c in chunks_of(_flat(after)))
-        )
-        for i, (b, a) in enumerate(pairs):
-            if b is None:
-                m.after.add(a)
-            else:
-                m.add_after(i, b, a)
-    return m.finish(before, after)
+    """Before, after and change statistics of one tensor (see :class:`Measures`)."""
+    return measure_many([(before, after)])[0]
 
 
 Measured = dict[str, tuple[TensorStats, TensorStats, "dict[str, Any] | None"]]
@@ -790,7 +818,13 @@ class Transaction:
         #: key -> how it was verified, for keys a module's own loading code handled
         self.transformed: dict[str, str] = {}
         self.measured: Measured = {}
-        self._measures: dict[str, Measure] = {}
+        self._index = {key: i for i, key in enumerate(job.slots)}
+        self._measures = Measures(len(self._index))
+        #: keys measured before and after while the snapshot copied them (see _known_result)
+        self._measured_early: set[str] = set()
+        reset = {f"{m}.{a}" for m in job.bn_reset for a in BN_BUFFERS}
+        #: planned keys torch's plain loading copies as they are
+        self._plain = {k for k in job.planned if k not in job.own and k not in reset}
 
     def rollback(self) -> list[str]:
         """Restore every saved tensor (to the end, even through Ctrl-C); unrestored keys."""
@@ -817,10 +851,15 @@ class Transaction:
             t = slot.get()
             if t is None:
                 continue
-            on_chunk = None
+            on_chunk: Callable[[torch.Tensor], None] | None = None
             if self.stats and not t.is_meta:
-                m = self._measures.setdefault(slot.key, Measure())
-                on_chunk = m.add_before
+                i = self._index[slot.key]
+                source = self._known_result(slot.key, t)
+                if source is None:
+                    on_chunk = partial(self._measures.add_before, i)
+                else:  # before and after side by side, while the copy is in cache
+                    self._measured_early.add(slot.key)
+                    on_chunk = partial(self._measure_both, i, chunks_of(_flat(source)))
             copied = self.snapshot.holds(t)
             saved = self.snapshot.save(slot.key, slot.module, slot.attr, slot.is_param, t, on_chunk)
             if on_chunk is not None and copied and saved.data is not None:  # a tie: copied once
@@ -830,6 +869,34 @@ class Transaction:
         for key in job.extra:
             owner = job.modules[_owner(job.modules, key)]
             self.snapshot.save_extra(key, owner, job.live.get(key))
+
+    def _known_result(self, key: str, t: torch.Tensor) -> torch.Tensor | None:
+        """What the load will leave in ``key``, when that is known before it runs.
+
+        A planned key that torch's plain loading copies as it is (same dtype and shape, no
+        loading code of its own, not reset afterwards) ends up bit for bit equal to its source,
+        and the verification proves it (a load that does not is rolled back, its statistics
+        with it). None otherwise: those are measured after the load.
+        """
+        job = self.job
+        if not self.verify or key not in self._plain:
+            return None
+        src = job.sd.get(key)
+        if (
+            not isinstance(src, torch.Tensor)
+            or src.is_meta
+            or src.dtype != t.dtype
+            or src.shape != t.shape
+            or _words(src) is None
+            or _words(t) is None
+        ):
+            return None
+        return src
+
+    def _measure_both(self, i: int, source: Iterator[torch.Tensor], chunk: torch.Tensor) -> None:
+        """A chunk of the snapshot copy, with the same chunk of what the load will leave."""
+        self._measures.add_before(i, chunk)
+        self._measures.add_after(i, chunk, next(source))
 
     def _check_result(self) -> None:
         job = self.job
@@ -851,11 +918,7 @@ class Transaction:
         """Verify, fingerprint and measure every touched tensor while each chunk is in cache."""
         job = self.job
         planned = set(job.planned)
-        reset = {
-            f"{m}.{a}"
-            for m in job.bn_reset
-            for a in ("running_mean", "running_var", "num_batches_tracked")
-        }
+        reset = {f"{m}.{a}" for m in job.bn_reset for a in BN_BUFFERS}
         for key in job.own:
             self.transformed[key] = (
                 f"loaded by the own loading code of {job.own[key] or 'the model'!r} (its "
@@ -878,16 +941,20 @@ class Transaction:
             self._walk(s, cur, expected)
             self.interrupts.check()
         self.snapshot.forget(unchanged)
+        if self.stats:
+            keys = list(self._index)
+            for i, stats in self._measures.finish().items():
+                self.measured.setdefault(keys[i], stats)
 
     def _walk(self, s: Saved, cur: torch.Tensor, expected: torch.Tensor | None) -> None:
         """One chunked pass over a touched tensor: verify, fingerprint, measure."""
         s.left = cur
-        measure = self._measures.get(s.key) if self.stats else None
+        i = self._index[s.key] if self.stats else -1
         if cur.is_meta:
             if expected is not None and not expected.is_meta:
                 raise RuntimeError(f"{s.key!r} is still on the meta device after loading")
-            if measure is not None and s.data is not None:
-                self.measured[s.key] = measure.finish(s.data, cur)
+            if self.stats and s.data is not None:
+                self._measures.done(i, s.data, cur)
             return
         words = _words(cur)
         if words is None or (expected is not None and _words(expected) is None):
@@ -904,7 +971,8 @@ class Transaction:
         before = _flat(s.data) if s.data is not None and s.data.shape == cur.shape else None
         exp_chunks = chunks_of(exp) if exp is not None else None
         before_chunks = chunks_of(before) if before is not None else None
-        for i, c in enumerate(chunks_of(flat)):
+        measure_now = self.stats and s.key not in self._measured_early
+        for c in chunks_of(flat):
             w = _words(c)
             if exp_chunks is not None:
                 e = next(exp_chunks)
@@ -916,16 +984,13 @@ class Transaction:
                 if not ok:
                     raise RuntimeError(self._differs(s.key))
             fp.add(w if w is not None else _as_words(c))
-            if measure is not None:
+            if measure_now:
                 b = next(before_chunks) if before_chunks is not None else None
-                if b is not None:
-                    measure.add_after(i, b, c)
-                else:
-                    measure.after.add(c)
+                self._measures.add_after(i, b, c)
         s.after = fp.value
-        if measure is not None:
-            self.measured[s.key] = measure.finish(
-                s.data if s.data is not None else cur.new_empty(cur.shape, device="meta"), cur
+        if self.stats:
+            self._measures.done(
+                i, s.data if s.data is not None else cur.new_empty(cur.shape, device="meta"), cur
             )
 
     @staticmethod
