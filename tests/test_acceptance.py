@@ -110,3 +110,51 @@ def test_a_data_class_checkpoint_is_not_said_to_need_code(tmp_path):
     assert "code" not in w.error["title"]
     assert "not known to run code" in w.error["text"]
     assert "argparse.Namespace" in w.error["fix"]
+
+
+def test_exported_load_sharded_returns_the_model_keys_of_a_nested_dcp(tmp_path):
+    """FSDP training code nests the weights under "model": the exported ``load_sharded`` reads
+    ``model.<key>`` and returns the model's own keys (what a job checks its load against),
+    run in a fresh process without sd_widgets, here on one rank."""
+    import json
+    import subprocess
+    import sys
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+
+    src = demo.pretrained("cnn").state_dict()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save({"model": dict(src)}, checkpoint_id=tmp_path / "dcp", no_dist=True)
+    model = demo.make_model("cnn", seed=1)
+    plan = sdw.compare(model, tmp_path / "dcp").plan(include="backbone")
+    (tmp_path / "exported.py").write_text(plan.to_code())
+    torch.save(model.state_dict(), tmp_path / "fresh.pt")
+    job = (
+        "import json, sys, torch, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from sd_widgets.demo import make_model\n"  # the user's model class
+        "model = make_model('cnn', seed=1)\n"
+        "ns = {'__name__': 'exported'}\n"
+        "exec(open('exported.py').read(), ns)\n"
+        "loaded = ns['load_sharded'](model)\n"
+        "src = torch.load(sys.argv[1])\n"
+        "fresh = torch.load('fresh.pt')\n"
+        "sd = model.state_dict()\n"
+        "print(json.dumps({'loaded': loaded,\n"
+        "    'equal': all(torch.equal(sd[k], src[k]) for k in loaded),\n"
+        "    'rest': all(torch.equal(sd[k], fresh[k]) for k in sd if k not in loaded)}))\n"
+    )
+    torch.save(src, tmp_path / "src.pt")
+    run = subprocess.run(
+        [sys.executable, "-c", job, str(tmp_path / "src.pt")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["loaded"] == list(plan.keys)
+    assert got["equal"] and got["rest"]

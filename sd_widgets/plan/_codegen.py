@@ -326,20 +326,25 @@ def _reader(spec: LoadSpec, imports: set[str], consts: list[str]) -> str:
 
 def _sharded_loader(renamed_keys: bool) -> str:
     """``load_sharded``: the same load on every rank of a job, into DTensor (FSDP2) shards."""
-    pairs = "KEYS" if renamed_keys else "((key, key) for key in KEYS)"
+    names = (
+        "{key: PREFIX + name for key, name in KEYS}"
+        if renamed_keys
+        else "{key: PREFIX + key for key in KEYS}"
+    )
     return (
         "def load_sharded(model, path=CHECKPOINT):\n"
         '    """The same load on every rank of a torch.distributed job (torchrun), for a model\n'
         "    sharded with FSDP2 / DTensor: dcp.load reads each rank's own chunks straight into\n"
         "    the model's local shards (the model's tensors, in place). Call it on every rank.\n"
-        '    Keys not listed are untouched. No rollback: sd_widgets.partial_load has one."""\n'
+        "    Keys not listed are untouched. No rollback: sd_widgets.partial_load has one.\n"
+        '    Returns the model keys it loaded."""\n'
         "    with open(os.path.join(path, '.metadata'), 'rb') as f:\n"
         "        if hashlib.sha256(f.read()).hexdigest() != METADATA_SHA256:\n"
         "            raise ValueError(f'{path!r}: .metadata changed since the export')\n"
         "    current = model.state_dict()\n"
-        f"    state = {{PREFIX + name: current[key] for key, name in {pairs}}}\n"
-        "    dcp.load(state, checkpoint_id=path)\n"
-        "    return list(state)\n"
+        f"    names = {names}  # model key -> its name in the checkpoint\n"
+        "    dcp.load({name: current[key] for key, name in names.items()}, checkpoint_id=path)\n"
+        "    return list(names)\n"
     )
 
 
