@@ -628,3 +628,72 @@ def test_segment_rule_loads_and_exports(tmp_path):
     exported = WNet()
     exec(cmp.plan(renames=rule).to_code(), {"model": exported, "__name__": "__main__"})
     assert all(torch.equal(v, reference[k]) for k, v in exported.state_dict().items())
+
+
+# ---------------------------------------------------------------- pair suggestions are not guesses
+
+#: what transformers' own loading maps ViT's legacy names to (its conversion mapping)
+VIT_LEGACY = {
+    "attention.attention.query": "attention.q_proj",
+    "attention.attention.key": "attention.k_proj",
+    "attention.attention.value": "attention.v_proj",
+    "attention.output.dense": "attention.o_proj",
+    "intermediate.dense": "mlp.fc1",
+    "output.dense": "mlp.fc2",
+}
+
+
+def _legacy_target(ckpt_key: str) -> str:
+    """The model key ``ckpt_key`` (after the ``encoder.layer.`` -> ``layers.`` rule) belongs in."""
+    n, rest = re.match(r"(?:encoder\.layer|layers)\.(\d+)\.(.*)", ckpt_key).group(1, 2)
+    module, _, leaf = rest.rpartition(".")
+    return f"layers.{n}.{VIT_LEGACY.get(module, module)}.{leaf}"
+
+
+def test_pair_suggestions_on_vit_legacy_names_are_right_or_absent(tmp_path):
+    """transformers' ViTModel.save_pretrained writes query/key/value/output.dense while its
+    modules are q_proj/k_proj/v_proj/o_proj, all of one shape: which goes where cannot be told
+    from names and shapes, so no such pair is offered (it used to offer value -> q_proj and
+    query -> v_proj, and accepting them loaded the wrong tensors). Pairs that shapes and layer
+    numbers decide (fc1, fc2) are still offered, each into its own place."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=32,
+        patch_size=8,
+    )
+    torch.manual_seed(0)
+    saved, fresh = transformers.ViTModel(config), transformers.ViTModel(config)
+    saved.save_pretrained(tmp_path)
+    cmp = sdw.compare(fresh, tmp_path / "model.safetensors")
+    assert cmp.summary()["unexpected"] == 32
+    for c in (cmp, cmp.with_renames([cmp.prefix_suggestions()[0].rule])):
+        pairs = {s.ckpt_key: s.model_key for s in c.suggest_renames()}
+        assert pairs, "the pairs shapes decide are still offered"
+        assert all(m == _legacy_target(u) for u, m in pairs.items()), pairs
+        assert not any("_proj" in m for m in pairs.values())  # q/k/v/o: a guess, never offered
+        assert {m.split(".")[-2] for m in pairs.values()} >= {"fc1", "fc2"}
+    # accepting every offered pair loads each tensor into its own place
+    renamed = cmp.with_renames(cmp.suggest_renames())
+    report = sdw.partial_load(fresh, renamed.plan(include=[r.key for r in renamed if r.loadable]))
+    theirs = saved.state_dict()
+    assert report.loaded and all(
+        torch.equal(fresh.state_dict()[k], theirs[k]) for k in report.loaded
+    )
+
+
+def test_a_renamed_numbered_module_is_still_paired_with_its_own_number():
+    """bn1 -> norm1 (not norm2): names alike but for the module's own number are decided by it."""
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm1, self.norm2 = nn.LayerNorm(8), nn.LayerNorm(8)
+
+    model = nn.Sequential(Block(), Block())
+    ckpt = {k.replace("norm", "bn"): v for k, v in model.state_dict().items()}
+    pairs = {s.ckpt_key: s.model_key for s in sdw.compare(model, ckpt).suggest_renames()}
+    assert pairs == {k.replace("norm", "bn"): k for k in model.state_dict()}

@@ -343,6 +343,11 @@ _VOTE_SAMPLE = 4000  # unexpected keys that vote for candidate rules (evenly spa
 _BUCKET_CAP = 4  # a longest common suffix shared by more keys than this says nothing
 _VOTED_RULES = 12  # voted candidates checked exactly
 _CELL_CAP = 250_000  # string comparisons per (leaf, shape) bucket before it is split further
+#: a suggested pair's name similarity must beat the next candidate's by this much (about two
+#: characters of a 40-character key), or the pair is a guess and is not offered
+_AMBIGUOUS = 0.05
+_DIGITS = re.compile(r"\d+")
+_LAYER_NUMBERS = re.compile(r"(?:^|\.)(\d+)(?=\.|$)")  # the numbered segments: layers.3.
 
 
 @dataclass(frozen=True)
@@ -837,9 +842,12 @@ def _discover(keys: KeySets, ctx: RuleContext, limit: int) -> list[RuleCandidate
 
 
 def _suffix_fraction(a: str, b: str) -> float:
+    """The share of trailing dotted names ``a`` and ``b`` have in common (of the longer)."""
     pa, pb = a.split("."), b.split(".")
     n = 0
-    while n < min(len(pa), len(pb)) and pa[-1 - n] == pb[-1 - n]:
+    for x, y in zip(reversed(pa), reversed(pb), strict=False):  # stops at the shorter
+        if x != y:
+            break
         n += 1
     return n / max(len(pa), len(pb))
 
@@ -934,10 +942,31 @@ def _pair(
         if len(us) * len(ms) > _CELL_CAP:
             return  # too ambiguous to say anything
         sims = cdist(us, ms, scorer=Levenshtein.normalized_similarity)
+        # a pair is offered only when it is not a guess: among the model keys of u's shape
+        # and layer numbers, the best must be clearly more alike than the next (ViT's legacy
+        # query/key/value against q_proj/k_proj/v_proj are all alike: none is offered)
+        ids: dict[tuple, int] = {}
+
+        def signatures(k: str, shape: Shape | None) -> tuple[int, int, int]:
+            return (
+                ids.setdefault(("layers", *_LAYER_NUMBERS.findall(k)), len(ids)),
+                ids.setdefault(("digits", *_DIGITS.findall(k)), len(ids)),
+                ids.setdefault(("shape", shape and tuple(shape)), len(ids)),
+            )
+
+        layer_m, digit_m, shape_m = np.array([signatures(m, M[m]) for m in ms]).T
         for i, u in enumerate(us):
             row = sims[i]
-            for j in row.argsort()[::-1][:3]:
-                add(u, ms[j], float(row[j]))
+            layer_u, digit_u, shape_u = signatures(u, U[u])
+            fits = (layer_m == layer_u) & (shape_m == shape_u)
+            if (narrower := fits & (digit_m == digit_u)).any():
+                fits = narrower  # bn1 -> norm1, not norm2
+            candidates = np.flatnonzero(fits) if fits.any() else np.arange(len(ms))
+            alike = row[candidates]
+            best = int(candidates[int(alike.argmax())])
+            if len(candidates) > 1 and row[best] - np.partition(alike, -2)[-2] < _AMBIGUOUS:
+                continue
+            add(u, ms[best], float(row[best]))
 
     rest_u: dict[tuple[str, Shape | None], list[str]] = {}
     rest_m: dict[tuple[str, Shape | None], list[str]] = {}
