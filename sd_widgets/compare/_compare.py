@@ -874,17 +874,22 @@ class Comparison:
         modules follow. :meth:`tree` and the widget's payload are both built from this.
         """
         children: dict[str, list[str | Row]] = {"": []}
+        get = children.get
         for r in self.rows:
-            path = r.module
-            if path not in children:
+            module = r.module
+            siblings = get(module)
+            if siblings is None:  # a new module: create it and the parents it lacks
                 new = []
+                path = module
                 while path not in children:
-                    new.append(path)
-                    path = path.rpartition(".")[0]
-                for m in reversed(new):
+                    parent = path.rpartition(".")[0]
+                    new.append((path, parent))
+                    path = parent
+                for m, parent in reversed(new):
                     children[m] = []
-                    children[m.rpartition(".")[0]].append(m)
-            children[r.module].append(r)
+                    children[parent].append(m)
+                siblings = children[module]
+            siblings.append(r)
         return children
 
     def tree(self) -> dict[str, Any]:
