@@ -158,3 +158,14 @@ def test_exported_load_sharded_returns_the_model_keys_of_a_nested_dcp(tmp_path):
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["loaded"] == list(plan.keys)
     assert got["equal"] and got["rest"]
+
+
+def test_a_json_without_weight_map_says_what_it_holds(tmp_path):
+    """``{"a": 1}`` is an object without 'weight_map' (was: "found NoneType")."""
+    path = tmp_path / "model.safetensors.index.json"
+    path.write_text('{"a": 1, "\\u001b[31m": 2}')
+    with pytest.raises(sdw.UnreadableCheckpointError) as info:
+        sdw.open_checkpoint(path)
+    text = str(info.value)
+    assert "found an object without 'weight_map' (its keys: 'a', '\\x1b[31m')" in text
+    assert "NoneType" not in text and "\x1b" not in text

@@ -388,9 +388,9 @@ def test_files_found_by_listing_a_directory_must_be_inside_it(name, tmp_path, se
         ({"w": None}, "maps to a NoneType"),
         ({"w": ["a.safetensors"]}, "maps to a list"),
         ({"w": {"file": "a"}}, "maps to a dict"),
-        (["w", "a.safetensors"], "found list"),
-        ("a.safetensors", "found str"),
-        (None, "found NoneType"),
+        (["w", "a.safetensors"], "found a 'weight_map' that is a JSON array"),
+        ("a.safetensors", "found a 'weight_map' that is a JSON string"),
+        (None, "found a 'weight_map' that is a JSON null"),
     ],
 )
 def test_index_weight_map_of_the_wrong_type_is_typed(weight_map, fragment, tmp_path):

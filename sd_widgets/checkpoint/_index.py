@@ -88,6 +88,16 @@ def shard_path(index: Path, tensor: str, shard: Any) -> Path:
         ) from None
 
 
+def _json_type(value: Any) -> str:
+    """What JSON calls the type of a parsed value (``null``, ``array``, …)."""
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "boolean"), (dict, "object"), (list, "array"), (str, "string")):
+        if isinstance(value, kind):
+            return name
+    return "number"
+
+
 def open_index(
     path: Path, *, key: Any, map_location: Any, trust: Any, progress: bool | None
 ) -> Checkpoint:
@@ -104,11 +114,14 @@ def open_index(
             "or corrupt)."
         ) from None
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
-        found = (
-            type(index.get("weight_map")).__name__
-            if isinstance(index, dict)
-            else (type(index).__name__)
-        )
+        if not isinstance(index, dict):
+            found = f"a JSON {_json_type(index)}"
+        elif "weight_map" not in index:
+            names = ", ".join(repr(k[:60]) for k in list(index)[:5]) or "none"
+            found = f"an object without 'weight_map' (its keys: {names}"
+            found += ", …)" if len(index) > 5 else ")"
+        else:
+            found = f"a 'weight_map' that is a JSON {_json_type(index['weight_map'])}"
         raise UnreadableCheckpointError(
             f"{path} is not a sharded-checkpoint index: expected a JSON object with a "
             f"'weight_map' of tensor name → shard file (as written by save_pretrained); "
