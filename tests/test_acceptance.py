@@ -169,3 +169,11 @@ def test_a_json_without_weight_map_says_what_it_holds(tmp_path):
     text = str(info.value)
     assert "found an object without 'weight_map' (its keys: 'a', '\\x1b[31m')" in text
     assert "NoneType" not in text and "\x1b" not in text
+
+
+def test_two_sides_from_modules_read_as_module_state_dicts():
+    """``compare_values(a_module_state, b)`` with b a module: b is "a module's state dict"."""
+    base = demo.pretrained("cnn")
+    w = sdw.Explorer(sdw.compare_values(base.state_dict(), demo.pretrained("cnn")))
+    assert w.tree["source"] == "a module's state dict (38 tensors)"
+    assert w.tree["model"] == "in-memory state dict (38 tensors)"

@@ -169,8 +169,8 @@ def side_label(ckpt: Checkpoint) -> str:
     text = source.describe()
     if source.path is not None:
         return text
-    noun = "a module's state dict" if source.kind == "module" else "state dict"
-    return f"in-memory {noun} ({len(ckpt):,} tensors)" + text[len(source.kind) :]
+    what = "a module's state dict" if source.kind == "module" else "in-memory state dict"
+    return f"{what} ({len(ckpt):,} tensors)" + text[len(source.kind) :]
 
 
 def describe_source(source: Any) -> str:
