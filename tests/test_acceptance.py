@@ -177,3 +177,13 @@ def test_two_sides_from_modules_read_as_module_state_dicts():
     w = sdw.Explorer(sdw.compare_values(base.state_dict(), demo.pretrained("cnn")))
     assert w.tree["source"] == "a module's state dict (38 tensors)"
     assert w.tree["model"] == "in-memory state dict (38 tensors)"
+
+
+def test_repr_writes_a_file_names_control_characters_as_escapes(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "evil\x1b[31mRED\x1b[0m.safetensors"
+    save_file({"weight": torch.zeros(2, 2), "bias": torch.zeros(2)}, path)
+    r = repr(sdw.Explorer(torch.nn.Linear(2, 2), path))
+    assert "\x1b" not in r
+    assert "evil\\x1b[31mRED\\x1b[0m.safetensors" in r

@@ -277,7 +277,8 @@ def test_repr_is_cheap_stable_and_the_mimebundle_has_a_static_fallback():
     w, _ = explorer("new_head")
     r = repr(w)
     assert r == (
-        "Explorer(SmallCNN ← mapping: 38 keys, 36 matches, 2 shape mismatches; 36 selected)"
+        "Explorer(SmallCNN ← in-memory state dict (38 tensors): 38 keys, 36 matches, 2 shape mismatches;"
+        " 36 selected)"
     )
     assert not re.search(r"0x[0-9a-f]+", r)
     data, _meta = w._repr_mimebundle_()

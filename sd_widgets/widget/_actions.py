@@ -398,8 +398,7 @@ def compare_values(w: Explorer, _c: Mapping[str, Any]) -> None:
     payload = values_payload(
         vc,
         a_label="model" if is_model else _texts.model_label(None, a),
-        b_label=w._source_name
-        or (cmp.checkpoint.source.describe() if is_model else _texts.side_label(cmp.checkpoint)),
+        b_label=w._source_name or _texts.describe_source(cmp.checkpoint),
         a_is_model=is_model,
     )
     w._values = vc

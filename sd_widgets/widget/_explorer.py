@@ -401,10 +401,14 @@ class Explorer(anywidget.AnyWidget):
         return True
 
     def __repr__(self) -> str:
+        from ..cli._output import escape_text
+
         p = self.tree or pl.empty_payload()
         counts = ", ".join(pl.count_phrases(p)) or "no keys"
+        # a file's name reaches a terminal here: its control characters are written as escapes
+        sides = escape_text(f"{p.get('model') or 'model'} ← {p.get('source') or 'checkpoint'}")
         return (
-            f"Explorer({p.get('model') or 'model'} ← {p.get('source') or 'checkpoint'}: "
+            f"Explorer({sides}: "
             f"{p.get('n_keys', 0)} keys, {counts}; {len(self.selected_keys)} selected)"
         )
 
@@ -650,12 +654,7 @@ class Explorer(anywidget.AnyWidget):
         old_selection = list(self.selected_keys)
         payload = pl.payload_from_comparison(
             cmp,
-            source=self._source_name
-            or (
-                _texts.describe_source(cmp.checkpoint)
-                if cmp.model is not None
-                else _texts.side_label(cmp.checkpoint)
-            ),
+            source=self._source_name or _texts.describe_source(cmp.checkpoint),
             model=_texts.model_label(cmp.model, self._value_a),
         )
         self._cmp = cmp

@@ -159,11 +159,11 @@ def model_label(model: nn.Module | None, reference: Any = None) -> str:
 
 
 def side_label(ckpt: Checkpoint) -> str:
-    """One side of two checkpoints, for people: its source, or what an in-memory one holds.
+    """A checkpoint side, for people: its source, or what an in-memory one holds.
 
     A file is named by its description (kind and path); a state dict given in memory has no
-    path, and two of them would both read "mapping", so it says what it is and how many
-    tensors it holds.
+    path (two of them would both read "mapping"), so it says what it is and how many tensors
+    it holds.
     """
     source = ckpt.source
     text = source.describe()
@@ -174,8 +174,9 @@ def side_label(ckpt: Checkpoint) -> str:
 
 
 def describe_source(source: Any) -> str:
+    """What the title calls a checkpoint side (see :func:`side_label`) or a source argument."""
     if isinstance(source, Checkpoint):
-        return source.source.describe()
+        return side_label(source)
     if isinstance(source, (str, pathlib.Path)):
         return str(source)
     if isinstance(source, nn.Module):
