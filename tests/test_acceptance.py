@@ -187,3 +187,23 @@ def test_repr_writes_a_file_names_control_characters_as_escapes(tmp_path):
     r = repr(sdw.Explorer(torch.nn.Linear(2, 2), path))
     assert "\x1b" not in r
     assert "evil\\x1b[31mRED\\x1b[0m.safetensors" in r
+
+
+def test_report_of_two_checkpoints_by_keys_only_names_them_checkpoint_and_against(tmp_path, capsys):
+    """``diff A --against B --format html`` (no values): the header rows and the title agree."""
+    from safetensors.torch import save_file
+
+    from sd_widgets.cli import _main as cli
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "a.safetensors")
+    save_file({"w": torch.zeros(2), "\x1b[2Jv": torch.ones(1)}, tmp_path / "b.safetensors")
+    argv = ["diff", str(tmp_path / "b.safetensors"), "--against", str(tmp_path / "a.safetensors")]
+    assert cli.main([*argv, "--format", "html"]) == cli.EXIT_DIFFERENT
+    text = capsys.readouterr().out
+    head = _header(text)
+    assert list(head)[:2] == ["checkpoint", "against"]
+    title = re.search(r"<title>(.*)</title>", text)[1]
+    assert title == (
+        f"sd_widgets report: safetensors {tmp_path / 'b.safetensors'} against "
+        f"safetensors {tmp_path / 'a.safetensors'}"
+    )

@@ -193,11 +193,11 @@ def report_html(
         ("written by", html.escape(f"sd_widgets {__version__} on {written}")),
     ]
     head = "".join(f"<dt>{html.escape(k)}</dt><dd>{v}</dd>" for k, v in rows)
-    title = html.escape(
-        f"sd_widgets report: a: {model} → b: {source}"
-        if two
-        else f"sd_widgets report: {model} ← {source}"
-    )
+    if two and has_values:
+        sides = f"a: {model} → b: {source}"
+    else:
+        sides = f"{source} against {model}" if two else f"{model} ← {source}"
+    title = html.escape(f"sd_widgets report: {escape_text(sides)}")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
