@@ -207,3 +207,44 @@ def test_report_of_two_checkpoints_by_keys_only_names_them_checkpoint_and_agains
         f"sd_widgets report: safetensors {tmp_path / 'b.safetensors'} against "
         f"safetensors {tmp_path / 'a.safetensors'}"
     )
+
+
+def test_code_tab_after_rule_adapter_and_load_reproduces_the_widget_bit_for_bit(tmp_path):
+    """A DDP checkpoint of a 10-class CNN into a 3-class model: Apply the banner's rule, the
+    head's overlap adapter, Load; the Code tab pasted into a fresh interpreter (no sd_widgets
+    import in it) over the same file and a fresh model gives the widget's tensors exactly."""
+    import subprocess
+    import sys
+
+    src = demo.pretrained("cnn").state_dict()
+    torch.save({"module." + k: v for k, v in src.items()}, tmp_path / "ddp.pt")
+    model = demo.make_model("cnn", num_classes=3, seed=1)
+    torch.save(model.state_dict(), tmp_path / "fresh.pt")
+    w = sdw.Explorer(model, tmp_path / "ddp.pt")
+    w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
+    for key in ("classifier.weight", "classifier.bias"):
+        w.handle_action({"action": "adapt", "key": key, "adapter": "overlap"})
+    w.handle_action({"action": "load"})
+    assert w.last_load["loaded"] == 38
+    w.tab = "code"
+    assert "sd_widgets" not in [
+        line.split()[1] for line in w.code.splitlines() if line.startswith(("import ", "from "))
+    ]
+    (tmp_path / "cell.py").write_text(w.code)
+    torch.save(model.state_dict(), tmp_path / "widget.pt")
+    job = (
+        "import sys, torch\n"
+        "from sd_widgets.demo import make_model\n"  # the user's model class
+        "model = make_model('cnn', num_classes=3, seed=1)\n"
+        "model.load_state_dict(torch.load('fresh.pt'))\n"
+        "exec(open('cell.py').read(), {'model': model, '__name__': '__main__'})\n"
+        "got, want = model.state_dict(), torch.load('widget.pt')\n"
+        "bad = [k for k in want if got[k].dtype != want[k].dtype"
+        " or not torch.equal(got[k], want[k])]\n"
+        "print('DIFFER', bad)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", job], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "DIFFER []" in run.stdout, run.stdout
