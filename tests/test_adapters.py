@@ -497,3 +497,44 @@ def test_a_vit_with_another_patch_size_takes_both_position_and_patch_adapters():
     for key in ("embeddings.patch_embeddings.projection.weight", "patch_embed.proj.weight"):
         assert applicable((32, 3, 16, 16), (32, 3, 8, 8), key=key) == ("resample_patch",)
     assert applicable((32, 3, 16, 16), (32, 3, 8, 8), key="patch_embed.proj.bias") == ()
+
+
+def test_a_model_built_with_another_config_is_offered_no_slices():
+    """Every width of a BERT halved (hidden 64 -> 32, intermediate 128 -> 64): ``overlap`` would
+    copy the top-left slice of every tensor, which makes no working model. It is not offered
+    for those rows (their reason says why and what to do); ``adapt=`` still copies the slice
+    when asked. A classifier head of another size alone is still offered ``overlap``."""
+    transformers = pytest.importorskip("transformers")
+
+    def bert(hidden: int) -> nn.Module:
+        config = transformers.BertConfig(
+            hidden_size=hidden,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+            vocab_size=100,
+        )
+        return transformers.BertModel(config)
+
+    torch.manual_seed(0)
+    big, small = bert(64), bert(32)
+    cmp = sdw.compare(small, big.state_dict())
+    assert cmp.config_mismatch() is not None
+    mismatched = [r for r in cmp if r.status == "shape_mismatch"]
+    assert len(mismatched) > 30
+    assert all(r.config_mismatch and r.adapters == () and not r.adaptable for r in mismatched)
+    assert all("built with another config" in r.reason for r in mismatched)
+    assert cmp.plan().entries.keys().isdisjoint(r.key for r in mismatched)
+    # asked for explicitly, the slice is copied
+    key = "embeddings.word_embeddings.weight"
+    plan = cmp.plan(include=[key], adapt={key: "overlap"})
+    sdw.partial_load(small, plan)
+    assert torch.equal(small.state_dict()[key], big.state_dict()[key][:, :32])
+    # a head of another size is not a config mismatch: overlap is still offered
+    head10, head3 = (
+        nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 10)),
+        nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 3)),
+    )
+    head = sdw.compare(head3, head10.state_dict())
+    assert head.config_mismatch() is None
+    assert [r.adapters for r in head if r.status == "shape_mismatch"] == [("overlap",)] * 2

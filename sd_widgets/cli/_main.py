@@ -671,7 +671,9 @@ def _tie_text(r: Row) -> str:
 
 #: the fields of a row in ``diff --format json``: :meth:`Row.to_json` less what only matters to
 #: a load (the CLI loads nothing and applies no adapters), in the one field order
-_DIFF_FIELDS = tuple(f for f in JSON_FIELDS if f not in ("loadable", "adaptable", "model_on_meta"))
+_DIFF_FIELDS = tuple(
+    f for f in JSON_FIELDS if f not in ("loadable", "adaptable", "model_on_meta", "config_mismatch")
+)
 
 
 def _diff_row_dict(r: Row) -> dict[str, Any]:

@@ -398,16 +398,21 @@ class Adapter:
         *,
         model_on_meta: bool = False,
         key: str | None = None,
+        config_mismatch: bool = False,
     ) -> str | None:
         """Why this adapter cannot map ``ckpt_shape`` onto ``model_shape`` (None: it can).
 
         ``key`` (the model key) lets an adapter judge what the tensor is: ``overlap`` is never
-        right for a position embedding, ``interpolate`` only for one.
+        right for a position embedding, ``interpolate`` only for one. ``config_mismatch``: the
+        row is one of a model built with another config (every shape mismatch shares one size
+        ratio), where copying a slice of each tensor would not make a working model.
         """
         if ckpt_shape is None or model_shape is None:
             return "the key is not on both sides"
         if tuple(ckpt_shape) == tuple(model_shape):
             return "the shapes already agree"
+        if config_mismatch and self.name == "overlap":
+            return CONFIG_MISMATCH_REASON
         return self.check(
             tuple(ckpt_shape), tuple(model_shape), model_on_meta, key, dict(self.options)
         )
@@ -419,9 +424,16 @@ class Adapter:
         *,
         model_on_meta: bool = False,
         key: str | None = None,
+        config_mismatch: bool = False,
     ) -> bool:
         """True when this adapter maps ``ckpt_shape`` onto ``model_shape``."""
-        why = self.why_not(ckpt_shape, model_shape, model_on_meta=model_on_meta, key=key)
+        why = self.why_not(
+            ckpt_shape,
+            model_shape,
+            model_on_meta=model_on_meta,
+            key=key,
+            config_mismatch=config_mismatch,
+        )
         return why is None
 
     def describe(self, ckpt_shape: Shape, model_shape: Shape, key: str | None = None) -> str:
@@ -501,6 +513,14 @@ def get_adapter(name: str) -> Adapter:
     )
 
 
+#: why ``overlap`` is not offered for a row of a config mismatch (still usable by asking for it)
+CONFIG_MISMATCH_REASON = (
+    "overlap is not offered for a model built with another config (every shape mismatch "
+    "shares one size ratio): a slice of each tensor would not make a working model; build the "
+    "model with the checkpoint's config, or pass adapt= to copy the slice anyway"
+)
+
+
 def _offered(name: str, adapter: Adapter, ckpt: Shape, model: Shape, key: str | None) -> str | None:
     """The spelling of ``adapter`` that fits this row (``interpolate:N``), or None."""
     if name != "interpolate":
@@ -517,6 +537,7 @@ def applicable(
     *,
     model_on_meta: bool = False,
     key: str | None = None,
+    config_mismatch: bool = False,
 ) -> tuple[str, ...]:
     """Names of the adapters that map ``ckpt_shape`` onto ``model_shape``, registry order.
 
@@ -529,6 +550,9 @@ def applicable(
     key : str, optional
         The model key: what the tensor is decides too (``overlap`` is never offered for a
         position embedding, ``interpolate`` only for one).
+    config_mismatch : bool
+        The row is part of a config mismatch (``Comparison.config_mismatch()``): ``overlap``
+        is not offered (it would copy a slice of every tensor of a differently sized model).
 
     Returns
     -------
@@ -544,7 +568,11 @@ def applicable(
         if spelled is None:
             continue
         if get_adapter(spelled).applies(
-            ckpt_shape, model_shape, model_on_meta=model_on_meta, key=key
+            ckpt_shape,
+            model_shape,
+            model_on_meta=model_on_meta,
+            key=key,
+            config_mismatch=config_mismatch,
         ):
             out.append(spelled)
     return tuple(out)
@@ -556,6 +584,7 @@ def adapter_hint(
     *,
     model_on_meta: bool = False,
     key: str | None = None,
+    config_mismatch: bool = False,
 ) -> str:
     """What the registry offers for a shape mismatch, as one clause for a reason text.
 
@@ -577,7 +606,13 @@ def adapter_hint(
     -------
     str
     """
-    names = applicable(ckpt_shape, model_shape, model_on_meta=model_on_meta, key=key)
+    names = applicable(
+        ckpt_shape,
+        model_shape,
+        model_on_meta=model_on_meta,
+        key=key,
+        config_mismatch=config_mismatch,
+    )
     if names and ckpt_shape is not None and model_shape is not None:
         spell = (
             (lambda n: f"adapt={{{key!r}: {n!r}}}")
@@ -588,7 +623,14 @@ def adapter_hint(
             f"{spell(n)} ({get_adapter(n).describe(ckpt_shape, model_shape, key)})" for n in names
         )
     reasons = dict.fromkeys(
-        a.why_not(ckpt_shape, model_shape, model_on_meta=model_on_meta, key=key) or ""
+        a.why_not(
+            ckpt_shape,
+            model_shape,
+            model_on_meta=model_on_meta,
+            key=key,
+            config_mismatch=config_mismatch,
+        )
+        or ""
         for a in ADAPTERS.values()
     )
     return f"no adapter applies ({'; '.join(r for r in reasons if r)})"

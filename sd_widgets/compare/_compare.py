@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
+from dataclasses import replace as dc_replace
 from functools import cached_property, partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -74,9 +75,12 @@ def _setter(cls: type, *, name: str = "_new") -> Any:
     """
     names = [f.name for f in fields(cls)]
     setters = {f"_set_{n}": getattr(cls, n).__set__ for n in names}
+    # fields with a default keep it (their value comes from the scope, not from code)
+    defaults = {f"_default_{f.name}": f.default for f in fields(cls) if f.default is not MISSING}
+    params = [n if f"_default_{n}" not in defaults else f"{n}=_default_{n}" for n in names]
     body = "".join(f"    _set_{n}(obj, {n})\n" for n in names)
-    code = f"def {name}({', '.join(names)}):\n    obj = _object_new(_cls)\n{body}    return obj\n"
-    scope: dict[str, Any] = {"_object_new": object.__new__, "_cls": cls, **setters}
+    code = f"def {name}({', '.join(params)}):\n    obj = _object_new(_cls)\n{body}    return obj\n"
+    scope: dict[str, Any] = {"_object_new": object.__new__, "_cls": cls, **setters, **defaults}
     exec(code, scope)  # as dataclasses builds __init__: our own field names only
     return scope[name]
 
@@ -420,6 +424,8 @@ ROW_FIELDS: dict[str, str] = {
     "tied_to": "for a tied row (a model key absent from the checkpoint that is the same tensor "
     "as a key the checkpoint holds): that key (loading it changes this one too)",
     "model_on_meta": "the model tensor lives on the meta device (no values to adapt from)",
+    "config_mismatch": "a shape mismatch of a model built with another config (every shape "
+    "mismatch shares one size ratio, Comparison.config_mismatch()): overlap is not offered",
 }
 
 
@@ -453,7 +459,7 @@ def row_fields(*, without: Iterable[str] = ()) -> tuple[str, ...]:
 JSON_FIELDS = row_fields(without=("module",))
 assert JSON_FIELDS[0] == "key"
 #: :meth:`Comparison.to_frame` columns (the first ten are the contract of ``docs/design.md``)
-FRAME_FIELDS = row_fields(without=("adaptable", "model_on_meta"))
+FRAME_FIELDS = row_fields(without=("adaptable", "model_on_meta", "config_mismatch"))
 _json_values = attrgetter(*JSON_FIELDS)
 _frame_values = attrgetter(*FRAME_FIELDS)
 #: fields whose JSON form is a list (tuples on the row)
@@ -482,6 +488,8 @@ class Row:
     #: checkpoint does hold (tied weights, e.g. ``lm_head.weight`` and the input embedding,
     #: which ``save_pretrained`` writes once): that key. Loading it changes this one too.
     tied_to: str | None = None
+    #: a shape mismatch of a model built with another config (see ``ROW_FIELDS``)
+    config_mismatch: bool = False
 
     @property
     def loadable(self) -> bool:
@@ -498,7 +506,11 @@ class Row:
         if self.status != _SHAPE_MISMATCH:
             return ()
         return applicable(
-            self.ckpt_shape, self.model_shape, model_on_meta=self.model_on_meta, key=self.key
+            self.ckpt_shape,
+            self.model_shape,
+            model_on_meta=self.model_on_meta,
+            key=self.key,
+            config_mismatch=self.config_mismatch,
         )
 
     @property
@@ -521,6 +533,7 @@ class Row:
                     self.model_shape,
                     model_on_meta=self.model_on_meta,
                     key=self.model_key,
+                    config_mismatch=self.config_mismatch,
                 )
             )
         if status == _TIED:
@@ -628,7 +641,7 @@ class Comparison:
         self.entries = side.entries
         self._module_types: dict[str, str] = side.types
         with gc_paused():
-            self.rows: list[Row] = self._build_rows()
+            self.rows: list[Row] = _mark_config_mismatch(self._build_rows())
         self._by_key = {r.key: r for r in self.rows}
 
     # construction ------------------------------------------------------------------------------
@@ -1084,3 +1097,16 @@ def compare(
             return Comparison(model, ckpt, rules)
         other = open_checkpoint(model, trust=trust, map_location=map_location, progress=progress)
         return Comparison(None, ckpt, rules, entries=_entries_from_checkpoint(other))
+
+
+def _mark_config_mismatch(rows: list[Row]) -> list[Row]:
+    """``rows`` with ``config_mismatch`` set where one size ratio explains the mismatches.
+
+    See :func:`~sd_widgets.compare._diagnosis.config_mismatch`: no slice is offered for a
+    model built with another config.
+    """
+    found = config_mismatch(rows)
+    if found is None:
+        return rows
+    keys = set(found.keys)
+    return [dc_replace(r, config_mismatch=True) if r.key in keys else r for r in rows]

@@ -61,7 +61,7 @@ PAYLOAD_VERSION = 1
 _LEGEND = {item["status"]: item for item in legend()}
 #: the row fields a tensor entry carries (from the one table, :data:`compare.ROW_FIELDS`, in its
 #: order); its key is the entry's ``path``, its module the enclosing module entry
-_ROW_COLUMNS = row_fields(without=("key", "module", "model_on_meta"))
+_ROW_COLUMNS = row_fields(without=("key", "module", "model_on_meta", "config_mismatch"))
 _AFTER_NBYTES = _ROW_COLUMNS.index("nbytes") + 1
 #: the payload's columns: the tree's own, then the row fields (``numel`` next to ``nbytes``)
 COLUMNS = (
