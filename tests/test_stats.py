@@ -485,3 +485,44 @@ def test_measure_of_a_large_tensor_in_chunks_is_exact():
     assert ch["relative_l2_change"] == pytest.approx(float(d.norm() / b64.norm()), rel=1e-9)
     assert ch["mean_abs_change"] == pytest.approx(float(d.abs().mean()), rel=1e-9)
     assert ch["changed_count"] == int((a != b).sum())
+
+
+def test_segment_ids_are_repeat_interleave_with_empty_segments():
+    from sd_widgets.units import segment_ids
+
+    for lengths in ([2, 0, 3], [0, 0, 2], [3, 0, 0], [1], [0], [4, 1, 0, 2, 0], [5000, 1, 7]):
+        t = torch.tensor(lengths)
+        assert torch.equal(segment_ids(t), torch.repeat_interleave(torch.arange(len(t)), t))
+
+
+def test_many_small_tensors_measured_together_equal_each_measured_alone():
+    """measure_many packs small tensors into one buffer per dtype and reduces per segment; every
+    number equals the tensor measured alone (counts exactly, sums to float64 rounding), across
+    batch boundaries, NaN/inf, ints, halves, empty and meta tensors among them."""
+    from sd_widgets.load._transaction import measure_many
+
+    g = torch.Generator().manual_seed(21)
+    pairs = []
+    for t in _mixed_tensors() * 3 + [torch.randn(50, generator=g) for _ in range(3000)]:
+        a = t.clone()
+        if a.numel() and a.is_floating_point() and a.is_contiguous():
+            a.view(-1)[:: max(1, a.numel() // 4)] += 0.25
+        pairs.append((t, a))
+    together = measure_many(pairs)
+    assert len(together) == len(pairs)
+    for (b, a), (sb, sa, ch) in zip(pairs, together, strict=True):
+        alone_b, alone_a, alone_ch = measure(b, a)
+        for got, one in ((sb, alone_b), (sa, alone_a)):
+            assert (got.numel, got.dtype, got.nan_count, got.inf_count) == (
+                one.numel, one.dtype, one.nan_count, one.inf_count
+            )  # fmt: skip
+            for name in ("mean", "std", "min", "max", "l2", "zero_fraction"):
+                x, y = getattr(got, name), getattr(one, name)
+                assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-12)
+        assert (ch is None) == (alone_ch is None)
+        if ch is not None:
+            assert ch["changed_count"] == alone_ch["changed_count"]
+            assert ch["compared"] == alone_ch["compared"]
+            for name in ("max_abs_change", "mean_abs_change", "relative_l2_change"):
+                x, y = ch[name], alone_ch[name]
+                assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-12)

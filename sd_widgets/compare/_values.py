@@ -27,7 +27,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint, SourceLike, open_checkpoint
 from ..statuses import BN_BUFFERS, Status
-from ..units import gc_paused
+from ..units import gc_paused, segment_ids
 from ._compare import Comparison, compare
 from ._renames import RenamesLike
 
@@ -76,8 +76,11 @@ VALUE_FIELDS: dict[str, str] = {
 _NAN = float("nan")
 #: a pair whose larger side is at most this many bytes is read and measured with others
 SMALL_BYTES = 1 << 20
-#: bytes of one batch of small pairs (per side)
+#: bytes of one batch of small pairs read together (per side)
 BATCH_BYTES = 16 << 20
+#: most elements of small pairs measured together (per side): below torch's parallel grain size
+#: (32,768), so no operation on them waits for its thread pool (milliseconds on busy cores)
+PACK_ELEMENTS = (1 << 15) - 1
 #: elements read at once of a large pair (per side): rows of the first dimension
 READ_ELEMENTS = 1 << 22
 #: elements of a large pair measured at once (per side, in float64 scratch): enough that the
@@ -192,7 +195,7 @@ def _measure(
     else:
         a, b = torch.cat(ra), torch.cat(rb)
         lengths = torch.tensor([t.numel() for t in ra])
-        ids = torch.repeat_interleave(torch.arange(k), lengths, output_size=a.numel())
+        ids = segment_ids(lengths)
 
     def total(v: torch.Tensor) -> list[float]:
         if ids is None:
@@ -367,8 +370,14 @@ class ValueComparison:
             for (da, db), rows in groups.items():
                 pairs = [(_flat(a_t[r.model_key]), _flat(b_t[r.ckpt_key])) for r in rows]
                 new = [_Sums() for _ in rows]
-                _measure(pairs, da == db, new, scratch)
                 sums.update(zip((r.key for r in rows), new, strict=True))
+                start = size = 0
+                for i, (x, _) in enumerate(pairs):
+                    if size + x.numel() > PACK_ELEMENTS and i > start:
+                        _measure(pairs[start:i], da == db, new[start:i], scratch)
+                        start, size = i, 0
+                    size += x.numel()
+                _measure(pairs[start:], da == db, new[start:], scratch)
             del a_t, b_t
         return [self._row(r, sums.get(r.key)) for r in self.comparison]
 

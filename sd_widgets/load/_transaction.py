@@ -722,6 +722,24 @@ class Measures:
         if before is not None:
             self.change.add(before, after, i)
 
+    def add_all(
+        self,
+        before: Sequence[torch.Tensor],
+        before_ids: Sequence[int],
+        after: Sequence[torch.Tensor],
+        after_ids: Sequence[int],
+        pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        pair_ids: Sequence[int],
+    ) -> None:
+        """Many chunks at once.
+
+        Before chunks, after chunks, and the (before, after) pairs of the tensors whose change
+        is measured, each with the index of its tensor.
+        """
+        self.before.add_all(before, before_ids)
+        self.after.add_all(after, after_ids)
+        self.change.add_all(pairs, pair_ids)
+
     def done(self, i: int, before: torch.Tensor, after: torch.Tensor) -> None:
         """Tensor ``i`` was fed whole; ``before``/``after`` are the whole tensors."""
         self._wholes[i] = (before, after)
@@ -767,22 +785,33 @@ def measure_many(
     """Before, after and change statistics of many tensors (see :class:`Measures`)."""
     m = Measures(len(pairs))
     whole: dict[int, tuple[TensorStats, TensorStats, dict[str, Any] | None]] = {}
+    before_chunks: list[torch.Tensor] = []
+    before_ids: list[int] = []
+    after_chunks: list[torch.Tensor] = []
+    after_ids: list[int] = []
+    both: list[tuple[torch.Tensor, torch.Tensor]] = []
+    both_ids: list[int] = []
     for i, (before, after) in enumerate(pairs):
         if _exotic(before) or _exotic(after):
             whole[i] = measure_whole(before, after)
             continue
         b_meta, a_meta = before.is_meta, after.is_meta
         bs = () if b_meta else _pieces(_flat(before))
-        for c in bs:
-            m.add_before(i, c)
+        before_chunks += bs
+        before_ids += [i] * len(bs)
         if not a_meta:
+            as_ = _pieces(_flat(after))
+            after_chunks += as_
+            after_ids += [i] * len(as_)
             if not b_meta and before.shape == after.shape:
-                for b, a in zip(bs, _pieces(_flat(after)), strict=True):
-                    m.add_after(i, b, a)
-            else:
-                for a in _pieces(_flat(after)):
-                    m.add_after(i, None, a)
+                both += zip(bs, as_, strict=True)
+                both_ids += [i] * len(as_)
         m.done(i, before, after)
+        if len(before_chunks) + len(after_chunks) > 4096:  # bounded lists: measured as they come
+            m.add_all(before_chunks, before_ids, after_chunks, after_ids, both, both_ids)
+            for kept in (before_chunks, before_ids, after_chunks, after_ids, both, both_ids):
+                kept.clear()
+    m.add_all(before_chunks, before_ids, after_chunks, after_ids, both, both_ids)
     measured = m.finish()
     return [whole[i] if i in whole else measured[i] for i in range(len(pairs))]
 
