@@ -248,3 +248,16 @@ def test_code_tab_after_rule_adapter_and_load_reproduces_the_widget_bit_for_bit(
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "DIFFER []" in run.stdout, run.stdout
+
+
+def test_bn_panel_says_why_nothing_is_plotted():
+    """A model without BatchNorm is not told to check its bn policy or selection."""
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    w = sdw.Explorer(mlp, {k: v + 1 for k, v in mlp.state_dict().items()})
+    w.handle_action({"action": "load"})
+    assert w.bn_plot["text"].startswith("The model has no BatchNorm running statistics")
+
+    cnn = demo.target_model("identical")
+    w = sdw.Explorer(cnn, demo.variant("identical"), bn="keep")
+    w.handle_action({"action": "load"})
+    assert w.bn_plot["text"].startswith("bn='keep': this load kept")

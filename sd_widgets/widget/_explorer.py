@@ -769,10 +769,7 @@ class Explorer(anywidget.AnyWidget):
                 else:
                     self._draw_bn(report)
             else:
-                self.bn_plot = {
-                    "text": "This load did not change any BatchNorm running "
-                    "statistics (bn='keep', or no BatchNorm selected)."
-                }
+                self.bn_plot = {"text": _no_bn_change_text(self._cmp, report.plan.bn)}
 
     def _draw_bn(self, report: LoadReport) -> None:
         from ..load._plots import bn_running_stats, figure_to_png
@@ -1053,6 +1050,19 @@ class _JSONList:
 
     def __repr__(self) -> str:
         return f"_JSONList({len(self.items)} items)"
+
+
+def _no_bn_change_text(cmp: Comparison | None, bn: str) -> str:
+    """Why a load changed no BatchNorm running statistics: the model has none, or the policy."""
+    has_stats = cmp is not None and any(
+        r.model_key is not None and r.model_key.endswith((".running_mean", ".running_var"))
+        for r in cmp.rows
+    )
+    if not has_stats:
+        return "The model has no BatchNorm running statistics: nothing to plot here."
+    if bn == "keep":
+        return "bn='keep': this load kept the model's BatchNorm running statistics."
+    return "This load changed no BatchNorm running statistics (none were selected)."
 
 
 def _histogram_grid(

@@ -72,6 +72,9 @@ def test_bert_save_pretrained_by_keyboard(lab):
     tab_to(lab, "load")
     page.keyboard.press("Enter")
     lab.wait_for_stdout("print(w.can_undo)", "True")
+    # Undo is soft-disabled while the load's statistics and plots are drawn (about 4 s here)
+    lab.wait_for_stdout("print(w.busy)", "False", timeout=120)
+    expect(root.locator("[data-action=undo]")).to_be_enabled()
     lab.screenshot("user-pass-2-bert-loaded", root)
     # every tensor of the file is in the model under 'bert.' + its key, bit for bit;
     # the new classifier head kept its initialisation
@@ -93,8 +96,6 @@ def test_bert_save_pretrained_by_keyboard(lab):
 
     root.locator("[data-role=search]").focus()
     tab_to(lab, "undo")
-    # Undo is soft-disabled while the load's plots are drawn (about 4 s here)
-    lab.wait_for_stdout("print(w.busy)", "False", timeout=120)
     page.keyboard.press("Enter")
     lab.wait_for_stdout("print(w.can_undo)", "False")
     assert (
