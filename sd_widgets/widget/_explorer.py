@@ -367,8 +367,8 @@ class Explorer(anywidget.AnyWidget):
 
         One self-contained file (the widget's own front end and the tree payload inlined,
         nothing fetched): the side-by-side tree, legend, search, filters and problems strip,
-        read-only (no kernel; nothing selects or loads), naming the checkpoint, the model and
-        the sd_widgets version that wrote it. ``path`` may also be a text stream. Returns the
+        read-only (no kernel; nothing selects or loads), naming the checkpoint, the model (of
+        two checkpoints: "b (after)" and "a (before)") and the sd_widgets version that wrote it. ``path`` may also be a text stream. Returns the
         path written (None for a stream). See :mod:`sd_widgets.widget._html`.
         """
         from ._html import write_report
