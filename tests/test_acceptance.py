@@ -261,3 +261,10 @@ def test_bn_panel_says_why_nothing_is_plotted():
     w = sdw.Explorer(cnn, demo.variant("identical"), bn="keep")
     w.handle_action({"action": "load"})
     assert w.bn_plot["text"].startswith("bn='keep': this load kept")
+
+
+def test_other_entries_of_one_element_are_counted_in_the_singular(tmp_path):
+    ckpt = {"state_dict": demo.variant("identical"), "hp": {"lr": 0.1}, "tags": ["a"]}
+    torch.save(ckpt, tmp_path / "run.ckpt")
+    other = sdw.open_checkpoint(tmp_path / "run.ckpt").source.other_entries
+    assert other == {"hp": "dict (1 entry)", "tags": "list (1 item)"}

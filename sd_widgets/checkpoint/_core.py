@@ -378,9 +378,9 @@ def _type_summary(v: Any) -> str:
     if isinstance(v, torch.Tensor):
         return f"Tensor{tuple(v.shape)} {dtype_name(v.dtype)}"
     if isinstance(v, Mapping):
-        return f"{type(v).__name__} ({len(v)} entries)"
+        return f"{type(v).__name__} ({len(v)} entr{'y' if len(v) == 1 else 'ies'})"
     if isinstance(v, (list, tuple)):
-        return f"{type(v).__name__} ({len(v)} items)"
+        return f"{type(v).__name__} ({len(v)} item{'' if len(v) == 1 else 's'})"
     if isinstance(v, str):  # cut before repr(): a string from a file may be huge
         text = repr(v[:40])
         return f"str: {text if len(v) <= 40 else text[:37] + '...'}"
