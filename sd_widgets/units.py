@@ -136,3 +136,41 @@ def segment_ids(lengths: torch.Tensor) -> torch.Tensor:
     starts = lengths.cumsum(0)[:-1]  # where each next segment starts (n: after the end)
     marks = torch.zeros(n + 1, dtype=torch.int64).index_add_(0, starts, torch.ones_like(starts))
     return marks[:n].cumsum(0)
+
+
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_text(text: str) -> str:
+    r"""``text`` with every non-printable character escaped, for a terminal or a CSV cell.
+
+    Keys, entry names, paths and global names come from files: a terminal escape
+    (``"\x1b[2J"``), a newline, NUL, a bidi override or a lone surrogate must never reach the
+    terminal raw. They are written as ``\x1b``, ``\n``, ``\x00``, ``\u202e``, ``\udc80``
+    (Python's escapes); printable text, non-ASCII letters included, is unchanged. JSON output
+    does not need this: ``json.dumps`` escapes them and keeps the key recoverable.
+
+    Parameters
+    ----------
+    text
+        Any string.
+
+    Returns
+    -------
+    str
+        Printable text (``str.isprintable()`` is true), encodable as UTF-8.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[ch])
+        else:
+            o = ord(ch)
+            out.append(
+                f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
+            )
+    return "".join(out)

@@ -268,3 +268,21 @@ def test_other_entries_of_one_element_are_counted_in_the_singular(tmp_path):
     torch.save(ckpt, tmp_path / "run.ckpt")
     other = sdw.open_checkpoint(tmp_path / "run.ckpt").source.other_entries
     assert other == {"hp": "dict (1 entry)", "tags": "list (1 item)"}
+
+
+def test_the_plain_text_summary_escapes_keys_from_the_file():
+    """The Explorer's text/plain output (a saved notebook, a terminal) gets keys from the file
+    escaped: an ANSI escape cannot colour it, a newline cannot forge a row of its own."""
+    from sd_widgets.widget._payload import payload_from_comparison, summary_text
+
+    model = torch.nn.Linear(2, 2)
+    forged = "evil\x1b[31m\n  ✓ fake.row: match"
+    ckpt = {"weight": torch.zeros(3, 3), forged: torch.zeros(1)}
+    payload = payload_from_comparison(sdw.compare(model, ckpt), source="a\x1b]0;x\x07.pt")
+    text = summary_text(payload)
+    assert "\x1b" not in text and "\x07" not in text
+    assert all(
+        line.startswith(("Explorer: ", "  ", "2 keys", "3 keys")) for line in text.splitlines()
+    )
+    assert not any(line.strip().startswith("✓ fake.row") for line in text.splitlines())
+    assert "evil\\x1b[31m\\n" in text

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ..checkpoint import CheckpointSource
+from ..units import escape_text
 
 PROG = "sd-widgets"
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -44,43 +45,6 @@ def _note(message: str) -> None:
 # ============================================================================================
 # text that came from a file
 # ============================================================================================
-
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def escape_text(text: str) -> str:
-    r"""``text`` with every non-printable character escaped, for a terminal or a CSV cell.
-
-    Keys, entry names, paths and global names come from files: a terminal escape
-    (``"\x1b[2J"``), a newline, NUL, a bidi override or a lone surrogate must never reach the
-    terminal raw. They are written as ``\x1b``, ``\n``, ``\x00``, ``\u202e``, ``\udc80``
-    (Python's escapes); printable text, non-ASCII letters included, is unchanged. JSON output
-    does not need this: ``json.dumps`` escapes them and keeps the key recoverable.
-
-    Parameters
-    ----------
-    text
-        Any string.
-
-    Returns
-    -------
-    str
-        Printable text (``str.isprintable()`` is true), encodable as UTF-8.
-    """
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch.isprintable():
-            out.append(ch)
-        elif ch in _NAMED_ESCAPES:
-            out.append(_NAMED_ESCAPES[ch])
-        else:
-            o = ord(ch)
-            out.append(
-                f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}" if o < 0x10000 else f"\\U{o:08x}"
-            )
-    return "".join(out)
 
 
 def _shape_text(shape: Sequence[int] | None) -> str:

@@ -38,7 +38,7 @@ from ..compare._values import ValueComparison
 from ..load._load import LoadReport
 from ..plan._codegen import name_problem
 from ..plan._plan import BN_POLICIES, LoadPlan
-from ..units import gc_paused, human_bytes
+from ..units import escape_text, gc_paused, human_bytes
 from . import _payload as pl
 from . import (
     _selection,  # noqa: F401  (registers the selection actions)
@@ -401,7 +401,6 @@ class Explorer(anywidget.AnyWidget):
         return True
 
     def __repr__(self) -> str:
-        from ..cli._output import escape_text
 
         p = self.tree or pl.empty_payload()
         counts = ", ".join(pl.count_phrases(p)) or "no keys"

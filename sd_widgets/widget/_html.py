@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anywidget
 
 from .. import __version__
-from ..cli._main import escape_text
+from ..units import escape_text
 from . import _payload as pl
 
 if TYPE_CHECKING:

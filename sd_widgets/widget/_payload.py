@@ -30,9 +30,9 @@ from ..compare._tree import COLUMNS as _COLUMNS
 from ..compare._tree import serialise
 from ..statuses import STATUS_INFO, Status, legend
 from ..statuses import STATUSES as _STATUSES
+from ..units import escape_text, shape_text
 from ..units import human_bytes as format_bytes
 from ..units import numel as _numel
-from ..units import shape_text
 
 if TYPE_CHECKING:
     from ..compare._compare import Comparison
@@ -764,7 +764,10 @@ def count_phrases(payload: Mapping[str, Any]) -> list[str]:
 def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: int = 20) -> str:
     """Plain-text summary: counts per status and the first problem rows (stable, no ids)."""
     lines = [
-        f"Explorer: {payload.get('model') or 'model'} ← {payload.get('source') or 'checkpoint'}",
+        "Explorer: "
+        + escape_text(
+            f"{payload.get('model') or 'model'} ← {payload.get('source') or 'checkpoint'}"
+        ),
         f"{payload['n_keys']} keys: "
         + (", ".join(count_phrases(payload)) or "none")
         + f"; {n_selected} selected",
@@ -776,7 +779,7 @@ def summary_text(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     for i in problems[:max_rows]:
         status = payload["statuses"][cols["status"][i]]
         lines.append(
-            f"  {_LEGEND_BY_STATUS[status]['icon']} {cols['path'][i]}: "
+            f"  {_LEGEND_BY_STATUS[status]['icon']} {escape_text(cols['path'][i])}: "
             f"{_LEGEND_BY_STATUS[status]['label']}" + _shapes_text(payload, i)
         )
     if len(problems) > max_rows:
@@ -811,7 +814,7 @@ def _detail_text(payload: Mapping[str, Any], i: int) -> str:
         d = payload["dtypes"]
         return f"checkpoint {d[cols['ckpt_dtype'][i]]} vs model {d[cols['model_dtype'][i]]}"
     if cols["ckpt_key"][i]:
-        return f"checkpoint key {cols['ckpt_key'][i]}"
+        return f"checkpoint key {escape_text(cols['ckpt_key'][i])}"
     return ""
 
 
@@ -821,7 +824,6 @@ def summary_html(payload: Mapping[str, Any], *, n_selected: int = 0, max_rows: i
     Control characters in names from a file are written as Python escapes (``\x1b``) before
     HTML escaping: the report may be printed to a terminal (``diff --format html``).
     """
-    from ..cli._output import escape_text
 
     def e(text: str) -> str:
         return html.escape(escape_text(text))
