@@ -344,8 +344,18 @@ class _Queue:
 
     def put_all(self, indices: Sequence[int], items: Sequence[tuple[torch.Tensor, ...]]) -> None:
         """:meth:`put` of many, each item grouped by the dtype of its first chunk."""
+        queues, queued = self._items, self._queued
         for index, chunks in zip(indices, items, strict=True):
-            self.put(chunks[0].dtype, index, chunks)
+            first = chunks[0]
+            numel = first.numel()
+            group = first.dtype
+            waiting = queues.get(group)
+            if numel >= PACK_ELEMENTS or waiting is None or queued[group] + numel > BATCH_ELEMENTS:
+                self.put(group, index, chunks)  # alone, or the first of a new batch
+                continue
+            waiting[0].append(index)
+            waiting[1].append(chunks)
+            queued[group] += numel
 
     def flush(self) -> None:
         for group in list(self._items):

@@ -796,11 +796,11 @@ def measure_many(
             whole[i] = measure_whole(before, after)
             continue
         b_meta, a_meta = before.is_meta, after.is_meta
-        bs = () if b_meta else _pieces(_flat(before))
+        bs = () if b_meta else _pieces(before.reshape(-1))  # no_grad: a view without autograd
         before_chunks += bs
         before_ids += [i] * len(bs)
         if not a_meta:
-            as_ = _pieces(_flat(after))
+            as_ = _pieces(after.reshape(-1))
             after_chunks += as_
             after_ids += [i] * len(as_)
             if not b_meta and before.shape == after.shape:
