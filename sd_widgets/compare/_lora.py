@@ -633,11 +633,14 @@ def _pair(
     else:
         wanted = _expected_shape(layer, a_shape, b_shape)
         if tuple(model_shape) != wanted:
-            how = {"Conv1D": " (transposed: fan_in_fan_out)", "Embedding": " (transposed)"}
             product = (b_shape[0], a_shape[1])
+            stored = (
+                f"; a {layer} stores it transposed as {list(wanted)}"
+                if layer in ("Conv1D", "Embedding")
+                else ""
+            )
             problem = problem or (
-                f"B @ A is {list(product)}{how.get(layer, '')}, the model's weight is "
-                f"{list(model_shape)}"
+                f"B @ A is {list(product)}{stored}; the model's weight is {list(model_shape)}"
                 if len(wanted) == 2
                 else f"the merged kernel is {list(wanted)}, the model's weight is "
                 f"{list(model_shape)}"
