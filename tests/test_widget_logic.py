@@ -486,6 +486,32 @@ def test_adapter_makes_a_shape_mismatch_loadable():
     assert w.adapters == {}  # the front end cannot smuggle in bad adapters
 
 
+def test_an_adapter_gesture_plans_the_preview_once(monkeypatch):
+    """Setting, changing or dropping an adapter builds one LoadPlan for the preview, whether the
+    selection changes with it (the selection's observer plans it) or not."""
+    w, _model = explorer("new_head", select="none")
+    builds = []
+    plan = Explorer.plan
+    monkeypatch.setattr(Explorer, "plan", lambda self: builds.append(1) or plan(self))
+
+    def gesture(content):
+        builds.clear()
+        w.handle_action(content)
+        assert w.message is None or w.message.get("level") != "error", w.message
+        return len(builds)
+
+    assert gesture({"action": "adapt", "key": "classifier.weight", "adapter": "overlap"}) == 1
+    assert w.selected_keys == ["classifier.weight"] and w.preview["n_keys_total"] == 1
+    w.handle_action({"action": "select_all_loadable"})
+    assert gesture({"action": "adapt", "key": "classifier.weight", "adapter": None}) == 1
+    assert "classifier.weight" not in w.selected_keys
+    assert gesture({"action": "adapt", "key": "classifier.weight", "adapter": "auto"}) == 1
+    assert "classifier.weight" in w.selected_keys
+    builds.clear()
+    w.adapters = dict(w.adapters)  # set from Python, the same adapters: nothing to plan again
+    assert builds == []
+
+
 def test_the_notebook_variable_holds_the_new_weights():
     model = demo.target_model("identical")
     ckpt = demo.variant("identical")

@@ -75,10 +75,7 @@ def adapt(w: Explorer, c: Mapping[str, Any]) -> None:
         new[key] = adapter
     else:
         new.pop(key, None)
-    with w.hold_sync():
-        w.adapters = new  # the observer re-validates the selection
-        if adapter and key not in w.selected_keys:
-            w.selected_keys = [*w.selected_keys, key]
+    w.adapters = new  # the observer selects the key it adapts and re-validates the selection
 
 
 @action("set_model_name", "Naming the model variable")

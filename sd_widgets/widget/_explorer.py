@@ -556,10 +556,20 @@ class Explorer(anywidget.AnyWidget):
                 self._lora_merge = False  # a chosen selection is the plan again
             self._update_preview()
 
-    def _on_adapters(self, _change: dict) -> None:
+    def _on_adapters(self, change: dict) -> None:
+        """Re-validate the selection with the new adapters; a key given an adapter is selected.
+
+        One preview: the selection's observer plans it when the selection changes, else here.
+        """
         with self._guard("Setting adapters"), self.hold_sync():
-            self.selected_keys = list(self.selected_keys)  # re-validated with the new adapters
-            self._update_preview()
+            previews = self._n_previews
+            selected = list(self.selected_keys)
+            had = set(selected)
+            old = change.get("old") or {}
+            selected += [k for k in change["new"] if k not in old and k not in had]
+            self.selected_keys = selected  # re-validated with the new adapters
+            if self._n_previews == previews:  # the selection's observer did not plan it
+                self._update_preview()
 
     def _on_plan_inputs(self, _change: dict) -> None:
         with self._guard("Updating the plan"):
