@@ -971,6 +971,43 @@ def test_load_message_goes_out_before_the_statistics():
     assert w.busy is False and w.busy_text == ""
 
 
+def test_undo_is_served_right_after_the_load_while_the_plots_are_drawn(monkeypatch):
+    """In a kernel the statistics and the plots follow the load one event-loop turn at a time
+    (a histogram per turn): the load's own work ends ``busy`` (the front end refuses Load and
+    Undo only then), the busy sign (``busy_text``) stays while plots are drawn, and an Undo
+    sent between two turns restores the model at once and ends the drawing."""
+    from sd_widgets.widget import _explorer
+
+    turns = []
+
+    class KernelLoop:  # what ipykernel's loop does with call_soon: run it on a later turn
+        def call_soon(self, fn, *args):
+            turns.append((fn, args))
+
+    monkeypatch.setattr(_explorer, "_kernel_loop", KernelLoop)
+    model = conv_bn_stack(20)
+    before = snapshot(model)
+    w = Explorer(model, trained_state(model))
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success" and w.can_undo and changed_keys(before, model)
+    assert w.busy is False and w.busy_text == "Computing statistics…"
+    fn, args = turns.pop(0)
+    fn(*args)  # the statistics
+    assert w.results["state"] == "ready" and w.histograms == [] and not w.busy
+    fn, args = turns.pop(0)
+    fn(*args)  # one histogram, the next one waits for the next turn
+    assert len(w.histograms) == 1 and len(turns) == 1 and not w.busy
+    assert w.busy_text == f"Drawing plots (1 of {w.max_histograms})…"
+    w.handle_action({"action": "undo"})
+    assert w.message["text"].startswith("Undone"), w.message
+    assert changed_keys(before, model) == set() and not w.can_undo
+    while turns:
+        fn, args = turns.pop(0)
+        fn(*args)
+    assert w.histograms == [] and w.bn_plot == {} and w.results["state"] == "none"
+    assert w.busy is False and w.busy_text == ""
+
+
 # --------------------------------------------------------------------------------------------
 # staleness
 # --------------------------------------------------------------------------------------------

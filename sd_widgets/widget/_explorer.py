@@ -275,7 +275,8 @@ class Explorer(anywidget.AnyWidget):
         self._source_name = source_name
         self._open = {"source": source, "trust": trust, "map_location": map_location}
         self._watch: list[tuple[str, Any, str, bool, Any, int]] = []
-        self._jobs = 0
+        self._jobs = 0  # busy-sign jobs running or deferred (busy_text stays while any is)
+        self._acting = 0  # of those, gestures' own work (busy: Load and Undo wait)
         self._generation = 0
         self._cell_hook = False
         super().__init__(**kwargs)
@@ -599,7 +600,7 @@ class Explorer(anywidget.AnyWidget):
         if not key:
             self.histogram = {}
             return
-        with self._guard(f"Plotting {key}"), self._busy("Drawing the histogram…"):
+        with self._guard(f"Plotting {key}"), self._busy("Drawing the histogram…", action=False):
             report = self._current_report()
             before, after = report.before(), report.after()
             if key not in before:
@@ -610,7 +611,10 @@ class Explorer(anywidget.AnyWidget):
     def _on_bn_module(self, change: dict) -> None:
         if not change["new"]:
             return
-        with self._guard(f"Plotting {change['new']}"), self._busy("Drawing BatchNorm plot…"):
+        with (
+            self._guard(f"Plotting {change['new']}"),
+            self._busy("Drawing BatchNorm plot…", action=False),
+        ):
             self._draw_bn(self._current_report())
 
     # ----------------------------------------------------------------------------------------
@@ -759,18 +763,34 @@ class Explorer(anywidget.AnyWidget):
                 self.bn_modules = list(report.bn_modules())
                 self.busy_text = "Drawing plots…"
             grid = _histogram_grid(order, table, report.after()) or order
-            self._later(self._stream_plots, report, generation, grid[: self.max_histograms])
+            tensors = (report.before(), report.after(), report.notes())
+            self._later(
+                self._stream_plots, report, generation, grid[: self.max_histograms], tensors
+            )
 
-    def _stream_plots(self, report: LoadReport, generation: int, keys: list[str]) -> None:
+    def _stream_plots(
+        self,
+        report: LoadReport,
+        generation: int,
+        keys: list[str],
+        tensors: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, list[str]]],
+    ) -> None:
+        """One histogram per event-loop turn, then the BatchNorm plot.
+
+        A gesture (Undo right after the load) is served between two plots, not after all of them;
+        an undo or another load ends the stream.
+        """
         if generation != self._generation or report.undone:
             return
         with self._guard("Drawing the before/after plots"):
-            before, after = report.before(), report.after()
-            notes = report.notes()
-            self.histograms = [
-                {"key": k, "src": _histogram_src(k, before[k], after[k], notes.get(k))}
-                for k in keys
-            ]
+            if keys:
+                key, (before, after, notes) = keys[0], tensors
+                total = len(self.histograms) + len(keys)
+                self.busy_text = f"Drawing plots ({len(self.histograms) + 1} of {total})…"
+                src = _histogram_src(key, before[key], after[key], notes.get(key))
+                self.histograms = [*self.histograms, {"key": key, "src": src}]
+                self._later(self._stream_plots, report, generation, keys[1:], tensors)
+                return
             if self.bn_modules:
                 target = self.bn_module if self.bn_module in self.bn_modules else self.bn_modules[0]
                 if target != self.bn_module:
@@ -799,8 +819,8 @@ class Explorer(anywidget.AnyWidget):
         """Run ``fn`` once the kernel has sent what is pending (next event-loop turn).
 
         So the load message reaches the browser first and clicks are served in between.
-        Without a running event loop (scripts, tests) it runs now. ``busy`` stays up until the last
-        job.
+        Without a running event loop (scripts, tests) it runs now. The busy sign (``busy_text``)
+        stays up until the last job; ``busy`` does not: deferred work never holds up Load or Undo.
         """
         self._jobs += 1
 
@@ -818,20 +838,36 @@ class Explorer(anywidget.AnyWidget):
             loop.call_soon(run)
 
     @contextlib.contextmanager
-    def _busy(self, text: str) -> Iterator[None]:
-        self.busy, self.busy_text = True, text
+    def _busy(self, text: str, *, action: bool = True) -> Iterator[None]:
+        """A job the busy sign shows as ``text``.
+
+        ``action``: a gesture's own work (a load, an undo): ``busy`` while it runs, and the front
+        end refuses Load and Undo, saying so. Drawing a plot (``action=False``) only shows the
+        sign: a gesture sent meanwhile runs as soon as the plot is drawn.
+        """
+        with self.hold_sync():
+            if action:
+                self._acting += 1
+                self.busy = True
+            self.busy_text = text
         self._jobs += 1
         try:
             yield
         finally:
+            if action:
+                self._acting -= 1
             self._job_done()
 
     def _job_done(self) -> None:
-        """One busy job (a long action or deferred work) ended; the busy sign goes with the last."""
+        """One busy job (an action, a plot or deferred work) ended.
+
+        ``busy`` goes with the last action, the busy sign with the last job.
+        """
         self._jobs -= 1
-        if self._jobs == 0:
-            with self.hold_sync():
+        with self.hold_sync():
+            if self._acting == 0:
                 self.busy = False
+            if self._jobs == 0:
                 self.busy_text = ""
 
     def _rebaseline(self, keys: Collection[str] | None = None) -> None:

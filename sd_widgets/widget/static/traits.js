@@ -91,6 +91,22 @@ export function actionMessage(action, dataset, ruleForm, softDisabled) {
 }
 
 /**
+ * What a press on a soft-disabled Load or Undo says (next to the buttons) instead of being
+ * dropped: while a load or an undo runs (`busy`), a second one would run after it (a second
+ * Undo would undo the load before too), so the press is not sent. Drawing statistics and plots
+ * after a load is not `busy`: Undo is usable then.
+ * @param {string} action  the button's data-action
+ * @param {string} busyText  what the kernel is doing (`busy_text`)
+ * @returns {string} "" for any other button
+ */
+export function busyRefusal(action, busyText) {
+  if (action !== "load" && action !== "undo") return "";
+  const label = action === "load" ? "Load selected" : "Undo";
+  const doing = (busyText || "").replace(/…$/, "") || "the last action";
+  return `“${label}” was not sent: ${doing} is still running. Press it again when it is done.`;
+}
+
+/**
  * What a view keeps across a new tree payload (a re-alignment): the modules the user had open
  * (by path, on top of the new payload's initial expansion) and the tab stop's row (by path).
  * @param {TreeData} oldData
@@ -120,7 +136,7 @@ export function carryOver(oldData, oldExpanded, oldFocus, data) {
 /** The toolbar, action-bar and tab buttons (outside the tree). @param {View} v */
 export function mountActions(v) {
   const s = v.s;
-  const { root, canvas, bnGroup, ruleKind, ruleOld, ruleNew, copyCode } = v.els;
+  const { root, canvas, bnGroup, ruleKind, ruleOld, ruleNew, copyCode, busyNote } = v.els;
   root.addEventListener("click", (ev) => {
     const actionEl = ev.target.closest("[data-action]");
     if (!actionEl || canvas.contains(actionEl)) return;
@@ -133,8 +149,14 @@ export function mountActions(v) {
       return;
     }
     const form = { kind: ruleKind.value, old: ruleOld.value, new: ruleNew.value };
-    const message = actionMessage(action, actionEl.dataset, form, actionEl.getAttribute("aria-disabled") === "true");
+    const softDisabled = actionEl.getAttribute("aria-disabled") === "true";
+    const message = actionMessage(action, actionEl.dataset, form, softDisabled);
+    const refusal = softDisabled && v.model.get("busy") ? busyRefusal(action, v.model.get("busy_text") || "") : "";
     if (message) v.send(message);
+    else if (refusal) {
+      busyNote.textContent = refusal; // until the busy sign goes (drawBusy)
+      busyNote.dataset.refused = action;
+    }
     else if (action === "message-offer") {
       const m = v.model.get("message") || {};
       if (m.offer && m.offer.content) v.send(m.offer.content); // what Python offered, as it is
@@ -225,11 +247,18 @@ export function mountTraits(v) {
   /** The action bar, the busy sign and the error state (panels.js draws those two). */
   function drawBusy() {
     const { loadBtn, undoBtn } = e;
+    // busy: a load, an undo or another action runs (Load and Undo wait); busy_text without
+    // busy: statistics and plots are drawn (the sign shows, Load and Undo are usable)
     const busy = !!model.get("busy");
-    v.fn.drawBusyPanel(busy, model.get("busy_text") || "");
+    const busyText = model.get("busy_text") || "";
+    v.fn.drawBusyPanel(busy || !!busyText, busyText);
     v.fn.drawErrorState(model.get("error") || {});
     e.root.dataset.busy = String(busy);
-    e.busyNote.style.visibility = busy ? "visible" : "hidden";
+    e.busyNote.style.visibility = busy || busyText ? "visible" : "hidden";
+    if (!busy && e.busyNote.dataset.refused) {
+      e.busyNote.textContent = "working…"; // the refused press can be made now
+      delete e.busyNote.dataset.refused;
+    }
     // while busy the buttons say so with aria-disabled instead of `disabled`: a disabled button
     // drops keyboard focus to the page body, so the user pressing Load would lose their place
     const canUndo = !!model.get("can_undo");

@@ -2171,6 +2171,12 @@ function actionMessage(action, dataset, ruleForm, softDisabled) {
       return null;
   }
 }
+function busyRefusal(action, busyText) {
+  if (action !== "load" && action !== "undo") return "";
+  const label = action === "load" ? "Load selected" : "Undo";
+  const doing = (busyText || "").replace(/…$/, "") || "the last action";
+  return `\u201C${label}\u201D was not sent: ${doing} is still running. Press it again when it is done.`;
+}
 function carryOver(oldData, oldExpanded, oldFocus, data) {
   const expanded = initialExpansion(data);
   if (oldData.n > 0) {
@@ -2188,7 +2194,7 @@ function carryOver(oldData, oldExpanded, oldFocus, data) {
 }
 function mountActions(v) {
   const s = v.s;
-  const { root, canvas, bnGroup, ruleKind, ruleOld, ruleNew, copyCode } = v.els;
+  const { root, canvas, bnGroup, ruleKind, ruleOld, ruleNew, copyCode, busyNote } = v.els;
   root.addEventListener("click", (ev) => {
     const actionEl = ev.target.closest("[data-action]");
     if (!actionEl || canvas.contains(actionEl)) return;
@@ -2201,9 +2207,14 @@ function mountActions(v) {
       return;
     }
     const form = { kind: ruleKind.value, old: ruleOld.value, new: ruleNew.value };
-    const message = actionMessage(action, actionEl.dataset, form, actionEl.getAttribute("aria-disabled") === "true");
+    const softDisabled = actionEl.getAttribute("aria-disabled") === "true";
+    const message = actionMessage(action, actionEl.dataset, form, softDisabled);
+    const refusal = softDisabled && v.model.get("busy") ? busyRefusal(action, v.model.get("busy_text") || "") : "";
     if (message) v.send(message);
-    else if (action === "message-offer") {
+    else if (refusal) {
+      busyNote.textContent = refusal;
+      busyNote.dataset.refused = action;
+    } else if (action === "message-offer") {
       const m = v.model.get("message") || {};
       if (m.offer && m.offer.content) v.send(m.offer.content);
     } else if (action === "copy-code") copyCode();
@@ -2280,10 +2291,15 @@ function mountTraits(v) {
   function drawBusy() {
     const { loadBtn, undoBtn } = e;
     const busy = !!model.get("busy");
-    v.fn.drawBusyPanel(busy, model.get("busy_text") || "");
+    const busyText = model.get("busy_text") || "";
+    v.fn.drawBusyPanel(busy || !!busyText, busyText);
     v.fn.drawErrorState(model.get("error") || {});
     e.root.dataset.busy = String(busy);
-    e.busyNote.style.visibility = busy ? "visible" : "hidden";
+    e.busyNote.style.visibility = busy || busyText ? "visible" : "hidden";
+    if (!busy && e.busyNote.dataset.refused) {
+      e.busyNote.textContent = "working\u2026";
+      delete e.busyNote.dataset.refused;
+    }
     const canUndo = !!model.get("can_undo");
     const soft = (b, off) => off ? b.setAttribute("aria-disabled", "true") : b.removeAttribute("aria-disabled");
     soft(loadBtn, busy);
