@@ -321,3 +321,78 @@ def test_report_of_an_unreadable_checkpoint_says_so(tmp_path):
     w = sdw.Explorer(demo.target_model("identical"), str(missing))
     text = w.to_html(tmp_path / "r.html").read_text(encoding="utf-8")
     assert str(missing) in text and '"error":{' in text
+
+
+#: per visible row: a tensor's leaf name cut (its text wider than its box, or its box reaching
+#: past its cell), and a change badge reaching past its status cell or shortened
+NARROW_CUTS = """root => {
+    const R = e => e.getBoundingClientRect();
+    const out = {leaves: 0, deep: 0, cut_leaves: [], badges: 0, cut_badges: []};
+    for (const row of root.querySelectorAll('[data-role=canvas] .sdw-row')) {
+        for (const name of row.dataset.role === 'leaf' ? row.querySelectorAll('[data-role=name]') : []) {
+            const cell = name.closest('.sdw-cell');
+            const text = name.textContent;
+            const leaf = text.slice(text.lastIndexOf('.') + 1);
+            if (leaf.length > 16) continue;  // rows.js LEAF_CHARS: longer leaves are shortened
+            out.leaves++;
+            const inside = R(name).right <= R(cell).right + 1 && R(name).left >= R(cell).left - 1;
+            // the room the cell has after its indent: a leaf that fits there is shown whole
+            const room = cell.clientWidth - parseFloat(getComputedStyle(cell).paddingLeft);
+            const need = name.scrollWidth * (leaf.length + (text === leaf ? 0 : 1)) / text.length;
+            if (room < need) out.deep++;
+            const whole = room < need || name.clientWidth + 1 >= need;
+            if (!inside || !whole) out.cut_leaves.push([row.dataset.key, text, name.clientWidth, need, room]);
+        }
+        for (const badge of row.querySelectorAll('[data-role=value]')) {
+            out.badges++;
+            const cell = badge.closest('.sdw-cell');
+            const inside = R(badge).right <= R(cell).right + 1;
+            // a module's count ('Δ 18/36') and a tensor's number ('Δ 0.086') are shown whole;
+            // a label ('= identical') may shorten, its title says it
+            const whole = badge.scrollWidth <= badge.clientWidth + 1;
+            if (!inside || (!whole && (row.dataset.role === 'module' || /[0-9]/.test(badge.textContent))))
+                out.cut_badges.push([row.dataset.key || row.dataset.path, badge.textContent,
+                                     Math.round(R(badge).right), Math.round(R(cell).right)]);
+        }
+    }
+    return out;
+}"""
+
+
+def test_narrow_report_keeps_leaf_names_and_change_badges_readable(
+    offline_page, tmp_path, sdw_artifacts
+):
+    """A 304 px wide tree shows each tensor's own name whole ('weight', never '…ght'; the full
+    key on hover), and in a 420 px report of two checkpoints the modules' change badges
+    ('Δ 30/36', the sentence on hover) and the tensors' numbers fit their Status cells."""
+    page, _fetched, _dialogs, errors = offline_page
+    shots = Shots(page, sdw_artifacts)
+    a = demo.variant("identical")
+    torch.manual_seed(0)
+    b = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in a.items()}
+
+    page.set_viewport_size({"width": 304, "height": 900})
+    path = sdw.Explorer(demo.target_model("identical"), a).to_html(tmp_path / "narrow.html")
+    root = open_report(page, path)
+    root.locator("[data-action=expand-all]").click()
+    got = root.evaluate(NARROW_CUTS)
+    assert got["leaves"] >= 10 and got["cut_leaves"] == [], got
+    assert got["deep"] <= 6, got  # only the deepest rows' indent leaves too little room
+    name = root.locator(".sdw-row[data-role=leaf] [data-role=ckpt] [data-role=name]").first
+    assert name.evaluate("e => [e.textContent, e.title]") == ["weight", "backbone.stem.conv.weight"]
+    shots.screenshot("report-narrow-304")
+
+    page.set_viewport_size({"width": 420, "height": 900})
+    path = sdw.Explorer(sdw.compare_values(a, b)).to_html(tmp_path / "values.html")
+    root = open_report(page, path)
+    root.locator("[data-action=expand-all]").click()
+    got = root.evaluate(NARROW_CUTS)
+    assert got["badges"] >= 10 and got["cut_badges"] == [], got
+    backbone = root.locator(".sdw-row[data-role=module][data-path=backbone] [data-role=value]")
+    n = sum(1 for k, v in a.items() if k.startswith("backbone.") and not torch.equal(v, b[k]))
+    assert 0 < n < 36
+    expect(backbone).to_have_text(f"Δ {n}/36")
+    assert f"{n} of 36 tensors changed" in backbone.evaluate("e => e.title")
+    assert got["cut_leaves"] == [], got
+    shots.screenshot("report-values-420")
+    assert errors == [], errors

@@ -40,8 +40,8 @@ def test_value_view_shows_what_changed_in_the_tree(lab):
         "requires_grad=False does not freeze BatchNorm in train() mode"
     )
     # module rows roll their subtree up; tensor rows carry their change, colour-scaled
-    expect(module(root, "backbone").locator("[data-role=value]")).to_have_text("18 of 36 changed")
-    expect(module(root, "classifier").locator("[data-role=value]")).to_have_text("2 of 2 changed")
+    expect(module(root, "backbone").locator("[data-role=value]")).to_have_text("Δ 18/36")
+    expect(module(root, "classifier").locator("[data-role=value]")).to_have_text("Δ 2/2")
     # the frozen-looking backbone is flagged in its own row too (the sentence on hover)
     flag = module(root, "backbone").locator("[data-role=frozen-bn]")
     expect(flag).to_be_visible()
@@ -103,8 +103,8 @@ def test_two_checkpoints_filtered_and_sorted_by_change_from_the_keyboard(lab):
         "(all keys): 20 of 38 tensors changed"
     )
     # module rows roll their subtree up; the frozen-looking backbone is flagged in its row
-    expect(module(root, "backbone").locator("[data-role=value]")).to_have_text("18 of 36 changed")
-    expect(module(root, "classifier").locator("[data-role=value]")).to_have_text("2 of 2 changed")
+    expect(module(root, "backbone").locator("[data-role=value]")).to_have_text("Δ 18/36")
+    expect(module(root, "classifier").locator("[data-role=value]")).to_have_text("Δ 2/2")
     flag = module(root, "backbone").locator("[data-role=frozen-bn]")
     expect(flag).to_be_visible()
     assert "requires_grad=False does not freeze BatchNorm" in flag.get_attribute("title")

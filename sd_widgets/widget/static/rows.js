@@ -184,6 +184,25 @@ export function rowWindow(total, { scrollTop, offsetTop, height, rowH, max, over
   return { from: Math.max(0, Math.floor(top / rowH) - overscan), to: Math.min(total, Math.ceil((top + height) / rowH) + overscan) };
 }
 
+/** Longest leaf name (characters) a name cell keeps whole however narrow the tree is. */
+export const LEAF_CHARS = 16;
+
+/**
+ * The least width of a name cell showing `text`: its leaf (after the last dot) whole, with the
+ * ellipsis when a module part goes before it. The cell shortens from the left (tree.css), so a
+ * narrow tree shows "…weight" (the full key on hover), never "…ght"; the shape and dtype next
+ * to it give way first. In `ch` of the cell's monospace font, at most the cell's width (a deep
+ * row's indent can leave less: then it shortens too, never clipped by the cell); leaves past
+ * LEAF_CHARS are shortened.
+ * @param {string} text
+ * @returns {string} a CSS length
+ */
+export function nameMinWidth(text) {
+  const leaf = text.slice(text.lastIndexOf(".") + 1);
+  const chars = Math.min(leaf.length, LEAF_CHARS) + (leaf.length < text.length ? 1 : 0);
+  return `min(${Math.max(chars, 3)}ch, 100%)`; // 100%: never past its cell (a deep row's indent)
+}
+
 // ============================================================================ DOM
 
 /**
@@ -202,6 +221,7 @@ function nameCell(data, i, side, sharedNote) {
   const name = h("span", { className: `sdw-name${rel.renamed ? " sdw-renamed" : ""}`, dataset: { role: "name" }, title: rel.renamed ? `${side === "ckpt" ? "checkpoint" : "model"} key ${full} (renamed)` : full }, [
     h("span", { className: "sdw-name-text", text: rel.text, attrs: { dir: "ltr" } }),
   ]);
+  name.style.minWidth = nameMinWidth(rel.text);
   const out = [name];
   // a prefix every renamed key shares is said once, in the column header
   if (rel.note && !(side === "ckpt" && sharedNote === rel.note)) out.push(h("span", { className: "sdw-rename-note", text: rel.note, title: `${side === "ckpt" ? "checkpoint" : "model"} key: ${full}`, dataset: { role: "rename-note" } }));
@@ -227,9 +247,11 @@ function sideCell(data, i, side, ctx) {
       return cell;
     }
     const isExp = ctx.expanded[i] === 1;
+    const moduleName = h("span", { className: "sdw-name sdw-module-name", dataset: { role: "name" }, title: c.path[i] }, [h("span", { className: "sdw-name-text", text: c.name[i], attrs: { dir: "ltr" } })]);
+    moduleName.style.minWidth = nameMinWidth(c.name[i]);
     cell.append(
       h("span", { className: "sdw-caret", text: isExp ? "▾" : "▸", dataset: { action: "expand" }, title: isExp ? "Collapse" : "Expand", attrs: { "aria-hidden": "true" } }),
-      h("span", { className: "sdw-name sdw-module-name", dataset: { role: "name" } }, [h("span", { className: "sdw-name-text", text: c.name[i], attrs: { dir: "ltr" } })]),
+      moduleName,
     );
     if (c.module_type[i]) cell.append(h("span", { className: "sdw-meta sdw-type", text: c.module_type[i], title: c.module_type[i] }));
     if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), title: `${fmtBytes(c.nbytes[i] || 0)} in the checkpoint under ${c.path[i]}`, dataset: { role: "size" } }));

@@ -119,7 +119,9 @@ export function valueCell(vi, key) {
 }
 
 /**
- * What a module row's badge shows: "0 of 160 changed" and the shade of its largest change.
+ * What a module row's badge shows: "Δ 12/36" (12 of its 36 compared tensors changed; "= 0/160"
+ * when none did), short to fit the status column of a narrow tree beside the count chips; the
+ * sentence on hover. The shade is its largest change.
  * @param {ValueIndex|null} vi
  * @param {string} path
  */
@@ -129,7 +131,7 @@ export function moduleValueCell(vi, path) {
   if (!m) return null;
   const [tensors, changed, maxRel, text] = m;
   return {
-    text: `${changed.toLocaleString("en-US")} of ${tensors.toLocaleString("en-US")} changed`,
+    text: `${changed ? "Δ" : "="} ${changed.toLocaleString("en-US")}/${tensors.toLocaleString("en-US")}`,
     tone: changed ? "warn" : "ok",
     shade: changed ? changeShade(maxRel, vi.tiny) : 0,
     title: text + (changed ? `; largest relative change ${relText(maxRel)}` : ""),

@@ -794,7 +794,7 @@ function moduleValueCell(vi, path) {
   if (!m) return null;
   const [tensors, changed, maxRel, text] = m;
   return {
-    text: `${changed.toLocaleString("en-US")} of ${tensors.toLocaleString("en-US")} changed`,
+    text: `${changed ? "\u0394" : "="} ${changed.toLocaleString("en-US")}/${tensors.toLocaleString("en-US")}`,
     tone: changed ? "warn" : "ok",
     shade: changed ? changeShade(maxRel, vi.tiny) : 0,
     title: text + (changed ? `; largest relative change ${relText(maxRel)}` : ""),
@@ -1560,6 +1560,12 @@ function rowWindow(total, { scrollTop, offsetTop, height, rowH, max, overscan })
   const top = Math.max(0, scrollTop - offsetTop);
   return { from: Math.max(0, Math.floor(top / rowH) - overscan), to: Math.min(total, Math.ceil((top + height) / rowH) + overscan) };
 }
+var LEAF_CHARS = 16;
+function nameMinWidth(text) {
+  const leaf = text.slice(text.lastIndexOf(".") + 1);
+  const chars = Math.min(leaf.length, LEAF_CHARS) + (leaf.length < text.length ? 1 : 0);
+  return `min(${Math.max(chars, 3)}ch, 100%)`;
+}
 function nameCell(data, i, side, sharedNote) {
   const c = data.c;
   const other = side === "ckpt" ? c.ckpt_key[i] : c.model_key[i];
@@ -1568,6 +1574,7 @@ function nameCell(data, i, side, sharedNote) {
   const name = h("span", { className: `sdw-name${rel.renamed ? " sdw-renamed" : ""}`, dataset: { role: "name" }, title: rel.renamed ? `${side === "ckpt" ? "checkpoint" : "model"} key ${full} (renamed)` : full }, [
     h("span", { className: "sdw-name-text", text: rel.text, attrs: { dir: "ltr" } })
   ]);
+  name.style.minWidth = nameMinWidth(rel.text);
   const out = [name];
   if (rel.note && !(side === "ckpt" && sharedNote === rel.note)) out.push(h("span", { className: "sdw-rename-note", text: rel.note, title: `${side === "ckpt" ? "checkpoint" : "model"} key: ${full}`, dataset: { role: "rename-note" } }));
   return out;
@@ -1584,9 +1591,11 @@ function sideCell(data, i, side, ctx) {
       return cell;
     }
     const isExp = ctx.expanded[i] === 1;
+    const moduleName = h("span", { className: "sdw-name sdw-module-name", dataset: { role: "name" }, title: c.path[i] }, [h("span", { className: "sdw-name-text", text: c.name[i], attrs: { dir: "ltr" } })]);
+    moduleName.style.minWidth = nameMinWidth(c.name[i]);
     cell.append(
       h("span", { className: "sdw-caret", text: isExp ? "\u25BE" : "\u25B8", dataset: { action: "expand" }, title: isExp ? "Collapse" : "Expand", attrs: { "aria-hidden": "true" } }),
-      h("span", { className: "sdw-name sdw-module-name", dataset: { role: "name" } }, [h("span", { className: "sdw-name-text", text: c.name[i], attrs: { dir: "ltr" } })])
+      moduleName
     );
     if (c.module_type[i]) cell.append(h("span", { className: "sdw-meta sdw-type", text: c.module_type[i], title: c.module_type[i] }));
     if (side === "ckpt") cell.append(h("span", { className: "sdw-meta sdw-size", text: fmtBytes(c.nbytes[i] || 0), title: `${fmtBytes(c.nbytes[i] || 0)} in the checkpoint under ${c.path[i]}`, dataset: { role: "size" } }));
