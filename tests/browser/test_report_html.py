@@ -333,7 +333,7 @@ NARROW_CUTS = """root => {
             const cell = name.closest('.sdw-cell');
             const text = name.textContent;
             const leaf = text.slice(text.lastIndexOf('.') + 1);
-            if (leaf.length > 16) continue;  // rows.js LEAF_CHARS: longer leaves are shortened
+            if (leaf.length > 10) continue;  // rows.js LEAF_CHARS: longer leaves are shortened
             out.leaves++;
             const inside = R(name).right <= R(cell).right + 1 && R(name).left >= R(cell).left - 1;
             // the room the cell has after its indent: a leaf that fits there is shown whole

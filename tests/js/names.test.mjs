@@ -7,7 +7,8 @@ import { LEAF_CHARS, nameMinWidth } from "../../sd_widgets/widget/static/rows.js
 
 test("the least width of a name is its leaf, plus one for the ellipsis before a module part", () => {
   assert.equal(nameMinWidth("weight"), "min(6ch, 100%)");
-  assert.equal(nameMinWidth("word_embeddings"), "min(15ch, 100%)");
+  assert.equal(nameMinWidth("embeddings"), "min(10ch, 100%)");
+  assert.equal(nameMinWidth("word_embeddings"), `min(${LEAF_CHARS}ch, 100%)`); // "…mbeddings"
   assert.equal(nameMinWidth("attention.self.query"), "min(6ch, 100%)"); // "…query"
   assert.equal(nameMinWidth("bias"), "min(4ch, 100%)");
   assert.equal(nameMinWidth("0"), "min(3ch, 100%)"); // the old floor (3em) for short names
@@ -17,5 +18,5 @@ test("a leaf longer than LEAF_CHARS is cut at that width", () => {
   const long = "x".repeat(LEAF_CHARS + 10);
   assert.equal(nameMinWidth(long), `min(${LEAF_CHARS}ch, 100%)`);
   assert.equal(nameMinWidth(`a.${long}`), `min(${LEAF_CHARS + 1}ch, 100%)`);
-  assert.equal(nameMinWidth("num_batches_tracked"), `min(${LEAF_CHARS}ch, 100%)`); // "…tches_tracked"
+  assert.equal(nameMinWidth("num_batches_tracked"), `min(${LEAF_CHARS}ch, 100%)`); // "…_tracked"
 });

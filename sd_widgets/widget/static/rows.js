@@ -184,8 +184,10 @@ export function rowWindow(total, { scrollTop, offsetTop, height, rowH, max, over
   return { from: Math.max(0, Math.floor(top / rowH) - overscan), to: Math.min(total, Math.ceil((top + height) / rowH) + overscan) };
 }
 
-/** Longest leaf name (characters) a name cell keeps whole however narrow the tree is. */
-export const LEAF_CHARS = 16;
+/** Longest leaf name (characters) a name cell keeps whole however narrow the tree is: 10ch of
+ * the 12px monospace font is the 6em a narrowed column leaves a name (tree.css data-fit=narrow),
+ * so the shapes and dtypes beside it are never cut. */
+export const LEAF_CHARS = 10;
 
 /**
  * The least width of a name cell showing `text`: its leaf (after the last dot) whole, with the

@@ -1560,7 +1560,7 @@ function rowWindow(total, { scrollTop, offsetTop, height, rowH, max, overscan })
   const top = Math.max(0, scrollTop - offsetTop);
   return { from: Math.max(0, Math.floor(top / rowH) - overscan), to: Math.min(total, Math.ceil((top + height) / rowH) + overscan) };
 }
-var LEAF_CHARS = 16;
+var LEAF_CHARS = 10;
 function nameMinWidth(text) {
   const leaf = text.slice(text.lastIndexOf(".") + 1);
   const chars = Math.min(leaf.length, LEAF_CHARS) + (leaf.length < text.length ? 1 : 0);
