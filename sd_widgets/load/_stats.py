@@ -824,10 +824,16 @@ def change_stats(
 def _finite_range(t: torch.Tensor, chunk: int) -> tuple[float, float] | None:
     if _is_meta(t) or t.numel() == 0:
         return None
-    m = Moments()
+    lo, hi = math.inf, -math.inf
     for raw in _chunks(_prepare(t), chunk):
-        m.add(raw)
-    lo, hi = m.totals()["mn"], m.totals()["mx"]
+        c = _compute_dtype(raw)
+        mn, mx = (float(v) for v in torch.aminmax(c))  # NaN propagates: finite = all finite
+        if not (math.isfinite(mn) and math.isfinite(mx)):
+            c = c[torch.isfinite(c)]
+            if c.numel() == 0:
+                continue
+            mn, mx = (float(v) for v in torch.aminmax(c))
+        lo, hi = min(lo, mn), max(hi, mx)
     return (lo, hi) if lo <= hi else None
 
 
