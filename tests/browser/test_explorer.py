@@ -181,8 +181,11 @@ def test_load_selected_changes_the_kernel_model_and_undo_restores(lab):
     expect(root.locator("[data-panel=results]")).to_be_visible()
     images = root.locator("img[data-role=histogram]")
     expect(images.first).to_be_visible(timeout=30_000)
-    n = images.count()
-    assert n == int(py(lab, "len(w.histograms)")) >= 3
+    # the plots come one per event-loop turn (Undo is served between two): wait for the last
+    lab.wait_for_stdout("print(repr(w.busy_text))", "''", timeout=60)
+    n = int(py(lab, "len(w.histograms)"))
+    assert n >= 3
+    expect(images).to_have_count(n)
     widths = images.evaluate_all("els => els.map(e => e.naturalWidth)")
     assert all(wd > 100 for wd in widths), widths
     bn = root.locator("img[data-role=bn-plot]")
