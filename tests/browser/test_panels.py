@@ -184,8 +184,8 @@ def test_results_table_sorts_searches_and_picks_any_tensor_and_bn_module(lab):
     assert rel == sorted(rel, reverse=True), rel
     # the grid shows the most-changed floating tensors (every one changed here; the integer
     # BatchNorm counters are never plotted)
-    grid_keys = json.loads(py(lab, "__import__('json').dumps([h['key'] for h in w.histograms])"))
     expect(root.locator("img[data-role=histogram]")).to_have_count(4, timeout=60_000)
+    grid_keys = json.loads(py(lab, "__import__('json').dumps([h['key'] for h in w.histograms])"))
     most_changed = "[k for k in w.histogram_keys if not k.endswith('num_batches_tracked')][:4]"
     assert grid_keys == json.loads(py(lab, f"__import__('json').dumps({most_changed})"))
     # the default view: most changed first, the grid of the most-changed tensors
