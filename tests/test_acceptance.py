@@ -273,7 +273,8 @@ def test_other_entries_of_one_element_are_counted_in_the_singular(tmp_path):
 def test_the_plain_text_summary_escapes_keys_from_the_file():
     """The Explorer's text/plain output (a saved notebook, a terminal) gets keys from the file
     escaped: an ANSI escape cannot colour it, a newline cannot forge a row of its own."""
-    from sd_widgets.widget._payload import payload_from_comparison, summary_text
+    from sd_widgets.widget._summary import summary_text
+    from sd_widgets.widget._tree_payload import payload_from_comparison
 
     model = torch.nn.Linear(2, 2)
     forged = "evil\x1b[31m\n  ✓ fake.row: match"

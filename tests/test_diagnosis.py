@@ -107,7 +107,7 @@ def test_collapse_repeated_layers():
 
 
 def test_the_widget_payload_carries_the_sentence(wide_bert_file):
-    from sd_widgets.widget._payload import payload_from_comparison
+    from sd_widgets.widget._tree_payload import payload_from_comparison
 
     cmp = sdw.compare(_bert(), wide_bert_file)
     payload = payload_from_comparison(cmp)
@@ -117,7 +117,8 @@ def test_the_widget_payload_carries_the_sentence(wide_bert_file):
 
 
 def test_the_static_summaries_carry_the_sentence(wide_bert_file):
-    from sd_widgets.widget._payload import payload_from_comparison, summary_html, summary_text
+    from sd_widgets.widget._summary import summary_html, summary_text
+    from sd_widgets.widget._tree_payload import payload_from_comparison
 
     cmp = sdw.compare(_bert(), wide_bert_file)
     payload = payload_from_comparison(cmp)

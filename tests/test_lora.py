@@ -530,7 +530,10 @@ def test_an_adapter_for_another_model_says_which_weights_do_not_fit(gpt2_adapter
     plan = cmp.plan(lora="merge")
     assert len(plan) == 0
     why = plan.skipped["transformer.h.0.attn.c_attn.weight"]
-    assert "B @ A is [96, 32]; a Conv1D stores it transposed as [32, 96]; the model's weight is [48, 144]" in why
+    assert (
+        "B @ A is [96, 32]; a Conv1D stores it transposed as [32, 96]; the model's weight is [48, 144]"
+        in why
+    )
 
 
 def test_the_cli_footer_names_the_adapter(gpt2_adapter, tmp_path, capsys, monkeypatch):

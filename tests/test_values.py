@@ -476,7 +476,7 @@ def test_cli_values_html_report_holds_every_rows_change(capsys, cnn_files, cnn_p
 
 
 def test_results_rank_changes_from_zero_first_and_bn_panel_plots_changed_modules():
-    from sd_widgets.widget import _payload as pl
+    from sd_widgets.widget import _results
 
     model = demo.pretrained("cnn")
     ckpt = {k: v.clone() for k, v in model.state_dict().items()}
@@ -485,11 +485,11 @@ def test_results_rank_changes_from_zero_first_and_bn_panel_plots_changed_modules
         model.classifier.bias.zero_()  # a fresh bias: its load is a change from zero
     report = sdw.partial_load(model, sdw.compare(model, ckpt).plan())
     assert report.bn_modules() == ["backbone.layer1.0.bn2"]
-    table = pl.results_payload(report.to_frame())
+    table = _results.results_payload(report.to_frame())
     rel = dict(zip(table["data"]["key"], table["data"]["rel_change"], strict=True))
     assert rel["classifier.bias"] == "inf"  # JSON has no infinity
     json.dumps(table, allow_nan=False)
-    order = pl.most_changed(table)
+    order = _results.most_changed(table)
     assert order[:2] == ["classifier.bias", "backbone.layer1.0.bn2.running_mean"]
     assert all(rel[k] == 0.0 for k in order[2:])
 

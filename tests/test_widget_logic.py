@@ -21,7 +21,7 @@ from traitlets import TraitError
 
 import sd_widgets as sdw
 from sd_widgets import demo
-from sd_widgets.widget import _payload as pl
+from sd_widgets.widget import _panels, _selection, _summary, _tree_payload
 from sd_widgets.widget._explorer import Explorer
 
 STATIC = Path(sdw.__file__).parent / "widget" / "static"
@@ -93,7 +93,7 @@ def changed_keys(before: dict[str, torch.Tensor], model: nn.Module) -> set[str]:
 
 
 def leaf_statuses(w: Explorer) -> dict[str, str]:
-    index = pl.TreeIndex(w.tree)
+    index = _tree_payload.TreeIndex(w.tree)
     return {k: index.status(k) for k in index.keys}
 
 
@@ -114,11 +114,11 @@ def big_model(n_layers: int) -> nn.Module:
 def test_payload_has_one_row_per_comparison_row_and_aligned_sides():
     model = demo.target_model("renamed_layer")
     cmp = sdw.compare(model, demo.variant("renamed_layer"))
-    p = pl.payload_from_comparison(cmp)
+    p = _tree_payload.payload_from_comparison(cmp)
     cols = p["columns"]
     assert p["n_keys"] == len(cmp.rows)
     assert all(len(v) == p["n_entries"] for v in cols.values())
-    index = pl.TreeIndex(p)
+    index = _tree_payload.TreeIndex(p)
     assert set(index.keys) == {r.key for r in cmp.rows}
     for r in cmp.rows:
         row = index.row(r.key)
@@ -135,7 +135,7 @@ def test_payload_has_one_row_per_comparison_row_and_aligned_sides():
 
 def test_payload_module_counts_cover_their_contiguous_subtree():
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
-    p = pl.payload_from_comparison(cmp)
+    p = _tree_payload.payload_from_comparison(cmp)
     cols = p["columns"]
     for i, t in enumerate(cols["t"]):
         if t != 0:
@@ -152,10 +152,12 @@ def test_payload_module_counts_cover_their_contiguous_subtree():
 
 def test_selectable_and_reasons():
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
-    selectable = pl.selectable_keys(cmp)
+    selectable = _tree_payload.selectable_keys(cmp)
     assert "classifier.weight" not in selectable and len(selectable) == 36
-    assert "classifier.weight" in pl.selectable_keys(cmp, {"classifier.weight": "overlap"})
-    p = pl.payload_from_comparison(cmp)  # the browser reads the reasons from the payload
+    assert "classifier.weight" in _tree_payload.selectable_keys(
+        cmp, {"classifier.weight": "overlap"}
+    )
+    p = _tree_payload.payload_from_comparison(cmp)  # the browser reads the reasons from the payload
     reasons = {
         path: why
         for path, why in zip(p["columns"]["path"], p["columns"]["reason"], strict=True)
@@ -168,24 +170,29 @@ def test_selectable_and_reasons():
 
 def test_toggle_module_and_range_selection():
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
-    index = pl.TreeIndex(pl.payload_from_comparison(cmp))
-    ok = {"selectable": pl.selectable_keys(cmp)}
+    index = _tree_payload.TreeIndex(_tree_payload.payload_from_comparison(cmp))
+    ok = {"selectable": _tree_payload.selectable_keys(cmp)}
     stem = index.subtree_keys("backbone.stem")
     assert len(stem) == 6
-    sel = pl.toggle(index, [], modules=["backbone.stem"], **ok)
+    sel = _selection.toggle(index, [], modules=["backbone.stem"], **ok)
     assert sel == stem
-    sel = pl.toggle(
+    sel = _selection.toggle(
         index, [*sel, "backbone.layer1.0.conv1.weight"], modules=["backbone.stem"], **ok
     )
     assert sel == ["backbone.layer1.0.conv1.weight"]  # fully selected subtree → deselected
     # partly selected → everything in it selected
-    assert pl.toggle(index, stem[:2], modules=["backbone.stem"], **ok) == stem
+    assert _selection.toggle(index, stem[:2], modules=["backbone.stem"], **ok) == stem
     # not selectable keys never enter the selection
-    assert pl.toggle(index, [], modules=["classifier"], **ok) == []
-    assert pl.toggle(index, [], keys=["classifier.weight"], **ok) == []
-    rng = pl.apply_range(index, [], keys=stem[1:4], modules=["backbone.layer1"], select=True, **ok)
+    assert _selection.toggle(index, [], modules=["classifier"], **ok) == []
+    assert _selection.toggle(index, [], keys=["classifier.weight"], **ok) == []
+    rng = _selection.apply_range(
+        index, [], keys=stem[1:4], modules=["backbone.layer1"], select=True, **ok
+    )
     assert rng == stem[1:4] + index.subtree_keys("backbone.layer1")
-    assert pl.apply_range(index, rng, modules=["backbone.layer1"], select=False, **ok) == stem[1:4]
+    assert (
+        _selection.apply_range(index, rng, modules=["backbone.layer1"], select=False, **ok)
+        == stem[1:4]
+    )
     with pytest.raises(KeyError):
         index.subtree_keys("no.such.module")
 
@@ -194,15 +201,15 @@ def test_hostile_key_names_survive_unchanged():
     sd = OrderedDict((k, torch.zeros(2)) for k in HOSTILE_KEYS)
     model = nn.Linear(2, 2)
     cmp = sdw.compare(model, sd)
-    p = pl.payload_from_comparison(cmp, source="<b>src</b>")
-    index = pl.TreeIndex(p)
+    p = _tree_payload.payload_from_comparison(cmp, source="<b>src</b>")
+    index = _tree_payload.TreeIndex(p)
     assert set(HOSTILE_KEYS) <= set(index.keys)
     names = set(p["columns"]["name"])
     assert {"weight", "bias", "重み"} <= names
     assert "<img src=x onerror=alert(1)>" in p["columns"]["path"]  # a module node path
     # the JSON the browser receives holds the exact strings
     assert json.loads(json.dumps(p))["columns"]["path"] == p["columns"]["path"]
-    html = pl.summary_html(p)
+    html = _summary.summary_html(p)
     assert "<img" not in html and "<script" not in html and "<b>src" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;.weight" in html
 
@@ -211,14 +218,14 @@ def test_static_fallback_html_shows_both_shapes_whole():
     """The HTML shown where no widget front end runs (nbviewer, GitHub) names both shapes
     exactly — a regression: stripping '( )' once ate the model shape's closing parenthesis."""
     cmp = sdw.compare(demo.target_model("new_head"), demo.variant("new_head"))
-    html = pl.summary_html(pl.payload_from_comparison(cmp))
+    html = _summary.summary_html(_tree_payload.payload_from_comparison(cmp))
     assert "checkpoint (10, 32) vs model (3, 32)</td>" in html
     assert "checkpoint (10,) vs model (3,)</td>" in html
 
 
 def test_suggestions_payload_lists_rules_first_with_the_rule_to_add():
     cmp = sdw.compare(demo.target_model("renamed_layer"), demo.variant("renamed_layer"))
-    sugg = pl.suggestions_payload(cmp.suggest_renames(), cmp.prefix_suggestions())
+    sugg = _panels.suggestions_payload(cmp.suggest_renames(), cmp.prefix_suggestions())
     assert sugg[0]["type"] == "rule" and sugg[0]["fixes"] == 2
     assert sugg[0]["rule"] == {
         "kind": "prefix",
@@ -240,12 +247,12 @@ def test_rule_specs_round_trip_and_bad_rules_are_readable():
         {"kind": "regex", "old": r"^fc\.", "new": "classifier."},
         {"kind": "exact", "old": "re:odd", "new": "x"},
     ):
-        rule = pl.rule_from_spec(spec)
-        assert {k: v for k, v in pl.rule_to_spec(rule).items() if k != "label"} == spec
+        rule = _panels.rule_from_spec(spec)
+        assert {k: v for k, v in _panels.rule_to_spec(rule).items() if k != "label"} == spec
     with pytest.raises(ValueError, match="regex"):
-        pl.rule_from_spec({"kind": "regex", "old": "(", "new": ""})
+        _panels.rule_from_spec({"kind": "regex", "old": "(", "new": ""})
     with pytest.raises(ValueError, match="kind"):
-        pl.rule_from_spec({"kind": "glob", "old": "a", "new": "b"})
+        _panels.rule_from_spec({"kind": "glob", "old": "a", "new": "b"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,8 +262,8 @@ def test_rule_specs_round_trip_and_bad_rules_are_readable():
 
 def test_initial_state_selects_everything_loadable_and_previews_it():
     w, model = explorer("new_head")
-    index = pl.TreeIndex(w.tree)
-    assert w.selected_keys == list(index.ordered(pl.selectable_keys(w.comparison)))
+    index = _tree_payload.TreeIndex(w.tree)
+    assert w.selected_keys == list(index.ordered(_tree_payload.selectable_keys(w.comparison)))
     assert len(w.selected_keys) == 36
     plan = w.plan()
     assert w.preview["n_tensors"] == len(plan.keys) == 36
@@ -340,7 +347,7 @@ def test_front_end_selection_is_cleaned_and_previewed():
 def test_module_click_toggles_its_subtree_and_shift_range():
     w, _ = explorer("new_head", select="none")
     w.handle_action({"action": "toggle", "modules": ["backbone.layer1"]})
-    layer1 = pl.TreeIndex(w.tree).subtree_keys("backbone.layer1")
+    layer1 = _tree_payload.TreeIndex(w.tree).subtree_keys("backbone.layer1")
     assert w.selected_keys == layer1 and len(layer1) == 12
     assert w.preview["n_tensors"] == 12
     w.handle_action({"action": "toggle", "modules": ["backbone.layer1"]})
@@ -541,7 +548,7 @@ def test_accepting_a_suggested_rename_realigns_the_tree():
     assert "fc.weight" not in statuses
     assert statuses["classifier.weight"] == "match"
     assert statuses["fc.bias"] == "unexpected"
-    assert pl.TreeIndex(w.tree).row("classifier.weight")["ckpt_key"] == "fc.weight"
+    assert _tree_payload.TreeIndex(w.tree).row("classifier.weight")["ckpt_key"] == "fc.weight"
     assert w.rename_rules == [
         {
             "kind": "exact",
@@ -673,7 +680,7 @@ def test_protocol_custom_toggle_message_gets_one_update_back():
     updates = comm.updates()
     assert len(updates) == 1, comm.sent
     state = updates[0]["state"]
-    assert state["selected_keys"] == pl.TreeIndex(w.tree).subtree_keys("backbone.stem")
+    assert state["selected_keys"] == _tree_payload.TreeIndex(w.tree).subtree_keys("backbone.stem")
     assert state["preview"]["n_tensors"] == 6
     assert "tree" not in state  # the payload is not re-sent on a click
 
@@ -1292,7 +1299,7 @@ def test_tied_rows_say_what_they_follow_in_the_tree_and_the_results():
     model = tied_lm()
     saved = {k: v.clone() + 1 for k, v in tied_lm().state_dict().items() if k != "lm_head.weight"}
     w = Explorer(model, saved)
-    index = pl.TreeIndex(w.tree)
+    index = _tree_payload.TreeIndex(w.tree)
     head = index.row("lm_head.weight")
     assert head["tied_to"] == "embed.weight" and "tied to 'embed.weight'" in head["reason"]
     assert index.row("embed.weight")["tied_to"] is None
@@ -1325,8 +1332,8 @@ def test_the_payload_says_what_the_comparison_rows_say(variant):
         model = demo.target_model(variant)
         cmp = sdw.compare(model, demo.variant(variant))
         cmp = cmp.with_renames([r.rule for r in cmp.prefix_suggestions()[:1]])
-    p = pl.payload_from_comparison(cmp)
-    cols, index = p["columns"], pl.TreeIndex(p)
+    p = _tree_payload.payload_from_comparison(cmp)
+    cols, index = p["columns"], _tree_payload.TreeIndex(p)
     # the row columns stand in the one field order
     assert [c for c in cols if c in ROW_FIELDS] == [f for f in ROW_FIELDS if f in cols]
     assert sorted(index.keys) == sorted(r.key for r in cmp.rows)
@@ -1372,13 +1379,15 @@ def test_the_serialiser_handles_hostile_tied_and_top_level_keys():
         sdw.compare(nn.Linear(2, 2), sd),
         sdw.compare(tied_lm(), {"proj.weight": torch.zeros(4, 4)}),
     ):
-        p = pl.payload_from_comparison(cmp)
-        index = pl.TreeIndex(p)
+        p = _tree_payload.payload_from_comparison(cmp)
+        index = _tree_payload.TreeIndex(p)
         assert sorted(index.keys) == sorted(r.key for r in cmp.rows)
         for r in cmp.rows:
             assert index.row(r.key)["status"] == r.status
             assert index.row(r.key)["tied_to"] == r.tied_to
-        assert json.loads(pl.tree_to_json(p).tobytes()) == p  # hostile strings survive the wire
+        assert (
+            json.loads(_tree_payload.tree_to_json(p).tobytes()) == p
+        )  # hostile strings survive the wire
 
 
 def test_tensorflow_leaf_names_are_one_rule_in_the_widget():
@@ -1442,9 +1451,9 @@ def test_preview_from_cached_row_sizes_equals_the_plans_own_totals(variant, bn):
     if adaptable:
         w.handle_action({"action": "adapt", "key": adaptable[0], "adapter": "overlap"})
     plan = w.plan()
-    fast = pl.preview_from_plan(plan, sizes=pl.row_sizes(cmp))
+    fast = _panels.preview_from_plan(plan, sizes=_panels.row_sizes(cmp))
     fresh = w.plan()
-    assert fast == pl.preview_from_plan(fresh)
+    assert fast == _panels.preview_from_plan(fresh)
     assert (fast["n_params"], fast["nbytes"]) == (fresh.numel, fresh.nbytes)
     assert fast["n_params"] > 0
     assert {**fast, "bn": bn} == w.preview
@@ -1454,9 +1463,9 @@ def test_preview_sizes_of_tied_weights_match_the_plan():
     model = demo.tied_model()
     w = Explorer(model, model.state_dict())
     plan = w.plan()
-    assert pl.preview_from_plan(plan, sizes=pl.row_sizes(w.comparison)) == pl.preview_from_plan(
-        w.plan()
-    )
+    assert _panels.preview_from_plan(
+        plan, sizes=_panels.row_sizes(w.comparison)
+    ) == _panels.preview_from_plan(w.plan())
     assert w.preview["n_params"] == plan.numel and w.preview["nbytes"] == plan.nbytes
 
 
@@ -1624,7 +1633,7 @@ def big_explorer() -> Explorer:
 def _rows_loadable(w: Explorer) -> list[str]:
     """Every loadable key in tree order, asked of the comparison's rows one by one."""
     cmp = w.comparison
-    return [k for k in pl.TreeIndex(w.tree).keys if cmp[k].loadable]
+    return [k for k in _tree_payload.TreeIndex(w.tree).keys if cmp[k].loadable]
 
 
 def _old_toggle(order: list[str], allowed: set[str], selection: list[str], target: list[str]):
@@ -1645,7 +1654,7 @@ def test_selection_gestures_at_30k_keys_give_the_keys_the_rows_say(big_explorer)
     assert len(w.tree["columns"]["t"]) > 30_000 and len(loadable) == 30_000 - 3
     assert w.selected_keys == loadable and "3.4.weight" in loadable
     assert not {"0.1.weight", "0.2.bias", "0.extra", "7.0.bias"} & set(w.selected_keys)
-    order = pl.TreeIndex(w.tree).keys
+    order = _tree_payload.TreeIndex(w.tree).keys
     allowed = set(loadable)
     # a module click deselects its subtree, a second one selects it again
     w.handle_action({"action": "toggle", "modules": ["1"]})
@@ -1700,7 +1709,7 @@ def test_selection_at_30k_keys_from_the_browser_and_with_an_adapter(big_explorer
     w.handle_action({"action": "select_all_loadable"})
     w.handle_action({"action": "adapt", "key": "0.1.weight", "adapter": "overlap"})
     now_allowed = {*loadable, "0.1.weight"}
-    with_adapter = [k for k in pl.TreeIndex(w.tree).keys if k in now_allowed]
+    with_adapter = [k for k in _tree_payload.TreeIndex(w.tree).keys if k in now_allowed]
     assert w.selected_keys == with_adapter and with_adapter.index("0.1.weight") == 2
     w.handle_action({"action": "toggle", "modules": ["0"]})
     assert w.selected_keys == [k for k in loadable if not k.startswith("0.")]
@@ -1744,7 +1753,9 @@ def test_selected_keys_go_out_as_the_same_json_list(big_explorer):
 
 def test_resolve_names_keys_and_subtrees_in_tree_order_and_refuses_unknown_names():
     model = big_model(30)
-    index = pl.TreeIndex(w_tree := pl.payload_from_comparison(sdw.compare(model, model)))
+    index = _tree_payload.TreeIndex(
+        w_tree := _tree_payload.payload_from_comparison(sdw.compare(model, model))
+    )
     keys = index.keys
     assert index.resolve(modules=["blocks.3"]) == ["blocks.3.lin.weight", "blocks.3.lin.bias"]
     assert index.resolve(keys=["blocks.7.lin.bias"], modules=["blocks.2.lin", "blocks.7"]) == [

@@ -7,7 +7,7 @@ node or tensor row, each column a list indexed by entry. A subtree is the contig
 a 30,000-key tree with plain array scans. The root module is not an entry; its counts are
 ``payload["counts"]``. The tensor columns are the row fields of
 :data:`sd_widgets.compare._compare.ROW_FIELDS`, in its order. The Explorer's tree payload
-(:func:`sd_widgets.widget._payload.payload_from_comparison`) is this object, and
+(:func:`sd_widgets.widget._tree_payload.payload_from_comparison`) is this object, and
 :meth:`Comparison.tree` is :func:`nested` of it: there is no second serialiser.
 
 Columns (``payload["columns"]``), ``None`` where a column does not apply to an entry:

@@ -1,7 +1,8 @@
 """The widget layer: :class:`Explorer`, one anywidget over the core objects.
 
 Only this package imports anywidget/ipywidgets; the logic it needs lives in the core and in
-the plain-Python helpers of :mod:`sd_widgets.widget._payload`.
+the plain-Python modules beside it (``_tree_payload``, ``_selection``, ``_panels``,
+``_results``, ``_summary``, ``_values_view``).
 """
 
 from __future__ import annotations

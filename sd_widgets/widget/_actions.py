@@ -15,8 +15,7 @@ from ..compare._compare import Comparison
 from ..load._load import partial_load
 from ..plan._codegen import name_problem
 from ..plan._plan import ADAPTERS, BN_POLICIES
-from . import _payload as pl
-from . import _texts
+from . import _panels, _results, _texts
 
 if TYPE_CHECKING:
     from torch import nn
@@ -114,8 +113,10 @@ def accept_suggestion(w: Explorer, c: Mapping[str, Any]) -> None:
 @action("add_rule", "Adding the rename rule", busy_text="Re-aligning the tree…")
 def add_rule(w: Explorer, c: Mapping[str, Any]) -> None:
     spec = {"kind": c.get("kind", "prefix"), "old": c.get("old", ""), "new": c.get("new", "")}
-    rule = pl.rule_from_spec(spec)
-    w._apply_rules([*w.rename_rules, pl.rule_to_spec(rule)], done=f"Added rule: {rule.describe()}")
+    rule = _panels.rule_from_spec(spec)
+    w._apply_rules(
+        [*w.rename_rules, _panels.rule_to_spec(rule)], done=f"Added rule: {rule.describe()}"
+    )
 
 
 @action("remove_rule", "Removing the rename rule", busy_text="Re-aligning the tree…")
@@ -223,7 +224,7 @@ def _run_load(w: Explorer, cmp: Comparison, model: nn.Module, plan: LoadPlan, he
             "skipped": n_skip,
             "undone": False,
         }
-        w.results = pl.results_computing(len(report.loaded))
+        w.results = _results.results_computing(len(report.loaded))
         w.histogram_keys = []
         w.histograms = []
         w.histogram = {}

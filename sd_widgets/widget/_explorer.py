@@ -1,7 +1,7 @@
 """``Explorer``: the checkpoint and the model side by side, choose what to load, load, undo.
 
 A thin view over the core objects: the :class:`~sd_widgets.Comparison` is serialised once per
-change into ONE compact tree payload (:func:`.payload.payload_from_comparison`); every question
+change into ONE compact tree payload (:func:`._tree_payload.payload_from_comparison`); every question
 ("can this key be selected?", "does an adapter apply?") is asked of the comparison's rows, not
 of that serialised copy. Synced traits carry the state (``docs/widget-protocol.md`` lists each
 trait and action); traits the browser may set are cleaned by ``@traitlets.validate``. User
@@ -39,10 +39,13 @@ from ..load._load import LoadReport
 from ..plan._codegen import name_problem
 from ..plan._plan import BN_POLICIES, LoadPlan
 from ..units import escape_text, gc_paused, human_bytes
-from . import _payload as pl
 from . import (
-    _selection,  # noqa: F401  (registers the selection actions)
+    _panels,
+    _results,
+    _selection,
+    _summary,
     _texts,
+    _tree_payload,
 )
 from ._actions import ACTIONS
 
@@ -90,7 +93,7 @@ class Explorer(anywidget.AnyWidget):
     _n_previews: int = 0
 
     tree = t.Dict().tag(sync=True, to_json=lambda value, widget: widget._tree_json(value))
-    """The comparison as one compact columnar payload (see :mod:`sd_widgets.widget._payload`).
+    """The comparison as one compact columnar payload (see :mod:`sd_widgets.widget._tree_payload`).
     Python → browser; replaced when rename rules re-align the tree or Refresh re-compares.
     Sent as one binary buffer of UTF-8 JSON (``lib.js`` ``decodeTree`` parses it), so
     ipywidgets does not walk tens of thousands of list items looking for buffers."""
@@ -116,7 +119,7 @@ class Explorer(anywidget.AnyWidget):
     n_missing, n_unexpected}``), shown above the tree with an Apply button; ``{}`` when none."""
 
     lora = t.Dict().tag(sync=True)
-    """The PEFT LoRA adapter the checkpoint is (``payload.lora_payload``: ``{text, describe,
+    """The PEFT LoRA adapter the checkpoint is (``_panels.lora_payload``: ``{text, describe,
     can_merge, why_not, merge_label, merge_title, merged, pairs, n_pairs, pairs_label}``), shown
     above the tree with a "Merge into the model's weights" button (``merge_lora``); ``{}`` for
     any other checkpoint."""
@@ -173,7 +176,7 @@ class Explorer(anywidget.AnyWidget):
     """Summary of the last load or undo: ``{"text", "loaded", "skipped", "undone"}``."""
 
     results = t.Dict().tag(sync=True)
-    """Per-tensor results of the last load (see :func:`.payload.results_payload`):
+    """Per-tensor results of the last load (see :func:`._results.results_payload`):
     ``{state, columns, data, n}``; ``state`` is ``none``, ``computing``, ``ready`` or
     ``stale``."""
 
@@ -266,9 +269,9 @@ class Explorer(anywidget.AnyWidget):
         #: reference checkpoint (None: a comparison of two checkpoints' keys only)
         self._value_a: nn.Module | Checkpoint | None = None
         self._given_values: ValueComparison | None = None
-        self._index = pl.TreeIndex(pl.empty_payload())
+        self._index = _tree_payload.TreeIndex(_tree_payload.empty_payload())
         self._selectable_cache: tuple[Any, Comparison, frozenset[str]] | None = None
-        self._sizes_cache: tuple[Comparison | None, pl.RowSizes] | None = None
+        self._sizes_cache: tuple[Comparison | None, _panels.RowSizes] | None = None
         self._select_loadable = select == "loadable"
         if source_name is not None and not isinstance(source_name, str):
             raise TypeError(f"source_name={source_name!r}: give a string or None")
@@ -312,11 +315,11 @@ class Explorer(anywidget.AnyWidget):
             if cmp is not None:
                 self._set_comparison(cmp, initial_select=select)
             else:
-                self.tree = pl.empty_payload(
+                self.tree = _tree_payload.empty_payload(
                     source=source_label, model=_texts.model_label(self._model)
                 )
-                self.preview = pl.empty_preview()
-            self.results = pl.results_none()
+                self.preview = _panels.empty_preview()
+            self.results = _results.results_none()
             if given_values is not None:
                 self.handle_action({"action": "compare_values"})
         self._rebaseline()
@@ -403,8 +406,8 @@ class Explorer(anywidget.AnyWidget):
 
     def __repr__(self) -> str:
 
-        p = self.tree or pl.empty_payload()
-        counts = ", ".join(pl.count_phrases(p)) or "no keys"
+        p = self.tree or _tree_payload.empty_payload()
+        counts = ", ".join(_summary.count_phrases(p)) or "no keys"
         # a file's name reaches a terminal here: its control characters are written as escapes
         sides = escape_text(f"{p.get('model') or 'model'} ← {p.get('source') or 'checkpoint'}")
         return (
@@ -417,10 +420,10 @@ class Explorer(anywidget.AnyWidget):
         if bundle is None:
             return None
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        p = self.tree or pl.empty_payload()
+        p = self.tree or _tree_payload.empty_payload()
         n = len(self.selected_keys)
-        data["text/plain"] = pl.summary_text(p, n_selected=n)
-        data["text/html"] = pl.summary_html(p, n_selected=n)
+        data["text/plain"] = _summary.summary_text(p, n_selected=n)
+        data["text/html"] = _summary.summary_html(p, n_selected=n)
         return data, metadata
 
     # ----------------------------------------------------------------------------------------
@@ -471,7 +474,9 @@ class Explorer(anywidget.AnyWidget):
         clean = self._clean_selection
         if clean is not None and value is clean:
             return clean  # a gesture's result, cleaned against the same selectable set
-        return pl.clean_selection(self._index, value or (), selectable=self._selectable_set())
+        return _selection.clean_selection(
+            self._index, value or (), selectable=self._selectable_set()
+        )
 
     @t.validate("adapters")
     def _valid_adapters(self, proposal: Any) -> dict[str, str]:
@@ -521,7 +526,7 @@ class Explorer(anywidget.AnyWidget):
         """
         cached = self.__dict__.get("_tree_json_cache")
         if cached is None or cached[0] is not value:
-            cached = self._tree_json_cache = (value, pl.tree_to_json(value))
+            cached = self._tree_json_cache = (value, _tree_payload.tree_to_json(value))
         return cached[1]
 
     @t.validate("tab")
@@ -585,7 +590,7 @@ class Explorer(anywidget.AnyWidget):
 
     def _on_rename_rules(self, change: dict) -> None:
         """Rules set from Python: re-align the tree; rules that fail are put back as they were."""
-        current = pl.rules_payload(self._cmp.renames) if self._cmp is not None else []
+        current = _panels.rules_payload(self._cmp.renames) if self._cmp is not None else []
         if change["new"] == current:
             return  # what the comparison shows (set by _show_comparison, or put back below)
         try:
@@ -633,18 +638,18 @@ class Explorer(anywidget.AnyWidget):
         cached = self._selectable_cache
         if cached is not None and cached[0] == token and cached[1] is self._cmp:
             return cached[2]
-        keys = pl.selectable_keys(self._cmp, adapters)
+        keys = _tree_payload.selectable_keys(self._cmp, adapters)
         self._selectable_cache = (token, self._cmp, keys)
         return keys
 
-    def _row_sizes(self) -> pl.RowSizes:
+    def _row_sizes(self) -> _panels.RowSizes:
         """Elements and bytes per row of the current comparison.
 
         Computed once per comparison; the preview of every click sums them.
         """
         cached = self._sizes_cache
         if cached is None or cached[0] is not self._cmp:
-            cached = self._sizes_cache = (self._cmp, pl.row_sizes(self._cmp))
+            cached = self._sizes_cache = (self._cmp, _panels.row_sizes(self._cmp))
         return cached[1]
 
     def _selectable_keys(self) -> list[str]:
@@ -665,26 +670,26 @@ class Explorer(anywidget.AnyWidget):
             bool(self.selected_keys) or self._select_loadable
         )
         old_selection = list(self.selected_keys)
-        payload = pl.payload_from_comparison(
+        payload = _tree_payload.payload_from_comparison(
             cmp,
             source=self._source_name or _texts.describe_source(cmp.checkpoint),
             model=_texts.model_label(cmp.model, self._value_a),
         )
         self._cmp = cmp
-        self._index = pl.TreeIndex(payload)
+        self._index = _tree_payload.TreeIndex(payload)
         if self._values is not None and self._values.comparison is not cmp:
             self._values_stale()  # the rows were re-aligned: compare again
         with self.hold_sync():
             self.tree = payload
             self.error = {}
             self.adapters = dict(self.adapters)  # re-validated against the new rows
-            self.rename_rules = pl.rules_payload(cmp.renames)
+            self.rename_rules = _panels.rules_payload(cmp.renames)
             prefix_rules = cmp.prefix_suggestions()
-            self.suggestions = pl.suggestions_payload(cmp.suggest_renames(), prefix_rules)
-            self.banner = pl.banner_payload(cmp, self.suggestions)
+            self.suggestions = _panels.suggestions_payload(cmp.suggest_renames(), prefix_rules)
+            self.banner = _panels.banner_payload(cmp, self.suggestions)
             self._lora_merge = False
             self._draw_lora()
-            self.weight_sets = pl.weight_sets_payload(cmp.checkpoint.source)
+            self.weight_sets = _panels.weight_sets_payload(cmp.checkpoint.source)
             previews = self._n_previews
             if initial_select == "loadable" or (previous_all and not keep_selection):
                 self.selected_keys = self._selectable_keys()
@@ -699,26 +704,29 @@ class Explorer(anywidget.AnyWidget):
         """Re-align the tree with rename rules ``specs``; on failure nothing changes."""
         if self._cmp is None:
             raise ValueError("no checkpoint is open, so there is nothing to rename")
-        rules = tuple(pl.rule_from_spec(s) for s in specs)
+        rules = tuple(_panels.rule_from_spec(s) for s in specs)
         before = self._cmp
         with gc_paused():
             cmp = before.with_renames(rules, replace=True)
         self._set_comparison(cmp)
         if done:
-            self._set_message("info", f"{done}. {pl.pairing_change(before, cmp)}")
+            self._set_message("info", f"{done}. {_panels.pairing_change(before, cmp)}")
 
     def _update_preview(self) -> None:
         self._n_previews += 1
         if self._cmp is None:
-            self.preview = pl.empty_preview()
+            self.preview = _panels.empty_preview()
             self.code = ""
             return
         if not self.selected_keys and not self._lora_merge:
-            self.preview = {**pl.empty_preview(), "bn": self.bn_policy}
+            self.preview = {**_panels.empty_preview(), "bn": self.bn_policy}
             self.code = "# Nothing selected: select keys in the explorer to export their load.\n"
             return
         plan = self.plan()
-        self.preview = {**pl.preview_from_plan(plan, sizes=self._row_sizes()), "bn": self.bn_policy}
+        self.preview = {
+            **_panels.preview_from_plan(plan, sizes=self._row_sizes()),
+            "bn": self.bn_policy,
+        }
         if self.tab == "code":
             self.code = plan.to_code(model_name=self.model_name)
 
@@ -731,11 +739,11 @@ class Explorer(anywidget.AnyWidget):
     def _draw_lora(self) -> None:
         """Set ``lora`` from the comparison; ``merged`` when the latest load is its merge."""
         merged = bool(self._reports) and bool(self._reports[-1].plan.lora)
-        self.lora = pl.lora_payload(self._cmp, merged=merged) if self._cmp is not None else {}
+        self.lora = _panels.lora_payload(self._cmp, merged=merged) if self._cmp is not None else {}
 
     def _clear_results(self) -> None:
         self._values_stale()
-        self.results = pl.results_none()
+        self.results = _results.results_none()
         self.histograms = []
         self.histogram = {}
         self.histogram_key = ""
@@ -755,8 +763,10 @@ class Explorer(anywidget.AnyWidget):
             return
         with self._guard("Computing the statistics"):
             frame = report.to_frame()
-            table = pl.results_payload(frame, adapted=dict(report.adapted), tied=dict(report.tied))
-            order = pl.most_changed(table)
+            table = _results.results_payload(
+                frame, adapted=dict(report.adapted), tied=dict(report.tied)
+            )
+            order = _results.most_changed(table)
             with self.hold_sync():
                 self.results = table
                 self.histogram_keys = order
@@ -810,7 +820,7 @@ class Explorer(anywidget.AnyWidget):
             return
         fig = bn_running_stats({module: stats[module]}, max_modules=1)
         self.bn_plot = {
-            "src": pl.png_data_url(figure_to_png(fig, dpi=80)),
+            "src": _summary.png_data_url(figure_to_png(fig, dpi=80)),
             "module": module,
             "modules": list(stats),
         }
@@ -1047,7 +1057,7 @@ def _histogram_src(key: str, before: Any, after: Any, notes: Iterable[str] | Non
         ax.tick_params(labelsize=8)
     for text in fig.findobj(Text):
         text.set_fontsize(max(float(text.get_fontsize()) * 1.3, 8.0))
-    return pl.png_data_url(figure_to_png(fig, dpi=90))
+    return _summary.png_data_url(figure_to_png(fig, dpi=90))
 
 
 def _encodes_iterables(comm: Any) -> bool:

@@ -2,7 +2,7 @@
 
 One file, nothing to fetch: the Explorer's own front end (the same bundle the widget ships,
 ``static/bundle/explorer.js`` and ``explorer.css``) is inlined with a snapshot of the widget's
-synced traits, among them the tree payload of :func:`._payload.payload_from_comparison` — the one
+synced traits, among them the tree payload of :func:`._tree_payload.payload_from_comparison` — the one
 serialiser. On this page the bundle's ``static/report.js`` hands that snapshot (the element
 ``#sdw-state``) to the front end's ``render`` through a model with no kernel behind it (it does
 nothing on any other page): search, filters, the
@@ -36,7 +36,7 @@ import anywidget
 
 from .. import __version__
 from ..units import escape_text
-from . import _payload as pl
+from . import _panels, _results, _summary
 
 if TYPE_CHECKING:
     from ._explorer import Explorer
@@ -116,8 +116,8 @@ def report_state(widget: Explorer) -> dict[str, Any]:
     )
     state = {name: getattr(widget, name) for name in sorted(own) if not name.startswith("_")}
     state.update(_READ_ONLY_STATE)
-    state["preview"] = {**pl.empty_preview(), "bn": widget.bn_policy}
-    state["results"] = pl.results_none()
+    state["preview"] = {**_panels.empty_preview(), "bn": widget.bn_policy}
+    state["results"] = _results.results_none()
     return state
 
 
@@ -174,7 +174,7 @@ def report_html(
     source = str(tree.get("source") or "")
     model = model_label or str(tree.get("model") or "")
     n_keys = int(tree.get("n_keys") or 0)
-    counts = ", ".join(pl.count_phrases(tree)) if n_keys else "no keys"
+    counts = ", ".join(_summary.count_phrases(tree)) if n_keys else "no keys"
 
     def bdi(text: str) -> str:
         # control characters and bidi overrides written as escapes, as the CLI prints them
@@ -216,7 +216,7 @@ def report_html(
 <p class="sdw-report-note" data-role="report-note">{_note(two)}</p>
 </header>
 <main id="sdw-report" data-role="report"></main>
-<noscript>{pl.summary_html(tree) if tree else ""}</noscript>
+<noscript>{_summary.summary_html(tree) if tree else ""}</noscript>
 <script type="application/json" id="sdw-state">{script_json(state)}</script>
 <script type="module">{script}</script>
 </body>

@@ -110,7 +110,7 @@ def value_figure_src(key: str, a: torch.Tensor, b: torch.Tensor, *, bins: int = 
     from matplotlib.figure import Figure
 
     from ..load._plots import figure_to_png
-    from ._payload import png_data_url
+    from ._summary import png_data_url
 
     x = a.detach().reshape(-1).to(torch.float64)
     y = b.detach().reshape(-1).to(torch.float64)
