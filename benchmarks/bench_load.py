@@ -12,9 +12,11 @@ call, so each load really changes every value); medians of wall time:
   the chunks the snapshot and the verification read anyway;
 * ``undo()``: undo of a ``stats=False`` load (the change check, then the restore).
 
-Targets (issue 21): ``stats=True`` <= 1.5x ``stats=False``; ``undo()`` <= 2x plain; after
-``undo()`` and dropping the report, anonymous RSS (``RssAnon``: not the checkpoint file's
-mapped pages) is back within 64 MB of where it was before the load.
+Targets (issue 21), for the GPT-2-XL-sized load: ``stats=True`` <= 1.5x ``stats=False``;
+``undo()`` <= 2x plain. For both models: after ``undo()`` and dropping the report, anonymous
+RSS (``RssAnon``: not the checkpoint file's mapped pages) is back within 64 MB of where it was
+before the load. ResNet-50's ratios are printed, not judged: its plain load takes ~16 ms, so
+they measure fixed costs (the retired ResNet-50 target).
 
 Models: a ResNet-50 built in code (25.6M parameters, 320 entries, 102 MB) from an in-memory
 dict; with ``--large`` a GPT-2-XL-sized layout (1.56B parameters, 6.2 GB float32, 580 keys)
@@ -246,9 +248,19 @@ def run(
     return out
 
 
-def targets(name: str, m: dict[str, float]) -> list[Target]:
+def targets(name: str, m: dict[str, float], *, ratios: bool = True) -> list[Target]:
+    """The targets of one model: the two ratios (issue 21 sets them for the GPT-2-XL-sized load;
+    ``ratios=False`` prints them in the run's line only) and memory back after undo."""
     stats = m["stats=True"] / m["stats=False"]
     undo = m["undo"] / m["plain"]
+    memory = Target(
+        f"{name}: memory back after undo and dropping the report",
+        m["rss_back"] <= MEMORY_BACK_BYTES,
+        f"anonymous RSS {fmt_bytes(m['rss_back'])} above the start (snapshot was "
+        f"{fmt_bytes(m['snapshot'])})",
+    )
+    if not ratios:
+        return [memory]
     return [
         Target(
             f"{name}: stats=True <= {TARGET_STATS}x stats=False",
@@ -256,12 +268,7 @@ def targets(name: str, m: dict[str, float]) -> list[Target]:
             f"{stats:.2f}x",
         ),
         Target(f"{name}: undo() <= {TARGET_UNDO}x plain", undo <= TARGET_UNDO, f"{undo:.2f}x"),
-        Target(
-            f"{name}: memory back after undo and dropping the report",
-            m["rss_back"] <= MEMORY_BACK_BYTES,
-            f"anonymous RSS {fmt_bytes(m['rss_back'])} above the start (snapshot was "
-            f"{fmt_bytes(m['snapshot'])})",
-        ),
+        memory,
     ]
 
 
@@ -280,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     found: list[Target] = []
     model, sd = build(1), build(2).state_dict()
     plan = sdw.compare(model, sd).plan()
-    found += targets("ResNet-50", run("ResNet-50 (memory)", model, sd, plan, args.repeats))
+    # its 10 ms plain load made ratios a measure of fixed costs: the retired ResNet-50 target
+    resnet = run("ResNet-50 (memory)", model, sd, plan, args.repeats)
+    found += targets("ResNet-50", resnet, ratios=False)
     del model, sd, plan
     if args.large:
         with tempfile.TemporaryDirectory() as tmp:
