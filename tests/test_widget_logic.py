@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -1037,38 +1036,6 @@ def test_a_change_outside_the_widget_makes_the_view_stale_until_refresh():
     assert w.stale == {} and w.results["state"] == "none" and w.histograms == []
     assert w.message["level"] == "info" and "Refreshed" in w.message["text"]
     assert not w.check_stale()
-
-
-def test_the_after_cell_check_waits_while_an_action_runs_in_another_thread():
-    """A load served by a comm handler in another thread while a cell ends is not an outside
-    change: the after-cell check skips while the action holds the widget, and the action's own
-    baseline is what later checks compare with."""
-    w, model = explorer("identical")
-    acting, done = threading.Event(), threading.Event()
-
-    def action_in_progress() -> None:
-        with w._lock:  # what handle_action holds while a load runs
-            with torch.no_grad():
-                model.classifier.weight.add_(1.0)  # the load writing the model
-            acting.set()
-            done.wait(timeout=30)
-            w._rebaseline()  # as the load does when it ends
-
-    thread = threading.Thread(target=action_in_progress)
-    thread.start()
-    try:
-        assert acting.wait(timeout=30)
-        w._after_cell()  # a cell ended meanwhile
-        assert w.stale == {}
-    finally:
-        done.set()
-        thread.join(timeout=30)
-    w._after_cell()
-    assert w.stale == {}
-    with torch.no_grad():
-        model.classifier.weight.add_(1.0)  # a change from outside, no action running
-    w._after_cell()
-    assert w.stale["keys"] == ["classifier.weight"]
 
 
 def test_an_optimizer_step_is_detected_on_the_next_action():

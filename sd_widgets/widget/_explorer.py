@@ -379,20 +379,6 @@ class Explorer(anywidget.AnyWidget):
 
         return write_report(self, path)
 
-    def _after_cell(self) -> None:
-        """The check a notebook runs after each cell: :meth:`check_stale`, unless an action runs.
-
-        A load in a comm handler's thread is not an outside change: the action takes the model
-        as its new baseline when it ends.
-        """
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            with self._guard("Checking the model"):
-                self.check_stale()
-        finally:
-            self._lock.release()
-
     def check_stale(self) -> bool:
         """Compare the model's tensors with what the widget last saw.
 
@@ -1046,7 +1032,8 @@ def _watch_cells(widget: Explorer) -> bool:
             with contextlib.suppress(ValueError):
                 ip.events.unregister("post_run_cell", after_cell)
             return
-        w._after_cell()
+        with w._guard("Checking the model"):
+            w.check_stale()
 
     ip.events.register("post_run_cell", after_cell)
     return True
