@@ -641,7 +641,10 @@ class Comparison:
         self.entries = side.entries
         self._module_types: dict[str, str] = side.types
         with gc_paused():
-            self.rows: list[Row] = _mark_config_mismatch(self._build_rows())
+            rows = self._build_rows()
+        #: the one size ratio behind every shape mismatch (read once: rows are fixed from here)
+        self._config_mismatch = config_mismatch(rows, model_config(model))
+        self.rows: list[Row] = _mark_config_mismatch(rows, self._config_mismatch)
         self._by_key = {r.key: r for r in self.rows}
 
     # construction ------------------------------------------------------------------------------
@@ -1011,7 +1014,7 @@ class Comparison:
         A model built with a different config than the checkpoint's (hidden 384 vs 768, ...);
         None otherwise. See :func:`sd_widgets.compare._diagnosis.config_mismatch`.
         """
-        return config_mismatch(self.rows, model_config(self.model))
+        return self._config_mismatch
 
     # LoRA adapters -------------------------------------------------------------------------------
     @cached_property
@@ -1099,13 +1102,12 @@ def compare(
         return Comparison(None, ckpt, rules, entries=_entries_from_checkpoint(other))
 
 
-def _mark_config_mismatch(rows: list[Row]) -> list[Row]:
-    """``rows`` with ``config_mismatch`` set where one size ratio explains the mismatches.
+def _mark_config_mismatch(rows: list[Row], found: ConfigMismatch | None) -> list[Row]:
+    """``rows`` with ``config_mismatch`` set on the keys ``found`` explains.
 
     See :func:`~sd_widgets.compare._diagnosis.config_mismatch`: no slice is offered for a
     model built with another config.
     """
-    found = config_mismatch(rows)
     if found is None:
         return rows
     keys = set(found.keys)
