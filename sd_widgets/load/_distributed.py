@@ -35,6 +35,7 @@ from torch import nn
 from ..checkpoint._dcp import safe_reader
 from ..checkpoint._paths import verify_stamps
 from ..errors import LoadError, UndoError
+from ._report import live_model
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -476,10 +477,7 @@ class ShardedLoadReport:
     @property
     def model(self) -> nn.Module:
         """The model this report belongs to (held weakly); UndoError once it is gone."""
-        m = self._model()
-        if m is None:
-            raise UndoError("the model this report belongs to no longer exists")
-        return m
+        return live_model(self._model)
 
     def stats(self) -> dict[str, TensorStats]:
         """Statistics of each loaded tensor as a whole, after the load (collective)."""

@@ -121,10 +121,7 @@ class LoadReport:
     @property
     def model(self) -> nn.Module:
         """The model this report belongs to (held weakly); UndoError once it is gone."""
-        m = self._model()
-        if m is None:
-            raise UndoError("the model this report belongs to no longer exists")
-        return m
+        return live_model(self._model)
 
     # tensors ---------------------------------------------------------------------------------
     def before(self) -> dict[str, torch.Tensor]:
@@ -435,3 +432,11 @@ def _first(keys: list[str], n: int = 3) -> str:
     """``"a, b, c and 4 more"``: the first keys of a list (names escaped as repr)."""
     shown = ", ".join(ascii(k)[1:-1] for k in keys[:n])
     return shown + (f" and {len(keys) - n:,} more" if len(keys) > n else "")
+
+
+def live_model(ref: weakref.ref[nn.Module]) -> nn.Module:
+    """The model a report holds weakly; UndoError once it is gone (either report's ``model``)."""
+    m = ref()
+    if m is None:
+        raise UndoError("the model this report belongs to no longer exists")
+    return m
