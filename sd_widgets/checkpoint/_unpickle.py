@@ -129,7 +129,7 @@ def pickle_globals(
     list of str
         ``"module.name"`` for each global, first occurrence order, without duplicates.
     """
-    f: IO[bytes] = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    f: IO[bytes] = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else _Bounded(data)
     found: dict[str, None] = {}
     for _ in range(max_pickles):
         stack: list[Any] = []  # only strings matter; anything else is a placeholder
@@ -169,9 +169,35 @@ def pickle_globals(
                     break
                 elif name not in ("PROTO", "FRAME"):
                     stack.append(None)
-        except (ValueError, TypeError, EOFError, OverflowError):
+        except (ValueError, TypeError, EOFError, OverflowError, MemoryError):
             break
     return list(found)
+
+
+class _Bounded(io.RawIOBase):
+    """A binary file whose reads never ask for more than the bytes left in it.
+
+    ``pickletools.genops`` reads an opcode's declared length in one ``read(n)``; on a real
+    file a corrupt length (say 2**62) makes Python allocate ``n`` bytes first and raise
+    ``MemoryError``. ``io.BytesIO`` needs no such guard.
+    """
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        here = f.tell()
+        self._end = f.seek(0, os.SEEK_END)
+        f.seek(here)
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        left = max(0, self._end - self._f.tell())
+        return self._f.read(left if n is None or n < 0 else min(n, left))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        left = max(0, self._end - self._f.tell())
+        return self._f.readline(left if size is None or size < 0 else min(size, left))
+
+    def tell(self) -> int:
+        return self._f.tell()
 
 
 class _Refused(pickle.UnpicklingError):
