@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from traitlets import TraitError
 
 import sd_widgets as sdw
 from sd_widgets import demo
-from sd_widgets.widget import _panels, _selection, _summary, _tree_payload
+from sd_widgets.widget import _panels, _selection, _stale, _summary, _tree_payload
 from sd_widgets.widget._explorer import Explorer
 
 STATIC = Path(sdw.__file__).parent / "widget" / "static"
@@ -1025,7 +1026,8 @@ def test_a_change_outside_the_widget_makes_the_view_stale_until_refresh():
     assert not w.check_stale() and w.stale == {}
     w.handle_action({"action": "load"})
     assert w.results["state"] == "ready" and w.stale == {}  # our own load is not "outside"
-    other = demo.variant("new_head")
+    # other weights (a freshly initialised model's): writing equal values changes nothing
+    other = demo.target_model("identical").state_dict()
     model.load_state_dict(
         {k: v for k, v in other.items() if not k.startswith("classifier")}, strict=False
     )
@@ -1044,16 +1046,143 @@ def test_an_optimizer_step_is_detected_on_the_next_action():
     model(torch.randn(2, 3, 16, 16)).sum().backward()
     opt.step()
     w.handle_action({"action": "select_all_loadable"})  # any action checks first
-    # every parameter stepped; of the BatchNorm buffers the training-mode forward moved, the
-    # kernel's in-place running_mean/var update does not bump torch's version counter, but
-    # num_batches_tracked += 1 does: each BatchNorm module is still flagged
+    # every parameter stepped, and the training-mode forward moved every BatchNorm buffer
+    # (running_mean, running_var, num_batches_tracked: their values are read after the step)
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert w.stale["n_changed"] == sum(1 for _ in model.parameters()) + n_bn
+    assert w.stale["n_changed"] == sum(1 for _ in model.parameters()) + 3 * n_bn
     assert all(any(k.startswith(m + ".") for k in w.stale["keys"]) for m in ["backbone.stem"])
     # a parameter replaced by a new object is a change too
     w.handle_action({"action": "refresh"})
     model.classifier.weight = nn.Parameter(torch.zeros_like(model.classifier.weight))
     assert w.check_stale() and "classifier.weight" in w.stale["keys"]
+
+
+def test_a_replaced_tensor_or_module_is_seen_by_torchs_registration_hooks(monkeypatch):
+    """Without reading any value (a model too large for the after-cell read): a parameter or
+    buffer assigned, a module swapped, load_state_dict(assign=True); another model's are not
+    this model's changes."""
+    monkeypatch.setattr(_stale, "VALUE_CHECK_SECONDS", 0.0)
+    w, model = explorer("identical", select="none")
+    assert w._watch is not None and w._watch._values == []  # no value is read
+    other = demo.target_model("identical")
+    other.classifier.weight = nn.Parameter(torch.zeros_like(other.classifier.weight))
+    assert not w.check_stale() and w.stale == {}
+    model.classifier.weight = nn.Parameter(torch.zeros_like(model.classifier.weight))
+    bn = model.backbone.stem.bn
+    bn.running_mean = torch.ones_like(bn.running_mean)
+    assert w.check_stale()
+    assert w.stale["keys"] == ["backbone.stem.bn.running_mean", "classifier.weight"]
+    w.handle_action({"action": "refresh"})
+    assert not w.check_stale()
+    model.classifier = nn.Linear(32, 10)
+    assert w.check_stale() and w.stale["keys"] == ["classifier.weight", "classifier.bias"]
+    w.handle_action({"action": "refresh"})
+    model.classifier.bias = nn.Parameter(torch.ones(10))  # inside the module swapped in
+    assert w.check_stale() and w.stale["keys"] == ["classifier.bias"]
+    w.handle_action({"action": "refresh"})
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(sd, assign=True)  # equal values, new tensor objects
+    assert w.check_stale() and w.stale["n_changed"] == len(sd)
+
+
+def test_an_optimizer_step_is_seen_by_its_hook_and_the_hook_goes_with_the_explorer(
+    monkeypatch,
+):
+    """The parameters the step could change (requiring grad), not a frozen backbone's, nor
+    another model's; after ``close()`` the global hook is gone."""
+    monkeypatch.setattr(_stale, "VALUE_CHECK_SECONDS", 0.0)
+    w, model = explorer("identical", select="none")
+    watch = w._watch
+    assert watch is not None
+    elsewhere = nn.Linear(2, 2)
+    opt_elsewhere = torch.optim.SGD(elsewhere.parameters(), lr=0.1)
+    elsewhere(torch.ones(1, 2)).sum().backward()
+    opt_elsewhere.step()
+    assert not w.check_stale()
+    model.backbone.requires_grad_(False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.eval()(torch.randn(2, 3, 16, 16)).sum().backward()
+    opt.step()
+    assert w.check_stale() and w.stale["keys"] == ["classifier.weight", "classifier.bias"]
+    w.close()
+    opt.step()
+    assert len(watch._stepped) == 0  # the hook no longer records
+
+
+def test_an_edit_in_a_cell_under_no_grad_and_a_data_swap_are_read_after_the_cell():
+    w, model = explorer("identical", select="none")
+    with torch.no_grad():
+        model.backbone.layer1[0].conv1.weight.mul_(2.0)
+    assert w.check_stale() and w.stale["keys"] == ["backbone.layer1.0.conv1.weight"]
+    w.handle_action({"action": "refresh"})
+    model.classifier.weight.data = model.classifier.weight.data.double()  # same object
+    assert w.check_stale() and w.stale["keys"] == ["classifier.weight"]
+
+
+def test_a_large_tensor_edit_is_not_read_after_a_cell_but_undo_refuses_and_names_it():
+    """A 128 MiB weight is past what one after-cell check reads (20 ms): an in-place edit of it
+    is not flagged after the cell; Undo's own fingerprints refuse over it, and the stale banner
+    then names it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8192, 4096), nn.Linear(4, 4))
+    ckpt = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+    w = Explorer(model, ckpt)
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success", w.message
+    assert w._watch is not None
+    watched = {v.key for v in w._watch._values}
+    assert "0.weight" not in watched and {"0.bias", "1.weight", "1.bias"} <= watched
+    with torch.no_grad():
+        model[0].weight[100, 7] = 1.0  # one value of 33.5 million
+        model[1].weight[0, 0] = 1.0
+    assert w.check_stale() and w.stale["keys"] == ["1.weight"]  # the large one is not read
+    w.handle_action({"action": "undo"})
+    assert "Undo refused" in w.message["text"] and "0.weight" in w.message["text"]
+    assert w.stale["keys"] == ["0.weight", "1.weight"]
+    assert float(model[0].weight.detach()[100, 7]) == 1.0 and w.can_undo
+
+
+def test_the_after_cell_check_waits_for_an_action_in_another_thread_and_then_runs():
+    """A cell ending while an action holds the widget in another thread: the check waits for
+    the action's end and runs then (never skipped); the action's own writes, taken as its new
+    baseline, are not an outside change."""
+    w, model = explorer("identical")
+    acting, done = threading.Event(), threading.Event()
+
+    def action(rebaseline: bool) -> None:
+        with w._exclusive():  # what handle_action and deferred plot work hold
+            if rebaseline:  # a load writing the model
+                with torch.no_grad():
+                    model.classifier.weight.add_(1.0)
+            acting.set()
+            assert done.wait(timeout=30)
+            if rebaseline:
+                w._rebaseline()  # as a load does when it ends
+
+    for rebaseline in (True, False):
+        acting.clear()
+        done.clear()
+        thread = threading.Thread(target=action, args=(rebaseline,))
+        thread.start()
+        try:
+            assert acting.wait(timeout=30)
+            with torch.no_grad():
+                model.classifier.bias.add_(1.0)  # the cell's own change
+            w._after_cell()  # the cell ends while the action runs
+            assert w.stale == {} and w._check_pending
+        finally:
+            done.set()
+            thread.join(timeout=30)
+        assert not thread.is_alive() and not w._check_pending  # run when the action ended
+        if rebaseline:  # a load: its writes and everything before its end are its baseline
+            assert w.stale == {}
+        else:  # deferred plot work: the cell's change is flagged, not lost
+            assert w.stale["keys"] == ["classifier.bias"]
+    w.handle_action({"action": "refresh"})
+    with torch.no_grad():
+        model.classifier.weight.add_(1.0)
+    w._after_cell()  # nothing runs: checked at once
+    assert w.stale["keys"] == ["classifier.weight"]
 
 
 def test_undo_is_not_a_change_from_outside():

@@ -266,6 +266,9 @@ def undo(w: Explorer, c: Mapping[str, Any]) -> None:
         changed = exc.changed  # the tensors changed since the load (empty: another reason)
         if force or not changed:
             raise
+        if w._watch is not None:  # a tensor too large for the after-cell check: now it is known
+            w._watch.mark(changed)
+            w.check_stale()
         n = len(changed)
         w._set_message(
             "warning",

@@ -48,6 +48,7 @@ from . import (
     _tree_payload,
 )
 from ._actions import ACTIONS
+from ._stale import ModelWatch
 
 #: The front end as it ships: ``static/*.js`` are ES modules that import what they use, bundled
 #: from the entry ``static/explorer.js`` (its default export is anywidget's ``render``) into one
@@ -78,8 +79,9 @@ class Explorer(anywidget.AnyWidget):
     checkpoint (default: its description, path included), e.g. an uploaded file's own name.
 
     The model is the caller's own object: "Load selected" changes it in place. A change made to
-    it outside the widget (a plain ``load_state_dict``, an optimizer step) is detected through
-    torch's per-tensor version counters and shown as a stale view with a Refresh action.
+    it outside the widget (a plain ``load_state_dict``, an optimizer step, an edit in a cell) is
+    detected with public torch hooks and value fingerprints (:mod:`._stale`) and shown as a stale
+    view with a Refresh action.
     """
 
     _esm = ESM
@@ -277,11 +279,16 @@ class Explorer(anywidget.AnyWidget):
             raise TypeError(f"source_name={source_name!r}: give a string or None")
         self._source_name = source_name
         self._open = {"source": source, "trust": trust, "map_location": map_location}
-        self._watch: list[tuple[str, Any, str, bool, Any, int]] = []
+        #: what the model is compared with to tell it changed outside (None: no model)
+        self._watch: ModelWatch | None = None
+        #: actions (and deferred work) running in this thread's lock; a check after a cell
+        #: that finds one running waits for its end (``_check_pending``)
+        self._depth = 0
+        self._check_pending = False
         self._jobs = 0  # busy-sign jobs running or deferred (busy_text stays while any is)
         self._acting = 0  # of those, gestures' own work (busy: Load and Undo wait)
         self._generation = 0
-        self._cell_hook = False
+        self._cell_hook: Callable[[], None] | None = None
         super().__init__(**kwargs)
         cmp: Comparison | None = None
         source_label = ""
@@ -331,7 +338,7 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_histogram_key, names=["histogram_key"])
         self.observe(self._on_bn_module, names=["bn_module"])
         self.on_msg(self._on_custom_msg)
-        #: True when IPython checks for staleness after every cell
+        #: the after-cell check IPython runs (None outside IPython)
         self._cell_hook = _watch_cells(self)
 
     # ----------------------------------------------------------------------------------------
@@ -380,14 +387,15 @@ class Explorer(anywidget.AnyWidget):
         return write_report(self, path)
 
     def check_stale(self) -> bool:
-        """Compare the model's tensors with what the widget last saw.
+        """Compare the model with what the widget last saw (see :mod:`._stale`).
 
-        Version counters, data pointers and identity are compared.
-        Set :attr:`stale` and return True when something changed.
+        Tensors replaced, optimizer steps, and the values of the tensors one check can read
+        within 20 ms (those of the latest load first). Set :attr:`stale` and return True when
+        something changed.
         """
-        if self._model is None or not self._watch:
+        if self._watch is None:
             return False
-        changed = _changed_tensors(self._watch)
+        changed = self._watch.changed()
         if not changed:
             return bool(self.stale)
         n = len(changed)
@@ -403,6 +411,17 @@ class Explorer(anywidget.AnyWidget):
             if self.results.get("state") in ("ready", "computing"):
                 self.results = {**self.results, "state": "stale"}
         return True
+
+    def close(self) -> None:
+        """Close the widget and stop watching the model (the after-cell check, torch hooks)."""
+        # (also called by ipywidgets' __del__, on an object __init__ may not have finished)
+        remove, self._cell_hook = getattr(self, "_cell_hook", None), None
+        if remove is not None:
+            remove()
+        watch = getattr(self, "_watch", None)
+        if watch is not None:
+            watch.close()
+        super().close()
 
     def __repr__(self) -> str:
 
@@ -442,7 +461,7 @@ class Explorer(anywidget.AnyWidget):
             return
         # one action at a time: two threads (or a thread and the kernel) sending "undo" at once
         # must see each other's result, not both undo the same load
-        with self._lock, self._guard(action.label):
+        with self._exclusive(), self._guard(action.label):
             # outside changes happen in notebook cells, which are checked after each run: a
             # click then costs nothing extra; long actions (and scripts) check first
             if action.busy_text is not None or not self._cell_hook:
@@ -836,7 +855,7 @@ class Explorer(anywidget.AnyWidget):
 
         def run() -> None:
             try:
-                with self._lock:
+                with self._exclusive():
                     fn(*args)
             finally:
                 self._job_done()
@@ -880,6 +899,44 @@ class Explorer(anywidget.AnyWidget):
             if self._jobs == 0:
                 self.busy_text = ""
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the widget: one action (or deferred job) at a time, whatever thread runs it.
+
+        When the outermost one ends, the after-cell check it held up runs (``_after_cell``).
+        """
+        with self._lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._run_pending_check()
+
+    def _after_cell(self) -> None:
+        """The check a notebook runs after each cell; deferred, never skipped, while work runs.
+
+        A load served by a comm handler in another thread may still be writing the model when a
+        cell ends: its writes are not an outside change. The check is noted first and then
+        run by whoever holds the widget last: this thread now if nothing runs, else the
+        action when it ends (it has taken its new baseline by then).
+        """
+        self._check_pending = True
+        if not self._lock.acquire(blocking=False):
+            return  # the holder runs it when it ends
+        try:
+            if self._depth == 0:  # not inside an action of this thread
+                self._run_pending_check()
+        finally:
+            self._lock.release()
+
+    def _run_pending_check(self) -> None:
+        if self._check_pending:
+            self._check_pending = False
+            with self._guard("Checking the model"):
+                self.check_stale()
+
     def _rebaseline(self, keys: Collection[str] | None = None) -> None:
         """Take the model's tensors as they are now as the baseline of :meth:`check_stale`.
 
@@ -887,21 +944,10 @@ class Explorer(anywidget.AnyWidget):
         tensor keeps its baseline, so a change made outside the widget stays a change.
         """
         if self._model is None:
-            self._watch = []
             return
-        with gc_paused():  # one tuple per tensor: the cyclic GC would walk the whole heap
-            now = _watch_list(self._model)
-        if keys is None:
-            self._watch = now
-            return
-        shared = {id(entry[4]) for entry in now if entry[0] in keys}
-        old = {entry[0]: entry for entry in self._watch}
-        self._watch = [
-            entry
-            if entry[0] in keys or id(entry[4]) in shared or entry[0] not in old
-            else old[entry[0]]
-            for entry in now
-        ]
+        if self._watch is None:
+            self._watch = ModelWatch(self._model)
+        self._watch.rebaseline(keys, first=self._reports[-1].loaded if self._reports else ())
 
     def _keep_undo_budget(self) -> str:
         """Release the oldest loads' undo snapshots past :attr:`undo_budget`; say what went.
@@ -989,54 +1035,33 @@ def _kernel_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def _watch_list(model: nn.Module) -> list[tuple[str, Any, str, bool, Any, int]]:
-    """(key, module, attr, is_param, tensor, version) of every tensor of ``model``."""
-    out = []
-    for mname, mod in model.named_modules():
-        prefix = f"{mname}." if mname else ""
-        for attr, p in mod._parameters.items():
-            if p is not None:
-                out.append((prefix + attr, mod, attr, True, p, p._version))
-        for attr, b in mod._buffers.items():
-            if b is not None:
-                out.append((prefix + attr, mod, attr, False, b, b._version))
-    return out
+def _watch_cells(widget: Explorer) -> Callable[[], None] | None:
+    """Check for staleness after every notebook cell (at most about 20 ms: see :mod:`._stale`).
 
-
-def _changed_tensors(watch: list[tuple[str, Any, str, bool, Any, int]]) -> list[str]:
-    changed = []
-    for key, mod, attr, is_param, tensor, version in watch:
-        now = (mod._parameters if is_param else mod._buffers).get(attr)
-        if now is not tensor or now._version != version:
-            changed.append(key)
-    return changed
-
-
-def _watch_cells(widget: Explorer) -> bool:
-    """Check for staleness after every notebook cell (about 2 µs per tensor).
-
-    True when the check is registered (inside IPython).
+    Returns what removes the check (``Explorer.close``), or None outside IPython.
     """
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover
-        return False
+        return None
     ip = get_ipython()
     if ip is None or not hasattr(ip, "events"):
-        return False
+        return None
     ref = weakref.ref(widget)
 
     def after_cell(*_args: Any) -> None:
         w = ref()
         if w is None:
-            with contextlib.suppress(ValueError):
-                ip.events.unregister("post_run_cell", after_cell)
+            remove()
             return
-        with w._guard("Checking the model"):
-            w.check_stale()
+        w._after_cell()
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            ip.events.unregister("post_run_cell", after_cell)
 
     ip.events.register("post_run_cell", after_cell)
-    return True
+    return remove
 
 
 def _histogram_src(key: str, before: Any, after: Any, notes: Iterable[str] | None = None) -> str:
