@@ -129,7 +129,7 @@ def pickle_globals(
     list of str
         ``"module.name"`` for each global, first occurrence order, without duplicates.
     """
-    f: IO[bytes] = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else _Bounded(data)
+    f: Any = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else _Bounded(data)
     found: dict[str, None] = {}
     for _ in range(max_pickles):
         stack: list[Any] = []  # only strings matter; anything else is a placeholder
@@ -188,7 +188,7 @@ class _Bounded(io.RawIOBase):
         self._end = f.seek(0, os.SEEK_END)
         f.seek(here)
 
-    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, n: int = -1) -> bytes:
         left = max(0, self._end - self._f.tell())
         return self._f.read(left if n is None or n < 0 else min(n, left))
 
