@@ -117,19 +117,61 @@ def test_torch_suffixes_read_with_weights_only(tmp_path, monkeypatch, reference,
 
 
 def test_safetensors_open_reads_only_the_header(files, monkeypatch, reference):
-    """safe_open (the only reader of tensor data) is never called until a tensor is asked for."""
+    """The file is never mapped (torch.from_file, the only reader of tensor data) nor opened by
+    safe_open until a tensor is asked for."""
 
     def forbidden(*args, **kwargs):
         raise AssertionError("tensor data was read")
 
     monkeypatch.setattr(safetensors, "safe_open", forbidden)
+    monkeypatch.setattr(torch, "from_file", forbidden)
     ckpt = sdw.open_checkpoint(files["safetensors"])
     assert sorted(ckpt) == sorted(reference)
     assert ckpt["classifier.weight"].shape == (10, 32)
     assert ckpt.source.other_entries == {"__metadata__.format": "str: 'pt'"}
-    # the first tensor read goes through safe_open (its failure is wrapped in a typed error)
+    # the first tensor read maps the file (its failure is wrapped in a typed error)
     with pytest.raises(sdw.UnreadableCheckpointError, match="tensor data was read"):
         ckpt.tensor("classifier.weight")
+
+
+def test_safetensors_tensors_are_copy_on_write_views_of_the_file(tmp_path):
+    """Tensors read are views of the mapped file: writing to one changes neither the file nor
+    a tensor read again; rows and whole tensors agree with safetensors' own reader; a tensor at
+    an offset that is not a multiple of its item size (valid, never written by safetensors)
+    is read correctly."""
+    gen = torch.Generator().manual_seed(0)
+    sd = {
+        "b": torch.randint(0, 2, (3,), generator=gen).bool(),  # 3 bytes: "w" below is unaligned
+        "w": torch.randn(7, 5, generator=gen),
+        "z": torch.empty(0, 4),
+        "s": torch.tensor(2.5, dtype=torch.float64),
+    }
+    header, offset, data = {}, 0, b""
+    for k, v in sd.items():
+        raw = v.numpy().tobytes()
+        name = {torch.bool: "BOOL", torch.float32: "F32", torch.float64: "F64"}[v.dtype]
+        header[k] = {
+            "dtype": name,
+            "shape": list(v.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
+        offset += len(raw)
+        data += raw
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(len(head).to_bytes(8, "little") + head + data)
+    before = path.read_bytes()
+    ckpt = sdw.open_checkpoint(path)
+    got = ckpt.tensors(list(sd))
+    assert_bit_identical(got, sd, ordered=False)
+    assert torch.equal(ckpt.read_rows("w", 2, 5), sd["w"][2:5])
+    assert ckpt.read_rows("w", 5, 99).shape == (2, 5)
+    got["w"].mul_(0)
+    assert path.read_bytes() == before
+    assert torch.equal(ckpt.tensor("w"), sd["w"])
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        assert_bit_identical({k: f.get_tensor(k) for k in f.keys()}, sd, ordered=False)  # noqa: SIM118
 
 
 def test_safetensors_data_region_gone_still_lists_keys_but_tensor_fails(tmp_path, reference):
@@ -181,9 +223,8 @@ def test_sharded_index_and_its_directory(fmt, files, reference):
 
 
 def test_safetensors_index_reads_no_tensor_data(files, monkeypatch):
-    monkeypatch.setattr(
-        safetensors, "safe_open", lambda *a, **k: pytest.fail("tensor data was read")
-    )
+    for owner, name in ((safetensors, "safe_open"), (torch, "from_file")):
+        monkeypatch.setattr(owner, name, lambda *a, **k: pytest.fail("tensor data was read"))
     ckpt = sdw.open_checkpoint(files["safetensors_sharded"])
     assert len(ckpt) == 38
 

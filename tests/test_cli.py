@@ -353,6 +353,7 @@ def test_inspect_safetensors_reads_no_tensor_data(capsys, files, monkeypatch):
         raise AssertionError("tensor data was read")
 
     monkeypatch.setattr(safetensors, "safe_open", forbidden)
+    monkeypatch.setattr(torch, "from_file", forbidden)
     code, out, _ = run(capsys, "inspect", files["safetensors"])
     assert code == 0 and "38 tensors" in out
     code, _, _ = run(capsys, "diff", files["safetensors"], "--model", SMALL_CNN)

@@ -262,6 +262,7 @@ def test_compare_never_materialises_checkpoint_tensors(monkeypatch, tmp_path, va
     for name in ("tensor", "tensors", "state_dict", "_read"):
         monkeypatch.setattr(Checkpoint, name, forbidden)
     monkeypatch.setattr(safetensors, "safe_open", forbidden)
+    monkeypatch.setattr(torch, "from_file", forbidden)
     for src in (path, variants["renamed_layer"]):
         cmp = sdw.compare(demo.target_model("renamed_layer"), src)
         assert cmp.summary()["unexpected"] == 2

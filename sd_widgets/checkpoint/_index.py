@@ -188,11 +188,11 @@ def open_index(
         raise NotAStateDictError(f"{path} has an empty weight_map: no tensors.")
     row_reader = None
     if is_safetensors:
-        loader = safetensors_loader(files, device_str(map_location))
-        row_reader = safetensors_row_reader(files, device_str(map_location))
+        loader = safetensors_loader(files, infos, device_str(map_location))
+        row_reader = safetensors_row_reader(files, infos, device_str(map_location))
     else:
         st_files = {k: f for k, f in files.items() if weight_map[k] not in shard_tensors}
-        st_loader = safetensors_loader(st_files, device_str(map_location))
+        st_loader = safetensors_loader(st_files, infos, device_str(map_location))
 
         def loader(keys: Sequence[str]) -> dict[str, torch.Tensor]:
             out = st_loader([k for k in keys if k in st_files])

@@ -140,52 +140,89 @@ def read_safetensors_header(
     return infos, metadata
 
 
-def safetensors_loader(
-    files: Mapping[str, str], device: str
-) -> Callable[[Sequence[str]], dict[str, torch.Tensor]]:
-    """Loader reading keys from their files, one ``safe_open`` per file."""
-    from safetensors import safe_open
+def _mapped(fname: str) -> tuple[torch.Tensor, int]:
+    """A whole safetensors file mapped copy-on-write, as bytes, and where its data begins.
 
-    on_meta = torch.device(device).type == "meta"  # safe_open has no meta device
+    ``torch.from_file(..., shared=False)`` maps the file privately: tensors are views of the
+    page cache (nothing is copied until someone writes to one, and then only that page, never
+    the file). The mapping lives as long as a tensor viewing it.
+    """
+    size = check_path(fname).st_size
+    start = 8 + int.from_bytes(read_head(fname, 8), "little")
+    return torch.from_file(fname, shared=False, size=size, dtype=torch.uint8), start
+
+
+def _view(
+    raw: torch.Tensor, info: TensorInfo, first: int = 0, last: int | None = None
+) -> torch.Tensor:
+    """Rows ``first:last`` (first dimension; all of a 0-d tensor) of one tensor of a mapping.
+
+    ``raw`` is the file's data section as bytes. A tensor whose offset is not a multiple of
+    its item size (allowed by the format, never written by safetensors) is copied to align it.
+    """
+    shape = info.shape
+    if info.storage is None:  # no bytes in the file: an empty tensor
+        return torch.empty(shape, dtype=info.dtype)
+    start = info.storage[1]
+    if shape:
+        last = shape[0] if last is None else max(first, min(last, shape[0]))
+        first = min(first, last)
+        row = info.nbytes // shape[0] if shape[0] else 0
+        shape = (last - first, *shape[1:])
+        start, stop = start + first * row, start + last * row
+    else:
+        stop = start + info.nbytes
+    data = raw[start:stop]
+    if data.storage_offset() % info.dtype.itemsize:
+        data = data.clone()
+    return data.view(info.dtype).view(shape)
+
+
+def safetensors_loader(
+    files: Mapping[str, str], infos: Mapping[str, TensorInfo], device: str
+) -> Callable[[Sequence[str]], dict[str, torch.Tensor]]:
+    """Loader of keys from their files: views of each file mapped once per call.
+
+    The headers were checked when the files were opened (by sd_widgets and by the safetensors
+    library: offsets inside the file, sizes matching shapes), and each file's stamp is checked
+    before its bytes are touched, so every view lies inside its file.
+    """
+    on_meta = torch.device(device).type == "meta"  # no data is read for the meta device
 
     def load(keys: Sequence[str]) -> dict[str, torch.Tensor]:
+        if on_meta:
+            return {
+                k: torch.empty(infos[k].shape, dtype=infos[k].dtype, device="meta") for k in keys
+            }
         by_file: dict[str, list[str]] = {}
         for k in keys:
             by_file.setdefault(files[k], []).append(k)
         out: dict[str, torch.Tensor] = {}
         for fname, ks in by_file.items():
-            check_path(fname)
-            with safe_open(fname, framework="pt", device="cpu" if on_meta else device) as f:
-                for k in ks:
-                    if on_meta:  # shape and dtype from the header; no data is read
-                        sl = f.get_slice(k)
-                        out[k] = torch.empty(
-                            sl.get_shape(), device="meta", dtype=SAFETENSORS_DTYPES[sl.get_dtype()]
-                        )
-                    else:
-                        out[k] = f.get_tensor(k)
+            mapped, start = _mapped(fname)
+            raw = mapped[start:]
+            for k in ks:
+                t = _view(raw, infos[k])
+                out[k] = t if device == "cpu" else t.to(device)
         return out
 
     return load
 
 
 def safetensors_row_reader(
-    files: Mapping[str, str], device: str
+    files: Mapping[str, str], infos: Mapping[str, TensorInfo], device: str
 ) -> Callable[[str, int, int], torch.Tensor] | None:
-    """Reader of rows ``start:stop`` (first dimension) of one key: only those bytes are read.
+    """Reader of rows ``start:stop`` (first dimension) of one key: a view of those bytes.
 
     None on the meta device (there is nothing to read there).
     """
-    from safetensors import safe_open
-
     if torch.device(device).type == "meta":
         return None
 
     def read_rows(key: str, start: int, stop: int) -> torch.Tensor:
-        fname = files[key]
-        check_path(fname)
-        with safe_open(fname, framework="pt", device=device) as f:
-            return f.get_slice(key)[start:stop]
+        mapped, data = _mapped(files[key])
+        t = _view(mapped[data:], infos[key], start, stop)
+        return t if device == "cpu" else t.to(device)
 
     return read_rows
 
@@ -220,8 +257,8 @@ def open_safetensors(path: Path, map_location: Any) -> Checkpoint:
     device = device_str(map_location)
     return Checkpoint(
         infos,
-        safetensors_loader(files, device),
+        safetensors_loader(files, infos, device),
         source,
         stamps=(stamp,),
-        row_reader=safetensors_row_reader(files, device),
+        row_reader=safetensors_row_reader(files, infos, device),
     )
