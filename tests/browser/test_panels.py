@@ -264,13 +264,12 @@ def test_plain_load_state_dict_in_another_cell_makes_the_view_stale_until_refres
     expect(root.locator("img[data-role=histogram]").first).to_be_visible(timeout=60_000)
     stale = root.locator("[data-role=stale]")
     expect(stale).to_be_hidden()
-    # the user loads other weights with plain torch in a new cell
+    # the user loads other weights (a freshly built model's) with plain torch in a new cell
     type_into_cell(
         lab,
         2,
-        'other = demo.variant("new_head")\n'
-        'model.backbone.load_state_dict({k[len("backbone."):]: v for k, v in '
-        'other.items() if k.startswith("backbone.")})',
+        'other = demo.target_model("identical")\n'
+        "model.backbone.load_state_dict(other.backbone.state_dict())",
     )
     run_cell(lab, 2)
     expect(stale).to_be_visible()
