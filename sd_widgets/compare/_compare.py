@@ -466,6 +466,10 @@ _frame_values = attrgetter(*FRAME_FIELDS)
 _JSON_LISTS = ("ckpt_shape", "model_shape", "tied")
 
 
+#: what a missing row of each kind is called in its reason (anything else: "buffer")
+_MISSING_WHAT = {"param": "parameter", "extra_state": "extra state", "custom": "entry"}
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """One key of the comparison (a key present on both sides is one row)."""
@@ -516,7 +520,7 @@ class Row:
     @property
     def adaptable(self) -> bool:
         """A shape mismatch at least one registered adapter can load (see :attr:`adapters`)."""
-        return bool(self.adapters)
+        return self.status == _SHAPE_MISMATCH and bool(self.adapters)
 
     @property
     def reason(self) -> str | None:
@@ -543,9 +547,7 @@ class Row:
                 "lists it as missing"
             )
         if status in (_MISSING, _MISSING_BUFFER):
-            what = {"param": "parameter", "extra_state": "extra state", "custom": "entry"}.get(
-                self.kind or "", "buffer"
-            )
+            what = _MISSING_WHAT.get(self.kind or "", "buffer")
             if self.model_on_meta:
                 return (
                     f"{what} not in the checkpoint: stays on the meta device; the model "

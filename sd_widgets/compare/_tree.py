@@ -47,8 +47,8 @@ with ``textContent`` only.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import accumulate, chain, compress
-from operator import attrgetter, mul
+from itertools import accumulate, chain, compress, repeat
+from operator import add, attrgetter, itemgetter, methodcaller, mul, or_, sub
 from typing import Any
 
 from ..checkpoint._core import tied_preview
@@ -137,9 +137,15 @@ def serialise(
     is_module = [1 - x for x in is_row]
     rows = list(compress(items, is_row))
     modules = list(compress(items, is_module))
+    n_modules = len(modules)
     # per entry: 1 + its number among the rows (0 for a module), and among the modules
-    row_number = list(map(mul, is_row, accumulate(is_row)))
+    rows_so_far = list(accumulate(is_row))
+    row_number = list(map(mul, is_row, rows_so_far))
     module_number = list(map(mul, is_module, accumulate(is_module)))
+    # per entry: its place in [None, *module values, *row values] (see ``on_both``)
+    both_number = list(
+        map(add, module_number, map(mul, is_row, map(add, rows_so_far, repeat(n_modules))))
+    )
 
     def on_rows(values: Sequence[Any], default: Any = None) -> list[Any]:
         """One value per row → one per entry (``default`` for the modules)."""
@@ -150,8 +156,8 @@ def serialise(
         return list(map([None, *values].__getitem__, module_number))
 
     def on_both(module_values: Sequence[Any], row_values: Sequence[Any]) -> list[Any]:
-        by_row, by_module = on_rows(row_values), on_modules(module_values)
-        return [r if t else m for t, r, m in zip(is_row, by_row, by_module, strict=True)]
+        """One value per module and one per row → one per entry."""
+        return list(map([None, *module_values, *row_values].__getitem__, both_number))
 
     def field(name: str) -> list[Any]:
         return list(map(attrgetter(name), rows))
@@ -159,14 +165,12 @@ def serialise(
     keys, ckpt_keys, model_keys = field("key"), field("ckpt_key"), field("model_key")
     ckpt_shapes, model_shapes = field("ckpt_shape"), field("model_shape")
     ckpt_dtypes, model_dtypes = field("ckpt_dtype"), field("model_dtype")
-    status = []
-    for r in rows:
-        s = status_index.get(r.status)
-        if s is None:
-            raise ValueError(
-                f"row {r.key!r} has unknown status {r.status!r}; expected one of {statuses}"
-            )
-        status.append(s)
+    status = list(map(status_index.get, field("status")))
+    if None in status:
+        r = rows[status.index(None)]
+        raise ValueError(
+            f"row {r.key!r} has unknown status {r.status!r}; expected one of {statuses}"
+        )
     # dtype names in order of first appearance (checkpoint side first), as indices
     both = chain.from_iterable(zip(ckpt_dtypes, model_dtypes, strict=True))
     dtypes = [d for d in dict.fromkeys(both) if d is not None]
@@ -180,38 +184,39 @@ def serialise(
         (0 if c is None else 1) | (0 if m is None else 2)
         for c, m in zip(ckpt_keys, model_keys, strict=True)
     ]
-    # a module's subtree is [i + 1, end): its totals are differences of running sums
+    # a module's subtree is [i + 1, end): its rows are those numbered (before i, before end],
+    # so its totals are differences of running sums over the rows
+    rows_before = [0, *rows_so_far]
     module_at = list(compress(range(n), is_module))
-    starts = [i + 1 for i in module_at]
-    stops = [ends[i] for i in module_at]
+    first_row = list(map(rows_before.__getitem__, module_at))  # no row at the module itself
+    past_row = list(map(rows_before.__getitem__, map(ends.__getitem__, module_at)))
 
-    def subtree_sums(per_entry: Iterable[int]) -> list[int]:
-        run = [0, *accumulate(per_entry)]
-        return [run[b] - run[a] for a, b in zip(starts, stops, strict=True)]
+    def subtree_sums(per_row: Iterable[int]) -> list[int]:
+        run = [0, *accumulate(per_row)]
+        return list(map(sub, map(run.__getitem__, past_row), map(run.__getitem__, first_row)))
 
-    entry_status = on_rows(status, -1)
     present = set(status)
     per_status = [
-        subtree_sums(map(j.__eq__, entry_status)) if j in present else [0] * len(modules)
+        subtree_sums(map(j.__eq__, status)) if j in present else [0] * n_modules
         for j in range(len(statuses))
     ]
-    on_ckpt = frozenset(j for j, s in enumerate(statuses) if s in _CKPT_SIDE)
-    on_model = frozenset(j for j, s in enumerate(statuses) if s in _MODEL_SIDE)
-    module_sides = [
-        (1 if c else 0) | (2 if m else 0)
-        for c, m in zip(
-            subtree_sums(map(on_ckpt.__contains__, entry_status)),
-            subtree_sums(map(on_model.__contains__, entry_status)),
-            strict=True,
-        )
-    ]
-    paths = [x if type(x) is str else x.key for x in items]
+
+    def side_flag(flag: int, side: frozenset[str]) -> list[int]:
+        """Per module: ``flag`` when a row under it has a status of ``side``, else 0."""
+        total = [0] * n_modules
+        for j, s in enumerate(statuses):
+            if s in side and j in present:
+                total = list(map(add, total, per_status[j]))
+        return [flag if c else 0 for c in total]
+
+    module_sides = list(map(or_, side_flag(1, _CKPT_SIDE), side_flag(2, _MODEL_SIDE)))
+    paths = on_both(modules, keys)
     cols: dict[str, list[Any]] = {
         "t": is_row,
         "depth": depths,
         "end": ends,
         "parent": parents,
-        "name": [p.rpartition(".")[2] for p in paths],
+        "name": list(map(itemgetter(2), map(methodcaller("rpartition", "."), paths))),
         "path": paths,
         "module_type": on_modules(list(map(module_types.get, modules))),
         "counts": on_modules(list(map(list, zip(*per_status, strict=True)))),
@@ -226,17 +231,15 @@ def serialise(
         "model_shape": on_rows([None if s is None else list(s) for s in model_shapes]),
         "ckpt_dtype": on_rows(list(map(dtype_index.get, ckpt_dtypes))),
         "model_dtype": on_rows(list(map(dtype_index.get, model_dtypes))),
-        "nbytes": on_both(subtree_sums(on_rows(row_nbytes, 0)), row_nbytes),
-        "numel": on_both(subtree_sums(on_rows(row_numel, 0)), row_numel),
+        "nbytes": on_both(subtree_sums(row_nbytes), row_nbytes),
+        "numel": on_both(subtree_sums(row_numel), row_numel),
         "loadable": on_rows([1 if r.loadable else 0 for r in rows]),
         "adaptable": on_rows([1 if r.adaptable else 0 for r in rows]),
         "reason": on_rows([r.reason or None for r in rows]),
-        "tied": on_rows([tied_preview(t) or None for t in field("tied")]),
+        "tied": on_rows([tied_preview(t) if t else None for t in field("tied")]),
         "tied_to": on_rows([t or None for t in field("tied_to")]),
     }
-    root_counts = [0] * len(statuses)
-    for s in status:
-        root_counts[s] += 1
+    root_counts = list(map(status.count, range(len(statuses))))
     return {
         "version": PAYLOAD_VERSION,
         "statuses": statuses,

@@ -201,7 +201,11 @@ def tree_to_json(value: Mapping[str, Any]) -> memoryview:
     sends it; for a 10,000-key tree that walk alone cost more than building the payload. One
     buffer is sent as it is. ``ensure_ascii`` keeps lone surrogates from hostile keys encodable
     (``"\udc80"`` in the JSON text, the same character again after ``JSON.parse``), and NaN is
-    refused as the kernel's own JSON encoder refuses it.
+    refused as the kernel's own JSON encoder refuses it. The payload is built of fresh lists
+    and dicts (:func:`~sd_widgets.compare._tree.serialise`), never a cycle, so the encoder does
+    not keep a set of the containers it is inside (one insert and delete per list).
     """
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    text = json.dumps(
+        value, separators=(",", ":"), ensure_ascii=True, allow_nan=False, check_circular=False
+    )
     return memoryview(text.encode("ascii"))
