@@ -160,7 +160,9 @@ class _Sums:
 
 
 def _real(t: torch.Tensor) -> torch.Tensor:
-    return torch.view_as_real(t).reshape(-1) if t.is_complex() else t.reshape(-1)
+    if t.is_complex():
+        return torch.view_as_real(t).reshape(-1)
+    return t if t.dim() == 1 else t.reshape(-1)
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -188,6 +190,27 @@ class _Scratch:
         return self.a[:n].copy_(a), self.b[:m].copy_(b)
 
 
+def _total(v: torch.Tensor, ids: torch.Tensor | None, k: int) -> list[float]:
+    """Per-segment float64 sums of ``v`` (one sum when ``ids`` is None)."""
+    if ids is None:
+        return [float(v.sum(dtype=torch.float64))]
+    return torch.zeros(k, dtype=torch.float64).index_add_(0, ids, v.double()).tolist()
+
+
+def _squares(v: torch.Tensor, ids: torch.Tensor | None, k: int) -> list[float]:
+    """Per-segment sums of squares of float64 ``v`` (a torch reduction, never ``torch.dot``)."""
+    if ids is None:
+        return [float(_norm(v)) ** 2 if v.numel() else 0.0]
+    return _total(v * v, ids, k)
+
+
+def _nans(v: torch.Tensor, ids: torch.Tensor | None, k: int) -> list[float]:
+    return _total(torch.isnan(v), ids, k) if v.is_floating_point() else [0.0] * k
+
+
+_norm = torch.linalg.vector_norm
+
+
 def _measure(
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     same: bool,
@@ -204,56 +227,41 @@ def _measure(
     call on a busy machine). A pair of identical chunks costs the byte comparison and ‖a‖².
     """
     k = len(pairs)
-    ra = [_real(a) for a, _ in pairs]
-    rb = [_real(b) for _, b in pairs]
-    for s, (x, _) in zip(sums, pairs, strict=True):
-        s.numel += x.numel()
+    ids: torch.Tensor | None = None
     if k == 1:
-        a, b, ids = ra[0], rb[0], None
+        a, b = (_real(t) for t in pairs[0])
+        sums[0].numel += pairs[0][0].numel()
     else:
-        a, b = torch.cat(ra), torch.cat(rb)
-        lengths = torch.tensor([t.numel() for t in ra])
-        ids = segment_ids(lengths)
-
-    def total(v: torch.Tensor) -> list[float]:
-        if ids is None:
-            return [float(v.sum(dtype=torch.float64))]
-        return torch.zeros(k, dtype=torch.float64).index_add_(0, ids, v.double()).tolist()
-
-    def squares(v: torch.Tensor) -> list[float]:
-        if ids is None:
-            return [float(torch.linalg.vector_norm(v)) ** 2 if v.numel() else 0.0]
-        return total(v * v)
-
-    def nans(v: torch.Tensor) -> list[float]:
-        return total(torch.isnan(v)) if v.is_floating_point() else [0.0] * k
-
-    if same and ids is None and torch.equal(_bits(a), _bits(b)):
+        ra = [_real(a) for a, _ in pairs]
+        a, b = torch.cat(ra), torch.cat([_real(b) for _, b in pairs])
+        for s, (x, _) in zip(sums, pairs, strict=True):
+            s.numel += x.numel()
+        ids = segment_ids(torch.tensor([t.numel() for t in ra]))
+    if same and k == 1 and torch.equal(_bits(a), _bits(b)):
         # identical: the difference is exactly zero; no need to read b again
-        sq = squares(scratch.f64(a, a[:0])[0])[0]
+        sq = _squares(scratch.f64(a, a[:0])[0], None, 1)[0]
         s = sums[0]
         s.a_sq += sq
         s.b_sq += sq
         s.ab += sq
         if not math.isfinite(sq):
-            nan = int(nans(a)[0])
+            nan = int(_nans(a, None, 1)[0])
             s.a_nan += nan
             s.b_nan += nan
         return
     if same:
-        differs = [1.0] if ids is None else total(_bits(a) != _bits(b))
+        differs = [1.0] if ids is None else _total(_bits(a) != _bits(b), ids, k)
     a64, b64 = scratch.f64(a, b)
     if not same:  # across dtypes, equal means the same float64 values (NaN where the other has NaN)
-        differs = total(~((a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))))
-    a_sq, b_sq = squares(a64), squares(b64)
+        differs = _total(~((a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))), ids, k)
+    a_sq, b_sq = _squares(a64, ids, k), _squares(b64, ids, k)
     a_nan = b_nan = [0.0] * k
     if not all(math.isfinite(x) for x in (*a_sq, *b_sq)):
-        a_nan, b_nan = nans(a), nans(b)
+        a_nan, b_nan = _nans(a, ids, k), _nans(b, ids, k)
     d = b64.sub_(a64)
-    d_sq = squares(d)
-    if ids is None:
-        lo, hi = (float(x) for x in torch.aminmax(d)) if d.numel() else (0.0, 0.0)
-        peak = [_NAN if lo != lo or hi != hi else max(-lo, hi)]
+    d_sq = _squares(d, ids, k)
+    if ids is None:  # (NaN when d holds one)
+        peak = [float(d.abs_().amax()) if d.numel() else 0.0]
     else:
         zeros = torch.zeros(k, dtype=torch.float64)
         peak = zeros.scatter_reduce_(0, ids, d.abs_(), "amax", include_self=True).tolist()
