@@ -1185,6 +1185,33 @@ def test_the_after_cell_check_waits_for_an_action_in_another_thread_and_then_run
     assert w.stale["keys"] == ["classifier.weight"]
 
 
+def test_a_sharded_model_is_loaded_by_partial_load_on_every_rank_not_by_the_explorer():
+    """``partial_load`` returns a ShardedLoadReport for a DTensor model (its annotation says
+    so); the Explorer, whose views need a LoadReport, refuses the load and says what to run."""
+    import typing
+
+    import torch.distributed as dist
+    from torch.distributed.tensor import distribute_module, init_device_mesh
+
+    from sd_widgets.load._distributed import ShardedLoadReport
+
+    assert typing.get_type_hints(sdw.partial_load)["return"] == sdw.LoadReport | ShardedLoadReport
+    dist.init_process_group("gloo", rank=0, world_size=1, store=dist.HashStore())
+    try:
+        model = nn.Linear(4, 4)
+        distribute_module(model, init_device_mesh("cpu", (1,)))
+        before = snapshot(model)
+        w = Explorer(model, {"weight": torch.zeros(4, 4), "bias": torch.zeros(4)})
+        w.handle_action({"action": "load"})
+        assert w.message["level"] == "error" and "DTensors" in w.message["text"]
+        assert "sdw.partial_load(model, w.plan()) on every rank" in w.message["text"]
+        assert changed_keys(before, model) == set() and not w.can_undo
+        report = sdw.partial_load(model, w.plan())
+        assert isinstance(report, ShardedLoadReport) and report.loaded == ["weight", "bias"]
+    finally:
+        dist.destroy_process_group()
+
+
 def test_undo_is_not_a_change_from_outside():
     w, _ = explorer("identical")
     w.handle_action({"action": "load"})

@@ -23,7 +23,7 @@ from torch.nn.parameter import is_lazy
 
 from ..errors import LoadError
 from ..plan._plan import LoadPlan
-from ._distributed import is_sharded, partial_load_sharded
+from ._distributed import ShardedLoadReport, is_sharded, partial_load_sharded
 from ._report import LoadReport
 from ._transaction import (
     SNAPSHOT_KINDS,
@@ -45,7 +45,7 @@ def partial_load(
     stats: bool = True,
     snapshot: Literal["memory", "disk", "auto"] = "auto",
     snapshot_budget: int | None = None,
-) -> LoadReport:
+) -> LoadReport | ShardedLoadReport:
     """Load ``plan`` into ``model`` in place, all or nothing.
 
     Parameters
@@ -76,8 +76,9 @@ def partial_load(
 
     Returns
     -------
-    LoadReport
-        What was loaded, skipped, cast, adapted, reset, tied; statistics; ``undo()``.
+    LoadReport or ShardedLoadReport
+        What was loaded, skipped, cast, adapted, reset, tied; statistics; ``undo()``. A
+        :class:`~sd_widgets.load._distributed.ShardedLoadReport` for a model holding DTensors.
 
     A model holding DTensors (FSDP2, tensor parallel) is loaded on every rank of its job by
     :func:`sd_widgets.load._distributed.partial_load_sharded` (call this on every rank; the result
@@ -97,7 +98,7 @@ def partial_load(
     _check_arguments(plan, snapshot)
     if is_sharded(model):  # DTensor parameters (FSDP2, tensor parallel): on every rank
         # a ShardedLoadReport: loaded, skipped, untouched, undo(force=), release() as here
-        return partial_load_sharded(model, plan)  # type: ignore[return-value]
+        return partial_load_sharded(model, plan)
     live = model.state_dict(keep_vars=True)
     sd = _fitting_state_dict(model, plan, live)
     job = Job.build(model, sd, live, plan.bn_reset_modules)

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .. import errors
 from ..checkpoint import open_checkpoint
 from ..compare._compare import Comparison
+from ..load._distributed import is_sharded
 from ..load._load import partial_load
+from ..load._report import LoadReport
 from ..plan._codegen import name_problem
 from ..plan._plan import ADAPTERS, BN_POLICIES
 from . import _panels, _results, _texts
@@ -147,6 +149,12 @@ def _loadable(w: Explorer) -> tuple[Comparison, nn.Module]:
             "this comparison has no model (two checkpoints were compared): "
             "there is nothing to load into"
         )
+    if is_sharded(w._model):
+        raise ValueError(
+            "this model holds DTensors (FSDP2, tensor parallel): its load is collective, on "
+            "every rank of its job, and returns a ShardedLoadReport, which the Explorer does not "
+            "show; run sdw.partial_load(model, w.plan()) on every rank instead"
+        )
     return w._cmp, w._model
 
 
@@ -200,6 +208,7 @@ def merge_lora(w: Explorer, _c: Mapping[str, Any]) -> None:
 def _run_load(w: Explorer, cmp: Comparison, model: nn.Module, plan: LoadPlan, head: str) -> None:
     """Load ``plan`` into ``model``: the message (``head`` with ``{n}`` tensors), undo, results."""
     report = partial_load(model, plan, stats=False)  # statistics stream in after
+    assert isinstance(report, LoadReport)  # a sharded model was refused by _loadable
     w._reports.append(report)
     released = w._keep_undo_budget()
     w._generation += 1
