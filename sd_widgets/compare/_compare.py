@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from dataclasses import replace as dc_replace
 from functools import cached_property, partial
+from itertools import chain
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -49,9 +50,11 @@ if TYPE_CHECKING:
     from ..plan._plan import LoadPlan
 
 
-@dataclass(frozen=True, slots=True)
-class ModelEntry:
-    """One entry of the model's state dict (what ``model.state_dict()`` holds under ``key``)."""
+class ModelEntry(NamedTuple):
+    """One entry of the model's state dict (what ``model.state_dict()`` holds under ``key``).
+
+    A named tuple: a comparison builds one per model key, and a tuple is built in one C call.
+    """
 
     key: str
     #: None for a value that is not a tensor, or a lazy module's parameter not yet materialised
@@ -70,8 +73,8 @@ def _setter(cls: type, *, name: str = "_new") -> Any:
     """``cls(*values)`` (all fields, in order) for a frozen slots dataclass, faster.
 
     One call of each slot's setter instead of ``object.__setattr__`` per field. A comparison
-    builds one :class:`ModelEntry` per model key and one :class:`Row` per key (twice as many
-    for a prefixed checkpoint), so this is what ``compare()`` costs beyond reading the sides.
+    builds one :class:`Row` per key (twice as many for a prefixed checkpoint), so this is what
+    ``compare()`` costs beyond reading the sides.
     """
     names = [f.name for f in fields(cls)]
     setters = {f"_set_{n}": getattr(cls, n).__set__ for n in names}
@@ -84,8 +87,6 @@ def _setter(cls: type, *, name: str = "_new") -> Any:
     exec(code, scope)  # as dataclasses builds __init__: our own field names only
     return scope[name]
 
-
-_entry = _setter(ModelEntry, name="_entry")
 
 #: what torch's ``state_dict()`` holds under a key: a parameter, a persistent buffer, a module's
 #: ``get_extra_state()`` (a tensor or any value), or an entry a module's own
@@ -184,19 +185,19 @@ def _model_side(model: nn.Module) -> _ModelSide:
         if isinstance(v, tensor):
             by_identity.setdefault(id(v), []).append(k)
     out: OrderedDict[str, ModelEntry] = OrderedDict()
-    lazy = _LAZY
+    lazy, entry, new, kind_of = _LAZY, ModelEntry, tuple.__new__, kinds.get
     for k, v in sd.items():
-        kind = kinds.get(k, "custom")
+        kind = kind_of(k, "custom")
         module = k.rpartition(".")[0]
         if not isinstance(v, tensor):
-            out[k] = _entry(k, None, None, kind, module, "", ())
+            out[k] = new(entry, (k, None, None, kind, module, "", ()))
             continue
         group = by_identity[id(v)]
         tied = tuple(o for o in group if o != k) if len(group) > 1 else ()
         # issubclass: isinstance would run Parameter's metaclass check in Python, once per key
         shape = None if issubclass(type(v), lazy) else tuple(v.shape)
         device = "meta" if v.is_meta else v.device.type
-        out[k] = _entry(k, shape, v.dtype, kind, module, device, tied)
+        out[k] = new(entry, (k, shape, v.dtype, kind, module, device, tied))
     return _ModelSide(out, types, roots, getattr(sd, "_metadata", None))
 
 
@@ -224,9 +225,9 @@ def _loads_its_own_way(m: nn.Module, root: bool) -> bool:
     cls = type(m)
     if cls._load_from_state_dict is not nn.Module._load_from_state_dict:
         return True
-    for hooks in (m._load_state_dict_pre_hooks, m._load_state_dict_post_hooks):
-        if hooks and any(not _fsdp_bookkeeping(h) for h in hooks.values()):
-            return True
+    pre, post = m._load_state_dict_pre_hooks, m._load_state_dict_post_hooks
+    if (pre or post) and any(not _fsdp_bookkeeping(h) for h in chain(pre.values(), post.values())):
+        return True
     return root and cls.load_state_dict is not nn.Module.load_state_dict
 
 
