@@ -131,6 +131,37 @@ def test_app_shows_only_the_app():
     assert "trust=True" not in source and "weights_only" not in source
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_notebooks_import_only_public_names(name):
+    """A lesson or the app is what users copy: it imports no private module or name of
+    sd_widgets (the app asks ``sd_widgets.checkpoint.runs_code``, not ``checkpoint._trust``)."""
+    import argparse
+    import ast
+    import os
+
+    from sd_widgets.checkpoint import runs_code
+
+    private = []
+    for cell in code_cells(load(name)):
+        source = "".join(cell["source"])
+        lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sd_widgets"):
+                names = [*node.module.split("."), *(a.name for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [
+                    p
+                    for a in node.names
+                    if a.name.startswith("sd_widgets")
+                    for p in a.name.split(".")
+                ]
+            else:
+                continue
+            private += [n for n in names if n.startswith("_")]
+    assert private == [], f"{name} imports private names of sd_widgets: {private}"
+    assert runs_code(argparse.Namespace) is None and runs_code(os.system) is not None
+
+
 def test_binder_and_voila_point_at_the_app():
     readme = (NOTEBOOKS.parent / "README.md").read_text(encoding="utf-8")
     assert "urlpath=voila/render/notebooks/app.ipynb" in readme

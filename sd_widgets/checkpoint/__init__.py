@@ -12,10 +12,20 @@
 - ``_opener`` — :func:`open_checkpoint`
 
 Safety: nothing from a file is executed unless the caller passes ``trust=True``; see
-``SECURITY.md`` for the threat model.
+``SECURITY.md`` for the threat model. :func:`runs_code` says whether an entry of
+``trust=[...]`` could let a file run code (``open_checkpoint`` refuses such entries), so an app
+can offer only data classes.
 """
 
 from ._core import Checkpoint, CheckpointSource, SourceLike, TensorInfo
 from ._opener import open_checkpoint
+from ._trust import runs_code
 
-__all__ = ["Checkpoint", "CheckpointSource", "SourceLike", "TensorInfo", "open_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointSource",
+    "SourceLike",
+    "TensorInfo",
+    "open_checkpoint",
+    "runs_code",
+]
