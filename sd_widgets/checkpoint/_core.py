@@ -180,9 +180,10 @@ class Checkpoint(Mapping[str, TensorInfo]):
     def read_rows(self, key: str, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of the first dimension of one tensor (a 0-d tensor: all of it).
 
-        Reads only those bytes where the format allows it (safetensors); elsewhere the tensor
-        is in memory or memory-mapped already and this is a view of it. What streamed readers
-        (:func:`sd_widgets.compare_values`) use to keep memory bounded.
+        Reads only those bytes where the format allows it (safetensors: a view of the mapped
+        file, valid while the file is unchanged); elsewhere the tensor is in memory or
+        memory-mapped already and this is a view of it. What streamed readers
+        (:func:`sd_widgets.compare_values`) use, at once, to keep memory bounded.
         """
         if key not in self._infos:
             raise KeyError(_unknown_key_message(key, self._infos))

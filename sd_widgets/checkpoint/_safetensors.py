@@ -140,16 +140,16 @@ def read_safetensors_header(
     return infos, metadata
 
 
-def _mapped(fname: str) -> tuple[torch.Tensor, int]:
-    """A whole safetensors file mapped copy-on-write, as bytes, and where its data begins.
+def _mapped(fname: str) -> torch.Tensor:
+    """The data section of a safetensors file mapped copy-on-write, as bytes.
 
-    ``torch.from_file(..., shared=False)`` maps the file privately: tensors are views of the
-    page cache (nothing is copied until someone writes to one, and then only that page, never
-    the file). The mapping lives as long as a tensor viewing it.
+    ``torch.from_file(..., shared=False)`` maps the file privately: a view of it reads the
+    page cache directly, and writing to one copies that page, never touching the file. The
+    mapping lives as long as a tensor viewing it.
     """
     size = check_path(fname).st_size
     start = 8 + int.from_bytes(read_head(fname, 8), "little")
-    return torch.from_file(fname, shared=False, size=size, dtype=torch.uint8), start
+    return torch.from_file(fname, shared=False, size=size, dtype=torch.uint8)[start:]
 
 
 def _view(
@@ -181,11 +181,13 @@ def _view(
 def safetensors_loader(
     files: Mapping[str, str], infos: Mapping[str, TensorInfo], device: str
 ) -> Callable[[Sequence[str]], dict[str, torch.Tensor]]:
-    """Loader of keys from their files: views of each file mapped once per call.
+    """Loader of keys from their files: each file mapped once per call, each tensor copied out.
 
     The headers were checked when the files were opened (by sd_widgets and by the safetensors
     library: offsets inside the file, sizes matching shapes), and each file's stamp is checked
-    before its bytes are touched, so every view lies inside its file.
+    before its bytes are touched, so every view lies inside its file. The tensors returned own
+    their memory: a file rewritten later (a training job saving to the same path) cannot change
+    them or make touching them fault, and no mapping outlives the call.
     """
     on_meta = torch.device(device).type == "meta"  # no data is read for the meta device
 
@@ -199,11 +201,10 @@ def safetensors_loader(
             by_file.setdefault(files[k], []).append(k)
         out: dict[str, torch.Tensor] = {}
         for fname, ks in by_file.items():
-            mapped, start = _mapped(fname)
-            raw = mapped[start:]
+            raw = _mapped(fname)
             for k in ks:
                 t = _view(raw, infos[k])
-                out[k] = t if device == "cpu" else t.to(device)
+                out[k] = t.clone() if device == "cpu" else t.to(device)
         return out
 
     return load
@@ -214,14 +215,15 @@ def safetensors_row_reader(
 ) -> Callable[[str, int, int], torch.Tensor] | None:
     """Reader of rows ``start:stop`` (first dimension) of one key: a view of those bytes.
 
-    None on the meta device (there is nothing to read there).
+    For streamed readers that use the rows at once (:func:`sd_widgets.compare_values`): the
+    view reads the page cache with no copy and is valid while the file is unchanged. None on
+    the meta device (there is nothing to read there).
     """
     if torch.device(device).type == "meta":
         return None
 
     def read_rows(key: str, start: int, stop: int) -> torch.Tensor:
-        mapped, data = _mapped(files[key])
-        t = _view(mapped[data:], infos[key], start, stop)
+        t = _view(_mapped(files[key]), infos[key], start, stop)
         return t if device == "cpu" else t.to(device)
 
     return read_rows
