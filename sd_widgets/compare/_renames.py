@@ -28,6 +28,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import eq
 from typing import Literal, Union
 
 import regex  # type: ignore[import-untyped]
@@ -844,12 +845,15 @@ def _discover(keys: KeySets, ctx: RuleContext, limit: int) -> list[RuleCandidate
 def _suffix_fraction(a: str, b: str) -> float:
     """The share of trailing dotted names ``a`` and ``b`` have in common (of the longer)."""
     pa, pb = a.split("."), b.split(".")
-    n = 0
-    for x, y in zip(reversed(pa), reversed(pb), strict=False):  # stops at the shorter
-        if x != y:
-            break
-        n += 1
-    return n / max(len(pa), len(pb))
+    la, lb = len(pa), len(pb)
+    n = min(la, lb)
+    if pa[la - n :] != pb[lb - n :]:  # the shorter is not all trailing names of the longer
+        n = 0
+        for x, y in zip(reversed(pa), reversed(pb), strict=False):
+            if x != y:
+                break
+            n += 1
+    return n / max(la, lb)
 
 
 def _fmt(shape: Shape | None) -> str:
@@ -897,9 +901,9 @@ def _pair(
     U, M = keys.unexpected, keys.missing
     scored: list[tuple[float, str, str, float]] = []  # (score, u, m, similarity)
 
-    def add(u: str, m: str, sim: float) -> None:
-        same = U[u] == M[m]
-        score = (0.5 if same else 0.0) + 0.25 * _suffix_fraction(u, m) + 0.25 * sim
+    def add(u: str, m: str, sim: float, same: bool, suffix: float) -> None:
+        """Score a pair: ``same`` shapes, ``suffix`` :func:`_suffix_fraction`, ``sim`` alike."""
+        score = (0.5 if same else 0.0) + 0.25 * suffix + 0.25 * sim
         if score >= min_score:
             scored.append((round(score, 3), u, m, sim))
 
@@ -914,14 +918,22 @@ def _pair(
             covered_m.add(m)
             rule_pairs.append((u, m))
     if rule_pairs:  # element-wise similarities in one call
+        pair_u = [u for u, _ in rule_pairs]
+        pair_m = [m for _, m in rule_pairs]
         sims = cpdist(
-            [u for u, _ in rule_pairs],
-            [m for _, m in rule_pairs],
+            pair_u,
+            pair_m,
             scorer=Levenshtein.normalized_similarity,
             dtype=np.float64,
         )
-        for (u, m), sim in zip(rule_pairs, sims.tolist(), strict=True):
-            add(u, m, sim)
+        for (u, m), sim, same, suffix in zip(
+            rule_pairs,
+            sims.tolist(),
+            map(eq, map(U.__getitem__, pair_u), map(M.__getitem__, pair_m)),
+            map(_suffix_fraction, pair_u, pair_m),
+            strict=True,
+        ):
+            add(u, m, sim, same, suffix)
     by_shape = min_score >= 0.5  # pairs of different shapes cannot reach 0.5
 
     def bucket_key(k: str, shape: Shape, depth: int = 1) -> tuple[str, Shape | None]:
@@ -966,7 +978,8 @@ def _pair(
             best = int(candidates[int(alike.argmax())])
             if len(candidates) > 1 and row[best] - np.partition(alike, -2)[-2] < _AMBIGUOUS:
                 continue
-            add(u, ms[best], float(row[best]))
+            m = ms[best]
+            add(u, m, float(row[best]), U[u] == M[m], _suffix_fraction(u, m))
 
     rest_u: dict[tuple[str, Shape | None], list[str]] = {}
     rest_m: dict[tuple[str, Shape | None], list[str]] = {}
