@@ -22,8 +22,10 @@ Conventions
   own vectorised float32 reduction) and the block sums are added in float64 (in float64 from the
   start when float32 overflowed or its squares may have underflowed); packed small tensors,
   float64, integer and bool data are converted to float64; float16/bfloat16 go through float32.
-  When the mean dominates the spread (``|mean| >> std``) a second, shifted pass keeps the
-  variance accurate.
+  A float32 chunk whose mean dominates its spread is summed again around its mean while it is
+  in cache, so every chunk's sums are exact to float64 rounding; only when the float64 totals
+  themselves cancel (``sum(x^2) > 2**16 * sum((x - mean)^2)``) a second pass over ``x - mean``
+  keeps the variance accurate.
 * Meta tensors are never materialised: their stats carry ``numel`` and ``dtype`` with NaN values
   and ``None`` counts. Empty tensors give NaN values and zero counts.
 * Complex tensors are summarised by their magnitude ``|z|``.
@@ -61,7 +63,8 @@ milliseconds per operation: 8 ms instead of 0.5 ms to compare a million values).
 
 _ROW = 1024  # float32 values summed in float32 before the float64 accumulation
 _F32_SQ_MIN = 1e-20  # a float32 sum of squares below this may have underflowed: use float64
-_SHIFT_RATIO = 16.0  # second, shifted pass when sum(x^2) / sum((x - mean)^2) exceeds this
+_SHIFT_RATIO = 16.0  # a float32 chunk is summed around its mean when sum(x^2) / m2 exceeds this
+_FINAL_SHIFT_RATIO = 2.0**16  # a second pass over x - mean when the float64 totals cancel
 _HISTC_MAX_CHUNK = 2**24  # histc counts are float32 for float32 input: exact up to 2**24
 
 _NAN = float("nan")
@@ -218,9 +221,13 @@ class _Segments:
         return torch.zeros(self.k, dtype=torch.int64).index_add_(0, self.ids, mask.to(torch.int64))
 
     def nonzero(self, v: torch.Tensor) -> torch.Tensor:
-        """Non-zero values per segment (int64; NaN and ±inf are non-zero, -0.0 is zero)."""
+        """Non-zero values per segment (int64; NaN and ±inf are non-zero, -0.0 is zero).
+
+        Counted on ``v != 0`` (one byte a value, vectorised): ``count_nonzero`` of the values
+        themselves tests them one at a time, at a quarter of the speed.
+        """
         if self.ids is None:
-            return torch.count_nonzero(v).reshape(1)
+            return torch.count_nonzero(v.bool()).reshape(1)
         return self.count(v != 0)
 
     def extreme(self, v: torch.Tensor, how: str) -> torch.Tensor:
@@ -232,7 +239,7 @@ class _Segments:
         return out.scatter_reduce_(0, self.ids, v, how).double()
 
     def sums(
-        self, v: torch.Tensor, squares_only: bool = False
+        self, v: torch.Tensor, squares_only: bool = False, *, centre: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum, sum of squares) per segment, accumulated in float64 (``v`` all finite).
 
@@ -241,6 +248,12 @@ class _Segments:
         when float32 overflowed or the squares are so small that they may have underflowed.
         Anything else (small tensors, packed or not) in float64, so a tensor's numbers do not
         depend on what it was reduced with. ``squares_only``: the sums are not computed (zeros).
+
+        ``centre`` (moments, whose variance is ``q - s^2 / n``): when a float32 chunk's mean
+        dominates its spread, the float32 row sums of squares would carry their rounding into
+        the variance, so the chunk is summed again around its own mean while it is in cache
+        (:func:`_centred_sums`); the sums returned are then exact to float64 rounding, and no
+        second pass over the tensor is needed for it (see :meth:`Moments.finish`).
         """
         if self.ids is None and v.dtype == torch.float32 and v.numel() >= PACK_ELEMENTS:
             n = v.numel()
@@ -258,6 +271,8 @@ class _Segments:
                 q += (tail * tail).sum()
             sf, qf = float(s), float(q)
             if math.isfinite(sf) and _F32_SQ_MIN <= qf < math.inf:
+                if centre and qf > _SHIFT_RATIO * (qf - sf * sf / n):
+                    return _centred_sums(v, sf / n)
                 return s, q
         d = v if v.dtype == torch.float64 else v.double()
         if self.ids is None:
@@ -265,6 +280,29 @@ class _Segments:
         zeros = torch.zeros(self.k, dtype=torch.float64)
         s = zeros if squares_only else zeros.index_add(0, self.ids, d)
         return s, zeros.index_add(0, self.ids, d * d)
+
+
+def _centred_sums(v: torch.Tensor, mean: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum, sum of squares) of a float32 chunk, summed around ``mean`` (rounded to float32).
+
+    ``y = v - k`` is exact where ``v`` is within a factor of 2 of ``k`` (Sterbenz), so ``sum(y)``
+    and ``sum(y^2)`` carry only the rounding of small numbers; the totals are rebuilt in float64
+    as ``n k + sum(y)`` and ``m2 + sum^2 / n`` with ``m2 = sum(y^2) - sum(y)^2 / n``.
+    """
+    n = v.numel()
+    k = float(torch.tensor(mean, dtype=torch.float32))
+    y = torch.sub(v, k)
+    m = n - n % _ROW
+    body, tail = y[:m].view(-1, _ROW), y[m:].double()
+    sy = float(body.sum(dim=1).sum(dtype=torch.float64)) + float(tail.sum())
+    qy = float(torch.linalg.vector_norm(torch.linalg.vector_norm(body, dim=1).double()) ** 2)
+    qy += float((tail * tail).sum())
+    total = n * k + sy
+    m2 = max(qy - sy * sy / n, 0.0)
+    return (
+        torch.tensor([total], dtype=torch.float64),
+        torch.tensor([m2 + total * total / n], dtype=torch.float64),
+    )
 
 
 def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -305,7 +343,7 @@ def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         zeros = torch.zeros(seg.k, dtype=torch.int64)
     else:
         zeros = seg.lengths - seg.nonzero(x)
-    s, q = seg.sums(finite)
+    s, q = seg.sums(finite, centre=True)
     return nan, inf, n, zeros, s, q, lo, hi
 
 
@@ -547,7 +585,7 @@ class Moments:
                 m2 = q[i] - s[i] * mean
                 if mn[i] == mx[i]:
                     m2 = 0.0
-                elif m2 <= 0.0 or q[i] > _SHIFT_RATIO * m2:
+                elif m2 <= 0.0 or q[i] > _FINAL_SHIFT_RATIO * m2:
                     shift[i] = mean  # |mean| >> spread: sum(x^2) - n*mean^2 cancels
                 std = math.sqrt(max(m2, 0.0) / (n[i] - 1))
             out.append(
@@ -640,13 +678,16 @@ def _change_parts(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[t
     """
     seg = _Segments([b for b, _ in pairs])
     b, a = seg.x, seg.join([a for _, a in pairs])
-    d = torch.sub(a, b)
-    dmn, dmx = (float(v) for v in torch.aminmax(d))
-    if math.isfinite(dmn) and math.isfinite(dmx):  # every position finite on both sides
+    d = torch.sub(a, b).abs_()
+    low, top = (float(v) for v in torch.aminmax(d))
+    if math.isfinite(low) and math.isfinite(top):  # every position finite on both sides
         compared = seg.lengths
-        changed = seg.nonzero(d)  # |x - y| == 0 exactly when x == y (-0.0 == 0.0)
-        d.abs_()
-        top = max(-dmn, dmx)
+        # |x - y| == 0 exactly when x == y (-0.0 == 0.0): no zero (the usual load) or only
+        # zeros (nothing changed) need no count
+        if seg.ids is None and (low > 0.0 or top == 0.0):
+            changed = seg.lengths if low > 0.0 else torch.zeros(1, dtype=torch.int64)
+        else:
+            changed = seg.nonzero(d)
         peak = (
             seg.extreme(d, "amax")
             if seg.ids is not None

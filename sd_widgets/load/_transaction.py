@@ -39,6 +39,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -139,9 +140,10 @@ class Fingerprint:
     speed of a copy, no memory kept: what lets ``undo()`` refuse to overwrite later work.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, start: int = 0) -> None:
         self.value = 0
-        self.words = 0
+        #: words fed so far, counted from ``start`` (a multiple of 512: where a part begins)
+        self.words = start
 
     def add(self, words: torch.Tensor) -> None:
         """Add the next chunk (an integer tensor; a multiple of 512 words unless the last)."""
@@ -161,12 +163,46 @@ class Fingerprint:
         self.words += n
 
 
+FINGERPRINT_PART_BYTES = 16 * 2**20
+"""Bytes of one part of a fingerprint pass: :func:`fingerprints` of more than one part runs the
+parts on ``torch.get_num_threads()`` threads (the fingerprint is a sum over rows, so parts
+fingerprinted apart add up to the whole; torch's integer matmul runs on one core)."""
+
+
 def fingerprint(t: torch.Tensor) -> int | None:
     """:class:`Fingerprint` of ``t`` in one pass (None for meta tensors)."""
-    if t.is_meta:
-        return None
-    fp = Fingerprint()
-    for chunk in chunks_of(_as_words(t)):
+    return fingerprints([t])[0]
+
+
+def fingerprints(tensors: Sequence[torch.Tensor]) -> list[int | None]:
+    """:func:`fingerprint` of each tensor.
+
+    In parts of :data:`FINGERPRINT_PART_BYTES`, shared by up to ``torch.get_num_threads()``
+    threads of this call (no pool outlives it).
+    """
+    parts: list[tuple[int, torch.Tensor, int]] = []  # (tensor, words of the part, first word)
+    for i, t in enumerate(tensors):
+        if t.is_meta:
+            continue
+        words = _as_words(t)
+        step = max(_ROW, FINGERPRINT_PART_BYTES // words.element_size() // _ROW * _ROW)
+        parts += [(i, words[j : j + step], j) for j in range(0, max(words.numel(), 1), step)]
+    workers = min(torch.get_num_threads(), len(parts))
+    if workers > 1:
+        with ThreadPoolExecutor(workers, thread_name_prefix="sdw-fingerprint") as pool:
+            values = list(pool.map(_fingerprint_part, parts))
+    else:
+        values = [_fingerprint_part(part) for part in parts]
+    out: list[int | None] = [None if t.is_meta else 0 for t in tensors]
+    for (i, _, _), value in zip(parts, values, strict=True):
+        out[i] = (out[i] + value) % 2**64  # type: ignore[operator]
+    return out
+
+
+def _fingerprint_part(part: tuple[int, torch.Tensor, int]) -> int:
+    _, words, start = part
+    fp = Fingerprint(start)
+    for chunk in chunks_of(words):
         fp.add(chunk)
     return fp.value
 
@@ -440,14 +476,12 @@ class Snapshot:
 
     def changed_since(self) -> list[str]:
         """Keys whose tensor is not what the load left (another object, or another value)."""
-        out = []
-        for s in self.items:
-            cur = s.current()
-            if s.left is None:
-                continue  # not taken (the load failed before)
-            if cur is not s.left or (s.after is not None and fingerprint(cur) != s.after):
-                out.append(s.key)
-        return out
+        taken = [s for s in self.items if s.left is not None]  # else the load failed before
+        moved = {id(s) for s in taken if s.current() is not s.left}
+        check = [s for s in taken if id(s) not in moved and s.after is not None]
+        now = fingerprints([s.left for s in check])  # type: ignore[misc]  # left: not None
+        moved |= {id(s) for s, value in zip(check, now, strict=True) if value != s.after}
+        return [s.key for s in taken if id(s) in moved]
 
     def restore(self) -> list[str]:
         """Put every saved tensor and extra state back; the keys that could not be restored.
