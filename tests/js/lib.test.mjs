@@ -410,6 +410,21 @@ test("columnWidths leave room for every shape, dtype, size and status label", ()
   assert.ok(wd.ckpt > 3 * 14);
 });
 
+test("columnWidths leave room for the change badge a value comparison puts in a status cell", () => {
+  const { data } = open("dataparallel_stripped"); // every row a match: the narrowest statuses
+  const measure = (s, kind) => s.length * (kind === "name" ? 7.3 : kind === "meta" ? 6.7 : 7);
+  const plain = columnWidths(data, measure);
+  const leafStatus = 6 + 11 + measure("✓ match", "ui") + 6; // the badge takes the "not loaded" tag's room
+  const badge = "! NaN appeared";
+  const leaf = "backbone.stem.bn.bias"; // a match
+  const w = columnWidths(data, measure, { valueText: (path, isModule) => (!isModule && path === leaf ? badge : isModule ? "Δ 2/2" : "Δ 0.5") });
+  assert.ok(plain.status < leafStatus + measure(badge, "ui"), "without badges the column is narrower");
+  assert.ok(w.status >= leafStatus + measure(badge, "ui") + 14, `${w.status} holds the badge whole`);
+  assert.ok(plain.status >= leafStatus + measure("not loaded", "meta") + 8, "and a skipped row's tag");
+  assert.deepEqual({ ckpt: w.ckpt, model: w.model }, { ckpt: plain.ckpt, model: plain.model });
+  assert.deepEqual(columnWidths(data, measure, { valueText: () => null }), plain); // no badges
+});
+
 test("decodeTree parses the binary tree payload once, keeps hostile text exact", () => {
   const payload = { n_keys: 2, path: ["a.\u001b[31m", "b\n<img src=x>", "\udc80"] };
   // what Python's tree_to_json sends: ASCII JSON (lone surrogates as \u escapes) in one buffer

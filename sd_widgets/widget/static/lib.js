@@ -720,13 +720,14 @@ export function settleFocus(data, visible, focus) {
  * 12px), "meta" (monospace 11px) or "ui" (12px UI font); monospace kinds are measured once.
  * @param {TreeData} data
  * @param {(text: string, kind: "name"|"meta"|"ui") => number} measure
- * @param {{indent?: number, gap?: number, minName?: number, maxName?: number, minSide?: number, minStatus?: number, maxType?: number, noteW?: number, sharedNote?: string, modelIndent?: number, lora?: Map<string, string>}} [opts]  sharedNote: a rename
+ * @param {{indent?: number, gap?: number, minName?: number, maxName?: number, minSide?: number, minStatus?: number, maxType?: number, noteW?: number, sharedNote?: string, modelIndent?: number, lora?: Map<string, string>, valueText?: ((path: string, isModule: boolean) => string|null)|null}} [opts]  sharedNote: a rename
  *   note the column header shows once instead of on every row; lora: the rows that carry a
- *   "LoRA" tag in their status cell (rows.js loraNotes)
+ *   "LoRA" tag in their status cell (rows.js loraNotes); valueText: the change badge a row's
+ *   status cell shows after a value comparison (values.js), null when it has none
  * @returns {{ckpt: number, status: number, model: number}}
  */
 export function columnWidths(data, measure, opts = {}) {
-  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "", lora = null } = opts;
+  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "", lora = null, valueText = null } = opts;
   const c = data.c;
   const p = data.p;
   let ckpt = minSide;
@@ -766,14 +767,23 @@ export function columnWidths(data, measure, opts = {}) {
   // per status: the leaf's status cell (swatch, icon + label; the adapter and "not loaded" tags)
   const statusW = data.statuses.map((st) => {
     const item = data.legendOf(st);
-    let w = 6 + 11 + m(`${item.icon} ${item.label}`, "ui") + gap;
-    if (item.loadable) w += m("not loaded", "meta") + 8 + gap; // a selected row the plan skips
-    return w;
+    return 6 + 11 + m(`${item.icon} ${item.label}`, "ui") + gap;
   });
+  // a selected row the plan skips says "not loaded"; after a value comparison a row shows its
+  // change badge there instead of room for both (a row showing both shortens the badge, its
+  // full text on hover: values.css)
+  const skipW = data.statuses.map((st) => (data.legendOf(st).loadable ? m("not loaded", "meta") + 8 + gap : 0));
   // the adapter button says "adapt", or the adapter chosen for the row ("interpolate ✓"): measure
   // what it says (sized again when the adapters change), not the longest name there is
   /** @param {number} i */
   const adaptW = (i) => m(data.hasAdapter(i) ? `${data.adapters[c.path[i]]} ✓` : "adapt", "meta") + 12 + gap;
+  // a change badge (values.css .sdw-value: 0.85em of the UI font, 0.5em margin, 0.35em padding
+  // each side, a 1px border): the UI font's width of its text bounds it, plus 14 px and a gap
+  /** @param {number} i @param {boolean} isModule */
+  const valueW = (i, isModule) => {
+    const text = valueText ? valueText(c.path[i], isModule) : null;
+    return text ? m(text, "ui") + 14 + gap : 0;
+  };
   for (let i = 0; i < data.n; i++) {
     const pad = 6 + c.depth[i] * indent + 4;
     const mpad = 6 + c.depth[i] * modelIndent + 4;
@@ -795,10 +805,11 @@ export function columnWidths(data, measure, opts = {}) {
         const text = countChipText(item, n, !data.problem[s] || kinds > 1);
         w += m(text, "meta") + 10 + gap;
       }
-      status = Math.max(status, w);
+      status = Math.max(status, w + valueW(i, true));
       continue;
     }
-    const sw = statusW[/** @type {number} */ (c.status[i])] + (c.adaptable[i] ? adaptW(i) : 0) + (lora && lora.has(c.path[i]) ? m("LoRA", "meta") + 8 + gap : 0);
+    const st = /** @type {number} */ (c.status[i]);
+    const sw = statusW[st] + Math.max(skipW[st], valueW(i, false)) + (c.adaptable[i] ? adaptW(i) : 0) + (lora && lora.has(c.path[i]) ? m("LoRA", "meta") + 8 + gap : 0);
     if (sw > status) status = sw;
     const sides = c.sides[i];
     if (sides & 1) {

@@ -8,7 +8,7 @@ import { breadcrumb, columnWidths, detailLines, fitColumns, settleFocus } from "
 import { CHECK_W, FULL_RENDER_MAX, INDENT, MODEL_INDENT, OVERSCAN, ROW_BORDER_W, ROW_H, VIEWPORT_FALLBACK_H, focusedIn, h, textMeasurer } from "./dom.js";
 import { makeRow, rowSig, rowWindow, sharedNoteLabel, sharedRenameNote } from "./rows.js";
 import { emptyText, expansion } from "./filters.js";
-import { visibleRows } from "./values.js";
+import { moduleValueCell, valueCell, visibleRows } from "./values.js";
 /** @import { View, ViewState } from "./dom.js" */
 /** @import { RowContext } from "./rows.js" */
 
@@ -59,7 +59,13 @@ export function mountTree(v) {
    * Widths the user dragged are kept as they are.
    */
   function sizeColumns() {
-    const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT, lora: s.loraNotes });
+    const vi = s.values;
+    /** @param {string} path @param {boolean} isModule */
+    const valueText = (path, isModule) => {
+      const cell = isModule ? moduleValueCell(vi, path) : valueCell(vi, path);
+      return cell ? cell.text : null;
+    };
+    const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT, lora: s.loraNotes, valueText: vi ? valueText : null });
     const dragged = Object.keys(s.userWidths).length > 0;
     const fitted = dragged ? { ...w, fit: "full" } : fitColumns(w, root.isConnected ? columnsWidth() : 0);
     root.dataset.fit = fitted.fit;

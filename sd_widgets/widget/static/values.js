@@ -443,6 +443,7 @@ export function mountValues(v) {
     drawList();
     requested = "";
     drawValueDetail();
+    v.fn.sizeColumns(); // the status column holds the change badges
     v.fn.applyFilter(); // the change filter and sort follow the new values
   }
 

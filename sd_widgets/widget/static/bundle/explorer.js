@@ -432,7 +432,7 @@ function settleFocus(data, visible, focus) {
   return visible[0];
 }
 function columnWidths(data, measure, opts = {}) {
-  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "", lora = null } = opts;
+  const { indent = 12, modelIndent = indent, gap = 6, minName = 48, maxName = 220, minSide = 220, minStatus = 150, maxType = 72, noteW = 28, sharedNote = "", lora = null, valueText = null } = opts;
   const c = data.c;
   const p = data.p;
   let ckpt = minSide;
@@ -463,11 +463,14 @@ function columnWidths(data, measure, opts = {}) {
   const wDtype = (d) => d === null || d === void 0 ? 0 : dtypeW[d] || 0;
   const statusW = data.statuses.map((st) => {
     const item = data.legendOf(st);
-    let w = 6 + 11 + m(`${item.icon} ${item.label}`, "ui") + gap;
-    if (item.loadable) w += m("not loaded", "meta") + 8 + gap;
-    return w;
+    return 6 + 11 + m(`${item.icon} ${item.label}`, "ui") + gap;
   });
+  const skipW = data.statuses.map((st) => data.legendOf(st).loadable ? m("not loaded", "meta") + 8 + gap : 0);
   const adaptW = (i) => m(data.hasAdapter(i) ? `${data.adapters[c.path[i]]} \u2713` : "adapt", "meta") + 12 + gap;
+  const valueW = (i, isModule) => {
+    const text = valueText ? valueText(c.path[i], isModule) : null;
+    return text ? m(text, "ui") + 14 + gap : 0;
+  };
   for (let i = 0; i < data.n; i++) {
     const pad = 6 + c.depth[i] * indent + 4;
     const mpad = 6 + c.depth[i] * modelIndent + 4;
@@ -488,13 +491,14 @@ function columnWidths(data, measure, opts = {}) {
         const text = countChipText(item, n, !data.problem[s] || kinds > 1);
         w += m(text, "meta") + 10 + gap;
       }
-      status = Math.max(status, w);
+      status = Math.max(status, w + valueW(i, true));
       continue;
     }
-    const sw = statusW[
+    const st = (
       /** @type {number} */
       c.status[i]
-    ] + (c.adaptable[i] ? adaptW(i) : 0) + (lora && lora.has(c.path[i]) ? m("LoRA", "meta") + 8 + gap : 0);
+    );
+    const sw = statusW[st] + Math.max(skipW[st], valueW(i, false)) + (c.adaptable[i] ? adaptW(i) : 0) + (lora && lora.has(c.path[i]) ? m("LoRA", "meta") + 8 + gap : 0);
     if (sw > status) status = sw;
     const sides = c.sides[i];
     if (sides & 1) {
@@ -1025,6 +1029,7 @@ function mountValues(v) {
     drawList();
     requested = "";
     drawValueDetail();
+    v.fn.sizeColumns();
     v.fn.applyFilter();
   }
   function drawPlot() {
@@ -1872,7 +1877,12 @@ function mountTree(v) {
   }
   const columnsWidth = () => viewport.clientWidth - CHECK_W - ROW_BORDER_W;
   function sizeColumns() {
-    const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT, lora: s.loraNotes });
+    const vi = s.values;
+    const valueText = (path, isModule) => {
+      const cell = isModule ? moduleValueCell(vi, path) : valueCell(vi, path);
+      return cell ? cell.text : null;
+    };
+    const w = columnWidths(s.data, textMeasurer(root), { sharedNote: s.sharedNote, indent: INDENT, modelIndent: MODEL_INDENT, lora: s.loraNotes, valueText: vi ? valueText : null });
     const dragged = Object.keys(s.userWidths).length > 0;
     const fitted = dragged ? { ...w, fit: "full" } : fitColumns(w, root.isConnected ? columnsWidth() : 0);
     root.dataset.fit = fitted.fit;
