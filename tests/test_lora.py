@@ -10,65 +10,17 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
+from lora_models import GPT2_CONFIG, bert, gpt2, run_exported_load, write_adapter
 
 import sd_widgets as sdw
 from sd_widgets.compare._lora import merge_lora
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
-
-
-def gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=64,
-        n_positions=32,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
-def bert():
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(1)
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=32,
-    )
-    return BertModel(config, add_pooling_layer=False).eval()
-
-
-def write_adapter(base, folder: Path, **config):
-    """PEFT's own adapter files for ``base`` (factors randomised: PEFT starts B at zero), and
-    PEFT's own merge of them into a copy of ``base``."""
-    from peft import LoraConfig, get_peft_model
-
-    model = get_peft_model(copy.deepcopy(base), LoraConfig(**config))
-    generator = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.1)
-    model.save_pretrained(folder)
-    return model.merge_and_unload()
 
 
 def same_state(a, b):
@@ -167,27 +119,11 @@ def test_exported_merge_runs_without_sd_widgets(gpt2_adapter, tmp_path):
     code = sdw.compare(base, path).plan(lora="merge").to_code()
     assert "def merge_lora(" in code and "LORA = [" in code
     assert "W + scale * (B @ A)" in code
-    torch.save(base.state_dict(), tmp_path / "base.pt")
-    (tmp_path / "export.py").write_text(code, encoding="ascii")
-    script = textwrap.dedent(
-        f"""
-        import runpy, sys, torch
-        sys.modules["sd_widgets"] = None  # any import of sd_widgets fails
+    build = f"""
         from transformers import GPT2Config, GPT2LMHeadModel
-        config = GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4,
-                            bos_token_id=0, eos_token_id=0)
-        model = GPT2LMHeadModel(config)
-        model.load_state_dict(torch.load({str(tmp_path / "base.pt")!r}))
-        ns = runpy.run_path({str(tmp_path / "export.py")!r})
-        ns["load_partial"](model, ns["read_checkpoint"]())
-        torch.save(model.state_dict(), {str(tmp_path / "out.pt")!r})
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = torch.load(tmp_path / "out.pt")
+        model = GPT2LMHeadModel(GPT2Config(**{GPT2_CONFIG!r}))
+    """
+    out = run_exported_load(code, base, build, tmp_path)
     for k, v in merged.state_dict().items():
         assert torch.equal(out[k], v), k
 
@@ -268,29 +204,14 @@ def test_exported_embedding_and_convolution_merges_run_without_sd_widgets(tmp_pa
     merged = write_adapter(base, tmp_path, r=3, lora_alpha=6, target_modules=TARGETS)
     code = sdw.compare(base, tmp_path / "adapter_model.safetensors").plan(lora="merge").to_code()
     assert "'Embedding', None)" in code and "'Conv2d', None)" in code and "'Conv3d', None)" in code
-    torch.save(base.state_dict(), tmp_path / "base.pt")
-    (tmp_path / "export.py").write_text(code, encoding="ascii")
     (tmp_path / "nets.py").write_text(
         "import torch\n\n\n" + textwrap.dedent(inspect.getsource(ConvEmbedNet))
     )
-    script = textwrap.dedent(
-        f"""
-        import runpy, sys, torch
-        sys.modules["sd_widgets"] = None  # any import of sd_widgets fails
-        sys.path.insert(0, {str(tmp_path)!r})
+    build = """
         from nets import ConvEmbedNet
         model = ConvEmbedNet()
-        model.load_state_dict(torch.load({str(tmp_path / "base.pt")!r}))
-        ns = runpy.run_path({str(tmp_path / "export.py")!r})
-        ns["load_partial"](model, ns["read_checkpoint"]())
-        torch.save(model.state_dict(), {str(tmp_path / "out.pt")!r})
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = torch.load(tmp_path / "out.pt")
+    """
+    out = run_exported_load(code, base, build, tmp_path)
     for k, v in merged.state_dict().items():
         assert torch.equal(out[k], v), k
 

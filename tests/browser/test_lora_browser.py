@@ -181,27 +181,14 @@ def test_wrapper_segment_rule_and_config_sentence_in_jupyterlab(lab):
 def test_offline_report_of_an_adapter_shows_the_strip_without_merge(browser, tmp_path):
     """``Explorer.to_html`` of the same kind of adapter: the LoRA strip and its pairs are in the
     read-only report; the Merge button (it would ask a kernel) is not."""
-    import copy
-
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from lora_models import gpt2, write_adapter  # tests/ is on sys.path (rootdir-relative)
 
     import sd_widgets as sdw
 
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=64,
-        n_positions=32,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        bos_token_id=0,
-        eos_token_id=0,
+    model = gpt2()
+    write_adapter(
+        model, tmp_path, r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True
     )
-    model = GPT2LMHeadModel(config).eval()
-    adapter = LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True)
-    get_peft_model(copy.deepcopy(model), adapter).save_pretrained(tmp_path)
     page_path = tmp_path / "lora-report.html"
     sdw.Explorer(model, tmp_path / "adapter_model.safetensors").to_html(page_path)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
