@@ -11,9 +11,11 @@ Usage: torchrun --nproc_per_node N tests/distributed_job.py WORKDIR [--quick]
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime
 import os
 import sys
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.distributed as dist
@@ -84,6 +86,27 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], keys) -> None:
         assert torch.equal(a[k], b[k]), f"rank {dist.get_rank()}: {k} differs"
 
 
+def error_of(kind: type[Exception], call: Callable[[], object], what: str) -> str:
+    """The message of the ``kind`` error ``call()`` raises on this rank; when it raises none,
+    an AssertionError saying ``what`` happened instead."""
+    try:
+        call()
+    except kind as exc:
+        return str(exc)
+    raise AssertionError(f"rank {dist.get_rank()}: {what}")
+
+
+@contextlib.contextmanager
+def patched(owner: object, name: str, value: object) -> Iterator[None]:
+    """``owner.name`` is ``value`` inside the block (a failure injected on some ranks)."""
+    real = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, real)
+
+
 def main() -> None:
     workdir = sys.argv[1]
     quick = "--quick" in sys.argv
@@ -142,15 +165,8 @@ def main() -> None:
             if dist.get_rank() == world - 1:
                 raise OSError("disk on fire (injected)")
 
-        sdd._copy_into = copy_then_fail
-        try:
-            sdw.partial_load(model, plan)
-        except sdw.LoadError as exc:
-            message = str(exc)
-        else:
-            raise AssertionError(f"rank {rank}: no LoadError")
-        finally:
-            sdd._copy_into = real_copy
+        with patched(sdd, "_copy_into", copy_then_fail):
+            message = error_of(sdw.LoadError, lambda: sdw.partial_load(model, plan), "no LoadError")
         assert f"rank {world - 1} failed" in message and "disk on fire" in message, message
         assert "rolled back" in message, message
         same(local(model), before, before)
@@ -169,15 +185,8 @@ def main() -> None:
                 reader.read_data = read_data
             return reader
 
-        sdd.safe_reader = failing_reader
-        try:
-            sdw.partial_load(model, plan)
-        except sdw.LoadError as exc:
-            message = str(exc)
-        else:
-            raise AssertionError(f"rank {rank}: no LoadError")
-        finally:
-            sdd.safe_reader = real_reader
+        with patched(sdd, "safe_reader", failing_reader):
+            message = error_of(sdw.LoadError, lambda: sdw.partial_load(model, plan), "no LoadError")
         assert f"rank {world - 1} failed" in message and "injected" in message, message
         assert "rank 0 failed" not in message, message
         same(local(model), before, before)
@@ -186,12 +195,11 @@ def main() -> None:
     if not quick:
         narrow = build(0, True, d=16)
         narrow_before = local(narrow)
-        try:
-            sdw.partial_load(narrow, plan)
-        except sdw.LoadError as exc:
-            message = str(exc)
-        else:
-            raise AssertionError(f"rank {rank}: a plan for another model was loaded")
+        message = error_of(
+            sdw.LoadError,
+            lambda: sdw.partial_load(narrow, plan),
+            "a plan for another model was loaded",
+        )
         assert "refused" in message and "(101, 32)" in message and "(101, 16)" in message, message
         assert "Nothing was changed on any rank" in message, message
         same(local(narrow), narrow_before, narrow_before)
@@ -229,22 +237,13 @@ def main() -> None:
         with torch.no_grad():
             if rank == 0:
                 sdd._local(model.state_dict()["blocks.1.proj.weight"]).add_(1.0)
-        try:
-            report.undo()
-        except sdw.UndoError as exc:
-            assert "rank 0" in str(exc) and "undo(force=True)" in str(exc), str(exc)
-        else:
-            raise AssertionError(f"rank {rank}: undo over a changed tensor was not refused")
+        message = error_of(sdw.UndoError, report.undo, "undo over a changed tensor was not refused")
+        assert "rank 0" in message and "undo(force=True)" in message, message
         report.undo(force=True)
     else:
         report.undo()
     same(local(model), before, before)
-    try:
-        report.undo()
-    except sdw.UndoError:
-        pass
-    else:
-        raise AssertionError("a second undo was not refused")
+    error_of(sdw.UndoError, report.undo, "a second undo was not refused")
 
     # 6. the exported code, run on every rank: the same state as partial_load
     if not quick:
@@ -283,12 +282,8 @@ def main() -> None:
         report = sdw.partial_load(target, renamed_plan)
         if rank == world - 1:
             report.release()
-        try:
-            report.undo()
-        except sdw.UndoError as exc:
-            assert f"rank {world - 1} refused" in str(exc) and "released" in str(exc), str(exc)
-        else:
-            raise AssertionError(f"rank {rank}: undo went ahead without rank {world - 1}")
+        message = error_of(sdw.UndoError, report.undo, f"undo went ahead without rank {world - 1}")
+        assert f"rank {world - 1} refused" in message and "released" in message, message
         same(local(target), expected, backbone)
         sdw.partial_load(target, renamed_plan).undo()  # nothing to undo: back to expected
         same(local(target), expected, backbone)
