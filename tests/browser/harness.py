@@ -1112,8 +1112,42 @@ class Lab(_PageOwner):
 # --------------------------------------------------------------------------- Voila
 
 
-class VoilaServer(_PageOwner):
+class _ServedPages(_PageOwner):
+    """A server process the harness started (Voila, ``marimo run``) and the pages opened on it.
+
+    Subclasses set ``process`` and ``pages``, and name the failure screenshot with ``kind``.
+    """
+
+    kind = "page"
+    process: ManagedProcess
+    pages: list[Any]
+
+    def screenshot(self, name: str, locator: Any = None, full_page: bool = False) -> Path:
+        """Save ``<artifacts>/<name>.png`` of the most recent page (or ``locator``)."""
+        return self._screenshot(self.pages[-1], name, locator, full_page)
+
+    def _diagnose(self, message: str) -> str:
+        parts = [message]
+        if self.pages:
+            try:
+                shot = self._screenshot(self.pages[-1], f"FAILED-{self.test_name}-{self.kind}")
+                parts.append(f"screenshot: {shot}")
+            except Exception as exc:  # the page may be gone
+                parts.append(f"no screenshot: {exc}")
+        if self.console:
+            parts.append("browser console (last 20):\n  " + "\n  ".join(self.console[-20:]))
+        parts.append(self.process.describe(40))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        self.close()
+        self.process.stop()
+
+
+class VoilaServer(_ServedPages):
     """``voila NB`` serving one notebook; created by the ``voila_server`` factory fixture."""
+
+    kind = "voila"
 
     def __init__(
         self,
@@ -1179,25 +1213,6 @@ class VoilaServer(_PageOwner):
         if not self.monitors:
             raise HarnessError("call open() first")
         return self.monitors[-1].window(settle=settle, quiet=quiet)
-
-    def screenshot(self, name: str, locator: Any = None, full_page: bool = False) -> Path:
-        """Save ``<artifacts>/<name>.png`` of the most recent page (or ``locator``)."""
-        return self._screenshot(self.pages[-1], name, locator, full_page)
-
-    def _diagnose(self, message: str) -> str:
-        parts = [message]
-        with contextlib.suppress(Exception):
-            parts.append(
-                f"screenshot: {self._screenshot(self.pages[-1], f'FAILED-{self.test_name}-voila')}"
-            )
-        if self.console:
-            parts.append("browser console (last 20):\n  " + "\n  ".join(self.console[-20:]))
-        parts.append(self.process.describe(40))
-        return "\n".join(parts)
-
-    def stop(self) -> None:
-        self.close()
-        self.process.stop()
 
 
 class VoilaLauncher:

@@ -16,7 +16,7 @@ from .harness import (
     VIEWPORT,
     HarnessError,
     ManagedProcess,
-    _PageOwner,
+    _ServedPages,
     _start_with_port_retry,
     isolated_env,
 )
@@ -24,8 +24,10 @@ from .harness import (
 APP = Path(__file__).with_name("marimo_app.py")
 
 
-class MarimoApp(_PageOwner):
+class MarimoApp(_ServedPages):
     """``marimo run APP`` on a free port of 127.0.0.1; :meth:`open` a page on it."""
+
+    kind = "marimo"
 
     def __init__(
         self,
@@ -82,24 +84,3 @@ class MarimoApp(_PageOwner):
     @property
     def page(self) -> Any:
         return self.pages[-1]
-
-    def screenshot(self, name: str, locator: Any = None, full_page: bool = False) -> Path:
-        """``<artifacts>/<name>.png`` of the latest page (or of ``locator``)."""
-        return self._screenshot(self.page, name, locator, full_page)
-
-    def _diagnose(self, message: str) -> str:
-        parts = [message]
-        if self.pages:
-            try:
-                shot = self._screenshot(self.pages[-1], f"FAILED-{self.test_name}-marimo")
-                parts.append(f"screenshot: {shot}")
-            except Exception as exc:  # the page may be gone
-                parts.append(f"no screenshot: {exc}")
-        if self.console:
-            parts.append("browser console (last 20):\n  " + "\n  ".join(self.console[-20:]))
-        parts.append(self.process.describe(40))
-        return "\n".join(parts)
-
-    def stop(self) -> None:
-        self.close()
-        self.process.stop()
