@@ -429,7 +429,8 @@ def bench_moe(n_keys: int, repeats: int) -> dict[str, Any]:
             lambda: w.handle_action({"action": "accept_suggestion", "id": rule["id"]})
         )
         matched = w.comparison.summary()["match"]
-        w._cell_hook = True  # in a kernel the staleness check runs after cells, not per click
+        # in a kernel the staleness check runs after cells, not per click
+        w._cell_hook = lambda: None
         sizes = set()
         clicks: list[tuple[float, float]] = []
         for _ in range(2 + max(3, repeats)):
