@@ -171,6 +171,10 @@ class ModelWatch:
             self._ids.update(id(m) for _, m in self.model.named_modules(remove_duplicate=False))
             self._values = self._choose_values(first, {})
             return
+        # what was registered or stepped until now is noted first: the rebaselined keys' notes
+        # (an undo that puts tensor objects back) are then cleared with them, the others kept
+        self._take_registrations()
+        self._take_steps()
         shared = {id(v.ref()) for v in self._values if v.key in keys and v.ref() is not None}
         again = set(keys) | {v.key for v in self._values if id(v.ref()) in shared}
         self._marked -= again
