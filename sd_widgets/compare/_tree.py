@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import accumulate, chain, compress, repeat
-from operator import add, attrgetter, itemgetter, methodcaller, mul, or_, sub
+from operator import add, attrgetter, mul, or_, sub
 from typing import Any
 
 from ..checkpoint._core import tied_preview
@@ -216,7 +216,7 @@ def serialise(
         "depth": depths,
         "end": ends,
         "parent": parents,
-        "name": list(map(itemgetter(2), map(methodcaller("rpartition", "."), paths))),
+        "name": [p.rpartition(".")[2] for p in paths],
         "path": paths,
         "module_type": on_modules(list(map(module_types.get, modules))),
         "counts": on_modules(list(map(list, zip(*per_status, strict=True)))),
