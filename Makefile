@@ -99,6 +99,7 @@ bench: setup browser-deps
 	-$(PY) benchmarks/bench_stats.py
 	-$(PY) benchmarks/bench_renames.py
 	-$(PY) benchmarks/bench_widget.py
+	-$(PY) benchmarks/bench_stale.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache tests/artifacts node_modules
