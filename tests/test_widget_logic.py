@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import pickle
 import re
 import threading
 from collections import OrderedDict
@@ -1083,6 +1084,11 @@ def test_a_replaced_tensor_or_module_is_seen_by_torchs_registration_hooks(monkey
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(sd, assign=True)  # equal values, new tensor objects
     assert w.check_stale() and w.stale["n_changed"] == len(sd)
+    # nothing was put on the user's model: it pickles (a hook closure would not), and a load
+    # finds no module loading code of its own (no load hooks), so it verifies every key
+    assert pickle.loads(pickle.dumps(model)) is not model
+    report = sdw.partial_load(model, sdw.compare(model, demo.variant("identical")).plan())
+    assert len(report.loaded) == len(sd) and not report.transformed
 
 
 def test_an_optimizer_step_is_seen_by_its_hook_and_the_hook_goes_with_the_explorer(
