@@ -526,3 +526,30 @@ def test_many_small_tensors_measured_together_equal_each_measured_alone():
             for name in ("max_abs_change", "mean_abs_change", "relative_l2_change"):
                 x, y = ch[name], alone_ch[name]
                 assert (math.isnan(x) and math.isnan(y)) or x == pytest.approx(y, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "case", ["mean moves between chunks", "constant then noise", "offset uniform", "nan inside"]
+)
+def test_large_float32_chunks_summed_around_their_mean_match_float64(case):
+    """Chunks of a large float32 tensor whose mean dominates its spread are summed around that
+    mean while in cache (the next chunk around where the last was), with no second pass: mean,
+    std and l2 agree with float64 references, whether the mean stays, moves, or NaN/inf sit in
+    a chunk."""
+    g = torch.Generator().manual_seed(31)
+
+    def randn(n: int, scale: float, offset: float) -> torch.Tensor:
+        return torch.randn(n, generator=g) * scale + offset
+
+    t = {
+        "mean moves between chunks": torch.cat([randn(2_000_000, 0.01, 100.0), randn(2_000_000, 0.01, 0.0)]),
+        "constant then noise": torch.cat([torch.full((1_500_000,), 2.0), randn(1_500_000, 1e-3, 2.0)]),
+        "offset uniform": torch.empty(5_000_000).uniform_(-0.05, 0.05, generator=g) + 1.0,
+        "nan inside": torch.cat([randn(2_000_000, 0.01, 50.0), torch.tensor([NAN, INF]), randn(2_000_000, 0.01, 50.0)]),
+    }[case]  # fmt: skip
+    sb, sa, _ = measure(t, t + 0.5)
+    for st, x in ((sb, t.double()), (sa, (t + 0.5).double())):
+        fin = x[torch.isfinite(x)]
+        assert st.mean == pytest.approx(float(fin.mean()), rel=1e-9)
+        assert st.std == pytest.approx(float(fin.std()), rel=1e-6)
+        assert st.l2 == pytest.approx(float(fin.norm()), rel=1e-9)

@@ -22,9 +22,9 @@ Conventions
   own vectorised float32 reduction) and the block sums are added in float64 (in float64 from the
   start when float32 overflowed or its squares may have underflowed); packed small tensors,
   float64, integer and bool data are converted to float64; float16/bfloat16 go through float32.
-  A float32 chunk whose mean dominates its spread is summed again around its mean while it is
-  in cache, so every chunk's sums are exact to float64 rounding; only when the float64 totals
-  themselves cancel (``sum(x^2) > 2**16 * sum((x - mean)^2)``) a second pass over ``x - mean``
+  A large float32 chunk whose mean dominates its spread is summed around its mean while it is
+  in cache (the tensor's next chunk around that value from the start), so every chunk's sums
+  are exact to float64 rounding; only when the float64 totals themselves cancel (``sum(x^2) > 2**16 * sum((x - mean)^2)``) a second pass over ``x - mean``
   keeps the variance accurate.
 * Meta tensors are never materialised: their stats carry ``numel`` and ``dtype`` with NaN values
   and ``None`` counts. Empty tensors give NaN values and zero counts.
@@ -239,7 +239,7 @@ class _Segments:
         return out.scatter_reduce_(0, self.ids, v, how).double()
 
     def sums(
-        self, v: torch.Tensor, squares_only: bool = False, *, centre: bool = False
+        self, v: torch.Tensor, squares_only: bool = False, *, around: float | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum, sum of squares) per segment, accumulated in float64 (``v`` all finite).
 
@@ -249,31 +249,27 @@ class _Segments:
         Anything else (small tensors, packed or not) in float64, so a tensor's numbers do not
         depend on what it was reduced with. ``squares_only``: the sums are not computed (zeros).
 
-        ``centre`` (moments, whose variance is ``q - s^2 / n``): when a float32 chunk's mean
-        dominates its spread, the float32 row sums of squares would carry their rounding into
-        the variance, so the chunk is summed again around its own mean while it is in cache
-        (:func:`_centred_sums`); the sums returned are then exact to float64 rounding, and no
-        second pass over the tensor is needed for it (see :meth:`Moments.finish`).
+        ``around`` (moments, whose variance is ``q - s^2 / n``): a large float32 chunk is summed
+        around that value (float32), and again around its own mean while it is in cache when
+        its mean still dominates its spread: float32 row sums of squares would otherwise carry
+        their rounding into the variance. The sums returned are rebuilt in float64
+        (``n k + sum(y)``, ``m2 + sum^2 / n``) and exact to float64 rounding; :attr:`around`
+        then holds the value used (0.0: summed as it is), for the tensor's next chunk.
         """
+        self.around = 0.0
         if self.ids is None and v.dtype == torch.float32 and v.numel() >= PACK_ELEMENTS:
             n = v.numel()
-            m = n - n % _ROW
-            s = torch.zeros(1, dtype=torch.float64)
-            q = torch.zeros(1, dtype=torch.float64)
-            if m:
-                body = (v if m == n else v[:m]).view(-1, _ROW)
-                if not squares_only:
-                    s += body.sum(dim=1).sum(dtype=torch.float64)
-                q += torch.linalg.vector_norm(torch.linalg.vector_norm(body, dim=1).double()) ** 2
-            if m < n:
-                tail = v[m:].double()
-                s += tail.sum()
-                q += (tail * tail).sum()
-            sf, qf = float(s), float(q)
+            k = around or 0.0
+            sf, qf = _row_sums(v if k == 0.0 else torch.sub(v, k), squares_only)
             if math.isfinite(sf) and _F32_SQ_MIN <= qf < math.inf:
-                if centre and qf > _SHIFT_RATIO * (qf - sf * sf / n):
-                    return _centred_sums(v, sf / n)
-                return s, q
+                if around is not None and qf > _SHIFT_RATIO * (qf - sf * sf / n):
+                    k = float(torch.tensor(k + sf / n, dtype=torch.float32))
+                    sf, qf = _row_sums(torch.sub(v, k), squares_only)
+                if k != 0.0:  # y = v - k is exact where v is within 2x of k (Sterbenz)
+                    self.around = k
+                    total = n * k + sf
+                    sf, qf = total, max(qf - sf * sf / n, 0.0) + total * total / n
+                return _f64(sf), _f64(qf)
         d = v if v.dtype == torch.float64 else v.double()
         if self.ids is None:
             return d.sum().reshape(1), (d * d).sum().reshape(1)
@@ -282,34 +278,35 @@ class _Segments:
         return s, zeros.index_add(0, self.ids, d * d)
 
 
-def _centred_sums(v: torch.Tensor, mean: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum, sum of squares) of a float32 chunk, summed around ``mean`` (rounded to float32).
-
-    ``y = v - k`` is exact where ``v`` is within a factor of 2 of ``k`` (Sterbenz), so ``sum(y)``
-    and ``sum(y^2)`` carry only the rounding of small numbers; the totals are rebuilt in float64
-    as ``n k + sum(y)`` and ``m2 + sum^2 / n`` with ``m2 = sum(y^2) - sum(y)^2 / n``.
-    """
+def _row_sums(v: torch.Tensor, squares_only: bool) -> tuple[float, float]:
+    """(sum, sum of squares) of a float32 chunk: float32 in rows of 1,024, float64 across."""
     n = v.numel()
-    k = float(torch.tensor(mean, dtype=torch.float32))
-    y = torch.sub(v, k)
     m = n - n % _ROW
-    body, tail = y[:m].view(-1, _ROW), y[m:].double()
-    sy = float(body.sum(dim=1).sum(dtype=torch.float64)) + float(tail.sum())
-    qy = float(torch.linalg.vector_norm(torch.linalg.vector_norm(body, dim=1).double()) ** 2)
-    qy += float((tail * tail).sum())
-    total = n * k + sy
-    m2 = max(qy - sy * sy / n, 0.0)
-    return (
-        torch.tensor([total], dtype=torch.float64),
-        torch.tensor([m2 + total * total / n], dtype=torch.float64),
-    )
+    s = q = 0.0
+    if m:
+        body = (v if m == n else v[:m]).view(-1, _ROW)
+        if not squares_only:
+            s += float(body.sum(dim=1).sum(dtype=torch.float64))
+        q += float(torch.linalg.vector_norm(torch.linalg.vector_norm(body, dim=1).double())) ** 2
+    if m < n:
+        tail = v[m:].double()
+        s += float(tail.sum())
+        q += float((tail * tail).sum())
+    return s, q
 
 
-def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+def _f64(x: float) -> torch.Tensor:
+    return torch.tensor([x], dtype=torch.float64)
+
+
+def _moment_parts(
+    chunks: list[torch.Tensor], around: float = 0.0
+) -> tuple[tuple[torch.Tensor, ...], float]:
     """Per-chunk moments of chunks of one compute dtype (none empty).
 
     nan, inf, finite count, zeros (int64), sum, sum of squares, finite min and max (float64;
-    ±inf when no value is finite).
+    ±inf when no value is finite); and the value a lone large float32 chunk was summed around
+    (:meth:`_Segments.sums`, starting ``around``).
     """
     seg = _Segments(chunks)
     x = seg.x
@@ -343,8 +340,8 @@ def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         zeros = torch.zeros(seg.k, dtype=torch.int64)
     else:
         zeros = seg.lengths - seg.nonzero(x)
-    s, q = seg.sums(finite, centre=True)
-    return nan, inf, n, zeros, s, q, lo, hi
+    s, q = seg.sums(finite, around=around)
+    return (nan, inf, n, zeros, s, q, lo, hi), seg.around
 
 
 class _Queue:
@@ -469,6 +466,7 @@ class Moments:
         self._q = torch.zeros(size, dtype=torch.float64)
         self._mn = torch.full((size,), math.inf, dtype=torch.float64)
         self._mx = torch.full((size,), -math.inf, dtype=torch.float64)
+        self._around: dict[int, float] = {}  # tensor -> the value its chunks are summed around
         self._queue = _Queue(self._reduce)
 
     def add(self, raw: torch.Tensor, index: int = 0) -> None:
@@ -494,7 +492,12 @@ class Moments:
 
     @torch.no_grad()
     def _reduce(self, ids: list[int], items: list[tuple[torch.Tensor, ...]]) -> None:
-        nan, inf, n, zeros, s, q, lo, hi = _moment_parts([c for (c,) in items])
+        # a large tensor's chunks come one at a time: each summed around where the last was
+        around = self._around.get(ids[0], 0.0) if len(ids) == 1 else 0.0
+        parts, around = _moment_parts([c for (c,) in items], around)
+        nan, inf, n, zeros, s, q, lo, hi = parts
+        if around:
+            self._around[ids[0]] = around
         idx = torch.tensor(ids, dtype=torch.int64)
         self._nan.index_add_(0, idx, nan)
         self._inf.index_add_(0, idx, inf)
@@ -545,8 +548,10 @@ class Moments:
 
         ``wholes[i]`` is the tensor ``i``'s chunks came from (None: not measured, its stats are
         unavailable).
-        A tensor is read again only when ``|mean| >> std`` (a second pass over ``x - mean``
-        keeps the variance exact); those are reduced together too.
+        A tensor is read again only when its float64 totals cancel (``sum(x^2) > 2**16 *
+        sum((x - mean)^2)``: a second pass over ``x - mean`` keeps the variance exact; a large
+        float32 tensor's chunks were summed around their mean already); those are reduced
+        together too.
         """
         self.flush()
         nan, inf, n, zeros = (t.tolist() for t in (self._nan, self._inf, self._n, self._zeros))
