@@ -41,7 +41,9 @@ Columns (``payload["columns"]``), ``None`` where a column does not apply to an e
 ==============  ================================================================
 
 Strings from checkpoints and models go into the payload unchanged; the front end inserts them
-with ``textContent`` only.
+with ``textContent`` only. The payload is read-only: equal ``counts`` and shapes are one list
+object (a Mixture of Experts has a few distinct ones among 460,000 entries, and every list is
+an object the cyclic garbage collector walks on each pass).
 """
 
 from __future__ import annotations
@@ -162,6 +164,18 @@ def serialise(
     def field(name: str) -> list[Any]:
         return list(map(attrgetter(name), rows))
 
+    def as_lists(values: Sequence[tuple[int, ...] | None]) -> list[list[int] | None]:
+        """Each tuple as a list, equal tuples as ONE list object (None stays None).
+
+        A tree holds few distinct shapes and per-status counts (every expert of a Mixture of
+        Experts has the same), so the payload holds a few lists instead of one per entry:
+        hundreds of thousands fewer objects for the cyclic garbage collector to walk on each
+        of its passes. The payload is read-only; its JSON is the same.
+        """
+        one: dict[Any, Any] = {t: list(t) for t in set(values) if t is not None}
+        one[None] = None
+        return list(map(one.__getitem__, values))
+
     keys, ckpt_keys, model_keys = field("key"), field("ckpt_key"), field("model_key")
     ckpt_shapes, model_shapes = field("ckpt_shape"), field("model_shape")
     ckpt_dtypes, model_dtypes = field("ckpt_dtype"), field("model_dtype")
@@ -219,7 +233,7 @@ def serialise(
         "name": [p.rpartition(".")[2] for p in paths],
         "path": paths,
         "module_type": on_modules(list(map(module_types.get, modules))),
-        "counts": on_modules(list(map(list, zip(*per_status, strict=True)))),
+        "counts": on_modules(as_lists(list(zip(*per_status, strict=True)))),
         "sides": on_both(module_sides, row_sides),
         "status": on_rows(status),
         "kind": on_rows(field("kind")),
@@ -227,8 +241,8 @@ def serialise(
         "model_key": on_rows(
             [None if m == k else m for m, k in zip(model_keys, keys, strict=True)]
         ),
-        "ckpt_shape": on_rows([None if s is None else list(s) for s in ckpt_shapes]),
-        "model_shape": on_rows([None if s is None else list(s) for s in model_shapes]),
+        "ckpt_shape": on_rows(as_lists(ckpt_shapes)),
+        "model_shape": on_rows(as_lists(model_shapes)),
         "ckpt_dtype": on_rows(list(map(dtype_index.get, ckpt_dtypes))),
         "model_dtype": on_rows(list(map(dtype_index.get, model_dtypes))),
         "nbytes": on_both(subtree_sums(row_nbytes), row_nbytes),
