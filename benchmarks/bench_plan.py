@@ -175,7 +175,8 @@ def explorer_toggle(n_keys: int, repeats: int) -> dict[str, float]:
     model, sd = click_case(n_keys)
     comm = _PackingComm()
     w = sdw.Explorer(model, sd, comm=comm)
-    w._cell_hook = True  # in a kernel the staleness check runs after cells, not per click
+    # in a kernel the staleness check runs after cells, not per click (_cell_hook: its remover)
+    w._cell_hook = lambda: None
     n_all = len(w.selected_keys)
     sizes = set()
 
