@@ -1120,7 +1120,9 @@ def test_an_edit_in_a_cell_under_no_grad_and_a_data_swap_are_read_after_the_cell
     with torch.no_grad():
         model.backbone.layer1[0].conv1.weight.mul_(2.0)
     assert w.check_stale() and w.stale["keys"] == ["backbone.layer1.0.conv1.weight"]
+    assert "1 tensor (backbone.layer1.0.conv1.weight) was modified" in w.stale["text"]
     w.handle_action({"action": "refresh"})
+    assert "(1 tensor had changed outside the explorer)" in w.message["text"]
     model.classifier.weight.data = model.classifier.weight.data.double()  # same object
     assert w.check_stale() and w.stale["keys"] == ["classifier.weight"]
 

@@ -330,7 +330,11 @@ def refresh(w: Explorer, _c: Mapping[str, Any]) -> None:
         w._set_message(
             "info",
             "Refreshed: compared the model as it is now"
-            + (f" ({n} tensors had changed outside the explorer)" if n else "")
+            + (
+                f" ({n} tensor{'s' if n != 1 else ''} had changed outside the explorer)"
+                if n
+                else ""
+            )
             + ". Statistics and plots of the earlier load were cleared; "
             + (
                 "“Undo” still restores what that load replaced."

@@ -402,7 +402,8 @@ class Explorer(anywidget.AnyWidget):
         text = (
             f"The model changed outside this explorer after it compared/loaded: {n} "
             f"tensor{'s' if n != 1 else ''} ({', '.join(changed[:3])}"
-            f"{', …' if n > 3 else ''}) were modified (load_state_dict, an optimizer step, "
+            f"{', …' if n > 3 else ''}) {'was' if n == 1 else 'were'} modified "
+            "(load_state_dict, an optimizer step, "
             "…). The statistics and plots below describe the old values. Refresh to "
             "compare the model as it is now."
         )
