@@ -282,4 +282,8 @@ def test_plain_load_state_dict_in_another_cell_makes_the_view_stale_until_refres
     expect(stale).to_be_hidden()
     expect(message(root)).to_contain_text("Refreshed")
     expect(root.locator("img[data-role=histogram]")).to_have_count(0)
+    # the BatchNorm plot was cleared too: no claim about "the last load" it no longer shows
+    expect(root.locator("[data-role=bn-plot-box]")).to_have_text(
+        "No plot yet: load something to see BatchNorm running statistics here."
+    )
     assert py(lab, "(w.stale, w.results['state'])") == "({}, 'none')"

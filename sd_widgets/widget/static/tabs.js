@@ -239,7 +239,7 @@ export function buildTabs(model, on) {
     bnBox.replaceChildren(
       ...(bn.src
         ? [h("img", { attrs: { src: bn.src, alt: "BatchNorm running statistics before and after" }, dataset: { role: "bn-plot" } })]
-        : [h("span", { className: "sdw-muted", text: bn.text || "No BatchNorm statistics changed by the last load." })]),
+        : [h("span", { className: "sdw-muted", text: bn.text || "No plot yet: load something to see BatchNorm running statistics here." })]),
     );
     // the tab counts tensors (the results table's rows), not the histogram images
     const res = results;

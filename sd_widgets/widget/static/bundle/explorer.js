@@ -1296,7 +1296,7 @@ function buildTabs(model, on) {
     );
     const bn = model.get("bn_plot") || {};
     bnBox.replaceChildren(
-      ...bn.src ? [h("img", { attrs: { src: bn.src, alt: "BatchNorm running statistics before and after" }, dataset: { role: "bn-plot" } })] : [h("span", { className: "sdw-muted", text: bn.text || "No BatchNorm statistics changed by the last load." })]
+      ...bn.src ? [h("img", { attrs: { src: bn.src, alt: "BatchNorm running statistics before and after" }, dataset: { role: "bn-plot" } })] : [h("span", { className: "sdw-muted", text: bn.text || "No plot yet: load something to see BatchNorm running statistics here." })]
     );
     const res = results;
     const nTensors = res.state === "ready" || res.state === "stale" ? res.n || 0 : 0;
