@@ -842,6 +842,48 @@ def test_stats_false_then_compute_stats_gives_the_same_numbers(ckpt):
     assert pd_eager.equals(pd_lazy)
 
 
+# ------------------------------------------------------------------ the undo guard
+
+
+def test_fingerprints_in_parts_on_threads_equal_one_pass(monkeypatch):
+    """fingerprints() cuts large tensors into parts and groups small ones into tasks run on the
+    call's threads: every value is the one-pass Fingerprint of the whole tensor, and a changed
+    value or two swapped values change it."""
+    g = torch.Generator().manual_seed(5)
+    tensors = [
+        torch.randn(300_001, generator=g),  # int32 words, a tail row
+        torch.randn(70_000, generator=g).double(),
+        torch.randint(0, 255, (70_003,), dtype=torch.uint8, generator=g),
+        torch.randn(1000, generator=g).half()[1:],  # a view at an odd offset
+        torch.empty(0),
+        torch.empty(3, device="meta"),
+        *[torch.randn(7, generator=g) for _ in range(50)],
+    ]
+
+    def one_pass(t: torch.Tensor) -> int | None:
+        if t.is_meta:
+            return None
+        fp = transaction.Fingerprint()
+        fp.add(transaction._as_words(t))
+        return fp.value
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(transaction, "FINGERPRINT_PART_BYTES", 4096)
+        got = transaction.fingerprints(tensors)
+        assert got == [one_pass(t) for t in tensors]
+        assert [transaction.fingerprint(t) for t in tensors] == got
+        big = tensors[0].clone()
+        big[200_000] += 1.0
+        assert transaction.fingerprint(big) != got[0]
+        big = tensors[0].clone()
+        big[[10, 250_000]] = big[[250_000, 10]]
+        assert transaction.fingerprint(big) != got[0]
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------ Ctrl-C anywhere
 
 

@@ -177,34 +177,50 @@ def fingerprint(t: torch.Tensor) -> int | None:
 def fingerprints(tensors: Sequence[torch.Tensor]) -> list[int | None]:
     """:func:`fingerprint` of each tensor.
 
-    In parts of :data:`FINGERPRINT_PART_BYTES`, shared by up to ``torch.get_num_threads()``
-    threads of this call (no pool outlives it).
+    A large tensor is cut into parts of :data:`FINGERPRINT_PART_BYTES` and small ones are
+    grouped into tasks of about that size, shared by up to ``torch.get_num_threads()`` threads
+    of this call (no pool outlives it).
     """
-    parts: list[tuple[int, torch.Tensor, int]] = []  # (tensor, words of the part, first word)
+    tasks: list[list[tuple[int, torch.Tensor, int]]] = [[]]  # (tensor, words, first word)
+    size = 0
     for i, t in enumerate(tensors):
         if t.is_meta:
             continue
         words = _as_words(t)
         step = max(_ROW, FINGERPRINT_PART_BYTES // words.element_size() // _ROW * _ROW)
-        parts += [(i, words[j : j + step], j) for j in range(0, max(words.numel(), 1), step)]
-    workers = min(torch.get_num_threads(), len(parts))
+        for j in range(0, max(words.numel(), 1), step):
+            part = words[j : j + step]
+            nbytes = part.numel() * part.element_size()
+            if size and size + nbytes > FINGERPRINT_PART_BYTES:
+                tasks.append([])
+                size = 0
+            tasks[-1].append((i, part, j))
+            size += nbytes
+    workers = min(torch.get_num_threads(), len(tasks))
     if workers > 1:
-        with ThreadPoolExecutor(workers, thread_name_prefix="sdw-fingerprint") as pool:
-            values = list(pool.map(_fingerprint_part, parts))
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="sdw-fingerprint")
+        try:
+            done = list(pool.map(_fingerprint_task, tasks))
+        finally:  # Ctrl-C or an error: the tasks not started are dropped, not waited for
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
-        values = [_fingerprint_part(part) for part in parts]
+        done = [_fingerprint_task(task) for task in tasks]
     out: list[int | None] = [None if t.is_meta else 0 for t in tensors]
-    for (i, _, _), value in zip(parts, values, strict=True):
-        out[i] = (out[i] + value) % 2**64  # type: ignore[operator]
+    for task, values in zip(tasks, done, strict=True):
+        for (i, _, _), value in zip(task, values, strict=True):
+            out[i] = (out[i] + value) % 2**64  # type: ignore[operator]
     return out
 
 
-def _fingerprint_part(part: tuple[int, torch.Tensor, int]) -> int:
-    _, words, start = part
-    fp = Fingerprint(start)
-    for chunk in chunks_of(words):
-        fp.add(chunk)
-    return fp.value
+def _fingerprint_task(task: Sequence[tuple[int, torch.Tensor, int]]) -> list[int]:
+    """The fingerprint of each part (the words from its first word on) of one task."""
+    out = []
+    for _, words, start in task:
+        fp = Fingerprint(start)
+        for chunk in chunks_of(words):
+            fp.add(chunk)
+        out.append(fp.value)
+    return out
 
 
 def _as_words(t: torch.Tensor) -> torch.Tensor:
