@@ -54,6 +54,19 @@ def test_value_view_shows_what_changed_in_the_tree(lab):
     expect(rows).to_have_count(20)
     want = json.loads(py(lab, "json.dumps([r.key for r in w._values.most_changed(20)])"))
     assert rows.evaluate_all("rs => rs.map(r => r.dataset.key)") == want
+    # the list's numbers, up to "50. " (its length cap), fit its left padding (were clipped
+    # from "10." on: ".0.", ".1.")
+    assert root.locator("[data-role=values-list]").evaluate(
+        """ol => {
+          const probe = document.createElement("span");
+          probe.textContent = "50. ";
+          probe.style.whiteSpace = "pre";
+          ol.firstElementChild.appendChild(probe);
+          const width = probe.getBoundingClientRect().width;
+          probe.remove();
+          return width <= parseFloat(getComputedStyle(ol).paddingLeft);
+        }"""
+    )
     root.locator("select[data-role=values-filter]").select_option("identical")
     expect(rows).to_have_count(18)
     keys = rows.evaluate_all("rs => rs.map(r => r.dataset.key)")
