@@ -154,6 +154,10 @@ def test_two_checkpoints_filtered_and_sorted_by_change_from_the_keyboard(lab):
     details = root.locator("[data-role=details]")
     expect(details).to_have_attribute("data-key", ranked[0])
     expect(details.locator("[data-role=value-detail]")).to_contain_text("relative L2 change")
+    # its sides are named as in the column headers; nothing about loading or selecting
+    labels = details.locator(".sdw-detail-label").all_inner_texts()
+    assert {"b key", "a key", "b (after)", "a (before)"} <= set(labels), labels
+    assert not {"Checkpoint", "Model", "Selected"} & set(labels), labels
     img = details.locator("img[data-role=value-detail-img]")
     expect(img).to_have_attribute("data-key", ranked[0], timeout=30_000)
     assert py(lab, "w.value_plot['key']") == ranked[0]

@@ -243,6 +243,17 @@ test("detailLines give original keys, shapes, dtypes and the reason", () => {
   assert.equal(rm.Selected, "yes, but not loaded: bn='keep'");
   const mod = Object.fromEntries(detailLines(nh.data, idx(nh.data, "classifier")));
   assert.equal(mod["Keys below"], "2 shape mismatches");
+  // two checkpoints (compare_values(a, b)): the sides are b (after) and a (before), and
+  // nothing is said about loading or selecting
+  const two = Object.fromEntries(detailLines(data, idx(data, "backbone.stem.conv.weight"), { checkpoints: true }));
+  assert.equal(two["b key"], "module.backbone.stem.conv.weight");
+  assert.equal(two["a key"], "backbone.stem.conv.weight");
+  assert.match(two["b (after)"], /^\[\d+, \d+, 3, 3\] float32 · /);
+  assert.match(two["a (before)"], /^\[\d+, \d+, 3, 3\] float32/);
+  for (const gone of ["Checkpoint key", "Model key", "Checkpoint", "Model", "Selected"]) assert.ok(!(gone in two), gone);
+  assert.doesNotMatch(two.Status, /load/);
+  const twoMod = Object.fromEntries(detailLines(nh.data, idx(nh.data, "classifier"), { checkpoints: true }));
+  assert.ok(!("Selected" in twoMod));
 });
 
 test("skippedKeys reads the preview's skipped pairs and the full key list", () => {

@@ -481,7 +481,9 @@ export function relativeName(path, other) {
  * The label/value lines of the details panel for entry `i` (what Enter opens).
  * @param {TreeData} data
  * @param {number} i
- * @param {{skipped?: Map<string, string>}} [extra]  keys the plan skips, with the reason
+ * @param {{skipped?: Map<string, string>, checkpoints?: boolean}} [extra]  keys the plan skips,
+ *   with the reason; `checkpoints`: both sides are checkpoints (values of b (after) against
+ *   a (before)): the sides are named so, and nothing is said about loading or selecting
  * @returns {[string, string][]}
  */
 export function detailLines(data, i, extra = {}) {
@@ -490,11 +492,12 @@ export function detailLines(data, i, extra = {}) {
   /** @type {[string, string][]} */
   const out = [];
   if (i < 0 || i >= data.n) return out;
+  const two = extra.checkpoints === true;
   if (c.t[i] === 0) {
     out.push(["Module", c.path[i]]);
     if (c.module_type[i]) out.push(["Type", String(c.module_type[i])]);
     out.push(["Keys below", data.countPhrases(c.counts[i] || []).join(", ") || "none"]);
-    out.push(["Selected", `${fmtInt(data.selCount[i])} of ${fmtInt(data.selectableCount[i])} selectable`]);
+    if (!two) out.push(["Selected", `${fmtInt(data.selCount[i])} of ${fmtInt(data.selectableCount[i])} selectable`]);
     out.push(["Size", `${fmtBytes(c.nbytes[i] || 0)}, ${fmtInt(c.numel[i])} elements`]);
     return out;
   }
@@ -504,18 +507,20 @@ export function detailLines(data, i, extra = {}) {
   out.push(["Key", key]);
   const hasCkpt = (c.sides[i] & 1) !== 0;
   const hasModel = (c.sides[i] & 2) !== 0;
-  out.push(["Checkpoint key", hasCkpt ? c.ckpt_key[i] || key : "— (absent)"]);
-  out.push(["Model key", hasModel ? c.model_key[i] || key : "— (absent)"]);
-  out.push(["Status", `${item.icon} ${item.label}${item.description ? ` — ${item.description}` : ""}`]);
-  if (hasCkpt) out.push(["Checkpoint", `${fmtShape(c.ckpt_shape[i])} ${dtypeName(p, c.ckpt_dtype[i])} · ${fmtBytes(c.nbytes[i] || 0)}`]);
-  if (hasModel) out.push(["Model", `${fmtShape(c.model_shape[i])} ${dtypeName(p, c.model_dtype[i])}${c.kind[i] ? ` · ${c.kind[i]}` : ""}`]);
+  const [ckptSide, modelSide] = two ? ["b (after)", "a (before)"] : ["Checkpoint", "Model"];
+  out.push([two ? "b key" : "Checkpoint key", hasCkpt ? c.ckpt_key[i] || key : "— (absent)"]);
+  out.push([two ? "a key" : "Model key", hasModel ? c.model_key[i] || key : "— (absent)"]);
+  // the legend's descriptions speak of loading into a model: not said of two checkpoints
+  out.push(["Status", `${item.icon} ${item.label}${item.description && !two ? ` — ${item.description}` : ""}`]);
+  if (hasCkpt) out.push([ckptSide, `${fmtShape(c.ckpt_shape[i])} ${dtypeName(p, c.ckpt_dtype[i])} · ${fmtBytes(c.nbytes[i] || 0)}`]);
+  if (hasModel) out.push([modelSide, `${fmtShape(c.model_shape[i])} ${dtypeName(p, c.model_dtype[i])}${c.kind[i] ? ` · ${c.kind[i]}` : ""}`]);
   if (item.cast) out.push(["Cast", castText(data, i)]);
   if (c.reason[i]) out.push(["Why not as is", String(c.reason[i])]);
   if (c.adaptable[i]) out.push(["Adapter", data.hasAdapter(i) ? `loads through '${data.adapters[key]}'` : "an adapter can load it; the reason says which and what it does (Space or the adapt button)"]);
   const tied = c.tied[i];
   if (tied && tied.length) out.push(["Tied with", tied.join(", ")]);
   const skip = extra.skipped && extra.skipped.get(key);
-  out.push(["Selected", data.selected[i] ? (skip ? `yes, but not loaded: ${skip}` : "yes") : data.actionable(i) ? "no" : "cannot be selected"]);
+  if (!two) out.push(["Selected", data.selected[i] ? (skip ? `yes, but not loaded: ${skip}` : "yes") : data.actionable(i) ? "no" : "cannot be selected"]);
   return out;
 }
 

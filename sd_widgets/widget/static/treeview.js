@@ -167,7 +167,7 @@ export function mountTree(v) {
       delete details.dataset.key;
     }
     const items = [];
-    for (const [label, value] of detailLines(data, i, { skipped: s.skipped })) {
+    for (const [label, value] of detailLines(data, i, { skipped: s.skipped, checkpoints: !!(s.values && s.values.checkpoints) })) {
       items.push(h("span", { className: "sdw-detail-label", text: label }), h("span", { className: "sdw-detail-value sdw-key", text: value }));
     }
     detailsBody.replaceChildren(...items);

@@ -295,11 +295,12 @@ function detailLines(data, i, extra = {}) {
   const p = data.p;
   const out = [];
   if (i < 0 || i >= data.n) return out;
+  const two = extra.checkpoints === true;
   if (c.t[i] === 0) {
     out.push(["Module", c.path[i]]);
     if (c.module_type[i]) out.push(["Type", String(c.module_type[i])]);
     out.push(["Keys below", data.countPhrases(c.counts[i] || []).join(", ") || "none"]);
-    out.push(["Selected", `${fmtInt(data.selCount[i])} of ${fmtInt(data.selectableCount[i])} selectable`]);
+    if (!two) out.push(["Selected", `${fmtInt(data.selCount[i])} of ${fmtInt(data.selectableCount[i])} selectable`]);
     out.push(["Size", `${fmtBytes(c.nbytes[i] || 0)}, ${fmtInt(c.numel[i])} elements`]);
     return out;
   }
@@ -309,18 +310,19 @@ function detailLines(data, i, extra = {}) {
   out.push(["Key", key]);
   const hasCkpt = (c.sides[i] & 1) !== 0;
   const hasModel = (c.sides[i] & 2) !== 0;
-  out.push(["Checkpoint key", hasCkpt ? c.ckpt_key[i] || key : "\u2014 (absent)"]);
-  out.push(["Model key", hasModel ? c.model_key[i] || key : "\u2014 (absent)"]);
-  out.push(["Status", `${item.icon} ${item.label}${item.description ? ` \u2014 ${item.description}` : ""}`]);
-  if (hasCkpt) out.push(["Checkpoint", `${fmtShape(c.ckpt_shape[i])} ${dtypeName(p, c.ckpt_dtype[i])} \xB7 ${fmtBytes(c.nbytes[i] || 0)}`]);
-  if (hasModel) out.push(["Model", `${fmtShape(c.model_shape[i])} ${dtypeName(p, c.model_dtype[i])}${c.kind[i] ? ` \xB7 ${c.kind[i]}` : ""}`]);
+  const [ckptSide, modelSide] = two ? ["b (after)", "a (before)"] : ["Checkpoint", "Model"];
+  out.push([two ? "b key" : "Checkpoint key", hasCkpt ? c.ckpt_key[i] || key : "\u2014 (absent)"]);
+  out.push([two ? "a key" : "Model key", hasModel ? c.model_key[i] || key : "\u2014 (absent)"]);
+  out.push(["Status", `${item.icon} ${item.label}${item.description && !two ? ` \u2014 ${item.description}` : ""}`]);
+  if (hasCkpt) out.push([ckptSide, `${fmtShape(c.ckpt_shape[i])} ${dtypeName(p, c.ckpt_dtype[i])} \xB7 ${fmtBytes(c.nbytes[i] || 0)}`]);
+  if (hasModel) out.push([modelSide, `${fmtShape(c.model_shape[i])} ${dtypeName(p, c.model_dtype[i])}${c.kind[i] ? ` \xB7 ${c.kind[i]}` : ""}`]);
   if (item.cast) out.push(["Cast", castText(data, i)]);
   if (c.reason[i]) out.push(["Why not as is", String(c.reason[i])]);
   if (c.adaptable[i]) out.push(["Adapter", data.hasAdapter(i) ? `loads through '${data.adapters[key]}'` : "an adapter can load it; the reason says which and what it does (Space or the adapt button)"]);
   const tied = c.tied[i];
   if (tied && tied.length) out.push(["Tied with", tied.join(", ")]);
   const skip = extra.skipped && extra.skipped.get(key);
-  out.push(["Selected", data.selected[i] ? skip ? `yes, but not loaded: ${skip}` : "yes" : data.actionable(i) ? "no" : "cannot be selected"]);
+  if (!two) out.push(["Selected", data.selected[i] ? skip ? `yes, but not loaded: ${skip}` : "yes" : data.actionable(i) ? "no" : "cannot be selected"]);
   return out;
 }
 function rangeGesture(data, visible, expanded, matches, from, to, select) {
@@ -1968,7 +1970,7 @@ function mountTree(v) {
       delete details.dataset.key;
     }
     const items = [];
-    for (const [label, value] of detailLines(data, i, { skipped: s.skipped })) {
+    for (const [label, value] of detailLines(data, i, { skipped: s.skipped, checkpoints: !!(s.values && s.values.checkpoints) })) {
       items.push(h("span", { className: "sdw-detail-label", text: label }), h("span", { className: "sdw-detail-value sdw-key", text: value }));
     }
     detailsBody.replaceChildren(...items);
