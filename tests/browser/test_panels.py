@@ -93,7 +93,12 @@ def test_code_tab_pasted_into_a_new_cell_loads_exactly_like_partial_load(lab):
         "print(len(w.selected_keys), w.bn_policy)",
         lambda s: s.split()[1:] == ["reset"] and int(s.split()[0]) > 0,
     )
+    # another tab: no code (the kernel writes it when the Code tab opens, after any work it
+    # is busy with): nothing to copy until it arrives
+    lab.execute("w.tab = 'results'")
+    expect(root.locator("[data-action=copy-code]")).to_be_disabled()
     root.locator("[data-role=tab][data-tab=code]").click()
+    expect(root.locator("[data-action=copy-code]")).to_be_enabled()
     # the model variable of the notebook is called `net` here: say so in the Code tab
     name = root.locator("input[data-role=model-name]")
     expect(name).to_have_value("model")

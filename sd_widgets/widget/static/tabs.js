@@ -131,6 +131,7 @@ export function buildTabs(model, on) {
 
   function copyCode() {
     const text = codePre.textContent || "";
+    if (!text) return;
     const done = (ok) => {
       copyBtn.textContent = ok ? "Copied" : "Select the text and copy";
       setTimeout(() => (copyBtn.textContent = "Copy"), 1500);
@@ -203,7 +204,11 @@ export function buildTabs(model, on) {
   }
 
   function drawCode() {
-    codePre.textContent = model.get("code") || "";
+    const code = model.get("code") || "";
+    codePre.textContent = code;
+    // "" until the kernel has written it (it may be busy, e.g. drawing a load's plots): a copy
+    // then would put nothing on the clipboard and the pasted cell would do nothing
+    copyBtn.disabled = !code;
   }
 
   function drawResults() {

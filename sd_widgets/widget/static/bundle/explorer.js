@@ -1207,6 +1207,7 @@ function buildTabs(model, on) {
   });
   function copyCode() {
     const text = codePre.textContent || "";
+    if (!text) return;
     const done = (ok) => {
       copyBtn.textContent = ok ? "Copied" : "Select the text and copy";
       setTimeout(() => copyBtn.textContent = "Copy", 1500);
@@ -1269,7 +1270,9 @@ function buildTabs(model, on) {
     tabs.renames.textContent = sugg.length ? `Renames (${sugg.length})` : "Renames";
   }
   function drawCode() {
-    codePre.textContent = model.get("code") || "";
+    const code = model.get("code") || "";
+    codePre.textContent = code;
+    copyBtn.disabled = !code;
   }
   function drawResults() {
     const hist = model.get("histograms") || [];
