@@ -1941,3 +1941,15 @@ def test_resolve_names_keys_and_subtrees_in_tree_order_and_refuses_unknown_names
     with pytest.raises(KeyError, match="neither a module path nor a row key"):
         index.resolve(modules=["nope"])
     assert w_tree["n_keys"] == 60
+
+
+def test_two_checkpoints_take_no_adapter():
+    """Explorer(compare_values(a, b)) of two checkpoints: a shape mismatch the overlap adapter
+    could load is not adapted (Space on its row sent "adapt" and set one silently): there is
+    no model to load into, and the message says so."""
+    a = demo.target_model("new_head").state_dict()  # 3-class head
+    w = Explorer(sdw.compare_values(a, demo.variant("new_head")))  # 10-class head
+    assert w.model is None and w.comparison["classifier.weight"].adaptable
+    w.handle_action({"action": "adapt", "key": "classifier.weight", "adapter": "auto"})
+    assert w.adapters == {} and w.selected_keys == []
+    assert w.message["level"] == "error" and "nothing to load into" in w.message["text"]

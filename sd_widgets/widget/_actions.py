@@ -59,6 +59,7 @@ def adapt(w: Explorer, c: Mapping[str, Any]) -> None:
     key, adapter = str(c.get("key", "")), c.get("adapter")
     if w._cmp is None or key not in w._cmp:
         raise ValueError(f"{key!r} is not a key of this comparison")
+    _loadable(w)  # an adapter says how to load: without a model there is nothing to load into
     new = dict(w.adapters)
     if adapter:
         row = w._cmp[key]

@@ -252,6 +252,9 @@ test("detailLines give original keys, shapes, dtypes and the reason", () => {
   assert.match(two["a (before)"], /^\[\d+, \d+, 3, 3\] float32/);
   for (const gone of ["Checkpoint key", "Model key", "Checkpoint", "Model", "Selected"]) assert.ok(!(gone in two), gone);
   assert.doesNotMatch(two.Status, /load/);
+  const twoHead = Object.fromEntries(detailLines(nh.data, idx(nh.data, "classifier.weight"), { checkpoints: true }));
+  assert.equal(twoHead["b (after)"], w.Checkpoint);
+  for (const gone of ["Why not as is", "Adapter", "Selected"]) assert.ok(!(gone in twoHead), gone);
   const twoMod = Object.fromEntries(detailLines(nh.data, idx(nh.data, "classifier"), { checkpoints: true }));
   assert.ok(!("Selected" in twoMod));
 });

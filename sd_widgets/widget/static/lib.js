@@ -514,9 +514,10 @@ export function detailLines(data, i, extra = {}) {
   out.push(["Status", `${item.icon} ${item.label}${item.description && !two ? ` — ${item.description}` : ""}`]);
   if (hasCkpt) out.push([ckptSide, `${fmtShape(c.ckpt_shape[i])} ${dtypeName(p, c.ckpt_dtype[i])} · ${fmtBytes(c.nbytes[i] || 0)}`]);
   if (hasModel) out.push([modelSide, `${fmtShape(c.model_shape[i])} ${dtypeName(p, c.model_dtype[i])}${c.kind[i] ? ` · ${c.kind[i]}` : ""}`]);
-  if (item.cast) out.push(["Cast", castText(data, i)]);
-  if (c.reason[i]) out.push(["Why not as is", String(c.reason[i])]);
-  if (c.adaptable[i]) out.push(["Adapter", data.hasAdapter(i) ? `loads through '${data.adapters[key]}'` : "an adapter can load it; the reason says which and what it does (Space or the adapt button)"]);
+  // what a load would do (cast, skip, adapt): nothing is loaded between two checkpoints
+  if (item.cast && !two) out.push(["Cast", castText(data, i)]);
+  if (c.reason[i] && !two) out.push(["Why not as is", String(c.reason[i])]);
+  if (c.adaptable[i] && !two) out.push(["Adapter", data.hasAdapter(i) ? `loads through '${data.adapters[key]}'` : "an adapter can load it; the reason says which and what it does (Space or the adapt button)"]);
   const tied = c.tied[i];
   if (tied && tied.length) out.push(["Tied with", tied.join(", ")]);
   const skip = extra.skipped && extra.skipped.get(key);
