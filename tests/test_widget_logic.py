@@ -1953,3 +1953,16 @@ def test_two_checkpoints_take_no_adapter():
     w.handle_action({"action": "adapt", "key": "classifier.weight", "adapter": "auto"})
     assert w.adapters == {} and w.selected_keys == []
     assert w.message["level"] == "error" and "nothing to load into" in w.message["text"]
+
+
+def test_a_change_outside_makes_the_value_comparison_out_of_date():
+    """The values view said "38 identical" after an edit in a cell had changed a weight."""
+    model = demo.pretrained("cnn")
+    w = Explorer(model, demo.variant("identical"))
+    w.handle_action({"action": "compare_values"})
+    assert w.values["state"] == "ready", w.message
+    with torch.no_grad():
+        model.classifier.weight.add_(1.0)
+    assert w.check_stale() and w.values["state"] == "stale"
+    w.handle_action({"action": "compare_values"})
+    assert w.values["state"] == "ready" and "1 changed" in w.message["text"], w.message

@@ -411,6 +411,7 @@ class Explorer(anywidget.AnyWidget):
             self.stale = {"text": text, "n_changed": n, "keys": changed[:10]}
             if self.results.get("state") in ("ready", "computing"):
                 self.results = {**self.results, "state": "stale"}
+            self._values_stale()  # its rows describe the model's old values too
         return True
 
     def close(self) -> None:

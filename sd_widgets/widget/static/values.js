@@ -422,7 +422,7 @@ export function mountValues(v) {
     s.values = valueIndex(payload);
     const vi = s.values;
     box.dataset.state = payload.state || "none";
-    summary.textContent = !vi ? "" : `${payload.root || ""}${vi.state === "stale" ? " (out of date since a load or a rename: compare again)" : ""}`;
+    summary.textContent = !vi ? "" : `${payload.root || ""}${vi.state === "stale" ? " (out of date since a load, a rename or a change to the model: compare again)" : ""}`;
     callouts.replaceChildren(...(vi ? payload.callouts || [] : []).map((/** @type {string} */ t) => h("p", { className: "sdw-tone-warn", text: t, dataset: { role: "values-callout" } })));
     // two checkpoints: the values are what the view is for; else open it for a call-out
     if (vi && ((payload.callouts && payload.callouts.length) || vi.checkpoints)) /** @type {HTMLDetailsElement} */ (box).open = true;

@@ -1008,7 +1008,7 @@ function mountValues(v) {
     s.values = valueIndex(payload);
     const vi = s.values;
     box.dataset.state = payload.state || "none";
-    summary.textContent = !vi ? "" : `${payload.root || ""}${vi.state === "stale" ? " (out of date since a load or a rename: compare again)" : ""}`;
+    summary.textContent = !vi ? "" : `${payload.root || ""}${vi.state === "stale" ? " (out of date since a load, a rename or a change to the model: compare again)" : ""}`;
     callouts.replaceChildren(...(vi ? payload.callouts || [] : []).map((t) => h("p", { className: "sdw-tone-warn", text: t, dataset: { role: "values-callout" } })));
     if (vi && (payload.callouts && payload.callouts.length || vi.checkpoints)) box.open = true;
     const current = (
