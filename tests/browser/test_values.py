@@ -169,6 +169,11 @@ def test_two_checkpoints_filtered_and_sorted_by_change_from_the_keyboard(lab):
     expect(details).to_have_attribute("data-key", other)
     expect(img).to_have_attribute("data-key", other, timeout=30_000)
     assert py(lab, "w.selected_keys") == "[]"
+    # Space on a row selects nothing either, and says why
+    leaf(root, other).focus()
+    lab.page.keyboard.press("Space")
+    expect(root.locator("[data-role=tree-note]")).to_contain_text("nothing to select or load")
+    assert py(lab, "(w.selected_keys, w.adapters)") == "([], {})"
     # two checkpoints, nothing to select: a click anywhere on a row opens its details too
     third = ranked[2]
     leaf(root, third).locator("[data-role=ckpt] [data-role=name]").click()

@@ -355,6 +355,13 @@ test("keyboard: Space toggles rows and subtrees, switches an adapter on, says wh
   r = navigate({ focus: fc, anchor: -1 }, key(" "), ctxOf(u));
   assert.equal(r.effects[0].type, "announce");
   assert.match(r.effects[0].text, /fc\.weight cannot be selected/);
+  // two checkpoints (compare_values(a, b)): nothing to select, adapt or load; said so
+  for (const at of [layer1, leaf, w]) {
+    r = navigate({ focus: at, anchor: -1 }, key(" "), { ...ctx, checkpoints: true });
+    assert.equal(r.effects.length, 1);
+    assert.equal(r.effects[0].type, "announce");
+    assert.match(r.effects[0].text, /nothing to select or load/);
+  }
 });
 
 test("keyboard: Shift+Down/Up extend the selection from the anchor", () => {

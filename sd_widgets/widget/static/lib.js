@@ -574,6 +574,7 @@ export function rangeGesture(data, visible, expanded, matches, from, to, select)
  * @property {Uint8Array} expanded  the expansion in force (the filter's while filtering)
  * @property {Uint8Array|null} matches
  * @property {number} [pageRows]    rows per PageUp/PageDown (default 10)
+ * @property {boolean} [checkpoints] both sides are checkpoints: nothing to select or load
  */
 
 /**
@@ -673,6 +674,7 @@ export function navigate(state, ev, ctx) {
     case " ":
     case "Spacebar": {
       const next = { focus: cur, anchor: cur };
+      if (ctx.checkpoints) return { state: next, effects: [{ type: "announce", text: "Two checkpoints compared: nothing to select or load (Enter shows a row's details)" }], handled: true };
       if (c.t[cur] === 0) {
         if (data.moduleState(cur) === "na") return { state: next, effects: [{ type: "announce", text: `${c.path[cur]}: nothing below can be loaded` }], handled: true };
         return { state: next, effects: [{ type: "toggle", modules: [c.path[cur]] }], handled: true };

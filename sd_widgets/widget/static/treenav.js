@@ -178,7 +178,7 @@ export function mountNav(v) {
     const rowEl = ev.target.closest(".sdw-row");
     if (!rowEl || !canvas.contains(rowEl)) return;
     if (s.nav.focus !== Number(rowEl.dataset.idx)) s.nav.focus = Number(rowEl.dataset.idx);
-    const r = navigate(s.nav, ev, { data: s.data, visible: s.visible, expanded: expansion(s), matches: s.matches, pageRows: pageRows(viewport.clientHeight || VIEWPORT_FALLBACK_H, treeHead.offsetHeight) });
+    const r = navigate(s.nav, ev, { data: s.data, visible: s.visible, expanded: expansion(s), matches: s.matches, pageRows: pageRows(viewport.clientHeight || VIEWPORT_FALLBACK_H, treeHead.offsetHeight), checkpoints: !!(s.values && s.values.checkpoints) });
     if (!r.handled) return;
     ev.preventDefault();
     ev.stopPropagation();

@@ -401,6 +401,7 @@ function navigate(state, ev, ctx) {
     case " ":
     case "Spacebar": {
       const next = { focus: cur, anchor: cur };
+      if (ctx.checkpoints) return { state: next, effects: [{ type: "announce", text: "Two checkpoints compared: nothing to select or load (Enter shows a row's details)" }], handled: true };
       if (c.t[cur] === 0) {
         if (data.moduleState(cur) === "na") return { state: next, effects: [{ type: "announce", text: `${c.path[cur]}: nothing below can be loaded` }], handled: true };
         return { state: next, effects: [{ type: "toggle", modules: [c.path[cur]] }], handled: true };
@@ -2095,7 +2096,7 @@ function mountNav(v) {
     const rowEl = ev.target.closest(".sdw-row");
     if (!rowEl || !canvas.contains(rowEl)) return;
     if (s.nav.focus !== Number(rowEl.dataset.idx)) s.nav.focus = Number(rowEl.dataset.idx);
-    const r = navigate(s.nav, ev, { data: s.data, visible: s.visible, expanded: expansion(s), matches: s.matches, pageRows: pageRows(viewport.clientHeight || VIEWPORT_FALLBACK_H, treeHead.offsetHeight) });
+    const r = navigate(s.nav, ev, { data: s.data, visible: s.visible, expanded: expansion(s), matches: s.matches, pageRows: pageRows(viewport.clientHeight || VIEWPORT_FALLBACK_H, treeHead.offsetHeight), checkpoints: !!(s.values && s.values.checkpoints) });
     if (!r.handled) return;
     ev.preventDefault();
     ev.stopPropagation();
