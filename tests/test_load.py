@@ -527,6 +527,33 @@ def test_undo_refuses_after_a_single_in_place_edit(model, ckpt):
     assert "classifier.bias" in report.changed_since_load()
 
 
+def test_undo_sees_a_replaced_module_and_forced_undo_keeps_the_users_objects(model, ckpt):
+    """A module replaced after the load is a change (restoring into the detached old module
+    would report success and change nothing the model uses); a forced undo restores the
+    values from before the load into the tensors the model holds now, keeping the user's
+    objects, so an optimizer built on them still trains the model."""
+    before = state(model)
+    report = sdw.partial_load(model, full_plan(model, ckpt))
+    old = model.classifier
+    new_head = nn.Linear(old.in_features, old.out_features)
+    model.classifier = new_head
+    with pytest.raises(sdw.UndoError, match="force=True") as info:
+        report.undo()
+    assert {"classifier.weight", "classifier.bias"} <= set(info.value.changed)
+    assert {"classifier.weight", "classifier.bias"} <= set(report.changed_since_load())
+    bias = nn.Parameter(new_head.bias.detach().clone())  # a parameter replaced as well
+    new_head.bias = bias
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    report.undo(force=True)
+    assert report.undone
+    assert model.classifier is new_head and new_head.bias is bias
+    assert_bit_identical(state(model), before)
+    # the optimizer's parameters are the model's: a step changes the model
+    model(torch.randn(2, 3, 16, 16)).sum().backward()
+    opt.step()
+    assert not torch.equal(new_head.bias, before["classifier.bias"])
+
+
 def test_release_drops_the_undo_and_says_so(model, ckpt):
     report = sdw.partial_load(model, full_plan(model, ckpt))
     total = sum(s.data.nbytes for s in report._snapshot.items if s.data is not None)

@@ -376,7 +376,7 @@ class LoadReport:
         the tensor now: one read of each touched tensor, no second copy kept.
         """
         self._require_applied("the tensors the load wrote")
-        return self._snapshot.changed_since()
+        return self._snapshot.changed_since(self.model)
 
     def undo(self, force: bool = False) -> None:
         """Restore exactly the tensors that were there before the load. Works once.
@@ -396,9 +396,9 @@ class LoadReport:
                 "undone. Reload the weights you want instead (e.g. sdw.partial_load of another "
                 "plan)."
             )
-        self.model  # noqa: B018 - raises if the model is gone
+        model = self.model  # raises if the model is gone
         if not force:
-            changed = self._snapshot.changed_since()
+            changed = self._snapshot.changed_since(model)
             if changed:
                 names = ", ".join(repr(k) for k in changed[:3])
                 more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
@@ -409,7 +409,7 @@ class LoadReport:
                     changed=changed,
                 )
         with Interrupts():  # Ctrl-C waits until every tensor is back, then is raised
-            bad = keep_trying(self._snapshot.restore)
+            bad = keep_trying(lambda: self._snapshot.restore(model))
             if not bad:
                 self._snapshot.release()
                 self.undone = True

@@ -338,10 +338,30 @@ class Saved:
     data: torch.Tensor | None  # None for meta tensors (nothing to copy back)
     after: int | None = None  # fingerprint of what the load left (None: not taken)
     left: torch.Tensor | None = None  # the tensor object the load left in the slot
+    #: where :meth:`Snapshot.restore` put the saved values: the tensor object and the module's
+    #: parameter/buffer dict (None until a restore)
+    target: torch.Tensor | None = None
+    home: dict[str, Any] | None = None
 
     def current(self) -> torch.Tensor | None:
         """The tensor in the slot now."""
         return (self.module._parameters if self.is_param else self.module._buffers).get(self.attr)
+
+    def moved_out(self, root: nn.Module | None) -> bool:
+        """Whether ``root`` no longer holds this slot's module at the key's place.
+
+        True when the user replaced or removed the module after the load.
+        """
+        return root is not None and _module_at(root, self.key) is not self.module
+
+
+def _module_at(root: nn.Module, key: str) -> nn.Module | None:
+    """The module holding ``key``'s tensor in ``root`` now (None when there is none)."""
+    path = key.rpartition(".")[0]
+    try:
+        return root.get_submodule(path) if path else root
+    except AttributeError:
+        return None
 
 
 @dataclass
@@ -492,43 +512,69 @@ class Snapshot:
         for k in [k for k in self._copies if k not in live]:
             self._copies.pop(k)
 
-    def changed_since(self) -> list[str]:
-        """Keys whose tensor is not what the load left (another object, or another value)."""
+    def changed_since(self, root: nn.Module | None = None) -> list[str]:
+        """Keys whose tensor is not what the load left (another object, or another value).
+
+        With ``root`` (the model), also the keys whose module the model no longer holds at
+        that place (replaced after the load: restoring into the old module would change
+        nothing the model uses).
+        """
         taken = [s for s in self.items if s.left is not None]  # else the load failed before
-        moved = {id(s) for s in taken if s.current() is not s.left}
+        moved = {id(s) for s in taken if s.current() is not s.left or s.moved_out(root)}
         check = [s for s in taken if id(s) not in moved and s.after is not None]
         now = fingerprints([s.left for s in check])  # type: ignore[misc]  # left: not None
         moved |= {id(s) for s, value in zip(check, now, strict=True) if value != s.after}
         return [s.key for s in taken if id(s) in moved]
 
-    def restore(self) -> list[str]:
+    def restore(self, root: nn.Module | None = None) -> list[str]:
         """Put every saved tensor and extra state back; the keys that could not be restored.
 
         Never stops at the first failure: a tensor whose ``copy_`` is broken (patched, or a
         subclass) gets its saved copy through ``.data`` instead, and the others are restored.
         Idempotent, so an interrupted restore can simply run again.
+
+        Where the user replaced a tensor or its module after the load (a forced undo over a
+        change; ``root`` is the model), the saved values go into the tensor the model holds now
+        when its shape and dtype match: the user's object stays, and so does an optimizer's
+        reference to it. Only the load's own replacement (``assign=True``) is swapped back.
         """
         bad: list[str] = []
         check: list[Saved] = []  # restored some other way than a plain tensor's own copy_
         with torch.no_grad():
             for s in self.items:
-                container = s.module._parameters if s.is_param else s.module._buffers
-                if container.get(s.attr) is not s.obj:
+                s.target = s.obj
+                module = s.module
+                if s.moved_out(root):
+                    module = _module_at(root, s.key) or s.module  # type: ignore[arg-type]
+                container = module._parameters if s.is_param else module._buffers
+                cur = container.get(s.attr)
+                if (
+                    cur is not s.obj
+                    and cur is not s.left
+                    and isinstance(cur, torch.Tensor)
+                    and s.data is not None
+                    and (cur.shape, cur.dtype, cur.device)
+                    == (s.data.shape, s.data.dtype, s.obj.device)
+                ):
+                    s.target = cur  # the user's own object: its values are restored in place
+                elif cur is not s.obj:
                     container[s.attr] = s.obj  # type: ignore[assignment]  # undo assign=True
+                s.home = container
                 if s.data is None:
                     continue
-                plain = type(s.obj) in (torch.Tensor, nn.Parameter)
+                t = s.target
+                plain = type(t) in (torch.Tensor, nn.Parameter) and t is s.obj
                 try:
-                    if s.obj.shape == s.data.shape and s.obj.dtype == s.data.dtype:
+                    if t.shape == s.data.shape and t.dtype == s.data.dtype:
                         # the class's copy_, not an attribute patched onto this tensor: exact
-                        torch.Tensor.copy_(s.obj, s.data)
+                        torch.Tensor.copy_(t, s.data)
                     else:
-                        s.obj.data = s.data.clone()
+                        t.data = s.data.clone()
                         plain = False
                 except Exception:
                     plain = False
                     with contextlib.suppress(Exception):  # else reported below
-                        s.obj.data = s.data.clone()
+                        t.data = s.data.clone()
                 if not plain:
                     check.append(s)
             for e in self.extras:
@@ -542,8 +588,9 @@ class Snapshot:
         """Keys whose current value differs from the snapshot (empty after a clean restore)."""
         bad = []
         for s in self.items if items is None else items:
-            cur = s.current()
-            if cur is not s.obj or (s.data is not None and not same(cur.detach(), s.data)):
+            want = s.obj if s.target is None else s.target
+            cur = s.current() if s.home is None else s.home.get(s.attr)
+            if cur is not want or (s.data is not None and not same(cur.detach(), s.data)):
                 bad.append(s.key)
         return bad
 
