@@ -873,9 +873,9 @@ def test_stats_false_then_compute_stats_gives_the_same_numbers(ckpt):
 
 
 def test_fingerprints_in_parts_on_threads_equal_one_pass(monkeypatch):
-    """fingerprints() cuts large tensors into parts and groups small ones into tasks run on the
-    call's threads: every value is the one-pass Fingerprint of the whole tensor, and a changed
-    value or two swapped values change it."""
+    """fingerprints() cuts large tensors into parts run on the call's threads while the small
+    ones are fingerprinted in the calling thread: every value is the one-pass Fingerprint of
+    the whole tensor, and a changed value or two swapped values change it."""
     g = torch.Generator().manual_seed(5)
     tensors = [
         torch.randn(300_001, generator=g),  # int32 words, a tail row
@@ -898,6 +898,7 @@ def test_fingerprints_in_parts_on_threads_equal_one_pass(monkeypatch):
     torch.set_num_threads(2)
     try:
         monkeypatch.setattr(transaction, "FINGERPRINT_PART_BYTES", 4096)
+        monkeypatch.setattr(transaction, "FINGERPRINT_SPLIT_BYTES", 100_000)
         got = transaction.fingerprints(tensors)
         assert got == [one_pass(t) for t in tensors]
         assert [transaction.fingerprint(t) for t in tensors] == got

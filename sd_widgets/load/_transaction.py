@@ -166,9 +166,13 @@ class Fingerprint:
 
 
 FINGERPRINT_PART_BYTES = 16 * 2**20
-"""Bytes of one part of a fingerprint pass: :func:`fingerprints` of more than one part runs the
-parts on ``torch.get_num_threads()`` threads (the fingerprint is a sum over rows, so parts
-fingerprinted apart add up to the whole; torch's integer matmul runs on one core)."""
+"""Bytes of one part of a large tensor's fingerprint: :func:`fingerprints` runs the parts on
+``torch.get_num_threads()`` threads (the fingerprint is a sum over rows, so parts fingerprinted
+apart add up to the whole; torch's integer matmul runs on one core)."""
+
+FINGERPRINT_SPLIT_BYTES = 2 * 2**20
+"""Tensors of at least this size are fingerprinted in parts on threads; smaller ones (per call
+costs, not per byte) in the calling thread."""
 
 
 def fingerprint(t: torch.Tensor) -> int | None:
@@ -179,50 +183,46 @@ def fingerprint(t: torch.Tensor) -> int | None:
 def fingerprints(tensors: Sequence[torch.Tensor]) -> list[int | None]:
     """:func:`fingerprint` of each tensor.
 
-    A large tensor is cut into parts of :data:`FINGERPRINT_PART_BYTES` and small ones are
-    grouped into tasks of about that size, shared by up to ``torch.get_num_threads()`` threads
-    of this call (no pool outlives it).
+    Tensors of at least :data:`FINGERPRINT_SPLIT_BYTES` are cut into parts of up to
+    :data:`FINGERPRINT_PART_BYTES`, fingerprinted by up to ``torch.get_num_threads()`` threads
+    of this call (no pool outlives it) while this thread fingerprints the small ones (their
+    cost is per call, not per byte: threads would only contend for the GIL).
     """
-    tasks: list[list[tuple[int, torch.Tensor, int]]] = [[]]  # (tensor, words, first word)
-    size = 0
+    big: list[tuple[int, torch.Tensor, int]] = []  # (tensor, words of the part, first word)
+    small: list[tuple[int, torch.Tensor, int]] = []
     for i, t in enumerate(tensors):
         if t.is_meta:
             continue
         words = _as_words(t)
+        if words.numel() * words.element_size() < FINGERPRINT_SPLIT_BYTES:
+            small.append((i, words, 0))
+            continue
         step = max(_ROW, FINGERPRINT_PART_BYTES // words.element_size() // _ROW * _ROW)
-        for j in range(0, max(words.numel(), 1), step):
-            part = words[j : j + step]
-            nbytes = part.numel() * part.element_size()
-            if size and size + nbytes > FINGERPRINT_PART_BYTES:
-                tasks.append([])
-                size = 0
-            tasks[-1].append((i, part, j))
-            size += nbytes
-    workers = min(torch.get_num_threads(), len(tasks))
+        big += [(i, words[j : j + step], j) for j in range(0, words.numel(), step)]
+    workers = min(torch.get_num_threads(), len(big))
     if workers > 1:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="sdw-fingerprint")
         try:
-            done = list(pool.map(_fingerprint_task, tasks))
-        finally:  # Ctrl-C or an error: the tasks not started are dropped, not waited for
+            running = pool.map(_fingerprint_part, big)
+            values = [_fingerprint_part(part) for part in small]
+            values = list(running) + values
+        finally:  # Ctrl-C or an error: the parts not started are dropped, not waited for
             pool.shutdown(wait=True, cancel_futures=True)
     else:
-        done = [_fingerprint_task(task) for task in tasks]
+        values = [_fingerprint_part(part) for part in big + small]
     out: list[int | None] = [None if t.is_meta else 0 for t in tensors]
-    for task, values in zip(tasks, done, strict=True):
-        for (i, _, _), value in zip(task, values, strict=True):
-            out[i] = (out[i] + value) % 2**64  # type: ignore[operator]
+    for (i, _, _), value in zip(big + small, values, strict=True):
+        out[i] = (out[i] + value) % 2**64  # type: ignore[operator]
     return out
 
 
-def _fingerprint_task(task: Sequence[tuple[int, torch.Tensor, int]]) -> list[int]:
-    """The fingerprint of each part (the words from its first word on) of one task."""
-    out = []
-    for _, words, start in task:
-        fp = Fingerprint(start)
-        for chunk in chunks_of(words):
-            fp.add(chunk)
-        out.append(fp.value)
-    return out
+def _fingerprint_part(part: tuple[int, torch.Tensor, int]) -> int:
+    """The fingerprint of one part (the words from its first word on)."""
+    _, words, start = part
+    fp = Fingerprint(start)
+    for chunk in chunks_of(words):
+        fp.add(chunk)
+    return fp.value
 
 
 def _as_words(t: torch.Tensor) -> torch.Tensor:
