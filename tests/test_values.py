@@ -216,11 +216,10 @@ def test_large_tensors_are_read_in_row_blocks_only(bert_files, monkeypatch):
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["packed", "streamed"])
 def test_the_contract_edge_cases(streamed, monkeypatch):
-    if streamed:  # every pair streamed in chunks of 2 values, shared by two threads
+    if streamed:  # every pair streamed in blocks of rows and chunks of 2 values
         monkeypatch.setattr(V, "SMALL_BYTES", -1)
         monkeypatch.setattr(V, "READ_ELEMENTS", 600)
         monkeypatch.setattr(V, "CHUNK_ELEMENTS", 2)
-        monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     nan = float("nan")
     a = {
         "same": torch.tensor([1.0, 2.0, 3.0]),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -145,19 +144,6 @@ class _Sums:
         self.d_sq = self.a_sq = self.b_sq = self.ab = 0.0
         self.a_nan = self.b_nan = self.numel = 0
 
-    def add(self, other: _Sums) -> None:
-        """Add the sums of another part of the same pair."""
-        self.equal = self.equal and other.equal
-        self.d_sq += other.d_sq
-        self.a_sq += other.a_sq
-        self.b_sq += other.b_sq
-        self.ab += other.ab
-        self.a_nan += other.a_nan
-        self.b_nan += other.b_nan
-        self.numel += other.numel
-        mx = other.max_abs
-        self.max_abs = mx if mx != mx or self.max_abs != self.max_abs else max(self.max_abs, mx)
-
 
 def _real(t: torch.Tensor) -> torch.Tensor:
     if t.is_complex():
@@ -173,10 +159,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 
 class _Scratch:
-    """Float64 room for one chunk of each side, reused chunk after chunk.
-
-    One per thread measuring; freed when the comparison's read ends.
-    """
+    """Float64 room for one chunk of each side, reused chunk after chunk (freed with it)."""
 
     def __init__(self, n: int) -> None:
         self.a = torch.empty(n, dtype=torch.float64)
@@ -277,28 +260,6 @@ def _measure(
         s.max_abs = mx if mx != mx or s.max_abs != s.max_abs else max(s.max_abs, mx)
 
 
-def _measure_chunks(
-    fa: torch.Tensor,
-    fb: torch.Tensor,
-    starts: Iterator[int],
-    same: bool,
-    sums: _Sums,
-    scratch: _Scratch,
-) -> None:
-    """Measure chunks of a 1-D pair into ``sums``, each starting at the next of ``starts``.
-
-    ``starts`` may be shared between threads: taking the next item of a ``range`` iterator
-    holds the GIL, so each chunk is measured by exactly one thread.
-    """
-    for i in starts:
-        _measure([(fa[i : i + CHUNK_ELEMENTS], fb[i : i + CHUNK_ELEMENTS])], same, [sums], scratch)
-
-
-def _threads() -> int:
-    """Threads that measure a large pair: torch's own intra-op thread count (the user's)."""
-    return max(1, torch.get_num_threads())
-
-
 def _flat(t: torch.Tensor) -> torch.Tensor:
     # (a Python test is cheaper than a reshape call per tensor; most small tensors are 1-D)
     return t if t.dim() == 1 else t.reshape(-1)
@@ -395,15 +356,11 @@ class ValueComparison:
 
     def _read(self) -> list[ValueRow]:
         a, b = _Side(self._a), _Side(self._b)
-        # complex: two reals per element
-        scratch = [_Scratch(2 * CHUNK_ELEMENTS) for _ in range(_threads())]
-        with ThreadPoolExecutor(len(scratch) - 1 or 1, "sdw-values") as pool:
-            sums = self._measure_all(a, b, scratch, pool)
+        scratch = _Scratch(2 * CHUNK_ELEMENTS)  # complex: two reals per element
+        sums = self._measure_all(a, b, scratch)
         return [self._row(r, sums.get(r.key)) for r in self.comparison]
 
-    def _measure_all(
-        self, a: _Side, b: _Side, scratch: Sequence[_Scratch], pool: Executor
-    ) -> dict[str, _Sums]:
+    def _measure_all(self, a: _Side, b: _Side, scratch: _Scratch) -> dict[str, _Sums]:
         sums: dict[str, _Sums] = {}
         small: list[Any] = []
         for r in self.comparison:
@@ -416,7 +373,7 @@ class ValueComparison:
             if max(a_bytes, r.nbytes) <= SMALL_BYTES:
                 small.append(r)
             else:
-                sums[r.key] = self._stream(a, b, r, scratch, pool)
+                sums[r.key] = self._stream(a, b, r, scratch)
         for batch in _batches(small):
             a_t = a.whole([r.model_key for r in batch])
             b_t = b.whole([r.ckpt_key for r in batch])
@@ -430,21 +387,20 @@ class ValueComparison:
                 start = size = 0
                 for i, (x, _) in enumerate(pairs):
                     if size + x.numel() > PACK_ELEMENTS and i > start:
-                        _measure(pairs[start:i], da == db, new[start:i], scratch[0])
+                        _measure(pairs[start:i], da == db, new[start:i], scratch)
                         start, size = i, 0
                     size += x.numel()
-                _measure(pairs[start:], da == db, new[start:], scratch[0])
+                _measure(pairs[start:], da == db, new[start:], scratch)
             del a_t, b_t
         return sums
 
-    def _stream(
-        self, a: _Side, b: _Side, r: Any, scratch: Sequence[_Scratch], pool: Executor
-    ) -> _Sums:
-        """One large pair, read in blocks of rows and measured chunk by chunk.
+    def _stream(self, a: _Side, b: _Side, r: Any, scratch: _Scratch) -> _Sums:
+        """One large pair, read in blocks of rows and measured chunk by chunk, in one thread.
 
-        Each block's chunks are split between the threads (one scratch each): torch releases
-        the GIL inside every operation, and each chunk stays below torch's own parallel grain,
-        so no operation waits for a thread pool.
+        Measured (two GPT-2-XL-sized files, 2 cores): two Python threads sharing the chunks
+        took 1.5x one thread's time on an idle machine (each small torch call hands the GIL
+        over), and chunks large enough for torch's own threads took 3.5x it with one other busy
+        process on the machine; each chunk stays below torch's parallel grain.
         """
         shape = r.model_shape
         s = _Sums()
@@ -462,20 +418,9 @@ class ValueComparison:
             )
         for block_a, block_b in blocks:
             fa, fb = block_a.reshape(-1), block_b.reshape(-1)
-            # every thread takes the block's next chunk until none is left (a thread that gets
-            # less CPU takes fewer), each into its own sums
-            starts = iter(range(0, fa.numel(), CHUNK_ELEMENTS))
-            k = max(1, min(len(scratch), -(-fa.numel() // CHUNK_ELEMENTS)))
-            sums = [_Sums() for _ in range(k)]
-            jobs = [
-                pool.submit(_measure_chunks, fa, fb, starts, same, part_sums, room)
-                for part_sums, room in zip(sums[1:], scratch[1:k], strict=True)
-            ]
-            _measure_chunks(fa, fb, starts, same, sums[0], scratch[0])
-            for job in jobs:
-                job.result()
-            for part_sums in sums:
-                s.add(part_sums)
+            for i in range(0, fa.numel(), CHUNK_ELEMENTS):
+                pair = (fa[i : i + CHUNK_ELEMENTS], fb[i : i + CHUNK_ELEMENTS])
+                _measure([pair], same, [s], scratch)
             del block_a, block_b, fa, fb
         return s
 
