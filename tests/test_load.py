@@ -554,6 +554,25 @@ def test_undo_sees_a_replaced_module_and_forced_undo_keeps_the_users_objects(mod
     assert not torch.equal(new_head.bias, before["classifier.bias"])
 
 
+def test_forced_undo_restores_into_a_replaced_module_even_an_empty_container():
+    """The module found at a key's place is used whatever its truthiness: an empty
+    ``nn.Sequential`` holding a parameter directly has ``len() == 0``."""
+
+    def holder(value: float) -> nn.Sequential:
+        seq = nn.Sequential()
+        seq.register_parameter("w", nn.Parameter(torch.full((3,), value)))
+        return seq
+
+    model = nn.Module()
+    model.block = holder(1.0)
+    ckpt = {"block.w": torch.full((3,), 2.0)}
+    report = sdw.partial_load(model, sdw.compare(model, ckpt).plan())
+    model.block = fresh = holder(5.0)
+    assert len(fresh) == 0 and "block.w" in report.changed_since_load()
+    report.undo(force=True)
+    assert model.block is fresh and torch.equal(fresh.w, torch.full((3,), 1.0))
+
+
 def test_release_drops_the_undo_and_says_so(model, ckpt):
     report = sdw.partial_load(model, full_plan(model, ckpt))
     total = sum(s.data.nbytes for s in report._snapshot.items if s.data is not None)

@@ -338,10 +338,6 @@ class Saved:
     data: torch.Tensor | None  # None for meta tensors (nothing to copy back)
     after: int | None = None  # fingerprint of what the load left (None: not taken)
     left: torch.Tensor | None = None  # the tensor object the load left in the slot
-    #: where :meth:`Snapshot.restore` put the saved values: the tensor object and the module's
-    #: parameter/buffer dict (None until a restore)
-    target: torch.Tensor | None = None
-    home: dict[str, Any] | None = None
 
     def current(self) -> torch.Tensor | None:
         """The tensor in the slot now."""
@@ -539,15 +535,16 @@ class Snapshot:
         reference to it. Only the load's own replacement (``assign=True``) is swapped back.
         """
         bad: list[str] = []
-        check: list[Saved] = []  # restored some other way than a plain tensor's own copy_
+        # restored some other way than a plain tensor's own copy_: the slot's dict, the tensor
+        # written and its copy, to verify
+        check: list[tuple[Saved, dict[str, Any], torch.Tensor, torch.Tensor]] = []
         with torch.no_grad():
             for s in self.items:
-                s.target = s.obj
-                module = s.module
-                if s.moved_out(root):
-                    module = _module_at(root, s.key) or s.module  # type: ignore[arg-type]
+                here = None if root is None else _module_at(root, s.key)
+                module = s.module if here is None else here
                 container = module._parameters if s.is_param else module._buffers
                 cur = container.get(s.attr)
+                t = s.obj
                 if (
                     cur is not s.obj
                     and cur is not s.left
@@ -556,13 +553,11 @@ class Snapshot:
                     and (cur.shape, cur.dtype, cur.device)
                     == (s.data.shape, s.data.dtype, s.obj.device)
                 ):
-                    s.target = cur  # the user's own object: its values are restored in place
+                    t = cur  # the user's own object: its values are restored in place
                 elif cur is not s.obj:
                     container[s.attr] = s.obj  # type: ignore[assignment]  # undo assign=True
-                s.home = container
                 if s.data is None:
                     continue
-                t = s.target
                 plain = type(t) in (torch.Tensor, nn.Parameter) and t is s.obj
                 try:
                     if t.shape == s.data.shape and t.dtype == s.data.dtype:
@@ -576,23 +571,18 @@ class Snapshot:
                     with contextlib.suppress(Exception):  # else reported below
                         t.data = s.data.clone()
                 if not plain:
-                    check.append(s)
+                    check.append((s, container, t, s.data))
             for e in self.extras:
                 try:
                     e.module.set_extra_state(_copy_value(e.value))
                 except Exception:
                     bad.append(e.key)
-        return bad + self.matches_model(check)
-
-    def matches_model(self, items: Sequence[Saved] | None = None) -> list[str]:
-        """Keys whose current value differs from the snapshot (empty after a clean restore)."""
-        bad = []
-        for s in self.items if items is None else items:
-            want = s.obj if s.target is None else s.target
-            cur = s.current() if s.home is None else s.home.get(s.attr)
-            if cur is not want or (s.data is not None and not same(cur.detach(), s.data)):
-                bad.append(s.key)
-        return bad
+        # restored: the slot's dict holds the tensor written, and it equals the copy
+        return bad + [
+            s.key
+            for s, container, t, data in check
+            if container.get(s.attr) is not t or not same(t.detach(), data)
+        ]
 
     def release(self) -> None:
         """Drop the copies (their memory goes back at once: nothing else refers to them)."""
