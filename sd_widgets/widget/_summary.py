@@ -9,15 +9,11 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..statuses import Status
 from ..units import escape_text, shape_text
 from ._tree_payload import _LEGEND_BY_STATUS
-
-if TYPE_CHECKING:
-    pass
-
 
 # --------------------------------------------------------------------------------------------
 # text helpers and the static (no widget front end) summary
