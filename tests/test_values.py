@@ -27,8 +27,13 @@ from sd_widgets.compare import _values as V
 
 def reference(a: torch.Tensor, b: torch.Tensor) -> dict[str, float | bool]:
     """The contract, computed independently with numpy in float64."""
-    x = a.detach().to(torch.float64).numpy().ravel()
-    y = b.detach().to(torch.float64).numpy().ravel()
+    x, y = (
+        (torch.view_as_real(t.detach()) if t.is_complex() else t.detach())
+        .to(torch.float64)
+        .numpy()
+        .ravel()
+        for t in (a, b)
+    )  # a complex value is two reals
     if a.dtype == b.dtype:
         equal = a.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() == (
             b.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
@@ -175,10 +180,9 @@ def test_fine_tuned_bert_from_safetensors_against_numpy(bert_files, monkeypatch)
     frozen = [k for k in both if k.startswith("encoder.layer.0.")]
     assert frozen and all(rows.loc[k, "equal"] for k in frozen)
     assert not rows.loc["encoder.layer.1.output.dense.weight", "equal"]
-    # the same numbers when every tensor is streamed in tiny blocks and chunks
+    # the same numbers when every tensor is streamed in tiny blocks
     monkeypatch.setattr(V, "SMALL_BYTES", 0)
     monkeypatch.setattr(V, "READ_ELEMENTS", 1000)
-    monkeypatch.setattr(V, "CHUNK_ELEMENTS", 96)
     streamed = sdw.compare_values(a_path, b_path, renames={"bert.": ""}).to_frame()
     check_against_reference(streamed, a, {k: b[renamed[k]] for k in both}, both)
 
@@ -216,10 +220,9 @@ def test_large_tensors_are_read_in_row_blocks_only(bert_files, monkeypatch):
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["packed", "streamed"])
 def test_the_contract_edge_cases(streamed, monkeypatch):
-    if streamed:  # every pair streamed in blocks of rows and chunks of 2 values
+    if streamed:  # every pair streamed in blocks of 2 values (rows of 1-D tensors)
         monkeypatch.setattr(V, "SMALL_BYTES", -1)
-        monkeypatch.setattr(V, "READ_ELEMENTS", 600)
-        monkeypatch.setattr(V, "CHUNK_ELEMENTS", 2)
+        monkeypatch.setattr(V, "READ_ELEMENTS", 2)
     nan = float("nan")
     a = {
         "same": torch.tensor([1.0, 2.0, 3.0]),
@@ -282,6 +285,70 @@ def test_the_contract_edge_cases(streamed, monkeypatch):
     assert [r.key for r in vc.most_changed(2)] == ["nan_appeared", "from_zero"]
     json_row = rows["from_zero"].to_json()
     assert json_row["rel_l2_change"] is None and json_row["rel_l2_change_text"] == "inf"
+
+
+_DTYPES = [
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.int64,
+    torch.int16,
+    torch.uint8,
+    torch.bool,
+    torch.complex64,
+]
+
+
+def _values_like(n: int, dtype: torch.dtype, g: torch.Generator) -> torch.Tensor:
+    if dtype == torch.bool:
+        return torch.rand(n, generator=g) > 0.5
+    if not (dtype.is_floating_point or dtype.is_complex):
+        return torch.randint(0, 200, (n,), generator=g).to(dtype)
+    if dtype.is_complex:
+        return torch.complex(torch.randn(n, generator=g), torch.randn(n, generator=g) * 3)
+    return (torch.randn(n, generator=g) * 3).to(dtype)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["packed", "streamed"])
+def test_segments_around_the_kernel_step_in_every_dtype_against_numpy(streamed, monkeypatch):
+    """Lengths around the fused pass's inner step (2,048), NaN and inf at its edges, one changed
+    element at either end, every dtype and cross-dtype pair: the numbers of the numpy reference."""
+    if streamed:
+        monkeypatch.setattr(V, "SMALL_BYTES", -1)
+        monkeypatch.setattr(V, "READ_ELEMENTS", 3000)
+    g = torch.Generator().manual_seed(7)
+    a: dict[str, torch.Tensor] = {}
+    b: dict[str, torch.Tensor] = {}
+    for n, da, db in itertools.product(
+        (1, 2047, 2048, 2049, 6001),
+        _DTYPES,
+        (None, torch.float32, torch.float64),
+    ):
+        x = _values_like(n, da, g)
+        for how in ("same", "first", "last", "nan_edge", "inf"):
+            y = x.clone()
+            if how == "first":
+                y[0] = y[0] + 1 if da != torch.bool else ~y[0]
+            elif how == "last":
+                y[-1] = y[-1] + 1 if da != torch.bool else ~y[-1]
+            elif how in ("nan_edge", "inf") and (da.is_floating_point or da.is_complex):
+                y[min(2047, n - 1)] = float("nan") if how == "nan_edge" else float("inf")
+            if db is not None:
+                if da.is_complex:
+                    continue
+                y = y.to(db)
+            key = f"{n}.{str(da)[6:]}.{db and str(db)[6:]}.{how}"
+            a[key], b[key] = x, y
+    frame = sdw.compare_values(a, b).to_frame()
+    check_against_reference(frame, a, b, list(a))
+    rows = frame.set_index("key")
+    for key in a:  # NaN counts, per real component
+        assert rows.loc[key, "b_nan"] == int(
+            torch.isnan(
+                torch.view_as_real(b[key]) if b[key].is_complex() else b[key].double()
+            ).sum()
+        ), key
 
 
 def test_identical_checkpoints_and_renames(tmp_path):

@@ -22,12 +22,14 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
+from .. import _kernels
 from ..checkpoint import Checkpoint, SourceLike, open_checkpoint
 from ..statuses import BN_BUFFERS, Status
-from ..units import gc_paused, segment_ids
+from ..units import gc_paused
 from ._compare import Comparison, compare
 from ._renames import RenamesLike
 
@@ -78,18 +80,12 @@ _NAN = float("nan")
 SMALL_BYTES = 1 << 20
 #: bytes of one batch of small pairs read together (per side)
 BATCH_BYTES = 16 << 20
-#: most elements of small pairs measured together (per side): below torch's parallel grain size
-#: (32,768), so no operation on them waits for its thread pool (milliseconds on busy cores)
-PACK_ELEMENTS = (1 << 15) - 1
-#: elements read at once of a large pair (per side): rows of the first dimension
+#: elements read and measured at once of a large pair (per side): rows of the first dimension
 READ_ELEMENTS = 1 << 22
-#: elements of a large pair measured at once (per side, in float64 scratch that stays in the
-#: CPU's cache): below torch's parallel grain size (32,768), so no operation waits for its thread
-#: pool (1M-element chunks took 17x the floor with other work on the two cores, 16k ones 5.4x)
-CHUNK_ELEMENTS = (1 << 15) - 1
 
 _COMPARABLE = (Status.MATCH.value, Status.DTYPE_MISMATCH.value)
-_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+#: real dtypes measured in float64 (float32 cannot hold every value); the rest in float32
+_WIDE = frozenset({torch.float64, torch.int32, torch.int64, torch.uint32, torch.uint64})
 
 
 class ValueRow(NamedTuple):
@@ -146,123 +142,53 @@ class _Sums:
 
 
 def _real(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as a contiguous 1-D CPU tensor of reals (a complex value is two)."""
+    if t.device.type != "cpu":
+        t = t.cpu()
     if t.is_complex():
-        return torch.view_as_real(t).reshape(-1)
-    return t if t.dim() == 1 else t.reshape(-1)
+        t = torch.view_as_real(t)
+    return (t if t.dim() == 1 else t.reshape(-1)).contiguous()
 
 
-def _bits(t: torch.Tensor) -> torch.Tensor:
-    """The tensor's bytes as integers of its item size (bool and float8 as uint8)."""
-    if t.dtype == torch.bool:
-        return t.view(torch.uint8)
-    return t.view(_BITS[t.element_size()]) if t.element_size() in _BITS else t
-
-
-class _Scratch:
-    """Float64 room for one chunk of each side, reused chunk after chunk (freed with it)."""
-
-    def __init__(self, n: int) -> None:
-        self.a = torch.empty(n, dtype=torch.float64)
-        self.b = torch.empty(n, dtype=torch.float64)
-
-    def f64(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``a`` and ``b`` in float64, in the scratch when they fit, else in new tensors."""
-        n, m = a.numel(), b.numel()
-        if max(n, m) > self.a.numel():
-            return a.to(torch.float64), b.to(torch.float64)
-        return self.a[:n].copy_(a), self.b[:m].copy_(b)
-
-
-def _total(v: torch.Tensor, ids: torch.Tensor | None, k: int) -> list[float]:
-    """Per-segment float64 sums of ``v`` (one sum when ``ids`` is None)."""
-    if ids is None:
-        return [float(v.sum(dtype=torch.float64))]
-    return torch.zeros(k, dtype=torch.float64).index_add_(0, ids, v.double()).tolist()
-
-
-def _squares(v: torch.Tensor, ids: torch.Tensor | None, k: int) -> list[float]:
-    """Per-segment sums of squares of float64 ``v`` (a torch reduction, never ``torch.dot``)."""
-    if ids is None:
-        return [float(_norm(v)) ** 2 if v.numel() else 0.0]
-    return _total(v * v, ids, k)
-
-
-def _nans(v: torch.Tensor, ids: torch.Tensor | None, k: int) -> list[float]:
-    return _total(torch.isnan(v), ids, k) if v.is_floating_point() else [0.0] * k
-
-
-_norm = torch.linalg.vector_norm
+_NO_BYTES = np.empty(0, np.uint8)
 
 
 def _measure(
-    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
-    same: bool,
-    sums: Sequence[_Sums],
-    scratch: _Scratch,
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], same: bool, sums: Sequence[_Sums]
 ) -> None:
-    """Add pairs of 1-D chunks (a, b; one dtype pair, each pair one length) to their ``sums``.
+    """Add pairs of tensors (a, b; one dtype pair, each pair one length) to their ``sums``.
 
-    The one way values are measured, with a handful of torch calls whatever the number of
-    pairs: one pair (a chunk of a large tensor) is reduced whole; several (small tensors) are
-    packed into one buffer per side and reduced per segment (``index_add_``). In float64:
-    ‖a‖², ‖b‖², ‖b − a‖² and max |b − a|; a·b is (‖a‖² + ‖b‖² − ‖b − a‖²) / 2. Sums of squares
-    are torch reductions, never ``torch.dot`` (BLAS's own thread pool waits milliseconds per
-    call on a busy machine). A pair of identical chunks costs the byte comparison and ‖a‖².
+    The one way values are measured: the pairs are joined into one buffer per side (a single
+    pair, a chunk of a large tensor, is used as it is) and measured in one fused pass
+    (:func:`sd_widgets._kernels.measure_pairs`), in float64 sums. Equal means identical
+    bytes for one dtype, equal float64 values across dtypes (NaN where the other has NaN).
     """
-    k = len(pairs)
-    ids: torch.Tensor | None = None
-    if k == 1:
-        a, b = (_real(t) for t in pairs[0])
-        sums[0].numel += pairs[0][0].numel()
+    reals = [(_real(a), _real(b)) for a, b in pairs]
+    if len(reals) == 1:
+        a, b = reals[0]
     else:
-        ra = [_real(a) for a, _ in pairs]
-        a, b = torch.cat(ra), torch.cat([_real(b) for _, b in pairs])
-        for s, (x, _) in zip(sums, pairs, strict=True):
-            s.numel += x.numel()
-        ids = segment_ids(torch.tensor([t.numel() for t in ra]))
-    if same and k == 1 and torch.equal(_bits(a), _bits(b)):
-        # identical: the difference is exactly zero; no need to read b again
-        sq = _squares(scratch.f64(a, a[:0])[0], None, 1)[0]
-        s = sums[0]
-        s.a_sq += sq
-        s.b_sq += sq
-        s.ab += sq
-        if not math.isfinite(sq):
-            nan = int(_nans(a, None, 1)[0])
-            s.a_nan += nan
-            s.b_nan += nan
-        return
-    if same:
-        differs = [1.0] if ids is None else _total(_bits(a) != _bits(b), ids, k)
-    a64, b64 = scratch.f64(a, b)
-    if not same:  # across dtypes, equal means the same float64 values (NaN where the other has NaN)
-        differs = _total(~((a64 == b64) | (torch.isnan(a64) & torch.isnan(b64))), ids, k)
-    a_sq, b_sq = _squares(a64, ids, k), _squares(b64, ids, k)
-    a_nan = b_nan = [0.0] * k
-    if not all(math.isfinite(x) for x in (*a_sq, *b_sq)):
-        a_nan, b_nan = _nans(a, ids, k), _nans(b, ids, k)
-    d = b64.sub_(a64)
-    d_sq = _squares(d, ids, k)
-    if ids is None:  # (NaN when d holds one)
-        peak = [float(d.abs_().amax()) if d.numel() else 0.0]
-    else:
-        zeros = torch.zeros(k, dtype=torch.float64)
-        peak = zeros.scatter_reduce_(0, ids, d.abs_(), "amax", include_self=True).tolist()
-    for i, s in enumerate(sums):
-        s.equal = s.equal and differs[i] == 0
-        s.a_sq += a_sq[i]
-        s.b_sq += b_sq[i]
-        s.ab += (a_sq[i] + b_sq[i] - d_sq[i]) / 2
-        s.d_sq += d_sq[i]
-        s.a_nan += int(a_nan[i])
-        s.b_nan += int(b_nan[i])
-        mx = _NAN if d_sq[i] != d_sq[i] else peak[i]
+        a, b = torch.cat([x for x, _ in reals]), torch.cat([y for _, y in reals])
+    kind = torch.float64 if a.dtype in _WIDE or b.dtype in _WIDE else torch.float32
+    a_values = (a if a.dtype == kind else a.to(kind)).numpy()
+    b_values = (b if b.dtype == kind else b.to(kind)).numpy()
+    a_bytes = a.view(torch.uint8).numpy() if same else _NO_BYTES
+    b_bytes = b.view(torch.uint8).numpy() if same else _NO_BYTES
+    ends = np.cumsum([x.numel() for x, _ in reals], dtype=np.int64)
+    out = np.empty((len(reals), _kernels.COLUMNS), np.float64)
+    _kernels.measure_pairs(
+        a_values, b_values, a_bytes, b_bytes, a.element_size(), ends, not same, out
+    )
+    for s, (x, _), row in zip(sums, pairs, out.tolist(), strict=True):
+        s.numel += x.numel()
+        s.equal = s.equal and row[_kernels.DIFFERS] == 0
+        s.a_sq += row[_kernels.A_SQ]
+        s.b_sq += row[_kernels.B_SQ]
+        s.ab += row[_kernels.AB]
+        s.d_sq += row[_kernels.D_SQ]
+        s.a_nan += int(row[_kernels.A_NAN])
+        s.b_nan += int(row[_kernels.B_NAN])
+        mx = row[_kernels.MAX_ABS]
         s.max_abs = mx if mx != mx or s.max_abs != s.max_abs else max(s.max_abs, mx)
-
-
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    # (a Python test is cheaper than a reshape call per tensor; most small tensors are 1-D)
-    return t if t.dim() == 1 else t.reshape(-1)
 
 
 def _change(equal: bool, rel: float, a_nan: int, b_nan: int) -> str:
@@ -356,11 +282,10 @@ class ValueComparison:
 
     def _read(self) -> list[ValueRow]:
         a, b = _Side(self._a), _Side(self._b)
-        scratch = _Scratch(2 * CHUNK_ELEMENTS)  # complex: two reals per element
-        sums = self._measure_all(a, b, scratch)
+        sums = self._measure_all(a, b)
         return [self._row(r, sums.get(r.key)) for r in self.comparison]
 
-    def _measure_all(self, a: _Side, b: _Side, scratch: _Scratch) -> dict[str, _Sums]:
+    def _measure_all(self, a: _Side, b: _Side) -> dict[str, _Sums]:
         sums: dict[str, _Sums] = {}
         small: list[Any] = []
         for r in self.comparison:
@@ -373,7 +298,7 @@ class ValueComparison:
             if max(a_bytes, r.nbytes) <= SMALL_BYTES:
                 small.append(r)
             else:
-                sums[r.key] = self._stream(a, b, r, scratch)
+                sums[r.key] = self._stream(a, b, r)
         for batch in _batches(small):
             a_t = a.whole([r.model_key for r in batch])
             b_t = b.whole([r.ckpt_key for r in batch])
@@ -381,27 +306,15 @@ class ValueComparison:
             for r in batch:
                 groups.setdefault((a_t[r.model_key].dtype, b_t[r.ckpt_key].dtype), []).append(r)
             for (da, db), rows in groups.items():
-                pairs = [(_flat(a_t[r.model_key]), _flat(b_t[r.ckpt_key])) for r in rows]
+                pairs = [(a_t[r.model_key], b_t[r.ckpt_key]) for r in rows]
                 new = [_Sums() for _ in rows]
                 sums.update(zip((r.key for r in rows), new, strict=True))
-                start = size = 0
-                for i, (x, _) in enumerate(pairs):
-                    if size + x.numel() > PACK_ELEMENTS and i > start:
-                        _measure(pairs[start:i], da == db, new[start:i], scratch)
-                        start, size = i, 0
-                    size += x.numel()
-                _measure(pairs[start:], da == db, new[start:], scratch)
+                _measure(pairs, da == db, new)
             del a_t, b_t
         return sums
 
-    def _stream(self, a: _Side, b: _Side, r: Any, scratch: _Scratch) -> _Sums:
-        """One large pair, read in blocks of rows and measured chunk by chunk, in one thread.
-
-        Measured (two GPT-2-XL-sized files, 2 cores): two Python threads sharing the chunks
-        took 1.5x one thread's time on an idle machine (each small torch call hands the GIL
-        over), and chunks large enough for torch's own threads took 3.5x it with one other busy
-        process on the machine; each chunk stays below torch's parallel grain.
-        """
+    def _stream(self, a: _Side, b: _Side, r: Any) -> _Sums:
+        """One large pair, read in blocks of rows, each measured in one fused pass (one thread)."""
         shape = r.model_shape
         s = _Sums()
         same = r.model_dtype == r.ckpt_dtype
@@ -417,11 +330,8 @@ class ValueComparison:
                 for i in range(0, shape[0], step)
             )
         for block_a, block_b in blocks:
-            fa, fb = block_a.reshape(-1), block_b.reshape(-1)
-            for i in range(0, fa.numel(), CHUNK_ELEMENTS):
-                pair = (fa[i : i + CHUNK_ELEMENTS], fb[i : i + CHUNK_ELEMENTS])
-                _measure([pair], same, [s], scratch)
-            del block_a, block_b, fa, fb
+            _measure([(block_a, block_b)], same, [s])
+            del block_a, block_b
         return s
 
     def _row(self, r: Any, s: _Sums | None) -> ValueRow:

@@ -1,15 +1,17 @@
-"""Tensor statistics and histograms, computed with torch in bounded memory.
+"""Tensor statistics and histograms, computed in bounded memory.
 
-Everything here is plain torch (pandas only inside :func:`stats_frame` / :func:`change_frame`,
-tqdm only inside :func:`iter_progress`). Tensors are walked in flat chunks of at most
+Statistics come from the fused passes of :mod:`sd_widgets._kernels`, histograms from torch
+(pandas only inside :func:`stats_frame` / :func:`change_frame`, tqdm only inside
+:func:`iter_progress`). Tensors are walked in flat chunks of at most
 ``chunk_elements`` elements, so the extra memory is a few chunks whatever the tensor size, and a
 100M-element float32 tensor takes a few tens of milliseconds (see ``benchmarks/bench_stats.py``).
 
-One path measures every tensor (:class:`Moments`, :class:`Change`): a chunk of at least
-:data:`PACK_ELEMENTS` elements is reduced alone while it is in the CPU cache; smaller chunks
-(small tensors) wait until :data:`BATCH_ELEMENTS` elements are queued, are packed into one buffer
-per compute dtype and reduced per segment (``index_add_``, ``scatter_reduce_``), so 50,000 small
-tensors cost a few dozen torch calls instead of a million.
+One path measures every tensor (:class:`Moments`, :class:`Change`): one fused pass per chunk
+(:mod:`sd_widgets._kernels`, compiled by numba) takes every count, sum, minimum and maximum
+at once. A chunk of at least :data:`PACK_ELEMENTS` elements is reduced alone while it is in the
+CPU cache; smaller chunks (small tensors) wait until :data:`BATCH_ELEMENTS` elements are queued
+and are packed into one buffer per compute dtype, so 50,000 small tensors cost a few dozen
+calls instead of a million.
 
 Conventions
 -----------
@@ -18,14 +20,11 @@ Conventions
   number of exact zeros divided by ``numel`` (all elements).
 * ``std`` is the sample standard deviation (``correction=1``, like ``torch.std``); it is NaN when
   fewer than two finite values exist.
-* Accumulation is in float64: a large float32 chunk is summed in blocks of 1,024 values (torch's
-  own vectorised float32 reduction) and the block sums are added in float64 (in float64 from the
-  start when float32 overflowed or its squares may have underflowed); packed small tensors,
-  float64, integer and bool data are converted to float64; float16/bfloat16 go through float32.
-  A large float32 chunk whose mean dominates its spread is summed around its mean while it is
-  in cache (the tensor's next chunk around that value from the start), so every chunk's sums
-  are exact to float64 rounding; only when the float64 totals themselves cancel (``sum(x^2) > 2**16 * sum((x - mean)^2)``) a second pass over ``x - mean``
-  keeps the variance accurate.
+* Accumulation is in float64, in any order (vector lanes): float32 values and their squares
+  are exact in float64; float16/bfloat16/float8 go through float32, integers and bool through
+  float64. When the float64 totals themselves cancel (``sum(x^2) > 2**16 * sum((x - mean)^2)``:
+  a mean that dominates the spread) a second pass over ``x - mean`` keeps the variance
+  accurate.
 * Meta tensors are never materialised: their stats carry ``numel`` and ``dtype`` with NaN values
   and ``None`` counts. Empty tensors give NaN values and zero counts.
 * Complex tensors are summarised by their magnitude ``|z|``.
@@ -38,9 +37,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import torch
 
-from ..units import dtype_name, segment_ids
+from .. import _kernels
+from ..units import dtype_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,14 +57,9 @@ PACK_ELEMENTS = 2**15
 """A chunk of fewer elements waits to be reduced together with others (one buffer, reduced per
 segment); a larger one is reduced at once, alone, while it is in the CPU cache."""
 
-BATCH_ELEMENTS = 2**15 - 1
-"""Most elements of small chunks reduced together: below torch's parallel grain size (32,768),
-so no operation on a batch waits for its thread pool (on two busy cores such a wait cost
-milliseconds per operation: 8 ms instead of 0.5 ms to compare a million values)."""
+BATCH_ELEMENTS = 2**20
+"""Most elements of small chunks reduced together (one kernel call per batch)."""
 
-_ROW = 1024  # float32 values summed in float32 before the float64 accumulation
-_F32_SQ_MIN = 1e-20  # a float32 sum of squares below this may have underflowed: use float64
-_SHIFT_RATIO = 16.0  # a float32 chunk is summed around its mean when sum(x^2) / m2 exceeds this
 _FINAL_SHIFT_RATIO = 2.0**16  # a second pass over x - mean when the float64 totals cancel
 _HISTC_MAX_CHUNK = 2**24  # histc counts are float32 for float32 input: exact up to 2**24
 
@@ -192,156 +188,43 @@ def _check_chunk(chunk_elements: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# segments: many tensors (or chunks of one) reduced at once
+# segments: many tensors (or chunks of one) reduced at once, by one fused pass
 
 
-class _Segments:
-    """Chunks of one compute dtype packed into one flat buffer, reduced per chunk (segment).
-
-    One chunk (a large tensor's) is the buffer itself, and each per-segment reduction is a
-    plain reduction of it; several (small tensors') are concatenated, and the reductions go
-    through the segment index of every element (``index_add_``, ``scatter_reduce_``). Either
-    way every result is a float64 or int64 tensor with one value per chunk.
-    """
-
-    def __init__(self, chunks: list[torch.Tensor]) -> None:
-        self.k = len(chunks)
-        self.lengths = torch.tensor([c.numel() for c in chunks], dtype=torch.int64)
-        self.x = chunks[0] if self.k == 1 else torch.cat(chunks)
-        self.ids = None if self.k == 1 else segment_ids(self.lengths)
-
-    def join(self, chunks: list[torch.Tensor]) -> torch.Tensor:
-        """Another side's chunks, of the same lengths, as one buffer like :attr:`x`."""
-        return chunks[0] if self.k == 1 else torch.cat(chunks)
-
-    def count(self, mask: torch.Tensor) -> torch.Tensor:
-        """True values per segment (int64)."""
-        if self.ids is None:
-            return mask.sum().reshape(1)
-        return torch.zeros(self.k, dtype=torch.int64).index_add_(0, self.ids, mask.to(torch.int64))
-
-    def nonzero(self, v: torch.Tensor) -> torch.Tensor:
-        """Non-zero values per segment (int64; NaN and ±inf are non-zero, -0.0 is zero).
-
-        Counted on ``v != 0`` (one byte a value, vectorised): ``count_nonzero`` of the values
-        themselves tests them one at a time, at a quarter of the speed.
-        """
-        if self.ids is None:
-            return torch.count_nonzero(v.bool()).reshape(1)
-        return self.count(v != 0)
-
-    def extreme(self, v: torch.Tensor, how: str) -> torch.Tensor:
-        """``"amin"`` or ``"amax"`` per segment, as float64."""
-        if self.ids is None:
-            return (v.amin() if how == "amin" else v.amax()).reshape(1).double()
-        start = math.inf if how == "amin" else -math.inf
-        out = torch.full((self.k,), start, dtype=v.dtype)
-        return out.scatter_reduce_(0, self.ids, v, how).double()
-
-    def sums(
-        self, v: torch.Tensor, squares_only: bool = False, *, around: float | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum, sum of squares) per segment, accumulated in float64 (``v`` all finite).
-
-        A large float32 chunk (at least :data:`PACK_ELEMENTS`, alone): float32 within rows of
-        1,024 values (torch's own vectorised reduction), float64 across them; again in float64
-        when float32 overflowed or the squares are so small that they may have underflowed.
-        Anything else (small tensors, packed or not) in float64, so a tensor's numbers do not
-        depend on what it was reduced with. ``squares_only``: the sums are not computed (zeros).
-
-        ``around`` (moments, whose variance is ``q - s^2 / n``): a large float32 chunk is summed
-        around that value (float32), and again around its own mean while it is in cache when
-        its mean still dominates its spread: float32 row sums of squares would otherwise carry
-        their rounding into the variance. The sums returned are rebuilt in float64
-        (``n k + sum(y)``, ``m2 + sum^2 / n``) and exact to float64 rounding; :attr:`around`
-        then holds the value used (0.0: summed as it is), for the tensor's next chunk.
-        """
-        self.around = 0.0
-        if self.ids is None and v.dtype == torch.float32 and v.numel() >= PACK_ELEMENTS:
-            n = v.numel()
-            k = around or 0.0
-            sf, qf = _row_sums(v if k == 0.0 else torch.sub(v, k), squares_only)
-            if math.isfinite(sf) and _F32_SQ_MIN <= qf < math.inf:
-                if around is not None and qf > _SHIFT_RATIO * (qf - sf * sf / n):
-                    k = float(torch.tensor(k + sf / n, dtype=torch.float32))
-                    sf, qf = _row_sums(torch.sub(v, k), squares_only)
-                if k != 0.0:  # y = v - k is exact where v is within 2x of k (Sterbenz)
-                    self.around = k
-                    total = n * k + sf
-                    sf, qf = total, max(qf - sf * sf / n, 0.0) + total * total / n
-                return _f64(sf), _f64(qf)
-        d = v if v.dtype == torch.float64 else v.double()
-        if self.ids is None:
-            return d.sum().reshape(1), (d * d).sum().reshape(1)
-        zeros = torch.zeros(self.k, dtype=torch.float64)
-        s = zeros if squares_only else zeros.index_add(0, self.ids, d)
-        return s, zeros.index_add(0, self.ids, d * d)
+def _buffer(chunks: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks of one compute dtype as one contiguous array, and each chunk's end in it."""
+    x = chunks[0] if len(chunks) == 1 else torch.cat(list(chunks))
+    ends = np.cumsum([c.numel() for c in chunks], dtype=np.int64)
+    return x.detach().contiguous().numpy(), ends
 
 
-def _row_sums(v: torch.Tensor, squares_only: bool) -> tuple[float, float]:
-    """(sum, sum of squares) of a float32 chunk: float32 in rows of 1,024, float64 across."""
-    n = v.numel()
-    m = n - n % _ROW
-    s = q = 0.0
-    if m:
-        body = (v if m == n else v[:m]).view(-1, _ROW)
-        if not squares_only:
-            s += float(body.sum(dim=1).sum(dtype=torch.float64))
-        q += float(torch.linalg.vector_norm(torch.linalg.vector_norm(body, dim=1).double())) ** 2
-    if m < n:
-        tail = v[m:].double()
-        s += float(tail.sum())
-        q += float((tail * tail).sum())
-    return s, q
+_KEYS = {np.dtype(np.float32): (np.int32, 31), np.dtype(np.float64): (np.int64, 63)}
 
 
-def _f64(x: float) -> torch.Tensor:
-    return torch.tensor([x], dtype=torch.float64)
-
-
-def _moment_parts(
-    chunks: list[torch.Tensor], around: float = 0.0
-) -> tuple[tuple[torch.Tensor, ...], float]:
-    """Per-chunk moments of chunks of one compute dtype (none empty).
+def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Per-chunk moments of chunks of one compute dtype (float32 or float64; none empty).
 
     nan, inf, finite count, zeros (int64), sum, sum of squares, finite min and max (float64;
-    ±inf when no value is finite); and the value a lone large float32 chunk was summed around
-    (:meth:`_Segments.sums`, starting ``around``).
+    ±inf when no value is finite), from one pass (:func:`sd_widgets._kernels.moments`).
     """
-    seg = _Segments(chunks)
-    x = seg.x
-    mn, mx = (float(v) for v in torch.aminmax(x))
-    if math.isfinite(mn) and math.isfinite(mx):  # NaN propagates: every value is finite
-        none = torch.zeros(seg.k, dtype=torch.int64)
-        nan, inf, n = none, none, seg.lengths
-        lo = (
-            seg.extreme(x, "amin")
-            if seg.ids is not None
-            else torch.tensor([mn], dtype=torch.float64)
-        )
-        hi = (
-            seg.extreme(x, "amax")
-            if seg.ids is not None
-            else torch.tensor([mx], dtype=torch.float64)
-        )
-        finite = x
-    else:
-        is_nan = torch.isnan(x)
-        bad = is_nan | torch.isinf(x)
-        nan = seg.count(is_nan)
-        inf = seg.count(bad) - nan
-        n = seg.lengths - nan - inf
-        lo = seg.extreme(x.masked_fill(bad, math.inf), "amin")
-        hi = seg.extreme(x.masked_fill(bad, -math.inf), "amax")
-        finite = x.masked_fill(bad, 0.0)
-        mn = float(lo.amin())
-        mx = float(hi.amax())
-    if mn > 0 or mx < 0:  # the range excludes 0: no zeros, no pass
-        zeros = torch.zeros(seg.k, dtype=torch.int64)
-    else:
-        zeros = seg.lengths - seg.nonzero(x)
-    s, q = seg.sums(finite, around=around)
-    return (nan, inf, n, zeros, s, q, lo, hi), seg.around
+    x, ends = _buffer(chunks)
+    keys, shift = _KEYS[x.dtype]
+    out = np.empty((len(chunks), _kernels.M_COLUMNS), np.float64)
+    _kernels.moments(x, x.view(keys), shift, (1 << shift) - 1, ends, out)
+    parts = torch.from_numpy(out)
+    lengths = torch.from_numpy(np.diff(ends, prepend=0))
+    nan = parts[:, _kernels.M_NAN].to(torch.int64)
+    n = parts[:, _kernels.M_FINITE].to(torch.int64)
+    return (
+        nan,
+        lengths - n - nan,
+        n,
+        parts[:, _kernels.M_ZEROS].to(torch.int64),
+        parts[:, _kernels.M_SUM],
+        parts[:, _kernels.M_SQUARES],
+        parts[:, _kernels.M_MIN],
+        parts[:, _kernels.M_MAX],
+    )
 
 
 class _Queue:
@@ -466,7 +349,6 @@ class Moments:
         self._q = torch.zeros(size, dtype=torch.float64)
         self._mn = torch.full((size,), math.inf, dtype=torch.float64)
         self._mx = torch.full((size,), -math.inf, dtype=torch.float64)
-        self._around: dict[int, float] = {}  # tensor -> the value its chunks are summed around
         self._queue = _Queue(self._reduce)
 
     def add(self, raw: torch.Tensor, index: int = 0) -> None:
@@ -492,12 +374,7 @@ class Moments:
 
     @torch.no_grad()
     def _reduce(self, ids: list[int], items: list[tuple[torch.Tensor, ...]]) -> None:
-        # a large tensor's chunks come one at a time: each summed around where the last was
-        around = self._around.get(ids[0], 0.0) if len(ids) == 1 else 0.0
-        parts, around = _moment_parts([c for (c,) in items], around)
-        nan, inf, n, zeros, s, q, lo, hi = parts
-        if around:
-            self._around[ids[0]] = around
+        nan, inf, n, zeros, s, q, lo, hi = _moment_parts([c for (c,) in items])
         idx = torch.tensor(ids, dtype=torch.int64)
         self._nan.index_add_(0, idx, nan)
         self._inf.index_add_(0, idx, inf)
@@ -676,51 +553,25 @@ def _nan_change(numel: int) -> dict[str, Any]:
 
 
 def _change_parts(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
-    """Per-pair change of pairs of chunks (before, after; one dtype pair, none empty).
+    """Per-pair change of pairs of chunks (before, after; one compute dtype, none empty).
 
     compared, changed (int64), max |after - before|, sum |after - before|, sum
-    (after - before)^2 and the sum of squares of before, over the compared positions (float64).
+    (after - before)^2 and the sum of squares of before, over the compared positions (float64),
+    from one pass (:func:`sd_widgets._kernels.change`).
     """
-    seg = _Segments([b for b, _ in pairs])
-    b, a = seg.x, seg.join([a for _, a in pairs])
-    d = torch.sub(a, b).abs_()
-    low, top = (float(v) for v in torch.aminmax(d))
-    if math.isfinite(low) and math.isfinite(top):  # every position finite on both sides
-        compared = seg.lengths
-        # |x - y| == 0 exactly when x == y (-0.0 == 0.0): no zero (the usual load) or only
-        # zeros (nothing changed) need no count
-        if seg.ids is None and (low > 0.0 or top == 0.0):
-            changed = seg.lengths if low > 0.0 else torch.zeros(1, dtype=torch.int64)
-        else:
-            changed = seg.nonzero(d)
-        peak = (
-            seg.extreme(d, "amax")
-            if seg.ids is not None
-            else torch.tensor([top], dtype=torch.float64)
-        )
-    else:
-        # Some position is NaN/inf on either side (or float32 overflowed): measure the
-        # positions where both are finite in float64, count changes with NaN == NaN.
-        b, a = b.double(), a.double()
-        both = torch.isfinite(a) & torch.isfinite(b)
-        compared = seg.count(both)
-        changed = seg.count((a != b) & ~(torch.isnan(a) & torch.isnan(b)))
-        b = b.masked_fill(~both, 0.0)
-        d = (a.masked_fill(~both, 0.0) - b).abs_()
-        peak = seg.extreme(d, "amax")
-    abs_sum, diff_sq = seg.sums(d)
-    before_sq = seg.sums(b, squares_only=True)[1]
-    return compared, changed, peak, abs_sum, diff_sq, before_sq
-
-
-def _pair_dtype(b: torch.Tensor, a: torch.Tensor) -> torch.dtype:
-    """The dtype a pair of chunks is compared in.
-
-    float32 when both are and the chunk is large (reduced alone, in cache), else float64 (so a
-    small tensor's change does not depend on the others it is packed with).
-    """
-    large = b.numel() >= PACK_ELEMENTS
-    return torch.float32 if large and b.dtype == a.dtype == torch.float32 else torch.float64
+    before, ends = _buffer([b for b, _ in pairs])
+    after, _ = _buffer([a for _, a in pairs])
+    out = np.empty((len(pairs), _kernels.C_COLUMNS), np.float64)
+    _kernels.change(before, after, ends, out)
+    parts = torch.from_numpy(out)
+    return (
+        parts[:, _kernels.C_COMPARED].to(torch.int64),
+        parts[:, _kernels.C_CHANGED].to(torch.int64),
+        parts[:, _kernels.C_PEAK],
+        parts[:, _kernels.C_ABS_SUM],
+        parts[:, _kernels.C_DIFF_SQ],
+        parts[:, _kernels.C_BEFORE_SQ],
+    )
 
 
 class Change:
@@ -752,17 +603,11 @@ class Change:
     ) -> None:
         """:meth:`add` of many pairs (``pairs[j]`` of tensor ``indices[j]``)."""
         numel = self._numel
-        f32, strided = torch.float32, torch.strided
         items, ids = [], []
         for (rb, ra), index in zip(pairs, indices, strict=True):
-            if not (
-                rb.dtype == ra.dtype == f32
-                and rb.layout == ra.layout == strided
-                and rb.numel() >= PACK_ELEMENTS
-            ):
-                rb, ra = _prepare(rb), _prepare(ra)
-                dtype = _pair_dtype(rb, ra)
-                rb, ra = rb.to(dtype), ra.to(dtype)
+            rb, ra = _values(rb), _values(ra)
+            if rb.dtype != ra.dtype:  # float32 against float64 (an integer, a cast)
+                rb, ra = rb.to(torch.float64), ra.to(torch.float64)
             n = rb.numel()
             numel[index] += n
             if n:

@@ -1,0 +1,278 @@
+"""Fused passes over tensor data, compiled once per machine by numba (the one place it is used).
+
+A comparison of two float32 tensors in torch takes about ten calls per chunk (two float64
+copies, three norms, a difference, its peak, a byte comparison), each reading the chunk again:
+about 3x the time of reading the two files. :func:`measure_pairs` reads each element once and
+keeps every sum in registers, in one thread (two GPT-2-XL-sized files: see
+``benchmarks/bench_values.py``).
+
+Loops run over slices from index 0 (``for i in range(len(x))``): a loop from a variable start
+cannot prove its indices non-negative, so numba keeps a negative-index check on every read and
+nothing runs in vector lanes (2x slower, measured). Kernels take numpy arrays (zero-copy views of CPU tensors) of two value types only, float32
+and float64, so each compiles twice at most; other dtypes are converted by the caller, and
+their equality is decided on their own bytes (``uint8`` views). Compiled code is cached on disk
+(numba's ``cache=True``: beside this file, or in the user's cache directory when that is not
+writable), so only the first call on a machine pays for compilation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: elements measured per inner step; the step's |b - a| values stay in the L1 cache
+_STEP = 2048
+
+_FAST = {"reassoc", "contract"}  # sums in any order (vector lanes); NaN and inf kept exact
+
+#: columns of :func:`measure_pairs`' output, one row per segment
+A_SQ, B_SQ, D_SQ, AB, MAX_ABS, A_NAN, B_NAN, DIFFERS = range(8)
+COLUMNS = 8
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _peak(
+    magnitudes: np.ndarray, bits: np.ndarray, n: int, peak: np.int64
+) -> np.int64:  # pragma: no cover - compiled by numba
+    """``peak`` or the largest of the bits of ``magnitudes[:n]`` (|values|: bits order like them,
+    NaN above inf), whichever is larger: integer lanes, where float max runs one at a time."""
+    for j in range(n):
+        v = bits[j]
+        peak = v if v > peak else peak
+    return peak
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _as_float(bits: np.int64) -> float:  # pragma: no cover - compiled by numba
+    one = np.empty(1, np.int64)
+    one[0] = bits
+    return one.view(np.float64)[0]
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def measure_pairs(
+    a: np.ndarray,
+    b: np.ndarray,
+    a_bytes: np.ndarray,
+    b_bytes: np.ndarray,
+    width: int,
+    ends: np.ndarray,
+    by_value: bool,
+    out: np.ndarray,
+) -> None:  # pragma: no cover - compiled by numba
+    """Per segment of ``a`` and ``b``: ‖a‖², ‖b‖², ‖b − a‖², a·b, max |b − a|, NaN counts.
+
+    ``a`` and ``b`` are 1-D arrays of one float type (float32 or float64), split into segments
+    ending at ``ends`` (cumulative, int64). Sums are float64: the difference of two float32
+    values is exact in float64, and the order of additions is free (vector lanes), which
+    changes results by a few ulps of the sums.
+
+    ``DIFFERS`` counts differing values when ``by_value`` (NaN equals NaN); else it is nonzero
+    when the segment's bytes differ: ``a_bytes``/``b_bytes`` are the original tensors' bytes,
+    ``width`` bytes per element of ``a``. ``MAX_ABS`` is NaN when any difference is NaN. NaN
+    counts are taken (a second pass) only when a sum is not finite.
+    """
+    magnitudes = np.empty(_STEP, np.float64)
+    bits = magnitudes.view(np.int64)
+    start = 0
+    for k in range(ends.shape[0]):
+        stop = ends[k]
+        a_sq = 0.0
+        b_sq = 0.0
+        d_sq = 0.0
+        ab = 0.0
+        peak = np.int64(0)
+        differs = np.uint8(0)
+        count = 0
+        for s in range(start, stop, _STEP):
+            e = min(s + _STEP, stop)
+            xs = a[s:e]
+            ys = b[s:e]
+            for i in range(xs.shape[0]):
+                x = np.float64(xs[i])
+                y = np.float64(ys[i])
+                d = y - x
+                a_sq += x * x
+                b_sq += y * y
+                d_sq += d * d
+                ab += x * y
+                magnitudes[i] = abs(d)
+            peak = _peak(magnitudes, bits, e - s, peak)
+            if by_value:
+                for i in range(xs.shape[0]):
+                    x = xs[i]
+                    y = ys[i]
+                    if x != y and (x == x or y == y):
+                        count += 1
+            else:
+                xb = a_bytes[s * width : e * width]
+                yb = b_bytes[s * width : e * width]
+                for j in range(xb.shape[0]):
+                    differs |= xb[j] ^ yb[j]
+        a_nan = 0
+        b_nan = 0
+        if not (np.isfinite(a_sq) and np.isfinite(b_sq)):
+            xs = a[start:stop]
+            ys = b[start:stop]
+            for i in range(xs.shape[0]):
+                a_nan += xs[i] != xs[i]
+                b_nan += ys[i] != ys[i]
+        out[k, A_SQ] = a_sq
+        out[k, B_SQ] = b_sq
+        out[k, D_SQ] = d_sq
+        out[k, AB] = ab
+        out[k, MAX_ABS] = _as_float(peak)
+        out[k, A_NAN] = a_nan
+        out[k, B_NAN] = b_nan
+        out[k, DIFFERS] = count if by_value else differs
+        start = stop
+
+
+#: columns of :func:`moments`' output
+M_NAN, M_FINITE, M_ZEROS, M_SUM, M_SQUARES, M_MIN, M_MAX = range(7)
+M_COLUMNS = 7
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def moments(
+    x: np.ndarray, bits: np.ndarray, shift: int, flip: int, ends: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled by numba
+    """Per segment of ``x`` (float32 or float64, segments ending at ``ends``), in one pass:
+
+    NaN count, finite count, exact zeros (``-0.0`` included), the sum and sum of squares of the
+    finite values (float64, any order of additions) and their minimum and maximum (``inf`` /
+    ``-inf`` when none is finite).
+
+    ``bits`` is ``x`` viewed as signed integers of its width; ``shift`` is that width - 1 and
+    ``flip`` the largest integer of it. The minimum and maximum are taken over keys made from
+    those bits, which order like the values, so they run in vector lanes as the sums do. A
+    segment whose sum of squares is not finite (a NaN or ±inf in it) is measured again,
+    value by value, leaving those out.
+    """
+    one = np.empty(1, bits.dtype)
+    value = one.view(x.dtype)
+    start = 0
+    for k in range(ends.shape[0]):
+        stop = ends[k]
+        xs = x[start:stop]
+        keys = bits[start:stop]
+        zeros = 0
+        total = 0.0
+        squares = 0.0
+        lo = np.int64(flip)
+        hi = -lo - 1
+        for i in range(xs.shape[0]):
+            v = np.float64(xs[i])
+            zeros += v == 0.0
+            total += v
+            squares += v * v
+            key = np.int64(keys[i])
+            key = key ^ ((key >> shift) & flip)
+            lo = key if key < lo else lo
+            hi = key if key > hi else hi
+        nan = 0
+        finite = stop - start
+        if stop == start:
+            low, high = np.inf, -np.inf
+        elif np.isfinite(squares):
+            one[0] = lo ^ ((lo >> shift) & flip)
+            low = np.float64(value[0])
+            one[0] = hi ^ ((hi >> shift) & flip)
+            high = np.float64(value[0])
+        else:
+            finite = 0
+            total = 0.0
+            squares = 0.0
+            low, high = np.inf, -np.inf
+            for i in range(xs.shape[0]):
+                v = np.float64(xs[i])
+                if v != v:
+                    nan += 1
+                elif v - v == 0.0:
+                    finite += 1
+                    total += v
+                    squares += v * v
+                    low = min(low, v)
+                    high = max(high, v)
+        out[k, M_NAN] = nan
+        out[k, M_FINITE] = finite
+        out[k, M_ZEROS] = zeros
+        out[k, M_SUM] = total
+        out[k, M_SQUARES] = squares
+        out[k, M_MIN] = low
+        out[k, M_MAX] = high
+        start = stop
+
+
+#: columns of :func:`change`'s output
+C_COMPARED, C_CHANGED, C_PEAK, C_ABS_SUM, C_DIFF_SQ, C_BEFORE_SQ = range(6)
+C_COLUMNS = 6
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def change(
+    before: np.ndarray, after: np.ndarray, ends: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled by numba
+    """Per segment of two arrays of one float type (``before``, ``after``), in one pass:
+
+    positions where both are finite (compared), positions whose values differ (NaN → NaN and
+    inf → inf are unchanged), and over the compared positions max |after − before|, its sum,
+    the sum of its squares and the sum of squares of ``before`` (float64). A segment with a NaN
+    or ±inf on either side is measured again, value by value.
+    """
+    magnitudes = np.empty(_STEP, np.float64)
+    bits = magnitudes.view(np.int64)
+    start = 0
+    for k in range(ends.shape[0]):
+        stop = ends[k]
+        changed = 0
+        peak = np.int64(0)
+        abs_sum = 0.0
+        diff_sq = 0.0
+        before_sq = 0.0
+        after_sq = 0.0
+        for s in range(start, stop, _STEP):
+            e = min(s + _STEP, stop)
+            xs = before[s:e]
+            ys = after[s:e]
+            for i in range(xs.shape[0]):
+                x = np.float64(xs[i])
+                y = np.float64(ys[i])
+                d = abs(y - x)
+                changed += x != y
+                abs_sum += d
+                diff_sq += d * d
+                before_sq += x * x
+                after_sq += y * y
+                magnitudes[i] = d
+            peak = _peak(magnitudes, bits, e - s, peak)
+        high = _as_float(peak)
+        compared = stop - start
+        if not (np.isfinite(before_sq) and np.isfinite(after_sq)):
+            compared = 0
+            changed = 0
+            abs_sum = 0.0
+            diff_sq = 0.0
+            before_sq = 0.0
+            high = 0.0
+            xs = before[start:stop]
+            ys = after[start:stop]
+            for i in range(xs.shape[0]):
+                x = np.float64(xs[i])
+                y = np.float64(ys[i])
+                if x != y and (x == x or y == y):
+                    changed += 1
+                if x - x == 0.0 and y - y == 0.0:
+                    compared += 1
+                    d = abs(y - x)
+                    abs_sum += d
+                    diff_sq += d * d
+                    before_sq += x * x
+                    high = max(high, d)
+        out[k, C_COMPARED] = compared
+        out[k, C_CHANGED] = changed
+        out[k, C_PEAK] = high
+        out[k, C_ABS_SUM] = abs_sum
+        out[k, C_DIFF_SQ] = diff_sq
+        out[k, C_BEFORE_SQ] = before_sq
+        start = stop
