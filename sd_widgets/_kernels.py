@@ -34,8 +34,11 @@ COLUMNS = 8
 def _peak(
     magnitudes: np.ndarray, bits: np.ndarray, n: int, peak: np.int64
 ) -> np.int64:  # pragma: no cover - compiled by numba
-    """``peak`` or the largest of the bits of ``magnitudes[:n]`` (|values|: bits order like them,
-    NaN above inf), whichever is larger: integer lanes, where float max runs one at a time."""
+    """The larger of ``peak`` and the largest bits of ``magnitudes[:n]``.
+
+    Bits of |values| order like them (NaN above inf); integer lanes run in vectors, where a
+    float maximum runs one value at a time.
+    """
     for j in range(n):
         v = bits[j]
         peak = v if v > peak else peak
@@ -128,16 +131,88 @@ def measure_pairs(
         start = stop
 
 
-#: columns of :func:`moments`' output
+#: columns of :func:`moments`' output (and of each side in :func:`pair_stats`)
 M_NAN, M_FINITE, M_ZEROS, M_SUM, M_SQUARES, M_MIN, M_MAX = range(7)
 M_COLUMNS = 7
+
+#: columns of the change in :func:`pair_stats`' output, after the two sides' moments
+C_COMPARED, C_CHANGED, C_PEAK, C_ABS_SUM, C_DIFF_SQ, C_BEFORE_SQ = range(14, 20)
+PAIR_COLUMNS = 20
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _key(bits: np.int64, shift: int, flip: int) -> np.int64:  # pragma: no cover - compiled by numba
+    """The bits of a float as an integer that orders like the float (an involution)."""
+    return bits ^ ((bits >> shift) & flip)
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _finite_moments(
+    xs: np.ndarray, out: np.ndarray, col: int
+) -> None:  # pragma: no cover - compiled by numba
+    """Moments of a segment holding a NaN or ±inf, value by value, leaving those out."""
+    nan = 0
+    finite = 0
+    total = 0.0
+    squares = 0.0
+    low, high = np.inf, -np.inf
+    for i in range(xs.shape[0]):
+        v = np.float64(xs[i])
+        if v != v:
+            nan += 1
+        elif v - v == 0.0:
+            finite += 1
+            total += v
+            squares += v * v
+            low = min(low, v)
+            high = max(high, v)
+    out[col + M_NAN] = nan
+    out[col + M_FINITE] = finite
+    out[col + M_SUM] = total
+    out[col + M_SQUARES] = squares
+    out[col + M_MIN] = low
+    out[col + M_MAX] = high
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _put_moments(
+    out: np.ndarray,
+    col: int,
+    n: int,
+    zeros: int,
+    total: float,
+    squares: float,
+    lo: np.int64,
+    hi: np.int64,
+    value: np.ndarray,
+    value_bits: np.ndarray,
+    shift: int,
+    flip: int,
+) -> None:  # pragma: no cover - compiled by numba
+    """A segment's moments with every value finite; ``lo``/``hi`` are keys (see :func:`_key`).
+
+    ``value`` is a one-element array of the data's float type, ``value_bits`` its bits.
+    """
+    out[col + M_NAN] = 0
+    out[col + M_FINITE] = n
+    out[col + M_ZEROS] = zeros
+    out[col + M_SUM] = total
+    out[col + M_SQUARES] = squares
+    if n == 0:
+        out[col + M_MIN] = np.inf
+        out[col + M_MAX] = -np.inf
+        return
+    value_bits[0] = _key(lo, shift, flip)
+    out[col + M_MIN] = value[0]
+    value_bits[0] = _key(hi, shift, flip)
+    out[col + M_MAX] = value[0]
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def moments(
     x: np.ndarray, bits: np.ndarray, shift: int, flip: int, ends: np.ndarray, out: np.ndarray
 ) -> None:  # pragma: no cover - compiled by numba
-    """Per segment of ``x`` (float32 or float64, segments ending at ``ends``), in one pass:
+    """Per segment of ``x`` (float32 or float64, segments ending at ``ends``), in one pass.
 
     NaN count, finite count, exact zeros (``-0.0`` included), the sum and sum of squares of the
     finite values (float64, any order of additions) and their minimum and maximum (``inf`` /
@@ -145,12 +220,12 @@ def moments(
 
     ``bits`` is ``x`` viewed as signed integers of its width; ``shift`` is that width - 1 and
     ``flip`` the largest integer of it. The minimum and maximum are taken over keys made from
-    those bits, which order like the values, so they run in vector lanes as the sums do. A
-    segment whose sum of squares is not finite (a NaN or ±inf in it) is measured again,
-    value by value, leaving those out.
+    those bits (:func:`_key`), which order like the values, so they run in vector lanes as the
+    sums do. A segment whose sum of squares is not finite (a NaN or ±inf in it) is measured
+    again, value by value, leaving those out.
     """
-    one = np.empty(1, bits.dtype)
-    value = one.view(x.dtype)
+    value_bits = np.empty(1, bits.dtype)
+    value = value_bits.view(x.dtype)
     start = 0
     for k in range(ends.shape[0]):
         stop = ends[k]
@@ -166,113 +241,125 @@ def moments(
             zeros += v == 0.0
             total += v
             squares += v * v
-            key = np.int64(keys[i])
-            key = key ^ ((key >> shift) & flip)
+            key = _key(np.int64(keys[i]), shift, flip)
             lo = key if key < lo else lo
             hi = key if key > hi else hi
-        nan = 0
-        finite = stop - start
-        if stop == start:
-            low, high = np.inf, -np.inf
-        elif np.isfinite(squares):
-            one[0] = lo ^ ((lo >> shift) & flip)
-            low = np.float64(value[0])
-            one[0] = hi ^ ((hi >> shift) & flip)
-            high = np.float64(value[0])
-        else:
-            finite = 0
-            total = 0.0
-            squares = 0.0
-            low, high = np.inf, -np.inf
-            for i in range(xs.shape[0]):
-                v = np.float64(xs[i])
-                if v != v:
-                    nan += 1
-                elif v - v == 0.0:
-                    finite += 1
-                    total += v
-                    squares += v * v
-                    low = min(low, v)
-                    high = max(high, v)
-        out[k, M_NAN] = nan
-        out[k, M_FINITE] = finite
-        out[k, M_ZEROS] = zeros
-        out[k, M_SUM] = total
-        out[k, M_SQUARES] = squares
-        out[k, M_MIN] = low
-        out[k, M_MAX] = high
+        row = out[k]
+        _put_moments(
+            row, 0, stop - start, zeros, total, squares, lo, hi, value, value_bits, shift, flip
+        )
+        if not np.isfinite(squares):
+            _finite_moments(xs, row, 0)
         start = stop
 
 
-#: columns of :func:`change`'s output
-C_COMPARED, C_CHANGED, C_PEAK, C_ABS_SUM, C_DIFF_SQ, C_BEFORE_SQ = range(6)
-C_COLUMNS = 6
-
-
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def change(
-    before: np.ndarray, after: np.ndarray, ends: np.ndarray, out: np.ndarray
+def pair_stats(
+    before: np.ndarray,
+    after: np.ndarray,
+    before_bits: np.ndarray,
+    after_bits: np.ndarray,
+    shift: int,
+    flip: int,
+    ends: np.ndarray,
+    out: np.ndarray,
 ) -> None:  # pragma: no cover - compiled by numba
-    """Per segment of two arrays of one float type (``before``, ``after``), in one pass:
+    """Per segment of two arrays of one float type, in one pass over both: moments and change.
 
-    positions where both are finite (compared), positions whose values differ (NaN → NaN and
-    inf → inf are unchanged), and over the compared positions max |after − before|, its sum,
-    the sum of its squares and the sum of squares of ``before`` (float64). A segment with a NaN
-    or ±inf on either side is measured again, value by value.
+    The moments of ``before`` (columns 0-6) and of ``after`` (7-13), as :func:`moments` gives
+    them, and the change (``C_*``): positions where both are finite (compared), positions whose values differ
+    (NaN → NaN and inf → inf are unchanged), and over the compared positions max |after −
+    before|, its sum, the sum of its squares and the sum of squares of ``before`` (float64).
+
+    A segment with a NaN or ±inf on either side is measured again, value by value.
     """
+    value_bits = np.empty(1, before_bits.dtype)
+    value = value_bits.view(before.dtype)
     magnitudes = np.empty(_STEP, np.float64)
-    bits = magnitudes.view(np.int64)
+    magnitude_bits = magnitudes.view(np.int64)
     start = 0
     for k in range(ends.shape[0]):
         stop = ends[k]
+        zb = 0
+        sb = 0.0
+        qb = 0.0
+        za = 0
+        sa = 0.0
+        qa = 0.0
+        lob = np.int64(flip)
+        hib = -lob - 1
+        loa = lob
+        hia = hib
         changed = 0
         peak = np.int64(0)
         abs_sum = 0.0
         diff_sq = 0.0
-        before_sq = 0.0
-        after_sq = 0.0
         for s in range(start, stop, _STEP):
             e = min(s + _STEP, stop)
             xs = before[s:e]
             ys = after[s:e]
+            xk = before_bits[s:e]
+            yk = after_bits[s:e]
             for i in range(xs.shape[0]):
                 x = np.float64(xs[i])
                 y = np.float64(ys[i])
+                zb += x == 0.0
+                sb += x
+                qb += x * x
+                za += y == 0.0
+                sa += y
+                qa += y * y
+                key = _key(np.int64(xk[i]), shift, flip)
+                lob = key if key < lob else lob
+                hib = key if key > hib else hib
+                key = _key(np.int64(yk[i]), shift, flip)
+                loa = key if key < loa else loa
+                hia = key if key > hia else hia
                 d = abs(y - x)
                 changed += x != y
                 abs_sum += d
                 diff_sq += d * d
-                before_sq += x * x
-                after_sq += y * y
                 magnitudes[i] = d
-            peak = _peak(magnitudes, bits, e - s, peak)
-        high = _as_float(peak)
-        compared = stop - start
-        if not (np.isfinite(before_sq) and np.isfinite(after_sq)):
-            compared = 0
-            changed = 0
-            abs_sum = 0.0
-            diff_sq = 0.0
-            before_sq = 0.0
-            high = 0.0
-            xs = before[start:stop]
-            ys = after[start:stop]
-            for i in range(xs.shape[0]):
-                x = np.float64(xs[i])
-                y = np.float64(ys[i])
-                if x != y and (x == x or y == y):
-                    changed += 1
-                if x - x == 0.0 and y - y == 0.0:
-                    compared += 1
-                    d = abs(y - x)
-                    abs_sum += d
-                    diff_sq += d * d
-                    before_sq += x * x
-                    high = max(high, d)
-        out[k, C_COMPARED] = compared
-        out[k, C_CHANGED] = changed
-        out[k, C_PEAK] = high
-        out[k, C_ABS_SUM] = abs_sum
-        out[k, C_DIFF_SQ] = diff_sq
-        out[k, C_BEFORE_SQ] = before_sq
+            peak = _peak(magnitudes, magnitude_bits, e - s, peak)
+        row = out[k]
+        n = stop - start
+        _put_moments(row, 0, n, zb, sb, qb, lob, hib, value, value_bits, shift, flip)
+        _put_moments(row, M_COLUMNS, n, za, sa, qa, loa, hia, value, value_bits, shift, flip)
+        row[C_COMPARED] = n
+        row[C_CHANGED] = changed
+        row[C_PEAK] = _as_float(peak)
+        row[C_ABS_SUM] = abs_sum
+        row[C_DIFF_SQ] = diff_sq
+        row[C_BEFORE_SQ] = qb
+        if np.isfinite(qb) and np.isfinite(qa):
+            start = stop
+            continue
+        xs = before[start:stop]
+        ys = after[start:stop]
+        _finite_moments(xs, row, 0)
+        _finite_moments(ys, row, M_COLUMNS)
+        compared = 0
+        changed = 0
+        abs_sum = 0.0
+        diff_sq = 0.0
+        before_sq = 0.0
+        high = 0.0
+        for i in range(xs.shape[0]):
+            x = np.float64(xs[i])
+            y = np.float64(ys[i])
+            if x != y and (x == x or y == y):
+                changed += 1
+            if x - x == 0.0 and y - y == 0.0:
+                compared += 1
+                d = abs(y - x)
+                abs_sum += d
+                diff_sq += d * d
+                before_sq += x * x
+                high = max(high, d)
+        row[C_COMPARED] = compared
+        row[C_CHANGED] = changed
+        row[C_PEAK] = high
+        row[C_ABS_SUM] = abs_sum
+        row[C_DIFF_SQ] = diff_sq
+        row[C_BEFORE_SQ] = before_sq
         start = stop

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -201,17 +202,13 @@ def _buffer(chunks: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
 _KEYS = {np.dtype(np.float32): (np.int32, 31), np.dtype(np.float64): (np.int64, 63)}
 
 
-def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """Per-chunk moments of chunks of one compute dtype (float32 or float64; none empty).
+def _moment_columns(out: np.ndarray, col: int, ends: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """Per-segment moments from a kernel's moment columns at ``col``.
 
     nan, inf, finite count, zeros (int64), sum, sum of squares, finite min and max (float64;
-    ±inf when no value is finite), from one pass (:func:`sd_widgets._kernels.moments`).
+    ±inf when no value is finite).
     """
-    x, ends = _buffer(chunks)
-    keys, shift = _KEYS[x.dtype]
-    out = np.empty((len(chunks), _kernels.M_COLUMNS), np.float64)
-    _kernels.moments(x, x.view(keys), shift, (1 << shift) - 1, ends, out)
-    parts = torch.from_numpy(out)
+    parts = torch.from_numpy(out[:, col : col + _kernels.M_COLUMNS].copy())
     lengths = torch.from_numpy(np.diff(ends, prepend=0))
     nan = parts[:, _kernels.M_NAN].to(torch.int64)
     n = parts[:, _kernels.M_FINITE].to(torch.int64)
@@ -224,6 +221,51 @@ def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         parts[:, _kernels.M_SQUARES],
         parts[:, _kernels.M_MIN],
         parts[:, _kernels.M_MAX],
+    )
+
+
+def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Per-chunk moments (:func:`_moment_columns`) of chunks of one compute dtype.
+
+    float32 or float64, none empty; one pass (:func:`sd_widgets._kernels.moments`).
+    """
+    x, ends = _buffer(chunks)
+    keys, shift = _KEYS[x.dtype]
+    out = np.empty((len(chunks), _kernels.M_COLUMNS), np.float64)
+    _kernels.moments(x, x.view(keys), shift, (1 << shift) - 1, ends, out)
+    return _moment_columns(out, 0, ends)
+
+
+def _pair_parts(
+    pairs: Sequence[tuple[torch.Tensor, ...]],
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Moments of both sides and the change, per pair of chunks, from one pass over both.
+
+    Pairs are (before, after) of one compute dtype, none empty
+    (:func:`sd_widgets._kernels.pair_stats`). Returns the moments of before and of after
+    (:func:`_moment_columns`), and the change: compared, changed (int64), max |after - before|,
+    sum |after - before|, sum (after - before)^2 and the sum of squares of before, over the
+    compared positions (float64).
+    """
+    before, ends = _buffer([b for b, _ in pairs])
+    after, _ = _buffer([a for _, a in pairs])
+    keys, shift = _KEYS[before.dtype]
+    out = np.empty((len(pairs), _kernels.PAIR_COLUMNS), np.float64)
+    _kernels.pair_stats(
+        before, after, before.view(keys), after.view(keys), shift, (1 << shift) - 1, ends, out
+    )
+    change = torch.from_numpy(out[:, _kernels.C_COMPARED :].copy())
+    return (
+        _moment_columns(out, 0, ends),
+        _moment_columns(out, _kernels.M_COLUMNS, ends),
+        (
+            change[:, 0].to(torch.int64),
+            change[:, 1].to(torch.int64),
+            change[:, 2],
+            change[:, 3],
+            change[:, 4],
+            change[:, 5],
+        ),
     )
 
 
@@ -350,6 +392,8 @@ class Moments:
         self._mn = torch.full((size,), math.inf, dtype=torch.float64)
         self._mx = torch.full((size,), -math.inf, dtype=torch.float64)
         self._queue = _Queue(self._reduce)
+        #: flushes of the :class:`Change` accumulators that also feed this one (pairs)
+        self._feeders: list[Callable[[], None]] = []
 
     def add(self, raw: torch.Tensor, index: int = 0) -> None:
         """Add a 1-D chunk of tensor ``index`` (any real dtype, complex as ``|z|``)."""
@@ -374,8 +418,11 @@ class Moments:
 
     @torch.no_grad()
     def _reduce(self, ids: list[int], items: list[tuple[torch.Tensor, ...]]) -> None:
-        nan, inf, n, zeros, s, q, lo, hi = _moment_parts([c for (c,) in items])
-        idx = torch.tensor(ids, dtype=torch.int64)
+        self._add_parts(torch.tensor(ids, dtype=torch.int64), _moment_parts([c for (c,) in items]))
+
+    def _add_parts(self, idx: torch.Tensor, parts: tuple[torch.Tensor, ...]) -> None:
+        """Per-chunk moments (:func:`_moment_columns`) of the tensors ``idx``."""
+        nan, inf, n, zeros, s, q, lo, hi = parts
         self._nan.index_add_(0, idx, nan)
         self._inf.index_add_(0, idx, inf)
         self._n.index_add_(0, idx, n)
@@ -386,7 +433,12 @@ class Moments:
         self._mx.scatter_reduce_(0, idx, hi, "amax")
 
     def flush(self) -> None:
-        """Reduce the chunks still waiting (:meth:`finish` does it)."""
+        """Reduce the chunks still waiting, here and in the pairs that feed this.
+
+        :meth:`finish` does it.
+        """
+        for feed in self._feeders:
+            feed()
         self._queue.flush()
 
     # one tensor's running totals (sd_widgets.distributed all-reduces them across ranks)
@@ -552,37 +604,20 @@ def _nan_change(numel: int) -> dict[str, Any]:
     }
 
 
-def _change_parts(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
-    """Per-pair change of pairs of chunks (before, after; one compute dtype, none empty).
-
-    compared, changed (int64), max |after - before|, sum |after - before|, sum
-    (after - before)^2 and the sum of squares of before, over the compared positions (float64),
-    from one pass (:func:`sd_widgets._kernels.change`).
-    """
-    before, ends = _buffer([b for b, _ in pairs])
-    after, _ = _buffer([a for _, a in pairs])
-    out = np.empty((len(pairs), _kernels.C_COLUMNS), np.float64)
-    _kernels.change(before, after, ends, out)
-    parts = torch.from_numpy(out)
-    return (
-        parts[:, _kernels.C_COMPARED].to(torch.int64),
-        parts[:, _kernels.C_CHANGED].to(torch.int64),
-        parts[:, _kernels.C_PEAK],
-        parts[:, _kernels.C_ABS_SUM],
-        parts[:, _kernels.C_DIFF_SQ],
-        parts[:, _kernels.C_BEFORE_SQ],
-    )
-
-
 class Change:
     """How much ``after`` differs from ``before``, for ``size`` tensors.
 
-    Fed pairs of matching chunks (:meth:`add`), reduced together like :class:`Moments`.
+    Fed pairs of matching chunks (:meth:`add`), reduced together like :class:`Moments`. One
+    pass over each pair measures the change and both sides' moments: those go to the
+    :class:`Moments` given as ``after`` (every pair) and ``before`` (pairs added
+    ``with_before``; the others' before was measured already, e.g. while a snapshot copied it).
 
     The one way sd_widgets measures a change (see :func:`change_stats` for the fields).
     """
 
-    def __init__(self, size: int = 1) -> None:
+    def __init__(
+        self, size: int = 1, *, before: Moments | None = None, after: Moments | None = None
+    ) -> None:
         self.size = size
         i64, f64 = torch.int64, torch.float64
         self._numel = [0] * size
@@ -592,17 +627,31 @@ class Change:
         self._abs_sum = torch.zeros(size, dtype=f64)
         self._diff_sq = torch.zeros(size, dtype=f64)
         self._before_sq = torch.zeros(size, dtype=f64)
-        self._queue = _Queue(self._reduce)
+        self._before, self._after = before, after
+        self._queue = _Queue(partial(self._reduce, False))
+        self._with_before = _Queue(partial(self._reduce, True))
+        for m in (before, after):
+            if m is not None:
+                m._feeders.append(self.flush)
 
     def add(self, rb: torch.Tensor, ra: torch.Tensor, index: int = 0) -> None:
         """Add a pair of 1-D chunks of the same length (before, after) of tensor ``index``."""
         self.add_all([(rb, ra)], [index])
 
     def add_all(
-        self, pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], indices: Sequence[int]
+        self,
+        pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        indices: Sequence[int],
+        *,
+        with_before: bool = False,
     ) -> None:
-        """:meth:`add` of many pairs (``pairs[j]`` of tensor ``indices[j]``)."""
+        """:meth:`add` of many pairs (``pairs[j]`` of tensor ``indices[j]``).
+
+        ``with_before``: the pairs' before chunks go to the ``before`` moments too.
+        """
         numel = self._numel
+        before = self._before._seen if with_before and self._before is not None else None
+        after = self._after._seen if self._after is not None else None
         items, ids = [], []
         for (rb, ra), index in zip(pairs, indices, strict=True):
             rb, ra = _values(rb), _values(ra)
@@ -610,15 +659,26 @@ class Change:
                 rb, ra = rb.to(torch.float64), ra.to(torch.float64)
             n = rb.numel()
             numel[index] += n
+            if before is not None:
+                before[index] += n
+            if after is not None:
+                after[index] += n
             if n:
                 items.append((rb, ra))
                 ids.append(index)
-        self._queue.put_all(ids, items)
+        (self._with_before if with_before else self._queue).put_all(ids, items)
 
     @torch.no_grad()
-    def _reduce(self, ids: list[int], items: list[tuple[torch.Tensor, ...]]) -> None:
-        compared, changed, peak, abs_sum, diff_sq, before_sq = _change_parts(items)  # type: ignore[arg-type]
+    def _reduce(
+        self, with_before: bool, ids: list[int], items: list[tuple[torch.Tensor, ...]]
+    ) -> None:
+        before, after, change = _pair_parts(items)
         idx = torch.tensor(ids, dtype=torch.int64)
+        if with_before and self._before is not None:
+            self._before._add_parts(idx, before)
+        if self._after is not None:
+            self._after._add_parts(idx, after)
+        compared, changed, peak, abs_sum, diff_sq, before_sq = change
         self._compared.index_add_(0, idx, compared)
         self._changed.index_add_(0, idx, changed)
         self._max_abs.scatter_reduce_(0, idx, peak, "amax")
@@ -626,9 +686,14 @@ class Change:
         self._diff_sq.index_add_(0, idx, diff_sq)
         self._before_sq.index_add_(0, idx, before_sq)
 
+    def flush(self) -> None:
+        """Reduce the pairs still waiting (:meth:`finish` does it)."""
+        self._queue.flush()
+        self._with_before.flush()
+
     def finish(self) -> list[dict[str, Any]]:
         """The change statistics of every tensor (see :func:`change_stats`)."""
-        self._queue.flush()
+        self.flush()
         compared, changed = self._compared.tolist(), self._changed.tolist()
         max_abs, abs_sum = self._max_abs.tolist(), self._abs_sum.tolist()
         diff_sq, before_sq = self._diff_sq.tolist(), self._before_sq.tolist()

@@ -786,30 +786,35 @@ def retie(job: Job) -> None:
 class Measures:
     """Before, after and change statistics of ``size`` touched tensors, fed matching chunks.
 
-    The transaction feeds the before chunks as it copies them and the after chunks as it
-    verifies them; :func:`measure_many` feeds both later (``stats=False``). Same chunks, same
-    accumulators (:class:`~sd_widgets.stats.Moments`, :class:`~sd_widgets.stats.Change`,
-    which reduce small tensors together): the same numbers either way.
+    The transaction feeds each after chunk with the same chunk of its snapshot copy as it
+    verifies them (a key whose result is known before the load: while the snapshot copies it);
+    :func:`measure_many` feeds the same pairs later (``stats=False``). A pair is measured in one
+    pass (:class:`~sd_widgets.stats.Change`: the change and both sides' moments); a tensor whose
+    change is not measured (another shape, meta on one side) has its sides measured alone
+    (:class:`~sd_widgets.stats.Moments`). Same chunks, same kernels either way: the same
+    numbers, bit for bit.
     """
 
     def __init__(self, size: int) -> None:
         self.before = Moments(size)
         self.after = Moments(size)
-        self.change = Change(size)
+        self.change = Change(size, before=self.before, after=self.after)
         self._wholes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def add_before(self, i: int, chunk: torch.Tensor) -> None:
-        """The next chunk of tensor ``i`` before the load."""
+        """The next chunk of tensor ``i`` before the load, when its change is not measured."""
         self.before.add(chunk, i)
 
     def add_after(self, i: int, before: torch.Tensor | None, after: torch.Tensor) -> None:
         """The next chunk of tensor ``i`` after the load.
 
-        ``before``: the same chunk before it (None: not comparable).
+        ``before``: the same chunk before it, measured with it in one pass (None: not
+        comparable; its before chunks go to :meth:`add_before`).
         """
-        self.after.add(after, i)
-        if before is not None:
-            self.change.add(before, after, i)
+        if before is None:
+            self.after.add(after, i)
+        else:
+            self.change.add_all([(before, after)], [i], with_before=True)
 
     def add_all(
         self,
@@ -822,12 +827,12 @@ class Measures:
     ) -> None:
         """Many chunks at once.
 
-        Before chunks, after chunks, and the (before, after) pairs of the tensors whose change
-        is measured, each with the index of its tensor.
+        Before chunks and after chunks of tensors whose change is not measured, and the
+        (before, after) pairs of those whose change is, each with the index of its tensor.
         """
         self.before.add_all(before, before_ids)
         self.after.add_all(after, after_ids)
-        self.change.add_all(pairs, pair_ids)
+        self.change.add_all(pairs, pair_ids, with_before=True)
 
     def done(self, i: int, before: torch.Tensor, after: torch.Tensor) -> None:
         """Tensor ``i`` was fed whole; ``before``/``after`` are the whole tensors."""
@@ -886,17 +891,19 @@ def measure_many(
             continue
         b_meta, a_meta = before.is_meta, after.is_meta
         bs = () if b_meta else _pieces(before.reshape(-1))  # no_grad: a view without autograd
-        before_chunks += bs
-        before_ids += [i] * len(bs)
-        if not a_meta:
-            as_ = _pieces(after.reshape(-1))
+        as_ = () if a_meta else _pieces(after.reshape(-1))
+        if not b_meta and not a_meta and before.shape == after.shape:
+            both += zip(bs, as_, strict=True)
+            both_ids += [i] * len(as_)
+        else:
+            before_chunks += bs
+            before_ids += [i] * len(bs)
             after_chunks += as_
             after_ids += [i] * len(as_)
-            if not b_meta and before.shape == after.shape:
-                both += zip(bs, as_, strict=True)
-                both_ids += [i] * len(as_)
         m.done(i, before, after)
-        if len(before_chunks) + len(after_chunks) > 4096:  # bounded lists: measured as they come
+        if (
+            len(before_chunks) + len(after_chunks) + len(both) > 4096
+        ):  # bounded lists: measured as they come
             m.add_all(before_chunks, before_ids, after_chunks, after_ids, both, both_ids)
             for kept in (before_chunks, before_ids, after_chunks, after_ids, both, both_ids):
                 kept.clear()
@@ -973,9 +980,7 @@ class Transaction:
             if self.stats and not t.is_meta:
                 i = self._index[slot.key]
                 source = self._known_result(slot.key, t)
-                if source is None:
-                    on_chunk = partial(self._measures.add_before, i)
-                else:  # before and after side by side, while the copy is in cache
+                if source is not None:  # before and after side by side, while the copy is in cache
                     self._measured_early.add(slot.key)
                     on_chunk = partial(self._measure_both, i, chunks_of(_flat(source)))
             copied = self.snapshot.holds(t)
@@ -1013,7 +1018,6 @@ class Transaction:
 
     def _measure_both(self, i: int, source: Iterator[torch.Tensor], chunk: torch.Tensor) -> None:
         """A chunk of the snapshot copy, with the same chunk of what the load will leave."""
-        self._measures.add_before(i, chunk)
         self._measures.add_after(i, chunk, next(source))
 
     def _check_result(self) -> None:
@@ -1086,10 +1090,14 @@ class Transaction:
         fp = Fingerprint()
         flat = _flat(cur)
         exp = _flat(expected) if expected is not None else None
-        before = _flat(s.data) if s.data is not None and s.data.shape == cur.shape else None
+        data = s.data if s.data is not None and not s.data.is_meta else None
+        before = _flat(data) if data is not None and data.shape == cur.shape else None
         exp_chunks = chunks_of(exp) if exp is not None else None
         before_chunks = chunks_of(before) if before is not None else None
         measure_now = self.stats and s.key not in self._measured_early
+        if measure_now and before is None and data is not None:  # no change to measure
+            for c in chunks_of(_flat(data)):
+                self._measures.add_before(i, c)
         for c in chunks_of(flat):
             w = _words(c)
             if exp_chunks is not None:
