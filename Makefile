@@ -27,6 +27,7 @@ $(PY):
 $(DEMO_STAMP): $(PY) pyproject.toml $(TORCH)
 	$(PY) -m pip install -r $(TORCH)
 	$(PY) -m pip install -c $(TORCH) -e ".[demo]"
+	$(PY) -c "import sd_widgets._kernels as kernels; kernels.warm()"  # compile once, now
 	touch $(DEMO_STAMP)
 
 $(STAMP): $(PY) pyproject.toml $(TORCH)

@@ -363,3 +363,18 @@ def pair_stats(
         row[C_DIFF_SQ] = diff_sq
         row[C_BEFORE_SQ] = before_sq
         start = stop
+
+
+def warm() -> None:
+    """Compile every kernel for float32 and float64 now (numba caches the code on disk).
+
+    For images (Binder's postBuild) whose first user should not wait for the compiler.
+    """
+    for dtype, keys, shift in ((np.float32, np.int32, 31), (np.float64, np.int64, 63)):
+        x = np.zeros(4, dtype)
+        ends = np.array([4], np.int64)
+        raw = x.view(np.uint8)
+        flip = (1 << shift) - 1
+        measure_pairs(x, x, raw, raw, x.itemsize, ends, False, np.empty((1, COLUMNS)))
+        moments(x, x.view(keys), shift, flip, ends, np.empty((1, M_COLUMNS)))
+        pair_stats(x, x, x.view(keys), x.view(keys), shift, flip, ends, np.empty((1, PAIR_COLUMNS)))
