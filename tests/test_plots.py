@@ -104,7 +104,10 @@ def test_imports_no_pyplot_and_only_allowed_modules():
     stdlib — stats may import units and _kernels and plots stats and statuses (leaf modules:
     the one dtype spelling, the fused passes, the one vocabulary)."""
     allowed = {"torch", "matplotlib", "pandas", "tqdm", "numpy", *sys.stdlib_module_names}
-    for module, local in ((stats_module, {"..units", ".._kernels"}), (plots_module, {"._stats", "..statuses"})):
+    for module, local in (
+        (stats_module, {"..units", ".._kernels"}),
+        (plots_module, {"._stats", "..statuses"}),
+    ):
         names = _imports(module)
         assert not any("pyplot" in n for n in names)
         assert {n for n in names if n.startswith(".")} <= local

@@ -374,9 +374,10 @@ class Moments:
     """The statistics of ``size`` tensors, fed chunk by chunk (:meth:`add`), then :meth:`finish`.
 
     The one way sd_widgets measures tensors: :func:`tensor_stats` feeds it the chunks of one
-    tensor; a load feeds it each chunk of its snapshot copy and of the loaded tensor while that
-    chunk is in the CPU cache; the statistics of thousands of small tensors are reduced
-    together, a few torch calls per batch of :data:`BATCH_ELEMENTS` elements.
+    tensor; a load feeds it the chunks of the tensors whose change it does not measure (the
+    others' moments come from :class:`Change`'s one pass over both sides); the statistics of
+    thousands of small tensors are reduced together, one kernel call per batch of
+    :data:`BATCH_ELEMENTS` elements.
     """
 
     def __init__(self, size: int = 1) -> None:
@@ -478,9 +479,8 @@ class Moments:
         ``wholes[i]`` is the tensor ``i``'s chunks came from (None: not measured, its stats are
         unavailable).
         A tensor is read again only when its float64 totals cancel (``sum(x^2) > 2**16 *
-        sum((x - mean)^2)``: a second pass over ``x - mean`` keeps the variance exact; a large
-        float32 tensor's chunks were summed around their mean already); those are reduced
-        together too.
+        sum((x - mean)^2)``: a second pass over ``x - mean`` keeps the variance exact); those
+        are reduced together too.
         """
         self.flush()
         nan, inf, n, zeros = (t.tolist() for t in (self._nan, self._inf, self._n, self._zeros))
