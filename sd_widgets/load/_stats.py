@@ -193,10 +193,13 @@ def _check_chunk(chunk_elements: int) -> int:
 
 
 def _buffer(chunks: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-    """Chunks of one compute dtype as one contiguous array, and each chunk's end in it."""
+    """Chunks of one compute dtype as one contiguous CPU array, and each chunk's end in it.
+
+    A chunk on a GPU is brought to the CPU (one chunk at a time: memory stays bounded).
+    """
     x = chunks[0] if len(chunks) == 1 else torch.cat(list(chunks))
     ends = np.cumsum([c.numel() for c in chunks], dtype=np.int64)
-    return x.detach().contiguous().numpy(), ends
+    return x.detach().cpu().contiguous().numpy(), ends
 
 
 _KEYS = {np.dtype(np.float32): (np.int32, 31), np.dtype(np.float64): (np.int64, 63)}
