@@ -3,16 +3,18 @@
 A comparison of two float32 tensors in torch takes about ten calls per chunk (two float64
 copies, three norms, a difference, its peak, a byte comparison), each reading the chunk again:
 about 3x the time of reading the two files. :func:`measure_pairs` reads each element once and
-keeps every sum in registers, in one thread (two GPT-2-XL-sized files: see
-``benchmarks/bench_values.py``).
+keeps every sum in registers, in one thread (1.4x the read, two GPT-2-XL-sized files:
+``benchmarks/bench_values.py``). :func:`moments` and :func:`pair_stats` do the same for the
+statistics of one tensor and of a (before, after) pair.
 
 Loops run over slices from index 0 (``for i in range(len(x))``): a loop from a variable start
 cannot prove its indices non-negative, so numba keeps a negative-index check on every read and
-nothing runs in vector lanes (2x slower, measured). Kernels take numpy arrays (zero-copy views of CPU tensors) of two value types only, float32
-and float64, so each compiles twice at most; other dtypes are converted by the caller, and
-their equality is decided on their own bytes (``uint8`` views). Compiled code is cached on disk
-(numba's ``cache=True``: beside this file, or in the user's cache directory when that is not
-writable), so only the first call on a machine pays for compilation.
+nothing runs in vector lanes (2x slower, measured). Kernels take numpy arrays (zero-copy
+views of CPU tensors) of two value types only, float32 and float64, so each compiles twice at
+most; other dtypes are converted by the caller, and their equality is decided on their own
+bytes (``uint8`` views). Compiled code is cached on disk (numba's ``cache=True``: beside this
+file, or in the user's cache directory when that is not writable), so only the first call on a
+machine pays for compilation (:func:`warm` pays it while installing).
 """
 
 from __future__ import annotations
@@ -267,9 +269,12 @@ def pair_stats(
     """Per segment of two arrays of one float type, in one pass over both: moments and change.
 
     The moments of ``before`` (columns 0-6) and of ``after`` (7-13), as :func:`moments` gives
-    them, and the change (``C_*``): positions where both are finite (compared), positions whose values differ
-    (NaN → NaN and inf → inf are unchanged), and over the compared positions max |after −
-    before|, its sum, the sum of its squares and the sum of squares of ``before`` (float64).
+    them, and the change (``C_*``): positions where both are finite (compared), positions whose
+    values differ (NaN → NaN and inf → inf are unchanged), and over the compared positions max
+    |after − before|, its sum, the sum of its squares and the sum of squares of ``before``
+    (float64). The loop has the shape of :func:`measure_pairs`', but not its contract: here NaN
+    and inf are left out of every sum and maximum (statistics of the finite values), there they
+    propagate (a NaN that appeared must show).
 
     A segment with a NaN or ±inf on either side is measured again, value by value.
     """
