@@ -495,6 +495,28 @@ def test_adapter_makes_a_shape_mismatch_loadable():
     assert w.adapters == {}  # the front end cannot smuggle in bad adapters
 
 
+def test_setting_an_adapter_says_what_it_does_and_which_rows_it_leaves_alone():
+    """An adapter applies to its one row: the message says what it does there and names the
+    layer's other mismatched rows, which keep the model's values (accepted, then loaded)."""
+    w, model = explorer("new_head", select="none")
+    bias = model.classifier.bias.detach().clone()
+    w.handle_action({"action": "adapt", "key": "classifier.weight", "adapter": "overlap"})
+    text = w.message["text"]
+    assert w.message["level"] == "info"
+    assert text.startswith("classifier.weight: overlap (copies the checkpoint's rows 0..2")
+    assert "Not adapted in the same module: classifier.bias. It keeps the model's values" in text
+    w.handle_action({"action": "load"})
+    assert torch.equal(model.classifier.bias, bias)  # what the message said
+    w.handle_action({"action": "undo"})
+    w.handle_action({"action": "adapt", "key": "classifier.bias", "adapter": "overlap"})
+    assert w.message["text"].startswith("classifier.bias: overlap (")
+    assert "Not adapted" not in w.message["text"]  # the weight has its adapter
+    w.handle_action({"action": "adapt", "key": "classifier.weight", "adapter": None})
+    assert w.message["text"] == (
+        "classifier.weight: no adapter. A shape mismatch is not loaded without one."
+    )
+
+
 def test_an_adapter_gesture_plans_the_preview_once(monkeypatch):
     """Setting, changing or dropping an adapter builds one LoadPlan for the preview, whether the
     selection changes with it (the selection's observer plans it) or not."""

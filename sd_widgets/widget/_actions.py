@@ -78,6 +78,7 @@ def adapt(w: Explorer, c: Mapping[str, Any]) -> None:
     else:
         new.pop(key, None)
     w.adapters = new  # the observer selects the key it adapts and re-validates the selection
+    w._set_message("info", _texts.adapter_set(w._cmp, key, new))
 
 
 @action("set_model_name", "Naming the model variable")

@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import errors
 from ..checkpoint import Checkpoint
+from ..compare._adapters import get_adapter
 from ..compare._compare import Comparison
 from ..compare._values import ValueComparison
 
@@ -184,3 +185,31 @@ def describe_source(source: Any) -> str:
     if isinstance(source, Mapping):
         return f"mapping of {len(source)} entries"
     return type(source).__name__
+
+
+def adapter_set(cmp: Comparison, key: str, adapters: Mapping[str, str]) -> str:
+    """What setting (or dropping) ``key``'s adapter did, and what it left alone.
+
+    An adapter applies to its one row: a layer's other mismatched rows (a head's bias beside its
+    weight) keep the model's values unless they are adapted too, and the message names them.
+    """
+    row = cmp[key]
+    adapter = adapters.get(key)
+    if adapter is None:
+        return f"{key}: no adapter. A shape mismatch is not loaded without one."
+    assert row.ckpt_shape is not None and row.model_shape is not None  # an adaptable row
+    what = get_adapter(adapter).describe(row.ckpt_shape, row.model_shape, key)
+    left = [
+        r.key
+        for r in cmp
+        if r.module == row.module and r.key != key and r.adaptable and r.key not in adapters
+    ]
+    text = f"{key}: {adapter} ({what})."
+    if left:
+        one = len(left) == 1
+        text += (
+            f" Not adapted in the same module: {first(left)}. {'It keeps' if one else 'Each keeps'}"
+            f" the model's values unless {'it gets an adapter' if one else 'they get adapters'}"
+            " too."
+        )
+    return text
