@@ -923,9 +923,8 @@ def measure_many(
             after_chunks += as_
             after_ids += [i] * len(as_)
         m.done(i, before, after)
-        if (
-            len(before_chunks) + len(after_chunks) + len(both) > 4096
-        ):  # bounded lists: measured as they come
+        # bounded lists: measured as they come
+        if len(before_chunks) + len(after_chunks) + len(both) > 4096:
             m.add_all(before_chunks, before_ids, after_chunks, after_ids, both, both_ids)
             for kept in (before_chunks, before_ids, after_chunks, after_ids, both, both_ids):
                 kept.clear()
