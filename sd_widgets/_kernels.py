@@ -19,6 +19,8 @@ machine pays for compilation (:func:`warm` pays it while installing).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -140,6 +142,19 @@ M_COLUMNS = 7
 #: columns of the change in :func:`pair_stats`' output, after the two sides' moments
 C_COMPARED, C_CHANGED, C_PEAK, C_ABS_SUM, C_DIFF_SQ, C_BEFORE_SQ = range(14, 20)
 PAIR_COLUMNS = 20
+
+
+#: float type -> the signed integer type of its width, that width - 1, its largest integer
+_KEY_TYPES: dict[np.dtype[Any], tuple[type[np.signedinteger[Any]], int, int]] = {
+    np.dtype(np.float32): (np.int32, 31, 2**31 - 1),
+    np.dtype(np.float64): (np.int64, 63, 2**63 - 1),
+}
+
+
+def key_args(x: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """``x`` (float32 or float64) as the ``bits, shift, flip`` :func:`moments` takes with it."""
+    keys, shift, flip = _KEY_TYPES[x.dtype]
+    return x.view(keys), shift, flip
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -375,11 +390,11 @@ def warm() -> None:
 
     For images (Binder's postBuild) whose first user should not wait for the compiler.
     """
-    for dtype, keys, shift in ((np.float32, np.int32, 31), (np.float64, np.int64, 63)):
+    for dtype in _KEY_TYPES:
         x = np.zeros(4, dtype)
         ends = np.array([4], np.int64)
         raw = x.view(np.uint8)
-        flip = (1 << shift) - 1
+        bits, shift, flip = key_args(x)
         measure_pairs(x, x, raw, raw, x.itemsize, ends, False, np.empty((1, COLUMNS)))
-        moments(x, x.view(keys), shift, flip, ends, np.empty((1, M_COLUMNS)))
-        pair_stats(x, x, x.view(keys), x.view(keys), shift, flip, ends, np.empty((1, PAIR_COLUMNS)))
+        moments(x, bits, shift, flip, ends, np.empty((1, M_COLUMNS)))
+        pair_stats(x, x, bits, bits, shift, flip, ends, np.empty((1, PAIR_COLUMNS)))

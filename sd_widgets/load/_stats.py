@@ -202,9 +202,6 @@ def _buffer(chunks: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
     return x.detach().cpu().contiguous().numpy(), ends
 
 
-_KEYS = {np.dtype(np.float32): (np.int32, 31), np.dtype(np.float64): (np.int64, 63)}
-
-
 def _moment_columns(out: np.ndarray, col: int, ends: np.ndarray) -> tuple[torch.Tensor, ...]:
     """Per-segment moments from a kernel's moment columns at ``col``.
 
@@ -233,9 +230,8 @@ def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     float32 or float64, none empty; one pass (:func:`sd_widgets._kernels.moments`).
     """
     x, ends = _buffer(chunks)
-    keys, shift = _KEYS[x.dtype]
     out = np.empty((len(chunks), _kernels.M_COLUMNS), np.float64)
-    _kernels.moments(x, x.view(keys), shift, (1 << shift) - 1, ends, out)
+    _kernels.moments(x, *_kernels.key_args(x), ends, out)
     return _moment_columns(out, 0, ends)
 
 
@@ -252,11 +248,10 @@ def _pair_parts(
     """
     before, ends = _buffer([b for b, _ in pairs])
     after, _ = _buffer([a for _, a in pairs])
-    keys, shift = _KEYS[before.dtype]
+    before_bits, shift, flip = _kernels.key_args(before)
+    after_bits = after.view(before_bits.dtype)
     out = np.empty((len(pairs), _kernels.PAIR_COLUMNS), np.float64)
-    _kernels.pair_stats(
-        before, after, before.view(keys), after.view(keys), shift, (1 << shift) - 1, ends, out
-    )
+    _kernels.pair_stats(before, after, before_bits, after_bits, shift, flip, ends, out)
     change = torch.from_numpy(out[:, _kernels.C_COMPARED :].copy())
     return (
         _moment_columns(out, 0, ends),
