@@ -385,6 +385,58 @@ def pair_stats(
         start = stop
 
 
+#: 8-byte words per fingerprint row: word ``j`` of a tensor is weighted by
+#: ``FP_WEIGHTS[j % FP_ROW]`` times an odd multiple of its row ``j // FP_ROW`` (plus one)
+FP_ROW = 512
+FP_WEIGHTS = np.random.default_rng(2026).integers(0, 2**63, FP_ROW, dtype=np.uint64) * np.uint64(
+    2
+) + np.uint64(1)
+_FP_MULTIPLIER = np.uint64(0x5851F42D4C957F2D)
+
+
+@njit(cache=True, nogil=True)
+def _fp_row(
+    words: np.ndarray, expected: np.ndarray, weights: np.ndarray
+) -> tuple[np.uint64, np.uint64]:  # pragma: no cover - compiled by numba
+    total = np.uint64(0)
+    differs = np.uint64(0)
+    for i in range(words.shape[0]):
+        w = words[i]
+        total += w * weights[i]
+        differs |= w ^ expected[i]
+    return total, differs
+
+
+@njit(cache=True, nogil=True)
+def fingerprint(
+    words: np.ndarray, expected: np.ndarray, weights: np.ndarray, start: int
+) -> tuple[np.uint64, bool]:  # pragma: no cover - compiled by numba
+    """The fingerprint of ``words`` (uint64), words ``start ...`` of a tensor; and equality.
+
+    Whether they equal ``expected`` (as many uint64; ``words`` itself when there is nothing to
+    compare).
+    The sum over words of ``word * weights[j % FP_ROW] * ((j // FP_ROW + 1) * multiplier)``
+    modulo 2**64 (``j`` the word's index in the tensor): a sum, so parts of a tensor
+    fingerprinted apart add up to the whole, and position-weighted by odd numbers, so a changed
+    value or two swapped ones change it. One read of both arrays (the comparison rides along).
+    """
+    total = np.uint64(0)
+    differs = np.uint64(0)
+    n = words.shape[0]
+    i = 0
+    row = start // FP_ROW
+    col = start % FP_ROW
+    while i < n:
+        m = min(FP_ROW - col, n - i)
+        part, d = _fp_row(words[i : i + m], expected[i : i + m], weights[col : col + m])
+        total += part * ((np.uint64(row) + np.uint64(1)) * _FP_MULTIPLIER)
+        differs |= d
+        i += m
+        row += 1
+        col = 0
+    return total, differs == 0
+
+
 def warm() -> None:
     """Compile every kernel for float32 and float64 now (numba caches the code on disk).
 
@@ -398,3 +450,5 @@ def warm() -> None:
         measure_pairs(x, x, raw, raw, x.itemsize, ends, False, np.empty((1, COLUMNS)))
         moments(x, bits, shift, flip, ends, np.empty((1, M_COLUMNS)))
         pair_stats(x, x, bits, bits, shift, flip, ends, np.empty((1, PAIR_COLUMNS)))
+    words = np.zeros(4, np.uint64)
+    fingerprint(words, words, FP_WEIGHTS, 0)

@@ -47,11 +47,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from .. import _kernels
 from ..compare._metadata import ASSIGN_FLAG, copy_metadata
 from ..statuses import BN_BUFFERS
 from ._stats import Change, Moments, TensorStats, dtype_name
@@ -68,6 +70,7 @@ AUTO_MEMORY_FRACTION = 0.5
 and spills the rest to one temporary file."""
 
 EXTRA_STATE = "_extra_state"
+_CHUNK_GRAIN = 512  # elements: every chunk but the last is a multiple of 8 bytes
 _ALIGN = 64
 
 #: torch's own ``_load_from_state_dict`` implementations that only copy (and handle versions)
@@ -127,49 +130,60 @@ def same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return False
 
 
-_ROW = 512  # int64 words per fingerprint row
-_COLUMN_WEIGHTS = torch.randint(
-    -(2**62), 2**62, (_ROW,), dtype=torch.int64, generator=torch.Generator().manual_seed(2026)
-)
-_ROW_MULTIPLIER = 0x5851F42D4C957F2D
-
-
 class Fingerprint:
-    """A 64-bit fingerprint of a tensor's bytes, fed chunk by chunk (chunks of whole rows).
+    """A 64-bit fingerprint of a tensor's bytes, fed chunk by chunk (:func:`chunks_of`).
 
-    Every word is weighted by a pseudo-random odd-ish number depending on its position, so any
-    change of value (or a permutation) changes the sum unless the changes cancel exactly modulo
-    2**64: a training step or an edit cannot go unnoticed by accident. One pass at about the
-    speed of a copy, no memory kept: what lets ``undo()`` refuse to overwrite later work.
+    Each 8-byte word is weighted by an odd number depending on its position
+    (:func:`sd_widgets._kernels.fingerprint`), so any change of value (or a permutation)
+    changes the sum unless the changes cancel exactly modulo 2**64: a training step or an edit
+    cannot go unnoticed by accident. One pass at about the speed of reading the tensor, no
+    memory kept: what lets ``undo()`` refuse to overwrite later work. The load's verification
+    rides along: :meth:`add` compares the chunk with what it should be in the same pass.
     """
 
     def __init__(self, start: int = 0) -> None:
         self.value = 0
-        #: words fed so far, counted from ``start`` (a multiple of 512: where a part begins)
+        #: 8-byte words fed so far, counted from ``start`` (where a part of the tensor begins)
         self.words = start
 
-    def add(self, words: torch.Tensor) -> None:
-        """Add the next chunk (an integer tensor; a multiple of 512 words unless the last)."""
-        w = words if words.dtype == torch.int64 else words.to(torch.int64)
-        n = w.numel()
-        row0 = self.words // _ROW
-        full = n - n % _ROW
-        total = 0
-        if full:
-            rows = w[:full].view(-1, _ROW) @ _COLUMN_WEIGHTS
-            weights = torch.arange(row0 + 1, row0 + 1 + rows.numel(), dtype=torch.int64)
-            total += int((rows * (weights * _ROW_MULTIPLIER)).sum())
-        if full < n:
-            tail = w[full:] * _COLUMN_WEIGHTS[: n - full]
-            total += int(tail.sum()) * ((row0 + full // _ROW + 1) * _ROW_MULTIPLIER % 2**64)
-        self.value = (self.value + total) % 2**64
-        self.words += n
+    def add(self, words: torch.Tensor, expected: torch.Tensor | None = None) -> bool:
+        """Add the next chunk; whether its bytes equal ``expected``'s (True without one).
+
+        A chunk is a flat integer tensor (:func:`_as_words`); every chunk but a tensor's last
+        is a multiple of 8 bytes.
+        """
+        parts = _u64(words)
+        compared = parts if expected is None else _u64(expected)
+        if [p.shape for p in parts] != [p.shape for p in compared]:
+            raise ValueError("a chunk and its expected bytes differ in length")
+        equal = True
+        for w, e in zip(parts, compared, strict=True):
+            value, same_words = _kernels.fingerprint(w, e, _kernels.FP_WEIGHTS, self.words)
+            self.value = (self.value + int(value)) % 2**64
+            self.words += w.shape[0]
+            equal = equal and bool(same_words)
+        return equal
+
+
+def _u64(words: torch.Tensor) -> list[np.ndarray]:
+    """A flat integer CPU tensor's bytes as uint64 words (no copy).
+
+    Its last 1-7 bytes, if any, zero-padded to one more word, as a second array.
+    """
+    raw = words.numpy().view(np.uint8)
+    full = raw.shape[0] // 8 * 8
+    parts = [raw[:full].view(np.uint64)]
+    if full < raw.shape[0]:
+        padded = np.zeros(8, np.uint8)
+        padded[: raw.shape[0] - full] = raw[full:]
+        parts.append(padded.view(np.uint64))
+    return parts
 
 
 FINGERPRINT_PART_BYTES = 16 * 2**20
 """Bytes of one part of a large tensor's fingerprint: :func:`fingerprints` runs the parts on
-``torch.get_num_threads()`` threads (the fingerprint is a sum over rows, so parts fingerprinted
-apart add up to the whole; torch's integer matmul runs on one core)."""
+``torch.get_num_threads()`` threads (the fingerprint is a sum over words, so parts fingerprinted
+apart add up to the whole; the kernel releases the GIL)."""
 
 FINGERPRINT_SPLIT_BYTES = 2 * 2**20
 """Tensors of at least this size are fingerprinted in parts on threads; smaller ones (per call
@@ -198,8 +212,9 @@ def fingerprints(tensors: Sequence[torch.Tensor]) -> list[int | None]:
         if words.numel() * words.element_size() < FINGERPRINT_SPLIT_BYTES:
             small.append((i, words, 0))
             continue
-        step = max(_ROW, FINGERPRINT_PART_BYTES // words.element_size() // _ROW * _ROW)
-        big += [(i, words[j : j + step], j) for j in range(0, words.numel(), step)]
+        size = words.element_size()
+        step = FINGERPRINT_PART_BYTES // size  # elements; a multiple of 8 bytes
+        big += [(i, words[j : j + step], j * size // 8) for j in range(0, words.numel(), step)]
     workers = min(torch.get_num_threads(), len(big))
     if workers > 1:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="sdw-fingerprint")
@@ -218,7 +233,7 @@ def fingerprints(tensors: Sequence[torch.Tensor]) -> list[int | None]:
 
 
 def _fingerprint_part(part: tuple[int, torch.Tensor, int]) -> int:
-    """The fingerprint of one part (the words from its first word on)."""
+    """The fingerprint of one part (its first 8-byte word is word ``start`` of the tensor)."""
     _, words, start = part
     fp = Fingerprint(start)
     for chunk in chunks_of(words):
@@ -242,7 +257,9 @@ def _as_words(t: torch.Tensor) -> torch.Tensor:
 
 def chunks_of(flat: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> Iterator[torch.Tensor]:
     """Consecutive slices of a flat tensor, each a multiple of 512 elements (the last aside)."""
-    step = max(_ROW, chunk_bytes // max(flat.element_size(), 1) // _ROW * _ROW)
+    step = max(
+        _CHUNK_GRAIN, chunk_bytes // max(flat.element_size(), 1) // _CHUNK_GRAIN * _CHUNK_GRAIN
+    )
     n = flat.numel()
     if n == 0:
         return
@@ -1120,17 +1137,9 @@ class Transaction:
             for c in chunks_of(_flat(data)):
                 self._measures.add_before(i, c)
         for c in chunks_of(flat):
-            w = _words(c)
-            if exp_chunks is not None:
-                e = next(exp_chunks)
-                we = _words(e)
-                if w is None or we is None or w.dtype != we.dtype:
-                    ok = same(c, e)
-                else:
-                    ok = torch.equal(w, we)
-                if not ok:
-                    raise RuntimeError(self._differs(s.key))
-            fp.add(w if w is not None else _as_words(c))
+            e = next(exp_chunks) if exp_chunks is not None else None
+            if not fp.add(_as_words(c), None if e is None else _as_words(e)):
+                raise RuntimeError(self._differs(s.key))
             if measure_now:
                 b = next(before_chunks) if before_chunks is not None else None
                 self._measures.add_after(i, b, c)
