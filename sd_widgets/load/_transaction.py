@@ -61,9 +61,11 @@ from ._stats import Change, Moments, TensorStats, dtype_name
 SnapshotKind = Literal["memory", "disk", "auto"]
 SNAPSHOT_KINDS: tuple[str, ...] = ("memory", "disk", "auto")
 
-CHUNK_BYTES = 4 * 2**20
-"""Bytes of one tensor handled at a time: the copy, the source, the loaded tensor and the
-statistics of a chunk stay in the CPU cache."""
+CHUNK_BYTES = 16 * 2**20
+"""Bytes of one tensor handled at a time: the snapshot's copy of a chunk, the same chunk of the
+source and its statistics follow each other while the chunk is in the CPU cache, and a large
+tensor costs a few calls per 16 MB (half a GPT-2-XL-sized layout loaded with statistics, one
+thread, CPU time: 4 MB chunks 3.70 s, 16 MB 3.47 s, 64 MB 3.94 s; without them 2.3 s)."""
 
 AUTO_MEMORY_FRACTION = 0.5
 """``snapshot="auto"`` keeps the snapshot in memory up to this share of the available memory
