@@ -457,6 +457,13 @@ def fingerprint(
     return total, differs == 0
 
 
+@njit(cache=True, nogil=True)
+def copy_words(dst: np.ndarray, src: np.ndarray) -> None:  # pragma: no cover - compiled by numba
+    """``dst[:] = src`` (uint64 words) on this thread alone, without holding the GIL."""
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
 def warm() -> None:
     """Compile every kernel for float32 and float64 now (numba caches the code on disk).
 
@@ -472,3 +479,4 @@ def warm() -> None:
         pair_stats(x, x, bits, bits, shift, flip, ends, np.empty((1, PAIR_COLUMNS)))
     words = np.zeros(4, np.uint64)
     fingerprint(words, words, FP_WEIGHTS, 0)
+    copy_words(words, words)
