@@ -5,7 +5,10 @@ copies, three norms, a difference, its peak, a byte comparison), each reading th
 about 3x the time of reading the two files. :func:`measure_pairs` reads each element once and
 keeps every sum in registers, in one thread (1.4x the read, two GPT-2-XL-sized files:
 ``benchmarks/bench_values.py``). :func:`moments` and :func:`pair_stats` do the same for the
-statistics of one tensor and of a (before, after) pair.
+statistics of one tensor and of a (before, after) pair; :func:`fingerprint` takes the undo
+guard's 64-bit fingerprint of a tensor's bytes and compares them with their source in the same
+read (a load's verification); :func:`copy_words` is the snapshot's copy on one thread while a
+worker measures.
 
 Loops run over slices from index 0 (``for i in range(len(x))``): a loop from a variable start
 cannot prove its indices non-negative, so numba keeps a negative-index check on every read and
