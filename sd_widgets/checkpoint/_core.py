@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -131,6 +140,26 @@ class Checkpoint(Mapping[str, TensorInfo]):
 
     def __len__(self) -> int:
         return len(self._infos)
+
+    # the dict's own views and lookups, in C (Mapping's mixins call __getitem__ once per key)
+    def __contains__(self, key: object) -> bool:
+        return key in self._infos
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The :class:`TensorInfo` of ``key``, or ``default`` when the checkpoint has no such key."""
+        return self._infos.get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        """The keys, in the checkpoint's order."""
+        return self._infos.keys()
+
+    def values(self) -> ValuesView[TensorInfo]:
+        """The :class:`TensorInfo` of every key, in the checkpoint's order."""
+        return self._infos.values()
+
+    def items(self) -> ItemsView[str, TensorInfo]:
+        """``(key, TensorInfo)`` pairs, in the checkpoint's order."""
+        return self._infos.items()
 
     def __repr__(self) -> str:
         return (
