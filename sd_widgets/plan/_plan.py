@@ -378,25 +378,25 @@ class _Outcome(NamedTuple):
 
 def _outcome(cmp: Comparison, index: _Index, row: Row, bn: str) -> _Outcome:
     """The row's own outcome under policy ``bn`` (what :meth:`LoadPlan.build` decides per row)."""
-    key = row.key
+    key, status, ckpt_key, loadable = row.key, row.status, row.ckpt_key, row.loadable
     bn_module = row.module if row.module in index.bn_modules else None
     is_bn_stat = bn_module is not None and key.rpartition(".")[2] in BN_BUFFERS
-    if is_bn_stat and bn != "load" and row.status != Status.UNEXPECTED:
+    if is_bn_stat and bn != "load" and status != Status.UNEXPECTED:
         return _Outcome(_bn_policy_reason(bn), (), bn_module)
-    if row.loadable and row.ckpt_key is None:
+    if loadable and ckpt_key is None:
         return _Outcome(_filled_reason(row), (), bn_module)
-    if row.kind == "extra_state" and row.ckpt_key is not None:  # set_extra_state takes it as is
-        return _Outcome(PlanEntry(key, row.ckpt_key, row.status), (), bn_module)
-    if row.loadable:
-        if row.status == Status.DTYPE_MISMATCH and _lossy_kind(row):
+    if row.kind == "extra_state" and ckpt_key is not None:  # set_extra_state takes it as is
+        return _Outcome(PlanEntry(key, ckpt_key, status), (), bn_module)
+    if loadable:
+        if status == Status.DTYPE_MISMATCH and _lossy_kind(row):
             problem = index.cast_problem(cmp, key)
             if problem is not None:
                 return _Outcome(_cast_reason(row, problem), row.tied, bn_module)
-        entry = PlanEntry(key, row.ckpt_key or key, row.status, None, _cast_of(row))
+        entry = PlanEntry(key, ckpt_key or key, status, None, _cast_of(row))
         return _Outcome(entry, row.tied, bn_module)
-    if row.status == Status.SHAPE_MISMATCH:
+    if status == Status.SHAPE_MISMATCH:
         return _Outcome(None, (), bn_module)
-    return _Outcome(row.reason or row.status, (), bn_module)
+    return _Outcome(row.reason or status, (), bn_module)
 
 
 class _Outcomes:
@@ -408,7 +408,7 @@ class _Outcomes:
     """
 
     def __init__(self, cmp: Comparison, index: _Index, bn: str) -> None:
-        self.table = {k: _outcome(cmp, index, cmp[k], bn) for k in index.keys}
+        self.table = {r.key: _outcome(cmp, index, r, bn) for r in cmp.rows}
         self.plain: dict[str, PlanEntry | str] = {}
         self.loads: dict[str, bool] = {}
         self.bn_of: dict[str, str] = {}
