@@ -403,21 +403,32 @@ class _Outcomes:
     """Every row's own outcome under one BatchNorm policy, decided once, in lookup tables.
 
     ``plain``: rows whose outcome no other row changes (entry or reason), ``loads``: whether
-    such a row loads; rows absent from both are shape mismatches (the adapters decide) or tied
-    (a partner may have loaded first). ``bn_of``: the BatchNorm module of a row, if any.
+    such a row loads; ``table``: the outcomes of the other rows, shape mismatches (the adapters
+    decide) and tied rows (a partner may have loaded first). ``bn_of``: the BatchNorm module of a
+    row, if any. Only those few outcomes are kept as objects: the tables are kept beside the
+    comparison, and every object kept is one more for the collector's full passes.
     """
 
     def __init__(self, cmp: Comparison, index: _Index, bn: str) -> None:
-        self.table = {r.key: _outcome(cmp, index, r, bn) for r in cmp.rows}
+        self.table: dict[str, _Outcome] = {}
         self.plain: dict[str, PlanEntry | str] = {}
         self.loads: dict[str, bool] = {}
         self.bn_of: dict[str, str] = {}
-        for k, o in self.table.items():
+        for r in cmp.rows:
+            k = r.key
+            o = _outcome(cmp, index, r, bn)
             if o.result is not None and not o.tied:
                 self.plain[k] = o.result
                 self.loads[k] = not isinstance(o.result, str)
+            else:
+                self.table[k] = o
             if o.bn_module is not None:
                 self.bn_of[k] = o.bn_module
+
+    def result(self, key: str) -> PlanEntry | str | None:
+        """The row's own result: its entry, why it is skipped, or None (a shape mismatch)."""
+        plain = self.plain.get(key)
+        return plain if plain is not None else self.table[key].result
 
 
 def _adapted_outcome(index: _Index, row: Row, adapter: str | None) -> PlanEntry | str:
@@ -628,7 +639,7 @@ class LoadPlan:
                 later = [
                     t
                     for t in tied
-                    if t in chosen and order[t] > here and isinstance(table[t].result, PlanEntry)
+                    if t in chosen and order[t] > here and isinstance(outcomes.result(t), PlanEntry)
                 ]
                 if later:
                     winner = max(later, key=order.__getitem__)
