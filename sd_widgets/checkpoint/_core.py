@@ -9,7 +9,7 @@ one tensor; ``.state_dict()`` reads them all. The format readers live in the sib
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import (
     Callable,
     ItemsView,
@@ -382,10 +382,15 @@ def tied_preview(tied: Sequence[str] | None) -> list[str]:
 
 
 def _mark_tied(infos: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
+    # storages held more than once are counted in C; only their keys are grouped (a tie is the
+    # same storage, shape and dtype)
+    held = Counter(info.storage for info in infos.values())
+    unknown = held.pop(None, 0)
     groups: dict[Any, list[str]] = {}
-    for k, info in infos.items():
-        if info.storage is not None:
-            groups.setdefault((info.storage, info.shape, info.dtype), []).append(k)
+    if len(held) < len(infos) - unknown:  # some storage is held by more than one key
+        for k, info in infos.items():
+            if info.storage is not None and held[info.storage] > 1:
+                groups.setdefault((info.storage, info.shape, info.dtype), []).append(k)
     for keys in groups.values():
         if len(keys) > 1:
             group, members = tuple(keys), frozenset(keys)
