@@ -195,6 +195,8 @@ def _model_side(model: nn.Module) -> _ModelSide:
                 by_identity.setdefault(id(v), []).append(k)
     out: OrderedDict[str, ModelEntry] = OrderedDict()
     lazy, entry, new, kind_of = _LAZY, ModelEntry, tuple.__new__, kinds.get
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+    one_shape = shapes.setdefault
     for k, v in sd.items():
         kind = kind_of(k, "custom")
         module = k.rpartition(".")[0]
@@ -203,8 +205,9 @@ def _model_side(model: nn.Module) -> _ModelSide:
             continue
         group = by_identity.get(id(v))
         tied = tuple(o for o in group if o != k) if group is not None else ()
-        # issubclass: isinstance would run Parameter's metaclass check in Python, once per key
-        shape = None if issubclass(type(v), lazy) else tuple(v.shape)
+        # issubclass: isinstance would run Parameter's metaclass check in Python, once per key;
+        # equal shapes as one tuple (few distinct ones: one object each, not one per key)
+        shape = None if issubclass(type(v), lazy) else one_shape(t := tuple(v.shape), t)
         device = "meta" if v.is_meta else v.device.type
         out[k] = new(entry, (k, shape, v.dtype, kind, module, device, tied))
     return _ModelSide(out, types, roots, getattr(sd, "_metadata", None))
