@@ -376,6 +376,9 @@ class _Outcome(NamedTuple):
     bn_module: str | None
 
 
+_new = tuple.__new__
+
+
 def _outcome(cmp: Comparison, index: _Index, row: Row, bn: str) -> _Outcome:
     """The row's own outcome under policy ``bn`` (what :meth:`LoadPlan.build` decides per row)."""
     key, status, ckpt_key, loadable = row.key, row.status, row.ckpt_key, row.loadable
@@ -392,8 +395,10 @@ def _outcome(cmp: Comparison, index: _Index, row: Row, bn: str) -> _Outcome:
             problem = index.cast_problem(cmp, key)
             if problem is not None:
                 return _Outcome(_cast_reason(row, problem), row.tied, bn_module)
-        entry = PlanEntry(key, ckpt_key or key, status, None, _cast_of(row))
-        return _Outcome(entry, row.tied, bn_module)
+        # the row every load plans: both tuples built in one C call each (a named tuple's own
+        # constructor is a Python function)
+        entry = _new(PlanEntry, (key, ckpt_key or key, status, None, _cast_of(row)))
+        return _new(_Outcome, (entry, row.tied, bn_module))
     if status == Status.SHAPE_MISMATCH:
         return _Outcome(None, (), bn_module)
     return _Outcome(row.reason or status, (), bn_module)
