@@ -72,18 +72,12 @@ def empty_payload(*, source: str = "", model: str = "") -> dict:
 
 @dataclass
 class TreeIndex:
-    """Lookups over one payload, built once per payload (all O(1) or O(subtree)).
-
-    The row keys in tree order are read when the index is made (the initial selection needs
-    them); the maps from a key or a module path to its entry on the first lookup (a click),
-    so a payload replaced before any click (a rename rule accepted at once) never builds them.
-    """
+    """Lookups over one payload, built once per payload (all O(1) or O(subtree))."""
 
     payload: Mapping[str, Any]
+    _entry_of_key: dict[str, int] = field(init=False, repr=False)
+    _entry_of_module: dict[str, int] = field(init=False, repr=False)
     _keys: list[str] = field(init=False, repr=False)
-    _entries: tuple[dict[str, int], dict[str, int]] | None = field(
-        init=False, repr=False, compare=False, default=None
-    )
     #: the last ``selectable`` frozenset seen and its keys in tree order (see :meth:`ordered`)
     _ordered: tuple[frozenset[str], tuple[str, ...]] | None = field(
         init=False, repr=False, compare=False, default=None
@@ -94,33 +88,18 @@ class TreeIndex:
         is_row, paths = cols["t"], cols["path"]
         if len(is_row) != len(paths):
             raise ValueError(f"a tree payload of {len(is_row)} entries has {len(paths)} paths")
+        is_module = [1 - t for t in is_row]
+        entries = range(len(paths))
         self._keys = list(compress(paths, is_row))
 
-    def _maps(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Row key → its entry, module path → its entry (the first one of each name)."""
-        if self._entries is None:
-            cols = self.columns
-            is_row, paths = cols["t"], cols["path"]
-            is_module = [1 - t for t in is_row]
-            entries = range(len(paths))
+        def first_entry(names: list[str], at: list[int]) -> dict[str, int]:
+            """Name → its first entry (built in C: reversed, so the first one stays)."""
+            return dict(zip(reversed(names), reversed(at), strict=True))
 
-            def first_entry(names: list[str], at: list[int]) -> dict[str, int]:
-                """Name → its first entry (built in C: reversed, so the first one stays)."""
-                return dict(zip(reversed(names), reversed(at), strict=True))
-
-            self._entries = (
-                first_entry(self._keys, list(compress(entries, is_row))),
-                first_entry(list(compress(paths, is_module)), list(compress(entries, is_module))),
-            )
-        return self._entries
-
-    @property
-    def _entry_of_key(self) -> dict[str, int]:
-        return self._maps()[0]
-
-    @property
-    def _entry_of_module(self) -> dict[str, int]:
-        return self._maps()[1]
+        self._entry_of_key = first_entry(self._keys, list(compress(entries, is_row)))
+        self._entry_of_module = first_entry(
+            list(compress(paths, is_module)), list(compress(entries, is_module))
+        )
 
     @property
     def columns(self) -> Mapping[str, list]:
