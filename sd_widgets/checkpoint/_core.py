@@ -9,8 +9,17 @@ one tensor; ``.state_dict()`` reads them all. The format readers live in the sib
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    Sequence,
+    ValuesView,
+)
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -131,6 +140,26 @@ class Checkpoint(Mapping[str, TensorInfo]):
 
     def __len__(self) -> int:
         return len(self._infos)
+
+    # the dict's own views and lookups, in C (Mapping's mixins call __getitem__ once per key)
+    def __contains__(self, key: object) -> bool:
+        return key in self._infos
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The :class:`TensorInfo` of ``key``, or ``default`` when the checkpoint has no such key."""
+        return self._infos.get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        """The keys, in the checkpoint's order."""
+        return self._infos.keys()
+
+    def values(self) -> ValuesView[TensorInfo]:
+        """The :class:`TensorInfo` of every key, in the checkpoint's order."""
+        return self._infos.values()
+
+    def items(self) -> ItemsView[str, TensorInfo]:
+        """``(key, TensorInfo)`` pairs, in the checkpoint's order."""
+        return self._infos.items()
 
     def __repr__(self) -> str:
         return (
@@ -353,10 +382,15 @@ def tied_preview(tied: Sequence[str] | None) -> list[str]:
 
 
 def _mark_tied(infos: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
+    # storages held more than once are counted in C; only their keys are grouped (a tie is the
+    # same storage, shape and dtype)
+    held = Counter(info.storage for info in infos.values())
+    unknown = held.pop(None, 0)
     groups: dict[Any, list[str]] = {}
-    for k, info in infos.items():
-        if info.storage is not None:
-            groups.setdefault((info.storage, info.shape, info.dtype), []).append(k)
+    if len(held) < len(infos) - unknown:  # some storage is held by more than one key
+        for k, info in infos.items():
+            if info.storage is not None and held[info.storage] > 1:
+                groups.setdefault((info.storage, info.shape, info.dtype), []).append(k)
     for keys in groups.values():
         if len(keys) > 1:
             group, members = tuple(keys), frozenset(keys)

@@ -167,15 +167,16 @@ def open_index(
         }
     infos: dict[str, TensorInfo] = {}
     files: dict[str, str] = {}
+    shard_file = {s: str(p) for s, p in paths.items()}
     for k, s in weight_map.items():
-        shard_infos = infos_by_shard[s]
-        if k not in shard_infos:
+        info = infos_by_shard[s].get(k)
+        if info is None:
             raise UnreadableCheckpointError(
                 f"{path} maps {_entry(k)} to {s!r}, but that shard has no such tensor. The index "
                 "and shards do not belong together; re-download them."
             )
-        infos[k] = shard_infos[k]
-        files[k] = str(paths[s])
+        infos[k] = info
+        files[k] = shard_file[s]
     kind = "safetensors-index" if is_safetensors else "torch-index"
     source = CheckpointSource(
         kind=kind, path=str(path), files=[str(paths[s]) for s in shards], **trust_fields(trust)

@@ -117,10 +117,15 @@ def read_safetensors_header(
     infos: dict[str, TensorInfo] = {}
     end_max = 0
     loc = str(path)
+    # equal shapes as ONE tuple: a header holds few distinct shapes (every expert of a Mixture
+    # of Experts has the same), and each tuple is one more object until the collector's first
+    # pass over it
+    shapes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     for k, v in header.items():
         try:
             dtype = SAFETENSORS_DTYPES[v["dtype"]]
             shape = tuple(v["shape"])
+            shape = shapes.setdefault(shape, shape)
             start, end = v["data_offsets"]
             end_max = max(end_max, end)
             storage = (loc, start) if end > start else None

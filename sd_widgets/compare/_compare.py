@@ -6,7 +6,7 @@ may live on the meta device.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from dataclasses import replace as dc_replace
@@ -153,13 +153,18 @@ def _model_side(model: nn.Module) -> _ModelSide:
     roots: list[str] = []
     inside = None  # the dry-run subtree the walk is in (pre-order), as a key prefix
     base_extra = nn.Module.get_extra_state
+    # per class (a model has few among many modules): its name, whether it has extra state
+    classes: dict[type, tuple[str, bool]] = {}
     stack: list[tuple[str, nn.Module]] = [("", model)]
     pop, push = stack.pop, stack.extend
     while stack:
         name, m = pop()
         cls = type(m)
+        known = classes.get(cls)
+        if known is None:
+            known = classes[cls] = (cls.__name__, cls.get_extra_state is not base_extra)
         if name not in types:
-            types[name] = cls.__name__
+            types[name] = known[0]
         pre = name + "." if name else ""
         params = m._parameters
         if params:
@@ -170,7 +175,7 @@ def _model_side(model: nn.Module) -> _ModelSide:
         if buffers:
             for n in buffers:
                 kinds.setdefault(pre + n, "buffer")
-        if cls.get_extra_state is not base_extra:
+        if known[1]:
             kinds[pre + _EXTRA_STATE] = "extra_state"
         if (inside is None or not pre.startswith(inside)) and _loads_its_own_way(m, not name):
             roots.append(name)
@@ -180,22 +185,29 @@ def _model_side(model: nn.Module) -> _ModelSide:
             push((pre + n, c) for n, c in reversed(children.items()) if c is not None)
     sd = model.state_dict(keep_vars=True)
     tensor = torch.Tensor
+    # the keys holding one tensor object (tied weights, shared buffers): counted in C, grouped
+    # only for the few tensors held more than once
+    held = Counter(id(v) for v in sd.values() if isinstance(v, tensor))
     by_identity: dict[int, list[str]] = {}
-    for k, v in sd.items():
-        if isinstance(v, tensor):
-            by_identity.setdefault(id(v), []).append(k)
+    if len(held) < sum(held.values()):
+        for k, v in sd.items():
+            if isinstance(v, tensor) and held[id(v)] > 1:
+                by_identity.setdefault(id(v), []).append(k)
     out: OrderedDict[str, ModelEntry] = OrderedDict()
     lazy, entry, new, kind_of = _LAZY, ModelEntry, tuple.__new__, kinds.get
+    shapes: dict[tuple[int, ...], tuple[int, ...]] = {}
+    one_shape = shapes.setdefault
     for k, v in sd.items():
         kind = kind_of(k, "custom")
         module = k.rpartition(".")[0]
         if not isinstance(v, tensor):
             out[k] = new(entry, (k, None, None, kind, module, "", ()))
             continue
-        group = by_identity[id(v)]
-        tied = tuple(o for o in group if o != k) if len(group) > 1 else ()
-        # issubclass: isinstance would run Parameter's metaclass check in Python, once per key
-        shape = None if issubclass(type(v), lazy) else tuple(v.shape)
+        group = by_identity.get(id(v))
+        tied = tuple(o for o in group if o != k) if group is not None else ()
+        # issubclass: isinstance would run Parameter's metaclass check in Python, once per key;
+        # equal shapes as one tuple (few distinct ones: one object each, not one per key)
+        shape = None if issubclass(type(v), lazy) else one_shape(t := tuple(v.shape), t)
         device = "meta" if v.is_meta else v.device.type
         out[k] = new(entry, (k, shape, v.dtype, kind, module, device, tied))
     return _ModelSide(out, types, roots, getattr(sd, "_metadata", None))
@@ -462,6 +474,7 @@ assert JSON_FIELDS[0] == "key"
 #: :meth:`Comparison.to_frame` columns (the first ten are the contract of ``docs/design.md``)
 FRAME_FIELDS = row_fields(without=("adaptable", "model_on_meta", "config_mismatch"))
 _json_values = attrgetter(*JSON_FIELDS)
+_status_of = attrgetter("status")
 _frame_values = attrgetter(*FRAME_FIELDS)
 #: fields whose JSON form is a list (tuples on the row)
 _JSON_LISTS = ("ckpt_shape", "model_shape", "tied")
@@ -851,10 +864,8 @@ class Comparison:
 
     def summary(self) -> dict[str, int]:
         """``{status: count}`` for every status (zeros included), in vocabulary order."""
-        counts = dict.fromkeys(STATUSES, 0)
-        for r in self.rows:
-            counts[r.status] += 1
-        return counts
+        counted = Counter(map(_status_of, self.rows))  # counted in C
+        return {s: counted.get(s, 0) for s in STATUSES}
 
     def keys(self, status: str | Iterable[str] | None = None) -> list[str]:
         """Row keys, optionally only those with the given status(es)."""
@@ -930,7 +941,8 @@ class Comparison:
     def with_renames(self, renames: RenamesLike, *, replace: bool = False) -> Comparison:
         """A new comparison with ``renames`` added after the current rules (or instead of them).
 
-        The model side (entries, module types, naming context) is shared, not rebuilt.
+        The model side (entries, module types, naming context) is shared, not rebuilt, and so
+        is the LoRA adapter the checkpoint is (found from its own key names and the model).
         """
         rules = parse_renames(renames)
         new = Comparison(
@@ -939,8 +951,10 @@ class Comparison:
             rules if replace else self.renames + rules,
             side=self._side,
         )
-        if "rule_context" in self.__dict__:
-            new.__dict__["rule_context"] = self.rule_context
+        # what the checkpoint's own names and the model decide, whatever the rules: kept
+        for name in ("rule_context", "lora"):
+            if name in self.__dict__:
+                new.__dict__[name] = self.__dict__[name]
         return new
 
     @cached_property

@@ -940,19 +940,25 @@ def _pair(
         return ".".join(k.rsplit(".", depth)[-depth:]), (shape if by_shape else None)
 
     def score_bucket(us: list[str], ms: list[str], depth: int) -> None:
-        if len(us) * len(ms) > _CELL_CAP and depth < 4:
-            sub_u: dict[tuple[str, Shape | None], list[str]] = {}
-            sub_m: dict[tuple[str, Shape | None], list[str]] = {}
-            for u in us:
-                sub_u.setdefault(bucket_key(u, U[u], depth + 1), []).append(u)
-            for m in ms:
-                sub_m.setdefault(bucket_key(m, M[m], depth + 1), []).append(m)
-            for b, bu in sub_u.items():
-                if b in sub_m:
-                    score_bucket(bu, sub_m[b], depth + 1)
-            return
-        if len(us) * len(ms) > _CELL_CAP:
-            return  # too ambiguous to say anything
+        # a bucket too large is split by one more trailing name, depth first (an explicit
+        # stack: a recursive closure would refer to itself through its cell, a reference cycle
+        # keeping this frame, ``scored`` with it, for the cyclic collector to find)
+        stack = [(us, ms, depth)]
+        while stack:
+            us, ms, depth = stack.pop()
+            if len(us) * len(ms) > _CELL_CAP and depth < 4:
+                sub_u: dict[tuple[str, Shape | None], list[str]] = {}
+                sub_m: dict[tuple[str, Shape | None], list[str]] = {}
+                for u in us:
+                    sub_u.setdefault(bucket_key(u, U[u], depth + 1), []).append(u)
+                for m in ms:
+                    sub_m.setdefault(bucket_key(m, M[m], depth + 1), []).append(m)
+                subs = [(bu, sub_m[b], depth + 1) for b, bu in sub_u.items() if b in sub_m]
+                stack.extend(reversed(subs))
+            elif len(us) * len(ms) <= _CELL_CAP:  # larger: too ambiguous to say anything
+                score_one(us, ms)
+
+    def score_one(us: list[str], ms: list[str]) -> None:
         sims = cdist(us, ms, scorer=Levenshtein.normalized_similarity)
         # a pair is offered only when it is not a guess: among the model keys of u's shape
         # and layer numbers, the best must be clearly more alike than the next (ViT's legacy

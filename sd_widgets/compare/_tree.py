@@ -48,9 +48,10 @@ an object the cyclic garbage collector walks on each pass).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate, chain, compress, repeat
-from operator import add, attrgetter, mul, or_, sub
+from operator import add, attrgetter, or_, sub
 from typing import Any
 
 from ..checkpoint._core import tied_preview
@@ -78,40 +79,49 @@ _MODEL_SIDE = frozenset(s for s, i in STATUS_INFO.items() if i.on_model_side)
 
 def _preorder(
     children: Mapping[str, Sequence[Any]],
-) -> tuple[list[Any], list[int], list[int], list[int]]:
+) -> tuple[list[Any], list[int], list[int], list[int], list[int]]:
     """The entries in pre-order (module paths and rows); per entry its parent, depth, end.
 
-    ``end`` is the index one past the entry's subtree (``i + 1`` for a row). Iterative, so a
-    key thousands of levels deep needs no deep Python stack.
+    Also the positions of the module entries, in order. ``end`` is the index one past the
+    entry's subtree (``i + 1`` for a row). Iterative, so a key thousands of levels deep needs
+    no deep Python stack; the loop does the least per entry (three appends), a module's end is
+    written when its children are done.
     """
     items: list[Any] = []
     parents: list[int] = []
     depths: list[int] = []
-    ends: list[int] = []
-    add_item, add_parent, add_depth, add_end = (
-        items.append,
-        parents.append,
-        depths.append,
-        ends.append,
-    )
-    stack: list[tuple[Any, int, int]] = []
+    module_at: list[int] = []
+    closed: list[int] = []  # modules in the order their subtrees end, and where they end
+    closed_end: list[int] = []
+    add_item, add_parent, add_depth = items.append, parents.append, depths.append
+    stack: list[tuple[Iterator[Any], int, int]] = []
+    push, pop = stack.append, stack.pop
     it, parent, depth = iter(children[""]), -1, 0
     while True:
         for item in it:
-            i = len(items)
             add_item(item)
             add_parent(parent)
             add_depth(depth)
-            add_end(i + 1)
             if type(item) is str:  # a module: its children next
-                stack.append((it, parent, depth))
-                it, parent, depth = iter(children[item]), i, depth + 1
+                push((it, parent, depth))
+                parent = len(items) - 1
+                module_at.append(parent)
+                it, depth = iter(children[item]), depth + 1
                 break
         else:  # `it` is done: the module `parent` ends here
             if not stack:
-                return items, parents, depths, ends
-            ends[parent] = len(items)
-            it, parent, depth = stack.pop()
+                break
+            closed.append(parent)
+            closed_end.append(len(items))
+            it, parent, depth = pop()
+    ends = list(range(1, len(items) + 1))
+    _consume(map(ends.__setitem__, closed, closed_end))
+    return items, parents, depths, ends, module_at
+
+
+def _consume(values: Iterable[Any]) -> None:
+    """Run an iterator of side effects (``map`` of a ``__setitem__``) to its end, in C."""
+    deque(values, maxlen=0)
 
 
 def serialise(
@@ -126,40 +136,35 @@ def serialise(
     ``children`` is :meth:`Comparison.module_children`: ``children[""]`` holds the root's
     children; a row is a :class:`~sd_widgets.compare._compare.Row`. One pre-order walk gives
     the entries; every column is then built whole: a row field is read once per row and
-    spread over the entries by index (C-level ``map``), and a module's ``counts``, ``nbytes``
-    and ``numel`` are differences of running sums, since its subtree is the contiguous range
-    ``[i + 1, end[i])``. No Python work per entry and column (a 100,000-key tree has about
-    450,000 entries and 25 columns).
+    written to the rows' entries by position (C-level ``map`` of ``__setitem__``), and a
+    module's ``counts``, ``nbytes`` and ``numel`` are differences of running sums, since its
+    subtree is the contiguous range ``[i + 1, end[i])``. No Python work per entry and column
+    (a 100,000-key tree has about 450,000 entries and 25 columns).
     """
     statuses = list(STATUSES)
     status_index = {s: i for i, s in enumerate(statuses)}
-    items, parents, depths, ends = _preorder(children)
+    items, parents, depths, ends, module_at = _preorder(children)
     n = len(items)
-    is_row = [0 if type(x) is str else 1 for x in items]  # the ``t`` column
-    is_module = [1 - x for x in is_row]
-    rows = list(compress(items, is_row))
-    modules = list(compress(items, is_module))
+    is_row = [1] * n  # the ``t`` column
+    _consume(map(is_row.__setitem__, module_at, repeat(0)))
+    row_at = list(compress(range(n), is_row))
+    rows = list(map(items.__getitem__, row_at))
+    modules = list(map(items.__getitem__, module_at))
     n_modules = len(modules)
-    # per entry: 1 + its number among the rows (0 for a module), and among the modules
-    rows_so_far = list(accumulate(is_row))
-    row_number = list(map(mul, is_row, rows_so_far))
-    module_number = list(map(mul, is_module, accumulate(is_module)))
-    # per entry: its place in [None, *module values, *row values] (see ``on_both``)
-    both_number = list(
-        map(add, module_number, map(mul, is_row, map(add, rows_so_far, repeat(n_modules))))
-    )
 
-    def on_rows(values: Sequence[Any], default: Any = None) -> list[Any]:
-        """One value per row → one per entry (``default`` for the modules)."""
-        return list(map([default, *values].__getitem__, row_number))
+    def spread(at: list[int], values: Iterable[Any], col: list[Any] | None = None) -> list[Any]:
+        """Values for the entries at positions ``at``; every other entry None (or ``col``'s)."""
+        col = [None] * n if col is None else col
+        _consume(map(col.__setitem__, at, values))
+        return col
 
-    def on_modules(values: Sequence[Any]) -> list[Any]:
-        """One value per module → one per entry (None for the rows)."""
-        return list(map([None, *values].__getitem__, module_number))
+    def on_rows(values: Iterable[Any]) -> list[Any]:
+        """One value per row → one per entry (None for the modules)."""
+        return spread(row_at, values)
 
-    def on_both(module_values: Sequence[Any], row_values: Sequence[Any]) -> list[Any]:
+    def on_both(module_values: Iterable[Any], row_values: Iterable[Any]) -> list[Any]:
         """One value per module and one per row → one per entry."""
-        return list(map([None, *module_values, *row_values].__getitem__, both_number))
+        return spread(row_at, row_values, spread(module_at, module_values))
 
     def field(name: str) -> list[Any]:
         return list(map(attrgetter(name), rows))
@@ -190,18 +195,17 @@ def serialise(
     dtypes = [d for d in dict.fromkeys(both) if d is not None]
     dtype_index = {d: i for i, d in enumerate(dtypes)}
     row_nbytes = [int(b or 0) for b in field("nbytes")]
-    row_numel = [
-        _numel(c) if c is not None else 0 if m is None else _numel(m)
-        for c, m in zip(ckpt_shapes, model_shapes, strict=True)
-    ]
+    # elements of the checkpoint side, else the model side (few distinct shapes: one product each)
+    numel_shapes = [m if c is None else c for c, m in zip(ckpt_shapes, model_shapes, strict=True)]
+    numel_of = {s: 0 if s is None else _numel(s) for s in set(numel_shapes)}
+    row_numel = list(map(numel_of.__getitem__, numel_shapes))
     row_sides = [
         (0 if c is None else 1) | (0 if m is None else 2)
         for c, m in zip(ckpt_keys, model_keys, strict=True)
     ]
     # a module's subtree is [i + 1, end): its rows are those numbered (before i, before end],
     # so its totals are differences of running sums over the rows
-    rows_before = [0, *rows_so_far]
-    module_at = list(compress(range(n), is_module))
+    rows_before = [0, *accumulate(is_row)]
     first_row = list(map(rows_before.__getitem__, module_at))  # no row at the module itself
     past_row = list(map(rows_before.__getitem__, map(ends.__getitem__, module_at)))
 
@@ -232,8 +236,8 @@ def serialise(
         "parent": parents,
         "name": [p.rpartition(".")[2] for p in paths],
         "path": paths,
-        "module_type": on_modules(list(map(module_types.get, modules))),
-        "counts": on_modules(as_lists(list(zip(*per_status, strict=True)))),
+        "module_type": spread(module_at, map(module_types.get, modules)),
+        "counts": spread(module_at, as_lists(list(zip(*per_status, strict=True)))),
         "sides": on_both(module_sides, row_sides),
         "status": on_rows(status),
         "kind": on_rows(field("kind")),
@@ -243,8 +247,8 @@ def serialise(
         ),
         "ckpt_shape": on_rows(as_lists(ckpt_shapes)),
         "model_shape": on_rows(as_lists(model_shapes)),
-        "ckpt_dtype": on_rows(list(map(dtype_index.get, ckpt_dtypes))),
-        "model_dtype": on_rows(list(map(dtype_index.get, model_dtypes))),
+        "ckpt_dtype": on_rows(map(dtype_index.get, ckpt_dtypes)),
+        "model_dtype": on_rows(map(dtype_index.get, model_dtypes)),
         "nbytes": on_both(subtree_sums(row_nbytes), row_nbytes),
         "numel": on_both(subtree_sums(row_numel), row_numel),
         "loadable": on_rows([1 if r.loadable else 0 for r in rows]),

@@ -376,48 +376,64 @@ class _Outcome(NamedTuple):
     bn_module: str | None
 
 
+_new = tuple.__new__
+
+
 def _outcome(cmp: Comparison, index: _Index, row: Row, bn: str) -> _Outcome:
     """The row's own outcome under policy ``bn`` (what :meth:`LoadPlan.build` decides per row)."""
-    key = row.key
+    key, status, ckpt_key, loadable = row.key, row.status, row.ckpt_key, row.loadable
     bn_module = row.module if row.module in index.bn_modules else None
     is_bn_stat = bn_module is not None and key.rpartition(".")[2] in BN_BUFFERS
-    if is_bn_stat and bn != "load" and row.status != Status.UNEXPECTED:
+    if is_bn_stat and bn != "load" and status != Status.UNEXPECTED:
         return _Outcome(_bn_policy_reason(bn), (), bn_module)
-    if row.loadable and row.ckpt_key is None:
+    if loadable and ckpt_key is None:
         return _Outcome(_filled_reason(row), (), bn_module)
-    if row.kind == "extra_state" and row.ckpt_key is not None:  # set_extra_state takes it as is
-        return _Outcome(PlanEntry(key, row.ckpt_key, row.status), (), bn_module)
-    if row.loadable:
-        if row.status == Status.DTYPE_MISMATCH and _lossy_kind(row):
+    if row.kind == "extra_state" and ckpt_key is not None:  # set_extra_state takes it as is
+        return _Outcome(PlanEntry(key, ckpt_key, status), (), bn_module)
+    if loadable:
+        if status == Status.DTYPE_MISMATCH and _lossy_kind(row):
             problem = index.cast_problem(cmp, key)
             if problem is not None:
                 return _Outcome(_cast_reason(row, problem), row.tied, bn_module)
-        entry = PlanEntry(key, row.ckpt_key or key, row.status, None, _cast_of(row))
-        return _Outcome(entry, row.tied, bn_module)
-    if row.status == Status.SHAPE_MISMATCH:
+        # the row every load plans: both tuples built in one C call each (a named tuple's own
+        # constructor is a Python function)
+        entry = _new(PlanEntry, (key, ckpt_key or key, status, None, _cast_of(row)))
+        return _new(_Outcome, (entry, row.tied, bn_module))
+    if status == Status.SHAPE_MISMATCH:
         return _Outcome(None, (), bn_module)
-    return _Outcome(row.reason or row.status, (), bn_module)
+    return _Outcome(row.reason or status, (), bn_module)
 
 
 class _Outcomes:
     """Every row's own outcome under one BatchNorm policy, decided once, in lookup tables.
 
     ``plain``: rows whose outcome no other row changes (entry or reason), ``loads``: whether
-    such a row loads; rows absent from both are shape mismatches (the adapters decide) or tied
-    (a partner may have loaded first). ``bn_of``: the BatchNorm module of a row, if any.
+    such a row loads; ``table``: the outcomes of the other rows, shape mismatches (the adapters
+    decide) and tied rows (a partner may have loaded first). ``bn_of``: the BatchNorm module of a
+    row, if any. Only those few outcomes are kept as objects: the tables are kept beside the
+    comparison, and every object kept is one more for the collector's full passes.
     """
 
     def __init__(self, cmp: Comparison, index: _Index, bn: str) -> None:
-        self.table = {k: _outcome(cmp, index, cmp[k], bn) for k in index.keys}
+        self.table: dict[str, _Outcome] = {}
         self.plain: dict[str, PlanEntry | str] = {}
         self.loads: dict[str, bool] = {}
         self.bn_of: dict[str, str] = {}
-        for k, o in self.table.items():
+        for r in cmp.rows:
+            k = r.key
+            o = _outcome(cmp, index, r, bn)
             if o.result is not None and not o.tied:
                 self.plain[k] = o.result
                 self.loads[k] = not isinstance(o.result, str)
+            else:
+                self.table[k] = o
             if o.bn_module is not None:
                 self.bn_of[k] = o.bn_module
+
+    def result(self, key: str) -> PlanEntry | str | None:
+        """The row's own result: its entry, why it is skipped, or None (a shape mismatch)."""
+        plain = self.plain.get(key)
+        return plain if plain is not None else self.table[key].result
 
 
 def _adapted_outcome(index: _Index, row: Row, adapter: str | None) -> PlanEntry | str:
@@ -628,7 +644,7 @@ class LoadPlan:
                 later = [
                     t
                     for t in tied
-                    if t in chosen and order[t] > here and isinstance(table[t].result, PlanEntry)
+                    if t in chosen and order[t] > here and isinstance(outcomes.result(t), PlanEntry)
                 ]
                 if later:
                     winner = max(later, key=order.__getitem__)

@@ -206,8 +206,8 @@ def _plural(n: int, status: str) -> str:
     return f"{n:,} {info.label if n == 1 else info.plural}"
 
 
-def pairing_change(before: Iterable[Any], after: Iterable[Any]) -> str:
-    """What a rename-rule change did, computed from the two comparisons' rows.
+def pairing_change(before: Any, after: Any) -> str:
+    """What a rename-rule change did, computed from the two comparisons (their rows, counts).
 
     E.g. "152 keys now pair up: 150 dtype mismatches, 2 shape mismatches." A key "pairs up"
     when a checkpoint key and a model key meet in one row. The total of matches follows
@@ -235,8 +235,7 @@ def pairing_change(before: Iterable[Any], after: Iterable[Any]) -> str:
         )
     if not parts:
         parts.append("No key changed its pairing.")
-    m_before = sum(1 for r in before if r.status == Status.MATCH)
-    m_after = sum(1 for r in after if r.status == Status.MATCH)
+    m_before, m_after = before.summary()[Status.MATCH], after.summary()[Status.MATCH]
     delta = m_after - m_before
     if m_before or lost or not new:
         sign = f" (+{delta:,})" if delta > 0 else ""
@@ -254,8 +253,9 @@ def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[s
     if not rules:
         return {}
     best = max(rules, key=lambda s: s["fixes"])
-    n_missing = sum(1 for r in cmp if r.status in (Status.MISSING, Status.MISSING_BUFFER))
-    n_unexpected = sum(1 for r in cmp if r.status == Status.UNEXPECTED)
+    counts = cmp.summary()
+    n_missing = counts[Status.MISSING] + counts[Status.MISSING_BUFFER]
+    n_unexpected = counts[Status.UNEXPECTED]
     fixes = int(best["fixes"])
     if 2 * fixes * 2 < n_missing + n_unexpected:
         return {}
