@@ -7,8 +7,7 @@ keeps every sum in registers, in one thread (1.4x the read, two GPT-2-XL-sized f
 ``benchmarks/bench_values.py``). :func:`moments` and :func:`pair_stats` do the same for the
 statistics of one tensor and of a (before, after) pair; :func:`fingerprint` takes the undo
 guard's 64-bit fingerprint of a tensor's bytes and compares them with their source in the same
-read (a load's verification); :func:`copy_words` is the snapshot's copy on one thread while a
-worker measures.
+read (a load's verification).
 
 Loops run over slices from index 0 (``for i in range(len(x))``): a loop from a variable start
 cannot prove its indices non-negative, so numba keeps a negative-index check on every read and
@@ -460,13 +459,6 @@ def fingerprint(
     return total, differs == 0
 
 
-@njit(cache=True, nogil=True)
-def copy_words(dst: np.ndarray, src: np.ndarray) -> None:  # pragma: no cover - compiled by numba
-    """``dst[:] = src`` (uint64 words) on this thread alone, without holding the GIL."""
-    for i in range(src.shape[0]):
-        dst[i] = src[i]
-
-
 def warm() -> None:
     """Compile every kernel for float32 and float64 now (numba caches the code on disk).
 
@@ -482,4 +474,3 @@ def warm() -> None:
         pair_stats(x, x, bits, bits, shift, flip, ends, np.empty((1, PAIR_COLUMNS)))
     words = np.zeros(4, np.uint64)
     fingerprint(words, words, FP_WEIGHTS, 0)
-    copy_words(words, words)

@@ -42,7 +42,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -504,10 +504,7 @@ class Snapshot:
             return out
         out = self._empty(src)
         for s, d in zip(chunks_of(src.reshape(-1)), chunks_of(out.reshape(-1)), strict=True):
-            if on_chunk is not None and _behind(d):
-                _copy_bytes(d, s)  # this thread alone: the other core measures the chunk before
-            else:
-                d.copy_(s)  # torch's copy, on every core it may use
+            d.copy_(s)
             if on_chunk is not None:
                 on_chunk(d)
         return out
@@ -618,16 +615,6 @@ class Snapshot:
         self._copies = {}
         self._file = None
         give_back_memory()
-
-
-def _copy_bytes(dst: torch.Tensor, src: torch.Tensor) -> None:
-    """``dst.copy_(src)`` for two dense CPU chunks of one dtype and length, on this thread."""
-    dw, sw = _words(dst), _words(src)
-    assert dw is not None and sw is not None  # the caller copies exotic tensors with clone()
-    d, s = dw.numpy().view(np.uint8), sw.numpy().view(np.uint8)
-    full = s.shape[0] // 8 * 8
-    _kernels.copy_words(d[:full].view(np.uint64), s[:full].view(np.uint64))
-    d[full:] = s[full:]
 
 
 def give_back_memory() -> None:
@@ -979,49 +966,6 @@ Measured = dict[str, tuple[TensorStats, TensorStats, "dict[str, Any] | None"]]
 # the transaction
 
 
-BEHIND_ELEMENTS = 2**18
-"""A chunk of at least this many elements is measured on the snapshot pass's worker (about
-0.4 ms of work) while this thread copies the next; a smaller one is copied by torch and
-measured here, in batches. A hand-over to a thread and back, and the one-thread copy's set-up,
-cost tens of µs: 50,000 small tensors handed over one by one took 1.7 s more."""
-
-
-def _behind(chunk: torch.Tensor) -> bool:
-    """Whether the snapshot pass measures this chunk on its worker (copying it on one thread)."""
-    return chunk.numel() >= BEHIND_ELEMENTS
-
-
-class _Behind:
-    """Calls run on a worker thread of this load, one at a time, in order, one call behind.
-
-    While the snapshot copies the next chunk on one core, the other measures the last one:
-    torch's own copy would use both cores, so the copy then runs on the calling thread alone
-    (:func:`_copy_bytes`). An error of a call is raised by the next :meth:`submit` or by
-    :meth:`wait`; :meth:`close` ends the thread (after the call it is running).
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sdw-measure")
-        self._last: Future[None] | None = None
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self.wait()
-        self._last = self._pool.submit(fn, *args)
-
-    def call(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run here, after the calls submitted before (for work shorter than a hand-over)."""
-        self.wait()
-        fn(*args)
-
-    def wait(self) -> None:
-        last, self._last = self._last, None
-        if last is not None:
-            last.result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
 class Transaction:
     """Runs a :class:`Job` against a :class:`Snapshot`; on any exception call :meth:`rollback`."""
 
@@ -1067,28 +1011,18 @@ class Transaction:
         self.interrupts.check()
 
     def _take_snapshot(self) -> None:
-        behind = _Behind() if self.stats else None
-        try:
-            self._copy_all(behind)
-            if behind is not None:
-                behind.wait()
-        finally:
-            if behind is not None:
-                behind.close()
-
-    def _copy_all(self, behind: _Behind | None) -> None:
         job = self.job
         for slot in job.slots.values():
             t = slot.get()
             if t is None:
                 continue
             on_chunk: Callable[[torch.Tensor], None] | None = None
-            if behind is not None and not t.is_meta:
+            if self.stats and not t.is_meta:
                 i = self._index[slot.key]
                 source = self._known_result(slot.key, t)
                 if source is not None:  # before and after side by side, while the copy is in cache
                     self._measured_early.add(slot.key)
-                    on_chunk = partial(self._measure_both, behind, i, chunks_of(_flat(source)))
+                    on_chunk = partial(self._measure_both, i, chunks_of(_flat(source)))
             copied = self.snapshot.holds(t)
             saved = self.snapshot.save(slot.key, slot.module, slot.attr, slot.is_param, t, on_chunk)
             if on_chunk is not None and copied and saved.data is not None:  # a tie: copied once
@@ -1122,16 +1056,9 @@ class Transaction:
             return None
         return src
 
-    def _measure_both(
-        self, behind: _Behind, i: int, source: Iterator[torch.Tensor], chunk: torch.Tensor
-    ) -> None:
-        """A chunk of the snapshot copy, with the same chunk of what the load will leave.
-
-        Measured on the worker while the next chunk is copied; a small one here (handing it
-        over would cost more than measuring it, and small ones are measured in batches).
-        """
-        run = behind.submit if _behind(chunk) else behind.call
-        run(self._measures.add_after, i, chunk, next(source))
+    def _measure_both(self, i: int, source: Iterator[torch.Tensor], chunk: torch.Tensor) -> None:
+        """A chunk of the snapshot copy, with the same chunk of what the load will leave."""
+        self._measures.add_after(i, chunk, next(source))
 
     def _check_result(self) -> None:
         job = self.job
