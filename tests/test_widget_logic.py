@@ -503,13 +503,15 @@ def test_setting_an_adapter_says_what_it_does_and_which_rows_it_leaves_alone():
     w.handle_action({"action": "adapt", "key": "classifier.weight", "adapter": "overlap"})
     text = w.message["text"]
     assert w.message["level"] == "info"
-    assert text.startswith("classifier.weight: overlap (copies the checkpoint's rows 0..2")
+    assert text.startswith(
+        "classifier.weight: the overlap adapter copies the checkpoint's rows 0..2"
+    )
     assert "Not adapted in the same module: classifier.bias. It keeps the model's values" in text
     w.handle_action({"action": "load"})
     assert torch.equal(model.classifier.bias, bias)  # what the message said
     w.handle_action({"action": "undo"})
     w.handle_action({"action": "adapt", "key": "classifier.bias", "adapter": "overlap"})
-    assert w.message["text"].startswith("classifier.bias: overlap (")
+    assert w.message["text"].startswith("classifier.bias: the overlap adapter copies")
     assert "Not adapted" not in w.message["text"]  # the weight has its adapter
     w.handle_action({"action": "adapt", "key": "classifier.weight", "adapter": None})
     assert w.message["text"] == (

@@ -204,7 +204,7 @@ def adapter_set(cmp: Comparison, key: str, adapters: Mapping[str, str]) -> str:
         for r in cmp
         if r.module == row.module and r.key != key and r.adaptable and r.key not in adapters
     ]
-    text = f"{key}: {adapter} ({what})."
+    text = f"{key}: the {adapter} adapter {what}."  # what: a verb phrase with its own brackets
     if left:
         one = len(left) == 1
         text += (
