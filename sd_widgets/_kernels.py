@@ -410,9 +410,8 @@ def pair_stats(
 #: 8-byte words per fingerprint row: word ``j`` of a tensor is weighted by
 #: ``FP_WEIGHTS[j % FP_ROW]`` times an odd multiple of its row ``j // FP_ROW`` (plus one)
 FP_ROW = 512
-FP_WEIGHTS = np.random.default_rng(2026).integers(0, 2**63, FP_ROW, dtype=np.uint64) * np.uint64(
-    2
-) + np.uint64(1)
+_FP_RANDOM = np.random.default_rng(2026).integers(0, 2**63, FP_ROW, dtype=np.uint64)
+FP_WEIGHTS = _FP_RANDOM * np.uint64(2) + np.uint64(1)  # odd
 _FP_MULTIPLIER = np.uint64(0x5851F42D4C957F2D)
 
 
@@ -437,6 +436,7 @@ def fingerprint(
 
     Whether they equal ``expected`` (as many uint64; ``words`` itself when there is nothing to
     compare).
+
     The sum over words of ``word * weights[j % FP_ROW] * ((j // FP_ROW + 1) * multiplier)``
     modulo 2**64 (``j`` the word's index in the tensor): a sum, so parts of a tensor
     fingerprinted apart add up to the whole, and position-weighted by odd numbers, so a changed
