@@ -848,6 +848,7 @@ def test_ddp_banner_names_the_rule_and_apply_says_truly_what_changed():
     assert w.banner["fixes"] == n
     assert "'module.'" in w.banner["text"]
     assert f"{n} missing + {n} unexpected keys pair up" in w.banner["text"]
+    assert w.banner["head"] == "One rule pairs up every missing and unexpected key"
     w.handle_action({"action": "accept_suggestion", "id": w.banner["id"]})
     assert w.tree["counts"][w.tree["statuses"].index("match")] == n
     assert f"{n} keys now pair up: {n} matches." in w.message["text"], w.message
@@ -857,6 +858,17 @@ def test_ddp_banner_names_the_rule_and_apply_says_truly_what_changed():
     w.handle_action({"action": "remove_rule", "index": 0})
     assert f"{n} keys no longer pair up" in w.message["text"]
     assert f"Matches: {n:,} → 0." in w.message["text"], w.message
+
+
+def test_banner_head_says_most_when_some_missing_or_unexpected_keys_stay():
+    """The banner's words claim what the rule does and no more: with keys the rule leaves
+    unpaired it says "most", and its text counts those that stay."""
+    model = demo.target_model("identical")
+    sd = OrderedDict((f"module.{k}", v) for k, v in model.state_dict().items())
+    sd["stray.weight"] = torch.zeros(3)  # unexpected with or without the rule
+    w = Explorer(model, sd)
+    assert w.banner["head"] == "One rule pairs up most missing and unexpected keys"
+    assert w.banner["text"].endswith("(1 other missing/unexpected key stays)"), w.banner
 
 
 def test_rule_message_counts_shape_mismatches_and_casts():

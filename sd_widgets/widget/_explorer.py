@@ -117,8 +117,9 @@ class Explorer(anywidget.AnyWidget):
     adds; accepted with ``{"action": "accept_suggestion", "id": ...}``."""
 
     banner = t.Dict().tag(sync=True)
-    """The one rename rule that explains most problems (``{id, label, what, fixes, text,
-    n_missing, n_unexpected}``), shown above the tree with an Apply button; ``{}`` when none."""
+    """The one rename rule that pairs up most missing and unexpected keys (``{id, head, label,
+    what, fixes, text, n_missing, n_unexpected}``), shown above the tree with an Apply button;
+    ``{}`` when none."""
 
     lora = t.Dict().tag(sync=True)
     """The PEFT LoRA adapter the checkpoint is (``_panels.lora_payload``: ``{text, describe,

@@ -247,7 +247,8 @@ def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[s
     """The one rule that explains most problems, for the banner above the tree; ``{}`` if none.
 
     Shown when the best rule suggestion pairs up at least half of the keys that are missing
-    or unexpected (and at least one pair). ``id`` is the suggestion to accept.
+    or unexpected (and at least one pair). ``id`` is the suggestion to accept; ``head`` says
+    whether it pairs up every such key or most of them, ``text`` how many and which rule.
     """
     rules = [s for s in suggestions if s.get("type") == "rule" and s.get("fixes")]
     if not rules:
@@ -266,9 +267,20 @@ def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[s
     )
     rest = n_missing + n_unexpected - 2 * fixes
     if rest > 0:
-        text += f" ({rest:,} other missing/unexpected keys stay)"
+        text += (
+            f" ({rest:,} other missing/unexpected "
+            + ("key stays)" if rest == 1 else "keys stay)")
+        )
+    # what the rule does, no more: it pairs keys up; whether each pair matches (or is a shape
+    # mismatch) shows once it is applied
+    head = (
+        "One rule pairs up every missing and unexpected key"
+        if rest <= 0
+        else "One rule pairs up most missing and unexpected keys"
+    )
     return {
         "id": best["id"],
+        "head": head,
         "label": best["label"],
         "what": what,
         "fixes": fixes,

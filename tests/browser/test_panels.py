@@ -153,6 +153,10 @@ def test_ddp_checkpoint_banner_apply_realigns_and_says_what_changed(lab):
     banner = root.locator("[data-role=banner]")
     expect(banner).to_be_visible()
     n = int(py(lab, "w.tree['n_keys'] // 2"))
+    # the head claims what the rule does: every missing and unexpected key pairs up
+    expect(banner.locator("[data-role=banner-head]")).to_have_text(
+        "One rule pairs up every missing and unexpected key: "
+    )
     expect(banner.locator("[data-role=banner-text]")).to_contain_text("'module.'")
     expect(banner.locator("[data-role=banner-text]")).to_contain_text(
         f"{n} missing + {n} unexpected keys pair up"

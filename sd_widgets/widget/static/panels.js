@@ -158,10 +158,11 @@ export function mountPanels(ctx) {
   }
 
   // ------------------------------------------------------------------ the one-rule banner
+  const bannerHead = h("span", { className: "sdw-banner-head", dataset: { role: "banner-head" } });
   const bannerText = h("span", { className: "sdw-banner-text", dataset: { role: "banner-text" } });
   const bannerPanel = h("div", { className: "sdw-banner", dataset: { role: "banner" } }, [
     h("span", { className: "sdw-banner-icon", text: "Fix", attrs: { "aria-hidden": "true" } }),
-    h("span", { className: "sdw-banner-body" }, [h("span", { className: "sdw-banner-head", text: "One rule fixes most problems: " }), bannerText]),
+    h("span", { className: "sdw-banner-body" }, [bannerHead, bannerText]),
     button("Apply", "apply-banner", "Add this rename rule and re-align the tree", "sdw-btn-primary"),
     button("×", "dismiss-banner", "Hide this suggestion", "sdw-btn-icon"),
   ]);
@@ -169,6 +170,7 @@ export function mountPanels(ctx) {
     const b = model.get("banner") || {};
     bannerPanel.hidden = !(b && b.id);
     bannerPanel.dataset.id = b.id || "";
+    bannerHead.textContent = b.head ? `${b.head}: ` : "";
     bannerText.textContent = b.text || "";
     bannerPanel.title = b.label ? `rule: ${b.label}` : "";
   }
