@@ -267,9 +267,8 @@ def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[s
     )
     rest = n_missing + n_unexpected - 2 * fixes
     if rest > 0:
-        text += (
-            f" ({rest:,} other missing/unexpected "
-            + ("key stays)" if rest == 1 else "keys stay)")
+        text += f" ({rest:,} other missing/unexpected " + (
+            "key stays)" if rest == 1 else "keys stay)"
         )
     # what the rule does, no more: it pairs keys up; whether each pair matches (or is a shape
     # mismatch) shows once it is applied
