@@ -311,3 +311,72 @@ def test_the_core_never_imports_the_widget_layer():
             way_in = way_in or (name == "sd_widgets.cli._main" and imp.scope == "_write_html")
             if bad and not way_in:
                 pytest.fail(f"{name} imports {imp.target} ({imp.scope})")
+
+
+#: The private names of torch the package uses, each for a reason torch's public API cannot
+#: serve (docs/internals.md, "Where sd_widgets reads torch's private names"). No ``torch._C``,
+#: no private torch module, no other private function: a new name fails the test below until
+#: it is argued for here and in the docs.
+TORCH_PRIVATE_NAMES = {
+    # a module's own tensor and child dicts: where a parameter or buffer object lives, read
+    # and put back without firing torch's global registration hooks (``setattr`` and the
+    # ``register_*`` calls fire them), and walked 2x faster than through the generators
+    "_parameters": "read and restored",
+    "_buffers": "read and restored",
+    "_modules": "the comparison's walk over the model",
+    # whether a module has load hooks (a reason to ask torch by a dry run): no public getter
+    "_load_state_dict_pre_hooks": "read only",
+    "_load_state_dict_post_hooks": "read only",
+    # the documented override point of a module's own loading: compared, never called
+    "_load_from_state_dict": "an override is loading code of the module's own",
+    # the state-dict protocol's module versions (``state_dict()._metadata``), which
+    # ``load_state_dict`` reads; copied so that a load never changes the caller's dict
+    "_metadata": "module versions of a state dict",
+    # what torch.distributed.checkpoint pickles into its ``.metadata`` file: the restricted
+    # unpickler's allow-list must name them to read that file (and nothing else)
+    "_StorageInfo": "DCP's metadata format",
+    "_get_layout": "DCP's metadata format",
+}
+
+
+def _own_private_names() -> set[str]:
+    """Underscore names the package itself defines: functions, classes, attributes it sets."""
+    own: set[str] = set()
+    for path in MODULES.values():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    own.add(node.attr)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                own.add(node.target.id)
+    return {n for n in own if n.startswith("_")}
+
+
+def test_torch_private_names_are_the_argued_few():
+    own = _own_private_names() - set(TORCH_PRIVATE_NAMES)
+    used: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("torch"):
+                parts = (node.module or "").split(".")
+                for alias in node.names:
+                    if alias.name.startswith("_") or any(p.startswith("_") for p in parts):
+                        used.setdefault(alias.name, set()).add(name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("torch") and "._" in alias.name:
+                        used.setdefault(alias.name, set()).add(name)
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+                if node.attr.startswith("__") or node.attr in own:
+                    continue
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    continue
+                used.setdefault(node.attr, set()).add(name)
+    unexplained = {n: sorted(where) for n, where in used.items() if n not in TORCH_PRIVATE_NAMES}
+    assert unexplained == {}, unexplained
+    # and the list names nothing the package no longer uses
+    assert set(TORCH_PRIVATE_NAMES) <= set(used), set(TORCH_PRIVATE_NAMES) - set(used)

@@ -1,6 +1,7 @@
 """The transaction behind :func:`sd_widgets.partial_load`: snapshot, load once, verify, restore.
 
-Built from public torch only:
+Built from public torch functions (the private names it reads, a module's tensor dicts and load
+hooks, are listed with their reasons in ``docs/internals.md``):
 
 1. **Snapshot** exactly the state the load can touch: every parameter and buffer of the modules
    the plan's keys reach (the whole subtree of a module whose own loading code, a
@@ -50,8 +51,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _NormBase
-from torch.nn.modules.instancenorm import _InstanceNorm
 
 from .. import _kernels
 from ..compare._metadata import ASSIGN_FLAG, copy_metadata
@@ -75,12 +74,14 @@ EXTRA_STATE = "_extra_state"
 _CHUNK_GRAIN = 512  # elements: every chunk but the last is a multiple of 8 bytes
 _ALIGN = 64
 
-#: torch's own ``_load_from_state_dict`` implementations that only copy (and handle versions)
+#: torch's own ``_load_from_state_dict`` implementations that only copy (and handle versions):
+#: ``nn.Module``'s, and those every BatchNorm and every InstanceNorm class inherits (named
+#: through public classes)
 _PLAIN_LOADERS = frozenset(
     {
         nn.Module._load_from_state_dict,
-        _NormBase._load_from_state_dict,
-        _InstanceNorm._load_from_state_dict,
+        nn.BatchNorm1d._load_from_state_dict,
+        nn.InstanceNorm1d._load_from_state_dict,
     }
 )
 

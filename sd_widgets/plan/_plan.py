@@ -75,8 +75,9 @@ class _Index:
         self.row_keys = set(self.keys)
         self.by_ckpt = {r.ckpt_key: r.key for r in rows if r.ckpt_key is not None}
         self.order = {k: i for i, k in enumerate(self.keys)}
-        # modules with running statistics; with a model, those that are BatchNorm-like modules
-        # tracking them (looked up for these few paths, not a walk over every module)
+        # modules with running statistics; with a model, those that track them and can reset
+        # them (torch's BatchNorm and InstanceNorm family; what the BatchNorm policies call),
+        # looked up for these few paths, not a walk over every module
         candidates = {
             r.module for r in rows if r.key.rpartition(".")[2] == BN_STATISTICS[0] and r.module
         }
@@ -85,8 +86,8 @@ class _Index:
             candidates = {
                 n
                 for n in candidates
-                if isinstance(m := _submodule(model, n), nn.modules.batchnorm._NormBase)
-                and m.track_running_stats
+                if getattr(m := _submodule(model, n), "track_running_stats", False) is True
+                and callable(getattr(m, "reset_running_stats", None))
             }
         self.bn_modules = frozenset(candidates)
         self._cast_problems: dict[str, str | None] | None = None
