@@ -11,7 +11,8 @@ One path measures every tensor (:class:`Moments`, :class:`Change`): one fused pa
 at once. A chunk of at least :data:`PACK_ELEMENTS` elements is reduced alone while it is in the
 CPU cache; smaller chunks (small tensors) wait until :data:`BATCH_ELEMENTS` elements are queued
 and are packed into one buffer per compute dtype, so 50,000 small tensors cost a few dozen
-calls instead of a million.
+calls instead of a million. A call over :data:`SPLIT_ELEMENTS` elements or more runs in two
+halves, the second on a thread of that call (no pool outlives it).
 
 Conventions
 -----------
@@ -33,6 +34,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import partial
@@ -60,6 +62,13 @@ segment); a larger one is reduced at once, alone, while it is in the CPU cache."
 
 BATCH_ELEMENTS = 2**20
 """Most elements of small chunks reduced together (one kernel call per batch)."""
+
+SPLIT_ELEMENTS = 2**20
+"""A kernel call over at least this many elements runs in two halves, one of them on a second
+thread of that call, when torch may use more than one (``torch.get_num_threads()``; the kernels
+release the GIL). On the 2-core machine of ``benchmarks/``, per float32 pair of
+:func:`~sd_widgets._kernels.pair_stats`: 16 MB chunks 1.20 ns on one thread, 0.71 ns on two;
+out of cache 1.63 ns and 0.98 ns. Below it a thread costs more than it saves."""
 
 _FINAL_SHIFT_RATIO = 2.0**16  # a second pass over x - mean when the float64 totals cancel
 _HISTC_MAX_CHUNK = 2**24  # histc counts are float32 for float32 input: exact up to 2**24
@@ -224,36 +233,104 @@ def _moment_columns(out: np.ndarray, col: int, ends: np.ndarray) -> tuple[torch.
     )
 
 
-def _moment_parts(chunks: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """Per-chunk moments (:func:`_moment_columns`) of chunks of one compute dtype.
+def _cut(ends: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Where a kernel call over segments ending at ``ends`` splits in two halves.
 
-    float32 or float64, none empty; one pass (:func:`sd_widgets._kernels.moments`).
+    When the elements are :data:`SPLIT_ELEMENTS` or more and torch may use two threads: the
+    segments with the one across the middle cut in two there, the index in ``ends`` of the
+    segment each is part of, and how many segments the first half has. Else ``ends`` as it is,
+    each its own, and 0 (no split).
+    """
+    total = int(ends[-1]) if len(ends) else 0
+    if total < SPLIT_ELEMENTS or torch.get_num_threads() < 2:
+        return ends, np.arange(len(ends)), 0
+    mid = total // 2 // 512 * 512  # a multiple of 8 bytes, and of any vector width
+    cut = np.union1d(ends, [mid])
+    return cut, np.searchsorted(ends, cut, side="left"), int(np.searchsorted(cut, mid)) + 1
+
+
+def _run(
+    ends: np.ndarray,
+    first: int,
+    columns: int,
+    kernel: Callable[[int, int, np.ndarray, np.ndarray], None],
+) -> np.ndarray:
+    """Output rows of a kernel over segments ending at ``ends`` (:func:`_cut`'s).
+
+    ``kernel(start, stop, local_ends, out)`` runs it on elements ``[start, stop)``, whose
+    segments end at ``local_ends`` (relative to ``start``). With ``first`` > 0 the first
+    ``first`` segments run in this thread while the rest run on a second thread of this call
+    (the kernels release the GIL); an error there is raised here.
+    """
+    out = np.empty((len(ends), columns), np.float64)
+    if first == 0:
+        kernel(0, int(ends[-1]), ends, out)
+        return out
+    mid, total = int(ends[first - 1]), int(ends[-1])
+    failure: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            kernel(mid, total, ends[first:] - mid, out[first:])
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=second, name="sdw-stats")
+    worker.start()
+    try:
+        kernel(0, mid, ends[:first], out[:first])
+    finally:
+        worker.join()
+    if failure:
+        raise failure[0]
+    return out
+
+
+def _moment_parts(chunks: list[torch.Tensor]) -> tuple[np.ndarray, tuple[torch.Tensor, ...]]:
+    """Per-segment moments (:func:`_moment_columns`) of chunks of one compute dtype.
+
+    float32 or float64, none empty; one pass (:func:`sd_widgets._kernels.moments`), in two
+    halves on two threads when long (:func:`_cut`). Also the chunk each segment is part of.
     """
     x, ends = _buffer(chunks)
-    out = np.empty((len(chunks), _kernels.M_COLUMNS), np.float64)
-    _kernels.moments(x, *_kernels.key_args(x), ends, out)
-    return _moment_columns(out, 0, ends)
+    bits, shift, flip = _kernels.key_args(x)
+    ends, owner, first = _cut(ends)
+
+    def kernel(start: int, stop: int, local: np.ndarray, out: np.ndarray) -> None:
+        _kernels.moments(x[start:stop], bits[start:stop], shift, flip, local, out)
+
+    out = _run(ends, first, _kernels.M_COLUMNS, kernel)
+    return owner, _moment_columns(out, 0, ends)
 
 
 def _pair_parts(
     pairs: Sequence[tuple[torch.Tensor, ...]],
-) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """Moments of both sides and the change, per pair of chunks, from one pass over both.
+) -> tuple[
+    np.ndarray, tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]
+]:
+    """Moments of both sides and the change, per segment of the pairs, from one pass over both.
 
     Pairs are (before, after) of one compute dtype, none empty
-    (:func:`sd_widgets._kernels.pair_stats`). Returns the moments of before and of after
-    (:func:`_moment_columns`), and the change: compared, changed (int64), max |after - before|,
-    sum |after - before|, sum (after - before)^2 and the sum of squares of before, over the
-    compared positions (float64).
+    (:func:`sd_widgets._kernels.pair_stats`, in two halves on two threads when long:
+    :func:`_cut`). Returns the pair each segment is part of, and per segment the moments of
+    before and of after (:func:`_moment_columns`) and the change: compared, changed (int64),
+    max |after - before|, sum |after - before|, sum (after - before)^2 and the sum of squares
+    of before, over the compared positions (float64).
     """
     before, ends = _buffer([b for b, _ in pairs])
     after, _ = _buffer([a for _, a in pairs])
     before_bits, shift, flip = _kernels.key_args(before)
     after_bits = after.view(before_bits.dtype)
-    out = np.empty((len(pairs), _kernels.PAIR_COLUMNS), np.float64)
-    _kernels.pair_stats(before, after, before_bits, after_bits, shift, flip, ends, out)
+    ends, owner, first = _cut(ends)
+
+    def kernel(start: int, stop: int, local: np.ndarray, out: np.ndarray) -> None:
+        b, a = before[start:stop], after[start:stop]
+        bb, ab = before_bits[start:stop], after_bits[start:stop]
+        _kernels.pair_stats(b, a, bb, ab, shift, flip, local, out)
+
+    out = _run(ends, first, _kernels.PAIR_COLUMNS, kernel)
     change = torch.from_numpy(out[:, _kernels.C_COMPARED :].copy())
-    return (
+    return owner, (
         _moment_columns(out, 0, ends),
         _moment_columns(out, _kernels.M_COLUMNS, ends),
         (
@@ -417,7 +494,8 @@ class Moments:
 
     @torch.no_grad()
     def _reduce(self, ids: list[int], items: list[tuple[torch.Tensor, ...]]) -> None:
-        self._add_parts(torch.tensor(ids, dtype=torch.int64), _moment_parts([c for (c,) in items]))
+        owner, parts = _moment_parts([c for (c,) in items])
+        self._add_parts(torch.tensor(ids, dtype=torch.int64)[torch.from_numpy(owner)], parts)
 
     def _add_parts(self, idx: torch.Tensor, parts: tuple[torch.Tensor, ...]) -> None:
         """Per-chunk moments (:func:`_moment_columns`) of the tensors ``idx``."""
@@ -670,8 +748,8 @@ class Change:
     def _reduce(
         self, with_before: bool, ids: list[int], items: list[tuple[torch.Tensor, ...]]
     ) -> None:
-        before, after, change = _pair_parts(items)
-        idx = torch.tensor(ids, dtype=torch.int64)
+        owner, (before, after, change) = _pair_parts(items)
+        idx = torch.tensor(ids, dtype=torch.int64)[torch.from_numpy(owner)]
         if with_before and self._before is not None:
             self._before._add_parts(idx, before)
         if self._after is not None:

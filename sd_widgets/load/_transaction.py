@@ -18,17 +18,21 @@ hooks, are listed with their reasons in ``docs/internals.md``):
    run of user code), and :attr:`~sd_widgets.LoadReport.transformed` says so per key.
 4. **Restore** the snapshot on any failure, ``KeyboardInterrupt`` included.
 
-The snapshot and verification walk each tensor in chunks of :data:`CHUNK_BYTES`, and the load's
-statistics are taken on the same chunks while they are in the CPU cache (the copy the snapshot
-makes anyway, then the loaded tensor while it is verified). The undo guard is a 64-bit
-fingerprint per tensor taken in the verification pass, so ``undo()`` can tell that a tensor
-changed since the load without keeping a second copy.
+The snapshot and verification walk each tensor in chunks of :data:`CHUNK_BYTES`. The undo guard
+is a 64-bit fingerprint per tensor taken in the verification pass, so ``undo()`` can tell that a
+tensor changed since the load without keeping a second copy; the load's statistics are taken in
+that pass too, each chunk right after it is verified (while it is in the CPU cache) against the
+same chunk of its snapshot copy, on two threads (:data:`~sd_widgets.load._stats.SPLIT_ELEMENTS`).
 
-What earns its place (measured in ``benchmarks/bench_load.py``): the chunked walk takes the
-statistics on data in cache (a GPT-2-XL-sized load with them: about 2.2x one without, short of
-the 1.5x target; the README says where the time goes); :func:`fingerprints` runs undo's change
-check on every core torch may use (GPT-2-XL size: undo 2.16 s -> 1.50 s); the disk spill
+What earns its place (measured in ``benchmarks/bench_load.py``): the chunked walk, which takes
+the statistics on data in cache (a GPT-2-XL-sized load with them: 1.0-1.2x one without; the
+README says where the time goes); :func:`fingerprints` runs undo's change check on every core
+torch may use (GPT-2-XL size: undo 2.16 s -> 1.50 s); the disk spill
 (``snapshot="auto"``/``"disk"``) keeps a rollback for a model close to the machine's memory.
+
+Statistics are not taken while the snapshot copies: torch's copy runs on OpenMP threads, which
+spin for a while after each copy, so a second thread of ours measuring beside them shares a core
+with a spinning one (1 GB: 0.49 s there, 0.27 s without the spin).
 """
 
 from __future__ import annotations
@@ -45,7 +49,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -61,10 +64,11 @@ SnapshotKind = Literal["memory", "disk", "auto"]
 SNAPSHOT_KINDS: tuple[str, ...] = ("memory", "disk", "auto")
 
 CHUNK_BYTES = 16 * 2**20
-"""Bytes of one tensor handled at a time: the snapshot's copy of a chunk, the same chunk of the
-source and its statistics follow each other while the chunk is in the CPU cache, and a large
-tensor costs a few calls per 16 MB (half a GPT-2-XL-sized layout loaded with statistics, one
-thread, CPU time: 4 MB chunks 3.70 s, 16 MB 3.47 s, 64 MB 3.94 s; without them 2.3 s)."""
+"""Bytes of one tensor handled at a time: the snapshot's copy of a chunk; in the verification
+pass the chunk's comparison with its source, its fingerprint and its statistics follow each
+other while it is in the CPU cache, and a large tensor costs a few calls per 16 MB (half a
+GPT-2-XL-sized layout loaded with statistics, one thread, CPU time: 4 MB chunks 3.70 s, 16 MB
+3.47 s, 64 MB 3.94 s; without them 2.3 s)."""
 
 AUTO_MEMORY_FRACTION = 0.5
 """``snapshot="auto"`` keeps the snapshot in memory up to this share of the available memory
@@ -476,38 +480,22 @@ class Snapshot:
         return buf.view(src.dtype).view(src.shape)
 
     def save(
-        self,
-        key: str,
-        module: nn.Module,
-        attr: str,
-        is_param: bool,
-        obj: torch.Tensor,
-        on_chunk: Callable[[torch.Tensor], None] | None = None,
+        self, key: str, module: nn.Module, attr: str, is_param: bool, obj: torch.Tensor
     ) -> Saved:
-        """Copy one slot's tensor (once per tensor object), chunk by chunk.
-
-        ``on_chunk`` sees each chunk of the copy while it is in cache (flat, in order).
-        """
+        """Copy one slot's tensor (once per tensor object), chunk by chunk."""
         if id(obj) not in self._copies:
-            self._copies[id(obj)] = None if obj.is_meta else self._copy(obj, on_chunk)
+            self._copies[id(obj)] = None if obj.is_meta else self._copy(obj)
         saved = Saved(key, module, attr, is_param, obj, self._copies[id(obj)])
         self.items.append(saved)
         return saved
 
-    def _copy(
-        self, obj: torch.Tensor, on_chunk: Callable[[torch.Tensor], None] | None
-    ) -> torch.Tensor:
+    def _copy(self, obj: torch.Tensor) -> torch.Tensor:
         src = obj.detach()
         if _words(src) is None:  # exotic tensors: torch's own clone
-            out = src.clone()
-            if on_chunk is not None:
-                on_chunk(out.reshape(-1))
-            return out
+            return src.clone()
         out = self._empty(src)
         for s, d in zip(chunks_of(src.reshape(-1)), chunks_of(out.reshape(-1)), strict=True):
             d.copy_(s)
-            if on_chunk is not None:
-                on_chunk(d)
         return out
 
     def save_extra(self, key: str, module: nn.Module, value: Any) -> None:
@@ -829,8 +817,7 @@ class Measures:
     """Before, after and change statistics of ``size`` touched tensors, fed matching chunks.
 
     The transaction feeds each after chunk with the same chunk of its snapshot copy as it
-    verifies them (a key whose result is known before the load: while the snapshot copies it);
-    :func:`measure_many` feeds the same pairs later (``stats=False``). A pair is measured in one
+    verifies them; :func:`measure_many` feeds the same pairs later (``stats=False``). A pair is measured in one
     pass (:class:`~sd_widgets.stats.Change`: the change and both sides' moments); a tensor whose
     change is not measured (another shape, meta on one side) has its sides measured alone
     (:class:`~sd_widgets.stats.Moments`). Same chunks, same kernels either way: the same
@@ -986,11 +973,6 @@ class Transaction:
         self.measured: Measured = {}
         self._index = {key: i for i, key in enumerate(job.slots)}
         self._measures = Measures(len(self._index))
-        #: keys measured before and after while the snapshot copied them (see _known_result)
-        self._measured_early: set[str] = set()
-        reset = {f"{m}.{a}" for m in job.bn_reset for a in BN_BUFFERS}
-        #: planned keys torch's plain loading copies as they are
-        self._plain = {k for k in job.planned if k not in job.own and k not in reset}
 
     def rollback(self) -> list[str]:
         """Restore every saved tensor (to the end, even through Ctrl-C); unrestored keys."""
@@ -1017,49 +999,11 @@ class Transaction:
             t = slot.get()
             if t is None:
                 continue
-            on_chunk: Callable[[torch.Tensor], None] | None = None
-            if self.stats and not t.is_meta:
-                i = self._index[slot.key]
-                source = self._known_result(slot.key, t)
-                if source is not None:  # before and after side by side, while the copy is in cache
-                    self._measured_early.add(slot.key)
-                    on_chunk = partial(self._measure_both, i, chunks_of(_flat(source)))
-            copied = self.snapshot.holds(t)
-            saved = self.snapshot.save(slot.key, slot.module, slot.attr, slot.is_param, t, on_chunk)
-            if on_chunk is not None and copied and saved.data is not None:  # a tie: copied once
-                for c in chunks_of(_flat(saved.data)):
-                    on_chunk(c)
+            self.snapshot.save(slot.key, slot.module, slot.attr, slot.is_param, t)
             self.interrupts.check()
         for key in job.extra:
             owner = job.modules[_owner(job.modules, key)]
             self.snapshot.save_extra(key, owner, job.live.get(key))
-
-    def _known_result(self, key: str, t: torch.Tensor) -> torch.Tensor | None:
-        """What the load will leave in ``key``, when that is known before it runs.
-
-        A planned key that torch's plain loading copies as it is (same dtype and shape, no
-        loading code of its own, not reset afterwards) ends up bit for bit equal to its source,
-        and the verification proves it (a load that does not is rolled back, its statistics
-        with it). None otherwise: those are measured after the load.
-        """
-        job = self.job
-        if not self.verify or key not in self._plain:
-            return None
-        src = job.sd.get(key)
-        if (
-            not isinstance(src, torch.Tensor)
-            or src.is_meta
-            or src.dtype != t.dtype
-            or src.shape != t.shape
-            or _words(src) is None
-            or _words(t) is None
-        ):
-            return None
-        return src
-
-    def _measure_both(self, i: int, source: Iterator[torch.Tensor], chunk: torch.Tensor) -> None:
-        """A chunk of the snapshot copy, with the same chunk of what the load will leave."""
-        self._measures.add_after(i, chunk, next(source))
 
     def _check_result(self) -> None:
         job = self.job
@@ -1135,15 +1079,14 @@ class Transaction:
         before = _flat(data) if data is not None and data.shape == cur.shape else None
         exp_chunks = chunks_of(exp) if exp is not None else None
         before_chunks = chunks_of(before) if before is not None else None
-        measure_now = self.stats and s.key not in self._measured_early
-        if measure_now and before is None and data is not None:  # no change to measure
+        if self.stats and before is None and data is not None:  # no change to measure
             for c in chunks_of(_flat(data)):
                 self._measures.add_before(i, c)
         for c in chunks_of(flat):
             e = next(exp_chunks) if exp_chunks is not None else None
             if not fp.add(_as_words(c), None if e is None else _as_words(e)):
                 raise RuntimeError(self._differs(s.key))
-            if measure_now:
+            if self.stats:
                 b = next(before_chunks) if before_chunks is not None else None
                 self._measures.add_after(i, b, c)
         s.after = fp.value
