@@ -25,8 +25,8 @@ that pass too, each chunk right after it is verified (while it is in the CPU cac
 same chunk of its snapshot copy, on two threads (:data:`~sd_widgets.load._stats.SPLIT_ELEMENTS`).
 
 What earns its place (measured in ``benchmarks/bench_load.py``): the chunked walk, which takes
-the statistics on data in cache (a GPT-2-XL-sized load with them: 1.0-1.2x one without; the
-README says where the time goes); :func:`fingerprints` runs undo's change check on every core
+the statistics on data in cache (a GPT-2-XL-sized load with them: 0.85-1.16x one without in
+that benchmark, 1.4-1.7x timed phase by phase; the README says where the time goes); :func:`fingerprints` runs undo's change check on every core
 torch may use (GPT-2-XL size: undo 2.16 s -> 1.50 s); the disk spill
 (``snapshot="auto"``/``"disk"``) keeps a rollback for a model close to the machine's memory.
 
@@ -817,11 +817,11 @@ class Measures:
     """Before, after and change statistics of ``size`` touched tensors, fed matching chunks.
 
     The transaction feeds each after chunk with the same chunk of its snapshot copy as it
-    verifies them; :func:`measure_many` feeds the same pairs later (``stats=False``). A pair is measured in one
-    pass (:class:`~sd_widgets.stats.Change`: the change and both sides' moments); a tensor whose
-    change is not measured (another shape, meta on one side) has its sides measured alone
-    (:class:`~sd_widgets.stats.Moments`). Same chunks, same kernels either way: the same
-    numbers, bit for bit.
+    verifies them; :func:`measure_many` feeds the same pairs later (``stats=False``). A pair is
+    measured in one pass (:class:`~sd_widgets.stats.Change`: the change and both sides'
+    moments); a tensor whose change is not measured (another shape, meta on one side) has its
+    sides measured alone (:class:`~sd_widgets.stats.Moments`). Same chunks, same kernels either
+    way: the same numbers, bit for bit.
     """
 
     def __init__(self, size: int) -> None:
