@@ -21,10 +21,42 @@ machine pays for compilation (:func:`warm` pays it while installing).
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 from numba import njit
+
+_A = TypeVar("_A")
+_B = TypeVar("_B")
+
+
+def both(first: Callable[[], _A], second: Callable[[], _B]) -> tuple[_A, _B]:
+    """``(first(), second())``: the second on a thread of this call, the first in this thread.
+
+    The kernels release the GIL, so two halves of one pass take both cores. No thread outlives
+    the call, and an error in either is raised here.
+    """
+    out: list[Any] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            out.append(second())
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="sdw-kernel")
+    worker.start()
+    try:
+        a = first()
+    finally:
+        worker.join()
+    if failure:
+        raise failure[0]
+    return a, out[0]
+
 
 #: elements measured per inner step; the step's |b - a| values stay in the L1 cache
 _STEP = 2048

@@ -957,6 +957,36 @@ def test_fingerprints_in_parts_on_threads_equal_one_pass(monkeypatch):
         torch.set_num_threads(threads)
 
 
+def test_a_fingerprint_in_halves_on_two_threads_is_the_one_pass_fingerprint():
+    """The verification pass fingerprints each large chunk in two halves on two threads
+    (``Fingerprint(halves=True)``): the value is the one-pass value for any start word and
+    length, and a difference from the expected bytes in either half is found."""
+    g = torch.Generator().manual_seed(9)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for n, start in ((2**20 + 3, 0), (2**19 + 1, 12_345), (1000, 7)):
+            words = transaction._as_words(torch.randn(n, generator=g))
+            plain, halves = (
+                transaction.Fingerprint(start),
+                transaction.Fingerprint(start, halves=True),
+            )
+            assert plain.add(words) and halves.add(words)
+            assert halves.value == plain.value and halves.words == plain.words
+            for at in (5, words.numel() - 5):  # the first half, then the second
+                expected = words.clone()
+                expected[at] += 1
+                assert not transaction.Fingerprint(start, halves=True).add(words, expected)
+        # the load's fingerprint is what undo's check computes later
+        t = torch.randn(2**21 + 11, generator=g)
+        fp = transaction.Fingerprint(halves=True)
+        for chunk in transaction.chunks_of(transaction._as_words(t)):
+            fp.add(chunk)
+        assert fp.value == transaction.fingerprint(t)
+    finally:
+        torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------ Ctrl-C anywhere
 
 

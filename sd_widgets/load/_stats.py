@@ -34,7 +34,6 @@ Conventions
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from functools import partial
@@ -260,29 +259,17 @@ def _run(
     ``kernel(start, stop, local_ends, out)`` runs it on elements ``[start, stop)``, whose
     segments end at ``local_ends`` (relative to ``start``). With ``first`` > 0 the first
     ``first`` segments run in this thread while the rest run on a second thread of this call
-    (the kernels release the GIL); an error there is raised here.
+    (:func:`sd_widgets._kernels.both`).
     """
     out = np.empty((len(ends), columns), np.float64)
     if first == 0:
         kernel(0, int(ends[-1]), ends, out)
         return out
     mid, total = int(ends[first - 1]), int(ends[-1])
-    failure: list[BaseException] = []
-
-    def second() -> None:
-        try:
-            kernel(mid, total, ends[first:] - mid, out[first:])
-        except BaseException as exc:
-            failure.append(exc)
-
-    worker = threading.Thread(target=second, name="sdw-stats")
-    worker.start()
-    try:
-        kernel(0, mid, ends[:first], out[:first])
-    finally:
-        worker.join()
-    if failure:
-        raise failure[0]
+    _kernels.both(
+        lambda: kernel(0, mid, ends[:first], out[:first]),
+        lambda: kernel(mid, total, ends[first:] - mid, out[first:]),
+    )
     return out
 
 
