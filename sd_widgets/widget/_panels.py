@@ -244,7 +244,7 @@ def pairing_change(before: Any, after: Any) -> str:
 
 
 def banner_payload(cmp: Any, suggestions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The one rule that explains most problems, for the banner above the tree; ``{}`` if none.
+    """The one rule that pairs up most missing and unexpected keys, for the banner; ``{}`` if none.
 
     Shown when the best rule suggestion pairs up at least half of the keys that are missing
     or unexpected (and at least one pair). ``id`` is the suggestion to accept; ``head`` says
