@@ -26,9 +26,10 @@ same chunk of its snapshot copy, on two threads (:data:`~sd_widgets.load._stats.
 
 What earns its place (measured in ``benchmarks/bench_load.py``): the chunked walk, which takes
 the statistics on data in cache (a GPT-2-XL-sized load with them: 0.85-1.16x one without in
-that benchmark, 1.4-1.7x timed phase by phase; the README says where the time goes); :func:`fingerprints` runs undo's change check on every core
-torch may use (GPT-2-XL size: undo 2.16 s -> 1.50 s); the disk spill
-(``snapshot="auto"``/``"disk"``) keeps a rollback for a model close to the machine's memory.
+that benchmark, 1.4-1.7x timed phase by phase; the README says where the time goes);
+:func:`fingerprints` runs undo's change check on every core torch may use (GPT-2-XL size: undo
+2.16 s -> 1.50 s); the disk spill (``snapshot="auto"``/``"disk"``) keeps a rollback for a model
+close to the machine's memory.
 
 Statistics are not taken while the snapshot copies: torch's copy runs on OpenMP threads, which
 spin for a while after each copy, so a second thread of ours measuring beside them shares a core
@@ -181,8 +182,9 @@ def _fingerprint(
     """:func:`sd_widgets._kernels.fingerprint` of ``words``, words ``start ...`` of a tensor.
 
     With ``halves``, in two halves on two threads from :data:`FINGERPRINT_SPLIT_BYTES` when
-    torch may use two (the fingerprint is a sum over words, so the halves add up to it). In the load's
-    verification pass of a GPT-2-XL-sized layout: 1.1-1.4 s on one thread, 0.70-0.77 s on two.
+    torch may use two (the fingerprint is a sum over words, so the halves add up to it). In the
+    load's verification pass of a GPT-2-XL-sized layout: 0.9-1.5 s on one thread, 0.7-1.15 s on
+    two.
     """
 
     def part(lo: int, hi: int) -> tuple[int, bool]:
@@ -528,10 +530,6 @@ class Snapshot:
     def save_extra(self, key: str, module: nn.Module, value: Any) -> None:
         """Keep a copy of a module's extra state (the value ``get_extra_state()`` returned)."""
         self.extras.append(SavedExtra(key, module, _copy_value(value)))
-
-    def holds(self, obj: torch.Tensor) -> bool:
-        """Whether this tensor object was saved already."""
-        return id(obj) in self._copies
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """Key → the saved copy (the live tensor itself where no copy was needed)."""
