@@ -1342,6 +1342,80 @@ def test_undo_budget_releases_the_oldest_undo_snapshots_first():
     assert len(w.reports) == 3 and w.undo_budget == 2**30
 
 
+def test_close_gives_back_every_undo_snapshot_and_undo_then_says_why():
+    model = big_linear_model()
+    before = snapshot(model)
+    ckpt = {k: torch.full_like(v, 3.0) for k, v in model.state_dict().items()}
+    w = Explorer(model, ckpt, select="none")
+    for i in range(2):
+        w.handle_action({"action": "toggle", "modules": [str(i)]})
+        w.handle_action({"action": "load"})
+        w.handle_action({"action": "select_none"})
+    reports = w.reports
+    assert len(reports) == 2 and all(r.snapshot_nbytes > 4 * 2**20 for r in reports)
+    w.close()
+    assert w.comm is None and w._cell_hook is None
+    assert [(r.released, r.snapshot_nbytes) for r in reports] == [(True, 0), (True, 0)]
+    with pytest.raises(sdw.UndoError, match="released \\(its Explorer was closed\\)"):
+        reports[-1].undo()
+    w.handle_action({"action": "undo"})  # from Python, after close: refused, and why
+    assert w.message["level"] == "error" and "its Explorer was closed" in w.message["text"]
+    assert changed_keys(before, model) == {"0.weight", "0.bias", "1.weight", "1.bias"}
+    assert w.comparison is not None and len(reports[-1].loaded) == 2  # still readable
+
+
+class _Shell:
+    """What ``_cells.this_run`` reads of ipykernel's shell: the request being run."""
+
+    def __init__(self) -> None:
+        self.parent: dict = {}
+
+    def run(self, cell: str | None, msg: str, msg_type: str = "execute_request") -> None:
+        self.parent = {
+            "header": {"msg_id": msg, "msg_type": msg_type},
+            "metadata": {} if cell is None else {"cellId": cell},
+        }
+
+    def get_parent(self) -> dict:
+        return self.parent
+
+
+def test_a_cell_run_again_closes_the_explorers_its_earlier_run_built(monkeypatch):
+    import IPython
+
+    from sd_widgets.widget import _cells
+
+    shell = _Shell()
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    monkeypatch.setattr(_cells, "_RUNS", {})
+    model = big_linear_model()
+    ckpt = {k: torch.zeros_like(v) for k, v in model.state_dict().items()}
+
+    def opened(*ws: Explorer) -> list[bool]:
+        return [w.comm is not None for w in ws]
+
+    shell.run("cell-a", "run-1")
+    a1, a2 = Explorer(model, ckpt), Explorer(model, ckpt)  # one run may build several
+    a1.handle_action({"action": "load"})
+    shell.run("cell-b", "run-2")
+    b = Explorer(model, ckpt)
+    assert opened(a1, a2, b) == [True, True, True]
+    shell.run("cell-a", "run-3")  # cell a again: its output was cleared
+    a3 = Explorer(model, ckpt)
+    assert opened(a1, a2, b, a3) == [False, False, True, True]
+    assert a1.reports[-1].released
+    # requests no cell names close nothing: a button's handler, a console, a script
+    shell.run("cell-b", "msg-4", msg_type="comm_msg")
+    c = Explorer(model, ckpt)
+    shell.run(None, "msg-5")
+    d = Explorer(model, ckpt)
+    assert opened(b, a3, c, d) == [True, True, True, True]
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)
+    assert _cells.this_run() is None
+    Explorer(model, ckpt)
+    assert opened(b, a3, c, d) == [True, True, True, True]
+
+
 def test_undo_budget_always_keeps_the_latest_load():
     model = big_linear_model()
     before = snapshot(model)

@@ -98,6 +98,8 @@ class LoadReport:
         self.undone = False
         #: True once :meth:`release` dropped the undo snapshot
         self.released = False
+        #: who or what released it (said by the errors that follow)
+        self._released_by = "report.release()"
         self._stats: list[dict[str, Any]] | None = None
         for key in self.still_on_meta:
             if key in self.skipped and "meta device" not in self.skipped[key]:
@@ -144,8 +146,8 @@ class LoadReport:
             raise UndoError(f"this load was undone: {what} are no longer available")
         if self.released:
             raise UndoError(
-                f"this load's undo snapshot was released (report.release()): {what} are no "
-                "longer available"
+                f"this load's undo snapshot was released ({self._released_by}): {what} are "
+                "no longer available"
             )
 
     # statistics ------------------------------------------------------------------------------
@@ -392,9 +394,9 @@ class LoadReport:
             )
         if self.released:
             raise UndoError(
-                "this load's undo snapshot was released (report.release()), so it cannot be "
-                "undone. Reload the weights you want instead (e.g. sdw.partial_load of another "
-                "plan)."
+                f"this load's undo snapshot was released ({self._released_by}), so it cannot "
+                "be undone. Reload the weights you want instead (e.g. sdw.partial_load of "
+                "another plan)."
             )
         model = self.model  # raises if the model is gone
         if not force:
@@ -416,16 +418,18 @@ class LoadReport:
         if bad:
             raise UndoError(f"undo could not restore {bad[:3]} exactly")
 
-    def release(self) -> None:
+    def release(self, *, why: str = "report.release()") -> None:
         """Drop the undo snapshot on purpose (its memory comes back); undo is then impossible.
 
         The statistics already computed stay; ``before()`` and new statistics need the
-        snapshot and raise :class:`~sd_widgets.UndoError`. Releasing twice does nothing.
+        snapshot and raise :class:`~sd_widgets.UndoError`, whose message gives ``why`` (what
+        released it). Releasing twice does nothing.
         """
         if self.undone or self.released:
             return
         self._snapshot.release()
         self.released = True
+        self._released_by = why
 
 
 def _first(keys: list[str], n: int = 3) -> str:

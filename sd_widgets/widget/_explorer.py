@@ -21,7 +21,6 @@ import os
 import pathlib
 import threading
 import traceback
-import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -40,6 +39,7 @@ from ..plan._codegen import name_problem
 from ..plan._plan import BN_POLICIES, LoadPlan
 from ..units import escape_text, gc_paused, human_bytes
 from . import (
+    _cells,
     _panels,
     _results,
     _selection,
@@ -290,6 +290,9 @@ class Explorer(anywidget.AnyWidget):
         self._acting = 0  # of those, gestures' own work (busy: Load and Undo wait)
         self._generation = 0
         self._cell_hook: Callable[[], None] | None = None
+        # this cell's earlier run built Explorers whose output the run cleared: closed first,
+        # so their undo snapshots are given back before this one builds or loads anything
+        _cells.replace_earlier_runs(self, _cells.this_run())
         super().__init__(**kwargs)
         cmp: Comparison | None = None
         source_label = ""
@@ -340,7 +343,7 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_bn_module, names=["bn_module"])
         self.on_msg(self._on_custom_msg)
         #: the after-cell check IPython runs (None outside IPython)
-        self._cell_hook = _watch_cells(self)
+        self._cell_hook = _cells.watch_cells(self)
 
     # ----------------------------------------------------------------------------------------
     # public read-only views
@@ -416,7 +419,13 @@ class Explorer(anywidget.AnyWidget):
         return True
 
     def close(self) -> None:
-        """Close the widget and stop watching the model (the after-cell check, torch hooks)."""
+        """Close the widget: stop watching the model and give back the undo snapshots.
+
+        The after-cell check and the global torch hooks go, and every load's undo snapshot is
+        released (``report.release()``): a closed Explorer's Undo is gone with its view, and
+        ``reports[-1].undo()`` then says why. Its comparison, reports and statistics stay
+        readable. Running the Explorer's cell again closes the one it built before.
+        """
         # (also called by ipywidgets' __del__, on an object __init__ may not have finished)
         remove, self._cell_hook = getattr(self, "_cell_hook", None), None
         if remove is not None:
@@ -424,6 +433,9 @@ class Explorer(anywidget.AnyWidget):
         watch = getattr(self, "_watch", None)
         if watch is not None:
             watch.close()
+        for report in getattr(self, "_reports", ()):
+            report.release(why="its Explorer was closed")
+        self.__dict__.pop("_tree_json_cache", None)  # the encoded tree: only the view needs it
         super().close()
 
     def __repr__(self) -> str:
@@ -964,7 +976,7 @@ class Explorer(anywidget.AnyWidget):
         while len(self._reports) > 1 and total > self.undo_budget:
             report = self._reports.pop(0)
             size = sizes.pop(0)
-            report.release()
+            report.release(why=f"by its Explorer, past undo_budget={human_bytes(self.undo_budget)}")
             released.append(report)
             total -= size
             freed += size
@@ -1036,35 +1048,6 @@ def _kernel_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _watch_cells(widget: Explorer) -> Callable[[], None] | None:
-    """Check for staleness after every notebook cell (at most about 20 ms: see :mod:`._stale`).
-
-    Returns what removes the check (``Explorer.close``), or None outside IPython.
-    """
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover
-        return None
-    ip = get_ipython()
-    if ip is None or not hasattr(ip, "events"):
-        return None
-    ref = weakref.ref(widget)
-
-    def after_cell(*_args: Any) -> None:
-        w = ref()
-        if w is None:
-            remove()
-            return
-        w._after_cell()
-
-    def remove() -> None:
-        with contextlib.suppress(ValueError):
-            ip.events.unregister("post_run_cell", after_cell)
-
-    ip.events.register("post_run_cell", after_cell)
-    return remove
 
 
 def _histogram_src(key: str, before: Any, after: Any, notes: Iterable[str] | None = None) -> str:

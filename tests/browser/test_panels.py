@@ -1,6 +1,6 @@
 """The Explorer's panels in a real JupyterLab: the Code tab pasted into a new cell and run, the
 one-rule banner on a DDP checkpoint, the per-tensor results table on 3,000 tensors, the error
-state and the stale view. Each test does what a user does and asserts on what the user sees
+state, the stale view, and the Explorer's cell run again. Each test does what a user does and asserts on what the user sees
 and on the kernel's state. Screenshots (listed in tests/browser/ARTIFACTS.md):
 tests/artifacts/{first-view,banner,banner-applied,results-table,results-table-picked,
 error-state,stale}.png. The panels' DOM contract is in docs/widget-protocol.md.
@@ -296,3 +296,39 @@ def test_plain_load_state_dict_in_another_cell_makes_the_view_stale_until_refres
         "No plot yet: load something to see BatchNorm running statistics here."
     )
     assert py(lab, "(w.stale, w.results['state'])") == "({}, 'none')"
+
+
+def test_running_the_explorers_cell_again_closes_the_old_one_and_gives_back_its_undo(lab):
+    """A cell run again clears its output, but ipywidgets and ``Out`` keep the old Explorer:
+    its undo snapshot, after-cell check and torch hooks would stay. The new run closes it."""
+    lab.open_notebook(
+        [
+            SETUP,
+            'model = demo.target_model("identical")\n'
+            'w = sdw.Explorer(model, demo.variant("identical"))\nw',
+            "",
+        ]
+    )
+    lab.run_all_and_wait()
+    root = explorer(lab)
+    root.locator("[data-action=load]").click()
+    expect(message(root)).to_have_attribute("data-level", "success")
+    lab.execute("old = w\nchecks = len(get_ipython().events.callbacks['post_run_cell'])")
+    assert py(lab, "(old.reports[-1].snapshot_nbytes > 0, old.comm is not None)") == "(True, True)"
+    run_cell(lab, 1)
+    root = explorer(lab)
+    expect(lab.output_area(1).locator(".sdw-explorer")).to_have_count(1)
+    assert py(lab, "(w is not old, old.comm is None, w.comm is not None)") == "(True, True, True)"
+    assert py(lab, "(old.reports[-1].released, old.reports[-1].snapshot_nbytes)") == "(True, 0)"
+    # one after-cell check, the new Explorer's: the old one's went with it
+    assert py(lab, "len(get_ipython().events.callbacks['post_run_cell']) == checks") == "True"
+    lab.execute("try:\n    old.reports[-1].undo()\nexcept sdw.UndoError as e:\n    why = str(e)")
+    assert "its Explorer was closed" in py(lab, "why")
+    # the new Explorer works as the first did: its load, then its undo
+    root.locator("[data-action=load]").click()
+    expect(message(root)).to_have_attribute("data-level", "success")
+    root.locator("[data-action=undo]").click()
+    expect(message(root)).to_contain_text("Undone")
+    # a cell the front end does not name (this helper's own code) closes nothing
+    lab.execute("again = sdw.Explorer(model, demo.variant('identical'))")
+    assert py(lab, "(w.comm is not None, again.comm is not None)") == "(True, True)"

@@ -1,0 +1,97 @@
+"""The Explorer and the notebook's cells: the check after each cell, and a cell run again.
+
+:func:`watch_cells` runs the staleness check after every cell (:mod:`._stale`).
+
+:func:`replace_earlier_runs` closes the Explorers an earlier run of the same cell created. A
+cell run again clears its output, so their views are gone; yet each would stay alive: ipywidgets
+keeps every widget until ``close()``, IPython's output history (``Out``) keeps a cell's result,
+and so would its undo snapshots (as large as the tensors its last load wrote: 6 GB for a
+GPT-2-XL), its after-cell check and its global torch hooks: three runs of a cell whose Explorer
+loaded 6 GB would hold 18 GB. ``Explorer.close()`` releases the snapshots. The cell is the one
+the front end names in the request that runs it (``metadata.cellId``, sent by JupyterLab,
+Notebook 7 and VS Code); a run is its message id. Explorers the same run creates are kept
+together (a cell may build several), and code that runs outside a cell the front end names (a
+script, a button's handler, a thread) closes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._explorer import Explorer
+
+#: cell id → (message id of its latest run that created an Explorer, those Explorers)
+_RUNS: dict[str, tuple[str, list[weakref.ref[Explorer]]]] = {}
+
+
+def this_run() -> tuple[str, str] | None:
+    """``(cell id, message id)`` of the notebook cell running now, or None.
+
+    None outside IPython's kernel, and where the request has no cell id: a script, a console,
+    a comm message (a button's handler), or a front end that does not send one.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - ipywidgets depends on IPython
+        return None
+    get_parent = getattr(get_ipython(), "get_parent", None)  # ipykernel's shell
+    if get_parent is None:
+        return None
+    parent = get_parent() or {}
+    header = parent.get("header") or {}
+    cell, msg = (parent.get("metadata") or {}).get("cellId"), header.get("msg_id")
+    if header.get("msg_type") != "execute_request" or not cell or not msg:
+        return None
+    return str(cell), str(msg)
+
+
+def replace_earlier_runs(widget: Explorer, run: tuple[str, str] | None) -> None:
+    """Close the Explorers an earlier run of ``run``'s cell created; note ``widget`` as this run's.
+
+    ``run`` is :func:`this_run`'s answer (None: nothing is closed or noted).
+    """
+    if run is None:
+        return
+    cell, msg = run
+    known = _RUNS.get(cell)
+    if known is None or known[0] != msg:
+        earlier = [] if known is None else known[1]
+        known = _RUNS[cell] = (msg, [])
+        for ref in earlier:
+            old = ref()
+            if old is not None and old is not widget:
+                old.close()
+    known[1].append(weakref.ref(widget))
+
+
+def watch_cells(widget: Explorer) -> Callable[[], None] | None:
+    """Check for staleness after every notebook cell (at most about 20 ms: see :mod:`._stale`).
+
+    Returns what removes the check (``Explorer.close``), or None outside IPython.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return None
+    ip = get_ipython()
+    if ip is None or not hasattr(ip, "events"):
+        return None
+    ref = weakref.ref(widget)
+
+    def after_cell(*_args: Any) -> None:
+        w = ref()
+        if w is None:
+            remove()
+            return
+        w._after_cell()
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            ip.events.unregister("post_run_cell", after_cell)
+
+    ip.events.register("post_run_cell", after_cell)
+    return remove
