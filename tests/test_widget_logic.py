@@ -1361,7 +1361,11 @@ def test_close_gives_back_every_undo_snapshot_and_undo_then_says_why():
     w.handle_action({"action": "undo"})  # from Python, after close: refused, and why
     assert w.message["level"] == "error" and "its Explorer was closed" in w.message["text"]
     assert changed_keys(before, model) == {"0.weight", "0.bias", "1.weight", "1.bias"}
-    assert w.comparison is not None and len(reports[-1].loaded) == 2  # still readable
+    assert len(reports[-1].loaded) == 2  # the reports stay readable
+    # the tree, its encoding and the comparison are let go too
+    assert w.comparison is None and w.tree["n_keys"] == 0 and "_tree_json_cache" not in vars(w)
+    with pytest.raises(ValueError, match="no checkpoint is open"):
+        w.plan()
 
 
 class _Shell:

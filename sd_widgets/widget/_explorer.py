@@ -419,12 +419,13 @@ class Explorer(anywidget.AnyWidget):
         return True
 
     def close(self) -> None:
-        """Close the widget: stop watching the model and give back the undo snapshots.
+        """Close the widget and give back what it holds: a closed Explorer acts on nothing.
 
-        The after-cell check and the global torch hooks go, and every load's undo snapshot is
-        released (``report.release()``): a closed Explorer's Undo is gone with its view, and
-        ``reports[-1].undo()`` then says why. Its comparison, reports and statistics stay
-        readable. Running the Explorer's cell again closes the one it built before.
+        The after-cell check and the global torch hooks go; every load's undo snapshot is
+        released (``report.release()``: ``reports[-1].undo()`` then says why), and the tree,
+        its encoding and the comparison are let go (``comparison`` is None). The reports keep
+        their statistics. Running the Explorer's cell again closes the one it built before:
+        IPython's ``Out`` keeps that object, now without the memory.
         """
         # (also called by ipywidgets' __del__, on an object __init__ may not have finished)
         remove, self._cell_hook = getattr(self, "_cell_hook", None), None
@@ -435,8 +436,17 @@ class Explorer(anywidget.AnyWidget):
             watch.close()
         for report in getattr(self, "_reports", ()):
             report.release(why="its Explorer was closed")
-        self.__dict__.pop("_tree_json_cache", None)  # the encoded tree: only the view needs it
         super().close()
+        if getattr(self, "_cmp", None) is None:
+            return  # nothing opened (or __init__ did not finish)
+        self._cmp = self._values = self._given_values = None
+        self._selectable_cache = self._sizes_cache = None
+        empty = _tree_payload.empty_payload()
+        self._index = _tree_payload.TreeIndex(empty)
+        self.__dict__.pop("_tree_json_cache", None)
+        with self.hold_trait_notifications():  # the view is gone: nothing is sent
+            self.tree = empty
+            self.message = {"level": "info", "text": "This Explorer was closed."}
 
     def __repr__(self) -> str:
 
