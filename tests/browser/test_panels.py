@@ -298,16 +298,19 @@ def test_plain_load_state_dict_in_another_cell_makes_the_view_stale_until_refres
     assert py(lab, "(w.stale, w.results['state'])") == "({}, 'none')"
 
 
-def test_running_the_explorers_cell_again_closes_the_old_one_and_gives_back_its_undo(lab):
+@pytest.mark.parametrize("ui", ["lab", "notebook"])
+def test_running_the_explorers_cell_again_closes_the_old_one_and_gives_back_its_undo(lab, ui):
     """A cell run again clears its output, but ipywidgets and ``Out`` keep the old Explorer:
-    its undo snapshot, after-cell check and torch hooks would stay. The new run closes it."""
+    its undo snapshot, after-cell check and torch hooks would stay. The new run closes it
+    (JupyterLab and Notebook 7 both name the cell in the request that runs it)."""
     lab.open_notebook(
         [
             SETUP,
             'model = demo.target_model("identical")\n'
             'w = sdw.Explorer(model, demo.variant("identical"))\nw',
             "",
-        ]
+        ],
+        ui=ui,
     )
     lab.run_all_and_wait()
     root = explorer(lab)
