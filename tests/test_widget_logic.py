@@ -1408,6 +1408,13 @@ def test_a_cell_run_again_closes_the_explorers_its_earlier_run_built(monkeypatch
     a3 = Explorer(model, ckpt)
     assert opened(a1, a2, b, a3) == [False, False, True, True]
     assert a1.reports[-1].released
+    assert a3.message["level"] == "info"
+    assert re.fullmatch(
+        r"This cell ran again: the Explorer it built before was closed and the undo of its "
+        r"load \(16\.\d MB\) released; what that load wrote stays in its model\.",
+        a3.message["text"],
+    )
+    assert b.message.get("text", "") == ""  # nothing was closed for it: nothing said
     # requests no cell names close nothing: a button's handler, a console, a script
     shell.run("cell-b", "msg-4", msg_type="comm_msg")
     c = Explorer(model, ckpt)

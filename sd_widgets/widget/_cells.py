@@ -21,6 +21,8 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..units import human_bytes
+
 if TYPE_CHECKING:
     from ._explorer import Explorer
 
@@ -49,23 +51,34 @@ def this_run() -> tuple[str, str] | None:
     return str(cell), str(msg)
 
 
-def replace_earlier_runs(widget: Explorer, run: tuple[str, str] | None) -> None:
+def replace_earlier_runs(widget: Explorer, run: tuple[str, str] | None) -> str:
     """Close the Explorers an earlier run of ``run``'s cell created; note ``widget`` as this run's.
 
-    ``run`` is :func:`this_run`'s answer (None: nothing is closed or noted).
+    ``run`` is :func:`this_run`'s answer (None: nothing is closed or noted). Returns what the
+    new Explorer says about undo snapshots that went with them ("" when none did).
     """
     if run is None:
-        return
+        return ""
     cell, msg = run
     known = _RUNS.get(cell)
+    loads = nbytes = 0
     if known is None or known[0] != msg:
         earlier = [] if known is None else known[1]
         known = _RUNS[cell] = (msg, [])
         for ref in earlier:
             old = ref()
             if old is not None and old is not widget:
+                kept = [r for r in old.reports if r.snapshot_nbytes]
+                loads, nbytes = loads + len(kept), nbytes + sum(r.snapshot_nbytes for r in kept)
                 old.close()
     known[1].append(weakref.ref(widget))
+    if not loads:
+        return ""
+    return (
+        "This cell ran again: the Explorer it built before was closed and the undo of its "
+        f"{'load' if loads == 1 else f'{loads} loads'} ({human_bytes(nbytes)}) released; what "
+        f"{'that load' if loads == 1 else 'those loads'} wrote stays in its model."
+    )
 
 
 def watch_cells(widget: Explorer) -> Callable[[], None] | None:

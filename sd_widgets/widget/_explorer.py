@@ -292,7 +292,7 @@ class Explorer(anywidget.AnyWidget):
         self._cell_hook: Callable[[], None] | None = None
         # this cell's earlier run built Explorers whose output the run cleared: closed first,
         # so their undo snapshots are given back before this one builds or loads anything
-        _cells.replace_earlier_runs(self, _cells.this_run())
+        replaced = _cells.replace_earlier_runs(self, _cells.this_run())
         super().__init__(**kwargs)
         cmp: Comparison | None = None
         source_label = ""
@@ -331,6 +331,8 @@ class Explorer(anywidget.AnyWidget):
                 )
                 self.preview = _panels.empty_preview()
             self.results = _results.results_none()
+            if replaced and not self.error:
+                self._set_message("info", replaced)
             if given_values is not None:
                 self.handle_action({"action": "compare_values"})
         self._rebaseline()

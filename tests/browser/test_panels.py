@@ -321,6 +321,9 @@ def test_running_the_explorers_cell_again_closes_the_old_one_and_gives_back_its_
     run_cell(lab, 1)
     root = explorer(lab)
     expect(lab.output_area(1).locator(".sdw-explorer")).to_have_count(1)
+    expect(message(root)).to_contain_text("This cell ran again: the Explorer it built before")
+    if ui == "lab":
+        lab.screenshot("cell-ran-again", root)
     assert py(lab, "(w is not old, old.comm is None, w.comm is not None)") == "(True, True, True)"
     assert py(lab, "(old.reports[-1].released, old.reports[-1].snapshot_nbytes)") == "(True, 0)"
     # one after-cell check, the new Explorer's: the old one's went with it
