@@ -1353,8 +1353,12 @@ def test_close_gives_back_every_undo_snapshot_and_undo_then_says_why():
         w.handle_action({"action": "select_none"})
     reports = w.reports
     assert len(reports) == 2 and all(r.snapshot_nbytes > 4 * 2**20 for r in reports)
+    generation = w._generation
     w.close()
     assert w.comm is None and w._cell_hook is None
+    # plot work the last load deferred, when its turn comes after the close: it stops
+    w._stream_results(reports[-1], generation)
+    assert w.message == {"level": "info", "text": "This Explorer was closed."}
     assert [(r.released, r.snapshot_nbytes) for r in reports] == [(True, 0), (True, 0)]
     with pytest.raises(sdw.UndoError, match="released \\(its Explorer was closed\\)"):
         reports[-1].undo()

@@ -438,6 +438,7 @@ class Explorer(anywidget.AnyWidget):
             watch.close()
         for report in getattr(self, "_reports", ()):
             report.release(why="its Explorer was closed")
+        self._generation = getattr(self, "_generation", 0) + 1  # deferred plot work stops
         super().close()
         if getattr(self, "_cmp", None) is None:
             return  # nothing opened (or __init__ did not finish)
