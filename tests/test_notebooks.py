@@ -193,3 +193,29 @@ def test_no_explorer_is_stale_after_run_all(name, tmp_path):
     assert found, text
     assert int(found.group(1)) >= 1, f"{name}: no Explorer was created"
     assert found.group(2) == "0", f"{name}: an Explorer shows the stale banner after Run all"
+
+
+def test_the_app_closes_the_explorer_a_new_choice_replaces(monkeypatch):
+    """Each choice in the Voilà app builds a new Explorer; the one it replaces leaves the page,
+    and must not stay alive (ipywidgets keeps a widget until ``close()``) with its undo
+    snapshots and its global torch hooks."""
+    import IPython.display
+
+    import sd_widgets as sdw
+
+    monkeypatch.setattr(IPython.display, "display", lambda *_a, **_k: None)
+    ns: dict[str, Any] = {}
+    for cell in code_cells(load(APP)):
+        exec(compile("".join(cell["source"]), APP, "exec"), ns)
+    slot = ns["slot"]
+    (first,) = slot.children
+    assert isinstance(first, sdw.Explorer) and first.comm is not None
+    first.handle_action({"action": "load"})
+    assert first.reports and first.reports[-1].snapshot_nbytes > 0
+    ns["source_choice"].value = "identical"  # another checkpoint: a new Explorer
+    (second,) = slot.children
+    assert isinstance(second, sdw.Explorer) and second is not first
+    assert first.comm is None and first.reports[-1].released
+    assert second.comm is not None
+    ns["model_choice"].value = "inspect"  # no model: the file's table, no Explorer
+    assert second.comm is None and not any(isinstance(c, sdw.Explorer) for c in slot.children)
