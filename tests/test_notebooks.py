@@ -211,11 +211,12 @@ def test_the_app_closes_the_explorer_a_new_choice_replaces(monkeypatch):
     (first,) = slot.children
     assert isinstance(first, sdw.Explorer) and first.comm is not None
     first.handle_action({"action": "load"})
-    assert first.reports and first.reports[-1].snapshot_nbytes > 0
+    (report,) = first.reports
+    assert report.snapshot_nbytes > 0
     ns["source_choice"].value = "identical"  # another checkpoint: a new Explorer
     (second,) = slot.children
     assert isinstance(second, sdw.Explorer) and second is not first
-    assert first.comm is None and first.reports[-1].released
+    assert first.comm is None and report.released and first.model is None
     assert second.comm is not None
     ns["model_choice"].value = "inspect"  # no model: the file's table, no Explorer
     assert second.comm is None and not any(isinstance(c, sdw.Explorer) for c in slot.children)

@@ -1343,6 +1343,9 @@ def test_undo_budget_releases_the_oldest_undo_snapshots_first():
 
 
 def test_close_gives_back_every_undo_snapshot_and_undo_then_says_why():
+    import gc
+    import weakref
+
     model = big_linear_model()
     before = snapshot(model)
     ckpt = {k: torch.full_like(v, 3.0) for k, v in model.state_dict().items()}
@@ -1362,14 +1365,21 @@ def test_close_gives_back_every_undo_snapshot_and_undo_then_says_why():
     assert [(r.released, r.snapshot_nbytes) for r in reports] == [(True, 0), (True, 0)]
     with pytest.raises(sdw.UndoError, match="released \\(its Explorer was closed\\)"):
         reports[-1].undo()
-    w.handle_action({"action": "undo"})  # from Python, after close: refused, and why
-    assert w.message["level"] == "error" and "its Explorer was closed" in w.message["text"]
+    for action in ("undo", "load", "refresh"):  # from Python, after close: said, not done
+        w.handle_action({"action": action})
+        assert w.message["level"] == "warning", w.message
+        assert "this Explorer was closed" in w.message["text"]
     assert changed_keys(before, model) == {"0.weight", "0.bias", "1.weight", "1.bias"}
-    assert len(reports[-1].loaded) == 2  # the reports stay readable
-    # the tree, its encoding and the comparison are let go too
-    assert w.comparison is None and w.tree["n_keys"] == 0 and "_tree_json_cache" not in vars(w)
+    assert len(reports[-1].loaded) == 2  # the reports kept elsewhere stay readable
+    # everything else it held is let go: the model can be freed while the object lives on
+    assert (w.model, w.comparison, w.reports, w.can_undo) == (None, None, [], False)
+    assert w.tree["n_keys"] == 0 and "_tree_json_cache" not in vars(w)
     with pytest.raises(ValueError, match="no checkpoint is open"):
         w.plan()
+    alive = weakref.ref(model)
+    del model, reports
+    gc.collect()
+    assert alive() is None
 
 
 class _Shell:
@@ -1405,13 +1415,14 @@ def test_a_cell_run_again_closes_the_explorers_its_earlier_run_built(monkeypatch
     shell.run("cell-a", "run-1")
     a1, a2 = Explorer(model, ckpt), Explorer(model, ckpt)  # one run may build several
     a1.handle_action({"action": "load"})
+    (loaded,) = a1.reports
     shell.run("cell-b", "run-2")
     b = Explorer(model, ckpt)
     assert opened(a1, a2, b) == [True, True, True]
     shell.run("cell-a", "run-3")  # cell a again: its output was cleared
     a3 = Explorer(model, ckpt)
     assert opened(a1, a2, b, a3) == [False, False, True, True]
-    assert a1.reports[-1].released
+    assert loaded.released and a1.reports == []
     assert a3.message["level"] == "info"
     assert re.fullmatch(
         r"This cell ran again: the Explorer it built before was closed and the undo of its "

@@ -290,6 +290,8 @@ class Explorer(anywidget.AnyWidget):
         self._acting = 0  # of those, gestures' own work (busy: Load and Undo wait)
         self._generation = 0
         self._cell_hook: Callable[[], None] | None = None
+        #: set by :meth:`close`: every action then says so and does nothing
+        self._closed = False
         # this cell's earlier run built Explorers whose output the run cleared: closed first,
         # so their undo snapshots are given back before this one builds or loads anything
         replaced = _cells.replace_earlier_runs(self, _cells.this_run())
@@ -421,13 +423,14 @@ class Explorer(anywidget.AnyWidget):
         return True
 
     def close(self) -> None:
-        """Close the widget and give back what it holds: a closed Explorer acts on nothing.
+        """Close the widget and let go of everything it held: a closed Explorer acts on nothing.
 
         The after-cell check and the global torch hooks go; every load's undo snapshot is
-        released (``report.release()``: ``reports[-1].undo()`` then says why), and the tree,
-        its encoding and the comparison are let go (``comparison`` is None). The reports keep
-        their statistics. Running the Explorer's cell again closes the one it built before:
-        IPython's ``Out`` keeps that object, now without the memory.
+        released (``report.release()``: a report kept elsewhere says why it cannot undo), and
+        the model, the comparison, the tree and the reports are let go (``model`` and
+        ``comparison`` are None, ``reports`` is empty). Running the Explorer's cell again closes
+        the one it built before: IPython's ``Out`` keeps that object, but nothing it held, so
+        the model a re-run replaced can be freed.
         """
         # (also called by ipywidgets' __del__, on an object __init__ may not have finished)
         remove, self._cell_hook = getattr(self, "_cell_hook", None), None
@@ -440,15 +443,21 @@ class Explorer(anywidget.AnyWidget):
             report.release(why="its Explorer was closed")
         self._generation = getattr(self, "_generation", 0) + 1  # deferred plot work stops
         super().close()
-        if getattr(self, "_cmp", None) is None:
-            return  # nothing opened (or __init__ did not finish)
+        self._closed = True
+        opened = getattr(self, "_cmp", None) is not None
+        # a report's plan holds the comparison, and the comparison the model
+        self._reports = []
+        self._model = self._value_a = self._watch = None
         self._cmp = self._values = self._given_values = None
         self._selectable_cache = self._sizes_cache = None
+        self.__dict__.pop("_tree_json_cache", None)
+        if not opened:
+            return  # nothing shown (or __init__ did not finish)
         empty = _tree_payload.empty_payload()
         self._index = _tree_payload.TreeIndex(empty)
-        self.__dict__.pop("_tree_json_cache", None)
         with self.hold_trait_notifications():  # the view is gone: nothing is sent
             self.tree = empty
+            self.can_undo = False
             self.message = {"level": "info", "text": "This Explorer was closed."}
 
     def __repr__(self) -> str:
@@ -486,6 +495,14 @@ class Explorer(anywidget.AnyWidget):
         action = ACTIONS.get(name) if isinstance(name, str) else None
         if action is None:
             self._set_message("error", f"Unknown widget action {name!r}; nothing was done.")
+            return
+        if self._closed:
+            self._set_message(
+                "warning",
+                f"{action.label}: this Explorer was closed (its cell ran again, or close() was "
+                "called), which let go of its model and released the undo of its loads. Build "
+                "a new one: sdw.Explorer(model, checkpoint).",
+            )
             return
         # one action at a time: two threads (or a thread and the kernel) sending "undo" at once
         # must see each other's result, not both undo the same load
