@@ -1373,7 +1373,7 @@ def test_close_gives_back_every_undo_snapshot_and_undo_then_says_why():
     assert len(reports[-1].loaded) == 2  # the reports kept elsewhere stay readable
     # everything else it held is let go: the model can be freed while the object lives on
     assert (w.model, w.comparison, w.reports, w.can_undo) == (None, None, [], False)
-    assert w.tree["n_keys"] == 0 and "_tree_json_cache" not in vars(w)
+    assert w.tree["n_keys"] == 0 and w.selected_keys == [] and "_tree_json_cache" not in vars(w)
     with pytest.raises(ValueError, match="no checkpoint is open"):
         w.plan()
     alive = weakref.ref(model)

@@ -457,6 +457,7 @@ class Explorer(anywidget.AnyWidget):
         self._index = _tree_payload.TreeIndex(empty)
         with self.hold_trait_notifications():  # the view is gone: nothing is sent
             self.tree = empty
+            self.selected_keys = []
             self.can_undo = False
             self.message = {"level": "info", "text": "This Explorer was closed."}
 
