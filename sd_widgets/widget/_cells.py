@@ -5,13 +5,16 @@
 :func:`replace_earlier_runs` closes the Explorers an earlier run of the same cell created. A
 cell run again clears its output, so their views are gone; yet each would stay alive: ipywidgets
 keeps every widget until ``close()``, IPython's output history (``Out``) keeps a cell's result,
-and so would its undo snapshots (as large as the tensors its last load wrote: 6 GB for a
-GPT-2-XL), its after-cell check and its global torch hooks: three runs of a cell whose Explorer
-loaded 6 GB would hold 18 GB. ``Explorer.close()`` releases the snapshots. The cell is the one
-the front end names in the request that runs it (``metadata.cellId``, sent by JupyterLab,
-Notebook 7 and VS Code); a run is its message id. Explorers the same run creates are kept
-together (a cell may build several), and code that runs outside a cell the front end names (a
-script, a button's handler, a thread) closes nothing.
+and with it its undo snapshots (as large as the tensors its last load wrote: 6 GB for a
+GPT-2-XL), its after-cell check, its global torch hooks and the model the run replaced: three
+runs of a cell whose Explorer loaded 6 GB would hold 18 GB of snapshots. ``Explorer.close()``
+releases the snapshots and lets go of the model, the comparison and the tree.
+
+The cell is the one the front end names in the request that runs it (``metadata.cellId``;
+JupyterLab and Notebook 7 send it, and the browser tests run both); a run is the request's
+message id. Explorers one run creates are kept together (a cell may build several), and code
+run outside a cell the front end names (a script, a button's handler, a thread, a front end that
+sends no cell id) closes nothing.
 """
 
 from __future__ import annotations
