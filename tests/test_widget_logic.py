@@ -1382,6 +1382,43 @@ def test_close_gives_back_every_undo_snapshot_and_undo_then_says_why():
     assert alive() is None
 
 
+def test_close_waits_for_a_load_another_thread_is_running(monkeypatch):
+    """A comm handler's load in another thread ends before ``close()`` lets go: the load is
+    whole, and then its undo is released with the rest (not kept by a closed Explorer)."""
+    from sd_widgets.widget import _actions
+
+    model = big_linear_model()
+    before = snapshot(model)
+    ckpt = {k: torch.full_like(v, 5.0) for k, v in model.state_dict().items()}
+    w = Explorer(model, ckpt)
+    inside, go = threading.Event(), threading.Event()
+    loaded: list = []
+    load = _actions.ACTIONS["load"]
+
+    def held_load(widget: Explorer, content: dict) -> None:
+        inside.set()
+        assert go.wait(30)
+        load.handler(widget, content)
+        loaded.extend(widget.reports)
+
+    monkeypatch.setitem(_actions.ACTIONS, "load", load._replace(handler=held_load))
+    loader = threading.Thread(target=w.handle_action, args=({"action": "load"},))
+    loader.start()
+    assert inside.wait(30)
+    closer = threading.Thread(target=w.close)
+    closer.start()
+    closer.join(timeout=1.0)  # without the wait, close() is done well within this
+    closed_while_loading = not closer.is_alive()
+    go.set()
+    loader.join(30)
+    closer.join(30)
+    assert not closed_while_loading
+    assert not loader.is_alive() and not closer.is_alive()
+    assert changed_keys(before, model) == set(before)  # the load ran whole
+    (report,) = loaded
+    assert report.released and w.reports == [] and w.model is None
+
+
 class _Shell:
     """What ``_cells.this_run`` reads of ipykernel's shell: the request being run."""
 

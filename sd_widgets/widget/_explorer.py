@@ -433,6 +433,13 @@ class Explorer(anywidget.AnyWidget):
         the model a re-run replaced can be freed.
         """
         # (also called by ipywidgets' __del__, on an object __init__ may not have finished)
+        lock = getattr(self, "_lock", None)
+        # an action running in another thread (a comm handler's load) ends first
+        with lock if lock is not None else contextlib.nullcontext():
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """:meth:`close`'s work, with the widget held."""
         remove, self._cell_hook = getattr(self, "_cell_hook", None), None
         if remove is not None:
             remove()
@@ -497,17 +504,17 @@ class Explorer(anywidget.AnyWidget):
         if action is None:
             self._set_message("error", f"Unknown widget action {name!r}; nothing was done.")
             return
-        if self._closed:
-            self._set_message(
-                "warning",
-                f"{action.label}: this Explorer was closed (its cell ran again, or close() was "
-                "called), which let go of its model and released the undo of its loads. Build "
-                "a new one: sdw.Explorer(model, checkpoint).",
-            )
-            return
         # one action at a time: two threads (or a thread and the kernel) sending "undo" at once
         # must see each other's result, not both undo the same load
         with self._exclusive(), self._guard(action.label):
+            if self._closed:  # (checked holding the widget: close() waits for a running action)
+                self._set_message(
+                    "warning",
+                    f"{action.label}: this Explorer was closed (its cell ran again, or close() "
+                    "was called), which let go of its model and released the undo of its "
+                    "loads. Build a new one: sdw.Explorer(model, checkpoint).",
+                )
+                return
             # outside changes happen in notebook cells, which are checked after each run: a
             # click then costs nothing extra; long actions (and scripts) check first
             if action.busy_text is not None or not self._cell_hook:
