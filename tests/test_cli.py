@@ -506,6 +506,45 @@ def test_diff_against_checkpoint_in_another_format_is_clean(capsys, files, fmt):
     assert "38 keys: 38 match" in out
 
 
+def test_safetensors_rows_come_module_by_module_with_numbers_in_order(capsys, tmp_path):
+    """A safetensors file stores its tensors by dtype, then by name as a string: every
+    BatchNorm step counter (int64) first, ``10.`` before ``2.``. ``inspect`` and both sides of
+    ``diff --against`` list them a module at a time, numbers as numbers; a ``torch.save`` file
+    keeps its own order (the model's)."""
+    model = torch.nn.Sequential(
+        *[torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)) for _ in range(12)]
+    )
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+    modules = [f"{i}.{j}" for i in range(12) for j in (0, 1)]  # 0.0, 0.1, 1.0, ..., 11.1
+    expected = [k for m in modules for k in sorted(k for k in sd if k.rpartition(".")[0] == m)]
+    old, new = tmp_path / "old.safetensors", tmp_path / "new.safetensors"
+    save_file(sd, old)
+    raw = old.read_bytes()
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    assert next(iter(header)) == "0.1.num_batches_tracked"  # the file's own order: by dtype
+    extra = {"extra.10.x": torch.zeros(1), "extra.9.x": torch.zeros(1)}
+    save_file({**sd, "3.0.weight": torch.zeros(3, 2), **extra}, new)
+
+    code, out, _ = run(capsys, "inspect", old, "-f", "jsonl")
+    assert code == 0
+    assert [json.loads(line)["key"] for line in out.splitlines()] == expected
+
+    code, out, _ = run(capsys, "diff", new, "--against", old, "-f", "json")
+    assert code == 1
+    rows = json.loads(out)["rows"]
+    assert [r["key"] for r in rows] == [*expected, "extra.9.x", "extra.10.x"]
+    assert {r["key"]: r["status"] for r in rows if r["status"] != "match"} == {
+        "3.0.weight": "shape_mismatch",
+        "extra.9.x": "unexpected",
+        "extra.10.x": "unexpected",
+    }
+
+    pt = tmp_path / "model.pt"
+    torch.save(model.state_dict(), pt)
+    code, out, _ = run(capsys, "inspect", pt, "-f", "jsonl")
+    assert [json.loads(line)["key"] for line in out.splitlines()] == list(model.state_dict())
+
+
 def test_diff_against_reports_missing_and_unexpected_by_direction(capsys, files):
     code, out, _ = run(
         capsys, "diff", files["renamed_layer"], "--against", files["torch"], "-f", "json"

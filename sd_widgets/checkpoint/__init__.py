@@ -17,7 +17,7 @@ Safety: nothing from a file is executed unless the caller passes ``trust=True``;
 can offer only data classes.
 """
 
-from ._core import Checkpoint, CheckpointSource, SourceLike, TensorInfo
+from ._core import Checkpoint, CheckpointSource, SourceLike, TensorInfo, listing_order
 from ._opener import open_checkpoint
 from ._trust import runs_code
 
@@ -26,6 +26,7 @@ __all__ = [
     "CheckpointSource",
     "SourceLike",
     "TensorInfo",
+    "listing_order",
     "open_checkpoint",
     "runs_code",
 ]

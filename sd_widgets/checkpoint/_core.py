@@ -9,6 +9,7 @@ one tensor; ``.state_dict()`` reads them all. The format readers live in the sib
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter, OrderedDict
 from collections.abc import (
     Callable,
@@ -379,6 +380,34 @@ def tied_preview(tied: Sequence[str] | None) -> list[str]:
         if len(shown) == TIED_SHOWN:
             break
     return [*shown, f"(+{n - TIED_SHOWN:,} more)"]
+
+
+#: checkpoint kinds whose key order says nothing about the model: a safetensors file stores its
+#: tensors by dtype, then by name as a string (``layers.10`` before ``layers.2``)
+_UNORDERED_KINDS = frozenset({"safetensors", "safetensors-index"})
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _number_aware(key: str) -> str:
+    """``key`` with each run of digits led by a character for its length.
+
+    String order of the results puts ``layers.2`` before ``layers.10`` (numbers by value,
+    leading zeros aside).
+    """
+    return _DIGITS.sub(lambda m: chr(0x20 + len(m[0])) + m[0], key)
+
+
+def listing_order(ckpt: Checkpoint) -> list[str]:
+    """The keys of ``ckpt`` in the order a listing shows them.
+
+    Used by ``sd-widgets inspect`` and by both sides of a comparison of two checkpoints. The
+    file's order where it has one (``torch.save`` keeps the state dict's, which is the model's);
+    for safetensors files, whose order is by dtype and then by name as a string, the names with
+    numbers compared as numbers: a module's keys together, ``layers.2`` before ``layers.10``.
+    """
+    if ckpt.source.kind not in _UNORDERED_KINDS:
+        return list(ckpt)
+    return sorted(ckpt, key=_number_aware)
 
 
 def _mark_tied(infos: dict[str, TensorInfo]) -> dict[str, TensorInfo]:

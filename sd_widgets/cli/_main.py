@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..checkpoint import Checkpoint, open_checkpoint
+from ..checkpoint import Checkpoint, listing_order, open_checkpoint
 from ..checkpoint._core import tied_preview
 from ..checkpoint._unpickle import global_name
 from ..compare._compare import JSON_FIELDS, Comparison, Row, compare
@@ -601,7 +601,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     report = _Report(
         items_name="tensors",
-        items=lambda: iter(ckpt),
+        items=lambda: iter(listing_order(ckpt)),
         record=record,
         columns=columns,
         head={"command": "inspect", "source": _source_dict(ckpt.source)},

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 from torch import nn
 
-from ..checkpoint import Checkpoint, SourceLike, open_checkpoint
+from ..checkpoint import Checkpoint, SourceLike, listing_order, open_checkpoint
 from ..checkpoint._core import tied_preview
 from ..statuses import (
     BN_BUFFERS,
@@ -214,9 +214,13 @@ def _model_side(model: nn.Module) -> _ModelSide:
 
 
 def _entries_from_checkpoint(ckpt: Checkpoint) -> OrderedDict[str, ModelEntry]:
-    """Model side read from a second checkpoint (``sd-widgets diff --against``)."""
+    """Model side read from a second checkpoint (``sd-widgets diff --against``).
+
+    In its :func:`~sd_widgets.checkpoint.listing_order`.
+    """
     out: OrderedDict[str, ModelEntry] = OrderedDict()
-    for k, info in ckpt.items():
+    for k in listing_order(ckpt):
+        info = ckpt[k]
         kind = "buffer" if k.rpartition(".")[2] in BN_BUFFERS else "param"
         out[k] = ModelEntry(k, info.shape, info.dtype, kind, _module_of(k), "cpu", tuple(info.tied))
     return out
@@ -665,10 +669,15 @@ class Comparison:
 
     # construction ------------------------------------------------------------------------------
     def _renamed_checkpoint_keys(self) -> OrderedDict[str, str]:
-        """Checkpoint key → name after renames; raises on collisions."""
+        """Checkpoint key → name after renames; raises on collisions.
+
+        In the checkpoint's order; against a second checkpoint (no model whose order the rows
+        take), in its :func:`~sd_widgets.checkpoint.listing_order`, as the other side is.
+        """
         out: OrderedDict[str, str] = OrderedDict()
         seen: dict[str, str] = {}
-        for k in self.checkpoint:
+        keys = self.checkpoint if self.model is not None else listing_order(self.checkpoint)
+        for k in keys:
             new = apply_renames(k, self.renames) if self.renames else k
             if new in seen:
                 raise ValueError(
