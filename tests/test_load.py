@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import gc
 import os
+import re
 import weakref
 from pathlib import Path
 
@@ -249,6 +250,25 @@ def test_plan_for_another_model_is_refused(ckpt):
     diff = sdw.compare(ckpt, demo.variant("fp16")).plan()  # checkpoint vs checkpoint
     with pytest.raises(sdw.LoadError, match="two checkpoints"):
         sdw.partial_load(other, diff)
+
+
+def test_a_checkpoint_or_comparison_in_place_of_a_plan_says_how_to_make_one(ckpt, tmp_path):
+    """``partial_load(model, "ckpt.pt")`` is the first call many users try: the error says
+    what to write instead, for a path, a state dict and a comparison."""
+    model = demo.make_model("cnn", seed=1)
+    before = state(model)
+    path = tmp_path / "ckpt.pt"
+    torch.save(ckpt, path)
+    for given, expected in [
+        (str(path), "got str: compare the checkpoint with the model and plan first"),
+        (path, re.escape("sdw.partial_load(model, sdw.compare(model, checkpoint).plan())")),
+        (ckpt, "got OrderedDict: compare the checkpoint"),
+        (sdw.compare(model, ckpt), re.escape("got Comparison: make one with its .plan()")),
+        (42, r"got int \(from sdw.compare"),
+    ]:
+        with pytest.raises(TypeError, match=expected):
+            sdw.partial_load(model, given)  # type: ignore[arg-type]
+    assert_bit_identical(state(model), before)
 
 
 # ------------------------------------------------------------------------- in place / meta

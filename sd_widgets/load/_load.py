@@ -12,6 +12,7 @@ snapshot before raising :class:`~sd_widgets.LoadError`. What it did is a
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -133,7 +134,17 @@ def partial_load(
 
 def _check_arguments(plan: Any, snapshot: str) -> None:
     if not isinstance(plan, LoadPlan):
-        raise TypeError(f"partial_load needs a LoadPlan (from Comparison.plan()), got {type(plan)}")
+        what = type(plan).__name__
+        if callable(getattr(plan, "plan", None)):  # a Comparison
+            hint = ": make one with its .plan(), e.g. sdw.partial_load(model, cmp.plan())"
+        elif isinstance(plan, (str, os.PathLike, Mapping)):  # a checkpoint
+            hint = (
+                ": compare the checkpoint with the model and plan first, e.g. "
+                "sdw.partial_load(model, sdw.compare(model, checkpoint).plan())"
+            )
+        else:
+            hint = " (from sdw.compare(model, checkpoint).plan())"
+        raise TypeError(f"partial_load(model, plan) needs a LoadPlan, got {what}{hint}")
     if snapshot not in SNAPSHOT_KINDS:
         raise ValueError(f"snapshot={snapshot!r}: use one of {SNAPSHOT_KINDS}")
     if plan.comparison.model is None:
