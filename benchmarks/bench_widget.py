@@ -36,8 +36,10 @@ Kernel-side cases (no browser; ``--kernel-only`` runs just these):
   unexpected). Timed at N keys and at 10,000: ``Explorer(model, index)`` from the files to its
   tree payload (median of ``--repeat``, one round at N), applying the suggested prefix rule
   (``accept_suggestion``), and a module click after it (``toggle`` of one layer, the whole
-  kernel handler). Targets: Explorer() ≤ 2 s at ~100,000 keys and ≤ 0.4 s at 10,000, a click
-  ≤ 150 ms, the prefix rule ≤ 1 s. Wall-clock times decide; CPU seconds of this process are
+  kernel handler). Widgets get a comm that encodes every message as ipykernel's does
+  (:class:`KernelComm`), so each timed call pays what it would in a kernel short of the socket;
+  the bytes one click sends are printed. Targets: Explorer() ≤ 2 s at ~100,000 keys and ≤ 0.4 s
+  at 10,000, a click ≤ 150 ms, the prefix rule ≤ 1 s. Wall-clock times decide; CPU seconds of this process are
   printed beside them, since other work on a shared machine inflates the wall clock, and so are
   the seconds of full (generation-2) garbage collections inside the call: at 98,304 keys one
   full collection walks the meta model's ~2.1M containers (its modules' hook dictionaries
@@ -48,12 +50,13 @@ Kernel-side cases (no browser; ``--kernel-only`` runs just these):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -72,6 +75,7 @@ from _common import (  # noqa: E402
 )
 from torch import nn  # noqa: E402
 
+from sd_widgets.units import human_bytes  # noqa: E402
 from tests.browser.harness import (  # noqa: E402
     CHROMIUM_ARGS,
     CHROMIUM_PATH,
@@ -449,6 +453,61 @@ def _median(timings: list[Timing]) -> Timing:
     return sorted(timings)[len(timings) // 2]
 
 
+class KernelComm:
+    """A comm that does what ipykernel's does with a message, short of the socket
+    (``comm.create_comm`` while :func:`kernel_comms` is in force).
+
+    ipykernel's comm encodes each message with jupyter_client's ``json_packer`` (and the
+    Explorer, seeing an ipykernel comm, hands it the selection as a list ipywidgets need not
+    walk for buffers). Without a kernel, ipywidgets gives a widget a comm that sends nothing and
+    encodes nothing, so a timed call would skip the encoding a kernel pays and walk what a
+    kernel does not; this one encodes every message and keeps only its size.
+    """
+
+    kernel = "bench"  # truthy: ipywidgets sends state only through a comm with a kernel
+    encodes_iterables = True  # what the Explorer assumes of ipykernel's comms
+
+    def __init__(
+        self,
+        target_name: str = "",
+        data: Any = None,
+        metadata: Any = None,
+        buffers: Any = None,
+        comm_id: str | None = None,
+        **_: Any,
+    ) -> None:
+        import uuid
+
+        self.comm_id = comm_id or uuid.uuid4().hex
+        self.sent_bytes = 0
+        self.send(data, metadata, buffers)  # the comm_open message, with the whole state
+
+    def send(self, data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
+        from jupyter_client.session import json_packer
+
+        self.sent_bytes += len(json_packer(data)) + sum(len(memoryview(b)) for b in buffers or ())
+
+    def on_msg(self, callback: Any) -> None:
+        pass
+
+    def close(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def kernel_comms() -> Iterator[None]:
+    """Widgets built inside get a :class:`KernelComm` (as in a kernel: the open message
+    carries the whole state, encoded)."""
+    import comm
+
+    before = comm.create_comm
+    comm.create_comm = KernelComm
+    try:
+        yield
+    finally:
+        comm.create_comm = before
+
+
 def bench_moe(n_keys: int, repeats: int) -> dict[str, Any]:
     """Explorer() on the MoE files, the suggested prefix rule, and a layer click after it."""
     import os
@@ -456,13 +515,13 @@ def bench_moe(n_keys: int, repeats: int) -> dict[str, Any]:
     from sd_widgets import Explorer
 
     os.environ["SDW_WIDGET_SYNC"] = "1"  # no event loop here: follow-up work runs inline
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, kernel_comms():
         model, index = moe_files(n_keys, Path(tmp))
         opened: list[Timing] = []
         for _ in range(repeats):
             timing, w = _timed(lambda: Explorer(model, index))
             opened.append(timing)
-        assert isinstance(w, Explorer)
+        assert isinstance(w, Explorer) and isinstance(w.comm, KernelComm), type(w.comm)
         n = len(w.comparison.checkpoint)  # keys (the rows before the rule are twice that)
         rows_before = w.tree["n_keys"]
         suggestion = next(s for s in w.suggestions if "module." in str(s))
@@ -475,9 +534,11 @@ def bench_moe(n_keys: int, repeats: int) -> dict[str, Any]:
         sizes = set()
         clicks: list[Timing] = []
         for _ in range(2 + max(3, repeats)):
+            sent = w.comm.sent_bytes
             timing, _ = _timed(
                 lambda: w.handle_action({"action": "toggle", "modules": ["layers.1"]})
             )
+            click_bytes = w.comm.sent_bytes - sent
             sizes.add(len(w.selected_keys))
             clicks.append(timing)
         if len(sizes) != 2 or max(sizes) != matched:
@@ -490,6 +551,7 @@ def bench_moe(n_keys: int, repeats: int) -> dict[str, Any]:
         "rule": rule,
         "matched": matched,
         "click": _median(clicks),
+        "click_bytes": click_bytes,
     }
 
 
@@ -498,7 +560,7 @@ def moe_cases(n_keys: int, repeats: int) -> list[Target]:
     runs = [bench_moe(n, repeats if n <= 10_000 else 1) for n in sorted({10_000, n_keys})]
     print(
         text_table(
-            ["keys", "rows before", "Explorer()", "prefix rule", "matched after", "click"],
+            ["keys", "rows before", "Explorer()", "prefix rule", "matched after", "click", "sent"],
             [
                 [
                     f"{r['keys']:,}",
@@ -507,6 +569,7 @@ def moe_cases(n_keys: int, repeats: int) -> list[Target]:
                     r["rule"].text(),
                     f"{r['matched']:,}",
                     r["click"].text(ms=True),
+                    human_bytes(r["click_bytes"]),
                 ]
                 for r in runs
             ],
