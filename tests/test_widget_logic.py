@@ -1382,6 +1382,55 @@ def test_close_gives_back_every_undo_snapshot_and_undo_then_says_why():
     assert alive() is None
 
 
+class _HostComm(RecordingComm):
+    """A comm its host closes (marimo closes a widget's comm when its cell runs again)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closes = 0
+
+    def close(self, *args, **kwargs) -> None:
+        if self.closes:  # as ipykernel's and marimo's comms: closing again does nothing
+            return
+        self.closes += 1
+
+
+def test_a_comm_its_host_closes_closes_the_explorer_and_gives_back_its_undo():
+    """marimo closes the comm of a widget whose cell runs again (it sends no cell id and never
+    closes the widget): the Explorer then lets go as ``close()`` does. Its own ``close()``
+    still closes the comm once."""
+    import gc
+    import weakref
+
+    model = big_linear_model()
+    ckpt = {k: torch.full_like(v, 3.0) for k, v in model.state_dict().items()}
+    comm = _HostComm()
+    w = Explorer(model, ckpt, comm=comm)
+    w.handle_action({"action": "load"})
+    report = w.reports[-1]
+    assert report.snapshot_nbytes > 4 * 2**20 and w.can_undo
+    comm.close()  # what marimo's cell lifecycle does on a re-run
+    assert w._closed and w.comm is None and comm.closes == 1
+    assert (report.released, report.snapshot_nbytes) == (True, 0)
+    with pytest.raises(sdw.UndoError, match="released \\(its Explorer was closed\\)"):
+        report.undo()
+    w.handle_action({"action": "undo"})
+    assert "this Explorer was closed" in w.message["text"]
+    alive = weakref.ref(model)
+    del model, report
+    gc.collect()
+    assert alive() is None
+
+    # the Explorer's own close() closes the comm once; a comm replaced later is followed too
+    other, later = _HostComm(), _HostComm()
+    w2 = Explorer(demo.target_model("new_head"), demo.variant("new_head"), comm=other)
+    w2.comm = later
+    other.close()  # no longer its comm: nothing happens
+    assert not w2._closed
+    w2.close()
+    assert (w2._closed, later.closes, w2.comm) == (True, 1, None)
+
+
 def test_close_waits_for_a_load_another_thread_is_running(monkeypatch):
     """A comm handler's load in another thread ends before ``close()`` lets go: the load is
     whole, and then its undo is released with the rest (not kept by a closed Explorer)."""

@@ -15,6 +15,9 @@ JupyterLab and Notebook 7 send it, and the browser tests run both); a run is the
 message id. Explorers one run creates are kept together (a cell may build several), and code
 run outside a cell the front end names (a script, a button's handler, a thread, a front end that
 sends no cell id) closes nothing.
+
+:func:`close_with_comm` closes an Explorer whose host closed its comm: marimo does so when the
+cell that built it runs again or is deleted (and sends no cell id).
 """
 
 from __future__ import annotations
@@ -82,6 +85,34 @@ def replace_earlier_runs(widget: Explorer, run: tuple[str, str] | None) -> str:
         f"{'load' if loads == 1 else f'{loads} loads'} ({human_bytes(nbytes)}) released; what "
         f"{'that load' if loads == 1 else 'those loads'} wrote stays in its model."
     )
+
+
+def close_with_comm(widget: Explorer, comm: Any) -> None:
+    """Close ``widget`` when its host closes ``comm``, its comm.
+
+    marimo closes a widget's comm when the cell that built it runs again or is deleted, but
+    never the widget: ipywidgets would keep it, with its model, its undo snapshots and its
+    global torch hooks, for the rest of the session (checked in a real marimo app:
+    ``tests/browser/test_marimo.py``). No public API says that a comm was closed, so the comm's
+    own ``close`` is wrapped, on this comm object only. The close ``Explorer.close`` makes
+    itself passes through it and changes nothing.
+    """
+    close = getattr(comm, "close", None)
+    if close is None or getattr(close, "closes_explorer", False):
+        return
+    ref = weakref.ref(widget)
+
+    def closed(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return close(*args, **kwargs)
+        finally:
+            w = ref()  # None when the widget is gone (the comm is being collected with it)
+            if w is not None and w.comm is comm:
+                w.close()
+
+    closed.closes_explorer = True  # type: ignore[attr-defined]
+    with contextlib.suppress(AttributeError, TypeError):  # a comm that takes no attributes
+        comm.close = closed
 
 
 def watch_cells(widget: Explorer) -> Callable[[], None] | None:

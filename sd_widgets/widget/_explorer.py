@@ -346,6 +346,9 @@ class Explorer(anywidget.AnyWidget):
         self.observe(self._on_histogram_key, names=["histogram_key"])
         self.observe(self._on_bn_module, names=["bn_module"])
         self.on_msg(self._on_custom_msg)
+        # a host that closes the comm (marimo, when this cell runs again) closes the Explorer
+        self.observe(self._on_comm, names=["comm"])
+        _cells.close_with_comm(self, self.comm)
         #: the after-cell check IPython runs (None outside IPython)
         self._cell_hook = _cells.watch_cells(self)
 
@@ -422,6 +425,9 @@ class Explorer(anywidget.AnyWidget):
             self._values_stale()  # its rows describe the model's old values too
         return True
 
+    def _on_comm(self, change: Mapping[str, Any]) -> None:
+        _cells.close_with_comm(self, change["new"])
+
     def close(self) -> None:
         """Close the widget and let go of everything it held: a closed Explorer acts on nothing.
 
@@ -439,7 +445,10 @@ class Explorer(anywidget.AnyWidget):
             self._let_go()
 
     def _let_go(self) -> None:
-        """:meth:`close`'s work, with the widget held."""
+        """:meth:`close`'s work, with the widget held (once: closing the comm calls it again)."""
+        if getattr(self, "_letting_go", False):
+            return
+        self._letting_go = True
         remove, self._cell_hook = getattr(self, "_cell_hook", None), None
         if remove is not None:
             remove()
