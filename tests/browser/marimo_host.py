@@ -22,8 +22,6 @@ from .harness import (
 )
 
 APP = Path(__file__).with_name("marimo_app.py")
-#: an app whose Explorer cell runs again on every choice of a dropdown
-RERUN_APP = Path(__file__).with_name("marimo_rerun_app.py")
 
 
 class MarimoApp(_ServedPages):

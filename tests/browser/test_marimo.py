@@ -6,8 +6,8 @@ does: open it, apply the banner's rule, click a module, use the keyboard, ask Py
 sees (a cell that reads ``selected_keys``: the page must show the selection the browser shows),
 load, look at the results, undo. No ipykernel runs here: the comm is marimo's, there are no
 IPython cell events and no kernel event loop, so this is where a change relying on them fails.
-A second app (``marimo_rerun_app.py``) runs the Explorer's cell again from a dropdown: the
-Explorer it built before must be freed. Screenshots: ``tests/artifacts/marimo-*.png``.
+Choosing another checkpoint in the app's dropdown runs the Explorer's cell again: the Explorer
+it built before must be freed. Screenshots: ``tests/artifacts/marimo-*.png``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from .marimo_host import RERUN_APP, MarimoApp
+from .marimo_host import MarimoApp
 
 pytestmark = pytest.mark.browser
 
@@ -137,43 +137,37 @@ def test_marimo_open_apply_click_keyboard_load_undo(marimo_app):
     assert not [line for line in marimo_app.console if "[pageerror]" in line], marimo_app.console
 
 
-def test_marimo_cell_run_again_frees_the_explorer_it_built_before(browser, tmp_path, sdw_artifacts):
+def test_marimo_cell_run_again_frees_the_explorer_it_built_before(marimo_app):
     """marimo runs the Explorer's cell again when the dropdown it reads changes: it closes the
     old widget's comm, never the widget, and sends no cell id. The Explorer whose comm closed
     lets go (``widget/_cells.close_with_comm``): after a load and a new choice, the first
     Explorer and its undo snapshot are freed, and the new one works."""
-    app = MarimoApp(
-        browser, tmp_path / "marimo", sdw_artifacts, "rerun", app_text=RERUN_APP.read_text()
+    root = marimo_app.open()
+    page = marimo_app.page
+    root.locator("[data-action=apply-banner]").click()
+    expect(root.locator("[data-role=summary]")).to_contain_text("38 matches")
+    root.locator("[data-action=load]").click()
+    expect(root.locator("[data-role=message]")).to_have_attribute(
+        "data-level", "success", timeout=60_000
     )
-    try:
-        root = app.open()
-        page = app.page
-        message = root.locator("[data-role=message]")
-        root.locator("[data-action=load]").click()
-        expect(message).to_have_attribute("data-level", "success", timeout=60_000)
-        expect(root.locator("[data-role=busy-panel]")).to_have_attribute("data-busy", "false")
-        seen = python_sees(page)
-        assert (seen["built"], seen["alive"], seen["loads"]) == (1, 1, 1), seen
+    expect(root.locator("[data-role=busy-panel]")).to_have_attribute("data-busy", "false")
+    seen = python_sees(page)
+    assert (seen["built"], seen["alive"], seen["loads"]) == (1, 1, 1), seen
 
-        page.get_by_test_id("marimo-plugin-dropdown").select_option("identical")
-        new = page.locator(".sdw-explorer[data-ready=true]")
-        expect(new.locator("[data-role=summary]")).to_contain_text("38 matches")
-        expect(page.locator(".sdw-explorer")).to_have_count(1)
-        seen = python_sees(page)
-        assert (seen["built"], seen["alive"], seen["loads"]) == (2, 1, 0), seen
+    page.get_by_test_id("marimo-plugin-dropdown").select_option("identical")
+    new = page.locator(".sdw-explorer[data-ready=true]")
+    expect(new.locator("[data-role=banner]")).to_be_hidden()  # no prefix to strip now
+    expect(new.locator("[data-role=summary]")).to_contain_text("38 matches")
+    expect(page.locator(".sdw-explorer")).to_have_count(1)
+    seen = python_sees(page)
+    assert (seen["built"], seen["alive"], seen["loads"]) == (2, 1, 0), seen
 
-        # the new Explorer loads as the first did
-        new.locator("[data-action=load]").click()
-        expect(new.locator("[data-role=message]")).to_have_attribute(
-            "data-level", "success", timeout=60_000
-        )
-        seen = python_sees(page)
-        assert (seen["built"], seen["alive"], seen["loads"]) == (2, 1, 1), seen
-        app.screenshot("marimo-5-cell-ran-again", new)
-        assert not [line for line in app.console if "[pageerror]" in line], app.console
-    except BaseException:
-        app.save_failure_artifacts(app.pages)
-        print(app.process.describe(40))
-        raise
-    finally:
-        app.stop()
+    # the new Explorer loads as the first did
+    new.locator("[data-action=load]").click()
+    expect(new.locator("[data-role=message]")).to_have_attribute(
+        "data-level", "success", timeout=60_000
+    )
+    seen = python_sees(page)
+    assert (seen["built"], seen["alive"], seen["loads"]) == (2, 1, 1), seen
+    marimo_app.screenshot("marimo-5-cell-ran-again", new)
+    assert not [line for line in marimo_app.console if "[pageerror]" in line], marimo_app.console
