@@ -412,6 +412,64 @@ def test_lazy_module_takes_the_checkpoints_shape():
     assert model.weight.shape == (10, 5) and torch.equal(model.weight, sd["weight"])
 
 
+def test_partial_load_refuses_uninitialised_lazy_modules_before_anything_changes():
+    """torch's load gives a lazy parameter its shape by changing that tensor object in place,
+    so an undo would have nothing to put back: a typed LoadError before anything is read or
+    changed, and both ways out it names work (a forward pass first; or torch's load, no undo).
+    The Explorer says the same and keeps the model as it was."""
+    from torch.nn.parameter import is_lazy
+
+    from sd_widgets import Explorer
+
+    def lazy() -> nn.Module:
+        return nn.Sequential(nn.LazyLinear(4), nn.LazyBatchNorm1d())
+
+    src = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    src(torch.randn(8, 3))  # running statistics that differ from a fresh module's
+    sd = src.state_dict()
+    model = lazy()
+    cmp = sdw.compare(model, sd)
+    assert cmp.loads_cleanly and cmp["0.weight"].model_shape == (4, 3)
+    with pytest.raises(sdw.LoadError, match="lazy modules not initialised yet") as info:
+        sdw.partial_load(model, cmp.plan())
+    assert "Nothing was changed" in str(info.value) and "forward pass" in str(info.value)
+    assert all(is_lazy(t) for t in [*model.parameters(), model[1].running_mean])
+
+    w = Explorer(model, sd)
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "error" and "lazy modules" in w.message["text"], w.message
+    assert not w.can_undo and all(is_lazy(p) for p in model.parameters())
+    w.handle_action({"action": "compare_values"})  # no values to read: not compared, not raised
+    assert w.message["level"] == "info" and "6 not compared" in w.message["text"], w.message
+    # a forward pass gives the parameters their shapes in place: the Explorer sees the change,
+    # and after Refresh it loads (and undoes) as for any model
+    model(torch.randn(2, 3))
+    assert w.check_stale() and {"0.weight", "1.running_mean"} <= set(w.stale["keys"]), w.stale
+    w.handle_action({"action": "refresh"})
+    ran = {k: v.clone() for k, v in model.state_dict().items()}
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "success", w.message
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
+    w.handle_action({"action": "undo"})
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in ran.items())
+
+    # torch's own load, without undo, as the message says; it changes the parameter object in
+    # place (the control: nothing of the uninitialised parameter is left to put back)
+    plain = lazy()
+    obj = plain[0].weight
+    plain.load_state_dict(sdw.compare(plain, sd).plan().state_dict(plain), strict=False)
+    assert all(torch.equal(plain.state_dict()[k], v) for k, v in sd.items())
+    assert plain[0].weight is obj and type(obj) is nn.Parameter
+    # or a forward pass first: then partial_load loads and undoes
+    warmed = lazy()
+    warmed(torch.randn(2, 3))
+    before = {k: v.clone() for k, v in warmed.state_dict().items()}
+    report = sdw.partial_load(warmed, sdw.compare(warmed, sd).plan())
+    assert all(torch.equal(warmed.state_dict()[k], v) for k, v in sd.items())
+    report.undo()
+    assert all(torch.equal(warmed.state_dict()[k], v) for k, v in before.items())
+
+
 # --------------------------------------------------------------------- ties and duplicates
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from .. import _kernels
 from ..checkpoint import Checkpoint, SourceLike, open_checkpoint
@@ -49,7 +50,7 @@ CHANGES: dict[str, str] = {
     "tiny": f"tiny change: relative L2 change at most {TINY:g} (rounding, a cast)",
     "identical": "identical: same bytes (or, across dtypes, the same float64 values)",
     "not_compared": "not compared: the key is on one side only, the shapes differ, or a side "
-    "has no values (meta device)",
+    "has no values (meta device, or a lazy module not initialised yet)",
 }
 
 #: every column of :meth:`ValueComparison.to_frame`, in order, with what it holds
@@ -206,19 +207,23 @@ class _Side:
 
     def __init__(self, src: nn.Module | Checkpoint) -> None:
         self.module_tensors: dict[str, torch.Tensor] | None = None
+        #: keys of lazy modules' tensors not initialised yet: no values (nor a shape) to read
+        self.lazy: set[str] = set()
         self.ckpt: Checkpoint | None = None
         if isinstance(src, nn.Module):
-            self.module_tensors = {
-                k: v.detach()
+            tensors = {
+                k: v
                 for k, v in src.state_dict(keep_vars=True).items()
                 if isinstance(v, torch.Tensor)
             }
+            self.lazy = {k for k, v in tensors.items() if is_lazy(v)}
+            self.module_tensors = {k: v.detach() for k, v in tensors.items() if k not in self.lazy}
         else:
             self.ckpt = src
 
     def has_values(self, key: str) -> bool:
         if self.module_tensors is not None:
-            return not self.module_tensors[key].is_meta
+            return key not in self.lazy and not self.module_tensors[key].is_meta
         return True
 
     def nbytes(self, key: str) -> int:

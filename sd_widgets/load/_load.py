@@ -189,6 +189,17 @@ def _fitting_state_dict(
             f"the model has no {missing[0]!r} ({len(missing)} planned keys are absent): the plan was "
             "made for a different model. Nothing was changed; compare this model again."
         )
+    lazy = [k for k in plan.entries if isinstance(t := live.get(k), torch.Tensor) and is_lazy(t)]
+    if lazy:  # torch's load changes such a tensor object in place: there is nothing to put back
+        raise LoadError(
+            f"{len(lazy)} planned tensors belong to lazy modules not initialised yet (first: "
+            f"{lazy[0]!r}): an uninitialised parameter has no shape or values an undo could "
+            "restore, so partial_load does not load into it. Nothing was changed. Run one "
+            "forward pass with a dummy batch first (the parameters get their shapes), then load; "
+            "or load without undo: model.load_state_dict(plan.state_dict(model), strict=False) "
+            "gives them the checkpoint's shapes and values (so does the code plan.to_code() "
+            "writes, the Explorer's Code tab)."
+        )
     try:
         sd = plan.state_dict(model)
     except Exception as exc:

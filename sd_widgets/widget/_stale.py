@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.modules import module as torch_module
+from torch.nn.parameter import is_lazy
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..load._transaction import fingerprint
@@ -62,7 +63,7 @@ class _Value:
     module: nn.Module
     attr: str
     ref: weakref.ref[torch.Tensor]
-    shape: torch.Size
+    shape: torch.Size | None  # None: a lazy module's parameter, not initialised (no shape yet)
     dtype: torch.dtype
     print_: int | None  # fingerprint; None: not read (meta, another device, a subclass)
 
@@ -70,6 +71,8 @@ class _Value:
         now = getattr(self.module, self.attr, None)
         if not isinstance(now, torch.Tensor) or now is not self.ref():
             return True
+        if self.shape is None or is_lazy(now):  # a forward pass gives it a shape in place
+            return self.shape is not None or not is_lazy(now)
         if now.shape != self.shape or now.dtype != self.dtype:
             return True
         return self.print_ is not None and fingerprint(now) != self.print_
@@ -96,14 +99,15 @@ def _cost(t: torch.Tensor) -> float:
 
 
 def _value(key: str, module: nn.Module, attr: str, t: torch.Tensor) -> _Value:
+    lazy = is_lazy(t)
     return _Value(
         key,
         module,
         attr,
         weakref.ref(t),
-        t.shape,
+        None if lazy else t.shape,
         t.dtype,
-        fingerprint(t) if _readable(t) else None,
+        fingerprint(t) if _readable(t) and not lazy else None,
     )
 
 
