@@ -370,6 +370,38 @@ def test_a_meta_model_has_no_values_to_compare():
     assert {r.change for r in vc} == {"not_compared"}
 
 
+class _Stepped(nn.Module):
+    """A module with extra state that is not a tensor (a step counter)."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self.step = step
+
+    def get_extra_state(self) -> dict:
+        return {"step": self.step}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.step = state["step"]
+
+
+def test_extra_state_that_is_not_a_tensor_is_not_compared_from_a_model_or_a_file(tmp_path):
+    """A model with non-tensor extra state used to fail the whole comparison (KeyError
+    '_extra_state'); it is a row with no values to compare, the tensors are compared."""
+    torch.manual_seed(0)
+    a, b = _Stepped(3), _Stepped(5)
+    torch.save(b.state_dict(), tmp_path / "b.pt")
+    torch.save(a.state_dict(), tmp_path / "a.pt")
+    for first in (a, tmp_path / "a.pt"):
+        vc = sdw.compare_values(first, tmp_path / "b.pt")
+        changes = {r.key: r.change for r in vc}
+        assert changes == {
+            "lin.weight": "large",
+            "lin.bias": "large",
+            "_extra_state": "not_compared",
+        }
+
+
 # ------------------------------------------------------------------------------ did it load?
 
 

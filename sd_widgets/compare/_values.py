@@ -206,24 +206,23 @@ class _Side:
     """Where one side's tensors are read from: a module's live tensors or a checkpoint."""
 
     def __init__(self, src: nn.Module | Checkpoint) -> None:
+        #: the module's tensors with values: not a lazy module's tensor not initialised yet
+        #: (no values, no shape), not a non-tensor entry (a module's extra state)
         self.module_tensors: dict[str, torch.Tensor] | None = None
-        #: keys of lazy modules' tensors not initialised yet: no values (nor a shape) to read
-        self.lazy: set[str] = set()
         self.ckpt: Checkpoint | None = None
         if isinstance(src, nn.Module):
-            tensors = {
-                k: v
+            self.module_tensors = {
+                k: v.detach()
                 for k, v in src.state_dict(keep_vars=True).items()
-                if isinstance(v, torch.Tensor)
+                if isinstance(v, torch.Tensor) and not is_lazy(v)
             }
-            self.lazy = {k for k, v in tensors.items() if is_lazy(v)}
-            self.module_tensors = {k: v.detach() for k, v in tensors.items() if k not in self.lazy}
         else:
             self.ckpt = src
 
     def has_values(self, key: str) -> bool:
         if self.module_tensors is not None:
-            return key not in self.lazy and not self.module_tensors[key].is_meta
+            t = self.module_tensors.get(key)
+            return t is not None and not t.is_meta
         return True
 
     def nbytes(self, key: str) -> int:
