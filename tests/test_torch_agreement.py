@@ -351,6 +351,69 @@ def test_custom_save_to_state_dict_keys_and_quantized_linear():
     assert list(cmp.unasked) == [""]
 
 
+def _quantized_state(model: nn.Module) -> list:
+    """Everything a quantized model's state dict holds, as plain values to compare (a quantized
+    tensor as its integers, scale and zero point)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, torch.Tensor) and v.is_quantized:
+            return ("q", v.int_repr().tolist(), v.q_scale(), v.q_zero_point())
+        if isinstance(v, torch.Tensor):
+            return ("t", v.tolist())
+        if isinstance(v, (tuple, list)):
+            return tuple(plain(x) for x in v)
+        return v
+
+    return [(k, plain(v)) for k, v in model.state_dict().items()]
+
+
+def test_undo_of_a_load_into_dynamically_quantized_layers_restores_their_packed_weights(
+    monkeypatch,
+):
+    """A quantized layer keeps its weights packed in a script object, written and read by its
+    own state-dict code: no parameter holds them. Undo (and a rollback) used to say "restored"
+    and leave the loaded weights. It runs the layer's own loading again with what it held
+    before; a change made after the load is not overwritten unless forced."""
+    from sd_widgets.load import _transaction as transaction
+
+    def make(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao's move to torchao
+            return torch.ao.quantization.quantize_dynamic(
+                nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), {nn.Linear}
+            )
+
+    sd = make(1).state_dict()
+    model = make(0)
+    before = _quantized_state(model)
+    report = sdw.partial_load(model, sdw.compare(model, sd).plan())
+    loaded = _quantized_state(model)
+    assert loaded != before and loaded == _quantized_state(make(1))
+    assert report.changed_since_load() == []
+    report.undo()
+    assert _quantized_state(model) == before
+
+    # a later change to the packed weights: undo refuses, names the keys, force restores
+    report = sdw.partial_load(model, sdw.compare(model, sd).plan())
+    ones = torch.quantize_per_tensor(torch.ones(4, 4), 0.1, 0, torch.qint8)
+    model[0]._packed_params.set_weight_bias(ones, None)
+    assert "0._packed_params._packed_params" in report.changed_since_load()
+    with pytest.raises(sdw.UndoError, match="changed after it"):
+        report.undo()
+    report.undo(force=True)
+    assert _quantized_state(model) == before
+
+    # a load that fails after torch's load ran: rolled back to the weights from before
+    def fail(self: Any) -> None:
+        raise RuntimeError("injected after the load")
+
+    monkeypatch.setattr(transaction.Transaction, "_after_pass", fail)
+    with pytest.raises(sdw.LoadError, match="injected"):
+        sdw.partial_load(model, sdw.compare(model, sd).plan())
+    assert _quantized_state(model) == before
+
+
 # ---------------------------------------------------------------- modules that rewrite keys
 
 

@@ -7,7 +7,10 @@ hooks, are listed with their reasons in ``docs/internals.md``):
    the plan's keys reach (the whole subtree of a module whose own loading code, a
    ``_load_from_state_dict`` override or load hooks, may write more than its keys, e.g. the
    ``parametrizations`` of ``weight_norm``), and the extra state (``get_extra_state()``) of
-   modules whose ``_extra_state`` is loaded. Tied tensors are copied once.
+   modules whose ``_extra_state`` is loaded. Tied tensors are copied once. A module whose own
+   loading code takes entries no parameter or buffer holds (a quantized layer's packed weights,
+   scale and zero point) is saved as its state dict and restored by that code
+   (:class:`SavedCustom`).
 2. **Load** through the model's own ``load_state_dict(sd, strict=False)``, once, with a private
    copy of ``_metadata`` (``assign`` only for the modules whose tensors are on the meta device,
    and the flag never left in a dict someone else holds). Hooks and overrides run exactly as
@@ -432,6 +435,53 @@ def _copy_value(value: Any) -> Any:
         return value
 
 
+@dataclass
+class SavedCustom:
+    """A module whose own loading code takes entries no parameter or buffer holds.
+
+    A quantized module's packed weights, scale and zero point live in a script object and
+    plain attributes, written by its ``_save_to_state_dict``: no tensor slot to copy back.
+    ``before`` is its state dict (``_metadata`` included) before the load, restored by running
+    that same loading code again (``module.load_state_dict``); ``after`` is the state dict the
+    load left, to tell a later change (undo does not overwrite it).
+    """
+
+    keys: list[str]  # the planned keys it holds
+    path: str
+    module: nn.Module
+    before: Any
+    after: Any = None
+
+
+def _same_state(a: Any, b: Any) -> bool:
+    """Whether two state-dict values are the same.
+
+    Tensors bit for bit (a quantized tensor by its integers and values), containers item by
+    item, anything else by ``==``.
+    """
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.is_quantized or b.is_quantized:
+            return (
+                a.is_quantized
+                and b.is_quantized
+                and a.shape == b.shape
+                and a.dtype == b.dtype
+                and torch.equal(a.int_repr(), b.int_repr())
+                and torch.equal(a.dequantize(), b.dequantize())
+            )
+        return same(a, b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b, strict=True))
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
+
+
 class Snapshot:
     """Copies of exactly the state a load touches; :meth:`restore` puts all of it back.
 
@@ -456,6 +506,7 @@ class Snapshot:
             )
         self.items: list[Saved] = []
         self.extras: list[SavedExtra] = []
+        self.customs: list[SavedCustom] = []
         self._copies: dict[int, torch.Tensor | None] = {}
         if kind == "memory":
             budget = None
@@ -531,6 +582,10 @@ class Snapshot:
         """Keep a copy of a module's extra state (the value ``get_extra_state()`` returned)."""
         self.extras.append(SavedExtra(key, module, _copy_value(value)))
 
+    def save_custom(self, keys: list[str], path: str, module: nn.Module) -> None:
+        """Keep a copy of the state dict of a module whose own loading takes ``keys``."""
+        self.customs.append(SavedCustom(keys, path, module, _copy_value(module.state_dict())))
+
     def tensors(self) -> dict[str, torch.Tensor]:
         """Key → the saved copy (the live tensor itself where no copy was needed)."""
         return {s.key: (s.data if s.data is not None else s.obj.detach()) for s in self.items}
@@ -554,7 +609,17 @@ class Snapshot:
         check = [s for s in taken if id(s) not in moved and s.after is not None]
         now = fingerprints([s.left for s in check])  # type: ignore[misc]  # left: not None
         moved |= {id(s) for s, value in zip(check, now, strict=True) if value != s.after}
-        return [s.key for s in taken if id(s) in moved]
+        out = [s.key for s in taken if id(s) in moved]
+        for c in self.customs:
+            if c.after is None:
+                continue
+            try:  # the model may hold another module there now
+                here = c.module if root is None else root.get_submodule(c.path)
+            except AttributeError:
+                here = None
+            if here is not c.module or not _same_state(c.module.state_dict(), c.after):
+                out.extend(c.keys)
+        return out
 
     def restore(self, root: nn.Module | None = None) -> list[str]:
         """Put every saved tensor and extra state back; the keys that could not be restored.
@@ -611,6 +676,14 @@ class Snapshot:
                     e.module.set_extra_state(_copy_value(e.value))
                 except Exception:
                     bad.append(e.key)
+            for c in self.customs:  # the module's own loading code, given what it held before
+                try:
+                    c.module.load_state_dict(_copy_value(c.before), strict=False)
+                    restored = _same_state(c.module.state_dict(), c.before)
+                except Exception:
+                    restored = False
+                if not restored:
+                    bad.extend(c.keys)
         # restored: the slot's dict holds the tensor written, and it equals the copy
         return bad + [
             s.key
@@ -626,6 +699,7 @@ class Snapshot:
         """
         self.items = []
         self.extras = []
+        self.customs = []
         self._copies = {}
         self._file = None
         give_back_memory()
@@ -727,6 +801,9 @@ class Job:
     planned: list[str]  # planned keys that are model tensors (loaded in place or assigned)
     own: dict[str, str]  # planned key -> the module whose own loading code handles it
     extra: list[str]  # planned _extra_state keys
+    #: module path -> the planned keys its own loading code takes that no tensor slot holds
+    #: (a quantized module's packed weights, scale and zero point)
+    custom: dict[str, list[str]]
     tied: dict[str, str]  # model key not planned -> the planned key sharing its tensor
     meta_modules: set[str]  # modules that get assign=True (their planned tensors are on meta)
 
@@ -779,9 +856,27 @@ class Job:
                     owned_by = [_owner(modules, k)]
                     slots.update(tensor_slots(modules, owned_by, recurse=False))
         extra = [k for k in sd if k.rpartition(".")[2] == EXTRA_STATE and k not in slots]
+        custom: dict[str, list[str]] = {}
+        for k in sd:
+            if k in live and k not in slots and k not in extra and k in own:
+                # the innermost module with loading code of its own: it restores in its own
+                # format, without a copy of what lies outside it
+                inner = [p for p in _path(owners[k]) if p in own_code] or [own[k]]
+                custom.setdefault(inner[-1], []).append(k)
         meta_modules = {owners[k] for k in planned if live[k].is_meta}
         return cls(
-            model, sd, live, modules, list(bn_reset), slots, planned, own, extra, tied, meta_modules
+            model,
+            sd,
+            live,
+            modules,
+            list(bn_reset),
+            slots,
+            planned,
+            own,
+            extra,
+            custom,
+            tied,
+            meta_modules,
         )
 
     def sizes(self) -> list[int]:
@@ -1015,6 +1110,8 @@ class Transaction:
         for name in job.bn_reset:
             job.model.get_submodule(name).reset_running_stats()  # type: ignore[operator]
         self.interrupts.check()
+        for c in self.snapshot.customs:  # what the load left, to tell a later change
+            c.after = _copy_value(c.module.state_dict())
         self._after_pass()
         self.interrupts.check()
 
@@ -1029,6 +1126,8 @@ class Transaction:
         for key in job.extra:
             owner = job.modules[_owner(job.modules, key)]
             self.snapshot.save_extra(key, owner, job.live.get(key))
+        for path, keys in job.custom.items():
+            self.snapshot.save_custom(keys, path, job.modules[path])
 
     def _check_result(self) -> None:
         job = self.job
