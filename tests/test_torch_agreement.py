@@ -414,6 +414,62 @@ def test_undo_of_a_load_into_dynamically_quantized_layers_restores_their_packed_
     assert _quantized_state(model) == before
 
 
+class _SavedUnderAnOldName(nn.Module):
+    """Saves ``lin.*`` as ``old_lin.*`` and takes ``old_lin.*`` back on loading: a state-dict
+    hook pair that keeps old checkpoints loading (``old_lin`` is no module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.bn = nn.BatchNorm1d(3)
+        self._register_state_dict_hook(_SavedUnderAnOldName._save)
+        self._register_load_state_dict_pre_hook(_SavedUnderAnOldName._load)
+
+    @staticmethod
+    def _save(module: nn.Module, sd: dict, prefix: str, _meta: Any) -> None:
+        for k in [k for k in sd if k.startswith(prefix + "lin.")]:
+            sd[prefix + "old_" + k[len(prefix) :]] = sd.pop(k)
+
+    @staticmethod
+    def _load(sd: dict, prefix: str, *_: Any) -> None:
+        for k in [k for k in sd if k.startswith(prefix + "old_lin.")]:
+            sd[prefix + k[len(prefix) + len("old_") :]] = sd.pop(k)
+
+
+def test_keys_a_state_dict_hook_renamed_load_and_undo():
+    """The model's state dict names ``old_lin.weight``, a module that does not exist (the load
+    used to fail with KeyError 'old_lin'): the tensor is the one ``lin.weight`` holds, loaded
+    through the model's own hook and restored through that tensor."""
+    torch.manual_seed(0)
+    sd = _SavedUnderAnOldName().state_dict()
+    assert "old_lin.weight" in sd and "lin.weight" not in sd
+    model = _SavedUnderAnOldName()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cmp = assert_agrees(_SavedUnderAnOldName, sd)
+    assert cmp.loads_cleanly
+    report = sdw.partial_load(model, cmp.plan())
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
+    report.undo()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def test_a_torchscript_model_is_refused_with_what_to_pass_instead():
+    """TorchScript modules refuse ``get_submodule`` and iterating their buffers: compare and
+    the Explorer say so in a typed error instead of failing inside; a scripted model's weights
+    still compare as a checkpoint."""
+    from sd_widgets import Explorer
+
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)))
+    fresh = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    for attempt in (
+        lambda: sdw.compare(scripted, fresh.state_dict()),
+        lambda: Explorer(scripted, fresh.state_dict()),
+    ):
+        with pytest.raises(TypeError, match=r"TorchScript module .*Pass the nn\.Module"):
+            attempt()
+    assert sdw.compare(fresh, scripted).loads_cleanly
+
+
 # ---------------------------------------------------------------- modules that rewrite keys
 
 

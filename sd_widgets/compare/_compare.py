@@ -654,6 +654,14 @@ class Comparison:
                 side = _ModelSide(entries, module_types or {}, [], None)
             elif model is None:
                 raise TypeError("a Comparison needs a model or model entries")
+            elif isinstance(model, torch.jit.ScriptModule):
+                raise TypeError(
+                    f"the model is a TorchScript module ({type(model).__name__}, from "
+                    "torch.jit.script or torch.jit.trace): sd_widgets compares and loads "
+                    "nn.Module models, whose submodules it walks, and TorchScript does not allow "
+                    "that. Pass the nn.Module it was made from; or compare its weights as a "
+                    "checkpoint: sdw.compare(model, scripted.state_dict())."
+                )
             else:
                 side = _model_side(model)
         #: the model side, read once; shared (not rebuilt) by with_renames

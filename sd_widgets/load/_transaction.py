@@ -837,7 +837,9 @@ class Job:
         for key in sd:  # planned model tensors first (report order)
             if key in live and isinstance(live[key], torch.Tensor):
                 mod_name, _, attr = key.rpartition(".")
-                module = modules[mod_name]
+                module = modules.get(mod_name)  # None: a name a state-dict hook made up
+                if module is None:
+                    continue
                 if module._parameters.get(attr) is live[key]:
                     slots[key] = Slot(key, module, attr, True)
                 elif module._buffers.get(attr) is live[key]:
@@ -857,8 +859,17 @@ class Job:
                     slots.update(tensor_slots(modules, owned_by, recurse=False))
         extra = [k for k in sd if k.rpartition(".")[2] == EXTRA_STATE and k not in slots]
         custom: dict[str, list[str]] = {}
+        # a live tensor object a slot holds under another name (a state-dict hook renamed its
+        # key) is restored through that slot
+        held = {id(t) for t in (slot.get() for slot in slots.values()) if t is not None}
         for k in sd:
-            if k in live and k not in slots and k not in extra and k in own:
+            if (
+                k in live
+                and k not in slots
+                and k not in extra
+                and k in own
+                and not (isinstance(live[k], torch.Tensor) and id(live[k]) in held)
+            ):
                 # the innermost module with loading code of its own: it restores in its own
                 # format, without a copy of what lies outside it
                 inner = [p for p in _path(owners[k]) if p in own_code] or [own[k]]
