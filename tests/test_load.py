@@ -271,6 +271,36 @@ def test_a_checkpoint_or_comparison_in_place_of_a_plan_says_how_to_make_one(ckpt
     assert_bit_identical(state(model), before)
 
 
+def test_a_model_built_under_inference_mode_loads_and_undoes_inside_it_and_is_refused_outside():
+    """torch writes an inference tensor in place only inside ``torch.inference_mode()``: its
+    own load outside half-loads the model and raises. partial_load and undo there refuse before
+    touching anything (they used to fail inside their own checks), and work inside it; the
+    Explorer opens on such a model and says why Load cannot run."""
+    sd = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)).state_dict()
+    with torch.inference_mode():
+        model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    with torch.inference_mode():
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+    plan = sdw.compare(model, sd).plan()
+    with pytest.raises(sdw.LoadError, match=r"inference tensors .*Nothing was changed"):
+        sdw.partial_load(model, plan)
+    with torch.inference_mode():
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+        report = sdw.partial_load(model, plan)
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
+    with pytest.raises(sdw.UndoError, match=r"inference tensors .*Nothing was restored"):
+        report.undo()
+    with pytest.raises(sdw.UndoError, match="inference tensors"):
+        report.changed_since_load()
+    with torch.inference_mode():
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in sd.items())
+        report.undo()
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    w = sdw.Explorer(model, sd)
+    w.handle_action({"action": "load"})
+    assert w.message["level"] == "error" and "inference tensors" in w.message["text"]
+
+
 # ------------------------------------------------------------------------- in place / meta
 
 

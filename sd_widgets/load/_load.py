@@ -200,6 +200,20 @@ def _fitting_state_dict(
             "gives them the checkpoint's shapes and values (so does the code plan.to_code() "
             "writes, the Explorer's Code tab)."
         )
+    if not torch.is_inference_mode_enabled():
+        frozen = [
+            k
+            for k in plan.entries
+            if isinstance(t := live.get(k), torch.Tensor) and t.is_inference()
+        ]
+        if frozen:  # torch's own load would fail half-way (the tensors before it are written)
+            raise LoadError(
+                f"{len(frozen)} planned tensors are inference tensors (first: {frozen[0]!r}): "
+                "the model was built under torch.inference_mode(), and torch writes such a "
+                "tensor in place only inside it. Nothing was changed. Load inside it: "
+                "`with torch.inference_mode(): sdw.partial_load(model, plan)` (undo there "
+                "too), or build the model outside inference mode."
+            )
     try:
         sd = plan.state_dict(model)
     except Exception as exc:

@@ -378,7 +378,24 @@ class LoadReport:
         the tensor now: one read of each touched tensor, no second copy kept.
         """
         self._require_applied("the tensors the load wrote")
+        self._require_inference_mode()
         return self._snapshot.changed_since(self.model)
+
+    def _require_inference_mode(self) -> None:
+        """UndoError when the load wrote inference tensors and inference mode is off.
+
+        torch lets no one read or write them in place outside it; nothing is touched.
+        """
+        if torch.is_inference_mode_enabled():
+            return
+        keys = self._snapshot.inference_keys()
+        if keys:
+            raise UndoError(
+                f"{len(keys)} tensors this load wrote are inference tensors ({_first(keys)}): "
+                "the model was built under torch.inference_mode(), and torch reads or writes "
+                "them in place only inside it. Nothing was restored. Undo inside it: "
+                "`with torch.inference_mode(): report.undo()`."
+            )
 
     def undo(self, force: bool = False) -> None:
         """Restore exactly the tensors that were there before the load. Works once.
@@ -399,6 +416,7 @@ class LoadReport:
                 "another plan)."
             )
         model = self.model  # raises if the model is gone
+        self._require_inference_mode()
         if not force:
             changed = self._snapshot.changed_since(model)
             if changed:

@@ -435,6 +435,17 @@ def _copy_value(value: Any) -> Any:
         return value
 
 
+def _put_back(container: Mapping[str, Any], s: Saved, t: torch.Tensor, data: torch.Tensor) -> bool:
+    """Whether the slot's dict holds ``t`` and ``t`` equals its saved copy.
+
+    False when even reading it fails (an inference tensor outside inference mode).
+    """
+    try:
+        return container.get(s.attr) is t and same(t.detach(), data)
+    except Exception:
+        return False
+
+
 @dataclass
 class SavedCustom:
     """A module whose own loading code takes entries no parameter or buffer holds.
@@ -586,6 +597,10 @@ class Snapshot:
         """Keep a copy of the state dict of a module whose own loading takes ``keys``."""
         self.customs.append(SavedCustom(keys, path, module, _copy_value(module.state_dict())))
 
+    def inference_keys(self) -> list[str]:
+        """Keys of the saved tensors that are inference tensors (made under inference mode)."""
+        return [s.key for s in self.items if s.obj.is_inference()]
+
     def tensors(self) -> dict[str, torch.Tensor]:
         """Key → the saved copy (the live tensor itself where no copy was needed)."""
         return {s.key: (s.data if s.data is not None else s.obj.detach()) for s in self.items}
@@ -686,9 +701,7 @@ class Snapshot:
                     bad.extend(c.keys)
         # restored: the slot's dict holds the tensor written, and it equals the copy
         return bad + [
-            s.key
-            for s, container, t, data in check
-            if container.get(s.attr) is not t or not same(t.detach(), data)
+            s.key for s, container, t, data in check if not _put_back(container, s, t, data)
         ]
 
     def release(self) -> None:

@@ -89,8 +89,14 @@ def named_tensors(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch
 
 
 def _readable(t: torch.Tensor) -> bool:
-    """Whether the watch reads ``t``'s values (a plain tensor in CPU memory)."""
-    return type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu"
+    """Whether the watch reads ``t``'s values (a plain tensor in CPU memory).
+
+    Not an inference tensor (made under ``torch.inference_mode()``): torch lets no one read it
+    outside that mode, where the check runs; outside it, it cannot be written in place either.
+    """
+    return (
+        type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu" and not t.is_inference()
+    )
 
 
 def _cost(t: torch.Tensor) -> float:
