@@ -384,7 +384,8 @@ class LoadReport:
     def _require_inference_mode(self) -> None:
         """UndoError when the load wrote inference tensors and inference mode is off.
 
-        torch lets no one read or write them in place outside it; nothing is touched.
+        The undo guard reads them through views and undo writes them in place, which torch
+        allows on such tensors only inside that mode; nothing is touched.
         """
         if torch.is_inference_mode_enabled():
             return
@@ -392,8 +393,9 @@ class LoadReport:
         if keys:
             raise UndoError(
                 f"{len(keys)} tensors this load wrote are inference tensors ({_first(keys)}): "
-                "the model was built under torch.inference_mode(), and torch reads or writes "
-                "them in place only inside it. Nothing was restored. Undo inside it: "
+                "the model was built under torch.inference_mode(), and torch allows the views "
+                "and in-place writes undo needs only inside it. Nothing was restored. Undo "
+                "inside it: "
                 "`with torch.inference_mode(): report.undo()`."
             )
 

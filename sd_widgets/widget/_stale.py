@@ -91,8 +91,9 @@ def named_tensors(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch
 def _readable(t: torch.Tensor) -> bool:
     """Whether the watch reads ``t``'s values (a plain tensor in CPU memory).
 
-    Not an inference tensor (made under ``torch.inference_mode()``): torch lets no one read it
-    outside that mode, where the check runs; outside it, it cannot be written in place either.
+    Not an inference tensor (made under ``torch.inference_mode()``): the fingerprint reads
+    through a view, which torch allows on such a tensor only inside that mode, and the check
+    runs outside it (where no one can write it in place either).
     """
     return (
         type(t) in (torch.Tensor, nn.Parameter) and t.device.type == "cpu" and not t.is_inference()
