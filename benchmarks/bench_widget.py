@@ -39,12 +39,12 @@ Kernel-side cases (no browser; ``--kernel-only`` runs just these):
   kernel handler). Widgets get a comm that encodes every message as ipykernel's does
   (:class:`KernelComm`), so each timed call pays what it would in a kernel short of the socket;
   the bytes one click sends are printed. Targets: Explorer() ≤ 2 s at ~100,000 keys and ≤ 0.4 s
-  at 10,000, a click ≤ 150 ms, the prefix rule ≤ 1 s. Wall-clock times decide; CPU seconds of this process are
-  printed beside them, since other work on a shared machine inflates the wall clock, and so are
-  the seconds of full (generation-2) garbage collections inside the call: at 98,304 keys one
-  full collection walks the meta model's ~2.1M containers (its modules' hook dictionaries
-  mostly) and the comparison's ~0.4M, 1.1-1.4 s on the README's machine, and whether it lands
-  in ``Explorer()`` or in the rule depends on what ran before.
+  at 10,000, a click ≤ 150 ms, the prefix rule ≤ 1 s. Wall-clock times decide; CPU seconds of
+  this process are printed beside them, since other work on a shared machine inflates the wall
+  clock, and so are the seconds of full (generation-2) garbage collections inside the call: at
+  98,304 keys one full collection walks the meta model's ~2.1M containers (its modules' hook
+  dictionaries mostly) and the comparison's ~0.4M, 1.1-1.4 s on the README's machine, and
+  whether it lands in ``Explorer()`` or in the rule depends on what ran before.
 """
 
 from __future__ import annotations
