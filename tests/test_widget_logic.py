@@ -1421,14 +1421,19 @@ def test_a_comm_its_host_closes_closes_the_explorer_and_gives_back_its_undo():
     gc.collect()
     assert alive() is None
 
-    # the Explorer's own close() closes the comm once; a comm replaced later is followed too
+    # a comm replaced later is followed: the old one closing does nothing, the new one does
     other, later = _HostComm(), _HostComm()
     w2 = Explorer(demo.target_model("new_head"), demo.variant("new_head"), comm=other)
     w2.comm = later
-    other.close()  # no longer its comm: nothing happens
-    assert not w2._closed
-    w2.close()
+    other.close()
+    assert not w2._closed and w2.comm is later
+    later.close()
     assert (w2._closed, later.closes, w2.comm) == (True, 1, None)
+    # the Explorer's own close() closes its comm (once) and lets go once
+    own = _HostComm()
+    w3 = Explorer(demo.target_model("new_head"), demo.variant("new_head"), comm=own)
+    w3.close()
+    assert (w3._closed, own.closes, w3.comm) == (True, 1, None)
 
 
 def test_close_waits_for_a_load_another_thread_is_running(monkeypatch):
