@@ -189,7 +189,9 @@ def _fitting_state_dict(
             f"the model has no {missing[0]!r} ({len(missing)} planned keys are absent): the plan was "
             "made for a different model. Nothing was changed; compare this model again."
         )
-    lazy = [k for k in plan.entries if isinstance(t := live.get(k), torch.Tensor) and is_lazy(t)]
+    # the model tensors the plan writes, by key
+    targets = {k: t for k in plan.entries if isinstance(t := live.get(k), torch.Tensor)}
+    lazy = [k for k, t in targets.items() if is_lazy(t)]
     if lazy:  # torch's load changes such a tensor object in place: there is nothing to put back
         raise LoadError(
             f"{len(lazy)} planned tensors belong to lazy modules not initialised yet (first: "
@@ -201,11 +203,7 @@ def _fitting_state_dict(
             "writes, the Explorer's Code tab)."
         )
     if not torch.is_inference_mode_enabled():
-        frozen = [
-            k
-            for k in plan.entries
-            if isinstance(t := live.get(k), torch.Tensor) and t.is_inference()
-        ]
+        frozen = [k for k, t in targets.items() if t.is_inference()]
         if frozen:  # torch's own load would fail half-way (the tensors before it are written)
             raise LoadError(
                 f"{len(frozen)} planned tensors are inference tensors (first: {frozen[0]!r}): "

@@ -446,9 +446,9 @@ class Explorer(anywidget.AnyWidget):
 
     def _let_go(self) -> None:
         """:meth:`close`'s work, with the widget held (once: closing the comm calls it again)."""
-        if getattr(self, "_letting_go", False):
+        if getattr(self, "_closed", False):
             return
-        self._letting_go = True
+        self._closed = True
         remove, self._cell_hook = getattr(self, "_cell_hook", None), None
         if remove is not None:
             remove()
@@ -459,7 +459,6 @@ class Explorer(anywidget.AnyWidget):
             report.release(why="its Explorer was closed")
         self._generation = getattr(self, "_generation", 0) + 1  # deferred plot work stops
         super().close()
-        self._closed = True
         opened = getattr(self, "_cmp", None) is not None
         # a report's plan holds the comparison, and the comparison the model
         self._reports = []

@@ -71,8 +71,9 @@ class _Value:
         now = getattr(self.module, self.attr, None)
         if not isinstance(now, torch.Tensor) or now is not self.ref():
             return True
-        if self.shape is None or is_lazy(now):  # a forward pass gives it a shape in place
-            return self.shape is not None or not is_lazy(now)
+        was_lazy, lazy = self.shape is None, is_lazy(now)
+        if was_lazy or lazy:  # a forward pass gives a lazy parameter its shape in place
+            return was_lazy != lazy
         if now.shape != self.shape or now.dtype != self.dtype:
             return True
         return self.print_ is not None and fingerprint(now) != self.print_
@@ -106,15 +107,14 @@ def _cost(t: torch.Tensor) -> float:
 
 
 def _value(key: str, module: nn.Module, attr: str, t: torch.Tensor) -> _Value:
-    lazy = is_lazy(t)
     return _Value(
         key,
         module,
         attr,
         weakref.ref(t),
-        None if lazy else t.shape,
+        None if is_lazy(t) else t.shape,
         t.dtype,
-        fingerprint(t) if _readable(t) and not lazy else None,
+        fingerprint(t) if _readable(t) else None,  # (never a lazy one: not a plain type)
     )
 
 
